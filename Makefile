@@ -1,0 +1,40 @@
+# Developer and CI entry points. Everything runs from the project's own .venv.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Stamp inside the venv: re-install only when pyproject.toml changes (or the venv is gone).
+STAMP  := $(VENV)/.installed
+SRC    := domain workflows activities api chuangzheng worker.py
+
+.PHONY: venv test lint fmt run simulate clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# No -n: the Temporal test server is a session fixture shared by all tests in one process.
+test: venv
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(SRC)
+
+fmt: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+run: venv
+	$(BIN)/python -m chuangzheng.run
+
+simulate: venv
+	$(BIN)/chuangzheng simulate
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,88 @@
+"""Engines, sessions and the schema of the SQL read model (SQLite by default, PostgreSQL too).
+
+``make_engine`` is called once by whoever assembles the process (``worker.py``, the API);
+nothing here reads settings, so tests pass their own URL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from activities.tables import metadata
+
+#: How long a SQLite writer waits for another writer's lock before failing, in milliseconds.
+#: The worker runs activities in parallel; waiting beats an ``database is locked`` retry.
+SQLITE_BUSY_TIMEOUT_MS = 5_000
+
+#: The insert constructs that support ``ON CONFLICT`` (the same API on both dialects).
+UpsertInsert = sqlite.Insert | postgresql.Insert
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    """Per-connection SQLite settings; they are not persistent, so every connection needs them.
+
+    WAL lets dashboard readers run while an activity writes; foreign keys are off by default
+    in SQLite; the busy timeout makes concurrent writers queue instead of failing at once.
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
+
+    For a SQLite file the parent directory is created (the default lives under ``.data/``,
+    which a fresh checkout does not have). A plain ``postgresql://`` URL is switched to the
+    psycopg 3 driver, the only PostgreSQL driver the project installs.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed)
+        event.listen(engine, "connect", _configure_sqlite_connection)
+        return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() != "psycopg":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    # pre_ping: a database restart must not fail the next activity with a dead connection.
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A session factory for ``engine``.
+
+    ``expire_on_commit=False`` so rows returned from a committed unit of work stay readable
+    after the session closes (activities hand them on to logging or callers).
+    """
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create any missing read-model tables (development and tests; Alembic comes later)."""
+    metadata.create_all(engine)
+
+
+def upsert_insert(session: Session, table: Table) -> UpsertInsert:
+    """An ``INSERT`` for ``table`` in the session's dialect that supports ``ON CONFLICT``.
+
+    SQLite and PostgreSQL both offer ``on_conflict_do_nothing`` / ``on_conflict_do_update``
+    with the same arguments, so callers write one upsert for both.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    raise NotImplementedError(f"the read model supports SQLite and PostgreSQL, not {dialect}")

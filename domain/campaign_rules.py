@@ -1,0 +1,276 @@
+"""The rules of one organisation's campaign: bookkeeping and the checks behind validators.
+
+:class:`CampaignRules` never changes state in its ``check_*`` methods, so update validators
+can call them (a rejected update writes nothing to history). :class:`domain.campaign.Campaign`
+adds the actions and the passage of time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from domain.actions import (
+    AcknowledgeEscalation,
+    DecideExtension,
+    DecideSubmission,
+    RecheckRectification,
+    ReportRectification,
+    RequestExtension,
+    SubmitEvidence,
+    WaiveStep,
+)
+from domain.errors import DomainError, ValidationFailed
+from domain.evidence import validate_evidence
+from domain.machine import PhaseStatus
+from domain.notices import Notice
+from domain.organisation import SUPERVISOR_ROLES, Organisation, Role
+from domain.phases import Phase
+from domain.plan import StepPlan
+from domain.schedule import OrgPlan
+from domain.state import (
+    Actor,
+    CampaignEvent,
+    CampaignState,
+    Extension,
+    ExtensionStatus,
+    PhaseState,
+    RectificationStatus,
+    StepState,
+)
+
+SUBMITTER_ROLES = frozenset({Role.SECRETARY, Role.COUNTY_OFFICE})
+# How many idempotency keys to remember; retries come within minutes, not thousands of actions.
+_KEYS_KEPT = 500
+
+
+class CampaignStatus(BaseModel):
+    """What the status query and every update return."""
+
+    organisation: Organisation
+    round_name: str
+    state: CampaignState
+
+
+def new_state(plan: OrgPlan) -> CampaignState:
+    """The state of a campaign before its first phase opens."""
+    return CampaignState(
+        round_id=plan.round_id,
+        org_id=plan.organisation.id,
+        phases=[
+            PhaseState(
+                phase=p.phase,
+                opens_at=p.opens_at,
+                deadline=p.deadline,
+                planned_deadline=p.deadline,
+                steps=[StepState(step_id=s.id, name=s.name, required=s.required) for s in p.steps],
+            )
+            for p in plan.phases
+        ],
+    )
+
+
+def _require_role(actor: Actor, allowed: frozenset[Role], what: str) -> None:
+    if actor.role not in allowed:
+        raise DomainError(f"当前角色无权{what}", code="forbidden")
+
+
+def _require_reason(reason: str, what: str) -> None:
+    if not reason.strip():
+        raise DomainError(f"{what}必须填写理由", code="reason_required", field="reason")
+
+
+class CampaignRules:
+    """Applies actions and time to a :class:`CampaignState` for one organisation."""
+
+    def __init__(self, plan: OrgPlan, state: CampaignState) -> None:
+        self.plan = plan
+        self.state = state
+        self.org = plan.organisation
+        self.calendar = plan.calendar.build()
+        self.ladder = plan.ladder
+        self.pending_events: list[CampaignEvent] = []
+        self.pending_notices: list[Notice] = []
+
+    # ----- bookkeeping -------------------------------------------------------------------
+    def emit(self, kind: str, now: datetime, **fields: object) -> None:
+        """Record a state change; its id is stable across replays (a per-campaign sequence)."""
+        self.state.event_seq += 1
+        self.pending_events.append(
+            CampaignEvent.model_validate(
+                {
+                    "event_id": f"{self.state.round_id}/{self.state.org_id}/{self.state.event_seq}",
+                    "round_id": self.state.round_id,
+                    "org_id": self.state.org_id,
+                    "kind": kind,
+                    "at": now,
+                    **fields,
+                }
+            )
+        )
+
+    def take_outbox(self) -> tuple[list[CampaignEvent], list[Notice]]:
+        """Hand the pending events and notices to the caller and clear them."""
+        events, notices = self.pending_events, self.pending_notices
+        self.pending_events, self.pending_notices = [], []
+        return events, notices
+
+    def seen(self, key: str | None) -> bool:
+        """Whether an action with this idempotency key was already applied."""
+        return key is not None and key in self.state.idempotency_keys
+
+    def _remember(self, key: str | None) -> None:
+        if key is not None:
+            self.state.idempotency_keys = [*self.state.idempotency_keys[-(_KEYS_KEPT - 1) :], key]
+
+    def status(self) -> CampaignStatus:
+        """A snapshot for queries and update results."""
+        return CampaignStatus(
+            organisation=self.org,
+            round_name=self.plan.round_name,
+            state=self.state.model_copy(deep=True),
+        )
+
+    def _open_phase(self) -> PhaseState:
+        if self.state.closed:
+            raise DomainError("本轮活动已结束", code="round_closed")
+        if self.state.phase is Phase.COMPLETED:
+            raise DomainError("本组织已完成全部阶段", code="completed")
+        return self.state.current()
+
+    def _step(self, step_id: str) -> tuple[PhaseState, StepState, StepPlan]:
+        phase = self._open_phase()
+        step = phase.step(step_id)
+        if step is None:
+            raise DomainError(
+                f"当前阶段（{phase.phase.label}）没有步骤 {step_id}",
+                code="unknown_step",
+                field="step_id",
+            )
+        plan = next(s for s in self.plan.phase(phase.phase).steps if s.id == step_id)
+        return phase, step, plan
+
+    # ----- checks: used by update validators; they never change anything ----------------
+    def check_submit(self, cmd: SubmitEvidence) -> None:
+        """Refuse a submission the rules do not allow, naming the field and the reason."""
+        if self.seen(cmd.idempotency_key):
+            return
+        _require_role(cmd.actor, SUBMITTER_ROLES, "提交材料")
+        phase, step, plan = self._step(cmd.step_id)
+        if step.status not in (step.status.OPEN, step.status.RETURNED):
+            raise DomainError(
+                f"步骤“{step.name}”当前为{step.status.label}，不能提交", code="invalid_transition"
+            )
+        errors = validate_evidence(
+            plan,
+            cmd.values,
+            member_count=self.org.member_count,
+            opens_at=phase.opens_at,
+            deadline=phase.deadline,
+        )
+        if errors:
+            raise ValidationFailed(errors, code="invalid_evidence")
+
+    def check_decide(self, cmd: DecideSubmission) -> None:
+        """Only a supervisor decides, only a submitted step, and a return needs a reason."""
+        if self.seen(cmd.idempotency_key):
+            return
+        _require_role(cmd.actor, SUPERVISOR_ROLES, "审核材料")
+        _, step, _ = self._step(cmd.step_id)
+        if step.status is not step.status.SUBMITTED:
+            raise DomainError(
+                f"步骤“{step.name}”当前为{step.status.label}，没有待审核的材料",
+                code="invalid_transition",
+            )
+        if not cmd.accept:
+            _require_reason(cmd.reason, "退回")
+
+    def check_waive(self, cmd: WaiveStep) -> None:
+        """Only a supervisor waives, with a reason, a step not yet settled."""
+        if self.seen(cmd.idempotency_key):
+            return
+        _require_role(cmd.actor, SUPERVISOR_ROLES, "免除步骤")
+        _require_reason(cmd.reason, "免除步骤")
+        _, step, _ = self._step(cmd.step_id)
+        if step.settled:
+            raise DomainError(f"步骤“{step.name}”已{step.status.label}", code="invalid_transition")
+
+    def check_request_extension(self, cmd: RequestExtension, now: datetime) -> None:
+        """The secretary asks for a later deadline, with a reason, before rectification."""
+        if self.seen(cmd.idempotency_key):
+            return
+        _require_role(cmd.actor, SUBMITTER_ROLES, "申请延期")
+        _require_reason(cmd.reason, "申请延期")
+        phase = self._open_phase()
+        if phase.status is PhaseStatus.RECTIFYING:
+            raise DomainError("已下达整改通知，不能再申请延期", code="invalid_transition")
+        if cmd.new_deadline <= max(phase.deadline, now):
+            raise DomainError(
+                "新的截止时间必须晚于当前截止时间", code="invalid_deadline", field="new_deadline"
+            )
+        if any(
+            e.status is ExtensionStatus.REQUESTED and e.phase is phase.phase
+            for e in self.state.extensions
+        ):
+            raise DomainError("已有待审批的延期申请", code="duplicate_request")
+
+    def check_decide_extension(self, cmd: DecideExtension, now: datetime) -> None:
+        """A supervisor decides a pending request; approval must still move the deadline later."""
+        if self.seen(cmd.idempotency_key):
+            return
+        _require_role(cmd.actor, SUPERVISOR_ROLES, "审批延期")
+        extension = self._extension(cmd.extension_id)
+        if extension.status is not ExtensionStatus.REQUESTED:
+            raise DomainError("该延期申请已处理", code="invalid_transition")
+        phase = self._open_phase()
+        if extension.phase is not phase.phase:
+            raise DomainError("该延期申请所属阶段已结束", code="invalid_transition")
+        if cmd.approve and phase.status is PhaseStatus.RECTIFYING:
+            raise DomainError("已下达整改通知，不能批准延期", code="invalid_transition")
+        if cmd.approve and extension.new_deadline <= now:
+            raise DomainError("申请的截止时间已过，请重新申请", code="invalid_deadline")
+        if not cmd.approve:
+            _require_reason(cmd.reason, "驳回延期")
+
+    def _extension(self, extension_id: str) -> Extension:
+        for extension in self.state.extensions:
+            if extension.id == extension_id:
+                return extension
+        raise DomainError(f"没有延期申请 {extension_id}", code="not_found", field="extension_id")
+
+    def check_acknowledge(self, cmd: AcknowledgeEscalation) -> None:
+        """The rung's addressee (or the county office) signs for it once."""
+        if self.seen(cmd.idempotency_key):
+            return
+        escalation = next(
+            (e for e in self.state.phase_state(cmd.phase).escalations if e.rung == cmd.rung), None
+        )
+        if escalation is None:
+            raise DomainError("没有该级督办通知", code="not_found", field="rung")
+        if cmd.actor.role not in (escalation.recipient, Role.COUNTY_OFFICE):
+            raise DomainError("只有督办对象可以签收", code="forbidden")
+        if escalation.acknowledged_by is not None:
+            raise DomainError("该督办通知已签收", code="invalid_transition")
+
+    def check_report_rectification(self, cmd: ReportRectification) -> None:
+        """The secretary reports on an issued order, in words."""
+        if self.seen(cmd.idempotency_key):
+            return
+        _require_role(cmd.actor, SUBMITTER_ROLES, "提交整改报告")
+        order = self.state.phase_state(cmd.phase).rectification
+        if order is None or order.status is not RectificationStatus.ISSUED:
+            raise DomainError("没有待提交报告的整改通知", code="invalid_transition")
+        if len(cmd.report.strip()) < 10:
+            raise DomainError("整改报告过短，至少 10 字", code="invalid", field="report")
+
+    def check_recheck(self, cmd: RecheckRectification) -> None:
+        """A supervisor re-checks a reported order; sending it back needs notes."""
+        if self.seen(cmd.idempotency_key):
+            return
+        _require_role(cmd.actor, SUPERVISOR_ROLES, "复查整改")
+        order = self.state.phase_state(cmd.phase).rectification
+        if order is None or order.status is not RectificationStatus.REPORTED:
+            raise DomainError("没有待复查的整改报告", code="invalid_transition")
+        if not cmd.passed:
+            _require_reason(cmd.notes, "复查不通过")

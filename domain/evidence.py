@@ -1,0 +1,204 @@
+"""Check submitted evidence against a step's field rules; every problem names its field."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from domain.calendar import deadline_day, local_date
+from domain.errors import FieldError
+from domain.plan import EvidenceField, FieldKind, StepPlan
+
+BALLOT_KEYS: tuple[str, ...] = (
+    "satisfied",
+    "fairly_satisfied",
+    "basically_satisfied",
+    "unsatisfied",
+)
+
+
+def _as_date(value: Any) -> date | None:
+    if isinstance(value, datetime):
+        return None
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+class _Context:
+    """What rules compare against: the organisation's size and the phase window."""
+
+    def __init__(self, member_count: int, opens_at: datetime, deadline: datetime) -> None:
+        self.member_count = member_count
+        self.first_day = local_date(opens_at)
+        self.last_day = deadline_day(deadline)
+
+
+def _check_date(spec: EvidenceField, value: Any, ctx: _Context) -> str | None:
+    day = _as_date(value)
+    if day is None:
+        return "应为日期，格式 YYYY-MM-DD"
+    if spec.within_phase and not (ctx.first_day <= day <= ctx.last_day):
+        return f"应在本阶段期间（{ctx.first_day} 至 {ctx.last_day}）"
+    return None
+
+
+def _check_integer(spec: EvidenceField, value: Any, ctx: _Context) -> str | None:
+    number = _as_int(value)
+    if number is None:
+        return "应为整数"
+    if spec.min is not None and number < spec.min:
+        return f"不能少于 {spec.min:g}"
+    if spec.max is not None and number > spec.max:
+        return f"不能多于 {spec.max:g}"
+    if (
+        spec.max_share_of_members is not None
+        and number > ctx.member_count * spec.max_share_of_members
+    ):
+        return f"为 {number}，超过本组织党员人数 {ctx.member_count}"
+    if (
+        spec.min_share_of_members is not None
+        and number < ctx.member_count * spec.min_share_of_members
+    ):
+        share = round(spec.min_share_of_members * 100)
+        return f"为 {number}，不足党员人数 {ctx.member_count} 的 {share}%"
+    return None
+
+
+def _check_text(spec: EvidenceField, value: Any, ctx: _Context) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return "应为非空文本"
+    if spec.min_length is not None and len(value.strip()) < spec.min_length:
+        return f"内容过短，至少 {spec.min_length} 字"
+    return None
+
+
+def _check_document(spec: EvidenceField, value: Any, ctx: _Context) -> str | None:
+    if isinstance(value, Mapping) and value.get("name") and value.get("sha256"):
+        digest = str(value["sha256"])
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            return "文件摘要（sha256）格式不正确"
+        return None
+    return "应为已上传的文件（含 name 与 sha256）"
+
+
+def _check_people(spec: EvidenceField, value: Any, ctx: _Context) -> str | None:
+    if not isinstance(value, list) or not all(isinstance(p, str) and p.strip() for p in value):
+        return "应为人员姓名列表"
+    if spec.min_items is not None and len(value) < spec.min_items:
+        return f"至少 {spec.min_items} 人"
+    if len(set(value)) != len(value):
+        return "人员重复"
+    return None
+
+
+def _check_commitments(spec: EvidenceField, value: Any, ctx: _Context) -> str | None:
+    if not isinstance(value, list):
+        return "应为党员承诺列表"
+    members: set[str] = set()
+    for index, item in enumerate(value, start=1):
+        if not isinstance(item, Mapping):
+            return f"第{index}条应包含 member、content、due"
+        if not str(item.get("member", "")).strip() or not str(item.get("content", "")).strip():
+            return f"第{index}条缺少承诺人或承诺内容"
+        if _as_date(item.get("due")) is None:
+            return f"第{index}条的兑现日期（due）应为 YYYY-MM-DD"
+        members.add(str(item["member"]).strip())
+    if spec.coverage_of_members is not None:
+        needed = math.ceil(ctx.member_count * spec.coverage_of_members - 1e-9)
+        if len(members) < needed:
+            return f"仅 {len(members)} 名党员作出承诺，应至少 {needed} 名"
+    return None
+
+
+def _check_ballots(spec: EvidenceField, value: Any, ctx: _Context) -> str | None:
+    if not isinstance(value, Mapping) or set(value) != set(BALLOT_KEYS):
+        return "应给出 满意/比较满意/基本满意/不满意 四项票数"
+    counts = [_as_int(value[k]) for k in BALLOT_KEYS]
+    if any(c is None or c < 0 for c in counts):
+        return "票数应为非负整数"
+    if sum(c or 0 for c in counts) == 0:
+        return "有效票数为 0"
+    return None
+
+
+def _check_scores(spec: EvidenceField, value: Any, ctx: _Context) -> str | None:
+    if not isinstance(value, Mapping) or not value:
+        return "应为“项目: 分数”的映射"
+    for item, score in value.items():
+        if isinstance(score, bool) or not isinstance(score, int | float):
+            return f"“{item}”的分数应为数字"
+        too_low = spec.min is not None and score < spec.min
+        if too_low or (spec.max is not None and score > spec.max):
+            return f"“{item}”的分数超出范围"
+    return None
+
+
+def _check_choice(spec: EvidenceField, value: Any, ctx: _Context) -> str | None:
+    assert spec.choices is not None
+    chosen = value if isinstance(value, list) else [value]
+    if not chosen or any(c not in spec.choices for c in chosen):
+        return f"应从 {'、'.join(spec.choices)} 中选择"
+    return None
+
+
+_CHECKS: dict[FieldKind, Callable[[EvidenceField, Any, _Context], str | None]] = {
+    FieldKind.DATE: _check_date,
+    FieldKind.INTEGER: _check_integer,
+    FieldKind.TEXT: _check_text,
+    FieldKind.DOCUMENT: _check_document,
+    FieldKind.PEOPLE: _check_people,
+    FieldKind.MEMBER_COMMITMENTS: _check_commitments,
+    FieldKind.BALLOTS: _check_ballots,
+    FieldKind.SCORES: _check_scores,
+    FieldKind.CHOICE: _check_choice,
+}
+
+
+def validate_evidence(
+    step: StepPlan,
+    values: Mapping[str, Any],
+    *,
+    member_count: int,
+    opens_at: datetime,
+    deadline: datetime,
+) -> list[FieldError]:
+    """All problems with ``values`` for ``step``; an empty list means the evidence is valid."""
+    ctx = _Context(member_count, opens_at, deadline)
+    known = {f.name for f in step.evidence}
+    errors = [
+        FieldError(field=f"evidence.{name}", reason="本步骤不需要此项")
+        for name in values
+        if name not in known
+    ]
+    for spec in step.evidence:
+        value = values.get(spec.name)
+        if value is None or value == "" or value == []:
+            if spec.required:
+                errors.append(
+                    FieldError(field=f"evidence.{spec.name}", reason=f"请填写{spec.label}")
+                )
+            continue
+        problem = _CHECKS[spec.kind](spec, value, ctx)
+        if problem is not None:
+            errors.append(
+                FieldError(field=f"evidence.{spec.name}", reason=f"{spec.label}{problem}")
+            )
+    return errors

@@ -1,0 +1,163 @@
+"""Organisations, the people around them, and who supervises whom (seed 002 §四, §六)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class OrgType(StrEnum):
+    """The eight kinds of grassroots organisation with their own carriers (分类指导)."""
+
+    RURAL = "rural"
+    COMMUNITY = "community"
+    STATE_ENTERPRISE = "state_enterprise"
+    GOVERNMENT_ORGAN = "government_organ"
+    UNIVERSITY = "university"
+    PUBLIC_INSTITUTION = "public_institution"
+    PRIVATE_ENTERPRISE = "private_enterprise"
+    SOCIAL_ORGANISATION = "social_organisation"
+
+    @property
+    def label(self) -> str:
+        """The Chinese name shown to users."""
+        return ORG_TYPE_LABELS[self]
+
+
+ORG_TYPE_LABELS: dict[OrgType, str] = {
+    OrgType.RURAL: "农村",
+    OrgType.COMMUNITY: "街道社区",
+    OrgType.STATE_ENTERPRISE: "国有企业",
+    OrgType.GOVERNMENT_ORGAN: "机关",
+    OrgType.UNIVERSITY: "高等学校",
+    OrgType.PUBLIC_INSTITUTION: "事业单位",
+    OrgType.PRIVATE_ENTERPRISE: "非公有制经济组织",
+    OrgType.SOCIAL_ORGANISATION: "社会组织",
+}
+
+
+class System(StrEnum):
+    """The 分系统 guidance groups of seed 002 §六(二), each led by a county department."""
+
+    RURAL = "rural"
+    ORGANS = "organs"
+    EDUCATION = "education"
+    NON_PUBLIC = "non_public"
+    SOCIAL = "social"
+    HEALTH = "health"
+
+    @property
+    def label(self) -> str:
+        """The guidance group's Chinese name."""
+        return SYSTEM_LABELS[self]
+
+
+SYSTEM_LABELS: dict[System, str] = {
+    System.RURAL: "农村基层组织指导小组（县农委）",
+    System.ORGANS: "县直机关指导小组（县直机关工委）",
+    System.EDUCATION: "教育系统指导小组（县教育局）",
+    System.NON_PUBLIC: "非公有制经济组织指导小组（县委统战部）",
+    System.SOCIAL: "社会组织指导小组（县民政局）",
+    System.HEALTH: "医疗卫生指导小组（县卫生局）",
+}
+
+
+class Role(StrEnum):
+    """What a person does in the campaign; decides what they may see and do."""
+
+    COUNTY_OFFICE = "county_office"
+    GUIDANCE_GROUP = "guidance_group"
+    TOWNSHIP = "township"
+    INSTRUCTOR = "instructor"
+    SECRETARY = "secretary"
+    ASSESSMENT_GROUP = "assessment_group"
+
+
+SUPERVISOR_ROLES: frozenset[Role] = frozenset(
+    {Role.COUNTY_OFFICE, Role.GUIDANCE_GROUP, Role.TOWNSHIP, Role.INSTRUCTOR}
+)
+
+
+class Organisation(BaseModel):
+    """A grassroots party organisation (基层党组织); its secretary is the 第一责任人."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    type: OrgType
+    township: str = Field(min_length=1)
+    system: System
+    instructor: str = Field(min_length=1, description="指导员姓名或账号")
+    secretary: str = Field(min_length=1, description="书记姓名或账号")
+    member_count: int = Field(ge=1, le=100_000)
+
+
+class Supervisor(BaseModel):
+    """One rung's addressee: who it is and in which capacity."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    key: str
+    label: str
+
+
+def supervisors_of(org: Organisation) -> dict[Role, Supervisor]:
+    """The escalation ladder's addressees for ``org``, derived from the roster, not hard-coded."""
+    return {
+        Role.SECRETARY: Supervisor(
+            role=Role.SECRETARY, key=org.secretary, label=f"{org.name}书记{org.secretary}"
+        ),
+        Role.INSTRUCTOR: Supervisor(
+            role=Role.INSTRUCTOR, key=org.instructor, label=f"指导员{org.instructor}"
+        ),
+        Role.TOWNSHIP: Supervisor(
+            role=Role.TOWNSHIP, key=org.township, label=f"{org.township}党委"
+        ),
+        Role.GUIDANCE_GROUP: Supervisor(
+            role=Role.GUIDANCE_GROUP, key=org.system.value, label=org.system.label
+        ),
+        Role.COUNTY_OFFICE: Supervisor(
+            role=Role.COUNTY_OFFICE, key="county", label="县委创先争优活动领导小组办公室"
+        ),
+    }
+
+
+class Roster(BaseModel):
+    """The county's organisations; lookups by id, township, system and instructor."""
+
+    model_config = ConfigDict(frozen=True)
+
+    organisations: tuple[Organisation, ...]
+
+    def by_id(self) -> dict[str, Organisation]:
+        """Organisations keyed by id."""
+        return {o.id: o for o in self.organisations}
+
+    def townships(self) -> list[str]:
+        """Township names in first-seen order."""
+        return list(dict.fromkeys(o.township for o in self.organisations))
+
+    def supervised_by(self, role: Role, key: str) -> list[Organisation]:
+        """The organisations a supervisor of ``role`` identified by ``key`` watches."""
+        return (
+            [o for o in self.organisations if supervisors_of(o)[role].key == key]
+            if (role in (Role.INSTRUCTOR, Role.TOWNSHIP, Role.GUIDANCE_GROUP, Role.SECRETARY))
+            else list(self.organisations)
+        )
+
+    def in_scope(
+        self, *, types: Iterable[OrgType] | None, townships: Iterable[str] | None
+    ) -> list[Organisation]:
+        """Organisations a round's scope covers (None means no restriction)."""
+        type_set = set(types) if types is not None else None
+        township_set = set(townships) if townships is not None else None
+        return [
+            o
+            for o in self.organisations
+            if (type_set is None or o.type in type_set)
+            and (township_set is None or o.township in township_set)
+        ]

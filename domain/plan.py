@@ -1,0 +1,250 @@
+"""A round plan as data: phases, steps, evidence rules, the ladder and the calendar.
+
+Plans are written in YAML (see ``plans/``) and validated into these frozen models by
+:mod:`domain.plan_loader`. Every model forbids unknown keys so a misspelt key is an error
+that names its field, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from domain.calendar import Span, WorkingCalendar
+from domain.organisation import OrgType, Role
+from domain.phases import WORKING_PHASES, Phase
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_ID_PATTERN = r"^[a-z0-9][a-z0-9_\-]*$"
+
+
+class FieldKind(StrEnum):
+    """The kinds of evidence a step can ask for."""
+
+    DATE = "date"
+    INTEGER = "integer"
+    TEXT = "text"
+    DOCUMENT = "document"  # an uploaded file: {"name": ..., "sha256": ...}
+    PEOPLE = "people"  # a list of names, e.g. a leading-group roster
+    MEMBER_COMMITMENTS = "member_commitments"  # [{"member", "content", "due"}]
+    BALLOTS = "ballots"  # {"satisfied", "fairly_satisfied", "basically_satisfied", "unsatisfied"}
+    SCORES = "scores"  # {"item": number}
+    CHOICE = "choice"
+
+
+class EvidenceField(BaseModel):
+    """One field of evidence and its rules."""
+
+    model_config = _FROZEN
+
+    name: str = Field(pattern=_ID_PATTERN)
+    label: str
+    kind: FieldKind
+    required: bool = True
+    min: float | None = None
+    max: float | None = None
+    min_length: int | None = Field(default=None, ge=1)
+    min_items: int | None = Field(default=None, ge=1)
+    # Attendance and similar counts are checked against the organisation's member count.
+    min_share_of_members: float | None = Field(default=None, gt=0, le=1)
+    max_share_of_members: float | None = Field(default=None, gt=0)
+    # Member commitments must cover this share of members (1.0 = everyone).
+    coverage_of_members: float | None = Field(default=None, gt=0, le=1)
+    choices: tuple[str, ...] | None = None
+    # For dates: not later than the phase's deadline / not before the phase opened.
+    within_phase: bool = False
+
+    @model_validator(mode="after")
+    def _choices_for_choice(self) -> EvidenceField:
+        if self.kind is FieldKind.CHOICE and not self.choices:
+            raise ValueError("choice 类型的字段必须给出 choices")
+        return self
+
+
+class StepPlan(BaseModel):
+    """A step of a phase: 规定动作 (required) or 自选动作 (optional)."""
+
+    model_config = _FROZEN
+
+    id: str = Field(pattern=_ID_PATTERN)
+    name: str
+    required: bool = True
+    description: str = ""
+    evidence: tuple[EvidenceField, ...] = ()
+    # None: every type; otherwise only these types have the step (分类指导).
+    applies_to: tuple[OrgType, ...] | None = None
+
+    @model_validator(mode="after")
+    def _unique_fields(self) -> StepPlan:
+        names = [f.name for f in self.evidence]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"证据字段重复：{', '.join(duplicates)}")
+        return self
+
+
+class PhasePlan(BaseModel):
+    """A phase's window and steps. The deadline is an absolute date or a span after the
+    previous phase's deadline (or the round's start for the first phase)."""
+
+    model_config = _FROZEN
+
+    phase: Phase
+    deadline: date | None = None
+    duration: Span | None = None
+    steps: tuple[StepPlan, ...]
+    # Extra steps per organisation type, e.g. a 设岗定责 step only for rural branches.
+    extra_steps: dict[OrgType, tuple[StepPlan, ...]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _window(self) -> PhasePlan:
+        if (self.deadline is None) == (self.duration is None):
+            raise ValueError("deadline 与 duration 必须且只能给出其一")
+        for org_type in OrgType:
+            ids = [s.id for s in self.steps_for(org_type)]
+            if len(ids) != len(set(ids)):
+                raise ValueError(f"步骤编号重复（{org_type.label}）")
+        return self
+
+    def steps_for(self, org_type: OrgType) -> tuple[StepPlan, ...]:
+        """The steps an organisation of ``org_type`` must or may do in this phase."""
+        base = tuple(s for s in self.steps if s.applies_to is None or org_type in s.applies_to)
+        return base + self.extra_steps.get(org_type, ())
+
+
+class RungAction(StrEnum):
+    """What a rung of the ladder does when it fires."""
+
+    NOTIFY = "notify"
+    CIRCULAR = "circular"  # 通报
+    RECTIFICATION_ORDER = "rectification_order"  # 整改通知
+
+
+class Rung(BaseModel):
+    """One rung of the escalation ladder, relative to the phase deadline."""
+
+    model_config = _FROZEN
+
+    name: str
+    recipient: Role
+    delay: Span
+    actions: tuple[RungAction, ...] = (RungAction.NOTIFY,)
+
+
+class LadderPlan(BaseModel):
+    """Reminder, rungs, rectification and light thresholds (seed 002 §六(五))."""
+
+    model_config = _FROZEN
+
+    reminder_lead: Span
+    blue_within: Span
+    rungs: tuple[Rung, ...] = Field(min_length=1)
+    rectification_period: Span
+
+    @model_validator(mode="after")
+    def _rungs_climb(self) -> LadderPlan:
+        kinds = {("m" if r.delay.minutes is not None else "w") for r in self.rungs}
+        if len(kinds) > 1:
+            raise ValueError("各级督办的 delay 必须使用同一种单位")
+        delays = [r.delay.minutes or r.delay.working_days or 0 for r in self.rungs]
+        if delays != sorted(delays):
+            raise ValueError("各级督办的 delay 必须逐级不减")
+        if RungAction.RECTIFICATION_ORDER not in self.rungs[-1].actions:
+            raise ValueError("最高一级督办必须下达整改通知（rectification_order）")
+        return self
+
+
+class CalendarPlan(BaseModel):
+    """The plan's additions to the PRC calendar."""
+
+    model_config = _FROZEN
+
+    holidays: tuple[date, ...] = ()
+    workdays: tuple[date, ...] = ()
+    # Years the plan vouches for (weekends plus its listed holidays and make-up days).
+    supplied_years: tuple[int, ...] = ()
+
+    def build(self) -> WorkingCalendar:
+        """The working calendar this plan implies."""
+        return WorkingCalendar(
+            extra_holidays=self.holidays,
+            extra_workdays=self.workdays,
+            supplied_years=self.supplied_years,
+        )
+
+    def merged(self, other: CalendarPlan) -> CalendarPlan:
+        """This calendar with another's additions (e.g. a supplementary year file)."""
+        return CalendarPlan(
+            holidays=tuple(sorted(set(self.holidays) | set(other.holidays))),
+            workdays=tuple(sorted(set(self.workdays) | set(other.workdays))),
+            supplied_years=tuple(sorted(set(self.supplied_years) | set(other.supplied_years))),
+        )
+
+
+class Scope(BaseModel):
+    """Which organisations a round covers; None means all."""
+
+    model_config = _FROZEN
+
+    types: tuple[OrgType, ...] | None = None
+    townships: tuple[str, ...] | None = None
+
+
+class RoundPlan(BaseModel):
+    """One round: its theme, scope, the five phases and (optionally) its own ladder."""
+
+    model_config = _FROZEN
+
+    id: str = Field(pattern=_ID_PATTERN)
+    name: str
+    theme: str = ""
+    starts_on: date
+    ends_on: date | None = None
+    scope: Scope = Scope()
+    phases: tuple[PhasePlan, ...]
+    ladder: LadderPlan | None = None
+
+    @model_validator(mode="after")
+    def _five_phases_in_order(self) -> RoundPlan:
+        if tuple(p.phase for p in self.phases) != WORKING_PHASES:
+            order = " → ".join(p.label for p in WORKING_PHASES)
+            raise ValueError(f"阶段必须依次为：{order}")
+        return self
+
+    def phase(self, phase: Phase) -> PhasePlan:
+        """The plan of one phase."""
+        return next(p for p in self.phases if p.phase is phase)
+
+
+class CampaignPlan(BaseModel):
+    """A plan file: the campaign, its default ladder and calendar, and its rounds."""
+
+    model_config = _FROZEN
+
+    id: str = Field(pattern=_ID_PATTERN)
+    name: str
+    ladder: LadderPlan
+    calendar: CalendarPlan = CalendarPlan()
+    rounds: tuple[RoundPlan, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_rounds(self) -> CampaignPlan:
+        ids = [r.id for r in self.rounds]
+        if len(ids) != len(set(ids)):
+            raise ValueError("轮次编号重复")
+        return self
+
+    def round(self, round_plan_id: str) -> RoundPlan:
+        """A round by id; raises KeyError with the known ids."""
+        for r in self.rounds:
+            if r.id == round_plan_id:
+                return r
+        raise KeyError(
+            f"计划中没有轮次 {round_plan_id}（已有：{', '.join(r.id for r in self.rounds)}）"
+        )
+
+    def ladder_for(self, round_plan: RoundPlan) -> LadderPlan:
+        """The round's own ladder, else the campaign's."""
+        return round_plan.ladder or self.ladder

@@ -1,0 +1,130 @@
+"""Load a plan from YAML text into typed models; every error names its field and reason."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from domain.calendar import SHANGHAI, CalendarGap
+from domain.errors import FieldError, PlanError
+from domain.plan import CalendarPlan, CampaignPlan
+from domain.schedule import resolve_schedule
+
+# pydantic's English messages, in the words a county office clerk reads.
+_REASONS: dict[str, str] = {
+    "missing": "缺少必填项",
+    "extra_forbidden": "不认识的字段（请检查拼写）",
+    "date_from_datetime_parsing": "日期格式应为 YYYY-MM-DD",
+    "date_parsing": "日期格式应为 YYYY-MM-DD",
+    "date_type": "应为日期（YYYY-MM-DD）",
+    "int_parsing": "应为整数",
+    "int_type": "应为整数",
+    "int_from_float": "应为整数",
+    "float_parsing": "应为数字",
+    "float_type": "应为数字",
+    "bool_parsing": "应为 true 或 false",
+    "bool_type": "应为 true 或 false",
+    "string_type": "应为文本",
+    "string_too_short": "不能为空",
+    "string_pattern_mismatch": "只能使用小写字母、数字、下划线和连字符",
+    "list_type": "应为列表",
+    "tuple_type": "应为列表",
+    "dict_type": "应为映射（键: 值）",
+    "model_type": "应为映射（键: 值）",
+    "too_short": "项数不足",
+    "greater_than": "数值过小",
+    "greater_than_equal": "数值过小",
+    "less_than_equal": "数值过大",
+}
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts) or "(plan)"
+
+
+def _reason(error: Any) -> str:
+    kind = error["type"]
+    if kind == "enum":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"取值必须是 {expected} 之一"
+    if kind == "value_error":
+        return str(error["msg"]).removeprefix("Value error, ")
+    if kind == "literal_error":
+        return f"取值必须是 {error.get('ctx', {}).get('expected', '')} 之一"
+    return _REASONS.get(kind, str(error["msg"]))
+
+
+def field_errors(exc: ValidationError, *, prefix: str = "") -> list[FieldError]:
+    """Translate a pydantic error into field errors with dotted paths and Chinese reasons."""
+    errors: list[FieldError] = []
+    for error in exc.errors():
+        # Drop pydantic's internal tags (e.g. function-after) from the location.
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+        path = _path(loc)
+        errors.append(
+            FieldError(field=f"{prefix}{path}" if prefix else path, reason=_reason(error))
+        )
+    return errors
+
+
+def _parse_yaml(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"第{mark.line + 1}行第{mark.column + 1}列" if mark is not None else "未知位置"
+        raise PlanError([FieldError(field="(yaml)", reason=f"YAML 格式错误（{where}）")]) from exc
+
+
+def load_plan(text: str, *, supplement: CalendarPlan | None = None) -> CampaignPlan:
+    """Parse and validate a plan; check every round's deadlines against the calendar.
+
+    ``supplement`` adds calendar years and days from elsewhere (e.g. a provisional calendar
+    for a year the State Council has not yet published).
+    """
+    data = _parse_yaml(text)
+    if not isinstance(data, dict):
+        raise PlanError([FieldError(field="(plan)", reason="计划文件应为一个映射（键: 值）")])
+    try:
+        plan = CampaignPlan.model_validate(data)
+    except ValidationError as exc:
+        raise PlanError(field_errors(exc)) from exc
+    if supplement is not None:
+        plan = plan.model_copy(update={"calendar": plan.calendar.merged(supplement)})
+    check_calendar(plan)
+    return plan
+
+
+def load_calendar(text: str) -> CalendarPlan:
+    """Parse a supplementary calendar file (the plan's ``calendar`` section on its own)."""
+    data = _parse_yaml(text)
+    try:
+        return CalendarPlan.model_validate(data)
+    except ValidationError as exc:
+        raise PlanError(field_errors(exc, prefix="calendar.")) from exc
+
+
+def check_calendar(plan: CampaignPlan) -> None:
+    """Refuse a plan whose rounds, at their own start dates, reach a year with no data."""
+    errors: list[FieldError] = []
+    for index, round_plan in enumerate(plan.rounds):
+        start = datetime.combine(round_plan.starts_on, time(0), SHANGHAI)
+        try:
+            resolve_schedule(plan, round_plan, start)
+        except CalendarGap as gap:
+            errors.append(FieldError(field=f"rounds[{index}]", reason=str(gap)))
+        except PlanError as exc:
+            errors.extend(
+                FieldError(field=f"rounds[{index}].{e.field}", reason=e.reason) for e in exc.errors
+            )
+    if errors:
+        raise PlanError(errors)

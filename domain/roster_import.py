@@ -1,0 +1,299 @@
+"""Turn a county roster table (rows keyed by Chinese headers) into a :class:`Roster`.
+
+Pure: the caller reads the file (``activities/roster_files.py``) and hands over the rows.
+Import is all or nothing: every bad cell of every row is reported with its row number and
+header, and a roster with any error imports nothing, because a half-imported county would
+start rounds for some organisations and silently miss others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+
+from pydantic import ValidationError
+
+from domain.errors import FieldError, ValidationFailed
+from domain.organisation import (
+    ORG_TYPE_LABELS,
+    SYSTEM_LABELS,
+    Organisation,
+    OrgType,
+    Roster,
+    System,
+)
+
+HEADER_ID = "组织编号"
+HEADER_NAME = "组织名称"
+HEADER_TYPE = "组织类型"
+HEADER_TOWNSHIP = "所属乡镇"
+HEADER_SYSTEM = "所属系统"
+HEADER_MEMBERS = "党员人数"
+HEADER_SECRETARY = "书记"
+HEADER_INSTRUCTOR = "指导员"
+
+# Column order of an exported roster (and of the demo roster).
+ROSTER_HEADERS: tuple[str, ...] = (
+    HEADER_ID,
+    HEADER_NAME,
+    HEADER_TYPE,
+    HEADER_TOWNSHIP,
+    HEADER_SYSTEM,
+    HEADER_MEMBERS,
+    HEADER_SECRETARY,
+    HEADER_INSTRUCTOR,
+)
+# 组织编号 may be left out: ids are then derived from the names (see derive_org_id).
+REQUIRED_HEADERS: tuple[str, ...] = tuple(h for h in ROSTER_HEADERS if h != HEADER_ID)
+
+# Which header each Organisation field comes from (to place pydantic's errors).
+_FIELD_HEADERS: dict[str, str] = {
+    "id": HEADER_ID,
+    "name": HEADER_NAME,
+    "type": HEADER_TYPE,
+    "township": HEADER_TOWNSHIP,
+    "system": HEADER_SYSTEM,
+    "member_count": HEADER_MEMBERS,
+    "secretary": HEADER_SECRETARY,
+    "instructor": HEADER_INSTRUCTOR,
+}
+
+_MAX_ID_LENGTH = 64
+_MAX_NAME_LENGTH = 200
+_MAX_MEMBERS = 100_000
+
+
+def _normalise(text: str) -> str:
+    """Lookup key: clerks mix half- and full-width brackets and letter case."""
+    return text.strip().replace("(", "（").replace(")", "）").replace(" ", "").lower()
+
+
+def _type_aliases() -> dict[str, OrgType]:
+    aliases: dict[str, OrgType] = {}
+    for org_type, label in ORG_TYPE_LABELS.items():
+        aliases[_normalise(label)] = org_type
+        aliases[_normalise(org_type.value)] = org_type
+    # Short forms seen in county spreadsheets.
+    aliases.update(
+        {
+            _normalise("社区"): OrgType.COMMUNITY,
+            _normalise("高校"): OrgType.UNIVERSITY,
+            _normalise("国企"): OrgType.STATE_ENTERPRISE,
+            _normalise("非公企业"): OrgType.PRIVATE_ENTERPRISE,
+        }
+    )
+    return aliases
+
+
+def _system_aliases() -> dict[str, System]:
+    aliases: dict[str, System] = {}
+    for system, label in SYSTEM_LABELS.items():
+        # "农村基层组织指导小组（县农委）" is also known as "农村基层组织" and as "县农委".
+        short, _, department = label.partition("指导小组")
+        aliases[_normalise(label)] = system
+        aliases[_normalise(system.value)] = system
+        aliases[_normalise(short)] = system
+        aliases[_normalise(department.strip("（）"))] = system
+    return aliases
+
+
+_TYPES = _type_aliases()
+_SYSTEMS = _system_aliases()
+
+
+def derive_org_id(name: str) -> str:
+    """A stable id for a roster without 组织编号: the same name always gives the same id."""
+    return "org-" + hashlib.sha1(name.encode("utf-8")).hexdigest()[:12]
+
+
+def organisation_row(org: Organisation) -> dict[str, str]:
+    """One organisation as a roster row with Chinese labels (the inverse of parsing)."""
+    return {
+        HEADER_ID: org.id,
+        HEADER_NAME: org.name,
+        HEADER_TYPE: org.type.label,
+        HEADER_TOWNSHIP: org.township,
+        HEADER_SYSTEM: org.system.label,
+        HEADER_MEMBERS: str(org.member_count),
+        HEADER_SECRETARY: org.secretary,
+        HEADER_INSTRUCTOR: org.instructor,
+    }
+
+
+def _cell(value: object) -> str:
+    """A cell as trimmed text; spreadsheet numbers like 18.0 read as "18"."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _member_count(text: str) -> int | str:
+    """The member count, or the reason it is not one."""
+    if not text:
+        return "不能为空"
+    try:
+        count = int(text)
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            return f"“{text}”不是整数"
+        if not number.is_integer():
+            return f"“{text}”不是整数"
+        count = int(number)
+    if count < 1:
+        return "应为不小于1的整数"
+    if count > _MAX_MEMBERS:
+        return f"不能超过{_MAX_MEMBERS}"
+    return count
+
+
+def _choices(labels: Mapping[OrgType, str] | Mapping[System, str]) -> str:
+    return "、".join(f"{label}（{key.value}）" for key, label in labels.items())
+
+
+class _RowReader:
+    """Reads one row, collecting its errors under "第n行·表头"."""
+
+    def __init__(self, row_number: int, cells: Mapping[str, str]) -> None:
+        self.row_number = row_number
+        self.cells = cells
+        self.errors: list[FieldError] = []
+
+    def error(self, header: str, reason: str) -> None:
+        self.errors.append(FieldError(field=f"第{self.row_number}行·{header}", reason=reason))
+
+    def text(self, header: str, *, max_length: int | None = None) -> str:
+        value = self.cells.get(header, "")
+        if not value:
+            self.error(header, "不能为空")
+        elif max_length is not None and len(value) > max_length:
+            self.error(header, f"不能超过{max_length}个字")
+        return value
+
+    def org_type(self) -> OrgType | None:
+        value = self.cells.get(HEADER_TYPE, "")
+        if not value:
+            self.error(HEADER_TYPE, "不能为空")
+            return None
+        found = _TYPES.get(_normalise(value))
+        if found is None:
+            self.error(
+                HEADER_TYPE, f"“{value}”不是可识别的组织类型，应为：{_choices(ORG_TYPE_LABELS)}"
+            )
+        return found
+
+    def system(self) -> System | None:
+        value = self.cells.get(HEADER_SYSTEM, "")
+        if not value:
+            self.error(HEADER_SYSTEM, "不能为空")
+            return None
+        found = _SYSTEMS.get(_normalise(value))
+        if found is None:
+            self.error(HEADER_SYSTEM, f"“{value}”不是可识别的系统，应为：{_choices(SYSTEM_LABELS)}")
+        return found
+
+    def member_count(self) -> int | None:
+        result = _member_count(self.cells.get(HEADER_MEMBERS, ""))
+        if isinstance(result, str):
+            self.error(HEADER_MEMBERS, result)
+            return None
+        return result
+
+
+def _fail(errors: list[FieldError]) -> ValidationFailed:
+    return ValidationFailed(errors, code="invalid_roster")
+
+
+def parse_roster(rows: Sequence[Mapping[str, object]], *, first_row_number: int = 2) -> Roster:
+    """Validate roster rows into a :class:`Roster`, or raise :class:`ValidationFailed`
+    (code ``invalid_roster``) listing every problem of every row.
+
+    ``rows`` are keyed by the Chinese headers (``ROSTER_HEADERS``); 组织类型 and 所属系统
+    accept the Chinese label or the English id. ``first_row_number`` is the spreadsheet row
+    of ``rows[0]`` (2 when row 1 holds the headers), so errors point at the row a clerk
+    sees. Entirely blank rows are skipped; a blank 组织编号 is derived from the name.
+    """
+    tables = [
+        {key.strip(): _cell(value) for key, value in row.items() if isinstance(key, str)}
+        for row in rows
+    ]
+    headers = {key for cells in tables for key in cells}
+    missing = [h for h in REQUIRED_HEADERS if h not in headers]
+    if missing:
+        # Without the column every row would fail the same way; one error per header says it.
+        raise _fail([FieldError(field=f"表头·{h}", reason=f"缺少必填列“{h}”") for h in missing])
+
+    errors: list[FieldError] = []
+    organisations: list[Organisation] = []
+    first_row_of_id: dict[str, int] = {}
+    for index, cells in enumerate(tables):
+        if not any(cells.values()):
+            continue  # spreadsheets often end with blank lines
+        reader = _RowReader(first_row_number + index, cells)
+        name = reader.text(HEADER_NAME, max_length=_MAX_NAME_LENGTH)
+        org_type = reader.org_type()
+        township = reader.text(HEADER_TOWNSHIP)
+        system = reader.system()
+        member_count = reader.member_count()
+        secretary = reader.text(HEADER_SECRETARY)
+        instructor = reader.text(HEADER_INSTRUCTOR)
+
+        org_id = cells.get(HEADER_ID, "")
+        id_header = HEADER_ID
+        if not org_id and name:
+            org_id, id_header = derive_org_id(name), HEADER_NAME
+        if len(org_id) > _MAX_ID_LENGTH:
+            reader.error(HEADER_ID, f"不能超过{_MAX_ID_LENGTH}个字符")
+        elif any(ch.isspace() for ch in org_id):
+            # Ids end up in workflow ids and URLs.
+            reader.error(HEADER_ID, "不能包含空格")
+        elif org_id in first_row_of_id:
+            earlier = first_row_of_id[org_id]
+            if id_header == HEADER_ID:
+                reader.error(HEADER_ID, f"“{org_id}”与第{earlier}行重复")
+            else:
+                reader.error(
+                    HEADER_NAME, f"与第{earlier}行重名，无法生成唯一的组织编号，请填写组织编号"
+                )
+        elif org_id:
+            first_row_of_id[org_id] = reader.row_number
+
+        if reader.errors or org_type is None or system is None or member_count is None:
+            errors.extend(reader.errors)
+            continue
+        try:
+            organisations.append(
+                Organisation(
+                    id=org_id,
+                    name=name,
+                    type=org_type,
+                    township=township,
+                    system=system,
+                    member_count=member_count,
+                    secretary=secretary,
+                    instructor=instructor,
+                )
+            )
+        except ValidationError as exc:  # rules the checks above do not repeat
+            for problem in exc.errors():
+                field = str(problem["loc"][0]) if problem["loc"] else ""
+                reader.error(_FIELD_HEADERS.get(field, "(行)"), f"不符合要求（{problem['msg']}）")
+            errors.extend(reader.errors)
+
+    if errors:
+        raise _fail(errors)
+    if not organisations:
+        raise _fail([FieldError(field="名册", reason="名册中没有任何组织")])
+    return Roster(organisations=tuple(organisations))
+
+
+__all__ = [
+    "REQUIRED_HEADERS",
+    "ROSTER_HEADERS",
+    "derive_org_id",
+    "organisation_row",
+    "parse_roster",
+]

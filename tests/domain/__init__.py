@@ -1,0 +1,1 @@
+"""Tests of the pure domain layer: plans, calendar, roster parsing."""

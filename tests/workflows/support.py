@@ -1,0 +1,131 @@
+"""Helpers for workflow tests: the seed-002 plan re-based to the test server's clock, an
+organisation, the actors, and a diligent secretary."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHandle
+
+from chuangzheng.sample_evidence import sample_evidence
+from domain.actions import DecideSubmission, SubmitEvidence
+from domain.campaign import CampaignStatus
+from domain.machine import StepStatus
+from domain.organisation import Organisation, OrgType, Role, System
+from domain.plan import CalendarPlan, CampaignPlan
+from domain.plan_loader import load_calendar, load_plan
+from domain.schedule import OrgPlan, build_org_plan, resolve_schedule
+from domain.state import Actor
+from workflows.contracts import OrganisationCampaignInput
+from workflows.ids import organisation_workflow_id
+from workflows.organisation import OrganisationCampaignWorkflow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# The test server's clock is today's, so round one (14 months) re-based to today runs into
+# 2028, for which nobody has holiday data yet: tests vouch for 2028 as plain weekends. The
+# plan itself refuses such a year (tests/domain/test_plan_loading.py shows it).
+TEST_ONLY_2028 = CalendarPlan(supplied_years=(2028,))
+
+
+@cache
+def seed_plan() -> CampaignPlan:
+    """The shipped seed-002 plan with the provisional 2027 calendar (and 2028 for tests)."""
+    supplement = load_calendar((ROOT / "plans/calendars/2027-provisional.yaml").read_text("utf-8"))
+    return load_plan(
+        (ROOT / "plans/seed-002.yaml").read_text("utf-8"),
+        supplement=supplement.merged(TEST_ONLY_2028),
+    )
+
+
+def organisation(org_id: str = "org-test-1", members: int = 18) -> Organisation:
+    """A village branch like those in seed 000."""
+    return Organisation(
+        id=org_id,
+        name=f"青石镇柳树村党支部{org_id[-2:]}",
+        type=OrgType.RURAL,
+        township="青石镇",
+        system=System.RURAL,
+        instructor="王指导",
+        secretary="李书记",
+        member_count=members,
+    )
+
+
+def secretary(org: Organisation) -> Actor:
+    """The organisation's secretary (第一责任人)."""
+    return Actor(user=org.secretary, name=org.secretary, role=Role.SECRETARY)
+
+
+def instructor(org: Organisation) -> Actor:
+    """The organisation's instructor (指导员)."""
+    return Actor(user=org.instructor, name=org.instructor, role=Role.INSTRUCTOR)
+
+
+COUNTY = Actor(user="county", name="县委活动办", role=Role.COUNTY_OFFICE)
+
+
+def org_plan(org: Organisation, starts_at: datetime, round_id: str = "r-test") -> OrgPlan:
+    """The organisation's plan for round one of seed 002, re-based to ``starts_at``."""
+    plan = seed_plan()
+    round_plan = plan.round("round-1")
+    schedule = resolve_schedule(plan, round_plan, starts_at, rebased=True)
+    return build_org_plan(plan, round_plan, schedule, org, round_id=round_id)
+
+
+async def start_campaign(
+    client: Client, task_queue: str, plan: OrgPlan, **options: object
+) -> WorkflowHandle[OrganisationCampaignWorkflow, object]:
+    """Start one organisation's workflow directly (no round)."""
+    handle = await client.start_workflow(
+        OrganisationCampaignWorkflow.run,
+        OrganisationCampaignInput(plan=plan, **options),  # type: ignore[arg-type]
+        id=organisation_workflow_id(plan.round_id, plan.organisation.id),
+        task_queue=task_queue,
+    )
+    return handle
+
+
+async def status(handle: WorkflowHandle[OrganisationCampaignWorkflow, object]) -> CampaignStatus:
+    """The workflow's status query."""
+    return await handle.query(OrganisationCampaignWorkflow.status)
+
+
+async def do_current_phase(
+    handle: WorkflowHandle[OrganisationCampaignWorkflow, object],
+    plan: OrgPlan,
+    now: datetime,
+    *,
+    accept: bool = True,
+) -> CampaignStatus:
+    """Submit evidence for every open required step of the current phase, and accept it."""
+    current = await status(handle)
+    org = plan.organisation
+    phase_plan = plan.phase(current.state.phase)
+    phase_state = current.state.current()
+    for step in phase_plan.steps:
+        step_state = phase_state.step(step.id)
+        if not step.required or step_state is None:
+            continue
+        if step_state.status in (StepStatus.OPEN, StepStatus.RETURNED):
+            values = sample_evidence(
+                step, org, opens_at=phase_state.opens_at, deadline=phase_state.deadline, now=now
+            )
+            current = await handle.execute_update(
+                OrganisationCampaignWorkflow.submit_evidence,
+                SubmitEvidence(actor=secretary(org), step_id=step.id, values=values),
+            )
+        if accept:
+            current = await handle.execute_update(
+                OrganisationCampaignWorkflow.decide_submission,
+                DecideSubmission(actor=instructor(org), step_id=step.id, accept=True),
+            )
+    return current
+
+
+def plus(moment: datetime, **kwargs: float) -> datetime:
+    """``moment`` + a timedelta."""
+    return moment + timedelta(**kwargs)

@@ -1,0 +1,121 @@
+"""Inputs and outputs of the campaign workflows (single models so they can evolve)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.actions import CloseRound
+from domain.lights import Light
+from domain.phases import Phase
+from domain.plan import CampaignPlan
+from domain.schedule import OrgPlan
+from domain.state import Actor, CampaignState, Outcome
+
+_FROZEN = ConfigDict(frozen=True)
+
+
+class OrganisationCampaignInput(BaseModel):
+    """Start (``state`` None) or continue (``state`` carried over) one organisation's campaign."""
+
+    model_config = _FROZEN
+
+    plan: OrgPlan
+    state: CampaignState | None = None
+    round_workflow_id: str | None = None
+    # Continue-as-new once history passes this many events (Temporal's hard limit is 51,200).
+    history_limit: int = Field(default=10_000, ge=100)
+
+
+class CampaignResult(BaseModel):
+    """How one organisation's campaign ended."""
+
+    model_config = _FROZEN
+
+    round_id: str
+    org_id: str
+    phase: Phase
+    closed: bool
+    outcomes: dict[Phase, Outcome | None]
+
+
+class OrgProgress(BaseModel):
+    """An organisation's report to its round: where it stands now."""
+
+    model_config = _FROZEN
+
+    org_id: str
+    phase: Phase
+    light: Light
+    overdue: bool
+    closed: bool
+    outcomes: dict[Phase, Outcome | None] = Field(default_factory=dict)
+
+
+class RoundKickoff(BaseModel):
+    """The county office kicks off a round of a plan over a roster."""
+
+    model_config = _FROZEN
+
+    round_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+    plan: CampaignPlan
+    round_plan_id: str
+    roster_source: str
+    actor: Actor
+    # None: the plan's own start date (for a plan in durations, a later date re-bases it).
+    starts_at: datetime | None = None
+    batch_size: int = Field(default=200, ge=1, le=1000)
+    history_limit: int = Field(default=10_000, ge=100)
+
+
+class RoundExtensionRequest(BaseModel):
+    """Move a phase's deadline for every organisation in the round."""
+
+    model_config = _FROZEN
+
+    actor: Actor
+    phase: Phase
+    new_deadline: datetime
+    reason: str
+
+
+class RoundProgress(BaseModel):
+    """Aggregate progress of a round, from its organisations' reports."""
+
+    model_config = _FROZEN
+
+    round_id: str
+    total: int | None
+    started: int
+    starting_done: bool
+    closed: bool
+    by_phase: dict[Phase, int]
+    by_light: dict[Light, int]
+    overdue: int
+    outcomes: dict[Phase, dict[Outcome, int]]
+
+
+class RoundWorkflowState(BaseModel):
+    """The round workflow's state, carried across continue-as-new."""
+
+    kickoff: RoundKickoff
+    starts_at: datetime
+    offset: int = 0
+    total: int | None = None
+    started_ids: list[str] = Field(default_factory=list)
+    starting_done: bool = False
+    progress: dict[str, OrgProgress] = Field(default_factory=dict)
+    extensions: list[RoundExtensionRequest] = Field(default_factory=list)
+    extensions_sent: int = 0
+    close: CloseRound | None = None
+    close_sent: bool = False
+
+
+class RoundInput(BaseModel):
+    """Start a round (``state`` None) or continue it."""
+
+    model_config = _FROZEN
+
+    kickoff: RoundKickoff
+    state: RoundWorkflowState | None = None

@@ -1,0 +1,307 @@
+"""``OrganisationCampaignWorkflow``: one organisation through the five phases of one round.
+
+Human actions arrive as Updates whose validators run the domain's checks, so a refused
+action writes nothing to history. The main loop is the only place that performs I/O: it
+fires due timers (reminder, ladder rungs, rectification checks), drains the event and
+notice outboxes through activities, publishes search attributes and reports to the round.
+Deadlines are durable timers (``wait_condition`` with a timeout recomputed every turn), so
+an approved extension simply moves the next wake-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.contracts import CampaignSnapshot, DeliveryReport, EventBatch, NoticeBatch
+    from domain.actions import (
+        AcknowledgeEscalation,
+        CloseRound,
+        DecideExtension,
+        DecideSubmission,
+        RecheckRectification,
+        ReportRectification,
+        RequestExtension,
+        RoundExtension,
+        SubmitEvidence,
+        WaiveStep,
+    )
+    from domain.campaign import Campaign, CampaignStatus, new_state
+    from domain.errors import DomainError
+    from workflows import search_attributes as sa
+    from workflows.contracts import CampaignResult, OrganisationCampaignInput, OrgProgress
+
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+# Activities are idempotent, so retrying for as long as it takes is safe.
+ACTIVITY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)
+
+
+def refusal(exc: DomainError) -> ApplicationError:
+    """A domain refusal as a non-retryable ApplicationError: the reason in Chinese, a stable
+    ``type`` code, and every field error in the details for the API to render."""
+    errors = [{"field": e.field, "reason": e.reason} for e in getattr(exc, "errors", [])]
+    if not errors and exc.field is not None:
+        errors = [{"field": exc.field, "reason": exc.reason}]
+    return ApplicationError(
+        exc.reason, {"code": exc.code, "errors": errors}, type=exc.code, non_retryable=True
+    )
+
+
+def checked(check: Callable[[], object]) -> None:
+    """Run a domain check, turning a refusal into an ApplicationError."""
+    try:
+        check()
+    except DomainError as exc:
+        raise refusal(exc) from None
+
+
+@workflow.defn
+class OrganisationCampaignWorkflow:
+    """One workflow per (round, organisation): see ``workflows.ids.organisation_workflow_id``."""
+
+    @workflow.init
+    def __init__(self, input: OrganisationCampaignInput) -> None:
+        self._input = input
+        self._campaign = Campaign(input.plan, input.state or new_state(input.plan))
+        self._wake = False
+        self._published: tuple[object, ...] | None = None
+        self._reported: tuple[object, ...] | None = None
+
+    # ----- the main loop -----------------------------------------------------------------
+    @workflow.run
+    async def run(self, input: OrganisationCampaignInput) -> CampaignResult:
+        campaign = self._campaign
+        campaign.settle(workflow.now())
+        while True:
+            next_at = campaign.tick(workflow.now())
+            await self._flush()
+            if campaign.state.closed or campaign.state.finished():
+                break
+            if self._history_too_long():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._flush()
+                workflow.continue_as_new(
+                    OrganisationCampaignInput(
+                        plan=input.plan,
+                        state=campaign.state,
+                        round_workflow_id=input.round_workflow_id,
+                        history_limit=input.history_limit,
+                    )
+                )
+            self._wake = False
+            timeout = (next_at - workflow.now()) if next_at is not None else None
+            if timeout is not None and timeout <= timedelta(0):
+                continue
+            with contextlib.suppress(TimeoutError):  # the timer fired: tick again
+                await workflow.wait_condition(lambda: self._wake, timeout=timeout)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._flush()
+        state = campaign.state
+        return CampaignResult(
+            round_id=state.round_id,
+            org_id=state.org_id,
+            phase=state.phase,
+            closed=state.closed,
+            outcomes={p.phase: p.outcome for p in state.phases},
+        )
+
+    def _history_too_long(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or (
+            info.get_current_history_length() > self._input.history_limit
+        )
+
+    async def _flush(self) -> None:
+        """Write pending events and notices, then publish search attributes and progress.
+
+        Loops because handlers may add more while an activity is running.
+        """
+        while True:
+            events, notices = self._campaign.take_outbox()
+            if not events and not notices:
+                break
+            if events:
+                await workflow.execute_activity(
+                    "record_events",
+                    EventBatch(events=events, snapshot=self._snapshot()),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ACTIVITY_RETRY,
+                )
+            if notices:
+                await workflow.execute_activity(
+                    "deliver_notices",
+                    NoticeBatch(notices=notices),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ACTIVITY_RETRY,
+                    result_type=DeliveryReport,
+                )
+        self._publish()
+        await self._report()
+
+    def _snapshot(self) -> CampaignSnapshot:
+        state, org = self._campaign.state, self._campaign.org
+        current = None if state.finished() else state.current()
+        return CampaignSnapshot(
+            round_id=state.round_id,
+            org_id=org.id,
+            org_name=org.name,
+            township=org.township,
+            system=org.system.value,
+            org_type=org.type,
+            phase=state.phase,
+            phase_status=current.status if current else None,
+            light=state.light,
+            overdue=state.overdue,
+            deadline=current.deadline if current else None,
+            top_rung=max((e.rung for e in current.escalations), default=None) if current else None,
+            closed=state.closed,
+            event_seq=state.event_seq,
+            updated_at=workflow.now(),
+        )
+
+    def _publish(self) -> None:
+        """Upsert search attributes when phase, light or overdue change."""
+        state, org = self._campaign.state, self._campaign.org
+        values = (state.phase.value, state.light.value, state.overdue)
+        if values == self._published:
+            return
+        workflow.upsert_search_attributes(
+            [
+                sa.ROUND_ID.value_set(state.round_id),
+                sa.ORGANISATION_ID.value_set(org.id),
+                sa.TOWNSHIP.value_set(org.township),
+                sa.ORG_TYPE.value_set(org.type.value),
+                sa.PHASE.value_set(state.phase.value),
+                sa.LIGHT.value_set(state.light.value),
+                sa.OVERDUE.value_set(state.overdue),
+            ]
+        )
+        self._published = values
+
+    async def _report(self) -> None:
+        """Tell the round workflow where this organisation stands, when that changed."""
+        round_id = self._input.round_workflow_id
+        state = self._campaign.state
+        progress = OrgProgress(
+            org_id=state.org_id,
+            phase=state.phase,
+            light=state.light,
+            overdue=state.overdue,
+            closed=state.closed,
+            outcomes={p.phase: p.outcome for p in state.phases},
+        )
+        key = (progress.phase, progress.light, progress.overdue, progress.closed)
+        if round_id is None or key == self._reported:
+            return
+        self._reported = key
+        try:
+            await workflow.get_external_workflow_handle(round_id).signal("org_progress", progress)
+        except Exception:
+            workflow.logger.warning("round workflow %s did not take progress", round_id)
+
+    # ----- queries and signals -----------------------------------------------------------
+    @workflow.query
+    def status(self) -> CampaignStatus:
+        """Phase, steps, submissions, deadlines, light, escalations and extensions."""
+        return self._campaign.status()
+
+    @workflow.signal
+    def apply_round_extension(self, cmd: RoundExtension) -> None:
+        """A county-wide deadline extension from the round workflow (applied once per id)."""
+        if self._campaign.apply_round_extension(cmd, workflow.now()):
+            self._wake = True
+
+    @workflow.signal
+    def close_round(self, cmd: CloseRound) -> None:
+        """The round is closed: stop where we are."""
+        self._campaign.close(cmd, workflow.now())
+        self._wake = True
+
+    # ----- updates: human actions --------------------------------------------------------
+    def _act(self, action: Callable[[], object]) -> CampaignStatus:
+        try:
+            action()
+        except DomainError as exc:  # a race between validator and handler; report, don't crash
+            raise refusal(exc) from None
+        self._wake = True
+        return self._campaign.status()
+
+    @workflow.update
+    def submit_evidence(self, cmd: SubmitEvidence) -> CampaignStatus:
+        """The secretary submits evidence for a step."""
+        return self._act(lambda: self._campaign.submit(cmd, workflow.now()))
+
+    @submit_evidence.validator
+    def _validate_submit(self, cmd: SubmitEvidence) -> None:
+        checked(lambda: self._campaign.check_submit(cmd))
+
+    @workflow.update
+    def decide_submission(self, cmd: DecideSubmission) -> CampaignStatus:
+        """A supervisor accepts or returns (退回) a submission."""
+        return self._act(lambda: self._campaign.decide(cmd, workflow.now()))
+
+    @decide_submission.validator
+    def _validate_decide(self, cmd: DecideSubmission) -> None:
+        checked(lambda: self._campaign.check_decide(cmd))
+
+    @workflow.update
+    def waive_step(self, cmd: WaiveStep) -> CampaignStatus:
+        """A supervisor waives a step with a reason."""
+        return self._act(lambda: self._campaign.waive(cmd, workflow.now()))
+
+    @waive_step.validator
+    def _validate_waive(self, cmd: WaiveStep) -> None:
+        checked(lambda: self._campaign.check_waive(cmd))
+
+    @workflow.update
+    def request_extension(self, cmd: RequestExtension) -> CampaignStatus:
+        """The secretary asks for a later deadline."""
+        return self._act(lambda: self._campaign.request_extension(cmd, workflow.now()))
+
+    @request_extension.validator
+    def _validate_request_extension(self, cmd: RequestExtension) -> None:
+        checked(lambda: self._campaign.check_request_extension(cmd, workflow.now()))
+
+    @workflow.update
+    def decide_extension(self, cmd: DecideExtension) -> CampaignStatus:
+        """A supervisor approves (the deadline moves) or rejects an extension."""
+        return self._act(lambda: self._campaign.decide_extension(cmd, workflow.now()))
+
+    @decide_extension.validator
+    def _validate_decide_extension(self, cmd: DecideExtension) -> None:
+        checked(lambda: self._campaign.check_decide_extension(cmd, workflow.now()))
+
+    @workflow.update
+    def acknowledge_escalation(self, cmd: AcknowledgeEscalation) -> CampaignStatus:
+        """The addressee signs for a rung's notice (签收)."""
+        return self._act(lambda: self._campaign.acknowledge(cmd, workflow.now()))
+
+    @acknowledge_escalation.validator
+    def _validate_acknowledge(self, cmd: AcknowledgeEscalation) -> None:
+        checked(lambda: self._campaign.check_acknowledge(cmd))
+
+    @workflow.update
+    def report_rectification(self, cmd: ReportRectification) -> CampaignStatus:
+        """The secretary reports on a rectification order."""
+        return self._act(lambda: self._campaign.report_rectification(cmd, workflow.now()))
+
+    @report_rectification.validator
+    def _validate_report(self, cmd: ReportRectification) -> None:
+        checked(lambda: self._campaign.check_report_rectification(cmd))
+
+    @workflow.update
+    def recheck_rectification(self, cmd: RecheckRectification) -> CampaignStatus:
+        """A supervisor re-checks the rectification."""
+        return self._act(lambda: self._campaign.recheck(cmd, workflow.now()))
+
+    @recheck_rectification.validator
+    def _validate_recheck(self, cmd: RecheckRectification) -> None:
+        checked(lambda: self._campaign.check_recheck(cmd))
