@@ -149,7 +149,9 @@ class WorkingCalendar:
         if span.minutes is not None:
             return start + timedelta(minutes=span.minutes)
         assert span.working_days is not None
-        return end_of_day(self.add_working_days(local_date(start), span.working_days))
+        # Count from the day ``start`` closes, so a phase opening at local midnight (the
+        # previous deadline) counts its first full day.
+        return end_of_day(self.add_working_days(deadline_day(start), span.working_days))
 
     def before(self, deadline: datetime, span: Span) -> datetime:
         """The instant ``span`` before a deadline; working days land at 09:00 local."""

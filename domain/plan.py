@@ -140,11 +140,15 @@ class LadderPlan(BaseModel):
 
     reminder_lead: Span
     blue_within: Span
-    rungs: tuple[Rung, ...] = Field(min_length=1)
+    rungs: tuple[Rung, ...]
     rectification_period: Span
 
     @model_validator(mode="after")
     def _rungs_climb(self) -> LadderPlan:
+        # Checked here, not with Field(min_length=1): pydantic adds a spurious "too short"
+        # error to the list whenever one item inside it is invalid.
+        if not self.rungs:
+            raise ValueError("至少需要一级督办")
         kinds = {("m" if r.delay.minutes is not None else "w") for r in self.rungs}
         if len(kinds) > 1:
             raise ValueError("各级督办的 delay 必须使用同一种单位")
@@ -227,10 +231,12 @@ class CampaignPlan(BaseModel):
     name: str
     ladder: LadderPlan
     calendar: CalendarPlan = CalendarPlan()
-    rounds: tuple[RoundPlan, ...] = Field(min_length=1)
+    rounds: tuple[RoundPlan, ...]
 
     @model_validator(mode="after")
     def _unique_rounds(self) -> CampaignPlan:
+        if not self.rounds:
+            raise ValueError("至少需要一个轮次")
         ids = [r.id for r in self.rounds]
         if len(ids) != len(set(ids)):
             raise ValueError("轮次编号重复")

@@ -79,6 +79,8 @@ def field_errors(exc: ValidationError, *, prefix: str = "") -> list[FieldError]:
 def _parse_yaml(text: str) -> Any:
     try:
         return yaml.safe_load(text)
+    except ValueError as exc:  # PyYAML raises a bare ValueError for dates like 2010-02-30
+        raise PlanError([FieldError(field="(yaml)", reason=f"日期或数值无效：{exc}")]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"第{mark.line + 1}行第{mark.column + 1}列" if mark is not None else "未知位置"

@@ -219,12 +219,6 @@ def test_span_needs_exactly_one_non_negative_unit() -> None:
         Span(working_days=1, hours=2)  # type: ignore[call-arg]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="domain bug: deadline_after counts from local_date(start); a phase opening at the "
-    "previous deadline (local midnight) therefore does not count its first day, so N working "
-    "days give N+1 (deadline_day(start) would fix it)",
-)
 def test_a_phase_opening_at_midnight_counts_its_first_day() -> None:
     opens = end_of_day(date(2025, 3, 3))  # the previous phase closed at the end of Monday
     assert CAL.deadline_after(opens, Span(working_days=1)) == end_of_day(date(2025, 3, 4))

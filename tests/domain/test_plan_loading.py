@@ -433,23 +433,12 @@ def test_bad_calendar_file_names_the_field() -> None:
     assert refused.value.errors == [FieldError("calendar.holidays[0]", "日期格式应为 YYYY-MM-DD")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="domain bug: pydantic adds a spurious 'too_short' for tuple fields with min_length "
-    "when an item is invalid (CampaignPlan.rounds, LadderPlan.rungs)",
-)
 def test_an_error_inside_a_round_is_reported_once() -> None:
     data = _plan()
     data["rounds"][0]["phases"][0]["duration"] = {"working_days": -1}
     assert _errors(data) == [FieldError("rounds[0].phases[0].duration", "时长不能为负数")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="domain bug: PyYAML raises a bare ValueError (not YAMLError) for an unquoted "
-    "impossible date such as 2010-02-30, and plan_loader._parse_yaml does not catch it",
-)
 def test_unquoted_impossible_date_is_a_plan_error() -> None:
     text = _dump(_plan()).replace("'2025-03-03'", "2025-02-30")
     assert "starts_on: 2025-02-30" in text
