@@ -12,7 +12,12 @@ from pathlib import Path
 import structlog
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -96,10 +101,10 @@ class KickoffActivities:
                         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                         search_attributes=TypedSearchAttributes(
                             [
-                                sa.ROUND_ID.value_set(batch.round_id),
-                                sa.ORGANISATION_ID.value_set(org.id),
-                                sa.TOWNSHIP.value_set(org.township),
-                                sa.ORG_TYPE.value_set(org.type.value),
+                                SearchAttributePair(sa.ROUND_ID, batch.round_id),
+                                SearchAttributePair(sa.ORGANISATION_ID, org.id),
+                                SearchAttributePair(sa.TOWNSHIP, org.township),
+                                SearchAttributePair(sa.ORG_TYPE, org.type.value),
                             ]
                         ),
                     )

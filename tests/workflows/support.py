@@ -3,9 +3,11 @@ organisation, the actors, and a diligent secretary."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
@@ -129,3 +131,19 @@ async def do_current_phase(
 def plus(moment: datetime, **kwargs: float) -> datetime:
     """``moment`` + a timedelta."""
     return moment + timedelta(**kwargs)
+
+
+HISTORIES = ROOT / "tests/histories"
+
+
+async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """With CZ_RECORD_HISTORIES=1, save the workflow's history for the replay test.
+
+    Re-record (and review the diff) only when a workflow change is meant to be incompatible
+    and is guarded by ``workflow.patched``; otherwise the old histories must keep replaying.
+    """
+    if os.environ.get("CZ_RECORD_HISTORIES") != "1":
+        return
+    history = await handle.fetch_history()
+    HISTORIES.mkdir(parents=True, exist_ok=True)
+    (HISTORIES / f"{name}.json").write_text(history.to_json(), encoding="utf-8")

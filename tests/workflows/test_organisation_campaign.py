@@ -34,6 +34,7 @@ from tests.workflows.support import (
     instructor,
     org_plan,
     organisation,
+    record_history,
     secretary,
     start_campaign,
     status,
@@ -146,6 +147,7 @@ async def test_laggard_climbs_every_rung_then_rectifies(
     assert done.outcome is Outcome.AFTER_RECTIFICATION
     assert current.state.phase is Phase.LEADERSHIP_REVIEW
     assert done.escalations[2].acknowledged_by == COUNTY
+    await record_history(handle, "organisation_laggard")
 
 
 async def test_approved_extension_moves_the_deadline_and_nothing_escalates(
@@ -191,6 +193,7 @@ async def test_approved_extension_moves_the_deadline_and_nothing_escalates(
             select(NoticeRow).where(NoticeRow.round_id == "r-ext", NoticeRow.kind == "escalation")
         ).all()
     assert escalations == []
+    await record_history(handle, "organisation_extension")
 
 
 async def test_returned_submission_is_resubmitted(

@@ -1,0 +1,131 @@
+"""CampaignRoundWorkflow on the real Temporal dev server: a round of 500 organisations
+kicked off twice yields exactly 500 organisation workflows (counted by visibility)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.testing import WorkflowEnvironment
+
+from activities.db import create_schema, make_engine, session_factory
+from chuangzheng.temporal_server import start_dev_server_env
+from domain.plan_loader import load_plan
+from tests.workflows.support import COUNTY, ROOT
+from worker import build_worker
+from workflows.contracts import RoundInput, RoundKickoff, RoundProgress
+from workflows.ids import round_workflow_id
+from workflows.round import CampaignRoundWorkflow
+
+ORGANISATIONS = 500
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal CLI dev server (in-memory) for this module."""
+    env = await start_dev_server_env()
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="module")
+def roster_500(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated county of 500 organisations."""
+    path = tmp_path_factory.mktemp("roster") / "roster-500.csv"
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "deploy/demo/make_roster.py"),
+            "--count",
+            str(ORGANISATIONS),
+            "--output",
+            str(path),
+        ],
+        check=True,
+    )
+    return path
+
+
+async def kick_off(
+    client: Client, kickoff: RoundKickoff, task_queue: str
+) -> WorkflowHandle[CampaignRoundWorkflow, RoundProgress]:
+    """What the county office's "kick off" does: start the round, or find it running."""
+    return await client.start_workflow(
+        CampaignRoundWorkflow.run,
+        RoundInput(kickoff=kickoff),
+        id=round_workflow_id(kickoff.round_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
+async def count(client: Client, round_id: str) -> int:
+    query = f'CzRound = "{round_id}" AND WorkflowType = "OrganisationCampaignWorkflow"'
+    return (await client.count_workflows(query)).count
+
+
+async def test_round_kicked_off_twice_makes_exactly_one_workflow_per_organisation(
+    dev_env: WorkflowEnvironment, roster_500: Path, tmp_path: Path
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'rm.db'}")
+    create_schema(engine)
+    client = dev_env.client
+    task_queue = "round-kickoff-test"
+    plan = load_plan((ROOT / "plans/demo.yaml").read_text("utf-8"))
+    kickoff = RoundKickoff(
+        round_id="r-500",
+        plan=plan,
+        round_plan_id=plan.rounds[0].id,
+        roster_source=str(roster_500),
+        actor=COUNTY,
+        starts_at=None,
+        batch_size=100,
+    )
+    async with build_worker(client, task_queue=task_queue, sessions=session_factory(engine)):
+        first, second = await asyncio.gather(
+            kick_off(client, kickoff, task_queue), kick_off(client, kickoff, task_queue)
+        )
+        assert first.result_run_id == second.result_run_id
+        deadline = time.monotonic() + 120
+        progress = await first.query(CampaignRoundWorkflow.progress)
+        while not progress.starting_done and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            progress = await first.query(CampaignRoundWorkflow.progress)
+        assert progress.starting_done and progress.started == ORGANISATIONS
+        assert progress.total == ORGANISATIONS
+
+        # The county office kicks off once more after a restart of the round workflow: the
+        # start activity finds every organisation's workflow already there.
+        await first.terminate("simulated operator restart")
+        again = await kick_off(client, kickoff, task_queue)
+        assert again.result_run_id != first.result_run_id
+        progress = await again.query(CampaignRoundWorkflow.progress)
+        while not progress.starting_done and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            progress = await again.query(CampaignRoundWorkflow.progress)
+        assert progress.started == ORGANISATIONS
+
+        # Visibility is eventually consistent: wait for it to catch up, then it must be 500.
+        seen = 0
+        while time.monotonic() < deadline:
+            seen = await count(client, "r-500")
+            if seen >= ORGANISATIONS:
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(1)
+        assert await count(client, "r-500") == ORGANISATIONS
+        assert seen == ORGANISATIONS
+
+        await again.execute_update(
+            CampaignRoundWorkflow.close, {"actor": COUNTY.model_dump(), "reason": "测试结束"}
+        )
+        await again.result()
+    engine.dispose()
