@@ -173,7 +173,12 @@ class WorkingCalendar:
         return end_of_day(self.add_working_days(deadline_day(deadline), span.working_days))
 
     def working_days_overdue(self, deadline: datetime, now: datetime) -> int:
-        """Working days from the deadline's day to today (0 until the deadline passes)."""
+        """Working days that have fully ended since the deadline (0 on the first day late).
+
+        This is the figure notices quote: the rung "3 working days after the deadline" fires
+        when the third working day has ended, and says "逾期3个工作日".
+        """
         if now <= deadline:
             return 0
-        return max(1, self.working_days_between(deadline_day(deadline), local_date(now)))
+        yesterday = local_date(now) - timedelta(days=1)
+        return self.working_days_between(deadline_day(deadline), yesterday)

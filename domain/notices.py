@@ -96,6 +96,7 @@ def build_notice(
     stage = phase.phase.label
     deadline = _fmt(phase.deadline)
     missing = _missing_steps(phase)
+    late = f"逾期{working_days_overdue}个工作日" if working_days_overdue else "已过截止时间"
     if kind is NoticeKind.REMINDER:
         title = f"【{stage}】即将到期提醒：{org.name}"
         body = (
@@ -103,17 +104,17 @@ def build_notice(
             f"尚未完成的规定动作：{missing}。请按时提交材料。"
         )
     elif kind is NoticeKind.ESCALATION:
-        title = f"【{rung_name}】{org.name}{stage}阶段逾期{working_days_overdue}个工作日"
+        title = f"【{rung_name}】{org.name}{stage}阶段{late}"
         body = (
             f"{who.label}：{org.name}（{org.township}，书记{org.secretary}）{stage}阶段已于{deadline}"
-            f"截止，现逾期{working_days_overdue}个工作日。未完成：{missing}。"
+            f"截止，现{late}。未完成：{missing}。"
             f"请督促其尽快完成并签收本通知。"
         )
     elif kind is NoticeKind.CIRCULAR:
         title = f"【通报】{org.name}{stage}阶段工作滞后"
         body = (
             f"县委创先争优活动领导小组办公室通报：{org.name}（{org.township}）{stage}阶段"
-            f"逾期{working_days_overdue}个工作日，未完成：{missing}。对思想上不重视、工作上不得力的，"
+            f"{late}，未完成：{missing}。对思想上不重视、工作上不得力的，"
             f"予以批评并责令限期整改。"
         )
     elif kind is NoticeKind.RECTIFICATION_ORDER:
@@ -121,7 +122,7 @@ def build_notice(
         due = _fmt(order.deadline) if order is not None else deadline
         title = f"【整改通知】{org.name}{stage}阶段限期整改"
         body = (
-            f"{org.name}：你单位{stage}阶段逾期{working_days_overdue}个工作日，未完成：{missing}。"
+            f"{org.name}：你单位{stage}阶段{late}，未完成：{missing}。"
             f"请于{due}前完成整改，补齐规定动作，并提交整改报告及佐证材料，等待复查。"
         )
     else:

@@ -156,12 +156,13 @@ def test_working_days_overdue() -> None:
     deadline = end_of_day(date(2025, 9, 30))
     assert CAL.working_days_overdue(deadline, _shanghai(2025, 9, 30, 23, 59)) == 0
     assert CAL.working_days_overdue(deadline, deadline) == 0
-    # Overdue during the holiday: at least one day, though no working day has passed.
-    assert CAL.working_days_overdue(deadline, _shanghai(2025, 10, 1, 0, 1)) == 1
-    assert CAL.working_days_overdue(deadline, _shanghai(2025, 10, 8, 18, 0)) == 1
-    assert CAL.working_days_overdue(deadline, _shanghai(2025, 10, 9, 10, 0)) == 1
-    assert CAL.working_days_overdue(deadline, _shanghai(2025, 10, 10, 10, 0)) == 2
-    assert CAL.working_days_overdue(deadline, _shanghai(2025, 10, 11, 10, 0)) == 3
+    # Counts working days that have ended: the National Day holiday (1-8 Oct) counts none,
+    # 9 Oct counts once it is over, and Saturday 11 Oct 2025 is a make-up working day.
+    assert CAL.working_days_overdue(deadline, _shanghai(2025, 10, 1, 0, 1)) == 0
+    assert CAL.working_days_overdue(deadline, _shanghai(2025, 10, 8, 18, 0)) == 0
+    assert CAL.working_days_overdue(deadline, _shanghai(2025, 10, 9, 10, 0)) == 0
+    assert CAL.working_days_overdue(deadline, _shanghai(2025, 10, 10, 10, 0)) == 1
+    assert CAL.working_days_overdue(deadline, _shanghai(2025, 10, 12, 10, 0)) == 3
 
 
 # ── years without data ─────────────────────────────────────────────────────────────────
