@@ -29,6 +29,7 @@ from activities.contracts import (
 )
 from activities.db import upsert_insert
 from activities.notifier import Notifier
+from activities.projection import project_events
 from activities.tables import NaiveDatetimeError, campaign_events, campaign_status, rounds
 from domain.state import CampaignEvent
 
@@ -188,6 +189,8 @@ class RecordingActivities:
                     where=campaign_status.c.event_seq <= status.excluded.event_seq,
                 )
             )
+            # Detail tables (steps, submissions, escalations, audit) in the same transaction.
+            project_events(session, batch.events, batch.snapshot)
         return inserted
 
     @activity.defn(name="deliver_notices")

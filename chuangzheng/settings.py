@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: Shipped only so development works out of the box; refused in production.
+#: Shipped only so development works out of the box; refused outside development.
 DEFAULT_SECRET_KEY = "dev-insecure-secret-change-me"
 
 
@@ -63,10 +63,10 @@ class Settings(BaseSettings):
         """Fill the default database URL and refuse insecure production configuration."""
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'chuangzheng.db'}"
-        if self.environment == "production" and self.secret_key == DEFAULT_SECRET_KEY:
+        if self.environment != "development" and self.secret_key == DEFAULT_SECRET_KEY:
             raise ValueError(
                 "CZ_SECRET_KEY must be set to a private random value when "
-                "CZ_ENVIRONMENT=production (the built-in development key is public)."
+                f"CZ_ENVIRONMENT={self.environment} (the built-in development key is public)."
             )
         return self
 

@@ -1,0 +1,77 @@
+"""Dependencies shared by the routers, as ``Annotated`` aliases.
+
+``app.state`` holds what the app factory assembled: ``settings``, ``sessions`` (a session
+factory) and ``temporal`` (a Temporal client). Routes never build these themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from api.auth import User, authenticate_token
+from api.errors import ApiError
+from chuangzheng.settings import Settings
+from domain.organisation import Role
+
+_bearer = HTTPBearer(auto_error=False, description="POST /api/v1/auth/login 取得的令牌")
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """The app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_sessions(request: Request) -> sessionmaker[Session]:
+    """The app's session factory (for routes that need their own transactions)."""
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    return sessions
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session for one request, closed afterwards; routes commit what they write."""
+    with get_sessions(request)() as session:
+        yield session
+
+
+def get_temporal(request: Request) -> Client:
+    """The app's Temporal client."""
+    client: Client = request.app.state.temporal
+    return client
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
+SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
+TemporalClientDep = Annotated[Client, Depends(get_temporal)]
+
+
+def get_current_user(
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    """The caller named by the bearer token (the one place tokens are checked)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(401, "unauthorized", "请先登录")
+    return authenticate_token(session, credentials.credentials, settings)
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def client_ip(request: Request) -> str | None:
+    """Where the request came from (for the audit log)."""
+    return request.client.host if request.client else None
+
+
+def require_role(user: User, *roles: Role) -> None:
+    """403 unless ``user`` acts in one of ``roles``."""
+    if user.role not in roles:
+        raise ApiError(403, "forbidden", "当前角色无权执行此操作")

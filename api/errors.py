@@ -1,0 +1,147 @@
+"""Every error the API returns has one shape: ``{code, message, errors: [{field, reason}]}``.
+
+``code`` is a stable English code for clients, ``message`` and ``reason`` are Chinese for
+users. Domain refusals, workflow update refusals (the ``refusal()`` ApplicationError format
+of ``workflows.organisation``), request validation and HTTP errors all end up here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from domain.errors import DomainError
+
+# Refusal codes of the domain and workflows -> HTTP status. Unlisted codes are conflicts.
+_STATUS_BY_CODE: dict[str, int] = {
+    "invalid": 422,
+    "invalid_evidence": 422,
+    "invalid_plan": 422,
+    "invalid_roster": 422,
+    "invalid_deadline": 422,
+    "reason_required": 422,
+    "unknown_step": 422,
+    "forbidden": 403,
+    "not_found": 404,
+    "unauthorized": 401,
+}
+
+_HTTP_MESSAGES: dict[int, tuple[str, str]] = {
+    400: ("bad_request", "请求有误"),
+    401: ("unauthorized", "请先登录"),
+    403: ("forbidden", "无权执行此操作"),
+    404: ("not_found", "对象不存在或无权查看"),
+    405: ("method_not_allowed", "不支持此请求方法"),
+    409: ("conflict", "当前状态不允许此操作"),
+    413: ("too_large", "上传内容过大"),
+    415: ("unsupported_media_type", "不支持的文件类型"),
+    422: ("invalid", "请求参数有误"),
+}
+
+# pydantic error types -> Chinese reasons.
+_REASONS: dict[str, str] = {
+    "missing": "缺少必填项",
+    "extra_forbidden": "不认识的字段",
+    "string_type": "应为文本",
+    "string_too_short": "不能为空",
+    "string_too_long": "内容过长",
+    "string_pattern_mismatch": "格式不正确",
+    "int_parsing": "应为整数",
+    "int_type": "应为整数",
+    "bool_parsing": "应为 true 或 false",
+    "bool_type": "应为 true 或 false",
+    "datetime_parsing": "时间格式应为 ISO 8601（如 2025-01-06T09:00:00+08:00）",
+    "datetime_from_date_parsing": "时间格式应为 ISO 8601",
+    "timezone_aware": "时间必须带时区",
+    "dict_type": "应为对象",
+    "model_attributes_type": "应为对象",
+    "json_invalid": "不是有效的 JSON",
+    "enum": "取值不在允许范围内",
+    "literal_error": "取值不在允许范围内",
+    "greater_than_equal": "数值过小",
+    "less_than_equal": "数值过大",
+}
+
+
+class ApiError(Exception):
+    """An error raised by a route, rendered in the common shape."""
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        errors: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.errors = [dict(e) for e in errors]
+
+
+def not_found(message: str = "对象不存在或无权查看") -> ApiError:
+    """404: used also for objects outside the caller's scope, so they do not leak."""
+    return ApiError(404, "not_found", message)
+
+
+def refused(code: str, message: str, errors: Sequence[Mapping[str, Any]] = ()) -> ApiError:
+    """A business refusal with the status its code calls for."""
+    return ApiError(_STATUS_BY_CODE.get(code, 409), code, message, errors)
+
+
+def from_domain(exc: DomainError) -> ApiError:
+    """A domain refusal, with every field error it carries."""
+    errors = [{"field": e.field, "reason": e.reason} for e in getattr(exc, "errors", [])]
+    if not errors and exc.field is not None:
+        errors = [{"field": exc.field, "reason": exc.reason}]
+    return refused(exc.code, exc.reason, errors)
+
+
+def body(code: str, message: str, errors: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The common error body."""
+    return {"code": code, "message": message, "errors": list(errors)}
+
+
+def _field(loc: Sequence[Any]) -> str:
+    # Drop the "body"/"query"/"path" prefix: clients name fields, not request parts.
+    parts = [str(p) for p in loc[1:]] if len(loc) > 1 else [str(p) for p in loc]
+    return ".".join(parts)
+
+
+def validation_errors(raw: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """pydantic/FastAPI errors as ``{field, reason}`` with Chinese reasons."""
+    return [
+        {"field": _field(e.get("loc", ())), "reason": _REASONS.get(e["type"], str(e["msg"]))}
+        for e in raw
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that give every error the common shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(body(exc.code, exc.message, exc.errors), status_code=exc.status_code)
+
+    @app.exception_handler(DomainError)
+    async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        err = from_domain(exc)
+        return JSONResponse(body(err.code, err.message, err.errors), status_code=err.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = validation_errors(exc.errors())
+        return JSONResponse(body("invalid", "请求参数有误", errors), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, message = _HTTP_MESSAGES.get(exc.status_code, ("error", "请求失败"))
+        if isinstance(exc.detail, str) and exc.detail and not exc.detail.isascii():
+            message = exc.detail  # a Chinese detail given by the route
+        return JSONResponse(body(code, message), status_code=exc.status_code, headers=exc.headers)

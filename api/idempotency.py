@@ -1,0 +1,99 @@
+"""Idempotency-Key for writes: a retry with the same key (per user) gets the stored response.
+
+The first successful response (2xx) is stored under (user, key) with a fingerprint of the
+request; the same key with a different request is refused (422), so a client bug cannot
+silently replay the wrong answer. Workflow updates additionally carry the key into the
+domain command, so two concurrent retries still have one effect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm import Session, sessionmaker
+
+from activities.db import upsert_insert
+from activities.tables import IdempotencyRow, metadata
+from api.auth import User
+from api.errors import ApiError
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 200
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's key, checked for length; None when absent."""
+    key = request.headers.get(HEADER)
+    if key is None:
+        return None
+    if not key.strip() or len(key) > MAX_KEY_LENGTH:
+        raise ApiError(
+            422,
+            "invalid",
+            "请求参数有误",
+            [{"field": HEADER, "reason": f"应为 1–{MAX_KEY_LENGTH} 个字符"}],
+        )
+    return key
+
+
+def command_key(user: User, key: str | None) -> str | None:
+    """The key the domain command carries: per user, so users never collide."""
+    return f"{user.username}:{key}" if key is not None else None
+
+
+async def _fingerprint(request: Request) -> str:
+    digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
+    digest.update(await request.body())
+    return digest.hexdigest()[:64]
+
+
+async def idempotent(
+    request: Request,
+    sessions: sessionmaker[Session],
+    user: User,
+    action: Callable[[], Awaitable[Any]],
+    *,
+    status_code: int = 200,
+) -> Response:
+    """Run ``action`` once per Idempotency-Key; its result becomes the JSON response."""
+    key = idempotency_key(request)
+    if key is None:
+        return JSONResponse(jsonable_encoder(await action()), status_code=status_code)
+    fingerprint = await _fingerprint(request)
+    with sessions() as session:
+        stored = session.get(IdempotencyRow, (user.username, key))
+    if stored is not None:
+        if stored.fingerprint != fingerprint:
+            raise ApiError(
+                422,
+                "idempotency_key_reused",
+                "该 Idempotency-Key 已用于另一请求",
+                [{"field": HEADER, "reason": "同一键只能用于同一请求"}],
+            )
+        return Response(
+            stored.body,
+            status_code=stored.status_code,
+            media_type="application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )
+    content = json.dumps(jsonable_encoder(await action()), ensure_ascii=False).encode()
+    table = metadata.tables[IdempotencyRow.__tablename__]
+    with sessions.begin() as session:
+        stmt = upsert_insert(session, table).values(
+            username=user.username,
+            key=key,
+            fingerprint=fingerprint,
+            status_code=status_code,
+            body=content,
+            created_at=datetime.now(UTC),
+        )
+        # A concurrent retry may have stored first: its response is equivalent (same effect).
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["username", "key"]))
+    return Response(content, status_code=status_code, media_type="application/json")

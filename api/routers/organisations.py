@@ -1,0 +1,190 @@
+"""Organisations: scoped lists with filters, detail, campaign status and timeline; roster
+import (县委活动办)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Query, UploadFile
+from sqlalchemy import and_, select
+
+from activities.roster_store import import_roster_file, load_organisation
+from activities.tables import CampaignEventRow, CampaignStatusRow, OrganisationRow
+from api.auth import User
+from api.deps import CurrentUser, SessionDep, TemporalClientDep, require_role
+from api.errors import ApiError, not_found
+from api.scope import covers, scope_condition
+from api.workflow_calls import query
+from domain.campaign_rules import CampaignStatus
+from domain.lights import Light
+from domain.organisation import Organisation, OrgType, Role, System
+from domain.phases import Phase
+from workflows.ids import organisation_workflow_id
+
+router = APIRouter(prefix="/api/v1", tags=["组织 organisations"])
+MAX_ROSTER_BYTES = 5 * 1024 * 1024
+
+
+def visible_organisation(session: SessionDep, user: User, org_id: str) -> Organisation:
+    """The organisation if it exists and ``user`` may see it; 404 otherwise (no leak)."""
+    org = load_organisation(session, org_id)
+    if org is None or not covers(user, org):
+        raise not_found()
+    return org
+
+
+def _org_view(row: OrganisationRow, status: CampaignStatusRow | None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "org_id": row.org_id,
+        "name": row.name,
+        "type": row.org_type,
+        "type_label": OrgType(row.org_type).label,
+        "township": row.township,
+        "system": row.system,
+        "system_label": System(row.system).label,
+        "member_count": row.member_count,
+        "secretary": row.secretary,
+        "instructor": row.instructor,
+        "active": row.active,
+    }
+    if status is not None:
+        view.update(
+            phase=status.phase,
+            phase_label=Phase(status.phase).label,
+            phase_status=status.phase_status,
+            light=status.light,
+            light_label=Light(status.light).label,
+            overdue=status.overdue,
+            deadline=status.deadline,
+            top_rung=status.top_rung,
+            closed=status.closed,
+        )
+    return view
+
+
+@router.get("/organisations", summary="组织列表（按权限范围）")
+def list_organisations(
+    session: SessionDep,
+    user: CurrentUser,
+    round_id: str | None = None,
+    township: str | None = None,
+    system: System | None = None,
+    type: OrgType | None = None,
+    phase: Phase | None = None,
+    light: Light | None = None,
+    overdue: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict[str, Any]]:
+    """Organisations the caller may see; phase, light and overdue need ``round_id``."""
+    if round_id is None and (phase or light or overdue is not None):
+        raise ApiError(
+            422,
+            "invalid",
+            "请求参数有误",
+            [{"field": "round_id", "reason": "按阶段、亮灯或逾期筛选时必须指定轮次"}],
+        )
+    join_on = and_(
+        CampaignStatusRow.org_id == OrganisationRow.org_id, CampaignStatusRow.round_id == round_id
+    )
+    stmt = select(OrganisationRow, CampaignStatusRow).outerjoin(CampaignStatusRow, join_on)
+    stmt = stmt.where(scope_condition(user), OrganisationRow.active.is_(True))
+    conditions = [
+        (township, OrganisationRow.township == township),
+        (system, OrganisationRow.system == (system.value if system else None)),
+        (type, OrganisationRow.org_type == (type.value if type else None)),
+        (phase, CampaignStatusRow.phase == (phase.value if phase else None)),
+        (light, CampaignStatusRow.light == (light.value if light else None)),
+    ]
+    for given, condition in conditions:
+        if given is not None:
+            stmt = stmt.where(condition)
+    if overdue is not None:
+        stmt = stmt.where(CampaignStatusRow.overdue.is_(overdue))
+    stmt = stmt.order_by(OrganisationRow.row_number, OrganisationRow.org_id)
+    rows = session.execute(stmt.limit(limit).offset(offset)).all()
+    return [_org_view(org, status) for org, status in rows]
+
+
+@router.get("/organisations/{org_id}", summary="组织详情")
+def get_organisation(org_id: str, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
+    """One organisation, with its status in every round it takes part in."""
+    visible_organisation(session, user, org_id)
+    row = session.get(OrganisationRow, org_id)
+    assert row is not None
+    view = _org_view(row, None)
+    statuses = session.scalars(
+        select(CampaignStatusRow).where(CampaignStatusRow.org_id == org_id)
+    ).all()
+    view["rounds"] = [
+        {"round_id": s.round_id, **{k: v for k, v in _org_view(row, s).items() if k not in view}}
+        for s in statuses
+    ]
+    return view
+
+
+@router.get("/rounds/{round_id}/organisations/{org_id}/status", summary="组织本轮活动状态")
+async def campaign_status(
+    round_id: str, org_id: str, session: SessionDep, user: CurrentUser, client: TemporalClientDep
+) -> dict[str, Any]:
+    """Phases, steps, submissions, deadlines, light, escalations (the workflow's query)."""
+    visible_organisation(session, user, org_id)
+    status = await query(
+        client, organisation_workflow_id(round_id, org_id), "status", CampaignStatus
+    )
+    return status.model_dump(mode="json")
+
+
+@router.get("/rounds/{round_id}/organisations/{org_id}/timeline", summary="组织本轮时间线")
+def timeline(
+    round_id: str, org_id: str, session: SessionDep, user: CurrentUser
+) -> list[dict[str, Any]]:
+    """Every recorded state change, oldest first."""
+    visible_organisation(session, user, org_id)
+    rows = session.scalars(
+        select(CampaignEventRow)
+        .where(CampaignEventRow.round_id == round_id, CampaignEventRow.org_id == org_id)
+        .order_by(CampaignEventRow.at, CampaignEventRow.recorded_at)
+    ).all()
+    return [
+        {
+            "event_id": r.event_id,
+            "kind": r.kind,
+            "phase": r.phase,
+            "step_id": r.step_id,
+            "actor": r.actor_user,
+            "actor_name": r.actor_name,
+            "at": r.at,
+            "detail": r.detail,
+        }
+        for r in rows
+    ]
+
+
+@router.post("/roster", summary="导入组织名册（CSV/XLSX）")
+async def import_roster(
+    session: SessionDep, user: CurrentUser, file: Annotated[UploadFile, File()]
+) -> dict[str, Any]:
+    """Import the whole roster; any bad row refuses the file (422, every row listed)."""
+    require_role(user, Role.COUNTY_OFFICE)
+    suffix = Path(file.filename or "").suffix.lower()
+    if suffix not in (".csv", ".xlsx"):
+        raise ApiError(415, "unsupported_media_type", "请上传 .csv 或 .xlsx 文件")
+    data = await file.read(MAX_ROSTER_BYTES + 1)
+    if len(data) > MAX_ROSTER_BYTES:
+        raise ApiError(413, "too_large", "名册文件不能超过 5MB")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"roster{suffix}"
+        path.write_bytes(data)
+        # The caller's lookup already opened the transaction; one commit covers the import,
+        # and a ValidationFailed leaves it uncommitted (rolled back when the session closes).
+        report = import_roster_file(session, path)
+        session.commit()
+    return {
+        "added": report.added,
+        "updated": report.updated,
+        "deactivated": report.deactivated,
+        "total": report.total,
+    }

@@ -1,0 +1,112 @@
+"""Supervision views of a round, within the caller's scope: counts by township, system or
+type × phase with lights; the overdue list; escalations."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from sqlalchemy import func, select
+
+from activities.tables import CampaignStatusRow, EscalationRow, OrganisationRow
+from api.deps import CurrentUser, SessionDep
+from api.scope import scope_condition
+
+router = APIRouter(prefix="/api/v1/rounds/{round_id}/supervision", tags=["督查 supervision"])
+
+_GROUP_COLUMNS = {
+    "township": CampaignStatusRow.township,
+    "system": CampaignStatusRow.system,
+    "type": CampaignStatusRow.org_type,
+}
+
+
+def _in_scope(user: CurrentUser) -> Any:
+    return select(OrganisationRow.org_id).where(scope_condition(user))
+
+
+@router.get("/counts", summary="分乡镇/系统/类型 × 阶段 统计（含亮灯）")
+def counts(
+    round_id: str,
+    session: SessionDep,
+    user: CurrentUser,
+    by: Literal["township", "system", "type"] = "township",
+) -> list[dict[str, Any]]:
+    """One row per group: totals by phase and by light, and how many are overdue."""
+    column = _GROUP_COLUMNS[by]
+    rows = session.execute(
+        select(
+            column,
+            CampaignStatusRow.phase,
+            CampaignStatusRow.light,
+            CampaignStatusRow.overdue,
+            func.count(),
+        )
+        .where(CampaignStatusRow.round_id == round_id)
+        .where(CampaignStatusRow.org_id.in_(_in_scope(user)))
+        .group_by(
+            column, CampaignStatusRow.phase, CampaignStatusRow.light, CampaignStatusRow.overdue
+        )
+    ).all()
+    groups: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"total": 0, "overdue": 0, "by_phase": defaultdict(dict), "by_light": {}}
+    )
+    for key, phase, light, overdue, n in rows:
+        group = groups[key]
+        group["total"] += n
+        group["overdue"] += n if overdue else 0
+        group["by_light"][light] = group["by_light"].get(light, 0) + n
+        cell = group["by_phase"][phase]
+        cell[light] = cell.get(light, 0) + n
+    return [{by: key, **value} for key, value in sorted(groups.items())]
+
+
+@router.get("/overdue", summary="逾期组织")
+def overdue(round_id: str, session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
+    """Organisations past their current phase's deadline, the longest-overdue first."""
+    rows = session.scalars(
+        select(CampaignStatusRow)
+        .where(CampaignStatusRow.round_id == round_id, CampaignStatusRow.overdue.is_(True))
+        .where(CampaignStatusRow.org_id.in_(_in_scope(user)))
+        .order_by(CampaignStatusRow.deadline)
+    ).all()
+    return [
+        {
+            "org_id": r.org_id,
+            "org_name": r.org_name,
+            "township": r.township,
+            "phase": r.phase,
+            "phase_status": r.phase_status,
+            "deadline": r.deadline,
+            "top_rung": r.top_rung,
+            "light": r.light,
+        }
+        for r in rows
+    ]
+
+
+@router.get("/escalations", summary="督办记录")
+def escalations(round_id: str, session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
+    """Every rung that fired in the round, newest first, with who signed for it."""
+    rows = session.scalars(
+        select(EscalationRow)
+        .where(EscalationRow.round_id == round_id)
+        .where(EscalationRow.org_id.in_(_in_scope(user)))
+        .order_by(EscalationRow.fired_at.desc())
+    ).all()
+    return [
+        {
+            "org_id": r.org_id,
+            "phase": r.phase,
+            "rung": r.rung,
+            "name": r.name,
+            "recipient_role": r.recipient_role,
+            "recipient_key": r.recipient_key,
+            "fired_at": r.fired_at,
+            "working_days_overdue": r.working_days_overdue,
+            "acknowledged_by": r.acknowledged_by,
+            "acknowledged_at": r.acknowledged_at,
+        }
+        for r in rows
+    ]

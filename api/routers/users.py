@@ -1,0 +1,66 @@
+"""Login and the caller's own account."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from activities.tables import AuditRow
+from api.auth import User, issue_token, login
+from api.deps import CurrentUser, SessionDep, SettingsDep, client_ip
+
+router = APIRouter(prefix="/api/v1", tags=["账号 auth"])
+
+
+class Credentials(BaseModel):
+    """Username and password."""
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+def user_view(user: User) -> dict[str, Any]:
+    """An account as clients see it."""
+    return {
+        "username": user.username,
+        "display_name": user.display_name,
+        "role": user.role.value,
+        "scope_key": user.scope_key,
+    }
+
+
+@router.post("/auth/login", summary="登录，取得令牌")
+def post_login(
+    body: Credentials, request: Request, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Check the password and return a bearer token (recorded in the audit log)."""
+    user = login(session, body.username, body.password)
+    now = datetime.now(UTC)
+    session.add(
+        AuditRow(
+            audit_id=f"login/{user.username}/{now.isoformat()}",
+            user=user.username,
+            role=user.role.value,
+            action="login",
+            round_id=None,
+            org_id=None,
+            ip=client_ip(request),
+            at=now,
+            detail={},
+        )
+    )
+    session.commit()
+    return {
+        "access_token": issue_token(user, settings, now=now),
+        "token_type": "bearer",
+        "user": user_view(user),
+    }
+
+
+@router.get("/users/me", summary="当前账号")
+def me(user: CurrentUser) -> dict[str, Any]:
+    """Who the token belongs to."""
+    return user_view(user)

