@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from activities.db import upsert_insert
 from activities.tables import UserRow, metadata
 from api.errors import ApiError
-from chuangzheng.settings import DEFAULT_SECRET_KEY, Settings
+from chuangzheng.settings import Settings
 from domain.organisation import Role
 
 TOKEN_ALGORITHM = "HS256"
@@ -97,16 +97,19 @@ def upsert_user(
     *,
     username: str,
     display_name: str,
-    password: str,
+    password: str | None = None,
+    password_hash: str | None = None,
     role: Role,
     scope_key: str = "",
 ) -> None:
-    """Create or update an account (the password is re-hashed)."""
+    """Create or update an account from a password (hashed here) or a ready argon2 hash."""
+    if (password is None) == (password_hash is None):
+        raise ValueError("give exactly one of password and password_hash")
     table = metadata.tables[UserRow.__tablename__]
     values = {
         "username": username,
         "display_name": display_name,
-        "password_hash": hash_password(password),
+        "password_hash": password_hash or hash_password(password or ""),
         "role": role.value,
         "scope_key": scope_key,
         "active": True,

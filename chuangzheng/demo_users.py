@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from api.auth import upsert_user
+from api.auth import hash_password, upsert_user
 from chuangzheng.settings import Settings
 from domain.organisation import Role, Roster, System
 
@@ -58,12 +58,15 @@ def seed_demo_users(session: Session, roster: Roster, settings: Settings) -> lis
     if settings.environment != "development":
         raise RuntimeError("演示账号（密码 demo）只能在开发环境中创建")
     users = demo_users(roster)
+    # One salted hash shared by every demo account: they share one public password anyway,
+    # and hashing it 300+ times would make the first `make run` wait a minute for nothing.
+    shared_hash = hash_password(DEMO_PASSWORD)
     for user in users:
         upsert_user(
             session,
             username=user.username,
             display_name=user.display_name,
-            password=DEMO_PASSWORD,
+            password_hash=shared_hash,
             role=user.role,
             scope_key=user.scope_key,
         )

@@ -110,3 +110,5 @@ def configure_logging(settings: Settings) -> None:
         lib_logger.propagate = True
     # SQLAlchemy echoes every statement at INFO; keep it quiet unless explicitly debugging.
     logging.getLogger("sqlalchemy.engine").setLevel(max(level, logging.WARNING))
+    # transitions logs every state entry at INFO: thousands of lines per round, no news.
+    logging.getLogger("transitions").setLevel(max(level, logging.WARNING))

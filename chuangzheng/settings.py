@@ -14,7 +14,7 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Shipped only so development works out of the box; refused outside development.
-DEFAULT_SECRET_KEY = "dev-insecure-secret-change-me"
+DEFAULT_SECRET_KEY = "dev-insecure-secret-change-me-not-for-production"
 
 
 def repo_root() -> Path:
