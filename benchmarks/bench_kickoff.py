@@ -163,22 +163,18 @@ async def main(n: int, updates: int) -> None:
             rss2 = rss_mb()
     finally:
         await env.shutdown()
-    print(f"organisations: {n}; updates timed: {updates}")
-    print(
-        f"start {n} workflows   baseline {base_time:6.1f} s   campaign kick-off {camp_time:6.1f} s   ratio {camp_time / base_time:4.1f}x"
-    )
-    print(f"workflows per second  baseline {n / base_time:6.0f}     campaign {n / camp_time:6.0f}")
-    for label, q in (("p50", 0.5), ("p95", 0.95)):
-        b, c = pct(base_lat, q), pct(camp_lat, q)
-        print(
-            f"update {label}          baseline {b:6.1f} ms  submit_evidence {c:6.1f} ms  ratio {c / b:4.1f}x"
-        )
-    print(
-        f"update mean          baseline {statistics.mean(base_lat) * 1000:6.1f} ms  submit_evidence {statistics.mean(camp_lat) * 1000:6.1f} ms"
-    )
-    print(
-        f"peak RSS growth      baseline {rss1 - rss0:6.0f} MiB   campaign {rss2 - rss1:6.0f} MiB (worker in this process)"
-    )
+    rows = [
+        ("start+first activity (s)", base_time, camp_time),
+        ("workflows per second", n / base_time, n / camp_time),
+        ("update p50 (ms)", pct(base_lat, 0.5), pct(camp_lat, 0.5)),
+        ("update p95 (ms)", pct(base_lat, 0.95), pct(camp_lat, 0.95)),
+        ("update mean (ms)", statistics.mean(base_lat) * 1000, statistics.mean(camp_lat) * 1000),
+        ("peak RSS growth (MiB)", rss1 - rss0, rss2 - rss1),
+    ]
+    print(f"organisations: {n}; updates timed: {updates}; worker in this process")
+    print(f"{'measure':<26}{'baseline':>10}{'campaign':>10}{'ratio':>8}")
+    for label, base, camp in rows:
+        print(f"{label:<26}{base:>10.1f}{camp:>10.1f}{camp / base:>7.1f}x")
 
 
 if __name__ == "__main__":
