@@ -1,0 +1,86 @@
+"""Evidence file uploads: stored under the data directory by sha256, with size and type
+limits; the answer is the ``{"name", "sha256"}`` a document field takes."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, UploadFile
+
+from activities.tables import UploadedFileRow
+from api.deps import CurrentUser, SessionDep, SettingsDep
+from api.errors import ApiError
+from api.routers.organisations import visible_organisation
+
+router = APIRouter(prefix="/api/v1/rounds/{round_id}/organisations/{org_id}", tags=["操作 actions"])
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+ALLOWED_UPLOADS: dict[str, str] = {
+    ".pdf": "application/pdf",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".doc": "application/msword",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".xls": "application/vnd.ms-excel",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".txt": "text/plain",
+}
+
+
+@router.post("/files", status_code=201, summary="上传材料文件")
+async def upload(
+    round_id: str,
+    org_id: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    file: Annotated[UploadFile, File()],
+) -> dict[str, Any]:
+    """Store a file under the data directory by its sha256; the answer is the value a
+    document field of the evidence takes (``{"name", "sha256"}``)."""
+    visible_organisation(session, user, org_id)
+    name = Path(file.filename or "").name
+    suffix = Path(name).suffix.lower()
+    if suffix not in ALLOWED_UPLOADS:
+        allowed = "、".join(sorted(ALLOWED_UPLOADS))
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"不支持的文件类型，允许：{allowed}",
+            [{"field": "file", "reason": "文件类型不允许"}],
+        )
+    data = await file.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ApiError(
+            413, "too_large", "文件不能超过 20MB", [{"field": "file", "reason": "文件过大"}]
+        )
+    if not data:
+        raise ApiError(422, "invalid", "请求参数有误", [{"field": "file", "reason": "文件为空"}])
+    sha256 = hashlib.sha256(data).hexdigest()
+    target = settings.data_dir / "uploads" / sha256[:2] / sha256
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_suffix(".part")
+        temporary.write_bytes(data)
+        temporary.replace(target)  # never a half-written file under the final name
+    file_id = f"{round_id}/{org_id}/{sha256}"
+    if session.get(UploadedFileRow, file_id) is None:
+        session.add(
+            UploadedFileRow(
+                file_id=file_id,
+                sha256=sha256,
+                filename=name[:200],
+                content_type=ALLOWED_UPLOADS[suffix],
+                size=len(data),
+                round_id=round_id,
+                org_id=org_id,
+                uploaded_by=user.username,
+                uploaded_at=datetime.now(UTC),
+            )
+        )
+        session.commit()
+    return {"name": name, "sha256": sha256, "size": len(data)}
