@@ -1,0 +1,69 @@
+"""The roster: townships, systems, organisations and the people in their roles."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    Index,
+    Integer,
+    String,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from activities.tables.base import ENUM, ID, NAME, Base
+
+
+class TownshipRow(Base):
+    """A township or street office (乡镇/街道) named in the roster."""
+
+    __tablename__ = "townships"
+
+    name: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    updated_at: Mapped[datetime]
+
+
+class SystemRow(Base):
+    """A guidance group's system (分系统); the six rows mirror ``domain.organisation.System``."""
+
+    __tablename__ = "systems"
+
+    key: Mapped[str] = mapped_column(String(ENUM), primary_key=True)
+    label: Mapped[str] = mapped_column(String(NAME))
+
+
+class OrganisationRow(Base):
+    """A grassroots organisation from the roster; ``active`` is False once it left the roster
+    (kept, not deleted, because rounds and events still refer to it)."""
+
+    __tablename__ = "organisations"
+    __table_args__ = (
+        Index("ix_organisations_township", "township"),
+        Index("ix_organisations_system", "system"),
+        Index("ix_organisations_instructor", "instructor"),
+    )
+
+    org_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME))
+    org_type: Mapped[str] = mapped_column(String(ENUM))
+    township: Mapped[str] = mapped_column(String(NAME))
+    system: Mapped[str] = mapped_column(String(ENUM))
+    member_count: Mapped[int] = mapped_column(Integer)
+    secretary: Mapped[str] = mapped_column(String(NAME))
+    instructor: Mapped[str] = mapped_column(String(NAME))
+    active: Mapped[bool] = mapped_column(Boolean)
+    row_number: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+
+class PersonRoleRow(Base):
+    """A person named in the roster and the role they hold there (书记 of an organisation,
+    指导员 of the organisations that name them); ``scope_key`` is what the role covers."""
+
+    __tablename__ = "person_roles"
+
+    person: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    role: Mapped[str] = mapped_column(String(ENUM), primary_key=True)
+    scope_key: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    updated_at: Mapped[datetime]
