@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.channels import build_notifier
 from activities.db import create_schema, make_engine, session_factory
 from activities.kickoff import KickoffActivities, RosterActivities
 from activities.notifier import InboxNotifier, Notifier
@@ -99,7 +100,13 @@ async def run_worker(settings: Settings | None = None) -> None:
     engine = make_engine(settings.database_url)
     create_schema(engine)
     client = await connect(settings)
-    worker = build_worker(client, task_queue=settings.task_queue, sessions=session_factory(engine))
+    sessions = session_factory(engine)
+    worker = build_worker(
+        client,
+        task_queue=settings.task_queue,
+        sessions=sessions,
+        notifier=build_notifier(sessions, settings),
+    )
     log.info("worker started", task_queue=settings.task_queue, temporal=settings.temporal_address)
     await worker.run()
 

@@ -21,6 +21,7 @@ import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from activities.channels import build_notifier
 from activities.db import make_engine, session_factory
 from activities.roster_files import read_roster_file
 from activities.roster_store import load_roster, store_roster
@@ -141,7 +142,12 @@ async def main() -> None:
         )
     )
     try:
-        async with build_worker(env.client, task_queue=settings.task_queue, sessions=sessions):
+        async with build_worker(
+            env.client,
+            task_queue=settings.task_queue,
+            sessions=sessions,
+            notifier=build_notifier(sessions, settings),
+        ):
             serving = asyncio.create_task(server.serve())
             round_id = await kick_off_demo_round(f"http://{settings.api_host}:{settings.api_port}")
             print(banner(settings, round_id), flush=True)

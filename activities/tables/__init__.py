@@ -24,6 +24,7 @@ from activities.tables.campaign import (
     SubmissionRow,
     UploadedFileRow,
 )
+from activities.tables.delivery import notice_deliveries
 from activities.tables.roster import OrganisationRow, PersonRoleRow, SystemRow, TownshipRow
 
 metadata = Base.metadata
@@ -67,6 +68,7 @@ __all__ = [
     "campaign_status",
     "escalations",
     "metadata",
+    "notice_deliveries",
     "notices",
     "organisations",
     "person_roles",

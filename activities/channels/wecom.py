@@ -1,0 +1,44 @@
+"""WeCom (企业微信) group robots: a markdown message POSTed to the robot's webhook URL.
+
+Documented format: ``{"msgtype": "markdown", "markdown": {"content": "..."}}``, at most 4096
+bytes of UTF-8 content; the reply is ``{"errcode": 0, "errmsg": "ok"}`` on success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from activities.channels.base import ChannelError, post_robot_message
+from activities.channels.config import WECOM, Robot
+from activities.channels.render import render_markdown
+from domain.notices import Notice
+
+#: WeCom's limit on markdown content, in UTF-8 bytes.
+MAX_CONTENT_BYTES = 4096
+
+
+class WeComChannel:
+    """Sends a notice to a WeCom group robot named in the channels configuration."""
+
+    name = WECOM
+
+    def __init__(
+        self, robots: Mapping[str, Robot], *, base_url: str, timeout: float = 10.0
+    ) -> None:
+        """Keep the WeCom robots by name; addresses are robot names, not URLs."""
+        self._robots = {name: r for name, r in robots.items() if r.kind == WECOM}
+        self._base_url = base_url
+        self._timeout = timeout
+
+    def payload(self, notice: Notice) -> dict[str, Any]:
+        """The robot message for ``notice`` in WeCom's markdown format."""
+        content = render_markdown(notice, self._base_url, max_bytes=MAX_CONTENT_BYTES)
+        return {"msgtype": "markdown", "markdown": {"content": content.text}}
+
+    async def send(self, notice: Notice, address: str) -> None:
+        """POST the message to the robot ``address`` names; raise unless errcode is 0."""
+        robot = self._robots.get(address)
+        if robot is None:
+            raise ChannelError(f"未配置的企业微信机器人：{address}")
+        await post_robot_message(robot.url, self.payload(notice), timeout=self._timeout)
