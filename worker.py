@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,18 +19,25 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.channels import build_notifier
 from activities.db import create_schema, make_engine, session_factory
+from activities.digests import DigestActivities
 from activities.kickoff import KickoffActivities, RosterActivities
 from activities.notifier import InboxNotifier, Notifier
 from activities.recording import RecordingActivities
 from chuangzheng.logging import configure_logging
 from chuangzheng.settings import Settings, get_settings
 from chuangzheng.temporal_server import data_converter
+from workflows.digest import CircularWorkflow, DailyDigestWorkflow
 from workflows.organisation import OrganisationCampaignWorkflow
 from workflows.round import CampaignRoundWorkflow
 
 log = structlog.get_logger(__name__)
 
-WORKFLOWS: Sequence[type] = (OrganisationCampaignWorkflow, CampaignRoundWorkflow)
+WORKFLOWS: Sequence[type] = (
+    OrganisationCampaignWorkflow,
+    CampaignRoundWorkflow,
+    DailyDigestWorkflow,
+    CircularWorkflow,
+)
 
 # Pure, deterministic modules shared by all workflow runs instead of re-imported per run:
 # re-importing pydantic models and transitions machines for every workflow is the main cost
@@ -62,11 +70,14 @@ def build_worker(
     sessions: sessionmaker[Session],
     notifier: Notifier | None = None,
     max_concurrent_activities: int = 50,
+    data_dir: Path | None = None,
 ) -> Worker:
-    """A worker for every workflow and activity of the project."""
+    """A worker for every workflow and activity of the project (circulars are written under
+    ``data_dir``, by default the settings' ``data_dir``)."""
     recording = RecordingActivities(sessions, notifier or InboxNotifier(sessions))
     roster = RosterActivities()
     kickoff = KickoffActivities(client, task_queue)
+    digests = DigestActivities(sessions, data_dir)
     return Worker(
         client,
         task_queue=task_queue,
@@ -78,6 +89,9 @@ def build_worker(
             roster.load_roster_page,
             kickoff.start_organisation_workflows,
             kickoff.signal_organisations,
+            digests.load_round_status,
+            digests.send_digests,
+            digests.publish_circular,
         ],
         workflow_runner=workflow_runner(),
         max_concurrent_activities=max_concurrent_activities,

@@ -16,7 +16,16 @@ from temporalio.client import Client
 
 from activities.db import create_schema, make_engine, session_factory
 from api.errors import install_error_handlers
-from api.routers import actions, files, notices, organisations, rounds, supervision, users
+from api.routers import (
+    actions,
+    files,
+    notices,
+    organisations,
+    reports,
+    rounds,
+    supervision,
+    users,
+)
 from chuangzheng.settings import Settings, get_settings
 from chuangzheng.temporal_server import data_converter
 
@@ -49,7 +58,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (users, rounds, organisations, actions, files, supervision, notices):
+    for module in (users, rounds, organisations, actions, files, supervision, notices, reports):
         app.include_router(module.router)
     return app
 

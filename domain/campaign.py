@@ -24,6 +24,7 @@ from domain.actions import (
 )
 from domain.campaign_clock import CampaignClock
 from domain.campaign_rules import CampaignStatus, new_state
+from domain.cohort import BehindSchedule
 from domain.machine import STEP_MACHINE, PhaseStatus, fire
 from domain.state import (
     Decision,
@@ -237,6 +238,22 @@ class Campaign(CampaignClock):
             detail={"passed": cmd.passed, "notes": cmd.notes},
         )
         self.settle(now)
+
+    def set_behind_schedule(self, cmd: BehindSchedule, now: datetime) -> bool:
+        """The round's cohort check says whether this organisation is behind (yellow);
+        returns whether anything changed. A finished or closed campaign keeps its light."""
+        state = self.state
+        if state.closed or state.finished() or state.behind_schedule == cmd.behind:
+            return False
+        state.behind_schedule = cmd.behind
+        self.emit(
+            "behind_schedule" if cmd.behind else "back_on_schedule",
+            now,
+            phase=state.phase,
+            detail={"as_of": cmd.as_of.isoformat()},
+        )
+        self._refresh_light(now)
+        return True
 
     def close(self, cmd: CloseRound, now: datetime) -> None:
         """Stop where the campaign stands; nothing fires after this."""

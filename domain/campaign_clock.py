@@ -171,6 +171,8 @@ class CampaignClock(CampaignRules):
         )
 
     def _refresh_light(self, now: datetime) -> None:
+        """Red > yellow > blue > green (``domain.lights.light_for``); a rectification order
+        keeps the light red even after an extension."""
         if self.state.phase is Phase.COMPLETED or self.state.closed:
             self.state.light = Light.GREEN
             return
@@ -181,6 +183,7 @@ class CampaignClock(CampaignRules):
             done=phase.status is PhaseStatus.DONE,
             blue_within=self.ladder.blue_within,
             calendar=self.calendar,
+            behind=self.state.behind_schedule,
         )
         if phase.status is PhaseStatus.RECTIFYING:
             self.state.light = Light.RED

@@ -185,6 +185,8 @@ class CampaignState(BaseModel):
     extensions: list[Extension] = Field(default_factory=list)
     applied_round_extensions: list[str] = Field(default_factory=list)
     light: Light = Light.GREEN
+    # Set by the round's periodic cohort check (domain.cohort); the light shows it as yellow.
+    behind_schedule: bool = False
     closed: bool = False
     event_seq: int = 0
     idempotency_keys: list[str] = Field(default_factory=list)

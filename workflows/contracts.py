@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.actions import CloseRound
+from domain.cohort import DEFAULT_TOLERANCE
 from domain.lights import Light
 from domain.phases import Phase
 from domain.plan import CampaignPlan
@@ -51,6 +52,10 @@ class OrgProgress(BaseModel):
     overdue: bool
     closed: bool
     outcomes: dict[Phase, Outcome | None] = Field(default_factory=dict)
+    # For the round's cohort check (domain.cohort); defaults keep older reports readable.
+    township: str = ""
+    system: str = ""
+    progress: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class RoundKickoff(BaseModel):
@@ -67,6 +72,10 @@ class RoundKickoff(BaseModel):
     starts_at: datetime | None = None
     batch_size: int = Field(default=200, ge=1, le=1000)
     history_limit: int = Field(default=10_000, ge=100)
+    # How often (workflow time) the round compares organisations with their cohorts and the
+    # pro-rata schedule to set the yellow light, and the slack allowed (a share of a phase).
+    cohort_check_every: timedelta = Field(default=timedelta(hours=24), gt=timedelta(0))
+    behind_tolerance: float = Field(default=DEFAULT_TOLERANCE, ge=0.0, le=1.0)
 
 
 class RoundExtensionRequest(BaseModel):
@@ -110,6 +119,9 @@ class RoundWorkflowState(BaseModel):
     extensions_sent: int = 0
     close: CloseRound | None = None
     close_sent: bool = False
+    # The cohort check: when it runs next, and who was last told they are behind (sorted).
+    next_cohort_check: datetime | None = None
+    behind: list[str] = Field(default_factory=list)
 
 
 class RoundInput(BaseModel):

@@ -33,11 +33,17 @@ with workflow.unsafe.imports_passed_through():
         WaiveStep,
     )
     from domain.campaign import Campaign, CampaignStatus, new_state
+    from domain.cohort import BehindSchedule
     from domain.errors import DomainError
+    from domain.lights import Light, phase_progress
     from workflows import search_attributes as sa
     from workflows.contracts import CampaignResult, OrganisationCampaignInput, OrgProgress
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+# Runs started before this patch neither record the light on its own (blue, yellow) in the
+# read model nor report step-by-step progress to the round: both add commands that their
+# histories do not have.
+YELLOW_LIGHT_PATCH = "yellow-light"
 # Activities are idempotent, so retrying for as long as it takes is safe.
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
@@ -74,11 +80,14 @@ class OrganisationCampaignWorkflow:
         self._wake = False
         self._published: tuple[object, ...] | None = None
         self._reported: tuple[object, ...] | None = None
+        self._recorded_light: Light | None = None
+        self._lights_patch = False
 
     # ----- the main loop -----------------------------------------------------------------
     @workflow.run
     async def run(self, input: OrganisationCampaignInput) -> CampaignResult:
         campaign = self._campaign
+        self._lights_patch = workflow.patched(YELLOW_LIGHT_PATCH)
         campaign.settle(workflow.now())
         while True:
             next_at = campaign.tick(workflow.now())
@@ -122,19 +131,24 @@ class OrganisationCampaignWorkflow:
     async def _flush(self) -> None:
         """Write pending events and notices, then publish search attributes and progress.
 
-        Loops because handlers may add more while an activity is running.
+        Loops because handlers may add more while an activity is running. A light that
+        changed with no event (blue comes with the calendar alone) is still written to the
+        read model's status row, with the snapshot alone.
         """
         while True:
             events, notices = self._campaign.take_outbox()
-            if not events and not notices:
+            light_stale = self._lights_patch and self._campaign.state.light != self._recorded_light
+            if not events and not notices and not light_stale:
                 break
-            if events:
+            if events or light_stale:
+                snapshot = self._snapshot()
                 await workflow.execute_activity(
                     "record_events",
-                    EventBatch(events=events, snapshot=self._snapshot()),
+                    EventBatch(events=events, snapshot=snapshot),
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=ACTIVITY_RETRY,
                 )
+                self._recorded_light = snapshot.light
             if notices:
                 await workflow.execute_activity(
                     "deliver_notices",
@@ -190,6 +204,7 @@ class OrganisationCampaignWorkflow:
         """Tell the round workflow where this organisation stands, when that changed."""
         round_id = self._input.round_workflow_id
         state = self._campaign.state
+        org = self._campaign.org
         progress = OrgProgress(
             org_id=state.org_id,
             phase=state.phase,
@@ -197,8 +212,18 @@ class OrganisationCampaignWorkflow:
             overdue=state.overdue,
             closed=state.closed,
             outcomes={p.phase: p.outcome for p in state.phases},
+            township=org.township,
+            system=org.system.value,
+            progress=phase_progress(state.current()),
         )
-        key = (progress.phase, progress.light, progress.overdue, progress.closed)
+        key: tuple[object, ...] = (
+            progress.phase,
+            progress.light,
+            progress.overdue,
+            progress.closed,
+        )
+        if self._lights_patch:  # the round's cohort check needs every settled step
+            key = (*key, progress.progress)
         if round_id is None or key == self._reported:
             return
         self._reported = key
@@ -217,6 +242,12 @@ class OrganisationCampaignWorkflow:
     def apply_round_extension(self, cmd: RoundExtension) -> None:
         """A county-wide deadline extension from the round workflow (applied once per id)."""
         if self._campaign.apply_round_extension(cmd, workflow.now()):
+            self._wake = True
+
+    @workflow.signal
+    def set_behind_schedule(self, cmd: BehindSchedule) -> None:
+        """The round's cohort check: behind the schedule and the cohort (yellow), or not."""
+        if self._campaign.set_behind_schedule(cmd, workflow.now()):
             self._wake = True
 
     @workflow.signal

@@ -5,12 +5,18 @@ scope through an activity (start with "use existing" semantics, so kicking off t
 makes duplicates, and no pending-child limits apply), in batches. Round-wide actions
 (extend a phase for everyone, close the round) fan out the same way. Organisations report
 their progress by signal; the ``progress`` query aggregates it.
+
+Every ``cohort_check_every`` of workflow time (a durable timer) the round compares each
+organisation with the pro-rata schedule (序时进度) and its township and system cohorts
+(``domain.cohort``) and signals ``set_behind_schedule`` to those whose verdict changed: their
+light turns yellow, or back.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -26,7 +32,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.actions import CloseRound, RoundExtension
     from domain.calendar import CalendarGap
+    from domain.cohort import BehindSchedule, CohortMember, behind_schedule
     from domain.errors import DomainError
+    from domain.lights import pro_rata
     from domain.organisation import Role
     from domain.phases import WORKING_PHASES, Phase
     from domain.schedule import RoundSchedule, is_rebased, resolve_schedule
@@ -38,10 +46,12 @@ with workflow.unsafe.imports_passed_through():
         RoundProgress,
         RoundWorkflowState,
     )
-    from workflows.ids import round_workflow_id
+    from workflows.ids import organisation_workflow_id, round_workflow_id
     from workflows.organisation import ACTIVITY_RETRY, refusal
 
 BATCH_TIMEOUT = timedelta(minutes=5)
+# Rounds started before this patch have no cohort-check timer in their histories.
+COHORT_CHECK_PATCH = "cohort-check"
 
 
 @workflow.defn
@@ -55,6 +65,8 @@ class CampaignRoundWorkflow:
             kickoff=kickoff, starts_at=kickoff.starts_at or workflow.now()
         )
         self._wake = False
+        self._cohort_due = False
+        self._clock: asyncio.Task[None] | None = None
 
     @workflow.run
     async def run(self, input: RoundInput) -> RoundProgress:
@@ -64,15 +76,86 @@ class CampaignRoundWorkflow:
             await self._start_next_batch(schedule)
             await self._fan_out()
             self._maybe_continue_as_new(input)
+        if workflow.patched(COHORT_CHECK_PATCH):
+            # One long timer beside the loop, so progress signals do not restart it.
+            self._clock = asyncio.create_task(self._cohort_clock())
         while not self._finished():
             self._wake = False
             await workflow.wait_condition(
                 lambda: self._wake or workflow.info().is_continue_as_new_suggested()
             )
             await self._fan_out()
+            if self._cohort_due:
+                await self._check_cohorts(schedule)
             self._maybe_continue_as_new(input)
+        if self._clock is not None:
+            self._clock.cancel()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.progress()
+
+    async def _cohort_clock(self) -> None:
+        """Wake the main loop for a cohort check every ``cohort_check_every``."""
+        state = self._state
+        while True:
+            if state.next_cohort_check is None:
+                state.next_cohort_check = workflow.now() + state.kickoff.cohort_check_every
+            delay = state.next_cohort_check - workflow.now()
+            if delay > timedelta(0):
+                await workflow.sleep(delay)
+            self._cohort_due = self._wake = True
+            await workflow.wait_condition(lambda: not self._cohort_due)
+
+    def _pro_rata(self, schedule: RoundSchedule, now: datetime) -> dict[Phase, float]:
+        """序时进度 of each phase, with round-wide extensions moving its deadline (an
+        organisation's own extension does not move the schedule its cohort keeps)."""
+        deadlines = {window.phase: window.deadline for window in schedule.windows}
+        for request in self._state.extensions[: self._state.extensions_sent]:
+            deadlines[request.phase] = max(deadlines[request.phase], request.new_deadline)
+        return {
+            window.phase: pro_rata(
+                opens_at=window.opens_at, deadline=deadlines[window.phase], now=now
+            )
+            for window in schedule.windows
+        }
+
+    async def _check_cohorts(self, schedule: RoundSchedule) -> None:
+        """Compare everyone with the schedule and their cohorts; tell those whose verdict
+        changed (two batched signals: now behind, no longer behind)."""
+        state, now = self._state, workflow.now()
+        members = [
+            CohortMember(
+                org_id=report.org_id,
+                township=report.township,
+                system=report.system,
+                phase=report.phase,
+                progress=report.progress,
+                closed=report.closed,
+            )
+            for report in state.progress.values()
+        ]
+        behind = behind_schedule(
+            members, self._pro_rata(schedule, now), tolerance=state.kickoff.behind_tolerance
+        )
+        before = set(state.behind)
+        round_id = state.kickoff.round_id
+        for ids, verdict in ((behind - before, True), (before - behind, False)):
+            if ids:
+                await self._signal(
+                    [organisation_workflow_id(round_id, org_id) for org_id in sorted(ids)],
+                    "set_behind_schedule",
+                    BehindSchedule(behind=verdict, as_of=now).model_dump(mode="json"),
+                )
+        state.behind = sorted(behind)
+        state.next_cohort_check = now + state.kickoff.cohort_check_every
+        self._cohort_due = False
+        if behind != before:
+            workflow.logger.info(
+                "round %s: %d behind schedule (+%d, -%d)",
+                round_id,
+                len(behind),
+                len(behind - before),
+                len(before - behind),
+            )
 
     def _schedule(self) -> RoundSchedule:
         kickoff = self._state.kickoff
@@ -156,7 +239,10 @@ class CampaignRoundWorkflow:
             state.close_sent = True
 
     async def _signal_all(self, signal: str, payload: dict[str, object]) -> None:
-        ids = self._state.started_ids
+        await self._signal(self._state.started_ids, signal, payload)
+
+    async def _signal(self, ids: list[str], signal: str, payload: dict[str, object]) -> None:
+        """Signal these organisation workflows in batches, from an activity."""
         size = self._state.kickoff.batch_size
         for start in range(0, len(ids), size):
             await workflow.execute_activity(
@@ -250,4 +336,3 @@ class CampaignRoundWorkflow:
             raise ApplicationError(
                 "只有县委活动办可以结束本轮活动", type="forbidden", non_retryable=True
             )
-

@@ -25,6 +25,7 @@ from activities.tables.campaign import (
     UploadedFileRow,
 )
 from activities.tables.delivery import notice_deliveries
+from activities.tables.digest import CircularRow, DigestRow
 from activities.tables.roster import OrganisationRow, PersonRoleRow, SystemRow, TownshipRow
 
 metadata = Base.metadata
@@ -41,12 +42,16 @@ step_status: Table = metadata.tables[StepStatusRow.__tablename__]
 submissions: Table = metadata.tables[SubmissionRow.__tablename__]
 escalations: Table = metadata.tables[EscalationRow.__tablename__]
 audit_log: Table = metadata.tables[AuditRow.__tablename__]
+digests: Table = metadata.tables[DigestRow.__tablename__]
+circulars: Table = metadata.tables[CircularRow.__tablename__]
 
 __all__ = [
     "AuditRow",
     "Base",
     "CampaignEventRow",
     "CampaignStatusRow",
+    "CircularRow",
+    "DigestRow",
     "EscalationRow",
     "IdempotencyRow",
     "NaiveDatetimeError",
@@ -66,6 +71,8 @@ __all__ = [
     "audit_log",
     "campaign_events",
     "campaign_status",
+    "circulars",
+    "digests",
     "escalations",
     "metadata",
     "notice_deliveries",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -25,6 +25,7 @@ from api.errors import ApiError, not_found
 from api.idempotency import idempotent
 from api.plans import parse_plan, shipped_plan_text
 from api.workflow_calls import query, update
+from chuangzheng.schedules import delete_schedules, ensure_schedules
 from domain.actions import CloseRound
 from domain.errors import FieldError, PlanError
 from domain.organisation import Role
@@ -209,6 +210,11 @@ async def kick_off(
                 actor=_actor(user, request),
                 starts_at=starts_at,
             )
+            if kickoff.plan.ladder_for(
+                kickoff.plan.round(kickoff.round_plan_id)
+            ).blue_within.minutes:
+                # A minute-scale (demo) plan: compare cohorts every minute, not every day.
+                kickoff = kickoff.model_copy(update={"cohort_check_every": timedelta(minutes=1)})
             await client.start_workflow(
                 "CampaignRoundWorkflow",
                 RoundInput(kickoff=kickoff),
@@ -216,6 +222,8 @@ async def kick_off(
                 task_queue=settings.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             )
+            # The round's daily digest and weekly circular (idempotent: updates if present).
+            await ensure_schedules(client, round_id, task_queue=settings.task_queue)
             session.merge(_audit(user, request, "round_kicked_off", row, now))
             return _round_view(row, definition)
 
@@ -261,6 +269,7 @@ async def close(
 
     async def action() -> RoundProgress:
         progress = await update(client, round_workflow_id(round_id), "close", cmd, RoundProgress)
+        await delete_schedules(client, round_id)  # no digests or circulars after the close
         with sessions.begin() as session:
             row = session.get(RoundRow, round_id)
             if row is not None:

@@ -1,0 +1,112 @@
+"""Digests and circulars (通报): each supervisor's daily digests, a round's circulars on
+demand, and the circular's spreadsheet for download."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+
+from activities.tables import CircularRow, DigestRow
+from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalClientDep, require_role
+from api.errors import not_found
+from api.idempotency import idempotency_key
+from api.scope import inbox_key
+from domain.organisation import Role
+from workflows.digest import CircularInput, CircularReport, CircularWorkflow
+
+router = APIRouter(prefix="/api/v1", tags=["简报与通报 reports"])
+
+# Who may read a round's circulars: those it is addressed to and those who supervise.
+CIRCULAR_READERS = frozenset(
+    {Role.COUNTY_OFFICE, Role.GUIDANCE_GROUP, Role.TOWNSHIP, Role.ASSESSMENT_GROUP}
+)
+
+
+@router.get("/digests", summary="我的每日简报与通报")
+def my_digests(
+    session: SessionDep, user: CurrentUser, limit: Annotated[int, Query(ge=1, le=500)] = 60
+) -> list[dict[str, Any]]:
+    """Digests and circular notices addressed to the caller, newest first."""
+    rows = session.scalars(
+        select(DigestRow)
+        .where(DigestRow.recipient_role == user.role.value)
+        .where(DigestRow.recipient_key == inbox_key(user))
+        .order_by(DigestRow.created_at.desc())
+        .limit(limit)
+    ).all()
+    return [
+        {
+            "message_id": r.message_id,
+            "kind": r.kind,
+            "round_id": r.round_id,
+            "local_date": r.local_date,
+            "title": r.title,
+            "body": r.body,
+            "link_path": r.link_path,
+            "created_at": r.created_at,
+        }
+        for r in rows
+    ]
+
+
+@router.get("/rounds/{round_id}/circulars", summary="本轮通报列表")
+def circulars(round_id: str, session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
+    """A round's circulars, newest first."""
+    if user.role not in CIRCULAR_READERS:
+        raise not_found()
+    rows = session.scalars(
+        select(CircularRow)
+        .where(CircularRow.round_id == round_id)
+        .order_by(CircularRow.created_at.desc())
+    ).all()
+    return [
+        {
+            "circular_id": r.circular_id,
+            "title": r.title,
+            "created_at": r.created_at,
+            "xlsx_sha256": r.xlsx_sha256,
+            "download": f"/api/v1/circulars/{r.circular_id}/file",
+        }
+        for r in rows
+    ]
+
+
+@router.post("/rounds/{round_id}/circulars", status_code=201, summary="即时发布通报")
+async def publish(
+    round_id: str,
+    request: Request,
+    user: CurrentUser,
+    client: TemporalClientDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """Publish a circular now (county office). The Idempotency-Key, if given, names it, so
+    a retried request publishes it once."""
+    require_role(user, Role.COUNTY_OFFICE)
+    key = idempotency_key(request) or datetime.now(UTC).strftime("on-demand-%Y%m%d%H%M%S")
+    report: CircularReport = await client.execute_workflow(
+        CircularWorkflow.run,
+        CircularInput(round_id=round_id, key=key),
+        id=f"circular/{round_id}/{key}",
+        task_queue=settings.task_queue,
+    )
+    return report.model_dump(mode="json") | {
+        "download": f"/api/v1/circulars/{report.circular_id}/file"
+    }
+
+
+@router.get("/circulars/{circular_id:path}/file", summary="下载通报（Excel）")
+def download(circular_id: str, session: SessionDep, user: CurrentUser) -> FileResponse:
+    """The circular's spreadsheet."""
+    row = session.get(CircularRow, circular_id)
+    if row is None or user.role not in CIRCULAR_READERS or not Path(row.xlsx_path).is_file():
+        raise not_found()
+    return FileResponse(
+        row.xlsx_path,
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        filename=f"{row.circular_id.replace('/', '_')}.xlsx",
+    )
