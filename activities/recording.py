@@ -9,6 +9,8 @@ moves a status backwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -136,6 +138,13 @@ class RecordingActivities:
         """Keep the dependencies; nothing is opened until an activity runs."""
         self._session_factory = session_factory
         self._notifier = notifier
+        # SQLite takes one writer at a time: queue this process's writers on a lock rather
+        # than have them collide and sleep through "database is locked" retries.
+        engine = session_factory.kw.get("bind")
+        sqlite = engine is not None and engine.dialect.name == "sqlite"
+        self._write_lock: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if sqlite else contextlib.nullcontext()
+        )
 
     @activity.defn(name="record_events")
     async def record_events(self, batch: EventBatch) -> int:
@@ -164,7 +173,11 @@ class RecordingActivities:
         """Insert events and upsert the status in one transaction."""
         rows = [_event_row(event, recorded_at) for event in batch.events]
         inserted = 0
-        with _naive_datetimes_are_fatal(), self._session_factory.begin() as session:
+        with (
+            self._write_lock,
+            _naive_datetimes_are_fatal(),
+            self._session_factory.begin() as session,
+        ):
             for chunk in _chunks(rows, EVENT_CHUNK):
                 stmt = (
                     upsert_insert(session, campaign_events)

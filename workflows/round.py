@@ -75,19 +75,17 @@ class CampaignRoundWorkflow:
         while not self._state.starting_done and self._state.close is None:
             await self._start_next_batch(schedule)
             await self._fan_out()
-            self._maybe_continue_as_new(input)
+            await self._maybe_continue_as_new(input)
         if workflow.patched(COHORT_CHECK_PATCH):
             # One long timer beside the loop, so progress signals do not restart it.
             self._clock = asyncio.create_task(self._cohort_clock())
         while not self._finished():
             self._wake = False
-            await workflow.wait_condition(
-                lambda: self._wake or workflow.info().is_continue_as_new_suggested()
-            )
+            await workflow.wait_condition(lambda: self._wake or self._history_too_long())
             await self._fan_out()
             if self._cohort_due:
                 await self._check_cohorts(schedule)
-            self._maybe_continue_as_new(input)
+            await self._maybe_continue_as_new(input)
         if self._clock is not None:
             self._clock.cancel()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -263,9 +261,21 @@ class CampaignRoundWorkflow:
             p.phase is Phase.COMPLETED or p.closed for p in reported
         )
 
-    def _maybe_continue_as_new(self, input: RoundInput) -> None:
-        if workflow.info().is_continue_as_new_suggested():
-            workflow.continue_as_new(RoundInput(kickoff=input.kickoff, state=self._state))
+    def _history_too_long(self) -> bool:
+        # Every organisation reports each change by signal: thousands of events per round.
+        # The test server never suggests continue-as-new, so the round keeps its own limit.
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or (
+            info.get_current_history_length() > self._state.kickoff.history_limit
+        )
+
+    async def _maybe_continue_as_new(self, input: RoundInput) -> None:
+        if not self._history_too_long():
+            return
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._clock is not None:
+            self._clock.cancel()
+        workflow.continue_as_new(RoundInput(kickoff=input.kickoff, state=self._state))
 
     # ----- messages ----------------------------------------------------------------------
     @workflow.signal
