@@ -33,7 +33,7 @@ EXIT_BAD_INPUT = 2
 
 app = typer.Typer(
     name="chuangzheng",
-    help="创先争优活动：计划校验、名册检查、整轮模拟与工作进程。",
+    help="创先争优活动：计划校验、名册检查、整轮模拟、工作进程；经由 API 导入名册、启动轮次、查看状态。",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -265,6 +265,18 @@ def worker() -> None:
 
     main()
     _hard_exit(0)
+
+
+# ----- administration through the API (scoped, audited, idempotent like the UI) -------------
+def _register_admin() -> None:
+    from chuangzheng.admin import import_roster, start_round, status
+
+    app.command("import-roster")(import_roster)
+    app.command("start-round")(start_round)
+    app.command("status")(status)
+
+
+_register_admin()
 
 
 if __name__ == "__main__":
