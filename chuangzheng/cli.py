@@ -33,7 +33,10 @@ EXIT_BAD_INPUT = 2
 
 app = typer.Typer(
     name="chuangzheng",
-    help="创先争优活动：校验计划、检查名册、模拟整轮、工作进程；经 API 导入名册、启动轮次、查看状态。",
+    help=(
+        "创先争优活动：校验计划、检查名册、模拟整轮、工作进程；"
+        "经 API 导入名册、启动轮次、查看状态。"
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
