@@ -33,7 +33,7 @@ run: venv
 	$(BIN)/python -m chuangzheng.run
 
 simulate: venv
-	$(BIN)/chuangzheng simulate
+	$(BIN)/chuangzheng simulate $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts
