@@ -45,7 +45,9 @@ WORKFLOWS: Sequence[type] = (
 _PASSTHROUGH = (
     "domain",
     "activities.contracts",
+    "workflows.common",
     "workflows.contracts",
+    "workflows.reporting",
     "workflows.ids",
     "workflows.search_attributes",
     "pydantic",

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.organisation import ACTIVITY_RETRY
+    from workflows.common import ACTIVITY_RETRY
 
 SEND_TIMEOUT = timedelta(minutes=5)
 _FROZEN = ConfigDict(frozen=True)

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import CampaignSnapshot, DeliveryReport, EventBatch, NoticeBatch
@@ -35,38 +33,16 @@ with workflow.unsafe.imports_passed_through():
     from domain.campaign import Campaign, CampaignStatus, new_state
     from domain.cohort import BehindSchedule
     from domain.errors import DomainError
-    from domain.lights import Light, phase_progress
+    from domain.lights import Light
     from workflows import search_attributes as sa
-    from workflows.contracts import CampaignResult, OrganisationCampaignInput, OrgProgress
+    from workflows.common import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, checked, refusal
+    from workflows.contracts import CampaignResult, OrganisationCampaignInput
+    from workflows.reporting import progress_of, snapshot_of
 
-ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Runs started before this patch neither record the light on its own (blue, yellow) in the
 # read model nor report step-by-step progress to the round: both add commands that their
 # histories do not have.
 YELLOW_LIGHT_PATCH = "yellow-light"
-# Activities are idempotent, so retrying for as long as it takes is safe.
-ACTIVITY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
-)
-
-
-def refusal(exc: DomainError) -> ApplicationError:
-    """A domain refusal as a non-retryable ApplicationError: the reason in Chinese, a stable
-    ``type`` code, and every field error in the details for the API to render."""
-    errors = [{"field": e.field, "reason": e.reason} for e in getattr(exc, "errors", [])]
-    if not errors and exc.field is not None:
-        errors = [{"field": exc.field, "reason": exc.reason}]
-    return ApplicationError(
-        exc.reason, {"code": exc.code, "errors": errors}, type=exc.code, non_retryable=True
-    )
-
-
-def checked(check: Callable[[], object]) -> None:
-    """Run a domain check, turning a refusal into an ApplicationError."""
-    try:
-        check()
-    except DomainError as exc:
-        raise refusal(exc) from None
 
 
 @workflow.defn
@@ -161,25 +137,7 @@ class OrganisationCampaignWorkflow:
         await self._report()
 
     def _snapshot(self) -> CampaignSnapshot:
-        state, org = self._campaign.state, self._campaign.org
-        current = None if state.finished() else state.current()
-        return CampaignSnapshot(
-            round_id=state.round_id,
-            org_id=org.id,
-            org_name=org.name,
-            township=org.township,
-            system=org.system.value,
-            org_type=org.type,
-            phase=state.phase,
-            phase_status=current.status if current else None,
-            light=state.light,
-            overdue=state.overdue,
-            deadline=current.deadline if current else None,
-            top_rung=max((e.rung for e in current.escalations), default=None) if current else None,
-            closed=state.closed,
-            event_seq=state.event_seq,
-            updated_at=workflow.now(),
-        )
+        return snapshot_of(self._campaign, workflow.now())
 
     def _publish(self) -> None:
         """Upsert search attributes when phase, light or overdue change."""
@@ -203,19 +161,7 @@ class OrganisationCampaignWorkflow:
     async def _report(self) -> None:
         """Tell the round workflow where this organisation stands, when that changed."""
         round_id = self._input.round_workflow_id
-        state = self._campaign.state
-        org = self._campaign.org
-        progress = OrgProgress(
-            org_id=state.org_id,
-            phase=state.phase,
-            light=state.light,
-            overdue=state.overdue,
-            closed=state.closed,
-            outcomes={p.phase: p.outcome for p in state.phases},
-            township=org.township,
-            system=org.system.value,
-            progress=phase_progress(state.current()),
-        )
+        progress = progress_of(self._campaign)
         key: tuple[object, ...] = (
             progress.phase,
             progress.light,

@@ -15,8 +15,7 @@ light turns yellow, or back.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -32,13 +31,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.actions import CloseRound, RoundExtension
     from domain.calendar import CalendarGap
-    from domain.cohort import BehindSchedule, CohortMember, behind_schedule
+    from domain.cohort import BehindSchedule, behind_schedule
     from domain.errors import DomainError
-    from domain.lights import pro_rata
     from domain.organisation import Role
-    from domain.phases import WORKING_PHASES, Phase
+    from domain.phases import Phase
     from domain.schedule import RoundSchedule, is_rebased, resolve_schedule
-    from domain.state import Outcome
+    from workflows.common import ACTIVITY_RETRY, refusal
     from workflows.contracts import (
         OrgProgress,
         RoundExtensionRequest,
@@ -47,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
         RoundWorkflowState,
     )
     from workflows.ids import organisation_workflow_id, round_workflow_id
-    from workflows.organisation import ACTIVITY_RETRY, refusal
+    from workflows.reporting import aggregate_progress, cohort_members, schedule_pro_rata
 
 BATCH_TIMEOUT = timedelta(minutes=5)
 # Rounds started before this patch have no cohort-check timer in their histories.
@@ -103,36 +101,15 @@ class CampaignRoundWorkflow:
             self._cohort_due = self._wake = True
             await workflow.wait_condition(lambda: not self._cohort_due)
 
-    def _pro_rata(self, schedule: RoundSchedule, now: datetime) -> dict[Phase, float]:
-        """序时进度 of each phase, with round-wide extensions moving its deadline (an
-        organisation's own extension does not move the schedule its cohort keeps)."""
-        deadlines = {window.phase: window.deadline for window in schedule.windows}
-        for request in self._state.extensions[: self._state.extensions_sent]:
-            deadlines[request.phase] = max(deadlines[request.phase], request.new_deadline)
-        return {
-            window.phase: pro_rata(
-                opens_at=window.opens_at, deadline=deadlines[window.phase], now=now
-            )
-            for window in schedule.windows
-        }
-
     async def _check_cohorts(self, schedule: RoundSchedule) -> None:
         """Compare everyone with the schedule and their cohorts; tell those whose verdict
         changed (two batched signals: now behind, no longer behind)."""
         state, now = self._state, workflow.now()
-        members = [
-            CohortMember(
-                org_id=report.org_id,
-                township=report.township,
-                system=report.system,
-                phase=report.phase,
-                progress=report.progress,
-                closed=report.closed,
-            )
-            for report in state.progress.values()
-        ]
+        members = cohort_members(state)
         behind = behind_schedule(
-            members, self._pro_rata(schedule, now), tolerance=state.kickoff.behind_tolerance
+            members,
+            schedule_pro_rata(schedule, state.extensions[: state.extensions_sent], now),
+            tolerance=state.kickoff.behind_tolerance,
         )
         before = set(state.behind)
         round_id = state.kickoff.round_id
@@ -287,24 +264,7 @@ class CampaignRoundWorkflow:
     @workflow.query
     def progress(self) -> RoundProgress:
         """Aggregate progress from the organisations' latest reports."""
-        state = self._state
-        reports = list(state.progress.values())
-        outcomes: dict[Phase, dict[Outcome, int]] = {p: {} for p in WORKING_PHASES}
-        for report in reports:
-            for phase, outcome in report.outcomes.items():
-                if outcome is not None:
-                    outcomes[phase][outcome] = outcomes[phase].get(outcome, 0) + 1
-        return RoundProgress(
-            round_id=state.kickoff.round_id,
-            total=state.total,
-            started=len(state.started_ids),
-            starting_done=state.starting_done,
-            closed=state.close is not None,
-            by_phase=dict(Counter(r.phase for r in reports)),
-            by_light=dict(Counter(r.light for r in reports)),
-            overdue=sum(1 for r in reports if r.overdue),
-            outcomes=outcomes,
-        )
+        return aggregate_progress(self._state)
 
     @workflow.update
     def extend_phase(self, request: RoundExtensionRequest) -> RoundProgress:

@@ -4,6 +4,8 @@ organisation, the actors, and a diligent secretary."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -147,3 +149,12 @@ async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
     history = await handle.fetch_history()
     HISTORIES.mkdir(parents=True, exist_ok=True)
     (HISTORIES / f"{name}.json").write_text(history.to_json(), encoding="utf-8")
+
+
+def write_roster(path: Path, count: int) -> Path:
+    """A generated county of ``count`` organisations (deploy/demo/make_roster.py) at ``path``."""
+    script = ROOT / "deploy/demo/make_roster.py"
+    subprocess.run(
+        [sys.executable, str(script), "--count", str(count), "--output", str(path)], check=True
+    )
+    return path

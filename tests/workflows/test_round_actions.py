@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from domain.calendar import Span
 from domain.phases import Phase
 from domain.plan_loader import load_plan
 from domain.schedule import resolve_schedule
-from tests.workflows.support import COUNTY, ROOT, organisation, secretary, seed_plan
+from tests.workflows.support import COUNTY, ROOT, organisation, secretary, seed_plan, write_roster
 from workflows.contracts import RoundExtensionRequest, RoundInput, RoundKickoff
 from workflows.ids import organisation_workflow_id, round_workflow_id
 from workflows.organisation import OrganisationCampaignWorkflow
@@ -30,17 +28,7 @@ async def test_round_extension_reaches_everyone_and_close_stops_them(
 ) -> None:
     env = time_skipping_env
     roster = tmp_path / "roster.csv"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "deploy/demo/make_roster.py"),
-            "--count",
-            "12",
-            "--output",
-            str(roster),
-        ],
-        check=True,
-    )
+    write_roster(roster, 12)
     plan = seed_plan()
     now = await env.get_current_time()
     kickoff = RoundKickoff(
@@ -126,17 +114,7 @@ async def test_round_continues_as_new_with_its_progress(
 ) -> None:
     env = time_skipping_env
     roster = tmp_path / "roster.csv"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "deploy/demo/make_roster.py"),
-            "--count",
-            "12",
-            "--output",
-            str(roster),
-        ],
-        check=True,
-    )
+    write_roster(roster, 12)
     plan = load_plan((ROOT / "plans/demo.yaml").read_text("utf-8"))
     kickoff = RoundKickoff(
         round_id="r-round-can",
@@ -145,7 +123,9 @@ async def test_round_continues_as_new_with_its_progress(
         roster_source=str(roster),
         actor=COUNTY,
         starts_at=await env.get_current_time(),
-        batch_size=2,
+        # One organisation per batch: about a dozen events each, so the history passes 100
+        # while starting, whatever the timing of the progress signals.
+        batch_size=1,
         history_limit=100,
     )
     handle = await env.client.start_workflow(
@@ -161,6 +141,10 @@ async def test_round_continues_as_new_with_its_progress(
             break
         await asyncio.sleep(0.1)
         progress = await handle.query(CampaignRoundWorkflow.progress)
+    for _ in range(100):
+        if (await handle.describe()).run_id != first_run:
+            break
+        await asyncio.sleep(0.1)
     assert (await handle.describe()).run_id != first_run
     assert progress.started == 12 and progress.total == 12
     assert progress.by_phase == {Phase.MOBILISATION: 12}

@@ -4,8 +4,6 @@ kicked off twice yields exactly 500 organisation workflows (counted by visibilit
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.db import create_schema, make_engine, session_factory
 from chuangzheng.temporal_server import start_dev_server_env
 from domain.plan_loader import load_plan
-from tests.workflows.support import COUNTY, ROOT
+from tests.workflows.support import COUNTY, ROOT, write_roster
 from worker import build_worker
 from workflows.contracts import RoundInput, RoundKickoff, RoundProgress
 from workflows.ids import round_workflow_id
@@ -40,17 +38,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 def roster_500(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated county of 500 organisations."""
     path = tmp_path_factory.mktemp("roster") / "roster-500.csv"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "deploy/demo/make_roster.py"),
-            "--count",
-            str(ORGANISATIONS),
-            "--output",
-            str(path),
-        ],
-        check=True,
-    )
+    write_roster(path, ORGANISATIONS)
     return path
 
 
