@@ -46,12 +46,14 @@ class CampaignSnapshot(BaseModel):
 
 
 class EventBatch(BaseModel):
-    """State changes to record, with the snapshot after the last of them."""
+    """State changes to record, with the snapshot after the last of them, and the notices
+    they gave rise to (recorded in the same transaction: the outbox)."""
 
     model_config = _FROZEN
 
     events: list[CampaignEvent]
     snapshot: CampaignSnapshot
+    notices: list[Notice] = Field(default_factory=list)
 
 
 class NoticeBatch(BaseModel):

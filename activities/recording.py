@@ -30,9 +30,15 @@ from activities.contracts import (
     RoundRecord,
 )
 from activities.db import upsert_insert
-from activities.notifier import Notifier
+from activities.notifier import Notifier, notice_row
 from activities.projection import project_events
-from activities.tables import NaiveDatetimeError, campaign_events, campaign_status, rounds
+from activities.tables import (
+    NaiveDatetimeError,
+    campaign_events,
+    campaign_status,
+    notices,
+    rounds,
+)
 from domain.state import CampaignEvent
 
 log = structlog.get_logger(__name__)
@@ -204,6 +210,13 @@ class RecordingActivities:
             )
             # Detail tables (steps, submissions, escalations, audit) in the same transaction.
             project_events(session, batch.events, batch.snapshot)
+            # The outbox: each notice is in the inbox exactly when its escalation is recorded.
+            if batch.notices:
+                session.execute(
+                    upsert_insert(session, notices)
+                    .values([notice_row(n, delivered_at=recorded_at) for n in batch.notices])
+                    .on_conflict_do_nothing(index_elements=["notice_id"])
+                )
         return inserted
 
     @activity.defn(name="deliver_notices")
@@ -217,12 +230,25 @@ class RecordingActivities:
             org_id=next(iter(orgs)) if len(orgs) == 1 else None,
         ):
             delivered = 0
+            failures: list[str] = []
             with _naive_datetimes_are_fatal():
                 for notice in batch.notices:
-                    # Sequential on purpose: a failure retries the batch, and notices already
-                    # delivered are then reported as such instead of sent again.
-                    if await self._notifier.deliver(notice):
-                        delivered += 1
+                    # One at a time, heartbeating, and past a failing one: a dead worker is
+                    # noticed within the heartbeat timeout, and one recipient's broken
+                    # channel does not hold back everyone else's notices. A retry reports
+                    # what was delivered as such instead of sending it again.
+                    if activity.in_activity():  # also callable directly, e.g. by operators
+                        activity.heartbeat(notice.notice_id)
+                    try:
+                        if await self._notifier.deliver(notice):
+                            delivered += 1
+                    except Exception as exc:
+                        log.warning(
+                            "notice not delivered", notice_id=notice.notice_id, error=str(exc)
+                        )
+                        failures.append(f"{notice.notice_id}: {exc}")
+            if failures:
+                raise RuntimeError(f"{len(failures)} 条通知未送达：" + "；".join(failures[:5]))
             report = DeliveryReport(
                 delivered=delivered, already_delivered=len(batch.notices) - delivered
             )

@@ -43,6 +43,8 @@ with workflow.unsafe.imports_passed_through():
 # read model nor report step-by-step progress to the round: both add commands that their
 # histories do not have.
 YELLOW_LIGHT_PATCH = "yellow-light"
+# Runs started before this patch delivered a reminder alone, without recording it first.
+NOTICE_OUTBOX_PATCH = "notice-outbox"
 
 
 @workflow.defn
@@ -116,11 +118,14 @@ class OrganisationCampaignWorkflow:
             light_stale = self._lights_patch and self._campaign.state.light != self._recorded_light
             if not events and not notices and not light_stale:
                 break
-            if events or light_stale:
+            # The outbox: notices are written with the events (the escalation) they belong
+            # to, in one transaction; ``deliver_notices`` then only sends them out.
+            outbox = bool(notices) and workflow.patched(NOTICE_OUTBOX_PATCH)
+            if events or light_stale or outbox:
                 snapshot = self._snapshot()
                 await workflow.execute_activity(
                     "record_events",
-                    EventBatch(events=events, snapshot=snapshot),
+                    EventBatch(events=events, snapshot=snapshot, notices=notices if outbox else []),
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=ACTIVITY_RETRY,
                 )
@@ -130,6 +135,8 @@ class OrganisationCampaignWorkflow:
                     "deliver_notices",
                     NoticeBatch(notices=notices),
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    # A worker killed mid-delivery is noticed in seconds, not at the timeout.
+                    heartbeat_timeout=timedelta(seconds=10),
                     retry_policy=ACTIVITY_RETRY,
                     result_type=DeliveryReport,
                 )

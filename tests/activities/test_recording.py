@@ -378,3 +378,31 @@ def test_make_engine_creates_parent_dir_and_enables_wal(tmp_path: Path) -> None:
         assert path.exists()
     finally:
         engine.dispose()
+
+
+async def test_notices_are_recorded_in_the_same_transaction_as_their_escalation(
+    recording: RecordingActivities, sessions: sessionmaker[Session]
+) -> None:
+    notices = escalations()
+    batch = EventBatch(events=[event(1)], snapshot=snapshot(1), notices=notices)
+    await ActivityEnvironment().run(recording.record_events, batch)
+    await ActivityEnvironment().run(recording.record_events, batch)  # a retry: no second copy
+    assert count(sessions, CampaignEventRow) == 1
+    assert count(sessions, NoticeRow) == len(notices)
+    # Delivery afterwards finds them already in the inbox.
+    report = await ActivityEnvironment().run(
+        recording.deliver_notices, NoticeBatch(notices=notices)
+    )
+    assert (report.delivered, report.already_delivered) == (0, len(notices))
+
+    # If the escalation cannot be recorded, neither is any of its notices (one transaction).
+    naive = datetime(2024, 3, 4, 9, 30)
+    failing = EventBatch(
+        events=[event(2)],
+        snapshot=snapshot(2, updated_at=naive),
+        notices=[n.model_copy(update={"notice_id": n.notice_id + "/later"}) for n in notices],
+    )
+    with pytest.raises(ApplicationError):
+        await ActivityEnvironment().run(recording.record_events, failing)
+    assert count(sessions, CampaignEventRow) == 1
+    assert count(sessions, NoticeRow) == len(notices)

@@ -12,9 +12,8 @@ from temporalio.testing import WorkflowEnvironment
 from domain.actions import CloseRound
 from domain.calendar import Span
 from domain.phases import Phase
-from domain.plan_loader import load_plan
 from domain.schedule import resolve_schedule
-from tests.workflows.support import COUNTY, ROOT, organisation, secretary, seed_plan, write_roster
+from tests.workflows.support import COUNTY, organisation, secretary, seed_plan, write_roster
 from workflows.contracts import RoundExtensionRequest, RoundInput, RoundKickoff
 from workflows.ids import organisation_workflow_id, round_workflow_id
 from workflows.organisation import OrganisationCampaignWorkflow
@@ -107,49 +106,3 @@ async def test_round_extension_reaches_everyone_and_close_stops_them(
         )
         outcome = await org_handle.result()
         assert outcome.closed and outcome.phase is Phase.MOBILISATION
-
-
-async def test_round_continues_as_new_with_its_progress(
-    time_skipping_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
-) -> None:
-    env = time_skipping_env
-    roster = tmp_path / "roster.csv"
-    write_roster(roster, 12)
-    plan = load_plan((ROOT / "plans/demo.yaml").read_text("utf-8"))
-    kickoff = RoundKickoff(
-        round_id="r-round-can",
-        plan=plan,
-        round_plan_id="demo",
-        roster_source=str(roster),
-        actor=COUNTY,
-        starts_at=await env.get_current_time(),
-        # One organisation per batch: about a dozen events each, so the history passes 100
-        # while starting, whatever the timing of the progress signals.
-        batch_size=1,
-        history_limit=100,
-    )
-    handle = await env.client.start_workflow(
-        CampaignRoundWorkflow.run,
-        RoundInput(kickoff=kickoff),
-        id=round_workflow_id(kickoff.round_id),
-        task_queue=task_queue,
-    )
-    first_run = (await handle.describe()).run_id
-    progress = await handle.query(CampaignRoundWorkflow.progress)
-    for _ in range(300):
-        if progress.starting_done and sum(progress.by_phase.values()) == 12:
-            break
-        await asyncio.sleep(0.1)
-        progress = await handle.query(CampaignRoundWorkflow.progress)
-    for _ in range(100):
-        if (await handle.describe()).run_id != first_run:
-            break
-        await asyncio.sleep(0.1)
-    assert (await handle.describe()).run_id != first_run
-    assert progress.started == 12 and progress.total == 12
-    assert progress.by_phase == {Phase.MOBILISATION: 12}
-    final = await handle.execute_update(
-        CampaignRoundWorkflow.close, CloseRound(actor=COUNTY, reason="测试结束")
-    )
-    assert final.closed
-    await handle.result()

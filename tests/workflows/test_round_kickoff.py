@@ -16,6 +16,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.db import create_schema, make_engine, session_factory
 from chuangzheng.temporal_server import start_dev_server_env
+from domain.actions import CloseRound
+from domain.phases import Phase
 from domain.plan_loader import load_plan
 from tests.workflows.support import COUNTY, ROOT, write_roster
 from worker import build_worker
@@ -117,3 +119,62 @@ async def test_round_kicked_off_twice_makes_exactly_one_workflow_per_organisatio
         )
         await again.result()
     engine.dispose()
+
+
+async def test_round_continues_as_new_with_its_progress(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """On the dev server: the time-skipping server's handling of a run that continues as
+    new while signals and queries arrive is not what a real cluster does."""
+    env = dev_env
+    task_queue = "round-can-test"
+    engine = make_engine(f"sqlite:///{tmp_path / 'rm.db'}")
+    create_schema(engine)
+    roster = tmp_path / "roster.csv"
+    write_roster(roster, 12)
+    plan = load_plan((ROOT / "plans/demo.yaml").read_text("utf-8"))
+    kickoff = RoundKickoff(
+        round_id="r-round-can",
+        plan=plan,
+        round_plan_id="demo",
+        roster_source=str(roster),
+        actor=COUNTY,
+        starts_at=None,  # the dev server runs on the real clock
+        # One organisation per batch: about a dozen events each, so the history passes 100
+        # while starting, whatever the timing of the progress signals.
+        batch_size=1,
+        history_limit=100,
+    )
+    async with build_worker(env.client, task_queue=task_queue, sessions=session_factory(engine)):
+        await continue_as_new_keeps_progress(env, kickoff, task_queue)
+    engine.dispose()
+
+
+async def continue_as_new_keeps_progress(
+    env: WorkflowEnvironment, kickoff: RoundKickoff, task_queue: str
+) -> None:
+    handle = await env.client.start_workflow(
+        CampaignRoundWorkflow.run,
+        RoundInput(kickoff=kickoff),
+        id=round_workflow_id(kickoff.round_id),
+        task_queue=task_queue,
+    )
+    first_run = (await handle.describe()).run_id
+    progress = await handle.query(CampaignRoundWorkflow.progress)
+    for _ in range(300):
+        if progress.starting_done and sum(progress.by_phase.values()) == 12:
+            break
+        await asyncio.sleep(0.1)
+        progress = await handle.query(CampaignRoundWorkflow.progress)
+    for _ in range(100):
+        if (await handle.describe()).run_id != first_run:
+            break
+        await asyncio.sleep(0.1)
+    assert (await handle.describe()).run_id != first_run
+    assert progress.started == 12 and progress.total == 12
+    assert progress.by_phase == {Phase.MOBILISATION: 12}
+    final = await handle.execute_update(
+        CampaignRoundWorkflow.close, CloseRound(actor=COUNTY, reason="测试结束")
+    )
+    assert final.closed
+    await handle.result()
