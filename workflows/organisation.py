@@ -45,6 +45,8 @@ with workflow.unsafe.imports_passed_through():
 YELLOW_LIGHT_PATCH = "yellow-light"
 # Runs started before this patch delivered a reminder alone, without recording it first.
 NOTICE_OUTBOX_PATCH = "notice-outbox"
+# Runs started before this patch could miss an update that arrived during a flush.
+WAKE_BEFORE_FLUSH_PATCH = "wake-before-flush"
 
 
 @workflow.defn
@@ -67,7 +69,13 @@ class OrganisationCampaignWorkflow:
         campaign = self._campaign
         self._lights_patch = workflow.patched(YELLOW_LIGHT_PATCH)
         campaign.settle(workflow.now())
+        # Cleared before the flush, not after: an update that lands while an activity or the
+        # progress signal is in flight must wake the next wait, not wait for the next timer.
+        # Runs recorded before the fix keep the old order (their timers are in history).
+        wake_first = workflow.patched(WAKE_BEFORE_FLUSH_PATCH)
         while True:
+            if wake_first:
+                self._wake = False
             next_at = campaign.tick(workflow.now())
             await self._flush()
             if campaign.state.closed or campaign.state.finished():
@@ -83,7 +91,8 @@ class OrganisationCampaignWorkflow:
                         history_limit=input.history_limit,
                     )
                 )
-            self._wake = False
+            if not wake_first:
+                self._wake = False
             timeout = (next_at - workflow.now()) if next_at is not None else None
             if timeout is not None and timeout <= timedelta(0):
                 continue
