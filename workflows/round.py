@@ -78,8 +78,10 @@ class CampaignRoundWorkflow:
             # One long timer beside the loop, so progress signals do not restart it.
             self._clock = asyncio.create_task(self._cohort_clock())
         while not self._finished():
-            self._wake = False
             await workflow.wait_condition(lambda: self._wake or self._history_too_long())
+            # Cleared after the wait, before the work: a close or an extension arriving
+            # while a fan-out is in flight wakes the next wait instead of being missed.
+            self._wake = False
             await self._fan_out()
             if self._cohort_due:
                 await self._check_cohorts(schedule)
