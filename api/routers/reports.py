@@ -94,7 +94,8 @@ async def publish(
         id=f"circular/{round_id}/{key}",
         task_queue=settings.task_queue,
     )
-    return report.model_dump(mode="json") | {
+    # Server paths stay on the server: clients download through the API.
+    return report.model_dump(mode="json", exclude={"xlsx_path", "text_path"}) | {
         "download": f"/api/v1/circulars/{report.circular_id}/file"
     }
 

@@ -22,6 +22,7 @@ async def test_circular_on_demand_is_published_once_and_downloadable(
     again = await http.post(f"/api/v1/rounds/{round_id}/circulars", headers=county | key)
     assert again.status_code in (200, 201), again.text
     assert again.json()["circular_id"] == first.json()["circular_id"]
+    assert "xlsx_path" not in first.json()  # no server paths in answers
 
     township = await token(http, "tw-chengguan")
     listed = await http.get(f"/api/v1/rounds/{round_id}/circulars", headers=township)
