@@ -18,6 +18,7 @@ from activities.db import create_schema, make_engine, session_factory
 from api.errors import install_error_handlers
 from api.routers import (
     actions,
+    deliveries,
     files,
     notices,
     organisations,
@@ -58,7 +59,17 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (users, rounds, organisations, actions, files, supervision, notices, reports):
+    for module in (
+        users,
+        rounds,
+        organisations,
+        actions,
+        files,
+        supervision,
+        notices,
+        reports,
+        deliveries,
+    ):
         app.include_router(module.router)
     return app
 

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # repr=False keeps the key out of logged or printed settings.
     secret_key: str = Field(default=DEFAULT_SECRET_KEY, repr=False)
     public_base_url: str = "http://127.0.0.1:8000"
+    # When the daily digest and the weekly circular go out, Asia/Shanghai (ISO weekday).
+    digest_time: str = Field(default="08:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    circular_weekday: int = Field(default=1, ge=1, le=7)
+    circular_time: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: str = "INFO"
 

@@ -223,7 +223,14 @@ async def kick_off(
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             )
             # The round's daily digest and weekly circular (idempotent: updates if present).
-            await ensure_schedules(client, round_id, task_queue=settings.task_queue)
+            await ensure_schedules(
+                client,
+                round_id,
+                task_queue=settings.task_queue,
+                digest_time=settings.digest_time,
+                circular_weekday=settings.circular_weekday,
+                circular_time=settings.circular_time,
+            )
             session.merge(_audit(user, request, "round_kicked_off", row, now))
             return _round_view(row, definition)
 

@@ -65,3 +65,6 @@ async def test_kickoff_creates_the_rounds_schedules(
     for schedule_id in (digest_schedule_id(round_id), circular_schedule_id(round_id)):
         described = await dev_server.client.get_schedule_handle(schedule_id).describe()
         assert described.schedule.spec.time_zone_name == "Asia/Shanghai"
+    digest = await dev_server.client.get_schedule_handle(digest_schedule_id(round_id)).describe()
+    calendar = digest.schedule.spec.calendars[0]
+    assert (calendar.hour[0].start, calendar.minute[0].start) == (8, 30)  # CZ_DIGEST_TIME

@@ -1,0 +1,45 @@
+"""Failed notice deliveries (mail, WeCom, DingTalk) for the county office: see them with
+their last error, and send them again once the cause is fixed."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from activities.channels import ChannelRouter, build_notifier
+from activities.channels.deliveries import failed_deliveries
+from api.deps import CurrentUser, SessionsDep, SettingsDep, require_role
+from domain.organisation import Role
+
+router = APIRouter(prefix="/api/v1/deliveries", tags=["通知送达 deliveries"])
+
+
+@router.get("/failed", summary="送达失败的通知")
+async def failed(
+    sessions: SessionsDep,
+    user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """Failed deliveries, oldest failure first, each with its channel and last error."""
+    require_role(user, Role.COUNTY_OFFICE)
+    rows = await asyncio.to_thread(failed_deliveries, sessions, limit=limit)
+    return [asdict(row) for row in rows]
+
+
+@router.post("/retry", summary="重新发送失败的通知")
+async def retry(
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, int]:
+    """Send failed deliveries again through the configured channels (none: nothing to do)."""
+    require_role(user, Role.COUNTY_OFFICE)
+    notifier = build_notifier(sessions, settings)
+    if not isinstance(notifier, ChannelRouter):
+        return {"sent": 0, "still_failing": 0}
+    sent, still_failing = await notifier.retry_failed(limit=limit)
+    return {"sent": sent, "still_failing": still_failing}
