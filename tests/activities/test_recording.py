@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import structlog
-from sqlalchemy import Engine, create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import CampaignSnapshot, EventBatch, NoticeBatch, RoundRecord
-from activities.db import create_schema, make_engine, session_factory
+from activities.db import make_engine
 from activities.notifier import InboxNotifier, Notifier
 from activities.recording import RecordingActivities
 from activities.tables import (
@@ -53,39 +50,6 @@ SECRETARY = Actor(user="li", name="李书记", role=Role.SECRETARY)
 
 
 # ----- databases -----------------------------------------------------------------------------
-@pytest.fixture
-def pg_schema_url(postgres_url: str) -> Iterator[str]:
-    """A URL whose connections use a fresh schema of their own; dropped afterwards."""
-    schema = f"test_rec_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    """An engine with the read-model schema, on each supported database."""
-    fixture = "tmp_sqlite_url" if request.param == "sqlite" else "pg_schema_url"
-    url: str = request.getfixturevalue(fixture)
-    eng = make_engine(url)
-    create_schema(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    """The session factory for the test's database."""
-    return session_factory(engine)
 
 
 @pytest.fixture

@@ -3,17 +3,13 @@ updates in place; on SQLite always and on PostgreSQL when it answers."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from openpyxl import Workbook  # type: ignore[import-untyped]
-from sqlalchemy import Engine, create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.db import create_schema, make_engine, session_factory
 from activities.roster_files import read_roster_file
 from activities.roster_store import (
     import_roster_file,
@@ -47,34 +43,6 @@ def write_xlsx(path: Path, rows: list[list[str]]) -> Path:
         sheet.append([int(c) if c.isdigit() else c for c in row])
     workbook.save(path)
     return path
-
-
-@pytest.fixture
-def pg_schema_url(postgres_url: str) -> Iterator[str]:
-    """A URL whose connections use a fresh schema of their own; dropped afterwards."""
-    schema = f"test_roster_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def sessions(request: pytest.FixtureRequest) -> Iterator[sessionmaker[Session]]:
-    """Sessions on a read model with the schema, on each supported database."""
-    fixture = "tmp_sqlite_url" if request.param == "sqlite" else "pg_schema_url"
-    engine: Engine = make_engine(request.getfixturevalue(fixture))
-    create_schema(engine)
-    try:
-        yield session_factory(engine)
-    finally:
-        engine.dispose()
 
 
 def count(sessions: sessionmaker[Session], model: type) -> int:
