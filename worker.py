@@ -17,7 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.channels import build_notifier
+from activities.channels import ChannelRouter, build_notifier
 from activities.db import create_schema, make_engine, session_factory
 from activities.digests import DigestActivities
 from activities.kickoff import KickoffActivities, RosterActivities
@@ -79,7 +79,9 @@ def build_worker(
     recording = RecordingActivities(sessions, notifier or InboxNotifier(sessions))
     roster = RosterActivities()
     kickoff = KickoffActivities(client, task_queue)
-    digests = DigestActivities(sessions, data_dir)
+    # Digests and circular notices go out on the same channels as escalations, if any.
+    sender = notifier if isinstance(notifier, ChannelRouter) else None
+    digests = DigestActivities(sessions, data_dir, sender=sender)
     return Worker(
         client,
         task_queue=task_queue,

@@ -1,10 +1,12 @@
-"""Channels behind one interface, and the router that sends each notice through its role's.
+"""Channels behind one interface, and the router that sends each message through its role's.
 
-A channel is one class with a ``name`` and an async ``send(notice, address)`` that raises on
-failure. The :class:`ChannelRouter` is the :class:`~activities.notifier.Notifier` the worker
-uses: the in-app inbox first (always; its row is the notice's dedup record), then every
-channel routed for the recipient's role, each delivery claimed and closed in the
-``notice_deliveries`` ledger so a retried activity never re-sends what was sent.
+A channel is one class with a ``name``, a ``takes_idempotency_key`` flag and an async
+``send(message, address)`` that raises on failure. The :class:`ChannelRouter` is the
+:class:`~activities.notifier.Notifier` the worker uses: the in-app inbox first (always; its
+row is the notice's dedup record), then every channel routed for the recipient's role, each
+delivery claimed and closed in the ``notice_deliveries`` ledger so a retried activity never
+re-sends what was sent. Daily digests and circular notices, whose inbox rows the digest
+activities write, go out through :meth:`ChannelRouter.send_message` the same way.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from activities.channels.deliveries import (
     failed_deliveries,
     finish_delivery,
 )
+from activities.channels.message import Outgoing, from_digest_row, from_notice
 from activities.notifier import InboxNotifier
-from activities.tables import notices
+from activities.tables import digests, notices
 from domain.notices import Notice
 
 log = structlog.get_logger(__name__)
@@ -39,9 +42,13 @@ class Channel(Protocol):
 
     #: The name used in routes, addresses and the delivery ledger (``email``, ``wecom``...).
     name: str
+    #: Whether the receiver drops a second copy carrying the same message id (mail's
+    #: ``Message-ID``): then an interrupted send may be repeated; otherwise it is left to an
+    #: operator (see ``deliveries``).
+    takes_idempotency_key: bool
 
-    async def send(self, notice: Notice, address: str) -> None:
-        """Send ``notice`` to ``address``; raise on any failure (nothing is retried here)."""
+    async def send(self, message: Outgoing, address: str) -> None:
+        """Send ``message`` to ``address``; raise on any failure (nothing is retried here)."""
         ...
 
 
@@ -82,6 +89,22 @@ def _notice_from_row(row: Mapping[str, Any]) -> Notice:
     return Notice.model_validate(fields)
 
 
+def _message_rows(sessions: sessionmaker[Session], ids: set[str]) -> dict[str, Outgoing]:
+    """The messages of ``ids`` rebuilt from their inbox rows (notices, then digests)."""
+    if not ids:
+        return {}
+    with sessions() as session:
+        found = {
+            row.notice_id: from_notice(_notice_from_row(dict(row._mapping)))
+            for row in session.execute(select(notices).where(notices.c.notice_id.in_(ids)))
+        }
+        rest = ids - set(found)
+        if rest:
+            result = session.execute(select(digests).where(digests.c.message_id.in_(rest)))
+            found |= {row.message_id: from_digest_row(dict(row._mapping)) for row in result}
+    return found
+
+
 class ChannelRouter:
     """The inbox plus the configured channels, each notice once per channel."""
 
@@ -108,52 +131,70 @@ class ChannelRouter:
         is retried; the retry skips the inbox and the channels already sent.
         """
         delivered = await self._inbox.deliver(notice)
+        return await self.send_message(from_notice(notice)) or delivered
+
+    async def send_message(self, message: Outgoing) -> bool:
+        """Send ``message`` (already in the inbox) on every channel of its recipient's role.
+
+        True if some channel sent it now; raises :class:`DeliveryFailed` after trying them
+        all if any failed.
+        """
+        delivered = False
         errors: list[str] = []
-        for channel_name in self._config.channels_for(notice.recipient_role):
+        for channel_name in self._config.channels_for(message.recipient_role):
             address = self._config.address_of(
-                notice.recipient_role, notice.recipient_key, channel_name
+                message.recipient_role, message.recipient_key, channel_name
             )
             if address is None:
-                # The inbox still holds the notice; a missing address is a configuration gap
+                # The inbox still holds the message; a missing address is a configuration gap
                 # for operators to fill, not something a retry can fix.
                 log.warning(
                     "no address for channel",
                     channel=channel_name,
-                    notice_id=notice.notice_id,
-                    role=notice.recipient_role.value,
-                    key=notice.recipient_key,
+                    message_id=message.message_id,
+                    role=message.recipient_role.value,
+                    key=message.recipient_key,
                 )
                 continue
             try:
-                delivered |= await self._send_once(notice, channel_name, address)
+                delivered |= await self._send_once(message, channel_name, address)
             except Exception as exc:  # any channel failure is recorded, then re-raised below
                 errors.append(f"{channel_name}: {_error_text(exc)}")
         if errors:
-            raise DeliveryFailed(f"通知 {notice.notice_id} 投递失败：" + "；".join(errors))
+            raise DeliveryFailed(f"通知 {message.message_id} 投递失败：" + "；".join(errors))
         return delivered
 
-    async def _send_once(self, notice: Notice, channel_name: str, address: str) -> bool:
-        """Claim, send, close; True if sent now, False if it had been sent before."""
+    async def _send_once(
+        self, message: Outgoing, channel_name: str, address: str, *, by_operator: bool = False
+    ) -> bool:
+        """Claim, send, close; True if sent now, False if sent before or left to an operator."""
+        channel = self._channels[channel_name]
         claim = await asyncio.to_thread(
             claim_delivery,
             self._sessions,
-            notice_id=notice.notice_id,
+            notice_id=message.message_id,
             channel=channel_name,
             address=address,
             now=datetime.now(UTC),
+            resend_uncertain=channel.takes_idempotency_key,
+            by_operator=by_operator,
         )
         if claim is Claim.ALREADY_SENT:
+            return False
+        if claim is Claim.UNCERTAIN:
+            # Not this attempt's failure: retrying the activity cannot settle it.
+            log.warning("delivery uncertain", channel=channel_name, message_id=message.message_id)
             return False
         if claim is Claim.IN_FLIGHT:
             # Another attempt is sending right now; fail this one and let Temporal come back.
             raise ChannelError("另一次投递正在进行")
         try:
-            await self._channels[channel_name].send(notice, address)
+            await channel.send(message, address)
         except Exception as exc:
             await asyncio.to_thread(
                 finish_delivery,
                 self._sessions,
-                notice_id=notice.notice_id,
+                notice_id=message.message_id,
                 channel=channel_name,
                 now=datetime.now(UTC),
                 error=_error_text(exc),
@@ -161,51 +202,46 @@ class ChannelRouter:
             log.warning(
                 "channel delivery failed",
                 channel=channel_name,
-                notice_id=notice.notice_id,
+                message_id=message.message_id,
                 error=_error_text(exc),
             )
             raise
         await asyncio.to_thread(
             finish_delivery,
             self._sessions,
-            notice_id=notice.notice_id,
+            notice_id=message.message_id,
             channel=channel_name,
             now=datetime.now(UTC),
             error=None,
         )
-        log.info("channel delivery sent", channel=channel_name, notice_id=notice.notice_id)
+        log.info("channel delivery sent", channel=channel_name, message_id=message.message_id)
         return True
 
     async def retry_failed(self, *, limit: int = 100) -> tuple[int, int]:
-        """Send the failed deliveries again (an operator's retry, after fixing the cause).
+        """Send failed and uncertain deliveries again (an operator's decision, after fixing
+        the cause or checking the group). Returns (sent, still failing).
 
-        Returns (sent, still failing). The notice is rebuilt from its inbox row.
+        The message is rebuilt from its inbox row (``notices`` or ``digests``).
         """
         failed = await asyncio.to_thread(failed_deliveries, self._sessions, limit=limit)
-        ids = {d.notice_id for d in failed}
-        rows = await asyncio.to_thread(self._inbox_rows, ids)
+        messages = await asyncio.to_thread(
+            _message_rows, self._sessions, {d.notice_id for d in failed}
+        )
         sent = still_failing = 0
         for delivery in failed:
-            row = rows.get(delivery.notice_id)
-            if row is None or delivery.channel not in self._channels:
+            message = messages.get(delivery.notice_id)
+            if message is None or delivery.channel not in self._channels:
                 still_failing += 1  # the inbox row is written first, so only a purge does this
                 continue
-            notice = _notice_from_row(row)
             # The current configuration wins: the fix may well have been a corrected address.
             address = self._config.address_of(
-                notice.recipient_role, notice.recipient_key, delivery.channel
+                message.recipient_role, message.recipient_key, delivery.channel
             )
             try:
-                if await self._send_once(notice, delivery.channel, address or delivery.address):
+                if await self._send_once(
+                    message, delivery.channel, address or delivery.address, by_operator=True
+                ):
                     sent += 1
             except Exception:
                 still_failing += 1
         return sent, still_failing
-
-    def _inbox_rows(self, notice_ids: set[str]) -> dict[str, Mapping[str, Any]]:
-        """The inbox rows of ``notice_ids``, keyed by id."""
-        if not notice_ids:
-            return {}
-        with self._sessions() as session:
-            result = session.execute(select(notices).where(notices.c.notice_id.in_(notice_ids)))
-            return {row.notice_id: dict(row._mapping) for row in result}

@@ -6,12 +6,17 @@ closed (``sent`` or ``failed`` with the error) after it, so a retried activity s
 sent, and a failure stays visible until a later attempt succeeds.
 
 A claim is a lease: while a ``pending`` row is younger than :data:`IN_FLIGHT_LEASE`, another
-attempt (a Temporal retry overlapping a slow send) stays away instead of sending twice. A
-worker dying between the send and the closing write leaves ``pending``; after the lease the
-notice is sent again: at most one duplicate per delivery in flight at the crash (measured:
-13-17 of 320 when the worker was SIGKILLed amid 40 concurrent deliveries). An escalation that
-must reach a supervisor is worth a rare second copy, and mail carries a ``Message-ID``
-derived from the notice id so mail systems drop it.
+attempt (a Temporal retry overlapping a slow send) stays away instead of sending twice.
+
+A worker dying between the send and the closing write leaves ``pending`` with no way to know
+whether the receiver got the message. What happens after the lease depends on the channel:
+
+- a channel that takes an idempotency key (mail: the ``Message-ID``, derived from the
+  message id, which mail stores use to suppress a second delivery) is claimed and sent
+  again, so the message reaches the mailbox exactly once;
+- a channel without one (group robots) must not post twice: the delivery turns
+  ``uncertain`` and is listed with the failed ones for an operator to check the group and
+  resend (``retry``) or leave it. The ledger row is the dedup record.
 """
 
 from __future__ import annotations
@@ -40,6 +45,22 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+    #: Claimed, then the worker vanished: the receiver may or may not have it.
+    UNCERTAIN = "uncertain"
+
+    @property
+    def label(self) -> str:
+        """Chinese label for operators."""
+        return {"pending": "发送中", "sent": "已发送", "failed": "失败", "uncertain": "结果不明"}[
+            self.value
+        ]
+
+
+#: Statuses an operator sees in the failed list and may resend.
+NEEDS_OPERATOR = (DeliveryStatus.FAILED.value, DeliveryStatus.UNCERTAIN.value)
+
+#: What ``last_error`` says of an uncertain delivery.
+UNCERTAIN_ERROR = "发送过程中断，无法确认对方是否收到；为避免重复，未自动重发，请核实后重发"
 
 
 class Claim(StrEnum):
@@ -48,6 +69,8 @@ class Claim(StrEnum):
     CLAIMED = "claimed"
     ALREADY_SENT = "already_sent"
     IN_FLIGHT = "in_flight"
+    #: Left for an operator (see the module docstring); not an error of this attempt.
+    UNCERTAIN = "uncertain"
 
 
 @dataclass(frozen=True)
@@ -66,15 +89,44 @@ class Delivery:
 
 
 def claim_delivery(
-    sessions: sessionmaker[Session], *, notice_id: str, channel: str, address: str, now: datetime
+    sessions: sessionmaker[Session],
+    *,
+    notice_id: str,
+    channel: str,
+    address: str,
+    now: datetime,
+    resend_uncertain: bool = True,
+    by_operator: bool = False,
 ) -> Claim:
     """Claim the right to send ``notice_id`` on ``channel`` now, unless sent or in flight.
 
     One ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` statement, so two concurrent attempts
-    cannot both claim the same row.
+    cannot both claim the same row. An abandoned claim (pending past its lease) is taken over
+    only when ``resend_uncertain`` (the channel deduplicates by the message id); otherwise it
+    turns ``uncertain``. ``by_operator`` (an operator's explicit resend) also claims uncertain
+    deliveries.
     """
     t = notice_deliveries
+    abandoned = (t.c.status == DeliveryStatus.PENDING.value) & (
+        t.c.updated_at < now - IN_FLIGHT_LEASE
+    )
+    reclaimable = [t.c.status == DeliveryStatus.FAILED.value]
+    if resend_uncertain:
+        reclaimable.append(abandoned)
+    if by_operator:
+        reclaimable.append(t.c.status == DeliveryStatus.UNCERTAIN.value)
     with sessions.begin() as session:
+        if not resend_uncertain:
+            session.execute(
+                update(t)
+                .where(t.c.notice_id == notice_id, t.c.channel == channel)
+                .where(abandoned)
+                .values(
+                    status=DeliveryStatus.UNCERTAIN.value,
+                    last_error=UNCERTAIN_ERROR,
+                    updated_at=now,
+                )
+            )
         stmt = upsert_insert(session, t).values(
             notice_id=notice_id,
             channel=channel,
@@ -95,11 +147,7 @@ def claim_delivery(
                     "attempts": t.c.attempts + 1,
                     "updated_at": stmt.excluded.updated_at,
                 },
-                where=or_(
-                    t.c.status == DeliveryStatus.FAILED.value,
-                    (t.c.status == DeliveryStatus.PENDING.value)
-                    & (t.c.updated_at < now - IN_FLIGHT_LEASE),
-                ),
+                where=or_(*reclaimable),
             ).returning(t.c.notice_id)
         ).first()
         if claimed is not None:
@@ -107,7 +155,10 @@ def claim_delivery(
         status = session.execute(
             select(t.c.status).where(t.c.notice_id == notice_id, t.c.channel == channel)
         ).scalar_one()
-    return Claim.ALREADY_SENT if status == DeliveryStatus.SENT.value else Claim.IN_FLIGHT
+    return {
+        DeliveryStatus.SENT.value: Claim.ALREADY_SENT,
+        DeliveryStatus.UNCERTAIN.value: Claim.UNCERTAIN,
+    }.get(status, Claim.IN_FLIGHT)
 
 
 def finish_delivery(
@@ -150,12 +201,12 @@ def deliveries_of(sessions: sessionmaker[Session], notice_id: str) -> list[Deliv
 
 
 def failed_deliveries(sessions: sessionmaker[Session], *, limit: int = 100) -> list[Delivery]:
-    """Failed deliveries, oldest failure first: what an operator looks at and retries."""
+    """Failed and uncertain deliveries, oldest first: what an operator looks at and resends."""
     t = notice_deliveries
     with sessions() as session:
         rows = session.execute(
             select(t)
-            .where(t.c.status == DeliveryStatus.FAILED.value)
+            .where(t.c.status.in_(NEEDS_OPERATOR))
             .order_by(t.c.updated_at, t.c.notice_id)
             .limit(limit)
         )

@@ -19,8 +19,8 @@ import httpx
 
 from activities.channels.base import ChannelError, post_robot_message
 from activities.channels.config import DINGTALK, Robot
+from activities.channels.message import Outgoing
 from activities.channels.render import render_markdown
-from domain.notices import Notice
 
 #: DingTalk accepts about 20,000 bytes; staying well below keeps long notices deliverable.
 MAX_TEXT_BYTES = 15_000
@@ -40,9 +40,11 @@ def signed_url(url: str, secret: str, timestamp_ms: int) -> str:
 
 
 class DingTalkChannel:
-    """Sends a notice to a DingTalk group robot named in the channels configuration."""
+    """Sends a message to a DingTalk group robot named in the channels configuration."""
 
     name = DINGTALK
+    # A webhook post has no idempotency key: an interrupted send is left to an operator.
+    takes_idempotency_key = False
 
     def __init__(
         self, robots: Mapping[str, Robot], *, base_url: str, timeout: float = 10.0
@@ -52,12 +54,12 @@ class DingTalkChannel:
         self._base_url = base_url
         self._timeout = timeout
 
-    def payload(self, notice: Notice) -> dict[str, Any]:
-        """The robot message for ``notice`` in DingTalk's markdown format."""
-        content = render_markdown(notice, self._base_url, max_bytes=MAX_TEXT_BYTES)
+    def payload(self, message: Outgoing) -> dict[str, Any]:
+        """The robot message for ``message`` in DingTalk's markdown format."""
+        content = render_markdown(message, self._base_url, max_bytes=MAX_TEXT_BYTES)
         return {"msgtype": "markdown", "markdown": {"title": content.title, "text": content.text}}
 
-    async def send(self, notice: Notice, address: str) -> None:
+    async def send(self, message: Outgoing, address: str) -> None:
         """POST the (signed) message to the robot ``address`` names; raise unless errcode 0."""
         robot = self._robots.get(address)
         if robot is None:
@@ -65,4 +67,4 @@ class DingTalkChannel:
         url = robot.url
         if robot.secret is not None:
             url = signed_url(url, robot.secret.get_secret_value(), int(time.time() * 1000))
-        await post_robot_message(url, self.payload(notice), timeout=self._timeout)
+        await post_robot_message(url, self.payload(message), timeout=self._timeout)

@@ -1,15 +1,16 @@
 """A notice as the recipient reads it: a mail (subject, plain text) or a robot's markdown.
 
-The notice's own title and body (composed in ``domain.notices``) already say who is late,
-with which step, the deadline, how many working days overdue and what is expected; this
-module frames them for the channel and adds the link to the organisation's page.
+A notice's own title and body (composed in ``domain.notices``) already say who is late,
+with which step, the deadline, how many working days overdue and what is expected; a
+digest's body lists a supervisor's laggards. This module frames any :class:`Outgoing` for
+the channel and adds the link to the page it is about.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.notices import Notice
+from activities.channels.message import Outgoing
 
 #: Signed at the bottom of every message: who sends it and that replies are not read.
 SENDER = "县委创先争优活动领导小组办公室"
@@ -32,39 +33,33 @@ class MarkdownContent:
     text: str
 
 
-def notice_url(notice: Notice, base_url: str) -> str:
-    """The absolute link to the organisation's page for the notice's round."""
-    return f"{base_url.rstrip('/')}{notice.link_path}"
+def notice_url(message: Outgoing, base_url: str) -> str:
+    """The absolute link to the page the message is about."""
+    return f"{base_url.rstrip('/')}{message.link_path}"
 
 
-def _kind_line(notice: Notice) -> str:
-    """The notice's kind, with the ladder's rung when it has one (督办 is escalated in rungs)."""
-    rung = f"（第{notice.rung}级）" if notice.rung is not None else ""
-    return f"{notice.kind.label}{rung}"
+def render_mail(message: Outgoing, base_url: str) -> MailContent:
+    """The mail: the title as subject; body, facts, link and message id in the text.
 
-
-def render_mail(notice: Notice, base_url: str) -> MailContent:
-    """The mail: the notice's title as subject; facts, body, link and notice id in the text.
-
-    The notice id is printed so a recipient (or a help desk) can quote it.
+    The id is printed so a recipient (or a help desk) can quote it.
     """
     lines = [
-        f"致：{notice.recipient_label}",
+        f"致：{message.recipient_label}",
         "",
-        notice.body,
+        message.body,
         "",
-        f"单位：{notice.org_name}",
-        f"阶段：{notice.phase.label}",
-        f"类别：{_kind_line(notice)}",
-        f"详情及签收：{notice_url(notice, base_url)}",
+        *(f"{label}：{value}" for label, value in message.facts),
+        f"详情及签收：{notice_url(message, base_url)}",
         "",
         FOOTER,
-        f"通知编号：{notice.notice_id}",
+        f"通知编号：{message.message_id}",
     ]
-    return MailContent(subject=notice.title, text="\n".join(lines) + "\n")
+    return MailContent(subject=message.title, text="\n".join(lines) + "\n")
 
 
-def render_markdown(notice: Notice, base_url: str, max_bytes: int | None = None) -> MarkdownContent:
+def render_markdown(
+    message: Outgoing, base_url: str, max_bytes: int | None = None
+) -> MarkdownContent:
     """The robot message in the markdown subset both WeCom and DingTalk render.
 
     Robots refuse over-long messages (WeCom: 4096 bytes of markdown); with ``max_bytes`` the
@@ -74,25 +69,24 @@ def render_markdown(notice: Notice, base_url: str, max_bytes: int | None = None)
     def compose(body: str) -> str:
         return "\n".join(
             [
-                f"### {notice.title}",
-                f"> 致：{notice.recipient_label}",
-                f"> 单位：{notice.org_name}　阶段：{notice.phase.label}",
-                f"> 类别：{_kind_line(notice)}",
+                f"### {message.title}",
+                f"> 致：{message.recipient_label}",
+                *(f"> {label}：{value}" for label, value in message.facts),
                 "",
                 body,
                 "",
-                f"[查看详情并签收]({notice_url(notice, base_url)})",
+                f"[查看详情并签收]({notice_url(message, base_url)})",
                 "",
                 FOOTER,
             ]
         )
 
-    text = compose(notice.body)
+    text = compose(message.body)
     overflow = len(text.encode("utf-8")) - max_bytes if max_bytes is not None else 0
     if overflow > 0:
-        body_bytes = len(notice.body.encode("utf-8"))
-        text = compose(truncate_utf8(notice.body, max(body_bytes - overflow, 0)))
-    return MarkdownContent(title=notice.title, text=text)
+        body_bytes = len(message.body.encode("utf-8"))
+        text = compose(truncate_utf8(message.body, max(body_bytes - overflow, 0)))
+    return MarkdownContent(title=message.title, text=text)
 
 
 def truncate_utf8(text: str, limit: int, marker: str = "……") -> str:

@@ -16,8 +16,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
 from activities.channels.config import EMAIL, SmtpSettings
+from activities.channels.message import Outgoing
 from activities.channels.render import render_mail
-from domain.notices import Notice
 
 
 def message_id(notice_id: str, from_address: str) -> str:
@@ -31,9 +31,11 @@ def message_id(notice_id: str, from_address: str) -> str:
 
 
 class SmtpChannel:
-    """Sends a notice as a plain-text UTF-8 mail through one SMTP relay."""
+    """Sends a message as a plain-text UTF-8 mail through one SMTP relay."""
 
     name = EMAIL
+    # Mail stores drop a second copy with the same Message-ID (see message_id).
+    takes_idempotency_key = True
 
     def __init__(
         self, settings: SmtpSettings, *, base_url: str, tls_context: ssl.SSLContext | None = None
@@ -43,23 +45,23 @@ class SmtpChannel:
         self._base_url = base_url
         self._tls_context = tls_context
 
-    def build_message(self, notice: Notice, address: str) -> EmailMessage:
-        """The mail for ``notice`` to ``address`` (public so it can be previewed and tested)."""
-        content = render_mail(notice, self._base_url)
+    def build_message(self, message: Outgoing, address: str) -> EmailMessage:
+        """The mail for ``message`` to ``address`` (public so it can be previewed and tested)."""
+        content = render_mail(message, self._base_url)
         s = self._settings
         msg = EmailMessage()
         # EmailMessage's default policy encodes non-ASCII headers (RFC 2047) and the body.
         msg["Subject"] = content.subject
         msg["From"] = formataddr((s.from_name, s.from_address))
         msg["To"] = address
-        msg["Date"] = format_datetime(notice.created_at)
-        msg["Message-ID"] = message_id(notice.notice_id, s.from_address)
+        msg["Date"] = format_datetime(message.created_at)
+        msg["Message-ID"] = message_id(message.message_id, s.from_address)
         msg.set_content(content.text, charset="utf-8")
         return msg
 
-    async def send(self, notice: Notice, address: str) -> None:
+    async def send(self, message: Outgoing, address: str) -> None:
         """Send the mail; any SMTP or network error propagates to the router."""
-        msg = self.build_message(notice, address)
+        msg = self.build_message(message, address)
         await asyncio.to_thread(self._send_blocking, msg, address)
 
     def _send_blocking(self, msg: EmailMessage, address: str) -> None:

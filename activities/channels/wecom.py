@@ -11,17 +11,19 @@ from typing import Any
 
 from activities.channels.base import ChannelError, post_robot_message
 from activities.channels.config import WECOM, Robot
+from activities.channels.message import Outgoing
 from activities.channels.render import render_markdown
-from domain.notices import Notice
 
 #: WeCom's limit on markdown content, in UTF-8 bytes.
 MAX_CONTENT_BYTES = 4096
 
 
 class WeComChannel:
-    """Sends a notice to a WeCom group robot named in the channels configuration."""
+    """Sends a message to a WeCom group robot named in the channels configuration."""
 
     name = WECOM
+    # A webhook post has no idempotency key: an interrupted send is left to an operator.
+    takes_idempotency_key = False
 
     def __init__(
         self, robots: Mapping[str, Robot], *, base_url: str, timeout: float = 10.0
@@ -31,14 +33,14 @@ class WeComChannel:
         self._base_url = base_url
         self._timeout = timeout
 
-    def payload(self, notice: Notice) -> dict[str, Any]:
-        """The robot message for ``notice`` in WeCom's markdown format."""
-        content = render_markdown(notice, self._base_url, max_bytes=MAX_CONTENT_BYTES)
+    def payload(self, message: Outgoing) -> dict[str, Any]:
+        """The robot message for ``message`` in WeCom's markdown format."""
+        content = render_markdown(message, self._base_url, max_bytes=MAX_CONTENT_BYTES)
         return {"msgtype": "markdown", "markdown": {"content": content.text}}
 
-    async def send(self, notice: Notice, address: str) -> None:
+    async def send(self, message: Outgoing, address: str) -> None:
         """POST the message to the robot ``address`` names; raise unless errcode is 0."""
         robot = self._robots.get(address)
         if robot is None:
             raise ChannelError(f"未配置的企业微信机器人：{address}")
-        await post_robot_message(robot.url, self.payload(notice), timeout=self._timeout)
+        await post_robot_message(robot.url, self.payload(message), timeout=self._timeout)

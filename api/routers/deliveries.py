@@ -17,16 +17,17 @@ from domain.organisation import Role
 router = APIRouter(prefix="/api/v1/deliveries", tags=["通知送达 deliveries"])
 
 
-@router.get("/failed", summary="送达失败的通知")
+@router.get("/failed", summary="送达失败或结果不明的通知")
 async def failed(
     sessions: SessionsDep,
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    """Failed deliveries, oldest failure first, each with its channel and last error."""
+    """Failed and uncertain (interrupted robot posts) deliveries, oldest first, each with
+    its channel, status (``status_label`` in Chinese) and last error."""
     require_role(user, Role.COUNTY_OFFICE)
     rows = await asyncio.to_thread(failed_deliveries, sessions, limit=limit)
-    return [asdict(row) for row in rows]
+    return [asdict(row) | {"status_label": row.status.label} for row in rows]
 
 
 @router.post("/retry", summary="重新发送失败的通知")
@@ -36,7 +37,8 @@ async def retry(
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, int]:
-    """Send failed deliveries again through the configured channels (none: nothing to do)."""
+    """Send failed and uncertain deliveries again through the configured channels (none:
+    nothing to do); for an uncertain robot post this is the operator's decision to resend."""
     require_role(user, Role.COUNTY_OFFICE)
     notifier = build_notifier(sessions, settings)
     if not isinstance(notifier, ChannelRouter):

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.db import create_schema, make_engine, session_factory
+from tests.activities.receivers import mailbox, robots  # noqa: F401  (shared fixtures)
 
 
 @pytest.fixture

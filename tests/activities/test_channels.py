@@ -9,27 +9,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import shutil
-import socket
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP as SMTPServer
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
@@ -44,7 +35,8 @@ from activities.channels import (
     router_from_config,
 )
 from activities.channels.config import SmtpSettings
-from activities.channels.deliveries import Claim, claim_delivery
+from activities.channels.deliveries import IN_FLIGHT_LEASE, Claim, claim_delivery
+from activities.channels.message import from_notice
 from activities.channels.smtp import SmtpChannel, message_id
 from activities.contracts import NoticeBatch
 from activities.db import create_schema, make_engine, session_factory
@@ -57,6 +49,7 @@ from domain.notices import Notice, NoticeKind, build_notice
 from domain.organisation import Organisation, OrgType, Role, System, supervisors_of
 from domain.phases import Phase
 from domain.state import PhaseState, StepState
+from tests.activities.receivers import MailBox, Robots, free_port
 
 ROUND = "2024-r1"
 NOW = datetime(2024, 3, 11, 9, 30, tzinfo=SHANGHAI)
@@ -72,92 +65,6 @@ ORG = Organisation(
     secretary="李书记",
     member_count=42,
 )
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (aiosmtpd's controller needs a fixed port)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-# ----- receivers -----------------------------------------------------------------------------
-@dataclass
-class MailBox:
-    """An aiosmtpd handler that keeps every mail it accepts."""
-
-    mails: list[EmailMessage] = field(default_factory=list)
-    recipients: list[list[str]] = field(default_factory=list)
-    port: int = 0
-
-    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or envelope.content
-        assert isinstance(raw, bytes)
-        mail = message_from_bytes(raw, policy=policy.default)
-        assert isinstance(mail, EmailMessage)
-        self.mails.append(mail)
-        self.recipients.append(list(envelope.rcpt_tos))
-        return "250 OK"
-
-
-@dataclass
-class Robots:
-    """What the fake robot server received, and what it answers (by path)."""
-
-    received: list[tuple[str, dict[str, list[str]], Any]] = field(default_factory=list)
-    replies: dict[str, tuple[int, str]] = field(default_factory=dict)
-    port: int = 0
-
-    def url(self, path_and_query: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path_and_query}"
-
-    def on(self, path: str) -> list[Any]:
-        """The JSON bodies received on ``path``."""
-        return [body for p, _, body in self.received if p == path]
-
-
-@pytest.fixture
-def mailbox() -> Iterator[MailBox]:
-    box = MailBox(port=free_port())
-    controller = Controller(box, hostname="127.0.0.1", port=box.port)
-    controller.start()
-    try:
-        yield box
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-def robots() -> Iterator[Robots]:
-    state = Robots()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers["Content-Length"])
-            body = json.loads(self.rfile.read(length).decode("utf-8"))
-            state.received.append((parts.path, parse_qs(parts.query), body))
-            status, text = state.replies.get(parts.path, (200, '{"errcode":0,"errmsg":"ok"}'))
-            payload = text.encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    # A short poll interval: shutdown() waits for it, and every test stops a server.
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
@@ -373,7 +280,7 @@ async def test_mail_over_tls_with_login(
         settings, base_url=BASE_URL, tls_context=ssl.create_default_context(cafile=str(cert))
     )
     try:
-        await channel.send(TO_INSTRUCTOR, "zhang@example.gov.cn")
+        await channel.send(from_notice(TO_INSTRUCTOR), "zhang@example.gov.cn")
     finally:
         controller.stop()
 
@@ -465,8 +372,32 @@ async def test_claim_is_a_lease_against_overlapping_attempts(
 
     assert claim(NOW) is Claim.CLAIMED
     assert claim(NOW + timedelta(seconds=5)) is Claim.IN_FLIGHT
-    # The worker died mid-send: after the lease, the notice is claimed (and sent) again.
+    # The worker died mid-send: after the lease, the mail is claimed (and sent) again; the
+    # Message-ID lets the mailbox drop the copy.
     assert claim(NOW + timedelta(minutes=2)) is Claim.CLAIMED
+
+
+async def test_interrupted_robot_post_is_never_repeated_automatically(
+    sessions: sessionmaker[DbSession], router: ChannelRouter, robots: Robots
+) -> None:
+    # A robot post claimed by an attempt whose worker then died (no outcome recorded).
+    stale = datetime.now(UTC) - IN_FLIGHT_LEASE - timedelta(seconds=1)
+    address = "城关镇党委群"
+    claim_delivery(
+        sessions, notice_id=TO_TOWNSHIP.notice_id, channel="dingtalk", address=address, now=stale
+    )
+    # The retried activity must not post again: the group may already have it.
+    assert await router.deliver(TO_TOWNSHIP) is True  # the inbox row is new
+    assert robots.received == []
+    [delivery] = deliveries_of(sessions, TO_TOWNSHIP.notice_id)
+    assert delivery.status is DeliveryStatus.UNCERTAIN
+    assert delivery.last_error is not None and "未自动重发" in delivery.last_error
+    assert await router.deliver(TO_TOWNSHIP) is False  # still left alone
+    assert [d.notice_id for d in failed_deliveries(sessions)] == [TO_TOWNSHIP.notice_id]
+    # The operator checked the group and resends: it arrives once.
+    assert await router.retry_failed() == (1, 0)
+    assert len(robots.received) == 1
+    assert statuses(sessions, TO_TOWNSHIP) == {"dingtalk": DeliveryStatus.SENT}
 
 
 # ----- configuration ---------------------------------------------------------------------------

@@ -1,6 +1,12 @@
 """Exactly once across a crash: the worker is SIGKILLed while notices go out by mail and is
-restarted; every expected notice arrives, and only sends the kill caught half-recorded are
-sent a second time (with the same ``Message-ID``, which mail systems drop).
+restarted; every expected notice is filed in its recipient's mailbox exactly once.
+
+Mail's idempotency key is the ``Message-ID``: mail stores suppress a second delivery of the
+same id to the same mailbox (Cyrus ``duplicatesuppression``, Exchange's duplicate detection,
+Gmail), and the receiver here files mail the same way. On the wire, only the sends the kill
+caught half-recorded go out a second time, with the same ``Message-ID``; the test checks that
+exactly those do and nothing else. (Robots take no key; their interrupted posts are held as
+``uncertain`` for an operator instead, see ``test_channels``.)
 
 Everything is real: the Temporal CLI dev server (in-memory), the worker as ``python -m
 worker`` in a subprocess configured through its environment, a channels YAML routing every
@@ -107,6 +113,8 @@ class RecordingMailbox:
 
     on_mail: Callable[[int], None] = lambda count: None
     mails: list[ReceivedMail] = field(default_factory=list)
+    #: The mailboxes as a store with duplicate suppression files them: (to, Message-ID) -> n.
+    filed: Counter[tuple[str, str]] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
@@ -119,6 +127,9 @@ class RecordingMailbox:
         )
         with self.lock:
             self.mails.append(received)
+            key = (received.to, received.message_id)
+            if key not in self.filed:
+                self.filed[key] += 1
             count = len(self.mails)
         self.on_mail(count)
         return "250 OK"
@@ -441,6 +452,10 @@ async def test_worker_killed_mid_delivery_every_notice_arrives_exactly_once(
         f"duplicates: {sum(duplicates.values())}"
     )
 
+    # Every expected notice is filed in its recipient's mailbox exactly once.
+    assert box.filed == Counter(
+        {(address_of[nid], message_id(nid, FROM_ADDRESS)): 1 for nid in expected}
+    )
     # Every expected notice arrived, to its recipient, with its subject; nothing else did.
     assert set(counts) == set(by_message_id)
     for mail in mails:

@@ -33,6 +33,7 @@ async def test_failed_deliveries_are_listed_for_the_county_office_only(
     mine = [d for d in listed.json() if d["notice_id"] == notice_id]
     assert len(mine) == 1
     assert mine[0]["status"] == "failed" and mine[0]["last_error"] == "550 mailbox unavailable"
+    assert mine[0]["status_label"] == "失败"
 
     instructor = await token(http, "ins-zhang")
     assert (await http.get("/api/v1/deliveries/failed", headers=instructor)).status_code == 403
