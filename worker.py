@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.channels import ChannelRouter, build_notifier
 from activities.db import create_schema, make_engine, session_factory
 from activities.digests import DigestActivities
+from activities.evaluations import EvaluationActivities
 from activities.kickoff import KickoffActivities, RosterActivities
 from activities.notifier import InboxNotifier, Notifier
 from activities.recording import RecordingActivities
@@ -27,6 +28,7 @@ from chuangzheng.logging import configure_logging
 from chuangzheng.settings import Settings, get_settings
 from chuangzheng.temporal_server import data_converter
 from workflows.digest import CircularWorkflow, DailyDigestWorkflow
+from workflows.evaluation import EvaluationWorkflow
 from workflows.organisation import OrganisationCampaignWorkflow
 from workflows.round import CampaignRoundWorkflow
 
@@ -37,6 +39,7 @@ WORKFLOWS: Sequence[type] = (
     CampaignRoundWorkflow,
     DailyDigestWorkflow,
     CircularWorkflow,
+    EvaluationWorkflow,
 )
 
 # Pure, deterministic modules shared by all workflow runs instead of re-imported per run:
@@ -82,6 +85,7 @@ def build_worker(
     # Digests and circular notices go out on the same channels as escalations, if any.
     sender = notifier if isinstance(notifier, ChannelRouter) else None
     digests = DigestActivities(sessions, data_dir, sender=sender)
+    evaluations = EvaluationActivities(sessions, client)
     return Worker(
         client,
         task_queue=task_queue,
@@ -96,6 +100,10 @@ def build_worker(
             digests.load_round_status,
             digests.send_digests,
             digests.publish_circular,
+            evaluations.open_evaluation,
+            evaluations.close_evaluation,
+            evaluations.publish_evaluation,
+            evaluations.order_rectification,
         ],
         workflow_runner=workflow_runner(),
         max_concurrent_activities=max_concurrent_activities,

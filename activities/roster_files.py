@@ -24,17 +24,17 @@ from domain.roster_import import parse_roster
 SUPPORTED_SUFFIXES = (".csv", ".xlsx")
 
 
-def _refuse(reason: str) -> ValidationFailed:
+def refuse_file(reason: str) -> ValidationFailed:
     return ValidationFailed([FieldError(field="文件", reason=reason)], code="invalid_roster")
 
 
-def _rows(table: Iterable[Sequence[object]]) -> list[dict[str, object]]:
+def table_rows(table: Iterable[Sequence[object]]) -> list[dict[str, object]]:
     """Rows keyed by the first row's headers; short rows are padded, extra cells dropped."""
     iterator = iter(table)
     try:
         header_row = next(iterator)
     except StopIteration:
-        raise _refuse("文件为空，第1行应为表头") from None
+        raise refuse_file("文件为空，第1行应为表头") from None
     headers = [_text(cell) for cell in header_row]
     rows: list[dict[str, object]] = []
     for values in iterator:
@@ -59,10 +59,10 @@ def read_roster_text(text: str) -> Roster:
     # A BOM survives when text was decoded as plain UTF-8.
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
     table = [row for row in reader]
-    return parse_roster(_rows(table), first_row_number=2)
+    return parse_roster(table_rows(table), first_row_number=2)
 
 
-def _decode_csv(data: bytes) -> str:
+def decode_csv(data: bytes) -> str:
     """UTF-8 (with or without BOM) first; Excel on Chinese Windows saves CSV as GBK."""
     try:
         return data.decode("utf-8-sig")
@@ -70,20 +70,20 @@ def _decode_csv(data: bytes) -> str:
         try:
             return data.decode("gb18030")
         except UnicodeDecodeError:
-            raise _refuse("无法识别文件编码，请另存为 UTF-8 编码的 CSV 文件") from None
+            raise refuse_file("无法识别文件编码，请另存为 UTF-8 编码的 CSV 文件") from None
 
 
-def _read_xlsx(path: Path) -> list[dict[str, object]]:
+def read_xlsx_rows(path: Path) -> list[dict[str, object]]:
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
-        raise _refuse("无法读取 Excel 文件，请确认是 .xlsx 格式且未损坏") from exc
+        raise refuse_file("无法读取 Excel 文件，请确认是 .xlsx 格式且未损坏") from exc
     try:
         sheet = workbook.worksheets[0]
         table = [[_text(cell) for cell in row] for row in sheet.iter_rows(values_only=True)]
     finally:
         workbook.close()  # read-only workbooks keep the file open until closed
-    return _rows(table)
+    return table_rows(table)
 
 
 def read_roster_file(path: Path) -> Roster:
@@ -91,10 +91,10 @@ def read_roster_file(path: Path) -> Roster:
     in row 1) and validate it; raises :class:`ValidationFailed` (``invalid_roster``)."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return read_roster_text(_decode_csv(path.read_bytes()))
+        return read_roster_text(decode_csv(path.read_bytes()))
     if suffix == ".xlsx":
-        return parse_roster(_read_xlsx(path), first_row_number=2)
-    raise _refuse(
+        return parse_roster(read_xlsx_rows(path), first_row_number=2)
+    raise refuse_file(
         f"不支持的文件类型“{path.suffix or path.name}”，请上传 .csv 或 .xlsx 文件"
         "（.xls 请先在 Excel 中另存为 .xlsx）"
     )

@@ -16,10 +16,19 @@ from temporalio.client import Client
 
 from activities.db import create_schema, make_engine, session_factory
 from api.errors import install_error_handlers
+from api.public import ballots as public_ballots
+from api.public import commitments as public_commitments
+from api.public import honours as public_honours
 from api.routers import (
     actions,
+    commendation,
+    commitment_ledger,
+    commitments,
     deliveries,
+    evaluations,
     files,
+    honours,
+    members,
     notices,
     organisations,
     reports,
@@ -69,6 +78,15 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         notices,
         reports,
         deliveries,
+        members,
+        commitments,
+        commitment_ledger,
+        public_commitments,
+        commendation,
+        honours,
+        public_honours,
+        evaluations,
+        public_ballots,
     ):
         app.include_router(module.router)
     return app

@@ -1,6 +1,7 @@
 """Demo accounts for the demo county, generated from the roster.
 
-One county office account, one assessment group account, one per guidance group (system),
+One county office account, three assessment group accounts (评选表彰 needs several
+independent assessors), one per guidance group (system),
 one per township, one per instructor and one per secretary (by organisation). They all share
 the password "demo", which is why they exist only in development.
 """
@@ -33,6 +34,8 @@ def demo_users(roster: Roster) -> list[DemoUser]:
     users = [
         DemoUser("county", "县委创先争优活动领导小组办公室", Role.COUNTY_OFFICE, ""),
         DemoUser("assessment", "县委考核组", Role.ASSESSMENT_GROUP, ""),
+        DemoUser("assessment-2", "县委考核组成员二", Role.ASSESSMENT_GROUP, ""),
+        DemoUser("assessment-3", "县委考核组成员三", Role.ASSESSMENT_GROUP, ""),
     ]
     users += [
         DemoUser(f"guidance-{s.value}", s.label, Role.GUIDANCE_GROUP, s.value) for s in System

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from domain.actions import (
     AcknowledgeEscalation,
@@ -21,6 +21,7 @@ from domain.actions import (
     SubmitEvidence,
     WaiveStep,
 )
+from domain.calendar import Span
 from domain.errors import DomainError, ValidationFailed
 from domain.evidence import validate_evidence
 from domain.machine import PhaseStatus
@@ -43,6 +44,31 @@ from domain.state import (
 SUBMITTER_ROLES = frozenset({Role.SECRETARY, Role.COUNTY_OFFICE})
 # How many idempotency keys to remember; retries come within minutes, not thousands of actions.
 _KEYS_KEPT = 500
+
+
+class OrderRectification(BaseModel):
+    """A rectification order (整改通知) from outside the ladder, e.g. a 群众评议 whose
+    satisfaction fell below the plan's threshold. ``reference`` (the evaluation id) makes it
+    apply once; the actor is the one who opened the evaluation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    actor: Actor
+    source: str = Field(pattern=r"^[a-z_]+$")
+    reference: str = Field(min_length=1, max_length=120)
+    reason: str
+    # The order's own deadline; None: the ladder's rectification_period.
+    period: Span | None = None
+
+    @property
+    def key(self) -> str:
+        """The idempotency key: one order per source and reference."""
+        return f"{self.source}:{self.reference}"
+
+
+# Who may stand behind an order from an evaluation: supervisors, and the secretary for the
+# evaluation of the organisation's own members.
+ORDERING_ROLES = SUPERVISOR_ROLES | {Role.SECRETARY}
 
 
 class CampaignStatus(BaseModel):
@@ -274,3 +300,11 @@ class CampaignRules:
             raise DomainError("没有待复查的整改报告", code="invalid_transition")
         if not cmd.passed:
             _require_reason(cmd.notes, "复查不通过")
+
+    def check_order_rectification(self, cmd: OrderRectification) -> None:
+        """An order from an evaluation needs a reason and a campaign still under way."""
+        if self.seen(cmd.key):
+            return
+        _require_role(cmd.actor, ORDERING_ROLES, "下达整改通知")
+        _require_reason(cmd.reason, "下达整改通知")
+        self._open_phase()

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from domain.calendar import deadline_day, local_date
+from domain.commitments import coverage, describe_uncovered
 from domain.errors import FieldError
 from domain.plan import EvidenceField, FieldKind, StepPlan
 
@@ -109,22 +110,77 @@ def _check_people(spec: EvidenceField, value: Any, ctx: _Context) -> str | None:
     return None
 
 
-def _check_commitments(spec: EvidenceField, value: Any, ctx: _Context) -> str | None:
-    if not isinstance(value, list):
-        return "应为党员承诺列表"
+def _commitment_entries(value: list[Any]) -> tuple[set[str], str | None]:
+    """The members committed in a ``[{member, content, due}]`` list, or the first problem."""
     members: set[str] = set()
     for index, item in enumerate(value, start=1):
         if not isinstance(item, Mapping):
-            return f"第{index}条应包含 member、content、due"
+            return members, f"第{index}条应包含 member、content、due"
         if not str(item.get("member", "")).strip() or not str(item.get("content", "")).strip():
-            return f"第{index}条缺少承诺人或承诺内容"
+            return members, f"第{index}条缺少承诺人或承诺内容"
         if _as_date(item.get("due")) is None:
-            return f"第{index}条的兑现日期（due）应为 YYYY-MM-DD"
+            return members, f"第{index}条的兑现日期（due）应为 YYYY-MM-DD"
         members.add(str(item["member"]).strip())
+    return members, None
+
+
+def _absences(value: Any) -> tuple[set[str], str | None]:
+    """The members excused in a ``[{member, reason}]`` list, or the first problem."""
+    if not isinstance(value, list):
+        return set(), "的缺席登记（absences）应为列表"
+    excused: set[str] = set()
+    for index, item in enumerate(value, start=1):
+        if not isinstance(item, Mapping) or not str(item.get("member", "")).strip():
+            return excused, f"第{index}条缺席登记应包含 member 与 reason"
+        member = str(item["member"]).strip()
+        if not str(item.get("reason") or "").strip():
+            return excused, f"中缺席党员“{member}”未说明理由"
+        excused.add(member)
+    return excused, None
+
+
+def _roster_problem(value: Mapping[str, Any], committed: set[str]) -> tuple[set[str], str | None]:
+    """With a roster snapshot: everyone on it is committed or excused, nobody else is."""
+    roster = value.get("members")
+    if not isinstance(roster, list) or not all(isinstance(m, str) and m.strip() for m in roster):
+        return set(), "的党员名册（members）应为党员姓名或编号列表"
+    names = [m.strip() for m in roster]
+    duplicates = sorted({m for m in names if names.count(m) > 1})
+    if duplicates:
+        return set(), f"的党员名册（members）中“{duplicates[0]}”重复"
+    excused, problem = _absences(value.get("absences", []))
+    if problem is not None:
+        return set(), problem
+    strangers = sorted((committed | excused) - set(names))
+    if strangers:
+        return set(), f"中“{strangers[0]}”不在党员名册中"
+    both = sorted(committed & excused)
+    if both:
+        return set(), f"中“{both[0]}”既有承诺又登记了缺席"
+    covered = coverage(names, committed, excused)
+    if covered.uncovered:
+        return set(), "中" + describe_uncovered(covered.uncovered)
+    return committed | excused, None
+
+
+def _check_commitments(spec: EvidenceField, value: Any, ctx: _Context) -> str | None:
+    # Two shapes: the original bare list of commitments, and (from the commitment ledger)
+    # {"members": roster snapshot, "commitments": [...], "absences": [{member, reason}]}, in
+    # which an absence with a reason covers its member like a commitment does.
+    with_roster = isinstance(value, Mapping)
+    entries = value.get("commitments", []) if isinstance(value, Mapping) else value
+    if not isinstance(entries, list):
+        return "应为党员承诺列表，或含 members、commitments、absences 的对象"
+    members, problem = _commitment_entries(entries)
+    if problem is None and isinstance(value, Mapping):
+        members, problem = _roster_problem(value, members)
+    if problem is not None:
+        return problem
     if spec.coverage_of_members is not None:
         needed = math.ceil(ctx.member_count * spec.coverage_of_members - 1e-9)
         if len(members) < needed:
-            return f"仅 {len(members)} 名党员作出承诺，应至少 {needed} 名"
+            done = "作出承诺或登记缺席理由" if with_roster else "作出承诺"
+            return f"仅 {len(members)} 名党员{done}，应至少 {needed} 名"
     return None
 
 

@@ -13,8 +13,10 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.calendar import Span, WorkingCalendar
+from domain.evaluation_rules import EvaluationRules
 from domain.organisation import OrgType, Role
 from domain.phases import WORKING_PHASES, Phase
+from domain.rubric import CommendationRules
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _ID_PATTERN = r"^[a-z0-9][a-z0-9_\-]*$"
@@ -232,6 +234,10 @@ class CampaignPlan(BaseModel):
     ladder: LadderPlan
     calendar: CalendarPlan = CalendarPlan()
     rounds: tuple[RoundPlan, ...]
+    # 评选表彰: rubrics, quotas, outlier rule; None means seed 002's (domain.rubric).
+    commendation: CommendationRules | None = None
+    # 群众评议: rater composition, quorum, satisfaction threshold, window (domain.evaluation).
+    evaluation: EvaluationRules = EvaluationRules()
 
     @model_validator(mode="after")
     def _unique_rounds(self) -> CampaignPlan:

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
         SubmitEvidence,
         WaiveStep,
     )
-    from domain.campaign import Campaign, CampaignStatus, new_state
+    from domain.campaign import Campaign, CampaignStatus, OrderRectification, new_state
     from domain.cohort import BehindSchedule
     from domain.errors import DomainError
     from domain.lights import Light
@@ -298,3 +298,13 @@ class OrganisationCampaignWorkflow:
     @recheck_rectification.validator
     def _validate_recheck(self, cmd: RecheckRectification) -> None:
         checked(lambda: self._campaign.check_recheck(cmd))
+
+    @workflow.update
+    def order_rectification(self, cmd: OrderRectification) -> CampaignStatus:
+        """A 整改通知 from outside the ladder (a 群众评议 below the plan's threshold);
+        applied once per source and reference."""
+        return self._act(lambda: self._campaign.order_rectification(cmd, workflow.now()))
+
+    @order_rectification.validator
+    def _validate_order_rectification(self, cmd: OrderRectification) -> None:
+        checked(lambda: self._campaign.check_order_rectification(cmd))

@@ -24,8 +24,30 @@ from activities.tables.campaign import (
     SubmissionRow,
     UploadedFileRow,
 )
+from activities.tables.commendation import (
+    CommendationApprovalRow,
+    CommendationDecisionRow,
+    CommendationDeclarationRow,
+    CommendationHonourRow,
+    CommendationPublicationRow,
+    CommendationScoreSheetRow,
+)
+from activities.tables.commitments import (
+    CommitmentAbsenceRow,
+    CommitmentItemRow,
+    CommitmentReviewRow,
+    CommitmentRow,
+    FulfilmentEntryRow,
+    PartyMemberRow,
+)
 from activities.tables.delivery import notice_deliveries
 from activities.tables.digest import CircularRow, DigestRow
+from activities.tables.evaluations import (
+    BallotRow,
+    BallotTokenRow,
+    EvaluationItemRow,
+    EvaluationRow,
+)
 from activities.tables.roster import OrganisationRow, PersonRoleRow, SystemRow, TownshipRow
 
 metadata = Base.metadata
@@ -47,16 +69,32 @@ circulars: Table = metadata.tables[CircularRow.__tablename__]
 
 __all__ = [
     "AuditRow",
+    "BallotRow",
+    "BallotTokenRow",
     "Base",
     "CampaignEventRow",
     "CampaignStatusRow",
     "CircularRow",
+    "CommendationApprovalRow",
+    "CommendationDecisionRow",
+    "CommendationDeclarationRow",
+    "CommendationHonourRow",
+    "CommendationPublicationRow",
+    "CommendationScoreSheetRow",
+    "CommitmentAbsenceRow",
+    "CommitmentItemRow",
+    "CommitmentReviewRow",
+    "CommitmentRow",
     "DigestRow",
     "EscalationRow",
+    "EvaluationItemRow",
+    "EvaluationRow",
+    "FulfilmentEntryRow",
     "IdempotencyRow",
     "NaiveDatetimeError",
     "NoticeRow",
     "OrganisationRow",
+    "PartyMemberRow",
     "PersonRoleRow",
     "PhaseStatusRow",
     "RoundDefinitionRow",

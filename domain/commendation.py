@@ -1,0 +1,416 @@
+"""评选表彰 as a procedure (seed 002 §五(五)): declaration, independent scoring, aggregation
+with outliers flagged, ranking per system within quota, 审定 with strikes and additions, and
+the honours list.
+
+Definitions (also in docs/procedures.md):
+
+- A sheet's **total** is Σ weight × points over the rubric's items (exact decimals).
+- A declaration's **score** is the mean of its submitted sheets' totals, rounded half-up to
+  two decimals; it is ranked only once it has ``min_sheets`` submitted sheets.
+- A sheet is an **outlier** when at least three sheets are submitted and its total deviates
+  from the median of all submitted totals by more than ``outlier_points``. (Not the median
+  of the *other* sheets: with three sheets that is the mean of the other two, which one
+  wild sheet drags far enough to get its sound neighbours flagged too.) Outliers are
+  flagged for the standing committee, not dropped: the score still counts every sheet.
+- **Ranking** is per honour and system, by score, highest first. Equal scores (at two
+  decimals) share a rank and the next rank skips (1, 1, 3); there is no tie-break. Entries
+  ranked within the quota are proposed; a tie across the quota line proposes every tied
+  entry and is flagged, leaving the choice to 审定.
+- **审定** strikes proposed entries and adds unproposed declarations, each with a reason.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from domain.errors import FieldError, ValidationFailed
+from domain.organisation import System
+from domain.rubric import CategoryRules, CommendationRules, HonourCategory
+
+_FROZEN = ConfigDict(frozen=True)
+CENT = Decimal("0.01")
+MIN_DEEDS = 10
+MIN_REASON = 2
+
+
+class Declaration(BaseModel):
+    """A 申报: an organisation declared by its party committee, or a person nominated by
+    their organisation. ``nominee`` is the organisation's name for organisations."""
+
+    model_config = _FROZEN
+
+    declaration_id: str
+    category: HonourCategory
+    org_id: str
+    org_name: str
+    system: System
+    township: str
+    nominee: str
+    deeds: str
+    declared_at: datetime
+
+
+def check_declaration(
+    rules: CommendationRules, category: HonourCategory, nominee: str | None, deeds: str
+) -> None:
+    """Refuse a declaration that breaks the rules, naming every field."""
+    errors: list[FieldError] = []
+    if rules.category(category) is None:
+        errors.append(FieldError("category", f"本轮计划不评选{category.label}"))
+    name = (nominee or "").strip()
+    if category.for_person and not 2 <= len(name) <= 30:
+        errors.append(FieldError("nominee", f"申报{category.label}须填写被推荐人姓名（2–30字）"))
+    if not category.for_person and name:
+        errors.append(FieldError("nominee", "申报先进基层党组织时不填被推荐人，申报对象即本组织"))
+    if len(deeds.strip()) < MIN_DEEDS:
+        errors.append(FieldError("deeds", f"主要事迹不少于{MIN_DEEDS}字"))
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def _points(value: object) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        return None
+    try:
+        points = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return points if points.is_finite() else None
+
+
+def check_scores(
+    rules: CategoryRules, scores: Mapping[str, object], *, complete: bool
+) -> dict[str, Decimal]:
+    """Scores within each item's bounds, at most one decimal; all items when ``complete``
+    (a sheet being submitted). Returns the scores as exact decimals."""
+    errors: list[FieldError] = []
+    parsed: dict[str, Decimal] = {}
+    for item_id, raw in scores.items():
+        item = rules.item(item_id)
+        if item is None:
+            errors.append(FieldError(f"scores.{item_id}", "评分标准中没有该项"))
+            continue
+        points = _points(raw)
+        if points is None:
+            errors.append(FieldError(f"scores.{item_id}", "应为数字"))
+        elif not 0 <= points <= item.max_points:
+            errors.append(
+                FieldError(f"scores.{item_id}", f"{item.name}应在 0–{item.max_points} 分之间")
+            )
+        elif points != points.quantize(Decimal("0.1")):
+            errors.append(FieldError(f"scores.{item_id}", "分数最多保留一位小数"))
+        else:
+            parsed[item_id] = points
+    if complete:
+        errors.extend(
+            FieldError(f"scores.{i.id}", f"提交前须为“{i.name}”评分")
+            for i in rules.items
+            if i.id not in scores
+        )
+    if errors:
+        raise ValidationFailed(errors)
+    return parsed
+
+
+def weighted_total(rules: CategoryRules, scores: Mapping[str, Decimal]) -> Decimal:
+    """Σ weight × points (items not scored count 0)."""
+    return sum((i.weight * scores.get(i.id, Decimal(0)) for i in rules.items), Decimal(0))
+
+
+class SheetResult(BaseModel):
+    """One submitted sheet's total and whether it is flagged as an outlier."""
+
+    model_config = _FROZEN
+
+    assessor: str
+    total: Decimal
+    median: Decimal | None  # of all submitted totals; None with fewer than three
+    outlier: bool
+
+
+class Assessment(BaseModel):
+    """A declaration with its submitted sheets aggregated."""
+
+    model_config = _FROZEN
+
+    declaration: Declaration
+    sheets: tuple[SheetResult, ...]
+    score: Decimal | None  # None until ``min_sheets`` sheets are submitted
+
+    @property
+    def outliers(self) -> int:
+        """How many sheets are flagged."""
+        return sum(1 for s in self.sheets if s.outlier)
+
+
+def assess(
+    rules: CommendationRules,
+    declaration: Declaration,
+    submitted: Mapping[str, Mapping[str, Decimal]],
+) -> Assessment:
+    """Aggregate the submitted sheets (assessor -> scores) of one declaration."""
+    category = rules.category(declaration.category)
+    if category is None:
+        raise ValueError(f"no rules for {declaration.category}")
+    totals = {a: weighted_total(category, s) for a, s in sorted(submitted.items())}
+    results: list[SheetResult] = []
+    median = statistics.median(totals.values()) if len(totals) >= 3 else None
+    for assessor, total in totals.items():
+        results.append(
+            SheetResult(
+                assessor=assessor,
+                total=total,
+                median=median,
+                outlier=median is not None and abs(total - median) > rules.outlier_points,
+            )
+        )
+    score = None
+    if totals and len(totals) >= rules.min_sheets:
+        mean = sum(totals.values(), Decimal(0)) / len(totals)
+        score = mean.quantize(CENT, rounding=ROUND_HALF_UP)
+    return Assessment(declaration=declaration, sheets=tuple(results), score=score)
+
+
+class Standing(BaseModel):
+    """One declaration's place in its honour and system."""
+
+    model_config = _FROZEN
+
+    assessment: Assessment
+    rank: int | None  # None: not enough sheets yet
+    shares_rank: bool  # another entry has the same score
+    proposed: bool  # ranked within the quota
+    tied_at_quota_line: bool  # proposed only because it ties the last place within quota
+
+
+class Group(BaseModel):
+    """The standings of one honour in one system."""
+
+    model_config = _FROZEN
+
+    category: HonourCategory
+    system: System
+    quota: int
+    standings: tuple[Standing, ...]
+
+    @property
+    def over_quota_by_tie(self) -> bool:
+        """A tie at the quota line proposes more entries than the quota."""
+        return sum(1 for s in self.standings if s.proposed) > self.quota
+
+
+def rank(rules: CommendationRules, assessments: Iterable[Assessment]) -> list[Group]:
+    """Group per honour and system; competition ranking (1, 1, 3); proposals within quota.
+
+    Display order among equal scores is declaration order; it does not affect the rank."""
+    buckets: dict[tuple[HonourCategory, System], list[Assessment]] = {}
+    for a in assessments:
+        buckets.setdefault((a.declaration.category, a.declaration.system), []).append(a)
+    groups: list[Group] = []
+    for category_rules in rules.categories:
+        for system in System:
+            members = buckets.get((category_rules.category, system))
+            if not members:
+                continue
+            quota = category_rules.quota(system)
+            groups.append(
+                Group(
+                    category=category_rules.category,
+                    system=system,
+                    quota=quota,
+                    standings=_standings(members, quota),
+                )
+            )
+    return groups
+
+
+def _standings(members: list[Assessment], quota: int) -> tuple[Standing, ...]:
+    def order(a: Assessment) -> tuple[datetime, str]:
+        return (a.declaration.declared_at, a.declaration.declaration_id)
+
+    scored = sorted(
+        (a for a in members if a.score is not None),
+        key=lambda a: (-(a.score or Decimal(0)), order(a)),
+    )
+    unscored = sorted((a for a in members if a.score is None), key=order)
+    counts: dict[Decimal, int] = {}
+    for a in scored:
+        counts[a.score or Decimal(0)] = counts.get(a.score or Decimal(0), 0) + 1
+    out: list[Standing] = []
+    for position, a in enumerate(scored, start=1):
+        score = a.score or Decimal(0)
+        first = next(i for i, b in enumerate(scored, start=1) if b.score == score)
+        proposed = first <= quota
+        out.append(
+            Standing(
+                assessment=a,
+                rank=first,
+                shares_rank=counts[score] > 1,
+                proposed=proposed,
+                tied_at_quota_line=proposed and position > quota,
+            )
+        )
+    out.extend(
+        Standing(
+            assessment=a, rank=None, shares_rank=False, proposed=False, tied_at_quota_line=False
+        )
+        for a in unscored
+    )
+    return tuple(out)
+
+
+class DecisionKind(StrEnum):
+    """What 审定 does to one entry."""
+
+    STRIKE = "strike"  # 取消入选
+    ADD = "add"  # 增补
+
+    @property
+    def label(self) -> str:
+        """The Chinese name."""
+        return "取消入选" if self is DecisionKind.STRIKE else "增补"
+
+
+class Decision(BaseModel):
+    """One strike or addition at 审定, with its reason."""
+
+    model_config = _FROZEN
+
+    kind: DecisionKind
+    declaration_id: str
+    reason: str
+
+
+class ApprovedEntry(BaseModel):
+    """An entry of the approved list: ranked within quota, or added at 审定."""
+
+    model_config = _FROZEN
+
+    assessment: Assessment
+    rank: int | None
+    added: bool
+
+
+def approve(
+    groups: Sequence[Group],
+    declarations: Mapping[str, Assessment],
+    struck: Sequence[tuple[str, str]],
+    added: Sequence[tuple[str, str]],
+) -> tuple[list[ApprovedEntry], list[Decision]]:
+    """The approved list: proposals minus ``struck`` plus ``added`` ((id, reason) pairs).
+
+    Every problem is reported together; a missing reason names ``struck[i].reason`` or
+    ``added[i].reason``."""
+    proposed = {
+        s.assessment.declaration.declaration_id: s
+        for g in groups
+        for s in g.standings
+        if s.proposed
+    }
+    ranks = {s.assessment.declaration.declaration_id: s.rank for g in groups for s in g.standings}
+    errors: list[FieldError] = []
+    seen: set[str] = set()
+    decisions: list[Decision] = []
+    for field, pairs, kind in (
+        ("struck", struck, DecisionKind.STRIKE),
+        ("added", added, DecisionKind.ADD),
+    ):
+        for index, (declaration_id, reason) in enumerate(pairs):
+            where = f"{field}[{index}]"
+            if len(reason.strip()) < MIN_REASON:
+                errors.append(FieldError(f"{where}.reason", f"{kind.label}必须说明理由"))
+            if declaration_id in seen:
+                errors.append(FieldError(f"{where}.declaration_id", "同一申报只能作一项决定"))
+            elif declaration_id not in declarations:
+                errors.append(FieldError(f"{where}.declaration_id", "本轮没有该申报"))
+            elif kind is DecisionKind.STRIKE and declaration_id not in proposed:
+                errors.append(FieldError(f"{where}.declaration_id", "该申报不在拟表彰名单中"))
+            elif kind is DecisionKind.ADD and declaration_id in proposed:
+                errors.append(FieldError(f"{where}.declaration_id", "该申报已在拟表彰名单中"))
+            seen.add(declaration_id)
+            decisions.append(
+                Decision(kind=kind, declaration_id=declaration_id, reason=reason.strip())
+            )
+    if errors:
+        raise ValidationFailed(errors)
+    struck_ids = {d for d, _ in struck}
+    entries = [
+        ApprovedEntry(assessment=s.assessment, rank=s.rank, added=False)
+        for d, s in proposed.items()
+        if d not in struck_ids
+    ]
+    entries += [
+        ApprovedEntry(assessment=declarations[d], rank=ranks.get(d), added=True) for d, _ in added
+    ]
+    return entries, decisions
+
+
+class Honour(BaseModel):
+    """One line of the published honours list (and its certificate)."""
+
+    model_config = _FROZEN
+
+    declaration_id: str
+    category: HonourCategory
+    title: str
+    nominee: str
+    org_id: str
+    org_name: str
+    system: System
+    rank: int | None
+    score: Decimal | None
+    added: bool
+    certificate_no: str
+
+
+_CATEGORY_CODES = {
+    HonourCategory.ADVANCED_ORGANISATION: "ZZ",
+    HonourCategory.OUTSTANDING_MEMBER: "DY",
+    HonourCategory.OUTSTANDING_PARTY_WORKER: "DW",
+}
+
+
+def honours_list(round_id: str, approved: Sequence[ApprovedEntry]) -> list[Honour]:
+    """The list to publish: by honour, system, rank (added entries after the ranked ones),
+    numbered per honour for the certificates."""
+    categories = list(HonourCategory)
+    systems = list(System)
+
+    def key(e: ApprovedEntry) -> tuple[int, int, int, int, datetime]:
+        d = e.assessment.declaration
+        return (
+            categories.index(d.category),
+            systems.index(d.system),
+            int(e.added),
+            e.rank if e.rank is not None else 1_000_000,
+            d.declared_at,
+        )
+
+    honours: list[Honour] = []
+    counters: dict[HonourCategory, int] = {}
+    for entry in sorted(approved, key=key):
+        d = entry.assessment.declaration
+        counters[d.category] = counters.get(d.category, 0) + 1
+        number = f"{round_id}-{_CATEGORY_CODES[d.category]}-{counters[d.category]:03d}"
+        honours.append(
+            Honour(
+                declaration_id=d.declaration_id,
+                category=d.category,
+                title=d.category.label,
+                nominee=d.nominee,
+                org_id=d.org_id,
+                org_name=d.org_name,
+                system=d.system,
+                rank=entry.rank,
+                score=entry.assessment.score,
+                added=entry.added,
+                certificate_no=number,
+            )
+        )
+    return honours
