@@ -19,6 +19,7 @@ from api.errors import install_error_handlers
 from api.public import ballots as public_ballots
 from api.public import commitments as public_commitments
 from api.public import honours as public_honours
+from api.public import log_redaction
 from api.routers import (
     actions,
     commendation,
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    log_redaction.install()  # ballot tokens never reach the access log
     for module in (
         users,
         rounds,
