@@ -23,10 +23,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from activities.channels import build_notifier
 from activities.db import make_engine, session_factory
+from activities.member_store import store_members
 from activities.roster_files import read_roster_file
 from activities.roster_store import load_roster, store_roster
-from activities.tables import OrganisationRow, UserRow
+from activities.tables import OrganisationRow, PartyMemberRow, UserRow
 from api.main import create_app
+from chuangzheng.demo_members import demo_members
 from chuangzheng.demo_users import DEMO_PASSWORD, seed_demo_users
 from chuangzheng.logging import configure_logging
 from chuangzheng.migrate import upgrade
@@ -43,6 +45,10 @@ def load_demo_county(sessions: sessionmaker[Session], settings: Settings) -> Non
         if session.scalar(select(func.count()).select_from(OrganisationRow)) == 0:
             report = store_roster(session, read_roster_file(repo_root() / "deploy/demo/roster.csv"))
             log.info("demo county imported", added=report.added, updated=report.updated)
+    with sessions.begin() as session:
+        if session.scalar(select(func.count()).select_from(PartyMemberRow)) == 0:
+            store_members(session, demo_members(load_roster(session)))
+            log.info("demo party members generated")
     with sessions.begin() as session:
         if session.scalar(select(func.count()).select_from(UserRow)) == 0:
             log.info("creating demo users (argon2 hashing takes a little while)")
