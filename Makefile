@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SRC    := domain workflows activities api chuangzheng worker.py
 
-.PHONY: venv test lint fmt run simulate clean
+.PHONY: venv assets test lint fmt run simulate clean
 
 venv: $(STAMP)
 
@@ -17,8 +17,17 @@ $(STAMP): pyproject.toml deploy/system-packages.sh
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The dashboard's browser assets come from the npm registry (ui/package-lock.json), never a CDN.
+VENDOR := api/ui/static/vendor
+assets: $(VENDOR)/echarts.min.js
+
+$(VENDOR)/echarts.min.js: ui/package.json ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund
+	mkdir -p $(VENDOR)
+	cp ui/node_modules/echarts/dist/echarts.min.js $@
+
 # No -n: the Temporal test server is a session fixture shared by all tests in one process.
-test: venv
+test: venv assets
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: venv
@@ -30,7 +39,7 @@ fmt: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-run: venv
+run: venv assets
 	$(BIN)/python -m chuangzheng.run
 
 simulate: venv

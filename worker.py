@@ -30,6 +30,7 @@ from chuangzheng.temporal_server import data_converter
 from workflows.digest import CircularWorkflow, DailyDigestWorkflow
 from workflows.evaluation import EvaluationWorkflow
 from workflows.organisation import OrganisationCampaignWorkflow
+from workflows.reminders import SupervisorReminderWorkflow
 from workflows.round import CampaignRoundWorkflow
 
 log = structlog.get_logger(__name__)
@@ -40,6 +41,7 @@ WORKFLOWS: Sequence[type] = (
     DailyDigestWorkflow,
     CircularWorkflow,
     EvaluationWorkflow,
+    SupervisorReminderWorkflow,
 )
 
 # Pure, deterministic modules shared by all workflow runs instead of re-imported per run:

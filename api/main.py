@@ -37,6 +37,7 @@ from api.routers import (
     supervision,
     users,
 )
+from api.ui import routes as ui_routes
 from chuangzheng.settings import Settings, get_settings
 from chuangzheng.temporal_server import data_converter
 
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         public_honours,
         evaluations,
         public_ballots,
+        ui_routes,
     ):
         app.include_router(module.router)
     return app

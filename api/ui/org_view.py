@@ -1,0 +1,123 @@
+"""One organisation in one round as its page shows it: phases, steps and submissions from
+the workflow's ``status`` query (authoritative, with step names), and the recorded timeline,
+escalations, notices and uploaded files from the read model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from temporalio.client import Client
+
+from activities.tables import (
+    CampaignEventRow,
+    CampaignStatusRow,
+    EscalationRow,
+    NoticeRow,
+    SubmissionRow,
+)
+from api.errors import ApiError
+from api.workflow_calls import query
+from domain.campaign_rules import CampaignStatus
+from domain.organisation import Organisation
+from domain.state import CampaignState, ExtensionStatus
+from workflows.ids import organisation_workflow_id
+
+EVENT_LABELS: dict[str, str] = {
+    "phase_opened": "阶段开始",
+    "phase_completed": "阶段完成",
+    "deadline_passed": "超过截止时间",
+    "escalated": "督办",
+    "acknowledged": "签收督办",
+    "submitted": "提交材料",
+    "accepted": "审核通过",
+    "returned": "退回",
+    "waived": "免除步骤",
+    "extension_requested": "申请延期",
+    "extension_approved": "批准延期",
+    "extension_rejected": "驳回延期",
+    "round_extension_applied": "统一延期",
+    "rectification_ordered": "下达整改通知",
+    "rectification_reported": "提交整改报告",
+    "rechecked": "整改复查",
+    "rectification_overdue": "整改逾期",
+    "behind_schedule": "滞后于序时进度",
+    "back_on_schedule": "恢复序时进度",
+    "round_closed": "轮次结束",
+    "campaign_completed": "全部阶段完成",
+    "outcome": "阶段结果",
+}
+
+
+@dataclass
+class OrgView:
+    """Everything the organisation page and the secretary page render."""
+
+    org: Organisation
+    round_id: str
+    status: CampaignStatusRow | None
+    state: CampaignState | None
+    events: list[CampaignEventRow] = field(default_factory=list)
+    escalations: list[EscalationRow] = field(default_factory=list)
+    notices: list[NoticeRow] = field(default_factory=list)
+    submissions: list[SubmissionRow] = field(default_factory=list)
+    query_error: str = ""
+
+    def step_names(self) -> dict[str, str]:
+        """Step ids to their Chinese names (from the workflow's state)."""
+        if self.state is None:
+            return {}
+        return {s.step_id: s.name for p in self.state.phases for s in p.steps}
+
+    def pending_extensions(self) -> list[Any]:
+        if self.state is None:
+            return []
+        return [e for e in self.state.extensions if e.status is ExtensionStatus.REQUESTED]
+
+
+def documents(values: dict[str, Any]) -> list[dict[str, str]]:
+    """The uploaded files among a submission's values (``{"name", "sha256"}``)."""
+    return [
+        {"field": k, "name": str(v.get("name", "")), "sha256": str(v["sha256"])}
+        for k, v in values.items()
+        if isinstance(v, dict) and isinstance(v.get("sha256"), str)
+    ]
+
+
+async def load_state(client: Client, round_id: str, org_id: str) -> CampaignState | None:
+    """The workflow's state, or None when the organisation is not (yet) in the round."""
+    try:
+        status = await query(
+            client, organisation_workflow_id(round_id, org_id), "status", CampaignStatus
+        )
+    except ApiError as exc:
+        if exc.status_code == 404:
+            return None
+        raise
+    return status.state
+
+
+def load_records(session: Session, view: OrgView) -> None:
+    """Fill the read-model parts of ``view`` (timeline, escalations, notices, submissions)."""
+    key = {"round_id": view.round_id, "org_id": view.org.id}
+    view.status = session.get(CampaignStatusRow, (view.round_id, view.org.id))
+    view.events = list(
+        session.scalars(
+            select(CampaignEventRow)
+            .filter_by(**key)
+            .order_by(CampaignEventRow.at, CampaignEventRow.recorded_at)
+        ).all()
+    )
+    view.escalations = list(
+        session.scalars(select(EscalationRow).filter_by(**key).order_by(EscalationRow.fired_at))
+    )
+    view.notices = list(
+        session.scalars(
+            select(NoticeRow).filter_by(**key).order_by(NoticeRow.created_at.desc()).limit(200)
+        )
+    )
+    view.submissions = list(
+        session.scalars(select(SubmissionRow).filter_by(**key).order_by(SubmissionRow.submitted_at))
+    )

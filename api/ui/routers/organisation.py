@@ -1,0 +1,143 @@
+"""Organisation page: the timeline of phases, steps, submissions (with files), escalations
+and notices; supervisor actions as forms that run the API's Updates. Outside scope: 404."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
+
+from activities.tables import UploadedFileRow
+from api.deps import SessionDep, SettingsDep, TemporalClientDep, client_ip
+from api.errors import ApiError, not_found
+from api.routers.organisations import visible_organisation
+from api.ui.actions import run_action
+from api.ui.context import round_info
+from api.ui.forms import form_fields, local_deadline
+from api.ui.org_view import OrgView, load_records, load_state
+from api.ui.render import page
+from api.ui.session import UiRoute, UiUser, redirect, same_origin
+from api.ui.supervise import extend, remind, require_supervisor
+from domain.organisation import Role
+from domain.state import RectificationStatus
+
+router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
+
+
+async def org_view(
+    session: SessionDep, client: TemporalClientDep, user: Any, org_id: str, round_id: str
+) -> OrgView:
+    """The organisation (404 outside the caller's scope) in the round."""
+    org = visible_organisation(session, user, org_id)
+    view = OrgView(org=org, round_id=round_id, status=None, state=None)
+    try:
+        view.state = await load_state(client, round_id, org_id)
+    except ApiError as exc:
+        view.query_error = exc.message
+    load_records(session, view)
+    return view
+
+
+@router.get("/orgs/{org_id}")
+async def organisation_page(
+    request: Request,
+    org_id: str,
+    session: SessionDep,
+    client: TemporalClientDep,
+    user: UiUser,
+    round: str = "",
+    msg: str = "",
+    error: str = "",
+) -> Response:
+    visible_organisation(session, user, org_id)  # 404 first: nothing about the round leaks
+    info = round_info(session, round or None)
+    if info is None:
+        raise not_found("尚无轮次")
+    view = await org_view(session, client, user, org_id, info.round_id)
+    supervisor = user.role in (
+        Role.COUNTY_OFFICE, Role.GUIDANCE_GROUP, Role.TOWNSHIP, Role.INSTRUCTOR
+    )  # fmt: skip
+    return page(
+        request,
+        "organisation.html",
+        {
+            "user": user,
+            "info": info,
+            "view": view,
+            "supervisor": supervisor,
+            "form_key": uuid.uuid4().hex,
+            "RectificationStatus": RectificationStatus,
+            "default_deadline": datetime.now(UTC) + timedelta(days=7),
+            "msg": msg,
+            "error": error,
+        },
+    )
+
+
+@router.post("/orgs/{org_id}/act")
+async def act(
+    request: Request,
+    org_id: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    client: TemporalClientDep,
+    user: UiUser,
+) -> Response:
+    """Run one supervisor action from the page; back to the page with the outcome."""
+    same_origin(request)
+    org = visible_organisation(session, user, org_id)
+    fields = await form_fields(request)
+    round_id = str(fields.pop("round", ""))
+    name = str(fields.pop("action", ""))
+    key = str(fields.pop("form_key", "")) or None
+    back = str(fields.pop("back", ""))
+    back = back if back.startswith("/ui/") and "//" not in back else f"/ui/orgs/{org_id}"
+    ip = client_ip(request)
+    try:
+        if isinstance(fields.get("new_deadline"), str):
+            fields["new_deadline"] = local_deadline(fields["new_deadline"])
+        if name == "extend":
+            require_supervisor(user)
+            message = await extend(
+                client, user, ip, round_id=round_id, org_id=org_id,
+                new_deadline=fields.get("new_deadline") or local_deadline(""),
+                reason=str(fields.get("reason", "")), form_key=key or uuid.uuid4().hex,
+            )  # fmt: skip
+        elif name == "remind":
+            sent = await remind(
+                client, session, user, ip, round_id=round_id, org=org,
+                task_queue=settings.task_queue, now=datetime.now(UTC),
+            )  # fmt: skip
+            message = "已催办" if sent else "今日已催办过，未重复发送"
+        else:
+            await run_action(
+                client, user, ip, round_id=round_id, org_id=org_id, name=name,
+                fields=fields, form_key=key,
+            )  # fmt: skip
+            message = "操作成功"
+    except ApiError as exc:
+        reasons = "；".join(f"{e.get('field')}：{e.get('reason')}" for e in exc.errors)
+        detail = f"（{reasons}）" if reasons else ""
+        return redirect(back, round=round_id, error=exc.message + detail)
+    return redirect(back, round=round_id, msg=message)
+
+
+@router.get("/files/{round_id}/{org_id}/{sha256}")
+def download(
+    round_id: str,
+    org_id: str,
+    sha256: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: UiUser,
+) -> Response:
+    """An uploaded evidence file, for those who may see the organisation."""
+    visible_organisation(session, user, org_id)
+    row = session.get(UploadedFileRow, f"{round_id}/{org_id}/{sha256}")
+    path = settings.data_dir / "uploads" / sha256[:2] / sha256
+    if row is None or not path.is_file():
+        raise not_found("文件不存在")
+    return FileResponse(path, media_type=row.content_type, filename=row.filename)

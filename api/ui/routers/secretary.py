@@ -1,0 +1,115 @@
+"""Secretary view: my organisation's tasks and deadlines, evidence forms generated from the
+plan's evidence fields (with uploads), and what was returned and why."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.datastructures import UploadFile
+
+from api.auth import User
+from api.deps import SessionDep, SettingsDep, TemporalClientDep, client_ip
+from api.errors import ApiError, not_found
+from api.routers import files
+from api.ui.actions import run_action
+from api.ui.context import round_info
+from api.ui.forms import BALLOT_LABELS, evidence_values, prefill
+from api.ui.render import page
+from api.ui.routers.organisation import org_view
+from api.ui.session import UiRoute, UiUser, redirect, same_origin
+from domain.evidence import BALLOT_KEYS
+from domain.machine import StepStatus
+from domain.organisation import Role
+from domain.phases import Phase
+
+router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
+
+
+def _my_org(user: User) -> str:
+    if user.role is not Role.SECRETARY:
+        raise ApiError(403, "forbidden", "此页面供党组织书记使用")
+    return user.scope_key
+
+
+@router.get("/my")
+async def my_tasks(
+    request: Request,
+    session: SessionDep,
+    client: TemporalClientDep,
+    user: UiUser,
+    round: str = "",
+    msg: str = "",
+    error: str = "",
+) -> Response:
+    if user.role is not Role.SECRETARY:
+        return redirect("/ui/overview")
+    info = round_info(session, round or None)
+    if info is None:
+        raise not_found("尚无轮次")
+    view = await org_view(session, client, user, _my_org(user), info.round_id)
+    steps: dict[str, Any] = {}
+    if view.state is not None and view.state.phase is not Phase.COMPLETED:
+        steps = {s.id: s for s in info.steps(view.state.phase, view.org.type)}
+    return page(
+        request,
+        "secretary.html",
+        {
+            "user": user,
+            "info": info,
+            "view": view,
+            "steps": steps,
+            "StepStatus": StepStatus,
+            "prefill": prefill,
+            "ballot_keys": BALLOT_KEYS,
+            "ballot_labels": BALLOT_LABELS,
+            "form_key": uuid.uuid4().hex,
+            "default_deadline": datetime.now(UTC) + timedelta(days=7),
+            "msg": msg,
+            "error": error,
+        },
+    )
+
+
+@router.post("/my/submit")
+async def submit(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    client: TemporalClientDep,
+    user: UiUser,
+) -> Response:
+    """Upload the form's files, then submit the evidence through ``submit_evidence``."""
+    same_origin(request)
+    org_id = _my_org(user)
+    form = await request.form()
+    round_id = str(form.get("round", ""))
+    step_id = str(form.get("step_id", ""))
+    key = str(form.get("form_key", "")) or None
+    info = round_info(session, round_id or None)
+    if info is None:
+        raise not_found("尚无轮次")
+    view = await org_view(session, client, user, org_id, info.round_id)
+    if view.state is None or view.state.phase is Phase.COMPLETED:
+        return redirect("/ui/my", round=info.round_id, error="当前没有需要提交的步骤")
+    step = next((s for s in info.steps(view.state.phase, view.org.type) if s.id == step_id), None)
+    if step is None:
+        return redirect("/ui/my", round=info.round_id, error="没有该步骤")
+
+    async def upload(file: UploadFile) -> dict[str, Any]:
+        # The API's upload route itself: same checks, same storage, same answer.
+        return await files.upload(info.round_id, org_id, session, settings, user, file)  # type: ignore[arg-type]
+
+    try:
+        values = await evidence_values(step, form, upload)
+        await run_action(
+            client, user, client_ip(request), round_id=info.round_id, org_id=org_id,
+            name="submit_evidence", fields={"step_id": step_id, "values": values}, form_key=key,
+        )  # fmt: skip
+    except ApiError as exc:
+        reasons = "；".join(str(e.get("reason")) for e in exc.errors)
+        return redirect("/ui/my", round=info.round_id, error=f"{exc.message}（{reasons}）")
+    return redirect("/ui/my", round=info.round_id, msg=f"“{step.name}”已提交，等待审核")

@@ -1,0 +1,13 @@
+"""The dashboard's router: every page router under ``/ui`` (registered in ``api.main``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.ui.routers import exports, laggards, links, login, organisation, overview, secretary
+
+router = APIRouter()
+for _module in (login, overview, laggards, organisation, secretary, exports):
+    router.include_router(_module.router)
+# Outside /ui: the short paths messages link to.
+router.include_router(links.router)

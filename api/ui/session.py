@@ -1,0 +1,84 @@
+"""Cookie login for the pages: the same signed token as the API (``api.auth``), carried in
+an HttpOnly, SameSite=Lax cookie, checked by the same :func:`api.auth.authenticate_token`.
+
+Pages use :data:`UiUser`; an absent or bad cookie redirects to the login page instead of
+answering 401. Routers built with :class:`UiRoute` render refusals (``ApiError``: 404 outside
+the scope, 403, 409, 422) as a Chinese HTML page with the same status code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.routing import APIRoute
+
+from api.auth import User, authenticate_token
+from api.deps import SessionDep, SettingsDep
+from api.errors import ApiError
+from api.ui.render import page
+
+COOKIE = "cz_token"
+
+
+class LoginRequired(Exception):
+    """The request carries no valid login cookie."""
+
+
+def ui_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
+    """The caller named by the login cookie; role and scope are read fresh from ``users``."""
+    token = request.cookies.get(COOKIE)
+    if not token:
+        raise LoginRequired
+    try:
+        return authenticate_token(session, token, settings)
+    except ApiError:
+        raise LoginRequired from None
+
+
+UiUser = Annotated[User, Depends(ui_user)]
+
+
+def same_origin(request: Request) -> None:
+    """Refuse a cross-site form post (the cookie is SameSite=Lax; this is the second lock)."""
+    origin = request.headers.get("origin")
+    if origin and origin.rstrip("/") != f"{request.url.scheme}://{request.url.netloc}":
+        raise ApiError(403, "forbidden", "跨站请求被拒绝")
+
+
+def error_page(request: Request, exc: ApiError) -> Response:
+    """A refusal as a page: the message, the field errors, the status code kept."""
+    return page(
+        request,
+        "error.html",
+        {"status": exc.status_code, "message": exc.message, "errors": exc.errors},
+        status_code=exc.status_code,
+    )
+
+
+class UiRoute(APIRoute):
+    """A page route: login redirects and refusals rendered as HTML, not JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def page_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except LoginRequired:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"/ui/login?next={quote(target)}", status_code=303)
+            except ApiError as exc:
+                return error_page(request, exc)
+
+        return page_handler
+
+
+def redirect(path: str, **params: Any) -> RedirectResponse:
+    """303 to ``path`` with query parameters (None values left out)."""
+    query = "&".join(f"{k}={quote(str(v))}" for k, v in params.items() if v not in (None, ""))
+    joiner = "&" if "?" in path else "?"
+    return RedirectResponse(path + (f"{joiner}{query}" if query else ""), status_code=303)

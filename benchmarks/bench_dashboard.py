@@ -1,0 +1,296 @@
+"""Benchmark: the dashboard's overview and laggard pages for a county of N organisations with a
+round in progress, over HTTP against uvicorn, with baselines in the same run.
+
+    .venv/bin/python -m benchmarks.bench_dashboard --organisations 2000 --requests 200
+
+The read model is populated directly (not by running workflows): a generated county
+(``deploy/demo/make_roster.py``), round two of ``plans/seed-002.yaml`` re-based to have
+started about five months ago, and a seeded, realistic spread of where organisations stand
+(most in the current phase with green, blue or yellow lights, some ahead, about a tenth
+behind with red lights and rungs of the ladder, a few under rectification; completed
+phases have completion times for the chart). The pages read only the read model, so how the
+rows were written does not change what is measured.
+
+uvicorn runs ``api.main:app`` in its own process (a Temporal dev server is started only
+because the app connects at start-up). Each page is fetched ``--requests`` times
+sequentially after a warm-up; the baselines are the JSON ``/api/v1/.../supervision/counts``
+endpoint and the same grouped SQL run directly. Not a test: figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from activities.db import create_schema, make_engine, session_factory
+from activities.roster_store import store_roster
+from activities.tables import (
+    CampaignStatusRow,
+    RoundDefinitionRow,
+    RoundRow,
+    campaign_status,
+    phase_status,
+)
+from api.auth import upsert_user
+from api.plans import parse_plan
+from chuangzheng.temporal_server import start_dev_server_env
+from domain.calendar import SHANGHAI
+from domain.organisation import Organisation, Role, Roster
+from domain.phases import Phase
+from domain.schedule import is_rebased, resolve_schedule
+
+ROOT = Path(__file__).resolve().parents[1]
+ROUND = "bench-round"
+PASSWORD = "bench-password"
+GOAL_P95_MS = 300.0
+
+
+def generate_roster(n: int) -> list[Organisation]:
+    """``deploy/demo/make_roster.py``'s county of ``n`` (imported by path: not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        "make_roster", ROOT / "deploy" / "demo" / "make_roster.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    organisations: list[Organisation] = module.generate_roster(n)
+    return organisations
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of ``values`` (seconds), in milliseconds."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def _status(
+    org: Any, phase: Phase, light: str, deadline: datetime | None, **kw: Any
+) -> dict[str, Any]:
+    return {
+        "round_id": ROUND, "org_id": org.id, "org_name": org.name, "township": org.township,
+        "system": org.system.value, "org_type": org.type.value, "phase": phase.value,
+        "phase_status": kw.get("phase_status", "open"), "light": light,
+        "overdue": kw.get("overdue", False), "deadline": deadline,
+        "top_rung": kw.get("top_rung"), "closed": False, "event_seq": 1,
+        "updated_at": datetime.now(UTC),
+    }  # fmt: skip
+
+
+def populate(session: Session, n: int, seed: int) -> dict[str, int]:
+    """The county, the round and a realistic spread of statuses; returns counts by light."""
+    organisations = generate_roster(n)
+    store_roster(session, Roster(organisations=tuple(organisations)))
+    upsert_user(session, username="county", display_name="县委活动办", password=PASSWORD,
+                role=Role.COUNTY_OFFICE)  # fmt: skip
+    upsert_user(session, username="township", display_name="乡镇党委", password=PASSWORD,
+                role=Role.TOWNSHIP, scope_key=organisations[0].township)  # fmt: skip
+
+    text = (ROOT / "plans" / "seed-002.yaml").read_text("utf-8")
+    plan = parse_plan(text)
+    round_plan = plan.round("round-2")
+    now = datetime.now(UTC)
+    starts_at = datetime.combine(
+        (now - timedelta(days=150)).astimezone(SHANGHAI).date(), datetime.min.time(), SHANGHAI
+    ).astimezone(UTC)
+    windows = resolve_schedule(
+        plan, round_plan, starts_at, rebased=is_rebased(round_plan, starts_at)
+    ).windows
+    current = next((i for i, w in enumerate(windows) if w.deadline > now), len(windows) - 1)
+    session.add(RoundRow(round_id=ROUND, name=round_plan.name, campaign_id=plan.id,
+                         round_plan_id=round_plan.id, starts_at=starts_at, status="running",
+                         kicked_off_by="county", updated_at=now))  # fmt: skip
+    session.add(RoundDefinitionRow(round_id=ROUND, plan_source="seed-002", plan_yaml=text,
+                                   round_plan_id=round_plan.id, starts_at=starts_at,
+                                   roster_snapshot=None, created_by="county", created_at=now,
+                                   kicked_off_at=starts_at))  # fmt: skip
+    rng = random.Random(seed)
+    statuses: list[dict[str, Any]] = []
+    phases: list[dict[str, Any]] = []
+    for org in organisations:
+        roll = rng.random()
+        at = current - 2 if roll < 0.02 else current - 1 if roll < 0.10 else current
+        at = current + 1 if roll > 0.90 and current + 1 < len(windows) else max(0, at)
+        window = windows[at]
+        for done in windows[:at]:  # phases already completed, at a time within the window
+            span = (done.deadline - done.opens_at).total_seconds()
+            late = roll < 0.10 and rng.random() < 0.3
+            finished = done.opens_at + timedelta(seconds=span * rng.uniform(0.3, 1.0))
+            finished = finished + timedelta(days=rng.uniform(1, 8)) if late else finished
+            phases.append({"round_id": ROUND, "org_id": org.id, "phase": done.phase.value,
+                           "status": "done", "deadline": done.deadline,
+                           "opened_at": done.opens_at, "completed_at": finished,
+                           "outcome": "late" if late else "on_time", "event_seq": 1})  # fmt: skip
+        if at < current:  # behind: overdue, somewhere on the ladder
+            rung = 2 if at < current - 1 else rng.choice((0, 0, 1, 1, 2))
+            status = "rectifying" if rung == 2 else "overdue"
+            statuses.append(_status(org, window.phase, "red", window.deadline, overdue=True,
+                                    top_rung=rung, phase_status=status))  # fmt: skip
+        else:
+            light = rng.choices(("green", "blue", "yellow"), weights=(70, 12, 18))[0]
+            statuses.append(_status(org, window.phase, light, window.deadline))
+        phases.append({"round_id": ROUND, "org_id": org.id, "phase": window.phase.value,
+                       "status": statuses[-1]["phase_status"], "deadline": window.deadline,
+                       "opened_at": window.opens_at, "completed_at": None, "outcome": None,
+                       "event_seq": 1})  # fmt: skip
+    session.execute(campaign_status.insert(), statuses)
+    session.execute(phase_status.insert(), phases)
+    lights: dict[str, int] = {}
+    for s in statuses:
+        lights[s["light"]] = lights.get(s["light"], 0) + 1
+    return lights
+
+
+def timed(fetch: Callable[[], Any], count: int, warmup: int = 5) -> list[float]:
+    """Wall times (s) of ``count`` sequential calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fetch()
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        fetch()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def wait_up(base: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("uvicorn exited")
+        try:
+            httpx.get(f"{base}/ui/login", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError("uvicorn did not start")
+
+
+async def main(n: int, requests: int, seed: int) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
+    url = f"sqlite:///{folder / 'bench.db'}"
+    engine = make_engine(url)
+    create_schema(engine)
+    started = time.perf_counter()
+    with session_factory(engine).begin() as session:
+        lights = populate(session, n, seed)
+    print(
+        f"read model: {n} organisations in {time.perf_counter() - started:.1f} s; lights {lights}"
+    )
+    env = await start_dev_server_env()
+    port = 18000 + random.randrange(1000)
+    base = f"http://127.0.0.1:{port}"
+    server_env = os.environ | {
+        "DATABASE_URL": url, "CZ_DATA_DIR": str(folder), "CZ_ENVIRONMENT": "test",
+        "CZ_SECRET_KEY": f"bench-{uuid.uuid4()}", "CZ_LOG_LEVEL": "WARNING",
+        "CZ_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+    }  # fmt: skip
+    command = [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port),
+               "--log-level", "warning"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=server_env)
+    try:
+        wait_up(base, process)
+        with httpx.Client(base_url=base, timeout=60) as ui, httpx.Client(base_url=base) as api:
+            login = ui.post("/ui/login", data={"username": "county", "password": PASSWORD})
+            assert login.status_code == 303, login.text
+            township = httpx.Client(base_url=base, timeout=60)
+            township.post("/ui/login", data={"username": "township", "password": PASSWORD})
+            token = api.post(
+                "/api/v1/auth/login", json={"username": "county", "password": PASSWORD}
+            ).json()["access_token"]
+            api.headers["Authorization"] = f"Bearer {token}"
+
+            def get(client: httpx.Client, path: str) -> Callable[[], Any]:
+                def fetch() -> None:
+                    response = client.get(path)
+                    assert response.status_code == 200, (path, response.status_code)
+
+                return fetch
+
+            s = CampaignStatusRow
+            raw_sql = (
+                select(s.township, s.phase, s.light, s.overdue, func.count())
+                .where(s.round_id == ROUND)
+                .group_by(s.township, s.phase, s.light, s.overdue)
+            )
+
+            def sql() -> None:
+                with engine.connect() as connection:
+                    connection.execute(raw_sql).all()
+
+            measures = {
+                "raw SQL (same grouped counts)": timed(sql, requests),
+                "JSON /supervision/counts": timed(
+                    get(api, f"/api/v1/rounds/{ROUND}/supervision/counts?by=township"), requests
+                ),
+                "overview page": timed(get(ui, f"/ui/overview?round={ROUND}"), requests),
+                "overview big screen": timed(
+                    get(ui, f"/ui/overview?round={ROUND}&screen=big"), requests
+                ),
+                "laggard list (default)": timed(get(ui, f"/ui/laggards?round={ROUND}"), requests),
+                "laggard list (red, by rung)": timed(
+                    get(ui, f"/ui/laggards?round={ROUND}&light=red&sort=rung"), requests
+                ),
+                "overview page (one township)": timed(
+                    get(township, f"/ui/overview?round={ROUND}"), requests
+                ),
+                "laggard list (one township)": timed(
+                    get(township, f"/ui/laggards?round={ROUND}"), requests
+                ),
+                "laggard Excel export": timed(
+                    get(ui, f"/ui/export/laggards.xlsx?round={ROUND}"), max(10, requests // 10)
+                ),
+            }
+            laggards = ui.get(f"/ui/laggards?round={ROUND}").text.count('name="org_id" value=')
+            township.close()
+        rows = db_count(engine)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        await env.shutdown()
+        engine.dispose()
+    json_p50 = pct(measures["JSON /supervision/counts"], 0.5)
+    json_p95 = pct(measures["JSON /supervision/counts"], 0.95)
+    print(f"\n{n} organisations ({rows} status rows), {requests} requests each, sequential")
+    print(f"{'measure':32} {'p50 ms':>8} {'p95 ms':>8} {'p50 ×JSON':>10} {'p95 ×JSON':>10}")
+    for name, times in measures.items():
+        p50, p95 = pct(times, 0.5), pct(times, 0.95)
+        print(f"{name:32} {p50:8.1f} {p95:8.1f} {p50 / json_p50:10.1f} {p95 / json_p95:10.1f}")
+    print(f"(the default laggard page lists {laggards} rows of its first page)")
+    pages = [k for k in measures if k.startswith(("overview", "laggard list"))]
+    worst = max(pct(measures[k], 0.95) for k in pages)
+    verdict = "met" if worst < GOAL_P95_MS else "NOT met"
+    print(f"goal p95 < {GOAL_P95_MS:.0f} ms for the pages: {verdict} (worst {worst:.1f} ms)")
+
+
+def db_count(engine: Any) -> int:
+    """Status rows of the round (what the pages aggregate)."""
+    s = CampaignStatusRow
+    with engine.connect() as connection:
+        stmt = select(func.count()).select_from(s).where(s.round_id == ROUND)
+        return int(connection.execute(stmt).scalar_one())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--organisations", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=2010)
+    args = parser.parse_args()
+    asyncio.run(main(args.organisations, args.requests, args.seed))
