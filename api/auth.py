@@ -17,7 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
 from activities.db import upsert_insert
-from activities.tables import UserRow, metadata
+from activities.tables import AuditRow, UserRow, metadata
 from api.errors import ApiError
 from chuangzheng.settings import Settings
 from domain.organisation import Role
@@ -69,6 +69,24 @@ def login(session: Session, username: str, password: str) -> User:
     if row is None or not row.active:
         raise _unauthorized("用户名或密码错误")
     return to_user(row)
+
+
+def record_login(session: Session, user: User, *, ip: str | None, via: str | None = None) -> None:
+    """Add the login to the audit log (the caller commits), from the API or the dashboard."""
+    now = datetime.now(UTC)
+    session.add(
+        AuditRow(
+            audit_id=f"login/{user.username}/{now.isoformat()}",
+            user=user.username,
+            role=user.role.value,
+            action="login",
+            round_id=None,
+            org_id=None,
+            ip=ip,
+            at=now,
+            detail={"via": via} if via else {},
+        )
+    )
 
 
 def issue_token(user: User, settings: Settings, *, now: datetime | None = None) -> str:

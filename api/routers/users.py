@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from activities.tables import AuditRow
-from api.auth import User, issue_token, login
+from api.auth import User, issue_token, login, record_login
 from api.deps import CurrentUser, SessionDep, SettingsDep, client_ip
 
 router = APIRouter(prefix="/api/v1", tags=["账号 auth"])
@@ -38,23 +36,10 @@ def post_login(
 ) -> dict[str, Any]:
     """Check the password and return a bearer token (recorded in the audit log)."""
     user = login(session, body.username, body.password)
-    now = datetime.now(UTC)
-    session.add(
-        AuditRow(
-            audit_id=f"login/{user.username}/{now.isoformat()}",
-            user=user.username,
-            role=user.role.value,
-            action="login",
-            round_id=None,
-            org_id=None,
-            ip=client_ip(request),
-            at=now,
-            detail={},
-        )
-    )
+    record_login(session, user, ip=client_ip(request))
     session.commit()
     return {
-        "access_token": issue_token(user, settings, now=now),
+        "access_token": issue_token(user, settings),
         "token_type": "bearer",
         "user": user_view(user),
     }

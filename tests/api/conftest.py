@@ -210,10 +210,9 @@ async def wait_for(check: Any, timeout: float = 60) -> Any:
         await asyncio.sleep(0.3)
 
 
-@pytest_asyncio.fixture(loop_scope="session", scope="session")
-async def round_id(stack: Stack) -> str:
-    """A demo round, created and kicked off by the county office; org workflows running."""
-    rid = f"api-{uuid.uuid4().hex[:8]}"
+async def start_demo_round(stack: Stack, rid: str) -> str:
+    """Create and kick off round ``rid`` of the demo plan as the county office; wait until
+    every test organisation's workflow runs."""
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
         county = await token(http, "county")
         created = await http.post(
@@ -236,3 +235,9 @@ async def round_id(stack: Stack) -> str:
 
         await wait_for(all_started)
     return rid
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def round_id(stack: Stack) -> str:
+    """A demo round, created and kicked off by the county office; org workflows running."""
+    return await start_demo_round(stack, f"api-{uuid.uuid4().hex[:8]}")

@@ -21,7 +21,7 @@ from activities.db import make_engine
 from activities.evaluations import token_hash
 from activities.tables import metadata
 from domain.evaluation_rules import FIVE_GOODS, FIVE_LEADS
-from tests.api.conftest import Stack, token, wait_for
+from tests.api.conftest import Stack, start_demo_round, token, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 TOKEN_IN_URL = re.compile(r"/ballot/([A-Za-z0-9_\-]{22})\b")
@@ -30,23 +30,7 @@ TOKEN_IN_URL = re.compile(r"/ballot/([A-Za-z0-9_\-]{22})\b")
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def eval_round(stack: Stack) -> str:
     """A demo round of our own, so its phase is still open (minute-scale plan)."""
-    rid = f"ev-{uuid.uuid4().hex[:8]}"
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
-        county = await token(http, "county")
-        created = await http.post(
-            "/api/v1/rounds",
-            json={"round_id": rid, "plan_id": "demo", "round_plan_id": "demo"},
-            headers=county,
-        )
-        assert created.status_code == 201, created.text
-        assert (await http.post(f"/api/v1/rounds/{rid}/kickoff", headers=county)).is_success
-
-        async def started() -> bool:
-            r = await http.get(f"/api/v1/rounds/{rid}/organisations/org-a/status", headers=county)
-            return r.status_code == 200
-
-        await wait_for(started)
-    return rid
+    return await start_demo_round(stack, f"ev-{uuid.uuid4().hex[:8]}")
 
 
 async def open_ballot(

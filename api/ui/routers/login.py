@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from activities.tables import AuditRow
-from api.auth import issue_token, login
+from api.auth import issue_token, login, record_login
 from api.deps import SessionDep, SettingsDep, client_ip
 from api.errors import ApiError, not_found
 from api.ui.render import page
@@ -48,25 +46,12 @@ def login_submit(
     except ApiError as exc:
         context = {"next": _safe_next(next), "error": exc.message, "username": username}
         return page(request, "login.html", context, status_code=401)
-    now = datetime.now(UTC)
-    session.add(
-        AuditRow(
-            audit_id=f"login/{user.username}/{now.isoformat()}",
-            user=user.username,
-            role=user.role.value,
-            action="login",
-            round_id=None,
-            org_id=None,
-            ip=client_ip(request),
-            at=now,
-            detail={"via": "ui"},
-        )
-    )
+    record_login(session, user, ip=client_ip(request), via="ui")
     session.commit()
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         COOKIE,
-        issue_token(user, settings, now=now),
+        issue_token(user, settings),
         httponly=True,
         samesite="lax",
         secure=settings.public_base_url.startswith("https"),
