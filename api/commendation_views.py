@@ -14,7 +14,8 @@ from activities.tables import (
     CommendationHonourRow,
     CommendationScoreSheetRow,
 )
-from domain.commendation import DecisionKind, Group, Standing, weighted_total
+from domain.commendation import Group, Standing, weighted_total
+from domain.commendation_approval import DecisionKind
 from domain.organisation import System
 from domain.rubric import CategoryRules, HonourCategory
 

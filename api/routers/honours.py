@@ -29,7 +29,7 @@ from api.deps import CurrentUser, SessionDep, SessionsDep, require_role
 from api.errors import ApiError, not_found
 from api.idempotency import idempotent
 from api.scope import covers
-from domain.commendation import approve, honours_list
+from domain.commendation_approval import approve, honours_list
 from domain.organisation import Role
 from domain.rubric import HonourCategory
 

@@ -12,14 +12,13 @@ from domain.commendation import (
     Assessment,
     Declaration,
     Group,
-    approve,
     assess,
     check_declaration,
     check_scores,
-    honours_list,
     rank,
     weighted_total,
 )
+from domain.commendation_approval import approve, honours_list
 from domain.errors import PlanError, ValidationFailed
 from domain.organisation import System
 from domain.plan_loader import load_plan
