@@ -1,0 +1,114 @@
+"""Typed references to activities and signals: one name, one input type, one result type.
+
+Workflows call activities through :func:`execute` with a reference instead of a bare string,
+so a renamed activity or a changed contract is a type error, not a stuck workflow; the
+activity implementations register under the same reference (``@activity.defn(name=REF.name)``).
+The workflows do not import the activity classes themselves (they hold SQLAlchemy and
+clients), only these references and the contract models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Generic, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from activities.contracts import (
+    DeliveryReport,
+    EventBatch,
+    NoticeBatch,
+    RosterPage,
+    RosterPageRequest,
+    SignalBatch,
+    SignalReport,
+    StartBatch,
+    StartReport,
+)
+from domain.evaluation import EvaluationResult
+from workflows.evaluation_contracts import (
+    CloseEvaluation,
+    EvaluationWindow,
+    PublishEvaluation,
+    RectificationRequest,
+)
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+@dataclass(frozen=True)
+class ActivityRef(Generic[In, Out]):
+    """An activity's registered name with its input and result types."""
+
+    name: str
+    input_type: type[In]
+    result_type: type[Out]
+
+
+@dataclass(frozen=True)
+class SignalRef(Generic[In]):
+    """A signal's registered name with its payload type."""
+
+    name: str
+    payload_type: type[In]
+
+
+async def execute(
+    ref: ActivityRef[In, Out],
+    arg: In,
+    *,
+    start_to_close_timeout: timedelta,
+    retry_policy: RetryPolicy | None = None,
+    heartbeat_timeout: timedelta | None = None,
+) -> Out:
+    """Run the referenced activity from a workflow and return its typed result."""
+    result: Out = await workflow.execute_activity(
+        ref.name,
+        arg,
+        start_to_close_timeout=start_to_close_timeout,
+        retry_policy=retry_policy,
+        heartbeat_timeout=heartbeat_timeout,
+        result_type=ref.result_type,
+    )
+    return result
+
+
+# ----- recording and delivery (activities.recording) ---------------------------------------
+RECORD_EVENTS: ActivityRef[EventBatch, int] = ActivityRef("record_events", EventBatch, int)
+DELIVER_NOTICES: ActivityRef[NoticeBatch, DeliveryReport] = ActivityRef(
+    "deliver_notices", NoticeBatch, DeliveryReport
+)
+
+# ----- kick-off and fan-out (activities.kickoff) -------------------------------------------
+LOAD_ROSTER_PAGE: ActivityRef[RosterPageRequest, RosterPage] = ActivityRef(
+    "load_roster_page", RosterPageRequest, RosterPage
+)
+START_ORGANISATION_WORKFLOWS: ActivityRef[StartBatch, StartReport] = ActivityRef(
+    "start_organisation_workflows", StartBatch, StartReport
+)
+SIGNAL_ORGANISATIONS: ActivityRef[SignalBatch, SignalReport] = ActivityRef(
+    "signal_organisations", SignalBatch, SignalReport
+)
+
+# ----- 群众评议 (activities.evaluations) -----------------------------------------------------
+OPEN_EVALUATION: ActivityRef[EvaluationWindow, EvaluationWindow] = ActivityRef(
+    "open_evaluation", EvaluationWindow, EvaluationWindow
+)
+CLOSE_EVALUATION: ActivityRef[CloseEvaluation, EvaluationResult] = ActivityRef(
+    "close_evaluation", CloseEvaluation, EvaluationResult
+)
+PUBLISH_EVALUATION: ActivityRef[PublishEvaluation, str] = ActivityRef(
+    "publish_evaluation", PublishEvaluation, str
+)
+ORDER_EVALUATION_RECTIFICATION: ActivityRef[RectificationRequest, str] = ActivityRef(
+    "order_evaluation_rectification", RectificationRequest, str
+)
+
+__all__ = [
+    "ActivityRef",
+    "SignalRef",
+    "execute",
+]
