@@ -10,7 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.calendar import PinnedCalendar
 from domain.phases import Phase
+from domain.schedule import PhaseWindow
 from domain.state import Actor
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -126,3 +128,23 @@ class CloseRound(BaseModel):
 
     actor: Actor
     reason: str = ""
+
+
+class CalendarUpdate(BaseModel):
+    """The county office applies newly published calendar data (e.g. the State Council's
+    holiday notice for a new year) to a running round: an explicit, audited round action.
+
+    ``calendar`` replaces the organisation's pinned calendar and ``windows`` are the round's
+    phase windows re-resolved with it from the same kick-off date
+    (``domain.schedule.reresolve_round``). Every phase not yet completed moves to its new
+    deadline (an extension already granted beyond it is kept); completed phases are left
+    alone. Applied once per ``update_id``.
+    """
+
+    model_config = _FROZEN
+
+    update_id: str = Field(min_length=1, max_length=120)
+    calendar: PinnedCalendar
+    windows: tuple[PhaseWindow, ...]
+    actor: Actor
+    reason: str

@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, model_validator
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 UTC = ZoneInfo("UTC")
@@ -21,6 +21,8 @@ UTC = ZoneInfo("UTC")
 OFFICE_DAY_START = time(9, 0)
 
 _PACKAGE_YEARS: frozenset[int] = frozenset(d.year for d in chinese_calendar.holidays)
+# Named in a pinned calendar's ``source`` so an audit shows which data a round runs on.
+PACKAGE_SOURCE = f"chinese-calendar {getattr(chinese_calendar, '__version__', '?')}"
 
 
 class CalendarGap(ValueError):
@@ -29,6 +31,19 @@ class CalendarGap(ValueError):
     def __init__(self, year: int) -> None:
         super().__init__(f"{year}年没有法定节假日与调休数据，请在计划的 calendar 中补充该年安排")
         self.year = year
+
+
+class OutsidePinnedCalendar(CalendarGap):
+    """A date outside a round's pinned calendar (:class:`PinnedCalendar`)."""
+
+    def __init__(self, day: date, first_day: date, last_day: date) -> None:
+        ValueError.__init__(
+            self,
+            f"{day.isoformat()} 超出本轮固定日历的范围（{first_day.isoformat()}至"
+            f"{last_day.isoformat()}），请先由县委活动办更新本轮日历",
+        )
+        self.year = day.year
+        self.day = day
 
 
 class Span(BaseModel):
@@ -182,3 +197,108 @@ class WorkingCalendar:
             return 0
         yesterday = local_date(now) - timedelta(days=1)
         return self.working_days_between(deadline_day(deadline), yesterday)
+
+
+class PinnedCalendar(BaseModel, WorkingCalendar):
+    """A round's working-day table, fixed at kick-off (``domain.schedule.resolve_round``).
+
+    It answers exactly what :class:`WorkingCalendar` answers, from data carried in the
+    round's own inputs, so upgrading ``chinese-calendar`` never moves a running round's
+    deadlines or timers. Only the days that break the Monday-to-Friday rule are stored
+    (weekday rest days and weekend make-up days, some twenty a year), so it stays a few
+    hundred bytes. Any day outside ``first_day``..``last_day`` raises
+    :class:`OutsidePinnedCalendar`: the county office must update the round's calendar
+    (``domain.actions.CalendarUpdate``) before a deadline may move there.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    first_day: date
+    last_day: date
+    # Monday-to-Friday days off (statutory holidays), sorted.
+    rest_days: tuple[date, ...] = ()
+    # Saturdays and Sundays that are working days (调休 make-up days), sorted.
+    make_up_days: tuple[date, ...] = ()
+    # Where the data came from, for the audit trail (package version, plan supplements).
+    source: str = ""
+
+    _rest: frozenset[date] = PrivateAttr(default_factory=frozenset)
+    _make_up: frozenset[date] = PrivateAttr(default_factory=frozenset)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PinnedCalendar:
+        if self.last_day < self.first_day:
+            raise ValueError("固定日历的结束日期不能早于开始日期")
+        outside = [
+            d
+            for d in (*self.rest_days, *self.make_up_days)
+            if not self.first_day <= d <= self.last_day
+        ]
+        if outside:
+            raise ValueError(f"日期 {outside[0].isoformat()} 不在固定日历范围内")
+        if any(d.weekday() >= 5 for d in self.rest_days):
+            raise ValueError("rest_days 只列周一至周五的休息日")
+        if any(d.weekday() < 5 for d in self.make_up_days):
+            raise ValueError("make_up_days 只列周六、周日的调休上班日")
+        return self
+
+    def model_post_init(self, context: object, /) -> None:
+        # Lookups run for every day a deadline computation walks over.
+        self._rest = frozenset(self.rest_days)
+        self._make_up = frozenset(self.make_up_days)
+
+    def spans(self, day: date) -> bool:
+        """Whether ``day`` lies inside the pinned table."""
+        return self.first_day <= day <= self.last_day
+
+    def covers(self, year: int) -> bool:
+        """Whether every day of ``year`` that the round may reach is in the table."""
+        return self.first_day.year <= year <= self.last_day.year
+
+    def is_workday(self, day: date) -> bool:
+        """True on a working day; raises :class:`OutsidePinnedCalendar` outside the table."""
+        if not self.spans(day):
+            raise OutsidePinnedCalendar(day, self.first_day, self.last_day)
+        if day.weekday() < 5:
+            return day not in self._rest
+        return day in self._make_up
+
+    def require(self, day: date) -> None:
+        """Refuse a day outside the table (e.g. an extended deadline), naming the date."""
+        if not self.spans(day):
+            raise OutsidePinnedCalendar(day, self.first_day, self.last_day)
+
+
+def pin_calendar(
+    calendar: WorkingCalendar, first_day: date, last_day: date, *, source: str = PACKAGE_SOURCE
+) -> PinnedCalendar:
+    """The working-day table of ``calendar`` from ``first_day`` to ``last_day``.
+
+    Raises :class:`CalendarGap` for the first year in the range that has no data.
+    """
+    rest: list[date] = []
+    make_up: list[date] = []
+    day = first_day
+    while day <= last_day:
+        workday = calendar.is_workday(day)
+        if day.weekday() < 5 and not workday:
+            rest.append(day)
+        elif day.weekday() >= 5 and workday:
+            make_up.append(day)
+        day += timedelta(days=1)
+    return PinnedCalendar(
+        first_day=first_day,
+        last_day=last_day,
+        rest_days=tuple(rest),
+        make_up_days=tuple(make_up),
+        source=source,
+    )
+
+
+def last_covered_day(calendar: WorkingCalendar, day: date, limit: date) -> date:
+    """The last day up to ``limit`` such that every year from ``day``'s on has data (at
+    least ``day``): how far a margin can reach without guessing."""
+    year = day.year
+    while year < limit.year and calendar.covers(year + 1):
+        year += 1
+    return min(limit, date(year, 12, 31)) if calendar.covers(day.year) else day

@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
-from domain.calendar import CalendarGap, end_of_day, local_date, require_aware
-from domain.errors import FieldError, PlanError
+from domain.calendar import (
+    PACKAGE_SOURCE,
+    CalendarGap,
+    OutsidePinnedCalendar,
+    PinnedCalendar,
+    Span,
+    WorkingCalendar,
+    deadline_day,
+    end_of_day,
+    last_covered_day,
+    local_date,
+    pin_calendar,
+    require_aware,
+)
+from domain.errors import DomainError, FieldError, PlanError
 from domain.organisation import Organisation
 from domain.phases import Phase
 from domain.plan import CalendarPlan, CampaignPlan, LadderPlan, RoundPlan, StepPlan
 
 _FROZEN = ConfigDict(frozen=True)
+
+# How far the pinned table reaches past the last day the round can reach on its own plan
+# (its last deadline, the ladder's climb and the rectification period): room for
+# extensions without a calendar update. Half a year is far beyond any extension a county
+# grants, and costs some ten dates more in every organisation's input. The margin never
+# reaches into a year without data (that would be a guess); past the table, an extension
+# is refused naming the date until the county office updates the round's calendar.
+CALENDAR_MARGIN = timedelta(days=183)
 
 
 class PhaseWindow(BaseModel):
@@ -26,50 +47,191 @@ class PhaseWindow(BaseModel):
 
 
 class RoundSchedule(BaseModel):
-    """Every phase's window for one round started at ``starts_at``."""
+    """Every phase's window for one round started at ``starts_at``, and the calendar it was
+    computed with, pinned for the round's whole span (None: the round counts no days, e.g.
+    a plan in minutes, or a schedule from before calendars were pinned)."""
 
     model_config = _FROZEN
 
     starts_at: datetime
     windows: tuple[PhaseWindow, ...]
+    calendar: PinnedCalendar | None = None
 
     def window(self, phase: Phase) -> PhaseWindow:
         """The window of one phase."""
         return next(w for w in self.windows if w.phase is phase)
 
 
-def resolve_schedule(
-    plan: CampaignPlan, round_plan: RoundPlan, starts_at: datetime, *, rebased: bool = False
-) -> RoundSchedule:
-    """Deadlines for every phase. ``rebased``: the round starts on another date than planned,
-    which only plans written in durations allow. Raises :class:`CalendarGap` when a deadline,
-    or the ladder after the last one, falls in a year with no holiday data."""
-    require_aware(starts_at)
-    calendar = plan.calendar.build()
+def _counts_days(plan: CampaignPlan, round_plan: RoundPlan) -> bool:
+    """Whether any date of the round depends on the calendar (working days or dates)."""
     ladder = plan.ladder_for(round_plan)
+    spans: list[Span] = [
+        ladder.reminder_lead,
+        ladder.blue_within,
+        ladder.rectification_period,
+        *(r.delay for r in ladder.rungs),
+    ]
+    for phase_plan in round_plan.phases:
+        if phase_plan.deadline is not None:
+            return True
+        if phase_plan.duration is not None:
+            spans.append(phase_plan.duration)
+    return any(span.working_days is not None for span in spans)
+
+
+def _windows(
+    round_plan: RoundPlan, kicked_off_at: datetime, calendar: WorkingCalendar
+) -> tuple[PhaseWindow, ...]:
+    start_day = local_date(kicked_off_at)
+    rebased = start_day != round_plan.starts_on
     windows: list[PhaseWindow] = []
-    previous = starts_at
+    previous = kicked_off_at
     for index, phase_plan in enumerate(round_plan.phases):
         if phase_plan.deadline is not None:
             if rebased:
                 raise PlanError(
                     [FieldError(f"phases[{index}].deadline", "使用绝对日期的计划不能改期开展")]
                 )
-            calendar.is_workday(phase_plan.deadline)  # refuses a year with no data
-            deadline = end_of_day(phase_plan.deadline)
+            # Civil Code art. 203: a last day that is a statutory rest day moves to the
+            # next working day (this also refuses a year with no data).
+            deadline = end_of_day(calendar.add_working_days(phase_plan.deadline, 0))
         else:
-            assert phase_plan.duration is not None
-            deadline = calendar.deadline_after(previous, phase_plan.duration)
+            span = phase_plan.duration
+            assert span is not None
+            if span.minutes is not None:
+                # Minute spans are not periods in days: they run from the instant.
+                deadline = previous + timedelta(minutes=span.minutes)
+            else:
+                assert span.working_days is not None
+                # Civil Code art. 201: a period counted in days starts on the day after
+                # its start, whatever the hour. The first phase starts on the kick-off's
+                # local date; a later one at the previous deadline, the end of day D, so
+                # it counts from D + 1. Its last day ends at 24:00 (end_of_day).
+                anchor = start_day if index == 0 else deadline_day(previous)
+                deadline = end_of_day(calendar.add_working_days(anchor, span.working_days))
         if deadline <= previous:
             raise PlanError(
                 [FieldError(f"phases[{index}].deadline", "截止时间必须晚于上一阶段的截止时间")]
             )
         windows.append(PhaseWindow(phase=phase_plan.phase, opens_at=previous, deadline=deadline))
         previous = deadline
-    # The ladder climbs past the last deadline; its dates need holiday data too.
-    top = calendar.after(previous, ladder.rungs[-1].delay)
-    calendar.after(top, ladder.rectification_period)
-    return RoundSchedule(starts_at=starts_at, windows=tuple(windows))
+    return tuple(windows)
+
+
+def _ladder_end(ladder: LadderPlan, calendar: WorkingCalendar, deadline: datetime) -> datetime:
+    """The last instant the ladder reaches for ``deadline``: the top rung, then the
+    rectification order's own deadline."""
+    top = calendar.after(deadline, ladder.rungs[-1].delay)
+    return calendar.after(top, ladder.rectification_period)
+
+
+def _describe(calendar: CalendarPlan) -> str:
+    extra: list[str] = []
+    if calendar.supplied_years:
+        extra.append("years " + ",".join(str(y) for y in calendar.supplied_years))
+    if calendar.holidays:
+        extra.append(f"{len(calendar.holidays)} holidays")
+    if calendar.workdays:
+        extra.append(f"{len(calendar.workdays)} make-up days")
+    return PACKAGE_SOURCE + (f" + plan ({'; '.join(extra)})" if extra else "")
+
+
+def _pin(
+    plan: CampaignPlan,
+    round_plan: RoundPlan,
+    windows: tuple[PhaseWindow, ...],
+    kicked_off_at: datetime,
+    calendar: WorkingCalendar,
+) -> PinnedCalendar | None:
+    if not _counts_days(plan, round_plan):
+        return None  # nothing in this round ever consults the calendar
+    ladder = plan.ladder_for(round_plan)
+    # From the kick-off, or earlier when the first phase's reminder or blue light falls
+    # before it (a short first phase).
+    lead = max(ladder.reminder_lead.working_days or 0, ladder.blue_within.working_days or 0)
+    first = min(
+        local_date(kicked_off_at),
+        calendar.subtract_working_days(deadline_day(windows[0].deadline), lead),
+    )
+    needed = deadline_day(_ladder_end(ladder, calendar, windows[-1].deadline))
+    last = max(needed, last_covered_day(calendar, needed, needed + CALENDAR_MARGIN))
+    return pin_calendar(calendar, first, last, source=_describe(plan.calendar))
+
+
+def resolve_round(
+    plan: CampaignPlan,
+    round_plan: RoundPlan,
+    kicked_off_at: datetime,
+    *,
+    calendar: WorkingCalendar | None = None,
+) -> RoundSchedule:
+    """The one resolution of a round's schedule, used by the workflow, the API, the CLI's
+    ``validate-plan`` and the simulation.
+
+    Periods follow the Civil Code (arts. 201, 203): they are counted from the kick-off's
+    local DATE, never its hour, so a kick-off at 00:00, 09:00 or 23:59 on a day gives the
+    same deadlines; each deadline is the end (24:00, Asia/Shanghai) of its last day; an
+    absolute deadline on a rest day moves to the next working day. A kick-off on another
+    date than ``round_plan.starts_on`` re-bases the round, which only plans written in
+    durations allow. The result carries the calendar pinned for the round's whole span
+    (see :data:`CALENDAR_MARGIN`). ``calendar`` overrides the plan's own (package data
+    plus the plan's supplements), e.g. to re-resolve with newly published data.
+
+    Raises :class:`CalendarGap` when a deadline, or the ladder after the last one, falls
+    in a year with no holiday data, and :class:`PlanError` for an impossible schedule.
+    """
+    require_aware(kicked_off_at)
+    source = calendar if calendar is not None else plan.calendar.build()
+    windows = _windows(round_plan, kicked_off_at, source)
+    return RoundSchedule(
+        starts_at=kicked_off_at,
+        windows=windows,
+        calendar=_pin(plan, round_plan, windows, kicked_off_at, source),
+    )
+
+
+def reresolve_round(
+    plan: CampaignPlan,
+    round_plan: RoundPlan,
+    kicked_off_at: datetime,
+    published: CalendarPlan,
+) -> RoundSchedule:
+    """The round's schedule again, from the same kick-off date, with newly published
+    calendar data (e.g. the State Council's notice for a new year) added to the plan's:
+    what a calendar update (``domain.actions.CalendarUpdate``) carries to every
+    organisation. Raises like :func:`resolve_round`."""
+    merged = plan.calendar.merged(published)
+    return resolve_round(plan, round_plan, kicked_off_at, calendar=merged.build())
+
+
+def resolve_schedule(
+    plan: CampaignPlan, round_plan: RoundPlan, starts_at: datetime, *, rebased: bool = False
+) -> RoundSchedule:
+    """Kept for existing callers: :func:`resolve_round`. ``rebased`` is no longer needed
+    (the kick-off's date decides) and is ignored."""
+    del rebased
+    return resolve_round(plan, round_plan, starts_at)
+
+
+def check_deadline_in_calendar(
+    calendar: WorkingCalendar, ladder: LadderPlan, deadline: datetime, *, field: str
+) -> None:
+    """Refuse a (new) deadline whose ladder would run past a pinned calendar, naming the
+    date, so an extension never leaves a workflow with timers it cannot compute."""
+    if not isinstance(calendar, PinnedCalendar):
+        return
+    day = deadline_day(deadline)
+    try:
+        calendar.require(day)
+        _ladder_end(ladder, calendar, deadline)
+    except OutsidePinnedCalendar:
+        raise DomainError(
+            f"截止日期 {day.isoformat()} 连同其后的督办和整改期限超出本轮日历范围"
+            f"（{calendar.first_day.isoformat()}至{calendar.last_day.isoformat()}），"
+            "请先由县委活动办更新本轮日历",
+            code="invalid_deadline",
+            field=field,
+        ) from None
 
 
 class OrgPhasePlan(BaseModel):
@@ -95,6 +257,9 @@ class OrgPlan(BaseModel):
     phases: tuple[OrgPhasePlan, ...]
     ladder: LadderPlan
     calendar: CalendarPlan
+    # The round's calendar pinned at kick-off; None in plans built before calendars were
+    # pinned (their workflows keep computing from ``calendar`` and the installed package).
+    pinned_calendar: PinnedCalendar | None = None
 
     def phase(self, phase: Phase) -> OrgPhasePlan:
         """The plan of one phase."""
@@ -126,6 +291,7 @@ def build_org_plan(
         ),
         ladder=plan.ladder_for(round_plan),
         calendar=plan.calendar,
+        pinned_calendar=schedule.calendar,
     )
 
 
@@ -135,12 +301,16 @@ def is_rebased(round_plan: RoundPlan, starts_at: datetime) -> bool:
 
 
 __all__ = [
+    "CALENDAR_MARGIN",
     "CalendarGap",
     "OrgPhasePlan",
     "OrgPlan",
     "PhaseWindow",
     "RoundSchedule",
     "build_org_plan",
+    "check_deadline_in_calendar",
     "is_rebased",
+    "reresolve_round",
+    "resolve_round",
     "resolve_schedule",
 ]
