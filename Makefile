@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml deploy/system-packages.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# Bytecode now: servers run with PYTHONDONTWRITEBYTECODE would otherwise compile the
+	# workflow modules again for every workflow the sandbox imports them for.
+	$(BIN)/python -m compileall -q $(SRC) migrations
 	touch $(STAMP)
 
 # The dashboard's browser assets come from the npm registry (ui/package-lock.json), never a CDN.
@@ -39,8 +42,10 @@ fmt: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Supervises the Temporal dev server, CZ_WORKERS (default 1) workers and the API as processes; the
+# console gets the banner and a status line a minute, the logs go to .data/logs/*.log.
 run: venv assets
-	$(BIN)/python -m chuangzheng.run
+	@$(BIN)/python -m chuangzheng.run
 
 simulate: venv
 	$(BIN)/chuangzheng simulate $(ARGS)

@@ -1,14 +1,21 @@
 """The one place where workflows, activities, the database and notifiers are assembled.
 
-``python -m worker`` (or ``chuangzheng worker``) connects to Temporal from settings and runs
-until interrupted. Tests call :func:`build_worker` with their own client and database.
+``python -m worker`` (or ``chuangzheng worker``, what production and ``make run`` start) builds
+its services with :mod:`chuangzheng.bootstrap` and runs until SIGTERM or Ctrl-C, then drains:
+it stops polling and gives running activities ``CZ_WORKER_GRACEFUL_SHUTDOWN_SECONDS``.
+Capacity (concurrent activities and workflow tasks, the sticky workflow cache) comes from
+settings. Tests call :func:`build_worker` with their own client and database.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
+import os
+import signal
+import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import structlog
@@ -17,26 +24,30 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.channels import ChannelRouter, build_notifier
-from activities.db import create_schema, make_engine, session_factory
+from activities.channels import ChannelRouter
 from activities.digests import DigestActivities
 from activities.evaluations import EvaluationActivities
 from activities.kickoff import KickoffActivities, RosterActivities
 from activities.notifier import InboxNotifier, Notifier
 from activities.recording import RecordingActivities
-from chuangzheng.logging import configure_logging
+from activities.round_fanout import RoundFanOutActivities
+from activities.round_progress import RoundProgressActivities
+from chuangzheng.bootstrap import Services, connect_temporal, open_services
+from chuangzheng.logging import configure_logging, forward_temporal_core_logs
 from chuangzheng.settings import Settings, get_settings
-from chuangzheng.temporal_server import data_converter
 from workflows.digest import CircularWorkflow, DailyDigestWorkflow
 from workflows.evaluation import EvaluationWorkflow
 from workflows.organisation import OrganisationCampaignWorkflow
 from workflows.reminders import SupervisorReminderWorkflow
-from workflows.round import CampaignRoundWorkflow
+from workflows.round import CampaignRound
+from workflows.round_legacy import CampaignRoundWorkflow
 
 log = structlog.get_logger(__name__)
 
 WORKFLOWS: Sequence[type] = (
     OrganisationCampaignWorkflow,
+    CampaignRound,
+    # The legacy round type, for rounds kicked off before CampaignRound (frozen).
     CampaignRoundWorkflow,
     DailyDigestWorkflow,
     CircularWorkflow,
@@ -50,9 +61,14 @@ WORKFLOWS: Sequence[type] = (
 _PASSTHROUGH = (
     "domain",
     "activities.contracts",
+    "activities.round_contracts",
+    "workflows.activity_refs",
     "workflows.common",
     "workflows.contracts",
+    "workflows.digest_contracts",
+    "workflows.evaluation_contracts",
     "workflows.reporting",
+    "workflows.round_contracts",
     "workflows.ids",
     "workflows.search_attributes",
     "pydantic",
@@ -77,13 +93,19 @@ def build_worker(
     sessions: sessionmaker[Session],
     notifier: Notifier | None = None,
     max_concurrent_activities: int = 50,
+    max_concurrent_workflow_tasks: int | None = None,
+    max_cached_workflows: int = 1000,
+    graceful_shutdown: timedelta = timedelta(),
     data_dir: Path | None = None,
 ) -> Worker:
     """A worker for every workflow and activity of the project (circulars are written under
-    ``data_dir``, by default the settings' ``data_dir``)."""
+    ``data_dir``, by default the settings' ``data_dir``). Processes take the capacity from
+    settings through :func:`worker_for`."""
     recording = RecordingActivities(sessions, notifier or InboxNotifier(sessions))
     roster = RosterActivities()
     kickoff = KickoffActivities(client, task_queue)
+    round_progress = RoundProgressActivities(sessions)
+    round_fanout = RoundFanOutActivities(client, task_queue, sessions, round_progress.plans)
     # Digests and circular notices go out on the same channels as escalations, if any.
     sender = notifier if isinstance(notifier, ChannelRouter) else None
     digests = DigestActivities(sessions, data_dir, sender=sender)
@@ -99,7 +121,12 @@ def build_worker(
             roster.load_roster_page,
             kickoff.start_organisation_workflows,
             kickoff.signal_organisations,
-            digests.load_round_status,
+            round_progress.record_round_status,
+            round_progress.load_round_aggregate,
+            round_progress.resolve_round_schedule,
+            round_fanout.start_round_organisations,
+            round_fanout.fan_out_round_signal,
+            round_fanout.check_round_cohorts,
             digests.send_digests,
             digests.publish_circular,
             evaluations.open_evaluation,
@@ -109,40 +136,83 @@ def build_worker(
         ],
         workflow_runner=workflow_runner(),
         max_concurrent_activities=max_concurrent_activities,
+        max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
+        max_cached_workflows=max_cached_workflows,
+        graceful_shutdown_timeout=graceful_shutdown,
+    )
+
+
+def worker_for(services: Services) -> Worker:
+    """The worker of a process: services from the bootstrap, capacity from settings."""
+    settings = services.settings
+    return build_worker(
+        services.temporal,
+        task_queue=settings.task_queue,
+        sessions=services.sessions,
+        notifier=services.notifier,
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        max_cached_workflows=settings.worker_max_cached_workflows,
+        graceful_shutdown=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
+        data_dir=settings.data_dir,
     )
 
 
 async def connect(settings: Settings) -> Client:
     """A client for the configured Temporal namespace, with the project's data converter."""
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=data_converter(),
-    )
+    return await connect_temporal(settings)
 
 
 async def run_worker(settings: Settings | None = None) -> None:
-    """Connect, make sure the schema exists, and poll until cancelled."""
+    """Build the services, poll until SIGTERM/SIGINT, then drain (stop polling, give running
+    activities the graceful period, let in-flight workflow tasks finish)."""
     settings = settings or get_settings()
     configure_logging(settings)
-    engine = make_engine(settings.database_url)
-    create_schema(engine)
-    client = await connect(settings)
-    sessions = session_factory(engine)
-    worker = build_worker(
-        client,
-        task_queue=settings.task_queue,
-        sessions=sessions,
-        notifier=build_notifier(sessions, settings),
-    )
-    log.info("worker started", task_queue=settings.task_queue, temporal=settings.temporal_address)
-    await worker.run()
+    forward_temporal_core_logs()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_services(settings, create_schema=True) as services:
+        worker = worker_for(services)
+        running = asyncio.create_task(worker.run())
+        stopping = asyncio.create_task(stop.wait())
+        log.info(
+            "worker started",
+            task_queue=settings.task_queue,
+            temporal=settings.temporal_address,
+            pid=os.getpid(),
+            max_cached_workflows=settings.worker_max_cached_workflows,
+        )
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():  # a fatal worker error: let the supervisor restart the process
+            stopping.cancel()
+            running.result()
+            return
+        log.info("worker draining", graceful_seconds=settings.worker_graceful_shutdown_seconds)
+        await worker.shutdown()
+        await running
+        log.info("worker stopped")
 
 
 def main() -> None:
-    """Entry point for ``python -m worker``."""
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop
+    """Entry point for ``python -m worker`` and ``chuangzheng worker``.
+
+    Ends without interpreter teardown: the SDK's Rust threads can abort a finalising
+    interpreter (temporalio/sdk-python#300), turning a clean stop into exit code 134.
+    """
+    code = 0
+    try:
         asyncio.run(run_worker())
+    except KeyboardInterrupt:
+        pass
+    except Exception:
+        log.exception("worker failed")
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

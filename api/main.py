@@ -14,8 +14,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from activities.db import create_schema, make_engine, session_factory
+from api.blocking import install_loop_guard
 from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
 from api.public import ballots as public_ballots
 from api.public import commitments as public_commitments
 from api.public import honours as public_honours
@@ -38,8 +39,8 @@ from api.routers import (
     users,
 )
 from api.ui import routes as ui_routes
-from chuangzheng.settings import Settings, get_settings
-from chuangzheng.temporal_server import data_converter
+from chuangzheng.bootstrap import open_services
+from chuangzheng.settings import Settings
 
 
 def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
@@ -47,20 +48,16 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resolved = settings or get_settings()  # refuses the default secret outside development
-        engine = make_engine(resolved.database_url)
-        create_schema(engine)
-        app.state.settings = resolved
-        app.state.sessions = session_factory(engine)
-        app.state.temporal = temporal or await Client.connect(
-            resolved.temporal_address,
-            namespace=resolved.temporal_namespace,
-            data_converter=data_converter(),
-        )
-        try:
+        # The one bootstrap (chuangzheng.bootstrap): settings (refusing the default secret
+        # outside development), the read model, the Temporal client and the notifier.
+        async with open_services(settings, temporal=temporal, create_schema=True) as services:
+            app.state.services = services
+            app.state.settings = services.settings
+            app.state.sessions = services.sessions
+            app.state.temporal = services.temporal
+            # The threadpool rule (api.blocking): SQL on the event loop fails under test.
+            install_loop_guard(services.engine, strict=services.settings.environment == "test")
             yield
-        finally:
-            engine.dispose()
 
     app = FastAPI(
         title="创先争优活动管理 API",
@@ -70,6 +67,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit)  # 413 before an oversized body is read whole
     log_redaction.install()  # ballot tokens never reach the access log
     for module in (
         users,

@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 from collections import Counter
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -92,18 +93,25 @@ def _quiet_logging(verbose: bool) -> None:
 
 
 # ----- validate-plan -------------------------------------------------------------------------
-def _deadline_lines(plan: CampaignPlan) -> list[str]:
-    """Each round's phase deadlines at its planned start, in Asia/Shanghai."""
+def _deadline_lines(
+    plan: CampaignPlan, start: date | None = None, round_id: str | None = None
+) -> list[str]:
+    """Each round's phase deadlines, in Asia/Shanghai: at its planned start, or kicked off on
+    ``start`` (re-based). Raises ``PlanError`` naming the year a round reaches with no
+    calendar data, as the API does at kick-off."""
     from datetime import datetime, time
 
     from domain.calendar import SHANGHAI, deadline_day
-    from domain.schedule import resolve_schedule
+    from domain.plan_loader import resolve_kickoff
 
     lines = [f"计划：{plan.name}（{plan.id}），共 {len(plan.rounds)} 个轮次"]
     for round_plan in plan.rounds:
-        start = datetime.combine(round_plan.starts_on, time(0), SHANGHAI)
-        schedule = resolve_schedule(plan, round_plan, start)
-        lines.append(f"{round_plan.name}（{round_plan.id}），{round_plan.starts_on} 开始：")
+        if round_id is not None and round_plan.id != round_id:
+            continue
+        day = start or round_plan.starts_on
+        kicked_off_at = datetime.combine(day, time(9, 0), SHANGHAI)
+        schedule = resolve_kickoff(plan, round_plan.id, kicked_off_at, field="--start")
+        lines.append(f"{round_plan.name}（{round_plan.id}），{day} 开始：")
         for window, phase_plan in zip(schedule.windows, round_plan.phases, strict=True):
             span = phase_plan.duration
             if span is not None and span.minutes is not None:
@@ -123,18 +131,30 @@ def validate_plan(
         list[Path] | None,
         typer.Option("--calendar", help="补充日历文件，可多次给出（如 2027 年暂定日历）"),
     ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option("--start", help="按此日期（YYYY-MM-DD）启动轮次计算截止时间（改期开展）"),
+    ] = None,
+    round_id: Annotated[str | None, typer.Option("--round", help="只列出该轮次")] = None,
 ) -> None:
     """校验计划文件，列出各轮次各阶段的截止时间（北京时间）。"""
     from chuangzheng.simulation import load_plan_files
-    from domain.errors import PlanError
+    from domain.errors import FieldError, PlanError
 
     try:
+        starts_on = date.fromisoformat(start) if start is not None else None
+    except ValueError:
+        raise _fail("选项有误：", [FieldError("--start", "日期格式应为 YYYY-MM-DD")]) from None
+    try:
         loaded = load_plan_files(plan, calendar or [])
+        if round_id is not None and round_id not in {r.id for r in loaded.rounds}:
+            raise PlanError([FieldError("--round", "计划中没有该轮次")])
+        lines = _deadline_lines(loaded, starts_on, round_id)
     except PlanError as exc:
         raise _fail(f"计划文件 {plan} 有误：", exc.errors) from None
     except OSError as exc:
         raise _fail(f"无法读取文件：{exc.filename or plan}", detail=exc.strerror or "") from None
-    typer.echo("\n".join(_deadline_lines(loaded)))
+    typer.echo("\n".join(lines))
 
 
 # ----- check-roster --------------------------------------------------------------------------
@@ -263,11 +283,23 @@ def simulate(
 # ----- worker --------------------------------------------------------------------------------
 @app.command("worker")
 def worker() -> None:
-    """运行工作进程（连接配置中的 Temporal 服务，Ctrl-C 停止）。"""
+    """运行工作进程（连接配置中的 Temporal 服务；SIGTERM/Ctrl-C 时先处理完手头任务再停止）。"""
     from worker import main
 
     main()
     _hard_exit(0)
+
+
+# ----- api -----------------------------------------------------------------------------------
+@app.command("api")
+def api() -> None:
+    """运行 API 服务（uvicorn，监听 CZ_API_HOST:CZ_API_PORT；SIGTERM/Ctrl-C 时限时处理完请求）。"""
+    from chuangzheng.bootstrap import serve_api
+
+    code = serve_api()
+    _hard_exit(code)
+    if code:
+        raise typer.Exit(code=code)
 
 
 # ----- administration through the API (scoped, audited, idempotent like the UI) -------------

@@ -4,6 +4,10 @@ Everything goes through structlog's :class:`~structlog.stdlib.ProcessorFormatter
 from the stdlib loggers of temporalio, uvicorn and SQLAlchemy look the same as our own and
 carry the same context (request id, organisation, round, workflow and activity ids) bound via
 :mod:`structlog.contextvars`.
+
+Each process logs to stderr; ``make run`` points every child's stderr at its own JSON file
+under ``<data_dir>/logs`` and its own log at ``run.log`` (``log_file``). The Temporal SDK's
+Rust core logs through the same handler once :func:`forward_temporal_core_logs` is called.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -23,8 +28,10 @@ if TYPE_CHECKING:
 _HANDLER_NAME = "chuangzheng"
 
 
-def _use_console(settings: Settings) -> bool:
-    """Console output for humans at a terminal, JSON for log collectors and CI."""
+def _use_console(settings: Settings, log_file: Path | None) -> bool:
+    """Console output for humans at a terminal, JSON for log collectors, files and CI."""
+    if log_file is not None:
+        return False
     if settings.log_format == "console":
         return True
     if settings.log_format == "json":
@@ -44,15 +51,24 @@ def _shared_processors() -> list[Any]:
     ]
 
 
-def configure_logging(settings: Settings) -> None:
-    """Configure structlog and the stdlib root logger; safe to call more than once."""
+def _drop_color_message(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """uvicorn repeats its message with terminal colour codes in ``color_message``."""
+    event.pop("color_message", None)
+    return event
+
+
+def configure_logging(settings: Settings, *, log_file: Path | None = None) -> None:
+    """Configure structlog and the stdlib root logger; safe to call more than once.
+
+    Records go to stderr, or as JSON lines appended to ``log_file`` when given.
+    """
     level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
     shared = _shared_processors()
     # Rendering happens only in the handler's formatter, so the structlog chain below is the
     # same on every call and loggers cached by ``cache_logger_on_first_use`` stay valid.
     # Tracebacks never show local variables: they may hold passwords, tokens or personal data.
     render: list[Any]
-    if _use_console(settings):
+    if _use_console(settings, log_file):
         exc_formatter: Any = (
             structlog.dev.RichTracebackFormatter(
                 show_locals=False, color_system="truecolor" if sys.stderr.isatty() else None
@@ -67,6 +83,7 @@ def configure_logging(settings: Settings) -> None:
         ]
     else:
         render = [
+            _drop_color_message,
             structlog.processors.ExceptionRenderer(
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
             ),
@@ -92,7 +109,12 @@ def configure_logging(settings: Settings) -> None:
             *render,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
 
@@ -100,8 +122,11 @@ def configure_logging(settings: Settings) -> None:
     for existing in list(root.handlers):
         if existing.get_name() == _HANDLER_NAME:
             root.removeHandler(existing)
+            existing.close()
     root.addHandler(handler)
     root.setLevel(level)
+    if log_file is not None:  # warnings.warn would otherwise print on the console
+        logging.captureWarnings(True)
 
     # Let library loggers propagate to our root handler instead of printing their own format.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "temporalio", "sqlalchemy"):
@@ -112,3 +137,25 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("sqlalchemy.engine").setLevel(max(level, logging.WARNING))
     # transitions logs every state entry at INFO: thousands of lines per round, no news.
     logging.getLogger("transitions").setLevel(max(level, logging.WARNING))
+
+
+def forward_temporal_core_logs(level: str = "WARN") -> None:
+    """Route the Temporal SDK core's own log lines (Rust) through the stdlib logger
+    ``temporalio.core``, so they are rendered like every other record instead of being
+    printed on stdout in the core's format. Call once per process before the first client
+    or worker is created (the default runtime is fixed by then)."""
+    from temporalio.runtime import (
+        LogForwardingConfig,
+        LoggingConfig,
+        Runtime,
+        TelemetryConfig,
+        TelemetryFilter,
+    )
+
+    telemetry = TelemetryConfig(
+        logging=LoggingConfig(
+            filter=TelemetryFilter(core_level=level, other_level="ERROR"),
+            forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+        )
+    )
+    Runtime.set_default(Runtime(telemetry=telemetry), error_if_already_set=False)

@@ -1,49 +1,76 @@
-"""``make run``: the whole service on one machine, embedded.
+"""``make run``: the whole service on one machine, as separate supervised processes.
 
-Migrates the database, starts the Temporal CLI dev server (persisting to a SQLite file under
-the data directory, so a restart keeps every round), the worker and the API, loads the demo
-county and its users, kicks off a demo round on the minute-scale plan unless one is running,
-prints where to look, and stops everything cleanly on Ctrl-C.
+Before the processes: refuse to start over another instance, migrate the database, load the
+demo county. Then the Temporal CLI dev server (persisting to a SQLite file under the data
+directory, so a restart keeps every round), ``CZ_WORKERS`` worker processes (``chuangzheng
+worker``) and the API (``chuangzheng api``), each restarted if it crashes. Once the API answers,
+a demo round on the minute-scale plan is kicked off unless one is running, the banner says
+where to look, and one status line a minute follows; everything else goes to JSON log files
+under ``<data_dir>/logs`` (``run.log`` for this supervisor, ``temporal.log``, ``worker-N.log``,
+``api.log``). Ctrl-C or SIGTERM stops the API and workers (each drains within its graceful
+period), then the dev server: all within 10 s with the default settings.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import signal
 import socket
+import sys
+from collections.abc import Awaitable
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 import structlog
-import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.channels import build_notifier
-from activities.db import make_engine, session_factory
 from activities.member_store import store_members
 from activities.roster_files import read_roster_file
 from activities.roster_store import load_roster, store_roster
-from activities.tables import OrganisationRow, PartyMemberRow, UserRow
-from api.main import create_app
+from activities.tables import (
+    CampaignStatusRow,
+    NoticeRow,
+    OrganisationRow,
+    PartyMemberRow,
+    RoundRow,
+    UserRow,
+    notice_deliveries,
+)
+from chuangzheng.bootstrap import open_database
 from chuangzheng.demo_members import demo_members
 from chuangzheng.demo_users import DEMO_PASSWORD, seed_demo_users
 from chuangzheng.logging import configure_logging
 from chuangzheng.migrate import upgrade
 from chuangzheng.settings import Settings, get_settings, repo_root
-from chuangzheng.temporal_server import start_dev_server_env
-from worker import build_worker
+from chuangzheng.supervisor import ProcessSpec, Supervisor
+from chuangzheng.temporal_server import dev_server_command, wait_for_dev_server
+from domain.lights import Light
 
 log = structlog.get_logger(__name__)
 
 
+#: How long the API may take to answer its first request (imports are slow on a busy machine).
+API_START_TIMEOUT = 180.0
+#: After SIGTERM, what the dev server gets once the API and workers are down.
+SERVER_STOP_GRACE = 2.5
+
+T = TypeVar("T")
+
+
 def load_demo_county(sessions: sessionmaker[Session], settings: Settings) -> None:
-    """Import the demo roster and create the demo users, once."""
+    """Import the demo roster (``CZ_DEMO_ROSTER``, by default ``deploy/demo/roster.csv``) and
+    create the demo users, once."""
+    roster_file = settings.demo_roster or repo_root() / "deploy/demo/roster.csv"
     with sessions.begin() as session:
         if session.scalar(select(func.count()).select_from(OrganisationRow)) == 0:
-            report = store_roster(session, read_roster_file(repo_root() / "deploy/demo/roster.csv"))
+            report = store_roster(session, read_roster_file(roster_file))
             log.info("demo county imported", added=report.added, updated=report.updated)
     with sessions.begin() as session:
         if session.scalar(select(func.count()).select_from(PartyMemberRow)) == 0:
@@ -56,16 +83,21 @@ def load_demo_county(sessions: sessionmaker[Session], settings: Settings) -> Non
             log.info("demo users created", count=len(users))
 
 
-async def kick_off_demo_round(base_url: str) -> str:
+async def kick_off_demo_round(base_url: str, timeout: float = API_START_TIMEOUT) -> str:
     """Create and kick off a round of the demo plan through the API, unless one is running."""
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-        for _ in range(100):  # the API may still be starting
-            with contextlib.suppress(httpx.TransportError):
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:  # the API may still be starting
+            try:
                 login = await http.post(
                     "/api/v1/auth/login", json={"username": "county", "password": DEMO_PASSWORD}
                 )
+            except httpx.TransportError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.25)
+            else:
                 break
-            await asyncio.sleep(0.2)
         login.raise_for_status()
         headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
         rounds = (await http.get("/api/v1/rounds", headers=headers)).json()
@@ -86,15 +118,18 @@ async def kick_off_demo_round(base_url: str) -> str:
 def banner(settings: Settings, round_id: str) -> str:
     """Where to look, and how to log in."""
     api = f"http://{settings.api_host}:{settings.api_port}"
+    seconds = settings.run_status_interval_seconds
+    every = "每分钟" if seconds == 60 else f"每 {seconds:g} 秒"
     return "\n".join(
         [
             "",
-            "创争 chuangzheng 已启动 (Ctrl-C 停止)",
+            f"创争 chuangzheng 已启动 (Ctrl-C 停止；{settings.workers} 个工作进程)",
             f"  督查看板:            {api}/ui/  (大屏: {api}/ui/overview?screen=big)",
             f"  公开栏 (无需登录):    {api}/public/commitments  {api}/public/honours",
             f"  API 文档 (OpenAPI):  {api}/docs",
             f"  Temporal UI:        http://127.0.0.1:{settings.temporal_ui_port}",
             f"  数据目录:            {settings.data_dir}",
+            f"  日志 (JSON):         {log_dir(settings)}/{{api,worker-N,temporal,run}}.log",
             f"  演示轮次:            {round_id}（分钟级，几分钟内可见提醒、督办与整改通知）",
             f"  演示账号 (密码 {DEMO_PASSWORD}):",
             "    county                     县委活动办",
@@ -102,6 +137,7 @@ def banner(settings: Settings, round_id: str) -> str:
             "    guidance-rural             农村基层组织指导小组",
             "    instructor-<姓名>          指导员（见 deploy/demo/roster.csv 的 指导员 列）",
             "    secretary-org-0001         书记（org-0001 … org-0300）",
+            f"  此后{every}显示一行状态（组织灯色、通知、错误）。",
             "",
         ]
     )
@@ -123,51 +159,194 @@ def ports_free(settings: Settings) -> None:
                 )
 
 
-async def main() -> None:
-    """Start everything, then wait for Ctrl-C."""
-    settings = get_settings()
-    configure_logging(settings)
-    ports_free(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.database_url)
-    engine = make_engine(settings.database_url)
-    sessions = session_factory(engine)
-    load_demo_county(sessions, settings)
+def log_dir(settings: Settings) -> Path:
+    """Where every process of ``make run`` writes its JSON log."""
+    return settings.data_dir / "logs"
 
-    port = urlsplit(f"//{settings.temporal_address}").port
-    env = await start_dev_server_env(
-        db_file=settings.data_dir / "temporal.db", ui_port=settings.temporal_ui_port, port=port
+
+def _temporal_host_port(settings: Settings) -> tuple[str, int]:
+    address = urlsplit(f"//{settings.temporal_address}")
+    return address.hostname or "127.0.0.1", address.port or 7233
+
+
+def _entry_point(command: str) -> list[str]:
+    """``chuangzheng <command>``, the console script production runs (same interpreter)."""
+    script = Path(sys.executable).parent / "chuangzheng"
+    if script.is_file():
+        return [str(script), command]
+    return [sys.executable, "-m", "chuangzheng.cli", command]
+
+
+def process_specs(settings: Settings) -> tuple[ProcessSpec, list[ProcessSpec]]:
+    """The dev server, then the workers and the API: what ``make run`` supervises."""
+    logs = log_dir(settings)
+    host, port = _temporal_host_port(settings)
+    server = ProcessSpec(
+        name="temporal",
+        argv=dev_server_command(
+            host=host,
+            port=port,
+            db_file=settings.data_dir / "temporal.db",
+            ui_port=settings.temporal_ui_port,
+            namespace=settings.temporal_namespace,
+        ),
+        log_file=logs / "temporal.log",
     )
+    # Children log JSON to stderr, which the supervisor appends to their files.
+    env = {**os.environ, "CZ_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
+    services = [
+        ProcessSpec(
+            name=f"worker-{index}",
+            argv=_entry_point("worker"),
+            log_file=logs / f"worker-{index}.log",
+            env=env,
+        )
+        for index in range(1, settings.workers + 1)
+    ]
+    services.append(
+        ProcessSpec(name="api", argv=_entry_point("api"), log_file=logs / "api.log", env=env)
+    )
+    return server, services
+
+
+def status_line(sessions: sessionmaker[Session], restarts: int, now: datetime) -> str:
+    """One line from the read model: organisations of running rounds by light, notices sent
+    (in-app, and on external channels), delivery errors; process restarts, if any."""
+    with sessions() as session:
+        running = select(RoundRow.round_id).where(RoundRow.status == "running")
+        lights: dict[str, int] = {
+            light: count
+            for light, count in session.execute(
+                select(CampaignStatusRow.light, func.count())
+                .where(CampaignStatusRow.round_id.in_(running))
+                .group_by(CampaignStatusRow.light)
+            )
+        }
+        notices = session.scalar(
+            select(func.count()).select_from(NoticeRow).where(NoticeRow.round_id.in_(running))
+        )
+        deliveries: dict[str, int] = {
+            status: count
+            for status, count in session.execute(
+                select(notice_deliveries.c.status, func.count()).group_by(
+                    notice_deliveries.c.status
+                )
+            )
+        }
+    by_light = " ".join(f"{light.label} {lights.get(light.value, 0)}" for light in Light)
+    errors = deliveries.get("failed", 0) + deliveries.get("uncertain", 0)
+    line = (
+        f"[{now.astimezone():%H:%M:%S}] 组织 {sum(lights.values())}（{by_light}）"
+        f"  通知 {notices or 0}（外发 {deliveries.get('sent', 0)}）  错误 {errors}"
+    )
+    if restarts:
+        line += f"  进程重启 {restarts}"
+    return line
+
+
+class _Stopped(Exception):
+    """Ctrl-C or SIGTERM arrived while starting."""
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T:
+    """Await ``work``, or raise :class:`_Stopped` as soon as ``stop`` is set."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise _Stopped
+    stopping.cancel()
+    return task.result()
+
+
+async def _print_status(
+    settings: Settings, sessions: sessionmaker[Session], supervisor: Supervisor, stop: asyncio.Event
+) -> None:
+    """One status line every ``run_status_interval_seconds`` until ``stop``."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.run_status_interval_seconds)
+            return
+        try:
+            line = await asyncio.to_thread(
+                status_line, sessions, supervisor.restarts, datetime.now(UTC)
+            )
+        except Exception:  # a locked or migrating database must not end make run
+            log.exception("status line failed")
+            continue
+        print(line, flush=True)
+
+
+async def supervise(settings: Settings) -> int:
+    """Everything ``make run`` does between the checks and the exit; the exit code."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, temporal=env.client),
-            host=settings.api_host,
-            port=settings.api_port,
-            log_config=None,
-        )
-    )
-    try:
-        async with build_worker(
-            env.client,
-            task_queue=settings.task_queue,
-            sessions=sessions,
-            notifier=build_notifier(sessions, settings),
-        ):
-            serving = asyncio.create_task(server.serve())
-            round_id = await kick_off_demo_round(f"http://{settings.api_host}:{settings.api_port}")
+    server, services = process_specs(settings)
+    supervisor = Supervisor()
+    code = 0
+    with open_database(settings) as database:
+        try:
+            supervisor.start(server)
+            await _unless_stopped(
+                wait_for_dev_server(settings.temporal_address, settings.temporal_namespace), stop
+            )
+            log.info("temporal dev server ready", address=settings.temporal_address)
+            for spec in services:
+                supervisor.start(spec)
+            api = f"http://{settings.api_host}:{settings.api_port}"
+            round_id = await _unless_stopped(kick_off_demo_round(api), stop)
+            log.info("demo round running", round_id=round_id)
             print(banner(settings, round_id), flush=True)
-            await stop.wait()
-            server.should_exit = True
-            await serving
-    finally:
-        await env.shutdown()
-        engine.dispose()
-        log.info("stopped")
+            await _print_status(settings, database.sessions, supervisor, stop)
+        except _Stopped:
+            log.info("stopped while starting")
+        except Exception as exc:
+            log.exception("make run failed")
+            print(
+                f"启动失败：{exc!r}；详见 {log_dir(settings)} 下的日志 (make run failed)",
+                file=sys.stderr,
+                flush=True,
+            )
+            code = 1
+        finally:
+            log.info("stopping")
+            grace = (
+                max(
+                    settings.api_graceful_shutdown_seconds,
+                    settings.worker_graceful_shutdown_seconds,
+                )
+                + 1.5
+            )
+            await supervisor.stop([spec.name for spec in services], grace=grace)
+            await supervisor.stop([server.name], grace=SERVER_STOP_GRACE)
+            log.info("stopped")
+    return code
+
+
+def main() -> None:
+    """``make run``: check, migrate, load the demo, supervise; exit without teardown (the
+    Temporal SDK's threads can abort a finalising interpreter, temporalio/sdk-python#300)."""
+    settings = get_settings()
+    configure_logging(settings, log_file=log_dir(settings) / "run.log")
+    ports_free(settings)
+    print(f"创争 chuangzheng 正在启动… (日志: {log_dir(settings)})", flush=True)
+    try:
+        upgrade(settings.database_url)
+        with open_database(settings) as database:
+            load_demo_county(database.sessions, settings)
+    except KeyboardInterrupt:  # Ctrl-C before any process was started
+        raise SystemExit(130) from None
+    code = asyncio.run(supervise(settings))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -61,12 +61,41 @@ class Settings(BaseSettings):
     circular_time: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: str = "INFO"
+    # ----- processes and the worker's capacity (README "What `make run` starts") -----
+    # Worker processes `make run` starts (CZ_WORKERS); each polls the same task queue.
+    workers: int = Field(default=1, ge=1, le=32)
+    # Per worker process. Activities share the read model's connection pool.
+    worker_max_concurrent_activities: int = Field(default=50, ge=1)
+    worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+    # Workflows kept in memory between tasks (sticky cache; the SDK default is 1,000). One
+    # per organisation of a running round plus rounds and evaluations: below that, every
+    # deadline replays evicted histories from the start. About 0.1-0.2 MB each.
+    worker_max_cached_workflows: int = Field(default=5_000, ge=0)
+    # On SIGTERM: the worker stops polling and running activities get this long to finish;
+    # the API stops accepting and in-flight requests get this long to answer.
+    worker_graceful_shutdown_seconds: float = Field(default=5.0, ge=0, le=60)
+    api_graceful_shutdown_seconds: float = Field(default=5.0, ge=0, le=60)
+    # `make run`: its one-line status on the console, and the demo county's roster.
+    run_status_interval_seconds: float = Field(default=60.0, gt=0)
+    demo_roster: Path | None = None
+    # ----- the read model's connection pool (PostgreSQL; SQLite ignores both) -----
+    # Per process. Unset: derived from worker_max_concurrent_activities (a fifth of the
+    # activity slots, at least 5: 10 for 50) and as many again in overflow. Activities hold a
+    # connection only while a statement runs and record_events writes in groups, so a few
+    # connections serve many slots; 20 per process keep two workers and the API well under
+    # PostgreSQL's default max_connections (100).
+    database_pool_size: int | None = Field(default=None, ge=1)
+    database_max_overflow: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:
         """Fill the default database URL and refuse insecure production configuration."""
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'chuangzheng.db'}"
+        if self.database_pool_size is None:
+            self.database_pool_size = max(5, self.worker_max_concurrent_activities // 5)
+        if self.database_max_overflow is None:
+            self.database_max_overflow = self.database_pool_size
         if self.environment != "development" and self.secret_key == DEFAULT_SECRET_KEY:
             raise ValueError(
                 "CZ_SECRET_KEY must be set to a private random value when "

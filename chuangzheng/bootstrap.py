@@ -1,0 +1,148 @@
+"""One bootstrap for every entry point: the API, the worker, the CLI and ``make run``.
+
+It builds, from :class:`~chuangzheng.settings.Settings`:
+
+- the read model's engine and session factory (:func:`open_database`),
+- the Temporal client with the project's data converter (:func:`connect_temporal`),
+- the notifier (the inbox, plus the channels of ``CZ_CHANNELS_FILE``),
+
+and hands them over together as :class:`Services` (:func:`open_services`). Nothing is built
+at import time; tests pass their own settings (or a client, e.g. a test server's).
+
+``serve_api`` is the API process (``chuangzheng api``): uvicorn over ``api.main.create_app``
+with a bounded graceful shutdown; the worker process is ``worker.run_worker``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from chuangzheng.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # heavy imports stay inside the functions: `chuangzheng --help` is fast
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+    from temporalio.client import Client
+
+    from activities.notifier import Notifier
+
+
+@dataclass(frozen=True)
+class Database:
+    """The read model of one process: its engine and session factory."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything an entry point needs, built once per process by :func:`open_services`."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    temporal: Client
+    notifier: Notifier
+
+
+def build_database(settings: Settings, *, create_schema: bool = False) -> Database:
+    """The engine and session factory for ``settings.database_url``; the caller disposes of
+    ``engine``. ``create_schema`` creates missing tables (development and tests; production
+    runs the migrations first)."""
+    from activities.db import create_schema as create_tables
+    from activities.db import make_engine, session_factory
+
+    engine = make_engine(settings.database_url)
+    if create_schema:
+        create_tables(engine)
+    return Database(engine=engine, sessions=session_factory(engine))
+
+
+@contextlib.contextmanager
+def open_database(settings: Settings, *, create_schema: bool = False) -> Iterator[Database]:
+    """:func:`build_database`, disposed of on exit (for commands that need only the database)."""
+    database = build_database(settings, create_schema=create_schema)
+    try:
+        yield database
+    finally:
+        database.engine.dispose()
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    """A client for the configured address and namespace, with the project's data converter
+    (pydantic models; the SDK's default JSON converter would hand workflows plain dicts)."""
+    from temporalio.client import Client
+
+    from chuangzheng.temporal_server import data_converter
+
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(),
+    )
+
+
+def build_notifier(sessions: sessionmaker[Session], settings: Settings) -> Notifier:
+    """The notifier: the inbox, plus the channels of ``CZ_CHANNELS_FILE`` (validated now)."""
+    from activities.channels import build_notifier as build
+
+    return build(sessions, settings)
+
+
+@contextlib.asynccontextmanager
+async def open_services(
+    settings: Settings | None = None,
+    *,
+    temporal: Client | None = None,
+    create_schema: bool = False,
+) -> AsyncIterator[Services]:
+    """Build every service of the process; the database is disposed of on exit.
+
+    ``settings`` defaults to the process settings (``CZ_*``), ``temporal`` to a new client
+    for them. Fails at once on a broken configuration (database URL, channels file,
+    unreachable Temporal), before the process starts serving.
+    """
+    settings = settings or get_settings()
+    with open_database(settings, create_schema=create_schema) as database:
+        notifier = build_notifier(database.sessions, settings)
+        client = temporal or await connect_temporal(settings)
+        yield Services(
+            settings=settings,
+            engine=database.engine,
+            sessions=database.sessions,
+            temporal=client,
+            notifier=notifier,
+        )
+
+
+def serve_api(settings: Settings | None = None) -> int:
+    """The API process: uvicorn on ``api_host:api_port`` until SIGTERM or Ctrl-C, then at most
+    ``api_graceful_shutdown_seconds`` for in-flight requests. Access logs go through the
+    project's logging (JSON on stderr unless at a terminal), ballot tokens redacted.
+
+    Returns the exit code: 0 after a clean stop, 3 (uvicorn's) when start-up failed.
+    """
+    import uvicorn
+
+    from api.main import create_app
+    from chuangzheng.logging import configure_logging, forward_temporal_core_logs
+
+    settings = settings or get_settings()
+    configure_logging(settings)
+    forward_temporal_core_logs()
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,  # keep the project's handlers; uvicorn's loggers propagate to them
+        timeout_graceful_shutdown=max(1, round(settings.api_graceful_shutdown_seconds)),
+        # A client that stopped reading must not hold the shutdown.
+        timeout_keep_alive=5,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 3
