@@ -1,18 +1,23 @@
 """Round plans: the shipped plan files under ``plans/`` or an uploaded YAML text.
 
-Every supplementary calendar under ``plans/calendars/`` is merged into the plan, so a plan
-whose round reaches a year the State Council has not yet published still resolves.
+A plan's calendar is what the plan supplies plus the ``chinese-calendar`` package. The
+supplementary calendar files under ``plans/calendars/`` (e.g. a provisional guess at a year
+the State Council has not yet published) are merged in only when the plan names them in
+``calendar.include``: nothing is merged silently, so a round that reaches a year with no
+data is refused with the year named, at upload and at kick-off.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 from chuangzheng.settings import repo_root
 from domain.errors import FieldError, PlanError
 from domain.plan import CalendarPlan, CampaignPlan
-from domain.plan_loader import load_calendar, load_plan
+from domain.plan_loader import load_calendar, load_plan, resolve_kickoff
+from domain.schedule import RoundSchedule
 
 _PLAN_ID = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
@@ -22,13 +27,12 @@ def plans_dir() -> Path:
     return repo_root() / "plans"
 
 
-def supplement() -> CalendarPlan | None:
-    """Every supplementary calendar merged into one (None when there is none)."""
-    merged: CalendarPlan | None = None
-    for path in sorted((plans_dir() / "calendars").glob("*.yaml")):
-        calendar = load_calendar(path.read_text("utf-8"))
-        merged = calendar if merged is None else merged.merged(calendar)
-    return merged
+def calendar_library() -> dict[str, CalendarPlan]:
+    """The supplementary calendar files a plan may choose by name (``calendar.include``)."""
+    return {
+        path.stem: load_calendar(path.read_text("utf-8"))
+        for path in sorted((plans_dir() / "calendars").glob("*.yaml"))
+    }
 
 
 def shipped_plan_text(plan_id: str) -> str:
@@ -42,4 +46,11 @@ def shipped_plan_text(plan_id: str) -> str:
 
 def parse_plan(text: str) -> CampaignPlan:
     """Load and check a plan's YAML (raises :class:`PlanError` with every field error)."""
-    return load_plan(text, supplement=supplement())
+    return load_plan(text, calendars=calendar_library())
+
+
+def check_kickoff(plan: CampaignPlan, round_plan_id: str, starts_at: datetime) -> RoundSchedule:
+    """The round's schedule for a start at ``starts_at``, resolved as the round will run it;
+    a year with no calendar data is a :class:`PlanError` on ``starts_at`` naming the year
+    (422), before any workflow starts."""
+    return resolve_kickoff(plan, round_plan_id, starts_at, field="starts_at")

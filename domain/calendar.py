@@ -29,7 +29,10 @@ class CalendarGap(ValueError):
     """A date falls in a year with no holiday data."""
 
     def __init__(self, year: int) -> None:
-        super().__init__(f"{year}年没有法定节假日与调休数据，请在计划的 calendar 中补充该年安排")
+        super().__init__(
+            f"{year}年没有法定节假日与调休数据，请在计划的 calendar 中补充该年安排"
+            "（或以 calendar.include 选用补充日历）"
+        )
         self.year = year
 
 

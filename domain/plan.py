@@ -163,7 +163,12 @@ class LadderPlan(BaseModel):
 
 
 class CalendarPlan(BaseModel):
-    """The plan's additions to the PRC calendar."""
+    """The plan's additions to the PRC calendar.
+
+    Nothing is added behind the plan's back: a supplementary calendar file (``plans/
+    calendars/<name>.yaml``) counts only when the plan names it in ``include``; the loader
+    merges the named files' days and years in (``domain.plan_loader.load_plan``).
+    """
 
     model_config = _FROZEN
 
@@ -171,6 +176,8 @@ class CalendarPlan(BaseModel):
     workdays: tuple[date, ...] = ()
     # Years the plan vouches for (weekends plus its listed holidays and make-up days).
     supplied_years: tuple[int, ...] = ()
+    # Supplementary calendar files the plan chooses explicitly, by name (file stem).
+    include: tuple[str, ...] = ()
 
     def build(self) -> WorkingCalendar:
         """The working calendar this plan implies."""
@@ -186,6 +193,7 @@ class CalendarPlan(BaseModel):
             holidays=tuple(sorted(set(self.holidays) | set(other.holidays))),
             workdays=tuple(sorted(set(self.workdays) | set(other.workdays))),
             supplied_years=tuple(sorted(set(self.supplied_years) | set(other.supplied_years))),
+            include=tuple(dict.fromkeys((*self.include, *other.include))),
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, time
 from typing import Any
 
@@ -11,7 +12,7 @@ from pydantic import ValidationError
 from domain.calendar import SHANGHAI, CalendarGap
 from domain.errors import FieldError, PlanError
 from domain.plan import CalendarPlan, CampaignPlan
-from domain.schedule import resolve_schedule
+from domain.schedule import RoundSchedule, resolve_round
 
 # pydantic's English messages, in the words a county office clerk reads.
 _REASONS: dict[str, str] = {
@@ -87,11 +88,19 @@ def _parse_yaml(text: str) -> Any:
         raise PlanError([FieldError(field="(yaml)", reason=f"YAML 格式错误（{where}）")]) from exc
 
 
-def load_plan(text: str, *, supplement: CalendarPlan | None = None) -> CampaignPlan:
+def load_plan(
+    text: str,
+    *,
+    supplement: CalendarPlan | None = None,
+    calendars: Mapping[str, CalendarPlan] | None = None,
+) -> CampaignPlan:
     """Parse and validate a plan; check every round's deadlines against the calendar.
 
-    ``supplement`` adds calendar years and days from elsewhere (e.g. a provisional calendar
-    for a year the State Council has not yet published).
+    The plan's calendar is what the plan itself supplies plus the ``chinese-calendar``
+    package. ``calendars`` are the supplementary calendar files available by name (e.g.
+    ``{"2027-provisional": ...}``): only those the plan names in ``calendar.include`` are
+    merged in. ``supplement`` is one the caller chose explicitly (the CLI's
+    ``--calendar``).
     """
     data = _parse_yaml(text)
     if not isinstance(data, dict):
@@ -100,10 +109,34 @@ def load_plan(text: str, *, supplement: CalendarPlan | None = None) -> CampaignP
         plan = CampaignPlan.model_validate(data)
     except ValidationError as exc:
         raise PlanError(field_errors(exc)) from exc
+    calendar = _with_includes(plan.calendar, calendars or {})
     if supplement is not None:
-        plan = plan.model_copy(update={"calendar": plan.calendar.merged(supplement)})
+        calendar = calendar.merged(supplement)
+    if calendar != plan.calendar:
+        plan = plan.model_copy(update={"calendar": calendar})
     check_calendar(plan)
     return plan
+
+
+def _with_includes(calendar: CalendarPlan, available: Mapping[str, CalendarPlan]) -> CalendarPlan:
+    """The plan's calendar with the supplementary files it names merged in."""
+    errors: list[FieldError] = []
+    merged = calendar
+    for index, name in enumerate(calendar.include):
+        chosen = available.get(name)
+        if chosen is None:
+            known = "、".join(sorted(available)) or "无"
+            errors.append(
+                FieldError(
+                    field=f"calendar.include[{index}]",
+                    reason=f"没有补充日历 {name}（可选：{known}）",
+                )
+            )
+            continue
+        merged = merged.merged(chosen)
+    if errors:
+        raise PlanError(errors)
+    return merged
 
 
 def load_calendar(text: str) -> CalendarPlan:
@@ -121,7 +154,7 @@ def check_calendar(plan: CampaignPlan) -> None:
     for index, round_plan in enumerate(plan.rounds):
         start = datetime.combine(round_plan.starts_on, time(0), SHANGHAI)
         try:
-            resolve_schedule(plan, round_plan, start)
+            resolve_round(plan, round_plan, start)
         except CalendarGap as gap:
             errors.append(FieldError(field=f"rounds[{index}]", reason=str(gap)))
         except PlanError as exc:
@@ -130,3 +163,27 @@ def check_calendar(plan: CampaignPlan) -> None:
             )
     if errors:
         raise PlanError(errors)
+
+
+def resolve_kickoff(
+    plan: CampaignPlan,
+    round_plan_id: str,
+    kicked_off_at: datetime,
+    *,
+    field: str = "starts_at",
+) -> RoundSchedule:
+    """The round's schedule for a kick-off at ``kicked_off_at`` (:func:`resolve_round`), or
+    a :class:`PlanError` naming ``field`` and, for a calendar gap, the year: what the API
+    answers with 422 at round creation and kick-off, and the CLI prints, before any
+    workflow starts."""
+    try:
+        round_plan = plan.round(round_plan_id)
+    except KeyError:
+        raise PlanError([FieldError(field="round_plan_id", reason="计划中没有该轮次")]) from None
+    try:
+        return resolve_round(plan, round_plan, kicked_off_at)
+    except CalendarGap as gap:
+        raise PlanError([FieldError(field=field, reason=str(gap))]) from None
+    except PlanError as exc:
+        # E.g. a plan with absolute dates kicked off on another day: the start is at fault.
+        raise PlanError([FieldError(field=field, reason=e.reason) for e in exc.errors]) from None

@@ -1,5 +1,6 @@
-"""Calendar supplements: extra calendar files merged into a plan, and years with no holiday
-data vouched for as weekends-only (which only a simulation may do)."""
+"""Calendar supplements: calendar files chosen explicitly (``--calendar``, or named by the
+plan's ``calendar.include``) merged into a plan, and years with no holiday data vouched for
+as weekends-only (which only a simulation may do)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,18 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from chuangzheng.settings import repo_root
 from domain.calendar import CalendarGap, deadline_day
 from domain.plan import CalendarPlan, CampaignPlan, RoundPlan
 from domain.plan_loader import load_calendar, load_plan
-from domain.schedule import RoundSchedule, is_rebased, resolve_schedule
+from domain.schedule import RoundSchedule, resolve_round
 
 from .model import SimulationError
 
 
 def load_plan_files(plan_path: Path, calendar_paths: Iterable[Path] = ()) -> CampaignPlan:
-    """Load a plan file with supplementary calendar files merged into its calendar.
+    """Load a plan file with the calendar files given (``--calendar``) merged into its
+    calendar, and those it names in ``calendar.include`` (from ``plans/calendars/``).
 
     Raises :class:`domain.errors.PlanError` (field errors in Chinese) or ``OSError``.
     """
@@ -24,7 +27,17 @@ def load_plan_files(plan_path: Path, calendar_paths: Iterable[Path] = ()) -> Cam
     for path in calendar_paths:
         extra = load_calendar(path.read_text("utf-8"))
         supplement = extra if supplement is None else supplement.merged(extra)
-    return load_plan(plan_path.read_text("utf-8"), supplement=supplement)
+    return load_plan(
+        plan_path.read_text("utf-8"), supplement=supplement, calendars=calendar_library()
+    )
+
+
+def calendar_library() -> dict[str, CalendarPlan]:
+    """The shipped supplementary calendars a plan may name in ``calendar.include``."""
+    return {
+        path.stem: load_calendar(path.read_text("utf-8"))
+        for path in sorted((repo_root() / "plans" / "calendars").glob("*.yaml"))
+    }
 
 
 def resolve_with_gaps(
@@ -40,13 +53,12 @@ def resolve_with_gaps(
     filled: set[int] = set()
     while True:
         try:
-            schedule = resolve_schedule(
-                plan, round_plan, starts_at, rebased=is_rebased(round_plan, starts_at)
-            )
-            # The scripts act up to a few units past the ladder; make sure those days exist.
-            calendar = plan.calendar.build()
+            schedule = resolve_round(plan, round_plan, starts_at)
+            # The scripts act up to a few units past the ladder; make sure those days have
+            # data (the pinned calendar's margin then reaches them too: it runs on as far
+            # as data exists, up to half a year past the ladder).
             last = schedule.windows[-1].deadline
-            calendar.is_workday(deadline_day(last) + timedelta(days=60))
+            plan.calendar.build().is_workday(deadline_day(last) + timedelta(days=60))
             return plan, schedule
         except CalendarGap as gap:
             if not fill_gaps or gap.year in filled:

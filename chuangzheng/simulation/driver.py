@@ -102,7 +102,8 @@ class Simulation:
             self.say(warning)
         round_plan = plan.round(self.round_plan.id)
         ladder = plan.ladder_for(round_plan)
-        calendar = plan.calendar.build()
+        # The round's pinned calendar, the one its workflows compute with.
+        calendar = schedule.calendar or plan.calendar.build()
         rng = random.Random(self.seed)
         behaviours = assign_behaviours([o.id for o in self.organisations], self.mix, rng)
         scripter = Scripter(Timing(ladder, calendar), schedule, rng, starts_at)

@@ -14,8 +14,8 @@ from domain.calendar import SHANGHAI, UTC, CalendarGap, deadline_day
 from domain.errors import FieldError, PlanError
 from domain.organisation import OrgType
 from domain.phases import WORKING_PHASES, Phase
-from domain.plan import CampaignPlan, FieldKind, RungAction
-from domain.plan_loader import load_calendar, load_plan
+from domain.plan import CalendarPlan, CampaignPlan, FieldKind, RungAction
+from domain.plan_loader import load_calendar, load_plan, resolve_kickoff
 from domain.schedule import resolve_schedule
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -393,7 +393,9 @@ def test_round_reaching_2027_is_refused_naming_the_round_and_the_year() -> None:
     data = _plan(start="2026-10-08", working_days=15)
     assert _errors(data) == [
         FieldError(
-            "rounds[0]", "2027年没有法定节假日与调休数据，请在计划的 calendar 中补充该年安排"
+            "rounds[0]",
+            "2027年没有法定节假日与调休数据，请在计划的 calendar 中补充该年安排"
+            "（或以 calendar.include 选用补充日历）",
         )
     ]
 
@@ -404,7 +406,9 @@ def test_absolute_deadline_in_2027_is_refused() -> None:
     del phase["duration"]
     phase["deadline"] = "2027-03-01"
     assert FieldError(
-        "rounds[0]", "2027年没有法定节假日与调休数据，请在计划的 calendar 中补充该年安排"
+        "rounds[0]",
+        "2027年没有法定节假日与调休数据，请在计划的 calendar 中补充该年安排"
+        "（或以 calendar.include 选用补充日历）",
     ) in (_errors(data))
 
 
@@ -444,3 +448,50 @@ def test_unquoted_impossible_date_is_a_plan_error() -> None:
     assert "starts_on: 2025-02-30" in text
     errors = _errors(text)
     assert errors and all(e.reason for e in errors)
+
+
+# ── supplementary calendars are chosen, never merged silently ─────────────────────────
+
+
+def _library() -> dict[str, CalendarPlan]:
+    return {"2027-provisional": load_calendar(CALENDAR_2027.read_text(encoding="utf-8"))}
+
+
+def test_a_calendar_file_counts_only_when_the_plan_includes_it() -> None:
+    data = _plan(start="2026-10-08", working_days=15)
+    # Available but not chosen: the year is still a gap.
+    with pytest.raises(PlanError) as refused:
+        load_plan(_dump(data), calendars=_library())
+    assert refused.value.errors[0].field == "rounds[0]"
+    assert "2027年" in refused.value.errors[0].reason
+    data["calendar"] = {"include": ["2027-provisional"]}
+    plan = load_plan(_dump(data), calendars=_library())
+    assert 2027 in plan.calendar.supplied_years
+    assert plan.calendar.include == ("2027-provisional",)
+    assert date(2027, 1, 1) in plan.calendar.holidays
+
+
+def test_an_unknown_calendar_include_is_refused_with_the_choices() -> None:
+    data = _plan()
+    data["calendar"] = {"include": ["2028-guess"]}
+    with pytest.raises(PlanError) as refused:
+        load_plan(_dump(data), calendars=_library())
+    assert refused.value.errors == [
+        FieldError("calendar.include[0]", "没有补充日历 2028-guess（可选：2027-provisional）")
+    ]
+
+
+def test_a_rebased_kickoff_into_a_year_without_data_names_the_year() -> None:
+    plan = _load("seed-002.yaml")
+    start = datetime(2026, 11, 30, 9, 0, tzinfo=SHANGHAI)
+    with pytest.raises(PlanError) as refused:
+        resolve_kickoff(plan, "round-1", start)
+    [error] = refused.value.errors
+    assert error.field == "starts_at"
+    assert error.reason.startswith("2027年没有法定节假日与调休数据")
+    with pytest.raises(PlanError) as unknown:
+        resolve_kickoff(plan, "round-9", start)
+    assert unknown.value.errors[0].field == "round_plan_id"
+    # At its own date the round resolves, with its calendar pinned.
+    schedule = resolve_kickoff(plan, "round-1", datetime(2010, 5, 4, 9, tzinfo=SHANGHAI))
+    assert schedule.calendar is not None
