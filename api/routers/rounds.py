@@ -23,7 +23,7 @@ from api.deps import (
 )
 from api.errors import ApiError, not_found
 from api.idempotency import idempotent
-from api.plans import parse_plan, shipped_plan_text
+from api.plans import check_kickoff, parse_plan, shipped_plan_text
 from api.workflow_calls import query, update
 from chuangzheng.schedules import delete_schedules, ensure_schedules
 from domain.actions import CloseRound
@@ -98,6 +98,9 @@ async def create_round(
             raise PlanError([FieldError(field="round_plan_id", reason="计划中没有该轮次")])
         round_plan = plan.round(body.round_plan_id)
         now = datetime.now(UTC)
+        # A start that reaches a year with no calendar data is refused now (422, the year
+        # named), not found by the workflow after a 201.
+        check_kickoff(plan, round_plan.id, body.starts_at or now)
         with sessions.begin() as session:
             if session.get(RoundRow, body.round_id) is not None:
                 raise ApiError(409, "duplicate", "轮次编号已存在")
@@ -210,6 +213,8 @@ async def kick_off(
                 actor=_actor(user, request),
                 starts_at=starts_at,
             )
+            # Refused with the year named (422, nothing written) before any workflow starts.
+            check_kickoff(kickoff.plan, kickoff.round_plan_id, starts_at)
             if kickoff.plan.ladder_for(
                 kickoff.plan.round(kickoff.round_plan_id)
             ).blue_within.minutes:
