@@ -200,8 +200,8 @@ def reresolve_round(
     calendar data (e.g. the State Council's notice for a new year) added to the plan's:
     what a calendar update (``domain.actions.CalendarUpdate``) carries to every
     organisation. Raises like :func:`resolve_round`."""
-    merged = plan.calendar.merged(published)
-    return resolve_round(plan, round_plan, kicked_off_at, calendar=merged.build())
+    updated = plan.model_copy(update={"calendar": plan.calendar.merged(published)})
+    return resolve_round(updated, round_plan, kicked_off_at)
 
 
 def resolve_schedule(
