@@ -43,6 +43,8 @@ class CampaignSnapshot(BaseModel):
     closed: bool
     event_seq: int
     updated_at: datetime
+    # Share of the current phase's required steps settled, for the round's cohort check.
+    progress: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class EventBatch(BaseModel):

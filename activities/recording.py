@@ -110,6 +110,7 @@ def _status_row(snapshot: CampaignSnapshot) -> dict[str, Any]:
         "closed": snapshot.closed,
         "event_seq": snapshot.event_seq,
         "updated_at": snapshot.updated_at,
+        "progress": snapshot.progress,
     }
 
 

@@ -27,7 +27,20 @@ from activities.contracts import (
     StartBatch,
     StartReport,
 )
+from activities.round_contracts import (
+    AggregateRequest,
+    CohortCheck,
+    CohortReport,
+    FanOutReport,
+    RoundAggregate,
+    RoundFanOut,
+    RoundStatusRecord,
+    ScheduleRequest,
+    StartRange,
+    StartRangeReport,
+)
 from domain.evaluation import EvaluationResult
+from domain.schedule import RoundSchedule
 from workflows.evaluation_contracts import (
     CloseEvaluation,
     EvaluationWindow,
@@ -91,6 +104,26 @@ START_ORGANISATION_WORKFLOWS: ActivityRef[StartBatch, StartReport] = ActivityRef
 )
 SIGNAL_ORGANISATIONS: ActivityRef[SignalBatch, SignalReport] = ActivityRef(
     "signal_organisations", SignalBatch, SignalReport
+)
+
+# ----- the bounded round (activities.round_progress, activities.round_fanout) --------------
+RESOLVE_ROUND_SCHEDULE: ActivityRef[ScheduleRequest, RoundSchedule] = ActivityRef(
+    "resolve_round_schedule", ScheduleRequest, RoundSchedule
+)
+RECORD_ROUND_STATUS: ActivityRef[RoundStatusRecord, bool] = ActivityRef(
+    "record_round_status", RoundStatusRecord, bool
+)
+LOAD_ROUND_AGGREGATE: ActivityRef[AggregateRequest, RoundAggregate] = ActivityRef(
+    "load_round_aggregate", AggregateRequest, RoundAggregate
+)
+START_ROUND_ORGANISATIONS: ActivityRef[StartRange, StartRangeReport] = ActivityRef(
+    "start_round_organisations", StartRange, StartRangeReport
+)
+FAN_OUT_ROUND_SIGNAL: ActivityRef[RoundFanOut, FanOutReport] = ActivityRef(
+    "fan_out_round_signal", RoundFanOut, FanOutReport
+)
+CHECK_ROUND_COHORTS: ActivityRef[CohortCheck, CohortReport] = ActivityRef(
+    "check_round_cohorts", CohortCheck, CohortReport
 )
 
 # ----- 群众评议 (activities.evaluations) -----------------------------------------------------

@@ -87,6 +87,9 @@ class RoundExtensionRequest(BaseModel):
     phase: Phase
     new_deadline: datetime
     reason: str
+    # The county office's idempotency key: a retried request (same id) adds no second
+    # extension. None only in histories of the legacy round, which did not dedupe.
+    request_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class RoundProgress(BaseModel):
@@ -103,6 +106,11 @@ class RoundProgress(BaseModel):
     by_light: dict[Light, int]
     overdue: int
     outcomes: dict[Phase, dict[Outcome, int]]
+    # The bounded round (``CampaignRound``) fills these from the read model; the legacy
+    # round leaves the defaults.
+    reported: int = 0
+    behind: int = 0
+    as_of: datetime | None = None
 
 
 class RoundWorkflowState(BaseModel):

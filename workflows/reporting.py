@@ -43,6 +43,7 @@ def snapshot_of(campaign: Campaign, now: datetime) -> CampaignSnapshot:
         closed=state.closed,
         event_seq=state.event_seq,
         updated_at=now,
+        progress=phase_progress(current) if current else 1.0,
     )
 
 

@@ -1,279 +1,354 @@
-"""``CampaignRoundWorkflow``: the county office's kick-off of one round.
+"""``CampaignRound``: the county office's round, with state that does not grow with the county.
 
-It pages through the roster and starts one organisation workflow per organisation in
-scope through an activity (start with "use existing" semantics, so kicking off twice never
-makes duplicates, and no pending-child limits apply), in batches. Round-wide actions
-(extend a phase for everyone, close the round) fan out the same way. Organisations report
-their progress by signal; the ``progress`` query aggregates it.
+The round holds its terms, a content-addressed reference to its plan, its pinned schedule,
+the kick-off cursor, the round-wide actions (each with its idempotency key) and close;
+nothing per organisation (``workflows.round_contracts.RoundState``). Everything about the
+organisations lives in their own workflows and in the read model:
 
-Every ``cohort_check_every`` of workflow time (a durable timer) the round compares each
-organisation with the pro-rata schedule (序时进度) and its township and system cohorts
-(``domain.cohort``) and signals ``set_behind_schedule`` to those whose verdict changed: their
-light turns yellow, or back.
+- kick-off: ``start_round_organisations`` starts a range of the roster scope, pipelined,
+  and returns counts; the round keeps the offset;
+- round-wide actions (extension, close) fan out through ``fan_out_round_signal``, which
+  pages through the roster scope up to the offset and checkpoints in heartbeats;
+- one durable timer (``cohort_check_every``) runs the cohort check over the read model
+  (``check_round_cohorts``: yellow lights, only changed verdicts are signalled) and fetches
+  the aggregate (``load_round_aggregate``); the round completes when the read model shows
+  every started organisation completed or closed;
+- the round's status in the read model (``record_round_status``) follows the workflow:
+  running, completed, failed (with the reason, before the failure), closed.
+
+Organisations do not report to the round; ``org_progress`` is a no-op kept so that signals
+of organisations started by the legacy round are accepted. The legacy type
+(``CampaignRoundWorkflow``, workflows/round_legacy.py) stays registered for rounds in flight.
+See docs/workflows.md.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import (
-        RosterPage,
-        RosterPageRequest,
-        SignalBatch,
-        SignalReport,
-        StartBatch,
-        StartReport,
+    from activities.round_contracts import (
+        AggregateRequest,
+        CohortCheck,
+        RoundAggregate,
+        RoundFanOut,
+        RoundScope,
+        RoundSignal,
+        RoundSignalKind,
+        RoundStatus,
+        RoundStatusRecord,
+        ScheduleRequest,
+        StartRange,
     )
     from domain.actions import CloseRound, RoundExtension
-    from domain.calendar import CalendarGap
-    from domain.cohort import BehindSchedule, behind_schedule
-    from domain.errors import DomainError
     from domain.organisation import Role
-    from domain.phases import Phase
-    from domain.schedule import RoundSchedule, is_rebased, resolve_schedule
-    from workflows.common import ACTIVITY_RETRY, refusal
-    from workflows.contracts import (
-        OrgProgress,
-        RoundExtensionRequest,
-        RoundInput,
-        RoundProgress,
-        RoundWorkflowState,
+    from domain.phases import WORKING_PHASES, Phase
+    from domain.schedule import RoundSchedule
+    from workflows import activity_refs as refs
+    from workflows.common import ACTIVITY_RETRY, ACTIVITY_TIMEOUT
+    from workflows.contracts import OrgProgress, RoundExtensionRequest, RoundProgress
+    from workflows.ids import round_workflow_id
+    from workflows.reporting import schedule_pro_rata
+    from workflows.round_contracts import (
+        CampaignRoundInput,
+        RoundActionResult,
+        RoundState,
     )
-    from workflows.ids import organisation_workflow_id, round_workflow_id
-    from workflows.reporting import aggregate_progress, cohort_members, schedule_pro_rata
 
-BATCH_TIMEOUT = timedelta(minutes=5)
-# Rounds started before this patch have no cohort-check timer in their histories.
-COHORT_CHECK_PATCH = "cohort-check"
+# The legacy type, registered beside this one for rounds kicked off before it.
+from workflows.round_legacy import CampaignRoundWorkflow
+
+__all__ = ["ROUND_WORKFLOW_TYPE", "CampaignRound", "CampaignRoundWorkflow"]
+
+#: The type name every new kick-off starts.
+ROUND_WORKFLOW_TYPE = "CampaignRound"
+# Long activities checkpoint in heartbeats; a dead worker is noticed within a minute and
+# the retry resumes at the checkpoint.
+FAN_OUT_TIMEOUT = timedelta(hours=1)
+HEARTBEAT_TIMEOUT = timedelta(seconds=60)
+CLOSE_ACTION_ID = "close"
 
 
-@workflow.defn
-class CampaignRoundWorkflow:
-    """One workflow per round: ``round/<round_id>``."""
+@workflow.defn(name=ROUND_WORKFLOW_TYPE)
+class CampaignRound:
+    """One workflow per round: ``round/<round_id>`` (``workflows.ids.round_workflow_id``)."""
 
     @workflow.init
-    def __init__(self, input: RoundInput) -> None:
-        kickoff = input.kickoff
-        self._state = input.state or RoundWorkflowState(
-            kickoff=kickoff, starts_at=kickoff.starts_at or workflow.now()
+    def __init__(self, input: CampaignRoundInput) -> None:
+        self._terms = input.terms
+        self._plan_ref = input.plan_ref
+        self._state = input.state or RoundState(
+            schedule=input.schedule,
+            starts_at=input.terms.starts_at or workflow.now(),
         )
         self._wake = False
-        self._cohort_due = False
-        self._clock: asyncio.Task[None] | None = None
 
+    # ----- the main loop -----------------------------------------------------------------
     @workflow.run
-    async def run(self, input: RoundInput) -> RoundProgress:
-        schedule = self._schedule()
-        # A close that arrives while starting stops the starting too.
-        while not self._state.starting_done and self._state.close is None:
-            await self._start_next_batch(schedule)
-            await self._fan_out()
-            await self._maybe_continue_as_new(input)
-        if workflow.patched(COHORT_CHECK_PATCH):
-            # One long timer beside the loop, so progress signals do not restart it.
-            self._clock = asyncio.create_task(self._cohort_clock())
-        while not self._finished():
-            await workflow.wait_condition(lambda: self._wake or self._history_too_long())
-            # Cleared after the wait, before the work: a close or an extension arriving
-            # while a fan-out is in flight wakes the next wait instead of being missed.
-            self._wake = False
-            await self._fan_out()
-            if self._cohort_due:
-                await self._check_cohorts(schedule)
-            await self._maybe_continue_as_new(input)
-        if self._clock is not None:
-            self._clock.cancel()
+    async def run(self, input: CampaignRoundInput) -> RoundProgress:
+        state = self._state
+        try:
+            if state.recorded is None:
+                await self._record(RoundStatus.RUNNING)
+            schedule = state.schedule or await self._resolve_schedule()
+            state.schedule = schedule
+            # A close that arrives while starting stops the starting too.
+            while not state.cursor.done and state.close is None:
+                await self._start_next_range(schedule)
+                await self._fan_out()
+                await self._maybe_continue_as_new()
+            if state.next_check is None:
+                state.next_check = workflow.now()  # first aggregate right after kick-off
+            while not await self._finished(schedule):
+                timeout = max(timedelta(0), state.next_check - workflow.now())
+                with contextlib.suppress(TimeoutError):  # the timer fired: time to check
+                    await workflow.wait_condition(
+                        lambda: self._wake or self._history_too_long(), timeout=timeout
+                    )
+                # Cleared after the wait, before the work: an action arriving while a
+                # fan-out is in flight wakes the next wait instead of being missed.
+                self._wake = False
+                await self._fan_out()
+                await self._maybe_continue_as_new()
+        except (ActivityError, ApplicationError) as exc:
+            failure = _application_error(exc)
+            if failure is None:
+                raise
+            await self._record(RoundStatus.FAILED, reason=failure.message)
+            raise failure from None
+        await self._record(RoundStatus.CLOSED if state.close else RoundStatus.COMPLETED)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.progress()
 
-    async def _cohort_clock(self) -> None:
-        """Wake the main loop for a cohort check every ``cohort_check_every``."""
+    async def _finished(self, schedule: RoundSchedule) -> bool:
+        """Closed and told everyone, or (on the timer) every started organisation is
+        completed or closed in the read model."""
         state = self._state
-        while True:
-            if state.next_cohort_check is None:
-                state.next_cohort_check = workflow.now() + state.kickoff.cohort_check_every
-            delay = state.next_cohort_check - workflow.now()
-            if delay > timedelta(0):
-                await workflow.sleep(delay)
-            self._cohort_due = self._wake = True
-            await workflow.wait_condition(lambda: not self._cohort_due)
+        if state.close is not None and state.close_sent:
+            await self._aggregate()  # the final counts, for the query and the result
+            return True
+        if state.close is not None or state.next_check is None:
+            return False
+        if workflow.now() < state.next_check:
+            return False
+        await self._check_cohorts(schedule)
+        aggregate = await self._aggregate()
+        state.next_check = workflow.now() + self._terms.cohort_check_every
+        started = state.cursor.offset
+        return state.cursor.done and aggregate.finished >= started
 
-    async def _check_cohorts(self, schedule: RoundSchedule) -> None:
-        """Compare everyone with the schedule and their cohorts; tell those whose verdict
-        changed (two batched signals: now behind, no longer behind)."""
-        state, now = self._state, workflow.now()
-        members = cohort_members(state)
-        behind = behind_schedule(
-            members,
-            schedule_pro_rata(schedule, state.extensions[: state.extensions_sent], now),
-            tolerance=state.kickoff.behind_tolerance,
+    # ----- activities ----------------------------------------------------------------------
+    def _scope(self) -> RoundScope:
+        terms = self._terms
+        return RoundScope(
+            round_id=terms.round_id,
+            round_workflow_id=round_workflow_id(terms.round_id),
+            plan_ref=self._plan_ref,
+            round_plan_id=terms.round_plan_id,
+            roster_source=terms.roster_source,
         )
-        before = set(state.behind)
-        round_id = state.kickoff.round_id
-        for ids, verdict in ((behind - before, True), (before - behind, False)):
-            if ids:
-                await self._signal(
-                    [organisation_workflow_id(round_id, org_id) for org_id in sorted(ids)],
-                    "set_behind_schedule",
-                    BehindSchedule(behind=verdict, as_of=now).model_dump(mode="json"),
-                )
-        state.behind = sorted(behind)
-        state.next_cohort_check = now + state.kickoff.cohort_check_every
-        self._cohort_due = False
-        if behind != before:
-            workflow.logger.info(
-                "round %s: %d behind schedule (+%d, -%d)",
-                round_id,
-                len(behind),
-                len(behind - before),
-                len(before - behind),
-            )
 
-    def _schedule(self) -> RoundSchedule:
-        kickoff = self._state.kickoff
-        round_plan = kickoff.plan.round(kickoff.round_plan_id)
-        try:
-            return resolve_schedule(
-                kickoff.plan,
-                round_plan,
-                self._state.starts_at,
-                rebased=is_rebased(round_plan, self._state.starts_at),
-            )
-        except CalendarGap as gap:
-            raise ApplicationError(str(gap), type="calendar_gap", non_retryable=True) from None
-        except DomainError as exc:
-            raise refusal(exc) from None
-
-    async def _start_next_batch(self, schedule: RoundSchedule) -> None:
-        state, kickoff = self._state, self._state.kickoff
-        scope = kickoff.plan.round(kickoff.round_plan_id).scope
-        page: RosterPage = await workflow.execute_activity(
-            "load_roster_page",
-            RosterPageRequest(
-                source=kickoff.roster_source,
-                types=scope.types,
-                townships=scope.townships,
-                offset=state.offset,
-                limit=kickoff.batch_size,
+    async def _resolve_schedule(self) -> RoundSchedule:
+        """Resolve once, in an activity: the result is pinned in this history."""
+        return await refs.execute(
+            refs.RESOLVE_ROUND_SCHEDULE,
+            ScheduleRequest(
+                plan_ref=self._plan_ref,
+                round_plan_id=self._terms.round_plan_id,
+                starts_at=self._state.starts_at,
             ),
-            start_to_close_timeout=BATCH_TIMEOUT,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
-            result_type=RosterPage,
         )
-        state.total = page.total
-        if not page.organisations:
-            state.starting_done = True
-            return
-        report: StartReport = await workflow.execute_activity(
-            "start_organisation_workflows",
-            StartBatch(
-                round_id=kickoff.round_id,
-                round_workflow_id=round_workflow_id(kickoff.round_id),
-                plan=kickoff.plan,
-                round_plan_id=kickoff.round_plan_id,
+
+    async def _record(self, status: RoundStatus, *, reason: str = "") -> None:
+        state, terms = self._state, self._terms
+        await refs.execute(
+            refs.RECORD_ROUND_STATUS,
+            RoundStatusRecord(
+                round_id=terms.round_id,
+                status=status,
+                reason=reason,
+                started=state.cursor.offset,
+                total=state.cursor.total,
+                starting_done=state.cursor.done,
+                at=workflow.now(),
+                round_plan_id=terms.round_plan_id,
+                kicked_off_by=terms.actor.user,
+                starts_at=state.starts_at,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        state.recorded = status
+
+    async def _start_next_range(self, schedule: RoundSchedule) -> None:
+        state, terms = self._state, self._terms
+        report = await refs.execute(
+            refs.START_ROUND_ORGANISATIONS,
+            StartRange(
+                scope=self._scope(),
                 schedule=schedule,
-                organisations=page.organisations,
-                history_limit=kickoff.history_limit,
+                offset=state.cursor.offset,
+                limit=terms.start_chunk,
+                page_size=terms.page_size,
+                concurrency=terms.concurrency,
+                history_limit=terms.org_history_limit,
+                signals=tuple(self._extension_signal(i) for i in range(len(state.extensions))),
             ),
-            start_to_close_timeout=BATCH_TIMEOUT,
-            heartbeat_timeout=timedelta(seconds=60),
+            start_to_close_timeout=FAN_OUT_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
-            result_type=StartReport,
         )
-        state.started_ids.extend(report.workflow_ids)
-        state.offset += len(page.organisations)
+        state.cursor.offset = report.next_offset
+        state.cursor.total = report.total
+        state.cursor.done = report.next_offset >= report.total
+        await self._record(RoundStatus.RUNNING)  # the cursor, for the status page
         workflow.logger.info(
-            "round %s: started %d, existing %d (offset %d of %s)",
-            kickoff.round_id,
+            "round %s: started %d, existing %d (offset %d of %d)",
+            terms.round_id,
             report.started,
             report.existing,
-            state.offset,
-            state.total,
+            report.next_offset,
+            report.total,
+        )
+
+    def _extension_signal(self, index: int) -> RoundSignal:
+        request = self._state.extensions[index]
+        extension = RoundExtension(
+            extension_id=f"{self._terms.round_id}/round-ext-{index + 1}",
+            phase=request.phase,
+            new_deadline=request.new_deadline,
+            reason=request.reason,
+            actor=request.actor,
+        )
+        return RoundSignal(
+            kind=RoundSignalKind.APPLY_ROUND_EXTENSION, payload=extension.model_dump(mode="json")
+        )
+
+    async def _signal_started(self, signal: RoundSignal) -> None:
+        """Send ``signal`` to every organisation started so far."""
+        await refs.execute(
+            refs.FAN_OUT_ROUND_SIGNAL,
+            RoundFanOut(
+                scope=self._scope(),
+                signal=signal,
+                upto=self._state.cursor.offset,
+                page_size=self._terms.page_size,
+                concurrency=self._terms.concurrency,
+            ),
+            start_to_close_timeout=FAN_OUT_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
         )
 
     async def _fan_out(self) -> None:
-        """Send pending round-wide extensions and the close to every started organisation."""
+        """Send pending round-wide extensions, then the close, to every started organisation."""
         state = self._state
         while state.extensions_sent < len(state.extensions):
-            index = state.extensions_sent
-            request = state.extensions[index]
-            extension = RoundExtension(
-                extension_id=f"{state.kickoff.round_id}/round-ext-{index + 1}",
-                phase=request.phase,
-                new_deadline=request.new_deadline,
-                reason=request.reason,
-                actor=request.actor,
-            )
-            await self._signal_all("apply_round_extension", extension.model_dump(mode="json"))
+            await self._signal_started(self._extension_signal(state.extensions_sent))
             state.extensions_sent += 1
         if state.close is not None and not state.close_sent:
-            await self._signal_all("close_round", state.close.model_dump(mode="json"))
+            await self._signal_started(
+                RoundSignal(
+                    kind=RoundSignalKind.CLOSE_ROUND, payload=state.close.model_dump(mode="json")
+                )
+            )
             state.close_sent = True
 
-    async def _signal_all(self, signal: str, payload: dict[str, object]) -> None:
-        await self._signal(self._state.started_ids, signal, payload)
-
-    async def _signal(self, ids: list[str], signal: str, payload: dict[str, object]) -> None:
-        """Signal these organisation workflows in batches, from an activity."""
-        size = self._state.kickoff.batch_size
-        for start in range(0, len(ids), size):
-            await workflow.execute_activity(
-                "signal_organisations",
-                SignalBatch(workflow_ids=ids[start : start + size], signal=signal, payload=payload),
-                start_to_close_timeout=BATCH_TIMEOUT,
-                heartbeat_timeout=timedelta(seconds=60),
-                retry_policy=ACTIVITY_RETRY,
-                result_type=SignalReport,
-            )
-
-    def _finished(self) -> bool:
-        state = self._state
-        if state.close is not None:
-            return state.close_sent
-        reported = state.progress.values()
-        return len(state.progress) >= len(state.started_ids) and all(
-            p.phase is Phase.COMPLETED or p.closed for p in reported
+    async def _check_cohorts(self, schedule: RoundSchedule) -> None:
+        state, now = self._state, workflow.now()
+        await refs.execute(
+            refs.CHECK_ROUND_COHORTS,
+            CohortCheck(
+                round_id=self._terms.round_id,
+                pro_rata=schedule_pro_rata(
+                    schedule, state.extensions[: state.extensions_sent], now
+                ),
+                tolerance=self._terms.behind_tolerance,
+                as_of=now,
+                concurrency=self._terms.concurrency,
+            ),
+            start_to_close_timeout=FAN_OUT_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
         )
 
+    async def _aggregate(self) -> RoundAggregate:
+        aggregate = await refs.execute(
+            refs.LOAD_ROUND_AGGREGATE,
+            AggregateRequest(round_id=self._terms.round_id),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        self._state.last = aggregate
+        return aggregate
+
+    # ----- continue-as-new -----------------------------------------------------------------
     def _history_too_long(self) -> bool:
-        # Every organisation reports each change by signal: thousands of events per round.
-        # The test server never suggests continue-as-new, so the round keeps its own limit.
         info = workflow.info()
         return info.is_continue_as_new_suggested() or (
-            info.get_current_history_length() > self._state.kickoff.history_limit
+            info.get_current_history_length() > self._terms.history_limit
         )
 
-    async def _maybe_continue_as_new(self, input: RoundInput) -> None:
+    async def _maybe_continue_as_new(self) -> None:
         if not self._history_too_long():
             return
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if self._clock is not None:
-            self._clock.cancel()
-        workflow.continue_as_new(RoundInput(kickoff=input.kickoff, state=self._state))
+        # Handlers ran to the end: whatever they added is in the state carried over.
+        workflow.continue_as_new(
+            CampaignRoundInput(terms=self._terms, plan_ref=self._plan_ref, state=self._state)
+        )
 
-    # ----- messages ----------------------------------------------------------------------
+    # ----- messages ------------------------------------------------------------------------
     @workflow.signal
     def org_progress(self, progress: OrgProgress) -> None:
-        """An organisation reports where it stands."""
-        self._state.progress[progress.org_id] = progress
-        self._wake = True
+        """Accepted and ignored: organisations of the legacy round still report; this round
+        reads the read model instead."""
 
     @workflow.query
     def progress(self) -> RoundProgress:
-        """Aggregate progress from the organisations' latest reports."""
-        return aggregate_progress(self._state)
+        """The round's progress as of its last aggregate (and the kick-off cursor)."""
+        state = self._state
+        last = state.last or RoundAggregate(round_id=self._terms.round_id)
+        outcomes = {phase: dict(last.outcomes.get(phase, {})) for phase in WORKING_PHASES}
+        return RoundProgress(
+            round_id=self._terms.round_id,
+            total=state.cursor.total,
+            started=state.cursor.offset,
+            starting_done=state.cursor.done,
+            closed=state.close is not None,
+            by_phase=dict(last.by_phase),
+            by_light=dict(last.by_light),
+            overdue=last.overdue,
+            outcomes=outcomes,
+            reported=last.reported,
+            behind=last.behind,
+            as_of=last.as_of,
+        )
 
     @workflow.update
-    def extend_phase(self, request: RoundExtensionRequest) -> RoundProgress:
-        """Move one phase's deadline for everyone in the round."""
-        self._state.extensions.append(request)
+    def extend_phase(self, request: RoundExtensionRequest) -> RoundActionResult:
+        """Move one phase's deadline for everyone in the round, once per request id."""
+        state = self._state
+        info = workflow.current_update_info()
+        # Without a request id, Temporal's own update id (the same on a client's retry).
+        request_id = request.request_id or (info.id if info is not None else "")
+        for index, earlier in enumerate(state.extensions):
+            if earlier.request_id == request_id:
+                return RoundActionResult(action_id=self._extension_id(index), applied=False)
+        state.extensions.append(request.model_copy(update={"request_id": request_id}))
         self._wake = True
-        return self.progress()
+        return RoundActionResult(
+            action_id=self._extension_id(len(state.extensions) - 1), applied=True
+        )
+
+    def _extension_id(self, index: int) -> str:
+        return f"{self._terms.round_id}/round-ext-{index + 1}"
 
     @extend_phase.validator
     def _validate_extend(self, request: RoundExtensionRequest) -> None:
@@ -281,6 +356,10 @@ class CampaignRoundWorkflow:
             raise ApplicationError(
                 "只有县委活动办可以统一延期", type="forbidden", non_retryable=True
             )
+        if request.request_id is not None and any(
+            e.request_id == request.request_id for e in self._state.extensions
+        ):
+            return  # a retry of an accepted request: answered, not applied again
         if request.phase is Phase.COMPLETED:
             raise ApplicationError("请选择要延期的阶段", type="invalid", non_retryable=True)
         if request.new_deadline <= workflow.now():
@@ -295,12 +374,13 @@ class CampaignRoundWorkflow:
             raise ApplicationError("本轮活动已结束", type="round_closed", non_retryable=True)
 
     @workflow.update
-    def close(self, cmd: CloseRound) -> RoundProgress:
-        """Close the round: every organisation stops where it stands."""
-        if self._state.close is None:
+    def close(self, cmd: CloseRound) -> RoundActionResult:
+        """Close the round: every organisation stops where it stands (once)."""
+        applied = self._state.close is None
+        if applied:
             self._state.close = cmd
             self._wake = True
-        return self.progress()
+        return RoundActionResult(action_id=CLOSE_ACTION_ID, applied=applied)
 
     @close.validator
     def _validate_close(self, cmd: CloseRound) -> None:
@@ -308,3 +388,16 @@ class CampaignRoundWorkflow:
             raise ApplicationError(
                 "只有县委活动办可以结束本轮活动", type="forbidden", non_retryable=True
             )
+
+
+def _application_error(exc: BaseException) -> ApplicationError | None:
+    """The business failure behind ``exc`` (a non-retryable activity failure, or our own
+    refusal), or None for anything else (which must not be recorded as the round's end)."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = cause.__cause__
+    if cause is None:
+        return None
+    return ApplicationError(
+        cause.message or str(cause), type=cause.type or "failed", non_retryable=True
+    )

@@ -49,6 +49,7 @@ from activities.tables.evaluations import (
     EvaluationRow,
 )
 from activities.tables.roster import OrganisationRow, PersonRoleRow, SystemRow, TownshipRow
+from activities.tables.round_state import RoundPlanRow, RoundVerdictRow
 
 metadata = Base.metadata
 campaign_events: Table = metadata.tables[CampaignEventRow.__tablename__]
@@ -98,7 +99,9 @@ __all__ = [
     "PersonRoleRow",
     "PhaseStatusRow",
     "RoundDefinitionRow",
+    "RoundPlanRow",
     "RoundRow",
+    "RoundVerdictRow",
     "StepStatusRow",
     "SubmissionRow",
     "SystemRow",

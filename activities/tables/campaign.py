@@ -7,10 +7,12 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Float,
     Index,
     Integer,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -69,6 +71,9 @@ class CampaignStatusRow(Base):
     closed: Mapped[bool] = mapped_column(Boolean)
     event_seq: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime]
+    # Share of the current phase's required steps settled (domain.lights.phase_progress):
+    # the round's cohort check reads it here instead of keeping it per organisation.
+    progress: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
 class NoticeRow(Base):
@@ -111,6 +116,12 @@ class RoundRow(Base):
     status: Mapped[str] = mapped_column(String(ENUM))
     kicked_off_by: Mapped[str] = mapped_column(String(ID))
     updated_at: Mapped[datetime]
+    # Written by the round workflow (activities.round_progress): why it failed, and its
+    # kick-off cursor, so the round's status page needs no query to Temporal.
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    started: Mapped[int | None] = mapped_column(Integer)
+    total: Mapped[int | None] = mapped_column(Integer)
+    starting_done: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class RoundDefinitionRow(Base):

@@ -1,0 +1,245 @@
+"""The bounded round's read-model side: its plan stored once by content address, its
+aggregate counted from ``campaign_status`` and ``phase_status``, its status row, and the
+schedule resolved once (so it is pinned in the round's history).
+
+The aggregate is also what the API's round status page shows (:func:`round_aggregate`):
+the page reads the read model and never waits on Temporal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.db import upsert_insert
+from activities.round_contracts import (
+    FINAL_STATUSES,
+    AggregateRequest,
+    RoundAggregate,
+    RoundStatusRecord,
+    ScheduleRequest,
+)
+from activities.tables import (
+    CampaignStatusRow,
+    PhaseStatusRow,
+    RoundPlanRow,
+    RoundRow,
+    RoundVerdictRow,
+)
+from activities.tables.round_state import round_plans
+from domain.calendar import CalendarGap
+from domain.errors import DomainError
+from domain.lights import Light
+from domain.phases import Phase
+from domain.plan import CampaignPlan
+from domain.schedule import RoundSchedule, is_rebased, resolve_schedule
+from domain.state import Outcome
+
+log = structlog.get_logger(__name__)
+
+# Plans parsed per worker process; a round reads its plan on every start and fan-out page.
+_PLAN_CACHE_SIZE = 32
+
+
+def plan_ref_of(plan: CampaignPlan) -> str:
+    """The plan's content address: the sha256 of its canonical JSON (224 bits, hex)."""
+    return "sha256-" + hashlib.sha256(plan.model_dump_json().encode("utf-8")).hexdigest()[:56]
+
+
+def store_plan(sessions: sessionmaker[Session], plan: CampaignPlan) -> str:
+    """Store the plan once (idempotent by content) and return its reference; whoever kicks a
+    round off calls this before starting ``CampaignRound`` with ``plan_ref``."""
+    ref = plan_ref_of(plan)
+    with sessions.begin() as session:
+        stmt = upsert_insert(session, round_plans).values(
+            plan_ref=ref,
+            campaign_id=plan.id,
+            plan_json=plan.model_dump_json(),
+            created_at=datetime.now(UTC),
+        )
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["plan_ref"]))
+    return ref
+
+
+class PlanStore:
+    """Plans by reference, parsed once per process (a small LRU)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._cache: OrderedDict[str, CampaignPlan] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, ref: str) -> CampaignPlan:
+        """The stored plan; a missing one is a non-retryable failure (a kick-off bug)."""
+        with self._lock:
+            plan = self._cache.get(ref)
+            if plan is not None:
+                self._cache.move_to_end(ref)
+                return plan
+        with self._sessions() as session:
+            row = session.get(RoundPlanRow, ref)
+            if row is None:
+                raise ApplicationError(
+                    f"轮次计划 {ref} 不在数据库中", type="plan_missing", non_retryable=True
+                )
+            plan = CampaignPlan.model_validate_json(row.plan_json)
+        with self._lock:
+            self._cache[ref] = plan
+            while len(self._cache) > _PLAN_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return plan
+
+
+def round_aggregate(session: Session, round_id: str, *, as_of: datetime) -> RoundAggregate:
+    """Count the round's organisations by phase, light, overdue, finished and behind, and
+    its phases by outcome: a handful of GROUP BY queries over indexed columns."""
+    status = CampaignStatusRow
+    where = status.round_id == round_id
+    by_phase: dict[Phase, int] = {}
+    by_light: dict[Light, int] = {}
+    for phase, light, count in session.execute(
+        select(status.phase, status.light, func.count())
+        .where(where)
+        .group_by(status.phase, status.light)
+    ):
+        by_phase[Phase(phase)] = by_phase.get(Phase(phase), 0) + count
+        by_light[Light(light)] = by_light.get(Light(light), 0) + count
+    reported = sum(by_phase.values())
+    overdue = session.scalar(select(func.count()).where(where, status.overdue.is_(True))) or 0
+    finished = (
+        session.scalar(
+            select(func.count()).where(
+                where, (status.phase == Phase.COMPLETED.value) | status.closed.is_(True)
+            )
+        )
+        or 0
+    )
+    behind = (
+        session.scalar(
+            select(func.count()).where(
+                RoundVerdictRow.round_id == round_id, RoundVerdictRow.behind.is_(True)
+            )
+        )
+        or 0
+    )
+    outcomes: dict[Phase, dict[Outcome, int]] = {}
+    for phase, outcome, count in session.execute(
+        select(PhaseStatusRow.phase, PhaseStatusRow.outcome, func.count())
+        .where(PhaseStatusRow.round_id == round_id, PhaseStatusRow.outcome.is_not(None))
+        .group_by(PhaseStatusRow.phase, PhaseStatusRow.outcome)
+    ):
+        if outcome is not None:
+            outcomes.setdefault(Phase(phase), {})[Outcome(outcome)] = count
+    return RoundAggregate(
+        round_id=round_id,
+        reported=reported,
+        finished=finished,
+        by_phase=by_phase,
+        by_light=by_light,
+        overdue=overdue,
+        behind=behind,
+        outcomes=outcomes,
+        as_of=as_of,
+    )
+
+
+def _record_status(session: Session, record: RoundStatusRecord) -> bool:
+    """Move the round's row to ``record``'s status (never out of a final one); insert the
+    row if the round was not created through the API. True if the row changed."""
+    row = session.get(RoundRow, record.round_id, with_for_update=True)
+    values: dict[str, Any] = {"updated_at": record.at}
+    if record.started is not None:
+        values.update(
+            started=record.started, total=record.total, starting_done=record.starting_done
+        )
+    if row is None:
+        session.add(
+            RoundRow(
+                round_id=record.round_id,
+                name=record.round_id,
+                campaign_id="",
+                round_plan_id=record.round_plan_id,
+                starts_at=record.starts_at or record.at,
+                status=record.status.value,
+                kicked_off_by=record.kicked_off_by,
+                status_reason=record.reason or None,
+                **values,
+            )
+        )
+        return True
+    if row.status in {s.value for s in FINAL_STATUSES}:
+        # A final status stays; only the cursor of a late kick-off report may still land.
+        if record.status in FINAL_STATUSES or record.started is None:
+            return False
+        values.pop("updated_at")
+    else:
+        values.update(status=record.status.value, status_reason=record.reason or None)
+    session.execute(update(RoundRow).where(RoundRow.round_id == record.round_id).values(**values))
+    return True
+
+
+class RoundProgressActivities:
+    """The round's read-model activities, holding the session factory and the plan store."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self.plans = PlanStore(sessions)
+        engine = sessions.kw.get("bind")
+        self._sqlite = engine is not None and engine.dialect.name == "sqlite"
+
+    @activity.defn(name="record_round_status")
+    async def record_round_status(self, record: RoundStatusRecord) -> bool:
+        """Write the round's status (created, running, completed, failed, closed) and its
+        kick-off cursor; idempotent, and a final status is never left."""
+
+        def write() -> bool:
+            with self._sessions.begin() as session:
+                return _record_status(session, record)
+
+        changed = await asyncio.to_thread(write)
+        log.info(
+            "round status recorded",
+            round_id=record.round_id,
+            status=record.status.value,
+            changed=changed,
+            reason=record.reason or None,
+        )
+        return changed
+
+    @activity.defn(name="load_round_aggregate")
+    async def load_round_aggregate(self, request: AggregateRequest) -> RoundAggregate:
+        """The round's counts from the read model."""
+
+        def read() -> RoundAggregate:
+            with self._sessions() as session:
+                return round_aggregate(session, request.round_id, as_of=datetime.now(UTC))
+
+        return await asyncio.to_thread(read)
+
+    @activity.defn(name="resolve_round_schedule")
+    async def resolve_round_schedule(self, request: ScheduleRequest) -> RoundSchedule:
+        """Resolve the round's schedule from its stored plan, once: the result is pinned in
+        the round's history. A calendar gap fails the round with the year named."""
+        plan = await asyncio.to_thread(self.plans.get, request.plan_ref)
+        round_plan = plan.round(request.round_plan_id)
+        try:
+            return resolve_schedule(
+                plan,
+                round_plan,
+                request.starts_at,
+                rebased=is_rebased(round_plan, request.starts_at),
+            )
+        except CalendarGap as gap:
+            raise ApplicationError(str(gap), type="calendar_gap", non_retryable=True) from None
+        except DomainError as exc:
+            raise ApplicationError(str(exc), type="invalid_plan", non_retryable=True) from None
