@@ -50,13 +50,18 @@ class Services:
 
 
 def build_database(settings: Settings, *, create_schema: bool = False) -> Database:
-    """The engine and session factory for ``settings.database_url``; the caller disposes of
-    ``engine``. ``create_schema`` creates missing tables (development and tests; production
-    runs the migrations first)."""
+    """The engine (pool sized by ``database_pool_size``/``database_max_overflow``) and session
+    factory for ``settings.database_url``; the caller disposes of ``engine``.
+    ``create_schema`` creates missing tables (development and tests; production runs the
+    migrations first)."""
     from activities.db import create_schema as create_tables
     from activities.db import make_engine, session_factory
 
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
     if create_schema:
         create_tables(engine)
     return Database(engine=engine, sessions=session_factory(engine))

@@ -59,7 +59,11 @@ log = structlog.get_logger(__name__)
 #: How long the API may take to answer its first request (imports are slow on a busy machine).
 API_START_TIMEOUT = 180.0
 #: After SIGTERM, what the dev server gets once the API and workers are down.
-SERVER_STOP_GRACE = 2.5
+SERVER_STOP_GRACE = 2.0
+#: SIGTERM to the API and workers until SIGKILL, beyond their own graceful periods (their
+#: shutdown and exit); and the most they get, so that everything stops within 10 s.
+PROCESS_EXIT_MARGIN = 1.5
+MAX_PROCESS_STOP = 6.5
 
 T = TypeVar("T")
 
@@ -280,12 +284,17 @@ async def _print_status(
         print(line, flush=True)
 
 
+def _stop_requested(stop: asyncio.Event, sig: signal.Signals) -> None:
+    log.info("stop requested", signal=sig.name)
+    stop.set()
+
+
 async def supervise(settings: Settings) -> int:
     """Everything ``make run`` does between the checks and the exit; the exit code."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _stop_requested, stop, sig)
     server, services = process_specs(settings)
     supervisor = Supervisor()
     code = 0
@@ -315,13 +324,10 @@ async def supervise(settings: Settings) -> int:
             code = 1
         finally:
             log.info("stopping")
-            grace = (
-                max(
-                    settings.api_graceful_shutdown_seconds,
-                    settings.worker_graceful_shutdown_seconds,
-                )
-                + 1.5
+            graceful = max(
+                settings.api_graceful_shutdown_seconds, settings.worker_graceful_shutdown_seconds
             )
+            grace = min(graceful + PROCESS_EXIT_MARGIN, MAX_PROCESS_STOP)
             await supervisor.stop([spec.name for spec in services], grace=grace)
             await supervisor.stop([server.name], grace=SERVER_STOP_GRACE)
             log.info("stopped")

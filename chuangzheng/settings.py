@@ -69,12 +69,14 @@ class Settings(BaseSettings):
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     # Workflows kept in memory between tasks (sticky cache; the SDK default is 1,000). One
     # per organisation of a running round plus rounds and evaluations: below that, every
-    # deadline replays evicted histories from the start. About 0.1-0.2 MB each.
-    worker_max_cached_workflows: int = Field(default=5_000, ge=0)
+    # deadline replays evicted histories from the start. About 0.2 MB each (measured on the
+    # demo round), so the default holds a 2,500-organisation county in about 600 MB.
+    worker_max_cached_workflows: int = Field(default=3_000, ge=0)
     # On SIGTERM: the worker stops polling and running activities get this long to finish;
-    # the API stops accepting and in-flight requests get this long to answer.
-    worker_graceful_shutdown_seconds: float = Field(default=5.0, ge=0, le=60)
-    api_graceful_shutdown_seconds: float = Field(default=5.0, ge=0, le=60)
+    # the API stops accepting and in-flight requests get this long to answer. `make run`
+    # kills what still runs 1.5 s later (at most 6.5 s after the signal).
+    worker_graceful_shutdown_seconds: float = Field(default=4.0, ge=0, le=60)
+    api_graceful_shutdown_seconds: float = Field(default=4.0, ge=0, le=60)
     # `make run`: its one-line status on the console, and the demo county's roster.
     run_status_interval_seconds: float = Field(default=60.0, gt=0)
     demo_roster: Path | None = None

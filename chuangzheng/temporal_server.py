@@ -231,6 +231,12 @@ def dev_server_command(
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
         command += ["--db-filename", str(db_file)]
+        # The file's default rollback journal syncs several times per transaction: under a
+        # deadline storm the server's writes then miss their deadlines ("context deadline
+        # exceeded"). WAL with NORMAL sync never corrupts; a power cut may lose the last
+        # transactions, which a development server can afford.
+        for pragma in ("journal_mode=wal", "synchronous=normal"):
+            command += ["--sqlite-pragma", pragma]
     command += ["--ui-port", str(ui_port)] if ui_port is not None else ["--headless"]
     for key in ALL_KEYS:
         command += ["--search-attribute", f"{key.name}={key._metadata_type}"]

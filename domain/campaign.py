@@ -25,6 +25,7 @@ from domain.actions import (
 from domain.campaign_orders import CampaignOrders
 from domain.campaign_rules import CampaignStatus, OrderRectification, new_state
 from domain.cohort import BehindSchedule
+from domain.events import EventKind
 from domain.machine import STEP_MACHINE, PhaseStatus, fire
 from domain.state import (
     Decision,
@@ -58,7 +59,7 @@ class Campaign(CampaignOrders):
         )
         self._remember(cmd.idempotency_key)
         self.emit(
-            "submitted",
+            EventKind.SUBMITTED,
             now,
             phase=phase.phase,
             step_id=step.step_id,
@@ -82,7 +83,7 @@ class Campaign(CampaignOrders):
         latest.reason, latest.decided_by, latest.decided_at = cmd.reason, cmd.actor, now
         self._remember(cmd.idempotency_key)
         self.emit(
-            "accepted" if cmd.accept else "returned",
+            EventKind.ACCEPTED if cmd.accept else EventKind.RETURNED,
             now,
             phase=phase.phase,
             step_id=step.step_id,
@@ -101,7 +102,7 @@ class Campaign(CampaignOrders):
         step.waiver_reason, step.waived_by = cmd.reason, cmd.actor
         self._remember(cmd.idempotency_key)
         self.emit(
-            "waived",
+            EventKind.WAIVED,
             now,
             phase=phase.phase,
             step_id=step.step_id,
@@ -127,7 +128,7 @@ class Campaign(CampaignOrders):
         self.state.extensions.append(extension)
         self._remember(cmd.idempotency_key)
         self.emit(
-            "extension_requested",
+            EventKind.EXTENSION_REQUESTED,
             now,
             phase=phase.phase,
             actor=cmd.actor,
@@ -151,7 +152,7 @@ class Campaign(CampaignOrders):
             self._move_deadline(self.state.current(), extension.new_deadline, now)
         self._remember(cmd.idempotency_key)
         self.emit(
-            "extension_approved" if cmd.approve else "extension_rejected",
+            EventKind.EXTENSION_APPROVED if cmd.approve else EventKind.EXTENSION_REJECTED,
             now,
             phase=extension.phase,
             actor=cmd.actor,
@@ -176,7 +177,7 @@ class Campaign(CampaignOrders):
             return False
         self._move_deadline(phase, cmd.new_deadline, now)
         self.emit(
-            "round_extension_applied",
+            EventKind.ROUND_EXTENSION_APPLIED,
             now,
             phase=cmd.phase,
             actor=cmd.actor,
@@ -199,7 +200,9 @@ class Campaign(CampaignOrders):
         )
         escalation.acknowledged_by, escalation.acknowledged_at = cmd.actor, now
         self._remember(cmd.idempotency_key)
-        self.emit("acknowledged", now, phase=cmd.phase, actor=cmd.actor, detail={"rung": cmd.rung})
+        self.emit(
+            EventKind.ACKNOWLEDGED, now, phase=cmd.phase, actor=cmd.actor, detail={"rung": cmd.rung}
+        )
 
     def report_rectification(self, cmd: ReportRectification, now: datetime) -> None:
         """Record the secretary's rectification report; it waits for a re-check."""
@@ -212,7 +215,7 @@ class Campaign(CampaignOrders):
         order.reported_by, order.reported_at = cmd.actor, now
         self._remember(cmd.idempotency_key)
         self.emit(
-            "rectification_reported",
+            EventKind.RECTIFICATION_REPORTED,
             now,
             phase=cmd.phase,
             actor=cmd.actor,
@@ -231,7 +234,7 @@ class Campaign(CampaignOrders):
             order.recheck_notes.append(cmd.notes)
         self._remember(cmd.idempotency_key)
         self.emit(
-            "rechecked",
+            EventKind.RECHECKED,
             now,
             phase=cmd.phase,
             actor=cmd.actor,
@@ -247,7 +250,7 @@ class Campaign(CampaignOrders):
             return False
         state.behind_schedule = cmd.behind
         self.emit(
-            "behind_schedule" if cmd.behind else "back_on_schedule",
+            EventKind.BEHIND_SCHEDULE if cmd.behind else EventKind.BACK_ON_SCHEDULE,
             now,
             phase=state.phase,
             detail={"as_of": cmd.as_of.isoformat()},
@@ -261,7 +264,7 @@ class Campaign(CampaignOrders):
             return
         self.state.closed = True
         self.emit(
-            "round_closed",
+            EventKind.ROUND_CLOSED,
             now,
             phase=self.state.phase,
             actor=cmd.actor,

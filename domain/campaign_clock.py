@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from domain.campaign_rules import CampaignRules
+from domain.events import EventKind
 from domain.ladder import DueKind, next_wakeup, pending_items
 from domain.lights import Light, light_for
 from domain.machine import CAMPAIGN_MACHINE, PHASE_MACHINE, PhaseStatus, fire
@@ -36,7 +37,7 @@ class CampaignClock(CampaignRules):
                 phase.opened_at = now
                 phase.reminder_sent = phase.deadline <= now
                 self.emit(
-                    "phase_opened",
+                    EventKind.PHASE_OPENED,
                     now,
                     phase=phase.phase,
                     detail={"deadline": phase.deadline.isoformat()},
@@ -47,7 +48,7 @@ class CampaignClock(CampaignRules):
                 self._complete(phase, now)
             fire(CAMPAIGN_MACHINE, self.state, "advance", "当前阶段未完成，不能进入下一阶段")
             if self.state.finished():
-                self.emit("campaign_completed", now)
+                self.emit(EventKind.CAMPAIGN_COMPLETED, now)
         self._refresh_light(now)
 
     def _complete(self, phase: PhaseState, now: datetime) -> None:
@@ -60,7 +61,10 @@ class CampaignClock(CampaignRules):
         else:
             phase.outcome = Outcome.LATE
         self.emit(
-            "phase_completed", now, phase=phase.phase, detail={"outcome": phase.outcome.value}
+            EventKind.PHASE_COMPLETED,
+            now,
+            phase=phase.phase,
+            detail={"outcome": phase.outcome.value},
         )
 
     def tick(self, now: datetime) -> datetime | None:
@@ -78,13 +82,13 @@ class CampaignClock(CampaignRules):
                     self._notify(NoticeKind.REMINDER, phase, Role.SECRETARY, now)
             elif item.kind is DueKind.DEADLINE:
                 fire(PHASE_MACHINE, phase, "deadline_passed", "该阶段未到截止时间")
-                self.emit("deadline_passed", now, phase=phase.phase)
+                self.emit(EventKind.DEADLINE_PASSED, now, phase=phase.phase)
             elif item.kind is DueKind.RUNG and item.rung is not None:
                 self._climb(phase, item.rung, now)
             elif item.kind is DueKind.RECTIFICATION_OVERDUE and phase.rectification is not None:
                 phase.rectification.overdue_notified = True
                 self._notify(NoticeKind.RECTIFICATION_OVERDUE, phase, Role.COUNTY_OFFICE, now)
-                self.emit("rectification_overdue", now, phase=phase.phase)
+                self.emit(EventKind.RECTIFICATION_OVERDUE, now, phase=phase.phase)
         self._refresh_light(now)
         return next_wakeup(pending_items(phase, self.ladder, self.calendar), now)
 
@@ -103,7 +107,7 @@ class CampaignClock(CampaignRules):
             )
         )
         self.emit(
-            "escalated",
+            EventKind.ESCALATED,
             now,
             phase=phase.phase,
             detail={
@@ -140,7 +144,7 @@ class CampaignClock(CampaignRules):
                 overdue,
             )
             self.emit(
-                "rectification_ordered",
+                EventKind.RECTIFICATION_ORDERED,
                 now,
                 phase=phase.phase,
                 detail={"deadline": phase.rectification.deadline.isoformat()},

@@ -8,6 +8,7 @@ from datetime import datetime
 from domain.calendar import SHANGHAI
 from domain.campaign_clock import CampaignClock
 from domain.campaign_rules import OrderRectification
+from domain.events import EventKind
 from domain.machine import PHASE_MACHINE, PhaseStatus, fire
 from domain.notices import Notice, NoticeKind
 from domain.organisation import Role, supervisors_of
@@ -48,9 +49,9 @@ class CampaignOrders(CampaignClock):
         self._notify_order(cmd, phase.phase, issued.deadline, now)
         self.emit(
             # The read model turns "rectification_ordered" into 整改中; an open phase is not.
-            "rectification_ordered"
+            EventKind.RECTIFICATION_ORDERED
             if phase.status is PhaseStatus.RECTIFYING
-            else "rectification_required",
+            else EventKind.RECTIFICATION_REQUIRED,
             now,
             phase=phase.phase,
             actor=cmd.actor,

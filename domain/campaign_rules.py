@@ -23,6 +23,7 @@ from domain.actions import (
 )
 from domain.calendar import Span
 from domain.errors import DomainError, ValidationFailed
+from domain.events import EventKind
 from domain.evidence import validate_evidence
 from domain.machine import PhaseStatus
 from domain.notices import Notice
@@ -120,7 +121,7 @@ class CampaignRules:
         self.pending_notices: list[Notice] = []
 
     # ----- bookkeeping -------------------------------------------------------------------
-    def emit(self, kind: str, now: datetime, **fields: object) -> None:
+    def emit(self, kind: EventKind, now: datetime, **fields: object) -> None:
         """Record a state change; its id is stable across replays (a per-campaign sequence)."""
         self.state.event_seq += 1
         self.pending_events.append(

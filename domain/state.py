@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from domain.events import EventKind
 from domain.lights import Light
 from domain.machine import PhaseStatus, StepStatus
 from domain.organisation import Role
@@ -167,7 +168,7 @@ class CampaignEvent(BaseModel):
     event_id: str
     round_id: str
     org_id: str
-    kind: str
+    kind: EventKind
     at: datetime
     phase: Phase | None = None
     step_id: str | None = None

@@ -21,32 +21,14 @@ from activities.tables import (
 from api.errors import ApiError
 from api.workflow_calls import query
 from domain.campaign_rules import CampaignStatus
+from domain.events import EventKind
 from domain.organisation import Organisation
 from domain.state import CampaignState, ExtensionStatus
 from workflows.ids import organisation_workflow_id
 
+# Labels of the campaign's event kinds, and of the outcome rows the exports add.
 EVENT_LABELS: dict[str, str] = {
-    "phase_opened": "阶段开始",
-    "phase_completed": "阶段完成",
-    "deadline_passed": "超过截止时间",
-    "escalated": "督办",
-    "acknowledged": "签收督办",
-    "submitted": "提交材料",
-    "accepted": "审核通过",
-    "returned": "退回",
-    "waived": "免除步骤",
-    "extension_requested": "申请延期",
-    "extension_approved": "批准延期",
-    "extension_rejected": "驳回延期",
-    "round_extension_applied": "统一延期",
-    "rectification_ordered": "下达整改通知",
-    "rectification_reported": "提交整改报告",
-    "rechecked": "整改复查",
-    "rectification_overdue": "整改逾期",
-    "behind_schedule": "滞后于序时进度",
-    "back_on_schedule": "恢复序时进度",
-    "round_closed": "轮次结束",
-    "campaign_completed": "全部阶段完成",
+    **{kind.value: kind.label for kind in EventKind},
     "outcome": "阶段结果",
 }
 
