@@ -173,6 +173,8 @@ class Campaign(CampaignOrders):
         if (
             phase.status in (PhaseStatus.DONE, PhaseStatus.RECTIFYING)
             or cmd.new_deadline <= phase.deadline
+            # Beyond the pinned calendar: the round's validator refuses it; never crash here.
+            or not self.deadline_fits_calendar(cmd.new_deadline)
         ):
             return False
         self._move_deadline(phase, cmd.new_deadline, now)

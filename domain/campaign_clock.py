@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from domain.actions import CalendarUpdate
 from domain.campaign_rules import CampaignRules
+from domain.errors import DomainError
 from domain.events import EventKind
 from domain.ladder import DueKind, next_wakeup, pending_items
 from domain.lights import Light, light_for
@@ -14,11 +16,81 @@ from domain.notices import NoticeKind, build_notice
 from domain.organisation import Role, supervisors_of
 from domain.phases import Phase
 from domain.plan import RungAction
+from domain.schedule import check_deadline_in_calendar
 from domain.state import Escalation, Outcome, PhaseState, RectificationOrder
+
+# Calendar updates a campaign remembers (to apply each once); a round sees a handful.
+_UPDATES_KEPT = 50
 
 
 class CampaignClock(CampaignRules):
     """Settling, timers and escalation; the actions live in :class:`domain.campaign.Campaign`."""
+
+    # ----- the round's calendar ----------------------------------------------------------
+    def apply_calendar(self, cmd: CalendarUpdate, now: datetime) -> bool:
+        """Swap in the round's updated calendar and move every phase still to come or in
+        progress to its re-resolved deadline; applied once per ``update_id``.
+
+        Completed phases, and phases under a rectification order (their ladder has
+        climbed; the order keeps its own deadline), are left alone. A deadline an extension
+        already moved beyond the new one is kept, and an open phase never becomes overdue
+        retroactively: its deadline does not move into the past. Each moved deadline is
+        audited with the old and the new one (``calendar_updated`` events); the calendar
+        itself becomes part of the state, so continue-as-new carries it.
+        """
+        if cmd.update_id in self.state.applied_calendar_updates:
+            return False
+        kept = self.state.applied_calendar_updates[-(_UPDATES_KEPT - 1) :]
+        self.state.applied_calendar_updates = [*kept, cmd.update_id]
+        self.state.calendar = cmd.calendar
+        self.calendar = cmd.calendar
+        windows = {w.phase: w for w in cmd.windows}
+        audit = {
+            "update_id": cmd.update_id,
+            "reason": cmd.reason,
+            "calendar": {
+                "first_day": cmd.calendar.first_day.isoformat(),
+                "last_day": cmd.calendar.last_day.isoformat(),
+                "source": cmd.calendar.source,
+            },
+        }
+        moved = False
+        for phase in self.state.phases:
+            window = windows.get(phase.phase)
+            if window is None or phase.status in (PhaseStatus.DONE, PhaseStatus.RECTIFYING):
+                continue
+            old = phase.deadline
+            extended = old > phase.planned_deadline
+            new = max(window.deadline, old) if extended else window.deadline
+            if phase.status is PhaseStatus.OPEN and new <= now < old:
+                new = old
+            phase.planned_deadline = window.deadline
+            if phase.status is PhaseStatus.PENDING:
+                phase.opens_at = window.opens_at
+            if new == old:
+                continue
+            self._move_deadline(phase, new, now)
+            moved = True
+            self.emit(
+                EventKind.CALENDAR_UPDATED,
+                now,
+                phase=phase.phase,
+                actor=cmd.actor,
+                detail={**audit, "old_deadline": old.isoformat(), "new_deadline": new.isoformat()},
+            )
+        if not moved:  # the swap itself is still on record
+            self.emit(EventKind.CALENDAR_UPDATED, now, actor=cmd.actor, detail=audit)
+        self._refresh_light(now)
+        return True
+
+    def deadline_fits_calendar(self, deadline: datetime) -> bool:
+        """Whether ``deadline`` and the ladder after it stay inside the round's calendar
+        (always true for a campaign without a pinned calendar)."""
+        try:
+            check_deadline_in_calendar(self.calendar, self.ladder, deadline, field="new_deadline")
+        except DomainError:
+            return False
+        return True
 
     def _move_deadline(self, phase: PhaseState, deadline: datetime, now: datetime) -> None:
         phase.deadline = deadline

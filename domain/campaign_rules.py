@@ -21,7 +21,7 @@ from domain.actions import (
     SubmitEvidence,
     WaiveStep,
 )
-from domain.calendar import Span
+from domain.calendar import Span, WorkingCalendar
 from domain.errors import DomainError, ValidationFailed
 from domain.events import EventKind
 from domain.evidence import validate_evidence
@@ -30,7 +30,7 @@ from domain.notices import Notice
 from domain.organisation import SUPERVISOR_ROLES, Organisation, Role
 from domain.phases import Phase
 from domain.plan import StepPlan
-from domain.schedule import OrgPlan
+from domain.schedule import OrgPlan, check_deadline_in_calendar
 from domain.state import (
     Actor,
     CampaignEvent,
@@ -115,7 +115,11 @@ class CampaignRules:
         self.plan = plan
         self.state = state
         self.org = plan.organisation
-        self.calendar = plan.calendar.build()
+        # The calendar a calendar update installed, else the one pinned at kick-off; plans
+        # from before pinning compute from the plan's calendar and the installed package.
+        self.calendar: WorkingCalendar = (
+            state.calendar or plan.pinned_calendar or plan.calendar.build()
+        )
         self.ladder = plan.ladder
         self.pending_events: list[CampaignEvent] = []
         self.pending_notices: list[Notice] = []
@@ -236,6 +240,10 @@ class CampaignRules:
             raise DomainError(
                 "新的截止时间必须晚于当前截止时间", code="invalid_deadline", field="new_deadline"
             )
+        # Past the round's pinned calendar the timers could not be computed.
+        check_deadline_in_calendar(
+            self.calendar, self.ladder, cmd.new_deadline, field="new_deadline"
+        )
         if any(
             e.status is ExtensionStatus.REQUESTED and e.phase is phase.phase
             for e in self.state.extensions

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from domain.calendar import PinnedCalendar
 from domain.events import EventKind
 from domain.lights import Light
 from domain.machine import PhaseStatus, StepStatus
@@ -185,6 +186,10 @@ class CampaignState(BaseModel):
     phases: list[PhaseState]
     extensions: list[Extension] = Field(default_factory=list)
     applied_round_extensions: list[str] = Field(default_factory=list)
+    # The round's calendar after a calendar update (``domain.actions.CalendarUpdate``),
+    # replacing the one pinned in the plan; None until the first update.
+    calendar: PinnedCalendar | None = None
+    applied_calendar_updates: list[str] = Field(default_factory=list)
     light: Light = Light.GREEN
     # Set by the round's periodic cohort check (domain.cohort); the light shows it as yellow.
     behind_schedule: bool = False

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.contracts import CampaignSnapshot, DeliveryReport, EventBatch, NoticeBatch
     from domain.actions import (
         AcknowledgeEscalation,
+        CalendarUpdate,
         CloseRound,
         DecideExtension,
         DecideSubmission,
@@ -204,6 +205,13 @@ class OrganisationCampaignWorkflow:
     def apply_round_extension(self, cmd: RoundExtension) -> None:
         """A county-wide deadline extension from the round workflow (applied once per id)."""
         if self._campaign.apply_round_extension(cmd, workflow.now()):
+            self._wake = True
+
+    @workflow.signal
+    def apply_calendar(self, cmd: CalendarUpdate) -> None:
+        """The county office's calendar update (new holiday data) from the round workflow:
+        open deadlines and timers move, completed phases stay (applied once per id)."""
+        if self._campaign.apply_calendar(cmd, workflow.now()):
             self._wake = True
 
     @workflow.signal
