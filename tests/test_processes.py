@@ -360,11 +360,12 @@ def test_killed_worker_is_restarted_and_no_submission_is_lost(service: Service) 
 
 
 def test_sigterm_stops_every_process_within_ten_seconds(service: Service) -> None:
-    started = wait_until(
-        lambda: len(processes := children(service.process.pid)) == 3 and processes,
+    wait_until(
+        lambda: len(children(service.process.pid)) == 3,
         60,
         "the dev server, the worker and the API",
     )
+    started = children(service.process.pid)
     assert sorted(
         next(kind for kind in ("temporal", "worker", "api") if kind in line)
         for line in started.values()
