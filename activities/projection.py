@@ -38,6 +38,7 @@ _PHASE_STATUS: dict[str, PhaseStatus | None] = {
     "phase_completed": PhaseStatus.DONE,
     "extension_approved": None,
     "round_extension_applied": None,
+    "calendar_updated": None,  # a calendar update moves the phase's deadline
 }
 _STEP_STATUS: dict[str, StepStatus] = {
     "submitted": StepStatus.SUBMITTED,
