@@ -52,7 +52,8 @@ from domain.organisation import System
 from domain.phases import Phase
 from domain.plan import CalendarPlan
 from domain.plan_loader import load_calendar, load_plan
-from workflows.digest import CircularReport, CircularRun, DigestReport, DigestRun
+from workflows.activity_refs import PUBLISH_CIRCULAR, SEND_DIGESTS
+from workflows.digest_contracts import CircularReport, CircularRun, DigestReport, DigestRun
 
 log = structlog.get_logger(__name__)
 
@@ -84,7 +85,7 @@ def working_days_overdue(calendar: CalendarPlan, deadline: datetime, now: dateti
 class DigestActivities:
     """Digest and circular activities, holding the read model and where circulars go.
 
-    Register ``[d.load_round_status, d.send_digests, d.publish_circular]``.
+    Register ``[d.send_digests, d.publish_circular]``.
     """
 
     def __init__(
@@ -99,11 +100,6 @@ class DigestActivities:
         self._data_dir = data_dir
         self._sender = sender
 
-    @activity.defn(name="load_round_status")
-    async def load_round_status(self, run: DigestRun) -> list[StatusLine]:
-        """Every organisation's status in the round, with days overdue as of ``run.now``."""
-        return await asyncio.to_thread(self._load, run.round_id, run.now)
-
     def _calendar(self, session: Session, round_id: str) -> CalendarPlan:
         """The round's plan calendar (if the round was kicked off from a stored plan)."""
         shipped = shipped_calendar()
@@ -113,6 +109,7 @@ class DigestActivities:
         return load_plan(definition.plan_yaml, supplement=shipped).calendar
 
     def _load(self, round_id: str, now: datetime) -> list[StatusLine]:
+        """Every organisation's status in the round, with days overdue as of ``now``."""
         with self._session_factory() as session:
             calendar = self._calendar(session, round_id)
             rows = session.execute(
@@ -143,7 +140,7 @@ class DigestActivities:
             )
         return lines
 
-    @activity.defn(name="send_digests")
+    @activity.defn(name=SEND_DIGESTS.name)
     async def send_digests(self, run: DigestRun) -> DigestReport:
         """Build today's digests and store each in its recipient's inbox once."""
         with structlog.contextvars.bound_contextvars(round_id=run.round_id):
@@ -168,7 +165,7 @@ class DigestActivities:
         )
         return report, rows
 
-    @activity.defn(name="publish_circular")
+    @activity.defn(name=PUBLISH_CIRCULAR.name)
     async def publish_circular(self, run: CircularRun) -> CircularReport:
         """Write the circular (.xlsx and .md), record it, and notify county and townships."""
         with structlog.contextvars.bound_contextvars(round_id=run.round_id):

@@ -38,6 +38,12 @@ from domain.evaluation import (
     judge,
     tally,
 )
+from workflows.activity_refs import (
+    CLOSE_EVALUATION,
+    OPEN_EVALUATION,
+    ORDER_EVALUATION_RECTIFICATION,
+    PUBLISH_EVALUATION,
+)
 from workflows.evaluation_contracts import (
     CloseEvaluation,
     EvaluationInput,
@@ -232,7 +238,7 @@ class EvaluationActivities:
         self._sessions = sessions
         self._client = client
 
-    @activity.defn(name="open_evaluation")
+    @activity.defn(name=OPEN_EVALUATION.name)
     async def open_evaluation(self, window: EvaluationWindow) -> EvaluationWindow:
         """Open the window (the tokens were issued with the evaluation); idempotent."""
         with self._sessions.begin() as session:
@@ -247,13 +253,13 @@ class EvaluationActivities:
                 evaluation_id=row.evaluation_id, opens_at=row.opens_at, closes_at=row.closes_at
             )
 
-    @activity.defn(name="close_evaluation")
+    @activity.defn(name=CLOSE_EVALUATION.name)
     async def close_evaluation(self, cmd: CloseEvaluation) -> EvaluationResult:
         """Close the window and tally per item."""
         with self._sessions.begin() as session:
             return close_and_tally(session, cmd.evaluation_id, cmd.closed_at)
 
-    @activity.defn(name="publish_evaluation")
+    @activity.defn(name=PUBLISH_EVALUATION.name)
     async def publish_evaluation(self, cmd: PublishEvaluation) -> str:
         """Publish a valid result; mark one below the quorum invalid (never published)."""
         with self._sessions.begin() as session:
@@ -267,7 +273,7 @@ class EvaluationActivities:
                 row.rectification = cmd.rectification
             return row.status
 
-    @activity.defn(name="order_evaluation_rectification")
+    @activity.defn(name=ORDER_EVALUATION_RECTIFICATION.name)
     async def order_rectification(self, request: RectificationRequest) -> str:
         """Ask the organisation's workflow for a 整改通知; a refusal is final, not retried."""
         handle = self._client.get_workflow_handle(request.org_workflow_id)

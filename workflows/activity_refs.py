@@ -41,6 +41,7 @@ from activities.round_contracts import (
 )
 from domain.evaluation import EvaluationResult
 from domain.schedule import RoundSchedule
+from workflows.digest_contracts import CircularReport, CircularRun, DigestReport, DigestRun
 from workflows.evaluation_contracts import (
     CloseEvaluation,
     EvaluationWindow,
@@ -138,6 +139,14 @@ PUBLISH_EVALUATION: ActivityRef[PublishEvaluation, str] = ActivityRef(
 )
 ORDER_EVALUATION_RECTIFICATION: ActivityRef[RectificationRequest, str] = ActivityRef(
     "order_evaluation_rectification", RectificationRequest, str
+)
+
+# ----- daily digest and circular (activities.digests) --------------------------------------
+SEND_DIGESTS: ActivityRef[DigestRun, DigestReport] = ActivityRef(
+    "send_digests", DigestRun, DigestReport
+)
+PUBLISH_CIRCULAR: ActivityRef[CircularRun, CircularReport] = ActivityRef(
+    "publish_circular", CircularRun, CircularReport
 )
 
 __all__ = [

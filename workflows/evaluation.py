@@ -20,6 +20,13 @@ with workflow.unsafe.imports_passed_through():
     from domain.campaign_rules import OrderRectification
     from domain.evaluation import EvaluationResult, Verdict, rectification_reason
     from domain.organisation import SUPERVISOR_ROLES, Role
+    from workflows.activity_refs import (
+        CLOSE_EVALUATION,
+        OPEN_EVALUATION,
+        ORDER_EVALUATION_RECTIFICATION,
+        PUBLISH_EVALUATION,
+        execute,
+    )
     from workflows.common import ACTIVITY_RETRY, ACTIVITY_TIMEOUT
     from workflows.evaluation_contracts import (
         CloseEvaluation,
@@ -56,14 +63,13 @@ class EvaluationWorkflow:
     async def run(self, input: EvaluationInput) -> EvaluationStatus:
         opens_at = workflow.now()
         closes_at = input.calendar.build().deadline_after(opens_at, input.rules.window)
-        self._window = await workflow.execute_activity(
-            "open_evaluation",
+        self._window = await execute(
+            OPEN_EVALUATION,
             EvaluationWindow(
                 evaluation_id=input.evaluation_id, opens_at=opens_at, closes_at=closes_at
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
-            result_type=EvaluationWindow,
         )
         self._stage = EvaluationStage.OPEN
         remaining = self._window.closes_at - workflow.now()
@@ -73,18 +79,17 @@ class EvaluationWorkflow:
                     lambda: self._closed_by is not None, timeout=remaining
                 )
         self._stage = EvaluationStage.CLOSED
-        result = await workflow.execute_activity(
-            "close_evaluation",
+        result = await execute(
+            CLOSE_EVALUATION,
             CloseEvaluation(evaluation_id=input.evaluation_id, closed_at=workflow.now()),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
-            result_type=EvaluationResult,
         )
         self._result = result
         if result.verdict is Verdict.BELOW_THRESHOLD:
             self._rectification = await self._order_rectification(result)
-        stage = await workflow.execute_activity(
-            "publish_evaluation",
+        stage = await execute(
+            PUBLISH_EVALUATION,
             PublishEvaluation(
                 evaluation_id=input.evaluation_id,
                 published_at=workflow.now(),
@@ -92,7 +97,6 @@ class EvaluationWorkflow:
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
-            result_type=str,
         )
         self._stage = EvaluationStage(stage)
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -109,14 +113,12 @@ class EvaluationWorkflow:
             period=input.rules.rectification_period,
         )
         try:
-            outcome: str = await workflow.execute_activity(
-                "order_evaluation_rectification",
+            return await execute(
+                ORDER_EVALUATION_RECTIFICATION,
                 RectificationRequest(org_workflow_id=input.org_workflow_id, order=order),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=ACTIVITY_RETRY,
-                result_type=str,
             )
-            return outcome
         except ActivityError as exc:
             cause = exc.cause
             reason = cause.message if isinstance(cause, ApplicationError) else str(exc)

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.organisation import Role
     from domain.phases import Phase
     from domain.state import Actor
+    from workflows.activity_refs import DELIVER_NOTICES, execute
     from workflows.common import ACTIVITY_RETRY, ACTIVITY_TIMEOUT
 
 
@@ -85,12 +86,10 @@ class SupervisorReminderWorkflow:
     async def run(self, reminder: SupervisorReminder) -> DeliveryReport:
         """Deliver the notice (idempotent by its id) and report whether it was new."""
         notice = reminder_notice(reminder, workflow.now())
-        report: DeliveryReport = await workflow.execute_activity(
-            "deliver_notices",
+        return await execute(
+            DELIVER_NOTICES,
             NoticeBatch(notices=[notice]),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             heartbeat_timeout=timedelta(seconds=10),
             retry_policy=ACTIVITY_RETRY,
-            result_type=DeliveryReport,
         )
-        return report
