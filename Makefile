@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SRC    := domain workflows activities api chuangzheng worker.py
 
-.PHONY: venv assets test lint fmt run simulate clean
+.PHONY: venv assets test lint fmt run simulate bench clean
 
 venv: $(STAMP)
 
@@ -49,6 +49,11 @@ run: venv assets
 
 simulate: venv
 	$(BIN)/chuangzheng simulate $(ARGS)
+
+# Benchmarks against raw-Temporal baselines in the same run (tables; JSON under
+# benchmarks/results/). E.g. make bench ARGS="--only storm --orgs 500" or ARGS="--scale smoke".
+bench: venv
+	$(BIN)/python -m benchmarks $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts

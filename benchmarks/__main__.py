@@ -1,0 +1,115 @@
+"""``python -m benchmarks`` (``make bench``): run the benchmarks, print one table per
+benchmark (measure | baseline | campaign | ratio | goal) and write every figure to JSON.
+
+    python -m benchmarks                          # everything at full scale
+    python -m benchmarks --scale smoke            # tiny counts, seconds each (make test)
+    python -m benchmarks --only storm --orgs 500  # one benchmark, another count
+    python -m benchmarks --out results.json
+
+Each benchmark measures the project and a raw-Temporal baseline in the same run on the same
+server (see ``benchmarks/stack.py`` and ``benchmarks/baselines.py``). The figures depend on
+the machine and its load: the JSON records both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from benchmarks.context import Context
+from benchmarks.report import BenchResult, environment, render, write_json
+
+#: Every benchmark, in the order they run: ``benchmarks/bench_<name>.py``, with ``run(ctx)``.
+BENCHMARKS: dict[str, str] = {
+    "kickoff": "kick-off rate through the round workflow (issue 10 #1)",
+    "org_history": "history per organisation, seed-002 round, simulated mix (issue 10 #2)",
+    "round_history": "round workflow history and continue-as-new payload (issue 10 #3)",
+    "worker_memory": "worker RSS per cached organisation workflow (issue 10 #4)",
+    "simulate": "chuangzheng simulate of seed-002 round one: Updates/s (issue 10 #5)",
+    "api_kickoff": "kick-off through the API (issue 11 #3)",
+    "storm": "deadline storm with submissions through the API (issue 11 #1)",
+    "roundtrip": "one submission through HTTP on a quiet server (issue 11 #2)",
+}
+
+
+def _quiet() -> None:
+    """Warnings only: the SDK's core logs workflow-task retries at WARN on a loaded machine."""
+    import structlog
+    from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+
+    logging.basicConfig(level=logging.WARNING)
+    # The project's activities log every batch at INFO (in-process in the simulation).
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    telemetry = TelemetryConfig(
+        logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+    )
+    Runtime.set_default(Runtime(telemetry=telemetry), error_if_already_set=False)
+
+
+async def run_all(
+    names: list[str], ctx: Context, out: Path | None
+) -> tuple[list[BenchResult], Path]:
+    run_info = {"scale": ctx.scale, "orgs_override": ctx.orgs, "started": environment()}
+    results: list[BenchResult] = []
+    for name in names:
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+        began = time.monotonic()
+        load = os.getloadavg()[0]
+        print(f"-- {name}: {BENCHMARKS[name]} (load {load:.1f})", flush=True)
+        try:
+            result: BenchResult = await module.run(ctx)
+        except Exception as exc:  # one failure must not lose the others' figures
+            traceback.print_exc()
+            result = BenchResult(name, BENCHMARKS[name], ctx.scale, error=repr(exc)[:500])
+        result.seconds = time.monotonic() - began
+        results.append(result)
+        print(render(result), flush=True)
+        path = write_json(results, run_info, out)  # after each: a crash keeps what was done
+    return results, path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=list(BENCHMARKS),
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument("--scale", choices=["smoke", "full"], default="full")
+    parser.add_argument(
+        "--orgs",
+        type=int,
+        default=None,
+        help="organisation count for every benchmark run (overrides the scale)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON file (default benchmarks/results/<timestamp>.json)",
+    )
+    args = parser.parse_args(argv)
+    _quiet()
+    names = args.only or list(BENCHMARKS)
+    ctx = Context(scale=args.scale, orgs=args.orgs)
+    results, path = asyncio.run(run_all(names, ctx, args.out))
+    print(f"\nresults: {path}")
+    sys.stdout.flush()
+    return 1 if any(r.error for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

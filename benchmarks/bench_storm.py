@@ -1,0 +1,182 @@
+"""Deadline storm (issue 11, #1): N organisations (full: 2,000) share one deadline while a
+client submits evidence through the HTTP API for other organisations throughout.
+
+Raw baseline first, on the same server: N ``BenchTimerWorkflow`` with the same timer (an
+instant after all have started), each running one no-op activity when it fires, while the
+same number of client loops send raw no-op Updates to baseline workflows. Then the
+campaign: a quiet round (S organisations of another township, long deadline) and the storm
+round (N organisations on the demo plan and ladder, its first phase at least the shipped
+four minutes, the round's ``starts_at`` set so that the deadline falls when the kick-off
+should be over: estimated from the ``api_kickoff`` rate of the same run, if any), both
+kicked off through the API. Measured: time from the deadline to the last instructor notice
+(rung 0) recorded in the read model (polled), duplicate notices, and the submissions made
+from one minute before the deadline until the last notice: p50/p95, errors, timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from datetime import UTC, datetime
+
+from benchmarks.context import Context
+from benchmarks.report import BenchResult, pct
+from benchmarks.rounds import new_round_id, plan_yaml
+from benchmarks.stack import Api, Stack, generate_roster
+from benchmarks.submissions import Submitter, Timed, raw_loop
+
+TITLE = "deadline storm: instructor notices and API submissions"
+STORM_TOWN = "风暴镇"
+QUIET_TOWN = "平静镇"
+INSTRUCTOR_NOTICES = (
+    "SELECT count(*) FROM notices WHERE round_id = :r AND kind = 'escalation' "
+    "AND rung = 0 AND recipient_role = 'instructor'"
+)
+DUPLICATES = (
+    "SELECT coalesce(sum(c - 1), 0) FROM (SELECT count(*) AS c FROM notices WHERE round_id = :r "
+    "AND kind = 'escalation' AND rung = 0 AND recipient_role = 'instructor' "
+    "GROUP BY org_id, phase) AS per_org"
+)
+
+
+def _epoch(value: object) -> float:
+    stamp = datetime.fromisoformat(str(value))
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+
+
+async def _poll(check: object, target: int, timeout: float) -> tuple[float, int]:
+    """Poll ``check()`` until it reaches ``target``; (epoch when it did or gave up, value)."""
+    give_up = time.monotonic() + timeout
+    while True:
+        have = int(check())  # type: ignore[operator]
+        if have >= target or time.monotonic() > give_up:
+            return time.time(), have
+        await asyncio.sleep(0.25)
+
+
+async def run(ctx: Context) -> BenchResult:
+    n = ctx.pick(smoke=5, full=2_000)
+    loops = 2 if ctx.smoke else 10
+    result = BenchResult("storm", TITLE, ctx.scale, {"organisations": n, "client_loops": loops})
+    storm_orgs = generate_roster(n, township=STORM_TOWN, prefix="s")
+    quiet_orgs = generate_roster(loops, township=QUIET_TOWN, prefix="q")
+    patience = max(180.0, n * 0.5)
+    async with Stack("storm") as stack:
+        stack.seed_county([*storm_orgs, *quiet_orgs])
+        await stack.start_worker()
+        await stack.start_baseline_worker()
+        await stack.start_api()
+
+        # ----- raw: N timers at one instant, raw Updates meanwhile ---------------------------
+        raw_handles = [
+            await stack.client.start_workflow(
+                "BenchBaselineWorkflow", i, id=f"storm-upd-{i}", task_queue=stack.baseline_queue
+            )
+            for i in range(loops)
+        ]
+        await stack.wait_baseline_tally(loops, timeout=120)
+        raw_deadline = time.time() + (8 if ctx.smoke else 20 + n / 20)
+        stop, raw_timed = asyncio.Event(), Timed()
+        pressers = [asyncio.create_task(raw_loop(h, raw_timed, stop)) for h in raw_handles]
+        await _start_timers(stack, n, raw_deadline)
+        late_starts = time.time() > raw_deadline
+        last = await stack.wait_baseline_tally(
+            loops + n, timeout=patience + raw_deadline - time.time()
+        )
+        raw_storm = last - raw_deadline
+        stop.set()
+        await asyncio.gather(*pressers)
+        raw_window = raw_timed.latencies(raw_deadline - 60, last)
+
+        # ----- campaign --------------------------------------------------------------------
+        rate = float(ctx.cache.get("kickoff_rate", 2.0))
+        lead = 20.0 if ctx.smoke else n / rate * 1.5 + 60  # seconds from kick-off to deadline
+        minutes = max(4, math.ceil((lead + 60) / 60))
+        starts_at = datetime.fromtimestamp(time.time() + lead - minutes * 60, UTC)
+        result.params |= {"first_phase_minutes": minutes, "deadline_after_s": round(lead)}
+        quiet_round, storm_round = new_round_id("quiet"), new_round_id("storm")
+        quiet_plan = plan_yaml(24 * 60, townships=[QUIET_TOWN])
+        async with Api(stack.api_url, timeout=60) as api:
+            await api.create_and_kick_off(quiet_round, plan_yaml=quiet_plan)
+            await stack.wait_started(quiet_round, loops, timeout=300)
+            submitter = Submitter(stack, api, quiet_round, quiet_plan)
+            stop, timed = asyncio.Event(), Timed()
+            clients = [asyncio.create_task(submitter.loop(o, timed, stop)) for o in quiet_orgs]
+            kicked = time.time()
+            await api.create_and_kick_off(
+                storm_round,
+                plan_yaml=plan_yaml(minutes, townships=[STORM_TOWN]),
+                starts_at=starts_at,
+            )
+            await stack.wait_started(storm_round, n, timeout=minutes * 60 + patience)
+            started_s = time.time() - kicked
+            deadline = _epoch(
+                stack.scalar(
+                    "SELECT max(deadline) FROM phase_status WHERE round_id = :r "
+                    "AND phase = 'mobilisation'",
+                    r=storm_round,
+                )
+            )
+            overran = time.time() > deadline
+            done, notices = await _poll(
+                lambda: stack.scalar(INSTRUCTOR_NOTICES, r=storm_round),
+                n,
+                timeout=max(0.0, deadline - time.time()) + patience,
+            )
+            stop.set()
+            await asyncio.gather(*clients)
+            duplicates = int(stack.scalar(DUPLICATES, r=storm_round))
+        window = timed.latencies(deadline - 60, done)
+
+    storm = done - deadline
+    result.add("deadline → last instructor notice", "s", storm, raw_storm, goal=1.5)
+    result.add(
+        "notices within 60 s of the deadline", "s", storm, raw_storm, goal=60, goal_on="value"
+    )
+    result.add("instructor notices recorded", "", notices, n)
+    result.add("duplicate notices", "", duplicates, 0, goal=0, goal_on="value")
+    for q in (0.5, 0.95):
+        value, base = pct(window, q), pct(raw_window, q)
+        result.add(
+            f"submission p{int(q * 100)} during the storm",
+            "ms",
+            value and value * 1000,
+            base and base * 1000,
+            goal=1000 if q == 0.95 else None,
+            goal_on="value",
+        )
+    result.add("submissions during the storm", "", len(window), len(raw_window))
+    result.add(
+        "submission errors", "", len(timed.errors), len(raw_timed.errors), goal=0, goal_on="value"
+    )
+    result.add(
+        "submission timeouts (60 s)",
+        "",
+        timed.timeouts,
+        raw_timed.timeouts,
+        goal=0,
+        goal_on="value",
+    )
+    result.add("storm round kick-off", "s", started_s, None)
+    if late_starts:
+        result.notes.append("raw: some timers were started after their instant")
+    if overran:
+        result.notes.append("campaign: the kick-off ran past the deadline (storm overlaps it)")
+    if notices < n:
+        result.notes.append(f"only {notices}/{n} instructor notices within the patience")
+    result.notes += timed.errors[:3]
+    return result
+
+
+async def _start_timers(stack: Stack, n: int, at: float) -> None:
+    from benchmarks.stack import start_many
+
+    await start_many(
+        [
+            stack.client.start_workflow(
+                "BenchTimerWorkflow", at, id=f"storm-timer-{i}", task_queue=stack.baseline_queue
+            )
+            for i in range(n)
+        ]
+    )
