@@ -14,10 +14,12 @@ from datetime import datetime
 from pathlib import Path
 
 from chuangzheng.settings import repo_root
+from domain.actions import CalendarUpdate
 from domain.errors import FieldError, PlanError
 from domain.plan import CalendarPlan, CampaignPlan
-from domain.plan_loader import load_calendar, load_plan, resolve_kickoff
+from domain.plan_loader import calendar_update, load_calendar, load_plan, resolve_kickoff
 from domain.schedule import RoundSchedule
+from domain.state import Actor
 
 _PLAN_ID = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
@@ -54,3 +56,28 @@ def check_kickoff(plan: CampaignPlan, round_plan_id: str, starts_at: datetime) -
     a year with no calendar data is a :class:`PlanError` on ``starts_at`` naming the year
     (422), before any workflow starts."""
     return resolve_kickoff(plan, round_plan_id, starts_at, field="starts_at")
+
+
+def calendar_update_for(
+    plan: CampaignPlan,
+    round_plan_id: str,
+    starts_at: datetime,
+    calendar_yaml: str,
+    *,
+    update_id: str,
+    actor: Actor,
+    reason: str,
+) -> CalendarUpdate:
+    """The audited round action for a running round from newly published calendar data (a
+    calendar file's YAML, as in ``plans/calendars/``): what the round workflow's
+    ``update_calendar`` takes. Field errors name ``calendar`` (422)."""
+    published = load_calendar(calendar_yaml)
+    return calendar_update(
+        plan,
+        round_plan_id,
+        starts_at,
+        published,
+        update_id=update_id,
+        actor=actor,
+        reason=reason,
+    )

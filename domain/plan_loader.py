@@ -9,10 +9,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from domain.actions import CalendarUpdate
 from domain.calendar import SHANGHAI, CalendarGap
 from domain.errors import FieldError, PlanError
 from domain.plan import CalendarPlan, CampaignPlan
-from domain.schedule import RoundSchedule, resolve_round
+from domain.schedule import RoundSchedule, reresolve_round, resolve_round
+from domain.state import Actor
 
 # pydantic's English messages, in the words a county office clerk reads.
 _REASONS: dict[str, str] = {
@@ -187,3 +189,39 @@ def resolve_kickoff(
     except PlanError as exc:
         # E.g. a plan with absolute dates kicked off on another day: the start is at fault.
         raise PlanError([FieldError(field=field, reason=e.reason) for e in exc.errors]) from None
+
+
+def calendar_update(
+    plan: CampaignPlan,
+    round_plan_id: str,
+    kicked_off_at: datetime,
+    published: CalendarPlan,
+    *,
+    update_id: str,
+    actor: Actor,
+    reason: str,
+    field: str = "calendar",
+) -> CalendarUpdate:
+    """The round action that applies newly ``published`` calendar data to a running round
+    kicked off at ``kicked_off_at``: its windows re-resolved from the same date and the new
+    pinned calendar (:func:`domain.schedule.reresolve_round`). A year still without data is
+    a :class:`PlanError` on ``field`` naming the year."""
+    try:
+        round_plan = plan.round(round_plan_id)
+    except KeyError:
+        raise PlanError([FieldError(field="round_plan_id", reason="计划中没有该轮次")]) from None
+    try:
+        schedule = reresolve_round(plan, round_plan, kicked_off_at, published)
+    except CalendarGap as gap:
+        raise PlanError([FieldError(field=field, reason=str(gap))]) from None
+    except PlanError as exc:
+        raise PlanError([FieldError(field=field, reason=e.reason) for e in exc.errors]) from None
+    if schedule.calendar is None:
+        raise PlanError([FieldError(field=field, reason="本轮按分钟计时，不使用节假日日历")])
+    return CalendarUpdate(
+        update_id=update_id,
+        calendar=schedule.calendar,
+        windows=schedule.windows,
+        actor=actor,
+        reason=reason,
+    )

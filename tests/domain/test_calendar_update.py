@@ -19,13 +19,13 @@ from domain.actions import (
 )
 from domain.calendar import SHANGHAI, deadline_day, end_of_day
 from domain.campaign import Campaign, new_state
-from domain.errors import DomainError
+from domain.errors import DomainError, PlanError
 from domain.events import EventKind
 from domain.machine import PhaseStatus
 from domain.organisation import Organisation, OrgType, Role, System
 from domain.phases import Phase
 from domain.plan import CalendarPlan, CampaignPlan
-from domain.plan_loader import load_plan
+from domain.plan_loader import calendar_update, load_plan
 from domain.schedule import OrgPlan, build_org_plan, reresolve_round, resolve_round
 from domain.state import Actor, CampaignState
 
@@ -224,3 +224,26 @@ def test_extensions_beyond_the_pinned_calendar_are_refused() -> None:
     deadline = campaign.state.phase_state(Phase.PUBLIC_COMMITMENT).deadline
     assert not campaign.apply_round_extension(cmd, now)
     assert campaign.state.phase_state(Phase.PUBLIC_COMMITMENT).deadline == deadline
+
+
+def test_the_calendar_update_action_is_built_from_published_data() -> None:
+    cmd = calendar_update(
+        seed(),
+        "round-1",
+        START,
+        PUBLISHED,
+        update_id="cal-9",
+        actor=COUNTY,
+        reason="国务院办公厅发布节假日安排",
+    )
+    assert cmd.windows == update().windows and cmd.calendar == update().calendar
+    # Re-based into 2027, the published data must cover the year, or it is refused by name.
+    later = datetime(2026, 6, 1, 9, tzinfo=SHANGHAI)
+    try:
+        calendar_update(
+            seed(), "round-1", later, PUBLISHED, update_id="x", actor=COUNTY, reason="r"
+        )
+        raise AssertionError("a year without data must be refused")
+    except PlanError as refused:
+        assert refused.errors[0].field == "calendar"
+        assert refused.errors[0].reason.startswith("2027年")
