@@ -26,6 +26,7 @@ from activities.round_contracts import (
     FINAL_STATUSES,
     AggregateRequest,
     RoundAggregate,
+    RoundStatus,
     RoundStatusRecord,
     ScheduleRequest,
 )
@@ -40,10 +41,11 @@ from activities.tables.round_state import round_plans
 from domain.calendar import CalendarGap
 from domain.errors import DomainError
 from domain.lights import Light
-from domain.phases import Phase
+from domain.phases import WORKING_PHASES, Phase
 from domain.plan import CampaignPlan
 from domain.schedule import RoundSchedule, is_rebased, resolve_schedule
 from domain.state import Outcome
+from workflows.contracts import RoundProgress
 
 log = structlog.get_logger(__name__)
 
@@ -56,19 +58,25 @@ def plan_ref_of(plan: CampaignPlan) -> str:
     return "sha256-" + hashlib.sha256(plan.model_dump_json().encode("utf-8")).hexdigest()[:56]
 
 
-def store_plan(sessions: sessionmaker[Session], plan: CampaignPlan) -> str:
-    """Store the plan once (idempotent by content) and return its reference; whoever kicks a
-    round off calls this before starting ``CampaignRound`` with ``plan_ref``."""
+def store_plan_in(session: Session, plan: CampaignPlan) -> str:
+    """Store the plan once (idempotent by content) in ``session``'s transaction and return
+    its reference; whoever kicks a round off calls this before starting ``CampaignRound``
+    with ``plan_ref``."""
     ref = plan_ref_of(plan)
-    with sessions.begin() as session:
-        stmt = upsert_insert(session, round_plans).values(
-            plan_ref=ref,
-            campaign_id=plan.id,
-            plan_json=plan.model_dump_json(),
-            created_at=datetime.now(UTC),
-        )
-        session.execute(stmt.on_conflict_do_nothing(index_elements=["plan_ref"]))
+    stmt = upsert_insert(session, round_plans).values(
+        plan_ref=ref,
+        campaign_id=plan.id,
+        plan_json=plan.model_dump_json(),
+        created_at=datetime.now(UTC),
+    )
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["plan_ref"]))
     return ref
+
+
+def store_plan(sessions: sessionmaker[Session], plan: CampaignPlan) -> str:
+    """:func:`store_plan_in` in a transaction of its own."""
+    with sessions.begin() as session:
+        return store_plan_in(session, plan)
 
 
 class PlanStore:
@@ -149,6 +157,29 @@ def round_aggregate(session: Session, round_id: str, *, as_of: datetime) -> Roun
         overdue=overdue,
         behind=behind,
         outcomes=outcomes,
+        as_of=as_of,
+    )
+
+
+def round_progress(session: Session, row: RoundRow, *, as_of: datetime) -> RoundProgress:
+    """The round's progress as its status page shows it: the kick-off cursor from its row
+    and the counts from the read model (no call to Temporal, so it answers while Temporal is
+    slow or down). Rounds of the legacy workflow have no cursor: the organisations with a
+    status row stand for the started ones."""
+    aggregate = round_aggregate(session, row.round_id, as_of=as_of)
+    started = row.started if row.started is not None else aggregate.reported
+    return RoundProgress(
+        round_id=row.round_id,
+        total=row.total if row.total is not None else (started or None),
+        started=started,
+        starting_done=bool(row.starting_done) if row.started is not None else started > 0,
+        closed=row.status == RoundStatus.CLOSED.value,
+        by_phase=aggregate.by_phase,
+        by_light=aggregate.by_light,
+        overdue=aggregate.overdue,
+        outcomes={p: aggregate.outcomes.get(p, {}) for p in WORKING_PHASES},
+        reported=aggregate.reported,
+        behind=aggregate.behind,
         as_of=as_of,
     )
 

@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
         ScheduleRequest,
         StartRange,
     )
-    from domain.actions import CloseRound, RoundExtension
+    from domain.actions import CalendarUpdate, CloseRound, RoundExtension
     from domain.organisation import Role
     from domain.phases import WORKING_PHASES, Phase
     from domain.schedule import RoundSchedule
@@ -54,7 +54,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ids import round_workflow_id
     from workflows.reporting import schedule_pro_rata
     from workflows.round_contracts import (
+        ROUND_WORKFLOW_TYPE,
         CampaignRoundInput,
+        RoundAction,
+        RoundActionKind,
         RoundActionResult,
         RoundState,
     )
@@ -64,8 +67,6 @@ from workflows.round_legacy import CampaignRoundWorkflow
 
 __all__ = ["ROUND_WORKFLOW_TYPE", "CampaignRound", "CampaignRoundWorkflow"]
 
-#: The type name every new kick-off starts.
-ROUND_WORKFLOW_TYPE = "CampaignRound"
 # Long activities checkpoint in heartbeats; a dead worker is noticed within a minute and
 # the retry resumes at the checkpoint.
 FAN_OUT_TIMEOUT = timedelta(hours=1)
@@ -94,16 +95,16 @@ class CampaignRound:
         try:
             if state.recorded is None:
                 await self._record(RoundStatus.RUNNING)
-            schedule = state.schedule or await self._resolve_schedule()
-            state.schedule = schedule
+            if state.schedule is None:
+                state.schedule = await self._resolve_schedule()
             # A close that arrives while starting stops the starting too.
             while not state.cursor.done and state.close is None:
-                await self._start_next_range(schedule)
+                await self._start_next_range()
                 await self._fan_out()
                 await self._maybe_continue_as_new()
             if state.next_check is None:
                 state.next_check = workflow.now()  # first aggregate right after kick-off
-            while not await self._finished(schedule):
+            while not await self._finished():
                 timeout = max(timedelta(0), state.next_check - workflow.now())
                 with contextlib.suppress(TimeoutError):  # the timer fired: time to check
                     await workflow.wait_condition(
@@ -124,7 +125,7 @@ class CampaignRound:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.progress()
 
-    async def _finished(self, schedule: RoundSchedule) -> bool:
+    async def _finished(self) -> bool:
         """Closed and told everyone, or (on the timer) every started organisation is
         completed or closed in the read model."""
         state = self._state
@@ -135,7 +136,7 @@ class CampaignRound:
             return False
         if workflow.now() < state.next_check:
             return False
-        await self._check_cohorts(schedule)
+        await self._check_cohorts()
         aggregate = await self._aggregate()
         state.next_check = workflow.now() + self._terms.cohort_check_every
         started = state.cursor.offset
@@ -186,19 +187,25 @@ class CampaignRound:
         )
         state.recorded = status
 
-    async def _start_next_range(self, schedule: RoundSchedule) -> None:
+    def _schedule(self) -> RoundSchedule:
+        """The round's schedule as it stands (a calendar update replaces it)."""
+        schedule = self._state.schedule
+        assert schedule is not None  # resolved before anything else runs
+        return schedule
+
+    async def _start_next_range(self) -> None:
         state, terms = self._state, self._terms
         report = await refs.execute(
             refs.START_ROUND_ORGANISATIONS,
             StartRange(
                 scope=self._scope(),
-                schedule=schedule,
+                schedule=self._schedule(),
                 offset=state.cursor.offset,
                 limit=terms.start_chunk,
                 page_size=terms.page_size,
                 concurrency=terms.concurrency,
                 history_limit=terms.org_history_limit,
-                signals=tuple(self._extension_signal(i) for i in range(len(state.extensions))),
+                signals=tuple(self._action_signal(i) for i in range(len(state.actions))),
             ),
             start_to_close_timeout=FAN_OUT_TIMEOUT,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
@@ -217,10 +224,18 @@ class CampaignRound:
             report.total,
         )
 
-    def _extension_signal(self, index: int) -> RoundSignal:
-        request = self._state.extensions[index]
+    def _action_signal(self, index: int) -> RoundSignal:
+        """The organisations' signal for the round's ``index``-th action."""
+        action = self._state.actions[index]
+        if action.calendar is not None:
+            return RoundSignal(
+                kind=RoundSignalKind.APPLY_CALENDAR,
+                payload=action.calendar.model_dump(mode="json"),
+            )
+        request = action.extension
+        assert request is not None  # an extension action always carries its request
         extension = RoundExtension(
-            extension_id=f"{self._terms.round_id}/round-ext-{index + 1}",
+            extension_id=self._action_id(index),
             phase=request.phase,
             new_deadline=request.new_deadline,
             reason=request.reason,
@@ -229,6 +244,21 @@ class CampaignRound:
         return RoundSignal(
             kind=RoundSignalKind.APPLY_ROUND_EXTENSION, payload=extension.model_dump(mode="json")
         )
+
+    def _action_id(self, index: int) -> str:
+        """``<round>/round-ext-<n>`` for the n-th extension (the id organisations dedupe
+        by), ``<round>/calendar/<update id>`` for a calendar update."""
+        actions = self._state.actions
+        action = actions[index]
+        if action.kind is RoundActionKind.CALENDAR:
+            return f"{self._terms.round_id}/calendar/{action.request_id}"
+        number = sum(1 for a in actions[: index + 1] if a.kind is RoundActionKind.EXTENSION)
+        return f"{self._terms.round_id}/round-ext-{number}"
+
+    def _sent_extensions(self) -> list[RoundExtensionRequest]:
+        """The extensions every started organisation has (they move the pro-rata schedule)."""
+        state = self._state
+        return [a.extension for a in state.actions[: state.actions_sent] if a.extension]
 
     async def _signal_started(self, signal: RoundSignal) -> None:
         """Send ``signal`` to every organisation started so far."""
@@ -247,11 +277,12 @@ class CampaignRound:
         )
 
     async def _fan_out(self) -> None:
-        """Send pending round-wide extensions, then the close, to every started organisation."""
+        """Send pending round-wide actions in order, then the close, to every started
+        organisation."""
         state = self._state
-        while state.extensions_sent < len(state.extensions):
-            await self._signal_started(self._extension_signal(state.extensions_sent))
-            state.extensions_sent += 1
+        while state.actions_sent < len(state.actions):
+            await self._signal_started(self._action_signal(state.actions_sent))
+            state.actions_sent += 1
         if state.close is not None and not state.close_sent:
             await self._signal_started(
                 RoundSignal(
@@ -260,15 +291,13 @@ class CampaignRound:
             )
             state.close_sent = True
 
-    async def _check_cohorts(self, schedule: RoundSchedule) -> None:
-        state, now = self._state, workflow.now()
+    async def _check_cohorts(self) -> None:
+        now = workflow.now()
         await refs.execute(
             refs.CHECK_ROUND_COHORTS,
             CohortCheck(
                 round_id=self._terms.round_id,
-                pro_rata=schedule_pro_rata(
-                    schedule, state.extensions[: state.extensions_sent], now
-                ),
+                pro_rata=schedule_pro_rata(self._schedule(), self._sent_extensions(), now),
                 tolerance=self._terms.behind_tolerance,
                 as_of=now,
                 concurrency=self._terms.concurrency,
@@ -331,24 +360,35 @@ class CampaignRound:
             as_of=last.as_of,
         )
 
+    def _add(self, action: RoundAction) -> RoundActionResult:
+        """Append a round-wide action unless its request id was seen (then answer with the
+        earlier one's id, applied False): two concurrent retries add one action."""
+        state = self._state
+        for index, earlier in enumerate(state.actions):
+            if earlier.kind is action.kind and earlier.request_id == action.request_id:
+                return RoundActionResult(action_id=self._action_id(index), applied=False)
+        state.actions.append(action)
+        self._wake = True
+        return RoundActionResult(action_id=self._action_id(len(state.actions) - 1), applied=True)
+
+    def _seen(self, kind: RoundActionKind, request_id: str | None) -> bool:
+        return request_id is not None and any(
+            a.kind is kind and a.request_id == request_id for a in self._state.actions
+        )
+
     @workflow.update
     def extend_phase(self, request: RoundExtensionRequest) -> RoundActionResult:
         """Move one phase's deadline for everyone in the round, once per request id."""
-        state = self._state
         info = workflow.current_update_info()
         # Without a request id, Temporal's own update id (the same on a client's retry).
         request_id = request.request_id or (info.id if info is not None else "")
-        for index, earlier in enumerate(state.extensions):
-            if earlier.request_id == request_id:
-                return RoundActionResult(action_id=self._extension_id(index), applied=False)
-        state.extensions.append(request.model_copy(update={"request_id": request_id}))
-        self._wake = True
-        return RoundActionResult(
-            action_id=self._extension_id(len(state.extensions) - 1), applied=True
+        return self._add(
+            RoundAction(
+                kind=RoundActionKind.EXTENSION,
+                request_id=request_id,
+                extension=request.model_copy(update={"request_id": request_id}),
+            )
         )
-
-    def _extension_id(self, index: int) -> str:
-        return f"{self._terms.round_id}/round-ext-{index + 1}"
 
     @extend_phase.validator
     def _validate_extend(self, request: RoundExtensionRequest) -> None:
@@ -356,9 +396,7 @@ class CampaignRound:
             raise ApplicationError(
                 "只有县委活动办可以统一延期", type="forbidden", non_retryable=True
             )
-        if request.request_id is not None and any(
-            e.request_id == request.request_id for e in self._state.extensions
-        ):
+        if self._seen(RoundActionKind.EXTENSION, request.request_id):
             return  # a retry of an accepted request: answered, not applied again
         if request.phase is Phase.COMPLETED:
             raise ApplicationError("请选择要延期的阶段", type="invalid", non_retryable=True)
@@ -372,6 +410,40 @@ class CampaignRound:
             )
         if self._state.close is not None:
             raise ApplicationError("本轮活动已结束", type="round_closed", non_retryable=True)
+
+    @workflow.update
+    def update_calendar(self, cmd: CalendarUpdate) -> RoundActionResult:
+        """Apply newly published calendar data to the round: its schedule takes the new
+        windows and pinned calendar (later starters get them in their plans) and every
+        started organisation gets ``apply_calendar``; once per ``update_id``."""
+        state = self._state
+        if not self._seen(RoundActionKind.CALENDAR, cmd.update_id) and state.schedule:
+            state.schedule = state.schedule.model_copy(
+                update={"windows": cmd.windows, "calendar": cmd.calendar}
+            )
+        return self._add(
+            RoundAction(kind=RoundActionKind.CALENDAR, request_id=cmd.update_id, calendar=cmd)
+        )
+
+    @update_calendar.validator
+    def _validate_calendar(self, cmd: CalendarUpdate) -> None:
+        if cmd.actor.role is not Role.COUNTY_OFFICE:
+            raise ApplicationError(
+                "只有县委活动办可以更新本轮日历", type="forbidden", non_retryable=True
+            )
+        if self._seen(RoundActionKind.CALENDAR, cmd.update_id):
+            return  # a retry: answered, not applied again
+        if not cmd.reason.strip():
+            raise ApplicationError(
+                "更新日历必须填写理由", type="reason_required", non_retryable=True
+            )
+        if self._state.close is not None:
+            raise ApplicationError("本轮活动已结束", type="round_closed", non_retryable=True)
+        schedule = self._state.schedule
+        if schedule is not None and [w.phase for w in cmd.windows] != [
+            w.phase for w in schedule.windows
+        ]:
+            raise ApplicationError("新日历的阶段与本轮不一致", type="invalid", non_retryable=True)
 
     @workflow.update
     def close(self, cmd: CloseRound) -> RoundActionResult:

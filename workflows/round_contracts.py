@@ -9,17 +9,22 @@ and the last aggregate it fetched (counts by enum). See docs/workflows.md.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.round_contracts import RoundAggregate, RoundStatus
-from domain.actions import CloseRound
+from domain.actions import CalendarUpdate, CloseRound
 from domain.cohort import DEFAULT_TOLERANCE
 from domain.schedule import RoundSchedule
 from domain.state import Actor
 from workflows.contracts import RoundExtensionRequest
 
 _FROZEN = ConfigDict(frozen=True)
+
+#: The bounded round's workflow type: what every new kick-off starts. Rounds kicked off
+#: before it run on as the legacy type, ``CampaignRoundWorkflow``.
+ROUND_WORKFLOW_TYPE = "CampaignRound"
 
 
 class RoundTerms(BaseModel):
@@ -54,6 +59,25 @@ class RoundCursor(BaseModel):
     done: bool = False
 
 
+class RoundActionKind(StrEnum):
+    """The round-wide actions a round fans out to its organisations."""
+
+    EXTENSION = "extension"
+    CALENDAR = "calendar"
+
+
+class RoundAction(BaseModel):
+    """One round-wide action as the round keeps it: its kind, its idempotency key, and the
+    county office's request (exactly one of ``extension`` and ``calendar``)."""
+
+    model_config = _FROZEN
+
+    kind: RoundActionKind
+    request_id: str
+    extension: RoundExtensionRequest | None = None
+    calendar: CalendarUpdate | None = None
+
+
 class RoundState(BaseModel):
     """Everything the round still owes, carried across continue-as-new (bounded)."""
 
@@ -61,10 +85,10 @@ class RoundState(BaseModel):
     schedule: RoundSchedule | None = None
     starts_at: datetime
     cursor: RoundCursor = Field(default_factory=RoundCursor)
-    # Round-wide extensions, each once per request id, and how many every started
-    # organisation has been sent (later starters get them all at start).
-    extensions: list[RoundExtensionRequest] = Field(default_factory=list)
-    extensions_sent: int = 0
+    # Round-wide actions in the order issued, each once per request id, and how many every
+    # started organisation has been sent (later starters get them all at start).
+    actions: list[RoundAction] = Field(default_factory=list)
+    actions_sent: int = 0
     close: CloseRound | None = None
     close_sent: bool = False
     next_check: datetime | None = None

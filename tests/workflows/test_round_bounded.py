@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,11 +20,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.round_progress import store_plan
 from activities.tables import CampaignEventRow, RoundRow
-from domain.actions import CloseRound
-from domain.calendar import Span
+from domain.actions import CalendarUpdate, CloseRound
+from domain.calendar import Span, local_date
 from domain.phases import Phase
+from domain.plan import CalendarPlan
 from domain.plan_loader import load_plan
-from domain.schedule import resolve_schedule
+from domain.schedule import reresolve_round, resolve_schedule
 from tests.workflows.support import COUNTY, ROOT, record_history, seed_plan, write_roster
 from workflows.contracts import RoundExtensionRequest, RoundProgress
 from workflows.ids import organisation_workflow_id, round_workflow_id
@@ -53,6 +54,14 @@ async def eventually(
         await asyncio.sleep(0.1)
         value = await probe()
     return value
+
+
+def next_weekday(moment: datetime) -> date:
+    """The first Monday-to-Friday on or after ``moment``'s date (Beijing)."""
+    day = local_date(moment)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
 
 
 def round_row(sessions: sessionmaker[Session], round_id: str) -> RoundRow | None:
@@ -184,6 +193,35 @@ async def test_round_extends_once_per_request_reaches_everyone_and_closes(
             )
 
     assert await eventually(lambda: asyncio.to_thread(applied_events), lambda n: n >= ORGS) == ORGS
+
+    # Newly published calendar data: re-resolved from the same kick-off, applied once per
+    # update id, and every organisation gets it.
+    published = CalendarPlan(holidays=(next_weekday(now + timedelta(days=3)),))
+    plan = seed_plan()
+    schedule = reresolve_round(plan, plan.round("round-1"), now, published)
+    assert schedule.calendar is not None
+    update = CalendarUpdate(
+        update_id="cal-2026-1",
+        calendar=schedule.calendar,
+        windows=schedule.windows,
+        actor=COUNTY,
+        reason="国务院办公厅公布新的节假日安排",
+    )
+    results = await asyncio.gather(
+        handle.execute_update(CampaignRound.update_calendar, update),
+        handle.execute_update(CampaignRound.update_calendar, update),
+    )
+    assert sorted(r.applied for r in results) == [False, True]
+    assert {r.action_id for r in results} == {f"{round_id}/calendar/cal-2026-1"}
+    for org_id in ORG_IDS:
+        org = env.client.get_workflow_handle_for(
+            OrganisationCampaignWorkflow.run, organisation_workflow_id(round_id, org_id)
+        )
+        status = await eventually(
+            lambda org=org: org.query(OrganisationCampaignWorkflow.status),  # type: ignore[misc]
+            lambda s: "cal-2026-1" in s.state.applied_calendar_updates,
+        )
+        assert status.state.applied_calendar_updates == ["cal-2026-1"]
 
     closed = await handle.execute_update(
         CampaignRound.close, CloseRound(actor=COUNTY, reason="本轮活动结束")
