@@ -25,7 +25,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.tables import BallotRow, BallotTokenRow, EvaluationItemRow, EvaluationRow
-from domain.campaign_rules import CampaignStatus
 from domain.errors import FieldError
 from domain.evaluation import (
     BallotItem,
@@ -44,6 +43,7 @@ from workflows.activity_refs import (
     ORDER_EVALUATION_RECTIFICATION,
     PUBLISH_EVALUATION,
 )
+from workflows.contracts import ActionResult
 from workflows.evaluation_contracts import (
     CloseEvaluation,
     EvaluationInput,
@@ -279,7 +279,7 @@ class EvaluationActivities:
         handle = self._client.get_workflow_handle(request.org_workflow_id)
         try:
             await handle.execute_update(
-                "order_rectification", request.order, result_type=CampaignStatus
+                "order_rectification", request.order, result_type=ActionResult
             )
         except WorkflowUpdateFailedError as exc:
             cause: Any = exc.cause

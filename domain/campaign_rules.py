@@ -7,6 +7,7 @@ adds the actions and the passage of time.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -146,6 +147,12 @@ class CampaignRules:
         events, notices = self.pending_events, self.pending_notices
         self.pending_events, self.pending_notices = [], []
         return events, notices
+
+    def restore_outbox(self, events: Iterable[CampaignEvent], notices: Iterable[Notice]) -> None:
+        """Put back what a previous run still owed (carried across continue-as-new), ahead
+        of anything emitted since, so it is written first and in order."""
+        self.pending_events = [*events, *self.pending_events]
+        self.pending_notices = [*notices, *self.pending_notices]
 
     def seen(self, key: str | None) -> bool:
         """Whether an action with this idempotency key was already applied."""

@@ -9,12 +9,26 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain.actions import CloseRound
 from domain.cohort import DEFAULT_TOLERANCE
 from domain.lights import Light
+from domain.machine import StepStatus
+from domain.notices import Notice
 from domain.phases import Phase
 from domain.plan import CampaignPlan
 from domain.schedule import OrgPlan
-from domain.state import Actor, CampaignState, Outcome
+from domain.state import Actor, CampaignEvent, CampaignState, Outcome
 
 _FROZEN = ConfigDict(frozen=True)
+
+
+class CarriedOutbox(BaseModel):
+    """What a run still owed the read model when it continued as new: the events and notices
+    produced after its last flush began (an Update landing during it), and the light it last
+    recorded. The continued run flushes these before anything else."""
+
+    model_config = _FROZEN
+
+    events: tuple[CampaignEvent, ...] = ()
+    notices: tuple[Notice, ...] = ()
+    recorded_light: Light | None = None
 
 
 class OrganisationCampaignInput(BaseModel):
@@ -27,6 +41,28 @@ class OrganisationCampaignInput(BaseModel):
     round_workflow_id: str | None = None
     # Continue-as-new once history passes this many events (Temporal's hard limit is 51,200).
     history_limit: int = Field(default=10_000, ge=100)
+    # Set only on continue-as-new: the outbox the previous run had not flushed yet.
+    carried: CarriedOutbox | None = None
+
+
+class ActionResult(BaseModel):
+    """What every organisation Update returns. Small on purpose: each result is stored in
+    the history of every organisation, for every action; the whole status is the ``status``
+    query and the read model's row. ``version`` is the state's event sequence after the
+    action: the read model's status row has caught up once its ``event_seq`` reaches it."""
+
+    model_config = _FROZEN
+
+    accepted: bool = True
+    # Where the organisation stands after the action (the next phase if it completed one).
+    phase: Phase
+    light: Light
+    # The step acted on and its status now (submit, decide, waive).
+    step_id: str | None = None
+    step_status: StepStatus | None = None
+    # The extension filed or decided (request_extension, decide_extension).
+    extension_id: str | None = None
+    version: int = 0
 
 
 class CampaignResult(BaseModel):

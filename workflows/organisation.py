@@ -1,11 +1,15 @@
 """``OrganisationCampaignWorkflow``: one organisation through the five phases of one round.
 
 Human actions arrive as Updates whose validators run the domain's checks, so a refused
-action writes nothing to history. The main loop is the only place that performs I/O: it
-fires due timers (reminder, ladder rungs, rectification checks), drains the event and
-notice outboxes through activities, publishes search attributes and reports to the round.
-Deadlines are durable timers (``wait_condition`` with a timeout recomputed every turn), so
-an approved extension simply moves the next wake-up.
+action writes nothing to history; an accepted one returns a small :class:`ActionResult`
+(every byte of it is stored in history), the whole status being the ``status`` query and
+the read model's row. The main loop is the only place that performs I/O: it fires due
+timers (reminder, ladder rungs, rectification checks), drains the event and notice outboxes
+through activities and publishes search attributes. The round learns where organisations
+stand from the read model, not from signals. Deadlines are durable timers
+(``wait_condition`` with a timeout recomputed every turn), so an approved extension simply
+moves the next wake-up. Continue-as-new carries the state and whatever the outbox still
+holds; the continued run flushes that first.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import CampaignSnapshot, DeliveryReport, EventBatch, NoticeBatch
+    from activities.contracts import CampaignSnapshot, EventBatch, NoticeBatch
     from domain.actions import (
         AcknowledgeEscalation,
         CalendarUpdate,
@@ -35,9 +41,16 @@ with workflow.unsafe.imports_passed_through():
     from domain.cohort import BehindSchedule
     from domain.errors import DomainError
     from domain.lights import Light
+    from domain.phases import Phase
     from workflows import search_attributes as sa
+    from workflows.activity_refs import DELIVER_NOTICES, RECORD_EVENTS, execute
     from workflows.common import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, checked, refusal
-    from workflows.contracts import CampaignResult, OrganisationCampaignInput
+    from workflows.contracts import (
+        ActionResult,
+        CampaignResult,
+        CarriedOutbox,
+        OrganisationCampaignInput,
+    )
     from workflows.reporting import progress_of, snapshot_of
 
 # Runs started before this patch neither record the light on its own (blue, yellow) in the
@@ -48,6 +61,11 @@ YELLOW_LIGHT_PATCH = "yellow-light"
 NOTICE_OUTBOX_PATCH = "notice-outbox"
 # Runs started before this patch could miss an update that arrived during a flush.
 WAKE_BEFORE_FLUSH_PATCH = "wake-before-flush"
+# Runs started before this patch signal their progress to the round on every change (the
+# round now reads it from the read model) and upsert every search attribute each time
+# (now the fixed ones once, then only phase, light and overdue when they change). What an
+# Update returns needs no patch: results are not commands, replay does not compare them.
+SMALL_HISTORY_PATCH = "small-history"
 
 
 @workflow.defn
@@ -63,12 +81,17 @@ class OrganisationCampaignWorkflow:
         self._reported: tuple[object, ...] | None = None
         self._recorded_light: Light | None = None
         self._lights_patch = False
+        self._small_history = False
+        if input.carried is not None:  # what the previous run still owed: flushed first
+            self._campaign.restore_outbox(input.carried.events, input.carried.notices)
+            self._recorded_light = input.carried.recorded_light
 
     # ----- the main loop -----------------------------------------------------------------
     @workflow.run
     async def run(self, input: OrganisationCampaignInput) -> CampaignResult:
         campaign = self._campaign
         self._lights_patch = workflow.patched(YELLOW_LIGHT_PATCH)
+        self._small_history = workflow.patched(SMALL_HISTORY_PATCH)
         campaign.settle(workflow.now())
         # Cleared before the flush, not after: an update that lands while an activity or the
         # progress signal is in flight must wake the next wait, not wait for the next timer.
@@ -84,14 +107,9 @@ class OrganisationCampaignWorkflow:
             if self._history_too_long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 await self._flush()
-                workflow.continue_as_new(
-                    OrganisationCampaignInput(
-                        plan=input.plan,
-                        state=campaign.state,
-                        round_workflow_id=input.round_workflow_id,
-                        history_limit=input.history_limit,
-                    )
-                )
+                # No await from here on: whatever a handler added during the flush above
+                # (an old run's progress signal awaited after its last check) is carried.
+                workflow.continue_as_new(self._continued(input))
             if not wake_first:
                 self._wake = False
             timeout = (next_at - workflow.now()) if next_at is not None else None
@@ -108,6 +126,21 @@ class OrganisationCampaignWorkflow:
             phase=state.phase,
             closed=state.closed,
             outcomes={p.phase: p.outcome for p in state.phases},
+        )
+
+    def _continued(self, input: OrganisationCampaignInput) -> OrganisationCampaignInput:
+        """The next run's input: the state and everything this run still owes."""
+        events, notices = self._campaign.take_outbox()
+        return OrganisationCampaignInput(
+            plan=input.plan,
+            state=self._campaign.state,
+            round_workflow_id=input.round_workflow_id,
+            history_limit=input.history_limit,
+            carried=CarriedOutbox(
+                events=tuple(events),
+                notices=tuple(notices),
+                recorded_light=self._recorded_light,
+            ),
         )
 
     def _history_too_long(self) -> bool:
@@ -133,50 +166,57 @@ class OrganisationCampaignWorkflow:
             outbox = bool(notices) and workflow.patched(NOTICE_OUTBOX_PATCH)
             if events or light_stale or outbox:
                 snapshot = self._snapshot()
-                await workflow.execute_activity(
-                    "record_events",
+                await execute(
+                    RECORD_EVENTS,
                     EventBatch(events=events, snapshot=snapshot, notices=notices if outbox else []),
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=ACTIVITY_RETRY,
                 )
                 self._recorded_light = snapshot.light
             if notices:
-                await workflow.execute_activity(
-                    "deliver_notices",
+                await execute(
+                    DELIVER_NOTICES,
                     NoticeBatch(notices=notices),
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     # A worker killed mid-delivery is noticed in seconds, not at the timeout.
                     heartbeat_timeout=timedelta(seconds=10),
                     retry_policy=ACTIVITY_RETRY,
-                    result_type=DeliveryReport,
                 )
         self._publish()
-        await self._report()
+        if not self._small_history:
+            await self._report()
 
     def _snapshot(self) -> CampaignSnapshot:
         return snapshot_of(self._campaign, workflow.now())
 
     def _publish(self) -> None:
-        """Upsert search attributes when phase, light or overdue change."""
+        """Upsert search attributes when phase, light or overdue change: the fixed ones
+        (round, organisation, township, type) only the first time in a run."""
         state, org = self._campaign.state, self._campaign.org
         values = (state.phase.value, state.light.value, state.overdue)
         if values == self._published:
             return
-        workflow.upsert_search_attributes(
-            [
-                sa.ROUND_ID.value_set(state.round_id),
-                sa.ORGANISATION_ID.value_set(org.id),
-                sa.TOWNSHIP.value_set(org.township),
-                sa.ORG_TYPE.value_set(org.type.value),
-                sa.PHASE.value_set(state.phase.value),
-                sa.LIGHT.value_set(state.light.value),
-                sa.OVERDUE.value_set(state.overdue),
-            ]
-        )
+        fixed: list[SearchAttributeUpdate[Any]] = [
+            sa.ROUND_ID.value_set(state.round_id),
+            sa.ORGANISATION_ID.value_set(org.id),
+            sa.TOWNSHIP.value_set(org.township),
+            sa.ORG_TYPE.value_set(org.type.value),
+        ]
+        changed: list[SearchAttributeUpdate[Any]] = [
+            sa.PHASE.value_set(state.phase.value),
+            sa.LIGHT.value_set(state.light.value),
+            sa.OVERDUE.value_set(state.overdue),
+        ]
+        if self._published is not None and self._small_history:
+            moved = zip(changed, self._published, values, strict=True)
+            changed = [update for update, old, new in moved if old != new]
+            fixed = []
+        workflow.upsert_search_attributes([*fixed, *changed])
         self._published = values
 
     async def _report(self) -> None:
-        """Tell the round workflow where this organisation stands, when that changed."""
+        """Runs from before ``SMALL_HISTORY_PATCH`` tell the round workflow where this
+        organisation stands, when that changed."""
         round_id = self._input.round_workflow_id
         progress = progress_of(self._campaign)
         key: tuple[object, ...] = (
@@ -227,43 +267,64 @@ class OrganisationCampaignWorkflow:
         self._wake = True
 
     # ----- updates: human actions --------------------------------------------------------
-    def _act(self, action: Callable[[], object]) -> CampaignStatus:
+    def _act(
+        self,
+        action: Callable[[], object],
+        *,
+        step_id: str | None = None,
+        extension_id: str | None = None,
+    ) -> ActionResult:
+        """Apply an action and return the small result (never the whole status)."""
+        acted_in = self._campaign.state.phase
         try:
-            action()
+            returned = action()
         except DomainError as exc:  # a race between validator and handler; report, don't crash
             raise refusal(exc) from None
         self._wake = True
-        return self._campaign.status()
+        if isinstance(returned, str):  # request_extension returns the new request's id
+            extension_id = returned
+        state = self._campaign.state
+        step = None
+        if step_id is not None and acted_in is not Phase.COMPLETED:
+            step = state.phase_state(acted_in).step(step_id)
+        return ActionResult(
+            phase=state.phase,
+            light=state.light,
+            step_id=step_id,
+            step_status=step.status if step is not None else None,
+            extension_id=extension_id,
+            version=state.event_seq,
+        )
 
     @workflow.update
-    def submit_evidence(self, cmd: SubmitEvidence) -> CampaignStatus:
+    def submit_evidence(self, cmd: SubmitEvidence) -> ActionResult:
         """The secretary submits evidence for a step."""
-        return self._act(lambda: self._campaign.submit(cmd, workflow.now()))
+        return self._act(lambda: self._campaign.submit(cmd, workflow.now()), step_id=cmd.step_id)
 
     @submit_evidence.validator
     def _validate_submit(self, cmd: SubmitEvidence) -> None:
         checked(lambda: self._campaign.check_submit(cmd))
 
     @workflow.update
-    def decide_submission(self, cmd: DecideSubmission) -> CampaignStatus:
+    def decide_submission(self, cmd: DecideSubmission) -> ActionResult:
         """A supervisor accepts or returns (退回) a submission."""
-        return self._act(lambda: self._campaign.decide(cmd, workflow.now()))
+        return self._act(lambda: self._campaign.decide(cmd, workflow.now()), step_id=cmd.step_id)
 
     @decide_submission.validator
     def _validate_decide(self, cmd: DecideSubmission) -> None:
         checked(lambda: self._campaign.check_decide(cmd))
 
     @workflow.update
-    def waive_step(self, cmd: WaiveStep) -> CampaignStatus:
+    def waive_step(self, cmd: WaiveStep) -> ActionResult:
         """A supervisor waives a step with a reason."""
-        return self._act(lambda: self._campaign.waive(cmd, workflow.now()))
+        return self._act(lambda: self._campaign.waive(cmd, workflow.now()), step_id=cmd.step_id)
 
     @waive_step.validator
     def _validate_waive(self, cmd: WaiveStep) -> None:
         checked(lambda: self._campaign.check_waive(cmd))
 
     @workflow.update
-    def request_extension(self, cmd: RequestExtension) -> CampaignStatus:
+    def request_extension(self, cmd: RequestExtension) -> ActionResult:
         """The secretary asks for a later deadline."""
         return self._act(lambda: self._campaign.request_extension(cmd, workflow.now()))
 
@@ -272,16 +333,19 @@ class OrganisationCampaignWorkflow:
         checked(lambda: self._campaign.check_request_extension(cmd, workflow.now()))
 
     @workflow.update
-    def decide_extension(self, cmd: DecideExtension) -> CampaignStatus:
+    def decide_extension(self, cmd: DecideExtension) -> ActionResult:
         """A supervisor approves (the deadline moves) or rejects an extension."""
-        return self._act(lambda: self._campaign.decide_extension(cmd, workflow.now()))
+        return self._act(
+            lambda: self._campaign.decide_extension(cmd, workflow.now()),
+            extension_id=cmd.extension_id,
+        )
 
     @decide_extension.validator
     def _validate_decide_extension(self, cmd: DecideExtension) -> None:
         checked(lambda: self._campaign.check_decide_extension(cmd, workflow.now()))
 
     @workflow.update
-    def acknowledge_escalation(self, cmd: AcknowledgeEscalation) -> CampaignStatus:
+    def acknowledge_escalation(self, cmd: AcknowledgeEscalation) -> ActionResult:
         """The addressee signs for a rung's notice (签收)."""
         return self._act(lambda: self._campaign.acknowledge(cmd, workflow.now()))
 
@@ -290,7 +354,7 @@ class OrganisationCampaignWorkflow:
         checked(lambda: self._campaign.check_acknowledge(cmd))
 
     @workflow.update
-    def report_rectification(self, cmd: ReportRectification) -> CampaignStatus:
+    def report_rectification(self, cmd: ReportRectification) -> ActionResult:
         """The secretary reports on a rectification order."""
         return self._act(lambda: self._campaign.report_rectification(cmd, workflow.now()))
 
@@ -299,7 +363,7 @@ class OrganisationCampaignWorkflow:
         checked(lambda: self._campaign.check_report_rectification(cmd))
 
     @workflow.update
-    def recheck_rectification(self, cmd: RecheckRectification) -> CampaignStatus:
+    def recheck_rectification(self, cmd: RecheckRectification) -> ActionResult:
         """A supervisor re-checks the rectification."""
         return self._act(lambda: self._campaign.recheck(cmd, workflow.now()))
 
@@ -308,7 +372,7 @@ class OrganisationCampaignWorkflow:
         checked(lambda: self._campaign.check_recheck(cmd))
 
     @workflow.update
-    def order_rectification(self, cmd: OrderRectification) -> CampaignStatus:
+    def order_rectification(self, cmd: OrderRectification) -> ActionResult:
         """A 整改通知 from outside the ladder (a 群众评议 below the plan's threshold);
         applied once per source and reference."""
         return self._act(lambda: self._campaign.order_rectification(cmd, workflow.now()))

@@ -26,10 +26,11 @@ from api.routers.action_bodies import (
     Waive,
 )
 from api.routers.organisations import visible_organisation
-from api.workflow_calls import update
+from api.workflow_calls import query, update
 from domain import actions
 from domain.campaign_rules import CampaignStatus
 from domain.state import Actor
+from workflows.contracts import ActionResult
 from workflows.ids import organisation_workflow_id
 
 router = APIRouter(prefix="/api/v1/rounds/{round_id}/organisations/{org_id}", tags=["操作 actions"])
@@ -97,14 +98,12 @@ def _route(action: Action) -> None:
         )
 
         async def run() -> dict[str, Any]:
-            status = await update(
-                client,
-                organisation_workflow_id(round_id, org_id),
-                action.update,
-                cmd,
-                CampaignStatus,
-            )
-            return status.model_dump(mode="json")
+            workflow_id = organisation_workflow_id(round_id, org_id)
+            result = await update(client, workflow_id, action.update, cmd, ActionResult)
+            # The Update returns a small result (it is stored in history); the caller gets
+            # the whole status as before, read by a query, which writes no history.
+            status = await query(client, workflow_id, "status", CampaignStatus)
+            return status.model_dump(mode="json") | {"result": result.model_dump(mode="json")}
 
         return await idempotent(request, sessions, user, run)
 

@@ -27,7 +27,7 @@ from api.routers import commitment_views as views
 from api.routers.commitment_bodies import AbsenceBody, LedgerBody, ReviewBody, StepBody
 from api.routers.commitments import RECORDERS, SIGNERS, _member, _now, _scoped
 from api.routers.organisations import visible_organisation
-from api.workflow_calls import update
+from api.workflow_calls import query, update
 from domain.actions import SubmitEvidence
 from domain.calendar import local_date
 from domain.campaign_rules import CampaignStatus
@@ -41,6 +41,7 @@ from domain.commitments import (
 from domain.errors import DomainError
 from domain.plan import FieldKind
 from domain.state import Actor
+from workflows.contracts import ActionResult
 from workflows.ids import organisation_workflow_id
 
 router = APIRouter(
@@ -180,7 +181,9 @@ async def submit_step(
 
     async def run() -> dict[str, Any]:
         wf = organisation_workflow_id(round_id, org_id)
-        status = await update(client, wf, "submit_evidence", cmd, CampaignStatus)
-        return status.model_dump(mode="json")
+        result = await update(client, wf, "submit_evidence", cmd, ActionResult)
+        # The Update's result is small; the whole status comes from a query (no history).
+        status = await query(client, wf, "status", CampaignStatus)
+        return status.model_dump(mode="json") | {"result": result.model_dump(mode="json")}
 
     return await idempotent(request, sessions, user, run)

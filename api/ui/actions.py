@@ -18,8 +18,8 @@ from api.errors import ApiError, validation_errors
 from api.idempotency import command_key
 from api.routers.actions import ACTIONS, Action
 from api.workflow_calls import update
-from domain.campaign_rules import CampaignStatus
 from domain.state import Actor
+from workflows.contracts import ActionResult
 from workflows.ids import organisation_workflow_id
 
 BY_UPDATE: dict[str, Action] = {a.update: a for a in ACTIONS}
@@ -43,9 +43,10 @@ async def run_action(
     name: str,
     fields: dict[str, Any],
     form_key: str | None,
-) -> CampaignStatus:
+) -> ActionResult:
     """Validate ``fields`` with the action's body model, build its command and run its Update
-    (the caller has checked the organisation is in the user's scope)."""
+    (the caller has checked the organisation is in the user's scope); returns the Update's
+    small result (the pages read the whole status themselves)."""
     chosen = action(name)
     try:
         body = chosen.body.model_validate(fields)
@@ -62,5 +63,5 @@ async def run_action(
         }
     )
     return await update(
-        client, organisation_workflow_id(round_id, org_id), chosen.update, cmd, CampaignStatus
+        client, organisation_workflow_id(round_id, org_id), chosen.update, cmd, ActionResult
     )

@@ -45,7 +45,7 @@ async def extend(
     other supervisors approve the secretary's pending request (the workflow's rule)."""
     common = {"round_id": round_id, "org_id": org_id}
     if user.role in SUBMITTER_ROLES:
-        status = await run_action(
+        filed = await run_action(
             client, user, ip, **common, name="request_extension",
             fields={"new_deadline": new_deadline, "reason": reason},
             form_key=f"{form_key}:request",
@@ -63,11 +63,10 @@ async def extend(
             form_key=f"{form_key}:decide",
         )  # fmt: skip
         return "已批准延期申请"
-    pending = [e for e in status.state.extensions if e.status is ExtensionStatus.REQUESTED]
-    if pending:
+    if filed.extension_id is not None:  # the request just filed (or filed before, retried)
         await run_action(
             client, user, ip, **common, name="decide_extension",
-            fields={"extension_id": pending[-1].id, "approve": True, "reason": reason},
+            fields={"extension_id": filed.extension_id, "approve": True, "reason": reason},
             form_key=f"{form_key}:decide",
         )  # fmt: skip
     return "已延期"

@@ -17,12 +17,11 @@ from domain.actions import (
     RequestExtension,
     SubmitEvidence,
 )
-from domain.campaign import CampaignStatus
 from domain.organisation import Organisation, Role
 from domain.phases import Phase
 from domain.schedule import OrgPlan
 from domain.state import Actor
-from workflows.contracts import CampaignResult
+from workflows.contracts import ActionResult, CampaignResult
 from workflows.ids import organisation_workflow_id
 from workflows.organisation import OrganisationCampaignWorkflow
 
@@ -72,11 +71,11 @@ class Player:
     def _key(self, *parts: object) -> str:
         return "/".join(["sim", self.org.id, *(str(p) for p in parts)])
 
-    async def _update(self, name: str, update: object) -> CampaignStatus:
+    async def _update(self, name: str, update: object) -> ActionResult:
         await self.guard.admit()
         self.updates += 1
-        result: CampaignStatus = await self.handle.execute_update(
-            name, update, result_type=CampaignStatus
+        result: ActionResult = await self.handle.execute_update(
+            name, update, result_type=ActionResult
         )
         return result
 
@@ -151,7 +150,7 @@ class Player:
 
     async def _extend(self, action: PlannedAction) -> None:
         assert action.new_deadline is not None
-        status = await self._update(
+        filed = await self._update(
             "request_extension",
             RequestExtension(
                 actor=_secretary(self.org),
@@ -164,7 +163,7 @@ class Player:
             "decide_extension",
             DecideExtension(
                 actor=_instructor(self.org),
-                extension_id=status.state.extensions[-1].id,
+                extension_id=filed.extension_id or "",
                 approve=True,
                 reason="情况属实，同意顺延",
                 idempotency_key=self._key(action.phase, "extension", "approve"),

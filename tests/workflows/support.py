@@ -105,7 +105,8 @@ async def do_current_phase(
     *,
     accept: bool = True,
 ) -> CampaignStatus:
-    """Submit evidence for every open required step of the current phase, and accept it."""
+    """Submit evidence for every open required step of the current phase, and accept it;
+    returns the status afterwards (the Updates themselves return small results)."""
     current = await status(handle)
     org = plan.organisation
     phase_plan = plan.phase(current.state.phase)
@@ -118,16 +119,16 @@ async def do_current_phase(
             values = sample_evidence(
                 step, org, opens_at=phase_state.opens_at, deadline=phase_state.deadline, now=now
             )
-            current = await handle.execute_update(
+            await handle.execute_update(
                 OrganisationCampaignWorkflow.submit_evidence,
                 SubmitEvidence(actor=secretary(org), step_id=step.id, values=values),
             )
         if accept:
-            current = await handle.execute_update(
+            await handle.execute_update(
                 OrganisationCampaignWorkflow.decide_submission,
                 DecideSubmission(actor=instructor(org), step_id=step.id, accept=True),
             )
-    return current
+    return await status(handle)
 
 
 def plus(moment: datetime, **kwargs: float) -> datetime:

@@ -137,10 +137,12 @@ async def test_laggard_climbs_every_rung_then_rectifies(
             report="已补齐全部党员承诺并张榜公示。",
         ),
     )
-    current = await handle.execute_update(
+    result = await handle.execute_update(
         OrganisationCampaignWorkflow.recheck_rectification,
         RecheckRectification(actor=instructor(org), phase=Phase.PUBLIC_COMMITMENT, passed=True),
     )
+    assert result.phase is Phase.LEADERSHIP_REVIEW  # the small result says where it stands
+    current = await status(handle)
     done = current.state.phase_state(Phase.PUBLIC_COMMITMENT)
     assert done.rectification is not None
     assert done.rectification.status is RectificationStatus.PASSED
@@ -162,13 +164,14 @@ async def test_approved_extension_moves_the_deadline_and_nothing_escalates(
     new_deadline = calendar.after(
         original, plan.ladder.rungs[-1].delay.model_copy(update={"working_days": 10})
     )
-    current = await handle.execute_update(
+    filed = await handle.execute_update(
         OrganisationCampaignWorkflow.request_extension,
         RequestExtension(
             actor=secretary(org), new_deadline=new_deadline, reason="村两委换届，动员会顺延"
         ),
     )
-    extension_id = current.state.extensions[-1].id
+    extension_id = filed.extension_id
+    assert extension_id == (await status(handle)).state.extensions[-1].id
     await handle.execute_update(
         OrganisationCampaignWorkflow.decide_extension,
         DecideExtension(actor=instructor(org), extension_id=extension_id, approve=True),
@@ -204,7 +207,7 @@ async def test_returned_submission_is_resubmitted(
     plan = org_plan(org, await env.get_current_time(), round_id="r-ret")
     handle = await start_campaign(env.client, task_queue, plan)
     await do_current_phase(handle, plan, await env.get_current_time(), accept=False)
-    current = await handle.execute_update(
+    returned = await handle.execute_update(
         OrganisationCampaignWorkflow.decide_submission,
         DecideSubmission(
             actor=instructor(org),
@@ -213,7 +216,8 @@ async def test_returned_submission_is_resubmitted(
             reason="缺少会议签到表",
         ),
     )
-    step = current.state.current().step("hold_mobilisation_meeting")
+    assert returned.step_status is StepStatus.RETURNED
+    step = (await status(handle)).state.current().step("hold_mobilisation_meeting")
     assert step is not None and step.status is StepStatus.RETURNED
     assert step.submissions[-1].reason == "缺少会议签到表"
     # Returning needs a reason: refused by the validator.
@@ -223,11 +227,13 @@ async def test_returned_submission_is_resubmitted(
             DecideSubmission(actor=instructor(org), step_id="set_up_leading_group", accept=False),
         )
     values = dict(step.submissions[-1].values)
-    current = await handle.execute_update(
+    resubmitted = await handle.execute_update(
         OrganisationCampaignWorkflow.submit_evidence,
         SubmitEvidence(actor=secretary(org), step_id="hold_mobilisation_meeting", values=values),
     )
-    step = current.state.current().step("hold_mobilisation_meeting")
+    assert resubmitted.step_id == "hold_mobilisation_meeting"
+    assert resubmitted.step_status is StepStatus.SUBMITTED
+    step = (await status(handle)).state.current().step("hold_mobilisation_meeting")
     assert step is not None and step.status is StepStatus.SUBMITTED and len(step.submissions) == 2
     await do_current_phase(handle, plan, await env.get_current_time())
     assert (await status(handle)).state.phase is Phase.PUBLIC_COMMITMENT
