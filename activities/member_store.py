@@ -8,8 +8,6 @@ secretary can import just their own branch.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 # The county roster's readers: one place decides how CSV/XLSX cells become text.
-from activities.roster_files import decode_csv, read_xlsx_rows, refuse_file, table_rows
+from activities.roster_files import MIB, FileLimits, read_table, unsupported
 from activities.tables import OrganisationRow, PartyMemberRow
 from domain.members import MemberRoster, parse_members
 
@@ -34,16 +32,36 @@ class OrganisationMembers:
     roster_member_count: int
 
 
-def read_member_file(path: Path, *, known_orgs: Collection[str]) -> MemberRoster:
+#: A member list (党员名册): one file may cover a whole county's members (tens of thousands).
+MEMBER_LIMITS = FileLimits(
+    max_bytes=5 * MIB,
+    max_uncompressed_bytes=20 * MIB,
+    max_rows=50_000,
+    max_columns=20,
+    max_cells=300_000,
+)
+
+
+def read_member_bytes(
+    data: bytes,
+    suffix: str,
+    *,
+    known_orgs: Collection[str],
+    limits: FileLimits | None = MEMBER_LIMITS,
+) -> MemberRoster:
+    """Read an uploaded ``.csv`` (UTF-8 or GBK) or ``.xlsx`` within ``limits`` and validate
+    it; raises ``ValidationFailed`` (``FileTooLarge`` for sizes)."""
+    return parse_members(read_table(data, suffix.lower(), limits), known_orgs=known_orgs)
+
+
+def read_member_file(
+    path: Path, *, known_orgs: Collection[str], limits: FileLimits | None = MEMBER_LIMITS
+) -> MemberRoster:
     """Read ``.csv`` (UTF-8 or GBK) or ``.xlsx`` and validate it; raises ``ValidationFailed``."""
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        text = decode_csv(path.read_bytes()).removeprefix("\ufeff")
-        table = list(csv.reader(io.StringIO(text)))
-        return parse_members(table_rows(table), known_orgs=known_orgs)
-    if suffix == ".xlsx":
-        return parse_members(read_xlsx_rows(path), known_orgs=known_orgs)
-    raise refuse_file(f"不支持的文件类型“{path.suffix or path.name}”，请上传 .csv 或 .xlsx 文件")
+    if suffix not in (".csv", ".xlsx"):
+        raise unsupported(path.suffix or path.name)
+    return read_member_bytes(path.read_bytes(), suffix, known_orgs=known_orgs, limits=limits)
 
 
 def store_members(
@@ -95,4 +113,11 @@ def active_members(session: Session, org_id: str) -> list[PartyMemberRow]:
     )
 
 
-__all__ = ["OrganisationMembers", "active_members", "read_member_file", "store_members"]
+__all__ = [
+    "MEMBER_LIMITS",
+    "OrganisationMembers",
+    "active_members",
+    "read_member_bytes",
+    "read_member_file",
+    "store_members",
+]

@@ -3,6 +3,10 @@
 ``code`` is a stable English code for clients, ``message`` and ``reason`` are Chinese for
 users. Domain refusals, workflow update refusals (the ``refusal()`` ApplicationError format
 of ``workflows.organisation``), request validation and HTTP errors all end up here.
+
+Temporal trouble is never a 500: a call that timed out, a deadline exceeded or a server that
+cannot be reached answers 503 with ``Retry-After`` (:func:`temporal_unavailable`), whether a
+route mapped it (``api.workflow_calls``) or it escaped to the handler installed here.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.client import RPCTimeoutOrCancelledError
+from temporalio.service import RPCError
 
 from domain.errors import DomainError
 
@@ -26,6 +32,9 @@ _STATUS_BY_CODE: dict[str, int] = {
     "invalid_deadline": 422,
     "reason_required": 422,
     "unknown_step": 422,
+    "too_many_rows": 422,
+    "too_many_cells": 422,
+    "too_large": 413,
     "forbidden": 403,
     "not_found": 404,
     "unauthorized": 401,
@@ -41,7 +50,11 @@ _HTTP_MESSAGES: dict[int, tuple[str, str]] = {
     413: ("too_large", "上传内容过大"),
     415: ("unsupported_media_type", "不支持的文件类型"),
     422: ("invalid", "请求参数有误"),
+    503: ("unavailable", "服务暂时不可用，请稍后重试"),
 }
+
+#: Seconds a client should wait before retrying after a 503 (Temporal busy or unreachable).
+RETRY_AFTER_SECONDS = 5
 
 # pydantic error types -> Chinese reasons.
 _REASONS: dict[str, str] = {
@@ -77,12 +90,22 @@ class ApiError(Exception):
         code: str,
         message: str,
         errors: Sequence[Mapping[str, Any]] = (),
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
         self.message = message
         self.errors = [dict(e) for e in errors]
+        self.headers = dict(headers or {})
+
+
+def temporal_unavailable(message: str = "流程服务暂时繁忙或不可用，请稍后重试") -> ApiError:
+    """503 with ``Retry-After``: Temporal timed out or could not be reached; nothing the
+    client sent was wrong, and retrying later (with the same Idempotency-Key) is safe."""
+    return ApiError(
+        503, "temporal_unavailable", message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
 
 
 def not_found(message: str = "对象不存在或无权查看") -> ApiError:
@@ -114,12 +137,28 @@ def _field(loc: Sequence[Any]) -> str:
     return ".".join(parts)
 
 
+# Errors whose reason names the limit (``ctx`` carries it): the client learns what is allowed.
+_LIMIT_REASONS: dict[str, str] = {
+    "string_too_long": "内容过长，最多 {max_length} 个字符",
+    "too_long": "条目过多，最多 {max_length} 项",
+    "less_than_equal": "数值过大，最大为 {le}",
+    "greater_than_equal": "数值过小，最小为 {ge}",
+}
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    template = _LIMIT_REASONS.get(error["type"])
+    if template is not None:
+        try:
+            return template.format(**error.get("ctx", {}))
+        except KeyError:
+            pass
+    return _REASONS.get(error["type"], str(error["msg"]))
+
+
 def validation_errors(raw: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     """pydantic/FastAPI errors as ``{field, reason}`` with Chinese reasons."""
-    return [
-        {"field": _field(e.get("loc", ())), "reason": _REASONS.get(e["type"], str(e["msg"]))}
-        for e in raw
-    ]
+    return [{"field": _field(e.get("loc", ())), "reason": _reason(e)} for e in raw]
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -127,7 +166,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(body(exc.code, exc.message, exc.errors), status_code=exc.status_code)
+        return JSONResponse(
+            body(exc.code, exc.message, exc.errors),
+            status_code=exc.status_code,
+            headers=exc.headers or None,
+        )
+
+    async def _temporal(request: Request, _: Exception) -> JSONResponse:
+        # A Temporal call no route mapped (start_workflow, schedules, …): still a 503.
+        return await _api_error(request, temporal_unavailable())
+
+    for temporal_error in (RPCError, RPCTimeoutOrCancelledError, TimeoutError):
+        app.add_exception_handler(temporal_error, _temporal)
 
     @app.exception_handler(DomainError)
     async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:

@@ -4,11 +4,14 @@ The first successful response (2xx) is stored under (user, key) with a fingerpri
 request; the same key with a different request is refused (422), so a client bug cannot
 silently replay the wrong answer. Workflow updates additionally carry the key into the
 domain command, so two concurrent retries still have one effect.
+
+The lookup and the store are synchronous SQLAlchemy, run in the threadpool (``api.blocking``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -22,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from activities.db import upsert_insert
 from activities.tables import IdempotencyRow, metadata
 from api.auth import User
+from api.blocking import run_sync
 from api.errors import ApiError
 
 HEADER = "Idempotency-Key"
@@ -54,21 +58,29 @@ async def _fingerprint(request: Request) -> str:
     return digest.hexdigest()[:64]
 
 
+async def _run(action: Callable[[], Awaitable[Any]] | Callable[[], Any]) -> Any:
+    # A plain function is database work: it runs in the threadpool, never on the loop.
+    if inspect.iscoroutinefunction(action):
+        return await action()
+    return await run_sync(action)
+
+
 async def idempotent(
     request: Request,
     sessions: sessionmaker[Session],
     user: User,
-    action: Callable[[], Awaitable[Any]],
+    action: Callable[[], Awaitable[Any]] | Callable[[], Any],
     *,
     status_code: int = 200,
 ) -> Response:
-    """Run ``action`` once per Idempotency-Key; its result becomes the JSON response."""
+    """Run ``action`` once per Idempotency-Key; its result becomes the JSON response.
+    ``action`` is a coroutine function (Temporal calls) or a plain function (run in the
+    threadpool)."""
     key = idempotency_key(request)
     if key is None:
-        return JSONResponse(jsonable_encoder(await action()), status_code=status_code)
+        return JSONResponse(jsonable_encoder(await _run(action)), status_code=status_code)
     fingerprint = await _fingerprint(request)
-    with sessions() as session:
-        stored = session.get(IdempotencyRow, (user.username, key))
+    stored = await run_sync(_lookup, sessions, user.username, key)
     if stored is not None:
         if stored.fingerprint != fingerprint:
             raise ApiError(
@@ -83,11 +95,28 @@ async def idempotent(
             media_type="application/json",
             headers={"Idempotent-Replayed": "true"},
         )
-    content = json.dumps(jsonable_encoder(await action()), ensure_ascii=False).encode()
+    content = json.dumps(jsonable_encoder(await _run(action)), ensure_ascii=False).encode()
+    await run_sync(_store, sessions, user.username, key, fingerprint, status_code, content)
+    return Response(content, status_code=status_code, media_type="application/json")
+
+
+def _lookup(sessions: sessionmaker[Session], username: str, key: str) -> IdempotencyRow | None:
+    with sessions() as session:
+        return session.get(IdempotencyRow, (username, key))
+
+
+def _store(
+    sessions: sessionmaker[Session],
+    username: str,
+    key: str,
+    fingerprint: str,
+    status_code: int,
+    content: bytes,
+) -> None:
     table = metadata.tables[IdempotencyRow.__tablename__]
     with sessions.begin() as session:
         stmt = upsert_insert(session, table).values(
-            username=user.username,
+            username=username,
             key=key,
             fingerprint=fingerprint,
             status_code=status_code,
@@ -96,4 +125,3 @@ async def idempotent(
         )
         # A concurrent retry may have stored first: its response is equivalent (same effect).
         session.execute(stmt.on_conflict_do_nothing(index_elements=["username", "key"]))
-    return Response(content, status_code=status_code, media_type="application/json")

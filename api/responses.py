@@ -1,0 +1,61 @@
+"""The error statuses a route documents in OpenAPI, all with the common error body.
+
+Routers declare what their routes can answer with :func:`errors` (``responses=``), e.g.
+``APIRouter(responses=errors(*AUTHENTICATED, 404))`` and, per route,
+``@router.post(..., responses=errors(*WITH_BODY, *TEMPORAL))``. ``tests/api/test_openapi.py``
+checks every operation of ``/openapi.json`` against what the route actually depends on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class FieldProblem(BaseModel):
+    """One problem with one field (``reason`` in Chinese)."""
+
+    field: str
+    reason: str
+
+
+class ErrorBody(BaseModel):
+    """Every error the API returns: a stable English ``code``, a Chinese ``message``."""
+
+    code: str = Field(examples=["invalid"])
+    message: str = Field(examples=["请求参数有误"])
+    errors: list[FieldProblem] = Field(default_factory=list)
+
+
+DESCRIPTIONS: dict[int, str] = {
+    401: "未登录或登录已过期（unauthorized）",
+    403: "当前角色无权执行此操作（forbidden）",
+    404: "对象不存在或不在权限范围内（not_found）",
+    409: "当前状态不允许此操作（conflict、completed 等）",
+    413: "请求或上传文件超过大小上限，上限写在 message 中（too_large）",
+    415: "不支持的文件类型（unsupported_media_type）",
+    422: "请求参数有误，errors 逐项列出字段与原因（invalid 等）",
+    503: "流程服务（Temporal）繁忙或不可用，按 Retry-After 秒数后重试（temporal_unavailable）",
+}
+
+#: Routes that need a login (bearer token or the pages' cookie) and check a role or scope.
+AUTHENTICATED = (401, 403)
+#: Routes with a request body (validated; capped by ``api.limits.BodySizeLimit``).
+WITH_BODY = (413, 422)
+#: Routes that call Temporal (timeouts and an unreachable server are 503).
+TEMPORAL = (503,)
+#: Routes that take an uploaded file.
+UPLOAD = (413, 415, 422)
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for ``statuses``, each with the common error body."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(set(statuses)):
+        entry: dict[str, Any] = {"model": ErrorBody, "description": DESCRIPTIONS[status]}
+        if status == 503:
+            retry_after = {"description": "建议重试前等待的秒数", "schema": {"type": "integer"}}
+            entry["headers"] = {"Retry-After": retry_after}
+        documented[status] = entry
+    return documented
