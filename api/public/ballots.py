@@ -24,6 +24,7 @@ from activities.evaluations import (
     refuse_unless_open,
 )
 from activities.tables import EvaluationItemRow, EvaluationRow
+from api.blocking import run_sync
 from api.deps import SessionDep, SessionsDep
 from api.public.render import page
 from domain.evaluation import EvaluationResult, EvaluationTarget, Rating
@@ -114,12 +115,16 @@ async def cast(request: Request, sessions: SessionsDep) -> HTMLResponse:
     token = str(form.get("token", ""))
     ratings = {str(k): str(v) for k, v in form.items() if k != "token"}
     try:
-        cast_ballot(sessions, token, ratings, datetime.now(UTC))
+        await run_sync(cast_ballot, sessions, token, ratings, datetime.now(UTC))
     except BallotRefused as refusal:
         if refusal.code != "invalid_ballot":
             return _refused(request, refusal)
-        with sessions() as session:
-            _, evaluation = find_token(session, token)
+
+        def evaluation_of() -> Any:
+            with sessions() as session:
+                return find_token(session, token)[1]
+
+        evaluation = await run_sync(evaluation_of)
         return _form(request, evaluation, token, ratings, refusal.errors, refusal.status)
     return page(
         request,

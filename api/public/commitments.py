@@ -16,10 +16,13 @@ from sqlalchemy import func, select
 from activities.tables import CommitmentRow, OrganisationRow, RoundRow
 from api.deps import SessionDep
 from api.public.render import page
+from api.responses import errors
 from api.routers import commitment_views as views
 from domain.commitments import CommitmentKind
 
-router = APIRouter(prefix="/public/commitments", tags=["公开页面 public"])
+router = APIRouter(
+    prefix="/public/commitments", tags=["公开页面 public"], responses=errors(404, 422)
+)
 
 
 def _published(now: datetime) -> Any:

@@ -1,11 +1,14 @@
-"""Request bodies of the action routes (one model per action, validated to 422)."""
+"""Request bodies of the action routes (one model per action, validated to 422).
+
+Each becomes an Update's argument, stored in the workflow's history: every free-form field is
+bounded (see ``api.limits``), so an oversized one is a 422 naming it, before Temporal is called.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import AwareDatetime, BaseModel, Field
 
+from api.limits import Evidence
 from domain.phases import Phase
 
 
@@ -13,7 +16,7 @@ class Submit(BaseModel):
     """Evidence for a step: field name -> value (a document is ``{"name", "sha256"}``)."""
 
     step_id: str = Field(min_length=1, max_length=64)
-    values: dict[str, Any]
+    values: Evidence
 
 
 class Decide(BaseModel):

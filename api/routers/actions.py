@@ -13,8 +13,10 @@ from typing import Any, NamedTuple
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from api.blocking import run_sync
 from api.deps import CurrentUser, SessionsDep, TemporalClientDep, client_ip
 from api.idempotency import command_key, idempotency_key, idempotent
+from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, errors
 from api.routers.action_bodies import (
     Acknowledge,
     AskExtension,
@@ -25,7 +27,7 @@ from api.routers.action_bodies import (
     Submit,
     Waive,
 )
-from api.routers.organisations import visible_organisation
+from api.routers.organisations import check_visible
 from api.workflow_calls import query, update
 from domain import actions
 from domain.campaign_rules import CampaignStatus
@@ -33,7 +35,11 @@ from domain.state import Actor
 from workflows.contracts import ActionResult
 from workflows.ids import organisation_workflow_id
 
-router = APIRouter(prefix="/api/v1/rounds/{round_id}/organisations/{org_id}", tags=["操作 actions"])
+router = APIRouter(
+    prefix="/api/v1/rounds/{round_id}/organisations/{org_id}",
+    tags=["操作 actions"],
+    responses=errors(*AUTHENTICATED, 404, 409, *WITH_BODY, *TEMPORAL),
+)
 
 
 class Action(NamedTuple):
@@ -80,8 +86,7 @@ def _route(action: Action) -> None:
         client: TemporalClientDep,
         user: CurrentUser,
     ) -> Any:
-        with sessions() as session:
-            visible_organisation(session, user, org_id)
+        await run_sync(check_visible, sessions, user, org_id)
         extra = {k: v for k, v in request.path_params.items() if k not in ("round_id", "org_id")}
         cmd = action.command.model_validate(
             body.model_dump()

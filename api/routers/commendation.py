@@ -31,6 +31,8 @@ from api.commendation_views import declaration_view, sheet_view
 from api.deps import CurrentUser, SessionDep, SessionsDep, require_role
 from api.errors import ApiError, not_found
 from api.idempotency import idempotent
+from api.limits import Evidence
+from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.routers.organisations import visible_organisation
 from api.scope import scope_condition
 from domain.commendation import check_declaration, check_scores
@@ -38,7 +40,11 @@ from domain.errors import FieldError, ValidationFailed
 from domain.organisation import Role
 from domain.rubric import HonourCategory
 
-router = APIRouter(prefix="/api/v1/rounds/{round_id}/commendation", tags=["评选表彰 commendation"])
+router = APIRouter(
+    prefix="/api/v1/rounds/{round_id}/commendation",
+    tags=["评选表彰 commendation"],
+    responses=errors(*AUTHENTICATED, 404, 409, 422),
+)
 
 DECLARERS = (Role.SECRETARY, Role.TOWNSHIP)
 
@@ -55,7 +61,7 @@ class Declare(BaseModel):
 class Sheet(BaseModel):
     """An assessor's scores per rubric item; ``submit`` closes the sheet for good."""
 
-    scores: dict[str, Any] = Field(max_length=50)
+    scores: Evidence = Field(max_length=50)
     submit: bool = False
 
 
@@ -66,7 +72,9 @@ def rules(round_id: str, session: SessionDep, user: CurrentUser) -> dict[str, An
     return context.rules.model_dump(mode="json") | {"stage": stage(session, round_id).value}
 
 
-@router.post("/declarations", status_code=201, summary="申报（书记、乡镇党委）")
+@router.post(
+    "/declarations", status_code=201, summary="申报（书记、乡镇党委）", responses=errors(*WITH_BODY)
+)
 async def declare(
     round_id: str, body: Declare, request: Request, user: CurrentUser, sessions: SessionsDep
 ) -> Any:
@@ -151,7 +159,11 @@ def list_declarations(
     return [declaration_view(r, sheets.get(r.declaration_id)) for r in rows]
 
 
-@router.put("/declarations/{declaration_id}/sheets/mine", summary="评分（县委考核组）")
+@router.put(
+    "/declarations/{declaration_id}/sheets/mine",
+    summary="评分（县委考核组）",
+    responses=errors(*WITH_BODY),
+)
 async def score(
     round_id: str,
     declaration_id: str,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from pydantic import BaseModel, Field
 
+from api.limits import Evidence
 from domain.commitments import DEFAULT_NOTICE_WORKING_DAYS, ReviewOccasion, Verdict
 
 
@@ -28,7 +28,7 @@ class RecordBody(BaseModel):
 class SubmitBody(BaseModel):
     """Which commitments go to 审诺; none given means every draft and returned one."""
 
-    commitment_ids: list[str] | None = None
+    commitment_ids: list[str] | None = Field(default=None, max_length=1000)
 
 
 class SignOffBody(BaseModel):
@@ -58,7 +58,7 @@ class LedgerBody(BaseModel):
     item_id: str | None = Field(default=None, max_length=64)
     fulfilled_on: date
     description: str = Field(max_length=2000)
-    evidence: dict[str, Any]
+    evidence: Evidence
 
 
 class ReviewBody(BaseModel):
@@ -73,4 +73,4 @@ class StepBody(BaseModel):
     """Submit the workflow step; ``values`` adds the step's other fields, if any."""
 
     step_id: str = Field(default="member_commitments", min_length=1, max_length=64)
-    values: dict[str, Any] = Field(default_factory=dict)
+    values: Evidence = Field(default_factory=dict)

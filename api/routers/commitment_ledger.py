@@ -21,8 +21,11 @@ from activities.tables import (
     FulfilmentEntryRow,
     UploadedFileRow,
 )
+from api.blocking import run_sync
 from api.deps import CurrentUser, SessionsDep, TemporalClientDep, client_ip, require_role
 from api.idempotency import command_key, idempotency_key, idempotent
+from api.limits import evidence_within_limits
+from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, errors
 from api.routers import commitment_views as views
 from api.routers.commitment_bodies import AbsenceBody, LedgerBody, ReviewBody, StepBody
 from api.routers.commitments import RECORDERS, SIGNERS, _member, _now, _scoped
@@ -47,20 +50,21 @@ from workflows.ids import organisation_workflow_id
 router = APIRouter(
     prefix="/api/v1/rounds/{round_id}/organisations/{org_id}/commitments",
     tags=["公开承诺 commitments"],
+    responses=errors(*AUTHENTICATED, 404, 409, 422),
 )
 
 
-@router.post("/absences", summary="登记党员缺席理由")
+@router.post("/absences", summary="登记党员缺席理由", responses=errors(*WITH_BODY))
 async def record_absence(
     round_id: str, org_id: str, body: AbsenceBody, request: Request, sessions: SessionsDep,
     user: CurrentUser,
 ) -> Any:  # fmt: skip
     """A member who makes no commitment this round is covered by a recorded reason."""
-    _scoped(sessions, user, round_id, org_id)
+    await run_sync(_scoped, sessions, user, round_id, org_id)
     require_role(user, *RECORDERS)
     reason = require_reason(body.reason, "登记缺席")
 
-    async def action() -> dict[str, Any]:
+    def action() -> dict[str, Any]:
         with sessions.begin() as session:
             member = _member(session, org_id, body.member_id)
             cid = views.commitment_id(round_id, org_id, member.member_id)
@@ -80,19 +84,21 @@ async def record_absence(
     return await idempotent(request, sessions, user, action)
 
 
-@router.post("/{commitment_id}/ledger", status_code=201, summary="登记践诺")
+@router.post(
+    "/{commitment_id}/ledger", status_code=201, summary="登记践诺", responses=errors(*WITH_BODY)
+)
 async def add_fulfilment(
     round_id: str, org_id: str, commitment_id: str, body: LedgerBody, request: Request,
     sessions: SessionsDep, user: CurrentUser,
 ) -> Any:  # fmt: skip
     """A ledger entry of fulfilment, with a file uploaded through ``/files`` as evidence."""
-    _scoped(sessions, user, round_id, org_id)
+    await run_sync(_scoped, sessions, user, round_id, org_id)
     require_role(user, *RECORDERS)
     key = command_key(user, idempotency_key(request))
     # Keyed by the idempotency key: two concurrent retries write one entry.
     entry_id = "f-" + (uuid.uuid5(uuid.NAMESPACE_URL, key).hex if key else uuid.uuid4().hex)
 
-    async def action() -> dict[str, Any]:
+    def action() -> dict[str, Any]:
         now = _now()
         with sessions.begin() as session:
             row = views.load_commitment(session, round_id, org_id, commitment_id)
@@ -126,17 +132,17 @@ async def add_fulfilment(
     return await idempotent(request, sessions, user, action, status_code=201)
 
 
-@router.post("/{commitment_id}/reviews", summary="评诺")
+@router.post("/{commitment_id}/reviews", summary="评诺", responses=errors(*WITH_BODY))
 async def review(
     round_id: str, org_id: str, commitment_id: str, body: ReviewBody, request: Request,
     sessions: SessionsDep, user: CurrentUser,
 ) -> Any:  # fmt: skip
     """The upper level's verdict; one per occasion (a later one on the same occasion wins)."""
-    _scoped(sessions, user, round_id, org_id)
+    await run_sync(_scoped, sessions, user, round_id, org_id)
     require_role(user, *SIGNERS)
     check_review(body.verdict, body.comment)
 
-    async def action() -> dict[str, Any]:
+    def action() -> dict[str, Any]:
         now = _now()
         with sessions.begin() as session:
             row = views.load_commitment(session, round_id, org_id, commitment_id)
@@ -155,27 +161,35 @@ async def review(
     return await idempotent(request, sessions, user, action)
 
 
-@router.post("/step", summary="以承诺台账提交“党员承诺”步骤")
+@router.post(
+    "/step", summary="以承诺台账提交“党员承诺”步骤", responses=errors(*WITH_BODY, *TEMPORAL)
+)
 async def submit_step(
     round_id: str, org_id: str, body: StepBody, request: Request, sessions: SessionsDep,
     client: TemporalClientDep, user: CurrentUser,
 ) -> Any:  # fmt: skip
     """Submit the workflow's step with the roster snapshot, the counted commitments and the
     absences as evidence; the workflow's guard refuses while any member is uncovered."""
-    with sessions() as session:
-        org = visible_organisation(session, user, org_id)
-        _, plan = views.round_plan(session, round_id)
-        steps = [s for p in plan.phases for s in p.steps_for(org.type) if s.id == body.step_id]
-        fields = [f for s in steps for f in s.evidence if f.kind is FieldKind.MEMBER_COMMITMENTS]
-        if not fields:
-            raise DomainError(f"本轮计划中没有含党员承诺的步骤 {body.step_id}",
-                              code="unknown_step", field="step_id")  # fmt: skip
-        evidence = views.ledger_evidence(session, round_id, org_id)
+
+    def gather() -> dict[str, Any]:
+        with sessions() as session:
+            org = visible_organisation(session, user, org_id)
+            _, plan = views.round_plan(session, round_id)
+            steps = [s for p in plan.phases for s in p.steps_for(org.type) if s.id == body.step_id]
+            fields = [
+                f for s in steps for f in s.evidence if f.kind is FieldKind.MEMBER_COMMITMENTS
+            ]
+            if not fields:
+                raise DomainError(f"本轮计划中没有含党员承诺的步骤 {body.step_id}",
+                                  code="unknown_step", field="step_id")  # fmt: skip
+            return body.values | {fields[0].name: views.ledger_evidence(session, round_id, org_id)}
+
+    values = evidence_within_limits(await run_sync(gather), field="values")
     actor = Actor(user=user.username, name=user.display_name, role=user.role, ip=client_ip(request))
     cmd = SubmitEvidence(
         actor=actor,
         step_id=body.step_id,
-        values=body.values | {fields[0].name: evidence},
+        values=values,
         idempotency_key=command_key(user, idempotency_key(request)),
     )
 

@@ -25,9 +25,11 @@ from activities.tables import (
     PartyMemberRow,
 )
 from api.auth import User
+from api.blocking import run_sync
 from api.deps import CurrentUser, SessionsDep, require_role
 from api.errors import ApiError
 from api.idempotency import idempotent
+from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.routers import commitment_views as views
 from api.routers.commitment_bodies import (
     PublishBody,
@@ -52,6 +54,7 @@ from domain.organisation import SUPERVISOR_ROLES, Role
 router = APIRouter(
     prefix="/api/v1/rounds/{round_id}/organisations/{org_id}/commitments",
     tags=["公开承诺 commitments"],
+    responses=errors(*AUTHENTICATED, 404, 409, 422),
 )
 
 # Who records (as for evidence), who signs off and reviews (the upper levels), who publishes.
@@ -89,7 +92,7 @@ def ledger(round_id: str, org_id: str, sessions: SessionsDep, user: CurrentUser)
         }
 
 
-@router.post("", summary="登记承诺（党组织或党员）")
+@router.post("", summary="登记承诺（党组织或党员）", responses=errors(*WITH_BODY))
 async def record(
     round_id: str,
     org_id: str,
@@ -99,7 +102,7 @@ async def record(
     user: CurrentUser,
 ) -> Any:
     """Create or revise a draft (or returned) commitment with its items."""
-    _scoped(sessions, user, round_id, org_id)
+    await run_sync(_scoped, sessions, user, round_id, org_id)
     require_role(user, *RECORDERS)
     items = [ItemDraft(i.content.strip(), i.due) for i in body.items]
 
@@ -144,7 +147,7 @@ async def record(
             session.flush()
             return views.commitment_view(session, row)
 
-    async def action() -> dict[str, Any]:
+    def action() -> dict[str, Any]:
         now = _now()
         check_commitment(body.content, items, today=local_date(now))
         try:
@@ -169,16 +172,16 @@ def _select(
     return [views.load_commitment(session, round_id, org_id, cid) for cid in dict.fromkeys(ids)]
 
 
-@router.post("/submit", summary="提交审诺")
+@router.post("/submit", summary="提交审诺", responses=errors(*WITH_BODY))
 async def submit(
     round_id: str, org_id: str, body: SubmitBody, request: Request, sessions: SessionsDep,
     user: CurrentUser,
 ) -> Any:  # fmt: skip
     """Send commitments to the upper level for 审诺 (all or none)."""
-    _scoped(sessions, user, round_id, org_id)
+    await run_sync(_scoped, sessions, user, round_id, org_id)
     require_role(user, *RECORDERS)
 
-    async def action() -> list[dict[str, Any]]:
+    def action() -> list[dict[str, Any]]:
         with sessions.begin() as session:
             wanted = {CommitmentStatus.DRAFTED, CommitmentStatus.RETURNED}
             rows = _select(session, round_id, org_id, body.commitment_ids, wanted)
@@ -191,17 +194,17 @@ async def submit(
     return await idempotent(request, sessions, user, action)
 
 
-@router.post("/signoff", summary="审诺（通过或退回）")
+@router.post("/signoff", summary="审诺（通过或退回）", responses=errors(*WITH_BODY))
 async def sign_off(
     round_id: str, org_id: str, body: SignOffBody, request: Request, sessions: SessionsDep,
     user: CurrentUser,
 ) -> Any:  # fmt: skip
     """The upper level approves the named commitments, or returns them with a reason."""
-    _scoped(sessions, user, round_id, org_id)
+    await run_sync(_scoped, sessions, user, round_id, org_id)
     require_role(user, *SIGNERS)
     reason = body.reason.strip() if body.approve else require_reason(body.reason, "退回承诺")
 
-    async def action() -> list[dict[str, Any]]:
+    def action() -> list[dict[str, Any]]:
         trigger = "approve" if body.approve else "return_commitment"
         with sessions.begin() as session:
             rows = _select(session, round_id, org_id, body.commitment_ids, set())
@@ -215,16 +218,16 @@ async def sign_off(
     return await idempotent(request, sessions, user, action)
 
 
-@router.post("/publish", summary="公示承诺")
+@router.post("/publish", summary="公示承诺", responses=errors(*WITH_BODY))
 async def publish(
     round_id: str, org_id: str, body: PublishBody, request: Request, sessions: SessionsDep,
     user: CurrentUser,
 ) -> Any:  # fmt: skip
     """Publish every approved commitment on the public page for the notice period."""
-    _scoped(sessions, user, round_id, org_id)
+    await run_sync(_scoped, sessions, user, round_id, org_id)
     require_role(user, *PUBLISHERS)
 
-    async def action() -> list[dict[str, Any]]:
+    def action() -> list[dict[str, Any]]:
         now = _now()
         with sessions.begin() as session:
             plan, _ = views.round_plan(session, round_id)

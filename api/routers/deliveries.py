@@ -12,9 +12,12 @@ from fastapi import APIRouter, Query
 from activities.channels import ChannelRouter, build_notifier
 from activities.channels.deliveries import failed_deliveries
 from api.deps import CurrentUser, SessionsDep, SettingsDep, require_role
+from api.responses import AUTHENTICATED, errors
 from domain.organisation import Role
 
-router = APIRouter(prefix="/api/v1/deliveries", tags=["通知送达 deliveries"])
+router = APIRouter(
+    prefix="/api/v1/deliveries", tags=["通知送达 deliveries"], responses=errors(*AUTHENTICATED, 422)
+)
 
 
 @router.get("/failed", summary="送达失败或结果不明的通知")
@@ -40,7 +43,7 @@ async def retry(
     """Send failed and uncertain deliveries again through the configured channels (none:
     nothing to do); for an uncertain robot post this is the operator's decision to resend."""
     require_role(user, Role.COUNTY_OFFICE)
-    notifier = build_notifier(sessions, settings)
+    notifier = await asyncio.to_thread(build_notifier, sessions, settings)  # reads its file
     if not isinstance(notifier, ChannelRouter):
         return {"sent": 0, "still_failing": 0}
     sent, still_failing = await notifier.retry_failed(limit=limit)

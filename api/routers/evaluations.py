@@ -21,6 +21,7 @@ from temporalio.client import Client
 from activities.evaluations import register_evaluation
 from activities.tables import BallotTokenRow, EvaluationRow, RoundDefinitionRow
 from api.auth import User
+from api.blocking import run_sync
 from api.deps import (
     CurrentUser,
     SessionDep,
@@ -33,6 +34,7 @@ from api.errors import ApiError, not_found
 from api.idempotency import idempotent
 from api.plans import parse_plan
 from api.public.render import page
+from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, errors
 from api.routers.evaluation_bodies import OpenEvaluation, rater_counts
 from api.routers.evaluation_slips import slips, slips_pdf, title_of
 from api.routers.organisations import visible_organisation
@@ -40,13 +42,15 @@ from api.workflow_calls import update
 from domain.calendar import SHANGHAI, CalendarGap
 from domain.errors import FieldError, ValidationFailed
 from domain.evaluation import EvaluationResult, EvaluationTarget, check_composition
-from domain.organisation import SUPERVISOR_ROLES, Role
+from domain.organisation import SUPERVISOR_ROLES, Organisation, Role
 from domain.state import Actor
 from workflows.evaluation import EvaluationWorkflow, evaluation_workflow_id
 from workflows.evaluation_contracts import CloseNow, EvaluationInput, EvaluationStatus
 from workflows.ids import organisation_workflow_id
 
-router = APIRouter(prefix="/api/v1", tags=["群众评议 evaluations"])
+router = APIRouter(
+    prefix="/api/v1", tags=["群众评议 evaluations"], responses=errors(*AUTHENTICATED, 404, 409, 422)
+)
 _LIVE = ("opening", "open", "closed")
 
 
@@ -106,6 +110,7 @@ def _visible(session: SessionDep, user: User, evaluation_id: str) -> EvaluationR
     "/rounds/{round_id}/organisations/{org_id}/evaluations",
     status_code=201,
     summary="开启群众评议（发放一次性选票凭证）",
+    responses=errors(*WITH_BODY, *TEMPORAL),
 )
 async def open_evaluation(
     round_id: str,
@@ -118,16 +123,22 @@ async def open_evaluation(
     client: TemporalClientDep,
 ) -> Any:
     """Check the composition, store the evaluation and its token hashes, start the window."""
-    with sessions() as session:
-        org = visible_organisation(session, user, org_id)
-        definition = session.get(RoundDefinitionRow, round_id)
+
+    def load() -> tuple[Organisation, RoundDefinitionRow | None]:
+        with sessions() as session:
+            return (
+                visible_organisation(session, user, org_id),
+                session.get(RoundDefinitionRow, round_id),
+            )
+
+    org, definition = await run_sync(load)
     _may_open(user, body.target)
     if definition is None:
         raise not_found("轮次不存在")
     if definition.kicked_off_at is None:
         raise ApiError(409, "not_started", "本轮活动尚未启动，不能开展评议")
     counts, field = rater_counts(body)
-    plan = parse_plan(definition.plan_yaml)
+    plan = await run_sync(parse_plan, definition.plan_yaml)
     rules = plan.evaluation
     problems = check_composition(rules.for_target(body.target), counts, field)
     if problems:
@@ -162,7 +173,8 @@ async def open_evaluation(
             rules=rules,
             calendar=plan.calendar,
         )
-        try:
+
+        def register() -> str:
             with sessions.begin() as session:
                 earlier = session.scalars(
                     select(EvaluationRow).where(
@@ -185,13 +197,20 @@ async def open_evaluation(
                     raters=counts,
                     now=datetime.now(UTC),
                 )
+                return workflow_id
+
+        def view() -> dict[str, Any]:
+            with sessions() as session:
+                row = session.get(EvaluationRow, evaluation_id)
+                assert row is not None
+                return evaluation_view(row, 0)
+
+        try:
+            workflow_id = await run_sync(register)
         except IntegrityError:
             raise ApiError(409, "evaluation_exists", "该对象本轮已有进行中的评议") from None
         await _start(client, sessions, settings.task_queue, evaluation, workflow_id)
-        with sessions() as session:
-            row = session.get(EvaluationRow, evaluation_id)
-            assert row is not None
-            return evaluation_view(row, 0)
+        return await run_sync(view)
 
     return await idempotent(request, sessions, user, action, status_code=201)
 
@@ -210,9 +229,14 @@ async def _start(
         )
         await handle.execute_update(EvaluationWorkflow.opened)
     except Exception:
-        with sessions.begin() as session:
-            session.query(BallotTokenRow).filter_by(evaluation_id=evaluation.evaluation_id).delete()
-            session.query(EvaluationRow).filter_by(evaluation_id=evaluation.evaluation_id).delete()
+
+        def take_back() -> None:
+            with sessions.begin() as session:
+                evaluation_id = evaluation.evaluation_id
+                session.query(BallotTokenRow).filter_by(evaluation_id=evaluation_id).delete()
+                session.query(EvaluationRow).filter_by(evaluation_id=evaluation_id).delete()
+
+        await run_sync(take_back)
         raise
 
 
@@ -242,7 +266,12 @@ def get_evaluation(evaluation_id: str, session: SessionDep, user: CurrentUser) -
     return evaluation_view(row, used or 0)
 
 
-@router.post("/evaluations/{evaluation_id}/close", status_code=202, summary="提前结束投票")
+@router.post(
+    "/evaluations/{evaluation_id}/close",
+    status_code=202,
+    summary="提前结束投票",
+    responses=errors(*TEMPORAL),
+)
 async def close_evaluation(
     evaluation_id: str,
     request: Request,
@@ -251,7 +280,7 @@ async def close_evaluation(
     client: TemporalClientDep,
 ) -> dict[str, Any]:
     """The organiser closes the ballot now (the meeting is over); tallying follows."""
-    row = _visible(session, user, evaluation_id)
+    row = await run_sync(_visible, session, user, evaluation_id)
     _may_open(user, EvaluationTarget(row.target))
     actor = Actor(user=user.username, name=user.display_name, role=user.role, ip=client_ip(request))
     status = await update(

@@ -9,13 +9,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, UploadFile
+from sqlalchemy.orm import Session, sessionmaker
 
 from activities.tables import UploadedFileRow
-from api.deps import CurrentUser, SessionDep, SettingsDep
+from api.auth import User
+from api.blocking import run_sync
+from api.deps import CurrentUser, SessionsDep, SettingsDep
 from api.errors import ApiError
-from api.routers.organisations import visible_organisation
+from api.responses import AUTHENTICATED, UPLOAD, errors
+from api.routers.organisations import check_visible
+from chuangzheng.settings import Settings
 
-router = APIRouter(prefix="/api/v1/rounds/{round_id}/organisations/{org_id}", tags=["操作 actions"])
+router = APIRouter(
+    prefix="/api/v1/rounds/{round_id}/organisations/{org_id}",
+    tags=["操作 actions"],
+    responses=errors(*AUTHENTICATED, 404),
+)
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 ALLOWED_UPLOADS: dict[str, str] = {
@@ -31,18 +40,18 @@ ALLOWED_UPLOADS: dict[str, str] = {
 }
 
 
-@router.post("/files", status_code=201, summary="上传材料文件")
+@router.post("/files", status_code=201, summary="上传材料文件", responses=errors(*UPLOAD))
 async def upload(
     round_id: str,
     org_id: str,
-    session: SessionDep,
+    sessions: SessionsDep,
     settings: SettingsDep,
     user: CurrentUser,
     file: Annotated[UploadFile, File()],
 ) -> dict[str, Any]:
     """Store a file under the data directory by its sha256; the answer is the value a
     document field of the evidence takes (``{"name", "sha256"}``)."""
-    visible_organisation(session, user, org_id)
+    await run_sync(check_visible, sessions, user, org_id)
     name = Path(file.filename or "").name
     suffix = Path(name).suffix.lower()
     if suffix not in ALLOWED_UPLOADS:
@@ -60,6 +69,22 @@ async def upload(
         )
     if not data:
         raise ApiError(422, "invalid", "请求参数有误", [{"field": "file", "reason": "文件为空"}])
+    # Hashing 20MB and writing it are blocking: the threadpool, like the database.
+    return await run_sync(
+        _store, sessions, settings, user, round_id, org_id, name, ALLOWED_UPLOADS[suffix], data
+    )
+
+
+def _store(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    user: User,
+    round_id: str,
+    org_id: str,
+    name: str,
+    content_type: str,
+    data: bytes,
+) -> dict[str, Any]:
     sha256 = hashlib.sha256(data).hexdigest()
     target = settings.data_dir / "uploads" / sha256[:2] / sha256
     if not target.exists():
@@ -68,19 +93,19 @@ async def upload(
         temporary.write_bytes(data)
         temporary.replace(target)  # never a half-written file under the final name
     file_id = f"{round_id}/{org_id}/{sha256}"
-    if session.get(UploadedFileRow, file_id) is None:
-        session.add(
-            UploadedFileRow(
-                file_id=file_id,
-                sha256=sha256,
-                filename=name[:200],
-                content_type=ALLOWED_UPLOADS[suffix],
-                size=len(data),
-                round_id=round_id,
-                org_id=org_id,
-                uploaded_by=user.username,
-                uploaded_at=datetime.now(UTC),
+    with sessions.begin() as session:
+        if session.get(UploadedFileRow, file_id) is None:
+            session.add(
+                UploadedFileRow(
+                    file_id=file_id,
+                    sha256=sha256,
+                    filename=name[:200],
+                    content_type=content_type,
+                    size=len(data),
+                    round_id=round_id,
+                    org_id=org_id,
+                    uploaded_by=user.username,
+                    uploaded_at=datetime.now(UTC),
+                )
             )
-        )
-        session.commit()
     return {"name": name, "sha256": sha256, "size": len(data)}

@@ -28,12 +28,17 @@ from api.commendation_views import honour_view, ranking_view
 from api.deps import CurrentUser, SessionDep, SessionsDep, require_role
 from api.errors import ApiError, not_found
 from api.idempotency import idempotent
+from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.scope import covers
 from domain.commendation_approval import approve, honours_list
 from domain.organisation import Role
 from domain.rubric import HonourCategory
 
-router = APIRouter(prefix="/api/v1/rounds/{round_id}/commendation", tags=["评选表彰 commendation"])
+router = APIRouter(
+    prefix="/api/v1/rounds/{round_id}/commendation",
+    tags=["评选表彰 commendation"],
+    responses=errors(*AUTHENTICATED, 404, 409, 422),
+)
 
 
 class Entry(BaseModel):
@@ -67,7 +72,9 @@ def ranking(round_id: str, session: SessionDep, user: CurrentUser) -> dict[str, 
     return ranking_view(context, stage(session, round_id), groups, approval, list(decisions))
 
 
-@router.post("/approval", status_code=201, summary="记录县委常委会审定")
+@router.post(
+    "/approval", status_code=201, summary="记录县委常委会审定", responses=errors(*WITH_BODY)
+)
 async def record_approval(
     round_id: str, body: Approve, request: Request, user: CurrentUser, sessions: SessionsDep
 ) -> Any:

@@ -12,10 +12,13 @@ from activities.tables import NoticeRow
 from api.auth import User
 from api.deps import CurrentUser, SessionDep
 from api.errors import not_found
+from api.responses import AUTHENTICATED, errors
 from api.scope import inbox_key
 from domain.organisation import Role
 
-router = APIRouter(prefix="/api/v1/notices", tags=["通知 notices"])
+router = APIRouter(
+    prefix="/api/v1/notices", tags=["通知 notices"], responses=errors(*AUTHENTICATED, 404, 422)
+)
 
 
 def _mine(user: User) -> ColumnElement[bool]:

@@ -3,19 +3,22 @@ import (县委活动办)."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, UploadFile
 from sqlalchemy import and_, select
+from sqlalchemy.orm import Session, sessionmaker
 
-from activities.roster_store import import_roster_file, load_organisation
+from activities.roster_files import ROSTER_LIMITS, read_roster_bytes
+from activities.roster_store import ImportReport, load_organisation, store_roster
 from activities.tables import CampaignEventRow, CampaignStatusRow, OrganisationRow
 from api.auth import User
-from api.deps import CurrentUser, SessionDep, TemporalClientDep, require_role
+from api.blocking import parse_off_loop, run_sync
+from api.deps import CurrentUser, SessionDep, SessionsDep, TemporalClientDep, require_role
 from api.errors import ApiError, not_found
+from api.responses import AUTHENTICATED, TEMPORAL, UPLOAD, errors
 from api.scope import covers, scope_condition
+from api.uploads import read_table_upload
 from api.workflow_calls import query
 from domain.campaign_rules import CampaignStatus
 from domain.lights import Light
@@ -23,8 +26,9 @@ from domain.organisation import Organisation, OrgType, Role, System
 from domain.phases import Phase
 from workflows.ids import organisation_workflow_id
 
-router = APIRouter(prefix="/api/v1", tags=["组织 organisations"])
-MAX_ROSTER_BYTES = 5 * 1024 * 1024
+router = APIRouter(
+    prefix="/api/v1", tags=["组织 organisations"], responses=errors(*AUTHENTICATED, 404, 422)
+)
 
 
 def visible_organisation(session: SessionDep, user: User, org_id: str) -> Organisation:
@@ -33,6 +37,13 @@ def visible_organisation(session: SessionDep, user: User, org_id: str) -> Organi
     if org is None or not covers(user, org):
         raise not_found()
     return org
+
+
+def check_visible(sessions: sessionmaker[Session], user: User, org_id: str) -> Organisation:
+    """:func:`visible_organisation` in a session of its own (for ``run_sync`` from async
+    routes, which must not touch the database on the event loop)."""
+    with sessions() as session:
+        return visible_organisation(session, user, org_id)
 
 
 def _org_view(row: OrganisationRow, status: CampaignStatusRow | None) -> dict[str, Any]:
@@ -125,12 +136,16 @@ def get_organisation(org_id: str, session: SessionDep, user: CurrentUser) -> dic
     return view
 
 
-@router.get("/rounds/{round_id}/organisations/{org_id}/status", summary="组织本轮活动状态")
+@router.get(
+    "/rounds/{round_id}/organisations/{org_id}/status",
+    summary="组织本轮活动状态",
+    responses=errors(*TEMPORAL),
+)
 async def campaign_status(
-    round_id: str, org_id: str, session: SessionDep, user: CurrentUser, client: TemporalClientDep
+    round_id: str, org_id: str, sessions: SessionsDep, user: CurrentUser, client: TemporalClientDep
 ) -> dict[str, Any]:
     """Phases, steps, submissions, deadlines, light, escalations (the workflow's query)."""
-    visible_organisation(session, user, org_id)
+    await run_sync(check_visible, sessions, user, org_id)
     status = await query(
         client, organisation_workflow_id(round_id, org_id), "status", CampaignStatus
     )
@@ -163,25 +178,22 @@ def timeline(
     ]
 
 
-@router.post("/roster", summary="导入组织名册（CSV/XLSX）")
+@router.post("/roster", summary="导入组织名册（CSV/XLSX）", responses=errors(*UPLOAD))
 async def import_roster(
-    session: SessionDep, user: CurrentUser, file: Annotated[UploadFile, File()]
+    sessions: SessionsDep, user: CurrentUser, file: Annotated[UploadFile, File()]
 ) -> dict[str, Any]:
-    """Import the whole roster; any bad row refuses the file (422, every row listed)."""
+    """Import the whole roster; any bad row refuses the file (422, every row listed).
+    Limits (413/422, named in the answer): see ``activities.roster_files.ROSTER_LIMITS``."""
     require_role(user, Role.COUNTY_OFFICE)
-    suffix = Path(file.filename or "").suffix.lower()
-    if suffix not in (".csv", ".xlsx"):
-        raise ApiError(415, "unsupported_media_type", "请上传 .csv 或 .xlsx 文件")
-    data = await file.read(MAX_ROSTER_BYTES + 1)
-    if len(data) > MAX_ROSTER_BYTES:
-        raise ApiError(413, "too_large", "名册文件不能超过 5MB")
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"roster{suffix}"
-        path.write_bytes(data)
-        # The caller's lookup already opened the transaction; one commit covers the import,
-        # and a ValidationFailed leaves it uncommitted (rolled back when the session closes).
-        report = import_roster_file(session, path)
-        session.commit()
+    suffix, data = await read_table_upload(file, ROSTER_LIMITS.max_bytes)
+    # Parsing is seconds of CPU for a big sheet: a worker thread, never the event loop.
+    roster = await parse_off_loop(read_roster_bytes, data, suffix, ROSTER_LIMITS)
+
+    def store() -> ImportReport:
+        with sessions.begin() as session:
+            return store_roster(session, roster)
+
+    report = await run_sync(store)
     return {
         "added": report.added,
         "updated": report.updated,

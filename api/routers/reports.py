@@ -15,11 +15,14 @@ from activities.tables import CircularRow, DigestRow
 from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalClientDep, require_role
 from api.errors import not_found
 from api.idempotency import idempotency_key
+from api.responses import AUTHENTICATED, TEMPORAL, errors
 from api.scope import inbox_key
 from domain.organisation import Role
 from workflows.digest import CircularInput, CircularReport, CircularWorkflow
 
-router = APIRouter(prefix="/api/v1", tags=["简报与通报 reports"])
+router = APIRouter(
+    prefix="/api/v1", tags=["简报与通报 reports"], responses=errors(*AUTHENTICATED, 404, 422)
+)
 
 # Who may read a round's circulars: those it is addressed to and those who supervise.
 CIRCULAR_READERS = frozenset(
@@ -76,7 +79,12 @@ def circulars(round_id: str, session: SessionDep, user: CurrentUser) -> list[dic
     ]
 
 
-@router.post("/rounds/{round_id}/circulars", status_code=201, summary="即时发布通报")
+@router.post(
+    "/rounds/{round_id}/circulars",
+    status_code=201,
+    summary="即时发布通报",
+    responses=errors(*TEMPORAL),
+)
 async def publish(
     round_id: str,
     request: Request,

@@ -11,9 +11,14 @@ from sqlalchemy import func, select
 
 from activities.tables import CampaignStatusRow, EscalationRow, OrganisationRow
 from api.deps import CurrentUser, SessionDep
+from api.responses import AUTHENTICATED, errors
 from api.scope import scope_condition
 
-router = APIRouter(prefix="/api/v1/rounds/{round_id}/supervision", tags=["督查 supervision"])
+router = APIRouter(
+    prefix="/api/v1/rounds/{round_id}/supervision",
+    tags=["督查 supervision"],
+    responses=errors(*AUTHENTICATED, 404, 422),
+)
 
 _GROUP_COLUMNS = {
     "township": CampaignStatusRow.township,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import User, issue_token, login, record_login
 from api.deps import CurrentUser, SessionDep, SettingsDep, client_ip
+from api.responses import AUTHENTICATED, WITH_BODY, errors
 
 router = APIRouter(prefix="/api/v1", tags=["账号 auth"])
 
@@ -30,7 +31,7 @@ def user_view(user: User) -> dict[str, Any]:
     }
 
 
-@router.post("/auth/login", summary="登录，取得令牌")
+@router.post("/auth/login", summary="登录，取得令牌", responses=errors(401, *WITH_BODY))
 def post_login(
     body: Credentials, request: Request, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def post_login(
     }
 
 
-@router.get("/users/me", summary="当前账号")
+@router.get("/users/me", summary="当前账号", responses=errors(*AUTHENTICATED))
 def me(user: CurrentUser) -> dict[str, Any]:
     """Who the token belongs to."""
     return user_view(user)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -13,6 +13,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from activities.contracts import DeliveryReport
 from activities.tables import CampaignStatusRow
 from api.auth import User
+from api.blocking import run_sync
 from api.errors import ApiError, not_found
 from api.ui.actions import run_action
 from api.ui.org_view import load_state
@@ -74,7 +75,7 @@ async def extend(
 
 async def remind(
     client: Client,
-    session: Session,
+    sessions: sessionmaker[Session],
     user: User,
     ip: str | None,
     *,
@@ -85,7 +86,12 @@ async def remind(
 ) -> bool:
     """Remind the secretary once per day; True if sent now, False if already sent today."""
     require_supervisor(user)
-    row = session.get(CampaignStatusRow, (round_id, org.id))
+
+    def status_row() -> CampaignStatusRow | None:
+        with sessions() as session:
+            return session.get(CampaignStatusRow, (round_id, org.id))
+
+    row = await run_sync(status_row)
     if row is None:
         raise not_found("该组织不在本轮活动中或本轮尚未启动")
     if row.phase == Phase.COMPLETED.value:

@@ -15,7 +15,8 @@ from sqlalchemy import select
 
 from activities.tables import CampaignStatusRow
 from api.auth import User
-from api.deps import SessionDep, SettingsDep, TemporalClientDep, client_ip
+from api.blocking import run_sync
+from api.deps import SessionDep, SessionsDep, SettingsDep, TemporalClientDep, client_ip
 from api.errors import ApiError, not_found
 from api.routers.organisations import visible_organisation
 from api.ui.context import Overdue, RoundInfo, round_info, rounds
@@ -99,6 +100,7 @@ def laggard_list(
 async def bulk(
     request: Request,
     session: SessionDep,
+    sessions: SessionsDep,
     settings: SettingsDep,
     client: TemporalClientDep,
     user: UiUser,
@@ -114,7 +116,9 @@ async def bulk(
     back = back if back.startswith("/ui/laggards") else "/ui/laggards"
     if not org_ids:
         return redirect(back, error="请先勾选单位")
-    orgs = [visible_organisation(session, user, o) for o in org_ids]  # 404 outside scope
+    orgs = await run_sync(  # 404 outside scope
+        lambda: [visible_organisation(session, user, o) for o in org_ids]
+    )
     what = str(fields.get("bulk_action", ""))
     key = str(fields.get("form_key", "")) or uuid.uuid4().hex
     ip = client_ip(request)
@@ -126,7 +130,7 @@ async def bulk(
             try:
                 if what == "remind":
                     sent = await remind(
-                        client, session, user, ip, round_id=round_id, org=org,
+                        client, sessions, user, ip, round_id=round_id, org=org,
                         task_queue=settings.task_queue, now=now,
                     )  # fmt: skip
                     return ("sent" if sent else "again"), None

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 
 from activities.tables import UploadedFileRow
-from api.deps import SessionDep, SettingsDep, TemporalClientDep, client_ip
+from api.blocking import run_sync
+from api.deps import SessionDep, SessionsDep, SettingsDep, TemporalClientDep, client_ip
 from api.errors import ApiError, not_found
 from api.routers.organisations import visible_organisation
 from api.ui.actions import run_action
@@ -30,14 +31,15 @@ router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 async def org_view(
     session: SessionDep, client: TemporalClientDep, user: Any, org_id: str, round_id: str
 ) -> OrgView:
-    """The organisation (404 outside the caller's scope) in the round."""
-    org = visible_organisation(session, user, org_id)
+    """The organisation (404 outside the caller's scope) in the round; the read model is
+    read in the threadpool, the workflow's state by a query on the loop."""
+    org = await run_sync(visible_organisation, session, user, org_id)
     view = OrgView(org=org, round_id=round_id, status=None, state=None)
     try:
         view.state = await load_state(client, round_id, org_id)
     except ApiError as exc:
         view.query_error = exc.message
-    load_records(session, view)
+    await run_sync(load_records, session, view)
     return view
 
 
@@ -52,8 +54,9 @@ async def organisation_page(
     msg: str = "",
     error: str = "",
 ) -> Response:
-    visible_organisation(session, user, org_id)  # 404 first: nothing about the round leaks
-    info = round_info(session, round or None)
+    # 404 first: nothing about the round leaks.
+    await run_sync(visible_organisation, session, user, org_id)
+    info = await run_sync(round_info, session, round or None)
     if info is None:
         raise not_found("尚无轮次")
     view = await org_view(session, client, user, org_id, info.round_id)
@@ -82,13 +85,14 @@ async def act(
     request: Request,
     org_id: str,
     session: SessionDep,
+    sessions: SessionsDep,
     settings: SettingsDep,
     client: TemporalClientDep,
     user: UiUser,
 ) -> Response:
     """Run one supervisor action from the page; back to the page with the outcome."""
     same_origin(request)
-    org = visible_organisation(session, user, org_id)
+    org = await run_sync(visible_organisation, session, user, org_id)
     fields = await form_fields(request)
     round_id = str(fields.pop("round", ""))
     name = str(fields.pop("action", ""))
@@ -108,7 +112,7 @@ async def act(
             )  # fmt: skip
         elif name == "remind":
             sent = await remind(
-                client, session, user, ip, round_id=round_id, org=org,
+                client, sessions, user, ip, round_id=round_id, org=org,
                 task_queue=settings.task_queue, now=datetime.now(UTC),
             )  # fmt: skip
             message = "已催办" if sent else "今日已催办过，未重复发送"

@@ -12,7 +12,8 @@ from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from api.auth import User
-from api.deps import SessionDep, SettingsDep, TemporalClientDep, client_ip
+from api.blocking import run_sync
+from api.deps import SessionDep, SessionsDep, SettingsDep, TemporalClientDep, client_ip
 from api.errors import ApiError, not_found
 from api.routers import files
 from api.ui.actions import run_action
@@ -47,7 +48,7 @@ async def my_tasks(
 ) -> Response:
     if user.role is not Role.SECRETARY:
         return redirect("/ui/overview")
-    info = round_info(session, round or None)
+    info = await run_sync(round_info, session, round or None)
     if info is None:
         raise not_found("尚无轮次")
     view = await org_view(session, client, user, _my_org(user), info.round_id)
@@ -78,6 +79,7 @@ async def my_tasks(
 async def submit(
     request: Request,
     session: SessionDep,
+    sessions: SessionsDep,
     settings: SettingsDep,
     client: TemporalClientDep,
     user: UiUser,
@@ -89,7 +91,7 @@ async def submit(
     round_id = str(form.get("round", ""))
     step_id = str(form.get("step_id", ""))
     key = str(form.get("form_key", "")) or None
-    info = round_info(session, round_id or None)
+    info = await run_sync(round_info, session, round_id or None)
     if info is None:
         raise not_found("尚无轮次")
     view = await org_view(session, client, user, org_id, info.round_id)
@@ -101,7 +103,7 @@ async def submit(
 
     async def upload(file: UploadFile) -> dict[str, Any]:
         # The API's upload route itself: same checks, same storage, same answer.
-        return await files.upload(info.round_id, org_id, session, settings, user, file)  # type: ignore[arg-type]
+        return await files.upload(info.round_id, org_id, sessions, settings, user, file)  # type: ignore[arg-type]
 
     try:
         values = await evidence_values(step, form, upload)

@@ -1,0 +1,105 @@
+"""Every operation of ``/openapi.json`` documents the error statuses its route can return,
+derived from what the route depends on: a login (401/403), a body (413/422), Temporal (503),
+an upload (413/415). No server needed: the schema is built without the app's lifespan."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, UploadFile
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from api.deps import get_current_user, get_temporal
+from api.main import create_app
+from api.ui.session import ui_user
+from chuangzheng.settings import Settings
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
+    settings = Settings(
+        environment="test",
+        data_dir=tmp_path_factory.mktemp("openapi"),
+        database_url=f"sqlite:///{tmp_path_factory.mktemp('openapi-db') / 'api.db'}",
+        secret_key=f"test-{uuid.uuid4()}",
+    )
+    return create_app(settings)
+
+
+def api_routes(app: FastAPI) -> Iterator[tuple[str, APIRoute]]:
+    """The documented routes with their full paths (FastAPI keeps included routers as
+    branches: their routes are reached through the branch's effective contexts)."""
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            if route.include_in_schema:
+                yield route.path_format, route
+        elif hasattr(route, "effective_route_contexts"):
+            for context in route.effective_route_contexts():
+                original = context.original_route
+                if isinstance(original, APIRoute) and context.include_in_schema:
+                    yield context.path, original
+
+
+def _calls(dependant: Dependant) -> Iterator[Any]:
+    for sub in dependant.dependencies:
+        yield sub.call
+        yield from _calls(sub)
+
+
+def _uploads(route: APIRoute) -> bool:
+    return any(
+        UploadFile in (p.field_info.annotation, *getattr(p.field_info.annotation, "__args__", ()))
+        for p in route.dependant.body_params
+    )
+
+
+def expected(route: APIRoute) -> set[int]:
+    """The statuses ``route`` can answer with, from its dependencies."""
+    calls = set(_calls(route.dependant))
+    statuses: set[int] = set()
+    if get_current_user in calls or ui_user in calls:
+        statuses |= {401, 403}
+    if route.dependant.body_params:
+        statuses |= {413, 422}
+    if route.dependant.query_params or route.dependant.path_params:
+        statuses |= {422}
+    if get_temporal in calls:
+        statuses |= {503}
+    if _uploads(route):
+        statuses |= {413, 415, 422}
+    return statuses
+
+
+async def test_every_operation_lists_the_statuses_its_route_returns(app: FastAPI) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        schema = (await client.get("/openapi.json")).json()
+    missing: dict[str, list[int]] = {}
+    checked = 0
+    for path, route in api_routes(app):
+        for method in route.methods - {"HEAD"}:
+            operation = schema["paths"][path.replace(":path}", "}")][method.lower()]
+            documented = {int(code) for code in operation["responses"] if code.isdigit()}
+            absent = sorted(expected(route) - documented)
+            if absent:
+                missing[f"{method} {path}"] = absent
+            checked += 1
+    assert checked > 50
+    assert not missing, missing
+
+
+async def test_errors_are_documented_with_the_common_body(app: FastAPI) -> None:
+    schema = app.openapi()
+    operation = schema["paths"]["/api/v1/rounds/{round_id}/organisations/{org_id}/submissions"]
+    responses = operation["post"]["responses"]
+    assert responses["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
+    assert "Retry-After" in responses["503"]["headers"]

@@ -1,0 +1,351 @@
+"""Serving under load: nothing blocks the event loop, inputs are bounded before Temporal is
+called, Temporal trouble is a 503 with Retry-After.
+
+The stack of ``conftest.py`` runs uvicorn in a thread of this process and the worker on the
+test's event loop, so a parse or a query that held the GIL or a loop would show up here as a
+slow ``/users/me`` or a stuck Update. Timing bounds are generous (1 s, several seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from sqlalchemy import Engine, event, text
+from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from activities.db import make_engine
+from api import workflow_calls
+from api.blocking import BlockingCallOnLoop, install_loop_guard, run_sync
+from api.errors import ApiError
+from api.main import create_app
+from tests.api.conftest import Stack, free_port, token
+from tests.api.spreadsheets import xlsx
+from workflows.ids import organisation_workflow_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+MEMBER_HEADER = ["组织编号", "党员姓名", "党员编号"]
+ROSTER_HEADER = [
+    "组织编号",
+    "组织名称",
+    "组织类型",
+    "所属乡镇",
+    "所属系统",
+    "党员人数",
+    "书记",
+    "指导员",
+]
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: Generous: a request that waited on someone else's parse or query would take seconds.
+ANSWERS_WITHIN = 1.0
+
+
+async def timed(request: Any) -> tuple[float, httpx.Response]:
+    started = time.perf_counter()
+    response = await request
+    return time.perf_counter() - started, response
+
+
+# ── spreadsheets off the loop, with limits ────────────────────────────────────────────
+
+
+async def test_a_200000_row_spreadsheet_is_refused_while_the_api_and_the_worker_keep_going(
+    http: httpx.AsyncClient, stack: Stack, round_id: str
+) -> None:
+    secretary = await token(http, "sec-a")
+    # No <dimension>: the sheet does not announce its size, so the parser has to read rows
+    # until the row limit stops it (seconds of CPU in a worker thread).
+    sheet = xlsx(["组织编号"], ["org-a"], 200_000, dimension=False)
+    upload = asyncio.create_task(
+        http.post(
+            "/api/v1/members/import",
+            files={"file": ("members.xlsx", sheet, XLSX)},
+            headers=secretary,
+        )
+    )
+    await asyncio.sleep(0.3)  # the upload is in and being parsed
+    base = f"/api/v1/rounds/{round_id}/organisations/org-a"
+    answered_during_parse, slowest, update_round_trips = 0, 0.0, 0
+    while not upload.done():
+        elapsed, me = await timed(http.get("/api/v1/users/me", headers=secretary))
+        assert me.status_code == 200
+        slowest = max(slowest, elapsed)
+        answered_during_parse += not upload.done()
+        # An Update the worker must run (its validator refuses the unknown step): workflow
+        # tasks keep flowing while the sheet is parsed in this process.
+        elapsed, refused = await timed(
+            http.post(
+                f"{base}/submissions", json={"step_id": "nope", "values": {}}, headers=secretary
+            )
+        )
+        assert refused.status_code == 422 and refused.json()["code"] == "unknown_step"
+        update_round_trips += not upload.done()
+        assert elapsed < 10
+        await asyncio.sleep(0.1)
+    response = await upload
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "too_many_rows"
+    assert "50000" in response.json()["errors"][0]["reason"]
+    assert answered_during_parse >= 1 and update_round_trips >= 1
+    assert slowest < ANSWERS_WITHIN, f"/users/me took {slowest:.2f}s during the parse"
+
+
+async def test_a_sheet_that_announces_its_size_or_expands_too_far_is_refused_at_once(
+    http: httpx.AsyncClient, stack: Stack
+) -> None:
+    secretary, county = await token(http, "sec-a"), await token(http, "county")
+    announced = xlsx(MEMBER_HEADER, ["org-a", "张三", "M1"], 200_000)
+    elapsed, response = await timed(
+        http.post(
+            "/api/v1/members/import",
+            files={"file": ("m.xlsx", announced, XLSX)},
+            headers=secretary,
+        )
+    )
+    assert response.status_code in (413, 422), response.text
+    assert elapsed < 5
+    # The issue's shape: 200,000 roster rows, ~22MB of sheet XML in a small zip.
+    bomb = xlsx(
+        ROSTER_HEADER, ["org-z", "某支部", "农村", "城关镇", "县农委", "1", "甲", "乙"], 200_000
+    )
+    elapsed, response = await timed(
+        http.post("/api/v1/roster", files={"file": ("r.xlsx", bomb, XLSX)}, headers=county)
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["code"] == "too_large"
+    assert "解压后超过上限 10MB" in response.json()["errors"][0]["reason"]
+    assert elapsed < 5
+
+
+async def test_upload_type_and_size_are_checked_before_parsing(
+    http: httpx.AsyncClient, stack: Stack
+) -> None:
+    county = await token(http, "county")
+    wrong = await http.post(
+        "/api/v1/roster", files={"file": ("r.txt", b"x", "text/plain")}, headers=county
+    )
+    assert wrong.status_code == 415 and wrong.json()["code"] == "unsupported_media_type"
+    big = await http.post(
+        "/api/v1/roster",
+        files={"file": ("r.csv", b"a" * (6 * 1024 * 1024), "text/csv")},
+        headers=county,
+    )
+    assert big.status_code == 413 and "5MB" in big.json()["message"]
+    rows = "组织编号\n" + "org-a\n" * 10_001
+    many = await http.post(
+        "/api/v1/roster", files={"file": ("r.csv", rows.encode(), "text/csv")}, headers=county
+    )
+    assert many.status_code == 422 and "10000" in many.json()["errors"][0]["reason"]
+
+
+# ── the database off the loop ──────────────────────────────────────────────────────────
+
+
+@pytest.fixture(scope="module")
+def own_api(stack: Stack) -> Iterator[tuple[str, Any]]:
+    """A second app over the stack's database and Temporal, whose engine the test reaches."""
+    app = create_app(stack.settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+async def test_a_slow_database_call_does_not_stall_other_requests(
+    own_api: tuple[str, Any], round_id: str
+) -> None:
+    base_url, app = own_api
+    engine: Engine = app.state.sessions.kw["bind"]
+    slow = threading.Event()
+
+    def crawl(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if slow.is_set() and "round_definitions" in statement:
+            time.sleep(2)  # a database under a storm's write load
+
+    event.listen(engine, "before_cursor_execute", crawl)
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+            county = await token(http, "county")
+            slow.set()
+            # GET /rounds/{id} is an async route (it queries Temporal): its SQL runs in
+            # the threadpool, so the 2 s wait occupies a thread, not the event loop.
+            stuck = asyncio.create_task(
+                timed(http.get(f"/api/v1/rounds/{round_id}", headers=county))
+            )
+            await asyncio.sleep(0.3)
+            for _ in range(3):
+                elapsed, me = await timed(http.get("/api/v1/users/me", headers=county))
+                assert me.status_code == 200 and elapsed < ANSWERS_WITHIN
+            assert not stuck.done()
+            elapsed, response = await stuck
+            assert response.status_code == 200 and elapsed >= 2
+    finally:
+        slow.clear()
+        event.remove(engine, "before_cursor_execute", crawl)
+
+
+async def test_sql_on_the_event_loop_is_caught_by_the_guard(tmp_sqlite_url: str) -> None:
+    engine = make_engine(tmp_sqlite_url)
+    install_loop_guard(engine, strict=True)
+
+    def select_one() -> int:
+        with engine.connect() as connection:
+            return int(connection.execute(text("SELECT 1")).scalar_one())
+
+    with pytest.raises(BlockingCallOnLoop):
+        select_one()  # on the loop: refused
+    assert await run_sync(select_one) == 1  # in the threadpool: fine
+    engine.dispose()
+
+
+# ── bounded inputs, before Temporal ────────────────────────────────────────────────────
+
+_GROWTH = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+}
+
+
+async def _updates_in_history(client: Client, workflow_id: str) -> int:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return sum(1 for e in history.events if e.event_type in _GROWTH)
+
+
+async def test_oversized_evidence_is_refused_before_temporal(
+    http: httpx.AsyncClient, stack: Stack, round_id: str, dev_server: WorkflowEnvironment
+) -> None:
+    secretary = await token(http, "sec-a")
+    base = f"/api/v1/rounds/{round_id}/organisations/org-a"
+    workflow_id = organisation_workflow_id(round_id, "org-a")
+    before = await _updates_in_history(dev_server.client, workflow_id)
+
+    one_text = await http.post(
+        f"{base}/submissions",
+        json={"step_id": "s", "values": {"summary": "字" * 20_000}},
+        headers=secretary,
+    )
+    assert one_text.status_code == 422, one_text.text
+    [error] = one_text.json()["errors"]
+    assert error["field"] == "values" and "10000 字" in error["reason"]
+
+    whole = {f"f{i}": "x" * 9_000 for i in range(30)}  # 270KB: under the body cap
+    too_much = await http.post(
+        f"{base}/submissions", json={"step_id": "s", "values": whole}, headers=secretary
+    )
+    assert too_much.status_code == 422 and "256KB" in too_much.json()["errors"][0]["reason"]
+
+    reason = await http.post(
+        f"{base}/waivers", json={"step_id": "s", "reason": "理" * 2_001}, headers=secretary
+    )
+    assert reason.status_code == 422
+    assert reason.json()["errors"] == [{"field": "reason", "reason": "内容过长，最多 2000 个字符"}]
+
+    huge = await http.post(
+        f"{base}/submissions",
+        content=b'{"step_id": "s", "values": {"t": "' + b"x" * (9 * 1024 * 1024) + b'"}}',
+        headers={**secretary, "Content-Type": "application/json"},
+    )
+    assert huge.status_code == 413 and huge.json()["code"] == "too_large"
+    assert "1MB" in huge.json()["message"]
+
+    assert await _updates_in_history(dev_server.client, workflow_id) == before
+
+
+# ── Temporal trouble is a 503 ──────────────────────────────────────────────────────────
+
+
+@workflow.defn(name="StoppedWorkerProbe")
+class StoppedWorkerProbe:
+    """Stands in for an organisation's workflow whose worker is gone."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.query
+    def status(self) -> dict[str, str]:
+        return {}
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def stopped_worker_round(dev_server: WorkflowEnvironment) -> AsyncIterator[str]:
+    """A round whose org-a workflow ran one task on a worker that has since stopped."""
+    rid = f"stopped-{uuid.uuid4().hex[:8]}"
+    queue = f"stopped-{uuid.uuid4()}"
+    client = dev_server.client
+    handle = await client.start_workflow(
+        StoppedWorkerProbe.run, id=organisation_workflow_id(rid, "org-a"), task_queue=queue
+    )
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[StoppedWorkerProbe],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
+        await handle.query(StoppedWorkerProbe.status)  # answered while the worker runs
+    yield rid
+    await handle.terminate()
+
+
+async def test_a_query_against_a_stopped_worker_is_503_with_retry_after(
+    http: httpx.AsyncClient,
+    stack: Stack,
+    stopped_worker_round: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(workflow_calls, "QUERY_RPC_TIMEOUT", timedelta(seconds=2))
+    secretary = await token(http, "sec-a")
+    response = await http.get(
+        f"/api/v1/rounds/{stopped_worker_round}/organisations/org-a/status", headers=secretary
+    )
+    assert response.status_code == 503, response.text
+    assert response.json()["code"] == "temporal_unavailable"
+    assert int(response.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("status", [RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED])
+async def test_an_unreachable_or_timed_out_server_is_503(
+    dev_server: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch, status: RPCStatusCode
+) -> None:
+    class Unreachable:
+        async def query(self, *_: Any, **__: Any) -> Any:
+            raise RPCError("server unreachable", status, b"")
+
+        async def execute_update(self, *_: Any, **__: Any) -> Any:
+            raise RPCError("server unreachable", status, b"")
+
+    client = dev_server.client
+    monkeypatch.setattr(client, "get_workflow_handle", lambda *_: Unreachable())
+    for call in (
+        workflow_calls.query(client, "wf", "status", dict),
+        workflow_calls.update(client, "wf", "submit_evidence", {}, dict),
+    ):
+        with pytest.raises(ApiError) as refused:
+            await call
+        assert refused.value.status_code == 503
+        assert int(refused.value.headers["Retry-After"]) > 0
