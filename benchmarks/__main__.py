@@ -22,6 +22,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from benchmarks.context import Context
 from benchmarks.report import BenchResult, environment, render, write_json
@@ -58,6 +59,21 @@ async def run_all(
 ) -> tuple[list[BenchResult], Path]:
     run_info = {"scale": ctx.scale, "orgs_override": ctx.orgs, "started": environment()}
     results: list[BenchResult] = []
+    try:
+        path = await _run(names, ctx, out, run_info, results)
+    finally:
+        await ctx.close()
+    return results, path
+
+
+async def _run(
+    names: list[str],
+    ctx: Context,
+    out: Path | None,
+    run_info: dict[str, Any],
+    results: list[BenchResult],
+) -> Path:
+    path = write_json(results, run_info, out)
     for name in names:
         module = importlib.import_module(f"benchmarks.bench_{name}")
         began = time.monotonic()
@@ -72,7 +88,7 @@ async def run_all(
         results.append(result)
         print(render(result), flush=True)
         path = write_json(results, run_info, out)  # after each: a crash keeps what was done
-    return results, path
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,10 +117,16 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="JSON file (default benchmarks/results/<timestamp>.json)",
     )
+    parser.add_argument(
+        "--fresh-stacks",
+        action="store_true",
+        help="a new server and processes per benchmark also at smoke scale (full always does)",
+    )
     args = parser.parse_args(argv)
     _quiet()
     names = args.only or list(BENCHMARKS)
-    ctx = Context(scale=args.scale, orgs=args.orgs)
+    share = args.scale == "smoke" and not args.fresh_stacks
+    ctx = Context(scale=args.scale, orgs=args.orgs, share_stack=share)
     results, path = asyncio.run(run_all(names, ctx, args.out))
     print(f"\nresults: {path}")
     sys.stdout.flush()

@@ -10,7 +10,7 @@ import time
 from benchmarks.context import Context
 from benchmarks.report import BenchResult
 from benchmarks.rounds import new_round_id, plan_yaml
-from benchmarks.stack import Api, Stack, generate_roster, start_baselines
+from benchmarks.stack import Api, generate_roster, start_baselines
 
 TITLE = "kick-off through the API until every organisation ran its first activity"
 
@@ -18,7 +18,7 @@ TITLE = "kick-off through the API until every organisation ran its first activit
 async def run(ctx: Context) -> BenchResult:
     n = ctx.pick(smoke=5, full=2_000)
     result = BenchResult("api_kickoff", TITLE, ctx.scale, {"organisations": n})
-    async with Stack("api-kickoff") as stack:
+    async with ctx.stack("api-kickoff") as stack:
         stack.seed_county(generate_roster(n))
         await stack.start_worker()
         await stack.start_baseline_worker()

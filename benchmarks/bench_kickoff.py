@@ -13,7 +13,7 @@ import time
 from benchmarks.context import Context
 from benchmarks.report import BenchResult
 from benchmarks.rounds import ROUND_WORKFLOW, history_size, kick_off_direct, new_round_id
-from benchmarks.stack import Stack, generate_roster, start_baselines, write_roster_csv
+from benchmarks.stack import generate_roster, start_baselines, write_roster_csv
 
 TITLE = "kick-off until every organisation ran its first activity"
 
@@ -21,7 +21,7 @@ TITLE = "kick-off until every organisation ran its first activity"
 async def run(ctx: Context) -> BenchResult:
     n = ctx.pick(smoke=5, full=10_000)
     result = BenchResult("kickoff", TITLE, ctx.scale, {"organisations": n})
-    async with Stack("kickoff") as stack:
+    async with ctx.stack("kickoff") as stack:
         await stack.start_worker()
         await stack.start_baseline_worker()
         base_s = await start_baselines(stack, n, prefix="kickoff")

@@ -22,7 +22,7 @@ from typing import Any
 from benchmarks.context import Context
 from benchmarks.report import BenchResult
 from benchmarks.rounds import history_size, kick_off_direct, new_round_id
-from benchmarks.stack import Stack, generate_roster, write_roster_csv
+from benchmarks.stack import generate_roster, write_roster_csv
 
 TITLE = "round workflow history and continue-as-new payload"
 GOAL_KB = 64.0
@@ -64,17 +64,17 @@ async def run(ctx: Context) -> BenchResult:
     result = BenchResult("round_history", TITLE, ctx.scale, {"organisations": n, "grown_to": big})
     from workflows.ids import round_workflow_id
 
-    async with Stack("round-history") as stack:
+    async with ctx.stack("round-history") as stack:
         await stack.start_worker()
         await stack.start_baseline_worker()
-        prefix = "fanout"
+        prefix, before = "fanout", stack.baseline_tally()[0]
         await stack.client.start_workflow(
             "BenchFanoutWorkflow",
             args=[prefix, n, 200],
             id=prefix,
             task_queue=stack.baseline_queue,
         )
-        await stack.wait_baseline_tally(n, timeout=max(300.0, n * 0.5))
+        await stack.wait_baseline_tally(before + n, timeout=max(300.0, n * 0.5))
         await stack.client.get_workflow_handle(prefix).result()
         raw = await history_size(stack.client, prefix)
 

@@ -10,7 +10,7 @@ import asyncio
 from benchmarks.context import Context
 from benchmarks.report import BenchResult, pct
 from benchmarks.rounds import new_round_id, plan_yaml
-from benchmarks.stack import Api, Stack, generate_roster
+from benchmarks.stack import Api, generate_roster
 from benchmarks.submissions import Submitter, Timed, raw_update
 
 TITLE = "one submission through HTTP on a quiet server vs a raw no-op Update"
@@ -24,15 +24,16 @@ async def run(ctx: Context) -> BenchResult:
         "roundtrip", TITLE, ctx.scale, {"submissions": count, "organisations": len(orgs)}
     )
     campaign, raw = Timed(), Timed()
-    async with Stack("roundtrip") as stack:
+    async with ctx.stack("roundtrip") as stack:
         stack.seed_county(orgs)
         await stack.start_worker()
         await stack.start_baseline_worker()
         await stack.start_api()
+        before = stack.baseline_tally()[0]
         handle = await stack.client.start_workflow(
             "BenchBaselineWorkflow", 0, id="roundtrip-raw", task_queue=stack.baseline_queue
         )
-        await stack.wait_baseline_tally(1, timeout=120)
+        await stack.wait_baseline_tally(before + 1, timeout=120)
         round_id = new_round_id("roundtrip")
         text = plan_yaml(24 * 60)
         async with Api(stack.api_url) as api:

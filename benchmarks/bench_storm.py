@@ -62,27 +62,28 @@ async def run(ctx: Context) -> BenchResult:
     storm_orgs = generate_roster(n, township=STORM_TOWN, prefix="s")
     quiet_orgs = generate_roster(loops, township=QUIET_TOWN, prefix="q")
     patience = max(180.0, n * 0.5)
-    async with Stack("storm") as stack:
+    async with ctx.stack("storm") as stack:
         stack.seed_county([*storm_orgs, *quiet_orgs])
         await stack.start_worker()
         await stack.start_baseline_worker()
         await stack.start_api()
 
         # ----- raw: N timers at one instant, raw Updates meanwhile ---------------------------
+        before = stack.baseline_tally()[0]
         raw_handles = [
             await stack.client.start_workflow(
                 "BenchBaselineWorkflow", i, id=f"storm-upd-{i}", task_queue=stack.baseline_queue
             )
             for i in range(loops)
         ]
-        await stack.wait_baseline_tally(loops, timeout=120)
+        await stack.wait_baseline_tally(before + loops, timeout=120)
         raw_deadline = time.time() + (8 if ctx.smoke else 20 + n / 20)
         stop, raw_timed = asyncio.Event(), Timed()
         pressers = [asyncio.create_task(raw_loop(h, raw_timed, stop)) for h in raw_handles]
         await _start_timers(stack, n, raw_deadline)
         late_starts = time.time() > raw_deadline
         last = await stack.wait_baseline_tally(
-            loops + n, timeout=patience + raw_deadline - time.time()
+            before + loops + n, timeout=patience + raw_deadline - time.time()
         )
         raw_storm = last - raw_deadline
         stop.set()

@@ -19,7 +19,6 @@ from benchmarks.report import BenchResult
 from benchmarks.rounds import kick_off_direct, new_round_id
 from benchmarks.stack import (
     Process,
-    Stack,
     generate_roster,
     rss_kib,
     start_baselines,
@@ -44,7 +43,7 @@ async def run(ctx: Context) -> BenchResult:
     small = max(2, big // 10)
     result = BenchResult("worker_memory", TITLE, ctx.scale, {"small": small, "big": big})
     pause = 0.4 if ctx.smoke else 2.0
-    async with Stack("memory") as stack:
+    async with ctx.stack("memory") as stack:
         worker = await stack.start_worker()
         baseline = await stack.start_baseline_worker()
 

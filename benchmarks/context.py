@@ -3,8 +3,12 @@ the benchmarks of one run (e.g. one simulated round serves two benchmarks)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from benchmarks.stack import Stack
 
 Scale = Literal["smoke", "full"]
 
@@ -15,6 +19,26 @@ class Context:
     #: Overrides every benchmark's organisation count (e.g. 2,000 instead of 10,000).
     orgs: int | None = None
     cache: dict[str, Any] = field(default_factory=dict)
+    #: One stack (server, worker, API) for every benchmark of the run: the smoke run's
+    #: default, so it takes seconds; full runs give each benchmark a fresh server.
+    share_stack: bool = False
+    _shared: Stack | None = None
+
+    @contextlib.asynccontextmanager
+    async def stack(self, label: str) -> AsyncIterator[Stack]:
+        """A fresh stack for the benchmark, or the run's shared one."""
+        if not self.share_stack:
+            async with Stack(label) as stack:
+                yield stack
+            return
+        if self._shared is None:
+            self._shared = await Stack("shared").__aenter__()
+        yield self._shared
+
+    async def close(self) -> None:
+        if self._shared is not None:
+            await self._shared.__aexit__(None, None, None)
+            self._shared = None
 
     def pick(self, smoke: int, full: int) -> int:
         """The organisation count for this scale, unless overridden."""

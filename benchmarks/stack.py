@@ -211,7 +211,9 @@ class Stack:
 
     # ----- processes -------------------------------------------------------------------------
     async def start_worker(self) -> Process:
-        """The project's worker, as ``chuangzheng worker`` runs it."""
+        """The project's worker, as ``chuangzheng worker`` runs it (once per stack)."""
+        if self.worker is not None and self.worker.alive():
+            return self.worker
         command = [sys.executable, "-m", "chuangzheng.cli", "worker"]
         self.worker = Process("worker", command, self._env(), self.dir / "worker.log")
         self.processes.append(self.worker)
@@ -219,7 +221,9 @@ class Stack:
         return self.worker
 
     async def start_baseline_worker(self) -> Process:
-        """The baseline workflows' worker, in a process of its own."""
+        """The baseline workflows' worker, in a process of its own (once per stack)."""
+        if self.baseline is not None and self.baseline.alive():
+            return self.baseline
         command = [
             sys.executable,
             "-m",
@@ -238,6 +242,8 @@ class Stack:
 
     async def start_api(self) -> str:
         """uvicorn serving ``api.main:app`` in its own process; returns the base URL."""
+        if self.api is not None and self.api.alive():
+            return self.api_url
         port = free_port()
         command = [
             sys.executable,
