@@ -1,10 +1,10 @@
 """Worker memory per cached organisation workflow (issue 10, #4).
 
 The project's worker runs in its own process (``chuangzheng worker``); a round of S
-organisations is kicked off (full: 100) and, once every one has run its first activity and
-waits on its first deadline (so it sits in the worker's cache), the worker's RSS is read from
-/proc; then a second round of B - S more (full: 880, so about 1,000 are cached, under the
-SDK's default cache of 1,000 with the two round workflows). Per workflow: the RSS difference
+organisations is kicked off through the API (full: 100) and, once every one has run its
+first activity and waits on its first deadline (so it sits in the worker's cache), the
+worker's RSS is read from /proc; then a second round of B - S more (full: 880, so about
+1,000 are cached, under the SDK's default cache of 1,000 with the two round workflows). Per workflow: the RSS difference
 divided by B - S. The baseline worker (also its own process) does the same with
 ``BenchBaselineWorkflow`` (one no-op activity, then waits).
 """
@@ -16,13 +16,12 @@ import statistics
 
 from benchmarks.context import Context
 from benchmarks.report import BenchResult
-from benchmarks.rounds import kick_off_direct, new_round_id
+from benchmarks.rounds import kick_off, new_round_id
 from benchmarks.stack import (
     Process,
     generate_roster,
     rss_kib,
     start_baselines,
-    write_roster_csv,
 )
 
 TITLE = "worker RSS per cached organisation workflow"
@@ -57,8 +56,7 @@ async def run(ctx: Context) -> BenchResult:
         readings = []
         for orgs, label in rounds:
             round_id = new_round_id(label)
-            roster = write_roster_csv(orgs, stack.dir / f"{label}.csv")
-            await kick_off_direct(stack, round_id, roster)
+            await kick_off(stack, round_id, orgs)
             await stack.wait_started(round_id, len(orgs), timeout=max(300.0, len(orgs) * 1.5))
             readings.append(await settled_rss(worker, pause))
     per_base = (base_big - base_small) / (big - small)
