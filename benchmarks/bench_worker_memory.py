@@ -4,8 +4,8 @@ The project's worker runs in its own process (``chuangzheng worker``); a round o
 organisations is kicked off through the API (full: 100) and, once every one has run its
 first activity and waits on its first deadline (so it sits in the worker's cache), the
 worker's RSS is read from /proc; then a second round of B - S more (full: 880, so about
-1,000 are cached, under the SDK's default cache of 1,000 with the two round workflows). Per workflow: the RSS difference
-divided by B - S. The baseline worker (also its own process) does the same with
+1,000 are cached, under the SDK's default cache of 1,000 with the two round workflows).
+Per workflow: the RSS difference divided by B - S. The baseline worker (also its own process) does the same with
 ``BenchBaselineWorkflow`` (one no-op activity, then waits).
 """
 
