@@ -5,8 +5,8 @@ organisations is kicked off through the API (full: 100) and, once every one has 
 first activity and waits on its first deadline (so it sits in the worker's cache), the
 worker's RSS is read from /proc; then a second round of B - S more (full: 880, so about
 1,000 are cached, under the SDK's default cache of 1,000 with the two round workflows).
-Per workflow: the RSS difference divided by B - S. The baseline worker (also its own process) does the same with
-``BenchBaselineWorkflow`` (one no-op activity, then waits).
+Per workflow: the RSS difference divided by B - S. The baseline worker (also its own
+process) does the same with ``BenchBaselineWorkflow`` (one no-op activity, then waits).
 """
 
 from __future__ import annotations
