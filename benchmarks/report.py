@@ -139,7 +139,10 @@ def environment() -> dict[str, Any]:
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # Changes to the project's tracked files (the harness's own do not count).
+        "dirty": bool(
+            _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks")
+        ),
         "root": str(ROOT),
         "cpus": os.cpu_count(),
         "load_average": list(os.getloadavg()),
