@@ -27,24 +27,33 @@ UpsertInsert = sqlite.Insert | postgresql.Insert
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     """Per-connection SQLite settings; they are not persistent, so every connection needs them.
 
-    WAL lets dashboard readers run while an activity writes; foreign keys are off by default
-    in SQLite; the busy timeout makes concurrent writers queue instead of failing at once.
+    WAL lets dashboard readers (the API, another process) run while a worker writes;
+    ``synchronous=NORMAL`` is WAL's recommended durability (a commit survives a crash of the
+    process; only a power cut can lose the last commits, which the activities would write
+    again, being idempotent); foreign keys are off by default in SQLite; the busy timeout
+    makes writers of several processes queue instead of failing at once.
     """
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(
+    url: str, *, pool_size: int | None = None, max_overflow: int | None = None
+) -> Engine:
     """Create the engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
 
     For a SQLite file the parent directory is created (the default lives under ``.data/``,
-    which a fresh checkout does not have). A plain ``postgresql://`` URL is switched to the
-    psycopg 3 driver, the only PostgreSQL driver the project installs.
+    which a fresh checkout does not have) and every connection is put in WAL mode with a busy
+    timeout. A plain ``postgresql://`` URL is switched to the psycopg 3 driver, the only
+    PostgreSQL driver the project installs; ``pool_size`` and ``max_overflow`` (settings
+    ``database_pool_size``, ``database_max_overflow``) size its connection pool, and every
+    connection is pinged when taken from the pool.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -56,8 +65,13 @@ def make_engine(url: str) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() != "psycopg":
         parsed = parsed.set(drivername="postgresql+psycopg")
+    pool: dict[str, int] = {}
+    if pool_size is not None:
+        pool["pool_size"] = pool_size
+    if max_overflow is not None:
+        pool["max_overflow"] = max_overflow
     # pre_ping: a database restart must not fail the next activity with a dead connection.
-    return create_engine(parsed, pool_pre_ping=True)
+    return create_engine(parsed, pool_pre_ping=True, **pool)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -80,7 +94,15 @@ def upsert_insert(session: Session, table: Table) -> UpsertInsert:
     SQLite and PostgreSQL both offer ``on_conflict_do_nothing`` / ``on_conflict_do_update``
     with the same arguments, so callers write one upsert for both.
     """
-    dialect = session.get_bind().dialect.name
+    return dialect_insert(session.get_bind().dialect.name, table)
+
+
+def dialect_insert(dialect: str, table: Table) -> UpsertInsert:
+    """:func:`upsert_insert` for a dialect named ``sqlite`` or ``postgresql``.
+
+    For statements built once and kept (see ``activities.projection``): a statement
+    object reused with fresh parameters is compiled once per engine, not on every call.
+    """
     if dialect == "sqlite":
         return sqlite.insert(table)
     if dialect == "postgresql":

@@ -7,13 +7,16 @@ DingTalk) is one class with an async ``deliver``; ``worker.py`` chooses which to
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.db import upsert_insert
+from activities.group_commit import GroupCommit
 from activities.tables import notices
 from domain.notices import Notice
 
@@ -28,6 +31,19 @@ class Notifier(Protocol):
         ``notice.notice_id`` is the idempotency key. Raise on transient failure so the
         activity is retried; the retry must not deliver twice.
         """
+        ...
+
+
+@runtime_checkable
+class ExternalChannels(Protocol):
+    """A notifier that also reaches people outside the application (mail, group robots).
+
+    ``deliver_notices`` files notices in the inbox itself, in one statement for the batch,
+    and then calls :meth:`send_notice` for the channels alone.
+    """
+
+    async def send_notice(self, notice: Notice) -> bool:
+        """Send ``notice``, already in the inbox, on its channels; True if some sent it now."""
         ...
 
 
@@ -54,27 +70,66 @@ def notice_row(notice: Notice, *, delivered_at: datetime) -> dict[str, Any]:
 
 
 class InboxNotifier:
-    """The in-app inbox: a notice is delivered once its row exists in ``notices``."""
+    """The in-app inbox: a notice is delivered once its row exists in ``notices``.
+
+    The row is the notice's ledger: the outbox (``record_events``) writes it with the
+    escalation it belongs to, so delivery usually finds it there and writes nothing. Only
+    notices that came another way (a supervisor's reminder, a workflow from before the
+    outbox) are inserted here.
+    """
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
-        """Keep the session factory; one short transaction per delivery."""
+        """Keep the session factory; filings of concurrent deliveries are grouped."""
         self._session_factory = session_factory
+        # Many deliveries at once (a deadline storm) share one look-up and one transaction.
+        self._filings: GroupCommit[_Filing, set[str]] = GroupCommit(self._file_all)
 
     async def deliver(self, notice: Notice) -> bool:
         """Store the notice unless a row with its id exists; True if it was stored now."""
-        # SQLAlchemy's ORM is blocking: run it in a thread so the worker's event loop keeps
-        # serving other activities and heartbeats meanwhile.
-        return await asyncio.to_thread(self._insert, notice, datetime.now(UTC))
+        return notice.notice_id in await self.file([notice])
 
-    def _insert(self, notice: Notice, delivered_at: datetime) -> bool:
-        """``INSERT ... ON CONFLICT DO NOTHING`` and report whether a row was inserted."""
+    async def file(self, batch: Sequence[Notice]) -> set[str]:
+        """Store the notices of ``batch`` that are not in the inbox yet; the ids stored now."""
+        if not batch:
+            return set()
+        # SQLAlchemy is blocking: the group runs in a thread so the worker's event loop keeps
+        # serving other activities and heartbeats meanwhile.
+        return await self._filings.submit(_Filing(tuple(batch), datetime.now(UTC)))
+
+    def _file_all(self, filings: Sequence[_Filing]) -> list[set[str]]:
+        """Look every id up (a read: no write lock); insert only the missing ones, each
+        credited to the first filing that brings it."""
+        ids = {n.notice_id for f in filings for n in f.notices}
+        with self._session_factory() as session:
+            found = set(
+                session.scalars(select(notices.c.notice_id).where(notices.c.notice_id.in_(ids)))
+            )
+        owner: dict[str, int] = {}
+        rows: list[dict[str, Any]] = []
+        for index, filing in enumerate(filings):
+            for notice in filing.notices:
+                if notice.notice_id not in found and notice.notice_id not in owner:
+                    owner[notice.notice_id] = index
+                    rows.append(notice_row(notice, delivered_at=filing.delivered_at))
+        filed: list[set[str]] = [set() for _ in filings]
+        if not rows:
+            return filed
         with self._session_factory.begin() as session:
             stmt = (
                 upsert_insert(session, notices)
-                .values(notice_row(notice, delivered_at=delivered_at))
                 .on_conflict_do_nothing(index_elements=["notice_id"])
-                # RETURNING yields a row only when the insert happened, on both dialects;
-                # more reliable than rowcount across drivers.
+                # RETURNING yields a row only when the insert happened, on both dialects
+                # (another attempt may have filed it since the look-up).
                 .returning(notices.c.notice_id)
             )
-            return session.execute(stmt).first() is not None
+            for notice_id in session.execute(stmt, rows).scalars():
+                filed[owner[notice_id]].add(notice_id)
+        return filed
+
+
+@dataclass(frozen=True)
+class _Filing:
+    """One delivery's notices waiting for their group, and when they were delivered."""
+
+    notices: tuple[Notice, ...]
+    delivered_at: datetime

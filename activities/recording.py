@@ -4,19 +4,26 @@ Temporal history is the source of truth; these writes only mirror it for dashboa
 write is idempotent (keyed by event id, notice id, round id or (round, organisation)) and
 ordered writes are guarded, so a retried or late activity never double-writes and never
 moves a status backwards.
+
+Under a deadline storm thousands of workflows record at once: ``record_events`` calls are
+written together (:mod:`activities.group_commit`), a few hundred batches per transaction,
+with statements built once and run as ``executemany``. The notices of a batch go into the
+inbox in the same transaction (the outbox), so ``deliver_notices`` only looks them up and
+sends them on the external channels, if any.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from sqlalchemy import Executable
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -29,9 +36,16 @@ from activities.contracts import (
     NoticeBatch,
     RoundRecord,
 )
-from activities.db import upsert_insert
-from activities.notifier import Notifier, notice_row
-from activities.projection import project_events
+from activities.db import dialect_insert
+from activities.group_commit import GroupCommit
+from activities.notifier import ExternalChannels, InboxNotifier, Notifier, notice_row
+from activities.projection import (
+    Addressees,
+    execute_writes,
+    load_addressees,
+    needs_addressees,
+    projection_writes,
+)
 from activities.tables import (
     NaiveDatetimeError,
     campaign_events,
@@ -43,9 +57,8 @@ from domain.state import CampaignEvent
 
 log = structlog.get_logger(__name__)
 
-#: Events per INSERT statement: stays far below SQLite's bound-parameter limit (32,766 with
-#: 12 columns per row) while keeping round trips few for large batches.
-EVENT_CHUNK = 500
+#: Groups a PostgreSQL worker writes at once (SQLite takes one writer at a time: 1 there).
+POSTGRES_GROUP_WRITERS = 2
 
 
 def _activity_context() -> dict[str, Any]:
@@ -128,10 +141,111 @@ def _round_row(record: RoundRecord) -> dict[str, Any]:
     }
 
 
-def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
-    """Consecutive slices of at most ``size`` rows."""
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
+@functools.cache
+def _insert_events(dialect: str) -> Executable:
+    """Insert events once each; only inserted rows come back (the count of new events)."""
+    return (
+        dialect_insert(dialect, campaign_events)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(campaign_events.c.event_id)
+    )
+
+
+@functools.cache
+def _upsert_status(dialect: str) -> Executable:
+    """Insert or overwrite a status row unless the stored one is newer (``event_seq``)."""
+    stmt = dialect_insert(dialect, campaign_status)
+    keys = ("round_id", "org_id")
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={c.name: stmt.excluded[c.name] for c in campaign_status.columns if c.name not in keys},
+        # The ordering guard: equal seq rewrites the same values (a retry).
+        where=campaign_status.c.event_seq <= stmt.excluded.event_seq,
+    )
+
+
+@functools.cache
+def _insert_notices(dialect: str) -> Executable:
+    """Put notices in the inbox once each (the outbox)."""
+    return dialect_insert(dialect, notices).on_conflict_do_nothing(index_elements=["notice_id"])
+
+
+@functools.cache
+def _upsert_round(dialect: str) -> Executable:
+    """Insert or update a round's row unless the stored one is newer (``updated_at``)."""
+    stmt = dialect_insert(dialect, rounds)
+    return stmt.on_conflict_do_update(
+        index_elements=["round_id"],
+        set_={c.name: stmt.excluded[c.name] for c in rounds.columns if c.name != "round_id"},
+        where=rounds.c.updated_at <= stmt.excluded.updated_at,
+    )
+
+
+@dataclass(frozen=True)
+class _Recording:
+    """One ``record_events`` call waiting for its group: the batch and when it arrived."""
+
+    batch: EventBatch
+    recorded_at: datetime
+
+
+def _write_recordings(sessions: sessionmaker[Session], items: Sequence[_Recording]) -> list[int]:
+    """Record every batch of ``items`` in one transaction; the count of new events of each.
+
+    Statement by statement over all batches: the events (each once, credited to the first
+    batch that brings it), the status rows (per organisation, the newest snapshot, as if
+    applied in turn with the ordering guard), the detail tables (each organisation's writes
+    in order, see :func:`~activities.projection.execute_writes`) and the outbox's notices.
+    """
+    dialect = sessions.kw["bind"].dialect.name
+    addressees: dict[str, Addressees] = {}
+    wanted = {i.batch.snapshot.org_id for i in items if needs_addressees(i.batch.events)}
+    if wanted:
+        # Read before the write transaction: on SQLite a transaction that reads first and
+        # then writes cannot wait for another process's writer; one that writes first can.
+        with sessions() as session:
+            addressees = load_addressees(session, wanted)
+
+    event_rows: list[dict[str, Any]] = []
+    owner: dict[str, int] = {}
+    for index, item in enumerate(items):
+        for event in item.batch.events:
+            if event.event_id not in owner:
+                owner[event.event_id] = index
+                event_rows.append(_event_row(event, item.recorded_at))
+    newest: dict[tuple[str, str], CampaignSnapshot] = {}
+    for item in items:
+        snap = item.batch.snapshot
+        key = (snap.round_id, snap.org_id)
+        if key not in newest or newest[key].event_seq <= snap.event_seq:
+            newest[key] = snap
+    # One sequence of detail writes per organisation, its batches in the order they came.
+    sequences: dict[tuple[str, str], list[Any]] = {}
+    for item in items:
+        snap = item.batch.snapshot
+        sequences.setdefault((snap.round_id, snap.org_id), []).extend(
+            projection_writes(dialect, item.batch.events, snap, addressees.get(snap.org_id))
+        )
+    notice_rows: dict[str, dict[str, Any]] = {}
+    for item in items:
+        for notice in item.batch.notices:
+            notice_rows.setdefault(
+                notice.notice_id, notice_row(notice, delivered_at=item.recorded_at)
+            )
+
+    counts = [0] * len(items)
+    with sessions.begin() as session:
+        if event_rows:
+            inserted = session.execute(_insert_events(dialect), event_rows).scalars()
+            for event_id in inserted:
+                counts[owner[event_id]] += 1
+        session.execute(_upsert_status(dialect), [_status_row(s) for s in newest.values()])
+        # Detail tables (steps, submissions, escalations, audit) in the same transaction.
+        execute_writes(session, list(sequences.values()))
+        # The outbox: each notice is in the inbox exactly when its escalation is recorded.
+        if notice_rows:
+            session.execute(_insert_notices(dialect), list(notice_rows.values()))
+    return counts
 
 
 class RecordingActivities:
@@ -141,16 +255,28 @@ class RecordingActivities:
     ``activities=[rec.record_events, rec.deliver_notices, rec.record_round]``.
     """
 
-    def __init__(self, session_factory: sessionmaker[Session], notifier: Notifier) -> None:
-        """Keep the dependencies; nothing is opened until an activity runs."""
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        notifier: Notifier,
+        *,
+        group_writers: int | None = None,
+    ) -> None:
+        """Keep the dependencies; nothing is opened until an activity runs.
+
+        ``record_events`` calls are written in groups (:class:`GroupCommit`): one writer on
+        SQLite, :data:`POSTGRES_GROUP_WRITERS` on PostgreSQL unless ``group_writers`` says.
+        """
         self._session_factory = session_factory
         self._notifier = notifier
-        # SQLite takes one writer at a time: queue this process's writers on a lock rather
-        # than have them collide and sleep through "database is locked" retries.
+        self._inbox = (
+            notifier if isinstance(notifier, InboxNotifier) else InboxNotifier(session_factory)
+        )
         engine = session_factory.kw.get("bind")
         sqlite = engine is not None and engine.dialect.name == "sqlite"
-        self._write_lock: contextlib.AbstractContextManager[object] = (
-            threading.Lock() if sqlite else contextlib.nullcontext()
+        writers = group_writers or (1 if sqlite else POSTGRES_GROUP_WRITERS)
+        self._recordings: GroupCommit[_Recording, int] = GroupCommit(
+            functools.partial(_write_recordings, session_factory), writers=writers
         )
 
     @activity.defn(name="record_events")
@@ -158,14 +284,16 @@ class RecordingActivities:
         """Record events (once each) and the status snapshot; return how many events were new.
 
         The snapshot overwrites the stored status only if its ``event_seq`` is not lower, so
-        an older batch arriving late leaves the newer status in place.
+        an older batch arriving late leaves the newer status in place. Batches recorded by
+        many workflows at the same moment share a transaction (group commit); each call still
+        gets its own result, and a batch that cannot be written fails alone.
         """
         snapshot = batch.snapshot
         with structlog.contextvars.bound_contextvars(
             **_activity_context(), round_id=snapshot.round_id, org_id=snapshot.org_id
         ):
-            # Blocking SQLAlchemy work runs in a thread (which inherits the log context).
-            inserted = await asyncio.to_thread(self._record_events, batch, datetime.now(UTC))
+            with _naive_datetimes_are_fatal():
+                inserted = await self._recordings.submit(_Recording(batch, datetime.now(UTC)))
             log.info(
                 "events recorded",
                 events=len(batch.events),
@@ -176,53 +304,15 @@ class RecordingActivities:
             )
             return inserted
 
-    def _record_events(self, batch: EventBatch, recorded_at: datetime) -> int:
-        """Insert events and upsert the status in one transaction."""
-        rows = [_event_row(event, recorded_at) for event in batch.events]
-        inserted = 0
-        with (
-            self._write_lock,
-            _naive_datetimes_are_fatal(),
-            self._session_factory.begin() as session,
-        ):
-            for chunk in _chunks(rows, EVENT_CHUNK):
-                stmt = (
-                    upsert_insert(session, campaign_events)
-                    .values(list(chunk))
-                    .on_conflict_do_nothing(index_elements=["event_id"])
-                    # Only inserted rows come back: the count of new events on both dialects.
-                    .returning(campaign_events.c.event_id)
-                )
-                inserted += len(session.execute(stmt).all())
-
-            status = upsert_insert(session, campaign_status).values(_status_row(batch.snapshot))
-            keys = ("round_id", "org_id")
-            session.execute(
-                status.on_conflict_do_update(
-                    index_elements=list(keys),
-                    set_={
-                        col.name: status.excluded[col.name]
-                        for col in campaign_status.columns
-                        if col.name not in keys
-                    },
-                    # The ordering guard: equal seq rewrites the same values (a retry).
-                    where=campaign_status.c.event_seq <= status.excluded.event_seq,
-                )
-            )
-            # Detail tables (steps, submissions, escalations, audit) in the same transaction.
-            project_events(session, batch.events, batch.snapshot)
-            # The outbox: each notice is in the inbox exactly when its escalation is recorded.
-            if batch.notices:
-                session.execute(
-                    upsert_insert(session, notices)
-                    .values([notice_row(n, delivered_at=recorded_at) for n in batch.notices])
-                    .on_conflict_do_nothing(index_elements=["notice_id"])
-                )
-        return inserted
-
     @activity.defn(name="deliver_notices")
     async def deliver_notices(self, batch: NoticeBatch) -> DeliveryReport:
-        """Deliver each notice through the notifier; count new and earlier deliveries."""
+        """File the notices in the inbox if not there yet, then send them on the external
+        channels (mail, robots) if any are configured; count new and earlier deliveries.
+
+        The inbox row is the notice's ledger. Notices of the outbox are already in it
+        (``record_events`` wrote them with their escalation), so this costs one look-up
+        for the batch and no write; only notices that came another way are inserted.
+        """
         rounds_ = {n.round_id for n in batch.notices}
         orgs = {n.org_id for n in batch.notices}
         with structlog.contextvars.bound_contextvars(
@@ -230,24 +320,35 @@ class RecordingActivities:
             round_id=next(iter(rounds_)) if len(rounds_) == 1 else None,
             org_id=next(iter(orgs)) if len(orgs) == 1 else None,
         ):
+            with _naive_datetimes_are_fatal():
+                filed = await self._inbox.file(batch.notices)
+            notifier = self._notifier
             delivered = 0
             failures: list[str] = []
-            with _naive_datetimes_are_fatal():
-                for notice in batch.notices:
-                    # One at a time, heartbeating, and past a failing one: a dead worker is
-                    # noticed within the heartbeat timeout, and one recipient's broken
-                    # channel does not hold back everyone else's notices. A retry reports
-                    # what was delivered as such instead of sending it again.
-                    if activity.in_activity():  # also callable directly, e.g. by operators
-                        activity.heartbeat(notice.notice_id)
-                    try:
-                        if await self._notifier.deliver(notice):
-                            delivered += 1
-                    except Exception as exc:
-                        log.warning(
-                            "notice not delivered", notice_id=notice.notice_id, error=str(exc)
-                        )
-                        failures.append(f"{notice.notice_id}: {exc}")
+            for notice in batch.notices:
+                new = notice.notice_id in filed
+                if isinstance(notifier, InboxNotifier):
+                    delivered += new
+                    continue
+                # One at a time, heartbeating, and past a failing one: a dead worker is
+                # noticed within the heartbeat timeout, and one recipient's broken channel
+                # does not hold back everyone else's notices. A retry reports what was
+                # delivered as such instead of sending it again.
+                if activity.in_activity():  # also callable directly, e.g. by operators
+                    activity.heartbeat(notice.notice_id)
+                try:
+                    with _naive_datetimes_are_fatal():
+                        if isinstance(notifier, ExternalChannels):
+                            sent = await notifier.send_notice(notice)
+                        else:  # a notifier of its own kind: it files and sends itself
+                            sent = await notifier.deliver(notice)
+                except ApplicationError:
+                    raise
+                except Exception as exc:
+                    log.warning("notice not delivered", notice_id=notice.notice_id, error=str(exc))
+                    failures.append(f"{notice.notice_id}: {exc}")
+                    continue
+                delivered += new or sent
             if failures:
                 raise RuntimeError(f"{len(failures)} 条通知未送达：" + "；".join(failures[:5]))
             report = DeliveryReport(
@@ -273,15 +374,5 @@ class RecordingActivities:
     def _record_round(self, record: RoundRecord) -> None:
         """Upsert guarded by ``updated_at`` (a retried, stale write leaves the newer row)."""
         with _naive_datetimes_are_fatal(), self._session_factory.begin() as session:
-            stmt = upsert_insert(session, rounds).values(_round_row(record))
-            session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["round_id"],
-                    set_={
-                        col.name: stmt.excluded[col.name]
-                        for col in rounds.columns
-                        if col.name != "round_id"
-                    },
-                    where=rounds.c.updated_at <= stmt.excluded.updated_at,
-                )
-            )
+            dialect = session.get_bind().dialect.name
+            session.execute(_upsert_round(dialect), _round_row(record))

@@ -131,7 +131,12 @@ class ChannelRouter:
         is retried; the retry skips the inbox and the channels already sent.
         """
         delivered = await self._inbox.deliver(notice)
-        return await self.send_message(from_notice(notice)) or delivered
+        return await self.send_notice(notice) or delivered
+
+    async def send_notice(self, notice: Notice) -> bool:
+        """Send ``notice``, already in the inbox, on its channels (``deliver_notices`` files
+        its batch in the inbox itself); see :meth:`send_message`."""
+        return await self.send_message(from_notice(notice))
 
     async def send_message(self, message: Outgoing) -> bool:
         """Send ``message`` (already in the inbox) on every channel of its recipient's role.
