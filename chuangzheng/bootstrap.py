@@ -57,9 +57,11 @@ def build_database(settings: Settings, *, create_schema: bool = False) -> Databa
     from activities.db import create_schema as create_tables
     from activities.db import make_engine, session_factory
 
-    # TODO(H6): pass pool_size=settings.database_pool_size and
-    # max_overflow=settings.database_max_overflow once make_engine takes them (activities/db.py).
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
     if create_schema:
         create_tables(engine)
     return Database(engine=engine, sessions=session_factory(engine))
