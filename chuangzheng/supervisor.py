@@ -59,7 +59,6 @@ class _Child:
     restarts: int = 0
     stopping: bool = False
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
-    spawned: asyncio.Event = field(default_factory=asyncio.Event)
     keeper: asyncio.Task[None] | None = None
 
 
@@ -108,7 +107,6 @@ class Supervisor:
                 returncode: int | None = None
             else:
                 child.process = process
-                child.spawned.set()
                 log.info("process started", process=name, pid=process.pid)
                 if child.stopping:  # stop() came while it was being spawned
                     _signal_group(process, signal.SIGTERM)
