@@ -80,6 +80,14 @@ def children(pid: int) -> dict[int, str]:
     return found
 
 
+def descendants(pid: int) -> dict[int, str]:
+    """Running children of ``pid``, their children and so on (e.g. the API's parser pool)."""
+    found = children(pid)
+    for child in list(found):
+        found |= descendants(child)
+    return found
+
+
 def processes_mentioning(text: str) -> dict[int, str]:
     """Every running process whose command line contains ``text``."""
     found = {}
@@ -366,6 +374,7 @@ def test_sigterm_stops_every_process_within_ten_seconds(service: Service) -> Non
         "the dev server, the worker and the API",
     )
     started = children(service.process.pid)
+    everything = descendants(service.process.pid)
     assert sorted(
         next(kind for kind in ("temporal", "worker", "api") if kind in line)
         for line in started.values()
@@ -376,7 +385,7 @@ def test_sigterm_stops_every_process_within_ten_seconds(service: Service) -> Non
     elapsed = time.monotonic() - began
     assert elapsed <= 10, f"stopped in {elapsed:.1f} s\n{service.diagnostics()}"
     assert returncode == 0, service.diagnostics()
-    assert not [pid for pid in started if alive(pid)]
+    assert not [pid for pid in everything if alive(pid)]
     assert processes_mentioning(str(service.data_dir)) == {}
     assert service.stderr.read_text("utf-8") == ""
     worker_log = service.log("worker-1")
