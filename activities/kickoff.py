@@ -94,6 +94,8 @@ class KickoffActivities:
                             plan=plan,
                             round_workflow_id=batch.round_workflow_id,
                             history_limit=batch.history_limit,
+                            # The legacy round, the only caller, counts these reports.
+                            report_to_round=True,
                         ),
                         id=workflow_id,
                         task_queue=self._task_queue,

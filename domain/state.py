@@ -11,7 +11,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from domain.calendar import PinnedCalendar
 from domain.events import EventKind
@@ -175,6 +181,17 @@ class CampaignEvent(BaseModel):
     step_id: str | None = None
     actor: Actor | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _without_absent_parts(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> Any:
+        """In JSON, leave out what the event does not have (phase, step, actor): each reads
+        back as None, and every recorded batch in every history carries these events."""
+        dumped = handler(self)
+        if info.mode_is_json() and isinstance(dumped, dict):
+            return {k: v for k, v in dumped.items() if v is not None}
+        return dumped
 
 
 class CampaignState(BaseModel):

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    model_serializer,
+)
 
 from domain.actions import CloseRound
 from domain.cohort import DEFAULT_TOLERANCE
@@ -43,6 +52,36 @@ class OrganisationCampaignInput(BaseModel):
     history_limit: int = Field(default=10_000, ge=100)
     # Set only on continue-as-new: the outbox the previous run had not flushed yet.
     carried: CarriedOutbox | None = None
+    # Report progress to the round by signal: only for the legacy round
+    # (``CampaignRoundWorkflow``, kept for rounds in flight), which counts its organisations
+    # from these reports. The bounded round reads the read model instead.
+    report_to_round: bool = False
+
+    @field_serializer("plan", mode="wrap")
+    def _compact_plan(
+        self, plan: OrgPlan, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> Any:
+        """The plan as the workflow needs it, stored at every organisation's start and
+        again at every continue-as-new: in JSON without its None fields (every one a
+        default, some 40 % of the bytes) and without the steps' descriptions (text for the
+        pages, which read the round's plan; nothing in a workflow reads them)."""
+        dumped = handler(plan)
+        if not info.mode_is_json():
+            return dumped
+        compact = _without_none(dumped)
+        for phase in compact.get("phases", []):
+            for step in phase.get("steps", []):
+                step.pop("description", None)
+        return compact
+
+
+def _without_none(value: Any) -> Any:
+    """``value`` with every None-valued key of every mapping in it left out."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
 
 
 class ActionResult(BaseModel):
@@ -63,6 +102,14 @@ class ActionResult(BaseModel):
     # The extension filed or decided (request_extension, decide_extension).
     extension_id: str | None = None
     version: int = 0
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        """In JSON, no null fields: they read back as None, and this is stored per action."""
+        dumped = handler(self)
+        if info.mode_is_json() and isinstance(dumped, dict):
+            return {k: v for k, v in dumped.items() if v is not None}
+        return dumped
 
 
 class CampaignResult(BaseModel):

@@ -62,7 +62,8 @@ NOTICE_OUTBOX_PATCH = "notice-outbox"
 # Runs started before this patch could miss an update that arrived during a flush.
 WAKE_BEFORE_FLUSH_PATCH = "wake-before-flush"
 # Runs started before this patch signal their progress to the round on every change (the
-# round now reads it from the read model) and upsert every search attribute each time
+# round now reads it from the read model; only organisations of the legacy round, started
+# with ``report_to_round``, still report) and upsert every search attribute each time
 # (now the fixed ones once, then only phase, light and overdue when they change). What an
 # Update returns needs no patch: results are not commands, replay does not compare them.
 SMALL_HISTORY_PATCH = "small-history"
@@ -136,6 +137,7 @@ class OrganisationCampaignWorkflow:
             state=self._campaign.state,
             round_workflow_id=input.round_workflow_id,
             history_limit=input.history_limit,
+            report_to_round=input.report_to_round,
             carried=CarriedOutbox(
                 events=tuple(events),
                 notices=tuple(notices),
@@ -183,7 +185,7 @@ class OrganisationCampaignWorkflow:
                     retry_policy=ACTIVITY_RETRY,
                 )
         self._publish()
-        if not self._small_history:
+        if not self._small_history or self._input.report_to_round:
             await self._report()
 
     def _snapshot(self) -> CampaignSnapshot:
