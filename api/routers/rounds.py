@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import uuid
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.roster_store import write_roster_snapshot
+from activities.round_progress import round_progress, store_plan_in
 from activities.tables import AuditRow, RoundDefinitionRow, RoundRow
+from api.blocking import run_sync
 from api.deps import (
     CurrentUser,
     SessionDep,
@@ -24,15 +28,19 @@ from api.deps import (
 from api.errors import ApiError, not_found
 from api.idempotency import idempotent
 from api.plans import check_kickoff, parse_plan, shipped_plan_text
-from api.workflow_calls import query, update
+from api.workflow_calls import update
 from chuangzheng.schedules import delete_schedules, ensure_schedules
-from domain.actions import CloseRound
+from domain.actions import CalendarUpdate, CloseRound
+from domain.calendar import CalendarGap
 from domain.errors import FieldError, PlanError
 from domain.organisation import Role
 from domain.phases import Phase
+from domain.plan import CalendarPlan
+from domain.schedule import reresolve_round
 from domain.state import Actor
-from workflows.contracts import RoundExtensionRequest, RoundInput, RoundKickoff, RoundProgress
+from workflows.contracts import RoundExtensionRequest, RoundKickoff
 from workflows.ids import round_workflow_id
+from workflows.round_contracts import ROUND_WORKFLOW_TYPE, CampaignRoundInput, RoundTerms
 
 router = APIRouter(prefix="/api/v1/rounds", tags=["轮次 rounds"])
 
@@ -53,6 +61,9 @@ class ExtendRound(BaseModel):
     phase: Phase
     new_deadline: AwareDatetime
     reason: str = Field(min_length=1, max_length=2000)
+    # The round dedupes by it (two retries, one extension); the Idempotency-Key header, or
+    # a fresh id, when absent.
+    request_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class Close(BaseModel):
@@ -75,6 +86,8 @@ def _round_view(row: RoundRow, definition: RoundDefinitionRow | None) -> dict[st
         "status": row.status,
         "plan_source": definition.plan_source if definition else None,
         "kicked_off_at": definition.kicked_off_at if definition else None,
+        # Why the round failed (e.g. a calendar gap), written by the round workflow.
+        "status_reason": row.status_reason,
     }
 
 
@@ -131,6 +144,28 @@ async def create_round(
     return await idempotent(request, sessions, user, action, status_code=201)
 
 
+def _round_input(session: Session, kickoff: RoundKickoff) -> CampaignRoundInput:
+    """The bounded round's input: the plan stored once in the read model (by content
+    address) and the schedule resolved here, with its pinned calendar, so the workflow never
+    resolves it from whatever calendar package the worker has installed."""
+    assert kickoff.starts_at is not None  # the kick-off fixes it
+    return CampaignRoundInput(
+        terms=RoundTerms(
+            round_id=kickoff.round_id,
+            round_plan_id=kickoff.round_plan_id,
+            roster_source=kickoff.roster_source,
+            actor=kickoff.actor,
+            starts_at=kickoff.starts_at,
+            history_limit=kickoff.history_limit,
+            org_history_limit=kickoff.history_limit,
+            cohort_check_every=kickoff.cohort_check_every,
+            behind_tolerance=kickoff.behind_tolerance,
+        ),
+        plan_ref=store_plan_in(session, kickoff.plan),
+        schedule=check_kickoff(kickoff.plan, kickoff.round_plan_id, kickoff.starts_at),
+    )
+
+
 def _audit(
     user: CurrentUser, request: Request, action: str, row: RoundRow, now: datetime
 ) -> AuditRow:
@@ -163,9 +198,7 @@ def _load(session: SessionDep, round_id: str) -> tuple[RoundRow, RoundDefinition
 
 
 @router.get("/{round_id}", summary="轮次状态")
-async def get_round(
-    round_id: str, session: SessionDep, user: CurrentUser, client: TemporalClientDep
-) -> dict[str, Any]:
+async def get_round(round_id: str, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
     """The round and, once kicked off, its progress (county-wide roles only)."""
     row, definition = _load(session, round_id)
     view = _round_view(row, definition)
@@ -173,7 +206,9 @@ async def get_round(
         Role.COUNTY_OFFICE,
         Role.ASSESSMENT_GROUP,
     ):
-        progress = await query(client, round_workflow_id(round_id), "progress", RoundProgress)
+        # From the read model, never a query to Temporal: a slow or unreachable Temporal
+        # cannot fail the status page.
+        progress = await run_sync(round_progress, session, row, as_of=datetime.now(UTC))
         view["progress"] = progress.model_dump(mode="json")
     return view
 
@@ -221,8 +256,8 @@ async def kick_off(
                 # A minute-scale (demo) plan: compare cohorts every minute, not every day.
                 kickoff = kickoff.model_copy(update={"cohort_check_every": timedelta(minutes=1)})
             await client.start_workflow(
-                "CampaignRoundWorkflow",
-                RoundInput(kickoff=kickoff),
+                ROUND_WORKFLOW_TYPE,
+                _round_input(session, kickoff),
                 id=round_workflow_id(round_id),
                 task_queue=settings.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -258,10 +293,16 @@ async def extend(
         phase=body.phase,
         new_deadline=body.new_deadline,
         reason=body.reason,
+        request_id=body.request_id or request.headers.get("Idempotency-Key") or uuid.uuid4().hex,
     )
 
-    async def action() -> RoundProgress:
-        return await update(client, round_workflow_id(round_id), "extend_phase", cmd, RoundProgress)
+    async def action() -> dict[str, Any]:
+        # A small result ({action_id, applied}); rounds of the legacy type answer with their
+        # progress, hence a plain dict.
+        result: dict[str, Any] = await update(
+            client, round_workflow_id(round_id), "extend_phase", cmd, dict
+        )
+        return result
 
     return await idempotent(request, sessions, user, action)
 
@@ -279,13 +320,116 @@ async def close(
     require_role(user, Role.COUNTY_OFFICE)
     cmd = CloseRound(actor=_actor(user, request), reason=body.reason)
 
-    async def action() -> RoundProgress:
-        progress = await update(client, round_workflow_id(round_id), "close", cmd, RoundProgress)
+    async def action() -> dict[str, Any]:
+        progress: dict[str, Any] = await update(
+            client, round_workflow_id(round_id), "close", cmd, dict
+        )
         await delete_schedules(client, round_id)  # no digests or circulars after the close
         with sessions.begin() as session:
             row = session.get(RoundRow, round_id)
             if row is not None:
                 row.status, row.updated_at = "closed", datetime.now(UTC)
         return progress
+
+    return await idempotent(request, sessions, user, action)
+
+
+class UpdateCalendar(BaseModel):
+    """Newly published calendar data for a running round (e.g. the State Council's notice
+    for a new year): holidays, 调休 make-up working days, and the years it vouches for."""
+
+    holidays: list[date] = Field(default_factory=list, max_length=400)
+    workdays: list[date] = Field(default_factory=list, max_length=400)
+    supplied_years: list[int] = Field(default_factory=list, max_length=10)
+    reason: str = Field(min_length=1, max_length=2000)
+    # The round applies each update once; the Idempotency-Key header, or a fresh id.
+    update_id: str | None = Field(default=None, min_length=1, max_length=120)
+
+
+@router.post("/{round_id}/calendar", summary="更新本轮日历")
+async def update_calendar(
+    round_id: str,
+    body: UpdateCalendar,
+    request: Request,
+    user: CurrentUser,
+    sessions: SessionsDep,
+    client: TemporalClientDep,
+) -> Any:
+    """Re-resolve the round's schedule from its kick-off date with the new calendar data
+    (``domain.schedule.reresolve_round``) and apply it to the round: every open deadline and
+    timer moves, completed phases stay. Audited in the read model."""
+    require_role(user, Role.COUNTY_OFFICE)
+    update_id = body.update_id or request.headers.get("Idempotency-Key") or uuid.uuid4().hex
+    actor = _actor(user, request)
+
+    def prepare() -> CalendarUpdate:
+        with sessions() as session:
+            _, definition = _load(session, round_id)
+            if definition.kicked_off_at is None or definition.starts_at is None:
+                raise ApiError(409, "not_started", "本轮尚未启动，请在计划中修改日历")
+            plan = parse_plan(definition.plan_yaml)
+            published = CalendarPlan(
+                holidays=tuple(sorted(set(body.holidays))),
+                workdays=tuple(sorted(set(body.workdays))),
+                supplied_years=tuple(sorted(set(body.supplied_years))),
+            )
+            try:
+                schedule = reresolve_round(
+                    plan, plan.round(definition.round_plan_id), definition.starts_at, published
+                )
+            except CalendarGap as gap:
+                raise PlanError([FieldError(field="supplied_years", reason=str(gap))]) from None
+        if schedule.calendar is None:
+            raise ApiError(409, "no_calendar", "本轮按分钟计时，不使用工作日日历")
+        return CalendarUpdate(
+            update_id=update_id,
+            calendar=schedule.calendar,
+            windows=schedule.windows,
+            actor=actor,
+            reason=body.reason,
+        )
+
+    async def action() -> dict[str, Any]:
+        cmd = await run_sync(prepare)
+        result: dict[str, Any] = await update(
+            client, round_workflow_id(round_id), "update_calendar", cmd, dict
+        )
+
+        def audit() -> None:
+            with sessions.begin() as session:
+                session.merge(
+                    AuditRow(
+                        audit_id=f"round_calendar_updated/{round_id}/{update_id}",
+                        user=user.username,
+                        role=user.role.value,
+                        action="round_calendar_updated",
+                        round_id=round_id,
+                        org_id=None,
+                        ip=client_ip(request),
+                        at=datetime.now(UTC),
+                        detail={
+                            "update_id": update_id,
+                            "reason": body.reason,
+                            "applied": bool(result.get("applied")),
+                            "source": cmd.calendar.source,
+                            "first_day": cmd.calendar.first_day.isoformat(),
+                            "last_day": cmd.calendar.last_day.isoformat(),
+                            "holidays": [d.isoformat() for d in body.holidays],
+                            "workdays": [d.isoformat() for d in body.workdays],
+                            "supplied_years": body.supplied_years,
+                        },
+                    )
+                )
+
+        await run_sync(audit)
+        return {
+            **result,
+            "calendar": {
+                "first_day": cmd.calendar.first_day.isoformat(),
+                "last_day": cmd.calendar.last_day.isoformat(),
+                "source": cmd.calendar.source,
+            },
+            "windows": [w.model_dump(mode="json") for w in cmd.windows],
+        }
 
     return await idempotent(request, sessions, user, action)

@@ -1,0 +1,60 @@
+"""The round's API over the bounded round workflow: the status page reads the read model
+(kick-off cursor, counts, status), a round-wide extension retried with the same request id
+is applied once, and the calendar route refuses a round that does not count working days."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from tests.api.conftest import token, wait_for
+
+
+async def test_round_status_comes_from_the_read_model(
+    http: httpx.AsyncClient, round_id: str
+) -> None:
+    county = await token(http, "county")
+
+    async def counted() -> dict[str, Any] | None:
+        body = (await http.get(f"/api/v1/rounds/{round_id}", headers=county)).json()
+        progress = body.get("progress") or {}
+        done = progress.get("starting_done") and progress.get("reported", 0) >= 3
+        return body if done else None
+
+    body = await wait_for(counted)
+    assert body["status"] == "running" and body["status_reason"] is None
+    progress = body["progress"]
+    assert progress["started"] == progress["total"] == 3
+    assert sum(progress["by_phase"].values()) == 3
+
+
+async def test_extension_retried_with_one_request_id_is_applied_once(
+    http: httpx.AsyncClient, round_id: str
+) -> None:
+    county = await token(http, "county")
+    body = {
+        "phase": "mobilisation",
+        "new_deadline": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
+        "reason": "全县统一顺延",
+        "request_id": f"{round_id}-ext-1",
+    }
+    first = await http.post(f"/api/v1/rounds/{round_id}/extensions", json=body, headers=county)
+    assert first.status_code == 200, first.text
+    second = await http.post(f"/api/v1/rounds/{round_id}/extensions", json=body, headers=county)
+    assert second.status_code == 200, second.text
+    assert first.json()["action_id"] == second.json()["action_id"]
+    assert (first.json()["applied"], second.json()["applied"]) == (True, False)
+
+
+async def test_calendar_update_of_a_minute_scale_round_is_refused(
+    http: httpx.AsyncClient, round_id: str
+) -> None:
+    county, secretary = await token(http, "county"), await token(http, "sec-a")
+    body = {"holidays": ["2027-10-08"], "supplied_years": [2027], "reason": "国务院通知"}
+    forbidden = await http.post(f"/api/v1/rounds/{round_id}/calendar", json=body, headers=secretary)
+    assert forbidden.status_code == 403
+    refused = await http.post(f"/api/v1/rounds/{round_id}/calendar", json=body, headers=county)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "no_calendar"
