@@ -119,6 +119,7 @@ class ChannelRouter:
         self._config = config
         self._inbox = InboxNotifier(sessions)
         self._channels = {channel.name: channel for channel in channels}
+        self._sending: set[asyncio.Future[bool]] = set()
         missing = {n for names in config.routes.values() for n in names} - set(self._channels)
         if missing:
             raise ValueError(f"routes name channels that were not built: {sorted(missing)}")
@@ -193,6 +194,18 @@ class ChannelRouter:
         if claim is Claim.IN_FLIGHT:
             # Another attempt is sending right now; fail this one and let Temporal come back.
             raise ChannelError("另一次投递正在进行")
+        # Once claimed, the send and its record run to the end even if the activity is
+        # cancelled meanwhile (a start-to-close or heartbeat timeout under load): a send cut
+        # off after the receiver took it but before it was recorded would stay ``pending``
+        # and go out a second time after the lease.
+        sending = asyncio.ensure_future(self._send_claimed(channel, message, address))
+        self._sending.add(sending)  # held until done: a cancelled caller drops its reference
+        sending.add_done_callback(self._sending.discard)
+        return await asyncio.shield(sending)
+
+    async def _send_claimed(self, channel: Channel, message: Outgoing, address: str) -> bool:
+        """Send a claimed delivery and close it in the ledger: ``sent``, or ``failed``."""
+        channel_name = channel.name
         try:
             await channel.send(message, address)
         except Exception as exc:

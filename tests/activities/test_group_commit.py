@@ -15,6 +15,8 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.exceptions import ApplicationError
 
+from activities.channels import ChannelRouter, ChannelsConfig, DeliveryStatus, deliveries_of
+from activities.channels.message import Outgoing
 from activities.contracts import CampaignSnapshot, EventBatch, NoticeBatch
 from activities.db import make_engine
 from activities.group_commit import GroupCommit
@@ -318,6 +320,53 @@ async def test_deliver_notices_still_files_notices_that_came_another_way(
 
     assert (report.delivered, report.already_delivered) == (1, len(recorded))
     assert count(sessions, NoticeRow) == len(recorded) + 1
+
+
+class SlowMail:
+    """A mail channel whose send takes a while: long enough to be cancelled in the middle."""
+
+    name = "email"
+    takes_idempotency_key = True
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.sent: list[str] = []
+
+    async def send(self, message: Outgoing, address: str) -> None:
+        self.started.set()
+        await asyncio.sleep(0.2)
+        self.sent.append(message.message_id)
+
+
+async def test_a_send_cut_off_by_a_cancelled_activity_still_completes_and_is_recorded(
+    sessions: sessionmaker[Session],
+) -> None:
+    config = ChannelsConfig.model_validate(
+        {
+            "routes": {"instructor": ["email"]},
+            "smtp": {"host": "127.0.0.1", "port": 25, "from_address": "cxzy@example.gov.cn"},
+            "role_addresses": {"instructor": {"email": "office@example.gov.cn"}},
+        }
+    )
+    mail = SlowMail()
+    router = ChannelRouter(sessions, config, [mail])
+    recording = RecordingActivities(sessions, router)
+    notices = storm_batch(1).notices[:1]
+
+    # The activity times out while the mail is on its way (the receiver will have it).
+    attempt = asyncio.create_task(recording.deliver_notices(NoticeBatch(notices=notices)))
+    await mail.started.wait()
+    attempt.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await attempt
+    await asyncio.sleep(0.5)
+
+    # The send ran to the end and was recorded: the retry does not send it again.
+    [delivery] = deliveries_of(sessions, notices[0].notice_id)
+    assert delivery.status is DeliveryStatus.SENT
+    report = await recording.deliver_notices(NoticeBatch(notices=notices))
+    assert (report.delivered, report.already_delivered) == (0, 1)
+    assert mail.sent == [notices[0].notice_id]
 
 
 # ----- engines -----------------------------------------------------------------------------------
