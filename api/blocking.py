@@ -92,7 +92,8 @@ def shutdown_parse_pool() -> None:
     with _pool_lock:
         pool, _parse_pool = _parse_pool, None
     if pool is not None:
-        pool.shutdown(cancel_futures=True)
+        # No waiting: a parse under way is bounded by the file limits and ends on its own.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 class BlockingCallOnLoop(RuntimeError):

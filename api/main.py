@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api.blocking import install_loop_guard
+from api.blocking import install_loop_guard, shutdown_parse_pool
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.public import ballots as public_ballots
@@ -57,7 +57,10 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
             app.state.temporal = services.temporal
             # The threadpool rule (api.blocking): SQL on the event loop fails under test.
             install_loop_guard(services.engine, strict=services.settings.environment == "test")
-            yield
+            try:
+                yield
+            finally:
+                shutdown_parse_pool()  # the upload parsers' processes stop with the API
 
     app = FastAPI(
         title="创先争优活动管理 API",

@@ -9,7 +9,9 @@ from __future__ import annotations
 from pydantic import AwareDatetime, BaseModel, Field
 
 from api.limits import Evidence
+from domain.campaign_rules import CampaignStatus
 from domain.phases import Phase
+from workflows.contracts import ActionResult
 
 
 class Submit(BaseModel):
@@ -68,3 +70,16 @@ class Recheck(BaseModel):
     phase: Phase
     passed: bool
     notes: str = Field(default="", max_length=2000)
+
+
+class ActionResponse(CampaignStatus):
+    """The answer to an action: the organisation's whole status after it (the workflow's
+    ``status`` query) and the Update's own small ``result``."""
+
+    result: ActionResult
+
+
+class MinimalActionResponse(BaseModel):
+    """The answer with ``Prefer: return=minimal``: the Update's result only (no query)."""
+
+    result: ActionResult

@@ -19,9 +19,11 @@ from api.idempotency import command_key, idempotency_key, idempotent
 from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, errors
 from api.routers.action_bodies import (
     Acknowledge,
+    ActionResponse,
     AskExtension,
     Decide,
     DecideExtension,
+    MinimalActionResponse,
     Recheck,
     Report,
     Submit,
@@ -102,9 +104,14 @@ def _route(action: Action) -> None:
             }
         )
 
+        # RFC 7240: a client that only needs the Update's result saves the status query.
+        minimal = "return=minimal" in request.headers.get("Prefer", "")
+
         async def run() -> dict[str, Any]:
             workflow_id = organisation_workflow_id(round_id, org_id)
             result = await update(client, workflow_id, action.update, cmd, ActionResult)
+            if minimal:
+                return {"result": result.model_dump(mode="json")}
             # The Update returns a small result (it is stored in history); the caller gets
             # the whole status as before, read by a query, which writes no history.
             status = await query(client, workflow_id, "status", CampaignStatus)
@@ -115,8 +122,15 @@ def _route(action: Action) -> None:
     # FastAPI reads the body model from the annotation: give each route its own.
     endpoint.__annotations__ = {**endpoint.__annotations__, "body": action.body}
     endpoint.__name__ = action.update
-    endpoint.__doc__ = action.description
-    router.post(action.path, summary=action.summary)(endpoint)
+    endpoint.__doc__ = (
+        f"{action.description}\n\n请求头 `Prefer: return=minimal`：只返回本次操作的结果 `result`"
+        "（不再查询完整状态，更快）。"
+    )
+    router.post(
+        action.path,
+        summary=action.summary,
+        response_model=ActionResponse | MinimalActionResponse,
+    )(endpoint)
 
 
 for _action in ACTIONS:

@@ -33,8 +33,9 @@ from api import workflow_calls
 from api.blocking import BlockingCallOnLoop, install_loop_guard, run_sync
 from api.errors import ApiError
 from api.main import create_app
-from tests.api.conftest import Stack, free_port, token
+from tests.api.conftest import Stack, free_port, start_demo_round, token
 from tests.api.spreadsheets import xlsx
+from tests.api.test_campaign_api import evidence
 from workflows.ids import organisation_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -274,6 +275,23 @@ async def test_oversized_evidence_is_refused_before_temporal(
     assert "1MB" in huge.json()["message"]
 
     assert await _updates_in_history(dev_server.client, workflow_id) == before
+
+
+async def test_prefer_minimal_returns_the_update_result_without_the_status(
+    http: httpx.AsyncClient, stack: Stack
+) -> None:
+    rid = await start_demo_round(stack, f"minimal-{uuid.uuid4().hex[:8]}")
+    secretary = await token(http, "sec-c")
+    base = f"/api/v1/rounds/{rid}/organisations/org-c"
+    status = (await http.get(f"{base}/status", headers=secretary)).json()
+    step = next(s for s in status["state"]["phases"][0]["steps"] if s["required"])
+    body = {"step_id": step["step_id"], "values": evidence(stack, status, step["step_id"])}
+    minimal = await http.post(
+        f"{base}/submissions", json=body, headers={**secretary, "Prefer": "return=minimal"}
+    )
+    assert minimal.status_code == 200, minimal.text
+    assert set(minimal.json()) == {"result"}
+    assert minimal.json()["result"]["step_id"] == step["step_id"]
 
 
 # ── Temporal trouble is a 503 ──────────────────────────────────────────────────────────
