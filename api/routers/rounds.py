@@ -28,6 +28,7 @@ from api.deps import (
 from api.errors import ApiError, not_found
 from api.idempotency import idempotent
 from api.plans import check_kickoff, parse_plan, shipped_plan_text
+from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, errors
 from api.workflow_calls import update
 from chuangzheng.schedules import delete_schedules, ensure_schedules
 from domain.actions import CalendarUpdate, CloseRound
@@ -42,14 +43,16 @@ from workflows.contracts import RoundExtensionRequest, RoundKickoff
 from workflows.ids import round_workflow_id
 from workflows.round_contracts import ROUND_WORKFLOW_TYPE, CampaignRoundInput, RoundTerms
 
-router = APIRouter(prefix="/api/v1/rounds", tags=["轮次 rounds"])
+router = APIRouter(
+    prefix="/api/v1/rounds", tags=["轮次 rounds"], responses=errors(*AUTHENTICATED, 404)
+)
 
 
 class CreateRound(BaseModel):
     """A new round: a shipped plan (``plan_id``) or an uploaded plan (``plan_yaml``)."""
 
     round_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$", max_length=64)
-    plan_id: str | None = None
+    plan_id: str | None = Field(default=None, max_length=64)
     plan_yaml: str | None = Field(default=None, max_length=200_000)
     round_plan_id: str = Field(min_length=1, max_length=64)
     starts_at: AwareDatetime | None = None
@@ -91,7 +94,7 @@ def _round_view(row: RoundRow, definition: RoundDefinitionRow | None) -> dict[st
     }
 
 
-@router.post("", status_code=201, summary="由计划文件创建轮次")
+@router.post("", status_code=201, summary="由计划文件创建轮次", responses=errors(409, *WITH_BODY))
 async def create_round(
     body: CreateRound, request: Request, user: CurrentUser, sessions: SessionsDep
 ) -> Any:
@@ -102,7 +105,7 @@ async def create_round(
             [FieldError(field="plan_id", reason="请选择已有计划或上传计划文件（二选一）")]
         )
 
-    async def action() -> dict[str, Any]:
+    def action() -> dict[str, Any]:  # no Temporal call: the threadpool runs it
         text = (
             body.plan_yaml if body.plan_yaml is not None else shipped_plan_text(body.plan_id or "")
         )
@@ -200,7 +203,7 @@ def _load(session: SessionDep, round_id: str) -> tuple[RoundRow, RoundDefinition
 @router.get("/{round_id}", summary="轮次状态")
 async def get_round(round_id: str, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
     """The round and, once kicked off, its progress (county-wide roles only)."""
-    row, definition = _load(session, round_id)
+    row, definition = await run_sync(_load, session, round_id)
     view = _round_view(row, definition)
     if definition.kicked_off_at is not None and user.role in (
         Role.COUNTY_OFFICE,
@@ -213,7 +216,7 @@ async def get_round(round_id: str, session: SessionDep, user: CurrentUser) -> di
     return view
 
 
-@router.post("/{round_id}/kickoff", summary="启动轮次")
+@router.post("/{round_id}/kickoff", summary="启动轮次", responses=errors(409, 422, *TEMPORAL))
 async def kick_off(
     round_id: str,
     request: Request,
@@ -227,37 +230,47 @@ async def kick_off(
 
     async def action() -> dict[str, Any]:
         now = datetime.now(UTC)
-        with sessions.begin() as session:
-            row, definition = _load(session, round_id)
-            snapshot = settings.data_dir / "rosters" / f"{round_id}.csv"
-            if definition.roster_snapshot is None:
-                write_roster_snapshot(session, snapshot)
-                definition.roster_snapshot = str(snapshot)
-            starts_at = definition.starts_at or definition.kicked_off_at or now
-            definition.starts_at, definition.kicked_off_at = (
-                starts_at,
-                definition.kicked_off_at or now,
-            )
-            row.starts_at, row.status, row.updated_at = starts_at, "running", now
-            row.kicked_off_by = user.username
-            kickoff = RoundKickoff(
-                round_id=round_id,
-                plan=parse_plan(definition.plan_yaml),
-                round_plan_id=definition.round_plan_id,
-                roster_source=definition.roster_snapshot,
-                actor=_actor(user, request),
-                starts_at=starts_at,
-            )
-            # Refused with the year named (422, nothing written) before any workflow starts.
-            check_kickoff(kickoff.plan, kickoff.round_plan_id, starts_at)
-            if kickoff.plan.ladder_for(
-                kickoff.plan.round(kickoff.round_plan_id)
-            ).blue_within.minutes:
-                # A minute-scale (demo) plan: compare cohorts every minute, not every day.
-                kickoff = kickoff.model_copy(update={"cohort_check_every": timedelta(minutes=1)})
+        # One transaction across the Temporal calls (nothing is committed unless the
+        # workflow started): its statements run in the threadpool, the awaits on the loop.
+        session = sessions()
+        try:
+
+            def prepare() -> tuple[RoundRow, RoundDefinitionRow, RoundKickoff]:
+                row, definition = _load(session, round_id)
+                snapshot = settings.data_dir / "rosters" / f"{round_id}.csv"
+                if definition.roster_snapshot is None:
+                    write_roster_snapshot(session, snapshot)
+                    definition.roster_snapshot = str(snapshot)
+                starts_at = definition.starts_at or definition.kicked_off_at or now
+                definition.starts_at, definition.kicked_off_at = (
+                    starts_at,
+                    definition.kicked_off_at or now,
+                )
+                row.starts_at, row.status, row.updated_at = starts_at, "running", now
+                row.kicked_off_by = user.username
+                kickoff = RoundKickoff(
+                    round_id=round_id,
+                    plan=parse_plan(definition.plan_yaml),
+                    round_plan_id=definition.round_plan_id,
+                    roster_source=definition.roster_snapshot,
+                    actor=_actor(user, request),
+                    starts_at=starts_at,
+                )
+                # Refused with the year named (422, nothing written) before any workflow starts.
+                check_kickoff(kickoff.plan, kickoff.round_plan_id, starts_at)
+                if kickoff.plan.ladder_for(
+                    kickoff.plan.round(kickoff.round_plan_id)
+                ).blue_within.minutes:
+                    # A minute-scale (demo) plan: compare cohorts every minute, not every day.
+                    kickoff = kickoff.model_copy(
+                        update={"cohort_check_every": timedelta(minutes=1)}
+                    )
+                return row, definition, kickoff
+
+            row, definition, kickoff = await run_sync(prepare)
             await client.start_workflow(
                 ROUND_WORKFLOW_TYPE,
-                _round_input(session, kickoff),
+                await run_sync(_round_input, session, kickoff),
                 id=round_workflow_id(round_id),
                 task_queue=settings.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -271,13 +284,22 @@ async def kick_off(
                 circular_weekday=settings.circular_weekday,
                 circular_time=settings.circular_time,
             )
-            session.merge(_audit(user, request, "round_kicked_off", row, now))
-            return _round_view(row, definition)
+
+            def finish() -> dict[str, Any]:
+                session.merge(_audit(user, request, "round_kicked_off", row, now))
+                session.commit()
+                return _round_view(row, definition)
+
+            return await run_sync(finish)
+        finally:
+            await run_sync(session.close)
 
     return await idempotent(request, sessions, user, action)
 
 
-@router.post("/{round_id}/extensions", summary="统一延期")
+@router.post(
+    "/{round_id}/extensions", summary="统一延期", responses=errors(409, *WITH_BODY, *TEMPORAL)
+)
 async def extend(
     round_id: str,
     body: ExtendRound,
@@ -307,7 +329,7 @@ async def extend(
     return await idempotent(request, sessions, user, action)
 
 
-@router.post("/{round_id}/close", summary="结束轮次")
+@router.post("/{round_id}/close", summary="结束轮次", responses=errors(409, *WITH_BODY, *TEMPORAL))
 async def close(
     round_id: str,
     body: Close,
@@ -325,10 +347,14 @@ async def close(
             client, round_workflow_id(round_id), "close", cmd, dict
         )
         await delete_schedules(client, round_id)  # no digests or circulars after the close
-        with sessions.begin() as session:
-            row = session.get(RoundRow, round_id)
-            if row is not None:
-                row.status, row.updated_at = "closed", datetime.now(UTC)
+
+        def mark_closed() -> None:
+            with sessions.begin() as session:
+                row = session.get(RoundRow, round_id)
+                if row is not None:
+                    row.status, row.updated_at = "closed", datetime.now(UTC)
+
+        await run_sync(mark_closed)
         return progress
 
     return await idempotent(request, sessions, user, action)
@@ -346,7 +372,9 @@ class UpdateCalendar(BaseModel):
     update_id: str | None = Field(default=None, min_length=1, max_length=120)
 
 
-@router.post("/{round_id}/calendar", summary="更新本轮日历")
+@router.post(
+    "/{round_id}/calendar", summary="更新本轮日历", responses=errors(409, *WITH_BODY, *TEMPORAL)
+)
 async def update_calendar(
     round_id: str,
     body: UpdateCalendar,
