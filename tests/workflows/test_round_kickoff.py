@@ -1,11 +1,14 @@
-"""CampaignRoundWorkflow on the real Temporal dev server: a round of 500 organisations
-kicked off twice yields exactly 500 organisation workflows (counted by visibility)."""
+"""The bounded round (``CampaignRound``) on the real Temporal dev server: a round of 500
+organisations kicked off twice yields exactly 500 organisation workflows (counted by
+visibility), also after a restart; and a round that continues as new keeps its cursor and
+finds its progress in the read model."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,15 +18,17 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 
 from activities.db import create_schema, make_engine, session_factory
+from activities.round_progress import store_plan
 from chuangzheng.temporal_server import start_dev_server_env
 from domain.actions import CloseRound
 from domain.phases import Phase
 from domain.plan_loader import load_plan
 from tests.workflows.support import COUNTY, ROOT, write_roster
 from worker import build_worker
-from workflows.contracts import RoundInput, RoundKickoff, RoundProgress
+from workflows.contracts import RoundProgress
 from workflows.ids import round_workflow_id
-from workflows.round import CampaignRoundWorkflow
+from workflows.round import CampaignRound
+from workflows.round_contracts import CampaignRoundInput, RoundTerms
 
 ORGANISATIONS = 500
 
@@ -45,13 +50,13 @@ def roster_500(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 async def kick_off(
-    client: Client, kickoff: RoundKickoff, task_queue: str
-) -> WorkflowHandle[CampaignRoundWorkflow, RoundProgress]:
+    client: Client, kickoff: CampaignRoundInput, task_queue: str
+) -> WorkflowHandle[CampaignRound, RoundProgress]:
     """What the county office's "kick off" does: start the round, or find it running."""
     return await client.start_workflow(
-        CampaignRoundWorkflow.run,
-        RoundInput(kickoff=kickoff),
-        id=round_workflow_id(kickoff.round_id),
+        CampaignRound.run,
+        kickoff,
+        id=round_workflow_id(kickoff.terms.round_id),
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
@@ -67,28 +72,31 @@ async def test_round_kicked_off_twice_makes_exactly_one_workflow_per_organisatio
 ) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'rm.db'}")
     create_schema(engine)
+    sessions = session_factory(engine)
     client = dev_env.client
     task_queue = "round-kickoff-test"
     plan = load_plan((ROOT / "plans/demo.yaml").read_text("utf-8"))
-    kickoff = RoundKickoff(
-        round_id="r-500",
-        plan=plan,
-        round_plan_id=plan.rounds[0].id,
-        roster_source=str(roster_500),
-        actor=COUNTY,
-        starts_at=None,
-        batch_size=100,
+    kickoff = CampaignRoundInput(
+        terms=RoundTerms(
+            round_id="r-500",
+            round_plan_id=plan.rounds[0].id,
+            roster_source=str(roster_500),
+            actor=COUNTY,
+            start_chunk=200,
+            page_size=100,
+        ),
+        plan_ref=store_plan(sessions, plan),
     )
-    async with build_worker(client, task_queue=task_queue, sessions=session_factory(engine)):
+    async with build_worker(client, task_queue=task_queue, sessions=sessions):
         first, second = await asyncio.gather(
             kick_off(client, kickoff, task_queue), kick_off(client, kickoff, task_queue)
         )
         assert first.result_run_id == second.result_run_id
         deadline = time.monotonic() + 120
-        progress = await first.query(CampaignRoundWorkflow.progress)
+        progress = await first.query(CampaignRound.progress)
         while not progress.starting_done and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-            progress = await first.query(CampaignRoundWorkflow.progress)
+            progress = await first.query(CampaignRound.progress)
         assert progress.starting_done and progress.started == ORGANISATIONS
         assert progress.total == ORGANISATIONS
 
@@ -97,10 +105,10 @@ async def test_round_kicked_off_twice_makes_exactly_one_workflow_per_organisatio
         await first.terminate("simulated operator restart")
         again = await kick_off(client, kickoff, task_queue)
         assert again.result_run_id != first.result_run_id
-        progress = await again.query(CampaignRoundWorkflow.progress)
+        progress = await again.query(CampaignRound.progress)
         while not progress.starting_done and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-            progress = await again.query(CampaignRoundWorkflow.progress)
+            progress = await again.query(CampaignRound.progress)
         assert progress.started == ORGANISATIONS
 
         # Visibility is eventually consistent: wait for it to catch up, then it must be 500.
@@ -115,7 +123,7 @@ async def test_round_kicked_off_twice_makes_exactly_one_workflow_per_organisatio
         assert seen == ORGANISATIONS
 
         await again.execute_update(
-            CampaignRoundWorkflow.close, {"actor": COUNTY.model_dump(), "reason": "测试结束"}
+            CampaignRound.close, {"actor": COUNTY.model_dump(), "reason": "测试结束"}
         )
         await again.result()
     engine.dispose()
@@ -130,42 +138,46 @@ async def test_round_continues_as_new_with_its_progress(
     task_queue = "round-can-test"
     engine = make_engine(f"sqlite:///{tmp_path / 'rm.db'}")
     create_schema(engine)
+    sessions = session_factory(engine)
     roster = tmp_path / "roster.csv"
     write_roster(roster, 12)
     plan = load_plan((ROOT / "plans/demo.yaml").read_text("utf-8"))
-    kickoff = RoundKickoff(
-        round_id="r-round-can",
-        plan=plan,
-        round_plan_id="demo",
-        roster_source=str(roster),
-        actor=COUNTY,
-        starts_at=None,  # the dev server runs on the real clock
-        # One organisation per batch: about a dozen events each, so the history passes 100
-        # while starting, whatever the timing of the progress signals.
-        batch_size=1,
-        history_limit=100,
+    kickoff = CampaignRoundInput(
+        terms=RoundTerms(
+            round_id="r-round-can",
+            round_plan_id="demo",
+            roster_source=str(roster),
+            actor=COUNTY,
+            starts_at=None,  # the dev server runs on the real clock
+            # One organisation per start activity: a dozen events each, so the history
+            # passes 100 while starting.
+            start_chunk=1,
+            history_limit=100,
+            cohort_check_every=timedelta(seconds=1),
+        ),
+        plan_ref=store_plan(sessions, plan),
     )
-    async with build_worker(env.client, task_queue=task_queue, sessions=session_factory(engine)):
+    async with build_worker(env.client, task_queue=task_queue, sessions=sessions):
         await continue_as_new_keeps_progress(env, kickoff, task_queue)
     engine.dispose()
 
 
 async def continue_as_new_keeps_progress(
-    env: WorkflowEnvironment, kickoff: RoundKickoff, task_queue: str
+    env: WorkflowEnvironment, kickoff: CampaignRoundInput, task_queue: str
 ) -> None:
     handle = await env.client.start_workflow(
-        CampaignRoundWorkflow.run,
-        RoundInput(kickoff=kickoff),
-        id=round_workflow_id(kickoff.round_id),
+        CampaignRound.run,
+        kickoff,
+        id=round_workflow_id(kickoff.terms.round_id),
         task_queue=task_queue,
     )
     first_run = (await handle.describe()).run_id
-    progress = await handle.query(CampaignRoundWorkflow.progress)
+    progress = await handle.query(CampaignRound.progress)
     for _ in range(300):
         if progress.starting_done and sum(progress.by_phase.values()) == 12:
             break
         await asyncio.sleep(0.1)
-        progress = await handle.query(CampaignRoundWorkflow.progress)
+        progress = await handle.query(CampaignRound.progress)
     for _ in range(100):
         if (await handle.describe()).run_id != first_run:
             break
@@ -174,7 +186,7 @@ async def continue_as_new_keeps_progress(
     assert progress.started == 12 and progress.total == 12
     assert progress.by_phase == {Phase.MOBILISATION: 12}
     final = await handle.execute_update(
-        CampaignRoundWorkflow.close, CloseRound(actor=COUNTY, reason="测试结束")
+        CampaignRound.close, CloseRound(actor=COUNTY, reason="测试结束")
     )
-    assert final.closed
-    await handle.result()
+    assert final.applied
+    assert (await handle.result()).closed
