@@ -50,13 +50,16 @@ def same_origin(request: Request) -> None:
 
 
 def error_page(request: Request, exc: ApiError) -> Response:
-    """A refusal as a page: the message, the field errors, the status code kept."""
-    return page(
+    """A refusal as a page: the message, the field errors, the status code (and headers,
+    e.g. a 503's Retry-After) kept."""
+    response = page(
         request,
         "error.html",
         {"status": exc.status_code, "message": exc.message, "errors": exc.errors},
         status_code=exc.status_code,
     )
+    response.headers.update(exc.headers)
+    return response
 
 
 class UiRoute(APIRoute):
