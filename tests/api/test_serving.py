@@ -33,7 +33,7 @@ from api import workflow_calls
 from api.blocking import BlockingCallOnLoop, install_loop_guard, run_sync
 from api.errors import ApiError
 from api.main import create_app
-from tests.api.conftest import Stack, free_port, start_demo_round, token
+from tests.api.conftest import ROSTER_CSV, Stack, free_port, start_demo_round, token
 from tests.api.spreadsheets import xlsx
 from tests.api.test_campaign_api import evidence
 from workflows.ids import organisation_workflow_id
@@ -131,6 +131,29 @@ async def test_a_sheet_that_announces_its_size_or_expands_too_far_is_refused_at_
     assert response.json()["code"] == "too_large"
     assert "解压后超过上限 10MB" in response.json()["errors"][0]["reason"]
     assert elapsed < 5
+
+
+async def test_files_within_the_limits_import_through_the_parse_processes(
+    http: httpx.AsyncClient, stack: Stack
+) -> None:
+    secretary, county = await token(http, "sec-a"), await token(http, "county")
+    members = "组织编号,党员姓名,党员编号\norg-a,李明,A001\norg-a,王芳,A002\n"
+    imported = await http.post(
+        "/api/v1/members/import",
+        files={"file": ("m.csv", members.encode(), "text/csv")},
+        headers=secretary,
+    )
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["total"] == 2
+    listed = await http.get("/api/v1/organisations/org-a/members", headers=secretary)
+    assert [m["member_id"] for m in listed.json()] == ["A001", "A002"]
+    roster = await http.post(
+        "/api/v1/roster",
+        files={"file": ("r.csv", ROSTER_CSV.encode(), "text/csv")},
+        headers=county,
+    )
+    assert roster.status_code == 200, roster.text
+    assert roster.json()["total"] == 3 and roster.json()["added"] == 0
 
 
 async def test_upload_type_and_size_are_checked_before_parsing(
