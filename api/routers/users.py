@@ -21,6 +21,23 @@ class Credentials(BaseModel):
     password: str = Field(min_length=1, max_length=256)
 
 
+class UserView(BaseModel):
+    """An account as clients see it."""
+
+    username: str
+    display_name: str
+    role: str
+    scope_key: str
+
+
+class Token(BaseModel):
+    """A bearer token and the account it names."""
+
+    access_token: str
+    token_type: str = "bearer"
+    user: UserView
+
+
 def user_view(user: User) -> dict[str, Any]:
     """An account as clients see it."""
     return {
@@ -31,7 +48,12 @@ def user_view(user: User) -> dict[str, Any]:
     }
 
 
-@router.post("/auth/login", summary="登录，取得令牌", responses=errors(401, *WITH_BODY))
+@router.post(
+    "/auth/login",
+    summary="登录，取得令牌",
+    response_model=Token,
+    responses=errors(401, *WITH_BODY),
+)
 def post_login(
     body: Credentials, request: Request, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -46,7 +68,9 @@ def post_login(
     }
 
 
-@router.get("/users/me", summary="当前账号", responses=errors(*AUTHENTICATED))
+@router.get(
+    "/users/me", summary="当前账号", response_model=UserView, responses=errors(*AUTHENTICATED)
+)
 def me(user: CurrentUser) -> dict[str, Any]:
     """Who the token belongs to."""
     return user_view(user)
