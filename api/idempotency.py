@@ -81,16 +81,20 @@ async def idempotent(
     action: Callable[[], Awaitable[Any]] | Callable[[], Any],
     *,
     status_code: int = 200,
+    check: Callable[[Session], Any] | None = None,
 ) -> Response:
     """Run ``action`` once per Idempotency-Key; its result becomes the JSON response.
     ``action`` is a coroutine function (Temporal calls) or a plain function (run in the
-    threadpool)."""
+    threadpool). ``check`` (e.g. the caller's scope on the organisation) runs first, in the
+    same session and thread hop as the key's lookup, and its refusal wins over a replay."""
     key = idempotency_key(request)
     if key is None:
+        if check is not None:
+            await run_sync(_checked, sessions, check)
         content = _json(await _run(action))
         return Response(content, status_code=status_code, media_type="application/json")
     fingerprint = await _fingerprint(request)
-    stored = await run_sync(_lookup, sessions, user.username, key)
+    stored = await run_sync(_lookup, sessions, user.username, key, check)
     if stored is not None:
         if stored.fingerprint != fingerprint:
             raise ApiError(
@@ -110,8 +114,20 @@ async def idempotent(
     return Response(content, status_code=status_code, media_type="application/json")
 
 
-def _lookup(sessions: sessionmaker[Session], username: str, key: str) -> IdempotencyRow | None:
+def _checked(sessions: sessionmaker[Session], check: Callable[[Session], Any]) -> None:
     with sessions() as session:
+        check(session)
+
+
+def _lookup(
+    sessions: sessionmaker[Session],
+    username: str,
+    key: str,
+    check: Callable[[Session], Any] | None = None,
+) -> IdempotencyRow | None:
+    with sessions() as session:
+        if check is not None:
+            check(session)
         return session.get(IdempotencyRow, (username, key))
 
 

@@ -13,7 +13,6 @@ from typing import Any, NamedTuple
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from api.blocking import run_sync
 from api.deps import CurrentUser, SessionsDep, TemporalClientDep, client_ip
 from api.idempotency import command_key, idempotency_key, idempotent
 from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, errors
@@ -29,7 +28,7 @@ from api.routers.action_bodies import (
     Submit,
     Waive,
 )
-from api.routers.organisations import check_visible
+from api.routers.organisations import visible_organisation
 from api.workflow_calls import query, update
 from domain import actions
 from domain.campaign_rules import CampaignStatus
@@ -88,7 +87,6 @@ def _route(action: Action) -> None:
         client: TemporalClientDep,
         user: CurrentUser,
     ) -> Any:
-        await run_sync(check_visible, sessions, user, org_id)
         extra = {k: v for k, v in request.path_params.items() if k not in ("round_id", "org_id")}
         cmd = action.command.model_validate(
             body.model_dump()
@@ -117,7 +115,14 @@ def _route(action: Action) -> None:
             status = await query(client, workflow_id, "status", CampaignStatus)
             return status.model_dump(mode="json") | {"result": result.model_dump(mode="json")}
 
-        return await idempotent(request, sessions, user, run)
+        # The scope check (404 outside it) shares the key lookup's session and thread hop.
+        return await idempotent(
+            request,
+            sessions,
+            user,
+            run,
+            check=lambda session: visible_organisation(session, user, org_id),
+        )
 
     # FastAPI reads the body model from the annotation: give each route its own.
     endpoint.__annotations__ = {**endpoint.__annotations__, "body": action.body}
