@@ -237,7 +237,9 @@ async def test_cohort_check_signals_only_changed_verdicts(
     with sessions.begin() as session:
         session.add_all(
             [
-                status_row(f"c{i}", round_id="r-cohort", phase=Phase.PUBLIC_COMMITMENT, progress=0.9)
+                status_row(
+                    f"c{i}", round_id="r-cohort", phase=Phase.PUBLIC_COMMITMENT, progress=0.9
+                )
                 for i in range(4)
             ]
             + [status_row("late", round_id="r-cohort", phase=Phase.MOBILISATION)]
