@@ -69,6 +69,15 @@ async def run(ctx: Context) -> BenchResult:
             mean([h.bytes / 1024 for h in group]),
             raw_kb,
         )
+    by_type: dict[str, int] = {}
+    for h in sizes:
+        for name, count in h.bytes_by_type.items():
+            by_type[name] = by_type.get(name, 0) + count
+    top = sorted(by_type.items(), key=lambda kv: -kv[1])[:4]
+    if sizes:
+        result.params["kb_per_org_by_event_type"] = {
+            name: round(total / 1024 / len(sizes), 1) for name, total in top
+        }
     runs = max((h.runs for h in sizes), default=0)
     result.params["max_runs"] = runs
     return result

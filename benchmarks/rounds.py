@@ -127,6 +127,8 @@ class HistorySize:
     update_result_bytes: int = 0
     #: Bytes of each run, first run first.
     run_bytes: list[int] = field(default_factory=list)
+    #: Bytes per event type (``ACTIVITY_TASK_SCHEDULED`` …), every run.
+    bytes_by_type: dict[str, int] = field(default_factory=dict)
     #: Event times (epoch seconds) of the timers that fired and of the Updates accepted.
     timers_fired: list[float] = field(default_factory=list)
     updates_accepted: list[float] = field(default_factory=list)
@@ -151,6 +153,8 @@ async def history_size(client: Client, workflow_id: str) -> HistorySize:
             size.events += 1
             size.bytes += event.ByteSize()
             kind = event.event_type
+            name = EventType.Name(kind).removeprefix("EVENT_TYPE_")
+            size.bytes_by_type[name] = size.bytes_by_type.get(name, 0) + event.ByteSize()
             if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
                 attrs = event.workflow_execution_started_event_attributes
                 size.start_input_bytes.insert(0, attrs.input.ByteSize())
