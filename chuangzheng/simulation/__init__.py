@@ -1,10 +1,11 @@
 """A whole campaign round over a county roster, played in virtual time.
 
 :func:`simulate` starts the time-skipping Temporal test server, a throw-away SQLite read
-model and the project's real worker, kicks the round off through ``CampaignRoundWorkflow``
-and then plays every organisation with a seeded behaviour mix: most are punctual, some
-finish a few working days late, some only move after the rectification order (整改通知),
-a few have a submission returned once, and one may get an approved extension.
+model and the project's real worker, kicks the round off through ``CampaignRound`` (as the
+API does: plan stored by reference, schedule resolved at kick-off) and then plays every
+organisation with a seeded behaviour mix: most are punctual, some finish a few working days
+late, some only move after the rectification order (整改通知), a few have a submission
+returned once, and one may get an approved extension.
 
 The modules, in the order a run uses them:
 
@@ -14,7 +15,8 @@ The modules, in the order a run uses them:
 - :mod:`.environment`: inputs, the throw-away read model and the time-skipping server;
 - :mod:`.driver`: moving virtual time and sending the updates due (:mod:`.player`), with
   :mod:`.timers` keeping them away from workflow timers;
-- :mod:`.report`, :mod:`.render`: the report model and its Chinese tables.
+- :mod:`.report`, :mod:`.render`: the report model and its Chinese tables; the outcomes are
+  counted from the read model (``activities.round_progress``), as the round counts them.
 """
 
 from __future__ import annotations

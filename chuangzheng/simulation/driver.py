@@ -3,6 +3,14 @@ send the updates due there, then let the round end and tally what happened.
 
 Virtual time is driven here (``env.sleep`` from one planned action to the next), so the
 ladder's timers fire exactly as they would in a real round, only faster.
+
+The round is the bounded ``CampaignRound``, kicked off as the API does it: the plan stored
+once in the read model (``plan_ref``) and the schedule resolved here, with its pinned
+calendar. Organisations do not report to it; it reads the read model on its own timer
+(``cohort_check_every``). So the tallies come from the read model directly
+(``activities.round_progress``), the same counts the round and the API's status page read,
+and the round, once everyone has finished, is given one cadence of virtual time to see it
+at its next check and complete by itself.
 """
 
 from __future__ import annotations
@@ -13,14 +21,17 @@ import time as wallclock
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.db import session_factory
+from activities.round_progress import round_aggregate, round_progress, store_plan
+from activities.tables import RoundRow
 from domain.actions import CloseRound
 from domain.calendar import SHANGHAI
 from domain.organisation import Organisation
@@ -28,12 +39,13 @@ from domain.phases import Phase
 from domain.plan import CampaignPlan, RoundPlan
 from domain.schedule import build_org_plan
 from worker import build_worker
-from workflows.contracts import CampaignResult, RoundInput, RoundKickoff, RoundProgress
+from workflows.contracts import CampaignResult, RoundProgress
 from workflows.ids import round_workflow_id
-from workflows.round import CampaignRoundWorkflow
+from workflows.round import CampaignRound
+from workflows.round_contracts import CampaignRoundInput, RoundTerms
 
 from .calendar import resolve_with_gaps
-from .model import BehaviourMix, PlannedAction, SimulationStalled
+from .model import BehaviourMix, PlannedAction, SimulationError, SimulationStalled
 from .player import COUNTY, Player
 from .report import SimulationReport, actual_outcomes, count_notices, expected_outcomes
 from .scripts import Scripter, assign_behaviours
@@ -42,8 +54,12 @@ from .timing import Timing
 
 #: How many organisations act at once at one stop (each sends its updates in order).
 DEFAULT_CONCURRENCY = 48
-#: Real seconds to wait for the organisations' last progress reports to reach the round.
+#: Real seconds to wait for the organisations' last writes to reach the read model.
 REPORT_PATIENCE = 60.0
+#: The round's cadence (cohort check, aggregate, completion check), in virtual time: a day,
+#: the round's default and the cadence of the legacy round's cohort check here, so yellow
+#: lights come as they did. The report does not wait on it: it reads the read model.
+ROUND_CHECK_EVERY = timedelta(days=1)
 #: Real time allowed for the round and every organisation workflow to end at the close.
 FINISH_TIMEOUT = timedelta(minutes=3)
 
@@ -121,34 +137,41 @@ class Simulation:
             for org, script in zip(self.organisations, scripts, strict=True)
         ]
         task_queue = f"simulation-{uuid.uuid4()}"
+        sessions = session_factory(self.engine)
         worker = build_worker(
             env.client,
             task_queue=task_queue,
-            sessions=session_factory(self.engine),
+            sessions=sessions,
             max_concurrent_activities=100,
+        )
+        # As the API kicks off: the plan (with any years vouched for) stored once, and the
+        # schedule resolved above passed in, so the round pins exactly what the scripts use.
+        round_input = CampaignRoundInput(
+            terms=RoundTerms(
+                round_id=round_id,
+                round_plan_id=round_plan.id,
+                roster_source=str(self.roster_file),
+                actor=COUNTY,
+                starts_at=starts_at,
+                cohort_check_every=ROUND_CHECK_EVERY,
+            ),
+            plan_ref=await asyncio.to_thread(store_plan, sessions, plan),
+            schedule=schedule,
         )
         # The worker stays up until every workflow of the round has finished: a workflow
         # left with a due task and no worker stalls the time-skipping server for everyone.
         async with worker:
             round_handle = await env.client.start_workflow(
-                CampaignRoundWorkflow.run,
-                RoundInput(
-                    kickoff=RoundKickoff(
-                        round_id=round_id,
-                        plan=plan,
-                        round_plan_id=round_plan.id,
-                        roster_source=str(self.roster_file),
-                        actor=COUNTY,
-                        starts_at=starts_at,
-                    )
-                ),
+                CampaignRound.run,
+                round_input,
                 id=round_workflow_id(round_id),
                 task_queue=task_queue,
             )
             self.say(f"已开展轮次 {round_id}：{len(players)} 个组织，开始模拟……")
             stops = await self._play(players, guard)
             finished_at = await env.get_current_time()
-            progress, results, closed_early = await self._finish(round_handle, players)
+            results, closed_early = await self._finish(round_handle, round_id, players, sessions)
+            progress = await asyncio.to_thread(_read_progress, sessions, round_id, finished_at)
 
         outcomes = actual_outcomes(progress, len(players))
         expected = expected_outcomes(scripts)
@@ -219,45 +242,71 @@ class Simulation:
 
     async def _finish(
         self,
-        round_handle: WorkflowHandle[CampaignRoundWorkflow, RoundProgress],
+        round_handle: WorkflowHandle[CampaignRound, RoundProgress],
+        round_id: str,
         players: Sequence[Player],
-    ) -> tuple[RoundProgress, list[CampaignResult], bool]:
+        sessions: sessionmaker[Session],
+    ) -> tuple[list[CampaignResult], bool]:
         """Let the round complete by itself, or close it if someone could not finish; wait
         for every workflow to end. Raises SimulationError if they do not end in time."""
-        closed_early = any(p.failed for p in players) or not await _all_reported(
-            round_handle, len(players), patience=REPORT_PATIENCE
+        closed_early = any(p.failed for p in players) or not await _all_completed(
+            sessions, round_id, len(players), patience=REPORT_PATIENCE
         )
         if closed_early:
             self.say("有组织未能完成，统一结束本轮活动……")
             await round_handle.execute_update(
-                CampaignRoundWorkflow.close,
+                CampaignRound.close,
                 CloseRound(actor=COUNTY, reason="模拟结束，统一结束本轮活动"),
             )
+        else:
+            # Everyone has finished and no organisation has a timer left: skip one cadence
+            # of virtual time, in which the round's next check falls (time does not skip
+            # while its activities run); it then sees every organisation finished in the
+            # read model and completes.
+            await self.env.sleep(ROUND_CHECK_EVERY)
         try:
             # Nothing is left to skip to: without this, awaiting a result would let the
             # server jump to its far-future timeouts (years ahead) while the round ends.
             with self.env.auto_time_skipping_disabled():
                 async with asyncio.timeout(FINISH_TIMEOUT.total_seconds()):
-                    progress = await round_handle.result()
+                    await round_handle.result()
                     results = await asyncio.gather(*(p.handle.result() for p in players))
         except TimeoutError:
             raise SimulationStalled(
                 f"本轮活动的工作流未能在{FINISH_TIMEOUT.total_seconds():.0f}秒内结束"
                 "（测试服务器可能卡住了某个工作流），模拟中止"
             ) from None
-        return progress, list(results), closed_early
+        return list(results), closed_early
 
 
-async def _all_reported(
-    handle: WorkflowHandle[CampaignRoundWorkflow, RoundProgress], total: int, *, patience: float
+def _completed(sessions: sessionmaker[Session], round_id: str) -> int:
+    """Organisations of the round whose read-model status is completed."""
+    with sessions() as session:
+        aggregate = round_aggregate(session, round_id, as_of=datetime.now(UTC))
+    return aggregate.by_phase.get(Phase.COMPLETED, 0)
+
+
+async def _all_completed(
+    sessions: sessionmaker[Session], round_id: str, total: int, *, patience: float
 ) -> bool:
-    """Wait (real time) until every organisation has reported completion to the round; the
-    reports are signals sent after the last update returned, so they trail it briefly."""
+    """Wait (real time) until the read model shows every organisation completed; each one
+    writes it in an activity after its last update returned, so it trails it briefly."""
     give_up = wallclock.monotonic() + patience
     while True:
-        progress = await handle.query(CampaignRoundWorkflow.progress)
-        if progress.by_phase.get(Phase.COMPLETED, 0) >= total:
+        if await asyncio.to_thread(_completed, sessions, round_id) >= total:
             return True
         if wallclock.monotonic() > give_up:
             return False
         await asyncio.sleep(0.2)
+
+
+def _read_progress(
+    sessions: sessionmaker[Session], round_id: str, as_of: datetime
+) -> RoundProgress:
+    """The round's progress as the read model has it once every workflow has ended (what
+    the round's last aggregate and the API's status page show): outcomes by phase."""
+    with sessions() as session:
+        row = session.get(RoundRow, round_id)
+        if row is None:  # the round writes its row at its first step
+            raise SimulationError(f"读模型中没有轮次 {round_id}")
+        return round_progress(session, row, as_of=as_of)

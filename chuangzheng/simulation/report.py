@@ -1,5 +1,6 @@
 """The report model: outcomes per phase, notices per rung, timings; and the tallies that
-fill it from the round's progress, the scripts and the read model."""
+fill it from the round's progress (counted in the read model), the scripts and the read
+model's notices."""
 
 from __future__ import annotations
 
@@ -133,7 +134,8 @@ class SimulationReport(BaseModel):
 
 
 def actual_outcomes(progress: RoundProgress, total: int) -> list[PhaseOutcomes]:
-    """Per phase, how the round's ``total`` organisations ended it (as the round recorded)."""
+    """Per phase, how the round's ``total`` organisations ended it (as the read model
+    recorded it: ``activities.round_progress.round_progress``)."""
     return [
         PhaseOutcomes.tally(phase, progress.outcomes.get(phase, {}), total)
         for phase in WORKING_PHASES

@@ -55,8 +55,9 @@ from temporalio.testing import WorkflowEnvironment
 from activities.channels.config import EMAIL
 from activities.channels.deliveries import IN_FLIGHT_LEASE, DeliveryStatus
 from activities.channels.smtp import message_id
-from activities.db import create_schema, make_engine
+from activities.db import create_schema, make_engine, session_factory
 from activities.roster_files import read_roster_file
+from activities.round_progress import store_plan
 from activities.tables import notice_deliveries, notices
 from chuangzheng.temporal_server import start_dev_server_env
 from domain.calendar import Span
@@ -65,12 +66,12 @@ from domain.campaign_rules import new_state
 from domain.notices import Notice
 from domain.organisation import Role
 from domain.plan import CampaignPlan
-from domain.plan_loader import load_plan
+from domain.plan_loader import load_plan, resolve_kickoff
 from domain.schedule import build_org_plan, is_rebased, resolve_schedule
 from tests.workflows.support import COUNTY, ROOT
-from workflows.contracts import RoundInput, RoundKickoff
 from workflows.ids import round_workflow_id
-from workflows.round import CampaignRoundWorkflow
+from workflows.round import CampaignRound
+from workflows.round_contracts import CampaignRoundInput, RoundTerms
 
 ORGANISATIONS = 40
 ROUND = "r-kill"
@@ -392,22 +393,26 @@ async def test_worker_killed_mid_delivery_every_notice_arrives_exactly_once(
             os.kill(workers.started[0].pid, signal.SIGKILL)
             killed.set()
 
+    # Kicked off as the API does: the plan stored once in the read model (the worker reads
+    # it by reference) and the schedule resolved at kick-off.
+    round_input = CampaignRoundInput(
+        terms=RoundTerms(
+            round_id=ROUND,
+            round_plan_id=plan.rounds[0].id,
+            roster_source=str(roster),
+            actor=COUNTY,
+            starts_at=starts_at,
+        ),
+        plan_ref=store_plan(session_factory(engine), plan),
+        schedule=resolve_kickoff(plan, plan.rounds[0].id, starts_at),
+    )
     box.on_mail = kill_first_worker
     t0 = time.monotonic()
     try:
         first = workers.start()
         await client.start_workflow(
-            CampaignRoundWorkflow.run,
-            RoundInput(
-                kickoff=RoundKickoff(
-                    round_id=ROUND,
-                    plan=plan,
-                    round_plan_id=plan.rounds[0].id,
-                    roster_source=str(roster),
-                    actor=COUNTY,
-                    starts_at=starts_at,
-                )
-            ),
+            CampaignRound.run,
+            round_input,
             id=round_workflow_id(ROUND),
             task_queue=workers.env["CZ_TASK_QUEUE"],
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,13 +20,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from activities.round_contracts import RoundAggregate
+from activities.round_progress import round_aggregate, store_plan
 from activities.tables import CampaignEventRow, CampaignStatusRow
 from domain.actions import CloseRound
 from domain.lights import Light, blue_at
 from domain.organisation import SYSTEM_LABELS, Organisation, System
 from domain.phases import Phase
 from domain.plan import CampaignPlan
-from domain.plan_loader import load_plan
+from domain.plan_loader import load_plan, resolve_kickoff
 from domain.schedule import OrgPlan, build_org_plan, resolve_schedule
 from tests.workflows.support import (
     COUNTY,
@@ -37,10 +39,10 @@ from tests.workflows.support import (
     status,
 )
 from workflows import search_attributes as sa
-from workflows.contracts import RoundInput, RoundKickoff
 from workflows.ids import organisation_workflow_id, round_workflow_id
 from workflows.organisation import OrganisationCampaignWorkflow
-from workflows.round import CampaignRoundWorkflow
+from workflows.round import CampaignRound
+from workflows.round_contracts import CampaignRoundInput, RoundTerms
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -93,6 +95,17 @@ async def lights(
         described.typed_search_attributes.get(sa.LIGHT),
         read_model_light(sessions, round_id, org_id),
     )
+
+
+def read_model_aggregate(sessions: sessionmaker[Session], round_id: str) -> RoundAggregate:
+    """The round's counts as the read model has them now: what the round fetches at each
+    check (``load_round_aggregate``) and the API's status page shows."""
+    with sessions() as session:
+        return round_aggregate(session, round_id, as_of=datetime.now(UTC))
+
+
+async def aggregate(sessions: sessionmaker[Session], round_id: str) -> RoundAggregate:
+    return await asyncio.to_thread(read_model_aggregate, sessions, round_id)
 
 
 def all_say(light: Light) -> Callable[[tuple[Light, str | None, str | None]], bool]:
@@ -157,26 +170,36 @@ async def test_the_laggard_of_its_township_turns_yellow_until_it_catches_up(
     now = await env.get_current_time()
     every = timedelta(minutes=1)
     plan = demo_plan()
-    kickoff = RoundKickoff(
-        round_id=round_id,
-        plan=plan,
-        round_plan_id=plan.rounds[0].id,
-        roster_source=str(roster),
-        actor=COUNTY,
-        starts_at=now,
-        cohort_check_every=every,
+    round_plan_id = plan.rounds[0].id
+    # As the API kicks off: the plan stored once, the schedule resolved at kick-off.
+    round_input = CampaignRoundInput(
+        terms=RoundTerms(
+            round_id=round_id,
+            round_plan_id=round_plan_id,
+            roster_source=str(roster),
+            actor=COUNTY,
+            starts_at=now,
+            cohort_check_every=every,
+        ),
+        plan_ref=store_plan(sessions, plan),
+        schedule=resolve_kickoff(plan, round_plan_id, now),
     )
     round_handle = await env.client.start_workflow(
-        CampaignRoundWorkflow.run,
-        RoundInput(kickoff=kickoff),
+        CampaignRound.run,
+        round_input,
         id=round_workflow_id(round_id),
         task_queue=task_queue,
     )
+    # The round's kick-off cursor is its own; the counts come from the read model (which
+    # the round reads on its timer, between checks only as of its last one).
     progress = await eventually(
-        lambda: round_handle.query(CampaignRoundWorkflow.progress),
-        lambda p: sum(p.by_phase.values()) == len(org_ids),
+        lambda: round_handle.query(CampaignRound.progress), lambda p: p.starting_done
     )
-    assert progress.by_phase == {Phase.MOBILISATION: 6}
+    assert (progress.started, progress.total) == (len(org_ids), len(org_ids))
+    counts = await eventually(
+        lambda: aggregate(sessions, round_id), lambda a: a.reported == len(org_ids)
+    )
+    assert counts.by_phase == {Phase.MOBILISATION: 6}
 
     handles: dict[str, OrgHandle] = {
         org_id: env.client.get_workflow_handle_for(
@@ -189,14 +212,15 @@ async def test_the_laggard_of_its_township_turns_yellow_until_it_catches_up(
     for org_id in diligent:
         await do_current_phase(handles[org_id], plans[org_id], await env.get_current_time())
     await eventually(
-        lambda: round_handle.query(CampaignRoundWorkflow.progress),
-        lambda p: p.by_phase.get(Phase.PUBLIC_COMMITMENT) == 5,
+        lambda: aggregate(sessions, round_id),
+        lambda a: a.by_phase.get(Phase.PUBLIC_COMMITMENT) == 5,
     )
 
     def seen(org_id: str) -> Awaitable[tuple[Light, str | None, str | None]]:
         return lights(handles[org_id], sessions, round_id, org_id)
 
-    # Past the first cohort check (1 minute of a 4-minute phase: a quarter elapsed).
+    # Past the first cohort check after the kick-off's (1 minute of a 4-minute phase: a
+    # quarter elapsed).
     await env.sleep(every + timedelta(seconds=5))
     assert await eventually(lambda: seen(laggard), all_say(Light.YELLOW)) == (
         Light.YELLOW,
@@ -206,8 +230,12 @@ async def test_the_laggard_of_its_township_turns_yellow_until_it_catches_up(
     for org_id in diligent:
         assert await seen(org_id) == (Light.GREEN, "green", "green")
     assert (await status(handles[laggard])).state.behind_schedule
-    by_light = (await round_handle.query(CampaignRoundWorkflow.progress)).by_light
-    assert by_light == {Light.GREEN: 5, Light.YELLOW: 1}
+    # The round's counts: the lights, and its stored verdicts (round_verdicts).
+    counts = await eventually(
+        lambda: aggregate(sessions, round_id),
+        lambda a: a.by_light.get(Light.YELLOW) == 1 and a.behind == 1,
+    )
+    assert (counts.by_light, counts.behind) == ({Light.GREEN: 5, Light.YELLOW: 1}, 1)
     with sessions() as session:
         kinds = session.scalars(
             select(CampaignEventRow.kind).where(
@@ -230,8 +258,12 @@ async def test_the_laggard_of_its_township_turns_yellow_until_it_catches_up(
     assert not (await status(handles[laggard])).state.behind_schedule
     for org_id in diligent:
         assert (await seen(org_id))[0] is not Light.YELLOW
+    counts = await eventually(lambda: aggregate(sessions, round_id), lambda a: a.behind == 0)
+    assert (counts.behind, counts.by_light.get(Light.YELLOW, 0)) == (0, 0)
 
     await round_handle.execute_update(
-        CampaignRoundWorkflow.close, CloseRound(actor=COUNTY, reason="测试结束")
+        CampaignRound.close, CloseRound(actor=COUNTY, reason="测试结束")
     )
-    assert (await round_handle.result()).closed
+    final = await round_handle.result()
+    # Closed, with the counts it fetched from the read model after the close went out.
+    assert final.closed and (final.started, final.reported) == (6, 6)
