@@ -18,7 +18,9 @@ import asyncio
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -91,6 +93,15 @@ async def _run(
     return path
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """Cancel the run (stacks stop their processes); end the process 20 s later whatever
+    is left (asyncio's shutdown can wait forever on a task stuck in the SDK)."""
+    watchdog = threading.Timer(20, os._exit, (130,))
+    watchdog.daemon = True
+    watchdog.start()
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -124,10 +135,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     _quiet()
+    # SIGTERM as Ctrl-C: the run is cancelled and every stack stops its processes.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     names = args.only or list(BENCHMARKS)
     share = args.scale == "smoke" and not args.fresh_stacks
     ctx = Context(scale=args.scale, orgs=args.orgs, share_stack=share)
-    results, path = asyncio.run(run_all(names, ctx, args.out))
+    try:
+        results, path = asyncio.run(run_all(names, ctx, args.out))
+    except KeyboardInterrupt:
+        # Every stack has stopped its processes; skip the interpreter's teardown, which can
+        # hang on the Temporal SDK's threads (see chuangzheng.cli._hard_exit).
+        print("\ninterrupted", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     print(f"\nresults: {path}")
     sys.stdout.flush()
     return 1 if any(r.error for r in results) else 0
