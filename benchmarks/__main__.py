@@ -31,7 +31,7 @@ from benchmarks.report import BenchResult, environment, render, write_json
 
 #: Every benchmark, in the order they run: ``benchmarks/bench_<name>.py``, with ``run(ctx)``.
 BENCHMARKS: dict[str, str] = {
-    "kickoff": "kick-off rate through the round workflow (issue 10 #1)",
+    "kickoff": "kick-off rate at the workflow core's scale, 10,000 (issue 10 #1)",
     "org_history": "history per organisation, seed-002 round, simulated mix (issue 10 #2)",
     "round_history": "round workflow history and continue-as-new payload (issue 10 #3)",
     "worker_memory": "worker RSS per cached organisation workflow (issue 10 #4)",
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "--orgs",
         type=int,
         default=None,
-        help="organisation count for every benchmark run (overrides the scale)",
+        help="organisation count of every benchmark run (roundtrip: submissions)",
     )
     parser.add_argument(
         "--out",
