@@ -14,7 +14,6 @@ import hashlib
 import inspect
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
@@ -22,11 +21,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.db import upsert_insert
-from activities.tables import IdempotencyRow, metadata
+from activities.tables import IdempotencyRow
 from api.auth import User
 from api.blocking import run_sync
 from api.errors import ApiError
+from chuangzheng.services.idempotency import lookup_answer, store_answer
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 200
@@ -128,7 +127,7 @@ def _lookup(
     with sessions() as session:
         if check is not None:
             check(session)
-        return session.get(IdempotencyRow, (username, key))
+        return lookup_answer(session, username, key)
 
 
 def _store(
@@ -139,15 +138,5 @@ def _store(
     status_code: int,
     content: bytes,
 ) -> None:
-    table = metadata.tables[IdempotencyRow.__tablename__]
-    with sessions.begin() as session:
-        stmt = upsert_insert(session, table).values(
-            username=username,
-            key=key,
-            fingerprint=fingerprint,
-            status_code=status_code,
-            body=content,
-            created_at=datetime.now(UTC),
-        )
-        # A concurrent retry may have stored first: its response is equivalent (same effect).
-        session.execute(stmt.on_conflict_do_nothing(index_elements=["username", "key"]))
+    # One writer for the table, shared with the services that keep their own answers.
+    store_answer(sessions, username, key, fingerprint, status_code, content)

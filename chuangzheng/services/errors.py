@@ -1,0 +1,50 @@
+"""What a use case refuses with: typed errors with a stable English ``code``, a Chinese
+``message`` and per-field reasons, independent of any transport.
+
+The API maps each class to one HTTP status (``api.routers.actions.as_api_error``); a page shows
+``message`` and the reasons; the CLI prints them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class ServiceError(Exception):
+    """A use case refused: ``code`` for programs, ``message`` and ``errors`` for people."""
+
+    def __init__(self, code: str, message: str, errors: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.errors: list[dict[str, Any]] = [dict(e) for e in errors]
+
+
+class NotFound(ServiceError):
+    """The object does not exist, or the caller may not see it (the two look the same, so a
+    caller cannot learn what exists outside their scope)."""
+
+    def __init__(self, message: str = "对象不存在或无权查看") -> None:
+        super().__init__("not_found", message)
+
+
+class InvalidInput(ServiceError):
+    """What the caller sent is malformed (an unknown action, a reused idempotency key)."""
+
+
+class Refused(ServiceError):
+    """The workflow's validator refused the action; ``code`` is the validator's (e.g.
+    ``forbidden``, ``reason_required``, ``wrong_phase``), so the caller can tell why."""
+
+
+class Conflict(ServiceError):
+    """The object's state no longer allows the call (a finished campaign, a failed query)."""
+
+
+class TemporalUnavailable(ServiceError):
+    """Temporal timed out or could not be reached: nothing the caller sent was wrong, and a
+    retry later with the same idempotency key is safe."""
+
+    def __init__(self, message: str = "流程服务暂时繁忙或不可用，请稍后重试") -> None:
+        super().__init__("temporal_unavailable", message)

@@ -1,0 +1,281 @@
+"""Act on an organisation: the human actions of one organisation's campaign in one round
+(submit evidence, decide a submission, waive a step, ask for and decide an extension,
+acknowledge a notice, report and re-check a rectification), each an Update on the
+organisation's workflow.
+
+The whole use case is :meth:`OrganisationActions.act`: the caller's scope on the organisation
+(outside it: :class:`NotFound`, so nothing leaks), the stored answer of an idempotency key
+already spent, the Update (whose validator checks the role and the rules), the status read by
+a query, and the answer kept for retries. The API's action routes call it; the pages, which
+check the scope themselves and keep no stored answers (a form's key is deduplicated by the
+workflow), call its core :func:`perform`. Rectification orders are not here: only the
+evaluation workflow issues them.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from activities.roster_store import load_organisation
+from activities.tables import IdempotencyRow
+from chuangzheng.services import workflow_calls
+from chuangzheng.services.errors import InvalidInput, NotFound
+from chuangzheng.services.idempotency import (
+    command_key,
+    lookup_answer,
+    replayable,
+    store_answer,
+)
+from domain import actions
+from domain.campaign_rules import CampaignStatus
+from domain.organisation import Organisation
+from domain.state import Actor
+from workflows.contracts import ActionResult
+from workflows.ids import organisation_workflow_id
+
+if TYPE_CHECKING:
+    from chuangzheng.bootstrap import Services
+
+
+class OrganisationAction(StrEnum):
+    """The actions, named as the workflow's Updates they run."""
+
+    SUBMIT_EVIDENCE = "submit_evidence"
+    DECIDE_SUBMISSION = "decide_submission"
+    WAIVE_STEP = "waive_step"
+    REQUEST_EXTENSION = "request_extension"
+    DECIDE_EXTENSION = "decide_extension"
+    ACKNOWLEDGE_ESCALATION = "acknowledge_escalation"
+    REPORT_RECTIFICATION = "report_rectification"
+    RECHECK_RECTIFICATION = "recheck_rectification"
+
+    @property
+    def command(self) -> type[BaseModel]:
+        """The domain command the Update takes."""
+        return COMMANDS[self]
+
+
+#: Each action's domain command: the caller's fields plus the actor and the idempotency key.
+COMMANDS: dict[OrganisationAction, type[BaseModel]] = {
+    OrganisationAction.SUBMIT_EVIDENCE: actions.SubmitEvidence,
+    OrganisationAction.DECIDE_SUBMISSION: actions.DecideSubmission,
+    OrganisationAction.WAIVE_STEP: actions.WaiveStep,
+    OrganisationAction.REQUEST_EXTENSION: actions.RequestExtension,
+    OrganisationAction.DECIDE_EXTENSION: actions.DecideExtension,
+    OrganisationAction.ACKNOWLEDGE_ESCALATION: actions.AcknowledgeEscalation,
+    OrganisationAction.REPORT_RECTIFICATION: actions.ReportRectification,
+    OrganisationAction.RECHECK_RECTIFICATION: actions.RecheckRectification,
+}
+
+#: The status code an action's stored answer carries (the table is shared with the API's
+#: generic wrapper, which replays it as the response's status).
+_STORED_STATUS = 200
+
+
+def parse_action(name: str) -> OrganisationAction:
+    """The action named ``name`` (a form's hidden field); :class:`InvalidInput` otherwise."""
+    try:
+        return OrganisationAction(name)
+    except ValueError:
+        raise InvalidInput(
+            "invalid", "请求参数有误", [{"field": "action", "reason": "未知操作"}]
+        ) from None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who acts: the actor the workflow records (account, name, role, address) and the
+    organisations the caller's role covers (for an account, ``api.scope.covers``)."""
+
+    actor: Actor
+    covers: Callable[[Organisation], bool]
+
+
+@dataclass(frozen=True)
+class ActionAnswer:
+    """What an action produced: the Update's small result and, when asked for, the whole
+    status after it (read by a query, which writes no history)."""
+
+    result: ActionResult
+    status: CampaignStatus | None
+
+    def document(self) -> dict[str, Any]:
+        """The answer as plain JSON: the status's fields (if read) and ``result``."""
+        result = {"result": self.result.model_dump(mode="json")}
+        if self.status is None:
+            return result
+        return self.status.model_dump(mode="json") | result
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """The answer of :meth:`OrganisationActions.act`: the Update's result, the answer as
+    stored for retries (JSON), and whether it was replayed from an earlier call."""
+
+    result: ActionResult
+    body: bytes
+    replayed: bool
+
+
+def build_command(
+    action: OrganisationAction,
+    actor: Actor,
+    fields: Mapping[str, Any],
+    idempotency_key: str | None,
+) -> BaseModel:
+    """The action's domain command from the caller's ``fields``; the idempotency key is made
+    per account, so two users' keys never collide in the workflow's deduplication."""
+    try:
+        return action.command.model_validate(
+            dict(fields)
+            | {"actor": actor, "idempotency_key": command_key(actor.user, idempotency_key)}
+        )
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()
+        ]
+        raise InvalidInput("invalid", "请求参数有误", problems) from None
+
+
+async def perform(
+    temporal: Client,
+    *,
+    actor: Actor,
+    round_id: str,
+    org_id: str,
+    action: OrganisationAction,
+    fields: Mapping[str, Any],
+    idempotency_key: str | None,
+    with_status: bool,
+) -> ActionAnswer:
+    """Run ``action``'s Update on the organisation's workflow (the caller has checked the
+    scope); with ``with_status``, read the whole status after it. A retry with the same
+    ``idempotency_key`` has one effect: the workflow deduplicates the command."""
+    command = build_command(action, actor, fields, idempotency_key)
+    workflow_id = organisation_workflow_id(round_id, org_id)
+    result = await workflow_calls.update(temporal, workflow_id, action.value, command, ActionResult)
+    if not with_status:
+        return ActionAnswer(result=result, status=None)
+    # The Update returns a small result (it is stored in history, for every organisation);
+    # the whole status comes from a query, which writes none.
+    status = await workflow_calls.query(temporal, workflow_id, "status", CampaignStatus)
+    return ActionAnswer(result=result, status=status)
+
+
+def fingerprint(
+    action: OrganisationAction, round_id: str, org_id: str, fields: Mapping[str, Any]
+) -> str:
+    """What a request asked, so a key reused for another request is recognised."""
+    canonical = json.dumps(
+        to_jsonable_python(
+            {"action": action.value, "round_id": round_id, "org_id": org_id, "fields": fields}
+        ),
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:64]
+
+
+def _encode(document: dict[str, Any]) -> bytes:
+    # The document is plain JSON already (model_dump(mode="json")): the C encoder takes it.
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class OrganisationActions:
+    """The use case with its dependencies: the read model's session factory (scope checks,
+    stored answers) and the Temporal client, as the bootstrap built them."""
+
+    sessions: sessionmaker[Session]
+    temporal: Client
+
+    @classmethod
+    def from_services(cls, services: Services) -> OrganisationActions:
+        """The use case over the bootstrap's services."""
+        return cls(sessions=services.sessions, temporal=services.temporal)
+
+    async def act(
+        self,
+        caller: Caller,
+        *,
+        round_id: str,
+        org_id: str,
+        action: OrganisationAction,
+        fields: Mapping[str, Any],
+        idempotency_key: str | None = None,
+        with_status: bool = True,
+    ) -> ActionOutcome:
+        """Run ``action`` on ``org_id`` in ``round_id`` for ``caller``, once per
+        ``idempotency_key``: a retry with the same key and request gets the first answer
+        (``replayed``), the same key with another request is :class:`InvalidInput`.
+
+        Raises :class:`NotFound` outside the caller's scope (before any replay: a caller who
+        lost the scope learns nothing more) or when the organisation is not in the round,
+        :class:`Refused` when the workflow's validator refuses, :class:`Conflict` on a
+        finished campaign and :class:`TemporalUnavailable` when Temporal does not answer.
+        """
+        username = caller.actor.user
+        digest = fingerprint(action, round_id, org_id, fields) if idempotency_key else ""
+        # The scope check and the key's lookup share one session and one thread hop.
+        stored = await anyio.to_thread.run_sync(
+            functools.partial(self._check_and_lookup, caller, org_id, idempotency_key)
+        )
+        if stored is not None:
+            body = replayable(stored, digest)
+            result = ActionResult.model_validate(json.loads(body)["result"])
+            return ActionOutcome(result=result, body=body, replayed=True)
+        answer = await perform(
+            self.temporal,
+            actor=caller.actor,
+            round_id=round_id,
+            org_id=org_id,
+            action=action,
+            fields=fields,
+            idempotency_key=idempotency_key,
+            with_status=with_status,
+        )
+        body = _encode(answer.document())
+        if idempotency_key is not None:
+            await anyio.to_thread.run_sync(
+                functools.partial(
+                    store_answer,
+                    self.sessions,
+                    username,
+                    idempotency_key,
+                    digest,
+                    _STORED_STATUS,
+                    body,
+                )
+            )
+        return ActionOutcome(result=answer.result, body=body, replayed=False)
+
+    def _check_and_lookup(
+        self, caller: Caller, org_id: str, idempotency_key: str | None
+    ) -> IdempotencyRow | None:
+        with self.sessions() as session:
+            visible_organisation(session, caller, org_id)
+            if idempotency_key is None:
+                return None
+            return lookup_answer(session, caller.actor.user, idempotency_key)
+
+
+def visible_organisation(session: Session, caller: Caller, org_id: str) -> Organisation:
+    """The organisation if it exists and ``caller`` covers it; :class:`NotFound` otherwise
+    (the same answer for both, so nothing outside the scope leaks)."""
+    org = load_organisation(session, org_id)
+    if org is None or not caller.covers(org):
+        raise NotFound()
+    return org
