@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, PlainSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio.common import WorkflowIDConflictPolicy
@@ -37,11 +37,16 @@ from domain.errors import FieldError, PlanError
 from domain.organisation import Role
 from domain.phases import Phase
 from domain.plan import CalendarPlan
-from domain.schedule import reresolve_round
+from domain.schedule import PhaseWindow, reresolve_round
 from domain.state import Actor
-from workflows.contracts import RoundExtensionRequest, RoundKickoff
+from workflows.contracts import RoundExtensionRequest, RoundKickoff, RoundProgress
 from workflows.ids import round_workflow_id
-from workflows.round_contracts import ROUND_WORKFLOW_TYPE, CampaignRoundInput, RoundTerms
+from workflows.round_contracts import (
+    ROUND_WORKFLOW_TYPE,
+    CampaignRoundInput,
+    RoundActionResult,
+    RoundTerms,
+)
 
 router = APIRouter(
     prefix="/api/v1/rounds", tags=["轮次 rounds"], responses=errors(*AUTHENTICATED, 404)
@@ -75,6 +80,52 @@ class Close(BaseModel):
     reason: str = Field(default="", max_length=2000)
 
 
+#: A moment as the rounds' answers always wrote it, ``datetime.isoformat()`` (``+00:00``);
+#: pydantic alone would write ``Z`` for UTC.
+_Moment = Annotated[
+    datetime, PlainSerializer(lambda moment: moment.isoformat(), return_type=str, when_used="json")
+]
+
+
+class RoundView(BaseModel):
+    """A round: its plan, start and status (``status_reason`` says why a round failed)."""
+
+    round_id: str
+    name: str
+    campaign_id: str
+    round_plan_id: str
+    starts_at: _Moment
+    status: str = Field(examples=["created", "running", "completed", "failed", "closed"])
+    plan_source: str | None
+    kicked_off_at: _Moment | None
+    status_reason: str | None
+
+
+class RoundStatusView(RoundView):
+    """A round and, once kicked off, its progress from the read model (county-wide roles
+    only; absent otherwise, not null)."""
+
+    progress: RoundProgress | None = None
+
+
+class CalendarSpan(BaseModel):
+    """The days the round's pinned calendar now covers, and where its data came from."""
+
+    first_day: date
+    last_day: date
+    source: str
+
+
+class CalendarUpdateResult(BaseModel):
+    """The round's answer to new calendar data: whether it was applied now (False: the same
+    ``update_id`` was applied before), the pinned calendar and every phase's window."""
+
+    action_id: str
+    applied: bool
+    calendar: CalendarSpan
+    windows: list[PhaseWindow]
+
+
 def _actor(user: CurrentUser, request: Request) -> Actor:
     return Actor(user=user.username, name=user.display_name, role=user.role, ip=client_ip(request))
 
@@ -94,7 +145,13 @@ def _round_view(row: RoundRow, definition: RoundDefinitionRow | None) -> dict[st
     }
 
 
-@router.post("", status_code=201, summary="由计划文件创建轮次", responses=errors(409, *WITH_BODY))
+@router.post(
+    "",
+    status_code=201,
+    summary="由计划文件创建轮次",
+    response_model=RoundView,
+    responses=errors(409, *WITH_BODY),
+)
 async def create_round(
     body: CreateRound, request: Request, user: CurrentUser, sessions: SessionsDep
 ) -> Any:
@@ -185,7 +242,7 @@ def _audit(
     )
 
 
-@router.get("", summary="轮次列表")
+@router.get("", summary="轮次列表", response_model=list[RoundView])
 def list_rounds(session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
     """Every round (rounds are county-wide; what each caller sees inside is scoped)."""
     rows = session.scalars(select(RoundRow).order_by(RoundRow.starts_at.desc())).all()
@@ -200,7 +257,12 @@ def _load(session: SessionDep, round_id: str) -> tuple[RoundRow, RoundDefinition
     return row, definition
 
 
-@router.get("/{round_id}", summary="轮次状态")
+@router.get(
+    "/{round_id}",
+    summary="轮次状态",
+    response_model=RoundStatusView,
+    response_model_exclude_unset=True,
+)
 async def get_round(round_id: str, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
     """The round and, once kicked off, its progress (county-wide roles only)."""
     row, definition = await run_sync(_load, session, round_id)
@@ -216,7 +278,12 @@ async def get_round(round_id: str, session: SessionDep, user: CurrentUser) -> di
     return view
 
 
-@router.post("/{round_id}/kickoff", summary="启动轮次", responses=errors(409, 422, *TEMPORAL))
+@router.post(
+    "/{round_id}/kickoff",
+    summary="启动轮次",
+    response_model=RoundView,
+    responses=errors(409, 422, *TEMPORAL),
+)
 async def kick_off(
     round_id: str,
     request: Request,
@@ -298,7 +365,11 @@ async def kick_off(
 
 
 @router.post(
-    "/{round_id}/extensions", summary="统一延期", responses=errors(409, *WITH_BODY, *TEMPORAL)
+    "/{round_id}/extensions",
+    summary="统一延期",
+    # Rounds of the legacy workflow type answer with their progress.
+    response_model=RoundActionResult | RoundProgress,
+    responses=errors(409, *WITH_BODY, *TEMPORAL),
 )
 async def extend(
     round_id: str,
@@ -329,7 +400,13 @@ async def extend(
     return await idempotent(request, sessions, user, action)
 
 
-@router.post("/{round_id}/close", summary="结束轮次", responses=errors(409, *WITH_BODY, *TEMPORAL))
+@router.post(
+    "/{round_id}/close",
+    summary="结束轮次",
+    # Rounds of the legacy workflow type answer with their progress.
+    response_model=RoundActionResult | RoundProgress,
+    responses=errors(409, *WITH_BODY, *TEMPORAL),
+)
 async def close(
     round_id: str,
     body: Close,
@@ -373,7 +450,10 @@ class UpdateCalendar(BaseModel):
 
 
 @router.post(
-    "/{round_id}/calendar", summary="更新本轮日历", responses=errors(409, *WITH_BODY, *TEMPORAL)
+    "/{round_id}/calendar",
+    summary="更新本轮日历",
+    response_model=CalendarUpdateResult,
+    responses=errors(409, *WITH_BODY, *TEMPORAL),
 )
 async def update_calendar(
     round_id: str,
