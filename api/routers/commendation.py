@@ -32,13 +32,14 @@ from api.deps import CurrentUser, SessionDep, SessionsDep, require_role
 from api.errors import ApiError, not_found
 from api.idempotency import idempotent
 from api.limits import Evidence
-from api.responses import AUTHENTICATED, WITH_BODY, errors
+from api.responses import AUTHENTICATED, WITH_BODY, Timestamp, errors
 from api.routers.organisations import visible_organisation
 from api.scope import scope_condition
 from domain.commendation import check_declaration, check_scores
+from domain.commendation_approval import Decision, Honour
 from domain.errors import FieldError, ValidationFailed
 from domain.organisation import Role
-from domain.rubric import HonourCategory
+from domain.rubric import CommendationRules, HonourCategory
 
 router = APIRouter(
     prefix="/api/v1/rounds/{round_id}/commendation",
@@ -65,7 +66,161 @@ class Sheet(BaseModel):
     submit: bool = False
 
 
-@router.get("/rules", summary="评选表彰规则（评分标准与名额）")
+class RulesView(CommendationRules):
+    """The round's commendation rules and where the round's commendation stands."""
+
+    stage: str
+
+
+class DeclarationView(BaseModel):
+    """A declaration (``my_sheet``: the caller's sheet state, for assessors only)."""
+
+    declaration_id: str
+    round_id: str
+    category: str
+    category_label: str
+    org_id: str
+    org_name: str
+    system: str
+    system_label: str
+    township: str
+    nominee: str
+    deeds: str
+    declared_by: str
+    declared_at: str
+    my_sheet: str = Field(default="draft", description="draft / submitted；非考核组无此字段")
+
+
+class SheetView(BaseModel):
+    """One assessor's sheet with its weighted total (numbers as decimal strings)."""
+
+    declaration_id: str
+    assessor: str
+    scores: dict[str, str]
+    total: str
+    max_total: str
+    submitted: bool
+    updated_at: str
+    submitted_at: str | None
+
+
+class SheetTotal(BaseModel):
+    """One submitted sheet's total against the median of all totals."""
+
+    assessor: str
+    total: str
+    median: str | None
+    outlier: bool
+
+
+class StandingView(BaseModel):
+    """A declaration's place in its group."""
+
+    declaration_id: str
+    nominee: str
+    org_id: str
+    org_name: str
+    township: str
+    rank: int | None
+    shares_rank: bool
+    proposed: bool
+    tied_at_quota_line: bool
+    score: str | None
+    sheets_submitted: int
+    outliers: int
+    sheets: list[SheetTotal]
+
+
+class RankingGroup(BaseModel):
+    """The ranking of one honour in one system."""
+
+    category: str
+    title: str
+    system: str
+    system_label: str
+    quota: int
+    over_quota_by_tie: bool
+    entries: list[StandingView]
+
+
+class DecisionView(BaseModel):
+    """A strike or addition recorded at 审定."""
+
+    declaration_id: str
+    kind: str
+    kind_label: str
+    reason: str
+
+
+class ApprovalView(BaseModel):
+    """The recorded 审定."""
+
+    meeting: str
+    approved_by: str
+    approved_at: str
+    honours: list[Honour]
+    decisions: list[DecisionView]
+
+
+class RankingView(BaseModel):
+    """The ranking per honour and system, and the 审定 once recorded (null before)."""
+
+    round_id: str
+    stage: str
+    stage_label: str
+    min_sheets: int
+    outlier_points: str
+    groups: list[RankingGroup]
+    approval: ApprovalView | None
+
+
+class ApprovalRecorded(BaseModel):
+    """The 审定 just recorded: the approved list and each strike and addition."""
+
+    round_id: str
+    meeting: str
+    approved_at: Timestamp
+    honours: list[Honour]
+    decisions: list[Decision]
+
+
+class HonourView(BaseModel):
+    """One line of the published list, with its certificate's download path."""
+
+    declaration_id: str
+    position: int
+    category: str
+    title: str
+    nominee: str
+    org_id: str
+    org_name: str
+    system: str
+    system_label: str
+    rank: int | None
+    score: str | None
+    added: bool
+    certificate_no: str
+    certificate: str
+
+
+class Publication(BaseModel):
+    """The list just published."""
+
+    round_id: str
+    published_at: Timestamp
+    honours: list[HonourView]
+
+
+class PublishedHonours(BaseModel):
+    """The published list of a round."""
+
+    round_id: str
+    round_name: str
+    published_at: Timestamp
+    honours: list[HonourView]
+
+
+@router.get("/rules", summary="评选表彰规则（评分标准与名额）", response_model=RulesView)
 def rules(round_id: str, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
     """The round's rubrics, quotas and outlier rule (from its plan)."""
     context = commendation_round(session, round_id)
@@ -73,7 +228,12 @@ def rules(round_id: str, session: SessionDep, user: CurrentUser) -> dict[str, An
 
 
 @router.post(
-    "/declarations", status_code=201, summary="申报（书记、乡镇党委）", responses=errors(*WITH_BODY)
+    "/declarations",
+    status_code=201,
+    summary="申报（书记、乡镇党委）",
+    response_model=DeclarationView,
+    response_model_exclude_unset=True,
+    responses=errors(*WITH_BODY),
 )
 async def declare(
     round_id: str, body: Declare, request: Request, user: CurrentUser, sessions: SessionsDep
@@ -133,7 +293,12 @@ async def declare(
     return await idempotent(request, sessions, user, run, status_code=201)
 
 
-@router.get("/declarations", summary="申报列表（按权限范围）")
+@router.get(
+    "/declarations",
+    summary="申报列表（按权限范围）",
+    response_model=list[DeclarationView],
+    response_model_exclude_unset=True,
+)
 def list_declarations(
     round_id: str, session: SessionDep, user: CurrentUser
 ) -> list[dict[str, Any]]:
@@ -162,6 +327,7 @@ def list_declarations(
 @router.put(
     "/declarations/{declaration_id}/sheets/mine",
     summary="评分（县委考核组）",
+    response_model=SheetView,
     responses=errors(*WITH_BODY),
 )
 async def score(
@@ -215,7 +381,9 @@ async def score(
     return await idempotent(request, sessions, user, run)
 
 
-@router.get("/declarations/{declaration_id}/sheets/mine", summary="我的评分表")
+@router.get(
+    "/declarations/{declaration_id}/sheets/mine", summary="我的评分表", response_model=SheetView
+)
 def my_sheet(
     round_id: str, declaration_id: str, session: SessionDep, user: CurrentUser
 ) -> dict[str, Any]:

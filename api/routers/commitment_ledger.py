@@ -27,6 +27,7 @@ from api.idempotency import command_key, idempotency_key, idempotent
 from api.limits import evidence_within_limits
 from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, errors
 from api.routers import commitment_views as views
+from api.routers.action_bodies import ActionResponse
 from api.routers.commitment_bodies import AbsenceBody, LedgerBody, ReviewBody, StepBody
 from api.routers.commitments import RECORDERS, SIGNERS, _member, _now, _scoped
 from api.routers.organisations import visible_organisation
@@ -54,7 +55,12 @@ router = APIRouter(
 )
 
 
-@router.post("/absences", summary="登记党员缺席理由", responses=errors(*WITH_BODY))
+@router.post(
+    "/absences",
+    summary="登记党员缺席理由",
+    response_model=views.CoverageView,
+    responses=errors(*WITH_BODY),
+)
 async def record_absence(
     round_id: str, org_id: str, body: AbsenceBody, request: Request, sessions: SessionsDep,
     user: CurrentUser,
@@ -85,7 +91,11 @@ async def record_absence(
 
 
 @router.post(
-    "/{commitment_id}/ledger", status_code=201, summary="登记践诺", responses=errors(*WITH_BODY)
+    "/{commitment_id}/ledger",
+    status_code=201,
+    summary="登记践诺",
+    response_model=views.CommitmentView,
+    responses=errors(*WITH_BODY),
 )
 async def add_fulfilment(
     round_id: str, org_id: str, commitment_id: str, body: LedgerBody, request: Request,
@@ -132,7 +142,12 @@ async def add_fulfilment(
     return await idempotent(request, sessions, user, action, status_code=201)
 
 
-@router.post("/{commitment_id}/reviews", summary="评诺", responses=errors(*WITH_BODY))
+@router.post(
+    "/{commitment_id}/reviews",
+    summary="评诺",
+    response_model=views.CommitmentView,
+    responses=errors(*WITH_BODY),
+)
 async def review(
     round_id: str, org_id: str, commitment_id: str, body: ReviewBody, request: Request,
     sessions: SessionsDep, user: CurrentUser,
@@ -162,7 +177,10 @@ async def review(
 
 
 @router.post(
-    "/step", summary="以承诺台账提交“党员承诺”步骤", responses=errors(*WITH_BODY, *TEMPORAL)
+    "/step",
+    summary="以承诺台账提交“党员承诺”步骤",
+    response_model=ActionResponse,
+    responses=errors(*WITH_BODY, *TEMPORAL),
 )
 async def submit_step(
     round_id: str, org_id: str, body: StepBody, request: Request, sessions: SessionsDep,

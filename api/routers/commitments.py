@@ -80,7 +80,7 @@ def _member(session: Session, org_id: str, member_id: str) -> PartyMemberRow:
     return row
 
 
-@router.get("", summary="承诺台账（含覆盖情况）")
+@router.get("", summary="承诺台账（含覆盖情况）", response_model=views.LedgerView)
 def ledger(round_id: str, org_id: str, sessions: SessionsDep, user: CurrentUser) -> dict[str, Any]:
     """Every commitment of the organisation in the round, and who is still uncovered."""
     _scoped(sessions, user, round_id, org_id)
@@ -92,7 +92,12 @@ def ledger(round_id: str, org_id: str, sessions: SessionsDep, user: CurrentUser)
         }
 
 
-@router.post("", summary="登记承诺（党组织或党员）", responses=errors(*WITH_BODY))
+@router.post(
+    "",
+    summary="登记承诺（党组织或党员）",
+    response_model=views.CommitmentView,
+    responses=errors(*WITH_BODY),
+)
 async def record(
     round_id: str,
     org_id: str,
@@ -172,7 +177,12 @@ def _select(
     return [views.load_commitment(session, round_id, org_id, cid) for cid in dict.fromkeys(ids)]
 
 
-@router.post("/submit", summary="提交审诺", responses=errors(*WITH_BODY))
+@router.post(
+    "/submit",
+    summary="提交审诺",
+    response_model=list[views.CommitmentView],
+    responses=errors(*WITH_BODY),
+)
 async def submit(
     round_id: str, org_id: str, body: SubmitBody, request: Request, sessions: SessionsDep,
     user: CurrentUser,
@@ -194,7 +204,12 @@ async def submit(
     return await idempotent(request, sessions, user, action)
 
 
-@router.post("/signoff", summary="审诺（通过或退回）", responses=errors(*WITH_BODY))
+@router.post(
+    "/signoff",
+    summary="审诺（通过或退回）",
+    response_model=list[views.CommitmentView],
+    responses=errors(*WITH_BODY),
+)
 async def sign_off(
     round_id: str, org_id: str, body: SignOffBody, request: Request, sessions: SessionsDep,
     user: CurrentUser,
@@ -218,7 +233,12 @@ async def sign_off(
     return await idempotent(request, sessions, user, action)
 
 
-@router.post("/publish", summary="公示承诺", responses=errors(*WITH_BODY))
+@router.post(
+    "/publish",
+    summary="公示承诺",
+    response_model=list[views.CommitmentView],
+    responses=errors(*WITH_BODY),
+)
 async def publish(
     round_id: str, org_id: str, body: PublishBody, request: Request, sessions: SessionsDep,
     user: CurrentUser,

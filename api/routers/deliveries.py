@@ -8,11 +8,12 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel
 
 from activities.channels import ChannelRouter, build_notifier
-from activities.channels.deliveries import failed_deliveries
+from activities.channels.deliveries import DeliveryStatus, failed_deliveries
 from api.deps import CurrentUser, SessionsDep, SettingsDep, require_role
-from api.responses import AUTHENTICATED, errors
+from api.responses import AUTHENTICATED, Timestamp, errors
 from domain.organisation import Role
 
 router = APIRouter(
@@ -20,7 +21,29 @@ router = APIRouter(
 )
 
 
-@router.get("/failed", summary="送达失败或结果不明的通知")
+class FailedDelivery(BaseModel):
+    """A delivery an operator should look at: its channel, status and last error."""
+
+    notice_id: str
+    channel: str
+    address: str
+    status: DeliveryStatus
+    status_label: str
+    attempts: int
+    last_error: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    sent_at: Timestamp | None
+
+
+class RetryCounts(BaseModel):
+    """How many deliveries went out on the retry and how many still fail."""
+
+    sent: int
+    still_failing: int
+
+
+@router.get("/failed", summary="送达失败或结果不明的通知", response_model=list[FailedDelivery])
 async def failed(
     sessions: SessionsDep,
     user: CurrentUser,
@@ -33,7 +56,7 @@ async def failed(
     return [asdict(row) | {"status_label": row.status.label} for row in rows]
 
 
-@router.post("/retry", summary="重新发送失败的通知")
+@router.post("/retry", summary="重新发送失败的通知", response_model=RetryCounts)
 async def retry(
     sessions: SessionsDep,
     settings: SettingsDep,

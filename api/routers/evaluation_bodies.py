@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.responses import Timestamp
 from domain.errors import FieldError, ValidationFailed
-from domain.evaluation import EvaluationTarget, RaterKind
+from domain.evaluation import EvaluationTarget, ItemTally, RaterKind, Verdict
 
 
 class RaterCounts(BaseModel):
@@ -35,6 +36,66 @@ class OpenEvaluation(BaseModel):
     member: str | None = Field(default=None, min_length=1, max_length=50)
     raters: RaterCounts | None = None
     rater_names: list[RaterName] | None = Field(default=None, max_length=5000)
+
+
+class Issued(BaseModel):
+    """Ballots issued by rater kind."""
+
+    member: int
+    non_member: int
+
+
+class EvaluationLinks(BaseModel):
+    """Where to print the slips and read the public result."""
+
+    tokens_html: str
+    tokens_pdf: str
+    public_results: str
+
+
+class EvaluationResultView(BaseModel):
+    """The tally and verdict, with the turnout (cast / issued)."""
+
+    issued: int
+    cast: int
+    quorum: float
+    threshold: float
+    items: list[ItemTally]
+    satisfaction: float | None
+    verdict: Verdict
+    items_below: list[str]
+    turnout: float
+
+
+class EvaluationView(BaseModel):
+    """An evaluation; ``result`` only once tallied (absent before, not null)."""
+
+    evaluation_id: str
+    round_id: str
+    org_id: str
+    target: str
+    subject: str
+    seq: int
+    status: str
+    issued: Issued
+    opens_at: Timestamp | None
+    closes_at: Timestamp | None
+    closed_at: Timestamp | None
+    published_at: Timestamp | None
+    votes_so_far: int | None
+    valid: bool | None
+    verdict: str | None
+    satisfaction: float | None
+    rectification: str | None
+    links: EvaluationLinks
+    result: EvaluationResultView | None = None
+
+
+class ClosedEvaluation(BaseModel):
+    """The evaluation's stage after closing (tallying follows)."""
+
+    evaluation_id: str
+    stage: str
 
 
 def rater_counts(body: OpenEvaluation) -> tuple[dict[RaterKind, int], str]:

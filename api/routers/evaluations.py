@@ -34,8 +34,13 @@ from api.errors import ApiError, not_found
 from api.idempotency import idempotent
 from api.plans import parse_plan
 from api.public.render import page
-from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, errors
-from api.routers.evaluation_bodies import OpenEvaluation, rater_counts
+from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, errors, file_response
+from api.routers.evaluation_bodies import (
+    ClosedEvaluation,
+    EvaluationView,
+    OpenEvaluation,
+    rater_counts,
+)
 from api.routers.evaluation_slips import slips, slips_pdf, title_of
 from api.routers.organisations import visible_organisation
 from api.workflow_calls import update
@@ -110,6 +115,8 @@ def _visible(session: SessionDep, user: User, evaluation_id: str) -> EvaluationR
     "/rounds/{round_id}/organisations/{org_id}/evaluations",
     status_code=201,
     summary="开启群众评议（发放一次性选票凭证）",
+    response_model=EvaluationView,
+    response_model_exclude_unset=True,
     responses=errors(*WITH_BODY, *TEMPORAL),
 )
 async def open_evaluation(
@@ -240,7 +247,12 @@ async def _start(
         raise
 
 
-@router.get("/rounds/{round_id}/organisations/{org_id}/evaluations", summary="本组织的评议")
+@router.get(
+    "/rounds/{round_id}/organisations/{org_id}/evaluations",
+    summary="本组织的评议",
+    response_model=list[EvaluationView],
+    response_model_exclude_unset=True,
+)
 def list_evaluations(
     round_id: str, org_id: str, session: SessionDep, user: CurrentUser
 ) -> list[dict[str, Any]]:
@@ -254,7 +266,12 @@ def list_evaluations(
     return [evaluation_view(r) for r in rows]
 
 
-@router.get("/evaluations/{evaluation_id}", summary="评议状态与结果")
+@router.get(
+    "/evaluations/{evaluation_id}",
+    summary="评议状态与结果",
+    response_model=EvaluationView,
+    response_model_exclude_unset=True,
+)
 def get_evaluation(evaluation_id: str, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
     """Status, window, votes so far (a count only) and, once closed, the tally."""
     row = _visible(session, user, evaluation_id)
@@ -270,6 +287,7 @@ def get_evaluation(evaluation_id: str, session: SessionDep, user: CurrentUser) -
     "/evaluations/{evaluation_id}/close",
     status_code=202,
     summary="提前结束投票",
+    response_model=ClosedEvaluation,
     responses=errors(*TEMPORAL),
 )
 async def close_evaluation(
@@ -289,7 +307,12 @@ async def close_evaluation(
     return {"evaluation_id": evaluation_id, "stage": status.stage.value}
 
 
-@router.get("/evaluations/{evaluation_id}/tokens", summary="打印一次性选票凭证（二维码）")
+@router.get(
+    "/evaluations/{evaluation_id}/tokens",
+    summary="打印一次性选票凭证（二维码）",
+    response_class=Response,
+    responses=file_response("text/html", "application/pdf"),
+)
 def print_tokens(
     evaluation_id: str,
     request: Request,

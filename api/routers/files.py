@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, UploadFile
+from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.tables import UploadedFileRow
@@ -40,7 +41,21 @@ ALLOWED_UPLOADS: dict[str, str] = {
 }
 
 
-@router.post("/files", status_code=201, summary="上传材料文件", responses=errors(*UPLOAD))
+class UploadedFile(BaseModel):
+    """The stored file: ``{"name", "sha256"}`` is what a document field takes."""
+
+    name: str
+    sha256: str
+    size: int
+
+
+@router.post(
+    "/files",
+    status_code=201,
+    summary="上传材料文件",
+    response_model=UploadedFile,
+    responses=errors(*UPLOAD),
+)
 async def upload(
     round_id: str,
     org_id: str,

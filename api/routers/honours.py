@@ -28,7 +28,13 @@ from api.commendation_views import honour_view, ranking_view
 from api.deps import CurrentUser, SessionDep, SessionsDep, require_role
 from api.errors import ApiError, not_found
 from api.idempotency import idempotent
-from api.responses import AUTHENTICATED, WITH_BODY, errors
+from api.responses import AUTHENTICATED, WITH_BODY, errors, file_response
+from api.routers.commendation import (
+    ApprovalRecorded,
+    Publication,
+    PublishedHonours,
+    RankingView,
+)
 from api.scope import covers
 from domain.commendation_approval import approve, honours_list
 from domain.organisation import Role
@@ -58,7 +64,7 @@ class Approve(BaseModel):
     added: list[Entry] = Field(default_factory=list, max_length=500)
 
 
-@router.get("/ranking", summary="综合考评排名（县委活动办）")
+@router.get("/ranking", summary="综合考评排名（县委活动办）", response_model=RankingView)
 def ranking(round_id: str, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
     """Scores, outlier flags and ranks per honour and system, with the 审定 once recorded.
     Only the county office sees it, so assessors score without seeing each other's totals."""
@@ -73,7 +79,11 @@ def ranking(round_id: str, session: SessionDep, user: CurrentUser) -> dict[str, 
 
 
 @router.post(
-    "/approval", status_code=201, summary="记录县委常委会审定", responses=errors(*WITH_BODY)
+    "/approval",
+    status_code=201,
+    summary="记录县委常委会审定",
+    response_model=ApprovalRecorded,
+    responses=errors(*WITH_BODY),
 )
 async def record_approval(
     round_id: str, body: Approve, request: Request, user: CurrentUser, sessions: SessionsDep
@@ -139,7 +149,7 @@ async def record_approval(
     return await idempotent(request, sessions, user, run, status_code=201)
 
 
-@router.post("/publication", status_code=201, summary="公布表彰名单")
+@router.post("/publication", status_code=201, summary="公布表彰名单", response_model=Publication)
 async def publish(round_id: str, request: Request, user: CurrentUser, sessions: SessionsDep) -> Any:
     """Publish the approved list: public from now on, and never changed afterwards."""
 
@@ -193,7 +203,7 @@ _HONOUR_FIELDS = (
 )  # fmt: skip
 
 
-@router.get("/honours", summary="已公布的表彰名单")
+@router.get("/honours", summary="已公布的表彰名单", response_model=PublishedHonours)
 def honours(round_id: str, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
     """The published list (404 before publication)."""
     publication = session.get(CommendationPublicationRow, round_id)
@@ -212,7 +222,12 @@ def honours(round_id: str, session: SessionDep, user: CurrentUser) -> dict[str, 
     }
 
 
-@router.get("/honours/{declaration_id}/certificate", summary="下载荣誉证书（PDF）")
+@router.get(
+    "/honours/{declaration_id}/certificate",
+    summary="下载荣誉证书（PDF）",
+    response_class=Response,
+    responses=file_response("application/pdf"),
+)
 def certificate(
     round_id: str, declaration_id: str, session: SessionDep, user: CurrentUser
 ) -> Response:

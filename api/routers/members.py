@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Request, UploadFile
+from pydantic import BaseModel
 from sqlalchemy import select
 
 from activities.member_store import (
@@ -33,7 +34,36 @@ router = APIRouter(
 )
 
 
-@router.post("/members/import", summary="导入党员名册（CSV/XLSX）", responses=errors(*UPLOAD))
+class ImportedMembers(BaseModel):
+    """One organisation's imported list against the county roster's 党员人数."""
+
+    org_id: str
+    imported: int
+    deactivated: int
+    roster_member_count: int
+    matches_roster: bool
+
+
+class MemberImport(BaseModel):
+    """What an import replaced, per organisation, and how many members it imported."""
+
+    organisations: list[ImportedMembers]
+    total: int
+
+
+class Member(BaseModel):
+    """A member on an organisation's list."""
+
+    member_id: str
+    name: str
+
+
+@router.post(
+    "/members/import",
+    summary="导入党员名册（CSV/XLSX）",
+    response_model=MemberImport,
+    responses=errors(*UPLOAD),
+)
 async def import_members(
     request: Request,
     sessions: SessionsDep,
@@ -87,7 +117,7 @@ async def import_members(
     return await idempotent(request, sessions, user, action)
 
 
-@router.get("/organisations/{org_id}/members", summary="组织党员名册")
+@router.get("/organisations/{org_id}/members", summary="组织党员名册", response_model=list[Member])
 def list_members(org_id: str, session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
     """The organisation's current members in import order."""
     visible_organisation(session, user, org_id)

@@ -6,19 +6,37 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel
 from sqlalchemy import ColumnElement, and_, select
 
 from activities.tables import NoticeRow
 from api.auth import User
 from api.deps import CurrentUser, SessionDep
 from api.errors import not_found
-from api.responses import AUTHENTICATED, errors
+from api.responses import AUTHENTICATED, Timestamp, errors
 from api.scope import inbox_key
 from domain.organisation import Role
 
 router = APIRouter(
     prefix="/api/v1/notices", tags=["通知 notices"], responses=errors(*AUTHENTICATED, 404, 422)
 )
+
+
+class NoticeView(BaseModel):
+    """A notice in the caller's inbox (``read_at`` null while unread)."""
+
+    notice_id: str
+    round_id: str
+    org_id: str
+    org_name: str
+    phase: str
+    kind: str
+    rung: int | None
+    title: str
+    body: str
+    link_path: str
+    created_at: Timestamp
+    read_at: Timestamp | None
 
 
 def _mine(user: User) -> ColumnElement[bool]:
@@ -50,7 +68,7 @@ def _view(row: NoticeRow) -> dict[str, Any]:
     }
 
 
-@router.get("", summary="我的通知")
+@router.get("", summary="我的通知", response_model=list[NoticeView])
 def inbox(
     session: SessionDep,
     user: CurrentUser,
@@ -65,7 +83,7 @@ def inbox(
     return [_view(r) for r in rows]
 
 
-@router.post("/{notice_id:path}/read", summary="标记已读")
+@router.post("/{notice_id:path}/read", summary="标记已读", response_model=NoticeView)
 def mark_read(notice_id: str, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
     """Mark one of the caller's notices read (idempotent: the first read time stays)."""
     row = session.scalars(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, UploadFile
+from pydantic import BaseModel
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,7 +17,7 @@ from api.auth import User
 from api.blocking import parse_off_loop, run_sync
 from api.deps import CurrentUser, SessionDep, SessionsDep, TemporalClientDep, require_role
 from api.errors import ApiError, not_found
-from api.responses import AUTHENTICATED, TEMPORAL, UPLOAD, errors
+from api.responses import AUTHENTICATED, TEMPORAL, UPLOAD, Timestamp, errors
 from api.scope import covers, scope_condition
 from api.uploads import read_table_upload
 from api.workflow_calls import query
@@ -29,6 +30,91 @@ from workflows.ids import organisation_workflow_id
 router = APIRouter(
     prefix="/api/v1", tags=["组织 organisations"], responses=errors(*AUTHENTICATED, 404, 422)
 )
+
+
+class RoundStatus(BaseModel):
+    """An organisation's standing in one round (the read model's row)."""
+
+    phase: str
+    phase_label: str
+    phase_status: str | None
+    light: str
+    light_label: str
+    overdue: bool
+    deadline: Timestamp | None
+    top_rung: int | None
+    closed: bool
+
+
+class OrganisationView(BaseModel):
+    """An organisation; the round's status fields only when a ``round_id`` was given and
+    the organisation takes part in it (absent otherwise, not null)."""
+
+    org_id: str
+    name: str
+    type: str
+    type_label: str
+    township: str
+    system: str
+    system_label: str
+    member_count: int
+    secretary: str
+    instructor: str
+    active: bool
+    phase: str = ""
+    phase_label: str = ""
+    phase_status: str | None = None
+    light: str = ""
+    light_label: str = ""
+    overdue: bool = False
+    deadline: Timestamp | None = None
+    top_rung: int | None = None
+    closed: bool = False
+
+
+class OrganisationRound(RoundStatus):
+    """The organisation's status in one round it takes part in."""
+
+    round_id: str
+
+
+class OrganisationDetail(BaseModel):
+    """One organisation with its status in every round it takes part in."""
+
+    org_id: str
+    name: str
+    type: str
+    type_label: str
+    township: str
+    system: str
+    system_label: str
+    member_count: int
+    secretary: str
+    instructor: str
+    active: bool
+    rounds: list[OrganisationRound]
+
+
+class TimelineEvent(BaseModel):
+    """A recorded state change."""
+
+    event_id: str
+    kind: str
+    phase: str | None
+    step_id: str | None
+    actor: str | None
+    actor_name: str | None
+    at: Timestamp
+    detail: dict[str, Any]
+
+
+class RosterImport(BaseModel):
+    """What a roster import changed."""
+
+    added: int
+    updated: int
+    deactivated: int
+    total: int
 
 
 def visible_organisation(session: SessionDep, user: User, org_id: str) -> Organisation:
@@ -75,7 +161,12 @@ def _org_view(row: OrganisationRow, status: CampaignStatusRow | None) -> dict[st
     return view
 
 
-@router.get("/organisations", summary="组织列表（按权限范围）")
+@router.get(
+    "/organisations",
+    summary="组织列表（按权限范围）",
+    response_model=list[OrganisationView],
+    response_model_exclude_unset=True,
+)
 def list_organisations(
     session: SessionDep,
     user: CurrentUser,
@@ -119,7 +210,7 @@ def list_organisations(
     return [_org_view(org, status) for org, status in rows]
 
 
-@router.get("/organisations/{org_id}", summary="组织详情")
+@router.get("/organisations/{org_id}", summary="组织详情", response_model=OrganisationDetail)
 def get_organisation(org_id: str, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
     """One organisation, with its status in every round it takes part in."""
     visible_organisation(session, user, org_id)
@@ -139,6 +230,7 @@ def get_organisation(org_id: str, session: SessionDep, user: CurrentUser) -> dic
 @router.get(
     "/rounds/{round_id}/organisations/{org_id}/status",
     summary="组织本轮活动状态",
+    response_model=CampaignStatus,
     responses=errors(*TEMPORAL),
 )
 async def campaign_status(
@@ -152,7 +244,11 @@ async def campaign_status(
     return status.model_dump(mode="json")
 
 
-@router.get("/rounds/{round_id}/organisations/{org_id}/timeline", summary="组织本轮时间线")
+@router.get(
+    "/rounds/{round_id}/organisations/{org_id}/timeline",
+    summary="组织本轮时间线",
+    response_model=list[TimelineEvent],
+)
 def timeline(
     round_id: str, org_id: str, session: SessionDep, user: CurrentUser
 ) -> list[dict[str, Any]]:
@@ -178,7 +274,12 @@ def timeline(
     ]
 
 
-@router.post("/roster", summary="导入组织名册（CSV/XLSX）", responses=errors(*UPLOAD))
+@router.post(
+    "/roster",
+    summary="导入组织名册（CSV/XLSX）",
+    response_model=RosterImport,
+    responses=errors(*UPLOAD),
+)
 async def import_roster(
     sessions: SessionsDep, user: CurrentUser, file: Annotated[UploadFile, File()]
 ) -> dict[str, Any]:

@@ -9,13 +9,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
+from pydantic import BaseModel
 from sqlalchemy import select
 
 from activities.tables import CircularRow, DigestRow
 from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalClientDep, require_role
 from api.errors import not_found
 from api.idempotency import idempotency_key
-from api.responses import AUTHENTICATED, TEMPORAL, errors
+from api.responses import AUTHENTICATED, TEMPORAL, Timestamp, errors, file_response
 from api.scope import inbox_key
 from domain.organisation import Role
 from workflows.digest import CircularInput, CircularReport, CircularWorkflow
@@ -28,9 +29,43 @@ router = APIRouter(
 CIRCULAR_READERS = frozenset(
     {Role.COUNTY_OFFICE, Role.GUIDANCE_GROUP, Role.TOWNSHIP, Role.ASSESSMENT_GROUP}
 )
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-@router.get("/digests", summary="我的每日简报与通报")
+class DigestView(BaseModel):
+    """A daily digest or circular notice addressed to the caller."""
+
+    message_id: str
+    kind: str
+    round_id: str
+    local_date: str
+    title: str
+    body: str
+    link_path: str
+    created_at: Timestamp
+
+
+class CircularView(BaseModel):
+    """A published circular and where to download its spreadsheet."""
+
+    circular_id: str
+    title: str
+    created_at: Timestamp
+    xlsx_sha256: str
+    download: str
+
+
+class PublishedCircular(BaseModel):
+    """The circular just published (or already published under the same key)."""
+
+    circular_id: str
+    xlsx_sha256: str
+    notices_sent: int
+    already_published: bool
+    download: str
+
+
+@router.get("/digests", summary="我的每日简报与通报", response_model=list[DigestView])
 def my_digests(
     session: SessionDep, user: CurrentUser, limit: Annotated[int, Query(ge=1, le=500)] = 60
 ) -> list[dict[str, Any]]:
@@ -57,7 +92,9 @@ def my_digests(
     ]
 
 
-@router.get("/rounds/{round_id}/circulars", summary="本轮通报列表")
+@router.get(
+    "/rounds/{round_id}/circulars", summary="本轮通报列表", response_model=list[CircularView]
+)
 def circulars(round_id: str, session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
     """A round's circulars, newest first."""
     if user.role not in CIRCULAR_READERS:
@@ -83,6 +120,7 @@ def circulars(round_id: str, session: SessionDep, user: CurrentUser) -> list[dic
     "/rounds/{round_id}/circulars",
     status_code=201,
     summary="即时发布通报",
+    response_model=PublishedCircular,
     responses=errors(*TEMPORAL),
 )
 async def publish(
@@ -108,7 +146,12 @@ async def publish(
     }
 
 
-@router.get("/circulars/{circular_id:path}/file", summary="下载通报（Excel）")
+@router.get(
+    "/circulars/{circular_id:path}/file",
+    summary="下载通报（Excel）",
+    response_class=FileResponse,
+    responses=file_response(XLSX),
+)
 def download(circular_id: str, session: SessionDep, user: CurrentUser) -> FileResponse:
     """The circular's spreadsheet."""
     row = session.get(CircularRow, circular_id)
@@ -116,6 +159,6 @@ def download(circular_id: str, session: SessionDep, user: CurrentUser) -> FileRe
         raise not_found()
     return FileResponse(
         row.xlsx_path,
-        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        media_type=XLSX,
         filename=f"{row.circular_id.replace('/', '_')}.xlsx",
     )

@@ -7,11 +7,12 @@ from collections import defaultdict
 from typing import Any, Literal
 
 from fastapi import APIRouter
+from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from activities.tables import CampaignStatusRow, EscalationRow, OrganisationRow
 from api.deps import CurrentUser, SessionDep
-from api.responses import AUTHENTICATED, errors
+from api.responses import AUTHENTICATED, Timestamp, errors
 from api.scope import scope_condition
 
 router = APIRouter(
@@ -27,11 +28,70 @@ _GROUP_COLUMNS = {
 }
 
 
+class Counts(BaseModel):
+    """A group's totals: by phase and light (phase -> light -> count), by light, overdue."""
+
+    total: int
+    overdue: int
+    by_phase: dict[str, dict[str, int]]
+    by_light: dict[str, int]
+
+
+class CountsByTownship(Counts):
+    """Counts of one township (``by=township``)."""
+
+    township: str
+
+
+class CountsBySystem(Counts):
+    """Counts of one system (``by=system``)."""
+
+    system: str
+
+
+class CountsByType(Counts):
+    """Counts of one organisation type (``by=type``)."""
+
+    type: str
+
+
+class OverdueOrganisation(BaseModel):
+    """An organisation past its current phase's deadline."""
+
+    org_id: str
+    org_name: str
+    township: str
+    phase: str
+    phase_status: str | None
+    deadline: Timestamp | None
+    top_rung: int | None
+    light: str
+
+
+class Escalation(BaseModel):
+    """A rung that fired, and who signed for it."""
+
+    org_id: str
+    phase: str
+    rung: int
+    name: str
+    recipient_role: str
+    recipient_key: str
+    fired_at: Timestamp
+    working_days_overdue: int
+    acknowledged_by: str | None
+    acknowledged_at: Timestamp | None
+
+
 def _in_scope(user: CurrentUser) -> Any:
     return select(OrganisationRow.org_id).where(scope_condition(user))
 
 
-@router.get("/counts", summary="分乡镇/系统/类型 × 阶段 统计（含亮灯）")
+@router.get(
+    "/counts",
+    summary="分乡镇/系统/类型 × 阶段 统计（含亮灯）",
+    response_model=list[CountsByTownship | CountsBySystem | CountsByType],
+)
 def counts(
     round_id: str,
     session: SessionDep,
@@ -67,7 +127,7 @@ def counts(
     return [{by: key, **value} for key, value in sorted(groups.items())]
 
 
-@router.get("/overdue", summary="逾期组织")
+@router.get("/overdue", summary="逾期组织", response_model=list[OverdueOrganisation])
 def overdue(round_id: str, session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
     """Organisations past their current phase's deadline, the longest-overdue first."""
     rows = session.scalars(
@@ -91,7 +151,7 @@ def overdue(round_id: str, session: SessionDep, user: CurrentUser) -> list[dict[
     ]
 
 
-@router.get("/escalations", summary="督办记录")
+@router.get("/escalations", summary="督办记录", response_model=list[Escalation])
 def escalations(round_id: str, session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
     """Every rung that fired in the round, newest first, with who signed for it."""
     rows = session.scalars(
