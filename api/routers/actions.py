@@ -63,23 +63,23 @@ class Action(NamedTuple):
     action: OrganisationAction
 
 
-A = OrganisationAction
+_A = OrganisationAction
 ACTIONS: tuple[Action, ...] = (
     Action("/submissions", "提交材料", "书记提交本阶段某一步骤的材料。", Submit,
-           A.SUBMIT_EVIDENCE),
+           _A.SUBMIT_EVIDENCE),
     Action("/decisions", "审核材料（通过/退回）", "上级审核最新提交的材料，退回须说明理由。",
-           Decide, A.DECIDE_SUBMISSION),
-    Action("/waivers", "免除步骤", "上级免除某一步骤，须说明理由。", Waive, A.WAIVE_STEP),
+           Decide, _A.DECIDE_SUBMISSION),
+    Action("/waivers", "免除步骤", "上级免除某一步骤，须说明理由。", Waive, _A.WAIVE_STEP),
     Action("/extensions", "申请延期", "书记申请推迟本阶段截止时间。", AskExtension,
-           A.REQUEST_EXTENSION),
+           _A.REQUEST_EXTENSION),
     Action("/extensions/{extension_id}/decision", "审批延期", "上级批准或驳回延期申请。",
-           DecideExtension, A.DECIDE_EXTENSION),
+           DecideExtension, _A.DECIDE_EXTENSION),
     Action("/acknowledgements", "签收督办通知", "督办对象签收某一级督办通知。", Acknowledge,
-           A.ACKNOWLEDGE_ESCALATION),
+           _A.ACKNOWLEDGE_ESCALATION),
     Action("/rectification/report", "提交整改报告", "书记提交整改报告。", Report,
-           A.REPORT_RECTIFICATION),
+           _A.REPORT_RECTIFICATION),
     Action("/rectification/recheck", "复查整改", "上级复查整改，未通过须写明意见。", Recheck,
-           A.RECHECK_RECTIFICATION),
+           _A.RECHECK_RECTIFICATION),
 )  # fmt: skip
 
 
