@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import AwareDatetime, BaseModel, Field, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio.common import WorkflowIDConflictPolicy
@@ -28,7 +28,7 @@ from api.deps import (
 from api.errors import ApiError, not_found
 from api.idempotency import idempotent
 from api.plans import check_kickoff, parse_plan, shipped_plan_text
-from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, errors
+from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, Timestamp, errors
 from api.workflow_calls import update
 from chuangzheng.schedules import delete_schedules, ensure_schedules
 from domain.actions import CalendarUpdate, CloseRound
@@ -80,13 +80,6 @@ class Close(BaseModel):
     reason: str = Field(default="", max_length=2000)
 
 
-#: A moment as the rounds' answers always wrote it, ``datetime.isoformat()`` (``+00:00``);
-#: pydantic alone would write ``Z`` for UTC.
-_Moment = Annotated[
-    datetime, PlainSerializer(lambda moment: moment.isoformat(), return_type=str, when_used="json")
-]
-
-
 class RoundView(BaseModel):
     """A round: its plan, start and status (``status_reason`` says why a round failed)."""
 
@@ -94,10 +87,10 @@ class RoundView(BaseModel):
     name: str
     campaign_id: str
     round_plan_id: str
-    starts_at: _Moment
+    starts_at: Timestamp
     status: str = Field(examples=["created", "running", "completed", "failed", "closed"])
     plan_source: str | None
-    kicked_off_at: _Moment | None
+    kicked_off_at: Timestamp | None
     status_reason: str | None
 
 
