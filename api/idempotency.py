@@ -25,6 +25,7 @@ from activities.tables import IdempotencyRow
 from api.auth import User
 from api.blocking import run_sync
 from api.errors import ApiError
+from chuangzheng.services.idempotency import command_key as services_command_key
 from chuangzheng.services.idempotency import lookup_answer, store_answer
 
 HEADER = "Idempotency-Key"
@@ -47,8 +48,9 @@ def idempotency_key(request: Request) -> str | None:
 
 
 def command_key(user: User, key: str | None) -> str | None:
-    """The key the domain command carries: per user, so users never collide."""
-    return f"{user.username}:{key}" if key is not None else None
+    """The key the domain command carries: per user, so users never collide (the services'
+    format, so a key means the same whichever door a request came through)."""
+    return services_command_key(user.username, key)
 
 
 async def _fingerprint(request: Request) -> str:
