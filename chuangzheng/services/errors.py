@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from domain.errors import DomainError, ValidationFailed
+
 
 class ServiceError(Exception):
     """A use case refused: ``code`` for programs, ``message`` and ``errors`` for people."""
@@ -30,7 +32,8 @@ class NotFound(ServiceError):
 
 
 class InvalidInput(ServiceError):
-    """What the caller sent is malformed (an unknown action, a reused idempotency key)."""
+    """What the caller sent is malformed (an unknown action, a reused idempotency key, a
+    plan that does not load)."""
 
 
 class Refused(ServiceError):
@@ -48,3 +51,15 @@ class TemporalUnavailable(ServiceError):
 
     def __init__(self, message: str = "流程服务暂时繁忙或不可用，请稍后重试") -> None:
         super().__init__("temporal_unavailable", message)
+
+
+def from_domain(exc: DomainError) -> ServiceError:
+    """A domain refusal as a service error, with its code and every field error: broken
+    field rules (``ValidationFailed``, e.g. a plan that does not load) are
+    :class:`InvalidInput`, any other rule :class:`Refused`."""
+    errors = [{"field": e.field, "reason": e.reason} for e in getattr(exc, "errors", [])]
+    if not errors and exc.field is not None:
+        errors = [{"field": exc.field, "reason": exc.reason}]
+    if isinstance(exc, ValidationFailed):
+        return InvalidInput(exc.code, exc.reason, errors)
+    return Refused(exc.code, exc.reason, errors)

@@ -1,0 +1,542 @@
+"""Rounds, the county office's use cases: create a round from a plan (a shipped plan or an
+uploaded YAML), kick it off, move one phase's deadline for the whole round, apply newly
+published calendar data, close it; and read a round's status from the read model.
+
+The commands that reach Temporal are the methods of :class:`Rounds` (the read model's session
+factory, the Temporal client and the settings, as the bootstrap built them); creating a round
+(:func:`create_round`) needs the read model only, and the reads (:func:`round_status`,
+:func:`list_rounds`) take a session and never call Temporal, so a slow or unreachable
+Temporal cannot fail a status page. Every command is the county office's
+(:func:`authorise`, which a caller may run first, e.g. before replaying a stored answer).
+
+Refusals are :mod:`chuangzheng.services.errors`: a plan that does not load, or a start that
+reaches a year with no calendar data (the year named, on ``starts_at``), is
+:class:`InvalidInput` before anything is written or any workflow starts; an unknown round is
+:class:`NotFound`; a duplicate round id, a calendar update of a round not yet kicked off or
+of a minute-scale round are :class:`Conflict`; Temporal's trouble is
+:class:`TemporalUnavailable`. Synchronous SQLAlchemy runs in worker threads, never on the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import anyio.to_thread
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client, RPCTimeoutOrCancelledError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
+
+from activities.roster_store import write_roster_snapshot
+from activities.round_progress import round_progress, store_plan_in
+from activities.tables import AuditRow, RoundDefinitionRow, RoundRow
+from chuangzheng.plans import check_kickoff, parse_plan, shipped_plan_text
+from chuangzheng.schedules import delete_schedules, ensure_schedules
+from chuangzheng.services import workflow_calls
+from chuangzheng.services.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    Refused,
+    TemporalUnavailable,
+    from_domain,
+)
+from chuangzheng.settings import Settings
+from domain.actions import CalendarUpdate, CloseRound
+from domain.calendar import CalendarGap
+from domain.errors import DomainError, FieldError, PlanError
+from domain.organisation import Role
+from domain.phases import Phase
+from domain.plan import CalendarPlan
+from domain.schedule import reresolve_round
+from domain.state import Actor
+from workflows.contracts import RoundExtensionRequest, RoundKickoff, RoundProgress
+from workflows.ids import round_workflow_id
+from workflows.round_contracts import ROUND_WORKFLOW_TYPE, CampaignRoundInput, RoundTerms
+
+if TYPE_CHECKING:
+    from chuangzheng.bootstrap import Services
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: The roles that see a round's progress (the round is county-wide; the others see their
+#: own organisations elsewhere).
+PROGRESS_ROLES = frozenset({Role.COUNTY_OFFICE, Role.ASSESSMENT_GROUP})
+_FORBIDDEN = "当前角色无权执行此操作"
+_NO_ROUND = "轮次不存在"
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """A round as the read model holds it: its plan, start and status (``status_reason``
+    says why a round failed), and, when read for a role that sees it, its progress."""
+
+    round_id: str
+    name: str
+    campaign_id: str
+    round_plan_id: str
+    starts_at: datetime
+    status: str
+    plan_source: str | None
+    kicked_off_at: datetime | None
+    status_reason: str | None
+    progress: RoundProgress | None = None
+
+
+@dataclass(frozen=True)
+class PublishedCalendar:
+    """Newly published calendar data for a running round (e.g. the State Council's notice
+    for a new year): holidays, 调休 make-up working days and the years it vouches for."""
+
+    holidays: tuple[date, ...] = ()
+    workdays: tuple[date, ...] = ()
+    supplied_years: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class CalendarUpdateOutcome:
+    """The round's answer to new calendar data (``result``: the Update's ``action_id`` and
+    ``applied``, False when the same ``update_id`` was applied before) and the command it
+    applied (the pinned calendar and every phase's window)."""
+
+    result: dict[str, Any]
+    update: CalendarUpdate
+
+
+def authorise(actor: Actor) -> None:
+    """Every round command is the county office's: :class:`Refused` (``forbidden``) otherwise."""
+    if actor.role is not Role.COUNTY_OFFICE:
+        raise Refused("forbidden", _FORBIDDEN)
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """Domain refusals (a plan that does not load, a calendar gap) as service errors."""
+    try:
+        yield
+    except DomainError as exc:
+        raise from_domain(exc) from None
+
+
+@contextlib.contextmanager
+def _temporal() -> Iterator[None]:
+    """Temporal calls that are not Updates (starting a workflow, schedules): a timeout or an
+    RPC failure is :class:`TemporalUnavailable`, as the API always answered (503)."""
+    try:
+        yield
+    except (RPCError, RPCTimeoutOrCancelledError, TimeoutError):
+        raise TemporalUnavailable() from None
+
+
+def _invalid(exc: ValidationError) -> InvalidInput:
+    problems = [
+        {"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()
+    ]
+    return InvalidInput("invalid", "请求参数有误", problems)
+
+
+async def _in_thread(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
+
+
+def _record(
+    row: RoundRow, definition: RoundDefinitionRow | None, progress: RoundProgress | None = None
+) -> RoundRecord:
+    return RoundRecord(
+        round_id=row.round_id,
+        name=row.name,
+        campaign_id=row.campaign_id,
+        round_plan_id=row.round_plan_id,
+        starts_at=row.starts_at,
+        status=row.status,
+        plan_source=definition.plan_source if definition else None,
+        kicked_off_at=definition.kicked_off_at if definition else None,
+        # Why the round failed (e.g. a calendar gap), written by the round workflow.
+        status_reason=row.status_reason,
+        progress=progress,
+    )
+
+
+def _load(session: Session, round_id: str) -> tuple[RoundRow, RoundDefinitionRow]:
+    row = session.get(RoundRow, round_id)
+    definition = session.get(RoundDefinitionRow, round_id)
+    if row is None or definition is None:
+        raise NotFound(_NO_ROUND)
+    return row, definition
+
+
+def _audit(actor: Actor, action: str, round_id: str, now: datetime) -> AuditRow:
+    return AuditRow(
+        audit_id=f"{action}/{round_id}",
+        user=actor.user,
+        role=actor.role.value,
+        action=action,
+        round_id=round_id,
+        org_id=None,
+        ip=actor.ip,
+        at=now,
+        detail={},
+    )
+
+
+def _round_input(session: Session, kickoff: RoundKickoff) -> CampaignRoundInput:
+    """The bounded round's input: the plan stored once in the read model (by content
+    address) and the schedule resolved here, with its pinned calendar, so the workflow never
+    resolves it from whatever calendar package the worker has installed."""
+    assert kickoff.starts_at is not None  # the kick-off fixes it
+    return CampaignRoundInput(
+        terms=RoundTerms(
+            round_id=kickoff.round_id,
+            round_plan_id=kickoff.round_plan_id,
+            roster_source=kickoff.roster_source,
+            actor=kickoff.actor,
+            starts_at=kickoff.starts_at,
+            history_limit=kickoff.history_limit,
+            org_history_limit=kickoff.history_limit,
+            cohort_check_every=kickoff.cohort_check_every,
+            behind_tolerance=kickoff.behind_tolerance,
+        ),
+        plan_ref=store_plan_in(session, kickoff.plan),
+        schedule=check_kickoff(kickoff.plan, kickoff.round_plan_id, kickoff.starts_at),
+    )
+
+
+def round_status(session: Session, round_id: str, *, role: Role, as_of: datetime) -> RoundRecord:
+    """The round and, once kicked off, its progress for the roles that see it
+    (:data:`PROGRESS_ROLES`), from the read model, never a query to Temporal.
+    :class:`NotFound` for an unknown round."""
+    row, definition = _load(session, round_id)
+    progress = None
+    if definition.kicked_off_at is not None and role in PROGRESS_ROLES:
+        progress = round_progress(session, row, as_of=as_of)
+    return _record(row, definition, progress)
+
+
+def list_rounds(session: Session) -> list[RoundRecord]:
+    """Every round, the latest start first (rounds are county-wide; what each caller sees
+    inside them is scoped elsewhere)."""
+    rows = session.scalars(select(RoundRow).order_by(RoundRow.starts_at.desc())).all()
+    return [_record(r, session.get(RoundDefinitionRow, r.round_id)) for r in rows]
+
+
+async def create_round(
+    sessions: sessionmaker[Session],
+    actor: Actor,
+    *,
+    round_id: str,
+    round_plan_id: str,
+    plan_id: str | None = None,
+    plan_yaml: str | None = None,
+    starts_at: datetime | None = None,
+) -> RoundRecord:
+    """Create ``round_id`` from a shipped plan (``plan_id``) or an uploaded plan
+    (``plan_yaml``), exactly one of them. The plan and its round are checked now, and a
+    start that reaches a year with no calendar data is refused naming the year, so a bad
+    plan is refused before kick-off; nothing is written then. Needs no Temporal. :class:`Conflict`
+    (``duplicate``) when the round id exists."""
+    authorise(actor)
+    if (plan_id is None) == (plan_yaml is None):
+        raise from_domain(
+            PlanError(
+                [FieldError(field="plan_id", reason="请选择已有计划或上传计划文件（二选一）")]
+            )
+        )
+    return await _in_thread(
+        _create, sessions, actor, round_id, round_plan_id, plan_id, plan_yaml, starts_at
+    )
+
+
+def _create(
+    sessions: sessionmaker[Session],
+    actor: Actor,
+    round_id: str,
+    round_plan_id: str,
+    plan_id: str | None,
+    plan_yaml: str | None,
+    starts_at: datetime | None,
+) -> RoundRecord:
+    with _refusals():
+        text = plan_yaml if plan_yaml is not None else shipped_plan_text(plan_id or "")
+        plan = parse_plan(text)
+        if round_plan_id not in {r.id for r in plan.rounds}:
+            raise PlanError([FieldError(field="round_plan_id", reason="计划中没有该轮次")])
+        round_plan = plan.round(round_plan_id)
+        now = datetime.now(UTC)
+        check_kickoff(plan, round_plan.id, starts_at or now)
+    with sessions.begin() as session:
+        if session.get(RoundRow, round_id) is not None:
+            raise Conflict("duplicate", "轮次编号已存在")
+        definition = RoundDefinitionRow(
+            round_id=round_id,
+            plan_source=plan_id or "uploaded",
+            plan_yaml=text,
+            round_plan_id=round_plan_id,
+            starts_at=starts_at,
+            roster_snapshot=None,
+            created_by=actor.user,
+            created_at=now,
+            kicked_off_at=None,
+        )
+        row = RoundRow(
+            round_id=round_id,
+            name=round_plan.name,
+            campaign_id=plan.id,
+            round_plan_id=round_plan.id,
+            starts_at=starts_at or now,
+            status="created",
+            kicked_off_by=actor.user,
+            updated_at=now,
+        )
+        session.add_all([definition, row, _audit(actor, "round_created", round_id, now)])
+    return _record(row, definition)
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """The round commands with their dependencies: the read model's session factory, the
+    Temporal client and the settings (task queue, data directory, schedules' times)."""
+
+    sessions: sessionmaker[Session]
+    temporal: Client
+    settings: Settings
+
+    @classmethod
+    def from_services(cls, services: Services) -> Rounds:
+        """The use cases over the bootstrap's services."""
+        return cls(
+            sessions=services.sessions, temporal=services.temporal, settings=services.settings
+        )
+
+    async def kick_off(self, actor: Actor, round_id: str) -> RoundRecord:
+        """Snapshot the roster and start the round workflow with its plan (stored by content
+        address) and schedule resolved now; create the round's digest and circular
+        schedules; audit. Kicking off twice is harmless: one workflow, the first start kept.
+
+        A start that reaches a year with no calendar data is :class:`InvalidInput` on
+        ``starts_at`` naming the year, before any workflow starts, and nothing is written
+        (one transaction spans the Temporal calls: nothing is committed unless the workflow
+        started)."""
+        authorise(actor)
+        now = datetime.now(UTC)
+        session = self.sessions()
+        try:
+            with _refusals():
+                row, definition, kickoff = await _in_thread(
+                    self._prepare_kickoff, session, actor, round_id, now
+                )
+                workflow_input = await _in_thread(_round_input, session, kickoff)
+            settings = self.settings
+            with _temporal():
+                await self.temporal.start_workflow(
+                    ROUND_WORKFLOW_TYPE,
+                    workflow_input,
+                    id=round_workflow_id(round_id),
+                    task_queue=settings.task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                )
+                # The round's daily digest and weekly circular (idempotent: updates if present).
+                await ensure_schedules(
+                    self.temporal,
+                    round_id,
+                    task_queue=settings.task_queue,
+                    digest_time=settings.digest_time,
+                    circular_weekday=settings.circular_weekday,
+                    circular_time=settings.circular_time,
+                )
+
+            def finish() -> RoundRecord:
+                session.merge(_audit(actor, "round_kicked_off", round_id, now))
+                session.commit()
+                return _record(row, definition)
+
+            return await _in_thread(finish)
+        finally:
+            await _in_thread(session.close)
+
+    def _prepare_kickoff(
+        self, session: Session, actor: Actor, round_id: str, now: datetime
+    ) -> tuple[RoundRow, RoundDefinitionRow, RoundKickoff]:
+        row, definition = _load(session, round_id)
+        snapshot = self.settings.data_dir / "rosters" / f"{round_id}.csv"
+        if definition.roster_snapshot is None:
+            write_roster_snapshot(session, snapshot)
+            definition.roster_snapshot = str(snapshot)
+        starts_at = definition.starts_at or definition.kicked_off_at or now
+        definition.starts_at, definition.kicked_off_at = starts_at, definition.kicked_off_at or now
+        row.starts_at, row.status, row.updated_at = starts_at, "running", now
+        row.kicked_off_by = actor.user
+        kickoff = RoundKickoff(
+            round_id=round_id,
+            plan=parse_plan(definition.plan_yaml),
+            round_plan_id=definition.round_plan_id,
+            roster_source=definition.roster_snapshot,
+            actor=actor,
+            starts_at=starts_at,
+        )
+        # Refused with the year named (nothing written) before any workflow starts.
+        check_kickoff(kickoff.plan, kickoff.round_plan_id, starts_at)
+        if kickoff.plan.ladder_for(kickoff.plan.round(kickoff.round_plan_id)).blue_within.minutes:
+            # A minute-scale (demo) plan: compare cohorts every minute, not every day.
+            kickoff = kickoff.model_copy(update={"cohort_check_every": timedelta(minutes=1)})
+        return row, definition, kickoff
+
+    async def extend(
+        self,
+        actor: Actor,
+        round_id: str,
+        *,
+        phase: Phase,
+        new_deadline: datetime,
+        reason: str,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Move ``phase``'s deadline for every organisation of the round (an Update on the
+        round workflow). The round applies each ``request_id`` once (a fresh id when None):
+        a retry answers ``applied`` False. The answer is the Update's small result
+        (``action_id``, ``applied``); rounds of the legacy workflow type answer with their
+        progress."""
+        authorise(actor)
+        try:
+            command = RoundExtensionRequest(
+                actor=actor,
+                phase=phase,
+                new_deadline=new_deadline,
+                reason=reason,
+                request_id=request_id or uuid.uuid4().hex,
+            )
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        result: dict[str, Any] = await workflow_calls.update(
+            self.temporal, round_workflow_id(round_id), "extend_phase", command, dict
+        )
+        return result
+
+    async def close(self, actor: Actor, round_id: str, *, reason: str = "") -> dict[str, Any]:
+        """Close the round: every organisation stops where it stands, the round's schedules
+        are deleted (no digests or circulars after the close) and the round is marked
+        ``closed``. The answer is the Update's result (the progress, for legacy rounds)."""
+        authorise(actor)
+        command = CloseRound(actor=actor, reason=reason)
+        result: dict[str, Any] = await workflow_calls.update(
+            self.temporal, round_workflow_id(round_id), "close", command, dict
+        )
+        with _temporal():
+            await delete_schedules(self.temporal, round_id)
+        await _in_thread(self._mark_closed, round_id)
+        return result
+
+    def _mark_closed(self, round_id: str) -> None:
+        with self.sessions.begin() as session:
+            row = session.get(RoundRow, round_id)
+            if row is not None:
+                row.status, row.updated_at = "closed", datetime.now(UTC)
+
+    async def update_calendar(
+        self,
+        actor: Actor,
+        round_id: str,
+        published: PublishedCalendar,
+        *,
+        reason: str,
+        update_id: str | None = None,
+    ) -> CalendarUpdateOutcome:
+        """Re-resolve the round's schedule from its kick-off date with ``published``
+        (``domain.schedule.reresolve_round``) and apply it to the round: every open deadline
+        and timer moves, completed phases stay. The round applies each ``update_id`` once (a
+        fresh id when None). Audited in the read model.
+
+        :class:`Conflict` when the round is not kicked off (``not_started``) or counts
+        minutes rather than working days (``no_calendar``); a year the data still does not
+        cover is :class:`InvalidInput` on ``supplied_years``."""
+        authorise(actor)
+        update_id = update_id or uuid.uuid4().hex
+        command = await _in_thread(
+            self._calendar_command, actor, round_id, published, reason, update_id
+        )
+        result: dict[str, Any] = await workflow_calls.update(
+            self.temporal, round_workflow_id(round_id), "update_calendar", command, dict
+        )
+        await _in_thread(self._audit_calendar, actor, round_id, published, command, result)
+        return CalendarUpdateOutcome(result=result, update=command)
+
+    def _calendar_command(
+        self,
+        actor: Actor,
+        round_id: str,
+        published: PublishedCalendar,
+        reason: str,
+        update_id: str,
+    ) -> CalendarUpdate:
+        with self.sessions() as session:
+            _, definition = _load(session, round_id)
+            if definition.kicked_off_at is None or definition.starts_at is None:
+                raise Conflict("not_started", "本轮尚未启动，请在计划中修改日历")
+            with _refusals():
+                plan = parse_plan(definition.plan_yaml)
+            calendar = CalendarPlan(
+                holidays=tuple(sorted(set(published.holidays))),
+                workdays=tuple(sorted(set(published.workdays))),
+                supplied_years=tuple(sorted(set(published.supplied_years))),
+            )
+            try:
+                schedule = reresolve_round(
+                    plan, plan.round(definition.round_plan_id), definition.starts_at, calendar
+                )
+            except CalendarGap as gap:
+                raise from_domain(
+                    PlanError([FieldError(field="supplied_years", reason=str(gap))])
+                ) from None
+        if schedule.calendar is None:
+            raise Conflict("no_calendar", "本轮按分钟计时，不使用工作日日历")
+        try:
+            return CalendarUpdate(
+                update_id=update_id,
+                calendar=schedule.calendar,
+                windows=schedule.windows,
+                actor=actor,
+                reason=reason,
+            )
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+
+    def _audit_calendar(
+        self,
+        actor: Actor,
+        round_id: str,
+        published: PublishedCalendar,
+        command: CalendarUpdate,
+        result: dict[str, Any],
+    ) -> None:
+        with self.sessions.begin() as session:
+            session.merge(
+                AuditRow(
+                    audit_id=f"round_calendar_updated/{round_id}/{command.update_id}",
+                    user=actor.user,
+                    role=actor.role.value,
+                    action="round_calendar_updated",
+                    round_id=round_id,
+                    org_id=None,
+                    ip=actor.ip,
+                    at=datetime.now(UTC),
+                    detail={
+                        "update_id": command.update_id,
+                        "reason": command.reason,
+                        "applied": bool(result.get("applied")),
+                        "source": command.calendar.source,
+                        "first_day": command.calendar.first_day.isoformat(),
+                        "last_day": command.calendar.last_day.isoformat(),
+                        "holidays": [d.isoformat() for d in published.holidays],
+                        "workdays": [d.isoformat() for d in published.workdays],
+                        "supplied_years": list(published.supplied_years),
+                    },
+                )
+            )
