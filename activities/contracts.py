@@ -5,8 +5,17 @@ running workflows. Pure pydantic and domain imports only: workflows import this 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from domain.lights import Light
 from domain.machine import PhaseStatus
@@ -47,23 +56,153 @@ class CampaignSnapshot(BaseModel):
     progress: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
+#: ``record_events`` refuses a :class:`StatusChange` for an organisation with no status row
+#: (nothing to apply the change to); the workflow then sends the whole snapshot.
+STATUS_ROW_MISSING = "StatusRowMissing"
+#: ``deliver_notices`` refuses ``notice_ids`` that are not in the inbox (they were to be
+#: recorded by ``record_events`` first); the workflow then sends the notices themselves.
+NOTICES_NOT_RECORDED = "NoticesNotRecorded"
+
+#: The status row's columns a :class:`StatusChange` may carry besides its keys.
+STATUS_CHANGE_FIELDS = (
+    "phase",
+    "phase_status",
+    "light",
+    "overdue",
+    "deadline",
+    "top_rung",
+    "closed",
+    "progress",
+)
+
+
+class StatusChange(BaseModel):
+    """The status row's fields that changed since the snapshot the workflow last recorded,
+    with the keys, ``event_seq`` and ``updated_at`` always.
+
+    Only the fields given are written (``model_fields_set``; in JSON only they are sent):
+    the organisation's name, township, system and type, and whatever did not change, stay
+    as the stored row has them. The ordering guard is the snapshot's (``event_seq``).
+    """
+
+    model_config = _FROZEN
+
+    round_id: str
+    org_id: str
+    event_seq: int
+    updated_at: datetime
+    phase: Phase | None = None
+    phase_status: PhaseStatus | None = None
+    light: Light | None = None
+    overdue: bool | None = None
+    deadline: datetime | None = None
+    top_rung: int | None = None
+    closed: bool | None = None
+    progress: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    @classmethod
+    def between(cls, before: CampaignSnapshot, after: CampaignSnapshot) -> StatusChange:
+        """What changed from ``before`` (recorded) to ``after`` (to record)."""
+        changed = {
+            name: getattr(after, name)
+            for name in STATUS_CHANGE_FIELDS
+            if getattr(after, name) != getattr(before, name)
+        }
+        return cls(
+            round_id=after.round_id,
+            org_id=after.org_id,
+            event_seq=after.event_seq,
+            updated_at=after.updated_at,
+            **changed,
+        )
+
+    def changes(self) -> dict[str, Any]:
+        """The changed fields (not the keys, ``event_seq`` or ``updated_at``)."""
+        return {
+            name: getattr(self, name)
+            for name in STATUS_CHANGE_FIELDS
+            if name in self.model_fields_set
+        }
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        """In JSON, only the keys and the fields given (an absent field is unchanged; a
+        field given as None, a deadline gone, is sent as null)."""
+        dumped = handler(self)
+        if not info.mode_is_json() or not isinstance(dumped, dict):
+            return dumped
+        given = self.model_fields_set
+        return {k: v for k, v in dumped.items() if k not in STATUS_CHANGE_FIELDS or k in given}
+
+
 class EventBatch(BaseModel):
-    """State changes to record, with the snapshot after the last of them, and the notices
-    they gave rise to (recorded in the same transaction: the outbox)."""
+    """State changes to record, with where the organisation stands after the last of them,
+    and the notices they gave rise to (recorded in the same transaction: the outbox).
+
+    Where it stands is either the whole ``snapshot`` (every run's first batch; every batch of
+    workflows from before ``status``) or ``status``, what changed since the snapshot last
+    recorded. In JSON, the one not given and empty notices are left out: a worker from
+    before ``status`` cannot read a batch without a snapshot, so it fails and Temporal
+    retries it on one that can, instead of writing it wrong.
+    """
 
     model_config = _FROZEN
 
     events: list[CampaignEvent]
-    snapshot: CampaignSnapshot
+    snapshot: CampaignSnapshot | None = None
     notices: list[Notice] = Field(default_factory=list)
+    status: StatusChange | None = None
+
+    @model_validator(mode="after")
+    def _one_standing(self) -> EventBatch:
+        if (self.snapshot is None) == (self.status is None):
+            raise ValueError("an event batch carries either a snapshot or a status change")
+        return self
+
+    @property
+    def where(self) -> CampaignSnapshot | StatusChange:
+        """The snapshot or the status change, whichever the batch carries."""
+        standing = self.snapshot if self.snapshot is not None else self.status
+        assert standing is not None
+        return standing
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        dumped = handler(self)
+        if not info.mode_is_json() or not isinstance(dumped, dict):
+            return dumped
+        return {
+            k: v
+            for k, v in dumped.items()
+            if not (k in ("snapshot", "status") and v is None) and not (k == "notices" and not v)
+        }
 
 
 class NoticeBatch(BaseModel):
-    """Notices to deliver; each is delivered at most once per recipient (by notice id)."""
+    """Notices to deliver; each is delivered at most once per recipient (by notice id).
+
+    ``notices`` are filed in the inbox if not there yet, then sent; ``notice_ids`` name
+    notices already in the inbox (the workflow's outbox recorded them with their events
+    just before), which are loaded from it and sent. In JSON an empty ``notices`` is left
+    out when ``notice_ids`` are given: a worker from before ``notice_ids`` then fails to read
+    the batch (and Temporal retries it elsewhere) instead of delivering nothing.
+    """
 
     model_config = _FROZEN
 
-    notices: list[Notice]
+    notices: list[Notice] = Field(default_factory=list)
+    notice_ids: list[str] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        dumped = handler(self)
+        if not info.mode_is_json() or not isinstance(dumped, dict):
+            return dumped
+        if not self.notice_ids:
+            dumped.pop("notice_ids", None)
+        elif not self.notices:
+            dumped.pop("notices", None)
+        return dumped
 
 
 class DeliveryReport(BaseModel):

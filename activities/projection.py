@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Executable, Table, bindparam, select, update
 from sqlalchemy.orm import Session
@@ -62,6 +62,20 @@ class Write:
 
     statement: Executable
     params: dict[str, Any]
+
+
+class Standing(Protocol):
+    """What the projection needs of where the organisation stands after a batch: its last
+    sequence number, township and system (a :class:`CampaignSnapshot` has them)."""
+
+    @property
+    def event_seq(self) -> int: ...
+
+    @property
+    def township(self) -> str: ...
+
+    @property
+    def system(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -137,7 +151,7 @@ def _upsert(dialect: str, table: Table, keys: tuple[str, ...], values: dict[str,
 class _Projector:
     """Turns one batch of events into writes; holds what every handler needs."""
 
-    def __init__(self, dialect: str, snapshot: CampaignSnapshot, org: Addressees | None) -> None:
+    def __init__(self, dialect: str, snapshot: Standing, org: Addressees | None) -> None:
         self.dialect = dialect
         self.snapshot = snapshot
         self._org = org
@@ -337,7 +351,7 @@ def load_addressees(session: Session, org_ids: set[str]) -> dict[str, Addressees
 def projection_writes(
     dialect: str,
     events: Sequence[CampaignEvent],
-    snapshot: CampaignSnapshot,
+    snapshot: Standing,
     org: Addressees | None,
 ) -> list[Write]:
     """The writes that apply ``events`` (in order) to the detail tables.
@@ -389,6 +403,7 @@ def project_events(
 
 __all__ = [
     "Addressees",
+    "Standing",
     "Write",
     "execute_writes",
     "load_addressees",

@@ -23,18 +23,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Executable
+from sqlalchemy import Executable, bindparam, select, tuple_, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import (
+    NOTICES_NOT_RECORDED,
+    STATUS_ROW_MISSING,
     CampaignSnapshot,
     DeliveryReport,
     EventBatch,
     NoticeBatch,
     RoundRecord,
+    StatusChange,
 )
 from activities.db import dialect_insert
 from activities.group_commit import GroupCommit
@@ -53,6 +56,7 @@ from activities.tables import (
     notices,
     rounds,
 )
+from domain.notices import Notice
 from domain.state import CampaignEvent
 
 log = structlog.get_logger(__name__)
@@ -164,6 +168,81 @@ def _upsert_status(dialect: str) -> Executable:
     )
 
 
+def _change_params(change: StatusChange) -> dict[str, Any]:
+    """The parameters of :func:`_apply_status_change` for ``change``; enums by value."""
+    params: dict[str, Any] = {
+        "k_round_id": change.round_id,
+        "k_org_id": change.org_id,
+        "v_event_seq": change.event_seq,
+        "v_updated_at": change.updated_at,
+    }
+    for name, value in change.changes().items():
+        params[f"v_{name}"] = getattr(value, "value", value)
+    return params
+
+
+@functools.cache
+def _apply_status_change(columns: tuple[str, ...]) -> Executable:
+    """Update ``columns`` (and ``event_seq``, ``updated_at``) of a status row unless the
+    stored one is newer (the same guard as :func:`_upsert_status`)."""
+    c = campaign_status.c
+    return (
+        update(campaign_status)
+        .where(
+            c.round_id == bindparam("k_round_id"),
+            c.org_id == bindparam("k_org_id"),
+            c.event_seq <= bindparam("v_event_seq"),
+        )
+        .values({name: bindparam(f"v_{name}") for name in (*columns, "event_seq", "updated_at")})
+    )
+
+
+@dataclass(frozen=True)
+class _Where:
+    """What the projection needs of a status row: the batch's last sequence number and the
+    organisation's township and system (from the stored row, for a status change)."""
+
+    event_seq: int
+    township: str
+    system: str
+
+
+def _stored_status(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], _Where]:
+    """The township and system of the stored status rows of ``keys`` (event_seq 0: unused)."""
+    c = campaign_status.c
+    found: dict[tuple[str, str], _Where] = {}
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), 500):  # bound the number of parameters
+        rows = session.execute(
+            select(c.round_id, c.org_id, c.township, c.system).where(
+                tuple_(c.round_id, c.org_id).in_(ordered[start : start + 500])
+            )
+        )
+        for row in rows:
+            found[(row.round_id, row.org_id)] = _Where(0, row.township, row.system)
+    return found
+
+
+def _status_writes(session: Session, changes: Sequence[StatusChange]) -> None:
+    """Apply status changes: per organisation in sequence order (a group rarely holds more
+    than one of an organisation: a retry), the same columns together as one executemany."""
+    by_key: dict[tuple[str, str], list[StatusChange]] = {}
+    for change in changes:
+        by_key.setdefault((change.round_id, change.org_id), []).append(change)
+    for queue in by_key.values():
+        queue.sort(key=lambda change: (change.event_seq, change.updated_at))
+    for layer in range(max((len(q) for q in by_key.values()), default=0)):
+        statements: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for queue in by_key.values():
+            if layer < len(queue):
+                change = queue[layer]
+                statements.setdefault(tuple(sorted(change.changes())), []).append(
+                    _change_params(change)
+                )
+        for columns, params in statements.items():
+            session.execute(_apply_status_change(columns), params)
+
+
 @functools.cache
 def _insert_notices(dialect: str) -> Executable:
     """Put notices in the inbox once each (the outbox)."""
@@ -194,17 +273,35 @@ def _write_recordings(sessions: sessionmaker[Session], items: Sequence[_Recordin
 
     Statement by statement over all batches: the events (each once, credited to the first
     batch that brings it), the status rows (per organisation, the newest snapshot, as if
-    applied in turn with the ordering guard), the detail tables (each organisation's writes
-    in order, see :func:`~activities.projection.execute_writes`) and the outbox's notices.
+    applied in turn with the ordering guard; then the status changes, each guarded the
+    same way), the detail tables (each organisation's writes in order, see
+    :func:`~activities.projection.execute_writes`) and the outbox's notices.
+
+    A status change for an organisation without a status row is refused (non-retryable
+    ``StatusRowMissing``): the group is then written item by item and that batch alone
+    fails; its workflow sends the whole snapshot instead.
     """
     dialect = sessions.kw["bind"].dialect.name
     addressees: dict[str, Addressees] = {}
-    wanted = {i.batch.snapshot.org_id for i in items if needs_addressees(i.batch.events)}
-    if wanted:
+    wanted = {i.batch.where.org_id for i in items if needs_addressees(i.batch.events)}
+    changes = [i.batch.status for i in items if i.batch.status is not None]
+    stored: dict[tuple[str, str], _Where] = {}
+    if wanted or changes:
         # Read before the write transaction: on SQLite a transaction that reads first and
         # then writes cannot wait for another process's writer; one that writes first can.
         with sessions() as session:
-            addressees = load_addressees(session, wanted)
+            if wanted:
+                addressees = load_addressees(session, wanted)
+            if changes:
+                stored = _stored_status(session, {(c.round_id, c.org_id) for c in changes})
+    missing = sorted({(c.round_id, c.org_id) for c in changes} - set(stored))
+    if missing:
+        raise ApplicationError(
+            f"没有状态行，无法只写变化的字段：{missing[:5]}",
+            [list(key) for key in missing],
+            type=STATUS_ROW_MISSING,
+            non_retryable=True,
+        )
 
     event_rows: list[dict[str, Any]] = []
     owner: dict[str, int] = {}
@@ -216,15 +313,23 @@ def _write_recordings(sessions: sessionmaker[Session], items: Sequence[_Recordin
     newest: dict[tuple[str, str], CampaignSnapshot] = {}
     for item in items:
         snap = item.batch.snapshot
+        if snap is None:
+            continue
         key = (snap.round_id, snap.org_id)
         if key not in newest or newest[key].event_seq <= snap.event_seq:
             newest[key] = snap
     # One sequence of detail writes per organisation, its batches in the order they came.
     sequences: dict[tuple[str, str], list[Any]] = {}
     for item in items:
-        snap = item.batch.snapshot
-        sequences.setdefault((snap.round_id, snap.org_id), []).extend(
-            projection_writes(dialect, item.batch.events, snap, addressees.get(snap.org_id))
+        standing = item.batch.where
+        key = (standing.round_id, standing.org_id)
+        where: CampaignSnapshot | _Where
+        if isinstance(standing, CampaignSnapshot):
+            where = standing
+        else:
+            where = _Where(standing.event_seq, stored[key].township, stored[key].system)
+        sequences.setdefault(key, []).extend(
+            projection_writes(dialect, item.batch.events, where, addressees.get(key[1]))
         )
     notice_rows: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -239,13 +344,39 @@ def _write_recordings(sessions: sessionmaker[Session], items: Sequence[_Recordin
             inserted = session.execute(_insert_events(dialect), event_rows).scalars()
             for event_id in inserted:
                 counts[owner[event_id]] += 1
-        session.execute(_upsert_status(dialect), [_status_row(s) for s in newest.values()])
+        if newest:
+            session.execute(_upsert_status(dialect), [_status_row(s) for s in newest.values()])
+        # Status changes after the snapshots: a batch's change is only sent once the
+        # snapshot before it is recorded, so a snapshot here with it is a retry.
+        _status_writes(session, changes)
         # Detail tables (steps, submissions, escalations, audit) in the same transaction.
         execute_writes(session, list(sequences.values()))
         # The outbox: each notice is in the inbox exactly when its escalation is recorded.
         if notice_rows:
             session.execute(_insert_notices(dialect), list(notice_rows.values()))
     return counts
+
+
+def _recorded_notices(sessions: sessionmaker[Session], notice_ids: Sequence[str]) -> list[Notice]:
+    """The notices of ``notice_ids`` from their inbox rows, in that order; raises
+    ``NoticesNotRecorded`` (non-retryable) naming those not in the inbox."""
+    with sessions() as session:
+        rows = session.execute(select(notices).where(notices.c.notice_id.in_(set(notice_ids))))
+        found = {
+            row.notice_id: Notice.model_validate(
+                {name: row._mapping[name] for name in Notice.model_fields}
+            )
+            for row in rows
+        }
+    missing = [notice_id for notice_id in notice_ids if notice_id not in found]
+    if missing:
+        raise ApplicationError(
+            f"{len(missing)} 条通知不在收件箱：" + "；".join(missing[:5]),
+            missing,
+            type=NOTICES_NOT_RECORDED,
+            non_retryable=True,
+        )
+    return [found[notice_id] for notice_id in dict.fromkeys(notice_ids)]
 
 
 class RecordingActivities:
@@ -284,13 +415,14 @@ class RecordingActivities:
         """Record events (once each) and the status snapshot; return how many events were new.
 
         The snapshot overwrites the stored status only if its ``event_seq`` is not lower, so
-        an older batch arriving late leaves the newer status in place. Batches recorded by
+        an older batch arriving late leaves the newer status in place; a status change
+        (``batch.status``) updates only its fields, under the same guard. Batches recorded by
         many workflows at the same moment share a transaction (group commit); each call still
         gets its own result, and a batch that cannot be written fails alone.
         """
-        snapshot = batch.snapshot
+        standing = batch.where
         with structlog.contextvars.bound_contextvars(
-            **_activity_context(), round_id=snapshot.round_id, org_id=snapshot.org_id
+            **_activity_context(), round_id=standing.round_id, org_id=standing.org_id
         ):
             with _naive_datetimes_are_fatal():
                 inserted = await self._recordings.submit(_Recording(batch, datetime.now(UTC)))
@@ -298,9 +430,10 @@ class RecordingActivities:
                 "events recorded",
                 events=len(batch.events),
                 inserted=inserted,
-                event_seq=snapshot.event_seq,
-                phase=snapshot.phase.value,
-                light=snapshot.light.value,
+                event_seq=standing.event_seq,
+                phase=standing.phase.value if standing.phase is not None else None,
+                light=standing.light.value if standing.light is not None else None,
+                changed=None if batch.status is None else sorted(batch.status.changes()),
             )
             return inserted
 
@@ -310,11 +443,20 @@ class RecordingActivities:
         channels (mail, robots) if any are configured; count new and earlier deliveries.
 
         The inbox row is the notice's ledger. Notices of the outbox are already in it
-        (``record_events`` wrote them with their escalation), so this costs one look-up
-        for the batch and no write; only notices that came another way are inserted.
+        (``record_events`` wrote them with their escalation): the workflow names them by
+        ``notice_ids`` and they are loaded from it (ids not in the inbox are refused,
+        non-retryable ``NoticesNotRecorded``, before anything is sent); notices given
+        whole (``notices``) cost one look-up for the batch and are inserted if they came
+        another way (a supervisor's reminder, a workflow from before the outbox).
         """
-        rounds_ = {n.round_id for n in batch.notices}
-        orgs = {n.org_id for n in batch.notices}
+        recorded: list[Notice] = []
+        if batch.notice_ids:
+            recorded = await asyncio.to_thread(
+                _recorded_notices, self._session_factory, batch.notice_ids
+            )
+        every = [*batch.notices, *recorded]
+        rounds_ = {n.round_id for n in every}
+        orgs = {n.org_id for n in every}
         with structlog.contextvars.bound_contextvars(
             **_activity_context(),
             round_id=next(iter(rounds_)) if len(rounds_) == 1 else None,
@@ -325,7 +467,7 @@ class RecordingActivities:
             notifier = self._notifier
             delivered = 0
             failures: list[str] = []
-            for notice in batch.notices:
+            for notice in every:
                 new = notice.notice_id in filed
                 if isinstance(notifier, InboxNotifier):
                     delivered += new
@@ -351,12 +493,10 @@ class RecordingActivities:
                 delivered += new or sent
             if failures:
                 raise RuntimeError(f"{len(failures)} 条通知未送达：" + "；".join(failures[:5]))
-            report = DeliveryReport(
-                delivered=delivered, already_delivered=len(batch.notices) - delivered
-            )
+            report = DeliveryReport(delivered=delivered, already_delivered=len(every) - delivered)
             log.info(
                 "notices delivered",
-                notices=len(batch.notices),
+                notices=len(every),
                 delivered=report.delivered,
                 already_delivered=report.already_delivered,
             )

@@ -21,9 +21,17 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import CampaignSnapshot, EventBatch, NoticeBatch
+    from activities.contracts import (
+        NOTICES_NOT_RECORDED,
+        STATUS_ROW_MISSING,
+        CampaignSnapshot,
+        EventBatch,
+        NoticeBatch,
+        StatusChange,
+    )
     from domain.actions import (
         AcknowledgeEscalation,
         CalendarUpdate,
@@ -41,7 +49,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.cohort import BehindSchedule
     from domain.errors import DomainError
     from domain.lights import Light
+    from domain.notices import Notice
     from domain.phases import Phase
+    from domain.state import CampaignEvent
     from workflows import search_attributes as sa
     from workflows.activity_refs import DELIVER_NOTICES, RECORD_EVENTS, execute
     from workflows.common import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, checked, refusal
@@ -67,6 +77,17 @@ WAKE_BEFORE_FLUSH_PATCH = "wake-before-flush"
 # (now the fixed ones once, then only phase, light and overdue when they change). What an
 # Update returns needs no patch: results are not commands, replay does not compare them.
 SMALL_HISTORY_PATCH = "small-history"
+# Runs started before this patch send the whole snapshot with every recorded batch and
+# every notice twice (to ``record_events``, the outbox, and again whole to
+# ``deliver_notices``). Now a run sends the whole snapshot once, then only the fields that
+# changed since the one last recorded, and names the notices it has just recorded by id.
+SMALL_INPUTS_PATCH = "small-activity-inputs"
+
+
+def _refused(err: ActivityError, kind: str) -> bool:
+    """Whether the activity refused its input with the non-retryable error ``kind``."""
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.type == kind
 
 
 @workflow.defn
@@ -83,6 +104,9 @@ class OrganisationCampaignWorkflow:
         self._recorded_light: Light | None = None
         self._lights_patch = False
         self._small_history = False
+        self._small_inputs = False
+        # The snapshot this run last recorded (None: the next batch sends the whole one).
+        self._recorded_snapshot: CampaignSnapshot | None = None
         if input.carried is not None:  # what the previous run still owed: flushed first
             self._campaign.restore_outbox(input.carried.events, input.carried.notices)
             self._recorded_light = input.carried.recorded_light
@@ -93,6 +117,7 @@ class OrganisationCampaignWorkflow:
         campaign = self._campaign
         self._lights_patch = workflow.patched(YELLOW_LIGHT_PATCH)
         self._small_history = workflow.patched(SMALL_HISTORY_PATCH)
+        self._small_inputs = workflow.patched(SMALL_INPUTS_PATCH)
         campaign.settle(workflow.now())
         # Cleared before the flush, not after: an update that lands while an activity or the
         # progress signal is in flight must wake the next wait, not wait for the next timer.
@@ -168,25 +193,66 @@ class OrganisationCampaignWorkflow:
             outbox = bool(notices) and workflow.patched(NOTICE_OUTBOX_PATCH)
             if events or light_stale or outbox:
                 snapshot = self._snapshot()
-                await execute(
-                    RECORD_EVENTS,
-                    EventBatch(events=events, snapshot=snapshot, notices=notices if outbox else []),
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=ACTIVITY_RETRY,
-                )
+                await self._record(events, snapshot, notices if outbox else [])
                 self._recorded_light = snapshot.light
             if notices:
-                await execute(
-                    DELIVER_NOTICES,
-                    NoticeBatch(notices=notices),
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    # A worker killed mid-delivery is noticed in seconds, not at the timeout.
-                    heartbeat_timeout=timedelta(seconds=10),
-                    retry_policy=ACTIVITY_RETRY,
-                )
+                await self._deliver(notices, recorded=outbox)
         self._publish()
         if not self._small_history or self._input.report_to_round:
             await self._report()
+
+    async def _record(
+        self, events: list[CampaignEvent], snapshot: CampaignSnapshot, notices: list[Notice]
+    ) -> None:
+        """``record_events``: with ``SMALL_INPUTS_PATCH``, after the run's first batch, only
+        what changed since the snapshot last recorded; the whole snapshot again if the read
+        model has no status row to change."""
+        last = self._recorded_snapshot
+        whole = EventBatch(events=events, snapshot=snapshot, notices=notices)
+        if self._small_inputs and last is not None:
+            change = StatusChange.between(last, snapshot)
+            try:
+                await self._record_batch(EventBatch(events=events, status=change, notices=notices))
+            except ActivityError as err:
+                if not _refused(err, STATUS_ROW_MISSING):
+                    raise
+                await self._record_batch(whole)
+        else:
+            await self._record_batch(whole)
+        if self._small_inputs:
+            self._recorded_snapshot = snapshot
+
+    async def _record_batch(self, batch: EventBatch) -> None:
+        await execute(
+            RECORD_EVENTS,
+            batch,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+
+    async def _deliver(self, notices: list[Notice], *, recorded: bool) -> None:
+        """``deliver_notices``: with ``SMALL_INPUTS_PATCH``, notices the outbox has just
+        recorded go by id (the activity loads them from the inbox); whole if it finds them
+        missing, or if they were not recorded first."""
+        if self._small_inputs and recorded:
+            try:
+                await self._deliver_batch(NoticeBatch(notice_ids=[n.notice_id for n in notices]))
+            except ActivityError as err:
+                if not _refused(err, NOTICES_NOT_RECORDED):
+                    raise
+                await self._deliver_batch(NoticeBatch(notices=notices))
+        else:
+            await self._deliver_batch(NoticeBatch(notices=notices))
+
+    async def _deliver_batch(self, batch: NoticeBatch) -> None:
+        await execute(
+            DELIVER_NOTICES,
+            batch,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            # A worker killed mid-delivery is noticed in seconds, not at the timeout.
+            heartbeat_timeout=timedelta(seconds=10),
+            retry_policy=ACTIVITY_RETRY,
+        )
 
     def _snapshot(self) -> CampaignSnapshot:
         return snapshot_of(self._campaign, workflow.now())
