@@ -36,7 +36,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from activities.roster_store import write_roster_snapshot
-from activities.round_progress import round_progress, store_plan_in
+from activities.round_progress import plan_ref_of, round_progress, store_plan
 from activities.tables import AuditRow, RoundDefinitionRow, RoundRow
 from chuangzheng.plans import check_kickoff, parse_plan, shipped_plan_text
 from chuangzheng.schedules import delete_schedules, ensure_schedules
@@ -188,9 +188,9 @@ def _audit(actor: Actor, action: str, round_id: str, now: datetime) -> AuditRow:
     )
 
 
-def _round_input(session: Session, kickoff: RoundKickoff) -> CampaignRoundInput:
-    """The bounded round's input: the plan stored once in the read model (by content
-    address) and the schedule resolved here, with its pinned calendar, so the workflow never
+def _round_input(kickoff: RoundKickoff) -> CampaignRoundInput:
+    """The bounded round's input: the plan by its content address (stored by the caller)
+    and the schedule resolved here, with its pinned calendar, so the workflow never
     resolves it from whatever calendar package the worker has installed."""
     assert kickoff.starts_at is not None  # the kick-off fixes it
     return CampaignRoundInput(
@@ -205,7 +205,7 @@ def _round_input(session: Session, kickoff: RoundKickoff) -> CampaignRoundInput:
             cohort_check_every=kickoff.cohort_check_every,
             behind_tolerance=kickoff.behind_tolerance,
         ),
-        plan_ref=store_plan_in(session, kickoff.plan),
+        plan_ref=plan_ref_of(kickoff.plan),
         schedule=check_kickoff(kickoff.plan, kickoff.round_plan_id, kickoff.starts_at),
     )
 
@@ -333,7 +333,12 @@ class Rounds:
                 row, definition, kickoff = await _in_thread(
                     self._prepare_kickoff, session, actor, round_id, now
                 )
-                workflow_input = await _in_thread(_round_input, session, kickoff)
+                workflow_input = _round_input(kickoff)
+            # The plan is committed in a transaction of its own before the workflow can ask
+            # for it: if a later step fails, the kick-off's own transaction rolls back, but a
+            # round workflow already started must still find its plan. Storing is idempotent
+            # by content, so a retried kick-off stores nothing new.
+            await _in_thread(store_plan, self.sessions, kickoff.plan)
             settings = self.settings
             with _temporal():
                 await self.temporal.start_workflow(

@@ -29,19 +29,21 @@ from workflows.organisation import OrganisationCampaignWorkflow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# The test server's clock is today's, so round one (14 months) re-based to today runs into
-# 2028, for which nobody has holiday data yet: tests vouch for 2028 as plain weekends. The
-# plan itself refuses such a year (tests/domain/test_plan_loading.py shows it).
-TEST_ONLY_2028 = CalendarPlan(supplied_years=(2028,))
+# The test server's clock starts today and every test that skips time moves it on for the
+# rest of the session (a whole seed-002 round skips 14 months), so round one re-based to the
+# server's "now" runs into 2028 and later, for which nobody has holiday data yet: tests
+# vouch for those years as plain weekends. The plan itself refuses such a year
+# (tests/domain/test_plan_loading.py shows it).
+TEST_ONLY_YEARS = CalendarPlan(supplied_years=tuple(range(2028, 2041)))
 
 
 @cache
 def seed_plan() -> CampaignPlan:
-    """The shipped seed-002 plan with the provisional 2027 calendar (and 2028 for tests)."""
+    """The shipped seed-002 plan with the provisional 2027 calendar (and 2028–2040 for tests)."""
     supplement = load_calendar((ROOT / "plans/calendars/2027-provisional.yaml").read_text("utf-8"))
     return load_plan(
         (ROOT / "plans/seed-002.yaml").read_text("utf-8"),
-        supplement=supplement.merged(TEST_ONLY_2028),
+        supplement=supplement.merged(TEST_ONLY_YEARS),
     )
 
 
