@@ -21,6 +21,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import RPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
+from chuangzheng.services.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ServiceError,
+    TemporalUnavailable,
+)
 from domain.errors import DomainError
 
 # Refusal codes of the domain and workflows -> HTTP status. Unlisted codes are conflicts.
@@ -124,6 +131,20 @@ def from_domain(exc: DomainError) -> ApiError:
     if not errors and exc.field is not None:
         errors = [{"field": exc.field, "reason": exc.reason}]
     return refused(exc.code, exc.reason, errors)
+
+
+def as_api_error(exc: ServiceError) -> ApiError:
+    """A service's refusal as the API's error: one HTTP status per error class (a workflow's
+    refusal takes the status its code calls for, see ``api.errors.refused``)."""
+    if isinstance(exc, TemporalUnavailable):
+        return temporal_unavailable(exc.message)
+    if isinstance(exc, NotFound):
+        return not_found(exc.message)
+    if isinstance(exc, InvalidInput):
+        return ApiError(422, exc.code, exc.message, exc.errors)
+    if isinstance(exc, Conflict):
+        return ApiError(409, exc.code, exc.message, exc.errors)
+    return refused(exc.code, exc.message, exc.errors)
 
 
 def body(code: str, message: str, errors: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:

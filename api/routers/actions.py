@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from api.auth import User
 from api.deps import CurrentUser, SessionsDep, TemporalClientDep, client_ip
-from api.errors import ApiError, not_found, refused, temporal_unavailable
+from api.errors import as_api_error
 from api.idempotency import idempotency_key
 from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, errors
 from api.routers.action_bodies import (
@@ -31,13 +31,7 @@ from api.routers.action_bodies import (
     Waive,
 )
 from api.scope import covers
-from chuangzheng.services.errors import (
-    Conflict,
-    InvalidInput,
-    NotFound,
-    ServiceError,
-    TemporalUnavailable,
-)
+from chuangzheng.services.errors import ServiceError
 from chuangzheng.services.organisation_actions import (
     Caller,
     OrganisationAction,
@@ -81,20 +75,6 @@ ACTIONS: tuple[Action, ...] = (
     Action("/rectification/recheck", "复查整改", "上级复查整改，未通过须写明意见。", Recheck,
            _A.RECHECK_RECTIFICATION),
 )  # fmt: skip
-
-
-def as_api_error(exc: ServiceError) -> ApiError:
-    """A service's refusal as the API's error: one HTTP status per error class (a workflow's
-    refusal takes the status its code calls for, see ``api.errors.refused``)."""
-    if isinstance(exc, TemporalUnavailable):
-        return temporal_unavailable(exc.message)
-    if isinstance(exc, NotFound):
-        return not_found(exc.message)
-    if isinstance(exc, InvalidInput):
-        return ApiError(422, exc.code, exc.message, exc.errors)
-    if isinstance(exc, Conflict):
-        return ApiError(409, exc.code, exc.message, exc.errors)
-    return refused(exc.code, exc.message, exc.errors)
 
 
 def caller(user: User, ip: str | None) -> Caller:

@@ -1,7 +1,7 @@
 """Rounds: create from a plan, kick off, status, round-wide extension, close (县委活动办).
 
 The use cases are ``chuangzheng.services.rounds``; the routes parse the request, call them
-and map their errors to HTTP (``api.routers.actions.as_api_error``). Writes keep the API's
+and map their errors to HTTP (``api.errors.as_api_error``). Writes keep the API's
 stored answers per Idempotency-Key (``api.idempotency``).
 """
 
@@ -24,9 +24,9 @@ from api.deps import (
     TemporalClientDep,
     client_ip,
 )
+from api.errors import as_api_error
 from api.idempotency import HEADER, idempotent
 from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, Timestamp, errors
-from api.routers.actions import as_api_error
 from chuangzheng.services import rounds
 from chuangzheng.services.errors import ServiceError
 from domain.phases import Phase

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from temporalio.client import Client
 
 from api.auth import User
-from api.errors import ApiError, validation_errors
-from api.routers.actions import ACTIONS, Action, as_api_error
+from api.errors import ApiError, as_api_error, validation_errors
+from api.routers.actions import ACTIONS, Action
 from chuangzheng.services.errors import ServiceError
 from chuangzheng.services.organisation_actions import OrganisationAction, perform
 from domain.state import Actor

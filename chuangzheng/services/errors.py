@@ -1,7 +1,7 @@
 """What a use case refuses with: typed errors with a stable English ``code``, a Chinese
 ``message`` and per-field reasons, independent of any transport.
 
-The API maps each class to one HTTP status (``api.routers.actions.as_api_error``); a page shows
+The API maps each class to one HTTP status (``api.errors.as_api_error``); a page shows
 ``message`` and the reasons; the CLI prints them.
 """
 

@@ -33,6 +33,7 @@ from api import workflow_calls
 from api.blocking import BlockingCallOnLoop, install_loop_guard, run_sync
 from api.errors import ApiError
 from api.main import create_app
+from chuangzheng.services import workflow_calls as service_calls
 from tests.api.conftest import ROSTER_CSV, Stack, free_port, start_demo_round, token
 from tests.api.spreadsheets import xlsx
 from tests.api.test_campaign_api import evidence
@@ -359,7 +360,7 @@ async def test_a_query_against_a_stopped_worker_is_503_with_retry_after(
     stopped_worker_round: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(workflow_calls, "QUERY_RPC_TIMEOUT", timedelta(seconds=2))
+    monkeypatch.setattr(service_calls, "QUERY_RPC_TIMEOUT", timedelta(seconds=2))
     secretary = await token(http, "sec-a")
     response = await http.get(
         f"/api/v1/rounds/{stopped_worker_round}/organisations/org-a/status", headers=secretary
