@@ -37,7 +37,8 @@ from activities.tables import (
     RoundDefinitionRow,
     digests,
 )
-from chuangzheng.settings import get_settings, repo_root
+from chuangzheng.plans import calendar_library
+from chuangzheng.settings import get_settings
 from domain.calendar import CalendarGap, deadline_day, local_date
 from domain.digest import (
     StatusLine,
@@ -51,7 +52,7 @@ from domain.lights import Light
 from domain.organisation import System
 from domain.phases import Phase
 from domain.plan import CalendarPlan
-from domain.plan_loader import load_calendar, load_plan
+from domain.plan_loader import load_plan
 from workflows.activity_refs import PUBLISH_CIRCULAR, SEND_DIGESTS
 from workflows.digest_contracts import CircularReport, CircularRun, DigestReport, DigestRun
 
@@ -60,15 +61,6 @@ log = structlog.get_logger(__name__)
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def shipped_calendar() -> CalendarPlan:
-    """The supplementary calendars under ``plans/calendars/`` merged (what plans are loaded
-    with), so working days overdue are counted as the ladder counts them."""
-    merged = CalendarPlan()
-    for path in sorted((repo_root() / "plans" / "calendars").glob("*.yaml")):
-        merged = merged.merged(load_calendar(path.read_text("utf-8")))
-    return merged
 
 
 def working_days_overdue(calendar: CalendarPlan, deadline: datetime, now: datetime) -> int:
@@ -101,12 +93,13 @@ class DigestActivities:
         self._sender = sender
 
     def _calendar(self, session: Session, round_id: str) -> CalendarPlan:
-        """The round's plan calendar (if the round was kicked off from a stored plan)."""
-        shipped = shipped_calendar()
+        """The round's plan calendar: what the plan supplies and the supplementary files it
+        names (``calendar.include``), nothing merged silently; the package's alone for a
+        round without a stored plan."""
         definition = session.get(RoundDefinitionRow, round_id)
         if definition is None:
-            return shipped
-        return load_plan(definition.plan_yaml, supplement=shipped).calendar
+            return CalendarPlan()
+        return load_plan(definition.plan_yaml, calendars=calendar_library()).calendar
 
     def _load(self, round_id: str, now: datetime) -> list[StatusLine]:
         """Every organisation's status in the round, with days overdue as of ``now``."""

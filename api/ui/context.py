@@ -10,7 +10,7 @@ from functools import lru_cache
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from activities.digests import shipped_calendar, working_days_overdue
+from activities.digests import working_days_overdue
 from activities.tables import RoundDefinitionRow, RoundRow
 from api.errors import not_found
 from api.plans import parse_plan
@@ -69,7 +69,8 @@ class RoundInfo:
 
     @property
     def calendar(self) -> CalendarPlan:
-        return self.plan.calendar if self.plan is not None else shipped_calendar()
+        # Without a plan: the package's calendar alone (a gap year counts weekends only).
+        return self.plan.calendar if self.plan is not None else CalendarPlan()
 
 
 @lru_cache(maxsize=32)
