@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from sqlalchemy import Table
 
-from activities.tables.access import AuditRow, IdempotencyRow, UserRow
+from activities.tables.access import (
+    ActivationCodeRow,
+    AuditRow,
+    IdempotencyRow,
+    SignInSessionRow,
+    SignInThrottleRow,
+    UserRow,
+)
 from activities.tables.base import Base, NaiveDatetimeError, UTCDateTime
 from activities.tables.campaign import (
     CampaignEventRow,
@@ -48,7 +55,13 @@ from activities.tables.evaluations import (
     EvaluationItemRow,
     EvaluationRow,
 )
-from activities.tables.roster import OrganisationRow, PersonRoleRow, SystemRow, TownshipRow
+from activities.tables.roster import (
+    OrganisationRow,
+    PersonRoleRow,
+    RosterDepartureRow,
+    SystemRow,
+    TownshipRow,
+)
 from activities.tables.round_state import RoundPlanRow, RoundVerdictRow
 
 metadata = Base.metadata
@@ -69,6 +82,7 @@ digests: Table = metadata.tables[DigestRow.__tablename__]
 circulars: Table = metadata.tables[CircularRow.__tablename__]
 
 __all__ = [
+    "ActivationCodeRow",
     "AuditRow",
     "BallotRow",
     "BallotTokenRow",
@@ -98,10 +112,13 @@ __all__ = [
     "PartyMemberRow",
     "PersonRoleRow",
     "PhaseStatusRow",
+    "RosterDepartureRow",
     "RoundDefinitionRow",
     "RoundPlanRow",
     "RoundRow",
     "RoundVerdictRow",
+    "SignInSessionRow",
+    "SignInThrottleRow",
     "StepStatusRow",
     "SubmissionRow",
     "SystemRow",

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -67,3 +68,20 @@ class PersonRoleRow(Base):
     role: Mapped[str] = mapped_column(String(ENUM), primary_key=True)
     scope_key: Mapped[str] = mapped_column(String(NAME), primary_key=True)
     updated_at: Mapped[datetime]
+
+
+class RosterDepartureRow(Base):
+    """An organisation that left the roster while one of its rounds was running, and what
+    the county office chose: ``pending`` until decided, then ``close`` (its workflow closed
+    with ``reason``) or ``keep`` (it runs on). Keyed by round and organisation, so importing
+    the same roster again does not ask twice."""
+
+    __tablename__ = "roster_departures"
+
+    round_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    detected_at: Mapped[datetime]
+    decision: Mapped[str] = mapped_column(String(ENUM))
+    reason: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(ID))
+    decided_at: Mapped[datetime | None]
