@@ -1,0 +1,53 @@
+"""Writing people's text into spreadsheets without it ever becoming a formula.
+
+Any cell written from user text (a reason, a name, a comment) could start with ``=`` and
+come back as a live formula in the reader's Excel: ``=HYPERLINK(...)`` leaks data when
+clicked, ``=cmd|...`` runs a program through DDE. In .xlsx the fix is exact: the cell is
+stored as a string, so Excel shows the characters and evaluates nothing. In CSV there is
+no type, so a value that a spreadsheet program would read as a formula is prefixed with
+an apostrophe (the OWASP rule for CSV injection).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from openpyxl import Workbook
+from openpyxl.worksheet.worksheet import Worksheet
+
+# What spreadsheet programs read as the start of a formula in a text file.
+_CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def append_row(sheet: Worksheet, values: Iterable[Any]) -> None:
+    """Append ``values`` as one row; no string becomes a formula (openpyxl would store any
+    string starting with ``=`` as one)."""
+    sheet.append(list(values))
+    for cell in sheet[sheet.max_row]:
+        if cell.data_type == "f":
+            cell.data_type = "s"
+
+
+def workbook_bytes(title: str, head: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    """One sheet named ``title``: a frozen header row, then ``rows``, every one through
+    :func:`append_row`."""
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None  # a new workbook has one sheet
+    sheet.title = title[:31]
+    append_row(sheet, head)
+    for row in rows:
+        append_row(sheet, row)
+    sheet.freeze_panes = "A2"
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def csv_text(value: object) -> str:
+    """``value`` for a CSV cell: text a spreadsheet program would read as a formula gets a
+    leading apostrophe; everything else is unchanged."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_CSV_FORMULA_STARTS) else text
