@@ -14,8 +14,8 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from openpyxl import Workbook
-from openpyxl.worksheet.worksheet import Worksheet
+from openpyxl import Workbook  # type: ignore[import-untyped]
+from openpyxl.worksheet.worksheet import Worksheet  # type: ignore[import-untyped]
 
 # What spreadsheet programs read as the start of a formula in a text file.
 _CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
