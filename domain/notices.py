@@ -103,6 +103,14 @@ def build_notice(
             f"{org.name}：{stage}阶段将于{deadline}截止（{deadline_day(phase.deadline)}）。"
             f"尚未完成的规定动作：{missing}。请按时提交材料。"
         )
+    elif kind is NoticeKind.ESCALATION and who.role is Role.SECRETARY:
+        # The secretary's own copy: they are the one late, so it asks them to act, not to
+        # urge someone else.
+        title = f"【{rung_name}】{org.name}{stage}阶段{late}"
+        body = (
+            f"{who.label}：你单位{stage}阶段已于{deadline}截止，现{late}。未完成：{missing}。"
+            f"请尽快完成并签收本通知。"
+        )
     elif kind is NoticeKind.ESCALATION:
         title = f"【{rung_name}】{org.name}{stage}阶段{late}"
         body = (
