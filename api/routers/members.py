@@ -10,24 +10,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Request, UploadFile
 from pydantic import BaseModel
-from sqlalchemy import select
 
-from activities.member_store import (
-    MEMBER_LIMITS,
-    OrganisationMembers,
-    active_members,
-    read_member_bytes,
-    store_members,
-)
-from activities.tables import OrganisationRow
-from api.blocking import parse_off_loop, run_sync
-from api.deps import CurrentUser, SessionDep, SessionsDep, require_role
+from activities.member_store import MEMBER_LIMITS
+from api.blocking import parse_off_loop
+from api.callers import service_caller
+from api.deps import CurrentUser, SessionDep, SessionsDep
+from api.errors import as_api_error
 from api.idempotency import idempotent
 from api.responses import AUTHENTICATED, UPLOAD, errors
-from api.routers.organisations import visible_organisation
-from api.scope import scope_condition
 from api.uploads import read_table_upload
-from domain.organisation import Role
+from chuangzheng.services import members
+from chuangzheng.services.errors import ServiceError
 
 router = APIRouter(
     prefix="/api/v1", tags=["公开承诺 commitments"], responses=errors(*AUTHENTICATED, 404, 422)
@@ -73,32 +66,21 @@ async def import_members(
     """Replace the member lists of the organisations the file names; any bad row refuses
     the whole file (422, every row listed with 第n行·表头). Limits (413/422, named in the
     answer): see ``activities.member_store.MEMBER_LIMITS``."""
-    require_role(user, Role.COUNTY_OFFICE, Role.SECRETARY)
+    caller = service_caller(user, request)
+    try:
+        members.authorise_import(caller)
+    except ServiceError as exc:
+        raise as_api_error(exc) from None
     suffix, data = await read_table_upload(file, MEMBER_LIMITS.max_bytes)
 
-    def known_orgs() -> set[str]:
-        with sessions() as session:
-            return set(
-                session.scalars(
-                    select(OrganisationRow.org_id).where(
-                        scope_condition(user), OrganisationRow.active.is_(True)
-                    )
-                )
-            )
-
     async def action() -> dict[str, Any]:
-        known = await run_sync(known_orgs)
-        # Parsing is seconds of CPU for a big sheet: a worker thread, never the event loop;
-        # it raises before anything is written.
-        roster = await parse_off_loop(
-            read_member_bytes, data, suffix, known_orgs=known, limits=MEMBER_LIMITS
-        )
-
-        def store() -> list[OrganisationMembers]:
-            with sessions.begin() as session:
-                return store_members(session, roster)
-
-        report = await run_sync(store)
+        try:
+            # Parsing is seconds of CPU for a big sheet: the API's parse processes.
+            report = await members.import_members(
+                sessions, caller, data, suffix, parse=parse_off_loop
+            )
+        except ServiceError as exc:
+            raise as_api_error(exc) from None
         return {
             "organisations": [
                 {
@@ -106,19 +88,23 @@ async def import_members(
                     "imported": r.imported,
                     "deactivated": r.deactivated,
                     "roster_member_count": r.roster_member_count,
-                    # The coverage guard counts against the county roster's 党员人数.
-                    "matches_roster": r.imported == r.roster_member_count,
+                    "matches_roster": members.matches_roster(r),
                 }
-                for r in report
+                for r in report.organisations
             ],
-            "total": sum(r.imported for r in report),
+            "total": report.total,
         }
 
     return await idempotent(request, sessions, user, action)
 
 
 @router.get("/organisations/{org_id}/members", summary="组织党员名册", response_model=list[Member])
-def list_members(org_id: str, session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
+def list_members(
+    org_id: str, request: Request, session: SessionDep, user: CurrentUser
+) -> list[dict[str, Any]]:
     """The organisation's current members in import order."""
-    visible_organisation(session, user, org_id)
-    return [{"member_id": m.member_id, "name": m.name} for m in active_members(session, org_id)]
+    try:
+        rows = members.members_of(session, service_caller(user, request), org_id)
+    except ServiceError as exc:
+        raise as_api_error(exc) from None
+    return [{"member_id": m.member_id, "name": m.name} for m in rows]

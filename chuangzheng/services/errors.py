@@ -7,7 +7,8 @@ The API maps each class to one HTTP status (``api.errors.as_api_error``); a page
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from domain.errors import DomainError, ValidationFailed
@@ -45,6 +46,14 @@ class Conflict(ServiceError):
     """The object's state no longer allows the call (a finished campaign, a failed query)."""
 
 
+class TooLarge(ServiceError):
+    """An upload, or what it expands to, is over a size limit (the limit named in the
+    message and the field errors)."""
+
+    def __init__(self, message: str, errors: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().__init__("too_large", message, errors)
+
+
 class TemporalUnavailable(ServiceError):
     """Temporal timed out or could not be reached: nothing the caller sent was wrong, and a
     retry later with the same idempotency key is safe."""
@@ -56,10 +65,22 @@ class TemporalUnavailable(ServiceError):
 def from_domain(exc: DomainError) -> ServiceError:
     """A domain refusal as a service error, with its code and every field error: broken
     field rules (``ValidationFailed``, e.g. a plan that does not load) are
-    :class:`InvalidInput`, any other rule :class:`Refused`."""
+    :class:`InvalidInput` (:class:`TooLarge` for a size limit), any other rule
+    :class:`Refused`."""
     errors = [{"field": e.field, "reason": e.reason} for e in getattr(exc, "errors", [])]
     if not errors and exc.field is not None:
         errors = [{"field": exc.field, "reason": exc.reason}]
+    if exc.code == "too_large":
+        return TooLarge(exc.reason, errors)
     if isinstance(exc, ValidationFailed):
         return InvalidInput(exc.code, exc.reason, errors)
     return Refused(exc.code, exc.reason, errors)
+
+
+@contextlib.contextmanager
+def domain_refusals() -> Iterator[None]:
+    """Domain refusals raised inside the block as service errors (:func:`from_domain`)."""
+    try:
+        yield
+    except DomainError as exc:
+        raise from_domain(exc) from None
