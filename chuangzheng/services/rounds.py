@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import anyio.to_thread
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, RPCTimeoutOrCancelledError
 from temporalio.common import WorkflowIDConflictPolicy
@@ -521,27 +522,35 @@ class Rounds:
         command: CalendarUpdate,
         result: dict[str, Any],
     ) -> None:
-        with self.sessions.begin() as session:
-            session.merge(
-                AuditRow(
-                    audit_id=f"round_calendar_updated/{round_id}/{command.update_id}",
-                    user=actor.user,
-                    role=actor.role.value,
-                    action="round_calendar_updated",
-                    round_id=round_id,
-                    org_id=None,
-                    ip=actor.ip,
-                    at=datetime.now(UTC),
-                    detail={
-                        "update_id": command.update_id,
-                        "reason": command.reason,
-                        "applied": bool(result.get("applied")),
-                        "source": command.calendar.source,
-                        "first_day": command.calendar.first_day.isoformat(),
-                        "last_day": command.calendar.last_day.isoformat(),
-                        "holidays": [d.isoformat() for d in published.holidays],
-                        "workdays": [d.isoformat() for d in published.workdays],
-                        "supplied_years": list(published.supplied_years),
-                    },
+        audit_id = f"round_calendar_updated/{round_id}/{command.update_id}"
+        try:
+            with self.sessions.begin() as session:
+                # A retry of the same update (applied=False) must not overwrite the record of
+                # the call that applied it.
+                if session.get(AuditRow, audit_id) is not None:
+                    return
+                session.add(
+                    AuditRow(
+                        audit_id=audit_id,
+                        user=actor.user,
+                        role=actor.role.value,
+                        action="round_calendar_updated",
+                        round_id=round_id,
+                        org_id=None,
+                        ip=actor.ip,
+                        at=datetime.now(UTC),
+                        detail={
+                            "update_id": command.update_id,
+                            "reason": command.reason,
+                            "applied": bool(result.get("applied")),
+                            "source": command.calendar.source,
+                            "first_day": command.calendar.first_day.isoformat(),
+                            "last_day": command.calendar.last_day.isoformat(),
+                            "holidays": [d.isoformat() for d in published.holidays],
+                            "workdays": [d.isoformat() for d in published.workdays],
+                            "supplied_years": list(published.supplied_years),
+                        },
+                    )
                 )
-            )
+        except IntegrityError:
+            pass  # a concurrent retry recorded the same update first
