@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from activities.db import upsert_insert
 from activities.roster_files import read_roster_file
+from activities.spreadsheets import csv_text
 from activities.tables import OrganisationRow, organisations, person_roles, systems, townships
 from domain.organisation import SYSTEM_LABELS, Organisation, OrgType, Role, Roster, System
 from domain.roster_import import ROSTER_HEADERS, organisation_row
@@ -142,7 +143,8 @@ def roster_csv(roster: Roster) -> str:
     writer = csv.DictWriter(buffer, fieldnames=list(ROSTER_HEADERS), lineterminator="\n")
     writer.writeheader()
     for org in roster.organisations:
-        writer.writerow(organisation_row(org))
+        # Opened in a spreadsheet program, no name may start a formula.
+        writer.writerow({k: csv_text(v) for k, v in organisation_row(org).items()})
     return buffer.getvalue()
 
 
