@@ -15,6 +15,7 @@ from temporalio import activity
 from activities.channels.base import DeliveryFailed
 from activities.channels.message import Outgoing, from_digest_row
 from activities.db import upsert_insert
+from activities.spreadsheets import append_row
 from activities.tables import CircularRow, digests
 from domain.calendar import deadline_day
 from domain.digest import (
@@ -135,29 +136,30 @@ def circular_report(row: CircularRow, *, notices_sent: int, again: bool) -> Circ
 
 
 def write_circular_xlsx(circular: Circular, path: Path) -> None:
-    """The circular as a workbook: progress by township, then the laggards by township."""
+    """The circular as a workbook: progress by township, then the laggards by township.
+    Organisation and township names are stored as text, never as formulas."""
     book = Workbook()
     progress = book.active
     assert progress is not None  # a new workbook always has one sheet
     progress.title = "进展情况"
-    progress.append([circular_title(circular)])
-    progress.append([])
-    progress.append(
-        ["乡镇（街道）", "单位数", *(p.label for p in WORKING_PHASES), "已完成", "逾期"]
+    append_row(progress, [circular_title(circular)])
+    append_row(progress, [])
+    append_row(
+        progress, ["乡镇（街道）", "单位数", *(p.label for p in WORKING_PHASES), "已完成", "逾期"]
     )
     for t in circular.townships:
         phases = [t.by_phase.get(p, 0) for p in WORKING_PHASES]
-        progress.append([t.township, t.total, *phases, t.completed, t.overdue])
+        append_row(progress, [t.township, t.total, *phases, t.completed, t.overdue])
     total, completed, overdue = circular.totals()
-    progress.append(["合计", total, *([None] * len(WORKING_PHASES)), completed, overdue])
+    append_row(progress, ["合计", total, *([None] * len(WORKING_PHASES)), completed, overdue])
     laggards = book.create_sheet("逾期单位")
-    laggards.append(["乡镇（街道）", "单位", "阶段", "截止日期", "逾期工作日", "督办级别"])
+    append_row(laggards, ["乡镇（街道）", "单位", "阶段", "截止日期", "逾期工作日", "督办级别"])
     for t in circular.townships:
         for s in t.laggards:
             due = deadline_day(s.deadline).isoformat() if s.deadline else ""
             rung = s.top_rung + 1 if s.top_rung is not None else None
-            laggards.append(
-                [t.township, s.org_name, s.phase.label, due, s.working_days_overdue, rung]
+            append_row(
+                laggards, [t.township, s.org_name, s.phase.label, due, s.working_days_overdue, rung]
             )
     path.parent.mkdir(parents=True, exist_ok=True)
     book.save(path)

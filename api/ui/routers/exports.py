@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -10,9 +9,9 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from openpyxl import Workbook  # type: ignore[import-untyped]
 from sqlalchemy import select
 
+from activities.spreadsheets import workbook_bytes
 from activities.tables import CampaignEventRow, CampaignStatusRow
 from api.deps import SessionDep
 from api.errors import not_found
@@ -37,18 +36,10 @@ def _download(data: bytes, media_type: str, filename: str) -> Response:
 
 
 def workbook(title: str, head: Sequence[str], rows: Sequence[Sequence[Any]]) -> bytes:
-    """One sheet: a header row, then the rows (what every list export writes)."""
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None  # a new workbook has one sheet
-    sheet.title = title[:31]
-    sheet.append(list(head))
-    for row in rows:
-        sheet.append(list(row))
-    sheet.freeze_panes = "A2"
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+    """One sheet: a header row, then the rows (what every list export writes). People's
+    text (reasons, names) is stored as text, never as a formula
+    (``activities.spreadsheets``)."""
+    return workbook_bytes(title, head, rows)
 
 
 def _round(session: SessionDep, round_id: str) -> RoundInfo:
