@@ -1,0 +1,217 @@
+"""Accounts, as the county office administers them: who may manage whom, what scope each
+role carries, the password policy and the one-time activation codes.
+
+Pure rules: the service (``chuangzheng.services.accounts``) reads the accounts and the
+roster, hashes and stores; this module only decides. Nothing here knows the clock or the
+database; the code generator takes its randomness from :mod:`secrets`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from domain.errors import FieldError
+from domain.organisation import Role, System
+
+
+class AccountSource(StrEnum):
+    """Who keeps an account: roster imports, the county office's admin page, or the demo."""
+
+    ROSTER = "roster"
+    ADMIN = "admin"
+    DEMO = "demo"
+
+
+class ScopeKind(StrEnum):
+    """What a role's ``scope_key`` names."""
+
+    NONE = "none"  # county-wide roles: the key is empty
+    SYSTEM = "system"  # a guidance group: one of ``domain.organisation.System``
+    TOWNSHIP = "township"  # a township committee: the township's name
+    INSTRUCTOR = "instructor"  # an instructor: their name as the roster's 指导员 column has it
+    ORGANISATION = "organisation"  # a secretary: the organisation's id
+
+
+SCOPE_KINDS: dict[Role, ScopeKind] = {
+    Role.COUNTY_OFFICE: ScopeKind.NONE,
+    Role.ASSESSMENT_GROUP: ScopeKind.NONE,
+    Role.GUIDANCE_GROUP: ScopeKind.SYSTEM,
+    Role.TOWNSHIP: ScopeKind.TOWNSHIP,
+    Role.INSTRUCTOR: ScopeKind.INSTRUCTOR,
+    Role.SECRETARY: ScopeKind.ORGANISATION,
+}
+
+#: The roles that administer accounts at all (each within :func:`manages`).
+ADMIN_ROLES: frozenset[Role] = frozenset({Role.COUNTY_OFFICE, Role.TOWNSHIP})
+
+#: How long an activation code stays valid after it is issued.
+CODE_LIFETIME = timedelta(days=14)
+
+#: Letters and digits nobody misreads on paper: no 0/O, 1/I/L, and no U (reads as V).
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
+CODE_LENGTH = 12
+CODE_GROUP = 4
+
+#: Usernames: letters, digits, Chinese characters and ``_ . -`` (the roster's accounts are
+#: named like ``township-城关镇``), starting with a letter, digit or Chinese character.
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9\u4e00-\u9fff][A-Za-z0-9_.\-\u4e00-\u9fff]{0,63}$")
+
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class Administrator:
+    """Who administers: their role and the key of what it covers."""
+
+    role: Role
+    scope_key: str
+
+
+@dataclass(frozen=True)
+class AccountScope:
+    """An account as the scope rules see it: its role, its key, and the township it belongs
+    to (a township's own name, a secretary's organisation's township; None otherwise)."""
+
+    role: Role
+    scope_key: str
+    township: str | None
+
+
+def manages(admin: Administrator, account: AccountScope) -> bool:
+    """Whether ``admin`` may see and change ``account``: the county office manages everyone;
+    a township committee only the secretaries of its own organisations; nobody else anyone."""
+    if admin.role is Role.COUNTY_OFFICE:
+        return True
+    if admin.role is Role.TOWNSHIP:
+        return account.role is Role.SECRETARY and account.township == admin.scope_key
+    return False
+
+
+def may_administer(admin: Administrator) -> bool:
+    """Whether ``admin``'s role administers accounts at all."""
+    return admin.role in ADMIN_ROLES
+
+
+def check_username(username: str) -> list[FieldError]:
+    """Problems with a new account's username (empty when it is acceptable)."""
+    if not USERNAME_PATTERN.fullmatch(username):
+        return [
+            FieldError(
+                "username",
+                "账号应为 1–64 个字母、数字、汉字或 _ . -，以字母、数字或汉字开头",
+            )
+        ]
+    return []
+
+
+def check_scope_shape(role: Role, scope_key: str) -> list[FieldError]:
+    """Problems with ``scope_key`` for ``role`` that need no roster (a county-wide role has
+    no key, a guidance group names a system, the other roles name something). Whether the
+    township, organisation or instructor exists is the service's check."""
+    kind = SCOPE_KINDS[role]
+    if kind is ScopeKind.NONE:
+        return [] if scope_key == "" else [FieldError("scope_key", "该角色覆盖全县，范围应为空")]
+    if not scope_key.strip():
+        return [FieldError("scope_key", "该角色必须指定范围")]
+    if kind is ScopeKind.SYSTEM and scope_key not in {s.value for s in System}:
+        allowed = "、".join(s.value for s in System)
+        return [FieldError("scope_key", f"指导小组的范围应为系统之一：{allowed}")]
+    return []
+
+
+# ----- passwords -----------------------------------------------------------------------------
+
+# Passwords people pick first, including the ones common among Chinese users (pinyin, 520 and
+# 1314 love numbers, keyboard walks). Shorter ones are refused by length anyway; they stay in
+# the list because a padded variant ("123456123456") is refused by the same lookup.
+_COMMON_PASSWORD_TEXT = """
+    123456 1234567 12345678 123456789 1234567890 12345678910 0123456789 9876543210 987654321
+    111111 1111111111 000000 0000000000 666666 6666666666 888888 8888888888 999999 9999999999
+    123123 123123123 123123123123 123321 1234554321 112233 11223344 1122334455 123654
+    654321 123456123456 123456654321 12341234 1234512345 147258369 147258 159357 159753
+    741852963 789456123 789456 456789 135792468 1357924680 13579 2468013579 5201314
+    520520 5201314520 1314520 1314521 13145201314 520131400 521521 woaini woaini1314
+    woaini520 woaini521 woaiwojia woainima iloveyou iloveyou1 iloveyou123 iloveyou1314
+    5211314 a123456 a1234567 a12345678 a123456789 a1234567890 aa123456 aa12345678
+    abc123 abc123456 abc1234567 abc12345678 abcd1234 abcd123456 abcd12345678 abcdef
+    abcdefg abcdefgh abcdefghij abcde12345 a1b2c3d4 a1b2c3d4e5 1a2b3c4d 1q2w3e4r 1q2w3e4r5t
+    1qaz2wsx 1qaz2wsx3edc 1qazxsw2 zaq12wsx zaq1xsw2 qazwsx qazwsxedc qazwsx123 qwe123
+    qwe123456 qweasd qweasdzxc qweasd123 qwer1234 qwerty qwerty1 qwerty12 qwerty123
+    qwerty1234 qwerty12345 qwertyui qwertyuiop asdfgh asdfghjkl asdf1234 asd123456
+    zxcvbn zxcvbnm zxcvbnm123 zxc123456 password password1 password12 password123
+    password1234 passw0rd p@ssw0rd p@ssword pass1234 pass123456 admin admin123
+    admin1234 admin12345 admin123456 administrator root root123 root123456 test test123
+    test123456 test1234 guest guest123 user user123 user123456 welcome welcome1 welcome123
+    letmein letmein123 changeme changeme123 default default123 secret secret123 master
+    master123 login login123 dragon monkey football baseball sunshine princess shadow
+    superman batman trustno1 starwars whatever freedom michael jordan23 hello hello123
+    hello1234 helloworld loveyou love1314 lovelove 88888888 66666666 11111111 00000000
+    12121212 11112222 12344321 1234qwer 1234abcd qq123456 qq1234567 qq12345678 aini1314
+    aini520 zhang123 zhang123456 wang123 wang123456 li123456 liu123456 chen123456
+    yang123456 zhao123456 huang123456 zhou123456 wu123456 xu123456 sun123456 ma123456
+    zhongguo zhongguo123 china123 china123456 beijing beijing123 shanghai shanghai123
+    baidu123 taobao123 wangyi123 tencent123 weixin123 woshishui woshinidie nihao123
+    nihao123456 nicai123 xiaoming xiaoming123 laopo520 laogong520 laopo1314 laogong1314
+    baobao520 baobei520 baobei1314 asd123 asdasd asdasdasd asdasd123 qwe123qwe
+    qweqweqwe zxczxczxc 1qaz@wsx 1qaz!qaz !qaz2wsx p@ssw0rd123 admin@123 admin@1234
+    admin#123 abc@123 abc@123456 a123456789. aa123123 aa112233 abc123abc 123abc 123abc456
+    123qwe 123qweasd 123qweasdzxc 123asd 123456abc 123456aa 123456a 123456qq 123456789a
+    123456789q 12345qwert 12345abcde 1234567a 1234567q 12345678a 12345678q qwer123456
+    dangyuan123 dangjian123 dangzhibu123 chuangzheng cxzy123456 gongchandang zhengfu123
+    dangwei123 shuji123456 zhidaoyuan xiangzhen123 cunweihui123 password2024 password2025
+    password2026 admin2024 admin2025 admin2026 woaini2024 woaini2025 woaini2026
+    abc12345678910 aaaaaaaaaa aaaaaa1111 qwertyuiop123 1234567890a 1234567890q
+    0987654321 asdfghjkl123 zxcvbnm1234 q1w2e3r4t5 q1w2e3r4 a1s2d3f4 z1x2c3v4
+    mima123456 mimamima mima1234 wodemima wodemima123 huanying123 ceshi123456 ceshi
+    qwerty123456 qwerty1234567 qwe1234567 qwer12345678 asdf123456 zxcv123456 abcd1234567
+    iloveyou520 iloveyou5201314 woaini123456 woaini5201314 wo5201314 5201314a a5201314
+"""
+COMMON_PASSWORDS: frozenset[str] = frozenset(_COMMON_PASSWORD_TEXT.split())
+
+
+def _is_trivial(password: str) -> bool:
+    """One character repeated, or a run of consecutive keys/digits (``0123456789ab``…)."""
+    if len(set(password)) <= 2:
+        return True
+    steps = {ord(b) - ord(a) for a, b in itertools.pairwise(password)}
+    return steps <= {1} or steps <= {-1}
+
+
+def password_problems(password: str, username: str) -> list[FieldError]:
+    """Every reason ``password`` is refused for ``username`` (empty when it is acceptable):
+    at least :data:`MIN_PASSWORD_LENGTH` characters, not a common or trivial password, not
+    the username nor containing it."""
+    problems: list[str] = []
+    if len(password) < MIN_PASSWORD_LENGTH:
+        problems.append(f"密码至少 {MIN_PASSWORD_LENGTH} 个字符")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        problems.append(f"密码最多 {MAX_PASSWORD_LENGTH} 个字符")
+    folded = password.casefold()
+    if folded in COMMON_PASSWORDS or _is_trivial(password):
+        problems.append("密码过于常见或简单，容易被猜中")
+    name = username.casefold()
+    if name and name in folded:
+        problems.append("密码不能是账号或包含账号")
+    return [FieldError("new_password", reason) for reason in problems]
+
+
+# ----- activation codes ----------------------------------------------------------------------
+
+
+def new_activation_code() -> str:
+    """A fresh code like ``ABCD-EFGH-JKMN``: 12 characters of :data:`CODE_ALPHABET` (about
+    59 bits), grouped by four so it can be read out and typed from paper."""
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return "-".join(raw[i : i + CODE_GROUP] for i in range(0, CODE_LENGTH, CODE_GROUP))
+
+
+def normalise_code(text: str) -> str:
+    """A typed code as it is hashed: case, spaces and dashes (ASCII or full-width, as a
+    Chinese input method types them) do not matter."""
+    return re.sub(r"[\s\-－—_]", "", text).upper()
