@@ -17,7 +17,7 @@ from activities.tables import CommitmentRow, OrganisationRow, RoundRow
 from api.deps import SessionDep
 from api.public.render import page
 from api.responses import errors
-from api.routers import commitment_views as views
+from chuangzheng.services.commitments import commitment_document
 from domain.commitments import CommitmentKind
 
 router = APIRouter(
@@ -70,7 +70,7 @@ def organisation_page(
     if not rows or organisation is None:
         return page(request, "commitments_missing.html", {}, status_code=404)
     ordered = sorted(rows, key=lambda r: (r.kind != CommitmentKind.ORGANISATION, r.member_name))
-    commitments = [views.commitment_view(session, r) for r in ordered]
+    commitments = [commitment_document(session, r) for r in ordered]
     round_row = session.get(RoundRow, round_id)
     return page(
         request,

@@ -1,33 +1,25 @@
 """公开承诺 as a procedure: record → 审诺 → 公示 → 践诺 → 评诺, and the workflow step.
 
-The secretary (or the county office) records the organisation's and each member's
-commitment with items and due dates and submits for 审诺; the upper level (instructor,
-township, guidance group, county office) signs off or returns with a reason; either side
-publishes. Absences, the 践诺 ledger, 评诺 and the workflow step are in
-:mod:`api.routers.commitment_ledger`. Every route checks scope first (404 outside it); every
-write runs once per Idempotency-Key.
+The use cases are ``chuangzheng.services.commitments``; the routes parse the request, call
+them and map their errors to HTTP (``api.errors.as_api_error``). Recording, 审诺 and 公示
+are here; absences, the 践诺 ledger, 评诺 and the workflow step in
+:mod:`api.routers.commitment_ledger`. Every write runs once per Idempotency-Key, and the
+caller's scope and role are checked before a stored answer is replayed.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import inspect
+from collections.abc import Callable, Collection
 from typing import Any
 
-from fastapi import APIRouter, Request
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
-from activities.tables import (
-    CommitmentAbsenceRow,
-    CommitmentItemRow,
-    CommitmentRow,
-    PartyMemberRow,
-)
 from api.auth import User
-from api.blocking import run_sync
-from api.deps import CurrentUser, SessionsDep, require_role
-from api.errors import ApiError
+from api.callers import service_caller
+from api.deps import CurrentUser, SessionsDep
+from api.errors import as_api_error
 from api.idempotency import idempotent
 from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.routers import commitment_views as views
@@ -37,19 +29,11 @@ from api.routers.commitment_bodies import (
     SignOffBody,
     SubmitBody,
 )
-from api.routers.organisations import visible_organisation
-from domain.calendar import CalendarGap, local_date
-from domain.commitments import (
-    CommitmentKind,
-    CommitmentStatus,
-    ItemDraft,
-    check_commitment,
-    move,
-    notice_ends,
-    require_reason,
-)
-from domain.errors import DomainError
-from domain.organisation import SUPERVISOR_ROLES, Role
+from chuangzheng.services import commitments
+from chuangzheng.services.callers import Caller
+from chuangzheng.services.errors import ServiceError
+from domain.commitments import ItemDraft
+from domain.organisation import Role
 
 router = APIRouter(
     prefix="/api/v1/rounds/{round_id}/organisations/{org_id}/commitments",
@@ -57,39 +41,56 @@ router = APIRouter(
     responses=errors(*AUTHENTICATED, 404, 409, 422),
 )
 
-# Who records (as for evidence), who signs off and reviews (the upper levels), who publishes.
-RECORDERS = (Role.SECRETARY, Role.COUNTY_OFFICE)
-SIGNERS = tuple(sorted(SUPERVISOR_ROLES))
-PUBLISHERS = tuple(sorted(set(RECORDERS) | SUPERVISOR_ROLES))
 
+async def answer_once(
+    request: Request,
+    sessions: SessionsDep,
+    user: User,
+    roles: Collection[Role] | None,
+    round_id: str,
+    org_id: str,
+    call: Callable[[Caller], Any],
+    *,
+    status_code: int = 200,
+) -> Response:
+    """Run the use case ``call`` once per Idempotency-Key, its errors mapped to HTTP; the
+    caller's scope, the round and the role (``roles``) are checked first, so a refusal wins
+    over a stored answer."""
+    caller = service_caller(user, request)
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+    def check(session: Session) -> None:
+        try:
+            commitments.check_caller(session, caller, round_id, org_id, roles)
+        except ServiceError as exc:
+            raise as_api_error(exc) from None
 
+    def action() -> Any:
+        try:
+            return call(caller)
+        except ServiceError as exc:
+            raise as_api_error(exc) from None
 
-def _scoped(sessions: SessionsDep, user: User, round_id: str, org_id: str) -> None:
-    with sessions() as session:
-        visible_organisation(session, user, org_id)
-        views.round_plan(session, round_id)
+    async def temporal_action() -> Any:
+        try:
+            return await call(caller)
+        except ServiceError as exc:
+            raise as_api_error(exc) from None
 
-
-def _member(session: Session, org_id: str, member_id: str) -> PartyMemberRow:
-    row = session.get(PartyMemberRow, (org_id, member_id))
-    if row is None or not row.active:
-        raise DomainError("不在本组织党员名册中", code="invalid", field="member_id")
-    return row
+    # A use case that calls Temporal is awaited on the loop; the others (database work
+    # only) run in the threadpool.
+    run = temporal_action if inspect.iscoroutinefunction(call) else action
+    return await idempotent(request, sessions, user, run, status_code=status_code, check=check)
 
 
 @router.get("", summary="承诺台账（含覆盖情况）", response_model=views.LedgerView)
-def ledger(round_id: str, org_id: str, sessions: SessionsDep, user: CurrentUser) -> dict[str, Any]:
+def ledger(
+    round_id: str, org_id: str, request: Request, sessions: SessionsDep, user: CurrentUser
+) -> dict[str, Any]:
     """Every commitment of the organisation in the round, and who is still uncovered."""
-    _scoped(sessions, user, round_id, org_id)
-    with sessions() as session:
-        rows = views.org_commitments(session, round_id, org_id)
-        return {
-            "commitments": [views.commitment_view(session, r) for r in rows],
-            "coverage": views.coverage_view(session, round_id, org_id),
-        }
+    try:
+        return commitments.ledger(sessions, service_caller(user, request), round_id, org_id)
+    except ServiceError as exc:
+        raise as_api_error(exc) from None
 
 
 @router.post(
@@ -107,74 +108,16 @@ async def record(
     user: CurrentUser,
 ) -> Any:
     """Create or revise a draft (or returned) commitment with its items."""
-    await run_sync(_scoped, sessions, user, round_id, org_id)
-    require_role(user, *RECORDERS)
-    items = [ItemDraft(i.content.strip(), i.due) for i in body.items]
+    draft = commitments.CommitmentDraft(
+        content=body.content,
+        items=tuple(ItemDraft(i.content, i.due) for i in body.items),
+        member_id=body.member_id,
+    )
 
-    def write(now: datetime) -> dict[str, Any]:
-        with sessions.begin() as session:
-            kind, key, name = CommitmentKind.ORGANISATION, views.ORGANISATION_KEY, ""
-            if body.member_id is not None:
-                member = _member(session, org_id, body.member_id)
-                kind, key, name = CommitmentKind.MEMBER, member.member_id, member.name
-            cid = views.commitment_id(round_id, org_id, key)
-            row = session.get(CommitmentRow, cid)
-            if row is None:
-                row = CommitmentRow(
-                    commitment_id=cid, round_id=round_id, org_id=org_id, kind=kind,
-                    member_key=key, status=CommitmentStatus.DRAFTED, return_reason="",
-                )  # fmt: skip
-                session.add(row)
-            else:
-                row.status = move(CommitmentStatus(row.status), "revise")
-            row.member_name, row.content = name, body.content.strip()
-            row.recorded_by, row.updated_at = user.username, now
-            session.flush()
-            session.execute(delete(CommitmentItemRow).where(CommitmentItemRow.commitment_id == cid))
-            session.add_all(
-                CommitmentItemRow(
-                    item_id=f"{cid}-{n}",
-                    commitment_id=cid,
-                    position=n,
-                    content=i.content,
-                    due=i.due,
-                )
-                for n, i in enumerate(items)
-            )
-            if key:  # a member who commits is no longer absent
-                session.execute(
-                    delete(CommitmentAbsenceRow).where(
-                        CommitmentAbsenceRow.round_id == round_id,
-                        CommitmentAbsenceRow.org_id == org_id,
-                        CommitmentAbsenceRow.member_id == key,
-                    )
-                )
-            session.flush()
-            return views.commitment_view(session, row)
+    def call(caller: Caller) -> dict[str, Any]:
+        return commitments.record(sessions, caller, round_id, org_id, draft)
 
-    def action() -> dict[str, Any]:
-        now = _now()
-        check_commitment(body.content, items, today=local_date(now))
-        try:
-            return write(now)
-        except IntegrityError:
-            # Two first recordings of the same commitment raced (a double click without an
-            # Idempotency-Key): the loser finds the winner's row now and revises it.
-            return write(now)
-
-    return await idempotent(request, sessions, user, action)
-
-
-def _select(
-    session: Session,
-    round_id: str,
-    org_id: str,
-    ids: list[str] | None,
-    wanted: set[CommitmentStatus],
-) -> list[CommitmentRow]:
-    if ids is None:
-        return [r for r in views.org_commitments(session, round_id, org_id) if r.status in wanted]
-    return [views.load_commitment(session, round_id, org_id, cid) for cid in dict.fromkeys(ids)]
+    return await answer_once(request, sessions, user, commitments.RECORDERS, round_id, org_id, call)
 
 
 @router.post(
@@ -188,20 +131,11 @@ async def submit(
     user: CurrentUser,
 ) -> Any:  # fmt: skip
     """Send commitments to the upper level for 审诺 (all or none)."""
-    await run_sync(_scoped, sessions, user, round_id, org_id)
-    require_role(user, *RECORDERS)
 
-    def action() -> list[dict[str, Any]]:
-        with sessions.begin() as session:
-            wanted = {CommitmentStatus.DRAFTED, CommitmentStatus.RETURNED}
-            rows = _select(session, round_id, org_id, body.commitment_ids, wanted)
-            if not rows:
-                raise ApiError(409, "invalid_transition", "没有可提交审诺的承诺")
-            for row in rows:
-                row.status, row.updated_at = move(CommitmentStatus(row.status), "submit"), _now()
-            return [views.commitment_view(session, r) for r in rows]
+    def call(caller: Caller) -> list[dict[str, Any]]:
+        return commitments.submit(sessions, caller, round_id, org_id, body.commitment_ids)
 
-    return await idempotent(request, sessions, user, action)
+    return await answer_once(request, sessions, user, commitments.RECORDERS, round_id, org_id, call)
 
 
 @router.post(
@@ -215,22 +149,14 @@ async def sign_off(
     user: CurrentUser,
 ) -> Any:  # fmt: skip
     """The upper level approves the named commitments, or returns them with a reason."""
-    await run_sync(_scoped, sessions, user, round_id, org_id)
-    require_role(user, *SIGNERS)
-    reason = body.reason.strip() if body.approve else require_reason(body.reason, "退回承诺")
 
-    def action() -> list[dict[str, Any]]:
-        trigger = "approve" if body.approve else "return_commitment"
-        with sessions.begin() as session:
-            rows = _select(session, round_id, org_id, body.commitment_ids, set())
-            for row in rows:
-                row.status = move(CommitmentStatus(row.status), trigger)
-                row.return_reason = "" if body.approve else reason
-                row.decided_by, row.decided_at = user.username, _now()
-                row.updated_at = row.decided_at
-            return [views.commitment_view(session, r) for r in rows]
+    def call(caller: Caller) -> list[dict[str, Any]]:
+        return commitments.sign_off(
+            sessions, caller, round_id, org_id, body.commitment_ids,
+            approve=body.approve, reason=body.reason,
+        )  # fmt: skip
 
-    return await idempotent(request, sessions, user, action)
+    return await answer_once(request, sessions, user, commitments.SIGNERS, round_id, org_id, call)
 
 
 @router.post(
@@ -244,25 +170,10 @@ async def publish(
     user: CurrentUser,
 ) -> Any:  # fmt: skip
     """Publish every approved commitment on the public page for the notice period."""
-    await run_sync(_scoped, sessions, user, round_id, org_id)
-    require_role(user, *PUBLISHERS)
 
-    def action() -> list[dict[str, Any]]:
-        now = _now()
-        with sessions.begin() as session:
-            plan, _ = views.round_plan(session, round_id)
-            try:
-                ends = notice_ends(now, body.notice_working_days, plan.calendar.build())
-            except CalendarGap as exc:
-                raise DomainError(str(exc), code="invalid", field="notice_working_days") from None
-            wanted = {CommitmentStatus.APPROVED}
-            rows = _select(session, round_id, org_id, None, wanted)
-            if not rows:
-                raise ApiError(409, "invalid_transition", "没有审诺通过、待公示的承诺")
-            for row in rows:
-                row.status = move(CommitmentStatus(row.status), "publish")
-                row.published_by, row.published_at, row.notice_ends_at = user.username, now, ends
-                row.updated_at = now
-            return [views.commitment_view(session, r) for r in rows]
+    def call(caller: Caller) -> list[dict[str, Any]]:
+        return commitments.publish(sessions, caller, round_id, org_id, body.notice_working_days)
 
-    return await idempotent(request, sessions, user, action)
+    return await answer_once(
+        request, sessions, user, commitments.PUBLISHERS, round_id, org_id, call
+    )
