@@ -1,44 +1,31 @@
 """评选表彰 (seed 002 §五(五)), declaring and scoring.
 
-A secretary declares for their organisation and a township for the organisations of its
-township (各级党委自行申报); the assessment group (县委考核组) scores, each assessor on their
-own sheet, editable until submitted. The organisation a request names is checked for scope
-first (404 outside it), then the role (403). Each write is one transaction: nothing
-half-written. Ranking, 审定, publication and certificates: :mod:`api.routers.honours`.
+The use cases are ``chuangzheng.services.commendation``; the routes parse the request, call
+them and map their errors to HTTP (``api.errors.as_api_error``). The response models of both
+commendation routers are here; ranking, 审定, publication and certificates are in
+:mod:`api.routers.honours`.
 """
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from activities.commendation_store import Stage, stage
-from activities.tables import CommendationDeclarationRow, CommendationScoreSheetRow, OrganisationRow
-from api.commendation_common import (
-    audit_row,
-    commendation_round,
-    one_writer,
-    require_stage,
-    visible_declaration,
-)
-from api.commendation_views import declaration_view, sheet_view
-from api.deps import CurrentUser, SessionDep, SessionsDep, require_role
-from api.errors import ApiError, not_found
+from api.auth import User
+from api.callers import service_caller
+from api.deps import CurrentUser, SessionDep, SessionsDep
+from api.errors import as_api_error
 from api.idempotency import idempotent
 from api.limits import Evidence
 from api.responses import AUTHENTICATED, WITH_BODY, Timestamp, errors
-from api.routers.organisations import visible_organisation
-from api.scope import scope_condition
-from domain.commendation import check_declaration, check_scores
+from chuangzheng.services import commendation
+from chuangzheng.services.callers import Caller
+from chuangzheng.services.errors import ServiceError
 from domain.commendation_approval import Decision, Honour
-from domain.errors import FieldError, ValidationFailed
-from domain.organisation import Role
 from domain.rubric import CommendationRules, HonourCategory
 
 router = APIRouter(
@@ -46,8 +33,6 @@ router = APIRouter(
     tags=["评选表彰 commendation"],
     responses=errors(*AUTHENTICATED, 404, 409, 422),
 )
-
-DECLARERS = (Role.SECRETARY, Role.TOWNSHIP)
 
 
 class Declare(BaseModel):
@@ -220,11 +205,40 @@ class PublishedHonours(BaseModel):
     honours: list[HonourView]
 
 
+async def answer_once(
+    request: Request,
+    sessions: SessionsDep,
+    user: User,
+    call: Callable[[Caller], Any],
+    *,
+    status_code: int = 200,
+) -> Response:
+    """Run the write ``call`` once per Idempotency-Key, in the threadpool (SQL off the event
+    loop), its errors mapped to HTTP."""
+    caller = service_caller(user, request)
+
+    async def run() -> Any:
+        try:
+            return await run_in_threadpool(call, caller)
+        except ServiceError as exc:
+            raise as_api_error(exc) from None
+
+    return await idempotent(request, sessions, user, run, status_code=status_code)
+
+
+def mapped(call: Callable[[], Any]) -> Any:
+    """The read ``call``'s answer, its errors mapped to HTTP."""
+    try:
+        return call()
+    except ServiceError as exc:
+        raise as_api_error(exc) from None
+
+
 @router.get("/rules", summary="评选表彰规则（评分标准与名额）", response_model=RulesView)
 def rules(round_id: str, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
     """The round's rubrics, quotas and outlier rule (from its plan)."""
-    context = commendation_round(session, round_id)
-    return context.rules.model_dump(mode="json") | {"stage": stage(session, round_id).value}
+    result: dict[str, Any] = mapped(lambda: commendation.rules(session, round_id))
+    return result
 
 
 @router.post(
@@ -239,58 +253,14 @@ async def declare(
     round_id: str, body: Declare, request: Request, user: CurrentUser, sessions: SessionsDep
 ) -> Any:
     """Declare an organisation, or a person it nominates, for an honour."""
+    declaration = commendation.Declaration(
+        category=body.category, org_id=body.org_id, deeds=body.deeds, nominee=body.nominee
+    )
 
-    def action() -> dict[str, Any]:
-        with one_writer(), sessions.begin() as session:
-            context = commendation_round(session, round_id, lock=True)
-            org = visible_organisation(session, user, body.org_id)
-            require_role(user, *DECLARERS)
-            require_stage(session, round_id, Stage.OPEN, "本轮评选表彰已审定，不能再申报")
-            check_declaration(context.rules, body.category, body.nominee, body.deeds)
-            if not context.covers(org):
-                raise ValidationFailed([FieldError("org_id", "该组织不在本轮活动范围内")])
-            nominee = (body.nominee or "").strip() if body.category.for_person else org.name
-            duplicate = session.scalar(
-                select(CommendationDeclarationRow.declaration_id).where(
-                    CommendationDeclarationRow.round_id == round_id,
-                    CommendationDeclarationRow.category == body.category.value,
-                    CommendationDeclarationRow.org_id == org.id,
-                    CommendationDeclarationRow.nominee == nominee,
-                )
-            )
-            if duplicate is not None:
-                raise ApiError(409, "duplicate", f"{nominee}已申报{body.category.label}")
-            row = CommendationDeclarationRow(
-                declaration_id=f"dec-{uuid.uuid4().hex[:16]}",
-                round_id=round_id,
-                category=body.category.value,
-                org_id=org.id,
-                org_name=org.name,
-                system=org.system.value,
-                township=org.township,
-                nominee=nominee,
-                deeds=body.deeds.strip(),
-                declared_by=user.username,
-                declared_role=user.role.value,
-                declared_at=datetime.now(UTC),
-            )
-            session.add(row)
-            session.add(
-                audit_row(
-                    user,
-                    request,
-                    "declared",
-                    round_id,
-                    org.id,
-                    {"declaration_id": row.declaration_id},
-                )
-            )
-            return declaration_view(row, None)
+    def call(caller: Caller) -> dict[str, Any]:
+        return commendation.declare(sessions, caller, round_id, declaration)
 
-    async def run() -> dict[str, Any]:
-        return await run_in_threadpool(action)  # SQL off the event loop
-
-    return await idempotent(request, sessions, user, run, status_code=201)
+    return await answer_once(request, sessions, user, call, status_code=201)
 
 
 @router.get(
@@ -300,28 +270,14 @@ async def declare(
     response_model_exclude_unset=True,
 )
 def list_declarations(
-    round_id: str, session: SessionDep, user: CurrentUser
+    round_id: str, request: Request, session: SessionDep, user: CurrentUser
 ) -> list[dict[str, Any]]:
     """The declarations the caller may see; an assessor also sees their own sheet's state."""
-    commendation_round(session, round_id)
-    rows = session.scalars(
-        select(CommendationDeclarationRow)
-        .join(OrganisationRow, OrganisationRow.org_id == CommendationDeclarationRow.org_id)
-        .where(CommendationDeclarationRow.round_id == round_id)
-        .where(scope_condition(user))
-        .order_by(CommendationDeclarationRow.declared_at)
-    ).all()
-    sheets: dict[str, CommendationScoreSheetRow] = {}
-    if user.role is Role.ASSESSMENT_GROUP:
-        sheets = {
-            s.declaration_id: s
-            for s in session.scalars(
-                select(CommendationScoreSheetRow)
-                .where(CommendationScoreSheetRow.round_id == round_id)
-                .where(CommendationScoreSheetRow.assessor == user.username)
-            )
-        }
-    return [declaration_view(r, sheets.get(r.declaration_id)) for r in rows]
+    caller = service_caller(user, request)
+    result: list[dict[str, Any]] = mapped(
+        lambda: commendation.declarations(session, caller, round_id)
+    )
+    return result
 
 
 @router.put(
@@ -340,58 +296,23 @@ async def score(
 ) -> Any:
     """Save the caller's sheet; ``submit: true`` needs every item and closes it."""
 
-    def action() -> dict[str, Any]:
-        with one_writer(), sessions.begin() as session:
-            context = commendation_round(session, round_id, lock=True)
-            row = visible_declaration(session, user, round_id, declaration_id)
-            require_role(user, Role.ASSESSMENT_GROUP)
-            require_stage(session, round_id, Stage.OPEN, "本轮评选表彰已审定，评分已锁定")
-            category = context.rules.category(HonourCategory(row.category))
-            if category is None:
-                raise ApiError(409, "not_awarded", "本轮计划不再评选该项表彰")
-            sheet = session.get(CommendationScoreSheetRow, (declaration_id, user.username))
-            if sheet is not None and sheet.submitted_at is not None:
-                raise ApiError(409, "sheet_submitted", "评分表已提交，不能修改")
-            scores = check_scores(category, body.scores, complete=body.submit)
-            now = datetime.now(UTC)
-            if sheet is None:
-                sheet = CommendationScoreSheetRow(
-                    declaration_id=declaration_id, assessor=user.username, round_id=round_id
-                )
-                session.add(sheet)
-            sheet.scores = {k: str(v) for k, v in scores.items()}
-            sheet.updated_at = now
-            sheet.submitted_at = now if body.submit else None
-            kind = "sheet_submitted" if body.submit else "sheet_saved"
-            session.add(
-                audit_row(
-                    user,
-                    request,
-                    kind,
-                    round_id,
-                    row.org_id,
-                    {"declaration_id": declaration_id, "scores": sheet.scores},
-                )
-            )
-            return sheet_view(category, sheet)
+    def call(caller: Caller) -> dict[str, Any]:
+        return commendation.score(
+            sessions, caller, round_id, declaration_id, body.scores, submit=body.submit
+        )
 
-    async def run() -> dict[str, Any]:
-        return await run_in_threadpool(action)  # SQL off the event loop
-
-    return await idempotent(request, sessions, user, run)
+    return await answer_once(request, sessions, user, call)
 
 
 @router.get(
     "/declarations/{declaration_id}/sheets/mine", summary="我的评分表", response_model=SheetView
 )
 def my_sheet(
-    round_id: str, declaration_id: str, session: SessionDep, user: CurrentUser
+    round_id: str, declaration_id: str, request: Request, session: SessionDep, user: CurrentUser
 ) -> dict[str, Any]:
     """The caller's own sheet (assessors never see each other's sheets here)."""
-    context = commendation_round(session, round_id)
-    row = visible_declaration(session, user, round_id, declaration_id)
-    sheet = session.get(CommendationScoreSheetRow, (declaration_id, user.username))
-    category = context.rules.category(HonourCategory(row.category))
-    if sheet is None or category is None:
-        raise not_found("尚未评分")
-    return sheet_view(category, sheet)
+    caller = service_caller(user, request)
+    result: dict[str, Any] = mapped(
+        lambda: commendation.my_sheet(session, caller, round_id, declaration_id)
+    )
+    return result
