@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from activities.db import upsert_insert
@@ -28,12 +28,27 @@ from domain.roster_import import ROSTER_HEADERS, organisation_row
 
 @dataclass(frozen=True)
 class ImportReport:
-    """What an import changed."""
+    """What an import changed: only organisations whose state changed are counted.
+
+    ``added``: new ids; ``updated``: listed before and now, some field differs (its position
+    in the file alone is no change); ``deactivated``: active before, missing now;
+    ``reactivated``: inactive before, listed again; ``unchanged``: listed, active, identical.
+    The id tuples name who was deactivated and reactivated (for the departures and accounts
+    that follow from it). Importing the same file twice reports 0 changes the second time.
+    """
 
     added: int
     updated: int
     deactivated: int
     total: int
+    reactivated: int = 0
+    unchanged: int = 0
+    deactivated_ids: tuple[str, ...] = ()
+    reactivated_ids: tuple[str, ...] = ()
+
+
+#: The organisation's fields a roster sets (what "updated" compares).
+_COMPARED = ("name", "org_type", "township", "system", "member_count", "secretary", "instructor")
 
 
 def _org_values(org: Organisation, row_number: int, now: datetime) -> dict[str, object]:
@@ -53,9 +68,12 @@ def _org_values(org: Organisation, row_number: int, now: datetime) -> dict[str, 
 
 
 def store_roster(session: Session, roster: Roster, *, now: datetime | None = None) -> ImportReport:
-    """Write ``roster`` into the session's transaction (the caller commits or rolls back)."""
+    """Write ``roster`` into the session's transaction (the caller commits or rolls back).
+
+    Rows whose state did not change are left as they are (``updated_at`` included), so the
+    report and the rows agree about what an import changed."""
     now = now or datetime.now(UTC)
-    existing = set(session.scalars(select(OrganisationRow.org_id)))
+    stored = {row.org_id: row for row in session.scalars(select(OrganisationRow))}
     listed = [o.id for o in roster.organisations]
 
     for system, label in SYSTEM_LABELS.items():
@@ -66,22 +84,36 @@ def store_roster(session: Session, roster: Roster, *, now: datetime | None = Non
         session.execute(
             stmt.on_conflict_do_update(index_elements=["name"], set_={"updated_at": now})
         )
+    added: list[dict[str, object]] = []
+    updated = reactivated = unchanged = 0
+    reactivated_ids: list[str] = []
     for index, org in enumerate(roster.organisations):
         values = _org_values(org, index + 1, now)
-        stmt = upsert_insert(session, organisations).values(values)
-        session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["org_id"],
-                set_={k: stmt.excluded[k] for k in values if k != "org_id"},
-            )
-        )
-    gone = existing - set(listed)
-    if gone:
-        session.execute(
-            update(organisations)
-            .where(organisations.c.org_id.in_(sorted(gone)))
-            .values(active=False, updated_at=now)
-        )
+        row = stored.get(org.id)
+        if row is None:
+            added.append(values)
+            continue
+        differs = any(getattr(row, field) != values[field] for field in _COMPARED)
+        if not row.active:
+            reactivated += 1
+            reactivated_ids.append(org.id)
+        elif differs:
+            updated += 1
+        else:
+            unchanged += 1
+        if differs or not row.active:
+            for field, value in values.items():
+                setattr(row, field, value)
+        elif row.row_number != values["row_number"]:
+            row.row_number = index + 1  # the file's order, not a change of state
+    if added:
+        session.execute(organisations.insert(), added)
+    still_listed = set(listed)
+    gone = sorted(o for o, row in stored.items() if row.active and o not in still_listed)
+    for org_id in gone:
+        stored[org_id].active = False
+        stored[org_id].updated_at = now
+    session.flush()
     # People and their roles are wholly derived from the roster: rebuild them.
     session.execute(delete(person_roles))
     people = {(o.secretary, Role.SECRETARY.value, o.id) for o in roster.organisations} | {
@@ -96,10 +128,14 @@ def store_roster(session: Session, roster: Roster, *, now: datetime | None = Non
             ],
         )
     return ImportReport(
-        added=len(set(listed) - existing),
-        updated=len(set(listed) & existing),
+        added=len(added),
+        updated=updated,
         deactivated=len(gone),
         total=len(listed),
+        reactivated=reactivated,
+        unchanged=unchanged,
+        deactivated_ids=tuple(gone),
+        reactivated_ids=tuple(reactivated_ids),
     )
 
 

@@ -101,7 +101,9 @@ def test_reimport_updates_in_place_and_deactivates_the_missing(
     updated = [[*ROWS[0][:5], "50", "李新", "张指导"], ROWS[1]]
     with sessions.begin() as session:
         report = import_roster_file(session, write_csv(tmp_path / "v2.csv", updated))
-    assert (report.added, report.updated, report.deactivated) == (0, 2, 1)
+    # org-a changed, org-b did not, org-c left: only changes are counted
+    assert (report.added, report.updated, report.deactivated) == (0, 1, 1)
+    assert (report.unchanged, report.deactivated_ids) == (1, ("org-c",))
     with sessions() as session:
         org_a = session.get(OrganisationRow, "org-a")
         org_c = session.get(OrganisationRow, "org-c")

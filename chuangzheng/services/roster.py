@@ -1,0 +1,419 @@
+"""Importing the county roster, the county office's use case: organisations, the accounts
+that follow from them, and the departures a running round must decide, in one transaction.
+
+The import is all or nothing: the file is parsed and checked completely first
+(``activities.roster_files``), then the organisations, the accounts, the departures and
+the audit rows are written in ONE transaction (:func:`import_roster_in` takes the caller's
+session; :func:`import_roster` opens and commits it), so a failure half-way leaves the
+previous roster, accounts and departures as they were.
+
+Accounts follow the roster
+--------------------------
+One account per person or body the roster names, each with ``source="roster"``, no
+password (``password_hash`` None until the person activates it with a one-time code) and
+the role and scope ``api.scope`` checks:
+
+=====================  ======================================  ==========================
+who                    username                                role / scope_key
+=====================  ======================================  ==========================
+an organisation's 书记  ``secretary-<org_id>-<姓名>``             secretary / the org id
+a 指导员                ``instructor-<姓名>``                    instructor / the name
+a township committee   ``township-<乡镇>``                      township / the township
+a guidance group       ``guidance-<system>``                    guidance_group / system
+=====================  ======================================  ==========================
+
+The secretary's username names the organisation and the person, so a replaced secretary
+is a different account from the new one: the new secretary's account is created, and the
+old one is kept (its audit trail refers to it) but loses the organisation: its scope
+becomes empty, which ``api.scope`` matches to no organisation (404 on it), and its
+``session_version`` is bumped so open sessions end. The same happens to an instructor no
+longer named in any 指导员 cell, a township with no organisation left and a guidance group
+whose system the roster no longer names; named again, the account gets its scope back.
+Accounts kept by the county office (``source="admin"``) or the demo (``"demo"``) are never
+touched, even when their username is one of the above (the demo county's accounts keep
+their password and scope). Activation, deactivation and passwords are not the import's
+business: an account the county office deactivated stays deactivated.
+
+Every account created or changed is audited (``account.roster_sync``, the change in
+``detail``), and so is the import itself (``roster.import``, with the report).
+
+Organisations leaving the roster
+--------------------------------
+An organisation the import deactivates that still takes part in a running round (its
+campaign neither closed nor completed) gets a pending :class:`RosterDepartureRow` per such
+round; the county office decides each (``chuangzheng.services.departures``). An
+organisation listed again before the decision withdraws its pending departures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Table, delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from activities.db import upsert_insert
+from activities.roster_files import read_roster_file
+from activities.roster_store import ImportReport, store_roster
+from activities.round_contracts import RoundStatus
+from activities.tables import (
+    AuditRow,
+    CampaignStatusRow,
+    RosterDepartureRow,
+    RoundRow,
+    UserRow,
+)
+from activities.tables.base import ID
+from chuangzheng.services.errors import Refused
+from domain.organisation import Role, Roster
+from domain.phases import Phase
+from domain.state import Actor
+
+#: The audit actions of an import.
+IMPORT_ACTION = "roster.import"
+ACCOUNT_ACTION = "account.roster_sync"
+#: ``users.source`` of the accounts this module keeps (``domain.accounts.AccountSource``).
+ROSTER_SOURCE = "roster"
+#: The roles whose accounts the roster keeps.
+ROSTER_ROLES = frozenset({Role.SECRETARY, Role.INSTRUCTOR, Role.TOWNSHIP, Role.GUIDANCE_GROUP})
+_DEPARTURES: Table = RosterDepartureRow.__table__  # type: ignore[assignment]
+
+
+class AccountChange(StrEnum):
+    """What an import did to one account."""
+
+    CREATED = "created"
+    RESCOPED = "rescoped"  # role or scope follow the roster (sessions end)
+    RENAMED = "renamed"  # only the display name follows the roster (an organisation renamed)
+    UNSCOPED = "unscoped"  # no longer named: the scope is emptied, sessions end
+
+
+class DepartureDecision(StrEnum):
+    """The county office's choice for an organisation that left the roster mid-round."""
+
+    PENDING = "pending"
+    CLOSE = "close"
+    KEEP = "keep"
+
+    @property
+    def label(self) -> str:
+        """Chinese label."""
+        return {"pending": "待定", "close": "关闭", "keep": "保留"}[self.value]
+
+
+@dataclass(frozen=True)
+class RosterAccount:
+    """An account the roster calls for: username, display name, role, scope key."""
+
+    username: str
+    display_name: str
+    role: Role
+    scope_key: str
+    org_id: str | None = None  # a secretary's organisation (the audit row's org_id)
+
+
+@dataclass(frozen=True)
+class AccountSync:
+    """One account the import created or changed."""
+
+    username: str
+    change: AccountChange
+    role: Role
+    scope_key: str
+    previous_scope_key: str | None
+    org_id: str | None
+
+
+@dataclass(frozen=True)
+class RosterImportResult:
+    """The organisations' report, the accounts created and changed, the new departures."""
+
+    report: ImportReport
+    accounts: tuple[AccountSync, ...] = ()
+    departures: tuple[tuple[str, str], ...] = ()  # (round_id, org_id), newly pending
+    departures_withdrawn: int = 0
+    import_id: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, change: AccountChange) -> int:
+        """How many accounts the import changed this way."""
+        return sum(1 for a in self.accounts if a.change is change)
+
+
+def secretary_username(org_id: str, name: str) -> str:
+    """``secretary-<org_id>-<姓名>``: a replaced secretary is a different account. Past the
+    column's length (very long ids and names), ``secretary-<16 hex digits of
+    sha256("<org_id>/<姓名>")>``: still one account per organisation and person."""
+    username = f"secretary-{org_id}-{name}"
+    if len(username) <= ID:
+        return username
+    return "secretary-" + hashlib.sha256(f"{org_id}/{name}".encode()).hexdigest()[:16]
+
+
+def roster_accounts(roster: Roster) -> list[RosterAccount]:
+    """Every account ``roster`` calls for, in a stable order."""
+    accounts = [
+        RosterAccount(
+            secretary_username(o.id, o.secretary),
+            f"{o.name}书记{o.secretary}",
+            Role.SECRETARY,
+            o.id,
+            o.id,
+        )
+        for o in roster.organisations
+    ]
+    instructors = dict.fromkeys(o.instructor for o in roster.organisations)
+    accounts += [
+        RosterAccount(f"instructor-{name}", f"指导员{name}", Role.INSTRUCTOR, name)
+        for name in instructors
+    ]
+    accounts += [
+        RosterAccount(f"township-{name}", f"{name}党委", Role.TOWNSHIP, name)
+        for name in roster.townships()
+    ]
+    systems = dict.fromkeys(o.system for o in roster.organisations)
+    accounts += [
+        RosterAccount(f"guidance-{s.value}", s.label, Role.GUIDANCE_GROUP, s.value) for s in systems
+    ]
+    return accounts
+
+
+def _sync_accounts(session: Session, roster: Roster, now: datetime) -> list[AccountSync]:
+    wanted = {a.username: a for a in roster_accounts(roster)}
+    stored = {row.username: row for row in session.scalars(select(UserRow))}
+    changes: list[AccountSync] = []
+    for account in wanted.values():
+        row = stored.get(account.username)
+        if row is None:
+            session.add(
+                UserRow(
+                    username=account.username,
+                    display_name=account.display_name,
+                    password_hash=None,
+                    role=account.role.value,
+                    scope_key=account.scope_key,
+                    active=True,
+                    created_at=now,
+                    source=ROSTER_SOURCE,
+                    session_version=0,
+                    updated_at=now,
+                )
+            )
+            changes.append(
+                AccountSync(
+                    account.username,
+                    AccountChange.CREATED,
+                    account.role,
+                    account.scope_key,
+                    None,
+                    account.org_id,
+                )
+            )
+            continue
+        if row.source != ROSTER_SOURCE:
+            continue  # the county office's or the demo's: never the roster's to change
+        if (row.role, row.scope_key, row.display_name) == (
+            account.role.value,
+            account.scope_key,
+            account.display_name,
+        ):
+            continue
+        previous = row.scope_key
+        change = AccountChange.RENAMED
+        if (row.role, row.scope_key) != (account.role.value, account.scope_key):
+            change = AccountChange.RESCOPED
+            row.session_version += 1  # what the account covers changed: sessions end
+        row.role, row.scope_key = account.role.value, account.scope_key
+        row.display_name, row.updated_at = account.display_name, now
+        changes.append(
+            AccountSync(
+                row.username,
+                change,
+                account.role,
+                account.scope_key,
+                previous,
+                account.org_id,
+            )
+        )
+    for username, row in sorted(stored.items()):
+        if username in wanted or row.source != ROSTER_SOURCE or row.scope_key == "":
+            continue
+        if Role(row.role) not in ROSTER_ROLES:
+            continue
+        previous = row.scope_key
+        row.scope_key, row.updated_at = "", now
+        row.session_version += 1
+        org_id = previous if row.role == Role.SECRETARY.value else None
+        changes.append(
+            AccountSync(username, AccountChange.UNSCOPED, Role(row.role), "", previous, org_id)
+        )
+    return changes
+
+
+def _record_departures(
+    session: Session, report: ImportReport, now: datetime
+) -> tuple[list[tuple[str, str]], int]:
+    """Pending departures for the organisations that just left the roster while a running
+    round still runs their campaign; pending ones of organisations listed again go."""
+    withdrawn = 0
+    if report.reactivated_ids:
+        result = session.execute(
+            delete(_DEPARTURES).where(
+                _DEPARTURES.c.org_id.in_(report.reactivated_ids),
+                _DEPARTURES.c.decision == DepartureDecision.PENDING.value,
+            )
+        )
+        withdrawn = int(getattr(result, "rowcount", 0) or 0)
+    if not report.deactivated_ids:
+        return [], withdrawn
+    running = session.execute(
+        select(CampaignStatusRow.round_id, CampaignStatusRow.org_id)
+        .join(RoundRow, RoundRow.round_id == CampaignStatusRow.round_id)
+        .where(
+            RoundRow.status == RoundStatus.RUNNING.value,
+            CampaignStatusRow.org_id.in_(report.deactivated_ids),
+            CampaignStatusRow.closed.is_(False),
+            CampaignStatusRow.phase != Phase.COMPLETED.value,
+        )
+        .order_by(CampaignStatusRow.round_id, CampaignStatusRow.org_id)
+    ).all()
+    created: list[tuple[str, str]] = []
+    for round_id, org_id in running:
+        stmt = upsert_insert(session, _DEPARTURES).values(
+            round_id=round_id,
+            org_id=org_id,
+            detected_at=now,
+            decision=DepartureDecision.PENDING.value,
+            reason=None,
+            decided_by=None,
+            decided_at=None,
+        )
+        # Keyed by round and organisation: a second import never asks twice.
+        result = session.execute(stmt.on_conflict_do_nothing(index_elements=["round_id", "org_id"]))
+        if getattr(result, "rowcount", 0):
+            created.append((round_id, org_id))
+    return created, withdrawn
+
+
+def _audit_rows(
+    actor: Actor, import_id: str, result: RosterImportResult, now: datetime
+) -> list[AuditRow]:
+    rows = [
+        AuditRow(
+            audit_id=f"roster/{import_id}",
+            user=actor.user,
+            role=actor.role.value,
+            action=IMPORT_ACTION,
+            round_id=None,
+            org_id=None,
+            ip=actor.ip,
+            at=now,
+            detail=dict(result.counts),
+        )
+    ]
+    for sync in result.accounts:
+        detail: dict[str, Any] = {
+            "username": sync.username,
+            "change": sync.change.value,
+            "role": sync.role.value,
+            "scope_key": sync.scope_key,
+        }
+        if sync.previous_scope_key is not None:
+            detail["previous_scope_key"] = sync.previous_scope_key
+        rows.append(
+            AuditRow(
+                audit_id=f"roster/{import_id}/account/{sync.username}",
+                user=actor.user,
+                role=actor.role.value,
+                action=ACCOUNT_ACTION,
+                round_id=None,
+                org_id=sync.org_id,
+                ip=actor.ip,
+                at=now,
+                detail=detail,
+            )
+        )
+    return rows
+
+
+def authorise(actor: Actor) -> None:
+    """Only the county office imports the roster."""
+    if actor.role is not Role.COUNTY_OFFICE:
+        raise Refused("forbidden", "当前角色无权执行此操作")
+
+
+def import_roster_in(
+    session: Session, actor: Actor, roster: Roster, *, now: datetime | None = None
+) -> RosterImportResult:
+    """Import ``roster`` in the caller's transaction (the caller commits or rolls back):
+    organisations, accounts, departures and audit rows."""
+    authorise(actor)
+    now = now or datetime.now(UTC)
+    report = store_roster(session, roster, now=now)
+    accounts = _sync_accounts(session, roster, now)
+    departures, withdrawn = _record_departures(session, report, now)
+    counts = {
+        "added": report.added,
+        "updated": report.updated,
+        "deactivated": report.deactivated,
+        "reactivated": report.reactivated,
+        "unchanged": report.unchanged,
+        "total": report.total,
+        "accounts_created": sum(a.change is AccountChange.CREATED for a in accounts),
+        "accounts_rescoped": sum(a.change is AccountChange.RESCOPED for a in accounts),
+        "accounts_unscoped": sum(a.change is AccountChange.UNSCOPED for a in accounts),
+        "accounts_renamed": sum(a.change is AccountChange.RENAMED for a in accounts),
+        "departures_pending": len(departures),
+        "departures_withdrawn": withdrawn,
+    }
+    import_id = uuid.uuid4().hex
+    result = RosterImportResult(
+        report=report,
+        accounts=tuple(accounts),
+        departures=tuple(departures),
+        departures_withdrawn=withdrawn,
+        import_id=import_id,
+        counts=counts,
+    )
+    session.add_all(_audit_rows(actor, import_id, result, now))
+    session.flush()
+    return result
+
+
+def import_roster(
+    sessions: sessionmaker[Session], actor: Actor, roster: Roster, *, now: datetime | None = None
+) -> RosterImportResult:
+    """:func:`import_roster_in` in a transaction of its own (committed on success)."""
+    with sessions.begin() as session:
+        return import_roster_in(session, actor, roster, now=now)
+
+
+def import_roster_file(
+    sessions: sessionmaker[Session], actor: Actor, path: Path
+) -> RosterImportResult:
+    """Read, check and import a CSV/XLSX roster; raises ``ValidationFailed`` (nothing
+    written) when any row is bad."""
+    roster = read_roster_file(path)  # raises before the first write
+    return import_roster(sessions, actor, roster)
+
+
+__all__ = [
+    "ACCOUNT_ACTION",
+    "IMPORT_ACTION",
+    "AccountChange",
+    "AccountSync",
+    "DepartureDecision",
+    "RosterAccount",
+    "RosterImportResult",
+    "import_roster",
+    "import_roster_file",
+    "import_roster_in",
+    "roster_accounts",
+    "secretary_username",
+]
