@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from activities.member_store import store_members
 from activities.roster_files import read_roster_file
-from activities.roster_store import load_roster, store_roster
+from activities.roster_store import load_roster
 from activities.tables import (
     CampaignStatusRow,
     NoticeRow,
@@ -48,10 +48,13 @@ from chuangzheng.demo_members import demo_members
 from chuangzheng.demo_users import DEMO_PASSWORD, seed_demo_users
 from chuangzheng.logging import configure_logging
 from chuangzheng.migrate import upgrade
+from chuangzheng.services.roster import import_roster_in
 from chuangzheng.settings import Settings, get_settings, repo_root
 from chuangzheng.supervisor import ProcessSpec, Supervisor
 from chuangzheng.temporal_server import dev_server_command, wait_for_dev_server
 from domain.lights import Light
+from domain.organisation import Role
+from domain.state import Actor
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +70,9 @@ MAX_PROCESS_STOP = 6.5
 
 T = TypeVar("T")
 
+#: Who the audit log names for the demo county's roster import.
+DEMO_LOADER = Actor(user="make-run", name="演示县加载", role=Role.COUNTY_OFFICE)
+
 
 def load_demo_county(sessions: sessionmaker[Session], settings: Settings) -> None:
     """Import the demo roster (``CZ_DEMO_ROSTER``, by default ``deploy/demo/roster.csv``) and
@@ -74,8 +80,16 @@ def load_demo_county(sessions: sessionmaker[Session], settings: Settings) -> Non
     roster_file = settings.demo_roster or repo_root() / "deploy/demo/roster.csv"
     with sessions.begin() as session:
         if session.scalar(select(func.count()).select_from(OrganisationRow)) == 0:
-            report = store_roster(session, read_roster_file(roster_file))
-            log.info("demo county imported", added=report.added, updated=report.updated)
+            roster = read_roster_file(roster_file)
+            if session.scalar(select(func.count()).select_from(UserRow)) == 0:
+                # The demo accounts before the import: the import never changes an account
+                # it does not keep, so the demo's township-/instructor-/guidance- accounts
+                # keep their password "demo" (the roster adds passwordless secretaries).
+                log.info("creating demo users (argon2 hashing takes a little while)")
+                users = seed_demo_users(session, roster, settings)
+                log.info("demo users created", count=len(users))
+            result = import_roster_in(session, DEMO_LOADER, roster)
+            log.info("demo county imported", **result.counts)
     with sessions.begin() as session:
         if session.scalar(select(func.count()).select_from(PartyMemberRow)) == 0:
             store_members(session, demo_members(load_roster(session)))

@@ -7,11 +7,14 @@ recorded once, and everything is audited in the import's one transaction."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from activities.db import create_schema, make_engine, session_factory
 from activities.roster_files import read_roster_text
 from activities.tables import (
     AuditRow,
@@ -21,6 +24,8 @@ from activities.tables import (
     RoundRow,
     UserRow,
 )
+from chuangzheng.demo_users import DEMO_PASSWORD
+from chuangzheng.run import load_demo_county
 from chuangzheng.services.errors import Refused
 from chuangzheng.services.roster import (
     ACCOUNT_ACTION,
@@ -28,6 +33,7 @@ from chuangzheng.services.roster import (
     import_roster,
     secretary_username,
 )
+from chuangzheng.settings import Settings
 from domain.organisation import Role
 from domain.state import Actor
 
@@ -302,3 +308,26 @@ def test_a_failure_half_way_leaves_the_previous_roster_and_accounts(
     assert active == 6
     assert "secretary-n-01-甲新" not in users
     assert users["secretary-n-01-甲一"].scope_key == "n-01"
+
+
+def test_the_demo_countys_accounts_keep_their_password_after_make_runs_import(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(environment="development", data_dir=tmp_path)
+    engine = make_engine(f"sqlite:///{tmp_path / 'demo.db'}")
+    create_schema(engine)
+    demo = session_factory(engine)
+    load_demo_county(demo, settings)
+    load_demo_county(demo, settings)  # a second start changes nothing
+    users = accounts(demo)
+    with demo() as session:
+        first = session.scalars(select(OrganisationRow).order_by(OrganisationRow.row_number))
+        org = next(iter(first))
+        imports = session.scalar(select(func.count()).where(AuditRow.action == IMPORT_ACTION))
+    engine.dispose()
+    township = users[f"township-{org.township}"]
+    assert township.source != "roster" and township.scope_key == org.township
+    assert PasswordHasher().verify(township.password_hash or "", DEMO_PASSWORD)
+    assert users[f"secretary-{org.org_id}"].password_hash is not None  # the demo's own
+    assert users[secretary_username(org.org_id, org.secretary)].password_hash is None
+    assert imports == 1
