@@ -1,11 +1,11 @@
-"""Request bodies of the 群众评议 routes and the rater counts they imply."""
+"""Request and response bodies of the 群众评议 routes."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.responses import Timestamp
-from domain.errors import FieldError, ValidationFailed
+from chuangzheng.services.evaluations import EvaluationRequest
 from domain.evaluation import EvaluationTarget, ItemTally, RaterKind, Verdict
 
 
@@ -36,6 +36,19 @@ class OpenEvaluation(BaseModel):
     member: str | None = Field(default=None, min_length=1, max_length=50)
     raters: RaterCounts | None = None
     rater_names: list[RaterName] | None = Field(default=None, max_length=5000)
+
+    def request(self) -> EvaluationRequest:
+        """What the service opens."""
+        raters = None
+        if self.raters is not None:
+            raters = {RaterKind.MEMBER: self.raters.member,
+                      RaterKind.NON_MEMBER: self.raters.non_member}  # fmt: skip
+        names = None
+        if self.rater_names is not None:
+            names = [(r.name, r.kind) for r in self.rater_names]
+        return EvaluationRequest(
+            target=self.target, member=self.member, raters=raters, rater_names=names
+        )
 
 
 class Issued(BaseModel):
@@ -96,33 +109,3 @@ class ClosedEvaluation(BaseModel):
 
     evaluation_id: str
     stage: str
-
-
-def rater_counts(body: OpenEvaluation) -> tuple[dict[RaterKind, int], str]:
-    """Raters by kind and the field they came from; refuses a bad request naming fields."""
-    errors: list[FieldError] = []
-    if (body.raters is None) == (body.rater_names is None):
-        errors.append(FieldError("raters", "请给出各类评议人数或评议人名单（二选一）"))
-    if body.target is EvaluationTarget.MEMBER and not (body.member or "").strip():
-        errors.append(FieldError("member", "党员评议须写明被评议党员姓名"))
-    if body.target is EvaluationTarget.ORGANISATION and body.member is not None:
-        errors.append(FieldError("member", "评议基层党组织时不填党员姓名"))
-    if errors:
-        raise ValidationFailed(errors)
-    if body.raters is not None:
-        return {
-            RaterKind.MEMBER: body.raters.member,
-            RaterKind.NON_MEMBER: body.raters.non_member,
-        }, "raters"
-    names = body.rater_names or []
-    seen: set[str] = set()
-    for index, rater in enumerate(names):
-        if rater.name.strip() in seen:
-            errors.append(FieldError(f"rater_names[{index}].name", "姓名重复"))
-        seen.add(rater.name.strip())
-    if errors:
-        raise ValidationFailed(errors)
-    counts = dict.fromkeys(RaterKind, 0)
-    for rater in names:
-        counts[rater.kind] += 1
-    return counts, "rater_names"
