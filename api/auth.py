@@ -1,113 +1,63 @@
-"""Local users: argon2 password hashes and signed bearer tokens (HS256 JWT).
+"""Accounts and tokens as the API sees them: every route learns its caller from
+:func:`authenticate_token`, the one place a token is checked.
 
-:func:`authenticate_token` is the only place a token is checked; replacing it (e.g. with an
-OIDC verifier) changes how every route learns its caller. Tokens carry only the username;
-role and scope are read from the ``users`` table on every request, so a changed role or a
-disabled account takes effect at once.
+The rules live in :mod:`chuangzheng.services.sign_in`: a token is short-lived and names a
+sign-in session and the account's session version, both checked on every request in one
+query; role and scope are read from the ``users`` table each time, so a changed role, a
+deactivated account or a signed-out session takes effect at once. Passwords are argon2id.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
 from activities.db import upsert_insert
-from activities.tables import AuditRow, UserRow, metadata
+from activities.tables import UserRow, metadata
 from api.errors import ApiError
+from chuangzheng.services.sign_in import (
+    Authenticated,
+    SignInRefused,
+    Throttled,
+    User,
+    authenticate,
+    hash_password,
+    to_user,
+)
 from chuangzheng.settings import Settings
 from domain.organisation import Role
 
-TOKEN_ALGORITHM = "HS256"
-TOKEN_LIFETIME = timedelta(hours=12)
-_HASHER = PasswordHasher()
-# Verifying against a dummy hash when the user does not exist keeps response times equal,
-# so a login form cannot be used to find out which usernames exist.
-_DUMMY_HASH = _HASHER.hash("not-a-password")
+__all__ = [
+    "User",
+    "authenticate_token",
+    "hash_password",
+    "sign_in_error",
+    "to_user",
+    "upsert_user",
+]
 
 
-@dataclass(frozen=True)
-class User:
-    """The caller: account, display name, role and the key of what the role covers."""
-
-    username: str
-    display_name: str
-    role: Role
-    scope_key: str
+def sign_in_error(exc: SignInRefused | Throttled) -> ApiError:
+    """A sign-in refusal as the API answers it: 401, or 429 with ``Retry-After``."""
+    if isinstance(exc, Throttled):
+        return ApiError(429, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after)})
+    return ApiError(401, "unauthorized", exc.message)
 
 
-def hash_password(password: str) -> str:
-    """An argon2id hash of ``password``."""
-    return _HASHER.hash(password)
-
-
-def _unauthorized(message: str = "请先登录") -> ApiError:
-    return ApiError(401, "unauthorized", message)
-
-
-def to_user(row: UserRow) -> User:
-    """The API's view of a stored account."""
-    return User(
-        username=row.username,
-        display_name=row.display_name,
-        role=Role(row.role),
-        scope_key=row.scope_key,
-    )
-
-
-def login(session: Session, username: str, password: str) -> User:
-    """The user whose password matches, or a 401 that does not say which part was wrong."""
-    row = session.get(UserRow, username)
+def authenticate_checked(session: Session, token: str, settings: Settings) -> Authenticated:
+    """:func:`authenticate_token` with the session and the token's expiry (for the pages'
+    sliding renewal)."""
     try:
-        _HASHER.verify(row.password_hash if row else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        raise _unauthorized("用户名或密码错误") from None
-    if row is None or not row.active:
-        raise _unauthorized("用户名或密码错误")
-    return to_user(row)
-
-
-def record_login(session: Session, user: User, *, ip: str | None, via: str | None = None) -> None:
-    """Add the login to the audit log (the caller commits), from the API or the dashboard."""
-    now = datetime.now(UTC)
-    session.add(
-        AuditRow(
-            audit_id=f"login/{user.username}/{now.isoformat()}",
-            user=user.username,
-            role=user.role.value,
-            action="login",
-            round_id=None,
-            org_id=None,
-            ip=ip,
-            at=now,
-            detail={"via": via} if via else {},
-        )
-    )
-
-
-def issue_token(user: User, settings: Settings, *, now: datetime | None = None) -> str:
-    """A signed token naming ``user``."""
-    now = now or datetime.now(UTC)
-    claims = {"sub": user.username, "iat": now, "exp": now + TOKEN_LIFETIME}
-    return jwt.encode(claims, settings.secret_key, algorithm=TOKEN_ALGORITHM)
+        return authenticate(session, token, settings)
+    except SignInRefused as exc:
+        raise sign_in_error(exc) from None
 
 
 def authenticate_token(session: Session, token: str, settings: Settings) -> User:
-    """The user a bearer token names, or 401 (bad signature, expired, unknown or inactive)."""
-    try:
-        claims = jwt.decode(token, settings.secret_key, algorithms=[TOKEN_ALGORITHM])
-    except jwt.ExpiredSignatureError:
-        raise _unauthorized("登录已过期，请重新登录") from None
-    except jwt.InvalidTokenError:
-        raise _unauthorized("登录凭证无效") from None
-    row = session.get(UserRow, str(claims.get("sub", "")))
-    if row is None or not row.active:
-        raise _unauthorized("账号不存在或已停用")
-    return to_user(row)
+    """The user a bearer token names, or 401 (bad signature, expired, revoked, stale
+    session version, unknown or inactive account)."""
+    return authenticate_checked(session, token, settings).user
 
 
 def upsert_user(

@@ -22,7 +22,7 @@ from api.errors import ApiError
 from chuangzheng.settings import Settings
 from domain.organisation import Role
 
-_bearer = HTTPBearer(auto_error=False, description="POST /api/v1/auth/login 取得的令牌")
+bearer = HTTPBearer(auto_error=False, description="POST /api/v1/auth/login 取得的令牌")
 
 
 # The dependencies that only read app.state are coroutines: FastAPI runs a plain function
@@ -68,7 +68,7 @@ TemporalClientDep = Annotated[Client, Depends(get_temporal)]
 def get_current_user(
     sessions: SessionsDep,
     settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> User:
     """The caller named by the bearer token (the one place tokens are checked).
 

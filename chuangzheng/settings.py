@@ -7,6 +7,10 @@ commands can set the environment first, and ``get_settings.cache_clear()`` to re
 from __future__ import annotations
 
 import functools
+import os
+import re
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -88,6 +92,27 @@ class Settings(BaseSettings):
     # PostgreSQL's default max_connections (100).
     database_pool_size: int | None = Field(default=None, ge=1)
     database_max_overflow: int | None = Field(default=None, ge=0)
+    # ----- sign-in (chuangzheng.services.sign_in) -----
+    # A token lives this long; clients renew it (POST /api/v1/auth/renew, the pages' cookie
+    # on use) up to the session's absolute maximum, then sign in again.
+    session_token_minutes: float = Field(default=30, gt=0, le=24 * 60)
+    session_max_hours: float = Field(default=12, gt=0, le=24 * 31)
+    # Failed sign-ins (only failures count): this many for one account, or from one
+    # address, within the window block further attempts (429 with Retry-After) for
+    # signin_block_seconds, doubling while failures go on, up to the maximum. The address
+    # threshold is higher: an office behind one NAT shares an address.
+    signin_account_failures: int = Field(default=5, ge=1)
+    signin_address_failures: int = Field(default=20, ge=1)
+    signin_window_minutes: float = Field(default=15, gt=0)
+    signin_block_seconds: float = Field(default=30, gt=0)
+    signin_max_block_seconds: float = Field(default=3600, gt=0)
+    # ----- OpenID Connect single sign-on (off while the issuer is empty) -----
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = Field(default="", repr=False)
+    # The ID token claim that names the local account (its username).
+    oidc_username_claim: str = "preferred_username"
+    oidc_scopes: str = "openid profile"
 
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:
@@ -103,10 +128,110 @@ class Settings(BaseSettings):
                 "CZ_SECRET_KEY must be set to a private random value when "
                 f"CZ_ENVIRONMENT={self.environment} (the built-in development key is public)."
             )
+        if self.environment == "production":
+            problem = weak_secret_key(self.secret_key)
+            if problem:
+                raise ValueError(
+                    f"CZ_SECRET_KEY is too weak for production: {problem}. Generate one with "
+                    '`python -c "import secrets; print(secrets.token_urlsafe(48))"`.'
+                )
+        if self.signin_max_block_seconds < self.signin_block_seconds:
+            raise ValueError(
+                "CZ_SIGNIN_MAX_BLOCK_SECONDS must not be below CZ_SIGNIN_BLOCK_SECONDS"
+            )
+        if self.oidc_issuer and not self.oidc_client_id:
+            raise ValueError("CZ_OIDC_CLIENT_ID must be set when CZ_OIDC_ISSUER is")
         return self
+
+    @property
+    def oidc_enabled(self) -> bool:
+        """Single sign-on is offered (an issuer is configured)."""
+        return bool(self.oidc_issuer)
+
+
+#: Fewest characters of a production secret key: 32 random bytes' worth of text.
+MIN_SECRET_KEY_LENGTH = 32
+#: Fewest distinct characters: a key of one or two characters repeated is not random.
+MIN_SECRET_KEY_DISTINCT = 8
+
+#: ``CZ_*`` names read outside :class:`Settings`: the admin CLI's account (``chuangzheng
+#: admin``), the channels file (``activities.channels.config``) and the secrets the example
+#: channels file names, and the test suite's and benchmarks' switches.
+OTHER_KNOWN_VARIABLES = frozenset(
+    {
+        "CZ_API_URL",
+        "CZ_API_USER",
+        "CZ_API_PASSWORD",
+        "CZ_CHANNELS_FILE",
+        "CZ_SMTP_PASSWORD",
+        "CZ_DINGTALK_SECRET",
+        "CZ_RECORD_HISTORIES",
+        "CZ_TEST_SMTP_PASSWORD",
+        "CZ_BENCH_POSTGRES_URL",
+    }
+)
+
+
+def weak_secret_key(key: str) -> str | None:
+    """Why ``key`` is not fit to sign production tokens, or None when it is."""
+    if key == DEFAULT_SECRET_KEY:
+        return "it is the public development key"
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        return f"it has {len(key)} characters, at least {MIN_SECRET_KEY_LENGTH} are required"
+    if len(set(key)) < MIN_SECRET_KEY_DISTINCT:
+        return f"it repeats fewer than {MIN_SECRET_KEY_DISTINCT} distinct characters"
+    return None
+
+
+def known_variables(environ: Mapping[str, str]) -> frozenset[str]:
+    """Every ``CZ_*`` name the service reads: the settings' fields and aliases, the names in
+    :data:`OTHER_KNOWN_VARIABLES`, and the ``env:CZ_*`` secrets the channels file names."""
+    names = {f"CZ_{name.upper()}" for name in Settings.model_fields}
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names |= {c for c in alias.choices if isinstance(c, str) and c.startswith("CZ_")}
+    names |= OTHER_KNOWN_VARIABLES
+    channels = environ.get("CZ_CHANNELS_FILE")
+    if channels:
+        try:
+            text = Path(channels).read_text("utf-8")
+        except OSError:
+            text = ""  # the notifier reports an unreadable file itself, at start-up
+        names |= set(re.findall(r"env:(CZ_[A-Z0-9_]+)", text))
+    return frozenset(names)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The ``CZ_*`` variables of ``environ`` that nothing reads (a typo such as ``CZ_ENV``
+    would otherwise be ignored silently), sorted."""
+    known = known_variables(environ)
+    return sorted(name for name in environ if name.startswith("CZ_") and name not in known)
+
+
+def check_environment(settings: Settings, environ: Mapping[str, str]) -> None:
+    """Report unknown ``CZ_*`` variables: refuse to start in production (ValueError), warn
+    (``UnknownVariableWarning``) otherwise."""
+    unknown = unknown_variables(environ)
+    if not unknown:
+        return
+    message = (
+        f"unknown environment variable(s) {', '.join(unknown)}: no setting of this name "
+        "(misspelt? see README, Settings)"
+    )
+    if settings.environment == "production":
+        raise ValueError(message)
+    warnings.warn(message, UnknownVariableWarning, stacklevel=3)
+
+
+class UnknownVariableWarning(UserWarning):
+    """A ``CZ_*`` environment variable that no setting reads."""
 
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Return the process-wide settings, read from the environment on first call."""
-    return Settings()
+    """Return the process-wide settings, read from the environment on first call; unknown
+    ``CZ_*`` variables are reported (:func:`check_environment`)."""
+    settings = Settings()
+    check_environment(settings, os.environ)
+    return settings

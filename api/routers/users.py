@@ -1,17 +1,33 @@
-"""Login and the caller's own account."""
+"""Signing in and out, renewing a token, and the caller's own account."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
-from api.auth import User, issue_token, login, record_login
-from api.deps import CurrentUser, SessionDep, SettingsDep, client_ip
-from api.responses import AUTHENTICATED, WITH_BODY, errors
+from api.auth import User, sign_in_error
+from api.deps import CurrentUser, SessionDep, SettingsDep, bearer, client_ip
+from api.errors import ApiError
+from api.responses import AUTHENTICATED, WITH_BODY, ErrorBody, Timestamp, errors
+from chuangzheng.services import sign_in as service
+from chuangzheng.services.sign_in import SignedIn, SignInRefused, SignInVia, Throttled
 
 router = APIRouter(prefix="/api/v1", tags=["账号 auth"])
+
+#: 429 as the login documents it (``api.responses`` lists the statuses most routes share).
+THROTTLED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": ErrorBody,
+        "description": "登录失败次数过多，按 Retry-After 秒数后重试（too_many_attempts）",
+        "headers": {
+            "Retry-After": {"description": "可再次尝试前等待的秒数", "schema": {"type": "integer"}}
+        },
+    }
+}
 
 
 class Credentials(BaseModel):
@@ -31,11 +47,20 @@ class UserView(BaseModel):
 
 
 class Token(BaseModel):
-    """A bearer token and the account it names."""
+    """A bearer token, when it expires (renew before: ``POST /api/v1/auth/renew``) and the
+    account it names."""
 
     access_token: str
     token_type: str = "bearer"
+    expires_at: Timestamp
+    expires_in: int
     user: UserView
+
+
+class SignedOut(BaseModel):
+    """The session ended by a sign-out."""
+
+    signed_out: bool
 
 
 def user_view(user: User) -> dict[str, Any]:
@@ -48,24 +73,84 @@ def user_view(user: User) -> dict[str, Any]:
     }
 
 
+def _token(signed_in: SignedIn) -> dict[str, Any]:
+    expires_at: datetime = signed_in.expires_at
+    return {
+        "access_token": signed_in.token,
+        "token_type": "bearer",
+        "expires_at": expires_at,
+        "expires_in": max(0, int((expires_at - datetime.now(expires_at.tzinfo)).total_seconds())),
+        "user": user_view(signed_in.user),
+    }
+
+
+def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(401, "unauthorized", "请先登录")
+    return credentials.credentials
+
+
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
 @router.post(
     "/auth/login",
     summary="登录，取得令牌",
     response_model=Token,
-    responses=errors(401, *WITH_BODY),
+    responses={**errors(401, *WITH_BODY), **THROTTLED},
 )
 def post_login(
     body: Credentials, request: Request, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    """Check the password and return a bearer token (recorded in the audit log)."""
-    user = login(session, body.username, body.password)
-    record_login(session, user, ip=client_ip(request))
-    session.commit()
-    return {
-        "access_token": issue_token(user, settings),
-        "token_type": "bearer",
-        "user": user_view(user),
-    }
+    """Check the password and return a short-lived bearer token for a new session (audited).
+    Repeated failures for the account or from the address answer 429 with ``Retry-After``,
+    even for the right password, until the block passes."""
+    try:
+        signed_in = service.sign_in(
+            session,
+            username=body.username,
+            password=body.password,
+            ip=client_ip(request),
+            via=SignInVia.API,
+            settings=settings,
+        )
+    except (SignInRefused, Throttled) as exc:
+        raise sign_in_error(exc) from None
+    return _token(signed_in)
+
+
+@router.post(
+    "/auth/renew",
+    summary="续期令牌",
+    response_model=Token,
+    responses=errors(401),
+)
+def post_renew(
+    session: SessionDep, settings: SettingsDep, credentials: BearerCredentials
+) -> dict[str, Any]:
+    """A new token for the same session, valid for another token lifetime (never past the
+    session's maximum, after which the client signs in again)."""
+    try:
+        return _token(service.renew(session, _bearer_token(credentials), settings))
+    except SignInRefused as exc:
+        raise sign_in_error(exc) from None
+
+
+@router.post(
+    "/auth/logout",
+    summary="退出登录，吊销令牌",
+    response_model=SignedOut,
+    responses=errors(401),
+)
+def post_logout(
+    request: Request, session: SessionDep, settings: SettingsDep, credentials: BearerCredentials
+) -> dict[str, Any]:
+    """End the token's session: the token (and any renewed from it) is refused at once."""
+    try:
+        service.sign_out(session, _bearer_token(credentials), settings, ip=client_ip(request))
+    except SignInRefused as exc:
+        raise sign_in_error(exc) from None
+    return {"signed_out": True}
 
 
 @router.get(

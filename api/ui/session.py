@@ -1,6 +1,10 @@
 """Cookie login for the pages: the same signed token as the API (``api.auth``), carried in
 an HttpOnly, SameSite=Lax cookie, checked by the same :func:`api.auth.authenticate_token`.
 
+Tokens are short-lived; the cookie renews itself (sliding): a page request made when more
+than half of the token's life is spent renews the session and sends a fresh cookie, up to
+the session's maximum, after which the person signs in again.
+
 Pages use :data:`UiUser`; an absent or bad cookie redirects to the login page instead of
 answering 401. Routers built with :class:`UiRoute` render refusals (``ApiError``: 404 outside
 the scope, 403, 409, 422) as a Chinese HTML page with the same status code.
@@ -8,7 +12,9 @@ the scope, 403, 409, 422) as a Chinese HTML page with the same status code.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -16,10 +22,13 @@ from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
 
-from api.auth import User, authenticate_token
+from api.auth import User, authenticate_checked
 from api.deps import SessionDep, SettingsDep
 from api.errors import ApiError
 from api.ui.render import page
+from chuangzheng.services import sign_in
+from chuangzheng.services.sign_in import SignedIn, SignInRefused
+from chuangzheng.settings import Settings
 
 COOKIE = "cz_token"
 
@@ -28,15 +37,36 @@ class LoginRequired(Exception):
     """The request carries no valid login cookie."""
 
 
+def set_login_cookie(response: Response, signed_in: SignedIn, settings: Settings) -> None:
+    """Carry ``signed_in``'s token in the login cookie, kept as long as the token lives."""
+    max_age = int((signed_in.expires_at - datetime.now(UTC)).total_seconds())
+    response.set_cookie(
+        COOKIE,
+        signed_in.token,
+        httponly=True,
+        samesite="lax",
+        secure=settings.public_base_url.startswith("https"),
+        max_age=max(max_age, 1),
+        path="/",
+    )
+
+
 def ui_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
-    """The caller named by the login cookie; role and scope are read fresh from ``users``."""
+    """The caller named by the login cookie; role and scope are read fresh from ``users``.
+    Past half its life the token is renewed and :class:`UiRoute` sends the new cookie."""
     token = request.cookies.get(COOKIE)
     if not token:
         raise LoginRequired
     try:
-        return authenticate_token(session, token, settings)
+        current = authenticate_checked(session, token, settings)
     except ApiError:
         raise LoginRequired from None
+    left = current.expires_at - datetime.now(UTC)
+    if left < sign_in.token_lifetime(settings) / 2:
+        # At the session's maximum renewal is refused: the token serves until it expires.
+        with contextlib.suppress(SignInRefused):
+            request.state.renewed_login = sign_in.renew(session, token, settings)
+    return current.user
 
 
 UiUser = Annotated[User, Depends(ui_user)]
@@ -70,12 +100,16 @@ class UiRoute(APIRoute):
 
         async def page_handler(request: Request) -> Response:
             try:
-                return await handler(request)
+                response = await handler(request)
             except LoginRequired:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"/ui/login?next={quote(target)}", status_code=303)
             except ApiError as exc:
-                return error_page(request, exc)
+                response = error_page(request, exc)
+            renewed: SignedIn | None = getattr(request.state, "renewed_login", None)
+            if renewed is not None:
+                set_login_cookie(response, renewed, request.app.state.settings)
+            return response
 
         return page_handler
 

@@ -1,0 +1,535 @@
+"""Signing in, the use cases: with a password (the API and the login page), with the county's
+identity provider (OpenID Connect, see :mod:`chuangzheng.oidc`), renewing a token, signing
+out; and checking a token on every request.
+
+Every sign-in opens a session (a ``sign_in_sessions`` row). Its token is short-lived
+(``session_token_minutes``) and names the session (``sid``) and the account's
+``session_version`` (``sv``); a request is served only while the session is neither revoked
+nor expired and the account is active at the same version (deactivation, a reset or a new
+password bump it and so end every session at once). Renewal issues a new token for the same
+session, never past ``session_max_hours`` after the sign-in.
+
+Failed password sign-ins are counted per account and per address (``sign_in_throttle``, so
+every API process sees the same counts) with the rule of :mod:`domain.throttle`; a blocked
+key is refused with :class:`Throttled` before the password is looked at, even a right one.
+An unknown account, an account not activated yet (no password) and a wrong password are one
+refusal, verified against a dummy hash so they take the same time.
+
+Sign-ins, refusals and sign-outs are audited (never the password). Callers pass a session
+and the use cases commit what they write, refusals included.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from activities.db import upsert_insert
+from activities.tables import AuditRow, UserRow
+from activities.tables.access import SignInSessionRow, SignInThrottleRow
+from chuangzheng.services.errors import ServiceError
+from chuangzheng.settings import Settings
+from domain.organisation import Role
+from domain.throttle import (
+    ThrottleCounter,
+    ThrottlePolicy,
+    after_failure,
+    remaining_block,
+    retry_after_seconds,
+)
+
+TOKEN_ALGORITHM = "HS256"
+_HASHER = PasswordHasher()
+# Verifying against a dummy hash when the account does not exist (or has no password yet)
+# keeps response times equal, so the login cannot tell which usernames exist.
+_DUMMY_HASH = _HASHER.hash("not-a-password")
+# Throttle keys are stored whole; what someone types as a username is cut to fit.
+_KEY_ROOM = 200
+_BAD_CREDENTIALS = "用户名或密码错误"
+
+
+class SignInVia(StrEnum):
+    """How a session was opened."""
+
+    API = "api"
+    PAGE = "ui"
+    OIDC = "oidc"
+
+
+class SignInAction(StrEnum):
+    """The audit log's actions for signing in and out."""
+
+    SIGN_IN = "login"
+    SIGN_IN_FAILED = "login_failed"
+    SIGN_OUT = "logout"
+
+
+class FailureReason(StrEnum):
+    """Why a sign-in was refused, as the audit log records it (the caller only ever learns
+    "wrong username or password" or "too many attempts")."""
+
+    BAD_CREDENTIALS = "bad_credentials"
+    THROTTLED = "throttled"
+    NO_ACCOUNT_FOR_IDENTITY = "no_account_for_identity"
+
+
+@dataclass(frozen=True)
+class User:
+    """The caller: account, display name, role and the key of what the role covers."""
+
+    username: str
+    display_name: str
+    role: Role
+    scope_key: str
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A token for ``user``'s session ``session_id``, valid until ``expires_at``."""
+
+    user: User
+    token: str
+    session_id: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """A checked token: whose it is, its session and when the token itself expires."""
+
+    user: User
+    session_id: str
+    expires_at: datetime
+
+
+class SignInRefused(ServiceError):
+    """Not signed in: bad credentials, an expired or revoked token, an inactive account
+    (``code`` ``unauthorized``: the API answers 401)."""
+
+    def __init__(self, message: str = "请先登录") -> None:
+        super().__init__("unauthorized", message)
+
+
+class Throttled(ServiceError):
+    """Too many failed sign-ins for the account or from the address: try again after
+    ``retry_after`` seconds (the API answers 429 with ``Retry-After``)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "too_many_attempts", f"登录失败次数过多，请 {wait_text(retry_after)}后再试"
+        )
+        self.retry_after = retry_after
+
+
+def wait_text(seconds: int) -> str:
+    """A wait in Chinese words: ``45 秒``, ``3 分钟``, ``1 小时 5 分钟``."""
+    if seconds < 60:
+        return f"{seconds} 秒"
+    minutes = -(-seconds // 60)
+    if minutes < 60:
+        return f"{minutes} 分钟"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} 小时" + (f" {rest} 分钟" if rest else "")
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of ``password``."""
+    return _HASHER.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches ``password_hash``; no hash (an account not activated)
+    is checked against the dummy hash, so it fails in the same time as a wrong password."""
+    try:
+        _HASHER.verify(password_hash or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return password_hash is not None
+
+
+def to_user(row: UserRow) -> User:
+    """The caller's view of a stored account."""
+    return User(
+        username=row.username,
+        display_name=row.display_name,
+        role=Role(row.role),
+        scope_key=row.scope_key,
+    )
+
+
+def token_lifetime(settings: Settings) -> timedelta:
+    """How long one token lives."""
+    return timedelta(minutes=settings.session_token_minutes)
+
+
+def session_limit(settings: Settings) -> timedelta:
+    """How long after signing in a session can be renewed."""
+    return timedelta(hours=settings.session_max_hours)
+
+
+def policies(settings: Settings) -> tuple[ThrottlePolicy, ThrottlePolicy]:
+    """The throttle's rules for accounts and for addresses."""
+    window = timedelta(minutes=settings.signin_window_minutes)
+    block = timedelta(seconds=settings.signin_block_seconds)
+    cap = timedelta(seconds=settings.signin_max_block_seconds)
+    return (
+        ThrottlePolicy(settings.signin_account_failures, window, block, cap),
+        ThrottlePolicy(settings.signin_address_failures, window, block, cap),
+    )
+
+
+def account_key(username: str) -> str:
+    """The throttle key of an account (whether or not it exists)."""
+    return f"account:{username[:_KEY_ROOM]}"
+
+
+def address_key(ip: str | None) -> str:
+    """The throttle key of a client address."""
+    return f"address:{(ip or 'unknown')[:_KEY_ROOM]}"
+
+
+# ----- tokens -----
+
+
+def issue_token(
+    *, username: str, session_id: str, session_version: int, expires_at: datetime, now: datetime,
+    settings: Settings,
+) -> str:  # fmt: skip
+    """A signed token for one session of ``username``."""
+    claims = {
+        "sub": username,
+        "sid": session_id,
+        "sv": session_version,
+        "iat": now,
+        "exp": expires_at,
+        # Two tokens issued in the same second (a renewal right after signing in) differ.
+        "jti": uuid.uuid4().hex[:16],
+    }
+    return jwt.encode(claims, settings.secret_key, algorithm=TOKEN_ALGORITHM)
+
+
+def _claims(token: str, settings: Settings, *, verify_exp: bool = True) -> dict[str, Any]:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            settings.secret_key,
+            algorithms=[TOKEN_ALGORITHM],
+            options={"require": ["sub", "sid", "sv", "exp"], "verify_exp": verify_exp},
+        )
+    except jwt.ExpiredSignatureError:
+        raise SignInRefused("登录已过期，请重新登录") from None
+    except jwt.InvalidTokenError:
+        raise SignInRefused("登录凭证无效") from None
+    if not isinstance(claims["sid"], str) or not isinstance(claims["sv"], int):
+        raise SignInRefused("登录凭证无效")
+    return claims
+
+
+_SESSION = SignInSessionRow
+# The one query behind every authenticated request: the account and the token's session.
+_AUTHENTICATE = select(
+    UserRow.username,
+    UserRow.display_name,
+    UserRow.role,
+    UserRow.scope_key,
+    UserRow.active,
+    UserRow.session_version,
+    _SESSION.issued_at,
+    _SESSION.expires_at,
+    _SESSION.revoked_at,
+).join(_SESSION, _SESSION.username == UserRow.username)
+
+
+def authenticate(
+    session: Session, token: str, settings: Settings, *, now: datetime | None = None
+) -> Authenticated:
+    """The account and session a token names, checked in one query: signature and expiry,
+    the session neither revoked nor expired, the account active at the token's version."""
+    claims = _claims(token, settings)
+    now = now or datetime.now(UTC)
+    row = session.execute(
+        _AUTHENTICATE.where(_SESSION.session_id == claims["sid"], UserRow.username == claims["sub"])
+    ).one_or_none()
+    if row is None or not row.active:
+        raise SignInRefused("账号不存在或已停用")
+    if row.session_version != claims["sv"] or row.revoked_at is not None:
+        raise SignInRefused("已退出登录或账号已变更，请重新登录")
+    if row.expires_at <= now:
+        raise SignInRefused("登录已过期，请重新登录")
+    user = User(row.username, row.display_name, Role(row.role), row.scope_key)
+    expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
+    return Authenticated(user=user, session_id=claims["sid"], expires_at=expires_at)
+
+
+# ----- the audit log -----
+
+
+def _audit(
+    session: Session,
+    action: SignInAction,
+    *,
+    username: str,
+    role: Role | None,
+    ip: str | None,
+    now: datetime,
+    detail: dict[str, Any],
+) -> None:
+    session.add(
+        AuditRow(
+            # The random tail: two attempts in one microsecond (a script) are two rows.
+            audit_id=f"{action.value}/{username[:64]}/{now.isoformat()}/{uuid.uuid4().hex[:8]}",
+            user=username[:64],
+            role=role.value if role else None,
+            action=action.value,
+            round_id=None,
+            org_id=None,
+            ip=ip,
+            at=now,
+            detail=detail,
+        )
+    )
+
+
+# ----- signing in -----
+
+
+def _open_session(
+    session: Session, row: UserRow, *, via: SignInVia, ip: str | None, now: datetime,
+    settings: Settings,
+) -> SignedIn:  # fmt: skip
+    session_id = uuid.uuid4().hex
+    expires_at = min(now + token_lifetime(settings), now + session_limit(settings))
+    session.add(
+        SignInSessionRow(
+            session_id=session_id,
+            username=row.username,
+            via=via.value,
+            ip=ip,
+            issued_at=now,
+            expires_at=expires_at,
+            renewed_at=None,
+            revoked_at=None,
+        )
+    )
+    token = issue_token(
+        username=row.username,
+        session_id=session_id,
+        session_version=row.session_version or 0,
+        expires_at=expires_at,
+        now=now,
+        settings=settings,
+    )
+    return SignedIn(user=to_user(row), token=token, session_id=session_id, expires_at=expires_at)
+
+
+def _counters(session: Session, keys: Iterable[str], *, lock: bool) -> dict[str, ThrottleCounter]:
+    query = select(SignInThrottleRow).where(SignInThrottleRow.key.in_(list(keys)))
+    if lock:
+        query = query.with_for_update()
+    return {
+        row.key: ThrottleCounter(
+            failures=row.failures,
+            first_failure_at=row.first_failure_at,
+            last_failure_at=row.last_failure_at,
+            blocked_until=row.blocked_until,
+        )
+        for row in session.scalars(query)
+    }
+
+
+def _count_failure(session: Session, keys: dict[str, ThrottlePolicy], now: datetime) -> None:
+    counters = _counters(session, keys, lock=True)
+    table = SignInThrottleRow.__table__
+    for key, policy in keys.items():
+        counter = after_failure(counters.get(key), policy, now)
+        values = {
+            "key": key,
+            "failures": counter.failures,
+            "first_failure_at": counter.first_failure_at,
+            "last_failure_at": counter.last_failure_at,
+            "blocked_until": counter.blocked_until,
+        }
+        stmt = upsert_insert(session, table).values(values)  # type: ignore[arg-type]
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["key"], set_={k: v for k, v in values.items() if k != "key"}
+            )
+        )
+
+
+def sign_in(
+    session: Session,
+    *,
+    username: str,
+    password: str,
+    ip: str | None,
+    via: SignInVia,
+    settings: Settings,
+    now: datetime | None = None,
+) -> SignedIn:
+    """Check the password and open a session; :class:`Throttled` while the account or the
+    address is blocked, :class:`SignInRefused` for any bad credentials (counted)."""
+    now = now or datetime.now(UTC)
+    account_policy, address_policy = policies(settings)
+    keys = {account_key(username): account_policy, address_key(ip): address_policy}
+    waits = [
+        wait
+        for counter in _counters(session, keys, lock=False).values()
+        if (wait := remaining_block(counter, now)) is not None
+    ]
+    if waits:
+        retry_after = retry_after_seconds(max(waits))
+        _audit(
+            session, SignInAction.SIGN_IN_FAILED, username=username, role=None, ip=ip, now=now,
+            detail={"via": via.value, "reason": FailureReason.THROTTLED.value,
+                    "retry_after": retry_after},
+        )  # fmt: skip
+        session.commit()
+        raise Throttled(retry_after)
+    row = session.get(UserRow, username)
+    matches = verify_password(row.password_hash if row else None, password)
+    if row is None or not matches or not row.active:
+        _count_failure(session, keys, now)
+        _audit(
+            session, SignInAction.SIGN_IN_FAILED, username=username, role=None, ip=ip, now=now,
+            detail={"via": via.value, "reason": FailureReason.BAD_CREDENTIALS.value},
+        )  # fmt: skip
+        session.commit()
+        raise SignInRefused(_BAD_CREDENTIALS)
+    # A success clears the account's failures, not the address's: one good password must
+    # not reset what a guesser tried against other accounts from the same address.
+    session.execute(delete(SignInThrottleRow).where(SignInThrottleRow.key == account_key(username)))
+    signed_in = _open_session(session, row, via=via, ip=ip, now=now, settings=settings)
+    _audit(
+        session, SignInAction.SIGN_IN, username=row.username, role=signed_in.user.role, ip=ip,
+        now=now, detail={"via": via.value, "session_id": signed_in.session_id},
+    )  # fmt: skip
+    session.commit()
+    return signed_in
+
+
+def sign_in_with_identity(
+    session: Session,
+    *,
+    username: str,
+    issuer: str,
+    subject: str,
+    ip: str | None,
+    settings: Settings,
+    now: datetime | None = None,
+) -> SignedIn:
+    """Open a session for the active account named by a verified ID token's claim;
+    :class:`SignInRefused` (audited) when no active account has that name."""
+    now = now or datetime.now(UTC)
+    row = session.get(UserRow, username) if username else None
+    if row is None or not row.active:
+        _audit(
+            session, SignInAction.SIGN_IN_FAILED, username=username or f"oidc:{subject}",
+            role=None, ip=ip, now=now,
+            detail={"via": SignInVia.OIDC.value,
+                    "reason": FailureReason.NO_ACCOUNT_FOR_IDENTITY.value,
+                    "issuer": issuer, "subject": subject},
+        )  # fmt: skip
+        session.commit()
+        raise SignInRefused(
+            f"统一身份认证账号“{username or subject}”在本系统中没有对应的启用账号，"
+            "请联系县委创先争优办公室开通"
+        )
+    signed_in = _open_session(session, row, via=SignInVia.OIDC, ip=ip, now=now, settings=settings)
+    _audit(
+        session, SignInAction.SIGN_IN, username=row.username, role=signed_in.user.role, ip=ip,
+        now=now, detail={"via": SignInVia.OIDC.value, "session_id": signed_in.session_id,
+                         "issuer": issuer, "subject": subject},
+    )  # fmt: skip
+    session.commit()
+    return signed_in
+
+
+def renew(
+    session: Session, token: str, settings: Settings, *, now: datetime | None = None
+) -> SignedIn:
+    """A new token for the same session, its expiry moved (never past the session's
+    maximum); :class:`SignInRefused` for a bad token or a session at its maximum."""
+    now = now or datetime.now(UTC)
+    current = authenticate(session, token, settings, now=now)
+    row = session.get(SignInSessionRow, current.session_id)
+    user_row = session.get(UserRow, current.user.username)
+    if row is None or user_row is None:  # gone since the check (a concurrent purge)
+        raise SignInRefused("登录已过期，请重新登录")
+    limit = row.issued_at + session_limit(settings)
+    if limit <= now:
+        raise SignInRefused("登录已超过最长时限，请重新登录")
+    expires_at = min(now + token_lifetime(settings), limit)
+    session.execute(
+        update(SignInSessionRow)
+        .where(SignInSessionRow.session_id == row.session_id)
+        .values(expires_at=expires_at, renewed_at=now)
+    )
+    session.commit()
+    token = issue_token(
+        username=user_row.username,
+        session_id=row.session_id,
+        session_version=user_row.session_version or 0,
+        expires_at=expires_at,
+        now=now,
+        settings=settings,
+    )
+    return SignedIn(
+        user=current.user, token=token, session_id=row.session_id, expires_at=expires_at
+    )
+
+
+def sign_out(
+    session: Session,
+    token: str,
+    settings: Settings,
+    *,
+    ip: str | None,
+    now: datetime | None = None,
+    strict: bool = True,
+) -> bool:
+    """Revoke the token's session (its every token stops working at once) and audit it.
+
+    ``strict``: a token that is not valid is :class:`SignInRefused`; otherwise (the page's
+    sign-out button, whose cookie may have expired) a well-signed token still revokes its
+    session and anything else is ignored. Returns whether a session was revoked now."""
+    now = now or datetime.now(UTC)
+    if strict:
+        current = authenticate(session, token, settings, now=now)
+        username, session_id, role = current.user.username, current.session_id, current.user.role
+    else:
+        try:
+            claims = _claims(token, settings, verify_exp=False)
+        except SignInRefused:
+            return False
+        username, session_id, role = str(claims["sub"]), str(claims["sid"]), None
+    revoked = session.execute(
+        update(SignInSessionRow)
+        .where(
+            SignInSessionRow.session_id == session_id,
+            SignInSessionRow.username == username,
+            SignInSessionRow.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    done = bool(getattr(revoked, "rowcount", 0))
+    if done:
+        if role is None:
+            account = session.get(UserRow, username)
+            role = Role(account.role) if account else None
+        _audit(
+            session, SignInAction.SIGN_OUT, username=username, role=role, ip=ip, now=now,
+            detail={"session_id": session_id},
+        )  # fmt: skip
+    session.commit()
+    return done
