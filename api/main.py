@@ -38,6 +38,7 @@ from api.routers import (
     supervision,
     users,
 )
+from api.security import SecurityMiddleware
 from api.ui import routes as ui_routes
 from chuangzheng.bootstrap import open_services
 from chuangzheng.settings import Settings
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)  # 413 before an oversized body is read whole
+    # Outermost: headers on every answer (413s included), cross-site page posts refused.
+    app.add_middleware(SecurityMiddleware)
     log_redaction.install()  # ballot tokens never reach the access log
     for module in (
         users,
