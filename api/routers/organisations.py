@@ -178,7 +178,7 @@ def list_organisations(
     light: Light | None = None,
     overdue: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[dict[str, Any]]:
     """Organisations the caller may see; phase, light and overdue need ``round_id``."""
     if round_id is None and (phase or light or overdue is not None):
