@@ -2,6 +2,10 @@
 digests to supervisors' inboxes once per day (idempotent by message id, ``digests`` rows),
 and publish a circular's files once per circular id.
 
+Input errors fail at once, never retried: an unknown round (``UnknownRound``) or text a
+spreadsheet cannot hold (``InvalidInput``) is a non-retryable ``ApplicationError``; retrying
+would fail the same way for ever, one stuck workflow per request.
+
 The inbox row is written first (the dedup record); then, when the worker has channels, each
 message goes out by mail or robot through the same delivery ledger as escalation notices,
 so a retried activity re-sends nothing that went out.
@@ -16,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from openpyxl.utils.exceptions import IllegalCharacterError  # type: ignore[import-untyped]
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.digest_messages import (
     MessageSender,
@@ -35,6 +41,7 @@ from activities.tables import (
     CircularRow,
     OrganisationRow,
     RoundDefinitionRow,
+    RoundRow,
     digests,
 )
 from chuangzheng.plans import calendar_library
@@ -74,6 +81,16 @@ def working_days_overdue(calendar: CalendarPlan, deadline: datetime, now: dateti
         return fallback.build().working_days_overdue(deadline, now)
 
 
+def refuse_unknown_round(session: Session, round_id: str) -> None:
+    """A non-retryable ``UnknownRound`` unless the read model knows ``round_id`` (a stored
+    round, or organisations' status in it)."""
+    if session.get(RoundRow, round_id) is not None:
+        return
+    status = select(CampaignStatusRow.org_id).where(CampaignStatusRow.round_id == round_id)
+    if session.scalar(status.limit(1)) is None:
+        raise ApplicationError(f"轮次不存在：{round_id!r}", type="UnknownRound", non_retryable=True)
+
+
 class DigestActivities:
     """Digest and circular activities, holding the read model and where circulars go.
 
@@ -102,8 +119,10 @@ class DigestActivities:
         return load_plan(definition.plan_yaml, calendars=calendar_library()).calendar
 
     def _load(self, round_id: str, now: datetime) -> list[StatusLine]:
-        """Every organisation's status in the round, with days overdue as of ``now``."""
+        """Every organisation's status in the round, with days overdue as of ``now``; an
+        unknown round is refused (non-retryable ``UnknownRound``)."""
         with self._session_factory() as session:
+            refuse_unknown_round(session, round_id)
             calendar = self._calendar(session, round_id)
             rows = session.execute(
                 select(CampaignStatusRow, OrganisationRow.instructor)
@@ -197,7 +216,13 @@ class DigestActivities:
             folder / f"{safe_name(circular.key)}.xlsx",
             folder / f"{safe_name(circular.key)}.md",
         )
-        write_circular_xlsx(circular, xlsx)
+        try:
+            write_circular_xlsx(circular, xlsx)
+        except IllegalCharacterError as exc:
+            # A name with a control character: the same on every retry.
+            raise ApplicationError(
+                f"通报中含有表格无法保存的字符：{exc}", type="InvalidInput", non_retryable=True
+            ) from exc
         text.write_text(render_circular(circular), encoding="utf-8")
         now = datetime.now(UTC)
         total, completed, overdue = circular.totals()

@@ -11,9 +11,18 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
-from activities.tables import CircularRow, DigestRow
-from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalClientDep, require_role
+from activities.tables import CircularRow, DigestRow, RoundRow
+from api.blocking import run_sync
+from api.deps import (
+    CurrentUser,
+    SessionDep,
+    SessionsDep,
+    SettingsDep,
+    TemporalClientDep,
+    require_role,
+)
 from api.errors import not_found
 from api.idempotency import idempotency_key
 from api.responses import AUTHENTICATED, TEMPORAL, Timestamp, errors, file_response
@@ -116,6 +125,11 @@ def circulars(round_id: str, session: SessionDep, user: CurrentUser) -> list[dic
     ]
 
 
+def _round_missing(sessions: sessionmaker[Session], round_id: str) -> bool:
+    with sessions() as session:
+        return session.get(RoundRow, round_id) is None
+
+
 @router.post(
     "/rounds/{round_id}/circulars",
     status_code=201,
@@ -129,10 +143,13 @@ async def publish(
     user: CurrentUser,
     client: TemporalClientDep,
     settings: SettingsDep,
+    sessions: SessionsDep,
 ) -> dict[str, Any]:
     """Publish a circular now (county office). The Idempotency-Key, if given, names it, so
-    a retried request publishes it once."""
+    a retried request publishes it once. An unknown round is 404 before any workflow starts."""
     require_role(user, Role.COUNTY_OFFICE)
+    if await run_sync(_round_missing, sessions, round_id):
+        raise not_found("轮次不存在")
     key = idempotency_key(request) or datetime.now(UTC).strftime("on-demand-%Y%m%d%H%M%S")
     report: CircularReport = await client.execute_workflow(
         CircularWorkflow.run,

@@ -52,7 +52,7 @@ from chuangzheng.services.errors import (
 )
 from chuangzheng.settings import Settings
 from domain.actions import CalendarUpdate, CloseRound
-from domain.calendar import CalendarGap
+from domain.calendar import SHANGHAI, CalendarGap
 from domain.errors import DomainError, FieldError, PlanError
 from domain.organisation import Role
 from domain.phases import Phase
@@ -74,6 +74,11 @@ T = TypeVar("T")
 PROGRESS_ROLES = frozenset({Role.COUNTY_OFFICE, Role.ASSESSMENT_GROUP})
 _FORBIDDEN = "当前角色无权执行此操作"
 _NO_ROUND = "轮次不存在"
+#: The years a round may start in: a start in year 1 or 9999 is a typing error, and dates
+#: that far out overflow the calendars and the databases' date arithmetic.
+FIRST_START_YEAR, LAST_START_YEAR = 2000, 2100
+#: How far past the round's planned end a round-wide extension may reach.
+EXTENSION_MARGIN = timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -229,6 +234,22 @@ def list_rounds(session: Session) -> list[RoundRecord]:
     return [_record(r, session.get(RoundDefinitionRow, r.round_id)) for r in rows]
 
 
+def check_start(starts_at: datetime | None) -> None:
+    """:class:`InvalidInput` on ``starts_at`` unless it falls in
+    :data:`FIRST_START_YEAR`–:data:`LAST_START_YEAR`."""
+    if starts_at is not None and not FIRST_START_YEAR <= starts_at.year <= LAST_START_YEAR:
+        raise InvalidInput(
+            "invalid",
+            "请求参数有误",
+            [
+                {
+                    "field": "starts_at",
+                    "reason": f"开始时间应在 {FIRST_START_YEAR} 年至 {LAST_START_YEAR} 年之间",
+                }
+            ],
+        )
+
+
 async def create_round(
     sessions: sessionmaker[Session],
     actor: Actor,
@@ -245,6 +266,7 @@ async def create_round(
     plan is refused before kick-off; nothing is written then. Needs no Temporal. :class:`Conflict`
     (``duplicate``) when the round id exists."""
     authorise(actor)
+    check_start(starts_at)
     if (plan_id is None) == (plan_yaml is None):
         raise from_domain(
             PlanError(
@@ -411,6 +433,19 @@ class Rounds:
         (``action_id``, ``applied``); rounds of the legacy workflow type answer with their
         progress."""
         authorise(actor)
+        latest = await _in_thread(self._latest_deadline, round_id)
+        if new_deadline > latest:
+            shown = latest.astimezone(SHANGHAI).strftime("%Y-%m-%d")
+            raise InvalidInput(
+                "invalid",
+                "请求参数有误",
+                [
+                    {
+                        "field": "new_deadline",
+                        "reason": f"延期后的截止时间不能晚于 {shown}（本轮计划结束后一年）",
+                    }
+                ],
+            )
         try:
             command = RoundExtensionRequest(
                 actor=actor,
@@ -426,19 +461,55 @@ class Rounds:
         )
         return result
 
+    def _latest_deadline(self, round_id: str) -> datetime:
+        """The latest deadline a round-wide extension may set: the round's planned end (its
+        last phase's deadline as resolved from its start) plus :data:`EXTENSION_MARGIN`.
+        :class:`NotFound` for an unknown round."""
+        with self.sessions() as session:
+            row, definition = _load(session, round_id)
+            plan_text, round_plan_id = definition.plan_yaml, definition.round_plan_id
+            starts_at = definition.starts_at or row.starts_at
+        if starts_at.tzinfo is None:  # SQLite hands back naive UTC
+            starts_at = starts_at.replace(tzinfo=UTC)
+        try:
+            schedule = check_kickoff(parse_plan(plan_text), round_plan_id, starts_at)
+            end = max(w.deadline for w in schedule.windows)
+        except (DomainError, ValueError):
+            # No schedule to measure by (e.g. calendar data missing): two years from the start.
+            end = starts_at + EXTENSION_MARGIN
+        return end + EXTENSION_MARGIN
+
     async def close(self, actor: Actor, round_id: str, *, reason: str = "") -> dict[str, Any]:
         """Close the round: every organisation stops where it stands, the round's schedules
         are deleted (no digests or circulars after the close) and the round is marked
-        ``closed``. The answer is the Update's result (the progress, for legacy rounds)."""
+        ``closed``. The answer is the Update's result (the progress, for legacy rounds).
+
+        An unknown round is :class:`NotFound`; a round not kicked off (``not_started``) or
+        already closed or finished (``already_closed``) is :class:`Conflict`, said of the
+        round."""
         authorise(actor)
+        await _in_thread(self._check_closable, round_id)
         command = CloseRound(actor=actor, reason=reason)
-        result: dict[str, Any] = await workflow_calls.update(
-            self.temporal, round_workflow_id(round_id), "close", command, dict
-        )
+        try:
+            result: dict[str, Any] = await workflow_calls.update(
+                self.temporal, round_workflow_id(round_id), "close", command, dict
+            )
+        except (NotFound, Conflict):
+            # The round's workflow is gone or finished although the read model had not
+            # caught up: the round has ended.
+            raise Conflict("already_closed", "本轮活动已经结束，无需再次结束") from None
         with _temporal():
             await delete_schedules(self.temporal, round_id)
         await _in_thread(self._mark_closed, round_id)
         return result
+
+    def _check_closable(self, round_id: str) -> None:
+        with self.sessions() as session:
+            row, definition = _load(session, round_id)
+            if definition.kicked_off_at is None or row.status == "created":
+                raise Conflict("not_started", "本轮尚未启动，不能结束")
+            if row.status in ("closed", "completed", "failed"):
+                raise Conflict("already_closed", "本轮活动已经结束，无需再次结束")
 
     def _mark_closed(self, round_id: str) -> None:
         with self.sessions.begin() as session:
