@@ -201,6 +201,16 @@ def _jwks_client(jwks_uri: str) -> jwt.PyJWKClient:
         return client
 
 
+def _candidate_keys(id_token: str, metadata: ProviderMetadata) -> list[jwt.PyJWK]:
+    """The provider's keys that may have signed ``id_token``: the one its ``kid`` names, or
+    (a provider that names none, with one key or during a rotation) every signing key."""
+    client = _jwks_client(metadata.jwks_uri)
+    kid = jwt.get_unverified_header(id_token).get("kid")
+    if kid:
+        return [client.get_signing_key(str(kid))]
+    return list(client.get_signing_keys())
+
+
 def _exchange(settings: Settings, metadata: ProviderMetadata, code: str, verifier: str) -> str:
     data = {
         "grant_type": "authorization_code",
@@ -237,16 +247,23 @@ def verify_id_token(
     """The claims of ``id_token`` once its signature (the provider's JWKS), issuer,
     audience, expiry and nonce are checked."""
     try:
-        key = _jwks_client(metadata.jwks_uri).get_signing_key_from_jwt(id_token)
-        claims: dict[str, Any] = jwt.decode(
-            id_token,
-            key.key,
-            algorithms=list(metadata.algorithms),
-            audience=settings.oidc_client_id,
-            issuer=metadata.issuer,
-            leeway=LEEWAY,
-            options={"require": ["iss", "sub", "aud", "exp", "iat"]},
-        )
+        claims: dict[str, Any] | None = None
+        for key in _candidate_keys(id_token, metadata):
+            try:
+                claims = jwt.decode(
+                    id_token,
+                    key.key,
+                    algorithms=list(metadata.algorithms),
+                    audience=settings.oidc_client_id,
+                    issuer=metadata.issuer,
+                    leeway=LEEWAY,
+                    options={"require": ["iss", "sub", "aud", "exp", "iat"]},
+                )
+                break
+            except jwt.InvalidSignatureError:
+                continue  # another of the provider's keys may have signed it
+        if claims is None:
+            raise jwt.InvalidSignatureError("no key of the provider verifies the signature")
     except jwt.PyJWKClientConnectionError as exc:
         raise SingleSignOnFailed("统一身份认证服务暂时无法访问，请稍后再试", str(exc)) from exc
     except (jwt.InvalidTokenError, jwt.PyJWKClientError) as exc:
