@@ -1,5 +1,10 @@
 """Evidence file uploads: stored under the data directory by sha256, with size and type
-limits; the answer is the ``{"name", "sha256"}`` a document field takes."""
+limits; the answer is the ``{"name", "sha256"}`` a document field takes.
+
+Only those who act on an organisation's evidence upload (:data:`UPLOADER_ROLES`: who submits
+it and who supervises it; the read-only assessment group does not: 403), only for an
+organisation they see, and only into a round the organisation takes part in (404 otherwise:
+an unknown round, one not kicked off, one without the organisation)."""
 
 from __future__ import annotations
 
@@ -12,14 +17,16 @@ from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.tables import UploadedFileRow
+from activities.tables import CampaignStatusRow, UploadedFileRow
 from api.auth import User
 from api.blocking import run_sync
 from api.deps import CurrentUser, SessionsDep, SettingsDep
-from api.errors import ApiError
+from api.errors import ApiError, not_found
 from api.responses import AUTHENTICATED, UPLOAD, errors
-from api.routers.organisations import check_visible
+from api.routers.organisations import visible_organisation
 from chuangzheng.settings import Settings
+from domain.campaign_rules import SUBMITTER_ROLES
+from domain.organisation import SUPERVISOR_ROLES, Role
 
 router = APIRouter(
     prefix="/api/v1/rounds/{round_id}/organisations/{org_id}",
@@ -27,6 +34,8 @@ router = APIRouter(
     responses=errors(*AUTHENTICATED, 404),
 )
 
+#: The roles the workflow lets act on an organisation's evidence.
+UPLOADER_ROLES: frozenset[Role] = SUBMITTER_ROLES | SUPERVISOR_ROLES
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 ALLOWED_UPLOADS: dict[str, str] = {
     ".pdf": "application/pdf",
@@ -66,7 +75,9 @@ async def upload(
 ) -> dict[str, Any]:
     """Store a file under the data directory by its sha256; the answer is the value a
     document field of the evidence takes (``{"name", "sha256"}``)."""
-    await run_sync(check_visible, sessions, user, org_id)
+    if user.role not in UPLOADER_ROLES:
+        raise ApiError(403, "forbidden", "当前角色只能查看，不能上传材料")
+    await run_sync(_check_target, sessions, user, round_id, org_id)
     name = Path(file.filename or "").name
     suffix = Path(name).suffix.lower()
     if suffix not in ALLOWED_UPLOADS:
@@ -88,6 +99,14 @@ async def upload(
     return await run_sync(
         _store, sessions, settings, user, round_id, org_id, name, ALLOWED_UPLOADS[suffix], data
     )
+
+
+def _check_target(sessions: sessionmaker[Session], user: User, round_id: str, org_id: str) -> None:
+    """404 unless ``user`` sees the organisation and it takes part in the round."""
+    with sessions() as session:
+        visible_organisation(session, user, org_id)
+        if session.get(CampaignStatusRow, (round_id, org_id)) is None:
+            raise not_found("轮次不存在或该组织不在本轮活动中")
 
 
 def _store(
