@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from chuangzheng.api_client import SignedInAuth
 from domain.lights import Light
 from domain.phases import WORKING_PHASES, Phase
 
@@ -32,7 +33,8 @@ def _client(api: str, user: str, password: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api, timeout=60) as client:
         response = client.post("/api/v1/auth/login", json={"username": user, "password": password})
         _check(response)
-        client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+        # Tokens last half an hour: a long progress loop signs in again when one expires.
+        client.auth = SignedInAuth(user, password, token=response.json()["access_token"])
         yield client
 
 
