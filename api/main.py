@@ -22,6 +22,7 @@ from api.public import commitments as public_commitments
 from api.public import honours as public_honours
 from api.public import log_redaction
 from api.routers import (
+    accounts,
     actions,
     commendation,
     commitment_ledger,
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     log_redaction.install()  # ballot tokens never reach the access log
     for module in (
         users,
+        accounts,
         rounds,
         organisations,
         actions,

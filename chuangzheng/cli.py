@@ -314,5 +314,14 @@ def _register_admin() -> None:
 _register_admin()
 
 
+def _register_accounts() -> None:
+    from chuangzheng.accounts_cli import app as accounts_app
+
+    app.add_typer(accounts_app, name="accounts")
+
+
+_register_accounts()
+
+
 if __name__ == "__main__":
     app()

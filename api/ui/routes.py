@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.ui.routers import exports, laggards, links, login, organisation, overview, secretary
+from api.ui.routers import (
+    accounts,
+    exports,
+    laggards,
+    links,
+    login,
+    organisation,
+    overview,
+    secretary,
+)
 
 router = APIRouter()
-for _module in (login, overview, laggards, organisation, secretary, exports):
+for _module in (login, overview, laggards, organisation, secretary, exports, accounts):
     router.include_router(_module.router)
 # Outside /ui: the short paths messages link to.
 router.include_router(links.router)

@@ -1,0 +1,297 @@
+"""Account administration pages (县委活动办; a township committee for its own
+organisations' secretaries) and the public activation page.
+
+Every page calls ``chuangzheng.services.accounts``; refusals become the dashboard's error
+page with their status (``UiRoute``). A new code (create, reset) is shown once on a page that
+is never cached; the printed township list is a file download, and the page says that
+printing again replaces the codes it printed before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from activities.tables import OrganisationRow
+from api.auth import User
+from api.deps import SessionDep, SessionsDep, SettingsDep, client_ip
+from api.errors import ApiError, as_api_error
+from api.ui.render import page
+from api.ui.session import UiRoute, UiUser, redirect, same_origin
+from chuangzheng.services import accounts
+from chuangzheng.services.activation_lists import (
+    REPLACES_WARNING,
+    activation_list_pdf,
+    activation_list_xlsx,
+)
+from chuangzheng.services.errors import ServiceError
+from domain.accounts import MIN_PASSWORD_LENGTH
+from domain.organisation import Role
+
+router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
+PAGE = 50
+PDF = "application/pdf"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_NO_STORE = {"Cache-Control": "no-store"}
+T = TypeVar("T")
+
+
+def _admin(user: User, request: Request) -> accounts.Admin:
+    return accounts.Admin(
+        user=user.username, role=user.role, scope_key=user.scope_key, ip=client_ip(request)
+    )
+
+
+def _call(func: Callable[[], T]) -> T:
+    try:
+        return func()
+    except ServiceError as exc:
+        raise as_api_error(exc) from None
+
+
+def _flag(text: str) -> bool | None:
+    return {"1": True, "0": False}.get(text)
+
+
+def _role(text: str) -> Role | None:
+    try:
+        return Role(text) if text else None
+    except ValueError:
+        raise ApiError(
+            422, "invalid", "请求参数有误", [{"field": "role", "reason": "取值不在允许范围内"}]
+        ) from None
+
+
+def _own_orgs(session: SessionDep, township: str) -> list[tuple[str, str]]:
+    stmt = (
+        select(OrganisationRow.org_id, OrganisationRow.name)
+        .where(OrganisationRow.township == township, OrganisationRow.active.is_(True))
+        .order_by(OrganisationRow.name)
+    )
+    return [(org_id, name) for org_id, name in session.execute(stmt).all()]
+
+
+@router.get("/accounts")
+def accounts_page(
+    request: Request,
+    session: SessionDep,
+    user: UiUser,
+    q: str = "",
+    role: str = "",
+    township: str = "",
+    active: str = "",
+    activated: str = "",
+    offset: int = 0,
+    msg: str = "",
+) -> Response:
+    """The accounts the caller manages, searched and filtered, with their actions."""
+    admin = _admin(user, request)
+    wanted = accounts.AccountFilter(
+        q=q or None,
+        role=_role(role),
+        township=township or None,
+        active=_flag(active),
+        activated=_flag(activated),
+    )
+    found = _call(
+        lambda: accounts.list_accounts(session, admin, wanted, offset=max(offset, 0), limit=PAGE)
+    )
+    towns = _call(lambda: accounts.townships(session, admin))
+    context: dict[str, Any] = {
+        "user": user,
+        "found": found,
+        "filters": {
+            "q": q,
+            "role": role,
+            "township": township,
+            "active": active,
+            "activated": activated,
+        },
+        "townships": towns,
+        "own_orgs": _own_orgs(session, user.scope_key) if user.role is Role.TOWNSHIP else [],
+        "roles": [r for r in Role] if user.role is Role.COUNTY_OFFICE else [Role.SECRETARY],
+        "page_size": PAGE,
+        "warning": REPLACES_WARNING,
+        "msg": msg,
+    }
+    return page(request, "accounts.html", context)
+
+
+@router.get("/accounts/{username}")
+def account_page(
+    request: Request, session: SessionDep, user: UiUser, username: str, msg: str = ""
+) -> Response:
+    """One account: its state and the forms that change it."""
+    account = _call(lambda: accounts.get_account(session, _admin(user, request), username))
+    context: dict[str, Any] = {
+        "user": user,
+        "account": account,
+        "roles": [r for r in Role] if user.role is Role.COUNTY_OFFICE else [Role.SECRETARY],
+        "own_orgs": _own_orgs(session, user.scope_key) if user.role is Role.TOWNSHIP else [],
+        "msg": msg,
+    }
+    return page(request, "account.html", context)
+
+
+def _code_page(request: Request, user: User, issued: accounts.IssuedCode, title: str) -> Response:
+    response = page(request, "account_code.html", {"user": user, "issued": issued, "title": title})
+    response.headers.update(_NO_STORE)
+    return response
+
+
+@router.post("/accounts")
+def create_submit(
+    request: Request,
+    sessions: SessionsDep,
+    user: UiUser,
+    username: Annotated[str, Form()] = "",
+    display_name: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = "",
+    scope_key: Annotated[str, Form()] = "",
+) -> Response:
+    """Create an account; its first code is shown once."""
+    same_origin(request)
+    admin = _admin(user, request)
+    new_role = _role(role) or Role.SECRETARY
+    issued = _call(
+        lambda: accounts.create_account(
+            sessions,
+            admin,
+            username=username.strip(),
+            display_name=display_name,
+            role=new_role,
+            scope_key=scope_key.strip(),
+            now=datetime.now(UTC),
+        )
+    )
+    return _code_page(request, user, issued, "账号已创建")
+
+
+@router.post("/accounts/activation-list")
+def activation_list_submit(
+    request: Request,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    user: UiUser,
+    township: Annotated[str, Form()] = "",
+    format: Annotated[str, Form()] = "pdf",
+) -> Response:
+    """Issue codes to the township's accounts not yet activated and download the list."""
+    same_origin(request)
+    admin = _admin(user, request)
+    sheet = _call(
+        lambda: accounts.issue_township_codes(sessions, admin, township, now=datetime.now(UTC))
+    )
+    xlsx = format == "xlsx"
+    data = (activation_list_xlsx if xlsx else activation_list_pdf)(sheet, settings.public_base_url)
+    filename = f"{township}-激活码.{'xlsx' if xlsx else 'pdf'}"
+    headers = {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"}
+    return Response(data, media_type=XLSX if xlsx else PDF, headers={**headers, **_NO_STORE})
+
+
+@router.post("/accounts/{username}/reset")
+def reset_submit(request: Request, sessions: SessionsDep, user: UiUser, username: str) -> Response:
+    """Clear the password and show the new code once."""
+    same_origin(request)
+    admin = _admin(user, request)
+    issued = _call(lambda: accounts.reset(sessions, admin, username, now=datetime.now(UTC)))
+    return _code_page(request, user, issued, "账号已重置")
+
+
+@router.post("/accounts/{username}/deactivate")
+def deactivate_submit(
+    request: Request, sessions: SessionsDep, user: UiUser, username: str
+) -> Response:
+    same_origin(request)
+    admin = _admin(user, request)
+    _call(lambda: accounts.deactivate(sessions, admin, username, now=datetime.now(UTC)))
+    return redirect(f"/ui/accounts/{quote(username)}", msg="账号已停用")
+
+
+@router.post("/accounts/{username}/reactivate")
+def reactivate_submit(
+    request: Request, sessions: SessionsDep, user: UiUser, username: str
+) -> Response:
+    same_origin(request)
+    admin = _admin(user, request)
+    _call(lambda: accounts.reactivate(sessions, admin, username, now=datetime.now(UTC)))
+    return redirect(f"/ui/accounts/{quote(username)}", msg="账号已恢复")
+
+
+@router.post("/accounts/{username}/change")
+def change_submit(
+    request: Request,
+    sessions: SessionsDep,
+    user: UiUser,
+    username: str,
+    display_name: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = "",
+    scope_key: Annotated[str, Form()] = "",
+) -> Response:
+    """Change the display name, role or scope (blank fields stay as they are)."""
+    same_origin(request)
+    admin = _admin(user, request)
+    _call(
+        lambda: accounts.change(
+            sessions,
+            admin,
+            username,
+            display_name=display_name.strip() or None,
+            role=_role(role),
+            scope_key=scope_key.strip() if scope_key.strip() or role else None,
+            now=datetime.now(UTC),
+        )
+    )
+    return redirect(f"/ui/accounts/{quote(username)}", msg="已保存")
+
+
+# ----- the public activation page -------------------------------------------------------------
+
+
+def _activate_page(request: Request, context: dict[str, Any], status_code: int = 200) -> Response:
+    base = {"min_length": MIN_PASSWORD_LENGTH, "errors": [], "username": "", "done": False}
+    response = page(request, "activate.html", {**base, **context}, status_code=status_code)
+    response.headers.update(_NO_STORE)
+    return response
+
+
+@router.get("/activate")
+def activate_form(request: Request, username: str = "") -> Response:
+    """Username, code and a new password twice; no sign-in needed."""
+    return _activate_page(request, {"username": username})
+
+
+@router.post("/activate")
+def activate_submit(
+    request: Request,
+    sessions: SessionsDep,
+    username: Annotated[str, Form()] = "",
+    code: Annotated[str, Form()] = "",
+    new_password: Annotated[str, Form()] = "",
+    new_password_again: Annotated[str, Form()] = "",
+) -> Response:
+    """Set the password with the code; every problem is listed on the form again."""
+    same_origin(request)
+    name = username.strip()
+    if new_password != new_password_again:
+        errors = [{"field": "new_password_again", "reason": "两次输入的密码不一致"}]
+        return _activate_page(request, {"username": name, "errors": errors}, 422)
+    try:
+        accounts.activate(
+            sessions,
+            username=name,
+            code=code,
+            new_password=new_password,
+            ip=client_ip(request),
+            now=datetime.now(UTC),
+        )
+    except ServiceError as exc:
+        context = {"username": name, "errors": exc.errors, "error": exc.message}
+        return _activate_page(request, context, 422)
+    return _activate_page(request, {"username": name, "done": True})

@@ -1,0 +1,97 @@
+"""``chuangzheng accounts``: the accounts commands that need no one signed in, for the very
+first account of a real county (nobody can sign in to create it on the admin page yet) and
+for the county office's own account when its password is lost.
+
+They act on the database named by the settings (``CZ_DATABASE_URL``), through the same
+service as the API and the pages, audited as ``cli:<operating-system user>``.
+"""
+
+from __future__ import annotations
+
+import getpass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from chuangzheng.services.accounts import Admin, IssuedCode
+    from chuangzheng.services.errors import ServiceError
+
+#: Exit code for bad input, as the rest of the command line.
+EXIT_BAD_INPUT = 2
+
+app = typer.Typer(help="账号：创建县委活动办的第一个账号、重置账号（打印一次性激活码）。")
+
+
+def _operator() -> Admin:
+    from chuangzheng.services.accounts import Admin
+    from domain.organisation import Role
+
+    # Whoever runs the command holds the database: they act as the county office.
+    return Admin(user=f"cli:{getpass.getuser()}", role=Role.COUNTY_OFFICE)
+
+
+def _refused(exc: ServiceError) -> typer.Exit:
+    typer.echo(exc.message, err=True)
+    for error in exc.errors:
+        typer.echo(f"  {error.get('field')}：{error.get('reason')}", err=True)
+    return typer.Exit(code=EXIT_BAD_INPUT)
+
+
+def _print_code(issued: IssuedCode) -> None:
+    from chuangzheng.services.activation_lists import activation_url
+    from chuangzheng.settings import get_settings
+    from domain.calendar import SHANGHAI
+
+    expires = issued.expires_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    typer.echo(f"账号：{issued.account.username}（{issued.account.display_name}）")
+    typer.echo(f"激活码：{issued.code}")
+    typer.echo(f"有效期至：{expires}（北京时间）")
+    typer.echo(f"激活地址：{activation_url(get_settings().public_base_url)}")
+    typer.echo(
+        "激活码只显示这一次（系统只保存其摘要）；遗失请再次运行 chuangzheng accounts reset。"
+    )
+
+
+@app.command("create-county-office")
+def create_county_office(
+    username: Annotated[str, typer.Argument(help="新账号，如 county-admin")],
+    name: Annotated[str, typer.Option("--name", help="显示名，如 县委活动办张三")],
+) -> None:
+    """创建县委活动办账号（无密码），打印一次性激活码。"""
+    from chuangzheng.bootstrap import open_database
+    from chuangzheng.services import accounts
+    from chuangzheng.services.errors import ServiceError
+    from chuangzheng.settings import get_settings
+    from domain.organisation import Role
+
+    with open_database(get_settings(), create_schema=True) as database:
+        try:
+            issued = accounts.create_account(
+                database.sessions,
+                _operator(),
+                username=username,
+                display_name=name,
+                role=Role.COUNTY_OFFICE,
+                now=datetime.now(UTC),
+            )
+        except ServiceError as exc:
+            raise _refused(exc) from None
+    _print_code(issued)
+
+
+@app.command("reset")
+def reset(username: Annotated[str, typer.Argument(help="要重置的账号")]) -> None:
+    """重置账号：清除密码、结束其所有登录，打印新的一次性激活码。"""
+    from chuangzheng.bootstrap import open_database
+    from chuangzheng.services import accounts
+    from chuangzheng.services.errors import ServiceError
+    from chuangzheng.settings import get_settings
+
+    with open_database(get_settings(), create_schema=True) as database:
+        try:
+            issued = accounts.reset(database.sessions, _operator(), username, now=datetime.now(UTC))
+        except ServiceError as exc:
+            raise _refused(exc) from None
+    _print_code(issued)

@@ -1,0 +1,718 @@
+"""Accounts, the county office's (and, for their own organisations' secretaries, a township
+committee's) use cases: list and search, create, deactivate, reactivate, reset, change role
+and scope, issue activation codes (one account, or every account of a township not yet
+activated, for the printed list), and a person's own activation with their code.
+
+Who may manage whom is ``domain.accounts.manages``; an account outside the caller's scope is
+:class:`NotFound`, exactly like one that does not exist, so nothing leaks. Nobody gets a
+default password: a new or reset account has no password hash until its person activates
+it with the one-time code, of which only an argon2 hash is kept. Every change is audited
+(``account.create``, ``account.update``, ``account.deactivate``, ``account.reactivate``,
+``account.reset``, ``account.issue_code``, ``account.activate``). Synchronous SQLAlchemy:
+callers run these functions in worker threads, never on an event loop.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, true, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from activities.tables import (
+    ActivationCodeRow,
+    AuditRow,
+    OrganisationRow,
+    TownshipRow,
+    UserRow,
+)
+from activities.tables.base import NAME
+from chuangzheng.services.errors import Conflict, InvalidInput, NotFound, Refused
+from domain.accounts import (
+    CODE_LIFETIME,
+    SCOPE_KINDS,
+    AccountScope,
+    AccountSource,
+    Administrator,
+    ScopeKind,
+    check_scope_shape,
+    check_username,
+    manages,
+    may_administer,
+    new_activation_code,
+    normalise_code,
+    password_problems,
+)
+from domain.errors import FieldError
+from domain.organisation import Role
+
+# The one hasher for passwords and activation codes set through this service (argon2id with
+# the library's defaults, the same parameters ``api.auth`` verifies sign-ins with).
+_HASHER = PasswordHasher()
+# Verifying against a dummy hash when there is no code keeps the answer's timing the same,
+# so the activation form cannot tell which usernames have a code waiting.
+_DUMMY_HASH = _HASHER.hash("not-an-activation-code")
+
+#: The one refusal for every bad activation (unknown account, inactive account, wrong,
+#: used or expired code): saying which would help someone guessing.
+BAD_CODE = "账号或激活码不正确，或激活码已使用、已过期"
+_FORBIDDEN = "当前角色无权管理账号"
+_NO_ACCOUNT = "账号不存在或不在管理范围内"
+MAX_PAGE = 200
+
+# The order accounts are printed in on a township's list: the committee, instructors, then
+# the secretaries by organisation.
+_PRINT_ORDER = {Role.TOWNSHIP: 0, Role.INSTRUCTOR: 1, Role.SECRETARY: 2}
+
+
+@dataclass(frozen=True)
+class Admin:
+    """Who administers: account, role, the key of what the role covers, and where from."""
+
+    user: str
+    role: Role
+    scope_key: str = ""
+    ip: str | None = None
+
+    def administrator(self) -> Administrator:
+        """The domain's view of the caller, for the scope rules."""
+        return Administrator(role=self.role, scope_key=self.scope_key)
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account as administrators see it (never its hashes)."""
+
+    username: str
+    display_name: str
+    role: Role
+    scope_key: str
+    active: bool
+    activated: bool
+    source: str
+    township: str | None
+    org_name: str | None
+    created_at: datetime
+    updated_at: datetime | None
+    password_changed_at: datetime | None
+    code_expires_at: datetime | None
+    code_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class IssuedCode:
+    """A code just issued for ``account``: shown once, never stored in clear."""
+
+    account: Account
+    code: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class AccountFilter:
+    """What to list: text in the username or display name, role, scope key, township (the
+    committee, its organisations' secretaries and the instructors serving there), active,
+    activated."""
+
+    q: str | None = None
+    role: Role | None = None
+    scope_key: str | None = None
+    township: str | None = None
+    active: bool | None = None
+    activated: bool | None = None
+
+
+@dataclass(frozen=True)
+class AccountPage:
+    """One page of accounts and how many match in all."""
+
+    items: list[Account]
+    total: int
+    offset: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class ActivationEntry:
+    """One line of a printed activation list."""
+
+    township: str
+    org_name: str
+    role: Role
+    display_name: str
+    username: str
+    code: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ActivationSheet:
+    """A township's printed activation list: every account there not yet activated, each
+    with a code issued now (printing again replaces these codes)."""
+
+    township: str
+    issued_at: datetime
+    issued_by: str
+    entries: list[ActivationEntry] = field(default_factory=list)
+
+
+# ----- reading --------------------------------------------------------------------------------
+
+
+def _township_orgs(township: str) -> Any:
+    return select(OrganisationRow.org_id).where(OrganisationRow.township == township)
+
+
+def _township_instructors(township: str) -> Any:
+    return select(OrganisationRow.instructor).where(OrganisationRow.township == township)
+
+
+def _in_township(township: str) -> ColumnElement[bool]:
+    """Accounts that belong to ``township``: its committee, its organisations' secretaries
+    and the instructors of its organisations."""
+    return or_(
+        and_(UserRow.role == Role.TOWNSHIP.value, UserRow.scope_key == township),
+        and_(UserRow.role == Role.SECRETARY.value, UserRow.scope_key.in_(_township_orgs(township))),
+        and_(
+            UserRow.role == Role.INSTRUCTOR.value,
+            UserRow.scope_key.in_(_township_instructors(township)),
+        ),
+    )
+
+
+def _visible(admin: Admin) -> ColumnElement[bool]:
+    """The SQL form of :func:`domain.accounts.manages` for listing."""
+    if admin.role is Role.COUNTY_OFFICE:
+        return true()
+    if admin.role is Role.TOWNSHIP:
+        return and_(
+            UserRow.role == Role.SECRETARY.value,
+            UserRow.scope_key.in_(_township_orgs(admin.scope_key)),
+        )
+    return false()
+
+
+def _conditions(admin: Admin, wanted: AccountFilter) -> list[ColumnElement[bool]]:
+    conditions = [_visible(admin)]
+    if wanted.q:
+        text = wanted.q.strip()
+        conditions.append(
+            or_(
+                UserRow.username.contains(text, autoescape=True),
+                UserRow.display_name.contains(text, autoescape=True),
+            )
+        )
+    if wanted.role is not None:
+        conditions.append(UserRow.role == wanted.role.value)
+    if wanted.scope_key is not None:
+        conditions.append(UserRow.scope_key == wanted.scope_key)
+    if wanted.township:
+        conditions.append(_in_township(wanted.township))
+    if wanted.active is not None:
+        conditions.append(UserRow.active.is_(wanted.active))
+    if wanted.activated is not None:
+        conditions.append(
+            UserRow.password_hash.is_not(None)
+            if wanted.activated
+            else UserRow.password_hash.is_(None)
+        )
+    return conditions
+
+
+def _account(row: UserRow, org: OrganisationRow | None, code: ActivationCodeRow | None) -> Account:
+    role = Role(row.role)
+    township: str | None = None
+    if role is Role.TOWNSHIP:
+        township = row.scope_key
+    elif role is Role.SECRETARY and org is not None:
+        township = org.township
+    return Account(
+        username=row.username,
+        display_name=row.display_name,
+        role=role,
+        scope_key=row.scope_key,
+        active=row.active,
+        activated=row.password_hash is not None,
+        source=row.source,
+        township=township,
+        org_name=org.name if org is not None and role is Role.SECRETARY else None,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        password_changed_at=row.password_changed_at,
+        code_expires_at=code.expires_at if code is not None else None,
+        code_used_at=code.used_at if code is not None else None,
+    )
+
+
+def _load_account(session: Session, row: UserRow) -> Account:
+    org = session.get(OrganisationRow, row.scope_key) if row.role == Role.SECRETARY else None
+    return _account(row, org, session.get(ActivationCodeRow, row.username))
+
+
+def authorise(admin: Admin) -> None:
+    """Only the county office and township committees administer accounts: :class:`Refused`
+    (``forbidden``, 403) for anyone else."""
+    if not may_administer(admin.administrator()):
+        raise Refused("forbidden", _FORBIDDEN)
+
+
+def list_accounts(
+    session: Session, admin: Admin, wanted: AccountFilter, *, offset: int = 0, limit: int = 50
+) -> AccountPage:
+    """The accounts ``admin`` manages that match ``wanted``, by username, one page."""
+    authorise(admin)
+    offset = max(offset, 0)
+    limit = min(max(limit, 1), MAX_PAGE)
+    conditions = _conditions(admin, wanted)
+    total = session.scalar(select(func.count()).select_from(UserRow).where(*conditions)) or 0
+    stmt = (
+        select(UserRow, OrganisationRow, ActivationCodeRow)
+        .outerjoin(
+            OrganisationRow,
+            and_(UserRow.role == Role.SECRETARY.value, OrganisationRow.org_id == UserRow.scope_key),
+        )
+        .outerjoin(ActivationCodeRow, ActivationCodeRow.username == UserRow.username)
+        .where(*conditions)
+        .order_by(UserRow.username)
+        .offset(offset)
+        .limit(limit)
+    )
+    items = [_account(u, o, c) for u, o, c in session.execute(stmt).all()]
+    return AccountPage(items=items, total=total, offset=offset, limit=limit)
+
+
+def _scope_of(session: Session, role: Role, scope_key: str) -> AccountScope:
+    township: str | None = None
+    if role is Role.TOWNSHIP:
+        township = scope_key
+    elif role is Role.SECRETARY:
+        org = session.get(OrganisationRow, scope_key)
+        township = org.township if org is not None else None
+    return AccountScope(role=role, scope_key=scope_key, township=township)
+
+
+def _managed(session: Session, admin: Admin, username: str) -> UserRow:
+    """The account, if ``admin`` manages it; :class:`NotFound` otherwise (same as absent)."""
+    authorise(admin)
+    row = session.get(UserRow, username)
+    if row is None or not manages(
+        admin.administrator(), _scope_of(session, Role(row.role), row.scope_key)
+    ):
+        raise NotFound(_NO_ACCOUNT)
+    return row
+
+
+def get_account(session: Session, admin: Admin, username: str) -> Account:
+    """One account ``admin`` manages."""
+    return _load_account(session, _managed(session, admin, username))
+
+
+# ----- writing --------------------------------------------------------------------------------
+
+
+def _audit(
+    session: Session,
+    admin: Admin,
+    action: str,
+    row: UserRow,
+    now: datetime,
+    detail: dict[str, Any],
+) -> None:
+    session.add(
+        AuditRow(
+            audit_id=f"{action}/{row.username}/{now.isoformat()}/{uuid.uuid4().hex[:8]}",
+            user=admin.user,
+            role=admin.role.value,
+            action=action,
+            round_id=None,
+            # A secretary's account is about their organisation: the audit log filters by it.
+            org_id=row.scope_key if row.role == Role.SECRETARY else None,
+            ip=admin.ip,
+            at=now,
+            detail={"username": row.username, **detail},
+        )
+    )
+
+
+def _issue(session: Session, admin: Admin, row: UserRow, now: datetime) -> tuple[str, datetime]:
+    """A new code for ``row``, replacing any earlier one; only its hash is stored."""
+    code = new_activation_code()
+    expires_at = now + CODE_LIFETIME
+    code_hash = _HASHER.hash(normalise_code(code))
+    existing = session.get(ActivationCodeRow, row.username)
+    if existing is None:
+        session.add(
+            ActivationCodeRow(
+                username=row.username,
+                code_hash=code_hash,
+                expires_at=expires_at,
+                created_at=now,
+                created_by=admin.user,
+                used_at=None,
+            )
+        )
+    else:
+        existing.code_hash = code_hash
+        existing.expires_at = expires_at
+        existing.created_at = now
+        existing.created_by = admin.user
+        existing.used_at = None
+    return code, expires_at
+
+
+def _invalid(problems: Sequence[FieldError], message: str = "请求参数有误") -> InvalidInput:
+    return InvalidInput(
+        "invalid", message, [{"field": p.field, "reason": p.reason} for p in problems]
+    )
+
+
+def _check_scope(session: Session, role: Role, scope_key: str) -> None:
+    """The scope names something the roster has (a township, an organisation, an
+    instructor); its shape is the domain's rule."""
+    problems = check_scope_shape(role, scope_key)
+    kind = SCOPE_KINDS[role]
+    if not problems and kind is ScopeKind.TOWNSHIP and session.get(TownshipRow, scope_key) is None:
+        problems = [FieldError("scope_key", "名册中没有这个乡镇（街道）")]
+    if not problems and kind is ScopeKind.ORGANISATION:
+        org = session.get(OrganisationRow, scope_key)
+        if org is None or not org.active:
+            problems = [FieldError("scope_key", "名册中没有这个组织（或它已不在名册中）")]
+    if not problems and kind is ScopeKind.INSTRUCTOR:
+        named = session.scalar(
+            select(OrganisationRow.org_id).where(OrganisationRow.instructor == scope_key).limit(1)
+        )
+        if named is None:
+            problems = [FieldError("scope_key", "名册中没有组织以此人为指导员")]
+    if problems:
+        raise _invalid(problems)
+
+
+def _check_display_name(display_name: str) -> None:
+    if not display_name.strip() or len(display_name) > NAME:
+        raise _invalid([FieldError("display_name", f"姓名应为 1–{NAME} 个字符")])
+
+
+def create_account(
+    sessions: sessionmaker[Session],
+    admin: Admin,
+    *,
+    username: str,
+    display_name: str,
+    role: Role,
+    scope_key: str = "",
+    now: datetime,
+) -> IssuedCode:
+    """A new account without a password and its first activation code. The county office
+    creates any account; a township committee only secretaries of its own organisations
+    (anything else: :class:`Refused`, 403). A taken username is :class:`Conflict`."""
+    authorise(admin)
+    problems = check_username(username)
+    if problems:
+        raise _invalid(problems)
+    _check_display_name(display_name)
+    try:
+        with sessions.begin() as session:
+            if not manages(admin.administrator(), _scope_of(session, role, scope_key)):
+                raise Refused("forbidden", "无权创建该角色或该范围的账号")
+            _check_scope(session, role, scope_key)
+            if session.get(UserRow, username) is not None:
+                raise _taken()
+            row = UserRow(
+                username=username,
+                display_name=display_name.strip(),
+                password_hash=None,
+                role=role.value,
+                scope_key=scope_key,
+                active=True,
+                created_at=now,
+                source=AccountSource.ADMIN.value,
+                session_version=0,
+                updated_at=now,
+                password_changed_at=None,
+            )
+            session.add(row)
+            session.flush()
+            code, expires_at = _issue(session, admin, row, now)
+            _audit(
+                session,
+                admin,
+                "account.create",
+                row,
+                now,
+                {
+                    "role": role.value,
+                    "scope_key": scope_key,
+                    "display_name": row.display_name,
+                    "code_expires_at": expires_at.isoformat(),
+                },
+            )
+            account = _load_account(session, row)
+    except IntegrityError:
+        raise _taken() from None  # created concurrently by a retry of the same request
+    return IssuedCode(account=account, code=code, expires_at=expires_at)
+
+
+def _taken() -> Conflict:
+    return Conflict(
+        "account_exists", "账号已存在", [{"field": "username", "reason": "账号已被使用"}]
+    )
+
+
+def _not_self(admin: Admin, row: UserRow, what: str) -> None:
+    # The county office locking itself out would leave nobody to undo it.
+    if row.username == admin.user:
+        raise Conflict("own_account", f"不能{what}自己的账号")
+
+
+def deactivate(
+    sessions: sessionmaker[Session], admin: Admin, username: str, *, now: datetime
+) -> Account:
+    """Stop the account: it can no longer sign in or activate, and every session it holds
+    ends (``session_version`` moves on). Deactivating an inactive account changes nothing."""
+    with sessions.begin() as session:
+        row = _managed(session, admin, username)
+        _not_self(admin, row, "停用")
+        if row.active:
+            row.active = False
+            row.session_version += 1
+            row.updated_at = now
+            _audit(session, admin, "account.deactivate", row, now, {})
+        return _load_account(session, row)
+
+
+def reactivate(
+    sessions: sessionmaker[Session], admin: Admin, username: str, *, now: datetime
+) -> Account:
+    """Let the account sign in again (with the password it had, or activate if it has none).
+    Reactivating an active account changes nothing."""
+    with sessions.begin() as session:
+        row = _managed(session, admin, username)
+        if not row.active:
+            row.active = True
+            row.updated_at = now
+            _audit(session, admin, "account.reactivate", row, now, {})
+        return _load_account(session, row)
+
+
+def reset(
+    sessions: sessionmaker[Session], admin: Admin, username: str, *, now: datetime
+) -> IssuedCode:
+    """Clear the password, end every session and issue a new activation code (replacing an
+    earlier one): the person sets a new password with it."""
+    with sessions.begin() as session:
+        row = _managed(session, admin, username)
+        row.password_hash = None
+        row.session_version += 1
+        row.updated_at = now
+        code, expires_at = _issue(session, admin, row, now)
+        _audit(
+            session, admin, "account.reset", row, now, {"code_expires_at": expires_at.isoformat()}
+        )
+        account = _load_account(session, row)
+    return IssuedCode(account=account, code=code, expires_at=expires_at)
+
+
+def change(
+    sessions: sessionmaker[Session],
+    admin: Admin,
+    username: str,
+    *,
+    display_name: str | None = None,
+    role: Role | None = None,
+    scope_key: str | None = None,
+    now: datetime,
+) -> Account:
+    """Change the display name, role or scope. The account must be the caller's to manage
+    before and after (a township moves a secretary only between its own organisations:
+    otherwise :class:`Refused`, 403). Nothing changed: nothing written, nothing audited."""
+    if display_name is not None:
+        _check_display_name(display_name)
+    with sessions.begin() as session:
+        row = _managed(session, admin, username)
+        new_role = role if role is not None else Role(row.role)
+        if (
+            role is not None
+            and scope_key is None
+            and SCOPE_KINDS[role] is not SCOPE_KINDS[Role(row.role)]
+        ):
+            raise _invalid([FieldError("scope_key", "改变角色时须同时指定新的范围")])
+        new_scope = scope_key if scope_key is not None else row.scope_key
+        if new_role.value != row.role or new_scope != row.scope_key:
+            _not_self(admin, row, "更改角色或范围")
+            if not manages(admin.administrator(), _scope_of(session, new_role, new_scope)):
+                raise Refused("forbidden", "无权把账号改为该角色或该范围")
+            _check_scope(session, new_role, new_scope)
+        before = {"display_name": row.display_name, "role": row.role, "scope_key": row.scope_key}
+        after = {
+            "display_name": display_name.strip() if display_name is not None else row.display_name,
+            "role": new_role.value,
+            "scope_key": new_scope,
+        }
+        if after != before:
+            row.display_name = after["display_name"]
+            row.role = after["role"]
+            row.scope_key = after["scope_key"]
+            row.updated_at = now
+            changed = {
+                k: {"from": before[k], "to": after[k]} for k in after if after[k] != before[k]
+            }
+            _audit(session, admin, "account.update", row, now, {"changed": changed})
+        return _load_account(session, row)
+
+
+# ----- activation -----------------------------------------------------------------------------
+
+
+def activate(
+    sessions: sessionmaker[Session],
+    *,
+    username: str,
+    code: str,
+    new_password: str,
+    ip: str | None,
+    now: datetime,
+) -> Account:
+    """Set the first (or, after a reset, a new) password with a one-time code: the code is
+    spent, every earlier session ends. A weak password is :class:`InvalidInput` with every
+    reason; any problem with the account or code is one :class:`InvalidInput` (``code``)
+    that does not say which (see :data:`BAD_CODE`)."""
+    problems = password_problems(new_password, username)
+    if problems:
+        raise _invalid(problems, "新密码不符合要求")
+    refusal = InvalidInput(
+        "invalid_activation_code", BAD_CODE, [{"field": "code", "reason": BAD_CODE}]
+    )
+    with sessions.begin() as session:
+        row = session.get(UserRow, username)
+        pending = session.get(ActivationCodeRow, username)
+        try:
+            _HASHER.verify(pending.code_hash if pending else _DUMMY_HASH, normalise_code(code))
+        except (VerificationError, InvalidHashError):
+            raise refusal from None
+        if row is None or pending is None or not row.active:
+            raise refusal
+        if pending.used_at is not None or pending.expires_at <= now:
+            raise refusal
+        # Spend the code only if nobody spent it meanwhile: two concurrent activations, one
+        # password.
+        spent = session.execute(
+            update(ActivationCodeRow)
+            .where(ActivationCodeRow.username == username, ActivationCodeRow.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(spent, "rowcount", 0) != 1:
+            raise refusal
+        row.password_hash = _HASHER.hash(new_password)
+        row.password_changed_at = now
+        row.updated_at = now
+        row.session_version += 1
+        person = Admin(user=row.username, role=Role(row.role), scope_key=row.scope_key, ip=ip)
+        _audit(session, person, "account.activate", row, now, {})
+        session.flush()
+        session.expire(pending)
+        return _load_account(session, row)
+
+
+# ----- a township's printed list ----------------------------------------------------------------
+
+
+def _home_townships(session: Session, instructors: Iterable[str]) -> dict[str, str]:
+    """Each instructor's township for the printed lists: where most of their organisations
+    are (ties: the first by name), so every instructor is on exactly one list and printing
+    another township's list does not replace their code."""
+    names = list(instructors)
+    if not names:
+        return {}
+    counts: dict[str, Counter[str]] = {}
+    stmt = select(OrganisationRow.instructor, OrganisationRow.township).where(
+        OrganisationRow.instructor.in_(names), OrganisationRow.active.is_(True)
+    )
+    for instructor, township in session.execute(stmt).all():
+        counts.setdefault(instructor, Counter())[township] += 1
+    return {name: min(counter, key=lambda t: (-counter[t], t)) for name, counter in counts.items()}
+
+
+def issue_township_codes(
+    sessions: sessionmaker[Session], admin: Admin, township: str, *, now: datetime
+) -> ActivationSheet:
+    """Issue a code to every active account of ``township`` not yet activated that
+    ``admin`` manages (the committee, its organisations' secretaries, the instructors whose
+    organisations are mostly there) and return them for printing. Only hashes are kept, so
+    printing IS issuing: printing again replaces the earlier codes of these accounts."""
+    authorise(admin)
+    with sessions.begin() as session:
+        if session.get(TownshipRow, township) is None or (
+            admin.role is Role.TOWNSHIP and admin.scope_key != township
+        ):
+            raise NotFound("乡镇（街道）不存在或不在管理范围内")
+        stmt = (
+            select(UserRow, OrganisationRow)
+            .outerjoin(
+                OrganisationRow,
+                and_(
+                    UserRow.role == Role.SECRETARY.value,
+                    OrganisationRow.org_id == UserRow.scope_key,
+                ),
+            )
+            .where(
+                _in_township(township),
+                _visible(admin),
+                UserRow.active.is_(True),
+                UserRow.password_hash.is_(None),
+            )
+        )
+        candidates = list(session.execute(stmt).all())
+        homes = _home_townships(
+            session, (u.scope_key for u, _ in candidates if u.role == Role.INSTRUCTOR)
+        )
+        entries: list[ActivationEntry] = []
+        for row, org in candidates:
+            role = Role(row.role)
+            if role is Role.INSTRUCTOR and homes.get(row.scope_key) != township:
+                continue
+            if role is Role.SECRETARY and (org is None or not org.active):
+                continue  # the organisation left the roster
+            code, expires_at = _issue(session, admin, row, now)
+            _audit(
+                session,
+                admin,
+                "account.issue_code",
+                row,
+                now,
+                {
+                    "via": "activation_list",
+                    "township": township,
+                    "code_expires_at": expires_at.isoformat(),
+                },
+            )
+            entries.append(
+                ActivationEntry(
+                    township=township,
+                    org_name=org.name if org is not None else "",
+                    role=role,
+                    display_name=row.display_name,
+                    username=row.username,
+                    code=code,
+                    expires_at=expires_at,
+                )
+            )
+    entries.sort(key=lambda e: (_PRINT_ORDER.get(e.role, 9), e.org_name, e.username))
+    return ActivationSheet(township=township, issued_at=now, issued_by=admin.user, entries=entries)
+
+
+def townships(session: Session, admin: Admin) -> list[str]:
+    """The townships whose lists ``admin`` may print: all for the county office, its own
+    for a township committee."""
+    authorise(admin)
+    if admin.role is Role.TOWNSHIP:
+        return [admin.scope_key]
+    return list(session.scalars(select(TownshipRow.name).order_by(TownshipRow.name)))
