@@ -25,6 +25,7 @@ from activities.db import make_engine, session_factory
 from activities.tables import AuditRow, UserRow
 from activities.tables.access import SignInSessionRow, SignInThrottleRow
 from api.auth import upsert_user
+from chuangzheng.api_client import SignedInAuth
 from chuangzheng.services.sign_in import account_key, address_key, issue_token
 from domain.organisation import Role
 from tests.api.conftest import PASSWORD, Stack
@@ -337,3 +338,24 @@ async def test_the_page_cookie_slides_and_sign_out_revokes_its_session(
         assert session.scalar(
             select(AuditRow.action).where(AuditRow.user == username, AuditRow.action == "logout")
         )
+
+
+async def test_a_long_running_client_signs_in_again_when_its_token_stops_working(
+    stack: Stack, db: sessionmaker[Session]
+) -> None:
+    username = new_account(db)
+    auth = SignedInAuth(username, PASSWORD)
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60, auth=auth) as client:
+        first = await client.get("/api/v1/users/me")
+        assert first.status_code == 200 and auth.token is not None
+        old = auth.token
+        # The session ends under the client (as a token expiring after half an hour does).
+        out = await client.post("/api/v1/auth/logout")
+        assert out.status_code == 200
+        again = await client.get("/api/v1/users/me")
+        assert again.status_code == 200 and again.json()["username"] == username
+        assert auth.token != old
+    wrong = SignedInAuth(username, "wrong")
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60, auth=wrong) as client:
+        refused = await client.get("/api/v1/users/me")  # the refused sign-in answers
+        assert refused.status_code == 401
