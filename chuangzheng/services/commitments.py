@@ -71,7 +71,6 @@ from domain.commitments import (
     require_reason,
     step_evidence,
 )
-from domain.errors import DomainError
 from domain.organisation import SUPERVISOR_ROLES, Role
 from domain.plan import CampaignPlan, FieldKind, RoundPlan
 
@@ -110,6 +109,10 @@ class Fulfilment:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _invalid(field: str, reason: str) -> InvalidInput:
+    return InvalidInput("invalid", reason, [{"field": field, "reason": reason}])
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -318,7 +321,7 @@ def _audit(
 def _member(session: Session, org_id: str, member_id: str) -> PartyMemberRow:
     row = session.get(PartyMemberRow, (org_id, member_id))
     if row is None or not row.active:
-        raise DomainError("不在本组织党员名册中", code="invalid", field="member_id")
+        raise _invalid("member_id", "不在本组织党员名册中")
     return row
 
 
@@ -491,7 +494,7 @@ def publish(
         try:
             ends = notice_ends(now, notice_working_days, plan.calendar.build())
         except CalendarGap as exc:
-            raise DomainError(str(exc), code="invalid", field="notice_working_days") from None
+            raise _invalid("notice_working_days", str(exc)) from None
         rows = _select(session, round_id, org_id, None, {CommitmentStatus.APPROVED})
         if not rows:
             raise Conflict("invalid_transition", "没有审诺通过、待公示的承诺")
@@ -523,7 +526,7 @@ def record_absence(
         reason = require_reason(reason, "登记缺席")
         member = _member(session, org_id, member_id)
         if session.get(CommitmentRow, commitment_id(round_id, org_id, member.member_id)):
-            raise DomainError("该党员已登记承诺，不能再登记缺席", code="invalid", field="member_id")
+            raise _invalid("member_id", "该党员已登记承诺，不能再登记缺席")
         session.merge(
             CommitmentAbsenceRow(
                 round_id=round_id, org_id=org_id, member_id=member.member_id, reason=reason,
@@ -566,12 +569,10 @@ def add_fulfilment(
         )  # fmt: skip
         sha256 = entry.evidence["sha256"]
         if session.get(UploadedFileRow, f"{round_id}/{org_id}/{sha256}") is None:
-            raise DomainError(
-                "文件尚未上传，请先通过 files 接口上传", code="invalid", field="evidence.sha256"
-            )
+            raise _invalid("evidence.sha256", "文件尚未上传，请先通过 files 接口上传")
         items = {i.item_id for i in items_of(session, commitment_id)}
         if entry.item_id is not None and entry.item_id not in items:
-            raise DomainError("不是该承诺的承诺事项", code="invalid", field="item_id")
+            raise _invalid("item_id", "不是该承诺的承诺事项")
         # ON CONFLICT DO NOTHING: a concurrent retry with the same key writes nothing.
         table = FulfilmentEntryRow.__table__
         session.execute(
