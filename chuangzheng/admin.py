@@ -61,7 +61,21 @@ def import_roster(
     """导入组织名册（CSV/XLSX）：有错误的行逐行列出，整个文件不导入。"""
     with _client(api, user, password) as client, file.open("rb") as handle:
         report = _check(client.post("/api/v1/roster", files={"file": (file.name, handle)}))
-    typer.echo(f"名册已导入：{report}")
+    typer.echo(
+        f"名册已导入：共 {report['total']} 个组织；新增 {report['added']}，"
+        f"变更 {report['updated']}，移出名册 {report['deactivated']}，"
+        f"重新列入 {report.get('reactivated', 0)}"
+    )
+    typer.echo(
+        f"账号：新建 {report.get('accounts_created', 0)}，"
+        f"调整范围 {report.get('accounts_rescoped', 0)}，"
+        f"失去范围 {report.get('accounts_unscoped', 0)}（新账号须凭激活码设置密码）"
+    )
+    if report.get("departures_pending"):
+        typer.echo(
+            f"注意：{report['departures_pending']} 个组织已移出名册但仍在进行中的轮次里，"
+            "请县委活动办决定关闭或保留（GET /api/v1/roster/departures）"
+        )
 
 
 def start_round(

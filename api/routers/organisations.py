@@ -1,29 +1,40 @@
-"""Organisations: scoped lists with filters, detail, campaign status and timeline; roster
-import (县委活动办)."""
+"""Organisations: scoped lists with filters, detail, campaign status and timeline (the roster
+import is ``api.routers.roster``).
+
+Who is in a round: an organisation takes part in a round when the round's ``campaign_status``
+has its row, whether or not it is still on the roster (the rule of every list of a round, see
+``chuangzheng.services.departures``). So ``GET /organisations`` lists the active organisations,
+and with ``round_id`` also those that left the roster but still take part in that round,
+marked ``left_roster: true`` with their ``departure`` decision (``pending``, ``close`` or
+``keep``) until, and after, the county office decides.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import and_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.roster_files import ROSTER_LIMITS, read_roster_bytes
-from activities.roster_store import ImportReport, load_organisation, store_roster
-from activities.tables import CampaignEventRow, CampaignStatusRow, OrganisationRow
+from activities.roster_store import load_organisation
+from activities.tables import (
+    CampaignEventRow,
+    CampaignStatusRow,
+    OrganisationRow,
+    RosterDepartureRow,
+)
 from api.auth import User
-from api.blocking import parse_off_loop, run_sync
-from api.deps import CurrentUser, SessionDep, SessionsDep, TemporalClientDep, require_role
+from api.blocking import run_sync
+from api.deps import CurrentUser, SessionDep, SessionsDep, TemporalClientDep
 from api.errors import ApiError, not_found
-from api.responses import AUTHENTICATED, TEMPORAL, UPLOAD, Timestamp, errors
+from api.responses import AUTHENTICATED, TEMPORAL, Timestamp, errors
 from api.scope import covers, scope_condition
-from api.uploads import read_table_upload
 from api.workflow_calls import query
 from domain.campaign_rules import CampaignStatus
 from domain.lights import Light
-from domain.organisation import Organisation, OrgType, Role, System
+from domain.organisation import Organisation, OrgType, System
 from domain.phases import Phase
 from workflows.ids import organisation_workflow_id
 
@@ -70,6 +81,8 @@ class OrganisationView(BaseModel):
     deadline: Timestamp | None = None
     top_rung: int | None = None
     closed: bool = False
+    left_roster: bool = False
+    departure: str | None = None
 
 
 class OrganisationRound(RoundStatus):
@@ -106,15 +119,6 @@ class TimelineEvent(BaseModel):
     actor_name: str | None
     at: Timestamp
     detail: dict[str, Any]
-
-
-class RosterImport(BaseModel):
-    """What a roster import changed."""
-
-    added: int
-    updated: int
-    deactivated: int
-    total: int
 
 
 def visible_organisation(session: SessionDep, user: User, org_id: str) -> Organisation:
@@ -191,8 +195,18 @@ def list_organisations(
     join_on = and_(
         CampaignStatusRow.org_id == OrganisationRow.org_id, CampaignStatusRow.round_id == round_id
     )
-    stmt = select(OrganisationRow, CampaignStatusRow).outerjoin(CampaignStatusRow, join_on)
-    stmt = stmt.where(scope_condition(user), OrganisationRow.active.is_(True))
+    departed_on = and_(
+        RosterDepartureRow.org_id == OrganisationRow.org_id,
+        RosterDepartureRow.round_id == round_id,
+    )
+    stmt = (
+        select(OrganisationRow, CampaignStatusRow, RosterDepartureRow.decision)
+        .outerjoin(CampaignStatusRow, join_on)
+        .outerjoin(RosterDepartureRow, departed_on)
+    )
+    # Active organisations; with a round, also those that left the roster but take part.
+    in_round = CampaignStatusRow.org_id.is_not(None)
+    stmt = stmt.where(scope_condition(user), or_(OrganisationRow.active.is_(True), in_round))
     conditions = [
         (township, OrganisationRow.township == township),
         (system, OrganisationRow.system == (system.value if system else None)),
@@ -207,7 +221,13 @@ def list_organisations(
         stmt = stmt.where(CampaignStatusRow.overdue.is_(overdue))
     stmt = stmt.order_by(OrganisationRow.row_number, OrganisationRow.org_id)
     rows = session.execute(stmt.limit(limit).offset(offset)).all()
-    return [_org_view(org, status) for org, status in rows]
+    views = []
+    for org, status, decision in rows:
+        view = _org_view(org, status)
+        if round_id is not None and status is not None:
+            view.update(left_roster=not org.active, departure=decision)
+        views.append(view)
+    return views
 
 
 @router.get("/organisations/{org_id}", summary="组织详情", response_model=OrganisationDetail)
@@ -272,32 +292,3 @@ def timeline(
         }
         for r in rows
     ]
-
-
-@router.post(
-    "/roster",
-    summary="导入组织名册（CSV/XLSX）",
-    response_model=RosterImport,
-    responses=errors(*UPLOAD),
-)
-async def import_roster(
-    sessions: SessionsDep, user: CurrentUser, file: Annotated[UploadFile, File()]
-) -> dict[str, Any]:
-    """Import the whole roster; any bad row refuses the file (422, every row listed).
-    Limits (413/422, named in the answer): see ``activities.roster_files.ROSTER_LIMITS``."""
-    require_role(user, Role.COUNTY_OFFICE)
-    suffix, data = await read_table_upload(file, ROSTER_LIMITS.max_bytes)
-    # Parsing is seconds of CPU for a big sheet: a worker thread, never the event loop.
-    roster = await parse_off_loop(read_roster_bytes, data, suffix, ROSTER_LIMITS)
-
-    def store() -> ImportReport:
-        with sessions.begin() as session:
-            return store_roster(session, roster)
-
-    report = await run_sync(store)
-    return {
-        "added": report.added,
-        "updated": report.updated,
-        "deactivated": report.deactivated,
-        "total": report.total,
-    }

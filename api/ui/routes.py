@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from api.ui.routers import (
     accounts,
+    audit,
     exports,
     laggards,
     links,
@@ -16,7 +17,7 @@ from api.ui.routers import (
 )
 
 router = APIRouter()
-for _module in (login, overview, laggards, organisation, secretary, exports, accounts):
+for _module in (login, overview, laggards, organisation, secretary, exports, accounts, audit):
     router.include_router(_module.router)
 # Outside /ui: the short paths messages link to.
 router.include_router(links.router)

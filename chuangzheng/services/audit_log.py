@@ -1,0 +1,245 @@
+"""The audit log as the county office reads it: who did what, when, from where, filtered by
+person, organisation, round, action and time, newest first, paged with a cursor, and
+exported to Excel (every cell of people's text written as text, never a formula).
+
+Only the county office reads the whole log (:func:`authorise`). The order is
+``(at, audit_id)`` descending and the cursor names the last row returned, so rows written
+while someone pages (newer ones, at the top) never shift the pages still to come.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.orm import Session
+
+from activities.spreadsheets import workbook_bytes
+from activities.tables import AuditRow
+from chuangzheng.services.errors import InvalidInput, Refused
+from domain.calendar import SHANGHAI
+from domain.organisation import Role
+from domain.state import Actor
+
+#: The most rows one export writes (a county's year of actions fits many times over).
+MAX_EXPORT_ROWS = 50_000
+#: The most rows one page returns.
+MAX_PAGE = 500
+
+#: Chinese names of the actions the product records (others are shown as recorded).
+ACTION_LABELS: dict[str, str] = {
+    "login": "登录",
+    "login_failed": "登录失败",
+    "logout": "退出登录",
+    "round_created": "创建轮次",
+    "round_kicked_off": "启动轮次",
+    "round_closed": "关闭轮次",
+    "round_extended": "全县延期",
+    "round_calendar_updated": "更新轮次日历",
+    "roster.import": "导入名册",
+    "account.roster_sync": "名册同步账号",
+    "roster.departure": "退出名册组织去留",
+}
+
+ROLE_LABELS: dict[str, str] = {
+    Role.COUNTY_OFFICE.value: "县委活动办",
+    Role.GUIDANCE_GROUP.value: "指导小组",
+    Role.TOWNSHIP.value: "乡镇党委",
+    Role.INSTRUCTOR.value: "指导员",
+    Role.SECRETARY.value: "书记",
+    Role.ASSESSMENT_GROUP.value: "考核组",
+}
+
+EXPORT_HEAD = ("时间（北京时间）", "账号", "角色", "操作", "轮次", "组织", "来源地址", "详情")
+
+
+def action_label(action: str) -> str:
+    """The action's Chinese name, or the action as recorded."""
+    return ACTION_LABELS.get(action, action)
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """What to show: each field narrows the log when given; ``since`` inclusive, ``until``
+    exclusive, both aware."""
+
+    person: str | None = None
+    org_id: str | None = None
+    round_id: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row of the log."""
+
+    audit_id: str
+    at: datetime
+    user: str
+    role: str | None
+    action: str
+    round_id: str | None
+    org_id: str | None
+    ip: str | None
+    detail: dict[str, Any]
+
+    @property
+    def action_label(self) -> str:
+        """The action's Chinese name."""
+        return action_label(self.action)
+
+    @property
+    def role_label(self) -> str:
+        """The role's Chinese name ("" when none was recorded)."""
+        return ROLE_LABELS.get(self.role or "", self.role or "")
+
+    @property
+    def local_at(self) -> str:
+        """When, in Asia/Shanghai, to the second."""
+        return self.at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+
+    @property
+    def detail_text(self) -> str:
+        """The detail as compact JSON (Chinese kept readable)."""
+        return json.dumps(self.detail, ensure_ascii=False, sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """One page, and the cursor of the next (None on the last)."""
+
+    entries: list[AuditEntry]
+    next_cursor: str | None
+
+
+def authorise(actor: Actor) -> None:
+    """Only the county office reads the audit log."""
+    if actor.role is not Role.COUNTY_OFFICE:
+        raise Refused("forbidden", "当前角色无权执行此操作")
+
+
+def _invalid(field: str, reason: str) -> InvalidInput:
+    return InvalidInput("invalid", "请求参数有误", [{"field": field, "reason": reason}])
+
+
+def check_filter(filters: AuditFilter) -> None:
+    """Refuse naive times and an empty range."""
+    for name, moment in (("from", filters.since), ("to", filters.until)):
+        if moment is not None and moment.tzinfo is None:
+            raise _invalid(name, "时间须带时区（如 +08:00）")
+    if filters.since and filters.until and filters.since >= filters.until:
+        raise _invalid("to", "结束时间应晚于开始时间")
+
+
+def _filtered(filters: AuditFilter) -> Select[AuditRow]:
+    stmt = select(AuditRow)
+    if filters.person:
+        stmt = stmt.where(AuditRow.user == filters.person)
+    if filters.org_id:
+        stmt = stmt.where(AuditRow.org_id == filters.org_id)
+    if filters.round_id:
+        stmt = stmt.where(AuditRow.round_id == filters.round_id)
+    if filters.action:
+        stmt = stmt.where(AuditRow.action == filters.action)
+    if filters.since is not None:
+        stmt = stmt.where(AuditRow.at >= filters.since)
+    if filters.until is not None:
+        stmt = stmt.where(AuditRow.at < filters.until)
+    return stmt.order_by(AuditRow.at.desc(), AuditRow.audit_id.desc())
+
+
+def _entry(row: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        audit_id=row.audit_id,
+        at=row.at,
+        user=row.user,
+        role=row.role,
+        action=row.action,
+        round_id=row.round_id,
+        org_id=row.org_id,
+        ip=row.ip,
+        detail=dict(row.detail or {}),
+    )
+
+
+def _encode(row: AuditRow) -> str:
+    raw = json.dumps([row.at.astimezone(UTC).isoformat(), row.audit_id], ensure_ascii=False)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, audit_id = json.loads(raw)
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None or not isinstance(audit_id, str):
+            raise ValueError(raw)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        raise _invalid("cursor", "分页游标无效") from None
+    return moment, audit_id
+
+
+def search(
+    session: Session,
+    actor: Actor,
+    filters: AuditFilter,
+    *,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> AuditPage:
+    """One page of the filtered log, newest first."""
+    authorise(actor)
+    check_filter(filters)
+    if not 1 <= limit <= MAX_PAGE:
+        raise _invalid("limit", f"每页 1–{MAX_PAGE} 条")
+    stmt = _filtered(filters)
+    if cursor:
+        at, last_id = _decode(cursor)
+        stmt = stmt.where(
+            or_(AuditRow.at < at, and_(AuditRow.at == at, AuditRow.audit_id < last_id))
+        )
+    rows = session.scalars(stmt.limit(limit)).all()
+    next_cursor = _encode(rows[-1]) if len(rows) == limit else None
+    return AuditPage([_entry(r) for r in rows], next_cursor)
+
+
+def _export_rows(session: Session, filters: AuditFilter) -> Iterator[list[Any]]:
+    for row in session.scalars(_filtered(filters).limit(MAX_EXPORT_ROWS)):
+        entry = _entry(row)
+        yield [
+            entry.local_at,
+            entry.user,
+            entry.role_label,
+            entry.action_label,
+            entry.round_id or "",
+            entry.org_id or "",
+            entry.ip or "",
+            entry.detail_text,
+        ]
+
+
+def export_xlsx(session: Session, actor: Actor, filters: AuditFilter) -> bytes:
+    """The filtered log (newest first, at most :data:`MAX_EXPORT_ROWS` rows) as .xlsx,
+    through ``activities.spreadsheets`` (people's text never becomes a formula)."""
+    authorise(actor)
+    check_filter(filters)
+    return workbook_bytes("审计日志", EXPORT_HEAD, _export_rows(session, filters))
+
+
+__all__ = [
+    "ACTION_LABELS",
+    "AuditEntry",
+    "AuditFilter",
+    "AuditPage",
+    "action_label",
+    "export_xlsx",
+    "search",
+]
