@@ -15,7 +15,7 @@ async def test_message_links_redirect_to_dashboard_pages(stack: Stack) -> None:
         cases = {
             "/orgs/org-a?round=r-1": "/ui/orgs/org-a?round=r-1",
             "/rounds/r-1?light=red": "/ui/laggards?round=r-1&light=red",
-            "/rounds/r-1/circulars/2024-03-20": "/ui/circular.docx?round=r-1",
+            "/rounds/r-1/circulars/2024-03-20": "/ui/export/circulars/r-1/2024-03-20",
         }
         for path, target in cases.items():
             response = await http.get(path)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 
+from activities.digest_messages import safe_name
 from activities.spreadsheets import workbook_bytes
-from activities.tables import CampaignEventRow, CampaignStatusRow
+from activities.tables import CampaignEventRow, CampaignStatusRow, CircularRow
 from api.deps import SessionDep
 from api.errors import not_found
 from api.routers.organisations import visible_organisation
@@ -106,6 +108,23 @@ def timeline_xlsx(org_id: str, session: SessionDep, user: UiUser, round: str = "
     ]  # fmt: skip
     head = ["时间", "事件", "阶段", "步骤", "操作人", "理由"]
     return _download(workbook("时间线", head, rows), XLSX, f"{org.name}-时间线.xlsx")
+
+
+@router.get("/circulars/{round_id}/{key}")
+def published_circular(round_id: str, key: str, session: SessionDep, user: UiUser) -> Response:
+    """A published circular's spreadsheet, reached by the link its notice carries
+    (``/rounds/{round}/circulars/{key}``, the key as the notice names it)."""
+    if user.role not in CIRCULAR_READERS:
+        raise not_found()
+    rows = session.scalars(select(CircularRow).where(CircularRow.round_id == round_id)).all()
+    row = next((r for r in rows if safe_name(r.key) == key or r.key == key), None)
+    if row is None or not Path(row.xlsx_path).is_file():
+        raise not_found("通报不存在")
+    return FileResponse(
+        row.xlsx_path,
+        media_type=XLSX,
+        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(row.title)}.xlsx"},
+    )
 
 
 @router.get("/circular.{fmt}")

@@ -31,5 +31,9 @@ def round_laggards(round_id: str, light: str = "") -> RedirectResponse:
 
 @router.get("/rounds/{round_id}/circulars/{key}")
 def round_circular(round_id: str, key: str) -> RedirectResponse:
-    """A circular notice's link: the 通报 as Word, for the reader's scope."""
-    return RedirectResponse(f"/ui/circular.docx?round={quote(round_id)}", status_code=307)
+    """A circular notice's link: that published 通报 (its spreadsheet, as the API serves it),
+    for the readers of circulars."""
+    return RedirectResponse(
+        f"/ui/export/circulars/{quote(round_id, safe='')}/{quote(key, safe='')}",
+        status_code=307,
+    )
