@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import ColumnElement, and_, false, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,6 +34,7 @@ from activities.tables import (
 )
 from activities.tables.base import NAME
 from chuangzheng.services.errors import Conflict, InvalidInput, NotFound, Refused
+from chuangzheng.services.sign_in import hash_password, verify_password
 from domain.accounts import (
     CODE_LIFETIME,
     SCOPE_KINDS,
@@ -53,13 +52,6 @@ from domain.accounts import (
 )
 from domain.errors import FieldError
 from domain.organisation import Role
-
-# The one hasher for passwords and activation codes set through this service (argon2id with
-# the library's defaults, the same parameters ``api.auth`` verifies sign-ins with).
-_HASHER = PasswordHasher()
-# Verifying against a dummy hash when there is no code keeps the answer's timing the same,
-# so the activation form cannot tell which usernames have a code waiting.
-_DUMMY_HASH = _HASHER.hash("not-an-activation-code")
 
 #: The one refusal for every bad activation (unknown account, inactive account, wrong,
 #: used or expired code): saying which would help someone guessing.
@@ -346,7 +338,8 @@ def _issue(session: Session, admin: Admin, row: UserRow, now: datetime) -> tuple
     """A new code for ``row``, replacing any earlier one; only its hash is stored."""
     code = new_activation_code()
     expires_at = now + CODE_LIFETIME
-    code_hash = _HASHER.hash(normalise_code(code))
+    # Codes are hashed like passwords (argon2id, ``services.sign_in``: one hasher).
+    code_hash = hash_password(normalise_code(code))
     existing = session.get(ActivationCodeRow, row.username)
     if existing is None:
         session.add(
@@ -593,10 +586,10 @@ def activate(
     with sessions.begin() as session:
         row = session.get(UserRow, username)
         pending = session.get(ActivationCodeRow, username)
-        try:
-            _HASHER.verify(pending.code_hash if pending else _DUMMY_HASH, normalise_code(code))
-        except (VerificationError, InvalidHashError):
-            raise refusal from None
+        # Without a code the dummy hash is checked, so the answer takes as long: the form
+        # cannot tell which usernames have a code waiting.
+        if not verify_password(pending.code_hash if pending else None, normalise_code(code)):
+            raise refusal
         if row is None or pending is None or not row.active:
             raise refusal
         if pending.used_at is not None or pending.expires_at <= now:
@@ -611,7 +604,7 @@ def activate(
         )
         if getattr(spent, "rowcount", 0) != 1:
             raise refusal
-        row.password_hash = _HASHER.hash(new_password)
+        row.password_hash = hash_password(new_password)
         row.password_changed_at = now
         row.updated_at = now
         row.session_version += 1

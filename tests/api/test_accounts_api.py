@@ -112,7 +112,10 @@ async def test_create_list_reset_activate_and_sign_in(
     activated = await _activate(http, username, code.lower().replace("-", " "))
     assert activated.status_code == 200, activated.text
     assert activated.json()["role"] == "instructor"
-    assert (await _login(http, username, GOOD_PASSWORD)).status_code == 200
+    signed_in = await _login(http, username, GOOD_PASSWORD)
+    assert signed_in.status_code == 200
+    old_token = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+    assert (await http.get("/api/v1/users/me", headers=old_token)).status_code == 200
 
     reused = await _activate(http, username, code, password="另一个-新密码-2027")
     assert reused.status_code == 422
@@ -125,6 +128,8 @@ async def test_create_list_reset_activate_and_sign_in(
     new_code = reset.json()["activation_code"]
     assert new_code and new_code != code
     assert (await _login(http, username, GOOD_PASSWORD)).status_code == 401
+    # A reset ends every session the account had.
+    assert (await http.get("/api/v1/users/me", headers=old_token)).status_code == 401
     assert (await _activate(http, username, new_code, "第二次-设置的-新密码")).status_code == 200
     assert (await _login(http, username, "第二次-设置的-新密码")).status_code == 200
 
