@@ -8,9 +8,11 @@ declared as one table (:data:`ACTIONS`, which the pages share) and built by :fun
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import inspect
+import re
+from typing import Annotated, NamedTuple
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel
 
 from api.auth import User
@@ -57,6 +59,7 @@ class Action(NamedTuple):
     action: OrganisationAction
 
 
+_PATH_PARAMETER = re.compile(r"{([^}:]+)}")
 _A = OrganisationAction
 ACTIONS: tuple[Action, ...] = (
     Action("/submissions", "提交材料", "书记提交本阶段某一步骤的材料。", Submit,
@@ -96,6 +99,7 @@ def _route(action: Action) -> None:
         sessions: SessionsDep,
         client: TemporalClientDep,
         user: CurrentUser,
+        **path_parameters: str,
     ) -> Response:
         extra = {k: v for k, v in request.path_params.items() if k not in ("round_id", "org_id")}
         service = OrganisationActions(sessions=sessions, temporal=client)
@@ -118,6 +122,22 @@ def _route(action: Action) -> None:
 
     # FastAPI reads the body model from the annotation: give each route its own.
     endpoint.__annotations__ = {**endpoint.__annotations__, "body": action.body}
+    # A path parameter beyond round and organisation (``extension_id``) arrives in
+    # ``path_parameters``; the signature FastAPI reads names it, so the OpenAPI document
+    # declares it (and the catch-all itself is no parameter).
+    signature = inspect.signature(endpoint)
+    parameters = [
+        p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    parameters += [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[str, Path(min_length=1, max_length=200)],
+        )
+        for name in _PATH_PARAMETER.findall(action.path)
+    ]
+    endpoint.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     endpoint.__name__ = action.action.value
     endpoint.__doc__ = (
         f"{action.description}\n\n请求头 `Prefer: return=minimal`：只返回本次操作的结果 `result`"
