@@ -311,7 +311,13 @@ async def test_leaving_a_running_round_waits_for_the_county_office_and_close_end
         counts = await http.get(f"/api/v1/rounds/{round_id}/supervision/counts", headers=office)
         assert sum(c["total"] for c in counts.json()) == 6
 
-        # close needs a reason; a township may not decide.
+        # Only the county office lists and decides; close needs a reason.
+        assessor = await login(http, "assess")
+        assert (await http.get("/api/v1/roster/departures", headers=assessor)).status_code == 403
+        not_theirs = await http.post(
+            f"/api/v1/roster/departures/{round_id}/p-5", json={"decision": "keep"}, headers=assessor
+        )
+        assert not_theirs.status_code == 403
         no_reason = await http.post(
             f"/api/v1/roster/departures/{round_id}/p-5", json={"decision": "close"}, headers=office
         )
