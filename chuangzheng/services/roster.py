@@ -71,6 +71,7 @@ from activities.tables import (
 )
 from activities.tables.base import ID
 from chuangzheng.services.errors import Refused
+from domain.accounts import AccountSource
 from domain.organisation import Role, Roster
 from domain.phases import Phase
 from domain.state import Actor
@@ -78,8 +79,8 @@ from domain.state import Actor
 #: The audit actions of an import.
 IMPORT_ACTION = "roster.import"
 ACCOUNT_ACTION = "account.roster_sync"
-#: ``users.source`` of the accounts this module keeps (``domain.accounts.AccountSource``).
-ROSTER_SOURCE = "roster"
+#: ``users.source`` of the accounts this module keeps.
+ROSTER_SOURCE = AccountSource.ROSTER.value
 #: The roles whose accounts the roster keeps.
 ROSTER_ROLES = frozenset({Role.SECRETARY, Role.INSTRUCTOR, Role.TOWNSHIP, Role.GUIDANCE_GROUP})
 _DEPARTURES: Table = RosterDepartureRow.__table__  # type: ignore[assignment]
