@@ -10,11 +10,13 @@ upper level's verdict per occasion. :func:`submit_step` submits the workflow's
 checks the real roster.
 
 Every use case checks the caller's scope on the organisation first (:class:`NotFound`
-outside it, and for an unknown round), then the role (:class:`Refused` ``forbidden``); domain
-refusals are :class:`InvalidInput`/:class:`Refused` naming the field, a transition the state
-does not allow :class:`Conflict` or ``invalid_transition``. Each change is one transaction
-with its audit row. The synchronous functions do database work only: call them from a worker
-thread (the API's plain routes and its idempotency wrapper do), never on an event loop.
+outside it, and for an unknown round), then the role (:class:`Refused` ``forbidden``); bad
+fields are :class:`InvalidInput` naming the field, a missing reason :class:`Refused`
+(``reason_required``), a move the commitment's state does not allow :class:`Refused`
+(``invalid_transition``) and nothing to move :class:`Conflict` (``invalid_transition``). Each
+change is one transaction with its audit row. The synchronous functions do database work
+only: call them from a worker thread (the API's plain routes and its idempotency wrapper
+do), never on an event loop.
 
 Commitments are answered as documents (plain JSON values: the API's response models and the
 public 公示 page show them as they are).
@@ -305,7 +307,8 @@ def check_caller(
     then, if ``roles`` are named, the role (:class:`Refused`). Every use case runs it; a
     caller may run it first too, e.g. so a refusal wins over replaying a stored answer."""
     visible_organisation(session, caller, org_id)
-    round_plan(session, round_id)
+    if session.get(RoundDefinitionRow, round_id) is None:
+        raise NotFound("轮次不存在")
     if roles is not None:
         require_role(caller, roles)
 
