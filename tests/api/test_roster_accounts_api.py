@@ -16,7 +16,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,13 +68,35 @@ class County:
     env: WorkflowEnvironment
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def county_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The county's own read model: a fresh SQLite file, or a fresh PostgreSQL database
+    when the server answers."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'county.db'}"
+        return
+    base_url: str = request.getfixturevalue("postgres_url")
+    name = f"cz_county_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(base_url).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield base_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def county(dev_server: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[County]:
+async def county(
+    dev_server: WorkflowEnvironment, tmp_path: Path, county_database: str
+) -> AsyncIterator[County]:
     """An empty county (only the county office's account) with its worker and API."""
     settings = Settings(
         environment="test",
         data_dir=tmp_path / "data",
-        database_url=f"sqlite:///{tmp_path / 'county.db'}",
+        database_url=county_database,
         temporal_address=dev_server.client.service_client.config.target_host,
         task_queue=f"county-{uuid.uuid4()}",
         secret_key=f"test-{uuid.uuid4()}",
