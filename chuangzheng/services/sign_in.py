@@ -260,8 +260,10 @@ def authenticate(
     row = session.execute(
         _AUTHENTICATE.where(_SESSION.session_id == claims["sid"], UserRow.username == claims["sub"])
     ).one_or_none()
-    if row is None or not row.active:
-        raise SignInRefused("账号不存在或已停用")
+    if row is None:
+        raise SignInRefused("登录已失效，请重新登录")
+    if not row.active:
+        raise SignInRefused("账号已停用")
     if row.session_version != claims["sv"] or row.revoked_at is not None:
         raise SignInRefused("已退出登录或账号已变更，请重新登录")
     if row.expires_at <= now:
