@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SRC    := domain workflows activities api chuangzheng worker.py
 
-.PHONY: venv assets test lint fmt run simulate bench clean
+.PHONY: venv assets test test-random lint fmt run simulate bench clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,11 @@ $(VENDOR)/echarts.min.js: ui/package.json ui/package-lock.json
 # No -n: the Temporal test server is a session fixture shared by all tests in one process.
 test: venv assets
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# The same suite in a random order (pytest-randomly prints its seed; repeat an order with
+# ARGS="--randomly-seed=N"). No test may rely on another having run before it.
+test-random: venv assets
+	$(BIN)/pytest -q -p no:cacheprovider -p randomly $(ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

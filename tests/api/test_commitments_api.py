@@ -26,6 +26,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 ORG = "org-c"
 MEMBERS = [(f"M{n:03d}", f"党员{n:02d}号") for n in range(1, 19)]  # org-c has 18 members
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 HELD_BACK = "M017"  # approved last: stays unpublished
 ABSENT = "M018"  # makes no commitment: covered by a reason
 
@@ -112,6 +113,19 @@ async def rid(stack: Stack) -> str:
     return round_id
 
 
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def members(stack: Stack, rid: str) -> None:
+    """org-c's 18 members imported (importing the same roster again changes nothing), for
+    the tests that need them whatever ran before."""
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
+        imported = await http.post(
+            "/api/v1/members/import",
+            files={"file": ("members.xlsx", xlsx([(ORG, n, m) for m, n in MEMBERS]), XLSX)},
+            headers=await token(http, "sec-c"),
+        )
+        assert imported.status_code == 200, imported.text
+
+
 def base(rid: str) -> str:
     return f"/api/v1/rounds/{rid}/organisations/{ORG}/commitments"
 
@@ -142,6 +156,7 @@ async def test_member_roster_import_is_all_or_nothing_and_scoped(
     http: httpx.AsyncClient, rid: str
 ) -> None:
     secretary = await token(http, "sec-c")
+    before = (await http.get(f"/api/v1/organisations/{ORG}/members", headers=secretary)).json()
     bad_csv = "组织编号,党员姓名,党员编号\norg-c,党员01号,M001\norg-a,外单位,X1\norg-c,,M002\n"
     refused = await http.post(
         "/api/v1/members/import",
@@ -155,13 +170,13 @@ async def test_member_roster_import_is_all_or_nothing_and_scoped(
         {"field": "第4行·党员姓名", "reason": "不能为空"},
     ]
     members_url = f"/api/v1/organisations/{ORG}/members"
-    assert (await http.get(members_url, headers=secretary)).json() == []  # nothing written
+    # Nothing written (the list is empty unless the ``members`` fixture ran first).
+    assert (await http.get(members_url, headers=secretary)).json() == before
 
     good = xlsx([(ORG, name, member_id) for member_id, name in MEMBERS])
-    xlsx_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     imported = await http.post(
         "/api/v1/members/import",
-        files={"file": ("members.xlsx", good, xlsx_type)},
+        files={"file": ("members.xlsx", good, XLSX)},
         headers=secretary,
     )
     assert imported.status_code == 200, imported.text
@@ -181,7 +196,7 @@ async def test_member_roster_import_is_all_or_nothing_and_scoped(
 
 
 async def test_workflow_refuses_the_step_until_every_member_is_covered(
-    http: httpx.AsyncClient, rid: str
+    http: httpx.AsyncClient, rid: str, members: None
 ) -> None:
     secretary = await token(http, "sec-c")
     org = await http.post(
