@@ -2,8 +2,8 @@
 (``POST /api/v1/rounds/{id}/calendar``), end to end on the real stack: the seed-002 round
 (round two) re-based to start now (it runs into 2027, so its plan names the provisional
 2027 file), a holiday published inside the first phase, and every organisation's open
-deadline moves one working day later; the same update id again changes nothing; the county office's action is
-in the audit log; a secretary may not do it."""
+deadline moves one working day later; the same update id again changes nothing; the county
+office's action is in the audit log; a secretary may not do it."""
 
 from __future__ import annotations
 
