@@ -58,8 +58,19 @@ WORKFLOWS: Sequence[type] = (
 # Pure, deterministic modules shared by all workflow runs instead of re-imported per run:
 # re-importing pydantic models and transitions machines for every workflow is the main cost
 # of the sandbox at thousands of workflows.
+#
+# ``workflows.organisation`` is the one workflow module passed through as well: there is one
+# organisation workflow per organisation, and the sandbox would otherwise load the module
+# again for each (its code objects, class and handler definitions: some 60 KiB of every
+# cached workflow, and the module's compile or unmarshal on every start). The module keeps
+# no state of its own (constants only; everything a run holds is on its instance), so the
+# isolation the re-import buys is not needed; what it gives up is the sandbox's check of
+# non-deterministic calls in that module's own code, which, like ``domain``'s, goes through
+# ``workflow.now()`` and is covered by the replay tests of the recorded histories. The
+# round, digest, evaluation and reminder workflows (a handful per round) stay sandboxed.
 _PASSTHROUGH = (
     "domain",
+    "workflows.organisation",
     "activities.contracts",
     "activities.round_contracts",
     "workflows.activity_refs",

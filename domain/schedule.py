@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from domain.calendar import (
     PACKAGE_SOURCE,
@@ -21,6 +22,7 @@ from domain.calendar import (
     require_aware,
 )
 from domain.errors import DomainError, FieldError, PlanError
+from domain.interning import intern
 from domain.organisation import Organisation
 from domain.phases import Phase
 from domain.plan import CalendarPlan, CampaignPlan, LadderPlan, RoundPlan, StepPlan
@@ -260,6 +262,20 @@ class OrgPlan(BaseModel):
     # The round's calendar pinned at kick-off; None in plans built before calendars were
     # pinned (their workflows keep computing from ``calendar`` and the installed package).
     pinned_calendar: PinnedCalendar | None = None
+
+    @field_validator("phases", mode="after")
+    @classmethod
+    def _shared_phases(cls, phases: tuple[OrgPhasePlan, ...]) -> tuple[OrgPhasePlan, ...]:
+        """Every organisation of a round (of a type) has the same windows and steps: one
+        shared copy per worker process instead of one per cached workflow
+        (:mod:`domain.interning`)."""
+        return tuple(intern(p) for p in phases)
+
+    @field_validator("ladder", "calendar", "pinned_calendar", mode="after")
+    @classmethod
+    def _shared_part(cls, part: Any) -> Any:
+        """The round's ladder and calendars, shared likewise."""
+        return intern(part) if part is not None else None
 
     def phase(self, phase: Phase) -> OrgPhasePlan:
         """The plan of one phase."""
