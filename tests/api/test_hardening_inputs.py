@@ -5,7 +5,7 @@ bounds, closing a round that is not running."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -16,7 +16,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.db import create_schema, make_engine, session_factory
 from activities.digests import DigestActivities
-from activities.tables import CircularRow, digests
+from activities.tables import CampaignStatusRow, CircularRow, digests
 from tests.api.conftest import Stack, start_demo_round, token
 from workflows.digest_contracts import CircularRun, DigestRun
 
@@ -76,6 +76,31 @@ async def test_circular_and_digest_activities_refuse_an_unknown_round_for_good(
         with pytest.raises(ApplicationError) as refused:
             await run
         assert refused.value.non_retryable and refused.value.type == "UnknownRound"
+    engine.dispose()
+
+
+async def test_a_circular_with_text_a_spreadsheet_cannot_hold_fails_for_good(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'read.db'}")
+    create_schema(engine)
+    sessions = session_factory(engine)
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        session.add(
+            CampaignStatusRow(
+                round_id="r-ctrl", org_id="org-x", org_name="东关村\x0b党支部", township="城关镇",
+                system="rural", org_type="rural", phase="mobilisation", phase_status="open",
+                light="red", overdue=True, deadline=now - timedelta(days=3), top_rung=0,
+                closed=False, event_seq=1, updated_at=now,
+            )
+        )  # fmt: skip
+    acts = DigestActivities(sessions, data_dir=tmp_path)
+    with pytest.raises(ApplicationError) as refused:
+        await ActivityEnvironment().run(
+            acts.publish_circular, CircularRun(round_id="r-ctrl", now=now)
+        )
+    assert refused.value.non_retryable and refused.value.type == "InvalidInput"
     engine.dispose()
 
 
