@@ -90,7 +90,7 @@ async def test_every_operation_lists_the_statuses_its_route_returns(app: FastAPI
     missing: dict[str, list[int]] = {}
     checked = 0
     for path, route in api_routes(app):
-        for method in route.methods - {"HEAD"}:
+        for method in (route.methods or set()) - {"HEAD"}:
             operation = schema["paths"][path.replace(":path}", "}")][method.lower()]
             documented = {int(code) for code in operation["responses"] if code.isdigit()}
             absent = sorted(expected(route) - documented)
@@ -145,7 +145,7 @@ async def test_every_json_operation_declares_its_response_model(app: FastAPI) ->
         module = route.endpoint.__module__
         if not path.startswith("/api/v1/") or _file_route(route):
             continue
-        for method in route.methods - {"HEAD"}:
+        for method in (route.methods or set()) - {"HEAD"}:
             responses = schema["paths"][path.replace(":path}", "}")][method.lower()]["responses"]
             success = responses.get(str(route.status_code or 200), {})
             body = success.get("content", {}).get(JSON, {}).get("schema", {})
@@ -163,7 +163,7 @@ async def test_every_file_operation_declares_its_media_type(app: FastAPI) -> Non
     for path, route in api_routes(app):
         if not path.startswith("/api/v1/") or not _file_route(route):
             continue
-        for method in route.methods - {"HEAD"}:
+        for method in (route.methods or set()) - {"HEAD"}:
             responses = schema["paths"][path.replace(":path}", "}")][method.lower()]["responses"]
             media = set(responses.get(str(route.status_code or 200), {}).get("content", {}))
             if not media or JSON in media:
@@ -179,7 +179,7 @@ async def test_every_path_parameter_is_declared(app: FastAPI) -> None:
     checked = 0
     for path, route in api_routes(app):
         template = path.replace(":path}", "}")
-        for method in route.methods - {"HEAD"}:
+        for method in (route.methods or set()) - {"HEAD"}:
             operation = schema["paths"][template][method.lower()]
             declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
             absent = sorted(set(_PATH_PARAMETER.findall(path)) - declared)
