@@ -131,7 +131,8 @@ def _typed(schema: dict[str, Any], components: dict[str, Any]) -> bool:
     if "items" in schema:
         return _typed(schema["items"], components)
     if "anyOf" in schema or "oneOf" in schema:
-        options = [s for s in schema.get("anyOf", schema.get("oneOf")) if s != {"type": "null"}]
+        either = schema.get("anyOf") or schema.get("oneOf") or []
+        options = [s for s in either if s != {"type": "null"}]
         return bool(options) and all(_typed(s, components) for s in options)
     return bool(schema.get("properties"))
 
