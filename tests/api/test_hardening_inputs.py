@@ -4,20 +4,26 @@ bounds, closing a round that is not running."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy import func, select
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.db import create_schema, make_engine, session_factory
 from activities.digests import DigestActivities
 from activities.tables import CampaignStatusRow, CircularRow, digests
-from tests.api.conftest import Stack, start_demo_round, token
+from api.main import create_app
+from chuangzheng.temporal_server import data_converter, start_dev_server_env
+from tests.api.conftest import Stack, free_port, start_demo_round, token
 from workflows.digest_contracts import CircularRun, DigestRun
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -179,3 +185,40 @@ async def test_closing_a_round_not_started_or_already_closed_is_a_round_level_40
 
     unknown = await http.post("/api/v1/rounds/no-such-round/close", json={}, headers=county)
     assert unknown.status_code == 404 and unknown.json()["message"] == "轮次不存在"
+
+
+# ── item 5: Temporal out of reach is never a 500 ────────────────────────────────────────
+
+
+async def test_with_temporal_out_of_reach_rounds_are_read_and_queries_are_503(
+    stack: Stack, round_id: str
+) -> None:
+    # A client connected to a Temporal server that has since stopped.
+    elsewhere = await start_dev_server_env()
+    gone = await Client.connect(
+        elsewhere.client.service_client.config.target_host, data_converter=data_converter()
+    )
+    await elsewhere.shutdown()
+    app = create_app(stack.settings, temporal=gone)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "uvicorn did not start"
+        await asyncio.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            county = await token(http, "county")
+            read = await http.get(f"/api/v1/rounds/{round_id}", headers=county)
+            assert read.status_code == 200, read.text  # the read model, no Temporal call
+            queried = await http.get(
+                f"/api/v1/rounds/{round_id}/organisations/org-a/status", headers=county
+            )
+            assert queried.status_code == 503, queried.text
+            assert int(queried.headers["Retry-After"]) > 0
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
