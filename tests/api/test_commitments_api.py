@@ -2,7 +2,7 @@
 member roster import, the coverage guard of the workflow's ``member_commitments`` step,
 审诺, 公示 and its public page, 践诺 with an uploaded file, 评诺, idempotency and scope.
 
-The tests of this module run in order on one round of a small uploaded plan (org-c: 18
+The tests of this module tell one story on one round of a small uploaded plan (org-c: 18
 members, secretary sec-c, instructor ins-liu; ins-zhang supervises other organisations).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -113,19 +114,6 @@ async def rid(stack: Stack) -> str:
     return round_id
 
 
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def members(stack: Stack, rid: str) -> None:
-    """org-c's 18 members imported (importing the same roster again changes nothing), for
-    the tests that need them whatever ran before."""
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
-        imported = await http.post(
-            "/api/v1/members/import",
-            files={"file": ("members.xlsx", xlsx([(ORG, n, m) for m, n in MEMBERS]), XLSX)},
-            headers=await token(http, "sec-c"),
-        )
-        assert imported.status_code == 200, imported.text
-
-
 def base(rid: str) -> str:
     return f"/api/v1/rounds/{rid}/organisations/{ORG}/commitments"
 
@@ -152,9 +140,31 @@ def by_member(view: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
     return {c["member_id"]: c for c in view["commitments"]}
 
 
-async def test_member_roster_import_is_all_or_nothing_and_scoped(
-    http: httpx.AsyncClient, rid: str
-) -> None:
+Stage = Callable[[httpx.AsyncClient, str], Awaitable[None]]
+
+
+class Story:
+    """The module's round told once, in order: each test reaches the stages before its own
+    (running any not yet run, with their assertions), so it passes alone and in any order;
+    a stage already run as another test's setup is not repeated."""
+
+    def __init__(self, rid: str) -> None:
+        self.rid = rid
+        self.done: set[str] = set()
+
+    async def reach(self, http: httpx.AsyncClient, stage: Stage) -> None:
+        for step in STAGES[: STAGES.index(stage) + 1]:
+            if step.__name__ not in self.done:
+                await step(http, self.rid)
+                self.done.add(step.__name__)
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def story(rid: str) -> Story:
+    return Story(rid)
+
+
+async def _roster_import(http: httpx.AsyncClient, rid: str) -> None:
     secretary = await token(http, "sec-c")
     before = (await http.get(f"/api/v1/organisations/{ORG}/members", headers=secretary)).json()
     bad_csv = "组织编号,党员姓名,党员编号\norg-c,党员01号,M001\norg-a,外单位,X1\norg-c,,M002\n"
@@ -195,9 +205,7 @@ async def test_member_roster_import_is_all_or_nothing_and_scoped(
     assert other.status_code == 404
 
 
-async def test_workflow_refuses_the_step_until_every_member_is_covered(
-    http: httpx.AsyncClient, rid: str, members: None
-) -> None:
+async def _coverage(http: httpx.AsyncClient, rid: str) -> None:
     secretary = await token(http, "sec-c")
     org = await http.post(
         base(rid),
@@ -265,9 +273,7 @@ async def test_workflow_refuses_the_step_until_every_member_is_covered(
     assert [s["status"] for s in steps if s["step_id"] == "member_commitments"] == ["submitted"]
 
 
-async def test_signoff_returns_with_a_reason_and_approves(
-    http: httpx.AsyncClient, rid: str
-) -> None:
+async def _signoff(http: httpx.AsyncClient, rid: str) -> None:
     secretary, instructor = await token(http, "sec-c"), await token(http, "ins-liu")
     view = by_member(await ledger(http, rid))
     org_id = view[None]["commitment_id"]
@@ -328,9 +334,7 @@ async def test_signoff_returns_with_a_reason_and_approves(
     assert by_member(await ledger(http, rid))[HELD_BACK]["status"] == "submitted"
 
 
-async def test_public_page_shows_only_published_commitments(
-    http: httpx.AsyncClient, rid: str
-) -> None:
+async def _publication(http: httpx.AsyncClient, rid: str) -> None:
     page = f"/public/commitments/{rid}/{ORG}"
     before = await http.get(page)
     assert before.status_code == 404 and "带头服务群众" not in before.text
@@ -357,9 +361,7 @@ async def test_public_page_shows_only_published_commitments(
     assert index.status_code == 200 and f"/public/commitments/{rid}/{ORG}" in index.text
 
 
-async def test_fulfilment_ledger_with_an_uploaded_file_once_per_key(
-    http: httpx.AsyncClient, rid: str
-) -> None:
+async def _fulfilment(http: httpx.AsyncClient, rid: str) -> None:
     secretary = await token(http, "sec-c")
     commitment = by_member(await ledger(http, rid))["M001"]
     url = f"{base(rid)}/{commitment['commitment_id']}/ledger"
@@ -400,7 +402,7 @@ async def test_fulfilment_ledger_with_an_uploaded_file_once_per_key(
     assert "走访困难户3户" in page.text
 
 
-async def test_review_verdicts_and_scope(http: httpx.AsyncClient, rid: str) -> None:
+async def _review(http: httpx.AsyncClient, rid: str) -> None:
     commitment = by_member(await ledger(http, rid))["M001"]
     url = f"{base(rid)}/{commitment['commitment_id']}/reviews"
     instructor = await token(http, "ins-liu")
@@ -420,3 +422,40 @@ async def test_review_verdicts_and_scope(http: httpx.AsyncClient, rid: str) -> N
                             headers=await token(http, "ins-zhang"))).status_code == 404  # fmt: skip
     assert (await http.get(base(rid), headers=await token(http, "ins-zhang"))).status_code == 404
     assert (await http.get(base(rid), headers=await token(http, "sec-a"))).status_code == 404
+
+
+STAGES: list[Stage] = [_roster_import, _coverage, _signoff, _publication, _fulfilment, _review]
+
+
+async def test_member_roster_import_is_all_or_nothing_and_scoped(
+    http: httpx.AsyncClient, story: Story
+) -> None:
+    await story.reach(http, _roster_import)
+
+
+async def test_workflow_refuses_the_step_until_every_member_is_covered(
+    http: httpx.AsyncClient, story: Story
+) -> None:
+    await story.reach(http, _coverage)
+
+
+async def test_signoff_returns_with_a_reason_and_approves(
+    http: httpx.AsyncClient, story: Story
+) -> None:
+    await story.reach(http, _signoff)
+
+
+async def test_public_page_shows_only_published_commitments(
+    http: httpx.AsyncClient, story: Story
+) -> None:
+    await story.reach(http, _publication)
+
+
+async def test_fulfilment_ledger_with_an_uploaded_file_once_per_key(
+    http: httpx.AsyncClient, story: Story
+) -> None:
+    await story.reach(http, _fulfilment)
+
+
+async def test_review_verdicts_and_scope(http: httpx.AsyncClient, story: Story) -> None:
+    await story.reach(http, _review)
