@@ -98,14 +98,16 @@ def _no_store(scope: Scope, headers: Headers, response: MutableHeaders) -> bool:
     return response.get("content-disposition", "").lower().startswith("attachment")
 
 
-def same_site(headers: Headers) -> bool:
+def same_site(headers: Headers, public_base_url: str | None = None) -> bool:
     """Whether the request comes from a page of this site: its ``Origin`` (or, without one,
-    its ``Referer``) names the host the request was sent to. Only host and port are
-    compared: behind a TLS-terminating proxy the app may see ``http`` where the browser
-    says ``https``."""
-    host = headers.get("host", "").lower()
-    if not host:
-        return False
+    its ``Referer``) names the host the request was sent to (``Host``, or the proxy's
+    ``X-Forwarded-Host``; a browser's form cannot set either) or the site's public address
+    (``CZ_PUBLIC_BASE_URL``). Only host and port are compared: behind a TLS-terminating
+    proxy the app may see ``http`` where the browser says ``https``."""
+    ours = {headers.get("host", ""), headers.get("x-forwarded-host", "").split(",")[0].strip()}
+    if public_base_url:
+        ours.add(urlsplit(public_base_url).netloc)
+    ours = {host.lower() for host in ours if host}
     origin = headers.get("origin")
     source = origin if origin and origin != "null" else headers.get("referer")
     if not source:
@@ -114,7 +116,14 @@ def same_site(headers: Headers) -> bool:
         netloc = urlsplit(source).netloc.lower()
     except ValueError:
         return False
-    return netloc == host
+    return bool(netloc) and netloc in ours
+
+
+def _public_base_url(scope: Scope) -> str | None:
+    """The configured public address, once the app's lifespan has read the settings."""
+    app = scope.get("app")
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    return getattr(settings, "public_base_url", None)
 
 
 class SecurityMiddleware:
@@ -150,7 +159,7 @@ class SecurityMiddleware:
             scope["method"] not in SAFE_METHODS
             and not path.startswith("/api/")
             and path not in CSRF_EXEMPT
-            and not same_site(headers)
+            and not same_site(headers, _public_base_url(scope))
         ):
             await _refuse_cross_site(scope, receive, send_with_headers)
             return

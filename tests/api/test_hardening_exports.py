@@ -71,14 +71,14 @@ async def test_reasons_come_back_as_text_in_the_instructors_timeline(stack: Stac
     assert not [c for c in cells if c[1] == "f"]
 
 
-def test_the_dashboard_workbook_stores_formulas_as_text() -> None:
+async def test_the_dashboard_workbook_stores_formulas_as_text() -> None:
     data = workbook("t", ["a", "b"], [[HYPERLINK, DDE], ["+1+1", "@SUM(A1)"]])
     cells = _cells(data)
     assert (HYPERLINK, "s") in cells and (DDE, "s") in cells
     assert not [c for c in cells if c[1] == "f"]
 
 
-def test_the_circular_stores_names_as_text(tmp_path: Path) -> None:
+async def test_the_circular_stores_names_as_text(tmp_path: Path) -> None:
     now = datetime.now(UTC)
     line = StatusLine(
         org_id="org-x",
@@ -101,7 +101,7 @@ def test_the_circular_stores_names_as_text(tmp_path: Path) -> None:
     assert not [c for c in cells if c[1] == "f"]
 
 
-def test_roster_csv_cells_cannot_start_a_formula() -> None:
+async def test_roster_csv_cells_cannot_start_a_formula() -> None:
     text = (
         "组织编号,组织名称,组织类型,所属乡镇,所属系统,党员人数,书记,指导员\n"
         "org-x,=1+1,农村,城关镇,县农委,3,@李明,张指导\n"

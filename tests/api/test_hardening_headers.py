@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from starlette.datastructures import Headers
 
+from api.security import same_site
 from tests.api.conftest import PASSWORD, Stack, token
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -125,3 +127,31 @@ async def test_same_origin_page_posts_and_the_api_pass(
     # A ballot's form carries its one-time token (the ballot page sends no referrer).
     ballot = await http.post("/ballot", data={"token": "no-such-token"})
     assert ballot.status_code != 403 or "跨站" not in ballot.text
+
+
+@pytest.mark.parametrize(
+    ("headers", "public", "allowed"),
+    [
+        ({"host": "cz.example", "origin": "https://cz.example"}, None, True),
+        ({"host": "127.0.0.1:8000", "origin": "https://cz.example"}, "https://cz.example", True),
+        (
+            {
+                "host": "127.0.0.1:8000",
+                "x-forwarded-host": "cz.example",
+                "origin": "https://cz.example",
+            },
+            None,
+            True,
+        ),
+        ({"host": "cz.example", "referer": "https://cz.example/ui/orgs/a"}, None, True),
+        ({"host": "cz.example", "origin": "https://cz.example.evil.example"}, None, False),
+        ({"host": "cz.example", "referer": "https://evil.example/?cz.example"}, None, False),
+        ({"host": "cz.example", "origin": "null"}, None, False),
+        ({"host": "cz.example", "referer": "not a url"}, None, False),
+        ({"host": "cz.example"}, "https://cz.example", False),
+    ],
+)
+async def test_what_counts_as_this_site(
+    headers: dict[str, str], public: str | None, allowed: bool
+) -> None:
+    assert same_site(Headers(headers), public) is allowed
