@@ -9,13 +9,10 @@ deactivated account or a signed-out session takes effect at once. Passwords are 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy.orm import Session
 
-from activities.db import upsert_insert
-from activities.tables import UserRow, metadata
 from api.errors import ApiError
+from chuangzheng.services.accounts import upsert_user
 from chuangzheng.services.sign_in import (
     Authenticated,
     SignInRefused,
@@ -26,7 +23,6 @@ from chuangzheng.services.sign_in import (
     to_user,
 )
 from chuangzheng.settings import Settings
-from domain.organisation import Role
 
 __all__ = [
     "User",
@@ -58,35 +54,3 @@ def authenticate_token(session: Session, token: str, settings: Settings) -> User
     """The user a bearer token names, or 401 (bad signature, expired, revoked, stale
     session version, unknown or inactive account)."""
     return authenticate_checked(session, token, settings).user
-
-
-def upsert_user(
-    session: Session,
-    *,
-    username: str,
-    display_name: str,
-    password: str | None = None,
-    password_hash: str | None = None,
-    role: Role,
-    scope_key: str = "",
-) -> None:
-    """Create or update an account from a password (hashed here) or a ready argon2 hash."""
-    if (password is None) == (password_hash is None):
-        raise ValueError("give exactly one of password and password_hash")
-    table = metadata.tables[UserRow.__tablename__]
-    values = {
-        "username": username,
-        "display_name": display_name,
-        "password_hash": password_hash or hash_password(password or ""),
-        "role": role.value,
-        "scope_key": scope_key,
-        "active": True,
-        "created_at": datetime.now(UTC),
-    }
-    stmt = upsert_insert(session, table).values(values)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["username"],
-            set_={k: stmt.excluded[k] for k in values if k not in ("username", "created_at")},
-        )
-    )

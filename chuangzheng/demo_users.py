@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from api.auth import hash_password, upsert_user
+from chuangzheng.services.accounts import upsert_user
+from chuangzheng.services.sign_in import hash_password
 from chuangzheng.settings import Settings
+from domain.accounts import AccountSource
 from domain.organisation import Role, Roster, System
 
 DEMO_PASSWORD = "demo"
@@ -72,5 +74,6 @@ def seed_demo_users(session: Session, roster: Roster, settings: Settings) -> lis
             password_hash=shared_hash,
             role=user.role,
             scope_key=user.scope_key,
+            source=AccountSource.DEMO,
         )
     return users

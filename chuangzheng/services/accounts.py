@@ -18,19 +18,21 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from activities.db import upsert_insert
 from activities.tables import (
     ActivationCodeRow,
     AuditRow,
     OrganisationRow,
     TownshipRow,
     UserRow,
+    metadata,
 )
 from activities.tables.base import NAME
 from chuangzheng.services.errors import Conflict, InvalidInput, NotFound, Refused
@@ -709,3 +711,39 @@ def townships(session: Session, admin: Admin) -> list[str]:
     if admin.role is Role.TOWNSHIP:
         return [admin.scope_key]
     return list(session.scalars(select(TownshipRow.name).order_by(TownshipRow.name)))
+
+
+def upsert_user(
+    session: Session,
+    *,
+    username: str,
+    display_name: str,
+    password: str | None = None,
+    password_hash: str | None = None,
+    role: Role,
+    scope_key: str = "",
+    source: AccountSource = AccountSource.ADMIN,
+) -> None:
+    """Create or update an account, ready to sign in, from a password (hashed here) or a
+    ready argon2 hash: for the demo county's accounts and for tests; people of a real county
+    get theirs from the roster or the admin page, activated with a one-time code."""
+    if (password is None) == (password_hash is None):
+        raise ValueError("give exactly one of password and password_hash")
+    table = metadata.tables[UserRow.__tablename__]
+    values = {
+        "username": username,
+        "display_name": display_name,
+        "password_hash": password_hash or hash_password(password or ""),
+        "role": role.value,
+        "scope_key": scope_key,
+        "active": True,
+        "source": source.value,
+        "created_at": datetime.now(UTC),
+    }
+    stmt = upsert_insert(session, table).values(values)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["username"],
+            set_={k: stmt.excluded[k] for k in values if k not in ("username", "created_at")},
+        )
+    )
