@@ -17,7 +17,7 @@ from activities.tables import audit_log, step_status, submissions
 from api.plans import parse_plan, shipped_plan_text
 from chuangzheng.sample_evidence import sample_evidence
 from domain.phases import Phase
-from tests.api.conftest import Stack, token, wait_for
+from tests.api.conftest import Stack, start_demo_round, token, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -171,9 +171,10 @@ async def test_county_only_actions_are_forbidden_to_others(
     assert closed.status_code == 403
 
 
-async def test_invalid_inputs_get_422_with_the_field(
-    http: httpx.AsyncClient, round_id: str
-) -> None:
+async def test_invalid_inputs_get_422_with_the_field(http: httpx.AsyncClient, stack: Stack) -> None:
+    # A round of its own: in the shared one another test may have submitted the step already
+    # (a second submission is a 409 before the evidence is looked at).
+    round_id = await start_demo_round(stack, f"invalid-{uuid.uuid4().hex[:8]}")
     county, secretary = await token(http, "county"), await token(http, "sec-c")
     base = f"/api/v1/rounds/{round_id}/organisations/org-c"
     missing = await http.post(f"{base}/submissions", json={"values": {}}, headers=secretary)
