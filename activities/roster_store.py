@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from activities.db import upsert_insert
 from activities.roster_files import read_roster_file
-from activities.spreadsheets import csv_text
 from activities.tables import OrganisationRow, organisations, person_roles, systems, townships
 from domain.organisation import SYSTEM_LABELS, Organisation, OrgType, Role, Roster, System
 from domain.roster_import import ROSTER_HEADERS, organisation_row
@@ -174,13 +173,15 @@ def load_organisation(session: Session, org_id: str) -> Organisation | None:
 
 
 def roster_csv(roster: Roster) -> str:
-    """The roster as CSV text with the Chinese headers (what ``read_roster_text`` reads)."""
+    """The roster as CSV text with the Chinese headers (what ``read_roster_text`` reads):
+    the round's roster snapshot, read back by machines, so every value is written exactly
+    as it is (escaping formula starts here would change the names the workflows get; an
+    export for people goes through ``activities.spreadsheets``)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(ROSTER_HEADERS), lineterminator="\n")
     writer.writeheader()
     for org in roster.organisations:
-        # Opened in a spreadsheet program, no name may start a formula.
-        writer.writerow({k: csv_text(v) for k, v in organisation_row(org).items()})
+        writer.writerow(organisation_row(org))
     return buffer.getvalue()
 
 

@@ -3,9 +3,8 @@
 Any cell written from user text (a reason, a name, a comment) could start with ``=`` and
 come back as a live formula in the reader's Excel: ``=HYPERLINK(...)`` leaks data when
 clicked, ``=cmd|...`` runs a program through DDE. In .xlsx the fix is exact: the cell is
-stored as a string, so Excel shows the characters and evaluates nothing. In CSV there is
-no type, so a value that a spreadsheet program would read as a formula is prefixed with
-an apostrophe (the OWASP rule for CSV injection).
+stored as a string, so Excel shows the characters and evaluates nothing. (The project
+writes no CSV for people; the roster snapshot is CSV for machines and stays verbatim.)
 """
 
 from __future__ import annotations
@@ -16,9 +15,6 @@ from typing import Any
 
 from openpyxl import Workbook  # type: ignore[import-untyped]
 from openpyxl.worksheet.worksheet import Worksheet  # type: ignore[import-untyped]
-
-# What spreadsheet programs read as the start of a formula in a text file.
-_CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def append_row(sheet: Worksheet, values: Iterable[Any]) -> None:
@@ -44,10 +40,3 @@ def workbook_bytes(title: str, head: Sequence[str], rows: Iterable[Sequence[Any]
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
-
-
-def csv_text(value: object) -> str:
-    """``value`` for a CSV cell: text a spreadsheet program would read as a formula gets a
-    leading apostrophe; everything else is unchanged."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_CSV_FORMULA_STARTS) else text
