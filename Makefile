@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SRC    := domain workflows activities api chuangzheng worker.py
 
-.PHONY: venv assets test test-random lint fmt run simulate bench clean
+.PHONY: venv assets test test-random test-nocache lint fmt run simulate bench clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,11 @@ test: venv assets
 # ARGS="--randomly-seed=N"). No test may rely on another having run before it.
 test-random: venv assets
 	$(BIN)/pytest -q -p no:cacheprovider -p randomly $(ARGS)
+
+# The workflow suite with every test worker's workflow cache at 0: each workflow task replays
+# the whole history (non-determinism a warm cache hides shows here). A few minutes.
+test-nocache: venv
+	CZ_TEST_MAX_CACHED_WORKFLOWS=0 $(BIN)/pytest -q -p no:cacheprovider tests/workflows $(ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -32,6 +32,7 @@ from api.main import create_app
 from chuangzheng.settings import Settings
 from chuangzheng.temporal_server import start_dev_server_env
 from domain.organisation import Role, Roster
+from tests.workflows.support import max_cached_workflows
 from worker import build_worker
 
 PASSWORD = "pw-测试-123"
@@ -149,7 +150,10 @@ async def running_worker(
     """The project's worker on the stack's task queue and read model."""
     engine = make_engine(settings.database_url)
     worker = build_worker(
-        dev_server.client, task_queue=settings.task_queue, sessions=session_factory(engine)
+        dev_server.client,
+        task_queue=settings.task_queue,
+        sessions=session_factory(engine),
+        max_cached_workflows=max_cached_workflows(),
     )
     async with worker:
         yield

@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.db import create_schema, make_engine, session_factory
+from tests.workflows.support import max_cached_workflows
 from worker import build_worker
 
 
@@ -45,7 +46,10 @@ async def worker(
 ) -> AsyncIterator[Worker]:
     """The project's real worker (all workflows and activities)."""
     async with build_worker(
-        time_skipping_env.client, task_queue=shared_task_queue, sessions=sessions
+        time_skipping_env.client,
+        task_queue=shared_task_queue,
+        sessions=sessions,
+        max_cached_workflows=max_cached_workflows(),
     ) as running:
         yield running
 

@@ -28,6 +28,30 @@ from workflows.organisation import OrganisationCampaignWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: ``CZ_TEST_MAX_CACHED_WORKFLOWS=0`` (``make test-nocache``) gives every worker the tests
+#: build a workflow cache of that size: at 0 every workflow task replays the whole history,
+#: which catches non-determinism a warm cache hides.
+MAX_CACHED_WORKFLOWS_VARIABLE = "CZ_TEST_MAX_CACHED_WORKFLOWS"
+#: ``worker.build_worker``'s own default, when the variable is not set.
+DEFAULT_MAX_CACHED_WORKFLOWS = 1000
+
+
+def max_cached_workflows() -> int:
+    """The workflow cache size for workers built by tests (see
+    :data:`MAX_CACHED_WORKFLOWS_VARIABLE`)."""
+    value = os.environ.get(MAX_CACHED_WORKFLOWS_VARIABLE, "").strip()
+    if not value:
+        return DEFAULT_MAX_CACHED_WORKFLOWS
+    try:
+        size = int(value)
+    except ValueError:
+        raise ValueError(
+            f"{MAX_CACHED_WORKFLOWS_VARIABLE} must be an integer, got {value!r}"
+        ) from None
+    if size < 0:
+        raise ValueError(f"{MAX_CACHED_WORKFLOWS_VARIABLE} must be 0 or more, got {size}")
+    return size
+
 
 # The test server's clock starts today and every test that skips time moves it on for the
 # rest of the session (a whole seed-002 round skips 14 months), so round one re-based to the

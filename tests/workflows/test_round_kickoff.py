@@ -23,7 +23,7 @@ from chuangzheng.temporal_server import start_dev_server_env
 from domain.actions import CloseRound
 from domain.phases import Phase
 from domain.plan_loader import load_plan
-from tests.workflows.support import COUNTY, ROOT, write_roster
+from tests.workflows.support import COUNTY, ROOT, max_cached_workflows, write_roster
 from worker import build_worker
 from workflows.contracts import RoundProgress
 from workflows.ids import round_workflow_id
@@ -87,7 +87,12 @@ async def test_round_kicked_off_twice_makes_exactly_one_workflow_per_organisatio
         ),
         plan_ref=store_plan(sessions, plan),
     )
-    async with build_worker(client, task_queue=task_queue, sessions=sessions):
+    async with build_worker(
+        client,
+        task_queue=task_queue,
+        sessions=sessions,
+        max_cached_workflows=max_cached_workflows(),
+    ):
         first, second = await asyncio.gather(
             kick_off(client, kickoff, task_queue), kick_off(client, kickoff, task_queue)
         )
@@ -157,7 +162,12 @@ async def test_round_continues_as_new_with_its_progress(
         ),
         plan_ref=store_plan(sessions, plan),
     )
-    async with build_worker(env.client, task_queue=task_queue, sessions=sessions):
+    async with build_worker(
+        env.client,
+        task_queue=task_queue,
+        sessions=sessions,
+        max_cached_workflows=max_cached_workflows(),
+    ):
         await continue_as_new_keeps_progress(env, kickoff, task_queue)
     engine.dispose()
 

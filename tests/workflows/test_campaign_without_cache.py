@@ -1,0 +1,125 @@
+"""One whole organisation campaign on a worker whose workflow cache holds nothing, so every
+workflow task replays the history from its start (``make test-nocache`` runs the whole
+workflow suite that way; this test keeps the case in ``make test``).
+
+The campaign goes through every rung of the ladder, a rectification and every phase, so each
+kind of workflow task (timers, Updates, activities, the final flush) is replayed. That the
+worker really kept nothing is read from the SDK's own metrics, collected in a buffer: every
+workflow task it polled ended with the run evicted from the cache, and none found its run
+cached (with a cache, nearly every task after the first is a ``sticky_cache_hit``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.runtime import (
+    BUFFERED_METRIC_KIND_COUNTER,
+    MetricBuffer,
+    Runtime,
+    TelemetryConfig,
+)
+from temporalio.testing import WorkflowEnvironment
+
+from activities.tables import CampaignEventRow, NoticeRow
+from chuangzheng.temporal_server import data_converter
+from domain.actions import RecheckRectification, ReportRectification
+from domain.phases import WORKING_PHASES, Phase
+from domain.state import Outcome
+from tests.workflows.support import (
+    do_current_phase,
+    instructor,
+    org_plan,
+    organisation,
+    secretary,
+    start_campaign,
+    status,
+)
+from worker import build_worker
+from workflows.contracts import CampaignResult
+from workflows.organisation import OrganisationCampaignWorkflow
+
+
+async def test_whole_campaign_with_every_task_replayed(
+    time_skipping_env: WorkflowEnvironment, sessions: sessionmaker[Session]
+) -> None:
+    env = time_skipping_env
+    task_queue = f"nocache-{uuid.uuid4()}"
+    org = organisation("org-nocache-1")
+    round_id = "r-nocache"
+    plan = org_plan(org, await env.get_current_time(), round_id=round_id)
+    calendar = plan.calendar.build()
+    # The worker's client on a runtime of its own, whose metrics go to a buffer we read.
+    metrics = MetricBuffer(100_000)
+    client = await Client.connect(
+        env.client.service_client.config.target_host,
+        namespace=env.client.namespace,
+        data_converter=data_converter(),
+        runtime=Runtime(telemetry=TelemetryConfig(metrics=metrics)),
+    )
+    async with build_worker(
+        client, task_queue=task_queue, sessions=sessions, max_cached_workflows=0
+    ):
+        handle = await start_campaign(env.client, task_queue, plan)
+        await do_current_phase(handle, plan, await env.get_current_time())
+        # 公开承诺 left undone past the top rung: the whole ladder, then a rectification.
+        deadline = (await status(handle)).state.current().deadline
+        top_rung = calendar.after(deadline, plan.ladder.rungs[-1].delay)
+        await env.sleep(top_rung - await env.get_current_time() + timedelta(hours=1))
+        lagging = (await status(handle)).state.current()
+        assert lagging.phase is Phase.PUBLIC_COMMITMENT
+        assert [e.rung for e in lagging.escalations] == [0, 1, 2]
+        await do_current_phase(handle, plan, await env.get_current_time())
+        await handle.execute_update(
+            OrganisationCampaignWorkflow.report_rectification,
+            ReportRectification(
+                actor=secretary(org), phase=Phase.PUBLIC_COMMITMENT, report="已补齐全部承诺并公示。"
+            ),
+        )
+        await handle.execute_update(
+            OrganisationCampaignWorkflow.recheck_rectification,
+            RecheckRectification(actor=instructor(org), phase=Phase.PUBLIC_COMMITMENT, passed=True),
+        )
+        for phase in WORKING_PHASES[2:]:
+            assert (await status(handle)).state.phase is phase
+            await do_current_phase(handle, plan, await env.get_current_time())
+        result = await handle.result()
+        assert isinstance(result, CampaignResult)
+
+    assert result.phase is Phase.COMPLETED
+    assert result.outcomes[Phase.MOBILISATION] is Outcome.ON_TIME
+    assert result.outcomes[Phase.PUBLIC_COMMITMENT] is Outcome.AFTER_RECTIFICATION
+    counted: Counter[str] = Counter()
+    for update in metrics.retrieve_updates():
+        if update.metric.kind == BUFFERED_METRIC_KIND_COUNTER:
+            counted[update.metric.name] += int(update.value)
+    tasks = counted["temporal_workflow_task_queue_poll_succeed"]
+    assert tasks > 20  # timers, Updates and activities: many tasks, each replayed
+    assert counted["temporal_sticky_cache_total_forced_eviction"] == tasks
+    assert counted["temporal_sticky_cache_hit"] == 0
+    with sessions() as session:
+        escalated = session.scalar(
+            select(func.count())
+            .select_from(CampaignEventRow)
+            .where(CampaignEventRow.round_id == round_id, CampaignEventRow.kind == "escalated")
+        )
+        notices = session.scalar(
+            select(func.count()).select_from(NoticeRow).where(NoticeRow.round_id == round_id)
+        )
+        completed = session.scalar(
+            select(func.count())
+            .select_from(CampaignEventRow)
+            .where(
+                CampaignEventRow.round_id == round_id,
+                CampaignEventRow.kind == "phase_completed",
+            )
+        )
+    # Replaying every task records nothing twice: each rung once, each phase completed once.
+    assert escalated == 3
+    assert completed == len(WORKING_PHASES)
+    assert notices is not None and notices >= 7
