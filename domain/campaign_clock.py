@@ -156,7 +156,7 @@ class CampaignClock(CampaignRules):
                 fire(PHASE_MACHINE, phase, "deadline_passed", "该阶段未到截止时间")
                 self.emit(EventKind.DEADLINE_PASSED, now, phase=phase.phase)
             elif item.kind is DueKind.RUNG and item.rung is not None:
-                self._climb(phase, item.rung, now)
+                self._climb(phase, item.rung, now, due=item.at)
             elif item.kind is DueKind.RECTIFICATION_OVERDUE and phase.rectification is not None:
                 phase.rectification.overdue_notified = True
                 self._notify(NoticeKind.RECTIFICATION_OVERDUE, phase, Role.COUNTY_OFFICE, now)
@@ -164,7 +164,7 @@ class CampaignClock(CampaignRules):
         self._refresh_light(now)
         return next_wakeup(pending_items(phase, self.ladder, self.calendar), now)
 
-    def _climb(self, phase: PhaseState, index: int, now: datetime) -> None:
+    def _climb(self, phase: PhaseState, index: int, now: datetime, due: datetime) -> None:
         rung = self.ladder.rungs[index]
         overdue = self.calendar.working_days_overdue(phase.deadline, now)
         who = supervisors_of(self.org)[rung.recipient]
@@ -187,6 +187,9 @@ class CampaignClock(CampaignRules):
                 "name": rung.name,
                 "recipient": rung.recipient.value,
                 "working_days_overdue": overdue,
+                # When the rung fell due: after an outage (the server or every worker down)
+                # it fires late, at ``now``; the record keeps both.
+                "due_at": due.isoformat(),
             },
         )
         if RungAction.NOTIFY in rung.actions:
