@@ -41,6 +41,35 @@ _REASONS: dict[str, str] = {
     "greater_than": "数值过小",
     "greater_than_equal": "数值过小",
     "less_than_equal": "数值过大",
+    "less_than": "数值过大",
+    "finite_number": "应为有限的数字",
+    "int_parsing_size": "数值过大",
+    "too_long": "项数过多",
+    "string_too_long": "文本过长",
+    "string_unicode": "应为文本",
+    "set_type": "应为列表",
+    "frozen_set_type": "应为列表",
+    "set_item_not_hashable": "列表项应为文本或数字",
+    "invalid_key": "键应为文本",
+    "decimal_type": "应为数字",
+    "decimal_parsing": "应为数字",
+    "decimal_max_digits": "数字位数过多",
+    "decimal_max_places": "小数位数过多",
+    "decimal_whole_digits": "整数部分位数过多",
+    "time_type": "应为时间（HH:MM）",
+    "time_parsing": "时间格式应为 HH:MM",
+    "datetime_type": "应为日期时间",
+    "datetime_parsing": "日期时间格式无效",
+    "datetime_from_date_parsing": "日期时间格式无效",
+    "date_from_datetime_inexact": "应为日期（YYYY-MM-DD），不带时间",
+    "time_delta_type": "应为时长",
+    "time_delta_parsing": "时长格式无效",
+    "timezone_naive": "不应带时区",
+    "timezone_aware": "应带时区",
+    "union_tag_invalid": "类型取值无效",
+    "union_tag_not_found": "缺少类型字段",
+    "recursion_loop": "嵌套层数过深",
+    "recursion_depth_exceeded": "嵌套层数过深",
 }
 
 
@@ -63,7 +92,8 @@ def _reason(error: Any) -> str:
         return str(error["msg"]).removeprefix("Value error, ")
     if kind == "literal_error":
         return f"取值必须是 {error.get('ctx', {}).get('expected', '')} 之一"
-    return _REASONS.get(kind, str(error["msg"]))
+    # A kind not translated above still reaches a clerk in Chinese, pydantic's words after.
+    return _REASONS.get(kind, f"取值无效（{error['msg']}）")
 
 
 def field_errors(exc: ValidationError, *, prefix: str = "") -> list[FieldError]:
@@ -88,6 +118,10 @@ def _parse_yaml(text: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"第{mark.line + 1}行第{mark.column + 1}列" if mark is not None else "未知位置"
         raise PlanError([FieldError(field="(yaml)", reason=f"YAML 格式错误（{where}）")]) from exc
+    except RecursionError:
+        # PyYAML's parser recurses once per nesting level: "a: [[[[…" a few hundred deep
+        # (a 2 KB upload) would otherwise be an unhandled error, a 500.
+        raise PlanError([FieldError(field="(yaml)", reason="嵌套层数过深")]) from None
 
 
 def load_plan(
