@@ -14,13 +14,16 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from openpyxl import Workbook  # type: ignore[import-untyped]
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # type: ignore[import-untyped]
 from openpyxl.worksheet.worksheet import Worksheet  # type: ignore[import-untyped]
 
 
 def append_row(sheet: Worksheet, values: Iterable[Any]) -> None:
     """Append ``values`` as one row; no string becomes a formula (openpyxl would store any
-    string starting with ``=`` as one)."""
-    sheet.append(list(values))
+    string starting with ``=`` as one). Control characters a worksheet cannot hold (a
+    username typed with one at sign-in lands in the audit log) are dropped, so one such
+    text never makes a whole export fail."""
+    sheet.append([ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in values])
     for cell in sheet[sheet.max_row]:
         if cell.data_type == "f":
             cell.data_type = "s"

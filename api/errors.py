@@ -212,6 +212,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # Only the framework answers 400 (routes raise ApiError): a body it could not
+            # parse (JSON that is not UTF-8, a broken multipart form). That is invalid input
+            # like any other malformed body: 422, as every route with a body documents.
+            problem = {"field": "body", "reason": "请求体格式不正确"}
+            return JSONResponse(body("invalid", "请求参数有误", [problem]), status_code=422)
         code, message = _HTTP_MESSAGES.get(exc.status_code, ("error", "请求失败"))
         if isinstance(exc.detail, str) and exc.detail and not exc.detail.isascii():
             message = exc.detail  # a Chinese detail given by the route
