@@ -20,6 +20,7 @@ from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from activities.tables import IdempotencyRow
 from api.auth import User
@@ -55,6 +56,18 @@ def command_key(user: User, key: str | None) -> str | None:
 
 async def _fingerprint(request: Request) -> str:
     digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        # An upload's stream was consumed when the route parsed its form (request.body()
+        # would raise, a 500): the parsed form, files included, is what the key covers.
+        for name, value in (await request.form()).multi_items():
+            digest.update(f"{name}\n".encode())
+            if isinstance(value, StarletteUploadFile):
+                await value.seek(0)
+                digest.update(f"{value.filename}\n".encode() + await value.read())
+                await value.seek(0)
+            else:
+                digest.update(f"{value}\n".encode())
+        return digest.hexdigest()[:64]
     digest.update(await request.body())
     return digest.hexdigest()[:64]
 

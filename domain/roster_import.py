@@ -9,6 +9,7 @@ start rounds for some organisations and silently miss others.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 
 from pydantic import ValidationError
@@ -60,7 +61,17 @@ _FIELD_HEADERS: dict[str, str] = {
 
 _MAX_ID_LENGTH = 64
 _MAX_NAME_LENGTH = 200
+# Townships, secretaries and instructors name accounts ("instructor-<姓名>", "township-<乡镇>")
+# whose usernames must fit the 64-character column.
+_MAX_PERSON_LENGTH = 50
 _MAX_MEMBERS = 100_000
+# Characters no spreadsheet cell should hold: invisible, refused by PostgreSQL (NUL) or by
+# the XML of every .xlsx export (openpyxl's IllegalCharacterError), which would break the
+# organisation's exports and circulars for the whole round.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# An id is a path segment of every URL naming the organisation: nothing that ends or
+# escapes a segment.
+_ID_FORBIDDEN = re.compile(r"[/\\?#%]")
 
 
 def _normalise(text: str) -> str:
@@ -167,7 +178,9 @@ class _RowReader:
 
     def text(self, header: str, *, max_length: int | None = None) -> str:
         value = self.cells.get(header, "")
-        if not value:
+        if _CONTROL.search(value):
+            self.error(header, "含有不可见的控制字符，请删除后重新导入")
+        elif not value:
             self.error(header, "不能为空")
         elif max_length is not None and len(value) > max_length:
             self.error(header, f"不能超过{max_length}个字")
@@ -235,11 +248,11 @@ def parse_roster(rows: Sequence[Mapping[str, object]], *, first_row_number: int 
         reader = _RowReader(first_row_number + index, cells)
         name = reader.text(HEADER_NAME, max_length=_MAX_NAME_LENGTH)
         org_type = reader.org_type()
-        township = reader.text(HEADER_TOWNSHIP)
+        township = reader.text(HEADER_TOWNSHIP, max_length=_MAX_PERSON_LENGTH)
         system = reader.system()
         member_count = reader.member_count()
-        secretary = reader.text(HEADER_SECRETARY)
-        instructor = reader.text(HEADER_INSTRUCTOR)
+        secretary = reader.text(HEADER_SECRETARY, max_length=_MAX_PERSON_LENGTH)
+        instructor = reader.text(HEADER_INSTRUCTOR, max_length=_MAX_PERSON_LENGTH)
 
         org_id = cells.get(HEADER_ID, "")
         id_header = HEADER_ID
@@ -250,6 +263,8 @@ def parse_roster(rows: Sequence[Mapping[str, object]], *, first_row_number: int 
         elif any(ch.isspace() for ch in org_id):
             # Ids end up in workflow ids and URLs.
             reader.error(HEADER_ID, "不能包含空格")
+        elif _ID_FORBIDDEN.search(org_id) or _CONTROL.search(org_id):
+            reader.error(HEADER_ID, "不能包含 / \\ ? # % 或控制字符")
         elif org_id in first_row_of_id:
             earlier = first_row_of_id[org_id]
             if id_header == HEADER_ID:

@@ -69,7 +69,7 @@ from activities.tables import (
     RoundRow,
     UserRow,
 )
-from activities.tables.base import ID
+from activities.tables.base import ID, NAME
 from chuangzheng.services.errors import Refused
 from domain.accounts import AccountSource
 from domain.organisation import Role, Roster
@@ -162,7 +162,8 @@ def roster_accounts(roster: Roster) -> list[RosterAccount]:
     accounts = [
         RosterAccount(
             secretary_username(o.id, o.secretary),
-            f"{o.name}书记{o.secretary}",
+            # A 200-character name and its secretary's would overflow the column.
+            f"{o.name}书记{o.secretary}"[:NAME],
             Role.SECRETARY,
             o.id,
             o.id,
