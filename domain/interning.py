@@ -31,10 +31,14 @@ _lock = threading.Lock()
 def intern(value: M) -> M:
     """The process's shared instance equal to ``value`` (``value`` itself the first time).
 
-    ``value`` must be a frozen (hashable) model; an equal hash with an unequal value (a
-    collision) keeps ``value`` as it is.
+    An unhashable value (a frozen model with a dict inside) and an equal hash with an
+    unequal value (a collision) are kept as they are: sharing is an optimisation, never a
+    reason to refuse an input.
     """
-    key = (type(value), hash(value))
+    try:
+        key = (type(value), hash(value))
+    except TypeError:
+        return value
     with _lock:
         shared = _shared.get(key)
         if shared is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 from datetime import UTC, datetime
 
+from pydantic import BaseModel, ConfigDict
 from temporalio.api.common.v1 import Payload
 
 from chuangzheng.temporal_server import data_converter
@@ -93,3 +94,14 @@ def test_a_part_nobody_holds_is_let_go() -> None:
     del held
     gc.collect()
     assert interning.shared_count() <= before
+
+
+class _FrozenWithDict(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    extra_steps: dict[str, int]
+
+
+def test_an_unhashable_part_is_kept_as_it_is() -> None:
+    value = _FrozenWithDict(extra_steps={"a": 1})
+    assert interning.intern(value) is value
