@@ -21,6 +21,7 @@ that is harmless when allowed (kick-off twice, uploading a file, marking a notic
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from activities.tables import NoticeRow
 from tests.api.conftest import Stack, start_demo_round, token
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+BALLOT_IN_URL = re.compile(r"/ballot/([A-Za-z0-9_\-]{22})\b")
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,8 @@ def expect(default: str, **by_role: str) -> dict[str, str]:
 @dataclass(frozen=True)
 class Probe:
     """One request of one endpoint family. Path placeholders: ``{round}``, ``{org}``,
-    ``{account}``, ``{notice}``; ``out`` is what replaces them for the object out of scope
-    (``None``: no second object)."""
+    ``{account}``, ``{notice}``, ``{circular}``, ``{sha256}``, ``{evaluation}``,
+    ``{ballot}``; ``out``: whether the probe is sent again with the objects out of scope."""
 
     family: str
     method: str
@@ -148,8 +150,11 @@ PROBES: tuple[Probe, ...] = (
     Probe("commitments", "POST", _ORG + "/commitments/submit",
           json={"commitment_ids": ["no-such-commitment"]},
           expect=expect("403/404", county="404/404", secretary="404/404")),
-    # --- evaluations
+    # --- evaluations (群众评议): one open ballot on org-a and one on org-c
     Probe("evaluations", "GET", _ORG + "/evaluations", expect("200/404")),
+    Probe("evaluations", "GET", "/api/v1/evaluations/{evaluation}", expect("200/404")),
+    Probe("evaluations", "GET", "/api/v1/evaluations/{evaluation}/tokens",
+          expect=expect("200/404", assessment="403/404", secretary="403/404")),
     # --- commendation
     Probe("commendation", "GET", _ROUND + "/commendation/rules", expect("200/404")),
     Probe("commendation", "GET", _ROUND + "/commendation/declarations", expect("200/404")),
@@ -178,8 +183,8 @@ PROBES: tuple[Probe, ...] = (
           out=False),
     Probe("public", "GET", "/public/commitments/{round}/{org}",
           expect("404/404", anonymous="404/404")),
-    Probe("public", "GET", "/ballot/no-such-token", expect("404/-", anonymous="404/-"),
-          out=False),
+    # A ballot's token is the only key to it: the same page for anyone who holds it.
+    Probe("public", "GET", "/ballot/{ballot}", expect("200/404", anonymous="200/404")),
     Probe("public", "GET", "/ballot/results/no-such-evaluation",
           expect("404/-", anonymous="404/-"), out=False),
     # --- pages
@@ -220,6 +225,8 @@ class World:
     notices: dict[str, str] = field(default_factory=dict)
     circular: str = ""
     sha256: str = ""
+    evaluations: dict[str, str] = field(default_factory=dict)
+    ballot: str = ""
 
 
 def _add_notice(stack: Stack, rid: str, role: str, key: str, org: str) -> str:
@@ -272,6 +279,17 @@ async def world(stack: Stack) -> AsyncIterator[World]:
             )
             assert uploaded.status_code == 201, uploaded.text
             world.sha256 = uploaded.json()["sha256"]
+            opened = await http.post(
+                f"/api/v1/rounds/{rid}/organisations/{org}/evaluations",
+                json={"raters": {"member": 8, "non_member": 4}},
+                headers=county,
+            )
+            assert opened.status_code == 201, opened.text
+            world.evaluations[org] = opened.json()["evaluation_id"]
+        slips = await http.get(
+            f"/api/v1/evaluations/{world.evaluations['org-a']}/tokens", headers=county
+        )
+        world.ballot = BALLOT_IN_URL.findall(slips.text)[0]
     recipients = {
         "county": ("county_office", "county", "org-a"),
         "assess": ("assessment_group", "", "org-a"),
@@ -321,6 +339,7 @@ async def test_every_role_on_every_family_in_and_out_of_scope(stack: Stack, worl
                     "round": world.round_id, "org": case.org, "account": case.account,
                     "notice": world.notices.get(case.user or "", world.notices["other"]),
                     "circular": world.circular, "sha256": world.sha256,
+                    "evaluation": world.evaluations[case.org], "ballot": world.ballot,
                 }  # fmt: skip
                 got_in = await _send(http, world, probe, case.user, in_values)
                 got_out: int | None = None
@@ -332,6 +351,8 @@ async def test_every_role_on_every_family_in_and_out_of_scope(stack: Stack, worl
                         "account": case.out_account,
                         "notice": world.notices["other"],
                         "circular": "circular/no-such-circular",
+                        "evaluation": world.evaluations.get(case.out_org, "no-such-evaluation"),
+                        "ballot": "no-such-token",
                     }
                     got_out = await _send(http, world, probe, case.out_user, out_values)
                 cell = f"{got_in}/{got_out if got_out is not None else '-'}"
