@@ -574,3 +574,36 @@ async def test_no_cell_of_any_export_is_a_formula(stack: Stack) -> None:
             assert not [c for c in cells if c[1] == "f"], route
             for text_value in expected:
                 assert (text_value, "s") in cells, (route, text_value)
+
+
+# ── hostile plans, through the API ───────────────────────────────────────────────────────
+
+ALIAS_BOMB = "\n".join(
+    ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    + ["rounds: *a9"]
+)
+HOSTILE_PLANS = {
+    "deep nesting": "a: " + "[" * 5000 + "]" * 5000,  # a RecursionError (500) before the fix
+    "alias bomb": ALIAS_BOMB,
+    "python tag": "!!python/object/apply:os.system ['true']",
+    "not a mapping": "- 1\n- 2",
+}
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_hostile_plan_upload_is_refused_naming_its_field(
+    http: httpx.AsyncClient, stack: Stack
+) -> None:
+    county = await token(http, "county")
+    for what, plan_yaml in HOSTILE_PLANS.items():
+        rid = f"hostile-plan-{uuid.uuid4().hex[:8]}"
+        answer = await http.post(
+            "/api/v1/rounds",
+            json={"round_id": rid, "plan_yaml": plan_yaml, "round_plan_id": "demo"},
+            headers=county,
+        )
+        assert answer.status_code == 422, (what, answer.status_code, answer.text[:300])
+        errors = answer.json()["errors"]
+        assert errors and all(e["field"] and CJK.search(e["reason"]) for e in errors), what
+        assert (await http.get(f"/api/v1/rounds/{rid}", headers=county)).status_code == 404
