@@ -20,13 +20,18 @@ from openpyxl.worksheet.worksheet import Worksheet  # type: ignore[import-untype
 
 def append_row(sheet: Worksheet, values: Iterable[Any]) -> None:
     """Append ``values`` as one row; no string becomes a formula (openpyxl would store any
-    string starting with ``=`` as one). Control characters a worksheet cannot hold (a
-    username typed with one at sign-in lands in the audit log) are dropped, so one such
-    text never makes a whole export fail."""
-    sheet.append([ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in values])
+    string starting with ``=`` as one)."""
+    sheet.append(list(values))
     for cell in sheet[sheet.max_row]:
         if cell.data_type == "f":
             cell.data_type = "s"
+
+
+def holdable(text: str) -> str:
+    """``text`` without the control characters a worksheet cannot hold (openpyxl refuses
+    them). For text anyone may write, such as a username typed at sign-in, which must not
+    be able to break an export; text the project itself composes is refused instead."""
+    return str(ILLEGAL_CHARACTERS_RE.sub("", text))
 
 
 def workbook_bytes(title: str, head: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:

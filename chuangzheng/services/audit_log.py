@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
-from activities.spreadsheets import workbook_bytes
+from activities.spreadsheets import holdable, workbook_bytes
 from activities.tables import AuditRow
 from chuangzheng.services.errors import InvalidInput, Refused
 from domain.calendar import SHANGHAI
@@ -214,15 +214,17 @@ def search(
 def _export_rows(session: Session, filters: AuditFilter) -> Iterator[list[Any]]:
     for row in session.scalars(_filtered(filters).limit(MAX_EXPORT_ROWS)):
         entry = _entry(row)
+        # Failed sign-ins record the username as typed, by anyone: a control character in
+        # it must not make every later export fail.
         yield [
             entry.local_at,
-            entry.user,
+            holdable(entry.user),
             entry.role_label,
             entry.action_label,
             entry.round_id or "",
             entry.org_id or "",
             entry.ip or "",
-            entry.detail_text,
+            holdable(entry.detail_text),
         ]
 
 
