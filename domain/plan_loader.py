@@ -118,6 +118,12 @@ def _parse_yaml(text: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"第{mark.line + 1}行第{mark.column + 1}列" if mark is not None else "未知位置"
         raise PlanError([FieldError(field="(yaml)", reason=f"YAML 格式错误（{where}）")]) from exc
+    except (AttributeError, TypeError, OverflowError, KeyError, IndexError) as exc:
+        # PyYAML's constructors trust their tags: "!!timestamp" on a non-date is an
+        # AttributeError, a year past 9999 an OverflowError. Bad input, not a server error.
+        raise PlanError(
+            [FieldError(field="(yaml)", reason="YAML 内容无效（标签与取值不符）")]
+        ) from exc
     except RecursionError:
         # PyYAML's parser recurses once per nesting level: "a: [[[[…" a few hundred deep
         # (a 2 KB upload) would otherwise be an unhandled error, a 500.

@@ -22,6 +22,7 @@ import io
 import re
 import uuid
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -58,6 +59,8 @@ ROSTER_FIELD = re.compile(
 URL_BREAKERS = re.compile(r"[\x00-\x20\x7f-\x9f/\\?#%]")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 ROSTER_EXAMPLES = 120
+#: Rosters tried and refused by this process (the figures of docs/reliability.md).
+STATS: Counter[str] = Counter()
 COUNTY = Actor(user="county-h7", name="县委活动办", role=Role.COUNTY_OFFICE)
 
 # ── fuzzed rosters ────────────────────────────────────────────────────────────────────
@@ -204,9 +207,12 @@ def test_a_fuzzed_roster_is_imported_whole_or_refused_naming_its_row(
     data = csv_bytes(table) if suffix == ".csv" else xlsx_bytes(table)
     path = tmp_path / f"{uuid.uuid4().hex}{suffix}"
     path.write_bytes(data)
+    STATS["tried"] += 1
     try:
         roster = read_roster_bytes(data, suffix)
     except ValidationFailed as exc:
+        STATS["refused"] += 1
+        STATS["errors"] += len(exc.errors)
         assert_refusal_names_its_place(exc, len(table) - 1)
         before = dump(engine)
         with pytest.raises(ValidationFailed):
