@@ -4,7 +4,11 @@
 its services with :mod:`chuangzheng.bootstrap` and runs until SIGTERM or Ctrl-C, then drains:
 it stops polling and gives running activities ``CZ_WORKER_GRACEFUL_SHUTDOWN_SECONDS``.
 Capacity (concurrent activities and workflow tasks, the sticky workflow cache) comes from
-settings. Tests call :func:`build_worker` with their own client and database.
+settings. ``CZ_WORKER_ROLE`` (``chuangzheng worker --role``) makes a process poll for
+workflow tasks only or activities only (:class:`~chuangzheng.settings.WorkerRole`): during a
+deadline storm the workflow tasks behind submissions then do not wait behind the storm's
+activities for the same interpreter. Tests call :func:`build_worker` with their own client
+and database.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from activities.round_fanout import RoundFanOutActivities
 from activities.round_progress import RoundProgressActivities
 from chuangzheng.bootstrap import Services, connect_temporal, open_services
 from chuangzheng.logging import configure_logging, forward_temporal_core_logs
-from chuangzheng.settings import Settings, get_settings
+from chuangzheng.settings import Settings, WorkerRole, get_settings
 from workflows.digest import CircularWorkflow, DailyDigestWorkflow
 from workflows.evaluation import EvaluationWorkflow
 from workflows.organisation import OrganisationCampaignWorkflow
@@ -108,10 +112,12 @@ def build_worker(
     max_cached_workflows: int = 1000,
     graceful_shutdown: timedelta = timedelta(),
     data_dir: Path | None = None,
+    role: WorkerRole = WorkerRole.ALL,
 ) -> Worker:
     """A worker for every workflow and activity of the project (circulars are written under
-    ``data_dir``, by default the settings' ``data_dir``). Processes take the capacity from
-    settings through :func:`worker_for`."""
+    ``data_dir``, by default the settings' ``data_dir``), or only for the workflows or only
+    for the activities (``role``: the SDK's worker then polls only that half of the task
+    queue). Processes take the capacity from settings through :func:`worker_for`."""
     recording = RecordingActivities(sessions, notifier or InboxNotifier(sessions))
     roster = RosterActivities()
     kickoff = KickoffActivities(client, task_queue)
@@ -124,7 +130,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=list(WORKFLOWS),
+        workflows=list(WORKFLOWS) if role.runs_workflows else [],
         activities=[
             recording.record_events,
             recording.deliver_notices,
@@ -138,13 +144,16 @@ def build_worker(
             round_fanout.start_round_organisations,
             round_fanout.fan_out_round_signal,
             round_fanout.check_round_cohorts,
+            round_fanout.check_round,
             digests.send_digests,
             digests.publish_circular,
             evaluations.open_evaluation,
             evaluations.close_evaluation,
             evaluations.publish_evaluation,
             evaluations.order_rectification,
-        ],
+        ]
+        if role.runs_activities
+        else [],
         workflow_runner=workflow_runner(),
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
@@ -166,6 +175,7 @@ def worker_for(services: Services) -> Worker:
         max_cached_workflows=settings.worker_max_cached_workflows,
         graceful_shutdown=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
         data_dir=settings.data_dir,
+        role=settings.worker_role,
     )
 
 
@@ -193,6 +203,7 @@ async def run_worker(settings: Settings | None = None) -> None:
             task_queue=settings.task_queue,
             temporal=settings.temporal_address,
             pid=os.getpid(),
+            role=settings.worker_role.value,
             max_cached_workflows=settings.worker_max_cached_workflows,
         )
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -206,15 +217,19 @@ async def run_worker(settings: Settings | None = None) -> None:
         log.info("worker stopped")
 
 
-def main() -> None:
-    """Entry point for ``python -m worker`` and ``chuangzheng worker``.
+def main(role: WorkerRole | None = None) -> None:
+    """Entry point for ``python -m worker`` and ``chuangzheng worker`` (``role``, from
+    ``--role``, overrides ``CZ_WORKER_ROLE``).
 
     Ends without interpreter teardown: the SDK's Rust threads can abort a finalising
     interpreter (temporalio/sdk-python#300), turning a clean stop into exit code 134.
     """
     code = 0
     try:
-        asyncio.run(run_worker())
+        settings = get_settings()
+        if role is not None:
+            settings = settings.model_copy(update={"worker_role": role})
+        asyncio.run(run_worker(settings))
     except KeyboardInterrupt:
         pass
     except Exception:

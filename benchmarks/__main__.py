@@ -5,6 +5,7 @@ benchmark (measure | baseline | campaign | ratio | goal) and write every figure 
     python -m benchmarks --scale smoke            # tiny counts, seconds each (make test)
     python -m benchmarks --only storm --orgs 500  # one benchmark, another count
     python -m benchmarks --out results.json
+    python -m benchmarks --only storm --worker-roles workflows,activities  # split workers
 
 Each benchmark measures the project and a raw-Temporal baseline in the same run on the same
 server (see ``benchmarks/stack.py`` and ``benchmarks/baselines.py``). The figures depend on
@@ -28,6 +29,7 @@ from typing import Any
 
 from benchmarks.context import Context
 from benchmarks.report import BenchResult, environment, render, write_json
+from chuangzheng.settings import WorkerRole, parse_worker_roles
 
 #: Every benchmark, in the order they run: ``benchmarks/bench_<name>.py``, with ``run(ctx)``.
 BENCHMARKS: dict[str, str] = {
@@ -59,7 +61,12 @@ def _quiet() -> None:
 async def run_all(
     names: list[str], ctx: Context, out: Path | None
 ) -> tuple[list[BenchResult], Path]:
-    run_info = {"scale": ctx.scale, "orgs_override": ctx.orgs, "started": environment()}
+    run_info = {
+        "scale": ctx.scale,
+        "orgs_override": ctx.orgs,
+        "worker_roles": [role.value for role in ctx.worker_roles],
+        "started": environment(),
+    }
     results: list[BenchResult] = []
     try:
         path = await _run(names, ctx, out, run_info, results)
@@ -133,14 +140,28 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="a new server and processes per benchmark also at smoke scale (full always does)",
     )
+    parser.add_argument(
+        "--worker-roles",
+        default="all",
+        help=(
+            "the project's worker processes, one per role, comma-separated, as make run's "
+            "CZ_WORKER_ROLES (default: all, one process running both)"
+        ),
+    )
     args = parser.parse_args(argv)
+    try:
+        roles = parse_worker_roles(args.worker_roles)
+    except ValueError as err:
+        parser.error(str(err))
     _quiet()
     # SIGTERM as Ctrl-C: the run is cancelled and every stack stops its processes.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     names = args.only or list(BENCHMARKS)
     share = args.scale == "smoke" and not args.fresh_stacks
-    ctx = Context(scale=args.scale, orgs=args.orgs, share_stack=share)
+    ctx = Context(
+        scale=args.scale, orgs=args.orgs, share_stack=share, worker_roles=roles or (WorkerRole.ALL,)
+    )
     try:
         results, path = asyncio.run(run_all(names, ctx, args.out))
     except KeyboardInterrupt:

@@ -58,7 +58,12 @@ async def _poll(check: object, target: int, timeout: float) -> tuple[float, int]
 async def run(ctx: Context) -> BenchResult:
     n = ctx.pick(smoke=5, full=2_000)
     loops = 2 if ctx.smoke else 10
-    result = BenchResult("storm", TITLE, ctx.scale, {"organisations": n, "client_loops": loops})
+    params = {
+        "organisations": n,
+        "client_loops": loops,
+        "worker_roles": ",".join(role.value for role in ctx.worker_roles),
+    }
+    result = BenchResult("storm", TITLE, ctx.scale, params)
     storm_orgs = generate_roster(n, township=STORM_TOWN, prefix="s")
     quiet_orgs = generate_roster(loops, township=QUIET_TOWN, prefix="q")
     patience = max(180.0, n * 0.5)

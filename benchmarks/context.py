@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from benchmarks.stack import Stack
+from chuangzheng.settings import WorkerRole
 
 Scale = Literal["smoke", "full"]
 
@@ -22,17 +23,19 @@ class Context:
     #: One stack (server, worker, API) for every benchmark of the run: the smoke run's
     #: default, so it takes seconds; full runs give each benchmark a fresh server.
     share_stack: bool = False
+    #: The project's worker processes, one per role (``--worker-roles``).
+    worker_roles: tuple[WorkerRole, ...] = (WorkerRole.ALL,)
     _shared: Stack | None = None
 
     @contextlib.asynccontextmanager
     async def stack(self, label: str) -> AsyncIterator[Stack]:
         """A fresh stack for the benchmark, or the run's shared one."""
         if not self.share_stack:
-            async with Stack(label) as stack:
+            async with Stack(label, worker_roles=self.worker_roles) as stack:
                 yield stack
             return
         if self._shared is None:
-            self._shared = await Stack("shared").__aenter__()
+            self._shared = await Stack("shared", worker_roles=self.worker_roles).__aenter__()
         yield self._shared
 
     async def close(self) -> None:

@@ -1,8 +1,9 @@
 """The processes a benchmark runs against, all on one Temporal dev server with a file database:
 
 - the project's worker (``python -m chuangzheng.cli worker``, what ``chuangzheng worker``
-  runs) and the API (uvicorn ``api.main:app``), each in its own process, configured through
-  the environment like production (``DATABASE_URL``, ``CZ_*``);
+  runs; or one process per role, e.g. ``--role workflows`` and ``--role activities``, with
+  ``worker_roles``) and the API (uvicorn ``api.main:app``), each in its own process,
+  configured through the environment like production (``DATABASE_URL``, ``CZ_*``);
 - the baseline worker (``python -m benchmarks.baselines``) in its own process;
 - a fresh SQLite read model, the county's roster and a county-office account.
 
@@ -38,6 +39,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.db import create_schema, make_engine, session_factory
 from chuangzheng.api_client import SignedInAuth
+from chuangzheng.settings import WorkerRole
 from chuangzheng.temporal_server import start_dev_server_env
 from domain.organisation import Organisation, Role, Roster
 from domain.roster_import import ROSTER_HEADERS, organisation_row
@@ -154,9 +156,16 @@ class Stack:
     Use ``async with Stack() as stack``; everything started is stopped on exit.
     """
 
-    def __init__(self, label: str = "bench", keep: bool = False) -> None:
+    def __init__(
+        self,
+        label: str = "bench",
+        keep: bool = False,
+        worker_roles: Sequence[WorkerRole] = (WorkerRole.ALL,),
+    ) -> None:
         self.label = label
         self.keep = keep
+        #: One worker process per role (``make run``'s ``CZ_WORKER_ROLES``).
+        self.worker_roles = tuple(worker_roles)
         self.dir = Path(tempfile.mkdtemp(prefix=f"cz-{label}-"))
         self.db_url = f"sqlite:///{self.dir / 'readmodel.db'}"
         self.task_queue = f"{label}-{uuid.uuid4().hex[:8]}"
@@ -164,7 +173,9 @@ class Stack:
         self.env: WorkflowEnvironment | None = None
         self.engine: Engine | None = None
         self.processes: list[Process] = []
+        #: The worker process that runs workflows (the only one, by default).
         self.worker: Process | None = None
+        self.workers: list[Process] = []
         self.baseline: Process | None = None
         self.api: Process | None = None
         self.api_url = ""
@@ -212,13 +223,33 @@ class Stack:
 
     # ----- processes -------------------------------------------------------------------------
     async def start_worker(self) -> Process:
-        """The project's worker, as ``chuangzheng worker`` runs it (once per stack)."""
-        if self.worker is not None and self.worker.alive():
+        """The project's worker processes, one per role of ``worker_roles``, as
+        ``chuangzheng worker --role …`` runs them (once per stack; a dead one is started
+        again). Returns the one that runs workflows."""
+        if self.workers and all(w.alive() for w in self.workers):
+            assert self.worker is not None
             return self.worker
-        command = [sys.executable, "-m", "chuangzheng.cli", "worker"]
-        self.worker = Process("worker", command, self._env(), self.dir / "worker.log")
-        self.processes.append(self.worker)
-        await self._wait_for_poller(self.task_queue, self.worker)
+        started: list[tuple[Process, WorkerRole]] = []
+        previous = self.workers
+        self.workers = []
+        for index, role in enumerate(self.worker_roles):
+            if index < len(previous) and previous[index].alive():
+                self.workers.append(previous[index])
+                continue
+            name = "worker" if len(self.worker_roles) == 1 else f"worker-{role.value}"
+            command = [sys.executable, "-m", "chuangzheng.cli", "worker", "--role", role.value]
+            process = Process(name, command, self._env(), self.dir / f"{name}.log")
+            self.processes.append(process)
+            self.workers.append(process)
+            started.append((process, role))
+        self.worker = next(
+            w for w, r in zip(self.workers, self.worker_roles, strict=True) if r.runs_workflows
+        )
+        for process, role in started:
+            if role.runs_workflows:
+                await self._wait_for_poller(self.task_queue, process)
+            if role.runs_activities:
+                await self._wait_for_poller(self.task_queue, process, activities=True)
         return self.worker
 
     async def start_baseline_worker(self) -> Process:
@@ -276,8 +307,12 @@ class Stack:
                     raise RuntimeError(f"the API did not start:\n{self.api.tail()}")
                 await asyncio.sleep(0.25)
 
-    async def _wait_for_poller(self, task_queue: str, process: Process) -> None:
-        """Until a worker polls ``task_queue`` (so timing starts with a ready worker)."""
+    async def _wait_for_poller(
+        self, task_queue: str, process: Process, *, activities: bool = False
+    ) -> None:
+        """Until ``process`` polls ``task_queue`` for workflow tasks (or activities), so
+        timing starts with a ready worker. A poller is known by the SDK's default identity,
+        ``<pid>@<host>``."""
         from temporalio.api.enums.v1 import TaskQueueType
         from temporalio.api.taskqueue.v1 import TaskQueue
         from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -290,10 +325,12 @@ class Stack:
                 DescribeTaskQueueRequest(
                     namespace=self.client.namespace,
                     task_queue=TaskQueue(name=task_queue),
-                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+                    if activities
+                    else TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
                 )
             )
-            if described.pollers:
+            if any(p.identity.startswith(f"{process.pid}@") for p in described.pollers):
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{process.name} never polled {task_queue}:\n{process.tail()}")

@@ -282,11 +282,32 @@ def simulate(
 
 # ----- worker --------------------------------------------------------------------------------
 @app.command("worker")
-def worker() -> None:
+def worker(
+    role: Annotated[
+        str | None,
+        typer.Option(
+            "--role",
+            help=(
+                "只处理工作流任务（workflows）、只执行活动（activities）或两者（all）；"
+                "默认取 CZ_WORKER_ROLE（all）"
+            ),
+        ),
+    ] = None,
+) -> None:
     """运行工作进程（连接配置中的 Temporal 服务；SIGTERM/Ctrl-C 时先处理完手头任务再停止）。"""
+    # The settings module is imported here, not at the top: --help stays fast.
+    from chuangzheng.settings import WorkerRole
+
+    chosen: WorkerRole | None = None
+    if role is not None:
+        try:
+            chosen = WorkerRole(role.strip().lower())
+        except ValueError:
+            choices = "、".join(r.value for r in WorkerRole)
+            raise _fail(f"--role：未知的工作进程角色 {role!r}，可选 {choices}") from None
     from worker import main
 
-    main()
+    main(chosen)
     _hard_exit(0)
 
 

@@ -49,7 +49,7 @@ from chuangzheng.demo_users import DEMO_PASSWORD, seed_demo_users
 from chuangzheng.logging import configure_logging
 from chuangzheng.migrate import upgrade
 from chuangzheng.services.roster import import_roster_in
-from chuangzheng.settings import Settings, get_settings, repo_root
+from chuangzheng.settings import Settings, WorkerRole, get_settings, repo_root
 from chuangzheng.supervisor import ProcessSpec, Supervisor
 from chuangzheng.temporal_server import dev_server_command, wait_for_dev_server
 from domain.lights import Light
@@ -138,10 +138,21 @@ def banner(settings: Settings, round_id: str) -> str:
     api = f"http://{settings.api_host}:{settings.api_port}"
     seconds = settings.run_status_interval_seconds
     every = "每分钟" if seconds == 60 else f"每 {seconds:g} 秒"
+    roles = settings.worker_process_roles
+    workers = f"{len(roles)} 个工作进程"
+    if any(role is not WorkerRole.ALL for role in roles):
+        names = {
+            WorkerRole.ALL: "通用",
+            WorkerRole.WORKFLOWS: "工作流",
+            WorkerRole.ACTIVITIES: "活动",
+        }
+        workers += "：" + "、".join(
+            f"{names[role]} {roles.count(role)}" for role in dict.fromkeys(roles)
+        )
     return "\n".join(
         [
             "",
-            f"创争 chuangzheng 已启动 (Ctrl-C 停止；{settings.workers} 个工作进程)",
+            f"创争 chuangzheng 已启动 (Ctrl-C 停止；{workers})",
             f"  督查看板:            {api}/ui/  (大屏: {api}/ui/overview?screen=big)",
             f"  公开栏 (无需登录):    {api}/public/commitments  {api}/public/honours",
             f"  API 文档 (OpenAPI):  {api}/docs",
@@ -187,12 +198,13 @@ def _temporal_host_port(settings: Settings) -> tuple[str, int]:
     return address.hostname or "127.0.0.1", address.port or 7233
 
 
-def _entry_point(command: str) -> list[str]:
-    """``chuangzheng <command>``, the console script production runs (same interpreter)."""
+def _entry_point(command: str, *options: str) -> list[str]:
+    """``chuangzheng <command> [options]``, the console script production runs (same
+    interpreter)."""
     script = Path(sys.executable).parent / "chuangzheng"
     if script.is_file():
-        return [str(script), command]
-    return [sys.executable, "-m", "chuangzheng.cli", command]
+        return [str(script), command, *options]
+    return [sys.executable, "-m", "chuangzheng.cli", command, *options]
 
 
 def process_specs(settings: Settings) -> tuple[ProcessSpec, list[ProcessSpec]]:
@@ -212,14 +224,16 @@ def process_specs(settings: Settings) -> tuple[ProcessSpec, list[ProcessSpec]]:
     )
     # Children log JSON to stderr, which the supervisor appends to their files.
     env = {**os.environ, "CZ_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
+    # One process per role of CZ_WORKER_ROLES (or CZ_WORKERS that run both); the role is on
+    # the command line, so a CZ_WORKER_ROLE in the environment cannot turn them all into one.
     services = [
         ProcessSpec(
             name=f"worker-{index}",
-            argv=_entry_point("worker"),
+            argv=_entry_point("worker", "--role", role.value),
             log_file=logs / f"worker-{index}.log",
             env=env,
         )
-        for index in range(1, settings.workers + 1)
+        for index, role in enumerate(settings.worker_process_roles, start=1)
     ]
     services.append(
         ProcessSpec(name="api", argv=_entry_point("api"), log_file=logs / "api.log", env=env)

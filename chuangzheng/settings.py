@@ -11,6 +11,7 @@ import os
 import re
 import warnings
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +28,58 @@ def repo_root() -> Path:
     ``plans/`` and the default ``.data/`` directory live here, outside any package.
     """
     return Path(__file__).resolve().parent.parent
+
+
+class WorkerRole(StrEnum):
+    """What a worker process polls for on the task queue (``CZ_WORKER_ROLE``).
+
+    A Python process has one GIL: a worker running the activities of a deadline storm
+    (recording events, rendering and delivering notices) also has to run the workflow tasks
+    behind every submission (an Update), which then wait their turn. Workflow workers and
+    activity workers in separate processes keep workflow tasks off the storm's CPU.
+    """
+
+    #: Workflows and activities in one process (the default, one process is enough).
+    ALL = "all"
+    #: Workflow tasks only (Updates, signals, timers): no activity runs in this process.
+    WORKFLOWS = "workflows"
+    #: Activities only (the read model, notices, kick-off pages): no workflow task.
+    ACTIVITIES = "activities"
+
+    @property
+    def runs_workflows(self) -> bool:
+        return self is not WorkerRole.ACTIVITIES
+
+    @property
+    def runs_activities(self) -> bool:
+        return self is not WorkerRole.WORKFLOWS
+
+
+def parse_worker_roles(value: str) -> tuple[WorkerRole, ...]:
+    """``workflows,activities`` → the roles, one per worker process (``CZ_WORKER_ROLES``).
+
+    Empty means "no roles listed". Between them the roles must run workflows and activities
+    (``all``, or both ``workflows`` and ``activities``): otherwise nothing would ever run
+    one of the two and every round would stall. Raises ValueError naming the bad part.
+    """
+    parts = [part.strip().lower() for part in value.split(",") if part.strip()]
+    roles: list[WorkerRole] = []
+    for part in parts:
+        try:
+            roles.append(WorkerRole(part))
+        except ValueError:
+            choices = ", ".join(role.value for role in WorkerRole)
+            raise ValueError(
+                f"CZ_WORKER_ROLES: unknown role {part!r} (one of {choices}, comma-separated)"
+            ) from None
+    if roles and not (
+        any(role.runs_workflows for role in roles) and any(role.runs_activities for role in roles)
+    ):
+        raise ValueError(
+            "CZ_WORKER_ROLES must run both workflows and activities: list 'all', or both "
+            f"'workflows' and 'activities' (got {value!r})"
+        )
+    return tuple(roles)
 
 
 class Settings(BaseSettings):
@@ -68,6 +121,13 @@ class Settings(BaseSettings):
     # ----- processes and the worker's capacity (README "What `make run` starts") -----
     # Worker processes `make run` starts (CZ_WORKERS); each polls the same task queue.
     workers: int = Field(default=1, ge=1, le=32)
+    # What `make run`'s worker processes poll for, one role per process, comma-separated
+    # (CZ_WORKER_ROLES, e.g. "workflows,activities"; see WorkerRole). Empty: CZ_WORKERS
+    # processes that each run both. When set, it decides the processes and CZ_WORKERS, if
+    # set too, must equal the number of roles listed.
+    worker_roles: str = ""
+    # What this worker process polls for (CZ_WORKER_ROLE; `chuangzheng worker --role`).
+    worker_role: WorkerRole = WorkerRole.ALL
     # Per worker process. Activities share the read model's connection pool.
     worker_max_concurrent_activities: int = Field(default=50, ge=1)
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
@@ -119,6 +179,14 @@ class Settings(BaseSettings):
         """Fill the default database URL and refuse insecure production configuration."""
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'chuangzheng.db'}"
+        roles = parse_worker_roles(self.worker_roles)
+        if roles:
+            if "workers" in self.model_fields_set and self.workers != len(roles):
+                raise ValueError(
+                    f"CZ_WORKERS={self.workers} but CZ_WORKER_ROLES lists {len(roles)} "
+                    "worker processes; set one of them, or make them agree"
+                )
+            self.workers = len(roles)
         if self.database_pool_size is None:
             self.database_pool_size = max(5, self.worker_max_concurrent_activities // 5)
         if self.database_max_overflow is None:
@@ -142,6 +210,11 @@ class Settings(BaseSettings):
         if self.oidc_issuer and not self.oidc_client_id:
             raise ValueError("CZ_OIDC_CLIENT_ID must be set when CZ_OIDC_ISSUER is")
         return self
+
+    @property
+    def worker_process_roles(self) -> tuple[WorkerRole, ...]:
+        """The role of each worker process `make run` starts, in order."""
+        return parse_worker_roles(self.worker_roles) or (WorkerRole.ALL,) * self.workers
 
     @property
     def oidc_enabled(self) -> bool:
