@@ -174,6 +174,16 @@ class CohortReport(BaseModel):
     no_longer_behind: int
 
 
+class RoundCheckResult(BaseModel):
+    """What one check of the round returns (``check_round``): the cohort check's counts and
+    the aggregate read in the same pass, ``behind`` already counting the new verdicts."""
+
+    model_config = _FROZEN
+
+    aggregate: RoundAggregate
+    cohorts: CohortReport
+
+
 class RoundStatusRecord(BaseModel):
     """The round's status row, written by the round workflow as it moves on.
 

@@ -16,6 +16,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -38,6 +39,7 @@ from activities.round_contracts import (
     CohortCheck,
     CohortReport,
     FanOutReport,
+    RoundCheckResult,
     RoundFanOut,
     RoundScope,
     RoundSignal,
@@ -45,7 +47,7 @@ from activities.round_contracts import (
     StartRange,
     StartRangeReport,
 )
-from activities.round_progress import PlanStore
+from activities.round_progress import PlanStore, RoundReading, read_round_check
 from activities.tables import CampaignStatusRow, RoundVerdictRow
 from activities.tables.round_state import round_verdicts
 from domain.cohort import BehindSchedule, CohortMember, behind_schedule
@@ -339,8 +341,29 @@ class RoundFanOutActivities:
         """Who is behind the pro-rata schedule and their cohort (yellow), from the read
         model; signal ``set_behind_schedule`` only to those whose stored verdict changed,
         then store the new verdicts (a retry re-sends the same verdicts, which organisations
-        ignore)."""
+        ignore). Kept for rounds recorded before ``check_round``."""
         members, verdicts = await asyncio.to_thread(self._cohort_inputs, check.round_id)
+        return await self._settle_verdicts(check, members, verdicts)
+
+    @activity.defn(name="check_round")
+    async def check_round(self, check: CohortCheck) -> RoundCheckResult:
+        """The round's whole check in one activity and one read of the read model
+        (``read_round_check``): the cohort check as ``check_round_cohorts`` runs it, and the
+        aggregate from the same rows, its ``behind`` the count just stored."""
+
+        def read() -> RoundReading:
+            with self._sessions() as session:
+                return read_round_check(session, check.round_id, as_of=datetime.now(UTC))
+
+        reading = await asyncio.to_thread(read)
+        report = await self._settle_verdicts(check, reading.members, reading.verdicts)
+        aggregate = reading.aggregate.model_copy(update={"behind": report.behind})
+        return RoundCheckResult(aggregate=aggregate, cohorts=report)
+
+    async def _settle_verdicts(
+        self, check: CohortCheck, members: Sequence[CohortMember], verdicts: dict[str, bool]
+    ) -> CohortReport:
+        """Compare, signal the changed verdicts, store them; the counts."""
         behind = behind_schedule(members, check.pro_rata, tolerance=check.tolerance)
         was_behind = {org_id for org_id, b in verdicts.items() if b}
         changed = sorted(

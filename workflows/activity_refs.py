@@ -33,6 +33,7 @@ from activities.round_contracts import (
     CohortReport,
     FanOutReport,
     RoundAggregate,
+    RoundCheckResult,
     RoundFanOut,
     RoundStatusRecord,
     ScheduleRequest,
@@ -125,6 +126,11 @@ FAN_OUT_ROUND_SIGNAL: ActivityRef[RoundFanOut, FanOutReport] = ActivityRef(
 )
 CHECK_ROUND_COHORTS: ActivityRef[CohortCheck, CohortReport] = ActivityRef(
     "check_round_cohorts", CohortCheck, CohortReport
+)
+# The cohort check and the aggregate in one pass (patch ``round-check-once``); the two
+# above stay for rounds whose history was recorded before it.
+CHECK_ROUND: ActivityRef[CohortCheck, RoundCheckResult] = ActivityRef(
+    "check_round", CohortCheck, RoundCheckResult
 )
 
 # ----- 群众评议 (activities.evaluations) -----------------------------------------------------

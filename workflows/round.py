@@ -9,10 +9,28 @@ organisations lives in their own workflows and in the read model:
   and returns counts; the round keeps the offset;
 - round-wide actions (extension, close) fan out through ``fan_out_round_signal``, which
   pages through the roster scope up to the offset and checkpoints in heartbeats;
-- one durable timer (``cohort_check_every``) runs the cohort check over the read model
-  (``check_round_cohorts``: yellow lights, only changed verdicts are signalled) and fetches
-  the aggregate (``load_round_aggregate``); the round completes when the read model shows
-  every started organisation completed or closed;
+- one durable timer runs the round's check over the read model: the cohort check (yellow
+  lights, only changed verdicts are signalled) and the aggregate, in one activity and one
+  read (``check_round``, patch ``round-check-once``; before it, ``check_round_cohorts``
+  then ``load_round_aggregate``); the round completes when the read model shows every
+  started organisation completed or closed;
+- when the check runs (patch ``round-check-working-days``, :func:`next_check_at`): right
+  after the kick-off, then at the start of business (08:00 Asia/Shanghai, an hour before the
+  office day and its reminders) of the next working day of the round's pinned calendar,
+  rest days and holidays skipped, instead of every ``cohort_check_every`` from the
+  kick-off. Nobody works on a yellow light on a rest day: a verdict is read (and acted on)
+  on working days, and the morning check gives it fresh for the whole office day. The
+  verdict itself is computed as before; note that 序时进度 (``domain.lights.pro_rata``)
+  counts elapsed calendar time, not working days, so it does move over a rest day: the
+  first check after one counts the whole rest day, and an organisation's work on a rest day,
+  exactly as a check at that instant did before. Completion is decided by the same check,
+  so the round completes at the first check after its last organisation finishes, as
+  before, which is now the next working morning (after a weekend, two and a half days; after
+  the Spring Festival or National Day, up to nine): the status page reads the read model and
+  shows every organisation finished at once. A cadence of several days keeps its length
+  (the first working day at least that many days on); a cadence under a day (minute-scale
+  demo plans), a round without a pinned calendar, or a day past the pinned table keeps the
+  fixed cadence;
 - the round's status in the read model (``record_round_status``) follows the workflow:
   running, completed, failed (with the reason, before the failure), closed.
 
@@ -25,7 +43,7 @@ See docs/workflows.md.
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -45,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         StartRange,
     )
     from domain.actions import CalendarUpdate, CloseRound, RoundExtension
+    from domain.calendar import SHANGHAI, OutsidePinnedCalendar, PinnedCalendar, local_date
     from domain.organisation import Role
     from domain.phases import WORKING_PHASES, Phase
     from domain.schedule import RoundSchedule
@@ -65,13 +84,37 @@ with workflow.unsafe.imports_passed_through():
 # The legacy type, registered beside this one for rounds kicked off before it.
 from workflows.round_legacy import CampaignRoundWorkflow
 
-__all__ = ["ROUND_WORKFLOW_TYPE", "CampaignRound", "CampaignRoundWorkflow"]
+__all__ = ["ROUND_WORKFLOW_TYPE", "CampaignRound", "CampaignRoundWorkflow", "next_check_at"]
 
 # Long activities checkpoint in heartbeats; a dead worker is noticed within a minute and
 # the retry resumes at the checkpoint.
 FAN_OUT_TIMEOUT = timedelta(hours=1)
 HEARTBEAT_TIMEOUT = timedelta(seconds=60)
 CLOSE_ACTION_ID = "close"
+# Patches (``workflow.patched``): rounds recorded before them keep their old path.
+CHECK_ONCE_PATCH = "round-check-once"
+CHECK_ON_WORKING_DAYS_PATCH = "round-check-working-days"
+# The check's hour on a working day (Asia/Shanghai): before the office day starts at 09:00
+# (``domain.calendar.OFFICE_DAY_START``), so lights are fresh when supervisors arrive.
+CHECK_AT = time(8, 0)
+_DAY = timedelta(days=1)
+
+
+def next_check_at(calendar: PinnedCalendar | None, now: datetime, every: timedelta) -> datetime:
+    """When the round checks next after a check at ``now``: 08:00 Asia/Shanghai of the first
+    working day at least ``every`` (in whole days, at least one) after ``now``'s local date;
+    ``now + every`` for a cadence under a day, a round without a pinned calendar, or a day
+    past the pinned table (an extension beyond it: the county office updates the calendar)."""
+    fixed = now + every
+    if calendar is None or every < _DAY:
+        return fixed
+    day = local_date(now) + timedelta(days=every // _DAY)
+    try:
+        while not calendar.is_workday(day):
+            day += _DAY
+    except OutsidePinnedCalendar:
+        return fixed
+    return datetime.combine(day, CHECK_AT, SHANGHAI).astimezone(UTC)
 
 
 @workflow.defn(name=ROUND_WORKFLOW_TYPE)
@@ -136,9 +179,12 @@ class CampaignRound:
             return False
         if workflow.now() < state.next_check:
             return False
-        await self._check_cohorts()
-        aggregate = await self._aggregate()
-        state.next_check = workflow.now() + self._terms.cohort_check_every
+        if workflow.patched(CHECK_ONCE_PATCH):
+            aggregate = await self._check()
+        else:
+            await self._check_cohorts()
+            aggregate = await self._aggregate()
+        state.next_check = self._next_check()
         started = state.cursor.offset
         return state.cursor.done and aggregate.finished >= started
 
@@ -291,17 +337,40 @@ class CampaignRound:
             )
             state.close_sent = True
 
-    async def _check_cohorts(self) -> None:
+    def _next_check(self) -> datetime:
+        """The next check's instant (see the module docstring and :func:`next_check_at`)."""
+        now, every = workflow.now(), self._terms.cohort_check_every
+        if not workflow.patched(CHECK_ON_WORKING_DAYS_PATCH):
+            return now + every
+        return next_check_at(self._schedule().calendar, now, every)
+
+    def _cohort_check(self) -> CohortCheck:
         now = workflow.now()
+        return CohortCheck(
+            round_id=self._terms.round_id,
+            pro_rata=schedule_pro_rata(self._schedule(), self._sent_extensions(), now),
+            tolerance=self._terms.behind_tolerance,
+            as_of=now,
+            concurrency=self._terms.concurrency,
+        )
+
+    async def _check(self) -> RoundAggregate:
+        """The cohort check and the aggregate in one activity."""
+        result = await refs.execute(
+            refs.CHECK_ROUND,
+            self._cohort_check(),
+            start_to_close_timeout=FAN_OUT_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        self._state.last = result.aggregate
+        return result.aggregate
+
+    async def _check_cohorts(self) -> None:
+        """Before ``round-check-once``: the cohort check alone (then ``_aggregate``)."""
         await refs.execute(
             refs.CHECK_ROUND_COHORTS,
-            CohortCheck(
-                round_id=self._terms.round_id,
-                pro_rata=schedule_pro_rata(self._schedule(), self._sent_extensions(), now),
-                tolerance=self._terms.behind_tolerance,
-                as_of=now,
-                concurrency=self._terms.concurrency,
-            ),
+            self._cohort_check(),
             start_to_close_timeout=FAN_OUT_TIMEOUT,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,

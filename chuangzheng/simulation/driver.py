@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.db import session_factory
@@ -60,6 +60,9 @@ REPORT_PATIENCE = 60.0
 #: the round's default and the cadence of the legacy round's cohort check here, so yellow
 #: lights come as they did. The report does not wait on it: it reads the read model.
 ROUND_CHECK_EVERY = timedelta(days=1)
+#: Cadences skipped at most for the round to see everyone finished: its checks fall on
+#: working days, so the longest wait is a holiday of eight or nine days.
+ROUND_END_CADENCES = 14
 #: Real time allowed for the round and every organisation workflow to end at the close.
 FINISH_TIMEOUT = timedelta(minutes=3)
 
@@ -259,11 +262,16 @@ class Simulation:
                 CloseRound(actor=COUNTY, reason="模拟结束，统一结束本轮活动"),
             )
         else:
-            # Everyone has finished and no organisation has a timer left: skip one cadence
-            # of virtual time, in which the round's next check falls (time does not skip
-            # while its activities run); it then sees every organisation finished in the
-            # read model and completes.
-            await self.env.sleep(ROUND_CHECK_EVERY)
+            # Everyone has finished and no organisation has a timer left: skip virtual time
+            # a cadence at a time until the round's next check has fallen (time does not
+            # skip while its activities run); it then sees every organisation finished in
+            # the read model and completes. Its checks fall on working days only, so after
+            # a weekend or a holiday that is several cadences (at most ROUND_END_CADENCES).
+            for _ in range(ROUND_END_CADENCES):
+                await self.env.sleep(ROUND_CHECK_EVERY)
+                described = await round_handle.describe()
+                if described.status is not WorkflowExecutionStatus.RUNNING:
+                    break
         try:
             # Nothing is left to skip to: without this, awaiting a result would let the
             # server jump to its far-future timeouts (years ahead) while the round ends.
