@@ -145,7 +145,6 @@ def build_worker(
             round_fanout.fan_out_round_signal,
             round_fanout.check_round_cohorts,
             round_fanout.check_round,
-            round_fanout.check_round,
             digests.send_digests,
             digests.publish_circular,
             evaluations.open_evaluation,
