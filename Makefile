@@ -39,9 +39,19 @@ test-random: venv assets
 	$(BIN)/pytest -q -p no:cacheprovider -p randomly $(ARGS)
 
 # The workflow suite with every test worker's workflow cache at 0: each workflow task replays
-# the whole history (non-determinism a warm cache hides shows here). A few minutes.
+# the whole history (non-determinism a warm cache hides shows here). About two minutes.
+# Deselected: the two tests that continue an organisation as new under Updates. On the
+# time-skipping test server, at cache 0, a full-history replay after an Update stops at the
+# workflow's first history-length check (the run never continues as new), and a query sent
+# across the continue-as-new times out, leaving a run whose timers push the server's clock
+# decades ahead for every later test. The same round at cache 0 on the dev server continues
+# as new and passes (docs/reliability.md, "Faults").
+NOCACHE_DESELECT := \
+	--deselect tests/workflows/test_organisation_round.py::test_a_whole_round_across_continue_as_new_keeps_every_event_once \
+	--deselect tests/workflows/test_continue_as_new.py::test_many_actions_continue_as_new_with_state_carried_over
 test-nocache: venv
-	CZ_TEST_MAX_CACHED_WORKFLOWS=0 $(BIN)/pytest -q -p no:cacheprovider tests/workflows $(ARGS)
+	CZ_TEST_MAX_CACHED_WORKFLOWS=0 $(BIN)/pytest -q -p no:cacheprovider tests/workflows \
+		$(NOCACHE_DESELECT) $(ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

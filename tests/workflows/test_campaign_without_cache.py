@@ -1,6 +1,7 @@
-"""One whole organisation campaign on a worker whose workflow cache holds nothing, so every
-workflow task replays the history from its start (``make test-nocache`` runs the whole
-workflow suite that way; this test keeps the case in ``make test``).
+"""Organisation campaigns on a worker whose workflow cache holds nothing, so every workflow
+task replays the history from its start (``make test-nocache`` runs the whole workflow suite
+that way; these tests keep the case in ``make test``): a whole campaign on the time-skipping
+server, and one that continues as new on the dev server.
 
 The campaign goes through every rung of the ladder, a rectification and every phase, so each
 kind of workflow task (timers, Updates, activities, the final flush) is replayed. That the
@@ -11,6 +12,7 @@ cached (with a cache, nearly every task after the first is a ``sticky_cache_hit`
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from datetime import timedelta
@@ -27,8 +29,14 @@ from temporalio.runtime import (
 from temporalio.testing import WorkflowEnvironment
 
 from activities.tables import CampaignEventRow, NoticeRow
-from chuangzheng.temporal_server import data_converter
-from domain.actions import RecheckRectification, ReportRectification
+from chuangzheng.sample_evidence import sample_evidence
+from chuangzheng.temporal_server import data_converter, start_dev_server_env
+from domain.actions import (
+    DecideSubmission,
+    RecheckRectification,
+    ReportRectification,
+    SubmitEvidence,
+)
 from domain.phases import WORKING_PHASES, Phase
 from domain.state import Outcome
 from tests.workflows.support import (
@@ -123,3 +131,90 @@ async def test_whole_campaign_with_every_task_replayed(
     assert escalated == 3
     assert completed == len(WORKING_PHASES)
     assert notices is not None and notices >= 7
+
+
+async def phase_recorded(sessions: sessionmaker[Session], round_id: str, phase: Phase) -> None:
+    """Wait (real time) until the read model has the phase's completion."""
+    for _ in range(600):
+        with sessions() as session:
+            found = session.scalar(
+                select(CampaignEventRow.event_id).where(
+                    CampaignEventRow.round_id == round_id,
+                    CampaignEventRow.kind == "phase_completed",
+                    CampaignEventRow.phase == phase.value,
+                )
+            )
+        if found is not None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{phase} was not recorded")
+
+
+async def test_continue_as_new_with_every_task_replayed_on_the_dev_server(
+    sessions: sessionmaker[Session],
+) -> None:
+    """A campaign that continues as new under Updates, at cache 0, on the dev server.
+
+    The time-skipping test server cannot run this case at cache 0 (a full-history replay after
+    an Update stops at the workflow's first history-length check there, so the run never
+    continues as new; ``make test-nocache`` deselects its two continue-as-new tests for that),
+    so it runs here on the real server: the decision to continue as new is made from the
+    history length, which every replay must see as the first execution did.
+    """
+    env = await start_dev_server_env()
+    try:
+        task_queue = f"nocache-can-{uuid.uuid4()}"
+        org = organisation("org-nocache-can")
+        round_id = f"r-nocache-can-{uuid.uuid4().hex[:6]}"
+        plan = org_plan(org, await env.get_current_time(), round_id=round_id)
+        async with build_worker(
+            env.client, task_queue=task_queue, sessions=sessions, max_cached_workflows=0
+        ):
+            handle = await start_campaign(env.client, task_queue, plan, history_limit=100)
+            for phase in WORKING_PHASES:
+                phase_plan = plan.phase(phase)
+                now = await env.get_current_time()
+                for step in (s for s in phase_plan.steps if s.required):
+                    values = sample_evidence(
+                        step,
+                        org,
+                        opens_at=phase_plan.opens_at,
+                        deadline=phase_plan.deadline,
+                        now=now,
+                    )
+                    await handle.execute_update(
+                        OrganisationCampaignWorkflow.submit_evidence,
+                        SubmitEvidence(actor=secretary(org), step_id=step.id, values=values),
+                    )
+                    await handle.execute_update(
+                        OrganisationCampaignWorkflow.decide_submission,
+                        DecideSubmission(actor=instructor(org), step_id=step.id, accept=True),
+                    )
+                # The workflow continues as new between flushes, not while Updates keep coming:
+                # let the flush of the phase's completion end.
+                await phase_recorded(sessions, round_id, phase)
+            latest = env.client.get_workflow_handle_for(OrganisationCampaignWorkflow.run, handle.id)
+            result = await asyncio.wait_for(latest.result(), timeout=60)
+            runs = 1
+            history = await latest.fetch_history()
+            started = history.events[0].workflow_execution_started_event_attributes
+            while started.continued_execution_run_id:
+                runs += 1
+                previous = env.client.get_workflow_handle(
+                    handle.id, run_id=started.continued_execution_run_id
+                )
+                first_event = (await previous.fetch_history()).events[0]
+                started = first_event.workflow_execution_started_event_attributes
+    finally:
+        await env.shutdown()
+    assert isinstance(result, CampaignResult)
+    assert result.phase is Phase.COMPLETED
+    assert result.outcomes == {phase: Outcome.ON_TIME for phase in WORKING_PHASES}
+    assert runs >= 2
+    with sessions() as session:
+        event_ids = session.scalars(
+            select(CampaignEventRow.event_id).where(CampaignEventRow.round_id == round_id)
+        ).all()
+    # Every event once across the runs, numbered without a gap.
+    seqs = sorted(int(event_id.rsplit("/", 1)[1]) for event_id in event_ids)
+    assert seqs == list(range(1, len(event_ids) + 1))
