@@ -70,8 +70,8 @@ _MAX_MEMBERS = 100_000
 # organisation's exports and circulars for the whole round.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # An id is a path segment of every URL naming the organisation: nothing that ends or
-# escapes a segment.
-_ID_FORBIDDEN = re.compile(r"[/\\?#%]")
+# escapes a segment, and no C1 control character (api.security refuses such paths).
+_ID_FORBIDDEN = re.compile(r"[/\\?#%\x80-\x9f]")
 
 
 def _normalise(text: str) -> str:
