@@ -3,7 +3,9 @@ first account of a real county (nobody can sign in to create it on the admin pag
 for the county office's own account when its password is lost.
 
 They act on the database named by the settings (``CZ_DATABASE_URL``), through the same
-service as the API and the pages, audited as ``cli:<operating-system user>``.
+service as the API and the pages, audited as ``cli:<operating-system user>``. Where the
+channels file (``CZ_CHANNELS_FILE``) gives the person their own e-mail address, the code is
+mailed to them too; the printed code stays the one to hand over if the mail failed.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def _refused(exc: ServiceError) -> typer.Exit:
 
 
 def _print_code(issued: IssuedCode) -> None:
-    from chuangzheng.services.activation_lists import activation_url
+    from chuangzheng.services.code_mail import MailOutcome, activation_url
     from chuangzheng.settings import get_settings
     from domain.calendar import SHANGHAI
 
@@ -49,6 +51,12 @@ def _print_code(issued: IssuedCode) -> None:
     typer.echo(f"激活码：{issued.code}")
     typer.echo(f"有效期至：{expires}（北京时间）")
     typer.echo(f"激活地址：{activation_url(get_settings().public_base_url)}")
+    mailed = {
+        MailOutcome.SENT: "已发送到本人邮箱",
+        MailOutcome.FAILED: "发送到本人邮箱失败，请将激活码直接交给本人",
+        MailOutcome.NONE: "未发送（渠道配置中没有本人邮箱）",
+    }
+    typer.echo(f"邮件：{mailed[issued.mail]}")
     typer.echo(
         "激活码只显示这一次（系统只保存其摘要）；遗失请再次运行 chuangzheng accounts reset。"
     )
@@ -62,11 +70,13 @@ def create_county_office(
     """创建县委活动办账号（无密码），打印一次性激活码。"""
     from chuangzheng.bootstrap import open_database
     from chuangzheng.services import accounts
+    from chuangzheng.services.code_mail import mailer_for
     from chuangzheng.services.errors import ServiceError
     from chuangzheng.settings import get_settings
     from domain.organisation import Role
 
-    with open_database(get_settings(), create_schema=True) as database:
+    settings = get_settings()
+    with open_database(settings, create_schema=True) as database:
         try:
             issued = accounts.create_account(
                 database.sessions,
@@ -75,6 +85,7 @@ def create_county_office(
                 display_name=name,
                 role=Role.COUNTY_OFFICE,
                 now=datetime.now(UTC),
+                mailer=mailer_for(settings),
             )
         except ServiceError as exc:
             raise _refused(exc) from None
@@ -86,12 +97,20 @@ def reset(username: Annotated[str, typer.Argument(help="要重置的账号")]) -
     """重置账号：清除密码、结束其所有登录，打印新的一次性激活码。"""
     from chuangzheng.bootstrap import open_database
     from chuangzheng.services import accounts
+    from chuangzheng.services.code_mail import mailer_for
     from chuangzheng.services.errors import ServiceError
     from chuangzheng.settings import get_settings
 
-    with open_database(get_settings(), create_schema=True) as database:
+    settings = get_settings()
+    with open_database(settings, create_schema=True) as database:
         try:
-            issued = accounts.reset(database.sessions, _operator(), username, now=datetime.now(UTC))
+            issued = accounts.reset(
+                database.sessions,
+                _operator(),
+                username,
+                now=datetime.now(UTC),
+                mailer=mailer_for(settings),
+            )
         except ServiceError as exc:
             raise _refused(exc) from None
     _print_code(issued)

@@ -7,6 +7,10 @@ per Idempotency-Key; the answers that carry a new activation code (create, reset
 with the code left out, because only its hash may be kept: a replay says the account was
 created or reset, and a lost code is replaced by resetting again. The printed activation
 list is a POST (printing issues the codes) and is not replayed: printing twice issues twice.
+
+Where the channels file (``CZ_CHANNELS_FILE``) gives a person their own e-mail address, the
+code is also mailed to them (``chuangzheng.services.code_mail``); ``mailed`` in the answer
+says whether it went out, and the printed list marks who was mailed. A replay mails nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from api.idempotency import idempotency_key, idempotent
 from api.responses import AUTHENTICATED, WITH_BODY, Timestamp, errors, file_response
 from chuangzheng.services import accounts
 from chuangzheng.services.activation_lists import activation_list_pdf, activation_list_xlsx
+from chuangzheng.services.code_mail import mailer_for
 from chuangzheng.services.errors import ServiceError
 from chuangzheng.services.idempotency import lookup_answer, replayable, store_answer
 from domain.organisation import Role
@@ -71,11 +76,14 @@ class AccountPageView(BaseModel):
 
 class IssuedCodeView(BaseModel):
     """An account and its new one-time activation code. ``activation_code`` is null in a
-    replayed answer (only the code's hash is kept; reset again for a new one)."""
+    replayed answer (only the code's hash is kept; reset again for a new one). ``mailed``:
+    the code was also sent to the person's own e-mail address (false when none is configured
+    or the send failed: then hand the code over yourself)."""
 
     account: AccountView
     activation_code: str | None = Field(examples=["ABCD-EFGH-JKMN"])
     expires_at: Timestamp
+    mailed: bool
 
 
 class CreateAccount(BaseModel):
@@ -168,6 +176,7 @@ def _issued(issued: accounts.IssuedCode, *, with_code: bool = True) -> dict[str,
         "account": _view(issued.account),
         "activation_code": issued.code if with_code else None,
         "expires_at": issued.expires_at.isoformat(),
+        "mailed": issued.mailed,
     }
 
 
@@ -266,9 +275,14 @@ def list_accounts(
     responses=errors(*AUTHENTICATED, 409, *WITH_BODY),
 )
 async def create_account(
-    body: CreateAccount, request: Request, user: CurrentUser, sessions: SessionsDep
+    body: CreateAccount,
+    request: Request,
+    user: CurrentUser,
+    sessions: SessionsDep,
+    settings: SettingsDep,
 ) -> Response:
-    """A new account without a password, and its first activation code (shown once)."""
+    """A new account without a password, and its first activation code (shown once; also
+    mailed to the person where their own address is configured)."""
     admin = _authorised(user, request)
     return await _issuing(
         request,
@@ -282,6 +296,8 @@ async def create_account(
             role=body.role,
             scope_key=body.scope_key,
             now=datetime.now(UTC),
+            # In the threadpool with the rest: the first call reads the channels file.
+            mailer=mailer_for(settings),
         ),
         status_code=201,
     )
@@ -301,12 +317,13 @@ async def activation_list(
     settings: SettingsDep,
 ) -> Response:
     """Issue a code to every account of the township not yet activated and return the list.
-    Only hashes are kept, so printing IS issuing: printing again replaces the earlier codes."""
+    Only hashes are kept, so printing IS issuing: printing again replaces the earlier codes.
+    People with their own e-mail address configured are mailed their code too (column 邮件)."""
     admin = _authorised(user, request)
     sheet = await run_sync(
         _call,
         lambda: accounts.issue_township_codes(
-            sessions, admin, body.township, now=datetime.now(UTC)
+            sessions, admin, body.township, now=datetime.now(UTC), mailer=mailer_for(settings)
         ),
     )
     render = activation_list_pdf if body.format == "pdf" else activation_list_xlsx
@@ -409,15 +426,22 @@ async def reactivate(
     responses=errors(*AUTHENTICATED, 404, 422),
 )
 async def reset(
-    username: str, request: Request, user: CurrentUser, sessions: SessionsDep
+    username: str,
+    request: Request,
+    user: CurrentUser,
+    sessions: SessionsDep,
+    settings: SettingsDep,
 ) -> Response:
-    """Clear the password, end every session, issue a new code (replacing an earlier one)."""
+    """Clear the password, end every session, issue a new code (replacing an earlier one;
+    also mailed to the person where their own address is configured)."""
     admin = _authorised(user, request)
     return await _issuing(
         request,
         sessions,
         user,
-        lambda: accounts.reset(sessions, admin, username, now=datetime.now(UTC)),
+        lambda: accounts.reset(
+            sessions, admin, username, now=datetime.now(UTC), mailer=mailer_for(settings)
+        ),
         status_code=200,
     )
 

@@ -10,6 +10,11 @@ it with the one-time code, of which only an argon2 hash is kept. Every change is
 (``account.create``, ``account.update``, ``account.deactivate``, ``account.reactivate``,
 ``account.reset``, ``account.issue_code``, ``account.activate``). Synchronous SQLAlchemy:
 callers run these functions in worker threads, never on an event loop.
+
+Where the caller hands in a :class:`~chuangzheng.services.code_mail.CodeMailer` and the
+channels file gives the person their own e-mail address, each issued code is also mailed to
+them, after the transaction commits (a mail never carries a code that was rolled back); the
+outcome is returned with the code and audited as ``account.code_mail`` (never the code).
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import ColumnElement, and_, false, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,7 +41,9 @@ from activities.tables import (
     metadata,
 )
 from activities.tables.base import NAME
+from chuangzheng.services.code_mail import CodeMail, CodeMailer, IssueReason, MailOutcome
 from chuangzheng.services.errors import Conflict, InvalidInput, NotFound, Refused
+from chuangzheng.services.roster import secretary_username
 from chuangzheng.services.sign_in import hash_password, verify_password
 from domain.accounts import (
     CODE_LIFETIME,
@@ -61,6 +69,8 @@ BAD_CODE = "账号或激活码不正确，或激活码已使用、已过期"
 _FORBIDDEN = "当前角色无权管理账号"
 _NO_ACCOUNT = "账号不存在或不在管理范围内"
 MAX_PAGE = 200
+
+log = structlog.get_logger(__name__)
 
 # The order accounts are printed in on a township's list: the committee, instructors, then
 # the secretaries by organisation.
@@ -108,6 +118,13 @@ class IssuedCode:
     account: Account
     code: str
     expires_at: datetime
+    #: Whether the code was also mailed to the person (see ``code_mail``).
+    mail: MailOutcome = MailOutcome.NONE
+
+    @property
+    def mailed(self) -> bool:
+        """The person's own mailbox got the code."""
+        return self.mail is MailOutcome.SENT
 
 
 @dataclass(frozen=True)
@@ -145,6 +162,13 @@ class ActivationEntry:
     username: str
     code: str
     expires_at: datetime
+    #: Whether the code was also mailed to the person (see ``code_mail``).
+    mail: MailOutcome = MailOutcome.NONE
+
+    @property
+    def mailed(self) -> bool:
+        """The person's own mailbox got the code."""
+        return self.mail is MailOutcome.SENT
 
 
 @dataclass(frozen=True)
@@ -363,6 +387,111 @@ def _issue(session: Session, admin: Admin, row: UserRow, now: datetime) -> tuple
     return code, expires_at
 
 
+@dataclass(frozen=True)
+class _PendingMail:
+    """A code to mail once its transaction has committed, and what its audit row needs."""
+
+    mail: CodeMail
+    org_id: str | None
+
+
+def _mail_keys(session: Session, row: UserRow) -> list[str]:
+    """The keys the channels file may list this person under: the account's scope key, and
+    for a secretary also their name (notices address secretaries by name), but only when the
+    account is the roster's own for the organisation's current secretary and no other
+    organisation has a secretary of that name: a namesake must never get someone's code."""
+    keys = [row.scope_key] if row.scope_key else []
+    if row.role == Role.SECRETARY.value:
+        org = session.get(OrganisationRow, row.scope_key)
+        if (
+            org is not None
+            and org.active
+            and row.username == secretary_username(org.org_id, org.secretary)
+        ):
+            namesakes = session.scalar(
+                select(func.count())
+                .select_from(OrganisationRow)
+                .where(OrganisationRow.secretary == org.secretary, OrganisationRow.active.is_(True))
+            )
+            if namesakes == 1:
+                keys.append(org.secretary)
+    return keys
+
+
+def _code_mail(
+    session: Session,
+    mailer: CodeMailer | None,
+    row: UserRow,
+    code: str,
+    expires_at: datetime,
+    reason: IssueReason,
+) -> _PendingMail | None:
+    """The mail for a code just issued to ``row``, if the person has an address of their own
+    (an inactive account cannot activate: it gets no mail)."""
+    if mailer is None or not row.active:
+        return None
+    address = mailer.personal_address(Role(row.role), _mail_keys(session, row))
+    if address is None:
+        return None
+    mail = CodeMail(
+        username=row.username,
+        display_name=row.display_name,
+        address=address,
+        code=code,
+        expires_at=expires_at,
+        reason=reason,
+    )
+    return _PendingMail(mail=mail, org_id=row.scope_key if row.role == Role.SECRETARY else None)
+
+
+def _send_codes(
+    sessions: sessionmaker[Session],
+    admin: Admin,
+    mailer: CodeMailer | None,
+    pending: Sequence[_PendingMail],
+    now: datetime,
+) -> dict[str, MailOutcome]:
+    """Mail the committed codes of ``pending`` and audit each outcome (``account.code_mail``:
+    to whom and whether it went out, never the code). Outcomes by username."""
+    if mailer is None or not pending:
+        return {}
+    sent = mailer.send([p.mail for p in pending])
+    outcomes = {
+        p.mail.username: MailOutcome.SENT if p.mail.username in sent else MailOutcome.FAILED
+        for p in pending
+    }
+    try:
+        with sessions.begin() as session:
+            for p in pending:
+                session.add(
+                    AuditRow(
+                        audit_id=(
+                            f"account.code_mail/{p.mail.username}/{now.isoformat()}/"
+                            f"{uuid.uuid4().hex[:8]}"
+                        ),
+                        user=admin.user,
+                        role=admin.role.value,
+                        action="account.code_mail",
+                        round_id=None,
+                        org_id=p.org_id,
+                        ip=admin.ip,
+                        at=now,
+                        detail={
+                            "username": p.mail.username,
+                            "channel": "email",
+                            "to": p.mail.address,
+                            "via": p.mail.reason.value,
+                            "mailed": outcomes[p.mail.username] is MailOutcome.SENT,
+                        },
+                    )
+                )
+    except Exception:
+        # The codes are committed (and maybe mailed): losing them to a failed audit write
+        # would leave the administrator with nothing to hand out.
+        log.exception("activation code mail audit failed", usernames=list(outcomes))
+    return outcomes
+
+
 def _invalid(problems: Sequence[FieldError], message: str = "请求参数有误") -> InvalidInput:
     return InvalidInput(
         "invalid", message, [{"field": p.field, "reason": p.reason} for p in problems]
@@ -404,10 +533,12 @@ def create_account(
     role: Role,
     scope_key: str = "",
     now: datetime,
+    mailer: CodeMailer | None = None,
 ) -> IssuedCode:
     """A new account without a password and its first activation code. The county office
     creates any account; a township committee only secretaries of its own organisations
-    (anything else: :class:`Refused`, 403). A taken username is :class:`Conflict`."""
+    (anything else: :class:`Refused`, 403). A taken username is :class:`Conflict`. The code
+    is also mailed to the person's own address if ``mailer`` knows one."""
     authorise(admin)
     problems = check_username(username)
     if problems:
@@ -436,6 +567,7 @@ def create_account(
             session.add(row)
             session.flush()
             code, expires_at = _issue(session, admin, row, now)
+            pending = _code_mail(session, mailer, row, code, expires_at, IssueReason.CREATED)
             _audit(
                 session,
                 admin,
@@ -452,7 +584,13 @@ def create_account(
             account = _load_account(session, row)
     except IntegrityError:
         raise _taken() from None  # created concurrently by a retry of the same request
-    return IssuedCode(account=account, code=code, expires_at=expires_at)
+    mailed = _send_codes(sessions, admin, mailer, [pending] if pending else [], now)
+    return IssuedCode(
+        account=account,
+        code=code,
+        expires_at=expires_at,
+        mail=mailed.get(account.username, MailOutcome.NONE),
+    )
 
 
 def _taken() -> Conflict:
@@ -498,21 +636,34 @@ def reactivate(
 
 
 def reset(
-    sessions: sessionmaker[Session], admin: Admin, username: str, *, now: datetime
+    sessions: sessionmaker[Session],
+    admin: Admin,
+    username: str,
+    *,
+    now: datetime,
+    mailer: CodeMailer | None = None,
 ) -> IssuedCode:
     """Clear the password, end every session and issue a new activation code (replacing an
-    earlier one): the person sets a new password with it."""
+    earlier one): the person sets a new password with it. The code is also mailed to the
+    person's own address if ``mailer`` knows one."""
     with sessions.begin() as session:
         row = _managed(session, admin, username)
         row.password_hash = None
         row.session_version += 1
         row.updated_at = now
         code, expires_at = _issue(session, admin, row, now)
+        pending = _code_mail(session, mailer, row, code, expires_at, IssueReason.RESET)
         _audit(
             session, admin, "account.reset", row, now, {"code_expires_at": expires_at.isoformat()}
         )
         account = _load_account(session, row)
-    return IssuedCode(account=account, code=code, expires_at=expires_at)
+    mailed = _send_codes(sessions, admin, mailer, [pending] if pending else [], now)
+    return IssuedCode(
+        account=account,
+        code=code,
+        expires_at=expires_at,
+        mail=mailed.get(account.username, MailOutcome.NONE),
+    )
 
 
 def change(
@@ -637,12 +788,19 @@ def _home_townships(session: Session, instructors: Iterable[str]) -> dict[str, s
 
 
 def issue_township_codes(
-    sessions: sessionmaker[Session], admin: Admin, township: str, *, now: datetime
+    sessions: sessionmaker[Session],
+    admin: Admin,
+    township: str,
+    *,
+    now: datetime,
+    mailer: CodeMailer | None = None,
 ) -> ActivationSheet:
     """Issue a code to every active account of ``township`` not yet activated that
     ``admin`` manages (the committee, its organisations' secretaries, the instructors whose
     organisations are mostly there) and return them for printing. Only hashes are kept, so
-    printing IS issuing: printing again replaces the earlier codes of these accounts."""
+    printing IS issuing: printing again replaces the earlier codes of these accounts. Each
+    person with an address of their own in ``mailer``'s file is also mailed their code (the
+    list marks who)."""
     authorise(admin)
     with sessions.begin() as session:
         if session.get(TownshipRow, township) is None or (
@@ -670,6 +828,7 @@ def issue_township_codes(
             session, (u.scope_key for u, _ in candidates if u.role == Role.INSTRUCTOR)
         )
         entries: list[ActivationEntry] = []
+        pending: list[_PendingMail] = []
         for row, org in candidates:
             role = Role(row.role)
             if role is Role.INSTRUCTOR and homes.get(row.scope_key) != township:
@@ -677,6 +836,9 @@ def issue_township_codes(
             if role is Role.SECRETARY and (org is None or not org.active):
                 continue  # the organisation left the roster
             code, expires_at = _issue(session, admin, row, now)
+            mail = _code_mail(session, mailer, row, code, expires_at, IssueReason.ACTIVATION_LIST)
+            if mail is not None:
+                pending.append(mail)
             _audit(
                 session,
                 admin,
@@ -700,6 +862,8 @@ def issue_township_codes(
                     expires_at=expires_at,
                 )
             )
+    mailed = _send_codes(sessions, admin, mailer, pending, now)
+    entries = [replace(e, mail=mailed[e.username]) if e.username in mailed else e for e in entries]
     entries.sort(key=lambda e: (_PRINT_ORDER.get(e.role, 9), e.org_name, e.username))
     return ActivationSheet(township=township, issued_at=now, issued_by=admin.user, entries=entries)
 

@@ -3,8 +3,8 @@
 embedded) and as Excel (through ``activities.spreadsheets``, so no name becomes a formula).
 
 Both carry the same columns (乡镇, 组织, 角色, 姓名, 账号, 激活码, 有效期至, in Asia/Shanghai
-time), the address of the activation page and the warning that printing again replaces
-the codes.
+time, and 邮件: whether the person was also mailed the code, see ``code_mail``), the address
+of the activation page and the warning that printing again replaces the codes.
 """
 
 from __future__ import annotations
@@ -16,10 +16,22 @@ from fpdf import FPDF
 from activities.certificates import CHINESE_FONT
 from activities.spreadsheets import workbook_bytes
 from chuangzheng.services.accounts import ActivationSheet
+from chuangzheng.services.code_mail import MailOutcome, activation_url
 from domain.calendar import SHANGHAI
 from domain.organisation import Role
 
-HEAD = ["乡镇", "组织", "角色", "姓名", "账号", "激活码", "有效期至"]
+HEAD = ["乡镇", "组织", "角色", "姓名", "账号", "激活码", "有效期至", "邮件"]
+#: The 邮件 column: what became of the mail with the same code.
+MAIL_MARKS: dict[MailOutcome, str] = {
+    MailOutcome.NONE: "",
+    MailOutcome.SENT: "已发送",
+    MailOutcome.FAILED: "发送失败",
+}
+#: Said under the table: a person marked 已发送 has the code in their own mailbox too.
+MAIL_NOTE = (
+    "“邮件”栏标“已发送”的人员已通过本人邮箱收到同一激活码；"
+    "标“发送失败”或空白的，请将本名单上的激活码交给本人。"
+)
 ROLE_NAMES: dict[Role, str] = {
     Role.COUNTY_OFFICE: "县委活动办",
     Role.GUIDANCE_GROUP: "指导小组",
@@ -37,9 +49,16 @@ REPLACES_WARNING = (
 logging.getLogger("fontTools.subset").setLevel(logging.ERROR)
 
 
-def activation_url(public_base_url: str) -> str:
-    """The address of the activation page, as printed."""
-    return public_base_url.rstrip("/") + "/ui/activate"
+__all__ = [
+    "HEAD",
+    "MAIL_MARKS",
+    "MAIL_NOTE",
+    "REPLACES_WARNING",
+    "activation_list_pdf",
+    "activation_list_xlsx",
+    "activation_url",
+    "how_to",
+]
 
 
 def how_to(public_base_url: str) -> str:
@@ -60,6 +79,7 @@ def _rows(sheet: ActivationSheet) -> list[list[str]]:
             e.username,
             e.code,
             e.expires_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M"),
+            MAIL_MARKS[e.mail],
         ]
         for e in sheet.entries
     ]
@@ -76,7 +96,7 @@ def _issued_line(sheet: ActivationSheet) -> str:
 
 def activation_list_xlsx(sheet: ActivationSheet, public_base_url: str) -> bytes:
     """The list as one Excel sheet: the columns, then the how-to and the warning below."""
-    tail = [[], [how_to(public_base_url)], [REPLACES_WARNING], [_issued_line(sheet)]]
+    tail = [[], [how_to(public_base_url)], [REPLACES_WARNING], [MAIL_NOTE], [_issued_line(sheet)]]
     return workbook_bytes(_title(sheet), HEAD, [*_rows(sheet), *tail])
 
 
@@ -91,11 +111,11 @@ def activation_list_pdf(sheet: ActivationSheet, public_base_url: str) -> bytes:
     pdf.set_font("wqy", size=16)
     pdf.multi_cell(0, 10, _title(sheet), align="C", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("wqy", size=10)
-    for line in (how_to(public_base_url), REPLACES_WARNING, _issued_line(sheet)):
+    for line in (how_to(public_base_url), REPLACES_WARNING, MAIL_NOTE, _issued_line(sheet)):
         pdf.multi_cell(0, 6, line, new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
     pdf.set_font("wqy", size=10)
-    widths = (28, 62, 20, 40, 50, 42, 35)
+    widths = (28, 52, 18, 38, 46, 42, 33, 20)
     with pdf.table(col_widths=widths) as table:
         for values in [HEAD, *_rows(sheet)]:
             row = table.row()

@@ -337,7 +337,7 @@ async def test_printed_lists_carry_working_codes(http: httpx.AsyncClient, stack:
     assert xlsx.status_code == 200, xlsx.text
     sheet = load_workbook(io.BytesIO(xlsx.content)).active
     rows = list(sheet.iter_rows(values_only=True))
-    assert rows[0] == ("乡镇", "组织", "角色", "姓名", "账号", "激活码", "有效期至")
+    assert rows[0] == ("乡镇", "组织", "角色", "姓名", "账号", "激活码", "有效期至", "邮件")
     by_user = {r[4]: r for r in rows[1:] if r and r[4]}
     assert by_user[committee["account"]["username"]][2] == "乡镇党委"
     line = by_user[sec["account"]["username"]]

@@ -4,7 +4,9 @@ organisations' secretaries) and the public activation page.
 Every page calls ``chuangzheng.services.accounts``; refusals become the dashboard's error
 page with their status (``UiRoute``). A new code (create, reset) is shown once on a page that
 is never cached; the printed township list is a file download, and the page says that
-printing again replaces the codes it printed before.
+printing again replaces the codes it printed before. Where the channels file gives the person
+their own e-mail address, the code is mailed to them too, and the page says whether it went
+out (``chuangzheng.services.code_mail``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from chuangzheng.services.activation_lists import (
     activation_list_pdf,
     activation_list_xlsx,
 )
+from chuangzheng.services.code_mail import MailOutcome, mailer_for
 from chuangzheng.services.errors import ServiceError
 from domain.accounts import MIN_PASSWORD_LENGTH
 from domain.organisation import Role
@@ -140,7 +143,8 @@ def account_page(
 
 
 def _code_page(request: Request, user: User, issued: accounts.IssuedCode, title: str) -> Response:
-    response = page(request, "account_code.html", {"user": user, "issued": issued, "title": title})
+    context = {"user": user, "issued": issued, "title": title, "outcomes": MailOutcome}
+    response = page(request, "account_code.html", context)
     response.headers.update(_NO_STORE)
     return response
 
@@ -149,6 +153,7 @@ def _code_page(request: Request, user: User, issued: accounts.IssuedCode, title:
 def create_submit(
     request: Request,
     sessions: SessionsDep,
+    settings: SettingsDep,
     user: UiUser,
     username: Annotated[str, Form()] = "",
     display_name: Annotated[str, Form()] = "",
@@ -168,6 +173,7 @@ def create_submit(
             role=new_role,
             scope_key=scope_key.strip(),
             now=datetime.now(UTC),
+            mailer=mailer_for(settings),
         )
     )
     return _code_page(request, user, issued, "账号已创建")
@@ -186,7 +192,9 @@ def activation_list_submit(
     same_origin(request)
     admin = _admin(user, request)
     sheet = _call(
-        lambda: accounts.issue_township_codes(sessions, admin, township, now=datetime.now(UTC))
+        lambda: accounts.issue_township_codes(
+            sessions, admin, township, now=datetime.now(UTC), mailer=mailer_for(settings)
+        )
     )
     xlsx = format == "xlsx"
     data = (activation_list_xlsx if xlsx else activation_list_pdf)(sheet, settings.public_base_url)
@@ -196,11 +204,17 @@ def activation_list_submit(
 
 
 @router.post("/accounts/{username}/reset")
-def reset_submit(request: Request, sessions: SessionsDep, user: UiUser, username: str) -> Response:
-    """Clear the password and show the new code once."""
+def reset_submit(
+    request: Request, sessions: SessionsDep, settings: SettingsDep, user: UiUser, username: str
+) -> Response:
+    """Clear the password and show the new code once (and whether it was mailed)."""
     same_origin(request)
     admin = _admin(user, request)
-    issued = _call(lambda: accounts.reset(sessions, admin, username, now=datetime.now(UTC)))
+    issued = _call(
+        lambda: accounts.reset(
+            sessions, admin, username, now=datetime.now(UTC), mailer=mailer_for(settings)
+        )
+    )
     return _code_page(request, user, issued, "账号已重置")
 
 
