@@ -144,7 +144,12 @@ def _database_bytes(stack: Stack) -> tuple[bytes, int]:
     if url.startswith("sqlite"):
         path = Path(url.removeprefix("sqlite:///"))
         files = [p for p in path.parent.glob(path.name + "*") if p.is_file()]
-        return b"".join(p.read_bytes() for p in files), len(files)
+        # Read by another process: this one holds SQLite connections to the file (the
+        # stack's API and worker), and closing any descriptor of it here would drop their
+        # POSIX locks (SQLite's "how to corrupt a database": concurrent writers then tear
+        # the file). A `cat` has locks of its own to lose, none.
+        content = subprocess.run(["cat", *map(str, files)], capture_output=True, check=True)
+        return content.stdout, len(files)
     engine = make_engine(url)
     try:
         chunks: list[str] = []
