@@ -6,12 +6,14 @@ nothing here reads settings, so tests pass their own URL.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.tables import metadata
@@ -83,9 +85,22 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-def create_schema(engine: Engine) -> None:
-    """Create any missing read-model tables (development and tests; Alembic comes later)."""
-    metadata.create_all(engine)
+def create_schema(engine: Engine, *, attempts: int = 5) -> None:
+    """Create any missing read-model tables (development and tests; production migrates).
+
+    Several processes may start on an empty database at once (``make run`` with more than
+    one worker process): ``create_all`` checks, then creates, so a table another process
+    created in between fails with "already exists". Trying again is the fix: the next check
+    sees it.
+    """
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except DBAPIError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def upsert_insert(session: Session, table: Table) -> UpsertInsert:

@@ -3,6 +3,8 @@ and what they build is exactly what ``activities.tables`` declares."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,3 +76,24 @@ def test_upgrade_head_on_empty_postgresql(empty_pg_database: str) -> None:
     command.upgrade(alembic_config(empty_pg_database), "head")
     assert_matches_metadata(empty_pg_database)
     command.downgrade(alembic_config(empty_pg_database), "base")
+
+
+def test_processes_creating_the_schema_at_once_all_succeed(tmp_path: Path) -> None:
+    """Worker processes starting together on an empty database (``make run`` with several
+    workers) each create the schema; none may fail because another created a table first."""
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    code = (
+        "import sys; from activities.db import create_schema, make_engine; "
+        "create_schema(make_engine(sys.argv[1]))"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code, url], stderr=subprocess.PIPE)
+        for _ in range(6)
+    ]
+    failures = [p.communicate()[1].decode() for p in processes if p.wait(timeout=120) != 0]
+    assert failures == []
+    engine = make_engine(url)
+    try:
+        assert set(inspect(engine).get_table_names()) >= set(metadata.tables)
+    finally:
+        engine.dispose()
