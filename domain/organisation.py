@@ -74,6 +74,21 @@ class Role(StrEnum):
     SECRETARY = "secretary"
     ASSESSMENT_GROUP = "assessment_group"
 
+    @property
+    def label(self) -> str:
+        """Chinese label, as pages, lists and printed documents name the role."""
+        return _ROLE_LABELS[self]
+
+
+_ROLE_LABELS: dict[Role, str] = {
+    Role.COUNTY_OFFICE: "县委活动办",
+    Role.GUIDANCE_GROUP: "指导小组",
+    Role.TOWNSHIP: "乡镇党委",
+    Role.INSTRUCTOR: "指导员",
+    Role.SECRETARY: "书记",
+    Role.ASSESSMENT_GROUP: "考核组",
+}
+
 
 SUPERVISOR_ROLES: frozenset[Role] = frozenset(
     {Role.COUNTY_OFFICE, Role.GUIDANCE_GROUP, Role.TOWNSHIP, Role.INSTRUCTOR}

@@ -19,14 +19,7 @@ from domain.phases import PHASE_LABELS, WORKING_PHASES, Phase
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
-ROLE_LABELS: dict[str, str] = {
-    Role.COUNTY_OFFICE: "县委活动办",
-    Role.GUIDANCE_GROUP: "指导小组",
-    Role.TOWNSHIP: "乡镇党委",
-    Role.INSTRUCTOR: "指导员",
-    Role.SECRETARY: "书记",
-    Role.ASSESSMENT_GROUP: "考核组",
-}
+ROLE_LABELS: dict[str, str] = {role: role.label for role in Role}
 # Short system names for tables and filters (the full ones name the leading department).
 SYSTEM_SHORT: dict[str, str] = {s.value: SYSTEM_LABELS[s].split("（")[0] for s in System}
 LIGHT_ORDER: tuple[str, ...] = ("red", "yellow", "blue", "green")

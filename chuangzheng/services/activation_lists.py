@@ -32,14 +32,7 @@ MAIL_NOTE = (
     "“邮件”栏标“已发送”的人员已通过本人邮箱收到同一激活码；"
     "标“发送失败”或空白的，请将本名单上的激活码交给本人。"
 )
-ROLE_NAMES: dict[Role, str] = {
-    Role.COUNTY_OFFICE: "县委活动办",
-    Role.GUIDANCE_GROUP: "指导小组",
-    Role.TOWNSHIP: "乡镇党委",
-    Role.INSTRUCTOR: "指导员",
-    Role.SECRETARY: "书记",
-    Role.ASSESSMENT_GROUP: "考核组",
-}
+ROLE_NAMES: dict[Role, str] = {role: role.label for role in Role}
 #: Said on every list and on the page that prints it: only hashes are kept.
 REPLACES_WARNING = (
     "注意：系统只保存激活码的摘要，打印即签发。再次打印本乡镇名单会重新签发并作废此前打印的激活码。"

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
@@ -48,7 +48,17 @@ class Caller:
         return self.actor.role
 
 
-def visible_organisation(session: Session, caller: Caller, org_id: str) -> Organisation:
+class Scoped(Protocol):
+    """Anything that says which organisations it covers (a :class:`Caller`, or the
+    organisation actions' caller, which needs no SQL condition)."""
+
+    @property
+    def covers(self) -> Callable[[Organisation], bool]:
+        """Whether the organisation is in scope."""
+        ...
+
+
+def visible_organisation(session: Session, caller: Scoped, org_id: str) -> Organisation:
     """The organisation if it exists and ``caller`` covers it; :class:`NotFound` otherwise
     (the same answer for both, so nothing outside the scope leaks)."""
     org = load_organisation(session, org_id)

@@ -28,10 +28,10 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
-from activities.roster_store import load_organisation
 from activities.tables import IdempotencyRow
 from chuangzheng.services import workflow_calls
-from chuangzheng.services.errors import InvalidInput, NotFound
+from chuangzheng.services.callers import visible_organisation
+from chuangzheng.services.errors import InvalidInput
 from chuangzheng.services.idempotency import (
     command_key,
     lookup_answer,
@@ -270,12 +270,3 @@ class OrganisationActions:
             if idempotency_key is None:
                 return None
             return lookup_answer(session, caller.actor.user, idempotency_key)
-
-
-def visible_organisation(session: Session, caller: Caller, org_id: str) -> Organisation:
-    """The organisation if it exists and ``caller`` covers it; :class:`NotFound` otherwise
-    (the same answer for both, so nothing outside the scope leaks)."""
-    org = load_organisation(session, org_id)
-    if org is None or not caller.covers(org):
-        raise NotFound()
-    return org
