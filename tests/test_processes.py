@@ -9,6 +9,7 @@ last SIGTERM to the supervisor stopping everything within 10 s with no process l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -173,8 +174,8 @@ def _stop(service: Service) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+@contextlib.contextmanager
+def started_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """``python -m chuangzheng.run`` over a three-organisation county, up (banner printed)."""
     home = tmp_path_factory.mktemp("make-run")
     data_dir = home / "data"
@@ -229,6 +230,21 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield running
     finally:
         _stop(running)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One ``make run`` shared by the tests that leave it running."""
+    with started_service(tmp_path_factory) as running:
+        yield running
+
+
+@pytest.fixture
+def service_to_stop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """A ``make run`` of its own, for the test that stops it (the shared one must outlive
+    every other test, in whatever order they run)."""
+    with started_service(tmp_path_factory) as running:
+        yield running
 
 
 # ----- helpers over HTTP -----------------------------------------------------------------------
@@ -367,7 +383,8 @@ def test_killed_worker_is_restarted_and_no_submission_is_lost(service: Service) 
     )
 
 
-def test_sigterm_stops_every_process_within_ten_seconds(service: Service) -> None:
+def test_sigterm_stops_every_process_within_ten_seconds(service_to_stop: Service) -> None:
+    service = service_to_stop
     wait_until(
         lambda: len(children(service.process.pid)) == 3,
         60,

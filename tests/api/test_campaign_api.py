@@ -87,7 +87,9 @@ async def test_secretary_submits_evidence_and_sees_the_phase_advance(
             )
         ).scalars()
         decisions = db.execute(
-            select(submissions.c.decision).where(submissions.c.org_id == "org-a")
+            select(submissions.c.decision).where(
+                submissions.c.round_id == round_id, submissions.c.org_id == "org-a"
+            )
         ).scalars()
         audited = db.execute(
             select(audit_log.c.action, audit_log.c.ip).where(audit_log.c.org_id == "org-a")
