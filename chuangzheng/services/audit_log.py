@@ -24,6 +24,7 @@ from activities.spreadsheets import holdable, workbook_bytes
 from activities.tables import AuditRow
 from chuangzheng.services.errors import InvalidInput, Refused
 from domain.calendar import SHANGHAI
+from domain.events import EventKind
 from domain.organisation import Role
 from domain.state import Actor
 
@@ -45,6 +46,29 @@ ACTION_LABELS: dict[str, str] = {
     "roster.import": "导入名册",
     "account.roster_sync": "名册同步账号",
     "roster.departure": "退出名册组织去留",
+    "account.create": "创建账号",
+    "account.update": "修改账号",
+    "account.deactivate": "停用账号",
+    "account.reactivate": "恢复账号",
+    "account.reset": "重置账号",
+    "account.issue_code": "签发激活码",
+    "account.code_mail": "邮件发送激活码",
+    "account.activate": "激活账号",
+    "members_imported": "导入党员名单",
+    "evaluation_opened": "发起评议",
+    "evaluation_closed": "结束评议",
+    "commitment_recorded": "登记承诺",
+    "commitment_submitted": "提交承诺",
+    "commitment_signed_off": "承诺审核",
+    "commitment_published": "公示承诺",
+    "commitment_absence_recorded": "登记党员缺席",
+    "commitment_reviewed": "审诺",
+    "commitment_fulfilment_recorded": "登记践诺",
+    "commendation_declared": "申报表彰",
+    "commendation_sheet_saved": "保存评分表",
+    "commendation_sheet_submitted": "提交评分表",
+    "commendation_approved": "审定表彰",
+    "commendation_published": "公布表彰",
 }
 
 ROLE_LABELS: dict[str, str] = {
@@ -59,9 +83,23 @@ ROLE_LABELS: dict[str, str] = {
 EXPORT_HEAD = ("时间（北京时间）", "账号", "角色", "操作", "轮次", "组织", "来源地址", "详情")
 
 
+def action_choices() -> list[tuple[str, str]]:
+    """Every action the log can hold with its Chinese name, in name order (the filter's
+    options): the service's own and the workflow events people cause."""
+    choices = {kind.value: kind.label for kind in EventKind} | ACTION_LABELS
+    return sorted(choices.items(), key=lambda item: item[1])
+
+
 def action_label(action: str) -> str:
-    """The action's Chinese name, or the action as recorded."""
-    return ACTION_LABELS.get(action, action)
+    """The action's Chinese name: the service's own actions, then the organisation
+    workflow's events (a secretary's submission is audited as its event), else as recorded."""
+    label = ACTION_LABELS.get(action)
+    if label is not None:
+        return label
+    try:
+        return EventKind(action).label
+    except ValueError:
+        return action
 
 
 @dataclass(frozen=True)

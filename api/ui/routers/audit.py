@@ -17,7 +17,7 @@ from api.routers.audit import xlsx_response
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser
 from chuangzheng.services import audit_log
-from chuangzheng.services.audit_log import ACTION_LABELS, AuditFilter
+from chuangzheng.services.audit_log import AuditFilter, action_choices
 from chuangzheng.services.errors import ServiceError
 from domain.calendar import SHANGHAI
 from domain.organisation import Role
@@ -75,7 +75,7 @@ def audit_page(request: Request, session: SessionDep, user: UiUser, cursor: str 
         "entries": result.entries,
         "next_cursor": result.next_cursor,
         "params": params,
-        "actions": sorted(ACTION_LABELS.items(), key=lambda item: item[1]),
+        "actions": action_choices(),
         "first_page": not cursor,
     }
     return page(request, "audit.html", context)
