@@ -19,11 +19,23 @@ import typer
 if TYPE_CHECKING:
     from chuangzheng.services.accounts import Admin, IssuedCode
     from chuangzheng.services.errors import ServiceError
+    from chuangzheng.settings import Settings
 
 #: Exit code for bad input, as the rest of the command line.
 EXIT_BAD_INPUT = 2
 
 app = typer.Typer(help="账号：创建县委活动办的第一个账号、重置账号（打印一次性激活码）。")
+
+
+def _settings() -> Settings:
+    """The settings, with logging configured as the other commands do: warnings and errors
+    only, structured and with the same redaction (a mail failure never prints a code)."""
+    from chuangzheng.logging import configure_logging
+    from chuangzheng.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.model_copy(update={"log_level": "WARNING"}))
+    return settings
 
 
 def _operator() -> Admin:
@@ -72,10 +84,9 @@ def create_county_office(
     from chuangzheng.services import accounts
     from chuangzheng.services.code_mail import mailer_for
     from chuangzheng.services.errors import ServiceError
-    from chuangzheng.settings import get_settings
     from domain.organisation import Role
 
-    settings = get_settings()
+    settings = _settings()
     with open_database(settings, create_schema=True) as database:
         try:
             issued = accounts.create_account(
@@ -99,9 +110,8 @@ def reset(username: Annotated[str, typer.Argument(help="要重置的账号")]) -
     from chuangzheng.services import accounts
     from chuangzheng.services.code_mail import mailer_for
     from chuangzheng.services.errors import ServiceError
-    from chuangzheng.settings import get_settings
 
-    settings = get_settings()
+    settings = _settings()
     with open_database(settings, create_schema=True) as database:
         try:
             issued = accounts.reset(
