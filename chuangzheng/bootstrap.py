@@ -3,7 +3,8 @@
 It builds, from :class:`~chuangzheng.settings.Settings`:
 
 - the read model's engine and session factory (:func:`open_database`),
-- the Temporal client with the project's data converter (:func:`connect_temporal`),
+- the Temporal client (:func:`connect_temporal`): address, namespace, TLS or API key, and the
+  project's data converter with the AES-GCM payload codec when encryption is on,
 - the notifier (the inbox, plus the channels of ``CZ_CHANNELS_FILE``),
 
 and hands them over together as :class:`Services` (:func:`open_services`). Nothing is built
@@ -26,6 +27,8 @@ if TYPE_CHECKING:  # heavy imports stay inside the functions: `chuangzheng --hel
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
     from temporalio.client import Client
+    from temporalio.converter import DataConverter
+    from temporalio.service import TLSConfig
 
     from activities.notifier import Notifier
 
@@ -77,17 +80,72 @@ def open_database(settings: Settings, *, create_schema: bool = False) -> Iterato
         database.engine.dispose()
 
 
-async def connect_temporal(settings: Settings) -> Client:
-    """A client for the configured address and namespace, with the project's data converter
-    (pydantic models; the SDK's default JSON converter would hand workflows plain dicts)."""
-    from temporalio.client import Client
+def temporal_data_converter(settings: Settings) -> DataConverter:
+    """The project's data converter (pydantic models; the SDK's default JSON converter would
+    hand workflows plain dicts), with the AES-GCM payload codec when payload encryption is
+    on (``chuangzheng.payload_codec``). Failure messages and stack traces are then encrypted
+    too (the SDK's encoded failure attributes): they can hold the same business text."""
+    import dataclasses
 
+    from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
+
+    from chuangzheng.payload_codec import AesGcmPayloadCodec, parse_payload_keys
     from chuangzheng.temporal_server import data_converter
+
+    converter = data_converter()
+    if not settings.payload_encryption_enabled:
+        return converter
+    return dataclasses.replace(
+        converter,
+        payload_codec=AesGcmPayloadCodec(parse_payload_keys(settings.payload_keys)),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+def temporal_tls(settings: Settings) -> TLSConfig | bool:
+    """The TLS configuration of the connection: False (plain, the local dev server), True
+    (server-authenticated with the system's CAs), or the certificates read from the
+    configured PEM files. A file that cannot be read raises RuntimeError naming the setting."""
+    from temporalio.service import TLSConfig
+
+    if not settings.temporal_tls_enabled:
+        return False
+    files = {
+        "CZ_TEMPORAL_TLS_CERT": settings.temporal_tls_cert,
+        "CZ_TEMPORAL_TLS_KEY": settings.temporal_tls_key,
+        "CZ_TEMPORAL_TLS_CA": settings.temporal_tls_ca,
+    }
+    if not any(files.values()) and not settings.temporal_tls_server_name:
+        return True
+    read: dict[str, bytes | None] = {}
+    for name, path in files.items():
+        if path is None:
+            read[name] = None
+            continue
+        try:
+            read[name] = path.read_bytes()
+        except OSError as exc:
+            raise RuntimeError(f"{name}: cannot read {path} ({exc.strerror or exc})") from None
+    return TLSConfig(
+        server_root_ca_cert=read["CZ_TEMPORAL_TLS_CA"],
+        client_cert=read["CZ_TEMPORAL_TLS_CERT"],
+        client_private_key=read["CZ_TEMPORAL_TLS_KEY"],
+        domain=settings.temporal_tls_server_name or None,
+    )
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    """A client for the configured address and namespace: TLS or an API key as configured
+    (:func:`temporal_tls`), and the project's data converter with the payload codec
+    (:func:`temporal_data_converter`). The worker, the API and the CLI all connect here."""
+    from temporalio.client import Client
 
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=data_converter(),
+        api_key=settings.temporal_api_key or None,
+        tls=temporal_tls(settings),
+        data_converter=temporal_data_converter(settings),
     )
 
 

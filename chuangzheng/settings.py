@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -103,9 +104,36 @@ class Settings(BaseSettings):
         default="",
         validation_alias=AliasChoices("CZ_DATABASE_URL", "DATABASE_URL", "database_url"),
     )
+    # ----- the Temporal connection (docs/production.md, "Settings") -----
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = "chuangzheng"
+    # TLS to the frontend: on when any TLS setting or an API key is given, or when
+    # CZ_TEMPORAL_TLS=true (server-authenticated TLS with the system's CAs). Mutual TLS: a
+    # client certificate and its key (PEM files, both or neither); CA: a PEM bundle to trust
+    # instead of the system's; server name: the name to verify when the address is an IP or
+    # a load balancer's name.
+    temporal_tls: bool = False
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None
+    temporal_tls_server_name: str = ""
+    # Temporal Cloud's API key (instead of a client certificate); implies TLS.
+    temporal_api_key: str = Field(default="", repr=False)
+    # The Temporal UI's origin (scheme://host[:port]) allowed to call the codec endpoint
+    # (/codec/decode, /codec/encode) from the browser, with the sign-in cookie. Empty: no
+    # cross-origin caller.
+    temporal_ui_origin: str = ""
+    # ----- encrypted payloads (chuangzheng.payload_codec) -----
+    # Unset: on in production, off otherwise. On: every payload is encrypted with the first
+    # key of CZ_PAYLOAD_KEYS ("id1:base64key,id2:base64key"); all listed keys decrypt.
+    payload_encryption: bool | None = None
+    payload_keys: str = Field(default="", repr=False)
+    # ----- files -----
+    # Evidence uploads (content-addressed by sha256). Unset: <CZ_DATA_DIR>/uploads. Several
+    # API replicas must share it (a ReadWriteMany volume); S3-compatible storage is not
+    # implemented.
+    upload_dir: Path | None = None
     temporal_ui_port: int = 8233
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -209,12 +237,80 @@ class Settings(BaseSettings):
             )
         if self.oidc_issuer and not self.oidc_client_id:
             raise ValueError("CZ_OIDC_CLIENT_ID must be set when CZ_OIDC_ISSUER is")
+        self._check_temporal_connection()
+        self._check_payload_encryption()
         return self
+
+    def _check_temporal_connection(self) -> None:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError(
+                "CZ_TEMPORAL_TLS_CERT and CZ_TEMPORAL_TLS_KEY go together (mutual TLS needs "
+                "the client certificate and its private key)"
+            )
+        if self.temporal_api_key and self.temporal_tls_cert is not None:
+            raise ValueError(
+                "set either CZ_TEMPORAL_API_KEY or a client certificate "
+                "(CZ_TEMPORAL_TLS_CERT/CZ_TEMPORAL_TLS_KEY), not both"
+            )
+        if self.temporal_ui_origin:
+            origin = urlsplit(self.temporal_ui_origin)
+            if (
+                origin.scheme not in ("http", "https")
+                or not origin.netloc
+                or origin.path not in ("", "/")
+                or origin.query
+                or origin.fragment
+            ):
+                raise ValueError(
+                    "CZ_TEMPORAL_UI_ORIGIN must be an origin such as "
+                    f"https://temporal.example.org (got {self.temporal_ui_origin!r})"
+                )
+            self.temporal_ui_origin = f"{origin.scheme}://{origin.netloc}"
+
+    def _check_payload_encryption(self) -> None:
+        # Imported here: the codec module pulls in cryptography and the Temporal protos.
+        from chuangzheng.payload_codec import parse_payload_keys
+
+        keys = parse_payload_keys(self.payload_keys)  # format checked even when off
+        if self.payload_encryption_enabled and not keys:
+            why = (
+                "CZ_ENVIRONMENT=production turns it on"
+                if self.payload_encryption is None
+                else "CZ_PAYLOAD_ENCRYPTION=true"
+            )
+            raise ValueError(
+                f"payload encryption is on ({why}) but CZ_PAYLOAD_KEYS is empty: set it to "
+                "'id:base64key' (a 32-byte key: `python -c \"import base64, os; "
+                'print(base64.b64encode(os.urandom(32)).decode())"`)'
+            )
 
     @property
     def worker_process_roles(self) -> tuple[WorkerRole, ...]:
         """The role of each worker process `make run` starts, in order."""
         return parse_worker_roles(self.worker_roles) or (WorkerRole.ALL,) * self.workers
+
+    @property
+    def temporal_tls_enabled(self) -> bool:
+        """The connection to Temporal uses TLS."""
+        return bool(
+            self.temporal_tls
+            or self.temporal_tls_cert
+            or self.temporal_tls_ca
+            or self.temporal_tls_server_name
+            or self.temporal_api_key
+        )
+
+    @property
+    def payload_encryption_enabled(self) -> bool:
+        """Payloads are encrypted: as CZ_PAYLOAD_ENCRYPTION says, else in production."""
+        if self.payload_encryption is not None:
+            return self.payload_encryption
+        return self.environment == "production"
+
+    @property
+    def upload_directory(self) -> Path:
+        """Where evidence uploads are stored (``CZ_UPLOAD_DIR``, else under the data dir)."""
+        return self.upload_dir if self.upload_dir is not None else self.data_dir / "uploads"
 
     @property
     def oidc_enabled(self) -> bool:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from chuangzheng.bootstrap import temporal_tls
+from chuangzheng.payload_codec import new_key_text
 from chuangzheng.settings import (
     DEFAULT_SECRET_KEY,
     Settings,
@@ -20,6 +22,8 @@ from chuangzheng.settings import (
 )
 
 STRONG = secrets.token_urlsafe(48)
+#: Production encrypts payloads by default, so it needs a key (chuangzheng.payload_codec).
+KEYS = f"k1:{new_key_text()}"
 
 
 @pytest.mark.parametrize(
@@ -38,7 +42,8 @@ def test_production_refuses_a_weak_secret_key(key: str, why: str) -> None:
 
 
 def test_production_accepts_a_random_key_and_development_any() -> None:
-    assert Settings(environment="production", secret_key=STRONG).secret_key == STRONG
+    production = Settings(environment="production", secret_key=STRONG, payload_keys=KEYS)
+    assert production.secret_key == STRONG
     assert Settings(environment="development", secret_key="a").secret_key == "a"
 
 
@@ -61,7 +66,7 @@ def test_unknown_variables_are_reported_and_known_ones_are_not(tmp_path: Path) -
         "PATH": "/usr/bin",
     }
     assert unknown_variables(environ) == ["CZ_ENV", "CZ_SECRT_KEY"]
-    production = Settings(environment="production", secret_key=STRONG)
+    production = Settings(environment="production", secret_key=STRONG, payload_keys=KEYS)
     with pytest.raises(ValueError, match="CZ_ENV, CZ_SECRT_KEY"):
         check_environment(production, environ)
     with pytest.warns(UnknownVariableWarning, match="CZ_ENV"):
@@ -77,6 +82,7 @@ def test_the_process_settings_refuse_to_start_in_production_with_an_unknown_vari
     monkeypatch.chdir(tmp_path)  # no .env from the checkout
     monkeypatch.setenv("CZ_ENVIRONMENT", "production")
     monkeypatch.setenv("CZ_SECRET_KEY", STRONG)
+    monkeypatch.setenv("CZ_PAYLOAD_KEYS", KEYS)
     monkeypatch.setenv("CZ_ENV", "production")
     get_settings.cache_clear()
     try:
@@ -90,3 +96,93 @@ def test_the_process_settings_refuse_to_start_in_production_with_an_unknown_vari
         assert get_settings().environment == "production"
     finally:
         get_settings.cache_clear()
+
+
+# ----- production settings (issue 14): payload encryption, the Temporal connection -----
+
+
+def test_production_encrypts_payloads_and_refuses_to_start_without_a_key() -> None:
+    with pytest.raises(ValidationError, match="CZ_ENVIRONMENT=production turns it on"):
+        Settings(environment="production", secret_key=STRONG)
+    on = Settings(environment="production", secret_key=STRONG, payload_keys=KEYS)
+    assert on.payload_encryption_enabled
+    # An explicit opt-out is the operator's decision (e.g. a cluster that encrypts at rest).
+    off = Settings(environment="production", secret_key=STRONG, payload_encryption=False)
+    assert not off.payload_encryption_enabled
+
+
+def test_development_does_not_encrypt_unless_asked_and_then_needs_a_key() -> None:
+    assert not Settings(environment="development").payload_encryption_enabled
+    assert not Settings(environment="test", secret_key=STRONG).payload_encryption_enabled
+    with pytest.raises(ValidationError, match="CZ_PAYLOAD_ENCRYPTION=true"):
+        Settings(environment="development", payload_encryption=True)
+    asked = Settings(environment="development", payload_encryption=True, payload_keys=KEYS)
+    assert asked.payload_encryption_enabled
+
+
+def test_a_malformed_key_list_is_refused_even_while_encryption_is_off() -> None:
+    with pytest.raises(ValidationError, match="not 'id:base64key'"):
+        Settings(environment="development", payload_keys="no-colon-here")
+
+
+def test_keys_and_the_api_key_stay_out_of_the_settings_repr() -> None:
+    settings = Settings(
+        environment="development", payload_keys=KEYS, temporal_api_key="cloud-api-key-value"
+    )
+    assert KEYS.split(":")[1] not in repr(settings)
+    assert "cloud-api-key-value" not in repr(settings)
+
+
+def test_a_client_certificate_needs_its_key_and_excludes_an_api_key(tmp_path: Path) -> None:
+    cert = tmp_path / "client.pem"
+    with pytest.raises(ValidationError, match="go together"):
+        Settings(temporal_tls_cert=cert)
+    with pytest.raises(ValidationError, match="not both"):
+        Settings(temporal_tls_cert=cert, temporal_tls_key=cert, temporal_api_key="k")
+
+
+def test_tls_is_off_locally_on_with_an_api_key_and_reads_the_pem_files(tmp_path: Path) -> None:
+    assert temporal_tls(Settings()) is False
+    assert temporal_tls(Settings(temporal_api_key="k")) is True
+    assert temporal_tls(Settings(temporal_tls=True)) is True
+    cert, key, ca = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
+    cert.write_bytes(b"CERT")
+    key.write_bytes(b"KEY")
+    ca.write_bytes(b"CA")
+    config = temporal_tls(
+        Settings(
+            temporal_tls_cert=cert,
+            temporal_tls_key=key,
+            temporal_tls_ca=ca,
+            temporal_tls_server_name="temporal.internal",
+        )
+    )
+    assert not isinstance(config, bool)
+    assert (config.client_cert, config.client_private_key) == (b"CERT", b"KEY")
+    assert (config.server_root_ca_cert, config.domain) == (b"CA", "temporal.internal")
+    key.unlink()
+    with pytest.raises(RuntimeError, match="CZ_TEMPORAL_TLS_KEY: cannot read"):
+        temporal_tls(Settings(temporal_tls_cert=cert, temporal_tls_key=key))
+
+
+@pytest.mark.parametrize(
+    ("value", "origin"),
+    [
+        ("https://temporal.example.org/", "https://temporal.example.org"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+    ],
+)
+def test_the_temporal_ui_origin_is_an_origin(value: str, origin: str) -> None:
+    assert Settings(temporal_ui_origin=value).temporal_ui_origin == origin
+
+
+@pytest.mark.parametrize("value", ["temporal.example.org", "https://t.example.org/ui", "ftp://x"])
+def test_a_temporal_ui_origin_with_a_path_or_no_scheme_is_refused(value: str) -> None:
+    with pytest.raises(ValidationError, match="CZ_TEMPORAL_UI_ORIGIN"):
+        Settings(temporal_ui_origin=value)
+
+
+def test_uploads_default_under_the_data_dir(tmp_path: Path) -> None:
+    assert Settings(data_dir=tmp_path).upload_directory == tmp_path / "uploads"
+    elsewhere = tmp_path / "shared"
+    assert Settings(data_dir=tmp_path, upload_dir=elsewhere).upload_directory == elsewhere
