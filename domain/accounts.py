@@ -35,6 +35,7 @@ class ScopeKind(StrEnum):
     TOWNSHIP = "township"  # a township committee: the township's name
     INSTRUCTOR = "instructor"  # an instructor: their name as the roster's 指导员 column has it
     ORGANISATION = "organisation"  # a secretary: the organisation's id
+    CADRE = "cadre"  # a leading cadre: the key their contact points (联系点) name them by
 
 
 SCOPE_KINDS: dict[Role, ScopeKind] = {
@@ -44,6 +45,7 @@ SCOPE_KINDS: dict[Role, ScopeKind] = {
     Role.TOWNSHIP: ScopeKind.TOWNSHIP,
     Role.INSTRUCTOR: ScopeKind.INSTRUCTOR,
     Role.SECRETARY: ScopeKind.ORGANISATION,
+    Role.LEADING_CADRE: ScopeKind.CADRE,
 }
 
 #: The roles that administer accounts at all (each within :func:`manages`).

@@ -73,6 +73,8 @@ class Role(StrEnum):
     INSTRUCTOR = "instructor"
     SECRETARY = "secretary"
     ASSESSMENT_GROUP = "assessment_group"
+    # 党员领导干部 with a 联系点 (seed 002 §六(一)): reads the organisations linked to them.
+    LEADING_CADRE = "leading_cadre"
 
     @property
     def label(self) -> str:
@@ -87,6 +89,7 @@ _ROLE_LABELS: dict[Role, str] = {
     Role.INSTRUCTOR: "指导员",
     Role.SECRETARY: "书记",
     Role.ASSESSMENT_GROUP: "考核组",
+    Role.LEADING_CADRE: "党员领导干部",
 }
 
 
