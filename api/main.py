@@ -25,6 +25,7 @@ from api.routers import (
     accounts,
     actions,
     audit,
+    codec,
     commendation,
     commitment_ledger,
     commitments,
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         public_honours,
         evaluations,
         public_ballots,
+        codec,
         ui_routes,
     ):
         app.include_router(module.router)

@@ -36,8 +36,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Methods that change nothing (RFC 9110 safe methods): never checked for their origin.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-#: Page paths whose forms carry their own secret (the ballot's one-time token).
-CSRF_EXEMPT = frozenset({"/ballot"})
+#: Page paths whose forms carry their own secret (the ballot's one-time token), and the
+#: Temporal UI's codec endpoint (``api.routers.codec``: it checks the origin itself).
+CSRF_EXEMPT = frozenset({"/ballot", "/codec/decode", "/codec/encode"})
 CSRF_MESSAGE = "跨站请求被拒绝：请在本站页面上提交表单"
 #: The largest ``offset`` or ``limit`` any list accepts.
 MAX_PAGING = 10_000_000
