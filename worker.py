@@ -18,14 +18,15 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.channels import ChannelRouter
@@ -113,11 +114,13 @@ def build_worker(
     graceful_shutdown: timedelta = timedelta(),
     data_dir: Path | None = None,
     role: WorkerRole = WorkerRole.ALL,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Worker:
     """A worker for every workflow and activity of the project (circulars are written under
     ``data_dir``, by default the settings' ``data_dir``), or only for the workflows or only
     for the activities (``role``: the SDK's worker then polls only that half of the task
-    queue). Processes take the capacity from settings through :func:`worker_for`."""
+    queue). Processes take the capacity from settings through :func:`worker_for`; tests
+    may add ``interceptors`` to observe what runs."""
     recording = RecordingActivities(sessions, notifier or InboxNotifier(sessions))
     roster = RosterActivities()
     kickoff = KickoffActivities(client, task_queue)
@@ -127,11 +130,9 @@ def build_worker(
     sender = notifier if isinstance(notifier, ChannelRouter) else None
     digests = DigestActivities(sessions, data_dir, sender=sender)
     evaluations = EvaluationActivities(sessions, client)
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=list(WORKFLOWS) if role.runs_workflows else [],
-        activities=[
+    activities: list[Callable[..., Any]]
+    if role.runs_activities:
+        activities = [
             recording.record_events,
             recording.deliver_notices,
             recording.record_round,
@@ -152,13 +153,23 @@ def build_worker(
             evaluations.publish_evaluation,
             evaluations.order_rectification,
         ]
-        if role.runs_activities
-        else [],
+    else:
+        # The organisation workflow records as a local activity (patch ``local-flush``),
+        # which runs in the worker that runs the workflow task: a workflows-only worker
+        # registers it for that use alone and polls for no activity task.
+        activities = [recording.record_events]
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS) if role.runs_workflows else [],
+        activities=activities,
+        no_remote_activities=not role.runs_activities,
         workflow_runner=workflow_runner(),
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         max_cached_workflows=max_cached_workflows,
         graceful_shutdown_timeout=graceful_shutdown,
+        interceptors=interceptors,
     )
 
 

@@ -91,6 +91,29 @@ async def execute(
     return result
 
 
+async def execute_local(
+    ref: ActivityRef[In, Out],
+    arg: In,
+    *,
+    start_to_close_timeout: timedelta,
+    schedule_to_close_timeout: timedelta,
+    retry_policy: RetryPolicy,
+) -> Out:
+    """Run the referenced activity as a local activity: in the worker that runs the
+    workflow task, inside that task (its result is one ``MARKER_RECORDED`` event, no
+    schedule/start/complete and no second workflow task). ``schedule_to_close_timeout``
+    bounds every attempt together, so a caller can fall back to :func:`execute`."""
+    result: Out = await workflow.execute_local_activity(
+        ref.name,
+        arg,
+        start_to_close_timeout=start_to_close_timeout,
+        schedule_to_close_timeout=schedule_to_close_timeout,
+        retry_policy=retry_policy,
+        result_type=ref.result_type,
+    )
+    return result
+
+
 # ----- recording and delivery (activities.recording) ---------------------------------------
 RECORD_EVENTS: ActivityRef[EventBatch, int] = ActivityRef("record_events", EventBatch, int)
 DELIVER_NOTICES: ActivityRef[NoticeBatch, DeliveryReport] = ActivityRef(
@@ -159,4 +182,5 @@ __all__ = [
     "ActivityRef",
     "SignalRef",
     "execute",
+    "execute_local",
 ]

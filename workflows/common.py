@@ -17,6 +17,17 @@ ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
 
+# The organisation workflow's flush as a local activity (patch ``local-flush``): one
+# attempt may take as long as SQLite's busy timeout, and all attempts together stay under
+# the 8 s at which the SDK would heartbeat the 10 s workflow task; past that budget the
+# flush falls back to the regular activity, whose retries cost the workflow nothing while
+# the read model is down (a local activity's retries would hold the workflow task).
+LOCAL_FLUSH_ATTEMPT = timedelta(seconds=5)
+LOCAL_FLUSH_BUDGET = timedelta(seconds=7)
+LOCAL_FLUSH_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=2)
+)
+
 
 def refusal(exc: DomainError) -> ApplicationError:
     """A domain refusal as a non-retryable ApplicationError: the reason in Chinese, a stable

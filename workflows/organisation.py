@@ -5,7 +5,8 @@ action writes nothing to history; an accepted one returns a small :class:`Action
 (every byte of it is stored in history), the whole status being the ``status`` query and
 the read model's row. The main loop is the only place that performs I/O: it fires due
 timers (reminder, ladder rungs, rectification checks), drains the event and notice outboxes
-through activities and publishes search attributes. The round learns where organisations
+(``record_events`` as a local activity inside the same workflow task, ``deliver_notices`` as
+an activity) and publishes search attributes. The round learns where organisations
 stand from the read model, not from signals. Deadlines are durable timers
 (``wait_condition`` with a timeout recomputed every turn), so an approved extension simply
 moves the next wake-up. Continue-as-new carries the state and whatever the outbox still
@@ -53,8 +54,16 @@ with workflow.unsafe.imports_passed_through():
     from domain.phases import Phase
     from domain.state import CampaignEvent
     from workflows import search_attributes as sa
-    from workflows.activity_refs import DELIVER_NOTICES, RECORD_EVENTS, execute
-    from workflows.common import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, checked, refusal
+    from workflows.activity_refs import DELIVER_NOTICES, RECORD_EVENTS, execute, execute_local
+    from workflows.common import (
+        ACTIVITY_RETRY,
+        ACTIVITY_TIMEOUT,
+        LOCAL_FLUSH_ATTEMPT,
+        LOCAL_FLUSH_BUDGET,
+        LOCAL_FLUSH_RETRY,
+        checked,
+        refusal,
+    )
     from workflows.contracts import (
         ActionResult,
         CampaignResult,
@@ -82,12 +91,27 @@ SMALL_HISTORY_PATCH = "small-history"
 # ``deliver_notices``). Now a run sends the whole snapshot once, then only the fields that
 # changed since the one last recorded, and names the notices it has just recorded by id.
 SMALL_INPUTS_PATCH = "small-activity-inputs"
+# Runs started before this patch record through the regular ``record_events`` activity: an
+# accepted Update (or a fired timer) costs a workflow task, the activity, and a workflow
+# task for its result. Now ``record_events`` runs as a local activity inside the workflow
+# task that produced the events (one ``MARKER_RECORDED`` in history), and falls back to
+# the regular activity if it has not succeeded within ``LOCAL_FLUSH_BUDGET`` (the read
+# model down or locked). ``deliver_notices`` stays a regular activity: it sends on external
+# channels (mail, robots), one notice at a time with heartbeats, which must not hold the
+# workflow task.
+LOCAL_FLUSH_PATCH = "local-flush"
 
 
 def _refused(err: ActivityError, kind: str) -> bool:
     """Whether the activity refused its input with the non-retryable error ``kind``."""
     cause = err.cause
     return isinstance(cause, ApplicationError) and cause.type == kind
+
+
+def _non_retryable(err: ActivityError) -> bool:
+    """Whether the activity failed with an error that no retry can change."""
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.non_retryable
 
 
 @workflow.defn
@@ -105,6 +129,7 @@ class OrganisationCampaignWorkflow:
         self._lights_patch = False
         self._small_history = False
         self._small_inputs = False
+        self._local_flush = False
         # The snapshot this run last recorded (None: the next batch sends the whole one).
         self._recorded_snapshot: CampaignSnapshot | None = None
         if input.carried is not None:  # what the previous run still owed: flushed first
@@ -118,6 +143,7 @@ class OrganisationCampaignWorkflow:
         self._lights_patch = workflow.patched(YELLOW_LIGHT_PATCH)
         self._small_history = workflow.patched(SMALL_HISTORY_PATCH)
         self._small_inputs = workflow.patched(SMALL_INPUTS_PATCH)
+        self._local_flush = workflow.patched(LOCAL_FLUSH_PATCH)
         campaign.settle(workflow.now())
         # Cleared before the flush, not after: an update that lands while an activity or the
         # progress signal is in flight must wake the next wait, not wait for the next timer.
@@ -223,6 +249,26 @@ class OrganisationCampaignWorkflow:
             self._recorded_snapshot = snapshot
 
     async def _record_batch(self, batch: EventBatch) -> None:
+        """With ``LOCAL_FLUSH_PATCH`` a local activity first; a refusal (non-retryable) is
+        the caller's to handle, anything else (timeouts, a locked or absent read model)
+        goes on through the regular activity, retried by the server for as long as it
+        takes. ``record_events`` is idempotent (events by id, the status under its
+        ``event_seq`` guard, notices by id), so an attempt that wrote before it timed out
+        costs nothing twice."""
+        if self._local_flush:
+            try:
+                await execute_local(
+                    RECORD_EVENTS,
+                    batch,
+                    start_to_close_timeout=LOCAL_FLUSH_ATTEMPT,
+                    schedule_to_close_timeout=LOCAL_FLUSH_BUDGET,
+                    retry_policy=LOCAL_FLUSH_RETRY,
+                )
+                return
+            except ActivityError as err:
+                if _non_retryable(err):
+                    raise
+                workflow.logger.warning("local record_events failed (%s): as an activity", err)
         await execute(
             RECORD_EVENTS,
             batch,
