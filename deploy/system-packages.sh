@@ -3,8 +3,9 @@
 # missing (make run / make test call this; nothing is fetched at run time):
 #   chromium, chromium-driver  headless browser for the dashboard's end-to-end tests
 #   fonts-wqy-zenhei           a Chinese TrueType font embedded in PDF reports and certificates
+#   docker-compose             `docker-compose config` checks deploy/compose offline (no engine)
 set -eu
-PACKAGES="chromium chromium-driver fonts-wqy-zenhei"
+PACKAGES="chromium chromium-driver fonts-wqy-zenhei docker-compose"
 missing=""
 for package in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
