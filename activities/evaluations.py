@@ -42,6 +42,7 @@ from workflows.activity_refs import (
     OPEN_EVALUATION,
     ORDER_EVALUATION_RECTIFICATION,
     PUBLISH_EVALUATION,
+    SETTLE_EVALUATION_STEP,
 )
 from workflows.contracts import ActionResult
 from workflows.evaluation_contracts import (
@@ -51,6 +52,7 @@ from workflows.evaluation_contracts import (
     EvaluationWindow,
     PublishEvaluation,
     RectificationRequest,
+    StepSettlement,
 )
 
 
@@ -276,11 +278,20 @@ class EvaluationActivities:
     @activity.defn(name=ORDER_EVALUATION_RECTIFICATION.name)
     async def order_rectification(self, request: RectificationRequest) -> str:
         """Ask the organisation's workflow for a 整改通知; a refusal is final, not retried."""
-        handle = self._client.get_workflow_handle(request.org_workflow_id)
+        await self._update(request.org_workflow_id, "order_rectification", request.order)
+        return "ordered"
+
+    @activity.defn(name=SETTLE_EVALUATION_STEP.name)
+    async def settle_step(self, request: StepSettlement) -> str:
+        """Settle the organisation's 群众评议 step with the published result (its
+        ``submit_evidence``, once per evaluation by its idempotency key); a refusal is final."""
+        await self._update(request.org_workflow_id, "submit_evidence", request.submission)
+        return "settled"
+
+    async def _update(self, workflow_id: str, update: str, arg: object) -> None:
+        handle = self._client.get_workflow_handle(workflow_id)
         try:
-            await handle.execute_update(
-                "order_rectification", request.order, result_type=ActionResult
-            )
+            await handle.execute_update(update, arg, result_type=ActionResult)
         except WorkflowUpdateFailedError as exc:
             cause: Any = exc.cause
             raise ApplicationError(
@@ -292,4 +303,3 @@ class EvaluationActivities:
                     "该组织的活动流程不存在或已结束", type="refused", non_retryable=True
                 ) from None
             raise
-        return "ordered"

@@ -12,9 +12,11 @@ from datetime import datetime
 from typing import Any
 
 from domain.calendar import deadline_day, local_date
+from domain.evaluation import evaluation_actor
 from domain.evidence import BALLOT_KEYS
-from domain.organisation import Organisation
+from domain.organisation import Organisation, Role
 from domain.plan import EvidenceField, FieldKind, StepPlan
+from domain.state import Actor
 
 
 def _value(
@@ -62,3 +64,32 @@ def sample_evidence(
 ) -> dict[str, Any]:
     """Values for every field of ``step`` (required and optional) that pass its rules."""
     return {spec.name: _value(spec, org, opens_at, deadline, now) for spec in step.evidence}
+
+
+# The roles a diligent county picks first when the plan allows several.
+_PREFERRED = (Role.SECRETARY, Role.INSTRUCTOR, Role.TOWNSHIP, Role.GUIDANCE_GROUP)
+
+
+def _person(role: Role, org: Organisation) -> Actor:
+    key = {
+        Role.SECRETARY: org.secretary,
+        Role.INSTRUCTOR: org.instructor,
+        Role.TOWNSHIP: org.township,
+        Role.GUIDANCE_GROUP: org.system.value,
+    }.get(role, "county")
+    return Actor(user=key, name=key, role=role)
+
+
+def _first(roles: frozenset[Role]) -> Role:
+    return next((r for r in _PREFERRED if r in roles), Role.COUNTY_OFFICE)
+
+
+def sample_actors(step: StepPlan, org: Organisation) -> tuple[Actor, Actor | None]:
+    """Who submits ``step`` for ``org`` and who then decides on it, as the plan says (the
+    secretary and the instructor unless it names others: 领导点评 is written by the township
+    and signed for by the secretary). A ballot step is submitted by a stand-in for its
+    evaluation's published result, which settles it: no decision (None)."""
+    if step.ballot is not None:
+        township = _person(Role.TOWNSHIP, org)
+        return evaluation_actor(f"sample-{org.id}-{step.id}", township), None
+    return _person(_first(step.submitters), org), _person(_first(step.deciders), org)

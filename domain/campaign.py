@@ -28,10 +28,13 @@ from domain.cohort import BehindSchedule
 from domain.events import EventKind
 from domain.machine import STEP_MACHINE, PhaseStatus, fire
 from domain.state import (
+    Actor,
     Decision,
     Extension,
     ExtensionStatus,
+    PhaseState,
     RectificationStatus,
+    StepState,
     Submission,
 )
 
@@ -47,7 +50,7 @@ class Campaign(CampaignOrders):
         if self.seen(cmd.idempotency_key):
             return
         self.check_submit(cmd)
-        phase, step, _ = self._step(cmd.step_id)
+        phase, step, plan = self._step(cmd.step_id)
         fire(STEP_MACHINE, step, "submit", "该步骤当前不能提交")
         step.submissions.append(
             Submission(
@@ -66,7 +69,27 @@ class Campaign(CampaignOrders):
             actor=cmd.actor,
             detail={"values": cmd.values, "seq": len(step.submissions)},
         )
+        if plan.ballot is not None:
+            # A ballot step is settled by its evaluation's published result (check_submit
+            # lets nothing else submit it): nobody decides on the voters' verdict.
+            self._accept(phase, step, cmd.actor, "群众评议结果已公布", now)
         self.settle(now)
+
+    def _accept(
+        self, phase: PhaseState, step: StepState, actor: Actor, reason: str, now: datetime
+    ) -> None:
+        fire(STEP_MACHINE, step, "accept", "该步骤当前不能通过")
+        latest = step.submissions[-1]
+        latest.decision, latest.reason = Decision.ACCEPTED, reason
+        latest.decided_by, latest.decided_at = actor, now
+        self.emit(
+            EventKind.ACCEPTED,
+            now,
+            phase=phase.phase,
+            step_id=step.step_id,
+            actor=actor,
+            detail={"reason": reason, "seq": latest.seq},
+        )
 
     def decide(self, cmd: DecideSubmission, now: datetime) -> None:
         """Accept the latest submission, or return it with a reason."""

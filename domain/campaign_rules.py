@@ -23,14 +23,15 @@ from domain.actions import (
     WaiveStep,
 )
 from domain.calendar import Span, WorkingCalendar
-from domain.errors import DomainError, ValidationFailed
+from domain.errors import DomainError, FieldError, ValidationFailed
+from domain.evaluation import is_evaluation_actor
 from domain.events import EventKind
 from domain.evidence import validate_evidence
 from domain.machine import PhaseStatus
 from domain.notices import Notice
 from domain.organisation import SUPERVISOR_ROLES, Organisation, Role
 from domain.phases import Phase
-from domain.plan import StepPlan
+from domain.plan import DEFAULT_SUBMITTERS, StepPlan
 from domain.schedule import OrgPlan, check_deadline_in_calendar
 from domain.state import (
     Actor,
@@ -43,7 +44,9 @@ from domain.state import (
     StepState,
 )
 
-SUBMITTER_ROLES = frozenset({Role.SECRETARY, Role.COUNTY_OFFICE})
+# Who submits a step whose plan names nobody else (StepPlan.submitted_by), and who asks for
+# an extension or reports a rectification.
+SUBMITTER_ROLES = DEFAULT_SUBMITTERS
 # How many idempotency keys to remember; retries come within minutes, not thousands of actions.
 _KEYS_KEPT = 500
 
@@ -190,16 +193,51 @@ class CampaignRules:
         return phase, step, plan
 
     # ----- checks: used by update validators; they never change anything ----------------
+    def _step_plan(self, step_id: str) -> StepPlan | None:
+        """The plan of ``step_id`` in the current phase, or None (no open phase, no such
+        step): the checks that follow name those cases themselves."""
+        state = self.state
+        if state.closed or state.phase is Phase.COMPLETED:
+            return None
+        phase = self.plan.phase(state.phase)
+        return next((s for s in phase.steps if s.id == step_id), None)
+
     def check_submit(self, cmd: SubmitEvidence) -> None:
-        """Refuse a submission the rules do not allow, naming the field and the reason."""
+        """Refuse a submission the rules do not allow, naming the field and the reason.
+
+        Who may submit is the step's (``StepPlan.submitted_by``: 领导点评 by the upper level's
+        leader). A ``ballot`` step takes only its evaluation's published result: a typed-in
+        submission is refused, and the result is not held to the typed-in field rules (the
+        ballot's own composition and quorum stand for them)."""
         if self.seen(cmd.idempotency_key):
             return
-        _require_role(cmd.actor, SUBMITTER_ROLES, "提交材料")
+        step_plan = self._step_plan(cmd.step_id)
+        from_ballot = is_evaluation_actor(cmd.actor)
+        if step_plan is not None and step_plan.ballot is not None:
+            if not from_ballot:
+                raise DomainError(
+                    f"步骤“{step_plan.name}”由群众评议投票结果自动完成，不能手工填报；"
+                    "请由上级党组织在“群众评议”中发起投票",
+                    code="ballot_step",
+                )
+        elif from_ballot:
+            raise DomainError("群众评议结果只能用于群众评议步骤", code="forbidden")
+        else:
+            allowed = step_plan.submitters if step_plan is not None else SUBMITTER_ROLES
+            _require_role(cmd.actor, allowed, "提交该步骤的材料")
         phase, step, plan = self._step(cmd.step_id)
         if step.status not in (step.status.OPEN, step.status.RETURNED):
             raise DomainError(
                 f"步骤“{step.name}”当前为{step.status.label}，不能提交", code="invalid_transition"
             )
+        if from_ballot:
+            unknown = sorted(set(cmd.values) - {f.name for f in plan.evidence})
+            if unknown:
+                raise ValidationFailed(
+                    [FieldError(f"evidence.{name}", "本步骤不需要此项") for name in unknown],
+                    code="invalid_evidence",
+                )
+            return
         errors = validate_evidence(
             plan,
             cmd.values,
@@ -211,10 +249,14 @@ class CampaignRules:
             raise ValidationFailed(errors, code="invalid_evidence")
 
     def check_decide(self, cmd: DecideSubmission) -> None:
-        """Only a supervisor decides, only a submitted step, and a return needs a reason."""
+        """Only the step's deciders (the supervisors, unless the plan names others), only a
+        submitted step, and a return needs a reason. The organisation's own secretary, where
+        the plan makes it decide (领导点评), acknowledges: it cannot return the review."""
         if self.seen(cmd.idempotency_key):
             return
-        _require_role(cmd.actor, SUPERVISOR_ROLES, "审核材料")
+        step_plan = self._step_plan(cmd.step_id)
+        allowed = step_plan.deciders if step_plan is not None else SUPERVISOR_ROLES
+        _require_role(cmd.actor, allowed, "审核（签收）该步骤")
         _, step, _ = self._step(cmd.step_id)
         if step.status is not step.status.SUBMITTED:
             raise DomainError(
@@ -222,6 +264,11 @@ class CampaignRules:
                 code="invalid_transition",
             )
         if not cmd.accept:
+            if cmd.actor.role is Role.SECRETARY:
+                raise DomainError(
+                    f"“{step.name}”由上级作出，本组织只能签收并回复，不能退回",
+                    code="forbidden",
+                )
             _require_reason(cmd.reason, "退回")
 
     def check_waive(self, cmd: WaiveStep) -> None:

@@ -29,6 +29,8 @@ from domain.evaluation_rules import (
     EvaluationTarget,
     TargetRules,
 )
+from domain.evidence import BALLOT_KEYS
+from domain.state import Actor
 
 __all__ = [
     "BallotItem",
@@ -42,9 +44,13 @@ __all__ = [
     "Verdict",
     "check_ballot",
     "check_composition",
+    "evaluation_actor",
+    "is_evaluation_actor",
     "judge",
     "rectification_reason",
     "satisfaction_of",
+    "step_key",
+    "step_values",
     "tally",
 ]
 
@@ -267,3 +273,48 @@ def rectification_reason(result: EvaluationResult, subject: str) -> str:
         f"{subject}群众评议满意率（满意与比较满意票占比）为 {rate}，"
         f"低于 {result.threshold:.0%} 的标准（有效票 {result.cast} 张）{named}。"
     )
+
+
+# ----- the published result settles the organisation's 群众评议 step ----------------------
+# The evaluation acts on the organisation's campaign as an actor of its own: its ``user`` is
+# ``evaluation/<id>``, which no account can have (usernames allow neither "/" nor ":", see
+# domain.accounts.USERNAME_PATTERN), and its role is the role of whoever opened it.
+_EVALUATION_USER = "evaluation/"
+
+
+def evaluation_actor(evaluation_id: str, opened_by: Actor) -> Actor:
+    """The actor an evaluation's published result submits as."""
+    return Actor(
+        user=f"{_EVALUATION_USER}{evaluation_id}", name="群众评议结果", role=opened_by.role
+    )
+
+
+def is_evaluation_actor(actor: Actor) -> bool:
+    """Whether ``actor`` is an evaluation's published result, not a person."""
+    return actor.user.startswith(_EVALUATION_USER)
+
+
+def step_key(evaluation_id: str) -> str:
+    """The idempotency key of the submission that settles the step: once per evaluation."""
+    return f"evaluation:{evaluation_id}:step"
+
+
+def _percent(rate: float | None) -> float:
+    return round((rate or 0.0) * 100, 1)
+
+
+def step_values(evaluation_id: str, result: EvaluationResult) -> dict[str, object]:
+    """The 群众评议 step's evidence from a published result: the ballots (every rating of
+    every item, 满意/比较满意/基本满意/不满意), the raters (ballots cast), the satisfaction
+    overall and per item (in per cent, one decimal) and the evaluation's id."""
+    ratings = dict.fromkeys(Rating, 0)
+    for item in result.items:
+        for rating, count in item.counts.items():
+            ratings[rating] += count
+    return {
+        "evaluation_id": evaluation_id,
+        "ballots": {key: ratings[Rating(key)] for key in BALLOT_KEYS},
+        "raters": result.cast,
+        "satisfaction": {"总体": _percent(result.satisfaction)}
+        | {item.label: _percent(item.satisfaction) for item in result.items},
+    }

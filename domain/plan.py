@@ -13,8 +13,8 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.calendar import Span, WorkingCalendar
-from domain.evaluation_rules import EvaluationRules
-from domain.organisation import OrgType, Role
+from domain.evaluation_rules import EvaluationRules, EvaluationTarget
+from domain.organisation import SUPERVISOR_ROLES, OrgType, Role
 from domain.phases import WORKING_PHASES, Phase
 from domain.rubric import CommendationRules
 
@@ -65,8 +65,20 @@ class EvidenceField(BaseModel):
         return self
 
 
+#: Who submits a step when the plan does not say: the organisation's secretary (the 第一责任人,
+#: seed 002 §六(一)), and the county office entering on its behalf.
+DEFAULT_SUBMITTERS: frozenset[Role] = frozenset({Role.SECRETARY, Role.COUNTY_OFFICE})
+
+
 class StepPlan(BaseModel):
-    """A step of a phase: 规定动作 (required) or 自选动作 (optional)."""
+    """A step of a phase: 规定动作 (required) or 自选动作 (optional).
+
+    By default the secretary submits and a supervisor decides. ``submitted_by`` and
+    ``decided_by`` name other roles where the rulebook does (领导点评 is written by the upper
+    level's leader and acknowledged by the organisation, seed 002 §五(三)); ``ballot`` makes
+    the step one that the 群众评议 procedure itself settles with its published result (§五(四)),
+    so nobody types it in. Plans from before these keys behave as they always did.
+    """
 
     model_config = _FROZEN
 
@@ -77,6 +89,13 @@ class StepPlan(BaseModel):
     evidence: tuple[EvidenceField, ...] = ()
     # None: every type; otherwise only these types have the step (分类指导).
     applies_to: tuple[OrgType, ...] | None = None
+    # Who may submit; None: DEFAULT_SUBMITTERS.
+    submitted_by: tuple[Role, ...] | None = None
+    # Who accepts (or returns) a submission; None: the supervisors. The organisation's own
+    # secretary deciding is an acknowledgement (签收, with an optional answer), never a return.
+    decided_by: tuple[Role, ...] | None = None
+    # Settled by the published result of this target's 群众评议 (EvaluationWorkflow).
+    ballot: EvaluationTarget | None = None
 
     @model_validator(mode="after")
     def _unique_fields(self) -> StepPlan:
@@ -84,7 +103,29 @@ class StepPlan(BaseModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"证据字段重复：{', '.join(duplicates)}")
+        if self.ballot is not None and (self.submitted_by or self.decided_by):
+            raise ValueError(
+                "由群众评议结果完成的步骤（ballot）不能再指定 submitted_by 或 decided_by"
+            )
+        if self.submitted_by is not None and not self.submitted_by:
+            raise ValueError("submitted_by 至少需要一个角色")
+        if self.decided_by is not None and not self.decided_by:
+            raise ValueError("decided_by 至少需要一个角色")
+        if self.submitted_by and self.decided_by and set(self.submitted_by) & set(self.decided_by):
+            raise ValueError("提交与审核（签收）不能是同一角色")
         return self
+
+    @property
+    def submitters(self) -> frozenset[Role]:
+        """The roles that may submit evidence for this step (none for a ballot step)."""
+        if self.ballot is not None:
+            return frozenset()
+        return frozenset(self.submitted_by) if self.submitted_by else DEFAULT_SUBMITTERS
+
+    @property
+    def deciders(self) -> frozenset[Role]:
+        """The roles that may accept (or return) a submission for this step."""
+        return frozenset(self.decided_by) if self.decided_by else SUPERVISOR_ROLES
 
 
 class PhasePlan(BaseModel):
@@ -230,6 +271,15 @@ class RoundPlan(BaseModel):
     def phase(self, phase: Phase) -> PhasePlan:
         """The plan of one phase."""
         return next(p for p in self.phases if p.phase is phase)
+
+    def ballot_step(self, target: EvaluationTarget, org_type: OrgType) -> StepPlan | None:
+        """The step an organisation of ``org_type`` settles with the published result of a
+        ``target`` 群众评议 (the first ``ballot`` step for it), or None."""
+        for phase in self.phases:
+            for step in phase.steps_for(org_type):
+                if step.ballot is target:
+                    return step
+        return None
 
 
 class CampaignPlan(BaseModel):

@@ -48,6 +48,7 @@ from workflows.evaluation_contracts import (
     EvaluationWindow,
     PublishEvaluation,
     RectificationRequest,
+    StepSettlement,
 )
 
 In = TypeVar("In")
@@ -168,6 +169,9 @@ PUBLISH_EVALUATION: ActivityRef[PublishEvaluation, str] = ActivityRef(
 )
 ORDER_EVALUATION_RECTIFICATION: ActivityRef[RectificationRequest, str] = ActivityRef(
     "order_evaluation_rectification", RectificationRequest, str
+)
+SETTLE_EVALUATION_STEP: ActivityRef[StepSettlement, str] = ActivityRef(
+    "settle_evaluation_step", StepSettlement, str
 )
 
 # ----- daily digest and circular (activities.digests) --------------------------------------

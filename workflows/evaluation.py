@@ -4,8 +4,11 @@ It opens the window, holds it on a durable timer until the deadline the plan set
 days) or until the organiser closes it early, closes and tallies through an activity,
 publishes a result that met the quorum, and, when satisfaction falls below the plan's
 threshold, asks the organisation's campaign workflow for a 整改通知 (its
-``order_rectification`` update). Ballots never pass through here: the API checks and burns
-a token and stores its ballot in one database transaction, so history cannot link them.
+``order_rectification`` update). A published result of the organisation's evaluation then
+settles its 群众评议 step (``submit_evidence`` with the evaluation as actor and one
+idempotency key per evaluation; patch ``evaluation-settles-step``). Ballots never pass
+through here: the API checks and burns a token and stores its ballot in one database
+transaction, so history cannot link them.
 """
 
 from __future__ import annotations
@@ -17,14 +20,24 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from domain.actions import SubmitEvidence
     from domain.campaign_rules import OrderRectification
-    from domain.evaluation import EvaluationResult, Verdict, rectification_reason
+    from domain.evaluation import (
+        EvaluationResult,
+        EvaluationTarget,
+        Verdict,
+        evaluation_actor,
+        rectification_reason,
+        step_key,
+        step_values,
+    )
     from domain.organisation import SUPERVISOR_ROLES, Role
     from workflows.activity_refs import (
         CLOSE_EVALUATION,
         OPEN_EVALUATION,
         ORDER_EVALUATION_RECTIFICATION,
         PUBLISH_EVALUATION,
+        SETTLE_EVALUATION_STEP,
         execute,
     )
     from workflows.common import ACTIVITY_RETRY, ACTIVITY_TIMEOUT
@@ -37,7 +50,11 @@ with workflow.unsafe.imports_passed_through():
         EvaluationWindow,
         PublishEvaluation,
         RectificationRequest,
+        StepSettlement,
     )
+
+# Runs started before this patch publish without settling the organisation's step.
+SETTLES_STEP_PATCH = "evaluation-settles-step"
 
 
 def evaluation_workflow_id(round_id: str, org_id: str, target: str, seq: int) -> str:
@@ -58,6 +75,7 @@ class EvaluationWorkflow:
         self._closed_by: CloseNow | None = None
         self._result: EvaluationResult | None = None
         self._rectification: str | None = None
+        self._step: str | None = None
 
     @workflow.run
     async def run(self, input: EvaluationInput) -> EvaluationStatus:
@@ -99,6 +117,15 @@ class EvaluationWorkflow:
             retry_policy=ACTIVITY_RETRY,
         )
         self._stage = EvaluationStage(stage)
+        if (
+            result.valid
+            and input.target is EvaluationTarget.ORGANISATION
+            and input.step_id is not None
+            and workflow.patched(SETTLES_STEP_PATCH)
+        ):
+            # After any 整改通知: the order must block the phase before the settled step
+            # could complete it.
+            self._step = await self._settle_step(result)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
 
@@ -125,6 +152,30 @@ class EvaluationWorkflow:
             workflow.logger.warning("rectification not ordered: %s", reason)
             return f"未能下达整改通知：{reason}"
 
+    async def _settle_step(self, result: EvaluationResult) -> str:
+        """Settle the organisation's 群众评议 step with the result; "settled", or the
+        organisation workflow's refusal (e.g. the phase is not open yet)."""
+        input = self._input
+        assert input.step_id is not None
+        submission = SubmitEvidence(
+            actor=evaluation_actor(input.evaluation_id, input.opened_by),
+            step_id=input.step_id,
+            values=step_values(input.evaluation_id, result),
+            idempotency_key=step_key(input.evaluation_id),
+        )
+        try:
+            return await execute(
+                SETTLE_EVALUATION_STEP,
+                StepSettlement(org_workflow_id=input.org_workflow_id, submission=submission),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+        except ActivityError as exc:
+            cause = exc.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(exc)
+            workflow.logger.warning("evaluation step not settled: %s", reason)
+            return f"未能完成群众评议步骤：{reason}"
+
     @workflow.query
     def status(self) -> EvaluationStatus:
         """Stage, window, result and what became of a rectification."""
@@ -135,6 +186,7 @@ class EvaluationWorkflow:
             closed_early_by=self._closed_by.actor if self._closed_by else None,
             result=self._result,
             rectification=self._rectification,
+            step=self._step,
         )
 
     @workflow.update

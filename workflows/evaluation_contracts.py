@@ -9,6 +9,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from domain.actions import SubmitEvidence
 from domain.campaign_rules import OrderRectification
 from domain.evaluation import EvaluationResult, EvaluationTarget
 from domain.evaluation_rules import EvaluationRules
@@ -53,6 +54,9 @@ class EvaluationInput(BaseModel):
     opened_by: Actor
     rules: EvaluationRules
     calendar: CalendarPlan
+    # The organisation's step its published result settles (the plan's ``ballot`` step);
+    # None: no such step (a member's evaluation, a plan without one, an older run).
+    step_id: str | None = None
 
 
 class EvaluationWindow(BaseModel):
@@ -93,6 +97,17 @@ class RectificationRequest(BaseModel):
     order: OrderRectification
 
 
+class StepSettlement(BaseModel):
+    """Settle the organisation's 群众评议 step with a published result: the evaluation's
+    ``submit_evidence`` on the organisation's campaign workflow (patch
+    ``evaluation-settles-step``)."""
+
+    model_config = _FROZEN
+
+    org_workflow_id: str
+    submission: SubmitEvidence
+
+
 class CloseNow(BaseModel):
     """The organiser closes the ballot before its deadline (the meeting is over)."""
 
@@ -112,3 +127,6 @@ class EvaluationStatus(BaseModel):
     closed_early_by: Actor | None = None
     result: EvaluationResult | None = None
     rectification: str | None = None
+    # What became of the organisation's 群众评议 step: "settled", or why not (None: not
+    # tried: no quorum, a member's evaluation, or a run from before the patch).
+    step: str | None = None

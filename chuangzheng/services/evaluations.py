@@ -246,6 +246,8 @@ class Evaluations:
         except CalendarGap as gap:
             raise from_domain(ValidationFailed([FieldError("window", str(gap))])) from None
         subject = (request.member or "").strip() or org.name
+        # The step its published result settles (seed 002's 组织群众评议), if the plan has one.
+        step = plan.round(definition.round_plan_id).ballot_step(request.target, org.type)
         evaluation = EvaluationInput(
             evaluation_id=f"ev-{secrets.token_hex(8)}",
             round_id=round_id,
@@ -256,6 +258,7 @@ class Evaluations:
             opened_by=caller.actor,
             rules=rules,
             calendar=plan.calendar,
+            step_id=step.id if step is not None else None,
         )
         try:
             workflow_id = await _in_thread(self._register, caller, evaluation, counts)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
-from chuangzheng.sample_evidence import sample_evidence
+from chuangzheng.sample_evidence import sample_actors, sample_evidence
 from domain.actions import (
     AcknowledgeEscalation,
     DecideExtension,
@@ -101,10 +101,19 @@ class Player:
     async def _submit_all(self, phase: Phase, now: datetime, *, return_first: bool = False) -> None:
         phase_plan = self.plan.phase(phase)
         required = [s for s in phase_plan.steps if s.required]
-        for index, step in enumerate(required):
+        # The step returned once: the first one a supervisor decides (never a ballot step,
+        # nor 领导点评, which the secretary signs for).
+        returnable = next(
+            (s.id for s in required if sample_actors(s, self.org)[1] == _instructor(self.org)),
+            None,
+        )
+        for step in required:
             key = (phase, step.id)
             if key in self.accepted:
                 continue
+            # Whom the plan names (领导点评 by the township, signed for by the secretary); a
+            # ballot step is settled by its submission (the ballot's published result).
+            submitter, decider = sample_actors(step, self.org)
             if key not in self.submitted:
                 values = sample_evidence(
                     step,
@@ -117,18 +126,21 @@ class Player:
                 await self._update(
                     "submit_evidence",
                     SubmitEvidence(
-                        actor=_secretary(self.org),
+                        actor=submitter,
                         step_id=step.id,
                         values=values,
                         idempotency_key=self._key(phase, step.id, "submit", self.submissions[key]),
                     ),
                 )
                 self.submitted.add(key)
-            if return_first and index == 0:
+            if decider is None:
+                self.accepted.add(key)
+                continue
+            if return_first and step.id == returnable:
                 await self._update(
                     "decide_submission",
                     DecideSubmission(
-                        actor=_instructor(self.org),
+                        actor=decider,
                         step_id=step.id,
                         accept=False,
                         reason="佐证材料不全，请补充会议签到表和照片后重新提交",
@@ -140,7 +152,7 @@ class Player:
             await self._update(
                 "decide_submission",
                 DecideSubmission(
-                    actor=_instructor(self.org),
+                    actor=decider,
                     step_id=step.id,
                     accept=True,
                     idempotency_key=self._key(phase, step.id, "accept"),

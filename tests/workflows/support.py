@@ -13,7 +13,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
-from chuangzheng.sample_evidence import sample_evidence
+from chuangzheng.sample_evidence import sample_actors, sample_evidence
 from domain.actions import DecideSubmission, SubmitEvidence
 from domain.campaign import CampaignStatus
 from domain.machine import StepStatus
@@ -141,18 +141,21 @@ async def do_current_phase(
         step_state = phase_state.step(step.id)
         if not step.required or step_state is None:
             continue
+        # Whom the plan names: 领导点评 by the township, signed for by the secretary; the
+        # 群众评议 step by its ballot's result, which settles it (no decision).
+        submitter, decider = sample_actors(step, org)
         if step_state.status in (StepStatus.OPEN, StepStatus.RETURNED):
             values = sample_evidence(
                 step, org, opens_at=phase_state.opens_at, deadline=phase_state.deadline, now=now
             )
             await handle.execute_update(
                 OrganisationCampaignWorkflow.submit_evidence,
-                SubmitEvidence(actor=secretary(org), step_id=step.id, values=values),
+                SubmitEvidence(actor=submitter, step_id=step.id, values=values),
             )
-        if accept:
+        if accept and decider is not None:
             await handle.execute_update(
                 OrganisationCampaignWorkflow.decide_submission,
-                DecideSubmission(actor=instructor(org), step_id=step.id, accept=True),
+                DecideSubmission(actor=decider, step_id=step.id, accept=True),
             )
     return await status(handle)
 

@@ -29,7 +29,7 @@ from temporalio.runtime import (
 from temporalio.testing import WorkflowEnvironment
 
 from activities.tables import CampaignEventRow, NoticeRow
-from chuangzheng.sample_evidence import sample_evidence
+from chuangzheng.sample_evidence import sample_actors, sample_evidence
 from chuangzheng.temporal_server import data_converter, start_dev_server_env
 from domain.actions import (
     DecideSubmission,
@@ -182,14 +182,16 @@ async def test_continue_as_new_with_every_task_replayed_on_the_dev_server(
                         deadline=phase_plan.deadline,
                         now=now,
                     )
+                    submitter, decider = sample_actors(step, org)  # whom the plan names
                     await handle.execute_update(
                         OrganisationCampaignWorkflow.submit_evidence,
-                        SubmitEvidence(actor=secretary(org), step_id=step.id, values=values),
+                        SubmitEvidence(actor=submitter, step_id=step.id, values=values),
                     )
-                    await handle.execute_update(
-                        OrganisationCampaignWorkflow.decide_submission,
-                        DecideSubmission(actor=instructor(org), step_id=step.id, accept=True),
-                    )
+                    if decider is not None:  # None: a ballot's result settles the step
+                        await handle.execute_update(
+                            OrganisationCampaignWorkflow.decide_submission,
+                            DecideSubmission(actor=decider, step_id=step.id, accept=True),
+                        )
                 # The workflow continues as new between flushes, not while Updates keep coming:
                 # let the flush of the phase's completion end.
                 await phase_recorded(sessions, round_id, phase)

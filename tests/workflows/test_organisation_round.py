@@ -16,18 +16,16 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from activities.tables import CampaignEventRow
-from chuangzheng.sample_evidence import sample_evidence
+from chuangzheng.sample_evidence import sample_actors, sample_evidence
 from domain.actions import DecideSubmission, SubmitEvidence
 from domain.events import EventKind
 from domain.machine import StepStatus
 from domain.phases import WORKING_PHASES, Phase
 from domain.state import Outcome
 from tests.workflows.support import (
-    instructor,
     org_plan,
     organisation,
     record_history,
-    secretary,
     start_campaign,
 )
 from workflows.organisation import OrganisationCampaignWorkflow
@@ -70,14 +68,19 @@ async def test_a_whole_round_across_continue_as_new_keeps_every_event_once(
             values = sample_evidence(
                 step, org, opens_at=phase_plan.opens_at, deadline=phase_plan.deadline, now=now
             )
+            submitter, decider = sample_actors(step, org)  # whom the plan names
             submitted = await handle.execute_update(
                 OrganisationCampaignWorkflow.submit_evidence,
-                SubmitEvidence(actor=secretary(org), step_id=step.id, values=values),
+                SubmitEvidence(actor=submitter, step_id=step.id, values=values),
             )
-            assert submitted.phase is phase and submitted.step_status is StepStatus.SUBMITTED
+            assert submitted.phase is phase
+            if decider is None:  # the 群众评议 step: its ballot's result settles it
+                assert submitted.step_status is StepStatus.ACCEPTED
+                continue
+            assert submitted.step_status is StepStatus.SUBMITTED
             await handle.execute_update(
                 OrganisationCampaignWorkflow.decide_submission,
-                DecideSubmission(actor=instructor(org), step_id=step.id, accept=True),
+                DecideSubmission(actor=decider, step_id=step.id, accept=True),
             )
         # Let the flush of the phase's completion end, so the workflow looks at its history
         # length (it continues as new between flushes, never while updates keep coming).
