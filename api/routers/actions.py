@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Callable
 from typing import Annotated, NamedTuple
 
+import structlog
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel
+from starlette.background import BackgroundTask
 
 from api.auth import User
 from api.deps import CurrentUser, SessionsDep, TemporalClientDep, client_ip
@@ -40,6 +43,8 @@ from chuangzheng.services.organisation_actions import (
     OrganisationActions,
 )
 from domain.state import Actor
+
+log = structlog.get_logger(__name__)
 
 router = APIRouter(
     prefix="/api/v1/rounds/{round_id}/organisations/{org_id}",
@@ -88,6 +93,22 @@ def caller(user: User, ip: str | None) -> Caller:
     )
 
 
+def _keep_answer(keep: Callable[[], None]) -> None:
+    """Keep an action's answer for retries (a plain function: Starlette runs it in the
+    threadpool after the response is sent). A failure only costs a retry a second Update,
+    which the workflow deduplicates: logged, not raised."""
+    try:
+        keep()
+    except Exception:
+        log.warning("idempotency_answer_not_kept", exc_info=True)
+
+
+def server_timing(timings: tuple[tuple[str, float], ...]) -> str:
+    """The ``Server-Timing`` header (W3C) of an action: where its time went, in ms (the
+    scope check and key lookup, the Update, the status query, the stored answer)."""
+    return ", ".join(f"{name};dur={seconds * 1000:.1f}" for name, seconds in timings)
+
+
 def _route(action: Action) -> None:
     """Register ``action`` on the router."""
 
@@ -113,12 +134,22 @@ def _route(action: Action) -> None:
                 idempotency_key=idempotency_key(request),
                 # RFC 7240: a client that only needs the Update's result saves the query.
                 with_status="return=minimal" not in request.headers.get("Prefer", ""),
+                # The answer kept for retries is written once the response is sent.
+                defer_store=True,
             )
         except ServiceError as exc:
             raise as_api_error(exc) from None
         # The answer is JSON already (and what a retry replays): no second encoding.
-        headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
-        return Response(outcome.body, media_type="application/json", headers=headers)
+        headers = {"Server-Timing": server_timing(outcome.timings)}
+        if outcome.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        keep = outcome.keep_answer
+        return Response(
+            outcome.body,
+            media_type="application/json",
+            headers=headers,
+            background=BackgroundTask(_keep_answer, keep) if keep is not None else None,
+        )
 
     # FastAPI reads the body model from the annotation: give each route its own.
     endpoint.__annotations__ = {**endpoint.__annotations__, "body": action.body}

@@ -17,8 +17,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +129,13 @@ class ActionOutcome:
     result: ActionResult
     body: bytes
     replayed: bool
+    #: Where the call's time went, in seconds, in order (``scope``: the scope check and the
+    #: key's lookup; ``update``; ``status``: the query; ``store``: the answer kept for
+    #: retries). The API sends them as ``Server-Timing``; a benchmark reads them there.
+    timings: tuple[tuple[str, float], ...] = ()
+    #: With ``defer_store``: keeps the answer for retries (blocking; run it in a thread,
+    #: after answering). None when there is nothing to keep or it is kept already.
+    keep_answer: Callable[[], None] | None = None
 
 
 def build_command(
@@ -149,6 +158,24 @@ def build_command(
         raise InvalidInput("invalid", "请求参数有误", problems) from None
 
 
+class Laps:
+    """A stopwatch: ``laps("name")`` records the time since the previous lap (or since it
+    was made) under ``name``."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.laps: list[tuple[str, float]] = []
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps.append((name, now - self._last))
+        self._last = now
+
+
+def _no_lap(_name: str) -> None:
+    return None
+
+
 async def perform(
     temporal: Client,
     *,
@@ -159,18 +186,22 @@ async def perform(
     fields: Mapping[str, Any],
     idempotency_key: str | None,
     with_status: bool,
+    lap: Callable[[str], None] = _no_lap,
 ) -> ActionAnswer:
     """Run ``action``'s Update on the organisation's workflow (the caller has checked the
     scope); with ``with_status``, read the whole status after it. A retry with the same
-    ``idempotency_key`` has one effect: the workflow deduplicates the command."""
+    ``idempotency_key`` has one effect: the workflow deduplicates the command. ``lap`` is
+    told when the Update and the query are done (see :class:`Laps`)."""
     command = build_command(action, actor, fields, idempotency_key)
     workflow_id = organisation_workflow_id(round_id, org_id)
     result = await workflow_calls.update(temporal, workflow_id, action.value, command, ActionResult)
+    lap("update")
     if not with_status:
         return ActionAnswer(result=result, status=None)
     # The Update returns a small result (it is stored in history, for every organisation);
     # the whole status comes from a query, which writes none.
     status = await workflow_calls.query(temporal, workflow_id, "status", CampaignStatus)
+    lap("status")
     return ActionAnswer(result=result, status=status)
 
 
@@ -187,6 +218,59 @@ def fingerprint(
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:64]
+
+
+class UnkeptAnswers:
+    """Answers given but not kept yet (``defer_store``), in this process: a retry that
+    arrives while its answer is still being written is answered from here, as it would be
+    from the table once written. Another process does not see them; there a retry runs the
+    Update again, which the workflow deduplicates (one effect, a fresh answer)."""
+
+    #: Answers held at most; beyond, the oldest is dropped (a response whose sending failed
+    #: never runs its store, so its answer would otherwise stay).
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[str, str], tuple[str, bytes]] = {}
+
+    def hold(self, username: str, key: str, fingerprint: str, body: bytes) -> None:
+        """Hold an answer until it is kept."""
+        if len(self._answers) >= self.LIMIT:
+            self._answers.pop(next(iter(self._answers)), None)
+        self._answers[(username, key)] = (fingerprint, body)
+
+    def get(self, username: str, key: str) -> IdempotencyRow | None:
+        """The held answer as the row it will become, if any."""
+        held = self._answers.get((username, key))
+        if held is None:
+            return None
+        return IdempotencyRow(
+            username=username,
+            key=key,
+            fingerprint=held[0],
+            status_code=_STORED_STATUS,
+            body=held[1],
+            created_at=datetime.now(UTC),
+        )
+
+    def release(self, username: str, key: str) -> None:
+        """Forget an answer (kept, or failed to be)."""
+        self._answers.pop((username, key), None)
+
+
+#: This process's answers being kept.
+UNKEPT = UnkeptAnswers()
+
+
+def _keep(
+    sessions: sessionmaker[Session], username: str, key: str, fingerprint: str, body: bytes
+) -> None:
+    """Store a held answer, then release it (a failure releases it too: a retry then runs the
+    Update again, which has one effect)."""
+    try:
+        store_answer(sessions, username, key, fingerprint, _STORED_STATUS, body)
+    finally:
+        UNKEPT.release(username, key)
 
 
 def _encode(document: dict[str, Any]) -> bytes:
@@ -217,10 +301,19 @@ class OrganisationActions:
         fields: Mapping[str, Any],
         idempotency_key: str | None = None,
         with_status: bool = True,
+        defer_store: bool = False,
     ) -> ActionOutcome:
         """Run ``action`` on ``org_id`` in ``round_id`` for ``caller``, once per
         ``idempotency_key``: a retry with the same key and request gets the first answer
         (``replayed``), the same key with another request is :class:`InvalidInput`.
+
+        With ``defer_store`` the answer is not kept yet: the outcome's ``keep_answer`` (a
+        plain function, database work for a worker thread) keeps it, and the caller runs it
+        after answering (the API: once the response is sent). On SQLite a write waits for the
+        one write lock, which a deadline storm's recording transactions hold; the answer need
+        not wait with it. Until it is kept, a retry to this process is answered from
+        :data:`UNKEPT`; one to another process runs the Update again, and the workflow, which
+        has seen the command's key, applies nothing twice.
 
         Raises :class:`NotFound` outside the caller's scope (before any replay: a caller who
         lost the scope learns nothing more) or when the organisation is not in the round,
@@ -228,15 +321,17 @@ class OrganisationActions:
         finished campaign and :class:`TemporalUnavailable` when Temporal does not answer.
         """
         username = caller.actor.user
+        lap = Laps()
         digest = fingerprint(action, round_id, org_id, fields) if idempotency_key else ""
         # The scope check and the key's lookup share one session and one thread hop.
         stored = await anyio.to_thread.run_sync(
             functools.partial(self._check_and_lookup, caller, org_id, idempotency_key)
         )
+        lap("scope")
         if stored is not None:
             body = replayable(stored, digest)
             result = ActionResult.model_validate(json.loads(body)["result"])
-            return ActionOutcome(result=result, body=body, replayed=True)
+            return ActionOutcome(result=result, body=body, replayed=True, timings=tuple(lap.laps))
         answer = await perform(
             self.temporal,
             actor=caller.actor,
@@ -246,21 +341,24 @@ class OrganisationActions:
             fields=fields,
             idempotency_key=idempotency_key,
             with_status=with_status,
+            lap=lap,
         )
         body = _encode(answer.document())
+        keep = None
         if idempotency_key is not None:
-            await anyio.to_thread.run_sync(
-                functools.partial(
-                    store_answer,
-                    self.sessions,
-                    username,
-                    idempotency_key,
-                    digest,
-                    _STORED_STATUS,
-                    body,
-                )
-            )
-        return ActionOutcome(result=answer.result, body=body, replayed=False)
+            UNKEPT.hold(username, idempotency_key, digest, body)
+            keep = functools.partial(_keep, self.sessions, username, idempotency_key, digest, body)
+        if keep is not None and not defer_store:
+            await anyio.to_thread.run_sync(keep)
+            lap("store")
+            keep = None
+        return ActionOutcome(
+            result=answer.result,
+            body=body,
+            replayed=False,
+            timings=tuple(lap.laps),
+            keep_answer=keep,
+        )
 
     def _check_and_lookup(
         self, caller: Caller, org_id: str, idempotency_key: str | None
@@ -269,4 +367,7 @@ class OrganisationActions:
             visible_organisation(session, caller, org_id)
             if idempotency_key is None:
                 return None
+            held = UNKEPT.get(caller.actor.user, idempotency_key)
+            if held is not None:
+                return held
             return lookup_answer(session, caller.actor.user, idempotency_key)
