@@ -1,0 +1,274 @@
+"""The forecast measured on simulated rounds it never saw, against the yellow light.
+
+The model is fitted on the default training rounds (``chuangzheng.services.forecast``:
+seeds 1–4 × two behaviour mixes) and evaluated on other seeds with other mixes. For every
+evaluation round, at 25 %, 50 % and 75 % of each phase's window, every organisation that
+has not finished the phase is scored; the label is whether it missed the deadline in the
+end (late, or after rectification). Per round and moment (five phases pooled):
+
+- ROC AUC of the probability (the yellow light's, as a yes/no score, for reference);
+- precision and recall of the forecast at its warning threshold (预警线);
+- the yellow light's precision and recall at the same moment, and the forecast's precision
+  at the yellow light's recall (the smallest top-k that reaches it), when the light marks
+  anyone at all.
+
+Figures are given as mean ± standard deviation over the evaluation rounds, with min–max.
+
+    .venv/bin/python -m benchmarks.forecast_eval [--seeds 101-108] [--limit N] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from chuangzheng.services.forecast import (
+    MOMENTS,
+    TRAINING_MIXES,
+    TRAINING_SEEDS,
+    LabelledSample,
+    fit_simulated,
+    simulated_round,
+    simulated_samples,
+)
+from chuangzheng.simulation.model import Behaviour, BehaviourMix
+from domain.forecast import ForecastModel, describe
+from domain.phases import WORKING_PHASES
+
+#: Evaluation mixes: none of them is a training mix.
+EVAL_MIXES: tuple[BehaviourMix, ...] = (
+    BehaviourMix(late=0.10, laggard=0.15, returned=0.05),
+    BehaviourMix(late=0.25, laggard=0.10, returned=0.08, extensions=3),
+)
+EVAL_SEEDS: tuple[int, ...] = tuple(range(101, 109))
+_SLIPPERS = (Behaviour.LATE, Behaviour.LAGGARD)
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """The area under the ROC curve (Mann–Whitney, ties counted half); None without both
+    classes."""
+    pairs = sorted(zip(scores, labels, strict=True), key=lambda p: p[0])
+    positives = sum(1 for _, y in pairs if y)
+    negatives = len(pairs) - positives
+    if positives == 0 or negatives == 0:
+        return None
+    rank_sum = 0.0
+    i = 0
+    while i < len(pairs):
+        j = i
+        while j + 1 < len(pairs) and pairs[j + 1][0] == pairs[i][0]:
+            j += 1
+        average_rank = (i + j) / 2 + 1
+        rank_sum += average_rank * sum(1 for k in range(i, j + 1) if pairs[k][1])
+        i = j + 1
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def precision_recall(flags: Sequence[bool], labels: Sequence[bool]) -> tuple[float | None, float]:
+    """Precision (None when nothing is flagged) and recall (0 without positives)."""
+    hits = sum(1 for f, y in zip(flags, labels, strict=True) if f and y)
+    flagged = sum(flags)
+    positives = sum(labels)
+    return (hits / flagged if flagged else None, hits / positives if positives else 0.0)
+
+
+def precision_at_recall(
+    scores: Sequence[float], labels: Sequence[bool], recall: float
+) -> float | None:
+    """Precision of the smallest top-k (by score) whose recall reaches ``recall``."""
+    positives = sum(labels)
+    if positives == 0 or recall <= 0:
+        return None
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    hits = 0
+    for k, i in enumerate(order, start=1):
+        hits += labels[i]
+        if hits / positives >= recall - 1e-12:
+            return hits / k
+    return None
+
+
+@dataclass(frozen=True)
+class MomentResult:
+    """One evaluation round at one moment (five phases pooled)."""
+
+    seed: int
+    mix: str
+    moment: float
+    samples: int
+    positives: int
+    auc: float | None
+    precision: float | None
+    recall: float
+    yellow_auc: float | None
+    yellow_precision: float | None
+    yellow_recall: float
+    precision_at_yellow_recall: float | None
+    # A ceiling no forecast can reach: the AUC of knowing each organisation's simulated
+    # behaviour (late or laggard: it slips in one or two phases of five).
+    behaviour_auc: float | None
+    # The forecast's AUC per phase (phase value -> AUC).
+    auc_by_phase: dict[str, float | None]
+
+
+def evaluate(
+    model: ForecastModel, samples: Sequence[LabelledSample], *, seed: int, mix: str
+) -> list[MomentResult]:
+    """The figures of one evaluation round, per moment."""
+    by_moment: dict[float, list[LabelledSample]] = defaultdict(list)
+    for s in samples:
+        by_moment[s.moment].append(s)
+    out = []
+    for moment, group in sorted(by_moment.items()):
+        labels = [s.sample.missed for s in group]
+        scores = [model.probability(s.sample.features) for s in group]
+        flags = [p >= model.threshold for p in scores]
+        yellow = [s.yellow for s in group]
+        precision, recall = precision_recall(flags, labels)
+        y_precision, y_recall = precision_recall(yellow, labels)
+        out.append(
+            MomentResult(
+                seed=seed,
+                mix=mix,
+                moment=moment,
+                samples=len(group),
+                positives=sum(labels),
+                auc=roc_auc(scores, labels),
+                precision=precision,
+                recall=recall,
+                yellow_auc=roc_auc([1.0 if y else 0.0 for y in yellow], labels),
+                yellow_precision=y_precision,
+                yellow_recall=y_recall,
+                precision_at_yellow_recall=precision_at_recall(scores, labels, y_recall),
+                behaviour_auc=roc_auc(
+                    [1.0 if s.behaviour in _SLIPPERS else 0.0 for s in group], labels
+                ),
+                auc_by_phase={
+                    phase.value: roc_auc(
+                        [p for p, s in zip(scores, group, strict=True) if s.phase is phase],
+                        [s.sample.missed for s in group if s.phase is phase],
+                    )
+                    for phase in WORKING_PHASES
+                },
+            )
+        )
+    return out
+
+
+def _mix_name(mix: BehaviourMix) -> str:
+    shares = f"late{mix.late:.2f}/laggard{mix.laggard:.2f}/returned{mix.returned:.2f}"
+    return f"{shares}/ext{mix.extensions}"
+
+
+def run(
+    *,
+    seeds: Sequence[int] = EVAL_SEEDS,
+    mixes: Sequence[BehaviourMix] = EVAL_MIXES,
+    training_seeds: Sequence[int] = TRAINING_SEEDS,
+    training_mixes: Sequence[BehaviourMix] = TRAINING_MIXES,
+    limit: int | None = None,
+    moments: Sequence[float] = MOMENTS,
+) -> tuple[ForecastModel, list[MomentResult]]:
+    """Fit on the training rounds, evaluate on every (seed, mix) evaluation round."""
+    overlap = {(s, m) for s in seeds for m in mixes} & {
+        (s, m) for s in training_seeds for m in training_mixes
+    }
+    if overlap:
+        raise ValueError("evaluation rounds must differ from the training rounds")
+    model = fit_simulated(training_seeds, training_mixes, limit=limit)
+    results: list[MomentResult] = []
+    for mix in mixes:
+        for seed in seeds:
+            sim = simulated_round(seed, mix, limit=limit)
+            samples = simulated_samples(sim, moments)
+            results.extend(evaluate(model, samples, seed=seed, mix=_mix_name(mix)))
+    return model, results
+
+
+def _spread(values: Sequence[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    if not known:
+        return "—"
+    mean = statistics.fmean(known)
+    sd = statistics.stdev(known) if len(known) > 1 else 0.0
+    missing = f" ({len(values) - len(known)} n/a)" if len(known) < len(values) else ""
+    return f"{mean:.3f} ± {sd:.3f} [{min(known):.3f}–{max(known):.3f}]{missing}"
+
+
+def summary(results: Sequence[MomentResult]) -> list[dict[str, str]]:
+    """One row per moment: every figure as mean ± sd [min–max] over evaluation rounds."""
+    rows = []
+    for moment in sorted({r.moment for r in results}):
+        group = [r for r in results if r.moment == moment]
+        rows.append(
+            {
+                "moment": f"{moment:.0%}",
+                "rounds": str(len(group)),
+                "samples/round": f"{statistics.fmean(r.samples for r in group):.0f}",
+                "missed/round": f"{statistics.fmean(r.positives for r in group):.1f}",
+                "AUC": _spread([r.auc for r in group]),
+                "precision@threshold": _spread([r.precision for r in group]),
+                "recall@threshold": _spread([r.recall for r in group]),
+                "yellow precision": _spread([r.yellow_precision for r in group]),
+                "yellow recall": _spread([r.yellow_recall for r in group]),
+                "precision@yellow recall": _spread([r.precision_at_yellow_recall for r in group]),
+                "behaviour-oracle AUC": _spread([r.behaviour_auc for r in group]),
+            }
+        )
+    return rows
+
+
+def by_phase(results: Sequence[MomentResult], moment: float = 0.5) -> dict[str, str]:
+    """The forecast's AUC per phase at one moment, over evaluation rounds."""
+    group = [r for r in results if r.moment == moment]
+    return {
+        phase.value: _spread([r.auc_by_phase.get(phase.value) for r in group])
+        for phase in WORKING_PHASES
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: print the summary (and write every figure as JSON with ``--json``)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default=f"{EVAL_SEEDS[0]}-{EVAL_SEEDS[-1]}")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    first, _, last = args.seeds.partition("-")
+    seeds = tuple(range(int(first), int(last or first) + 1))
+    began = time.monotonic()
+    model, results = run(seeds=seeds, limit=args.limit)
+    elapsed = time.monotonic() - began
+    print(f"model: {model.samples} samples ({model.positives} missed), threshold {model.threshold}")
+    for name, weight in describe(model):
+        print(f"  {weight:+.3f}  {name}")
+    for row in summary(results):
+        print(" | ".join(f"{k} {v}" for k, v in row.items()))
+    print("AUC by phase at 50%:", by_phase(results))
+    print(f"{elapsed:.1f} s")
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "model": model.model_dump(mode="json"),
+                    "results": [asdict(r) for r in results],
+                    "summary": summary(results),
+                    "auc_by_phase_at_50": by_phase(results),
+                    "seconds": elapsed,
+                },
+                ensure_ascii=False,
+                indent=1,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
