@@ -15,7 +15,7 @@ from temporalio import activity
 from activities.channels.base import DeliveryFailed
 from activities.channels.message import Outgoing, from_digest_row
 from activities.db import upsert_insert
-from activities.spreadsheets import append_row
+from activities.spreadsheets import append_row, holdable
 from activities.tables import CircularRow, digests
 from domain.calendar import deadline_day
 from domain.digest import (
@@ -161,5 +161,12 @@ def write_circular_xlsx(circular: Circular, path: Path) -> None:
             append_row(
                 laggards, [t.township, s.org_name, s.phase.label, due, s.working_days_overdue, rung]
             )
+    if circular.supervision:
+        checks = book.create_sheet("督促检查")
+        append_row(checks, ["日期", "方式", "事项", "涉及单位", "发现的问题", "结论或跟进"])
+        for e in circular.supervision:
+            # Supervisors' own words: a stray control character must not stop a circular.
+            cells = [e.held_on, e.kind, e.title, "、".join(e.org_names), e.findings, e.outcome]
+            append_row(checks, [holdable(c) for c in cells])
     path.parent.mkdir(parents=True, exist_ok=True)
     book.save(path)

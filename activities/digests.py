@@ -39,9 +39,15 @@ from activities.digest_messages import (
 from activities.tables import (
     CampaignStatusRow,
     CircularRow,
+    ContactPointOrgRow,
+    ContactPointRow,
+    InspectionDrawRow,
+    InspectionRow,
     OrganisationRow,
     RoundDefinitionRow,
     RoundRow,
+    SupervisionRecordOrgRow,
+    SupervisionRecordRow,
     digests,
 )
 from chuangzheng.plans import calendar_library
@@ -49,14 +55,16 @@ from chuangzheng.settings import get_settings
 from domain.calendar import CalendarGap, deadline_day, local_date
 from domain.digest import (
     StatusLine,
+    SupervisionEntry,
     build_circular,
     build_digests,
     circular_notices,
     circular_title,
     render_circular,
 )
+from domain.inspection import InspectionVerdict, SupervisionKind
 from domain.lights import Light
-from domain.organisation import System
+from domain.organisation import Role, Supervisor, System
 from domain.phases import Phase
 from domain.plan import CalendarPlan
 from domain.plan_loader import load_plan
@@ -89,6 +97,96 @@ def refuse_unknown_round(session: Session, round_id: str) -> None:
     status = select(CampaignStatusRow.org_id).where(CampaignStatusRow.round_id == round_id)
     if session.scalar(status.limit(1)) is None:
         raise ApplicationError(f"轮次不存在：{round_id!r}", type="UnknownRound", non_retryable=True)
+
+
+def contact_recipients(session: Session, round_id: str) -> dict[str, tuple[Supervisor, ...]]:
+    """For each organisation of the round with a contact point (联系点), the leading cadres
+    who get its daily digest (inbox key: the cadre's account scope key)."""
+    in_round = select(CampaignStatusRow.org_id).where(CampaignStatusRow.round_id == round_id)
+    found: dict[str, list[Supervisor]] = {}
+    rows = session.execute(
+        select(ContactPointOrgRow.org_id, ContactPointRow.cadre_key, ContactPointRow.cadre_name)
+        .join(ContactPointRow, ContactPointRow.point_id == ContactPointOrgRow.point_id)
+        .where(ContactPointOrgRow.org_id.in_(in_round))
+        .order_by(ContactPointOrgRow.org_id, ContactPointRow.cadre_key)
+    )
+    for org_id, key, name in rows:
+        who = Supervisor(role=Role.LEADING_CADRE, key=key, label=f"联系点领导{name}")
+        mine = found.setdefault(org_id, [])
+        if who not in mine:
+            mine.append(who)
+    return {org_id: tuple(who) for org_id, who in found.items()}
+
+
+def supervision_since(
+    session: Session, round_id: str, since: datetime | None
+) -> list[SupervisionEntry]:
+    """The round's spot-check verdicts and supervision records recorded after ``since``
+    (the previous circular; all of them when None), for the circular's 督促检查 section."""
+    names = {
+        org_id: name
+        for org_id, name in session.execute(
+            select(CampaignStatusRow.org_id, CampaignStatusRow.org_name).where(
+                CampaignStatusRow.round_id == round_id
+            )
+        )
+    }
+    entries = []
+    checks = (
+        select(InspectionRow, InspectionDrawRow.seed)
+        .join(InspectionDrawRow, InspectionDrawRow.draw_id == InspectionRow.draw_id)
+        .where(
+            InspectionRow.round_id == round_id,
+            InspectionRow.verdict != InspectionVerdict.PENDING.value,
+        )
+    )
+    if since is not None:
+        checks = checks.where(InspectionRow.recorded_at > since)
+    for check, seed in session.execute(checks):
+        verdict = InspectionVerdict(check.verdict)
+        entries.append(
+            SupervisionEntry(
+                kind="随机抽查",
+                held_on=check.inspected_on or "",
+                title=f"抽查种子{seed}，检查人员{check.inspectors}",
+                org_names=(names.get(check.org_id, check.org_id),),
+                findings=check.findings,
+                outcome=f"结论：{verdict.label}",
+            )
+        )
+    records = select(SupervisionRecordRow).where(SupervisionRecordRow.round_id == round_id)
+    if since is not None:
+        records = records.where(SupervisionRecordRow.recorded_at > since)
+    rows = list(session.scalars(records))
+    covered: dict[str, list[str]] = {}
+    for record_id, org_id in session.execute(
+        select(SupervisionRecordOrgRow.record_id, SupervisionRecordOrgRow.org_id)
+        .where(SupervisionRecordOrgRow.record_id.in_([r.record_id for r in rows]))
+        .order_by(SupervisionRecordOrgRow.org_id)
+    ):
+        covered.setdefault(record_id, []).append(names.get(org_id, org_id))
+    for row in rows:
+        entries.append(
+            SupervisionEntry(
+                kind=SupervisionKind(row.kind).label,
+                held_on=row.held_on,
+                title=f"{row.title}，督导人员{row.supervisors}",
+                org_names=tuple(covered.get(row.record_id, ())),
+                findings=row.findings,
+                outcome=f"后续跟进：{row.follow_ups}" if row.follow_ups else "",
+            )
+        )
+    return [e for e in entries if e.held_on]
+
+
+def previous_circular_at(session: Session, round_id: str, before: datetime) -> datetime | None:
+    """When the round's latest circular before ``before`` was made (None: the first)."""
+    return session.scalar(
+        select(CircularRow.created_at)
+        .where(CircularRow.round_id == round_id, CircularRow.created_at < before)
+        .order_by(CircularRow.created_at.desc())
+        .limit(1)
+    )
 
 
 class DigestActivities:
@@ -163,7 +261,9 @@ class DigestActivities:
 
     def _send_digests(self, run: DigestRun) -> tuple[DigestReport, list[dict[str, Any]]]:
         lines = self._load(run.round_id, run.now)
-        built = build_digests(run.round_id, lines, now=run.now)
+        with self._session_factory() as session:
+            contacts = contact_recipients(session, run.round_id)
+        built = build_digests(run.round_id, lines, now=run.now, contacts=contacts)
         delivered_at = datetime.now(UTC)
         sent: list[str] = []
         rows = [digest_row(digest, delivered_at) for digest in built]
@@ -202,8 +302,15 @@ class DigestActivities:
             return [dict(r._mapping) for r in result]
 
     def _publish(self, run: CircularRun) -> CircularReport:
+        with self._session_factory() as session:
+            since = previous_circular_at(session, run.round_id, run.now)
+            supervision = supervision_since(session, run.round_id, since)
         circular = build_circular(
-            run.round_id, self._load(run.round_id, run.now), now=run.now, key=run.key
+            run.round_id,
+            self._load(run.round_id, run.now),
+            now=run.now,
+            key=run.key,
+            supervision=supervision,
         )
         with self._session_factory() as session:
             existing = session.get(CircularRow, circular.circular_id)

@@ -29,17 +29,21 @@ from api.routers import (
     commendation,
     commitment_ledger,
     commitments,
+    contact_points,
     deliveries,
     evaluations,
     files,
     honours,
+    inspections,
     members,
     notices,
     organisations,
+    rectification_orders,
     reports,
     roster,
     rounds,
     supervision,
+    supervision_records,
     users,
 )
 from api.security import SecurityMiddleware
@@ -102,6 +106,10 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         evaluations,
         public_ballots,
         codec,
+        rectification_orders,
+        inspections,
+        supervision_records,
+        contact_points,
         ui_routes,
     ):
         app.include_router(module.router)

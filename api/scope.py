@@ -30,6 +30,9 @@ def covers(user: User, org: Organisation) -> bool:
             return org.instructor == user.scope_key
         case Role.SECRETARY:
             return org.id == user.scope_key
+        case Role.LEADING_CADRE:
+            # The organisations of the cadre's contact points (联系点), read with the token.
+            return org.id in user.contact_orgs
     return False
 
 
@@ -46,6 +49,8 @@ def scope_condition(user: User) -> ColumnElement[bool]:
             return OrganisationRow.instructor == user.scope_key
         case Role.SECRETARY:
             return OrganisationRow.org_id == user.scope_key
+        case Role.LEADING_CADRE:
+            return OrganisationRow.org_id.in_(sorted(user.contact_orgs))
     return false()
 
 

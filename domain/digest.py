@@ -9,7 +9,7 @@ it twice is harmless and running the digest twice on one day sends nothing new.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict
@@ -93,8 +93,23 @@ class TownshipProgress(BaseModel):
     laggards: tuple[StatusLine, ...]
 
 
+class SupervisionEntry(BaseModel):
+    """One line of the circular's 督促检查 section: a spot check's inspection, a 座谈会 or a
+    督查 visit (seed 002 §六(五) "通报活动情况")."""
+
+    model_config = _FROZEN
+
+    kind: str  # Chinese: 随机抽查, 座谈会, 督查
+    held_on: str  # ISO local date
+    title: str
+    org_names: tuple[str, ...]
+    findings: str
+    outcome: str  # a spot check's verdict, or a record's follow-ups ("" when none)
+
+
 class Circular(BaseModel):
-    """The round's 通报: progress and laggards by township."""
+    """The round's 通报: progress and laggards by township, and the supervision done since
+    the previous circular (spot checks, 座谈会, 督查)."""
 
     model_config = _FROZEN
 
@@ -104,6 +119,7 @@ class Circular(BaseModel):
     local_date: date
     townships: tuple[TownshipProgress, ...]
     created_at: datetime
+    supervision: tuple[SupervisionEntry, ...] = ()
 
     def totals(self) -> tuple[int, int, int]:
         """(organisations, completed, overdue) over all townships."""
@@ -139,11 +155,19 @@ def _most_overdue(lines: Iterable[StatusLine]) -> tuple[StatusLine, ...]:
     return tuple(sorted(lines, key=lambda s: (-s.working_days_overdue, s.township, s.org_name)))
 
 
-def build_digests(round_id: str, lines: Sequence[StatusLine], *, now: datetime) -> list[Digest]:
-    """One digest per supervisor with something to report, ordered by role then key."""
+def build_digests(
+    round_id: str,
+    lines: Sequence[StatusLine],
+    *,
+    now: datetime,
+    contacts: Mapping[str, Sequence[Supervisor]] | None = None,
+) -> list[Digest]:
+    """One digest per supervisor with something to report, ordered by role then key;
+    ``contacts`` adds, per organisation id, the leading cadres of its contact points (联系点)."""
     watched: dict[Supervisor, list[StatusLine]] = defaultdict(list)
+    contacts = contacts or {}
     for line in lines:
-        for who in supervisors_for(line):
+        for who in (*supervisors_for(line), *contacts.get(line.org_id, ())):
             watched[who].append(line)
     day = local_date(now)
     digests = []
@@ -203,9 +227,15 @@ def render_digest(digest: Digest) -> tuple[str, str]:
 
 
 def build_circular(
-    round_id: str, lines: Sequence[StatusLine], *, now: datetime, key: str | None = None
+    round_id: str,
+    lines: Sequence[StatusLine],
+    *,
+    now: datetime,
+    key: str | None = None,
+    supervision: Sequence[SupervisionEntry] = (),
 ) -> Circular:
-    """The round's circular; ``key`` defaults to the local date (one per day)."""
+    """The round's circular; ``key`` defaults to the local date (one per day); ``supervision``
+    is what supervisors did since the previous circular (oldest first)."""
     by_township: dict[str, list[StatusLine]] = defaultdict(list)
     for line in lines:
         by_township[line.township].append(line)
@@ -232,7 +262,19 @@ def build_circular(
         local_date=day,
         townships=tuple(townships),
         created_at=now,
+        supervision=tuple(sorted(supervision, key=lambda e: (e.held_on, e.kind, e.title))),
     )
+
+
+def supervision_text(entry: SupervisionEntry) -> str:
+    """One supervision line as the circular prints it."""
+    day = date.fromisoformat(entry.held_on)
+    names = "、".join(entry.org_names)
+    text = f"{day.year}年{day.month}月{day.day}日{entry.kind}（{entry.title}）：{names}。"
+    text += f"发现：{entry.findings.rstrip('。')}。"
+    if entry.outcome:
+        text += f"{entry.outcome.rstrip('。')}。"
+    return text
 
 
 def circular_title(circular: Circular) -> str:
@@ -261,6 +303,9 @@ def render_circular(circular: Circular) -> str:
     for t in (t for t in circular.townships if t.laggards):
         out.append(f"### {t.township}（{len(t.laggards)}个）\n")
         out += [f"- {_laggard_text(s, with_township=False)}" for s in t.laggards] + [""]
+    if circular.supervision:
+        out.append("\n## 三、督促检查情况\n")
+        out += [f"- {supervision_text(e)}" for e in circular.supervision] + [""]
     out.append(
         "对思想上不重视、工作上不得力的单位，予以批评并责令限期整改；"
         "各乡镇（街道）党委要督促逾期单位尽快补齐规定动作。"

@@ -63,6 +63,15 @@ from activities.tables.roster import (
     TownshipRow,
 )
 from activities.tables.round_state import RoundPlanRow, RoundVerdictRow
+from activities.tables.supervision import (
+    ContactPointOrgRow,
+    ContactPointRow,
+    InspectionDrawRow,
+    InspectionRow,
+    RectificationOrderRow,
+    SupervisionRecordOrgRow,
+    SupervisionRecordRow,
+)
 
 metadata = Base.metadata
 campaign_events: Table = metadata.tables[CampaignEventRow.__tablename__]
@@ -100,18 +109,23 @@ __all__ = [
     "CommitmentItemRow",
     "CommitmentReviewRow",
     "CommitmentRow",
+    "ContactPointOrgRow",
+    "ContactPointRow",
     "DigestRow",
     "EscalationRow",
     "EvaluationItemRow",
     "EvaluationRow",
     "FulfilmentEntryRow",
     "IdempotencyRow",
+    "InspectionDrawRow",
+    "InspectionRow",
     "NaiveDatetimeError",
     "NoticeRow",
     "OrganisationRow",
     "PartyMemberRow",
     "PersonRoleRow",
     "PhaseStatusRow",
+    "RectificationOrderRow",
     "RosterDepartureRow",
     "RoundDefinitionRow",
     "RoundPlanRow",
@@ -121,6 +135,8 @@ __all__ = [
     "SignInThrottleRow",
     "StepStatusRow",
     "SubmissionRow",
+    "SupervisionRecordOrgRow",
+    "SupervisionRecordRow",
     "SystemRow",
     "TownshipRow",
     "UTCDateTime",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 from activities.db import upsert_insert
 from activities.tables import AuditRow, UserRow
 from activities.tables.access import SignInSessionRow, SignInThrottleRow
+from chuangzheng.services.contact_points import contact_organisations
 from chuangzheng.services.errors import ServiceError
 from chuangzheng.settings import Settings
 from domain.organisation import Role
@@ -85,12 +86,14 @@ class FailureReason(StrEnum):
 
 @dataclass(frozen=True)
 class User:
-    """The caller: account, display name, role and the key of what the role covers."""
+    """The caller: account, display name, role and the key of what the role covers (for a
+    leading cadre, also the organisations of their contact points, read with the token)."""
 
     username: str
     display_name: str
     role: Role
     scope_key: str
+    contact_orgs: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,8 @@ def authenticate(
     if row.expires_at <= now:
         raise SignInRefused("登录已过期，请重新登录")
     user = User(row.username, row.display_name, Role(row.role), row.scope_key)
+    if user.role is Role.LEADING_CADRE:
+        user = replace(user, contact_orgs=contact_organisations(session, user.scope_key))
     expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
     return Authenticated(user=user, session_id=claims["sid"], expires_at=expires_at)
 
