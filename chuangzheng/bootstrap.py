@@ -149,6 +149,29 @@ async def connect_temporal(settings: Settings) -> Client:
     )
 
 
+async def prepare_temporal(settings: Settings | None = None) -> tuple[str, ...]:
+    """Register the workflows' search attributes on the configured namespace of an existing
+    cluster (idempotent; the namespace itself is the cluster operator's). Returns the keys'
+    names. Run by the deploy/k8s ``chuangzheng-temporal-setup`` Job with the same settings
+    (address, namespace, TLS or API key) as the worker."""
+    from chuangzheng.temporal_server import register_search_attributes
+    from workflows.search_attributes import ALL_KEYS
+
+    settings = settings or get_settings()
+    client = await connect_temporal(settings)
+    await register_search_attributes(client, settings.temporal_namespace)
+    return tuple(key.name for key in ALL_KEYS)
+
+
+def prepare_temporal_main() -> None:
+    """``python -c "from chuangzheng.bootstrap import prepare_temporal_main; …"``: print the
+    registered keys; exit non-zero (the Job retries) when Temporal cannot be reached."""
+    import asyncio
+
+    names = asyncio.run(prepare_temporal())
+    print(f"search attributes registered on the namespace: {', '.join(names)}")
+
+
 def build_notifier(sessions: sessionmaker[Session], settings: Settings) -> Notifier:
     """The notifier: the inbox, plus the channels of ``CZ_CHANNELS_FILE`` (validated now)."""
     from activities.channels import build_notifier as build
