@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from chuangzheng.services.forecast import (
-    MOMENTS,
+from chuangzheng.services.forecast import MOMENTS
+from chuangzheng.services.forecast_training import (
     TRAINING_MIXES,
     TRAINING_SEEDS,
     LabelledSample,

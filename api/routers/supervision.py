@@ -1,9 +1,10 @@
 """Supervision views of a round, within the caller's scope: counts by township, system or
-type × phase with lights; the overdue list; escalations."""
+type × phase with lights; the overdue list; escalations; the forecast of missed deadlines."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter
@@ -11,9 +12,10 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from activities.tables import CampaignStatusRow, EscalationRow, OrganisationRow
-from api.deps import CurrentUser, SessionDep
+from api.deps import CurrentUser, SessionDep, SettingsDep
 from api.responses import AUTHENTICATED, Timestamp, errors
 from api.scope import scope_condition
+from chuangzheng.services.forecast import kept_forecasts
 
 router = APIRouter(
     prefix="/api/v1/rounds/{round_id}/supervision",
@@ -83,6 +85,29 @@ class Escalation(BaseModel):
     acknowledged_at: Timestamp | None
 
 
+class ForecastItem(BaseModel):
+    """One organisation's forecast for one open phase: the probability of missing its
+    deadline, whether it is above the warning threshold (预警), and the main reasons."""
+
+    org_id: str
+    org_name: str
+    township: str
+    phase: str
+    probability: float
+    warn: bool
+    reasons: list[str]
+
+
+class ForecastList(BaseModel):
+    """The round's forecasts within the caller's scope, the likeliest misses first; no
+    items and ``fitted`` false until a forecast model has been fitted and kept."""
+
+    fitted: bool
+    threshold: float | None
+    fitted_on: str
+    items: list[ForecastItem]
+
+
 def _in_scope(user: CurrentUser) -> Any:
     return select(OrganisationRow.org_id).where(scope_condition(user))
 
@@ -149,6 +174,43 @@ def overdue(round_id: str, session: SessionDep, user: CurrentUser) -> list[dict[
         }
         for r in rows
     ]
+
+
+@router.get("/forecast", summary="逾期风险预测（含主要原因）", response_model=ForecastList)
+def forecast(
+    round_id: str, session: SessionDep, settings: SettingsDep, user: CurrentUser
+) -> dict[str, Any]:
+    """Every open organisation and phase in scope with its forecast (read only)."""
+    names = {
+        r.org_id: (r.org_name, r.township)
+        for r in session.execute(
+            select(CampaignStatusRow.org_id, CampaignStatusRow.org_name, CampaignStatusRow.township)
+            .where(CampaignStatusRow.round_id == round_id)
+            .where(CampaignStatusRow.org_id.in_(_in_scope(user)))
+        ).all()
+    }
+    model, forecasts = kept_forecasts(
+        session, round_id, settings.data_dir, now=datetime.now(UTC), org_ids=names
+    )
+    items = [
+        {
+            "org_id": org_id,
+            "org_name": names[org_id][0],
+            "township": names[org_id][1],
+            "phase": phase.value,
+            "probability": round(f.probability, 4),
+            "warn": f.warn,
+            "reasons": [r.text for r in f.reasons],
+        }
+        for (org_id, phase), f in forecasts.items()
+    ]
+    items.sort(key=lambda i: (-i["probability"], i["org_id"], i["phase"]))
+    return {
+        "fitted": model is not None,
+        "threshold": model.threshold if model is not None else None,
+        "fitted_on": model.fitted_on if model is not None else "",
+        "items": items,
+    }
 
 
 @router.get("/escalations", summary="督办记录", response_model=list[Escalation])

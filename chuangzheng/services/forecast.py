@@ -1,13 +1,10 @@
 """The forecast's use cases: fit it, keep it, and score a round from the read model.
 
-- **Simulated rounds** (:func:`simulated_round`, :func:`simulated_samples`): the
-  simulation's own scripts (``chuangzheng.simulation.scripts``: the seeded behaviour mix and
-  the pacing of every organisation's actions) planned over the round's real calendar,
-  without Temporal. What each organisation has done by a moment is read off its script,
-  so thousands of samples cost a second, not a simulated round's minutes.
-- **Fitting** (:func:`fit_simulated`, :func:`fit_round_history`): the domain's logistic
-  regression (:func:`domain.forecast.fit`) over simulated samples and, when the service has
-  finished rounds of its own, samples rebuilt from their read model.
+- **Fitting** (:func:`fit_round_history`; simulated rounds in
+  :mod:`chuangzheng.services.forecast_training`, imported only when fitting, as it pulls in
+  the simulation): the domain's logistic regression (:func:`domain.forecast.fit`) over
+  simulated samples and, when the service has finished rounds of its own, samples rebuilt
+  from their read model.
 - **Keeping** (:func:`load_model`, :func:`save_model`, :func:`current_model`): the fitted
   model as a JSON file under the data directory (``forecast-model.json``); fitted from the
   default simulated rounds the first time it is asked for, refit on demand
@@ -19,18 +16,15 @@
 from __future__ import annotations
 
 import json
-import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from activities.roster_files import read_roster_file
 from activities.tables import (
     CampaignEventRow,
     CampaignStatusRow,
@@ -40,12 +34,7 @@ from activities.tables import (
     RoundRow,
 )
 from chuangzheng.plans import parse_plan
-from chuangzheng.simulation.calendar import load_plan_files, resolve_with_gaps
-from chuangzheng.simulation.environment import DEFAULT_CALENDARS, DEFAULT_PLAN, DEFAULT_ROSTER
-from chuangzheng.simulation.model import ActionKind, Behaviour, BehaviourMix, Conduct, OrgScript
-from chuangzheng.simulation.scripts import Scripter, assign_behaviours
-from chuangzheng.simulation.timing import Timing
-from domain.calendar import CalendarGap, WorkingCalendar, deadline_day, end_of_day
+from domain.calendar import CalendarGap, WorkingCalendar
 from domain.errors import DomainError
 from domain.events import EventKind
 from domain.forecast import (
@@ -56,235 +45,16 @@ from domain.forecast import (
     Sample,
     Windows,
     features_at,
-    fit,
-    yellow_at,
 )
-from domain.organisation import Organisation
 from domain.phases import WORKING_PHASES, Phase
-from domain.plan import CalendarPlan, LadderPlan
-from domain.schedule import RoundSchedule, is_rebased, resolve_schedule
+from domain.plan import CalendarPlan
+from domain.schedule import is_rebased, resolve_schedule
 from domain.state import Outcome
 
 #: Where the fitted model is kept, under the data directory.
 MODEL_FILE = "forecast-model.json"
 #: The moments of a phase the forecast is fitted and measured at (shares of its window).
 MOMENTS: tuple[float, ...] = (0.25, 0.5, 0.75)
-#: A fixed start for simulated rounds, so samples do not depend on the day they are made.
-SIMULATED_START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
-#: The simulated rounds the default model is fitted on (seeds and mixes); the evaluation
-#: (``benchmarks/forecast_eval.py``) uses other seeds and other mixes.
-TRAINING_SEEDS: tuple[int, ...] = (1, 2, 3, 4)
-TRAINING_MIXES: tuple[BehaviourMix, ...] = (
-    BehaviourMix(),
-    BehaviourMix(late=0.2, laggard=0.05, returned=0.1),
-)
-
-
-# ----- simulated rounds --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SimulatedRound:
-    """A round planned by the simulation's scripts: who does what, when, on which calendar."""
-
-    seed: int
-    mix: BehaviourMix
-    organisations: tuple[Organisation, ...]
-    scripts: tuple[OrgScript, ...]
-    schedule: RoundSchedule
-    ladder: LadderPlan
-    calendar: WorkingCalendar
-    required_steps: dict[tuple[Phase, str], int]
-
-    @cached_property
-    def windows(self) -> Windows:
-        """Each phase's planned window."""
-        return {w.phase: (w.opens_at, w.deadline) for w in self.schedule.windows}
-
-    def missed(self, script: OrgScript, phase: Phase) -> bool:
-        """Whether the organisation misses the phase's deadline (late or rectified)."""
-        return script.expected_outcome(phase) is not Outcome.ON_TIME
-
-    def snapshots(self, now: datetime) -> list[OrgSnapshot]:
-        """Every organisation as it stands at ``now`` according to its script."""
-        return [
-            _snapshot(self, org, script, now)
-            for org, script in zip(self.organisations, self.scripts, strict=True)
-        ]
-
-
-def simulated_round(
-    seed: int,
-    mix: BehaviourMix | None = None,
-    *,
-    plan_path: Path = DEFAULT_PLAN,
-    roster_path: Path = DEFAULT_ROSTER,
-    limit: int | None = None,
-    starts_at: datetime = SIMULATED_START,
-) -> SimulatedRound:
-    """Plan a round as ``chuangzheng simulate`` does (same scripts, same seed), no server."""
-    plan = load_plan_files(plan_path, DEFAULT_CALENDARS if plan_path == DEFAULT_PLAN else ())
-    round_plan = plan.rounds[0]
-    plan, schedule = resolve_with_gaps(plan, round_plan, starts_at, fill_gaps=True, warnings=[])
-    round_plan = plan.round(round_plan.id)
-    ladder = plan.ladder_for(round_plan)
-    calendar = schedule.calendar or plan.calendar.build()
-    roster = read_roster_file(roster_path)
-    in_scope = roster.in_scope(types=round_plan.scope.types, townships=round_plan.scope.townships)
-    organisations = tuple(in_scope[:limit] if limit is not None else in_scope)
-    mix = mix or BehaviourMix()
-    rng = random.Random(seed)
-    behaviours = assign_behaviours([o.id for o in organisations], mix, rng)
-    scripter = Scripter(Timing(ladder, calendar), schedule, rng, starts_at)
-    scripts = tuple(scripter.script(org, behaviours[org.id]) for org in organisations)
-    required = {
-        (phase.phase, org_type.value): sum(1 for s in phase.steps_for(org_type) if s.required)
-        for phase in round_plan.phases
-        for org_type in {o.type for o in organisations}
-    }
-    return SimulatedRound(
-        seed=seed,
-        mix=mix,
-        organisations=organisations,
-        scripts=scripts,
-        schedule=schedule,
-        ladder=ladder,
-        calendar=calendar,
-        required_steps=required,
-    )
-
-
-def _rung_instants(sim: SimulatedRound, deadline: datetime) -> list[datetime]:
-    """When each rung fires for a phase left open past ``deadline`` (end of the day)."""
-    out = []
-    for rung in sim.ladder.rungs:
-        days = rung.delay.working_days or 0
-        out.append(end_of_day(sim.calendar.add_working_days(deadline_day(deadline), days)))
-    return out
-
-
-def _snapshot(
-    sim: SimulatedRound, org: Organisation, script: OrgScript, now: datetime
-) -> OrgSnapshot:
-    """What the read model would say of ``org`` at ``now``, read off its script."""
-    records = []
-    entered = sim.schedule.starts_at
-    for phase in WORKING_PHASES:
-        _, planned = sim.windows[phase]
-        actions = [a for a in script.actions if a.phase is phase]
-        finish = actions[-1].at
-        conduct = script.conduct[phase]
-        deadline = planned
-        extensions = returns = 0
-        progress = 0.0
-        for action in actions:
-            if action.at > now:
-                break
-            if action.kind is ActionKind.REQUEST_EXTENSION and action.new_deadline is not None:
-                deadline, extensions = action.new_deadline, 1
-            elif action.kind is ActionKind.SUBMIT_RETURNED:
-                returns = 1
-                n = sim.required_steps.get((phase, org.type.value), 1)
-                progress = (n - 1) / n if n else 0.0
-        done = finish <= now
-        if done:
-            escalations = script.rungs_expected[phase]
-        elif now > deadline and conduct in (Conduct.LATE, Conduct.LAGGARD):
-            escalations = sum(1 for at in _rung_instants(sim, deadline) if at <= now)
-        else:
-            escalations = 0
-        records.append(
-            PhaseRecord(
-                phase=phase,
-                opened_at=entered if entered <= now else None,
-                completed_at=finish if done else None,
-                outcome=script.expected_outcome(phase) if done else None,
-                deadline=deadline,
-                progress=1.0 if done else progress,
-                escalations=escalations,
-                returns=returns,
-                extensions=extensions,
-            )
-        )
-        if not done:
-            # Later phases are not entered yet: their records say only the deadline.
-            for later in WORKING_PHASES[WORKING_PHASES.index(phase) + 1 :]:
-                records.append(PhaseRecord(phase=later, deadline=sim.windows[later][1]))
-            break
-        entered = finish
-    return OrgSnapshot(
-        org_id=org.id,
-        township=org.township,
-        system=org.system.value,
-        org_type=org.type.value,
-        phases=tuple(records),
-    )
-
-
-@dataclass(frozen=True)
-class LabelledSample:
-    """A sample with where it was taken and what the yellow light said at that moment."""
-
-    seed: int
-    phase: Phase
-    moment: float
-    sample: Sample
-    yellow: bool
-    # The organisation's simulated behaviour, which no forecast can see (for a ceiling).
-    behaviour: Behaviour
-
-
-def simulated_samples(
-    sim: SimulatedRound, moments: Sequence[float] = MOMENTS
-) -> list[LabelledSample]:
-    """Every organisation that has not finished a phase, at each moment of that phase's
-    window, labelled with whether it missed the deadline in the end."""
-    scripts = {s.org_id: s for s in sim.scripts}
-    out: list[LabelledSample] = []
-    for phase in WORKING_PHASES:
-        opens_at, deadline = sim.windows[phase]
-        for moment in moments:
-            now = opens_at + (deadline - opens_at) * moment
-            snapshots = sim.snapshots(now)
-            yellow = yellow_at(snapshots, now, sim.windows)
-            for features in features_at(snapshots, now, sim.windows, sim.calendar, phases=[phase]):
-                script = scripts[features.org_id]
-                out.append(
-                    LabelledSample(
-                        seed=sim.seed,
-                        phase=phase,
-                        moment=moment,
-                        sample=Sample(features=features, missed=sim.missed(script, phase)),
-                        yellow=features.org_id in yellow,
-                        behaviour=script.behaviour,
-                    )
-                )
-    return out
-
-
-def fit_simulated(
-    seeds: Iterable[int] = TRAINING_SEEDS,
-    mixes: Iterable[BehaviourMix] = TRAINING_MIXES,
-    *,
-    limit: int | None = None,
-    extra: Sequence[Sample] = (),
-    threshold: float | None = None,
-) -> ForecastModel:
-    """A model fitted on simulated rounds (every seed × mix) plus ``extra`` samples."""
-    seeds, mixes = tuple(seeds), tuple(mixes)
-    samples = [
-        s.sample
-        for mix in mixes
-        for seed in seeds
-        for s in simulated_samples(simulated_round(seed, mix, limit=limit))
-    ]
-    mix_text = "、".join(
-        f"逾期{m.late:.0%}/整改{m.laggard:.0%}/退回{m.returned:.0%}" for m in mixes
-    )
-    note = f"模拟轮次 种子{','.join(map(str, seeds))} × 行为组合 {mix_text}"
-    if extra:
-        note += f"；本系统历史样本 {len(extra)} 条"
-    return fit([*samples, *extra], threshold=threshold, fitted_on=note)
 
 
 # ----- the read model ----------------------------------------------------------------------
@@ -301,6 +71,8 @@ class RoundView:
 
 
 def _round_schedule(session: Session, round_id: str) -> tuple[Windows, WorkingCalendar] | None:
+    """The round's planned windows and calendar, as kicked off; a year with no holiday data
+    counts weekends only here (as digests do: a forecast is no deadline)."""
     row = session.get(RoundRow, round_id)
     definition = session.get(RoundDefinitionRow, round_id)
     if row is None or definition is None:
@@ -308,19 +80,28 @@ def _round_schedule(session: Session, round_id: str) -> tuple[Windows, WorkingCa
     try:
         plan = parse_plan(definition.plan_yaml)
         round_plan = plan.round(definition.round_plan_id)
-        starts_at = definition.starts_at or row.starts_at
-        schedule = resolve_schedule(
-            plan, round_plan, starts_at, rebased=is_rebased(round_plan, starts_at)
+    except (DomainError, KeyError, ValueError):
+        return None
+    starts_at = _aware(definition.starts_at or row.starts_at)
+    rebased = is_rebased(round_plan, starts_at)
+    try:
+        schedule = resolve_schedule(plan, round_plan, starts_at, rebased=rebased)
+    except CalendarGap:
+        years = tuple(range(starts_at.year, starts_at.year + 4))
+        plan = plan.model_copy(
+            update={"calendar": plan.calendar.merged(CalendarPlan(supplied_years=years))}
         )
-    except (CalendarGap, DomainError, KeyError, ValueError):
+        try:
+            schedule = resolve_schedule(plan, round_plan, starts_at, rebased=rebased)
+        except (CalendarGap, DomainError):
+            return None
+    except DomainError:
         return None
     calendar: WorkingCalendar
     if schedule.calendar is not None:
         calendar = schedule.calendar
     else:
-        first = schedule.starts_at.year
-        # A year with no holiday data counts weekends only (as digests do).
-        years = tuple(range(first, first + 4))
+        years = tuple(range(starts_at.year, starts_at.year + 4))
         calendar = plan.calendar.merged(CalendarPlan(supplied_years=years)).build()
     return {w.phase: (w.opens_at, w.deadline) for w in schedule.windows}, calendar
 
@@ -428,6 +209,41 @@ def round_forecasts(
     return out
 
 
+def kept_forecasts(
+    session: Session,
+    round_id: str,
+    data_dir: Path,
+    *,
+    now: datetime,
+    org_ids: Iterable[str] | None = None,
+) -> tuple[ForecastModel | None, dict[tuple[str, Phase], Forecast]]:
+    """The kept model and its forecasts for a round's pages (read only): no model kept yet
+    means no forecasts (fitting takes a while, so a page never fits one: see :func:`refit`)."""
+    model = load_model(model_path(data_dir))
+    if model is None:
+        return None, {}
+    return model, round_forecasts(session, round_id, model, now=now, org_ids=org_ids)
+
+
+def by_organisation(
+    forecasts: dict[tuple[str, Phase], Forecast], phase_of: dict[str, str] | None = None
+) -> dict[str, Forecast]:
+    """One forecast per organisation: that of its current phase (``phase_of``), else the
+    likeliest miss among its open phases."""
+    out: dict[str, Forecast] = {}
+    wanted = phase_of or {}
+    for (org_id, phase), forecast in forecasts.items():
+        kept = out.get(org_id)
+        current = wanted.get(org_id)
+        if (
+            kept is None
+            or phase.value == current
+            or (kept.phase.value != current and forecast.probability > kept.probability)
+        ):
+            out[org_id] = forecast
+    return out
+
+
 def round_history_samples(session: Session, round_id: str) -> list[Sample]:
     """Samples rebuilt from a round of the service's own whose phases have ended: each
     organisation's state at 25/50/75 % of every phase, labelled by its recorded outcome.
@@ -482,6 +298,8 @@ def fit_round_history(session: Session, *, threshold: float | None = None) -> Fo
     """Refit on the default simulated rounds plus every closed round of the service."""
     closed = session.scalars(select(RoundRow.round_id).where(RoundRow.status != "running")).all()
     extra = [s for round_id in closed for s in round_history_samples(session, round_id)]
+    from chuangzheng.services.forecast_training import fit_simulated  # heavy: the simulation
+
     return fit_simulated(extra=extra, threshold=threshold)
 
 
@@ -514,6 +332,8 @@ def current_model(data_dir: Path) -> ForecastModel:
     path = model_path(data_dir)
     model = load_model(path)
     if model is None:
+        from chuangzheng.services.forecast_training import fit_simulated
+
         model = fit_simulated()
         save_model(model, path)
     return model
@@ -522,6 +342,8 @@ def current_model(data_dir: Path) -> ForecastModel:
 def refit(data_dir: Path, session: Session | None = None) -> ForecastModel:
     """Refit on demand (with the service's closed rounds when a session is given), keep the
     county office's threshold, and save."""
+    from chuangzheng.services.forecast_training import fit_simulated
+
     kept = load_model(model_path(data_dir))
     model = fit_round_history(session) if session is not None else fit_simulated()
     if kept is not None and kept.threshold_by_county:
@@ -539,12 +361,11 @@ def set_threshold(data_dir: Path, threshold: float) -> ForecastModel:
 
 __all__ = [
     "MOMENTS",
-    "LabelledSample",
     "RoundView",
-    "SimulatedRound",
+    "by_organisation",
     "current_model",
     "fit_round_history",
-    "fit_simulated",
+    "kept_forecasts",
     "load_model",
     "model_path",
     "read_round",
@@ -553,6 +374,54 @@ __all__ = [
     "round_history_samples",
     "save_model",
     "set_threshold",
-    "simulated_round",
-    "simulated_samples",
 ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m chuangzheng.services.forecast``: refit the kept model on demand (with the
+    service's closed rounds: ``--history``), set the county office's threshold, or show
+    the kept model. Uses the service's settings (data directory, database)."""
+    import argparse
+
+    from activities.db import make_engine, session_factory
+    from chuangzheng.settings import get_settings
+    from domain.forecast import describe
+
+    parser = argparse.ArgumentParser(description="逾期风险预测模型：重新拟合、设置预警线、查看")
+    commands = parser.add_subparsers(dest="command", required=True)
+    refit_cmd = commands.add_parser("refit", help="重新拟合（模拟轮次，可加本系统已结束的轮次）")
+    refit_cmd.add_argument("--history", action="store_true", help="加入本系统已结束轮次的样本")
+    threshold_cmd = commands.add_parser("threshold", help="设置预警线（0–1 之间的概率）")
+    threshold_cmd.add_argument("value", type=float)
+    commands.add_parser("show", help="查看当前模型")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    if args.command == "refit":
+        if args.history:
+            engine = make_engine(settings.database_url)
+            try:
+                with session_factory(engine)() as session:
+                    model = refit(settings.data_dir, session)
+            finally:
+                engine.dispose()
+        else:
+            model = refit(settings.data_dir)
+    elif args.command == "threshold":
+        if not 0 < args.value < 1:
+            parser.error("预警线须在 0 与 1 之间")
+        model = set_threshold(settings.data_dir, args.value)
+    else:
+        kept = load_model(model_path(settings.data_dir))
+        if kept is None:
+            print("尚未拟合预测模型：python -m chuangzheng.services.forecast refit")
+            return 1
+        model = kept
+    print(f"模型：{model.samples} 个样本（逾期 {model.positives}），预警线 {model.threshold:.3f}")
+    print(f"来源：{model.fitted_on}")
+    for name, weight in describe(model):
+        print(f"  {weight:+.3f}  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -25,6 +25,7 @@ from api.ui.queries import SORT_KEYS, Filters, Laggard, laggards, scoped
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
 from api.ui.supervise import extend, remind, require_supervisor
+from chuangzheng.services.forecast import by_organisation, kept_forecasts
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 PAGE_SIZE = 100
@@ -68,8 +69,8 @@ def filters_from(params: dict[str, str]) -> Filters:
 
 @router.get("/laggards")
 def laggard_list(
-    request: Request, session: SessionDep, user: UiUser, round: str = "", msg: str = "",
-    error: str = "", sort: str = "overdue", dir: str = "desc", page_no: int = 1,
+    request: Request, session: SessionDep, settings: SettingsDep, user: UiUser, round: str = "",
+    msg: str = "", error: str = "", sort: str = "overdue", dir: str = "desc", page_no: int = 1,
 ) -> Response:  # fmt: skip
     info = round_info(session, round or None)
     if info is None:
@@ -83,6 +84,12 @@ def laggard_list(
     query = {k: v for k, v in params.items() if k not in ("sort", "dir", "page_no", "msg", "error")}
     every = scoped(select(CampaignStatusRow.township).distinct(), user, info.round_id, Filters())
     townships = sorted(session.scalars(every).all())
+    # The forecast of each listed organisation's current phase (none until a model is kept).
+    _, forecasts = kept_forecasts(
+        session, info.round_id, settings.data_dir, now=datetime.now(UTC),
+        org_ids=[ln.row.org_id for ln in shown],
+    )  # fmt: skip
+    forecast_of = by_organisation(forecasts, {ln.row.org_id: ln.row.phase for ln in shown})
     return page(
         request,
         "laggards.html",
@@ -92,6 +99,7 @@ def laggard_list(
             "query": query, "filters": filters, "townships": townships, "msg": msg,
             "error": error, "form_key": uuid.uuid4().hex,
             "default_deadline": datetime.now(UTC) + timedelta(days=7),
+            "forecast_of": forecast_of,
         },
     )  # fmt: skip
 

@@ -22,7 +22,10 @@ from api.ui.org_view import OrgView, load_records, load_state
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
 from api.ui.supervise import extend, remind, require_supervisor
+from chuangzheng.services.forecast import kept_forecasts
+from domain.forecast import Forecast
 from domain.organisation import Role
+from domain.phases import WORKING_PHASES
 from domain.state import RectificationStatus
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
@@ -49,6 +52,7 @@ async def organisation_page(
     org_id: str,
     session: SessionDep,
     client: TemporalClientDep,
+    settings: SettingsDep,
     user: UiUser,
     round: str = "",
     msg: str = "",
@@ -63,6 +67,14 @@ async def organisation_page(
     supervisor = user.role in (
         Role.COUNTY_OFFICE, Role.GUIDANCE_GROUP, Role.TOWNSHIP, Role.INSTRUCTOR
     )  # fmt: skip
+    # The forecast is a supervision aid: shown to supervisors, for the open phases.
+    forecasts: list[Forecast] = []
+    if supervisor:
+        _, kept = await run_sync(
+            kept_forecasts, session, info.round_id, settings.data_dir,
+            now=datetime.now(UTC), org_ids=[org_id],
+        )  # fmt: skip
+        forecasts = sorted(kept.values(), key=lambda f: WORKING_PHASES.index(f.phase))
     return page(
         request,
         "organisation.html",
@@ -76,6 +88,7 @@ async def organisation_page(
             "default_deadline": datetime.now(UTC) + timedelta(days=7),
             "msg": msg,
             "error": error,
+            "forecasts": forecasts,
         },
     )
 

@@ -1,0 +1,267 @@
+"""Simulated rounds to fit and measure the forecast on, without Temporal.
+
+The simulation's own scripts (``chuangzheng.simulation.scripts``: the seeded behaviour mix
+and the pacing of every organisation's actions, as ``chuangzheng simulate`` plans them) are
+planned over the round's real calendar; what each organisation has done by a moment is read
+off its script (:func:`_snapshot`: entered, finished, outcome, escalations fired, a returned
+submission, an approved extension), so thousands of samples cost seconds, not a simulated
+round's minutes. Kept apart from :mod:`chuangzheng.services.forecast` because importing the
+simulation pulls in the worker; the API never imports this module.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+
+from activities.roster_files import read_roster_file
+from chuangzheng.simulation.calendar import load_plan_files, resolve_with_gaps
+from chuangzheng.simulation.environment import DEFAULT_CALENDARS, DEFAULT_PLAN, DEFAULT_ROSTER
+from chuangzheng.simulation.model import (
+    ActionKind,
+    Behaviour,
+    BehaviourMix,
+    Conduct,
+    OrgScript,
+)
+from chuangzheng.simulation.scripts import Scripter, assign_behaviours
+from chuangzheng.simulation.timing import Timing
+from domain.calendar import WorkingCalendar, deadline_day, end_of_day
+from domain.forecast import (
+    ForecastModel,
+    OrgSnapshot,
+    PhaseRecord,
+    Sample,
+    Windows,
+    features_at,
+    fit,
+    yellow_at,
+)
+from domain.organisation import Organisation
+from domain.phases import WORKING_PHASES, Phase
+from domain.plan import LadderPlan
+from domain.schedule import RoundSchedule
+from domain.state import Outcome
+
+from .forecast import MOMENTS
+
+#: A fixed start for simulated rounds, so samples do not depend on the day they are made.
+SIMULATED_START = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
+#: The simulated rounds the default model is fitted on (seeds and mixes); the evaluation
+#: (``benchmarks/forecast_eval.py``) uses other seeds and other mixes.
+TRAINING_SEEDS: tuple[int, ...] = (1, 2, 3, 4)
+TRAINING_MIXES: tuple[BehaviourMix, ...] = (
+    BehaviourMix(),
+    BehaviourMix(late=0.2, laggard=0.05, returned=0.1),
+)
+
+
+# ----- simulated rounds --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimulatedRound:
+    """A round planned by the simulation's scripts: who does what, when, on which calendar."""
+
+    seed: int
+    mix: BehaviourMix
+    organisations: tuple[Organisation, ...]
+    scripts: tuple[OrgScript, ...]
+    schedule: RoundSchedule
+    ladder: LadderPlan
+    calendar: WorkingCalendar
+    required_steps: dict[tuple[Phase, str], int]
+
+    @cached_property
+    def windows(self) -> Windows:
+        """Each phase's planned window."""
+        return {w.phase: (w.opens_at, w.deadline) for w in self.schedule.windows}
+
+    def missed(self, script: OrgScript, phase: Phase) -> bool:
+        """Whether the organisation misses the phase's deadline (late or rectified)."""
+        return script.expected_outcome(phase) is not Outcome.ON_TIME
+
+    def snapshots(self, now: datetime) -> list[OrgSnapshot]:
+        """Every organisation as it stands at ``now`` according to its script."""
+        return [
+            _snapshot(self, org, script, now)
+            for org, script in zip(self.organisations, self.scripts, strict=True)
+        ]
+
+
+def simulated_round(
+    seed: int,
+    mix: BehaviourMix | None = None,
+    *,
+    plan_path: Path = DEFAULT_PLAN,
+    roster_path: Path = DEFAULT_ROSTER,
+    limit: int | None = None,
+    starts_at: datetime = SIMULATED_START,
+) -> SimulatedRound:
+    """Plan a round as ``chuangzheng simulate`` does (same scripts, same seed), no server."""
+    plan = load_plan_files(plan_path, DEFAULT_CALENDARS if plan_path == DEFAULT_PLAN else ())
+    round_plan = plan.rounds[0]
+    plan, schedule = resolve_with_gaps(plan, round_plan, starts_at, fill_gaps=True, warnings=[])
+    round_plan = plan.round(round_plan.id)
+    ladder = plan.ladder_for(round_plan)
+    calendar = schedule.calendar or plan.calendar.build()
+    roster = read_roster_file(roster_path)
+    in_scope = roster.in_scope(types=round_plan.scope.types, townships=round_plan.scope.townships)
+    organisations = tuple(in_scope[:limit] if limit is not None else in_scope)
+    mix = mix or BehaviourMix()
+    rng = random.Random(seed)
+    behaviours = assign_behaviours([o.id for o in organisations], mix, rng)
+    scripter = Scripter(Timing(ladder, calendar), schedule, rng, starts_at)
+    scripts = tuple(scripter.script(org, behaviours[org.id]) for org in organisations)
+    required = {
+        (phase.phase, org_type.value): sum(1 for s in phase.steps_for(org_type) if s.required)
+        for phase in round_plan.phases
+        for org_type in {o.type for o in organisations}
+    }
+    return SimulatedRound(
+        seed=seed,
+        mix=mix,
+        organisations=organisations,
+        scripts=scripts,
+        schedule=schedule,
+        ladder=ladder,
+        calendar=calendar,
+        required_steps=required,
+    )
+
+
+def _rung_instants(sim: SimulatedRound, deadline: datetime) -> list[datetime]:
+    """When each rung fires for a phase left open past ``deadline`` (end of the day)."""
+    out = []
+    for rung in sim.ladder.rungs:
+        days = rung.delay.working_days or 0
+        out.append(end_of_day(sim.calendar.add_working_days(deadline_day(deadline), days)))
+    return out
+
+
+def _snapshot(
+    sim: SimulatedRound, org: Organisation, script: OrgScript, now: datetime
+) -> OrgSnapshot:
+    """What the read model would say of ``org`` at ``now``, read off its script."""
+    records = []
+    entered = sim.schedule.starts_at
+    for phase in WORKING_PHASES:
+        _, planned = sim.windows[phase]
+        actions = [a for a in script.actions if a.phase is phase]
+        finish = actions[-1].at
+        conduct = script.conduct[phase]
+        deadline = planned
+        extensions = returns = 0
+        progress = 0.0
+        for action in actions:
+            if action.at > now:
+                break
+            if action.kind is ActionKind.REQUEST_EXTENSION and action.new_deadline is not None:
+                deadline, extensions = action.new_deadline, 1
+            elif action.kind is ActionKind.SUBMIT_RETURNED:
+                returns = 1
+                n = sim.required_steps.get((phase, org.type.value), 1)
+                progress = (n - 1) / n if n else 0.0
+        done = finish <= now
+        if done:
+            escalations = script.rungs_expected[phase]
+        elif now > deadline and conduct in (Conduct.LATE, Conduct.LAGGARD):
+            escalations = sum(1 for at in _rung_instants(sim, deadline) if at <= now)
+        else:
+            escalations = 0
+        records.append(
+            PhaseRecord(
+                phase=phase,
+                opened_at=entered if entered <= now else None,
+                completed_at=finish if done else None,
+                outcome=script.expected_outcome(phase) if done else None,
+                deadline=deadline,
+                progress=1.0 if done else progress,
+                escalations=escalations,
+                returns=returns,
+                extensions=extensions,
+            )
+        )
+        if not done:
+            # Later phases are not entered yet: their records say only the deadline.
+            for later in WORKING_PHASES[WORKING_PHASES.index(phase) + 1 :]:
+                records.append(PhaseRecord(phase=later, deadline=sim.windows[later][1]))
+            break
+        entered = finish
+    return OrgSnapshot(
+        org_id=org.id,
+        township=org.township,
+        system=org.system.value,
+        org_type=org.type.value,
+        phases=tuple(records),
+    )
+
+
+@dataclass(frozen=True)
+class LabelledSample:
+    """A sample with where it was taken and what the yellow light said at that moment."""
+
+    seed: int
+    phase: Phase
+    moment: float
+    sample: Sample
+    yellow: bool
+    # The organisation's simulated behaviour, which no forecast can see (for a ceiling).
+    behaviour: Behaviour
+
+
+def simulated_samples(
+    sim: SimulatedRound, moments: Sequence[float] = MOMENTS
+) -> list[LabelledSample]:
+    """Every organisation that has not finished a phase, at each moment of that phase's
+    window, labelled with whether it missed the deadline in the end."""
+    scripts = {s.org_id: s for s in sim.scripts}
+    out: list[LabelledSample] = []
+    for phase in WORKING_PHASES:
+        opens_at, deadline = sim.windows[phase]
+        for moment in moments:
+            now = opens_at + (deadline - opens_at) * moment
+            snapshots = sim.snapshots(now)
+            yellow = yellow_at(snapshots, now, sim.windows)
+            for features in features_at(snapshots, now, sim.windows, sim.calendar, phases=[phase]):
+                script = scripts[features.org_id]
+                out.append(
+                    LabelledSample(
+                        seed=sim.seed,
+                        phase=phase,
+                        moment=moment,
+                        sample=Sample(features=features, missed=sim.missed(script, phase)),
+                        yellow=features.org_id in yellow,
+                        behaviour=script.behaviour,
+                    )
+                )
+    return out
+
+
+def fit_simulated(
+    seeds: Iterable[int] = TRAINING_SEEDS,
+    mixes: Iterable[BehaviourMix] = TRAINING_MIXES,
+    *,
+    limit: int | None = None,
+    extra: Sequence[Sample] = (),
+    threshold: float | None = None,
+) -> ForecastModel:
+    """A model fitted on simulated rounds (every seed × mix) plus ``extra`` samples."""
+    seeds, mixes = tuple(seeds), tuple(mixes)
+    samples = [
+        s.sample
+        for mix in mixes
+        for seed in seeds
+        for s in simulated_samples(simulated_round(seed, mix, limit=limit))
+    ]
+    mix_text = "、".join(
+        f"逾期{m.late:.0%}/整改{m.laggard:.0%}/退回{m.returned:.0%}" for m in mixes
+    )
+    note = f"模拟轮次 种子{','.join(map(str, seeds))} × 行为组合 {mix_text}"
+    if extra:
+        note += f"；本系统历史样本 {len(extra)} 条"
+    return fit([*samples, *extra], threshold=threshold, fitted_on=note)

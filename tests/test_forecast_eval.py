@@ -1,0 +1,246 @@
+"""The forecast over simulated rounds and the read model, and its evaluation harness.
+
+Simulated rounds are the simulation's own scripts planned without Temporal
+(``chuangzheng.services.forecast_training``); the read-model test writes a simulated round's
+state at one moment into a real SQLite read model (the service's schema) and checks the
+service reads back the same forecasts as the simulation gives directly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from activities.db import create_schema, make_engine, session_factory
+from activities.tables import (
+    CampaignEventRow,
+    CampaignStatusRow,
+    EscalationRow,
+    PhaseStatusRow,
+    RoundDefinitionRow,
+    RoundRow,
+)
+from benchmarks.forecast_eval import precision_at_recall, precision_recall, roc_auc, run
+from chuangzheng.services.forecast import (
+    by_organisation,
+    kept_forecasts,
+    load_model,
+    model_path,
+    round_forecasts,
+    save_model,
+)
+from chuangzheng.services.forecast_training import (
+    SIMULATED_START,
+    SimulatedRound,
+    fit_simulated,
+    simulated_round,
+    simulated_samples,
+)
+from chuangzheng.simulation.environment import DEFAULT_PLAN
+from chuangzheng.simulation.model import BehaviourMix
+from domain.events import EventKind
+from domain.forecast import ForecastModel, features_at
+from domain.phases import WORKING_PHASES, Phase
+
+LIMIT = 80
+
+
+@pytest.fixture(scope="module")
+def model() -> ForecastModel:
+    """A model fitted on two small simulated rounds (seeds 1 and 2, the default mix)."""
+    return fit_simulated((1, 2), (BehaviourMix(),), limit=LIMIT)
+
+
+def test_the_forecast_of_a_fixed_simulated_round_is_the_same_on_every_run(
+    model: ForecastModel,
+) -> None:
+    again = fit_simulated((1, 2), (BehaviourMix(),), limit=LIMIT)
+    assert again == model
+    mix = BehaviourMix(late=0.2, laggard=0.1)
+    samples = simulated_samples(simulated_round(9, mix, limit=LIMIT))
+    first = [model.forecast(s.sample.features) for s in samples]
+    second = [
+        again.forecast(s.sample.features)
+        for s in simulated_samples(simulated_round(9, mix, limit=LIMIT))
+    ]
+    assert first == second and len(first) == LIMIT * len(WORKING_PHASES) * 3
+    assert all(f.reasons and all(r.text for r in f.reasons) for f in first)
+    # On average, organisations with a late earlier phase are forecast as riskier.
+    late = [
+        f.probability for f, s in zip(first, samples, strict=True) if s.sample.features.earlier_late
+    ]
+    clean = [
+        f.probability
+        for f, s in zip(first, samples, strict=True)
+        if not s.sample.features.earlier_late
+    ]
+    assert late and sum(late) / len(late) > sum(clean) / len(clean)
+
+
+def test_simulated_samples_follow_the_scripts() -> None:
+    sim = simulated_round(3, limit=LIMIT)
+    samples = simulated_samples(sim)
+    scripts = {s.org_id: s for s in sim.scripts}
+    for s in samples:
+        script = scripts[s.sample.features.org_id]
+        assert s.sample.missed == (sim.missed(script, s.phase))
+    # Every organisation is open in every phase at 25/50/75 % (on-time finishers act in the
+    # last working days), so the forecast covers all of them.
+    assert len(samples) == LIMIT * 15
+    # Earlier lateness seen at a moment is lateness the script planned before that phase.
+    for s in samples:
+        index = WORKING_PHASES.index(s.phase)
+        script = scripts[s.sample.features.org_id]
+        planned = sum(1 for p in WORKING_PHASES[:index] if sim.missed(script, p))
+        assert s.sample.features.earlier_late + s.sample.features.earlier_rectified <= planned
+
+
+def test_metrics() -> None:
+    assert roc_auc([0.1, 0.2, 0.8, 0.9], [False, False, True, True]) == 1.0
+    assert roc_auc([0.9, 0.8, 0.2, 0.1], [False, False, True, True]) == 0.0
+    assert roc_auc([0.5] * 4, [False, True, False, True]) == 0.5
+    # One positive above both negatives, one between them: 3 of 4 pairs ordered.
+    assert roc_auc([0.1, 0.5, 0.4, 0.9], [False, False, True, True]) == 0.75
+    assert roc_auc([0.1, 0.2], [False, False]) is None
+    assert precision_recall([True, True, False, False], [True, False, True, False]) == (0.5, 0.5)
+    assert precision_recall([False, False], [True, False]) == (None, 0.0)
+    # Reaching half the positives takes the top one (a hit): precision 1; all of them, the
+    # top three: 2/3.
+    scores, labels = [0.9, 0.8, 0.7, 0.1], [True, False, True, False]
+    assert precision_at_recall(scores, labels, 0.5) == 1.0
+    assert precision_at_recall(scores, labels, 1.0) == pytest.approx(2 / 3)
+
+
+def test_evaluation_runs_on_rounds_never_seen() -> None:
+    with pytest.raises(ValueError):
+        run(
+            seeds=(1,),
+            mixes=(BehaviourMix(),),
+            training_seeds=(1,),
+            training_mixes=(BehaviourMix(),),
+            limit=20,
+        )
+    _, results = run(
+        seeds=(101,),
+        mixes=(BehaviourMix(late=0.1, laggard=0.15),),
+        training_seeds=(1,),
+        training_mixes=(BehaviourMix(),),
+        limit=60,
+    )
+    assert [r.moment for r in results] == [0.25, 0.5, 0.75]
+    for r in results:
+        assert r.samples == 60 * 5 and r.positives > 0
+        assert r.auc is not None and 0.0 <= r.auc <= 1.0
+        # Knowing who slips is a ceiling the forecast does not reach.
+        assert r.behaviour_auc is not None and r.behaviour_auc > r.auc
+
+
+def _write_read_model(session: Session, sim: SimulatedRound, now: datetime, round_id: str) -> None:
+    """The read model as the round's activities would have left it at ``now``."""
+    session.add(
+        RoundRow(
+            round_id=round_id, name="模拟", campaign_id="seed-002", round_plan_id="round-1",
+            starts_at=SIMULATED_START, status="running", kicked_off_by="county", updated_at=now,
+        )
+    )  # fmt: skip
+    session.add(
+        RoundDefinitionRow(
+            round_id=round_id, plan_source="seed-002", plan_yaml=DEFAULT_PLAN.read_text("utf-8"),
+            round_plan_id="round-1", starts_at=SIMULATED_START, created_by="county",
+            created_at=SIMULATED_START, kicked_off_at=SIMULATED_START,
+        )
+    )  # fmt: skip
+    orgs = {o.id: o for o in sim.organisations}
+    for snap in sim.snapshots(now):
+        org = orgs[snap.org_id]
+        phase, progress = snap.current()
+        current = snap.record(phase) if phase in WORKING_PHASES else None
+        session.add(
+            CampaignStatusRow(
+                round_id=round_id, org_id=org.id, org_name=org.name, township=org.township,
+                system=org.system.value, org_type=org.type.value, phase=phase.value,
+                phase_status=None, light="green", overdue=False,
+                deadline=current.deadline if current else None, top_rung=None,
+                closed=phase is Phase.COMPLETED, event_seq=1, updated_at=now, progress=progress,
+            )
+        )  # fmt: skip
+        for r in snap.phases:
+            if r.opened_at is None:
+                continue
+            session.add(
+                PhaseStatusRow(
+                    round_id=round_id, org_id=org.id, phase=r.phase.value,
+                    status="completed" if r.completed_at else "open", deadline=r.deadline,
+                    opened_at=r.opened_at, completed_at=r.completed_at,
+                    outcome=r.outcome.value if r.outcome else None, event_seq=1,
+                )
+            )  # fmt: skip
+            for rung in range(r.escalations):
+                session.add(
+                    EscalationRow(
+                        round_id=round_id, org_id=org.id, phase=r.phase.value, rung=rung,
+                        name=f"第{rung + 1}级", recipient_role="instructor", recipient_key="x",
+                        fired_at=r.deadline, working_days_overdue=rung,
+                        acknowledged_by=None, acknowledged_at=None,
+                    )
+                )  # fmt: skip
+            for kind, count in (
+                (EventKind.RETURNED, r.returns),
+                (EventKind.EXTENSION_APPROVED, r.extensions),
+            ):
+                for _ in range(count):
+                    session.add(
+                        CampaignEventRow(
+                            event_id=uuid.uuid4().hex, round_id=round_id, org_id=org.id,
+                            kind=kind.value, phase=r.phase.value, step_id=None, actor_user=None,
+                            actor_role=None, actor_name=None, at=now, detail={}, recorded_at=now,
+                        )
+                    )  # fmt: skip
+    session.commit()
+
+
+def test_the_read_model_gives_the_forecasts_the_simulation_gives(
+    model: ForecastModel, tmp_path: Path
+) -> None:
+    sim = simulated_round(5, BehaviourMix(late=0.2, laggard=0.15, returned=0.1), limit=LIMIT)
+    # Half-way through the third phase: some earlier lateness, escalations and returns.
+    opens, deadline = sim.windows[Phase.LEADERSHIP_REVIEW]
+    now = opens + (deadline - opens) / 2
+    engine = make_engine(f"sqlite:///{tmp_path / 'read.db'}")
+    create_schema(engine)
+    sessions = session_factory(engine)
+    try:
+        with sessions() as session:
+            _write_read_model(session, sim, now, "r1")
+        expected = {
+            (f.org_id, f.phase): model.forecast(f)
+            for f in features_at(sim.snapshots(now), now, sim.windows, sim.calendar)
+        }
+        assert any(f.reasons[0].feature.value.startswith("earlier") for f in expected.values())
+        with sessions() as session:
+            got = round_forecasts(session, "r1", model, now=now)
+            assert got == expected
+            # Scoped: only the organisations asked for, with cohorts over the whole round.
+            some = sorted({o for o, _ in expected})[:5]
+            assert set(round_forecasts(session, "r1", model, now=now, org_ids=some)) == {
+                k for k in expected if k[0] in some
+            }
+            # Pages read the kept model only: none kept, no forecasts.
+            assert kept_forecasts(session, "r1", tmp_path, now=now) == (None, {})
+            save_model(model.with_threshold(0.2), model_path(tmp_path))
+            kept, forecasts = kept_forecasts(session, "r1", tmp_path, now=now)
+            assert kept is not None and kept.threshold == 0.2 and kept.threshold_by_county
+            assert forecasts.keys() == expected.keys()
+            assert all(f.warn == (f.probability >= 0.2) for f in forecasts.values())
+            one = by_organisation(
+                forecasts, {o: Phase.LEADERSHIP_REVIEW.value for o, _ in forecasts}
+            )
+            assert all(f.phase is Phase.LEADERSHIP_REVIEW for f in one.values())
+    finally:
+        engine.dispose()
+    assert load_model(model_path(tmp_path)) == model.with_threshold(0.2)
+    assert load_model(tmp_path / "missing.json") is None
