@@ -14,10 +14,21 @@ from api.ui.routers import (
     organisation,
     overview,
     secretary,
+    supervision,
 )
 
 router = APIRouter()
-for _module in (login, overview, laggards, organisation, secretary, exports, accounts, audit):
+for _module in (
+    login,
+    overview,
+    laggards,
+    organisation,
+    secretary,
+    exports,
+    accounts,
+    audit,
+    supervision,
+):
     router.include_router(_module.router)
 # Outside /ui: the short paths messages link to.
 router.include_router(links.router)

@@ -196,3 +196,14 @@ def list_records(
         # The timeline's view: the record as it concerns this organisation.
         return [SupervisionRecord(row=r, org_ids=(org_id,)) for r in rows]
     return [SupervisionRecord(row=r, org_ids=tuple(sorted(covered[r.record_id]))) for r in rows]
+
+
+def round_organisations(session: Session, caller: Caller, round_id: str) -> list[tuple[str, str]]:
+    """The round's organisations in ``caller``'s scope as (id, name), for a record's form."""
+    rows = session.execute(
+        select(CampaignStatusRow.org_id, CampaignStatusRow.org_name)
+        .join(OrganisationRow, OrganisationRow.org_id == CampaignStatusRow.org_id)
+        .where(CampaignStatusRow.round_id == round_id, caller.condition)
+        .order_by(CampaignStatusRow.township, CampaignStatusRow.org_id)
+    )
+    return [(org_id, name) for org_id, name in rows]

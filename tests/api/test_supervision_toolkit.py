@@ -16,7 +16,7 @@ import httpx
 import openpyxl  # type: ignore[import-untyped]
 import pytest
 
-from tests.api.conftest import Stack, start_demo_round, token, wait_for
+from tests.api.conftest import PASSWORD, Stack, start_demo_round, token, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -366,3 +366,60 @@ async def test_a_contact_point_cadre_sees_their_organisations_and_nothing_else(
         headers=cadre,
     )
     assert acted.status_code == 403
+    # The pages: the organisation's page (read), and 404 for another.
+    async with httpx.AsyncClient(
+        base_url=str(http.base_url), timeout=60, headers={"Origin": str(http.base_url)}
+    ) as browser:
+        signed = await browser.post(
+            "/ui/login", data={"username": username, "password": password, "next": "/ui/"}
+        )
+        assert signed.status_code == 303
+        own = await browser.get("/ui/orgs/org-a", params={"round": round_id})
+        assert own.status_code == 200 and "城关镇东关村党支部" in own.text
+        assert "督办操作" not in own.text  # no supervisor forms for a reader
+        other = await browser.get("/ui/orgs/org-c", params={"round": round_id})
+        assert other.status_code == 404
+
+
+async def test_the_pages_draw_record_and_order_through_the_same_services(
+    stack: Stack,
+) -> None:
+    rid = await _round(stack)
+    async with httpx.AsyncClient(
+        base_url=stack.base_url, timeout=60, headers={"Origin": stack.base_url}
+    ) as browser:
+        signed = await browser.post(
+            "/ui/login", data={"username": "county", "password": PASSWORD, "next": "/ui/"}
+        )
+        assert signed.status_code == 303
+        home = await browser.get("/ui/supervision", params={"round": rid})
+        assert home.status_code == 200 and 'href="/ui/supervision?round=' in home.text
+        drawn = await browser.post(
+            "/ui/supervision/draws",
+            data={"round": rid, "size_kind": "count", "size": "1", "stratify_by": "township",
+                  "seed": "页面种子"},
+        )  # fmt: skip
+        assert drawn.status_code == 303 and "msg=" in drawn.headers["location"]
+        bad = await browser.post(
+            "/ui/supervision/draws", data={"round": rid, "size_kind": "count", "size": "x"}
+        )
+        assert "error=" in bad.headers["location"]
+        listed = await browser.get("/ui/supervision", params={"round": rid})
+        assert "页面种子" in listed.text and 'class="inline result-form"' in listed.text
+
+        form = {
+            "round": rid,
+            "form_key": "k-1",
+            "ground": "ineffective_work",
+            "reason": "群众评议组织不力",
+            "period_working_days": "4",
+        }
+        for _ in range(2):  # a double submit: one order
+            ordered = await browser.post("/ui/orgs/org-b/rectification-orders", data=form)
+            assert ordered.status_code == 303, ordered.text
+            assert "msg=" in ordered.headers["location"], ordered.headers["location"]
+        timeline = await browser.get("/ui/orgs/org-b/supervision", params={"round": rid})
+        assert timeline.status_code == 200
+        assert timeline.text.count("data-order=") == 1 and "工作上不得力" in timeline.text
+        org_page = await browser.get("/ui/orgs/org-b", params={"round": rid})
+        assert 'id="supervision-link"' in org_page.text

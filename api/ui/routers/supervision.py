@@ -1,0 +1,292 @@
+"""督促检查 pages: the round's spot checks (draw, re-draw check, inspection results), 座谈会 and
+督查 records, and supervisors' rectification orders; an organisation's own supervision
+timeline with the 限期整改 form. Every rule is the services' (``chuangzheng.services``
+rectification_orders, inspections, supervision_records); pages only render and post.
+Outside the caller's scope: 404, as everywhere.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from api.blocking import run_sync
+from api.callers import service_caller
+from api.deps import SessionDep, SessionsDep, TemporalClientDep
+from api.errors import ApiError, as_api_error, not_found
+from api.ui.context import round_info
+from api.ui.forms import form_fields
+from api.ui.render import page
+from api.ui.session import UiRoute, UiUser, redirect, same_origin
+from chuangzheng.services import inspections, rectification_orders, supervision_records
+from chuangzheng.services.callers import Caller, visible_organisation
+from chuangzheng.services.errors import ServiceError
+from domain.inspection import (
+    DISCRETION_ROLES,
+    RECORD_ROLES,
+    SPOT_CHECK_ROLES,
+    InspectionVerdict,
+    RectificationGround,
+    SupervisionKind,
+)
+from domain.organisation import Role
+from domain.sampling import Stratum
+
+router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
+
+#: Roles that see the round's supervision page (a secretary has their own task page).
+READERS = frozenset(set(RECORD_ROLES) | {Role.ASSESSMENT_GROUP, Role.LEADING_CADRE})
+
+
+def _error_text(exc: ApiError) -> str:
+    reasons = "；".join(f"{e.get('field')}：{e.get('reason')}" for e in exc.errors)
+    return exc.message + (f"（{reasons}）" if reasons else "")
+
+
+def _round_page(session: Any, caller: Caller, round_id: str) -> dict[str, Any]:
+    return {
+        "draws": [d.document() for d in inspections.list_draws(session, caller, round_id)],
+        "records": [
+            r.document() for r in supervision_records.list_records(session, caller, round_id)
+        ],
+        "orders": [
+            rectification_orders.order_document(o)
+            for o in rectification_orders.list_orders(session, caller, round_id)
+        ],
+        "organisations": supervision_records.round_organisations(session, caller, round_id),
+    }
+
+
+def _choices() -> dict[str, Any]:
+    return {
+        "STRATA": [(s.value, s.label) for s in Stratum],
+        "VERDICTS": [(v.value, v.label) for v in InspectionVerdict if v.value != "pending"],
+        "KINDS": [(k.value, k.label) for k in SupervisionKind],
+        "GROUNDS": [(g.value, g.label) for g in RectificationGround if g.value != "spot_check"],
+        "STRATUM_LABELS": {s.value: s.label for s in Stratum},
+    }
+
+
+@router.get("/supervision")
+async def supervision_page(
+    request: Request,
+    session: SessionDep,
+    user: UiUser,
+    round: str = "",
+    msg: str = "",
+    error: str = "",
+) -> Response:
+    """The round's spot checks, supervision records and orders in the caller's scope."""
+    if user.role not in READERS:
+        raise not_found()
+    info = await run_sync(round_info, session, round or None)
+    if info is None:
+        raise not_found("尚无轮次")
+    caller = service_caller(user, request)
+    data = await run_sync(_round_page, session, caller, info.round_id)
+    names = dict(data["organisations"])
+    return page(
+        request,
+        "supervision.html",
+        {
+            "user": user,
+            "info": info,
+            "names": names,
+            "can_draw": user.role in SPOT_CHECK_ROLES,
+            "can_record": user.role in RECORD_ROLES,
+            "msg": msg,
+            "error": error,
+            **data,
+            **_choices(),
+        },
+    )
+
+
+def _back(round_id: str, path: str = "/ui/supervision") -> str:
+    return path if path.startswith("/ui/") and "//" not in path else "/ui/supervision"
+
+
+@router.post("/supervision/draws")
+async def post_draw(request: Request, sessions: SessionsDep, user: UiUser) -> Response:
+    """Draw a spot-check sample from the form."""
+    same_origin(request)
+    fields = await form_fields(request)
+    round_id = str(fields.pop("round", ""))
+    body: dict[str, Any] = {"stratify_by": fields.get("stratify_by") or "none"}
+    if str(fields.get("seed", "")).strip():
+        body["seed"] = str(fields["seed"]).strip()
+    size = str(fields.get("size", "")).strip()
+    if fields.get("size_kind") == "share":
+        body["share"] = size
+    else:
+        body["count"] = size
+    try:
+        made = await inspections.draw(
+            sessions, service_caller(user, request), round_id, inspections.parse_draw(body)
+        )
+    except ServiceError as exc:
+        return redirect(_back(round_id), round=round_id, error=_error_text(as_api_error(exc)))
+    drawn = "、".join(made.row.sample["org_ids"])
+    return redirect(_back(round_id), round=round_id, msg=f"已抽取（种子 {made.row.seed}）：{drawn}")
+
+
+@router.post("/supervision/inspections/{inspection_id}")
+async def post_result(
+    request: Request,
+    inspection_id: str,
+    sessions: SessionsDep,
+    client: TemporalClientDep,
+    user: UiUser,
+) -> Response:
+    """Record an inspection's result from the form (差 orders rectification)."""
+    same_origin(request)
+    fields = await form_fields(request)
+    round_id = str(fields.pop("round", ""))
+    period = str(fields.get("period_working_days", "")).strip()
+    body = {
+        "inspectors": fields.get("inspectors", ""),
+        "inspected_on": fields.get("inspected_on", ""),
+        "findings": fields.get("findings", ""),
+        "verdict": fields.get("verdict", ""),
+        "period_working_days": period or None,
+    }
+    try:
+        await inspections.record_result(
+            sessions,
+            client,
+            service_caller(user, request),
+            round_id=round_id,
+            inspection_id=inspection_id,
+            result=inspections.parse_result(body),
+        )
+    except ServiceError as exc:
+        return redirect(_back(round_id), round=round_id, error=_error_text(as_api_error(exc)))
+    return redirect(_back(round_id), round=round_id, msg="抽查结果已记录")
+
+
+@router.post("/supervision/records")
+async def post_record(request: Request, sessions: SessionsDep, user: UiUser) -> Response:
+    """Keep a 座谈会 or 督查 record from the form."""
+    same_origin(request)
+    fields = await form_fields(request)
+    round_id = str(fields.pop("round", ""))
+    orgs = fields.get("org_ids", [])
+    supervisors = str(fields.get("supervisors", "")).replace("，", "、").replace(",", "、")
+    body = {
+        "kind": fields.get("kind", ""),
+        "held_on": fields.get("held_on", ""),
+        "title": fields.get("title", ""),
+        "supervisors": [s.strip() for s in supervisors.split("、") if s.strip()],
+        "org_ids": orgs if isinstance(orgs, list) else [orgs],
+        "findings": fields.get("findings", ""),
+        "follow_ups": fields.get("follow_ups", ""),
+    }
+    caller = service_caller(user, request)
+
+    def store() -> None:
+        request_ = supervision_records.parse_request(body)
+        with sessions.begin() as session:
+            supervision_records.record(session, caller, round_id, request_)
+
+    try:
+        await run_sync(store)
+    except ServiceError as exc:
+        return redirect(_back(round_id), round=round_id, error=_error_text(as_api_error(exc)))
+    return redirect(_back(round_id), round=round_id, msg="督查记录已保存")
+
+
+def _org_page(session: Any, caller: Caller, round_id: str, org_id: str) -> dict[str, Any]:
+    org = visible_organisation(session, caller, org_id)
+    return {
+        "org": org,
+        "records": [
+            r.document()
+            for r in supervision_records.list_records(session, caller, round_id, org_id=org_id)
+        ],
+        "inspections": [
+            inspections.inspection_document(i)
+            for i in inspections.list_inspections(session, caller, round_id, org_id=org_id)
+        ],
+        "orders": [
+            rectification_orders.order_document(o)
+            for o in rectification_orders.list_orders(session, caller, round_id, org_id=org_id)
+        ],
+    }
+
+
+@router.get("/orgs/{org_id}/supervision")
+async def org_supervision_page(
+    request: Request,
+    org_id: str,
+    session: SessionDep,
+    user: UiUser,
+    round: str = "",
+    msg: str = "",
+    error: str = "",
+) -> Response:
+    """An organisation's supervision timeline and, for those who may, the 限期整改 form."""
+    caller = service_caller(user, request)
+    try:
+        await run_sync(visible_organisation, session, caller, org_id)
+    except ServiceError as exc:
+        raise as_api_error(exc) from None
+    info = await run_sync(round_info, session, round or None)
+    if info is None:
+        raise not_found("尚无轮次")
+    data = await run_sync(_org_page, session, caller, info.round_id, org_id)
+    return page(
+        request,
+        "org_supervision.html",
+        {
+            "user": user,
+            "info": info,
+            "can_order": user.role in DISCRETION_ROLES,
+            "form_key": uuid.uuid4().hex,
+            "msg": msg,
+            "error": error,
+            **data,
+            **_choices(),
+        },
+    )
+
+
+@router.post("/orgs/{org_id}/rectification-orders")
+async def post_order(
+    request: Request,
+    org_id: str,
+    sessions: SessionsDep,
+    client: TemporalClientDep,
+    user: UiUser,
+) -> Response:
+    """Order rectification at discretion from the form (the form's key makes a double
+    submit one order)."""
+    same_origin(request)
+    fields = await form_fields(request)
+    round_id = str(fields.pop("round", ""))
+    key = str(fields.pop("form_key", "")) or None
+    back = f"/ui/orgs/{org_id}/supervision"
+    try:
+        await rectification_orders.order_rectification(
+            sessions,
+            client,
+            service_caller(user, request),
+            round_id=round_id,
+            org_id=org_id,
+            request=rectification_orders.parse_request(
+                {
+                    "ground": fields.get("ground", ""),
+                    "reason": fields.get("reason", ""),
+                    "period_working_days": fields.get("period_working_days", ""),
+                }
+            ),
+            idempotency_key=f"ui-order-{key}" if key else None,
+        )
+    except ServiceError as exc:
+        error = as_api_error(exc)
+        if error.status_code == 404:
+            raise error from None
+        return redirect(back, round=round_id, error=_error_text(error))
+    return redirect(back, round=round_id, msg="已下达限期整改通知")
