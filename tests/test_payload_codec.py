@@ -21,7 +21,8 @@ from google.protobuf.message import Message
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import History
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 
 from activities.db import create_schema, make_engine, session_factory
 from chuangzheng.bootstrap import connect_temporal, temporal_data_converter
@@ -36,8 +37,15 @@ from chuangzheng.payload_codec import (
 )
 from chuangzheng.settings import Settings
 from chuangzheng.temporal_server import data_converter, start_dev_server_env
+from domain.actions import SubmitEvidence
 from domain.phases import WORKING_PHASES, Phase
-from tests.workflows.support import do_current_phase, org_plan, organisation, start_campaign
+from tests.workflows.support import (
+    do_current_phase,
+    org_plan,
+    organisation,
+    secretary,
+    start_campaign,
+)
 from worker import build_worker
 from workflows.contracts import CampaignResult
 from workflows.organisation import OrganisationCampaignWorkflow
@@ -240,6 +248,16 @@ async def test_histories_hold_ciphertext_rotation_works_and_a_wrong_key_fails(
         async with build_worker(client_a, task_queue=task_queue, sessions=sessions):
             handle = await start_campaign(client_a, task_queue, plan)
             await do_current_phase(handle, plan, await env.get_current_time())
+            # A refusal's reason is encrypted in transit too, and still reaches the caller
+            # (the API turns it into a 4xx with the reason).
+            with pytest.raises(WorkflowUpdateFailedError) as refused:
+                await handle.execute_update(
+                    OrganisationCampaignWorkflow.submit_evidence,
+                    SubmitEvidence(actor=secretary(org), step_id="no-such-step", values={}),
+                )
+            assert isinstance(refused.value.cause, ApplicationError)
+            assert refused.value.cause.message not in ("", "Encoded failure")
+            assert refused.value.cause.type
         history = await _raw_history(raw_reader, handle.id)
         stored = _stored(history)
         assert len(stored) > 10

@@ -10,10 +10,12 @@ the Temporal UI's browser call refused by the pages' cross-site check.
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +29,15 @@ from temporalio.testing import WorkflowEnvironment
 from activities.db import create_schema, make_engine, session_factory
 from api.auth import upsert_user
 from api.main import create_app
-from chuangzheng.bootstrap import temporal_data_converter
+from chuangzheng.bootstrap import connect_temporal, temporal_data_converter
 from chuangzheng.payload_codec import ENCODING, KEY_ID, AesGcmPayloadCodec, new_key_text
 from chuangzheng.payload_codec import parse_payload_keys as keys
 from chuangzheng.settings import Settings
 from domain.organisation import Role
 from tests.api.conftest import PASSWORD, free_port
+from tests.workflows.support import org_plan, organisation, start_campaign
+from worker import build_worker
+from workflows.organisation import OrganisationCampaignWorkflow
 
 UI_ORIGIN = "http://temporal-ui.example.org:8080"
 KEY_OLD, KEY_NEW = new_key_text(), new_key_text()
@@ -261,3 +266,42 @@ async def test_another_namespace_an_unknown_key_and_a_bad_body_are_refused(
     assert "'gone'" in undecodable.text
     bad = await api.post("/codec/decode", content=b"not json", headers=auth)
     assert bad.status_code == 422
+
+
+async def test_the_ui_decodes_a_real_history_the_worker_encrypted(
+    api: httpx.AsyncClient, codec_settings: Settings, dev_server: WorkflowEnvironment
+) -> None:
+    """What the Temporal UI does: read the stored history (ciphertext) and send its payloads
+    here. The workflow is the project's, run by its worker with the same keys."""
+    engine = make_engine(codec_settings.database_url)
+    client = await connect_temporal(codec_settings)
+    org = organisation("org-codec-ui")
+    plan = org_plan(org, datetime.now(UTC), round_id=f"r-ui-{uuid.uuid4().hex[:6]}")
+    async with build_worker(
+        client, task_queue=codec_settings.task_queue, sessions=session_factory(engine)
+    ):
+        handle = await start_campaign(client, codec_settings.task_queue, plan)
+        await handle.query(OrganisationCampaignWorkflow.status)
+    await handle.terminate("test over")  # nothing polls its queue after this test
+    engine.dispose()
+    # The server's copy, as the UI receives it: nothing decoded.
+    history = await dev_server.client.get_workflow_handle(handle.id).fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    stored = list(started.input.payloads)
+    assert stored and all(p.metadata["encoding"] == ENCODING for p in stored)
+    assert org.name.encode() not in stored[0].data
+    token = await login(api, "county")
+    answer = await api.post(
+        "/codec/decode",
+        json=as_json(stored),
+        headers={"Origin": UI_ORIGIN, "X-Namespace": "default", "Cookie": f"cz_token={token}"},
+    )
+    assert answer.status_code == 200, answer.text
+    (decoded,) = from_json(answer.json())
+    assert decoded.metadata["encoding"] == b"json/plain"
+    assert json.loads(decoded.data)["plan"]["organisation"]["name"] == org.name
+    township = await login(api, "township")
+    refused = await api.post(
+        "/codec/decode", json=as_json(stored), headers={"Authorization": f"Bearer {township}"}
+    )
+    assert refused.status_code == 403
