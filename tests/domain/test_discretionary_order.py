@@ -63,7 +63,7 @@ def test_a_discretionary_order_climbs_when_overdue_and_passes_on_recheck() -> No
 
     # The steps done, the phase waits for the re-check; a passed re-check completes it.
     finish_phase(campaign, late)
-    assert campaign.state.phase is Phase.MOBILISATION
+    assert campaign.state.current().phase is Phase.MOBILISATION
     campaign.report_rectification(
         ReportRectification(
             actor=SECRETARY, phase=Phase.MOBILISATION, report="已重新召开动员会，逐级发动到位。"
