@@ -1,7 +1,10 @@
 """The forecast measured on simulated rounds it never saw, against the yellow light.
 
-The model is fitted on the default training rounds (``chuangzheng.services.forecast``:
-seeds 1–4 × two behaviour mixes) and evaluated on other seeds with other mixes. For every
+The model is fitted on the default training rounds
+(``chuangzheng.services.forecast_training``: seeds 1–4 × two behaviour mixes) and evaluated
+on other seeds with other mixes. Twice: with a previous round whose behaviours were drawn
+afresh (the simulation's own assumption), and with a previous round in which every
+organisation behaved the same way (:class:`PriorRound`). For every
 evaluation round, at 25 %, 50 % and 75 % of each phase's window, every organisation that
 has not finished the phase is scored; the label is whether it missed the deadline in the
 end (late, or after rectification). Per round and moment (five phases pooled):
@@ -34,6 +37,7 @@ from chuangzheng.services.forecast_training import (
     TRAINING_MIXES,
     TRAINING_SEEDS,
     LabelledSample,
+    PriorRound,
     fit_simulated,
     simulated_round,
     simulated_samples,
@@ -175,18 +179,20 @@ def run(
     training_mixes: Sequence[BehaviourMix] = TRAINING_MIXES,
     limit: int | None = None,
     moments: Sequence[float] = MOMENTS,
+    prior: PriorRound = PriorRound.INDEPENDENT,
 ) -> tuple[ForecastModel, list[MomentResult]]:
-    """Fit on the training rounds, evaluate on every (seed, mix) evaluation round."""
+    """Fit on the training rounds, evaluate on every (seed, mix) evaluation round; both
+    with a previous round as ``prior`` says."""
     overlap = {(s, m) for s in seeds for m in mixes} & {
         (s, m) for s in training_seeds for m in training_mixes
     }
     if overlap:
         raise ValueError("evaluation rounds must differ from the training rounds")
-    model = fit_simulated(training_seeds, training_mixes, limit=limit)
+    model = fit_simulated(training_seeds, training_mixes, limit=limit, prior=prior)
     results: list[MomentResult] = []
     for mix in mixes:
         for seed in seeds:
-            sim = simulated_round(seed, mix, limit=limit)
+            sim = simulated_round(seed, mix, prior=prior, limit=limit)
             samples = simulated_samples(sim, moments)
             results.extend(evaluate(model, samples, seed=seed, mix=_mix_name(mix)))
     return model, results
@@ -243,30 +249,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     first, _, last = args.seeds.partition("-")
     seeds = tuple(range(int(first), int(last or first) + 1))
-    began = time.monotonic()
-    model, results = run(seeds=seeds, limit=args.limit)
-    elapsed = time.monotonic() - began
-    print(f"model: {model.samples} samples ({model.positives} missed), threshold {model.threshold}")
-    for name, weight in describe(model):
-        print(f"  {weight:+.3f}  {name}")
-    for row in summary(results):
-        print(" | ".join(f"{k} {v}" for k, v in row.items()))
-    print("AUC by phase at 50%:", by_phase(results))
-    print(f"{elapsed:.1f} s")
-    if args.json is not None:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "model": model.model_dump(mode="json"),
-                    "results": [asdict(r) for r in results],
-                    "summary": summary(results),
-                    "auc_by_phase_at_50": by_phase(results),
-                    "seconds": elapsed,
-                },
-                ensure_ascii=False,
-                indent=1,
-            )
+    report: dict[str, object] = {}
+    for prior in (PriorRound.INDEPENDENT, PriorRound.PERSISTENT):
+        began = time.monotonic()
+        model, results = run(seeds=seeds, limit=args.limit, prior=prior)
+        elapsed = time.monotonic() - began
+        print(f"== previous round: {prior.value}")
+        print(
+            f"model: {model.samples} samples ({model.positives} missed), threshold {model.threshold}"
         )
+        for name, weight in describe(model):
+            print(f"  {weight:+.3f}  {name}")
+        for row in summary(results):
+            print(" | ".join(f"{k} {v}" for k, v in row.items()))
+        print("AUC by phase at 50%:", by_phase(results))
+        print(f"{elapsed:.1f} s")
+        report[prior.value] = {
+            "model": model.model_dump(mode="json"),
+            "results": [asdict(r) for r in results],
+            "summary": summary(results),
+            "auc_by_phase_at_50": by_phase(results),
+            "seconds": elapsed,
+        }
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, ensure_ascii=False, indent=1))
     return 0
 
 

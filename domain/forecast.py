@@ -4,7 +4,8 @@ For every organisation and phase it has not finished, :class:`ForecastFeatures` 
 the service knows at one moment: its progress on the phase's required steps against the
 time elapsed (序时进度), whether it is still in an earlier phase, how its cohorts
 (township, system, type) are doing with the phase, its own record in the earlier phases
-(late, rectified, escalations, returns, extensions) and the working days left.
+(late, rectified, escalations, returns, extensions) and in its previous round (phases
+missed), and the working days left.
 
 The model is a logistic regression over standardised features (:class:`ForecastModel`):
 the probability is ``sigmoid(intercept + Σ weight·z)`` and each term ``weight·z`` is how
@@ -58,6 +59,7 @@ class Feature(StrEnum):
     EARLIER_ESCALATIONS = "earlier_escalations"
     RETURNS = "returns"
     EXTENSIONS = "extensions"
+    PRIOR_ROUND_MISSED = "prior_round_missed"
     TOWNSHIP_DONE = "township_done"
     SYSTEM_DONE = "system_done"
     TYPE_DONE = "type_done"
@@ -80,6 +82,7 @@ _LABELS: dict[Feature, str] = {
     Feature.EARLIER_ESCALATIONS: "前序阶段被督办次数",
     Feature.RETURNS: "材料被退回次数",
     Feature.EXTENSIONS: "申请延期次数",
+    Feature.PRIOR_ROUND_MISSED: "上一轮逾期阶段数",
     Feature.TOWNSHIP_DONE: "所在乡镇已完成本阶段的比例",
     Feature.SYSTEM_DONE: "所在系统已完成本阶段的比例",
     Feature.TYPE_DONE: "同类型组织已完成本阶段的比例",
@@ -109,6 +112,7 @@ class ForecastFeatures(BaseModel):
     earlier_escalations: int = Field(default=0, ge=0)
     returns: int = Field(default=0, ge=0)
     extensions: int = Field(default=0, ge=0)
+    prior_round_missed: int = Field(default=0, ge=0)
     township_done: float = Field(default=0.0, ge=0.0, le=1.0)
     system_done: float = Field(default=0.0, ge=0.0, le=1.0)
     type_done: float = Field(default=0.0, ge=0.0, le=1.0)
@@ -246,6 +250,8 @@ class OrgSnapshot(BaseModel):
     system: str = ""
     org_type: str = ""
     phases: tuple[PhaseRecord, ...]
+    # Phases it missed (late or after rectification) in its previous round, if any.
+    prior_round_missed: int = Field(default=0, ge=0)
 
     def record(self, phase: Phase) -> PhaseRecord | None:
         """The record of ``phase``, if the snapshot has one."""
@@ -352,6 +358,7 @@ def features_at(
                     + (record.returns if record is not None else 0),
                     extensions=sum(r.extensions for r in known)
                     + (record.extensions if record is not None else 0),
+                    prior_round_missed=snap.prior_round_missed,
                     township_done=_share_others(township, snap.township),
                     system_done=_share_others(system, snap.system),
                     type_done=_share_others(org_type, snap.org_type),
@@ -402,6 +409,7 @@ _RAISES: dict[Feature, Callable[[ForecastFeatures], str]] = {
     Feature.EARLIER_ESCALATIONS: lambda f: f"前序阶段被督办{f.earlier_escalations}次",
     Feature.RETURNS: lambda f: f"材料被退回{f.returns}次",
     Feature.EXTENSIONS: lambda f: f"此前申请延期{f.extensions}次",
+    Feature.PRIOR_ROUND_MISSED: lambda f: f"上一轮有{f.prior_round_missed}个阶段未按时完成",
     Feature.TOWNSHIP_DONE: lambda f: f"所在乡镇已有{_pct(f.township_done)}的组织完成本阶段",
     Feature.SYSTEM_DONE: lambda f: f"所在系统已有{_pct(f.system_done)}的组织完成本阶段",
     Feature.TYPE_DONE: lambda f: f"同类型组织已有{_pct(f.type_done)}完成本阶段",
@@ -454,6 +462,7 @@ SIGNS: dict[Feature, int] = {
     Feature.EARLIER_RECTIFIED: 1,
     Feature.EARLIER_ESCALATIONS: 1,
     Feature.RETURNS: 1,
+    Feature.PRIOR_ROUND_MISSED: 1,
     Feature.TOWNSHIP_DONE: 1,
     Feature.SYSTEM_DONE: 1,
     Feature.TYPE_DONE: 1,

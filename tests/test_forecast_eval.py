@@ -9,7 +9,7 @@ service reads back the same forecasts as the simulation gives directly.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -35,13 +35,14 @@ from chuangzheng.services.forecast import (
 )
 from chuangzheng.services.forecast_training import (
     SIMULATED_START,
+    PriorRound,
     SimulatedRound,
     fit_simulated,
     simulated_round,
     simulated_samples,
 )
 from chuangzheng.simulation.environment import DEFAULT_PLAN
-from chuangzheng.simulation.model import BehaviourMix
+from chuangzheng.simulation.model import Behaviour, BehaviourMix
 from domain.events import EventKind
 from domain.forecast import ForecastModel, features_at
 from domain.phases import WORKING_PHASES, Phase
@@ -51,21 +52,24 @@ LIMIT = 80
 
 @pytest.fixture(scope="module")
 def model() -> ForecastModel:
-    """A model fitted on two small simulated rounds (seeds 1 and 2, the default mix)."""
-    return fit_simulated((1, 2), (BehaviourMix(),), limit=LIMIT)
+    """A model fitted on two small simulated rounds (seeds 1 and 2, the default mix), each
+    with a previous round in which the organisations behaved the same way."""
+    return fit_simulated((1, 2), (BehaviourMix(),), limit=LIMIT, prior=PriorRound.PERSISTENT)
 
 
 def test_the_forecast_of_a_fixed_simulated_round_is_the_same_on_every_run(
     model: ForecastModel,
 ) -> None:
-    again = fit_simulated((1, 2), (BehaviourMix(),), limit=LIMIT)
+    again = fit_simulated((1, 2), (BehaviourMix(),), limit=LIMIT, prior=PriorRound.PERSISTENT)
     assert again == model
     mix = BehaviourMix(late=0.2, laggard=0.1)
-    samples = simulated_samples(simulated_round(9, mix, limit=LIMIT))
+    samples = simulated_samples(simulated_round(9, mix, prior=PriorRound.PERSISTENT, limit=LIMIT))
     first = [model.forecast(s.sample.features) for s in samples]
     second = [
         again.forecast(s.sample.features)
-        for s in simulated_samples(simulated_round(9, mix, limit=LIMIT))
+        for s in simulated_samples(
+            simulated_round(9, mix, prior=PriorRound.PERSISTENT, limit=LIMIT)
+        )
     ]
     assert first == second and len(first) == LIMIT * len(WORKING_PHASES) * 3
     assert all(f.reasons and all(r.text for r in f.reasons) for f in first)
@@ -203,10 +207,49 @@ def _write_read_model(session: Session, sim: SimulatedRound, now: datetime, roun
     session.commit()
 
 
+def _write_previous_round(session: Session, sim: SimulatedRound, round_id: str) -> None:
+    """A finished round a year earlier: each organisation missed the phases it did in the
+    simulation's previous round (the first ones, late), the rest on time."""
+    before = SIMULATED_START - timedelta(days=365)
+    session.add(
+        RoundRow(
+            round_id=round_id, name="上一轮", campaign_id="seed-002", round_plan_id="round-1",
+            starts_at=before, status="completed", kicked_off_by="county", updated_at=before,
+        )
+    )  # fmt: skip
+    for org in sim.organisations:
+        missed = sim.prior_missed[org.id]
+        for i, phase in enumerate(WORKING_PHASES):
+            session.add(
+                PhaseStatusRow(
+                    round_id=round_id, org_id=org.id, phase=phase.value, status="completed",
+                    deadline=before, opened_at=before, completed_at=before,
+                    outcome="late" if i < missed else "on_time", event_seq=1,
+                )
+            )  # fmt: skip
+    session.commit()
+
+
+def test_a_previous_round_is_drawn_afresh_or_kept() -> None:
+    fresh = simulated_round(7, prior=PriorRound.INDEPENDENT, limit=LIMIT)
+    kept = simulated_round(7, prior=PriorRound.PERSISTENT, limit=LIMIT)
+    # The round itself is the one ``simulate`` plays with that seed, either way.
+    assert fresh.scripts == kept.scripts == simulated_round(7, limit=LIMIT).scripts
+    slippers = {
+        s.org_id for s in kept.scripts if s.behaviour in (Behaviour.LATE, Behaviour.LAGGARD)
+    }
+    # Kept: only the organisations that slip now slipped before, each in 1–2 phases.
+    assert {o for o, n in kept.prior_missed.items() if n} == slippers
+    assert all(1 <= kept.prior_missed[o] <= 2 for o in slippers)
+    # Afresh: the previous round's slippers are another draw.
+    assert {o for o, n in fresh.prior_missed.items() if n} != slippers
+
+
 def test_the_read_model_gives_the_forecasts_the_simulation_gives(
     model: ForecastModel, tmp_path: Path
 ) -> None:
-    sim = simulated_round(5, BehaviourMix(late=0.2, laggard=0.15, returned=0.1), limit=LIMIT)
+    mix = BehaviourMix(late=0.2, laggard=0.15, returned=0.1)
+    sim = simulated_round(5, mix, prior=PriorRound.PERSISTENT, limit=LIMIT)
     # Half-way through the third phase: some earlier lateness, escalations and returns.
     opens, deadline = sim.windows[Phase.LEADERSHIP_REVIEW]
     now = opens + (deadline - opens) / 2
@@ -216,11 +259,16 @@ def test_the_read_model_gives_the_forecasts_the_simulation_gives(
     try:
         with sessions() as session:
             _write_read_model(session, sim, now, "r1")
-        expected = {
-            (f.org_id, f.phase): model.forecast(f)
-            for f in features_at(sim.snapshots(now), now, sim.windows, sim.calendar)
-        }
-        assert any(f.reasons[0].feature.value.startswith("earlier") for f in expected.values())
+            _write_previous_round(session, sim, "r0")
+        features = features_at(sim.snapshots(now), now, sim.windows, sim.calendar)
+        expected = {(f.org_id, f.phase): model.forecast(f) for f in features}
+        # The moment has history to read: late earlier phases, escalations, returns, and
+        # the previous round's misses (the forecast's first reason for some).
+        assert all(
+            any(getattr(f, name) for f in features)
+            for name in ("earlier_late", "earlier_escalations", "returns")
+        )
+        assert any(f.reasons[0].feature.value.startswith("prior") for f in expected.values())
         with sessions() as session:
             got = round_forecasts(session, "r1", model, now=now)
             assert got == expected

@@ -140,6 +140,7 @@ def read_round(session: Session, round_id: str) -> RoundView | None:
             .group_by(CampaignEventRow.org_id, CampaignEventRow.phase, CampaignEventRow.kind)
         ).all()
     }
+    prior = _prior_round_missed(session, round_id)
     snapshots = []
     for status in statuses:
         records = []
@@ -174,11 +175,41 @@ def read_round(session: Session, round_id: str) -> RoundView | None:
                 system=status.system,
                 org_type=status.org_type,
                 phases=tuple(records),
+                prior_round_missed=prior.get(status.org_id, 0),
             )
         )
     return RoundView(
         round_id=round_id, snapshots=tuple(snapshots), windows=windows, calendar=calendar
     )
+
+
+def _prior_round_missed(session: Session, round_id: str) -> dict[str, int]:
+    """Per organisation: the phases it missed (late or after rectification) in its latest
+    round that started before this one."""
+    this = session.get(RoundRow, round_id)
+    if this is None:
+        return {}
+    earlier = session.execute(
+        select(RoundRow.round_id, RoundRow.starts_at)
+        .where(RoundRow.starts_at < this.starts_at)
+        .order_by(RoundRow.starts_at.desc())
+    ).all()
+    if not earlier:
+        return {}
+    order = {rid: i for i, (rid, _) in enumerate(earlier)}
+    latest: dict[str, tuple[int, int]] = {}  # org -> (round's order, missed)
+    rows = session.execute(
+        select(PhaseStatusRow.round_id, PhaseStatusRow.org_id, PhaseStatusRow.outcome).where(
+            PhaseStatusRow.round_id.in_(list(order))
+        )
+    ).all()
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for rid, org_id, outcome in rows:
+        counts[(rid, org_id)] += int(outcome is not None and outcome != Outcome.ON_TIME.value)
+    for (rid, org_id), missed in counts.items():
+        if org_id not in latest or order[rid] < latest[org_id][0]:
+            latest[org_id] = (order[rid], missed)
+    return {org_id: missed for org_id, (_, missed) in latest.items()}
 
 
 def _aware(moment: datetime) -> datetime:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 
@@ -63,6 +64,24 @@ TRAINING_MIXES: tuple[BehaviourMix, ...] = (
 # ----- simulated rounds --------------------------------------------------------------------
 
 
+class PriorRound(StrEnum):
+    """What the organisations did in the round before the one simulated."""
+
+    #: No previous round (a county's first round).
+    NONE = "none"
+    #: A previous round with behaviours drawn afresh, as the simulation assumes: each run
+    #: of ``chuangzheng simulate`` assigns the mix anew, so who was late before says nothing.
+    INDEPENDENT = "independent"
+    #: A previous round in which every organisation behaved as it does now (punctual,
+    #: late, laggard, …), only its slips fell in other phases. An assumption the
+    #: simulation does not make; the service's own history says whether it holds.
+    PERSISTENT = "persistent"
+
+
+#: How far a previous round's seed is from the round's own.
+PRIOR_SEED_OFFSET = 10_000
+
+
 @dataclass(frozen=True)
 class SimulatedRound:
     """A round planned by the simulation's scripts: who does what, when, on which calendar."""
@@ -75,6 +94,9 @@ class SimulatedRound:
     ladder: LadderPlan
     calendar: WorkingCalendar
     required_steps: dict[tuple[Phase, str], int]
+    prior: PriorRound = PriorRound.NONE
+    # Phases each organisation missed in the previous round (``prior``).
+    prior_missed: dict[str, int] = field(default_factory=dict)
 
     @cached_property
     def windows(self) -> Windows:
@@ -97,12 +119,40 @@ def simulated_round(
     seed: int,
     mix: BehaviourMix | None = None,
     *,
+    prior: PriorRound = PriorRound.NONE,
     plan_path: Path = DEFAULT_PLAN,
     roster_path: Path = DEFAULT_ROSTER,
     limit: int | None = None,
     starts_at: datetime = SIMULATED_START,
 ) -> SimulatedRound:
-    """Plan a round as ``chuangzheng simulate`` does (same scripts, same seed), no server."""
+    """Plan a round as ``chuangzheng simulate`` does (same scripts, same seed), no server;
+    with a previous round (``prior``) whose missed phases each organisation carries."""
+    sim = _plan_round(seed, mix, plan_path, roster_path, limit, starts_at, None)
+    if prior is PriorRound.NONE:
+        return sim
+    behaviours = (
+        {s.org_id: s.behaviour for s in sim.scripts} if prior is PriorRound.PERSISTENT else None
+    )
+    before = _plan_round(
+        seed + PRIOR_SEED_OFFSET, sim.mix, plan_path, roster_path, limit, starts_at, behaviours
+    )
+    missed = {
+        script.org_id: sum(1 for phase in WORKING_PHASES if before.missed(script, phase))
+        for script in before.scripts
+    }
+    return replace(sim, prior=prior, prior_missed=missed)
+
+
+def _plan_round(
+    seed: int,
+    mix: BehaviourMix | None,
+    plan_path: Path,
+    roster_path: Path,
+    limit: int | None,
+    starts_at: datetime,
+    behaviours: dict[str, Behaviour] | None,
+) -> SimulatedRound:
+    """One round's scripts; ``behaviours`` given: those, and the seed drives only pacing."""
     plan = load_plan_files(plan_path, DEFAULT_CALENDARS if plan_path == DEFAULT_PLAN else ())
     round_plan = plan.rounds[0]
     plan, schedule = resolve_with_gaps(plan, round_plan, starts_at, fill_gaps=True, warnings=[])
@@ -114,7 +164,8 @@ def simulated_round(
     organisations = tuple(in_scope[:limit] if limit is not None else in_scope)
     mix = mix or BehaviourMix()
     rng = random.Random(seed)
-    behaviours = assign_behaviours([o.id for o in organisations], mix, rng)
+    if behaviours is None:
+        behaviours = assign_behaviours([o.id for o in organisations], mix, rng)
     scripter = Scripter(Timing(ladder, calendar), schedule, rng, starts_at)
     scripts = tuple(scripter.script(org, behaviours[org.id]) for org in organisations)
     required = {
@@ -198,6 +249,7 @@ def _snapshot(
         system=org.system.value,
         org_type=org.type.value,
         phases=tuple(records),
+        prior_round_missed=sim.prior_missed.get(org.id, 0),
     )
 
 
@@ -249,19 +301,26 @@ def fit_simulated(
     limit: int | None = None,
     extra: Sequence[Sample] = (),
     threshold: float | None = None,
+    prior: PriorRound = PriorRound.INDEPENDENT,
 ) -> ForecastModel:
-    """A model fitted on simulated rounds (every seed × mix) plus ``extra`` samples."""
+    """A model fitted on simulated rounds (every seed × mix, each with a previous round as
+    ``prior`` says) plus ``extra`` samples."""
     seeds, mixes = tuple(seeds), tuple(mixes)
     samples = [
         s.sample
         for mix in mixes
         for seed in seeds
-        for s in simulated_samples(simulated_round(seed, mix, limit=limit))
+        for s in simulated_samples(simulated_round(seed, mix, prior=prior, limit=limit))
     ]
     mix_text = "、".join(
         f"逾期{m.late:.0%}/整改{m.laggard:.0%}/退回{m.returned:.0%}" for m in mixes
     )
-    note = f"模拟轮次 种子{','.join(map(str, seeds))} × 行为组合 {mix_text}"
+    prior_text = {
+        PriorRound.NONE: "无上一轮",
+        PriorRound.INDEPENDENT: "上一轮行为独立抽取",
+        PriorRound.PERSISTENT: "上一轮行为相同",
+    }[prior]
+    note = f"模拟轮次 种子{','.join(map(str, seeds))} × 行为组合 {mix_text}（{prior_text}）"
     if extra:
         note += f"；本系统历史样本 {len(extra)} 条"
     return fit([*samples, *extra], threshold=threshold, fitted_on=note)
