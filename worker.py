@@ -38,8 +38,9 @@ from activities.recording import RecordingActivities
 from activities.round_fanout import RoundFanOutActivities
 from activities.round_progress import RoundProgressActivities
 from chuangzheng.bootstrap import Services, connect_temporal, open_services
-from chuangzheng.logging import configure_logging, forward_temporal_core_logs
+from chuangzheng.logging import configure_logging
 from chuangzheng.settings import Settings, WorkerRole, get_settings
+from chuangzheng.telemetry import configure_tracing, install_temporal_runtime
 from workflows.digest import CircularWorkflow, DailyDigestWorkflow
 from workflows.evaluation import EvaluationWorkflow
 from workflows.organisation import OrganisationCampaignWorkflow
@@ -201,7 +202,9 @@ async def run_worker(settings: Settings | None = None) -> None:
     activities the graceful period, let in-flight workflow tasks finish)."""
     settings = settings or get_settings()
     configure_logging(settings)
-    forward_temporal_core_logs()
+    # Core logs through our logging; Prometheus metrics on CZ_METRICS_ADDRESS if set.
+    install_temporal_runtime(settings)
+    configure_tracing(settings, "chuangzheng-worker")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -36,6 +36,7 @@ from api.routers import (
     honours,
     inspections,
     members,
+    metrics,
     notices,
     organisations,
     rectification_orders,
@@ -50,6 +51,7 @@ from api.security import SecurityMiddleware
 from api.ui import routes as ui_routes
 from chuangzheng.bootstrap import open_services
 from chuangzheng.settings import Settings
+from chuangzheng.telemetry import ApiMetrics, RequestTelemetry, configure_tracing
 
 
 def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
@@ -60,6 +62,8 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         # The one bootstrap (chuangzheng.bootstrap): settings (refusing the default secret
         # outside development), the read model, the Temporal client and the notifier.
         async with open_services(settings, temporal=temporal, create_schema=True) as services:
+            configure_tracing(services.settings, "chuangzheng-api")
+            app.state.metrics = ApiMetrics(services.sessions)
             app.state.services = services
             app.state.settings = services.settings
             app.state.sessions = services.sessions
@@ -79,6 +83,8 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Innermost: sees the matched route's template (metrics and the request's span).
+    app.add_middleware(RequestTelemetry)
     app.add_middleware(BodySizeLimit)  # 413 before an oversized body is read whole
     # Outermost: headers on every answer (413s included), cross-site page posts refused.
     app.add_middleware(SecurityMiddleware)
@@ -105,6 +111,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         public_honours,
         evaluations,
         public_ballots,
+        metrics,
         codec,
         rectification_orders,
         inspections,

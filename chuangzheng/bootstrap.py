@@ -140,12 +140,15 @@ async def connect_temporal(settings: Settings) -> Client:
     (:func:`temporal_data_converter`). The worker, the API and the CLI all connect here."""
     from temporalio.client import Client
 
+    from chuangzheng.telemetry import client_interceptors
+
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         api_key=settings.temporal_api_key or None,
         tls=temporal_tls(settings),
         data_converter=temporal_data_converter(settings),
+        interceptors=client_interceptors(settings),
     )
 
 
@@ -215,11 +218,13 @@ def serve_api(settings: Settings | None = None) -> int:
     import uvicorn
 
     from api.main import create_app
-    from chuangzheng.logging import configure_logging, forward_temporal_core_logs
+    from chuangzheng.logging import configure_logging
+    from chuangzheng.telemetry import install_temporal_runtime
 
     settings = settings or get_settings()
     configure_logging(settings)
-    forward_temporal_core_logs()
+    # Core logs through our logging; the API binds no metrics port (its /metrics is a route).
+    install_temporal_runtime(settings, metrics=False)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.api_host,

@@ -7,7 +7,8 @@ carry the same context (request id, organisation, round, workflow and activity i
 
 Each process logs to stderr; ``make run`` points every child's stderr at its own JSON file
 under ``<data_dir>/logs`` and its own log at ``run.log`` (``log_file``). The Temporal SDK's
-Rust core logs through the same handler once :func:`forward_temporal_core_logs` is called.
+Rust core logs through the same handler once the process installs its runtime
+(:func:`chuangzheng.telemetry.install_temporal_runtime`).
 """
 
 from __future__ import annotations
@@ -137,25 +138,3 @@ def configure_logging(settings: Settings, *, log_file: Path | None = None) -> No
     logging.getLogger("sqlalchemy.engine").setLevel(max(level, logging.WARNING))
     # transitions logs every state entry at INFO: thousands of lines per round, no news.
     logging.getLogger("transitions").setLevel(max(level, logging.WARNING))
-
-
-def forward_temporal_core_logs(level: str = "WARN") -> None:
-    """Route the Temporal SDK core's own log lines (Rust) through the stdlib logger
-    ``temporalio.core``, so they are rendered like every other record instead of being
-    printed on stdout in the core's format. Call once per process before the first client
-    or worker is created (the default runtime is fixed by then)."""
-    from temporalio.runtime import (
-        LogForwardingConfig,
-        LoggingConfig,
-        Runtime,
-        TelemetryConfig,
-        TelemetryFilter,
-    )
-
-    telemetry = TelemetryConfig(
-        logging=LoggingConfig(
-            filter=TelemetryFilter(core_level=level, other_level="ERROR"),
-            forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
-        )
-    )
-    Runtime.set_default(Runtime(telemetry=telemetry), error_if_already_set=False)

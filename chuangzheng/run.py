@@ -35,19 +35,16 @@ from activities.member_store import store_members
 from activities.roster_files import read_roster_file
 from activities.roster_store import load_roster
 from activities.tables import (
-    CampaignStatusRow,
-    NoticeRow,
     OrganisationRow,
     PartyMemberRow,
-    RoundRow,
     UserRow,
-    notice_deliveries,
 )
 from chuangzheng.bootstrap import open_database
 from chuangzheng.demo_members import demo_members
 from chuangzheng.demo_users import DEMO_PASSWORD, seed_demo_users
 from chuangzheng.logging import configure_logging
 from chuangzheng.migrate import upgrade
+from chuangzheng.services.county_figures import county_figures
 from chuangzheng.services.roster import import_roster_in
 from chuangzheng.settings import Settings, WorkerRole, get_settings, repo_root
 from chuangzheng.supervisor import ProcessSpec, Supervisor
@@ -245,31 +242,11 @@ def status_line(sessions: sessionmaker[Session], restarts: int, now: datetime) -
     """One line from the read model: organisations of running rounds by light, notices sent
     (in-app, and on external channels), delivery errors; process restarts, if any."""
     with sessions() as session:
-        running = select(RoundRow.round_id).where(RoundRow.status == "running")
-        lights: dict[str, int] = {
-            light: count
-            for light, count in session.execute(
-                select(CampaignStatusRow.light, func.count())
-                .where(CampaignStatusRow.round_id.in_(running))
-                .group_by(CampaignStatusRow.light)
-            )
-        }
-        notices = session.scalar(
-            select(func.count()).select_from(NoticeRow).where(NoticeRow.round_id.in_(running))
-        )
-        deliveries: dict[str, int] = {
-            status: count
-            for status, count in session.execute(
-                select(notice_deliveries.c.status, func.count()).group_by(
-                    notice_deliveries.c.status
-                )
-            )
-        }
-    by_light = " ".join(f"{light.label} {lights.get(light.value, 0)}" for light in Light)
-    errors = deliveries.get("failed", 0) + deliveries.get("uncertain", 0)
+        figures = county_figures(session)
+    by_light = " ".join(f"{light.label} {figures.lights[light.value]}" for light in Light)
     line = (
-        f"[{now.astimezone():%H:%M:%S}] 组织 {sum(lights.values())}（{by_light}）"
-        f"  通知 {notices or 0}（外发 {deliveries.get('sent', 0)}）  错误 {errors}"
+        f"[{now.astimezone():%H:%M:%S}] 组织 {figures.organisations}（{by_light}）"
+        f"  通知 {figures.notices}（外发 {figures.sent}）  错误 {figures.delivery_errors}"
     )
     if restarts:
         line += f"  进程重启 {restarts}"

@@ -146,6 +146,15 @@ class Settings(BaseSettings):
     circular_time: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: str = "INFO"
+    # ----- metrics and traces (chuangzheng.telemetry; docs/production.md) -----
+    # host:port where a worker process serves its Prometheus metrics (the Temporal SDK's and
+    # the project's). Empty: none. Each worker process on one host needs its own port.
+    metrics_address: str = ""
+    # Bearer token a scraper presents for the API's /metrics. Empty: no /metrics (404).
+    metrics_token: str = Field(default="", repr=False)
+    # OTLP/HTTP traces endpoint of an OpenTelemetry collector, e.g.
+    # http://otel-collector:4318/v1/traces. Empty: no traces exported.
+    otlp_endpoint: str = ""
     # ----- processes and the worker's capacity (README "What `make run` starts") -----
     # Worker processes `make run` starts (CZ_WORKERS); each polls the same task queue.
     workers: int = Field(default=1, ge=1, le=32)

@@ -119,6 +119,7 @@ def settings(
         temporal_address=dev_server.client.service_client.config.target_host,
         task_queue=f"api-{uuid.uuid4()}",
         secret_key=f"test-{uuid.uuid4()}",
+        metrics_token=f"scrape-{uuid.uuid4()}",
     )
 
 
