@@ -23,6 +23,17 @@ async def run(ctx: Context) -> BenchResult:
     result.add("Updates per second", "1/s", rate, raw_rate, goal=0.7, goal_op=">=")
     result.add("wall time", "s", pair.wall_seconds, pair.raw_wall_seconds)
     result.add("Updates", "", pair.updates, pair.raw_updates)
+    # CPU per Update: what each side costs, less sensitive than wall time to the load.
+    for label, mine, raw in (
+        ("CPU per Update: worker and players", pair.cpu_seconds, pair.raw_cpu_seconds),
+        ("CPU per Update: server", pair.server_cpu_seconds, pair.raw_server_cpu_seconds),
+    ):
+        result.add(
+            label,
+            "ms",
+            1000 * mine / pair.updates if pair.updates else None,
+            1000 * raw / pair.raw_updates if pair.raw_updates else None,
+        )
     if not pair.all_completed:
         result.notes.append("not every organisation completed the round")
     result.notes += pair.warnings[:3]

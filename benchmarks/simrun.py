@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import time
 import uuid
 from collections import defaultdict
@@ -44,6 +45,35 @@ class SimPair:
     raw_histories: list[HistorySize] = field(default_factory=list)
     org_input_bytes: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: CPU seconds over each side's wall time: this process (the worker and the players, or
+    #: the raw worker and its senders) and the time-skipping server (a child process). Less
+    #: sensitive than wall time to other processes on a loaded machine.
+    cpu_seconds: float = 0.0
+    server_cpu_seconds: float = 0.0
+    raw_cpu_seconds: float = 0.0
+    raw_server_cpu_seconds: float = 0.0
+
+
+def _cpu() -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by this process and by its child processes
+    still running (the time-skipping server), from ``/proc``; zeros where it is missing."""
+    own = time.process_time()
+    children = 0.0
+    me = str(os.getpid())
+    ticks = os.sysconf("SC_CLK_TCK")
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return own, 0.0
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == me:  # ppid; then utime, stime are fields 11 and 12 after ")"
+            children += (int(fields[11]) + int(fields[12])) / ticks
+    return own, children
 
 
 async def sim_pair(ctx: Context, n: int) -> SimPair:
@@ -60,9 +90,13 @@ async def _play(n: int) -> SimPair:
     from pathlib import Path
 
     from chuangzheng import simulation
+    from chuangzheng.cli import _quiet_logging
     from chuangzheng.temporal_server import start_time_skipping_env
     from workflows.ids import organisation_workflow_id
 
+    # As ``chuangzheng simulate`` runs it: warnings only (the worker logs every activity at
+    # INFO; unconfigured, structlog printed each to stdout, some 10 % of the process's time).
+    _quiet_logging(False)
     env = await start_time_skipping_env()
     try:
         with tempfile.TemporaryDirectory(prefix="cz-sim-") as tmp:
@@ -74,9 +108,9 @@ async def _play(n: int) -> SimPair:
                 options["calendar_paths"] = simulation.DEFAULT_CALENDARS
             if "mix" in params:
                 options["mix"] = simulation.BehaviourMix(**MIX)
-            began = time.monotonic()
+            began, cpu_began = time.monotonic(), _cpu()
             report = await simulation.simulate(simulation.DEFAULT_PLAN, None, roster, **options)
-            wall = time.monotonic() - began
+            wall, cpu_ended = time.monotonic() - began, _cpu()
         pair = SimPair(
             organisations=report.organisations,
             round_id=report.round_id,
@@ -85,6 +119,8 @@ async def _play(n: int) -> SimPair:
             all_completed=report.all_completed,
             behaviours={str(k): v for k, v in report.behaviours.items()},
             warnings=list(report.warnings),
+            cpu_seconds=cpu_ended[0] - cpu_began[0],
+            server_cpu_seconds=cpu_ended[1] - cpu_began[1],
         )
         for script in report.scripts:
             workflow_id = organisation_workflow_id(report.round_id, script.org_id)
@@ -110,7 +146,7 @@ async def _replay(env: Any, pair: SimPair) -> None:
     async with baseline_worker(env.client, queue):
         start = (await env.get_current_time()).timestamp()
         shift = start - origin + 1.0
-        began = time.monotonic()
+        began, cpu_began = time.monotonic(), _cpu()
         handles = []
         agenda: dict[float, list[tuple[int, int]]] = defaultdict(list)
         for i, h in enumerate(histories):
@@ -150,5 +186,8 @@ async def _replay(env: Any, pair: SimPair) -> None:
         with env.auto_time_skipping_disabled():
             await asyncio.gather(*(h.result() for h in handles))
         pair.raw_wall_seconds = time.monotonic() - began
+        cpu_ended = _cpu()
+        pair.raw_cpu_seconds = cpu_ended[0] - cpu_began[0]
+        pair.raw_server_cpu_seconds = cpu_ended[1] - cpu_began[1]
         for h in handles:
             pair.raw_histories.append(await history_size(env.client, h.id))
