@@ -629,3 +629,45 @@ def describe(model: ForecastModel) -> list[tuple[str, float]]:
 def by_feature(model: ForecastModel) -> Mapping[Feature, float]:
     """The model's weights keyed by feature."""
     return dict(zip(model.features, model.weights, strict=True))
+
+
+# ----- the early warning (预警) ---------------------------------------------------------------
+
+
+class EarlyWarning(BaseModel):
+    """A 预警 due to an organisation's instructor: its phase is likely to miss the deadline."""
+
+    model_config = _FROZEN
+
+    org_id: str
+    phase: Phase
+    probability: float
+    reasons: tuple[str, ...]
+    as_of: datetime
+
+
+def warnings_due(
+    forecasts: Iterable[Forecast],
+    *,
+    threshold: float,
+    warned: Iterable[tuple[str, Phase]],
+    finished: Iterable[tuple[str, Phase]] = (),
+    as_of: datetime,
+) -> list[EarlyWarning]:
+    """The warnings the round's check should send now: one per organisation and phase whose
+    forecast reaches ``threshold``, never for a pair already ``warned`` (exactly once, even
+    if the probability dips and rises again) nor for a phase already ``finished``. Sorted by
+    organisation and phase, so the same inputs always give the same list."""
+    skip = set(warned) | set(finished)
+    due = [
+        EarlyWarning(
+            org_id=f.org_id,
+            phase=f.phase,
+            probability=f.probability,
+            reasons=tuple(r.text for r in f.reasons),
+            as_of=as_of,
+        )
+        for f in forecasts
+        if f.probability >= threshold and (f.org_id, f.phase) not in skip
+    ]
+    return sorted(due, key=lambda w: (w.org_id, WORKING_PHASES.index(w.phase)))

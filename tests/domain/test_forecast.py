@@ -18,6 +18,7 @@ from domain.forecast import (
     best_threshold,
     features_at,
     fit,
+    warnings_due,
     yellow_at,
 )
 from domain.phases import WORKING_PHASES, Phase
@@ -183,3 +184,23 @@ def test_best_threshold_maximises_f1() -> None:
     # Top 2: F1 = 4/5; top 4: F1 = 6/7 (the best); everything: 6/9.
     assert best_threshold(scored) == 0.4
     assert best_threshold([(0.5, False)]) == 0.3
+
+
+def test_an_early_warning_is_due_once_per_organisation_and_phase() -> None:
+    model = fit(_synthetic(800, seed=6))
+    now = datetime(2026, 4, 1, 2, 0, tzinfo=UTC)
+    risky = ForecastFeatures(org_id="b", phase=C, elapsed=0.75, progress=0.0, earlier_late=2)
+    calm = ForecastFeatures(org_id="a", phase=C, elapsed=0.3, progress=0.3)
+    finished = ForecastFeatures(org_id="c", phase=C, elapsed=0.75, progress=0.0, earlier_late=2)
+    forecasts = [model.forecast(f) for f in (risky, calm, finished)]
+    first = warnings_due(forecasts, threshold=0.5, warned=(), finished=[("c", C)], as_of=now)
+    assert [(w.org_id, w.phase) for w in first] == [("b", C)]
+    assert first[0].reasons and first[0].probability >= 0.5
+    # The next check sends nothing for the same phase, however high the forecast stays.
+    again = warnings_due(forecasts, threshold=0.5, warned=[("b", C)], as_of=now)
+    assert [(w.org_id, w.phase) for w in again] == [("c", C)]
+    # The next phase is a new pair.
+    later = model.forecast(risky.model_copy(update={"phase": L}))
+    assert [
+        w.phase for w in warnings_due([later], threshold=0.5, warned=[("b", C)], as_of=now)
+    ] == [L]
