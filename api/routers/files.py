@@ -120,7 +120,7 @@ def _store(
     data: bytes,
 ) -> dict[str, Any]:
     sha256 = hashlib.sha256(data).hexdigest()
-    target = settings.data_dir / "uploads" / sha256[:2] / sha256
+    target = settings.upload_directory / sha256[:2] / sha256
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_suffix(".part")

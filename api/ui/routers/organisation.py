@@ -154,7 +154,7 @@ def download(
     """An uploaded evidence file, for those who may see the organisation."""
     visible_organisation(session, user, org_id)
     row = session.get(UploadedFileRow, f"{round_id}/{org_id}/{sha256}")
-    path = settings.data_dir / "uploads" / sha256[:2] / sha256
+    path = settings.upload_directory / sha256[:2] / sha256
     if row is None or not path.is_file():
         raise not_found("文件不存在")
     return FileResponse(path, media_type=row.content_type, filename=row.filename)
