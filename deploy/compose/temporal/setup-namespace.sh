@@ -25,7 +25,13 @@ else
     echo "namespace ${NAMESPACE} created (retention ${RETENTION})"
 fi
 
-existing="$(temporal operator search-attribute list --address "${ADDRESS}" -n "${NAMESPACE}")"
+# A namespace just created takes a moment to be known to every service: retry.
+attempt=0
+until existing="$(temporal operator search-attribute list --address "${ADDRESS}" -n "${NAMESPACE}")"; do
+    attempt=$((attempt + 1))
+    [ "${attempt}" -lt 30 ] || { echo "cannot list search attributes" >&2; exit 1; }
+    sleep 2
+done
 for pair in ${SEARCH_ATTRIBUTES}; do
     name="${pair%%=*}"
     type="${pair##*=}"
@@ -34,6 +40,6 @@ for pair in ${SEARCH_ATTRIBUTES}; do
         continue
     fi
     temporal operator search-attribute create --address "${ADDRESS}" -n "${NAMESPACE}" \
-        --name "${name}" --type "${type}" --yes
+        --name "${name}" --type "${type}"
     echo "search attribute ${name} (${type}) created"
 done
