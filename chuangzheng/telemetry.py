@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 #: How long the read model's figures are reused between scrapes.
 READ_MODEL_TTL_SECONDS = 10.0
 
+#: Routes the request metrics leave out: the scraper's and the orchestrator's own calls.
+UNCOUNTED_ROUTES = frozenset({"/metrics", "/healthz", "/readyz"})
+
 _tracing_lock = threading.Lock()
 _tracing_endpoint: str | None = None
 
@@ -267,7 +270,7 @@ class RequestTelemetry:
         def record() -> str:
             nonlocal recorded
             route = route_template(scope)
-            if metrics is not None and not recorded and route != "/metrics":
+            if metrics is not None and not recorded and route not in UNCOUNTED_ROUTES:
                 metrics.requests.labels(method, route, str(status)).inc()
                 metrics.duration.labels(method, route).observe(time.perf_counter() - started)
             recorded = True
