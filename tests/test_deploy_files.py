@@ -12,11 +12,15 @@ does not exist, and search attributes the set-up scripts would not register.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -29,7 +33,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from chuangzheng.payload_codec import new_key_text
 from chuangzheng.settings import Settings, known_variables, unknown_variables
-from chuangzheng.temporal_server import dev_server_path
+from chuangzheng.temporal_server import dev_server_path, start_dev_server_env
 from workflows.search_attributes import ALL_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -587,4 +591,70 @@ async def test_the_compose_namespace_script_runs_twice_against_a_real_server(
         retention = described.config.workflow_execution_retention_ttl
         assert retention.seconds == 400 * 24 * 3600
     finally:
+        await env.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("name", ["api", "worker"])
+async def test_api_and_worker_start_as_compose_runs_them_and_pass_their_healthchecks(
+    compose: dict[str, Any], name: str, tmp_path: Path
+) -> None:
+    """The service's command and environment (production, encrypted payloads), with the
+    addresses of this machine, as processes; its healthcheck command passes, and SIGTERM
+    stops it cleanly."""
+    env = await start_dev_server_env(namespace="chuangzheng")
+    service = services(compose)[name]
+    port = _free_port()
+    environ = app_environment(service)
+    environ |= {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "CZ_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'read-model.db'}",
+        "CZ_DATA_DIR": str(tmp_path / "data"),
+        "CZ_API_HOST": "127.0.0.1",
+    }
+    if name == "api":
+        environ["CZ_API_PORT"] = str(port)
+        environ["HEALTHCHECK_URL"] = environ["HEALTHCHECK_URL"].replace(":8000/", f":{port}/")
+    else:
+        environ["CZ_METRICS_ADDRESS"] = f"127.0.0.1:{port}"
+        environ["HEALTHCHECK_URL"] = environ["HEALTHCHECK_URL"].replace(":9464/", f":{port}/")
+    check = service["healthcheck"]["test"]
+    assert check[:2] == ["CMD", "python"]
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "chuangzheng"), *service["command"]],
+        env=environ,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "stderr.log", "wb"),  # noqa: SIM115 - closed with the process
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, (tmp_path / "stderr.log").read_text()[-3000:]
+            probe = subprocess.run(
+                [sys.executable, *check[2:]], env=environ, capture_output=True, timeout=10
+            )
+            if probe.returncode == 0:
+                break
+            assert time.monotonic() < deadline, probe.stderr.decode()[-2000:]
+            await asyncio.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+        log = (tmp_path / "stderr.log").read_text()
+        # uvicorn re-raises the signal once it has shut down: a clean stop shows as SIGTERM
+        # (exit status 143 to Docker and Kubernetes, which sent it).
+        assert code in (0, -signal.SIGTERM), log[-3000:]
+        assert "Application shutdown complete" in log if name == "api" else code == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
         await env.shutdown()
