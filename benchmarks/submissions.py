@@ -45,7 +45,7 @@ class Timed:
             values = sorted(p[name] for p in picked if name in p)
             p50 = values[len(values) // 2]
             p95 = values[min(len(values) - 1, int(len(values) * 0.95))]
-            parts.append(f"{name} {p50 * 1000:.0f}/{p95 * 1000:.0f}")
+            parts.append(f"{name} {p50 * 1000:.0f}/{p95 * 1000:.0f} (n={len(values)})")
         return ", ".join(parts)
 
 

@@ -141,6 +141,10 @@ def _route(action: Action) -> None:
             raise as_api_error(exc) from None
         # The answer is JSON already (and what a retry replays): no second encoding.
         headers = {"Server-Timing": server_timing(outcome.timings)}
+        if outcome.minimal:
+            # RFC 7240: the answer is the result only, asked for or not (the status was not
+            # read in time: the action is done all the same).
+            headers["Preference-Applied"] = "return=minimal"
         if outcome.replayed:
             headers["Idempotent-Replayed"] = "true"
         keep = outcome.keep_answer
@@ -172,7 +176,9 @@ def _route(action: Action) -> None:
     endpoint.__name__ = action.action.value
     endpoint.__doc__ = (
         f"{action.description}\n\n请求头 `Prefer: return=minimal`：只返回本次操作的结果 `result`"
-        "（不再查询完整状态，更快）。"
+        "（不再查询完整状态，更快）。未带此请求头时返回操作后的完整状态；流程服务繁忙、"
+        "1 秒内读不到完整状态时，操作照常生效，只返回 `result`，并带响应头 "
+        "`Preference-Applied: return=minimal`。响应头 `Server-Timing` 给出各环节耗时（毫秒）。"
     )
     router.post(
         action.path,

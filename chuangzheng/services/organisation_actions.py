@@ -20,7 +20,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from temporalio.client import Client
 from activities.tables import IdempotencyRow
 from chuangzheng.services import workflow_calls
 from chuangzheng.services.callers import visible_organisation
-from chuangzheng.services.errors import InvalidInput
+from chuangzheng.services.errors import InvalidInput, TemporalUnavailable
 from chuangzheng.services.idempotency import (
     command_key,
     lookup_answer,
@@ -80,6 +80,12 @@ COMMANDS: dict[OrganisationAction, type[BaseModel]] = {
     OrganisationAction.REPORT_RECTIFICATION: actions.ReportRectification,
     OrganisationAction.RECHECK_RECTIFICATION: actions.RecheckRectification,
 }
+
+#: How long the whole status after an Update may take to read (the ``status`` query): a
+#: quiet server answers in tens of milliseconds; a worker busy with a deadline storm answers
+#: queries behind its workflow tasks, and the action is already done by then, so the answer
+#: goes without the status (``ActionOutcome.minimal``) instead of waiting or failing.
+STATUS_AFTER_UPDATE_TIMEOUT = timedelta(seconds=1)
 
 #: The status code an action's stored answer carries (the table is shared with the API's
 #: generic wrapper, which replays it as the response's status).
@@ -133,6 +139,9 @@ class ActionOutcome:
     #: key's lookup; ``update``; ``status``: the query; ``store``: the answer kept for
     #: retries). The API sends them as ``Server-Timing``; a benchmark reads them there.
     timings: tuple[tuple[str, float], ...] = ()
+    #: The answer is the Update's result only (asked for, or the status was not read in
+    #: time); otherwise the whole status with the result.
+    minimal: bool = False
     #: With ``defer_store``: keeps the answer for retries (blocking; run it in a thread,
     #: after answering). None when there is nothing to keep or it is kept already.
     keep_answer: Callable[[], None] | None = None
@@ -187,11 +196,17 @@ async def perform(
     idempotency_key: str | None,
     with_status: bool,
     lap: Callable[[str], None] = _no_lap,
+    status_budget: timedelta | None = None,
 ) -> ActionAnswer:
     """Run ``action``'s Update on the organisation's workflow (the caller has checked the
-    scope); with ``with_status``, read the whole status after it. A retry with the same
-    ``idempotency_key`` has one effect: the workflow deduplicates the command. ``lap`` is
-    told when the Update and the query are done (see :class:`Laps`)."""
+    scope); with ``with_status``, read the whole status after it. With a ``status_budget``
+    the status is read for at most that long: the action is done by then, so a status not
+    read in time (a busy worker: a deadline storm) leaves the answer without it
+    (``status`` None) rather than turning a done action into an error; without one, a
+    query that times out is :class:`TemporalUnavailable` (for callers whose answer must
+    carry the status). A retry with the same ``idempotency_key`` has one effect: the
+    workflow deduplicates the command. ``lap`` is told when the Update and the query are
+    done (see :class:`Laps`)."""
     command = build_command(action, actor, fields, idempotency_key)
     workflow_id = organisation_workflow_id(round_id, org_id)
     result = await workflow_calls.update(temporal, workflow_id, action.value, command, ActionResult)
@@ -200,7 +215,17 @@ async def perform(
         return ActionAnswer(result=result, status=None)
     # The Update returns a small result (it is stored in history, for every organisation);
     # the whole status comes from a query, which writes none.
-    status = await workflow_calls.query(temporal, workflow_id, "status", CampaignStatus)
+    if status_budget is None:
+        status = await workflow_calls.query(temporal, workflow_id, "status", CampaignStatus)
+        lap("status")
+        return ActionAnswer(result=result, status=status)
+    try:
+        status = await workflow_calls.query(
+            temporal, workflow_id, "status", CampaignStatus, rpc_timeout=status_budget
+        )
+    except TemporalUnavailable:
+        lap("status_skipped")
+        return ActionAnswer(result=result, status=None)
     lap("status")
     return ActionAnswer(result=result, status=status)
 
@@ -302,10 +327,14 @@ class OrganisationActions:
         idempotency_key: str | None = None,
         with_status: bool = True,
         defer_store: bool = False,
+        status_budget: timedelta = STATUS_AFTER_UPDATE_TIMEOUT,
     ) -> ActionOutcome:
         """Run ``action`` on ``org_id`` in ``round_id`` for ``caller``, once per
         ``idempotency_key``: a retry with the same key and request gets the first answer
         (``replayed``), the same key with another request is :class:`InvalidInput`.
+
+        The whole status (``with_status``) is read for at most ``status_budget``; past it the
+        answer is the Update's result only (``minimal``): the action is done all the same.
 
         With ``defer_store`` the answer is not kept yet: the outcome's ``keep_answer`` (a
         plain function, database work for a worker thread) keeps it, and the caller runs it
@@ -330,8 +359,14 @@ class OrganisationActions:
         lap("scope")
         if stored is not None:
             body = replayable(stored, digest)
-            result = ActionResult.model_validate(json.loads(body)["result"])
-            return ActionOutcome(result=result, body=body, replayed=True, timings=tuple(lap.laps))
+            document = json.loads(body)
+            return ActionOutcome(
+                result=ActionResult.model_validate(document["result"]),
+                body=body,
+                replayed=True,
+                timings=tuple(lap.laps),
+                minimal="state" not in document,
+            )
         answer = await perform(
             self.temporal,
             actor=caller.actor,
@@ -342,6 +377,7 @@ class OrganisationActions:
             idempotency_key=idempotency_key,
             with_status=with_status,
             lap=lap,
+            status_budget=status_budget,
         )
         body = _encode(answer.document())
         keep = None
@@ -357,6 +393,7 @@ class OrganisationActions:
             body=body,
             replayed=False,
             timings=tuple(lap.laps),
+            minimal=answer.status is None,
             keep_answer=keep,
         )
 

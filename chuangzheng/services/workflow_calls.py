@@ -76,11 +76,18 @@ async def update(
         raise TemporalUnavailable() from None
 
 
-async def query(client: Client, workflow_id: str, name: str, result_type: type[T]) -> T:
+async def query(
+    client: Client,
+    workflow_id: str,
+    name: str,
+    result_type: type[T],
+    *,
+    rpc_timeout: timedelta = QUERY_RPC_TIMEOUT,
+) -> T:
     """Run the query ``name``; a missing workflow is :class:`NotFound`."""
     handle = client.get_workflow_handle(workflow_id)
     try:
-        result: T = await handle.query(name, result_type=result_type, rpc_timeout=QUERY_RPC_TIMEOUT)
+        result: T = await handle.query(name, result_type=result_type, rpc_timeout=rpc_timeout)
         return result
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:

@@ -5,8 +5,10 @@ retries after the response (``defer_store``) without a second effect."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -74,6 +76,7 @@ async def test_both_answers_reflect_the_action_and_say_where_the_time_went(
     minimal = await http.post(f"{base}/submissions", json=body, headers=keyed)
     assert minimal.status_code == 200, minimal.text
     assert set(minimal.json()) == {"result"}
+    assert minimal.headers["Preference-Applied"] == "return=minimal"
     assert minimal.json()["result"]["step_status"] == "submitted"
     assert list(timing(minimal)) == ["scope", "update"]
     assert all(ms >= 0 for ms in timing(minimal).values())
@@ -90,6 +93,51 @@ async def test_both_answers_reflect_the_action_and_say_where_the_time_went(
     assert whole.json()["result"]["step_status"] == "returned"
     assert step_of(whole.json(), step_id)["status"] == "returned"
     assert list(timing(whole)) == ["scope", "update", "status"]
+    assert "Preference-Applied" not in whole.headers
+
+
+async def test_a_status_not_read_in_time_leaves_a_done_action_with_its_result(
+    http: httpx.AsyncClient,
+    stack: Stack,
+    dev_server: WorkflowEnvironment,
+    sessions: sessionmaker[Session],
+) -> None:
+    rid = await start_demo_round(stack, f"busy-{uuid.uuid4().hex[:8]}")
+    client = dev_server.client
+    service = OrganisationActions(sessions=sessions, temporal=client)
+    secretary = await token(http, "sec-a")
+    status = (
+        await http.get(f"/api/v1/rounds/{rid}/organisations/org-a/status", headers=secretary)
+    ).json()
+    step_id = "hold_mobilisation_meeting"
+    fields = Submit.model_validate(
+        {"step_id": step_id, "values": evidence(stack, status, step_id)}
+    ).model_dump(mode="json")
+    key = f"k-{uuid.uuid4()}"
+    # A budget no query can meet: the status query times out after the Update succeeded.
+    done = await service.act(
+        caller(SECRETARY, None), round_id=rid, org_id="org-a",
+        action=OrganisationAction.SUBMIT_EVIDENCE, fields=fields, idempotency_key=key,
+        status_budget=timedelta(microseconds=1),
+    )  # fmt: skip
+    assert done.minimal and not done.replayed
+    assert [name for name, _ in done.timings] == ["scope", "update", "status_skipped", "store"]
+    assert done.result.step_status is not None and done.result.step_status.value == "submitted"
+    assert json.loads(done.body) == {"result": done.result.model_dump(mode="json")}
+    assert await submissions(client, rid, step_id) == 1
+    # The kept answer is the minimal one: a retry replays it, still minimal.
+    again = await service.act(
+        caller(SECRETARY, None), round_id=rid, org_id="org-a",
+        action=OrganisationAction.SUBMIT_EVIDENCE, fields=fields, idempotency_key=key,
+    )  # fmt: skip
+    assert again.replayed and again.minimal and again.body == done.body
+    # With a budget a quiet server meets, the whole status comes with the result.
+    back = await service.act(
+        caller(User("ins-zhang", "ins-zhang", Role.INSTRUCTOR, "张指导"), None),
+        round_id=rid, org_id="org-a", action=OrganisationAction.DECIDE_SUBMISSION,
+        fields={"step_id": step_id, "accept": False, "reason": "请补充"},
+    )  # fmt: skip
+    assert not back.minimal and "state" in json.loads(back.body)
 
 
 async def test_a_deferred_answer_is_replayed_before_and_after_it_is_kept(
