@@ -60,12 +60,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     CZ_API_HOST=0.0.0.0 \
     CZ_API_PORT=8000 \
     CZ_LOG_FORMAT=json \
-    HEALTHCHECK_URL=http://127.0.0.1:8000/ui/login
+    HEALTHCHECK_URL=http://127.0.0.1:8000/readyz
 WORKDIR /app
 USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 8000
-# The API answers its sign-in page once it has opened the database and reached Temporal.
+# The API is ready (/readyz) when its database and Temporal both answer.
 # Worker containers set HEALTHCHECK_URL to their metrics address (CZ_METRICS_ADDRESS).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=4 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['HEALTHCHECK_URL'], timeout=4)"]
