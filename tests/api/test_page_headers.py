@@ -127,6 +127,7 @@ def concrete(path: str, world: World, harmless: bool = False) -> str:
         "fmt": "docx",
         "username": "no-such-user" if harmless else "sec-a",
         "path": "ui.css",
+        "inspection_id": "no-such-inspection",
     }
     for name in PARAMETER.findall(path):
         assert name in values, f"a new path parameter {name!r} in {path}: give it a value here"

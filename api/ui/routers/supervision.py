@@ -105,8 +105,8 @@ async def supervision_page(
     )
 
 
-def _back(round_id: str, path: str = "/ui/supervision") -> str:
-    return path if path.startswith("/ui/") and "//" not in path else "/ui/supervision"
+#: Where the round page's forms return.
+BACK = "/ui/supervision"
 
 
 @router.post("/supervision/draws")
@@ -128,9 +128,9 @@ async def post_draw(request: Request, sessions: SessionsDep, user: UiUser) -> Re
             sessions, service_caller(user, request), round_id, inspections.parse_draw(body)
         )
     except ServiceError as exc:
-        return redirect(_back(round_id), round=round_id, error=_error_text(as_api_error(exc)))
+        return redirect(BACK, round=round_id, error=_error_text(as_api_error(exc)))
     drawn = "、".join(made.row.sample["org_ids"])
-    return redirect(_back(round_id), round=round_id, msg=f"已抽取（种子 {made.row.seed}）：{drawn}")
+    return redirect(BACK, round=round_id, msg=f"已抽取（种子 {made.row.seed}）：{drawn}")
 
 
 @router.post("/supervision/inspections/{inspection_id}")
@@ -163,8 +163,8 @@ async def post_result(
             result=inspections.parse_result(body),
         )
     except ServiceError as exc:
-        return redirect(_back(round_id), round=round_id, error=_error_text(as_api_error(exc)))
-    return redirect(_back(round_id), round=round_id, msg="抽查结果已记录")
+        return redirect(BACK, round=round_id, error=_error_text(as_api_error(exc)))
+    return redirect(BACK, round=round_id, msg="抽查结果已记录")
 
 
 @router.post("/supervision/records")
@@ -194,8 +194,8 @@ async def post_record(request: Request, sessions: SessionsDep, user: UiUser) -> 
     try:
         await run_sync(store)
     except ServiceError as exc:
-        return redirect(_back(round_id), round=round_id, error=_error_text(as_api_error(exc)))
-    return redirect(_back(round_id), round=round_id, msg="督查记录已保存")
+        return redirect(BACK, round=round_id, error=_error_text(as_api_error(exc)))
+    return redirect(BACK, round=round_id, msg="督查记录已保存")
 
 
 def _org_page(session: Any, caller: Caller, round_id: str, org_id: str) -> dict[str, Any]:
