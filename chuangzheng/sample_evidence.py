@@ -87,9 +87,13 @@ def _first(roles: frozenset[Role]) -> Role:
 def sample_actors(step: StepPlan, org: Organisation) -> tuple[Actor, Actor | None]:
     """Who submits ``step`` for ``org`` and who then decides on it, as the plan says (the
     secretary and the instructor unless it names others: 领导点评 is written by the township
-    and signed for by the secretary). A ballot step is submitted by a stand-in for its
-    evaluation's published result, which settles it: no decision (None)."""
+    and signed for by the secretary). A step a procedure settles (a ballot, a declaration,
+    the county's approval) is submitted by a stand-in for the procedure: no decision (None)."""
     if step.ballot is not None:
         township = _person(Role.TOWNSHIP, org)
         return evaluation_actor(f"sample-{org.id}-{step.id}", township), None
+    if step.procedure is not None:  # a declaration, the county's approval
+        role = Role.SECRETARY if step.procedure == "declaration" else Role.COUNTY_OFFICE
+        stand_in = Actor(user=f"{step.procedure}/sample-{org.id}", role=role)
+        return stand_in, None
     return _person(_first(step.submitters), org), _person(_first(step.deciders), org)

@@ -40,6 +40,13 @@ from domain.state import (
 
 __all__ = ["Campaign", "CampaignStatus", "OrderRectification", "new_state"]
 
+# The decision recorded on a step its procedure settles.
+_SETTLED = {
+    "evaluation": "群众评议结果已公布",
+    "declaration": "已申报",
+    "approval": "县委常委会已审定",
+}
+
 
 class Campaign(CampaignOrders):
     """Applies actions and time to one organisation's campaign state."""
@@ -69,10 +76,11 @@ class Campaign(CampaignOrders):
             actor=cmd.actor,
             detail={"values": cmd.values, "seq": len(step.submissions)},
         )
-        if plan.ballot is not None:
-            # A ballot step is settled by its evaluation's published result (check_submit
-            # lets nothing else submit it): nobody decides on the voters' verdict.
-            self._accept(phase, step, cmd.actor, "群众评议结果已公布", now)
+        if plan.procedure is not None:
+            # A step a procedure settles (a ballot's published result, a declaration, the
+            # county's approval; check_submit lets nothing else submit it) is accepted as
+            # it comes: nobody decides on the voters' or the standing committee's verdict.
+            self._accept(phase, step, cmd.actor, _SETTLED[plan.procedure], now)
         self.settle(now)
 
     def _accept(

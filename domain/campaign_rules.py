@@ -24,7 +24,6 @@ from domain.actions import (
 )
 from domain.calendar import Span, WorkingCalendar
 from domain.errors import DomainError, FieldError, ValidationFailed
-from domain.evaluation import is_evaluation_actor
 from domain.events import EventKind
 from domain.evidence import validate_evidence
 from domain.machine import PhaseStatus
@@ -100,6 +99,25 @@ def new_state(plan: OrgPlan) -> CampaignState:
             for p in plan.phases
         ],
     )
+
+
+def procedure_of(actor: Actor) -> str | None:
+    """The procedure an actor stands for (``<procedure>/<reference>``: an evaluation's
+    published result, a declaration, the county's approval), or None for a person: no
+    account's username holds "/" (domain.accounts.USERNAME_PATTERN)."""
+    procedure, slash, _ = actor.user.partition("/")
+    return procedure if slash else None
+
+
+def _procedure_only(step: StepPlan) -> str:
+    """Why a step a procedure settles refuses anything else (Chinese)."""
+    if step.ballot is not None:
+        return (
+            f"步骤“{step.name}”由群众评议投票结果自动完成，不能手工填报；"
+            "请由上级党组织在“群众评议”中发起投票"
+        )
+    assert step.settled_by is not None
+    return f"步骤“{step.name}”由{step.settled_by.label}完成，不能手工填报"
 
 
 def _require_role(actor: Actor, allowed: frozenset[Role], what: str) -> None:
@@ -212,16 +230,12 @@ class CampaignRules:
         if self.seen(cmd.idempotency_key):
             return
         step_plan = self._step_plan(cmd.step_id)
-        from_ballot = is_evaluation_actor(cmd.actor)
-        if step_plan is not None and step_plan.ballot is not None:
-            if not from_ballot:
-                raise DomainError(
-                    f"步骤“{step_plan.name}”由群众评议投票结果自动完成，不能手工填报；"
-                    "请由上级党组织在“群众评议”中发起投票",
-                    code="ballot_step",
-                )
-        elif from_ballot:
-            raise DomainError("群众评议结果只能用于群众评议步骤", code="forbidden")
+        procedure = procedure_of(cmd.actor)
+        if step_plan is not None and step_plan.procedure is not None:
+            if procedure != step_plan.procedure:
+                raise DomainError(_procedure_only(step_plan), code="ballot_step")
+        elif procedure is not None:
+            raise DomainError("该程序的结果只能用于它所完成的步骤", code="forbidden")
         else:
             allowed = step_plan.submitters if step_plan is not None else SUBMITTER_ROLES
             _require_role(cmd.actor, allowed, "提交该步骤的材料")
@@ -230,7 +244,7 @@ class CampaignRules:
             raise DomainError(
                 f"步骤“{step.name}”当前为{step.status.label}，不能提交", code="invalid_transition"
             )
-        if from_ballot:
+        if procedure is not None:
             unknown = sorted(set(cmd.values) - {f.name for f in plan.evidence})
             if unknown:
                 raise ValidationFailed(

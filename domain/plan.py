@@ -65,6 +65,18 @@ class EvidenceField(BaseModel):
         return self
 
 
+class StepProcedure(StrEnum):
+    """A procedure outside the step form whose outcome settles a step (``settled_by``)."""
+
+    DECLARATION = "declaration"  # 评选表彰 申报 (seed 002 §五(五) "由各级党委自行申报")
+    APPROVAL = "approval"  # 评选表彰 审定 ("报县委常委会审定")
+
+    @property
+    def label(self) -> str:
+        """Chinese label, as the refusal of a typed-in submission names it."""
+        return {"declaration": "评选表彰申报", "approval": "县委常委会审定"}[self.value]
+
+
 #: Who submits a step when the plan does not say: the organisation's secretary (the 第一责任人,
 #: seed 002 §六(一)), and the county office entering on its behalf.
 DEFAULT_SUBMITTERS: frozenset[Role] = frozenset({Role.SECRETARY, Role.COUNTY_OFFICE})
@@ -96,6 +108,8 @@ class StepPlan(BaseModel):
     decided_by: tuple[Role, ...] | None = None
     # Settled by the published result of this target's 群众评议 (EvaluationWorkflow).
     ballot: EvaluationTarget | None = None
+    # Settled by a 评选表彰 procedure (the declaration, the county's approval).
+    settled_by: StepProcedure | None = None
 
     @model_validator(mode="after")
     def _unique_fields(self) -> StepPlan:
@@ -117,10 +131,19 @@ class StepPlan(BaseModel):
 
     @property
     def submitters(self) -> frozenset[Role]:
-        """The roles that may submit evidence for this step (none for a ballot step)."""
-        if self.ballot is not None:
+        """The roles that may submit evidence for this step (none for a step a procedure
+        settles: a ballot, a declaration, an approval)."""
+        if self.procedure is not None:
             return frozenset()
         return frozenset(self.submitted_by) if self.submitted_by else DEFAULT_SUBMITTERS
+
+    @property
+    def procedure(self) -> str | None:
+        """The procedure that settles this step ("evaluation", "declaration", "approval"), the
+        first part of its actor's ``user`` (``<procedure>/<reference>``); None: typed in."""
+        if self.ballot is not None:
+            return "evaluation"
+        return self.settled_by.value if self.settled_by is not None else None
 
     @property
     def deciders(self) -> frozenset[Role]:
@@ -271,6 +294,14 @@ class RoundPlan(BaseModel):
     def phase(self, phase: Phase) -> PhasePlan:
         """The plan of one phase."""
         return next(p for p in self.phases if p.phase is phase)
+
+    def procedure_step(self, procedure: StepProcedure, org_type: OrgType) -> StepPlan | None:
+        """The step an organisation of ``org_type`` settles by ``procedure``, or None."""
+        for phase in self.phases:
+            for step in phase.steps_for(org_type):
+                if step.settled_by is procedure:
+                    return step
+        return None
 
     def ballot_step(self, target: EvaluationTarget, org_type: OrgType) -> StepPlan | None:
         """The step an organisation of ``org_type`` settles with the published result of a

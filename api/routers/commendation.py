@@ -8,7 +8,7 @@ commendation routers are here; ranking, 审定, publication and certificates are
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -17,11 +17,11 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import User
 from api.callers import service_caller
-from api.deps import CurrentUser, SessionDep, SessionsDep
+from api.deps import CurrentUser, SessionDep, SessionsDep, TemporalClientDep
 from api.errors import as_api_error
 from api.idempotency import idempotent
 from api.limits import Evidence
-from api.responses import AUTHENTICATED, WITH_BODY, Timestamp, errors
+from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, Timestamp, errors
 from chuangzheng.services import commendation
 from chuangzheng.services.callers import Caller
 from chuangzheng.services.errors import ServiceError
@@ -74,6 +74,10 @@ class DeclarationView(BaseModel):
     declared_by: str
     declared_at: str
     my_sheet: str = Field(default="draft", description="draft / submitted；非考核组无此字段")
+    step: str | None = Field(
+        default=None,
+        description="申报先进基层党组织时，本组织“申报”步骤的结果：settled，或未能完成的原因",
+    )
 
 
 class SheetView(BaseModel):
@@ -167,6 +171,16 @@ class ApprovalRecorded(BaseModel):
     approved_at: Timestamp
     honours: list[Honour]
     decisions: list[Decision]
+    steps: dict[str, str] = Field(
+        default_factory=dict,
+        description="各申报组织“县委常委会审定”步骤的结果：settled，或未能完成的原因",
+    )
+
+
+class ApprovalSteps(BaseModel):
+    """The 审定 steps settled again: per organisation, "settled" or why not."""
+
+    steps: dict[str, str]
 
 
 class HonourView(BaseModel):
@@ -212,16 +226,21 @@ async def answer_once(
     call: Callable[[Caller], Any],
     *,
     status_code: int = 200,
+    after: Callable[[Caller, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
 ) -> Response:
     """Run the write ``call`` once per Idempotency-Key, in the threadpool (SQL off the event
-    loop), its errors mapped to HTTP."""
+    loop), its errors mapped to HTTP; then ``after`` (the organisations' steps the write
+    settles, on the workflows), whose fields join the answer."""
     caller = service_caller(user, request)
 
     async def run() -> Any:
         try:
-            return await run_in_threadpool(call, caller)
+            answer = await run_in_threadpool(call, caller)
         except ServiceError as exc:
             raise as_api_error(exc) from None
+        if after is not None:
+            answer = answer | await after(caller, answer)
+        return answer
 
     return await idempotent(request, sessions, user, run, status_code=status_code)
 
@@ -247,12 +266,18 @@ def rules(round_id: str, session: SessionDep, user: CurrentUser) -> dict[str, An
     summary="申报（书记、乡镇党委）",
     response_model=DeclarationView,
     response_model_exclude_unset=True,
-    responses=errors(*WITH_BODY),
+    responses=errors(*WITH_BODY, *TEMPORAL),
 )
 async def declare(
-    round_id: str, body: Declare, request: Request, user: CurrentUser, sessions: SessionsDep
+    round_id: str,
+    body: Declare,
+    request: Request,
+    user: CurrentUser,
+    sessions: SessionsDep,
+    temporal: TemporalClientDep,
 ) -> Any:
-    """Declare an organisation, or a person it nominates, for an honour."""
+    """Declare an organisation, or a person it nominates, for an honour; declaring the
+    organisation (先进基层党组织) also settles its 申报 step (``step`` says how it went)."""
     declaration = commendation.Declaration(
         category=body.category, org_id=body.org_id, deeds=body.deeds, nominee=body.nominee
     )
@@ -260,7 +285,34 @@ async def declare(
     def call(caller: Caller) -> dict[str, Any]:
         return commendation.declare(sessions, caller, round_id, declaration)
 
-    return await answer_once(request, sessions, user, call, status_code=201)
+    async def settle(caller: Caller, declared: dict[str, Any]) -> dict[str, Any]:
+        step = await commendation.settle_declaration(temporal, sessions, caller, round_id, declared)
+        return {"step": step} if step is not None else {}
+
+    return await answer_once(request, sessions, user, call, status_code=201, after=settle)
+
+
+@router.post(
+    "/approval/steps",
+    summary="将审定结果同步到各组织的“县委常委会审定”步骤（县委活动办）",
+    response_model=ApprovalSteps,
+    responses=errors(*TEMPORAL),
+)
+async def settle_approval_steps(
+    round_id: str,
+    request: Request,
+    user: CurrentUser,
+    sessions: SessionsDep,
+    temporal: TemporalClientDep,
+) -> dict[str, Any]:
+    """Settle again what the 审定 settles (after a failure part-way): each organisation's
+    step once, whatever the number of calls."""
+    caller = service_caller(user, request)
+    try:
+        steps = await commendation.resettle_approval(temporal, sessions, caller, round_id)
+    except ServiceError as exc:
+        raise as_api_error(exc) from None
+    return {"steps": steps}
 
 
 @router.get(

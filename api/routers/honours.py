@@ -15,8 +15,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.callers import service_caller
-from api.deps import CurrentUser, SessionDep, SessionsDep
-from api.responses import AUTHENTICATED, WITH_BODY, errors, file_response
+from api.deps import CurrentUser, SessionDep, SessionsDep, TemporalClientDep
+from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, errors, file_response
 from api.routers.commendation import (
     ApprovalRecorded,
     Publication,
@@ -68,12 +68,18 @@ def ranking(
     status_code=201,
     summary="记录县委常委会审定",
     response_model=ApprovalRecorded,
-    responses=errors(*WITH_BODY),
+    responses=errors(*WITH_BODY, *TEMPORAL),
 )
 async def record_approval(
-    round_id: str, body: Approve, request: Request, user: CurrentUser, sessions: SessionsDep
+    round_id: str,
+    body: Approve,
+    request: Request,
+    user: CurrentUser,
+    sessions: SessionsDep,
+    temporal: TemporalClientDep,
 ) -> Any:
-    """Approve the proposed list, striking and adding entries, each with a reason."""
+    """Approve the proposed list, striking and adding entries, each with a reason; then
+    settle each declared organisation's 审定 step with its outcome (``steps``)."""
 
     def call(caller: Caller) -> dict[str, Any]:
         return commendation.record_approval(
@@ -85,7 +91,11 @@ async def record_approval(
             added=[commendation.Entry(e.declaration_id, e.reason) for e in body.added],
         )
 
-    return await answer_once(request, sessions, user, call, status_code=201)
+    async def settle(caller: Caller, _: dict[str, Any]) -> dict[str, Any]:
+        steps = await commendation.settle_approval(temporal, sessions, caller.actor, round_id)
+        return {"steps": steps}
+
+    return await answer_once(request, sessions, user, call, status_code=201, after=settle)
 
 
 @router.post("/publication", status_code=201, summary="公布表彰名单", response_model=Publication)

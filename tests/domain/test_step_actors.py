@@ -12,6 +12,16 @@ import pytest
 from chuangzheng.sample_evidence import sample_actors, sample_evidence
 from domain.actions import DecideSubmission, SubmitEvidence
 from domain.campaign import Campaign, new_state
+from domain.commendation_steps import (
+    OrganisationOutcome,
+    Outcome,
+    approval_actor,
+    approval_key,
+    declaration_actor,
+    declaration_key,
+    declaration_values,
+    outcomes,
+)
 from domain.errors import DomainError
 from domain.evaluation import (
     EvaluationResult,
@@ -28,7 +38,7 @@ from domain.events import EventKind
 from domain.machine import StepStatus
 from domain.organisation import OrgType, Role
 from domain.phases import Phase
-from domain.plan import DEFAULT_SUBMITTERS, StepPlan
+from domain.plan import DEFAULT_SUBMITTERS, StepPlan, StepProcedure
 from domain.plan_loader import load_plan
 from domain.schedule import OrgPlan, build_org_plan, resolve_schedule
 from domain.state import Actor
@@ -104,9 +114,16 @@ def test_the_shipped_plan_names_who_does_the_review_and_the_ballot() -> None:
         found = round_plan.ballot_step(EvaluationTarget.ORGANISATION, OrgType.RURAL)
         assert found is not None and found.id == "public_evaluation_of_org"
         assert round_plan.ballot_step(EvaluationTarget.MEMBER, OrgType.RURAL) is None
+    # 评选表彰: the declaration settles 申报, the county's approval settles 审定.
+    commendation = {s.id: s for s in plan().phase(Phase.COMMENDATION).steps}
+    assert commendation["declaration"].settled_by is StepProcedure.DECLARATION
+    assert commendation["county_approval"].settled_by is StepProcedure.APPROVAL
+    assert commendation["county_approval"].required
     # Every other step keeps the default: the secretary submits, a supervisor decides.
-    others = [s for p in plan().phases for s in p.steps if s.id not in ("leader_review", ballot.id)]
-    assert others and all(s.submitters == DEFAULT_SUBMITTERS for s in others)
+    others = [
+        s for p in plan().phases for s in p.steps if s.id != "leader_review" and s.procedure is None
+    ]
+    assert len(others) > 10 and all(s.submitters == DEFAULT_SUBMITTERS for s in others)
 
 
 def test_a_plan_refuses_a_submitter_who_also_decides_and_roles_on_a_ballot_step() -> None:
@@ -168,7 +185,7 @@ def test_a_typed_in_ballot_is_refused_and_the_published_result_settles_the_step_
     actor = evaluation_actor("ev-1", OPENER)
     assert is_evaluation_actor(actor) and not is_evaluation_actor(SECRETARY)
     # ... and it can settle nothing but the ballot step.
-    with pytest.raises(DomainError, match="只能用于群众评议步骤"):
+    with pytest.raises(DomainError, match="只能用于它所完成的步骤"):
         campaign.check_submit(SubmitEvidence(actor=actor, step_id="member_evaluation", values={}))
     published = result(satisfied=8, basic=1)
     values = step_values("ev-1", published)
@@ -205,8 +222,11 @@ def test_a_plan_without_the_keys_keeps_the_secretary_submitting_everything() -> 
         text.replace("            submitted_by: [township, instructor, guidance_group]\n", "")
         .replace("            decided_by: [secretary]\n", "")
         .replace("            ballot: organisation\n", "")
+        .replace("            settled_by: declaration\n", "")
+        .replace("            settled_by: approval\n", "")
     )
-    assert old.count(" submitted_by:") == old.count(" ballot: organisation\n") == 0
+    assert old.count(" submitted_by:") == old.count(" settled_by:") == 0
+    assert old.count(" ballot: organisation\n") == 0
     campaign_plan = load_plan(old)
     round_plan = campaign_plan.round("round-1")
     schedule = resolve_schedule(campaign_plan, round_plan, START, rebased=True)
@@ -221,3 +241,67 @@ def test_a_plan_without_the_keys_keeps_the_secretary_submitting_everything() -> 
                 latest = step.submissions[-1]
                 assert latest.submitted_by.role is Role.SECRETARY
                 assert latest.decided_by is not None and latest.decided_by.role is Role.INSTRUCTOR
+
+
+def test_the_declaration_and_the_approval_settle_the_commendation_steps() -> None:
+    campaign, now = at_phase(Phase.COMMENDATION)
+    phase = campaign.state.current()
+    assert phase.step("declaration") is not None and phase.step("county_approval") is not None
+    typed = {"declaration_id": "d-1", "deeds": "事迹"}
+    for actor in (SECRETARY, evaluation_actor("ev-1", OPENER), approval_actor("r1", SECRETARY)):
+        with pytest.raises(DomainError, match="评选表彰申报完成，不能手工填报"):
+            campaign.check_submit(SubmitEvidence(actor=actor, step_id="declaration", values=typed))
+    declared = declaration_actor("d-1", SECRETARY)
+    cmd = SubmitEvidence(
+        actor=declared,
+        step_id="declaration",
+        values=declaration_values("d-1", "带领群众致富"),
+        idempotency_key=declaration_key("d-1"),
+    )
+    campaign.submit(cmd, now)
+    campaign.submit(cmd, now)
+    step = phase.step("declaration")
+    assert step is not None and step.status is StepStatus.ACCEPTED and len(step.submissions) == 1
+    assert step.submissions[0].submitted_by.role is Role.SECRETARY
+    county = Actor(user="county", name="县委活动办", role=Role.COUNTY_OFFICE)
+    outcome = OrganisationOutcome(
+        org_id=ORG.id, outcome=Outcome.SELECTED, honours=("先进基层党组织：柳树村党支部",)
+    )
+    campaign.submit(
+        SubmitEvidence(
+            actor=approval_actor("r1", county),
+            step_id="county_approval",
+            values=outcome.values("县委常委会第12次会议"),
+            idempotency_key=approval_key("r1", ORG.id),
+        ),
+        now,
+    )
+    approved = campaign.state.phase_state(Phase.COMMENDATION).step("county_approval")
+    assert approved is not None and approved.status is StepStatus.ACCEPTED
+    assert campaign.state.phase is Phase.COMMENDATION  # 党员考评上报 is still open
+    report = next(
+        s for s in plan().phase(Phase.COMMENDATION).steps if s.id == "member_assessment_report"
+    )
+    values = sample_evidence(report, ORG, opens_at=phase.opens_at, deadline=phase.deadline, now=now)
+    campaign.submit(SubmitEvidence(actor=SECRETARY, step_id=report.id, values=values), now)
+    campaign.decide(DecideSubmission(actor=INSTRUCTOR, step_id=report.id, accept=True), now)
+    assert campaign.state.phase_state(Phase.COMMENDATION).completed_at is not None
+    assert campaign.state.finished()
+
+
+def test_approval_outcomes_name_the_honours_or_why_not() -> None:
+    declared = [("d-a", "org-a"), ("d-m", "org-a"), ("d-b", "org-b"), ("d-c", "org-c")]
+    honours = [{"org_id": "org-a", "title": "优秀共产党员", "nominee": "李明"}]
+    found = outcomes(declared, honours, {"d-b": "事迹材料失实"})
+    assert [(o.org_id, o.outcome) for o in found] == [
+        ("org-a", Outcome.SELECTED),
+        ("org-b", Outcome.NOT_SELECTED),
+        ("org-c", Outcome.NOT_SELECTED),
+    ]
+    assert found[0].honours == ("优秀共产党员：李明",)
+    assert found[1].note == "事迹材料失实" and found[2].note == "综合考评未进入名额"
+    assert found[1].values("会议") == {
+        "meeting": "会议",
+        "outcome": "未入选",
+        "note": "事迹材料失实",
+    }

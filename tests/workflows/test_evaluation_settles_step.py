@@ -113,14 +113,15 @@ async def run_ballot(
 
 
 def step_events(sessions: sessionmaker[Session], round_id: str) -> list[str]:
+    """The step's events in the read model, in the order the campaign emitted them (the
+    event id ends with the campaign's sequence number)."""
     with sessions() as session:
-        return list(
-            session.scalars(
-                select(CampaignEventRow.kind)
-                .where(CampaignEventRow.round_id == round_id, CampaignEventRow.step_id == STEP)
-                .order_by(CampaignEventRow.at)
+        rows = session.execute(
+            select(CampaignEventRow.event_id, CampaignEventRow.kind).where(
+                CampaignEventRow.round_id == round_id, CampaignEventRow.step_id == STEP
             )
-        )
+        ).all()
+    return [kind for _, kind in sorted(rows, key=lambda r: int(r[0].rsplit("/", 1)[1]))]
 
 
 async def test_a_result_meeting_its_quorum_settles_the_step_exactly_once(
