@@ -277,8 +277,9 @@ def rectification_reason(result: EvaluationResult, subject: str) -> str:
 
 # ----- the published result settles the organisation's 群众评议 step ----------------------
 # The evaluation acts on the organisation's campaign as an actor of its own: its ``user`` is
-# ``evaluation/<id>`` ("evaluation" is StepPlan.procedure of a ballot step), which no account can have (usernames allow neither "/" nor ":", see
-# domain.accounts.USERNAME_PATTERN), and its role is the role of whoever opened it.
+# ``evaluation/<id>`` ("evaluation" is StepPlan.procedure of a ballot step), which no account
+# can have (usernames allow neither "/" nor ":", see domain.accounts.USERNAME_PATTERN), and
+# its role is the role of whoever opened it.
 _EVALUATION_USER = "evaluation/"
 
 
