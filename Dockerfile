@@ -33,6 +33,8 @@ COPY api ./api
 COPY chuangzheng ./chuangzheng
 COPY migrations ./migrations
 COPY plans ./plans
+# The demo county: `chuangzheng simulate` and the forecast's training read it.
+COPY deploy/demo ./deploy/demo
 COPY worker.py alembic.ini ./
 COPY --from=assets /ui/node_modules/echarts/dist/echarts.min.js ./api/ui/static/vendor/echarts.min.js
 RUN pip install --upgrade pip \
@@ -55,6 +57,7 @@ COPY --from=build /app /app
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
     CZ_ENVIRONMENT=production \
     CZ_DATA_DIR=/data \
     CZ_API_HOST=0.0.0.0 \
