@@ -84,6 +84,15 @@ async def test_forecast_is_scoped_explained_and_shown_on_the_pages(stack: Stack)
             r'<td class="forecast[^"]*" title="([^"]+)"><b>(\d+)%</b>', laggards.text
         )
         assert len(cells) == 3 and all(reason and 0 < int(p) < 100 for reason, p in cells)
+        # Sorted by risk, likeliest first; "only 预警" keeps the rows above the threshold
+        # (all three here: the threshold is 5 %), whatever their light.
+        ranked = await browser.get(f"/ui/laggards?round={rid}&warn=1&sort=risk&dir=desc")
+        assert ranked.status_code == 200
+        shown = [
+            int(p)
+            for p in re.findall(r'<td class="forecast warn"[^>]*><b>(\d+)%</b> 预警', ranked.text)
+        ]
+        assert len(shown) == 3 and shown == sorted(shown, reverse=True)
         page = await browser.get(f"/ui/orgs/org-a?round={rid}")
         assert page.status_code == 200
         assert re.search(r"逾期风险（预测）：动员部署 <b>\d+%</b>.*主要原因：\S+", page.text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from api.errors import ApiError, not_found
 from api.routers.organisations import visible_organisation
 from api.ui.context import Overdue, RoundInfo, round_info, rounds
 from api.ui.forms import form_fields, local_deadline
-from api.ui.queries import SORT_KEYS, Filters, Laggard, laggards, scoped
+from api.ui.queries import ANY_LIGHT, SORT_KEYS, Filters, Laggard, laggards, scoped
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
 from api.ui.supervise import extend, remind, require_supervisor
@@ -77,19 +77,31 @@ def laggard_list(
         raise not_found("尚无轮次")
     params = dict(request.query_params)
     filters = filters_from(params)
+    warn_only = params.get("warn") == "1"
+    if warn_only and not filters.light:  # 预警 is about organisations still green, too
+        filters = replace(filters, light=ANY_LIGHT)
     lines = laggard_lines(session, user, info, filters, sort, dir != "asc")
+    # The forecast of each listed organisation's current phase (none until a model is kept).
+    _, forecasts = kept_forecasts(
+        session, info.round_id, settings.data_dir, now=datetime.now(UTC),
+        org_ids=[ln.row.org_id for ln in lines],
+    )  # fmt: skip
+    forecast_of = by_organisation(forecasts, {ln.row.org_id: ln.row.phase for ln in lines})
+    if warn_only:
+        lines = [ln for ln in lines if (f := forecast_of.get(ln.row.org_id)) and f.warn]
+    if sort == "risk":
+
+        def risk(ln: LaggardLine) -> tuple[float, str]:
+            f = forecast_of.get(ln.row.org_id)
+            return (f.probability if f else -1.0, ln.row.org_id)
+
+        lines.sort(key=risk, reverse=dir != "asc")
     pages = max(1, -(-len(lines) // PAGE_SIZE))
     page_no = min(max(1, page_no), pages)
     shown = lines[(page_no - 1) * PAGE_SIZE : page_no * PAGE_SIZE]
     query = {k: v for k, v in params.items() if k not in ("sort", "dir", "page_no", "msg", "error")}
     every = scoped(select(CampaignStatusRow.township).distinct(), user, info.round_id, Filters())
     townships = sorted(session.scalars(every).all())
-    # The forecast of each listed organisation's current phase (none until a model is kept).
-    _, forecasts = kept_forecasts(
-        session, info.round_id, settings.data_dir, now=datetime.now(UTC),
-        org_ids=[ln.row.org_id for ln in shown],
-    )  # fmt: skip
-    forecast_of = by_organisation(forecasts, {ln.row.org_id: ln.row.phase for ln in shown})
     return page(
         request,
         "laggards.html",
@@ -99,7 +111,7 @@ def laggard_list(
             "query": query, "filters": filters, "townships": townships, "msg": msg,
             "error": error, "form_key": uuid.uuid4().hex,
             "default_deadline": datetime.now(UTC) + timedelta(days=7),
-            "forecast_of": forecast_of,
+            "forecast_of": forecast_of, "warn_only": warn_only,
         },
     )  # fmt: skip
 
