@@ -3,12 +3,17 @@ variables (an error in production, a warning elsewhere)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+import ssl
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from chuangzheng.bootstrap import temporal_tls
 from chuangzheng.payload_codec import new_key_text
@@ -186,3 +191,137 @@ def test_uploads_default_under_the_data_dir(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path).upload_directory == tmp_path / "uploads"
     elsewhere = tmp_path / "shared"
     assert Settings(data_dir=tmp_path, upload_dir=elsewhere).upload_directory == elsewhere
+
+
+# ----- the Temporal connection over mutual TLS, for real -----
+
+
+def _certificate(
+    subject: str, key: Any, issuer: tuple[str, Any] | None, *, ca: bool, dns: str | None = None
+) -> Any:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    issuer_name, issuer_key = (
+        (x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer[0])]), issuer[1])
+        if issuer
+        else (name, key)
+    )
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if dns:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write_pki(folder: Path) -> dict[str, Path]:
+    """A CA, a server certificate for ``temporal.test`` and a client certificate, as PEM."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def pem_key(key: Any) -> bytes:
+        return bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+    def pem_cert(cert: Any) -> bytes:
+        return bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    ca_key, server_key, client_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca = _certificate("test ca", ca_key, None, ca=True)
+    files = {
+        "ca.pem": pem_cert(ca),
+        "server.pem": pem_cert(
+            _certificate(
+                "temporal.test", server_key, ("test ca", ca_key), ca=False, dns="temporal.test"
+            )
+        ),
+        "server.key": pem_key(server_key),
+        "client.pem": pem_cert(
+            _certificate("chuangzheng-worker", client_key, ("test ca", ca_key), ca=False)
+        ),
+        "client.key": pem_key(client_key),
+    }
+    paths = {}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+        paths[name] = folder / name
+    return paths
+
+
+async def _tls_front(target: str, pki: dict[str, Path]) -> tuple[asyncio.Server, int]:
+    """A TLS terminator in front of the dev server (which speaks plain gRPC only): mutual
+    TLS with the test CA, HTTP/2 by ALPN, bytes passed through."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki["ca.pem"]))
+    context.load_cert_chain(pki["server.pem"], pki["server.key"])
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.set_alpn_protocols(["h2"])
+    host, port = target.rsplit(":", 1)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_connect_temporal_over_mutual_tls_with_the_configured_files(tmp_path: Path) -> None:
+    """The TLS settings against a real TLS endpoint: the client certificate, the private CA
+    and the server name are used as configured, and a client without its certificate, or
+    expecting another name, is refused."""
+    from chuangzheng.bootstrap import connect_temporal
+    from chuangzheng.temporal_server import start_dev_server_env
+
+    pki = _write_pki(tmp_path)
+    env = await start_dev_server_env()
+    server, port = await _tls_front(env.client.service_client.config.target_host, pki)
+    try:
+        mutual = Settings(
+            temporal_address=f"127.0.0.1:{port}",
+            temporal_tls_cert=pki["client.pem"],
+            temporal_tls_key=pki["client.key"],
+            temporal_tls_ca=pki["ca.pem"],
+            temporal_tls_server_name="temporal.test",
+        )
+        client = await connect_temporal(mutual)
+        info = await client.workflow_service.get_system_info(GetSystemInfoRequest())
+        assert info.server_version
+        without_certificate = mutual.model_copy(
+            update={"temporal_tls_cert": None, "temporal_tls_key": None}
+        )
+        with pytest.raises(RuntimeError):
+            await asyncio.wait_for(connect_temporal(without_certificate), 30)
+        other_name = mutual.model_copy(update={"temporal_tls_server_name": "elsewhere.test"})
+        with pytest.raises(RuntimeError):
+            await asyncio.wait_for(connect_temporal(other_name), 30)
+    finally:
+        server.close()
+        await env.shutdown()
