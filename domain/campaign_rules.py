@@ -30,7 +30,7 @@ from domain.machine import PhaseStatus
 from domain.notices import Notice
 from domain.organisation import SUPERVISOR_ROLES, Organisation, Role
 from domain.phases import Phase
-from domain.plan import DEFAULT_SUBMITTERS, StepPlan
+from domain.plan import DEFAULT_SUBMITTERS, StepPlan, StepProcedure
 from domain.schedule import OrgPlan, check_deadline_in_calendar
 from domain.state import (
     Actor,
@@ -101,12 +101,17 @@ def new_state(plan: OrgPlan) -> CampaignState:
     )
 
 
+# The procedures that settle steps (StepPlan.procedure): a ballot's published result, a
+# declaration, the county's approval.
+PROCEDURES = frozenset({"evaluation", *(p.value for p in StepProcedure)})
+
+
 def procedure_of(actor: Actor) -> str | None:
-    """The procedure an actor stands for (``<procedure>/<reference>``: an evaluation's
-    published result, a declaration, the county's approval), or None for a person: no
-    account's username holds "/" (domain.accounts.USERNAME_PATTERN)."""
+    """The procedure an actor stands for (``<procedure>/<reference>``), or None for a
+    person: no account's username holds "/" (domain.accounts.USERNAME_PATTERN), and the
+    roster's generated ones start with ``secretary-``."""
     procedure, slash, _ = actor.user.partition("/")
-    return procedure if slash else None
+    return procedure if slash and procedure in PROCEDURES else None
 
 
 def _procedure_only(step: StepPlan) -> str:

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs/seed-002-rules.md"
 PLAN = (ROOT / "plans/seed-002.yaml").read_text("utf-8")
 TEST_REF = re.compile(r"(tests/[\w/]+\.py)::(\w+)")
-CODE_REF = re.compile(r"`([\w/]+\.(?:py|yaml)):(\d+)")
+CODE_REF = re.compile(r"`([\w/]+\.(?:py|yaml)):(\d+)`(?: \(`(\w+)`)?")
 WHY_NOT = ("Not implemented", "see H5b / issue 15 toolkit")
 
 
@@ -42,11 +42,18 @@ def test_every_rule_names_a_test_that_exists_or_says_why_not() -> None:
 
 
 def test_code_references_point_at_existing_lines() -> None:
+    """``file:line`` is in the file; followed by (`name`), that line names it."""
+    checked = 0
     for row in rows():
-        for path, line in CODE_REF.findall(row):
+        for path, line, name in CODE_REF.findall(row):
             source = ROOT / path
             assert source.is_file(), f"{path} does not exist"
-            assert int(line) <= len(source.read_text("utf-8").splitlines()), f"{path}:{line}"
+            lines = source.read_text("utf-8").splitlines()
+            assert int(line) <= len(lines), f"{path}:{line}"
+            if name:
+                assert name in lines[int(line) - 1], f"{path}:{line} does not name {name}"
+                checked += 1
+    assert checked >= 5
 
 
 def test_the_quoted_plan_keys_are_in_the_shipped_plan() -> None:

@@ -12,6 +12,7 @@ import pytest
 from chuangzheng.sample_evidence import sample_actors, sample_evidence
 from domain.actions import DecideSubmission, SubmitEvidence
 from domain.campaign import Campaign, new_state
+from domain.campaign_rules import procedure_of
 from domain.commendation_steps import (
     OrganisationOutcome,
     Outcome,
@@ -184,6 +185,9 @@ def test_a_typed_in_ballot_is_refused_and_the_published_result_settles_the_step_
     # The evaluation's actor is no person: no account can be named like it.
     actor = evaluation_actor("ev-1", OPENER)
     assert is_evaluation_actor(actor) and not is_evaluation_actor(SECRETARY)
+    assert procedure_of(actor) == "evaluation" and procedure_of(SECRETARY) is None
+    # A roster account of an organisation whose id holds "/" is still a person.
+    assert procedure_of(Actor(user="secretary-org/1-李书记", role=Role.SECRETARY)) is None
     # ... and it can settle nothing but the ballot step.
     with pytest.raises(DomainError, match="只能用于它所完成的步骤"):
         campaign.check_submit(SubmitEvidence(actor=actor, step_id="member_evaluation", values={}))
