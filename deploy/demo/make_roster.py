@@ -63,6 +63,9 @@ def _words(text: str) -> tuple[str, ...]:
 
 _TOWNSHIP_HEADS = "青白石柳桃杏松梅竹兰金银红黄清安平双新龙凤鹤云溪枫茶"
 _TOWNSHIP_TAILS = "石河岭山湾溪坪桥川原塘泉岗峰口"
+# Beyond the 390 two-character names (about 7,800 organisations), a third character in front,
+# as in 大石桥镇 or 上柳河乡: 16 × 390 more, enough for about 130,000 organisations.
+_TOWNSHIP_PREFIXES = "大小上下东西南北中前后高古长老永"
 _VILLAGE_HEADS = "柳杨石桃杏松枣梨榆槐樟桑芦荷竹栗杉茶枫柏"
 _VILLAGE_TAILS = "树林园坡河岗桥泉峪塘湾岭坪沟"
 _HAMLET_TAILS = "庄湾沟坪店岭寨营洼屯"
@@ -203,8 +206,21 @@ def _townships(rng: random.Random, count: int) -> list[Township]:
     xiang = max(1, round(number * 4 / 15))
     combos = [h + t for h in _TOWNSHIP_HEADS for t in _TOWNSHIP_TAILS]
     rng.shuffle(combos)
+    if number > len(combos):  # a province-sized "county" (benchmarks): three-character names
+        # Their own generator, so the main one (and every smaller roster) is unchanged.
+        more = [p + c for p in _TOWNSHIP_PREFIXES for c in combos]
+        random.Random(rng.random()).shuffle(more)
+        combos += more
+    if number > len(combos):
+        raise ValueError(f"at most {len(combos) * 20} organisations: not enough township names")
     kinds = ["街道"] * streets + ["乡"] * xiang + ["镇"] * (number - streets - xiang)
     return [Township(name=f"{combos[i]}{kind}", kind=kind) for i, kind in enumerate(kinds)]
+
+
+def _county_unit(unit: str, index: int, count: int, township: Township) -> str:
+    """A county-level unit ("县财政局"); once the list has been used up (a county far bigger
+    than a real one, as the benchmarks build), the branch in its township ("青石街道财政局")."""
+    return f"县{unit}" if index < count else f"{township.name}{unit}"
 
 
 def _cycle(items: list[Township]) -> Iterator[Township]:
@@ -267,11 +283,12 @@ def _drafts(rng: random.Random, names: _Names, count: int) -> list[_Draft]:
             )
         else:
             bureau = _BUREAUS[(index - len(townships)) % len(_BUREAUS)]
+            township = rng.choice(streets)
             add(
-                f"县{bureau}机关",
+                _county_unit(bureau, index - len(townships), len(_BUREAUS), township) + "机关",
                 OrgType.GOVERNMENT_ORGAN,
                 System.ORGANS,
-                rng.choice(streets),
+                township,
                 8,
                 40,
             )
@@ -311,11 +328,12 @@ def _drafts(rng: random.Random, names: _Names, count: int) -> list[_Draft]:
 
     for index in range(counts[OrgType.SOCIAL_ORGANISATION]):
         association = _ASSOCIATIONS[index % len(_ASSOCIATIONS)]
+        township = rng.choice(streets)
         add(
-            f"县{association}",
+            _county_unit(association, index, len(_ASSOCIATIONS), township),
             OrgType.SOCIAL_ORGANISATION,
             System.SOCIAL,
-            rng.choice(streets),
+            township,
             3,
             15,
         )
@@ -323,7 +341,8 @@ def _drafts(rng: random.Random, names: _Names, count: int) -> list[_Draft]:
     for index in range(counts[OrgType.STATE_ENTERPRISE]):
         firm = _STATE_FIRMS[index % len(_STATE_FIRMS)]
         township = rng.choice(rural_towns if firm == "国有林场" else streets)
-        add(f"县{firm}", OrgType.STATE_ENTERPRISE, System.ORGANS, township, 10, 80)
+        name = _county_unit(firm, index, len(_STATE_FIRMS), township)
+        add(name, OrgType.STATE_ENTERPRISE, System.ORGANS, township, 10, 80)
 
     for index in range(counts[OrgType.UNIVERSITY]):
         base = _UNIVERSITIES[index % len(_UNIVERSITIES)]
