@@ -38,12 +38,12 @@ from chuangzheng.services.forecast_training import (
     TRAINING_SEEDS,
     LabelledSample,
     PriorRound,
-    fit_simulated,
     simulated_round,
     simulated_samples,
+    training_samples,
 )
 from chuangzheng.simulation.model import Behaviour, BehaviourMix
-from domain.forecast import ForecastModel, describe
+from domain.forecast import ForecastFeatures, ForecastModel, Sample, describe, fit
 from domain.phases import WORKING_PHASES
 
 #: Evaluation mixes: none of them is a training mix.
@@ -115,15 +115,51 @@ class MomentResult:
     yellow_precision: float | None
     yellow_recall: float
     precision_at_yellow_recall: float | None
-    # A ceiling no forecast can reach: the AUC of knowing each organisation's simulated
+    # A reference, not a strict ceiling: the AUC of knowing each organisation's simulated
     # behaviour (late or laggard: it slips in one or two phases of five).
     behaviour_auc: float | None
     # The forecast's AUC per phase (phase value -> AUC).
     auc_by_phase: dict[str, float | None]
+    # A check on the model, not on the data: the AUC of a lookup table of the training
+    # rounds' miss rate per exact feature vector (the same information, no model form).
+    table_auc: float | None = None
+
+
+class MissTable:
+    """The training rounds' miss rate per exact feature vector, falling back to the rate per
+    (phase, moment share) and then overall: what the same information gives without a
+    model's form."""
+
+    def __init__(self, samples: Sequence[Sample]) -> None:
+        exact: dict[tuple[float, ...], list[int]] = defaultdict(lambda: [0, 0])
+        coarse: dict[tuple[str, float], list[int]] = defaultdict(lambda: [0, 0])
+        for s in samples:
+            for cell in (exact[tuple(s.features.vector())], coarse[self._coarse(s.features)]):
+                cell[0] += s.missed
+                cell[1] += 1
+        self.exact = {k: v[0] / v[1] for k, v in exact.items()}
+        self.coarse = {k: v[0] / v[1] for k, v in coarse.items()}
+        self.overall = sum(s.missed for s in samples) / len(samples) if samples else 0.0
+
+    @staticmethod
+    def _coarse(features: ForecastFeatures) -> tuple[str, float]:
+        return (features.phase.value, round(features.elapsed, 1))
+
+    def rate(self, features: ForecastFeatures) -> float:
+        """The miss rate seen for these features in training."""
+        found = self.exact.get(tuple(features.vector()))
+        if found is not None:
+            return found
+        return self.coarse.get(self._coarse(features), self.overall)
 
 
 def evaluate(
-    model: ForecastModel, samples: Sequence[LabelledSample], *, seed: int, mix: str
+    model: ForecastModel,
+    samples: Sequence[LabelledSample],
+    *,
+    seed: int,
+    mix: str,
+    table: MissTable | None = None,
 ) -> list[MomentResult]:
     """The figures of one evaluation round, per moment."""
     by_moment: dict[float, list[LabelledSample]] = defaultdict(list)
@@ -153,6 +189,11 @@ def evaluate(
                 precision_at_yellow_recall=precision_at_recall(scores, labels, y_recall),
                 behaviour_auc=roc_auc(
                     [1.0 if s.behaviour in _SLIPPERS else 0.0 for s in group], labels
+                ),
+                table_auc=(
+                    roc_auc([table.rate(s.sample.features) for s in group], labels)
+                    if table is not None
+                    else None
                 ),
                 auc_by_phase={
                     phase.value: roc_auc(
@@ -188,13 +229,15 @@ def run(
     }
     if overlap:
         raise ValueError("evaluation rounds must differ from the training rounds")
-    model = fit_simulated(training_seeds, training_mixes, limit=limit, prior=prior)
+    samples = training_samples(training_seeds, training_mixes, limit=limit, prior=prior)
+    model = fit(samples)
+    table = MissTable(samples)
     results: list[MomentResult] = []
     for mix in mixes:
         for seed in seeds:
             sim = simulated_round(seed, mix, prior=prior, limit=limit)
-            samples = simulated_samples(sim, moments)
-            results.extend(evaluate(model, samples, seed=seed, mix=_mix_name(mix)))
+            scored = simulated_samples(sim, moments)
+            results.extend(evaluate(model, scored, seed=seed, mix=_mix_name(mix), table=table))
     return model, results
 
 
@@ -225,7 +268,8 @@ def summary(results: Sequence[MomentResult]) -> list[dict[str, str]]:
                 "yellow precision": _spread([r.yellow_precision for r in group]),
                 "yellow recall": _spread([r.yellow_recall for r in group]),
                 "precision@yellow recall": _spread([r.precision_at_yellow_recall for r in group]),
-                "behaviour-oracle AUC": _spread([r.behaviour_auc for r in group]),
+                "behaviour-known AUC": _spread([r.behaviour_auc for r in group]),
+                "lookup-table AUC": _spread([r.table_auc for r in group]),
             }
         )
     return rows
@@ -255,9 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model, results = run(seeds=seeds, limit=args.limit, prior=prior)
         elapsed = time.monotonic() - began
         print(f"== previous round: {prior.value}")
-        print(
-            f"model: {model.samples} samples ({model.positives} missed), threshold {model.threshold}"
-        )
+        fitted = f"{model.samples} samples ({model.positives} missed)"
+        print(f"model: {fitted}, threshold {model.threshold}")
         for name, weight in describe(model):
             print(f"  {weight:+.3f}  {name}")
         for row in summary(results):

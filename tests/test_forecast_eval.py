@@ -139,8 +139,9 @@ def test_evaluation_runs_on_rounds_never_seen() -> None:
     for r in results:
         assert r.samples == 60 * 5 and r.positives > 0
         assert r.auc is not None and 0.0 <= r.auc <= 1.0
-        # Knowing who slips is a ceiling the forecast does not reach.
+        # Knowing who slips (the hidden behaviour) beats what the round shows.
         assert r.behaviour_auc is not None and r.behaviour_auc > r.auc
+        assert r.table_auc is not None
 
 
 def _write_read_model(session: Session, sim: SimulatedRound, now: datetime, round_id: str) -> None:

@@ -262,7 +262,7 @@ class LabelledSample:
     moment: float
     sample: Sample
     yellow: bool
-    # The organisation's simulated behaviour, which no forecast can see (for a ceiling).
+    # The organisation's simulated behaviour, which no forecast can see (a reference).
     behaviour: Behaviour
 
 
@@ -294,6 +294,22 @@ def simulated_samples(
     return out
 
 
+def training_samples(
+    seeds: Iterable[int],
+    mixes: Iterable[BehaviourMix],
+    *,
+    limit: int | None = None,
+    prior: PriorRound = PriorRound.INDEPENDENT,
+) -> list[Sample]:
+    """Every sample of the simulated rounds seeds × mixes."""
+    return [
+        s.sample
+        for mix in tuple(mixes)
+        for seed in tuple(seeds)
+        for s in simulated_samples(simulated_round(seed, mix, prior=prior, limit=limit))
+    ]
+
+
 def fit_simulated(
     seeds: Iterable[int] = TRAINING_SEEDS,
     mixes: Iterable[BehaviourMix] = TRAINING_MIXES,
@@ -306,12 +322,7 @@ def fit_simulated(
     """A model fitted on simulated rounds (every seed × mix, each with a previous round as
     ``prior`` says) plus ``extra`` samples."""
     seeds, mixes = tuple(seeds), tuple(mixes)
-    samples = [
-        s.sample
-        for mix in mixes
-        for seed in seeds
-        for s in simulated_samples(simulated_round(seed, mix, prior=prior, limit=limit))
-    ]
+    samples = training_samples(seeds, mixes, limit=limit, prior=prior)
     mix_text = "、".join(
         f"逾期{m.late:.0%}/整改{m.laggard:.0%}/退回{m.returned:.0%}" for m in mixes
     )
