@@ -13,7 +13,10 @@ bearer token (``Authorization``, as the API's clients send it) or by the pages' 
 (the UI configured with ``TEMPORAL_CODEC_INCLUDE_CREDENTIALS=true`` sends it when the UI and
 this service share a site). Anonymous: 401; another role: 403; a namespace other than
 ``CZ_TEMPORAL_NAMESPACE``: 403. Cross-origin calls (CORS, with credentials) are answered for
-``CZ_TEMPORAL_UI_ORIGIN`` only; a browser on any other foreign origin is refused with 403.
+``CZ_TEMPORAL_UI_ORIGIN`` only; a page of any other site is refused with 403, and so is the
+sign-in cookie arriving without a page of this site or the UI naming itself (``Origin`` or
+``Referer``): the endpoint is exempt from the pages' cross-site check
+(:data:`api.security.CSRF_EXEMPT`) because it makes this one itself.
 Nothing here is cached (``Cache-Control: no-store``); every decode is logged with who asked.
 
 The routes stay out of the OpenAPI document: the protocol is Temporal's, not this API's.
@@ -66,11 +69,17 @@ def _refuse(status: int, code: str, message: str, cors: Mapping[str, str]) -> Ap
     return ApiError(status, code, message, headers={**cors, "Cache-Control": "no-store"})
 
 
-def _check_origin(request: Request, settings: Settings, cors: Mapping[str, str]) -> None:
-    """403 for a browser on a foreign origin other than the Temporal UI's."""
-    if "origin" not in request.headers or cors:
+def _check_origin(
+    request: Request, settings: Settings, cors: Mapping[str, str], *, by_cookie: bool
+) -> None:
+    """403 for a browser page of another site. A browser names the page's site (``Origin``,
+    else ``Referer``); the Temporal UI's origin and this site's own pages pass. A request
+    carrying the sign-in cookie must name one of them (the browser attaches the cookie by
+    itself); a bearer token without ``Origin`` is a program, not a page, and passes."""
+    if cors:
         return
-    if not same_site(request.headers, settings.public_base_url):
+    origin = request.headers.get("origin")
+    if (origin or by_cookie) and not same_site(request.headers, settings.public_base_url):
         raise _refuse(403, "forbidden", "此来源无权调用编解码服务", cors)
 
 
@@ -83,12 +92,13 @@ def codec_user(
     """The county office member calling, by bearer token or login cookie (a plain function:
     FastAPI runs it in the threadpool, where the account is read)."""
     cors = cors_headers(request, settings)
-    _check_origin(request, settings, cors)
-    token = (
+    bearer_token = (
         credentials.credentials
         if credentials is not None and credentials.scheme.lower() == "bearer"
-        else request.cookies.get(COOKIE)
+        else None
     )
+    token = bearer_token or request.cookies.get(COOKIE)
+    _check_origin(request, settings, cors, by_cookie=bearer_token is None and token is not None)
     if not token:
         raise _refuse(401, "unauthorized", "请先登录", cors)
     try:

@@ -248,6 +248,21 @@ async def test_the_temporal_ui_origin_gets_cors_with_the_login_cookie_and_no_oth
     assert foreign.status_code == 403
     assert "access-control-allow-origin" not in foreign.headers
     assert "界面解码".encode() not in foreign.content
+    # The cookie alone, with no page naming itself (a forged form, a stray tool): refused;
+    # with a page of this site (Referer), or a bearer token without Origin: served.
+    cookie_only = await api.post(
+        "/codec/decode", json=as_json(encrypted), headers={"Cookie": f"cz_token={token}"}
+    )
+    assert cookie_only.status_code == 403
+    from_our_page = await api.post(
+        "/codec/decode",
+        json=as_json(encrypted),
+        headers={
+            "Cookie": f"cz_token={token}",
+            "Referer": f"{str(api.base_url).rstrip('/')}/ui/overview",
+        },
+    )
+    assert from_our_page.status_code == 200, from_our_page.text
 
 
 async def test_another_namespace_an_unknown_key_and_a_bad_body_are_refused(
