@@ -75,6 +75,10 @@ async def organisation_page(
             now=datetime.now(UTC), org_ids=[org_id],
         )  # fmt: skip
         forecasts = sorted(kept.values(), key=lambda f: WORKING_PHASES.index(f.phase))
+    # The current phase's step plans: who may write or decide each step (领导点评).
+    steps: dict[str, Any] = {}
+    if view.state is not None and view.state.phase in WORKING_PHASES:
+        steps = {s.id: s for s in info.steps(view.state.phase, view.org.type)}
     return page(
         request,
         "organisation.html",
@@ -82,6 +86,7 @@ async def organisation_page(
             "user": user,
             "info": info,
             "view": view,
+            "steps": steps,
             "supervisor": supervisor,
             "form_key": uuid.uuid4().hex,
             "RectificationStatus": RectificationStatus,

@@ -16,6 +16,7 @@ from api.blocking import run_sync
 from api.deps import SessionDep, SessionsDep, SettingsDep, TemporalClientDep, client_ip
 from api.errors import ApiError, not_found
 from api.routers import files
+from api.routers.organisations import visible_organisation
 from api.ui.actions import run_action
 from api.ui.context import round_info
 from api.ui.forms import BALLOT_LABELS, evidence_values, prefill
@@ -84,10 +85,17 @@ async def submit(
     client: TemporalClientDep,
     user: UiUser,
 ) -> Response:
-    """Upload the form's files, then submit the evidence through ``submit_evidence``."""
+    """Upload the form's files, then submit the evidence through ``submit_evidence``. The
+    upper level writes the steps the plan gives it (领导点评) from the organisation's page
+    with the same form, naming the organisation (``org``); the workflow checks the role."""
     same_origin(request)
-    org_id = _my_org(user)
     form = await request.form()
+    if user.role is Role.SECRETARY:
+        org_id, back = _my_org(user), "/ui/my"
+    else:
+        org_id = str(form.get("org", ""))
+        await run_sync(visible_organisation, session, user, org_id)
+        back = f"/ui/orgs/{org_id}"
     round_id = str(form.get("round", ""))
     step_id = str(form.get("step_id", ""))
     key = str(form.get("form_key", "")) or None
@@ -96,10 +104,10 @@ async def submit(
         raise not_found("尚无轮次")
     view = await org_view(session, client, user, org_id, info.round_id)
     if view.state is None or view.state.phase is Phase.COMPLETED:
-        return redirect("/ui/my", round=info.round_id, error="当前没有需要提交的步骤")
+        return redirect(back, round=info.round_id, error="当前没有需要提交的步骤")
     step = next((s for s in info.steps(view.state.phase, view.org.type) if s.id == step_id), None)
     if step is None:
-        return redirect("/ui/my", round=info.round_id, error="没有该步骤")
+        return redirect(back, round=info.round_id, error="没有该步骤")
 
     async def upload(file: UploadFile) -> dict[str, Any]:
         # The API's upload route itself: same checks, same storage, same answer.
@@ -113,5 +121,6 @@ async def submit(
         )  # fmt: skip
     except ApiError as exc:
         reasons = "；".join(str(e.get("reason")) for e in exc.errors)
-        return redirect("/ui/my", round=info.round_id, error=f"{exc.message}（{reasons}）")
-    return redirect("/ui/my", round=info.round_id, msg=f"“{step.name}”已提交，等待审核")
+        return redirect(back, round=info.round_id, error=f"{exc.message}（{reasons}）")
+    waiting = "等待本组织签收" if Role.SECRETARY in step.deciders else "等待审核"
+    return redirect(back, round=info.round_id, msg=f"“{step.name}”已提交，{waiting}")
