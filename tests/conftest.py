@@ -1,34 +1,268 @@
 """Shared pytest fixtures.
 
-One time-skipping Temporal test server serves the whole session (starting it costs about a
-second); tests isolate themselves with a fresh task queue and unique workflow IDs.
+Time-skipping Temporal test server: one serves the session outside ``tests/workflows`` (starting
+it costs about a second; ``tests/workflows/conftest.py`` gives each workflow module one of its
+own with the project's worker on it). Tests isolate themselves with a fresh task queue and
+unique workflow IDs, and every test hands the server on as it found it
+(:meth:`TimeSkippingServer.settle`): nothing open on it, and its clock still skipping.
+
+Why: the test server skips time only while nothing is in flight. A workflow left open on a task
+queue whose worker has gone keeps a workflow task scheduled for ever, so the server never skips
+time again and every later ``env.sleep`` or ``result()`` waits in real time: a test hung to the
+600 s timeout this way, and the tests after it failed on RPC timeouts. Terminating a workflow
+does not release such a task, nor an activity running at that moment (a limitation of the test
+server: only a new server does), so leftovers are terminated once nothing of theirs is in
+flight, the clock is then probed, and a server that no longer skips is replaced for the next
+test (named in the run's summary). A workflow left open on a live worker keeps firing its
+timers whenever a later test lets time run, moving the clock on by months or years for every
+test after it; every workflow open when a test ends is terminated.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType, PendingActivityState
+from temporalio.api.workflowservice.v1 import (
+    ListOpenWorkflowExecutionsRequest,
+    TerminateWorkflowExecutionRequest,
+)
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from chuangzheng.temporal_server import start_time_skipping_env
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
+log = logging.getLogger(__name__)
+
+#: What :meth:`TimeSkippingServer.settle` asks the clock to skip, and how long (real time) it
+#: may take: a server that skips does it in milliseconds; one held by a task nobody polls
+#: moves in real time, so it would take the whole minute.
+PROBE_SKIP = timedelta(minutes=1)
+PROBE_PATIENCE_SECONDS = 10.0
+
+
+async def open_workflows(client: Client) -> list[WorkflowExecution]:
+    """Every execution open on the client's namespace. The time-skipping server implements
+    ``ListOpenWorkflowExecutions`` (not the query-based ``ListWorkflowExecutions``)."""
+    found: list[WorkflowExecution] = []
+    token = b""
+    while True:
+        page = await client.workflow_service.list_open_workflow_executions(
+            ListOpenWorkflowExecutionsRequest(
+                namespace=client.namespace, maximum_page_size=1000, next_page_token=token
+            )
+        )
+        found.extend(info.execution for info in page.executions)
+        token = page.next_page_token
+        if not token:
+            return found
+
+
+async def terminate_open_workflows(client: Client, reason: str) -> list[str]:
+    """Terminate every execution open on the client's namespace; the workflow ids terminated.
+    A run that closed meanwhile is not an error. Repeats until none is open (a workflow may
+    start another while we terminate)."""
+    terminated: list[str] = []
+    for _ in range(10):
+        executions = await open_workflows(client)
+        if not executions:
+            return terminated
+        for execution in executions:
+            try:
+                await client.workflow_service.terminate_workflow_execution(
+                    TerminateWorkflowExecutionRequest(
+                        namespace=client.namespace,
+                        workflow_execution=execution,
+                        reason=reason,
+                        identity="tests/conftest.py",
+                    )
+                )
+                terminated.append(execution.workflow_id)
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+    left = [e.workflow_id for e in await open_workflows(client)]
+    raise RuntimeError(f"workflows still open after terminating them ten times: {left}")
+
+
+async def skips_time(env: WorkflowEnvironment) -> bool:
+    """Whether the server still skips time: :data:`PROBE_SKIP` of its clock within
+    :data:`PROBE_PATIENCE_SECONDS` of real time."""
+    try:
+        await asyncio.wait_for(env.sleep(PROBE_SKIP), PROBE_PATIENCE_SECONDS)
+    except TimeoutError:
+        return False
+    return True
+
+
+#: What a :class:`TimeSkippingServer` runs on each server it starts (e.g. the project's worker).
+Attach = Callable[[WorkflowEnvironment], AbstractAsyncContextManager[Any]]
+
+
+class TimeSkippingServer:
+    """A time-skipping test server shared by a scope's tests, handed from test to test in a
+    known state: nothing open and the clock skipping, or else a new server.
+
+    ``attach`` (optional) is entered on every server started, e.g. a worker; its value is
+    :attr:`attached`. ``start`` starts the server; another than the time-skipping one (the
+    dev server, for tests that must not run on the test server) is not probed for skipping.
+    """
+
+    def __init__(
+        self,
+        attach: Attach | None = None,
+        start: Callable[[], Awaitable[WorkflowEnvironment]] = start_time_skipping_env,
+    ) -> None:
+        self._attach = attach
+        self._start = start
+        self._env: WorkflowEnvironment | None = None
+        self._attached_cm: AbstractAsyncContextManager[Any] | None = None
+        self.attached: Any = None
+        self.started = 0
+
+    async def ready(self) -> WorkflowEnvironment:
+        """The running server, started (with what is attached) if there is none."""
+        if self._env is None:
+            env = await self._start()
+            self.started += 1
+            try:
+                if self._attach is not None:
+                    cm = self._attach(env)
+                    self.attached = await cm.__aenter__()
+                    self._attached_cm = cm
+            except BaseException:
+                await env.shutdown()
+                raise
+            self._env = env
+        return self._env
+
+    async def close(self) -> None:
+        """Stop what is attached, then the server."""
+        env, cm = self._env, self._attached_cm
+        self._env, self._attached_cm, self.attached = None, None, None
+        try:
+            if cm is not None:
+                await cm.__aexit__(None, None, None)
+        finally:
+            if env is not None:
+                await env.shutdown()
+
+    async def settle(self, test: str) -> None:
+        """After ``test``: let the workflow tasks in flight finish (time stays locked between
+        a test's calls, so no new timer fires), terminate what is open, and check the clock
+        still skips. If it does not (a workflow task left with no worker to take it, or one
+        the test server lost track of at the termination), the server and what is attached
+        are replaced: the next test gets a new one. Each replacement is recorded in
+        :data:`REPLACED` and listed at the end of the run."""
+        env = self._env
+        if env is None:
+            return
+        open_now = await open_workflows(env.client)
+        if open_now:
+            await quiesce(env.client, open_now)
+        left = await terminate_open_workflows(env.client, f"{test} ended")
+        if left:
+            log.info("terminated %d workflows left open by %s: %s", len(left), test, left)
+        began = time.monotonic()
+        if not env.supports_time_skipping_v1 or await skips_time(env):
+            return
+        waited = time.monotonic() - began
+        await self.close()
+        REPLACED.append(
+            f"{test}: {PROBE_SKIP} of the clock took over {waited:.0f} s of real time after "
+            f"terminating {len(left)} workflows left open ({', '.join(left[:5]) or 'none'}"
+            f"{', …' if len(left) > 5 else ''})"
+        )
+        log.warning("time-skipping server replaced after %s", test)
+
+
+#: Where :meth:`TimeSkippingServer.settle` replaced a server that no longer skipped time.
+REPLACED: list[str] = []
+
+#: History events after which a workflow task is on its way.
+_TASK_ON_ITS_WAY = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+}
+
+
+async def busy(client: Client, execution: WorkflowExecution) -> bool:
+    """Whether a workflow task of ``execution`` is on its way (its history's last event) or
+    one of its activities is running on a worker."""
+    handle = client.get_workflow_handle(execution.workflow_id, run_id=execution.run_id)
+    try:
+        description = await handle.describe()
+        if any(
+            activity.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+            for activity in description.raw_description.pending_activities
+        ):
+            return True
+        last = None
+        async for event in handle.fetch_history_events():
+            last = event.event_type
+    except RPCError:
+        return False  # closed and gone meanwhile
+    return last in _TASK_ON_ITS_WAY
+
+
+async def quiesce(
+    client: Client, executions: list[WorkflowExecution], *, patience: float = 10.0
+) -> None:
+    """Wait (real time, at most ``patience`` seconds) until no execution has a workflow task
+    on its way or an activity running: the test server loses the lock such a task holds on
+    its clock when the workflow is terminated under it. Time stays locked meanwhile (between
+    a test's calls it is), so no timer starts new work."""
+    deadline = time.monotonic() + patience
+    pending = list(executions)
+    while pending and time.monotonic() < deadline:
+        pending = [e for e in pending if await busy(client, e)]
+        if pending:
+            await asyncio.sleep(0.1)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Name the tests after which a time-skipping server had to be replaced."""
+    if REPLACED:
+        terminalreporter.section("time-skipping servers replaced")
+        for line in REPLACED:
+            terminalreporter.write_line(line)
+
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The session's time-skipping server; its client uses the pydantic data converter and
-    the project's search attributes are registered."""
-    env = await start_time_skipping_env()
+async def time_skipping_server() -> AsyncIterator[TimeSkippingServer]:
+    """The session's time-skipping server (``tests/workflows`` has one per module)."""
+    server = TimeSkippingServer()
     try:
-        yield env
+        yield server
     finally:
-        await env.shutdown()
+        await server.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def time_skipping_env(
+    time_skipping_server: TimeSkippingServer, request: pytest.FixtureRequest
+) -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping server for one test; its client uses the pydantic data converter
+    and the project's search attributes are registered. After the test (and the fixtures
+    built on this one) nothing is left open on it and its clock still skips."""
+    env = await time_skipping_server.ready()
+    yield env
+    await time_skipping_server.settle(request.node.nodeid)
 
 
 @pytest.fixture
