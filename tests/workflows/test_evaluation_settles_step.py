@@ -58,8 +58,8 @@ STEP = "public_evaluation_of_org"
 async def at_public_evaluation(
     env: WorkflowEnvironment, task_queue: str, org_id: str
 ) -> tuple[OrgPlan, WorkflowHandle[OrganisationCampaignWorkflow, object]]:
-    """A campaign whose first three phases were done (the review by the township, signed for
-    by the secretary): 群众评议 is open."""
+    """A campaign whose first three phases were done (the review by the instructor, signed
+    for by the secretary): 群众评议 is open."""
     org = organisation(org_id)
     round_id = f"r-settle-{uuid.uuid4().hex[:6]}"
     plan = org_plan(org, await env.get_current_time(), round_id=round_id)
@@ -179,6 +179,9 @@ async def test_a_result_meeting_its_quorum_settles_the_step_exactly_once(
         await env.sleep(1)
     assert step_events(sessions, plan.round_id) == ["submitted", "accepted"]
     await record_history(handle, "evaluation_settles_step")
+    # The organisation's side (new plan keys): the review written by the instructor and
+    # signed for by the secretary, the ballot's result accepted as it came.
+    await record_history(campaign, "organisation_plan_actors")
 
 
 async def test_below_the_threshold_the_step_is_settled_and_rectification_holds_the_phase(
