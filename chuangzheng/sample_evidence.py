@@ -86,7 +86,7 @@ def _first(roles: frozenset[Role]) -> Role:
 
 def sample_actors(step: StepPlan, org: Organisation) -> tuple[Actor, Actor | None]:
     """Who submits ``step`` for ``org`` and who then decides on it, as the plan says (the
-    secretary and the instructor unless it names others: 领导点评 is written by the township
+    secretary and the instructor unless it names others: 领导点评 is written by the instructor
     and signed for by the secretary). A step a procedure settles (a ballot, a declaration,
     the county's approval) is submitted by a stand-in for the procedure: no decision (None)."""
     if step.ballot is not None:

@@ -111,7 +111,7 @@ class Player:
             key = (phase, step.id)
             if key in self.accepted:
                 continue
-            # Whom the plan names (领导点评 by the township, signed for by the secretary); a
+            # Whom the plan names (领导点评 by the instructor, signed for by the secretary); a
             # ballot step is settled by its submission (the ballot's published result).
             submitter, decider = sample_actors(step, self.org)
             if key not in self.submitted:

@@ -141,7 +141,7 @@ async def do_current_phase(
         step_state = phase_state.step(step.id)
         if not step.required or step_state is None:
             continue
-        # Whom the plan names: 领导点评 by the township, signed for by the secretary; the
+        # Whom the plan names: 领导点评 by the instructor, signed for by the secretary; the
         # 群众评议 step by its ballot's result, which settles it (no decision).
         submitter, decider = sample_actors(step, org)
         if step_state.status in (StepStatus.OPEN, StepStatus.RETURNED):
