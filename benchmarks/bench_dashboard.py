@@ -2,6 +2,11 @@
 round in progress, over HTTP against uvicorn, with baselines in the same run.
 
     .venv/bin/python -m benchmarks.bench_dashboard --organisations 2000 --requests 200
+    .venv/bin/python -m benchmarks.bench_dashboard --organisations 100000 --requests 50 \
+        --database-url postgresql://postgres@127.0.0.1:5432/test
+
+With a PostgreSQL URL the benchmark creates its own database next to the one named (which
+is only used to connect), and drops it at the end; without one it uses a temporary SQLite file.
 
 The read model is populated directly (not by running workflows): a generated county
 (``deploy/demo/make_roster.py``), round two of ``plans/seed-002.yaml`` re-based to have
@@ -29,13 +34,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, make_url, select, text
 from sqlalchemy.orm import Session
 
 from activities.db import create_schema, make_engine, session_factory
@@ -58,7 +64,8 @@ from domain.schedule import is_rebased, resolve_schedule
 ROOT = Path(__file__).resolve().parents[1]
 ROUND = "bench-round"
 PASSWORD = "bench-password"
-GOAL_P95_MS = 300.0
+GOAL_P95_MS = 200.0  # the pages (issue 14, at 100,000 organisations on PostgreSQL)
+GOAL_EXPORT_P95_MS = 2000.0  # the laggard list to Excel
 
 
 def generate_roster(n: int) -> list[Organisation]:
@@ -102,7 +109,9 @@ def populate(session: Session, n: int, seed: int) -> dict[str, int]:
     upsert_user(session, username="township", display_name="乡镇党委", password=PASSWORD,
                 role=Role.TOWNSHIP, scope_key=organisations[0].township)  # fmt: skip
 
+    # The round runs into next year: the plan chooses the provisional calendar of 2027.
     text = (ROOT / "plans" / "seed-002.yaml").read_text("utf-8")
+    text += "\ncalendar:\n  include: [2027-provisional]\n"
     plan = parse_plan(text)
     round_plan = plan.round("round-2")
     now = datetime.now(UTC)
@@ -149,8 +158,9 @@ def populate(session: Session, n: int, seed: int) -> dict[str, int]:
                        "status": statuses[-1]["phase_status"], "deadline": window.deadline,
                        "opened_at": window.opens_at, "completed_at": None, "outcome": None,
                        "event_seq": 1})  # fmt: skip
-    session.execute(campaign_status.insert(), statuses)
-    session.execute(phase_status.insert(), phases)
+    for table, rows in ((campaign_status, statuses), (phase_status, phases)):
+        for start in range(0, len(rows), 10_000):  # bounded statements at 100,000 and more
+            session.execute(table.insert(), rows[start : start + 10_000])
     lights: dict[str, int] = {}
     for s in statuses:
         lights[s["light"]] = lights.get(s["light"], 0) + 1
@@ -182,9 +192,33 @@ def wait_up(base: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("uvicorn did not start")
 
 
-async def main(n: int, requests: int, seed: int) -> None:
+@contextmanager
+def database(folder: Path, server_url: str | None) -> Iterator[str]:
+    """A fresh database: a SQLite file in ``folder``, or a new PostgreSQL database on the
+    server of ``server_url`` (created here, dropped afterwards)."""
+    if not server_url:
+        yield f"sqlite:///{folder / 'bench.db'}"
+        return
+    admin_url = make_url(server_url).set(drivername="postgresql+psycopg")
+    name = f"bench_dashboard_{os.getpid()}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+async def main(n: int, requests: int, seed: int, server_url: str | None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
-    url = f"sqlite:///{folder / 'bench.db'}"
+    with database(folder, server_url) as url:
+        await measure(folder, url, n, requests, seed)
+
+
+async def measure(folder: Path, url: str, n: int, requests: int, seed: int) -> None:
     engine = make_engine(url)
     create_schema(engine)
     started = time.perf_counter()
@@ -207,10 +241,18 @@ async def main(n: int, requests: int, seed: int) -> None:
     try:
         wait_up(base, process)
         with httpx.Client(base_url=base, timeout=60) as ui, httpx.Client(base_url=base) as api:
-            login = ui.post("/ui/login", data={"username": "county", "password": PASSWORD})
+            login = ui.post(
+                "/ui/login",
+                data={"username": "county", "password": PASSWORD},
+                headers={"Origin": base},  # a page's form posts from the site itself
+            )
             assert login.status_code == 303, login.text
             township = httpx.Client(base_url=base, timeout=60)
-            township.post("/ui/login", data={"username": "township", "password": PASSWORD})
+            township.post(
+                "/ui/login",
+                data={"username": "township", "password": PASSWORD},
+                headers={"Origin": base},
+            )
             token = api.post(
                 "/api/v1/auth/login", json={"username": "county", "password": PASSWORD}
             ).json()["access_token"]
@@ -253,6 +295,9 @@ async def main(n: int, requests: int, seed: int) -> None:
                 "laggard list (one township)": timed(
                     get(township, f"/ui/laggards?round={ROUND}"), requests
                 ),
+                "JSON /supervision/overdue": timed(
+                    get(api, f"/api/v1/rounds/{ROUND}/supervision/overdue"), requests
+                ),
                 "laggard Excel export": timed(
                     get(ui, f"/ui/export/laggards.xlsx?round={ROUND}"), max(10, requests // 10)
                 ),
@@ -267,7 +312,9 @@ async def main(n: int, requests: int, seed: int) -> None:
         engine.dispose()
     json_p50 = pct(measures["JSON /supervision/counts"], 0.5)
     json_p95 = pct(measures["JSON /supervision/counts"], 0.95)
-    print(f"\n{n} organisations ({rows} status rows), {requests} requests each, sequential")
+    backend = make_url(url).get_backend_name()
+    print(f"\n{n} organisations ({rows} status rows) on {backend}, {requests} requests each")
+    print(f"(sequential; load average {os.getloadavg()[0]:.1f} at the end)")
     print(f"{'measure':32} {'p50 ms':>8} {'p95 ms':>8} {'p50 ×JSON':>10} {'p95 ×JSON':>10}")
     for name, times in measures.items():
         p50, p95 = pct(times, 0.5), pct(times, 0.95)
@@ -277,6 +324,9 @@ async def main(n: int, requests: int, seed: int) -> None:
     worst = max(pct(measures[k], 0.95) for k in pages)
     verdict = "met" if worst < GOAL_P95_MS else "NOT met"
     print(f"goal p95 < {GOAL_P95_MS:.0f} ms for the pages: {verdict} (worst {worst:.1f} ms)")
+    export = pct(measures["laggard Excel export"], 0.95)
+    verdict = "met" if export < GOAL_EXPORT_P95_MS else "NOT met"
+    print(f"goal p95 < {GOAL_EXPORT_P95_MS:.0f} ms for the export: {verdict} ({export:.1f} ms)")
 
 
 def db_count(engine: Any) -> int:
@@ -292,5 +342,8 @@ if __name__ == "__main__":
     parser.add_argument("--organisations", type=int, default=2000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--seed", type=int, default=2010)
+    parser.add_argument(
+        "--database-url", default="", help="a PostgreSQL server to create the database on"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.organisations, args.requests, args.seed))
+    asyncio.run(main(args.organisations, args.requests, args.seed, args.database_url or None))

@@ -54,6 +54,11 @@ class CampaignStatusRow(Base):
         Index("ix_campaign_status_round_township", "round_id", "township"),
         Index("ix_campaign_status_round_phase", "round_id", "phase"),
         Index("ix_campaign_status_round_light", "round_id", "light"),
+        # The overdue list's keyset order and the overview cache's key (migration 0008).
+        Index(
+            "ix_campaign_status_round_overdue_deadline", "round_id", "overdue", "deadline", "org_id"
+        ),
+        Index("ix_campaign_status_round_updated", "round_id", "updated_at"),
     )
 
     round_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
@@ -144,6 +149,10 @@ class PhaseStatusRow(Base):
     """One phase of one organisation in one round."""
 
     __tablename__ = "phase_status"
+    # The overview's completion chart: the round's completion times (migration 0008).
+    __table_args__ = (
+        Index("ix_phase_status_round_completed", "round_id", "completed_at", "phase"),
+    )
 
     round_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
     org_id: Mapped[str] = mapped_column(String(ID), primary_key=True)

@@ -3,16 +3,18 @@ type × phase with lights; the overdue list; escalations; the forecast of missed
 
 from __future__ import annotations
 
+import base64
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from activities.tables import CampaignStatusRow, EscalationRow, OrganisationRow
 from api.deps import CurrentUser, SessionDep, SettingsDep
+from api.errors import ApiError
 from api.responses import AUTHENTICATED, Timestamp, errors
 from api.scope import scope_condition
 from chuangzheng.services.forecast import kept_forecasts
@@ -152,15 +154,86 @@ def counts(
     return [{by: key, **value} for key, value in sorted(groups.items())]
 
 
-@router.get("/overdue", summary="逾期组织", response_model=list[OverdueOrganisation])
-def overdue(round_id: str, session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
-    """Organisations past their current phase's deadline, the longest-overdue first."""
-    rows = session.scalars(
-        select(CampaignStatusRow)
-        .where(CampaignStatusRow.round_id == round_id, CampaignStatusRow.overdue.is_(True))
-        .where(CampaignStatusRow.org_id.in_(_in_scope(user)))
-        .order_by(CampaignStatusRow.deadline)
-    ).all()
+OVERDUE_PAGE = 500  # a county's overdue list fits in one page; a province's is paged
+OVERDUE_MAX_PAGE = 5000
+_PAGE_HEADERS = {
+    "X-Total-Count": {
+        "description": "这一筛选下的逾期组织总数（所有页）",
+        "schema": {"type": "integer"},
+    },
+    "X-Next-Cursor": {
+        "description": "下一页的游标（作为 cursor 传回）；最后一页没有此头",
+        "schema": {"type": "string"},
+    },
+    "Link": {
+        "description": '下一页的地址（rel="next"）；最后一页没有此头',
+        "schema": {"type": "string"},
+    },
+}
+
+
+def _cursor(deadline: datetime, org_id: str) -> str:
+    raw = f"{deadline.astimezone(UTC).isoformat()}|{org_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _after(cursor: str) -> tuple[datetime, str]:
+    """The (deadline, org_id) a cursor names; 422 for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, org_id = raw.split("|", 1)
+        deadline = datetime.fromisoformat(at)
+        if deadline.tzinfo is None or not org_id:
+            raise ValueError(cursor)
+    except ValueError:
+        raise ApiError(422, "invalid", "分页游标无效") from None
+    return deadline, org_id
+
+
+@router.get(
+    "/overdue",
+    summary="逾期组织（按截止时间分页）",
+    response_model=list[OverdueOrganisation],
+    responses={200: {"headers": _PAGE_HEADERS}},
+)
+def overdue(
+    round_id: str,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    user: CurrentUser,
+    cursor: Annotated[
+        str | None, Query(description="上一页响应头 X-Next-Cursor 的值；不传为第一页")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=OVERDUE_MAX_PAGE, description="每页条数")] = OVERDUE_PAGE,
+) -> list[dict[str, Any]]:
+    """Organisations past their current phase's deadline, the longest-overdue first
+    (deadline, then organisation id), a page at a time. The body is the page's list; the
+    headers carry the total (``X-Total-Count``) and, unless this is the last page, the
+    cursor of the next (``X-Next-Cursor``, also as a ``Link: rel="next"``). The cursor
+    names the last row returned, so rows written between two requests are neither repeated
+    nor skipped (a row whose deadline moves is listed where it now belongs)."""
+    s = CampaignStatusRow
+    listed = (
+        select(s)
+        .where(s.round_id == round_id, s.overdue.is_(True), s.deadline.is_not(None))
+        .where(s.org_id.in_(_in_scope(user)))
+    )
+    total = session.scalar(select(func.count()).select_from(listed.subquery())) or 0
+    page = listed
+    if cursor:
+        deadline, org_id = _after(cursor)
+        page = page.where(
+            or_(s.deadline > deadline, and_(s.deadline == deadline, s.org_id > org_id))
+        )
+    rows = session.scalars(page.order_by(s.deadline, s.org_id).limit(limit + 1)).all()
+    more, rows = len(rows) > limit, rows[:limit]
+    response.headers["X-Total-Count"] = str(total)
+    if more and rows[-1].deadline is not None:
+        after = _cursor(rows[-1].deadline, rows[-1].org_id)
+        response.headers["X-Next-Cursor"] = after
+        following = request.url.include_query_params(cursor=after, limit=limit)
+        response.headers["Link"] = f'<{following}>; rel="next"'
     return [
         {
             "org_id": r.org_id,

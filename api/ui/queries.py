@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Integer, Select, and_, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from activities.tables import CampaignStatusRow, OrganisationRow, PhaseStatusRow
@@ -100,36 +103,86 @@ def completion_series(
     session: Session, user: User, round_id: str, filters: Filters, buckets: int = 40
 ) -> dict[str, Any]:
     """Phase completion over time: for each phase, how many had completed it by each
-    instant (from ``phase_status.completed_at``), sampled at up to ``buckets`` points."""
+    instant (from ``phase_status.completed_at``), sampled at up to ``buckets`` points.
+
+    Counted by the database: the first and last completion, then the completions grouped
+    by phase and by the first sample point at or after them (integer microseconds, so a
+    completion exactly on a point counts there, as a comparison of datetimes would)."""
+    p = PhaseStatusRow
+    first, last = session.execute(
+        _completed(select(func.min(p.completed_at), func.max(p.completed_at)), user, round_id,
+                   filters)
+    ).one()  # fmt: skip
+    if first is None or last is None:
+        return {"times": [], "series": {}}
+    step = (last - first) / max(1, buckets - 1)
+    step_us = step // _MICROSECOND
+    if step_us == 0:  # every completion within a few microseconds: too few to bucket
+        return _completion_in_python(session, user, round_id, filters, buckets)
+    points = [first + step * i for i in range(buckets)]
+    bucket = _bucket(session, p.completed_at, (first - _EPOCH) // _MICROSECOND, step_us)
+    stmt = _completed(select(p.phase, bucket, func.count()), user, round_id, filters)
+    per_phase: dict[str, list[int]] = defaultdict(lambda: [0] * buckets)
+    for phase, index, n in session.execute(stmt.group_by(p.phase, bucket)).all():
+        if int(index) < buckets:  # past the last point (rounding of the step): not counted
+            per_phase[phase][int(index)] += n
+    series: dict[str, list[int]] = {}
+    for phase in PHASE_ORDER[:-1]:
+        counts, running = [], 0
+        for n in per_phase.get(phase, [0] * buckets):
+            running += n
+            counts.append(running)
+        series[phase] = counts
+    return {"times": points, "series": series}
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _completed(stmt: _S, user: User, round_id: str, filters: Filters) -> _S:
+    """``stmt`` over the round's completed phases, limited to the scope and the filters (the
+    county-wide caller without filters reads ``phase_status`` alone: no join)."""
     p = PhaseStatusRow
     s = CampaignStatusRow
-    stmt = scoped(
-        select(p.phase, p.completed_at).join(
-            s, (s.round_id == p.round_id) & (s.org_id == p.org_id)
-        ),
-        user,
-        round_id,
-        filters,
-    ).where(p.completed_at.is_not(None))
+    stmt = stmt.where(p.round_id == round_id, p.completed_at.is_not(None))
+    if user.role in COUNTY_WIDE and filters == Filters():
+        return stmt
+    joined = stmt.join(s, (s.round_id == p.round_id) & (s.org_id == p.org_id))
+    return scoped(joined, user, round_id, filters)
+
+
+def _bucket(session: Session, column: Any, first_us: int, step_us: int) -> Any:
+    """The index of the first sample point at or after ``column``: ceil((t - first) / step)
+    in integer microseconds since the epoch, on PostgreSQL or SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        micros: Any = func.floor(func.extract("epoch", column) * 1_000_000)
+        return func.div(micros - first_us + step_us - 1, step_us)
+    # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" (UTC): whole seconds, then the microseconds.
+    seconds = cast(func.strftime("%s", func.substr(column, 1, 19)), Integer)  # no rounding
+    micros = seconds * 1_000_000 + cast(func.substr(column, 21, 6), Integer)
+    return (micros - first_us + step_us - 1) // step_us
+
+
+def _completion_in_python(
+    session: Session, user: User, round_id: str, filters: Filters, buckets: int
+) -> dict[str, Any]:
+    """The same series from every completion time (only when they span no time at all)."""
+    p = PhaseStatusRow
     by_phase: dict[str, list[datetime]] = defaultdict(list)
-    for phase, completed_at in session.execute(stmt).all():
+    for phase, completed_at in session.execute(
+        _completed(select(p.phase, p.completed_at), user, round_id, filters)
+    ).all():
         if completed_at is not None:
             by_phase[phase].append(completed_at)
     every = sorted(t for times in by_phase.values() for t in times)
-    if not every:
-        return {"times": [], "series": {}}
     first, last = every[0], every[-1]
     step = (last - first) / max(1, buckets - 1)
     points = [first + step * i for i in range(buckets)] if last > first else [first]
-    series: dict[str, list[int]] = {}
-    for phase in PHASE_ORDER[:-1]:
-        times = sorted(by_phase.get(phase, []))
-        counts, index = [], 0
-        for point in points:
-            while index < len(times) and times[index] <= point:
-                index += 1
-            counts.append(index)
-        series[phase] = counts
+    series = {
+        phase: [sum(1 for t in by_phase.get(phase, []) if t <= point) for point in points]
+        for phase in PHASE_ORDER[:-1]
+    }
     return {"times": points, "series": series}
 
 
@@ -150,21 +203,109 @@ class Laggard:
     top_rung: int | None
 
 
-def laggards(session: Session, user: User, round_id: str, filters: Filters) -> list[Laggard]:
-    """Organisations whose light is not green (or the one light asked for)."""
-    s = CampaignStatusRow
-    stmt = scoped(
-        select(
-            s.org_id, s.org_name, s.township, s.system, s.org_type, s.phase,
-            s.phase_status, s.light, s.overdue, s.deadline, s.top_rung,
-        ),
-        user,
-        round_id,
-        filters,
-    )  # fmt: skip
+_LAGGARD_COLUMNS = (
+    CampaignStatusRow.org_id, CampaignStatusRow.org_name, CampaignStatusRow.township,
+    CampaignStatusRow.system, CampaignStatusRow.org_type, CampaignStatusRow.phase,
+    CampaignStatusRow.phase_status, CampaignStatusRow.light, CampaignStatusRow.overdue,
+    CampaignStatusRow.deadline, CampaignStatusRow.top_rung,
+)  # fmt: skip
+
+
+def _laggard_rows(stmt: _S, user: User, round_id: str, filters: Filters) -> _S:
+    stmt = scoped(stmt, user, round_id, filters)
     if not filters.light:  # the default list: every light but green
-        stmt = stmt.where(s.light != "green")
+        stmt = stmt.where(CampaignStatusRow.light != "green")
+    return stmt
+
+
+def laggards(session: Session, user: User, round_id: str, filters: Filters) -> list[Laggard]:
+    """Organisations whose light is not green (or the one light asked for), unsorted."""
+    stmt = _laggard_rows(select(*_LAGGARD_COLUMNS), user, round_id, filters)
     return [Laggard(*row) for row in session.execute(stmt).all()]
+
+
+DaysOverdue = Callable[[datetime | None, bool], int]
+"""Working days overdue of a deadline (``api.ui.context.Overdue``)."""
+
+
+def laggard_order(
+    session: Session, user: User, round_id: str, filters: Filters, sort: str, desc: bool,
+    days: DaysOverdue,
+) -> list[Any]:  # fmt: skip
+    """ORDER BY of the laggard list: the sort key of ``SORT_KEYS`` computed by the database,
+    then ``org_id`` (in the same direction, as sorting the tuple in Python would).
+
+    Working days overdue depend only on the deadline (of an overdue row): the distinct
+    deadlines of the list are few, so their days are computed here and the database sorts
+    by a ``CASE`` over them. Text sorts in code-point order (``COLLATE "C"`` on PostgreSQL,
+    SQLite's default), as Python sorts strings."""
+    s = CampaignStatusRow
+
+    def text(column: Any) -> Any:
+        pg = session.get_bind().dialect.name == "postgresql"
+        return column.collate("C") if pg else column
+
+    sort = sort if sort in SORT_KEYS else "overdue"
+    keys: list[Any]
+    if sort == "org":
+        keys = [text(s.org_name)]
+    elif sort in ("township", "system", "type"):
+        column = {"township": s.township, "system": s.system, "type": s.org_type}[sort]
+        keys = [text(column), text(s.org_name)]
+    elif sort == "phase":
+        keys = [case({p: i for i, p in enumerate(PHASE_ORDER)}, value=s.phase, else_=9)]
+    elif sort == "light":
+        keys = [case(LIGHT_RANK, value=s.light, else_=9)]
+    elif sort == "deadline":
+        keys = [case((s.deadline.is_(None), 1), else_=0), s.deadline]
+    elif sort == "rung":
+        keys = [func.coalesce(s.top_rung, -1)]
+    else:  # "overdue": working days overdue
+        deadlines = session.scalars(
+            _laggard_rows(select(s.deadline).distinct(), user, round_id, filters).where(
+                s.overdue.is_(True), s.deadline.is_not(None)
+            )
+        ).all()
+        groups: dict[int, list[datetime]] = defaultdict(list)
+        for deadline in deadlines:
+            if deadline is not None:
+                groups[days(deadline, True)].append(deadline)
+        whens = [
+            (and_(s.overdue.is_(True), s.deadline.in_(group)), n)
+            for n, group in sorted(groups.items())
+            if n
+        ]
+        keys = [case(*whens, else_=0)] if whens else []
+    keys.append(s.org_id)
+    return [k.desc() for k in keys] if desc else keys
+
+
+def laggard_page(
+    session: Session, user: User, round_id: str, filters: Filters, sort: str, desc: bool,
+    days: DaysOverdue, *, page_no: int, page_size: int,
+) -> tuple[int, int, list[Laggard]]:  # fmt: skip
+    """How many laggards the filters select, the page shown (``page_no`` kept within the
+    pages there are) and its rows in the list's order: counted, sorted and paged by the
+    database."""
+    total = int(session.scalar(_laggard_rows(select(func.count()), user, round_id, filters)) or 0)
+    pages = max(1, -(-total // page_size))
+    page_no = min(max(1, page_no), pages)
+    order = laggard_order(session, user, round_id, filters, sort, desc, days)
+    stmt = _laggard_rows(select(*_LAGGARD_COLUMNS), user, round_id, filters).order_by(*order)
+    stmt = stmt.offset((page_no - 1) * page_size).limit(page_size)
+    return total, page_no, [Laggard(*row) for row in session.execute(stmt).all()]
+
+
+def stream_laggards(
+    session: Session, user: User, round_id: str, filters: Filters, sort: str, desc: bool,
+    days: DaysOverdue, *, batch: int = 2000,
+) -> Iterator[Laggard]:  # fmt: skip
+    """Every laggard in the list's order, fetched ``batch`` rows at a time (a server-side
+    cursor on PostgreSQL): what the Excel export writes."""
+    order = laggard_order(session, user, round_id, filters, sort, desc, days)
+    stmt = _laggard_rows(select(*_LAGGARD_COLUMNS), user, round_id, filters).order_by(*order)
+    for row in session.execute(stmt.execution_options(yield_per=batch)):
+        yield Laggard(*row)
 
 
 SORT_KEYS: dict[str, Any] = {
@@ -178,3 +319,79 @@ SORT_KEYS: dict[str, Any] = {
     "overdue": lambda r, days: days,
     "rung": lambda r, days: -1 if r.top_rung is None else r.top_rung,
 }
+"""The laggard list's sort keys in Python (the forecast's ``risk`` sort and ``warn`` filter
+sort the whole list here; every other sort is :func:`laggard_order`, in the database)."""
+
+
+OVERVIEW_CACHE_SECONDS = 60.0  # the big screen reloads every minute anyway
+OVERVIEW_CACHE_ENTRIES = 512
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What the overview page shows from the read model: the matrix and the chart series."""
+
+    matrix: Matrix
+    completion: dict[str, Any]
+
+
+class _OverviewCache:
+    """Overviews kept for a minute per round, caller scope and filters, and dropped as
+    soon as a status row of the round is written (its newest ``updated_at`` is part of
+    the key, read through an index that leads with the round)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[Any, ...], tuple[float, Overview]] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...]) -> Overview | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] < time.monotonic():
+                return None
+            return entry[1]
+
+    def put(self, key: tuple[Any, ...], value: Overview) -> None:
+        with self._lock:
+            self._entries[key] = (time.monotonic() + OVERVIEW_CACHE_SECONDS, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > OVERVIEW_CACHE_ENTRIES:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+overview_cache = _OverviewCache()
+
+
+def overview(
+    session: Session, user: User, round_id: str, filters: Filters, *, wall: bool = False
+) -> Overview:
+    """The overview of ``round_id`` for ``user``, from the cache when the same scope asked
+    for it within the minute. The big screen (``wall``) takes what is cached, at most a
+    minute old, as its reload does anyway; the interactive page also drops it as soon as a
+    status row of the round is written (the round's newest ``updated_at``, read through an
+    index that leads with the round), so an action's effect shows at once."""
+    s = CampaignStatusRow
+    changed = (
+        None
+        if wall
+        else session.scalar(select(func.max(s.updated_at)).where(s.round_id == round_id))
+    )
+    scope = (
+        None
+        if user.role in COUNTY_WIDE
+        else (user.role, user.scope_key, tuple(sorted(user.contact_orgs)))
+    )
+    key = (round_id, scope, filters, wall, changed)
+    cached = overview_cache.get(key)
+    if cached is not None:
+        return cached
+    result = Overview(
+        matrix(session, user, round_id, filters),
+        completion_series(session, user, round_id, filters),
+    )
+    overview_cache.put(key, result)
+    return result

@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+import zipfile
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from xml.sax.saxutils import escape
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
+from openpyxl import Workbook  # type: ignore[import-untyped]
+from openpyxl.utils import get_column_letter  # type: ignore[import-untyped]
 from sqlalchemy import select
 
 from activities.digest_messages import safe_name
-from activities.spreadsheets import workbook_bytes
+from activities.spreadsheets import holdable, workbook_bytes
 from activities.tables import CampaignEventRow, CampaignStatusRow, CircularRow
 from api.deps import SessionDep
 from api.errors import not_found
 from api.routers.organisations import visible_organisation
 from api.routers.reports import CIRCULAR_READERS
-from api.ui.context import RoundInfo, round_info
+from api.ui.context import Overdue, RoundInfo, round_info
 from api.ui.documents import circular_docx, circular_for, circular_pdf
 from api.ui.org_view import EVENT_LABELS
-from api.ui.queries import Filters, scoped
+from api.ui.queries import Filters, scoped, stream_laggards
 from api.ui.render import _label, local
-from api.ui.routers.laggards import filters_from, laggard_lines
+from api.ui.routers.laggards import filters_from
 from api.ui.session import UiRoute, UiUser
 
 router = APIRouter(prefix="/ui/export", route_class=UiRoute, include_in_schema=False)
@@ -59,16 +65,81 @@ def laggards_xlsx(
     """The laggard list with the page's filters and sort, every row (not just one page)."""
     info = _round(session, round)
     filters = filters_from(dict(request.query_params))
-    lines = laggard_lines(session, user, info, filters, sort, dir != "asc")
+    days = Overdue(info.calendar, datetime.now(UTC))
+    rows = stream_laggards(session, user, info.round_id, filters, sort, dir != "asc", days)
     head = ["组织编号", "单位", "乡镇（街道）", "系统", "类型", "阶段", "亮灯", "截止时间",
             "逾期工作日", "督办级别"]  # fmt: skip
-    rows = [
-        [ln.row.org_id, ln.row.org_name, ln.row.township, _label(ln.row.system, "system"),
-         _label(ln.row.org_type, "type"), _label(ln.row.phase, "phase"),
-         _label(ln.row.light, "light"), local(ln.row.deadline), ln.days_overdue, ln.rung_name]
-        for ln in lines
-    ]  # fmt: skip
-    return _download(workbook("滞后单位", head, rows), XLSX, f"滞后单位-{info.round_id}.xlsx")
+    label = cache(_label)  # a handful of values, tens of thousands of rows
+    when = cache(local)
+    rung = cache(info.rung_name)
+    lines = (
+        [r.org_id, r.org_name, r.township, label(r.system, "system"), label(r.org_type, "type"),
+         label(r.phase, "phase"), label(r.light, "light"), when(r.deadline),
+         days(r.deadline, r.overdue), rung(r.top_rung)]
+        for r in rows
+    )  # fmt: skip
+    data = streamed_workbook("滞后单位", head, lines)
+    return _download(data, XLSX, f"滞后单位-{info.round_id}.xlsx")
+
+
+def streamed_workbook(title: str, head: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    """One sheet like :func:`workbook` (a frozen header row, then ``rows``), for the lists
+    that can run to tens of thousands of rows.
+
+    openpyxl writes the package (workbook, styles, the sheet with its header) in write-only
+    mode; the rows are then written into the sheet's ``<sheetData>`` as they come, as the
+    same cells openpyxl's write-only mode writes (numbers, and text as inline strings),
+    without its per-cell objects, which cost about 40 µs a cell (15 s for 37,000 rows of
+    ten columns). Text is always an inline string, so it never becomes a formula; control
+    characters a worksheet cannot hold are dropped (``activities.spreadsheets.holdable``)."""
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(title[:31])
+    sheet.freeze_panes = "A2"
+    sheet.append([holdable(str(h)) for h in head])
+    skeleton = io.BytesIO()
+    book.save(skeleton)
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(skeleton) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as target,
+    ):
+        for info in source.infolist():
+            data = source.read(info.filename)
+            if info.filename != _SHEET:
+                target.writestr(info, data)
+                continue
+            before, after = data.decode("utf-8").split("</sheetData>", 1)
+            with target.open(_SHEET, "w") as member:
+                member.write(before.encode("utf-8"))
+                chunk: list[str] = []
+                for number, row in enumerate(rows, start=2):
+                    chunk.append(_row_xml(number, row))
+                    if len(chunk) == 1000:
+                        member.write("".join(chunk).encode("utf-8"))
+                        chunk.clear()
+                member.write("".join(chunk).encode("utf-8"))
+                member.write(f"</sheetData>{after}".encode())
+    return out.getvalue()
+
+
+_SHEET = "xl/worksheets/sheet1.xml"
+_COLUMNS = [get_column_letter(i) for i in range(1, 101)]
+
+
+def _row_xml(number: int, values: Sequence[Any]) -> str:
+    """One ``<row>``: numbers as numbers, everything else as an inline string."""
+    cells = []
+    for column, value in zip(_COLUMNS, values, strict=False):
+        if value is None:
+            continue
+        ref = f"{column}{number}"
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            cells.append(f'<c r="{ref}" t="n"><v>{value}</v></c>')
+        else:
+            text = escape(holdable(str(value)))
+            space = ' xml:space="preserve"' if text != text.strip() else ""
+            cells.append(f'<c r="{ref}" t="inlineStr"><is><t{space}>{text}</t></is></c>')
+    return f'<row r="{number}">{"".join(cells)}</row>'
 
 
 @router.get("/organisations.xlsx")

@@ -21,7 +21,15 @@ from api.errors import ApiError, not_found
 from api.routers.organisations import visible_organisation
 from api.ui.context import Overdue, RoundInfo, round_info, rounds
 from api.ui.forms import form_fields, local_deadline
-from api.ui.queries import ANY_LIGHT, SORT_KEYS, Filters, Laggard, laggards, scoped
+from api.ui.queries import (
+    ANY_LIGHT,
+    SORT_KEYS,
+    Filters,
+    Laggard,
+    laggard_page,
+    laggards,
+    scoped,
+)
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
 from api.ui.supervise import extend, remind, require_supervisor
@@ -44,7 +52,9 @@ class LaggardLine:
 def laggard_lines(
     session: SessionDep, user: User, info: RoundInfo, filters: Filters, sort: str, desc: bool
 ) -> list[LaggardLine]:
-    """The filtered laggards, sorted (the most overdue first by default)."""
+    """The filtered laggards, sorted in Python (the most overdue first by default): only for
+    what needs every row in Python (the forecast's ``risk`` sort and ``warn`` filter); every
+    other list is sorted and paged by the database (:func:`api.ui.queries.laggard_page`)."""
     days = Overdue(info.calendar, datetime.now(UTC))
     lines = [
         LaggardLine(r, days(r.deadline, r.overdue), info.rung_name(r.top_rung))
@@ -80,25 +90,42 @@ def laggard_list(
     warn_only = params.get("warn") == "1"
     if warn_only and not filters.light:  # 预警 is about organisations still green, too
         filters = replace(filters, light=ANY_LIGHT)
-    lines = laggard_lines(session, user, info, filters, sort, dir != "asc")
-    # The forecast of each listed organisation's current phase (none until a model is kept).
-    _, forecasts = kept_forecasts(
-        session, info.round_id, settings.data_dir, now=datetime.now(UTC),
-        org_ids=[ln.row.org_id for ln in lines],
-    )  # fmt: skip
-    forecast_of = by_organisation(forecasts, {ln.row.org_id: ln.row.phase for ln in lines})
-    if warn_only:
-        lines = [ln for ln in lines if (f := forecast_of.get(ln.row.org_id)) and f.warn]
-    if sort == "risk":
+    if warn_only or sort == "risk":  # the forecast is not in the database: every row here
+        lines = laggard_lines(session, user, info, filters, sort, dir != "asc")
+        # The forecast of each listed organisation's current phase (none until a model is kept).
+        _, forecasts = kept_forecasts(
+            session, info.round_id, settings.data_dir, now=datetime.now(UTC),
+            org_ids=[ln.row.org_id for ln in lines],
+        )  # fmt: skip
+        forecast_of = by_organisation(forecasts, {ln.row.org_id: ln.row.phase for ln in lines})
+        if warn_only:
+            lines = [ln for ln in lines if (f := forecast_of.get(ln.row.org_id)) and f.warn]
+        if sort == "risk":
 
-        def risk(ln: LaggardLine) -> tuple[float, str]:
-            f = forecast_of.get(ln.row.org_id)
-            return (f.probability if f else -1.0, ln.row.org_id)
+            def risk(ln: LaggardLine) -> tuple[float, str]:
+                f = forecast_of.get(ln.row.org_id)
+                return (f.probability if f else -1.0, ln.row.org_id)
 
-        lines.sort(key=risk, reverse=dir != "asc")
-    pages = max(1, -(-len(lines) // PAGE_SIZE))
-    page_no = min(max(1, page_no), pages)
-    shown = lines[(page_no - 1) * PAGE_SIZE : page_no * PAGE_SIZE]
+            lines.sort(key=risk, reverse=dir != "asc")
+        total = len(lines)
+        pages = max(1, -(-total // PAGE_SIZE))
+        page_no = min(max(1, page_no), pages)
+        shown = lines[(page_no - 1) * PAGE_SIZE : page_no * PAGE_SIZE]
+    else:  # counted, sorted and paged by the database; the forecast of the page's rows only
+        days = Overdue(info.calendar, datetime.now(UTC))
+        total, page_no, rows = laggard_page(
+            session, user, info.round_id, filters, sort, dir != "asc", days,
+            page_no=page_no, page_size=PAGE_SIZE,
+        )  # fmt: skip
+        pages = max(1, -(-total // PAGE_SIZE))
+        shown = [
+            LaggardLine(r, days(r.deadline, r.overdue), info.rung_name(r.top_rung)) for r in rows
+        ]
+        _, forecasts = kept_forecasts(
+            session, info.round_id, settings.data_dir, now=datetime.now(UTC),
+            org_ids=[ln.row.org_id for ln in shown],
+        )  # fmt: skip
+        forecast_of = by_organisation(forecasts, {ln.row.org_id: ln.row.phase for ln in shown})
     query = {k: v for k, v in params.items() if k not in ("sort", "dir", "page_no", "msg", "error")}
     every = scoped(select(CampaignStatusRow.township).distinct(), user, info.round_id, Filters())
     townships = sorted(session.scalars(every).all())
@@ -107,7 +134,7 @@ def laggard_list(
         "laggards.html",
         {
             "user": user, "info": info, "rounds": rounds(session), "lines": shown,
-            "total": len(lines), "page_no": page_no, "pages": pages, "sort": sort, "dir": dir,
+            "total": total, "page_no": page_no, "pages": pages, "sort": sort, "dir": dir,
             "query": query, "filters": filters, "townships": townships, "msg": msg,
             "error": error, "form_key": uuid.uuid4().hex,
             "default_deadline": datetime.now(UTC) + timedelta(days=7),

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from api.deps import SessionDep
 from api.ui.context import RoundInfo, round_info, rounds
-from api.ui.queries import Filters, Matrix, completion_series, matrix
+from api.ui.queries import Filters, Matrix, overview as read_overview
 from api.ui.render import LIGHT_ORDER, local, page
 from api.ui.session import UiRoute, UiUser
 from domain.phases import PHASE_LABELS, Phase
@@ -88,8 +88,8 @@ def overview(
     }
     if info is not None:
         filters = Filters(system=system, org_type=type)
-        result = matrix(session, user, info.round_id, filters)
-        completion = completion_series(session, user, info.round_id, filters)
+        cached = read_overview(session, user, info.round_id, filters, wall=screen == "big")
+        result, completion = cached.matrix, cached.completion
         context.update(
             matrix=result,
             timeline=_timeline(info, result, context["now"]),
