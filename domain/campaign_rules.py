@@ -240,7 +240,9 @@ class CampaignRules:
             if procedure != step_plan.procedure:
                 raise DomainError(_procedure_only(step_plan), code="ballot_step")
         elif procedure is not None:
-            raise DomainError("该程序的结果只能用于它所完成的步骤", code="forbidden")
+            if step_plan is not None:
+                raise DomainError("该程序的结果只能用于它所完成的步骤", code="forbidden")
+            # Not a step of the open phase: _step below says so, naming the phase.
         else:
             allowed = step_plan.submitters if step_plan is not None else SUBMITTER_ROLES
             _require_role(cmd.actor, allowed, "提交该步骤的材料")

@@ -292,6 +292,39 @@ async def declare(
     return await answer_once(request, sessions, user, call, status_code=201, after=settle)
 
 
+class DeclarationStep(BaseModel):
+    """What became of the declaration's 申报 step: "settled", why not, or null (nothing to
+    settle: a person's nomination, or a plan without the step)."""
+
+    step: str | None
+
+
+@router.post(
+    "/declarations/{declaration_id}/step",
+    summary="重新完成申报对应的“申报”步骤（申报方或县委活动办）",
+    response_model=DeclarationStep,
+    responses=errors(*TEMPORAL),
+)
+async def settle_declaration_step(
+    round_id: str,
+    declaration_id: str,
+    request: Request,
+    user: CurrentUser,
+    sessions: SessionsDep,
+    temporal: TemporalClientDep,
+) -> dict[str, Any]:
+    """Settle the 申报 step again: a declaration made before the organisation's
+    commendation phase opened, or after a failure; once per declaration."""
+    caller = service_caller(user, request)
+    try:
+        step = await commendation.resettle_declaration(
+            temporal, sessions, caller, round_id, declaration_id
+        )
+    except ServiceError as exc:
+        raise as_api_error(exc) from None
+    return {"step": step}
+
+
 @router.post(
     "/approval/steps",
     summary="将审定结果同步到各组织的“县委常委会审定”步骤（县委活动办）",

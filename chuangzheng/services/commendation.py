@@ -679,6 +679,27 @@ async def settle_declaration(
     return await _settle(temporal, round_id, org_id, submission)
 
 
+async def resettle_declaration(
+    temporal: Client,
+    sessions: sessionmaker[Session],
+    caller: Caller,
+    round_id: str,
+    declaration_id: str,
+) -> str | None:
+    """Settle a declaration's 申报 step again: for a declaration made before the
+    organisation's commendation phase opened (refused then), or after a failure. The
+    declarer's side (secretary, township) or the county office; once per declaration."""
+
+    def load() -> dict[str, Any]:
+        with sessions() as session:
+            row = visible_declaration(session, caller, round_id, declaration_id)
+            require_role(caller, DECLARERS | DECIDERS)
+            return declaration_document(row, None)
+
+    declared = await anyio.to_thread.run_sync(load)
+    return await settle_declaration(temporal, sessions, caller, round_id, declared)
+
+
 async def settle_approval(
     temporal: Client,
     sessions: sessionmaker[Session],

@@ -142,6 +142,23 @@ async def test_declaration_and_approval_settle_the_organisations_steps(
     member = body | {"category": "outstanding_member", "nominee": "李明"}
     nominated = await http.post(declarations, json=member, headers=sec_a)
     assert nominated.status_code == 201 and "step" not in nominated.json()
+    # Declared before its commendation phase opened (org-b is still mobilising): the
+    # declaration stands, the step is not settled and the answer says why; settling again
+    # says the same until the phase opens. Only the declarer's side or the county may ask.
+    township = await token(http, "tw-chengguan")
+    early = await http.post(declarations, json=body | {"org_id": "org-b"}, headers=township)
+    assert early.status_code == 201, early.text
+    assert "没有步骤" in early.json()["step"]
+    again_b = f"{declarations}/{early.json()['declaration_id']}/step"
+    retried = await http.post(again_b, headers=township)
+    assert retried.status_code == 200 and "没有步骤" in retried.json()["step"]
+    outsider = await http.post(again_b, headers=await token(http, "ins-zhang"))
+    assert outsider.status_code == 403
+    # Settling org-a's again changes nothing (its idempotency key).
+    again_a = await http.post(
+        f"{declarations}/{first.json()['declaration_id']}/step", headers=sec_a
+    )
+    assert again_a.status_code == 200 and again_a.json()["step"] == "settled"
     status = (await http.get(f"{base_a}/status", headers=sec_a)).json()
     declared = step_of(status, "declaration")
     assert declared["status"] == "accepted" and len(declared["submissions"]) == 1
@@ -163,7 +180,9 @@ async def test_declaration_and_approval_settle_the_organisations_steps(
         headers=county,
     )
     assert approval.status_code == 201, approval.text
-    assert approval.json()["steps"] == {"org-a": "settled", "org-c": "settled"}
+    steps = approval.json()["steps"]
+    assert (steps["org-a"], steps["org-c"]) == ("settled", "settled")
+    assert "没有步骤" in steps["org-b"]  # org-b has not reached its commendation phase
     a = (await http.get(f"{base_a}/status", headers=sec_a)).json()
     approved = step_of(a, "county_approval")["submissions"][-1]["values"]
     assert approved["outcome"] == "入选" and approved["meeting"] == "县委常委会第12次会议"
