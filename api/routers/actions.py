@@ -93,6 +93,24 @@ def caller(user: User, ip: str | None) -> Caller:
     )
 
 
+#: The headers of an action's answer, as the OpenAPI document declares them.
+ANSWER_HEADERS = {
+    "Server-Timing": {
+        "description": "各环节耗时（毫秒）：scope 权限与幂等键检查，update 流程操作，"
+        "status 读取完整状态（status_skipped：1 秒内未读到），store 保存应答",
+        "schema": {"type": "string"},
+    },
+    "Preference-Applied": {
+        "description": "`return=minimal`：只返回了 `result`（请求如此，或完整状态未能及时读到）",
+        "schema": {"type": "string"},
+    },
+    "Idempotent-Replayed": {
+        "description": "`true`：同一 Idempotency-Key 的重放应答，操作没有再执行",
+        "schema": {"type": "string"},
+    },
+}
+
+
 def _keep_answer(keep: Callable[[], None]) -> None:
     """Keep an action's answer for retries (a plain function: Starlette runs it in the
     threadpool after the response is sent). A failure only costs a retry a second Update,
@@ -184,6 +202,7 @@ def _route(action: Action) -> None:
         action.path,
         summary=action.summary,
         response_model=ActionResponse | MinimalActionResponse,
+        responses={200: {"headers": ANSWER_HEADERS}},
     )(endpoint)
 
 

@@ -219,3 +219,18 @@ async def test_an_answer_that_could_not_be_kept_costs_only_a_deduplicated_update
     assert await submissions(client, rid, step_id) == 1  # ... and the workflow applied it once
     assert retried.keep_answer is not None
     retried.keep_answer()
+
+
+async def test_the_openapi_document_declares_the_answer_headers(http: httpx.AsyncClient) -> None:
+    document = (await http.get("/openapi.json")).json()
+    actions = [
+        operation["post"]
+        for path, operation in document["paths"].items()
+        if "/organisations/{org_id}/" in path
+        and "post" in operation
+        and path.rsplit("/", 1)[-1] in {"submissions", "decisions", "waivers", "acknowledgements"}
+    ]
+    assert len(actions) == 4
+    for operation in actions:
+        headers = operation["responses"]["200"]["headers"]
+        assert {"Server-Timing", "Preference-Applied", "Idempotent-Replayed"} <= set(headers)
