@@ -26,7 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.db import create_schema, make_engine, session_factory
-from chuangzheng.temporal_server import start_dev_server_env, start_time_skipping_env
+from chuangzheng.temporal_server import start_time_skipping_env
 from tests.conftest import TimeSkippingServer
 from tests.workflows.support import max_cached_workflows
 from worker import build_worker
@@ -66,23 +66,13 @@ def module_server(
     return TimeSkippingServer(attach, start)
 
 
-#: A module that sets this true runs on the (in-memory) dev server when the workflow cache is 0
-#: (``make test-nocache``): the time-skipping test server mishandles a continue-as-new under
-#: Updates when every workflow task replays the whole history (docs/reliability.md, "Every
-#: workflow task replayed"). Its tests must not skip time.
-DEV_SERVER_AT_CACHE_0 = "DEV_SERVER_AT_CACHE_0"
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def time_skipping_server(
-    request: pytest.FixtureRequest, shared_task_queue: str, sessions: sessionmaker[Session]
+    shared_task_queue: str, sessions: sessionmaker[Session]
 ) -> AsyncIterator[TimeSkippingServer]:
     """The module's time-skipping server with the project's worker, started when a test
-    first needs it (the dev server instead, see :data:`DEV_SERVER_AT_CACHE_0`)."""
-    if max_cached_workflows() == 0 and getattr(request.module, DEV_SERVER_AT_CACHE_0, False):
-        server = module_server(shared_task_queue, sessions, start_dev_server_env)
-    else:
-        server = module_server(shared_task_queue, sessions)
+    first needs it."""
+    server = module_server(shared_task_queue, sessions)
     try:
         yield server
     finally:

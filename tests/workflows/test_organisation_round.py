@@ -31,9 +31,6 @@ from tests.workflows.support import (
 from workflows.organisation import OrganisationCampaignWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
-#: At workflow cache 0 on the dev server (tests/workflows/conftest.py): the time-skipping server
-#: loses the continue-as-new when every task replays; these tests skip no time.
-DEV_SERVER_AT_CACHE_0 = True
 ROUND = "r-round-can"
 
 
