@@ -125,17 +125,31 @@ class Submitter:
         latency = time.perf_counter() - t0
         if response.status_code >= 300:
             timed.errors.append(f"{response.status_code} {response.text[:200]}")
+            if response.status_code == 409:
+                # The step waits for review: an earlier submission took effect though its
+                # answer was an error, or a return failed. Return it, so the loop goes on
+                # measuring instead of counting the same refusal every half second.
+                await self._give_back(org, body, timed, minimal=minimal)
             await asyncio.sleep(0.5)
             return
         timed.calls.append((started, latency))
         phases = server_timing(response.headers.get("Server-Timing"), latency)
         if phases:
             timed.phases.append((started, phases))
+        await self._give_back(org, body, timed, minimal=minimal)
+
+    async def _give_back(
+        self, org: Organisation, body: dict[str, Any], timed: Timed, *, minimal: bool
+    ) -> None:
+        """The untimed return (退回) that reopens the step; a failed one is counted."""
         back = {"step_id": body["step_id"], "accept": False, "reason": "基准测试：退回重交"}
         try:
-            await self._post(self.path(org, "decisions"), back, minimal=minimal)
+            response = await self._post(self.path(org, "decisions"), back, minimal=minimal)
         except httpx.HTTPError as exc:
             timed.errors.append(f"decision: {exc!r}"[:200])
+            return
+        if response.status_code >= 300:
+            timed.errors.append(f"decision: {response.status_code} {response.text[:160]}")
 
     async def loop(
         self, org: Organisation, timed: Timed, stop: asyncio.Event, *, minimal: bool = False
