@@ -18,6 +18,7 @@ its own. The figures of each run are printed (``-s``) for docs/reliability.md.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -188,7 +189,7 @@ def org_ids(stack: Stack, round_id: str) -> set[str]:
 
 async def activity_attempts(stack: Stack, round_id: str, org_id: str) -> list[tuple[str, int]]:
     """(activity type, attempts) of every activity of the organisation's workflow that
-    finished, from its history."""
+    finished, local ones included, from its history."""
     handle = stack.client.get_workflow_handle(organisation_workflow_id(round_id, org_id))
     history = await handle.fetch_history()
     types: dict[int, str] = {}
@@ -200,6 +201,13 @@ async def activity_attempts(stack: Stack, round_id: str, org_id: str) -> list[tu
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             started = event.activity_task_started_event_attributes
             attempts.append((types[started.scheduled_event_id], started.attempt))
+        elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            # A local activity (the organisation workflow's record_events, patch local-flush):
+            # its attempts are in the marker's data.
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_local_activity" and "data" in marker.details:
+                data = json.loads(marker.details["data"].payloads[0].data)
+                attempts.append((data["activity_type"], data["attempt"]))
     return attempts
 
 

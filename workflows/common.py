@@ -21,11 +21,16 @@ ACTIVITY_RETRY = RetryPolicy(
 # attempt may take as long as SQLite's busy timeout, and all attempts together stay under
 # the 8 s at which the SDK would heartbeat the 10 s workflow task; past that budget the
 # flush falls back to the regular activity, whose retries cost the workflow nothing while
-# the read model is down (a local activity's retries would hold the workflow task).
+# the read model is down (a local activity's retries would hold the workflow task). The
+# budget cuts an attempt that hangs; attempts that fail at once are bounded by their
+# number (the SDK does not end a local activity's back-off at the budget: measured, it
+# went on retrying across workflow-task heartbeats).
 LOCAL_FLUSH_ATTEMPT = timedelta(seconds=5)
 LOCAL_FLUSH_BUDGET = timedelta(seconds=7)
 LOCAL_FLUSH_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=2)
+    initial_interval=timedelta(milliseconds=500),
+    maximum_interval=timedelta(seconds=2),
+    maximum_attempts=3,
 )
 
 

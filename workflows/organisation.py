@@ -102,15 +102,21 @@ SMALL_INPUTS_PATCH = "small-activity-inputs"
 LOCAL_FLUSH_PATCH = "local-flush"
 
 
-def _refused(err: ActivityError, kind: str) -> bool:
+def _failure(err: ActivityError | ApplicationError) -> BaseException | None:
+    """The activity's own error: the cause of an ``ActivityError``; a local activity's
+    non-retryable failure reaches the workflow as the ``ApplicationError`` itself."""
+    return err.cause if isinstance(err, ActivityError) else err
+
+
+def _refused(err: ActivityError | ApplicationError, kind: str) -> bool:
     """Whether the activity refused its input with the non-retryable error ``kind``."""
-    cause = err.cause
+    cause = _failure(err)
     return isinstance(cause, ApplicationError) and cause.type == kind
 
 
-def _non_retryable(err: ActivityError) -> bool:
+def _non_retryable(err: ActivityError | ApplicationError) -> bool:
     """Whether the activity failed with an error that no retry can change."""
-    cause = err.cause
+    cause = _failure(err)
     return isinstance(cause, ApplicationError) and cause.non_retryable
 
 
@@ -244,7 +250,7 @@ class OrganisationCampaignWorkflow:
             change = StatusChange.between(last, snapshot)
             try:
                 await self._record_batch(EventBatch(events=events, status=change, notices=notices))
-            except ActivityError as err:
+            except (ActivityError, ApplicationError) as err:
                 if not _refused(err, STATUS_ROW_MISSING):
                     raise
                 await self._record_batch(whole)
@@ -270,7 +276,7 @@ class OrganisationCampaignWorkflow:
                     retry_policy=LOCAL_FLUSH_RETRY,
                 )
                 return
-            except ActivityError as err:
+            except (ActivityError, ApplicationError) as err:
                 if _non_retryable(err):
                     raise
                 workflow.logger.warning("local record_events failed (%s): as an activity", err)

@@ -12,7 +12,9 @@
 - The read model locked past the local budget: the flush falls back to the regular
   activity, which the server retries until the lock goes; every event lands once.
 
-With CZ_RECORD_HISTORIES=1 this records ``organisation_local_flush`` for the replay test.
+The time-skipping tests run on a server of their own, so the shared server's clock (which the
+suite's whole rounds move years ahead) is not moved further. With CZ_RECORD_HISTORIES=1 this
+records ``organisation_local_flush`` for the replay test.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,7 +48,7 @@ from activities.contracts import EventBatch
 from activities.db import create_schema, make_engine, session_factory
 from activities.tables import CampaignEventRow, CampaignStatusRow, NoticeRow
 from chuangzheng.sample_evidence import sample_evidence
-from chuangzheng.temporal_server import start_dev_server_env
+from chuangzheng.temporal_server import start_dev_server_env, start_time_skipping_env
 from domain.actions import DecideSubmission, SubmitEvidence
 from domain.events import EventKind
 from domain.machine import StepStatus
@@ -156,24 +160,34 @@ def _event_rows(sessions: sessionmaker[Session], round_id: str) -> list[str]:
         )
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def observed(
-    time_skipping_env: WorkflowEnvironment, tmp_path: Path
-) -> AsyncIterator[tuple[str, sessionmaker[Session], _Inputs]]:
-    """A worker of its own (own task queue and read model) that observes record_events."""
-    sessions = _sessions(tmp_path / "readmodel.db")
+@dataclass
+class Observed:
+    """A time-skipping server of its own (the shared one's clock is left alone), a worker on
+    its own task queue and read model, and what that worker ran as record_events."""
+
+    env: WorkflowEnvironment
+    queue: str
+    sessions: sessionmaker[Session]
+    seen: _Inputs
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def observed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Observed]:
+    sessions = _sessions(tmp_path_factory.mktemp("local-flush") / "readmodel.db")
     seen = _Inputs()
     queue = f"local-flush-{uuid.uuid4()}"
-    async with _worker(time_skipping_env.client, queue, sessions, seen):
-        yield queue, sessions, seen
+    env = await start_time_skipping_env()
+    try:
+        async with _worker(env.client, queue, sessions, seen):
+            yield Observed(env, queue, sessions, seen)
+    finally:
+        await env.shutdown()
 
 
 async def test_an_accepted_update_is_one_workflow_task_and_recorded_when_it_returns(
-    time_skipping_env: WorkflowEnvironment,
-    observed: tuple[str, sessionmaker[Session], _Inputs],
+    observed: Observed,
 ) -> None:
-    env = time_skipping_env
-    queue, sessions, seen = observed
+    env, queue, sessions, seen = observed.env, observed.queue, observed.sessions, observed.seen
     round_id = f"r-local-{uuid.uuid4().hex[:6]}"
     org = organisation("org-local-01")
     plan = org_plan(org, await env.get_current_time(), round_id=round_id)
@@ -230,11 +244,9 @@ def _recorded_seq(sessions: sessionmaker[Session], round_id: str, org_id: str) -
 
 
 async def test_late_organisation_records_locally_and_delivers_every_notice_once(
-    time_skipping_env: WorkflowEnvironment,
-    observed: tuple[str, sessionmaker[Session], _Inputs],
+    observed: Observed,
 ) -> None:
-    env = time_skipping_env
-    queue, sessions, seen = observed
+    env, queue, sessions, seen = observed.env, observed.queue, observed.sessions, observed.seen
     round_id = f"r-local-late-{uuid.uuid4().hex[:6]}"
     org = organisation("org-local-02")
     plan = org_plan(org, await env.get_current_time(), round_id=round_id)
