@@ -240,14 +240,17 @@ async def measure(folder: Path, url: str, n: int, requests: int, seed: int) -> N
     process = subprocess.Popen(command, cwd=ROOT, env=server_env)
     try:
         wait_up(base, process)
-        with httpx.Client(base_url=base, timeout=60) as ui, httpx.Client(base_url=base) as api:
+        with (
+            httpx.Client(base_url=base, timeout=300) as ui,
+            httpx.Client(base_url=base, timeout=300) as api,
+        ):
             login = ui.post(
                 "/ui/login",
                 data={"username": "county", "password": PASSWORD},
                 headers={"Origin": base},  # a page's form posts from the site itself
             )
             assert login.status_code == 303, login.text
-            township = httpx.Client(base_url=base, timeout=60)
+            township = httpx.Client(base_url=base, timeout=300)
             township.post(
                 "/ui/login",
                 data={"username": "township", "password": PASSWORD},

@@ -95,3 +95,27 @@ async def test_openapi_is_served(http: httpx.AsyncClient) -> None:
     response = await http.get("/openapi.json")
     assert response.status_code == 200
     assert "/api/v1/auth/login" in response.json()["paths"]
+
+
+async def test_overdue_is_paged_with_its_total_in_a_header(
+    http: httpx.AsyncClient, round_id: str
+) -> None:
+    """The list stays a list (older clients read it as before); the total and the next
+    page's cursor are headers, documented in OpenAPI. Paging under writes is
+    tests/activities/test_dashboard_paging.py."""
+    county = await token(http, "county")
+    url = f"/api/v1/rounds/{round_id}/supervision/overdue"
+    first = await http.get(url, headers=county)
+    assert first.status_code == 200, first.text
+    assert isinstance(first.json(), list)
+    assert int(first.headers["X-Total-Count"]) == len(first.json())
+    assert "X-Next-Cursor" not in first.headers
+    for bad in ({"limit": 0}, {"limit": 5001}, {"cursor": "not-a-cursor"}):
+        refused = await http.get(url, params=bad, headers=county)
+        assert refused.status_code == 422, bad
+    spec = (await http.get("/openapi.json")).json()
+    operation = spec["paths"]["/api/v1/rounds/{round_id}/supervision/overdue"]["get"]
+    assert {"cursor", "limit"} <= {p["name"] for p in operation["parameters"]}
+    assert {"X-Total-Count", "X-Next-Cursor", "Link"} <= set(
+        operation["responses"]["200"]["headers"]
+    )
