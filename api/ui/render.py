@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,14 @@ def local(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 def _label(value: Any, kind: str) -> str:
     """The Chinese label of an enum value stored as a string (unknown values as they are)."""
-    tables: dict[str, Any] = {
+    key = getattr(value, "value", value)
+    return str(_label_tables()[kind].get(key, key if key is not None else ""))
+
+
+@cache
+def _label_tables() -> dict[str, Any]:
+    """The label tables, built once (a page of 100 rows asks for hundreds of labels)."""
+    return {
         "phase": {p.value: PHASE_LABELS[p] for p in Phase},
         "light": {lt.value: lt.label for lt in Light},
         "type": {t.value: ORG_TYPE_LABELS[t] for t in OrgType},
@@ -47,8 +55,6 @@ def _label(value: Any, kind: str) -> str:
         "phase_status": {s.value: s.label for s in PhaseStatus},
         "step_status": {s.value: s.label for s in StepStatus},
     }
-    key = getattr(value, "value", value)
-    return str(tables[kind].get(key, key if key is not None else ""))
 
 
 templates.env.filters["local"] = local
