@@ -55,6 +55,8 @@ from activities.tables import (
 )
 from api.auth import upsert_user
 from api.plans import parse_plan
+from api.ui.queries import Filters, completion_series, matrix
+from chuangzheng.services.sign_in import User
 from chuangzheng.temporal_server import start_dev_server_env
 from domain.calendar import SHANGHAI
 from domain.organisation import Organisation, Role, Roster
@@ -279,8 +281,17 @@ async def measure(folder: Path, url: str, n: int, requests: int, seed: int) -> N
                 with engine.connect() as connection:
                     connection.execute(raw_sql).all()
 
+            sessions = session_factory(engine)
+            county = User("county", "县委活动办", Role.COUNTY_OFFICE, "county")
+
+            def uncached_overview() -> None:  # what a cache miss costs the overview page
+                with sessions() as session:
+                    matrix(session, county, ROUND, Filters())
+                    completion_series(session, county, ROUND, Filters())
+
             measures = {
                 "raw SQL (same grouped counts)": timed(sql, requests),
+                "overview SQL, uncached": timed(uncached_overview, max(10, requests // 5)),
                 "JSON /supervision/counts": timed(
                     get(api, f"/api/v1/rounds/{ROUND}/supervision/counts?by=township"), requests
                 ),
@@ -323,7 +334,7 @@ async def measure(folder: Path, url: str, n: int, requests: int, seed: int) -> N
         p50, p95 = pct(times, 0.5), pct(times, 0.95)
         print(f"{name:32} {p50:8.1f} {p95:8.1f} {p50 / json_p50:10.1f} {p95 / json_p95:10.1f}")
     print(f"(the default laggard page lists {laggards} rows of its first page)")
-    pages = [k for k in measures if k.startswith(("overview", "laggard list"))]
+    pages = [k for k in measures if k.startswith(("overview page", "overview big", "laggard list"))]
     worst = max(pct(measures[k], 0.95) for k in pages)
     verdict = "met" if worst < GOAL_P95_MS else "NOT met"
     print(f"goal p95 < {GOAL_P95_MS:.0f} ms for the pages: {verdict} (worst {worst:.1f} ms)")
