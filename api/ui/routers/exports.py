@@ -90,8 +90,9 @@ def streamed_workbook(title: str, head: Sequence[str], rows: Iterable[Sequence[A
     mode; the rows are then written into the sheet's ``<sheetData>`` as they come, as the
     same cells openpyxl's write-only mode writes (numbers, and text as inline strings),
     without its per-cell objects (37,000 rows of ten columns: 8.6 s in write-only mode, 1.2 s
-    this way, on a loaded 2-core machine). Text is always an inline string, so it never becomes a formula; control
-    characters a worksheet cannot hold are dropped (``activities.spreadsheets.holdable``)."""
+    this way, on a loaded 2-core machine). Text is always an inline string, so it never
+    becomes a formula; control characters a worksheet cannot hold are dropped
+    (``activities.spreadsheets.holdable``)."""
     book = Workbook(write_only=True)
     sheet = book.create_sheet(title[:31])
     sheet.freeze_panes = "A2"
