@@ -35,14 +35,16 @@ from pathlib import Path
 from chuangzheng.services.forecast import MOMENTS
 from chuangzheng.services.forecast_training import (
     TRAINING_MIXES,
+    TRAINING_PACE_MIXES,
     TRAINING_SEEDS,
+    AnyMix,
     LabelledSample,
     PriorRound,
     simulated_round,
     simulated_samples,
     training_samples,
 )
-from chuangzheng.simulation.model import Behaviour, BehaviourMix
+from chuangzheng.simulation.model import Behaviour, BehaviourMix, Character, CharacterMix
 from domain.forecast import ForecastFeatures, ForecastModel, Sample, describe, fit
 from domain.phases import WORKING_PHASES
 
@@ -51,8 +53,22 @@ EVAL_MIXES: tuple[BehaviourMix, ...] = (
     BehaviourMix(late=0.10, laggard=0.15, returned=0.05),
     BehaviourMix(late=0.25, laggard=0.10, returned=0.08, extensions=3),
 )
+#: Evaluation character mixes for paced rounds: none of them is a training mix.
+EVAL_PACE_MIXES: tuple[CharacterMix, ...] = (
+    CharacterMix(diligent=0.25, laggard=0.25, returned=0.04, extensions=3),
+    CharacterMix(diligent=0.35, laggard=0.10, returned=0.06),
+)
 EVAL_SEEDS: tuple[int, ...] = tuple(range(101, 109))
 _SLIPPERS = (Behaviour.LATE, Behaviour.LAGGARD)
+_CHARACTER_RISK = {Character.DILIGENT: 0.0, Character.AVERAGE: 1.0, Character.LAGGARD: 2.0}
+
+
+def _hidden_score(sample: LabelledSample) -> float:
+    """The reference score from what no forecast sees: the character (paced rounds), else
+    whether the behaviour is a slipping one."""
+    if sample.character is not None:
+        return _CHARACTER_RISK[sample.character]
+    return 1.0 if sample.behaviour in _SLIPPERS else 0.0
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
@@ -187,9 +203,7 @@ def evaluate(
                 yellow_precision=y_precision,
                 yellow_recall=y_recall,
                 precision_at_yellow_recall=precision_at_recall(scores, labels, y_recall),
-                behaviour_auc=roc_auc(
-                    [1.0 if s.behaviour in _SLIPPERS else 0.0 for s in group], labels
-                ),
+                behaviour_auc=roc_auc([_hidden_score(s) for s in group], labels),
                 table_auc=(
                     roc_auc([table.rate(s.sample.features) for s in group], labels)
                     if table is not None
@@ -207,7 +221,10 @@ def evaluate(
     return out
 
 
-def _mix_name(mix: BehaviourMix) -> str:
+def _mix_name(mix: AnyMix) -> str:
+    if isinstance(mix, CharacterMix):
+        shares = f"diligent{mix.diligent:.2f}/laggard{mix.laggard:.2f}/returned{mix.returned:.2f}"
+        return f"paced/{shares}/ext{mix.extensions}"
     shares = f"late{mix.late:.2f}/laggard{mix.laggard:.2f}/returned{mix.returned:.2f}"
     return f"{shares}/ext{mix.extensions}"
 
@@ -215,9 +232,9 @@ def _mix_name(mix: BehaviourMix) -> str:
 def run(
     *,
     seeds: Sequence[int] = EVAL_SEEDS,
-    mixes: Sequence[BehaviourMix] = EVAL_MIXES,
+    mixes: Sequence[AnyMix] = EVAL_MIXES,
     training_seeds: Sequence[int] = TRAINING_SEEDS,
-    training_mixes: Sequence[BehaviourMix] = TRAINING_MIXES,
+    training_mixes: Sequence[AnyMix] = TRAINING_MIXES,
     limit: int | None = None,
     moments: Sequence[float] = MOMENTS,
     prior: PriorRound = PriorRound.INDEPENDENT,
@@ -284,21 +301,40 @@ def by_phase(results: Sequence[MomentResult], moment: float = 0.5) -> dict[str, 
     }
 
 
+#: Scenario name -> previous round, evaluation mixes, training mixes. ``paced``: the
+#: organisations of :attr:`Pacing.SPREAD` rounds, whose character lasts across rounds;
+#: ``independent`` and ``persistent``: the deadline-paced simulation of ``chuangzheng
+#: simulate``, with a previous round drawn afresh or kept.
+SCENARIOS: dict[str, tuple[PriorRound, tuple[AnyMix, ...], tuple[AnyMix, ...]]] = {
+    "paced": (PriorRound.PERSISTENT, EVAL_PACE_MIXES, TRAINING_PACE_MIXES),
+    "independent": (PriorRound.INDEPENDENT, EVAL_MIXES, TRAINING_MIXES),
+    "persistent": (PriorRound.PERSISTENT, EVAL_MIXES, TRAINING_MIXES),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: print the summary (and write every figure as JSON with ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default=f"{EVAL_SEEDS[0]}-{EVAL_SEEDS[-1]}")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     args = parser.parse_args(argv)
     first, _, last = args.seeds.partition("-")
     seeds = tuple(range(int(first), int(last or first) + 1))
     report: dict[str, object] = {}
-    for prior in (PriorRound.INDEPENDENT, PriorRound.PERSISTENT):
+    for name in args.scenarios.split(","):
+        prior, mixes, training_mixes = SCENARIOS[name]
         began = time.monotonic()
-        model, results = run(seeds=seeds, limit=args.limit, prior=prior)
+        model, results = run(
+            seeds=seeds,
+            mixes=mixes,
+            training_mixes=training_mixes,
+            limit=args.limit,
+            prior=prior,
+        )
         elapsed = time.monotonic() - began
-        print(f"== previous round: {prior.value}")
+        print(f"== scenario {name} (previous round: {prior.value})")
         fitted = f"{model.samples} samples ({model.positives} missed)"
         print(f"model: {fitted}, threshold {model.threshold}")
         for name, weight in describe(model):
@@ -307,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(" | ".join(f"{k} {v}" for k, v in row.items()))
         print("AUC by phase at 50%:", by_phase(results))
         print(f"{elapsed:.1f} s")
-        report[prior.value] = {
+        report[name] = {
             "model": model.model_dump(mode="json"),
             "results": [asdict(r) for r in results],
             "summary": summary(results),

@@ -42,7 +42,14 @@ from chuangzheng.services.forecast_training import (
     simulated_samples,
 )
 from chuangzheng.simulation.environment import DEFAULT_PLAN
-from chuangzheng.simulation.model import Behaviour, BehaviourMix
+from chuangzheng.simulation.model import (
+    Behaviour,
+    BehaviourMix,
+    Character,
+    CharacterMix,
+    Conduct,
+    Pacing,
+)
 from domain.events import EventKind
 from domain.forecast import ForecastModel, features_at
 from domain.phases import WORKING_PHASES, Phase
@@ -293,3 +300,106 @@ def test_the_read_model_gives_the_forecasts_the_simulation_gives(
         engine.dispose()
     assert load_model(model_path(tmp_path)) == model.with_threshold(0.2)
     assert load_model(tmp_path / "missing.json") is None
+
+
+# ----- paced rounds (Pacing.SPREAD): a lasting character, steps spread over the phase --------
+
+
+def test_the_simulate_default_is_unchanged_and_paced_rounds_are_a_mode_of_their_own() -> None:
+    deadline = simulated_round(3, limit=LIMIT)
+    assert deadline.pacing is Pacing.DEADLINE
+    # The deadline-paced scripts (``chuangzheng simulate``) carry no character or partial
+    # progress: the same actions, hence the same Updates and timers, as before.
+    assert all(s.character is None and s.progress == () for s in deadline.scripts)
+    paced = simulated_round(3, CharacterMix(), limit=LIMIT)
+    again = simulated_round(3, CharacterMix(), limit=LIMIT)
+    assert paced.pacing is Pacing.SPREAD and paced.scripts == again.scripts  # seeded
+    assert {s.character for s in paced.scripts} == set(Character)
+    # The same action kinds as the player plays, in time order per organisation.
+    for script in paced.scripts:
+        instants = [a.at for a in script.actions]
+        assert instants == sorted(instants)
+        for step in script.progress:
+            finish = [a.at for a in script.actions if a.phase is step.phase][-1]
+            assert step.at < finish and 0 < step.done < step.of
+
+
+def test_paced_organisations_work_ahead_or_behind_the_pro_rata_schedule() -> None:
+    sim = simulated_round(4, CharacterMix(diligent=0.3, laggard=0.3), limit=LIMIT)
+    characters = {s.org_id: s.character for s in sim.scripts}
+
+    def mean(values: list[float] | list[bool]) -> float:
+        return sum(values) / len(values)
+
+    # Half-way through each phase, every organisation's progress on it (finished: 1, not
+    # entered yet: 0): diligent ahead of 50 %, laggards behind, average between.
+    progress: dict[Character, list[float]] = {c: [] for c in Character}
+    for phase in WORKING_PHASES:
+        opens, deadline = sim.windows[phase]
+        now = opens + (deadline - opens) / 2
+        for snap in sim.snapshots(now):
+            record = snap.record(phase)
+            character = characters[snap.org_id]
+            assert character is not None
+            progress[character].append(record.progress if record is not None else 0.0)
+    assert mean(progress[Character.DILIGENT]) > 0.55
+    assert mean(progress[Character.LAGGARD]) < 0.35
+    assert (
+        mean(progress[Character.LAGGARD])
+        < mean(progress[Character.AVERAGE])
+        < mean(progress[Character.DILIGENT])
+    )
+    # They miss deadlines in that order too.
+    samples = simulated_samples(sim, moments=(0.5,))
+    missed: dict[Character, list[bool]] = {c: [] for c in Character}
+    for s in samples:
+        assert s.character is not None
+        missed[s.character].append(s.sample.missed)
+    assert (
+        mean(missed[Character.DILIGENT])
+        < mean(missed[Character.AVERAGE])
+        < mean(missed[Character.LAGGARD])
+    )
+    # The yellow light now marks someone, and more of those who miss than of the others.
+    assert any(s.yellow for s in samples)
+    flagged = [s.sample.missed for s in samples if s.yellow]
+    assert mean(flagged) > mean([s.sample.missed for s in samples])
+
+
+def test_a_paced_previous_round_keeps_each_character() -> None:
+    kept = simulated_round(6, CharacterMix(), prior=PriorRound.PERSISTENT, limit=LIMIT)
+    fresh = simulated_round(6, CharacterMix(), prior=PriorRound.INDEPENDENT, limit=LIMIT)
+    assert kept.scripts == fresh.scripts == simulated_round(6, CharacterMix(), limit=LIMIT).scripts
+
+    def missed_before(sim: SimulatedRound, character: Character) -> float:
+        counts = [sim.prior_missed[s.org_id] for s in sim.scripts if s.character is character]
+        return sum(counts) / len(counts)
+
+    # Kept: laggards missed more phases last round than diligent organisations did.
+    assert missed_before(kept, Character.LAGGARD) > missed_before(kept, Character.DILIGENT) + 1
+    # Every conduct the player knows shows up somewhere in a paced round.
+    conducts = {c for s in kept.scripts for c in s.conduct.values()}
+    assert {Conduct.ON_TIME, Conduct.LATE, Conduct.LAGGARD} <= conducts
+
+
+def test_the_forecast_on_paced_rounds_never_seen_beats_chance_and_is_seeded() -> None:
+    _, results = run(
+        seeds=(101,),
+        mixes=(CharacterMix(diligent=0.25, laggard=0.25),),
+        training_seeds=(1,),
+        training_mixes=(CharacterMix(),),
+        limit=60,
+        prior=PriorRound.PERSISTENT,
+    )
+    _, again = run(
+        seeds=(101,),
+        mixes=(CharacterMix(diligent=0.25, laggard=0.25),),
+        training_seeds=(1,),
+        training_mixes=(CharacterMix(),),
+        limit=60,
+        prior=PriorRound.PERSISTENT,
+    )
+    assert results == again
+    half = next(r for r in results if r.moment == 0.5)
+    assert half.auc is not None and half.auc > 0.7
+    assert half.yellow_recall > 0 and half.yellow_precision is not None

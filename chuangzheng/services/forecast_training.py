@@ -26,10 +26,18 @@ from chuangzheng.simulation.model import (
     ActionKind,
     Behaviour,
     BehaviourMix,
+    Character,
+    CharacterMix,
     Conduct,
     OrgScript,
+    Pacing,
 )
-from chuangzheng.simulation.scripts import Scripter, assign_behaviours
+from chuangzheng.simulation.scripts import (
+    PacedScripter,
+    Scripter,
+    assign_behaviours,
+    assign_characters,
+)
 from chuangzheng.simulation.timing import Timing
 from domain.calendar import WorkingCalendar, deadline_day, end_of_day
 from domain.forecast import (
@@ -59,6 +67,14 @@ TRAINING_MIXES: tuple[BehaviourMix, ...] = (
     BehaviourMix(),
     BehaviourMix(late=0.2, laggard=0.05, returned=0.1),
 )
+#: The same for paced rounds (:attr:`Pacing.SPREAD`): character mixes.
+TRAINING_PACE_MIXES: tuple[CharacterMix, ...] = (
+    CharacterMix(),
+    CharacterMix(diligent=0.4, laggard=0.15, returned=0.08),
+)
+
+#: Either kind of mix: a behaviour mix plans deadline-paced rounds, a character mix paced.
+AnyMix = BehaviourMix | CharacterMix
 
 
 # ----- simulated rounds --------------------------------------------------------------------
@@ -75,6 +91,7 @@ class PriorRound(StrEnum):
     #: A previous round in which every organisation behaved as it does now (punctual,
     #: late, laggard, …), only its slips fell in other phases. An assumption the
     #: simulation does not make; the service's own history says whether it holds.
+    #: In paced rounds: the same characters and the same lasting pace, with a round's noise.
     PERSISTENT = "persistent"
 
 
@@ -87,7 +104,7 @@ class SimulatedRound:
     """A round planned by the simulation's scripts: who does what, when, on which calendar."""
 
     seed: int
-    mix: BehaviourMix
+    mix: AnyMix
     organisations: tuple[Organisation, ...]
     scripts: tuple[OrgScript, ...]
     schedule: RoundSchedule
@@ -97,6 +114,11 @@ class SimulatedRound:
     prior: PriorRound = PriorRound.NONE
     # Phases each organisation missed in the previous round (``prior``).
     prior_missed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def pacing(self) -> Pacing:
+        """How the organisations spread their work: a character mix means paced rounds."""
+        return Pacing.SPREAD if isinstance(self.mix, CharacterMix) else Pacing.DEADLINE
 
     @cached_property
     def windows(self) -> Windows:
@@ -117,7 +139,7 @@ class SimulatedRound:
 
 def simulated_round(
     seed: int,
-    mix: BehaviourMix | None = None,
+    mix: AnyMix | None = None,
     *,
     prior: PriorRound = PriorRound.NONE,
     plan_path: Path = DEFAULT_PLAN,
@@ -126,15 +148,23 @@ def simulated_round(
     starts_at: datetime = SIMULATED_START,
 ) -> SimulatedRound:
     """Plan a round as ``chuangzheng simulate`` does (same scripts, same seed), no server;
-    with a previous round (``prior``) whose missed phases each organisation carries."""
-    sim = _plan_round(seed, mix, plan_path, roster_path, limit, starts_at, None)
+    with a previous round (``prior``) whose missed phases each organisation carries. A
+    :class:`CharacterMix` plans paced rounds (:attr:`Pacing.SPREAD`), where a persistent
+    previous round keeps each organisation's character and lasting pace."""
+    sim, paces = _plan_round(seed, mix, plan_path, roster_path, limit, starts_at, None, None)
     if prior is PriorRound.NONE:
         return sim
-    behaviours = (
-        {s.org_id: s.behaviour for s in sim.scripts} if prior is PriorRound.PERSISTENT else None
-    )
-    before = _plan_round(
-        seed + PRIOR_SEED_OFFSET, sim.mix, plan_path, roster_path, limit, starts_at, behaviours
+    keep = prior is PriorRound.PERSISTENT
+    behaviours = {s.org_id: s.behaviour for s in sim.scripts} if keep else None
+    before, _ = _plan_round(
+        seed + PRIOR_SEED_OFFSET,
+        sim.mix,
+        plan_path,
+        roster_path,
+        limit,
+        starts_at,
+        behaviours,
+        paces if keep else None,
     )
     missed = {
         script.org_id: sum(1 for phase in WORKING_PHASES if before.missed(script, phase))
@@ -145,14 +175,16 @@ def simulated_round(
 
 def _plan_round(
     seed: int,
-    mix: BehaviourMix | None,
+    mix: AnyMix | None,
     plan_path: Path,
     roster_path: Path,
     limit: int | None,
     starts_at: datetime,
     behaviours: dict[str, Behaviour] | None,
-) -> SimulatedRound:
-    """One round's scripts; ``behaviours`` given: those, and the seed drives only pacing."""
+    paces: dict[str, tuple[Character, float]] | None,
+) -> tuple[SimulatedRound, dict[str, tuple[Character, float]]]:
+    """One round's scripts; ``behaviours`` (or, paced, ``paces``: character and lasting
+    log-pace) given: those, and the seed drives only the round's own draws."""
     plan = load_plan_files(plan_path, DEFAULT_CALENDARS if plan_path == DEFAULT_PLAN else ())
     round_plan = plan.rounds[0]
     plan, schedule = resolve_with_gaps(plan, round_plan, starts_at, fill_gaps=True, warnings=[])
@@ -164,15 +196,30 @@ def _plan_round(
     organisations = tuple(in_scope[:limit] if limit is not None else in_scope)
     mix = mix or BehaviourMix()
     rng = random.Random(seed)
-    if behaviours is None:
-        behaviours = assign_behaviours([o.id for o in organisations], mix, rng)
-    scripter = Scripter(Timing(ladder, calendar), schedule, rng, starts_at)
-    scripts = tuple(scripter.script(org, behaviours[org.id]) for org in organisations)
     required = {
         (phase.phase, org_type.value): sum(1 for s in phase.steps_for(org_type) if s.required)
         for phase in round_plan.phases
         for org_type in {o.type for o in organisations}
     }
+    if isinstance(mix, CharacterMix):
+        paced = PacedScripter(Timing(ladder, calendar), schedule, rng, starts_at, required, mix=mix)
+        if paces is None:
+            characters = assign_characters([o.id for o in organisations], mix, rng)
+            paces = {
+                o.id: (characters[o.id], paced.org_pace(characters[o.id])) for o in organisations
+            }
+        extended = set(
+            rng.sample([o.id for o in organisations], min(mix.extensions, len(organisations)))
+        )
+        scripts = tuple(
+            paced.script(org, *paces[org.id], extension=org.id in extended) for org in organisations
+        )
+    else:
+        if behaviours is None:
+            behaviours = assign_behaviours([o.id for o in organisations], mix, rng)
+        scripter = Scripter(Timing(ladder, calendar), schedule, rng, starts_at)
+        scripts = tuple(scripter.script(org, behaviours[org.id]) for org in organisations)
+        paces = {}
     return SimulatedRound(
         seed=seed,
         mix=mix,
@@ -182,7 +229,7 @@ def _plan_round(
         ladder=ladder,
         calendar=calendar,
         required_steps=required,
-    )
+    ), paces
 
 
 def _rung_instants(sim: SimulatedRound, deadline: datetime) -> list[datetime]:
@@ -217,6 +264,9 @@ def _snapshot(
                 returns = 1
                 n = sim.required_steps.get((phase, org.type.value), 1)
                 progress = (n - 1) / n if n else 0.0
+        for step in script.progress:  # paced rounds: steps done before the last
+            if step.phase is phase and step.at <= now:
+                progress = max(progress, step.done / step.of)
         done = finish <= now
         if done:
             escalations = script.rungs_expected[phase]
@@ -264,6 +314,8 @@ class LabelledSample:
     yellow: bool
     # The organisation's simulated behaviour, which no forecast can see (a reference).
     behaviour: Behaviour
+    # Paced rounds: its hidden character (also a reference).
+    character: Character | None = None
 
 
 def simulated_samples(
@@ -289,6 +341,7 @@ def simulated_samples(
                         sample=Sample(features=features, missed=sim.missed(script, phase)),
                         yellow=features.org_id in yellow,
                         behaviour=script.behaviour,
+                        character=script.character,
                     )
                 )
     return out
@@ -296,7 +349,7 @@ def simulated_samples(
 
 def training_samples(
     seeds: Iterable[int],
-    mixes: Iterable[BehaviourMix],
+    mixes: Iterable[AnyMix],
     *,
     limit: int | None = None,
     prior: PriorRound = PriorRound.INDEPENDENT,
@@ -312,7 +365,7 @@ def training_samples(
 
 def fit_simulated(
     seeds: Iterable[int] = TRAINING_SEEDS,
-    mixes: Iterable[BehaviourMix] = TRAINING_MIXES,
+    mixes: Iterable[AnyMix] = TRAINING_MIXES,
     *,
     limit: int | None = None,
     extra: Sequence[Sample] = (),
@@ -323,9 +376,7 @@ def fit_simulated(
     ``prior`` says) plus ``extra`` samples."""
     seeds, mixes = tuple(seeds), tuple(mixes)
     samples = training_samples(seeds, mixes, limit=limit, prior=prior)
-    mix_text = "、".join(
-        f"逾期{m.late:.0%}/整改{m.laggard:.0%}/退回{m.returned:.0%}" for m in mixes
-    )
+    mix_text = "、".join(_mix_text(m) for m in mixes)
     prior_text = {
         PriorRound.NONE: "无上一轮",
         PriorRound.INDEPENDENT: "上一轮行为独立抽取",
@@ -335,3 +386,9 @@ def fit_simulated(
     if extra:
         note += f"；本系统历史样本 {len(extra)} 条"
     return fit([*samples, *extra], threshold=threshold, fitted_on=note)
+
+
+def _mix_text(mix: AnyMix) -> str:
+    if isinstance(mix, CharacterMix):
+        return f"先进{mix.diligent:.0%}/后进{mix.laggard:.0%}/退回{mix.returned:.0%}（按序时进度）"
+    return f"逾期{mix.late:.0%}/整改{mix.laggard:.0%}/退回{mix.returned:.0%}"

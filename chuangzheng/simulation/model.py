@@ -32,6 +32,89 @@ class Behaviour(StrEnum):
         }[self.value]
 
 
+class Pacing(StrEnum):
+    """How organisations spread their work over a phase."""
+
+    #: ``chuangzheng simulate`` and its benchmark: nothing until the last working days of a
+    #: phase, then every step at once; slips drawn afresh per phase and per round.
+    DEADLINE = "deadline"
+    #: The forecast's training and evaluation rounds: a persistent character per
+    #: organisation and steps spread over the phase at its pace (序时进度, :class:`PaceModel`).
+    SPREAD = "spread"
+
+
+class Character(StrEnum):
+    """An organisation's lasting way of working (drawn once, kept across phases and rounds)."""
+
+    DILIGENT = "diligent"
+    AVERAGE = "average"
+    LAGGARD = "laggard"
+
+    @property
+    def label(self) -> str:
+        """Chinese label."""
+        return {"diligent": "先进", "average": "一般", "laggard": "后进"}[self.value]
+
+
+class CharacterMix(BaseModel):
+    """Shares of diligent and laggard organisations (the rest are average), the chance that
+    an on-time phase has one submission returned, and how many extensions are granted."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    diligent: float = Field(default=0.30, ge=0, le=1)
+    laggard: float = Field(default=0.20, ge=0, le=1)
+    returned: float = Field(default=0.05, ge=0, le=1)
+    extensions: int = Field(default=1, ge=0)
+
+    @model_validator(mode="after")
+    def _fits(self) -> CharacterMix:
+        if self.diligent + self.laggard > 1:
+            raise ValueError("先进、后进组织的比例之和不能超过 1")
+        return self
+
+    def counts(self, total: int) -> dict[Character, int]:
+        """How many organisations of ``total`` have each character."""
+        diligent = round(total * self.diligent)
+        laggard = min(round(total * self.laggard), total - diligent)
+        return {
+            Character.DILIGENT: diligent,
+            Character.LAGGARD: laggard,
+            Character.AVERAGE: total - diligent - laggard,
+        }
+
+
+class PaceModel(BaseModel):
+    """The pace of :attr:`Pacing.SPREAD` rounds, as log-multiples of a phase's window.
+
+    An organisation's pace ``T`` is the share of the window by which it would finish the
+    phase (0.6: at 60 % of it; 1.2: a fifth of a window late). ``log T`` is its
+    character's mean, plus the organisation's own deviation (drawn once, ``org_sd``), plus
+    a little noise per round (``round_sd``) and per phase (``phase_sd``). It works through
+    the phase's required steps at that pace (step ``i`` of ``n`` at about ``i/n·T``); the
+    last step lands at ``T·exp(ε)``, ``ε ~ N(0, finish_sd)``: a rush or a stall nobody saw
+    coming. Finishing past the deadline is late; past ``rectify_at`` windows, the
+    organisation moves only after the rectification order. Set before any evaluation and
+    not tuned on it (docs/forecast.md).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    log_pace: dict[Character, float] = Field(
+        default_factory=lambda: {
+            Character.DILIGENT: -0.6,  # about 55 % of the window
+            Character.AVERAGE: -0.3,  # about 75 %
+            Character.LAGGARD: 0.05,  # about 105 %
+        }
+    )
+    org_sd: float = Field(default=0.15, ge=0)
+    round_sd: float = Field(default=0.05, ge=0)
+    phase_sd: float = Field(default=0.15, ge=0)
+    finish_sd: float = Field(default=0.15, ge=0)
+    step_jitter: float = Field(default=0.2, ge=0, lt=1)
+    rectify_at: float = Field(default=1.35, gt=1)
+
+
 class Conduct(StrEnum):
     """What an organisation does in one phase."""
 
@@ -90,6 +173,17 @@ class PlannedAction(BaseModel):
     new_deadline: datetime | None = None
 
 
+class StepProgress(BaseModel):
+    """Required steps of a phase accepted by an instant (:attr:`Pacing.SPREAD` only)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    phase: Phase
+    done: int
+    of: int
+
+
 class OrgScript(BaseModel):
     """What one organisation will do in the round, decided before it starts."""
 
@@ -101,6 +195,11 @@ class OrgScript(BaseModel):
     # Rungs expected to fire per phase (late: those passed before finishing; laggard: all).
     rungs_expected: dict[Phase, int]
     actions: tuple[PlannedAction, ...]
+    # Pacing.SPREAD: the character and the steps done before the phase's finishing action.
+    # The player does not send these partial submissions (it plays ``actions``); the
+    # forecast's simulated rounds read them as the read model's progress.
+    character: Character | None = None
+    progress: tuple[StepProgress, ...] = ()
 
     def expected_outcome(self, phase: Phase) -> Outcome:
         """The outcome the workflows should record for ``phase``."""

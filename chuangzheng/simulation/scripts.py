@@ -7,8 +7,9 @@ happened next to what the workflows recorded.
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from domain.organisation import Organisation
@@ -19,10 +20,14 @@ from .model import (
     ActionKind,
     Behaviour,
     BehaviourMix,
+    Character,
+    CharacterMix,
     Conduct,
     OrgScript,
+    PaceModel,
     PlannedAction,
     SimulationError,
+    StepProgress,
 )
 from .timing import Timing
 
@@ -165,3 +170,219 @@ def assign_behaviours(
             assigned[org_id] = behaviour
         position += count
     return assigned
+
+
+# ----- Pacing.SPREAD: a persistent character, steps spread over the phase -------------------
+
+
+def assign_characters(
+    org_ids: Sequence[str], mix: CharacterMix, rng: random.Random
+) -> dict[str, Character]:
+    """A seeded, shuffled assignment of characters in the mix's proportions."""
+    shuffled = list(org_ids)
+    rng.shuffle(shuffled)
+    assigned: dict[str, Character] = {}
+    position = 0
+    for character, count in mix.counts(len(org_ids)).items():
+        for org_id in shuffled[position : position + count]:
+            assigned[org_id] = character
+        position += count
+    return assigned
+
+
+def _behaviour_of(conduct: Mapping[Phase, Conduct]) -> Behaviour:
+    """The old behaviour label that best names a paced script (for the report)."""
+    shown = set(conduct.values())
+    for how, behaviour in (
+        (Conduct.LAGGARD, Behaviour.LAGGARD),
+        (Conduct.LATE, Behaviour.LATE),
+        (Conduct.EXTENDED, Behaviour.EXTENSION),
+        (Conduct.RETURNED_ONCE, Behaviour.RETURNED),
+    ):
+        if how in shown:
+            return behaviour
+    return Behaviour.PUNCTUAL
+
+
+class PacedScripter:
+    """Plans an organisation's round at its own pace (:class:`PaceModel`): its required
+    steps spread over each phase, finishing on time, late or after rectification as its
+    pace and the phase's luck have it, on the same action kinds and timing grid as
+    :class:`Scripter` (so the workflows could play it; only the partial progress is not
+    sent)."""
+
+    def __init__(
+        self,
+        timing: Timing,
+        schedule: RoundSchedule,
+        rng: random.Random,
+        starts_at: datetime,
+        required: Mapping[tuple[Phase, str], int],
+        *,
+        mix: CharacterMix,
+        pace: PaceModel | None = None,
+    ) -> None:
+        self.timing = timing
+        self.windows = {w.phase: (w.opens_at, w.deadline) for w in schedule.windows}
+        self.rng = rng
+        self.starts_at = starts_at
+        self.required = required
+        self.mix = mix
+        self.pace = pace or PaceModel()
+
+    def org_pace(self, character: Character) -> float:
+        """An organisation's own log-pace: its character's, plus its lasting deviation."""
+        return self.pace.log_pace[character] + self.rng.gauss(0.0, self.pace.org_sd)
+
+    def script(
+        self,
+        org: Organisation,
+        character: Character,
+        org_pace: float,
+        *,
+        extension: bool = False,
+    ) -> OrgScript:
+        """This round's script: the organisation's pace plus this round's noise."""
+        round_pace = org_pace + self.rng.gauss(0.0, self.pace.round_sd)
+        for _attempt in range(30):
+            planned = self._plan(org, round_pace, extension)
+            if planned is not None:
+                actions, rungs, conduct, progress = planned
+                return OrgScript(
+                    org_id=org.id,
+                    behaviour=_behaviour_of(conduct),
+                    conduct=conduct,
+                    rungs_expected=rungs,
+                    actions=tuple(actions),
+                    character=character,
+                    progress=tuple(progress),
+                )
+        raise SimulationError(
+            f"无法为组织 {org.id} 按“{character.label}”的进度安排行动，请检查计划时限"
+        )
+
+    def _unit_at_or_before(self, deadline: datetime, moment: datetime) -> datetime | None:
+        """The latest action instant on the grid at or before ``moment`` that is an on-time
+        instant for ``deadline`` (``before`` falls as its units grow: a bisection)."""
+        timing = self.timing
+        low, high = timing.margin, timing.margin + 1
+        while timing.before(deadline, high) > moment:  # moment is inside the calendar
+            low, high = high + 1, high * 2
+            if high > 4096:
+                return None
+        while low < high:
+            middle = (low + high) // 2
+            if timing.before(deadline, middle) <= moment:
+                high = middle
+            else:
+                low = middle + 1
+        for k in range(low, low + 10):
+            at = timing.before(deadline, k)
+            if not timing.clashes(at, deadline):
+                return at
+        return None
+
+    def _units_late(self, deadline: datetime, moment: datetime) -> int:
+        """The first unit after ``deadline`` at or after ``moment``."""
+        units = 1
+        while units <= self.timing.top_units + 1 and self.timing.after(deadline, units) < moment:
+            units += 1
+        return units
+
+    def _plan(
+        self, org: Organisation, round_pace: float, extension: bool
+    ) -> (
+        tuple[list[PlannedAction], dict[Phase, int], dict[Phase, Conduct], list[StepProgress]]
+        | None
+    ):
+        timing, rng, pace = self.timing, self.rng, self.pace
+        actions: list[PlannedAction] = []
+        rungs: dict[Phase, int] = {}
+        conduct: dict[Phase, Conduct] = {}
+        progress: list[StepProgress] = []
+        ready = self.starts_at
+        extension_left = extension
+        for phase in WORKING_PHASES:
+            opens_at, deadline = self.windows[phase]
+            span = deadline - opens_at
+            earliest = max(ready, opens_at)
+            shown = math.exp(round_pace + rng.gauss(0.0, pace.phase_sd))
+            finishes = shown * math.exp(rng.gauss(0.0, pace.finish_sd))
+            aimed = max(opens_at + span * finishes, earliest)
+            rungs[phase] = 0
+            how: Conduct
+            on_time = (
+                self._unit_at_or_before(deadline, aimed)
+                if aimed <= timing.latest_on_time(deadline)
+                else None
+            )
+            if on_time is not None:
+                on_time = max(on_time, earliest)
+                if not timing.fits_on_time(on_time, deadline):
+                    on_time = None
+            if on_time is not None:
+                second = timing.next_unit(on_time)
+                if rng.random() < self.mix.returned and timing.fits_on_time(second, deadline):
+                    how, first, finish = Conduct.RETURNED_ONCE, on_time, second
+                    actions.append(
+                        PlannedAction(at=first, phase=phase, kind=ActionKind.SUBMIT_RETURNED)
+                    )
+                else:
+                    how, first, finish = Conduct.ON_TIME, on_time, on_time
+                actions.append(PlannedAction(at=finish, phase=phase, kind=ActionKind.FINISH))
+            else:
+                units = self._units_late(deadline, aimed)
+                choices = [c for c in timing.late_choices() if c >= units]
+                new_deadline = timing.extended_deadline(deadline)
+                asked = self._unit_at_or_before(deadline, timing.latest_on_time(deadline))
+                extended_finish = timing.after(deadline, timing.top_units + 1)
+                if (
+                    extension_left
+                    and finishes < pace.rectify_at
+                    and asked is not None
+                    and asked >= earliest
+                    and timing.fits_on_time(extended_finish, new_deadline)
+                ):
+                    extension_left = False
+                    how, first, finish = Conduct.EXTENDED, asked, extended_finish
+                    actions.append(
+                        PlannedAction(
+                            at=asked,
+                            phase=phase,
+                            kind=ActionKind.REQUEST_EXTENSION,
+                            new_deadline=new_deadline,
+                        )
+                    )
+                    actions.append(PlannedAction(at=finish, phase=phase, kind=ActionKind.FINISH))
+                elif finishes < pace.rectify_at and choices:
+                    how = Conduct.LATE
+                    finish = first = timing.after(deadline, choices[0])
+                    if finish < earliest:
+                        return None
+                    rungs[phase] = timing.rungs_fired_by(choices[0])
+                    actions.append(PlannedAction(at=finish, phase=phase, kind=ActionKind.FINISH))
+                else:
+                    how = Conduct.LAGGARD
+                    finish = first = timing.after(deadline, timing.top_units + 1)
+                    if finish < earliest or timing.rectification_units < 2:
+                        return None
+                    rungs[phase] = len(timing.rung_units)
+                    actions.append(PlannedAction(at=finish, phase=phase, kind=ActionKind.RECTIFY))
+            conduct[phase] = how
+            # The steps before the last, at the pace shown, each a little early or late.
+            steps = max(1, self.required.get((phase, org.type.value), 1))
+            done_at = sorted(
+                max(
+                    earliest,
+                    opens_at
+                    + span
+                    * (shown * i / steps)
+                    * rng.uniform(1 - pace.step_jitter, 1 + pace.step_jitter),
+                )
+                for i in range(1, steps)
+            )
+            for i, at in enumerate(done_at, start=1):
+                if at < first:
+                    progress.append(StepProgress(at=at, phase=phase, done=i, of=steps))
+            ready = finish
+        return actions, rungs, conduct, progress
