@@ -39,6 +39,7 @@ from activities.round_fanout import RoundFanOutActivities
 from activities.round_progress import RoundProgressActivities
 from chuangzheng.bootstrap import Services, connect_temporal, open_services
 from chuangzheng.logging import configure_logging
+from chuangzheng.services.forecast_warning import EarlyWarningSender
 from chuangzheng.settings import Settings, WorkerRole, get_settings
 from chuangzheng.telemetry import configure_tracing, install_temporal_runtime
 from workflows.digest import CircularWorkflow, DailyDigestWorkflow
@@ -126,7 +127,15 @@ def build_worker(
     roster = RosterActivities()
     kickoff = KickoffActivities(client, task_queue)
     round_progress = RoundProgressActivities(sessions)
-    round_fanout = RoundFanOutActivities(client, task_queue, sessions, round_progress.plans)
+    round_fanout = RoundFanOutActivities(
+        client,
+        task_queue,
+        sessions,
+        round_progress.plans,
+        early_warnings=EarlyWarningSender(
+            sessions, recording.deliver_notices, data_dir or get_settings().data_dir
+        ),
+    )
     # Digests and circular notices go out on the same channels as escalations, if any.
     sender = notifier if isinstance(notifier, ChannelRouter) else None
     digests = DigestActivities(sessions, data_dir, sender=sender)

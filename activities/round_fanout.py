@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -137,8 +138,13 @@ class RoundFanOutActivities:
         task_queue: str,
         sessions: sessionmaker[Session],
         plans: PlanStore,
+        *,
+        early_warnings: Callable[[str, datetime], Awaitable[Any]] | None = None,
     ) -> None:
+        """``early_warnings`` (round id, the check's ``as_of``): the 预警 of the round's
+        daily check (``chuangzheng.services.forecast_warning``), wired by ``worker.py``."""
         self._client = client
+        self._early_warnings = early_warnings
         self._task_queue = task_queue
         self._sessions = sessions
         self._plans = plans
@@ -358,6 +364,10 @@ class RoundFanOutActivities:
         reading = await asyncio.to_thread(read)
         report = await self._settle_verdicts(check, reading.members, reading.verdicts)
         aggregate = reading.aggregate.model_copy(update={"behind": report.behind})
+        if self._early_warnings is not None:
+            # The 预警 of open phases above the county office's threshold, once each (the
+            # notice inbox is the ledger, so a retry sends nothing more).
+            await self._early_warnings(check.round_id, check.as_of)
         return RoundCheckResult(aggregate=aggregate, cohorts=report)
 
     async def _settle_verdicts(

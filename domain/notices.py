@@ -26,6 +26,7 @@ class NoticeKind(StrEnum):
     CIRCULAR = "circular"
     RECTIFICATION_ORDER = "rectification_order"
     RECTIFICATION_OVERDUE = "rectification_overdue"
+    EARLY_WARNING = "early_warning"
 
     @property
     def label(self) -> str:
@@ -36,6 +37,7 @@ class NoticeKind(StrEnum):
             "circular": "通报",
             "rectification_order": "整改通知",
             "rectification_overdue": "整改逾期",
+            "early_warning": "预警",
         }[self.value]
 
 
@@ -150,5 +152,43 @@ def build_notice(
         title=title,
         body=body,
         link_path=link,
+        created_at=now,
+    )
+
+
+def build_early_warning(
+    *,
+    round_id: str,
+    org: Organisation,
+    phase: Phase,
+    deadline: datetime,
+    probability: float,
+    reasons: tuple[str, ...],
+    who: Supervisor,
+    now: datetime,
+) -> Notice:
+    """A 预警 to the organisation's instructor before the deadline: the forecast says the
+    phase is likely to be missed. One per round, organisation, phase and recipient (its id)."""
+    stage = phase.label
+    percent = round(probability * 100)
+    why = "；".join(reasons) or "综合进度判断"
+    return Notice(
+        notice_id=notice_id(round_id, org.id, phase, NoticeKind.EARLY_WARNING, None, who),
+        round_id=round_id,
+        org_id=org.id,
+        org_name=org.name,
+        phase=phase,
+        kind=NoticeKind.EARLY_WARNING,
+        rung=None,
+        recipient_role=who.role,
+        recipient_key=who.key,
+        recipient_label=who.label,
+        title=f"【预警】{org.name}{stage}阶段预计逾期（{percent}%）",
+        body=(
+            f"{who.label}：{org.name}（{org.township}，书记{org.secretary}）{stage}阶段将于"
+            f"{_fmt(deadline)}截止，按目前进度预计逾期的可能性为{percent}%。主要原因：{why}。"
+            f"请在截止前督促其按序时进度完成规定动作。"
+        ),
+        link_path=f"/orgs/{org.id}?round={round_id}",
         created_at=now,
     )

@@ -1,0 +1,258 @@
+"""The 预警 of the round's daily check (``check_round`` with the early-warning sender): over
+the real time-skipping server's client and a real SQLite read model (the service's schema),
+with a forecast model fitted on paced simulated rounds and kept under the data directory.
+
+A laggard organisation (nothing done half-way through 动员部署, phases missed in its previous
+round) gets exactly one 预警 to its instructor across two daily checks and a retried one; a
+diligent one (ahead of 序时进度) none; an organisation that finished the phase none; with no
+model kept, nothing is sent.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+
+from activities.db import create_schema, make_engine, session_factory
+from activities.notifier import InboxNotifier
+from activities.recording import RecordingActivities
+from activities.roster_files import read_roster_file
+from activities.round_contracts import CohortCheck
+from activities.round_fanout import RoundFanOutActivities
+from activities.round_progress import RoundProgressActivities
+from activities.tables import (
+    CampaignStatusRow,
+    OrganisationRow,
+    PhaseStatusRow,
+    RoundDefinitionRow,
+    RoundRow,
+    notices,
+)
+from chuangzheng.services.forecast import model_path, read_round, save_model
+from chuangzheng.services.forecast_training import SIMULATED_START, PriorRound, fit_simulated
+from chuangzheng.services.forecast_warning import EarlyWarningSender
+from chuangzheng.simulation.environment import DEFAULT_PLAN, DEFAULT_ROSTER
+from chuangzheng.simulation.model import CharacterMix
+from domain.calendar import SHANGHAI
+from domain.forecast import ForecastModel, Windows, features_at
+from domain.organisation import Organisation
+from domain.phases import WORKING_PHASES, Phase
+
+ROUND = "r-warn"
+PHASE = Phase.MOBILISATION
+
+
+@pytest.fixture(scope="module")
+def model() -> ForecastModel:
+    """Fitted on one small paced simulated round (with a kept previous round); the county
+    office's threshold 0.3."""
+    fitted = fit_simulated((1,), (CharacterMix(),), limit=60, prior=PriorRound.PERSISTENT)
+    return fitted.with_threshold(0.3)
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> sessionmaker[Session]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'read.db'}")
+    create_schema(engine)
+    return session_factory(engine)
+
+
+def _orgs() -> tuple[Organisation, Organisation, Organisation]:
+    roster = read_roster_file(DEFAULT_ROSTER).in_scope(types=None, townships=None)
+    laggard, diligent, finished = roster[0], roster[1], roster[2]
+    return laggard, diligent, finished
+
+
+def _write_round(session: Session, windows: Windows) -> None:
+    """The round, its roster rows, a previous round the laggard missed phases in, and each
+    organisation's entry into 动员部署 (the finished one completed it)."""
+    laggard, diligent, finished = _orgs()
+    now = SIMULATED_START
+    session.add(
+        RoundRow(
+            round_id=ROUND, name="预警", campaign_id="seed-002", round_plan_id="round-1",
+            starts_at=SIMULATED_START, status="running", kicked_off_by="county", updated_at=now,
+        )
+    )  # fmt: skip
+    session.add(
+        RoundDefinitionRow(
+            round_id=ROUND, plan_source="seed-002", plan_yaml=DEFAULT_PLAN.read_text("utf-8"),
+            round_plan_id="round-1", starts_at=SIMULATED_START, created_by="county",
+            created_at=SIMULATED_START, kicked_off_at=SIMULATED_START,
+        )
+    )  # fmt: skip
+    before = SIMULATED_START - timedelta(days=365)
+    session.add(
+        RoundRow(
+            round_id="r-warn-before", name="上一轮", campaign_id="seed-002",
+            round_plan_id="round-1", starts_at=before, status="completed",
+            kicked_off_by="county", updated_at=before,
+        )
+    )  # fmt: skip
+    for i, org in enumerate((laggard, diligent, finished)):
+        session.add(
+            OrganisationRow(
+                org_id=org.id, name=org.name, org_type=org.type.value, township=org.township,
+                system=org.system.value, member_count=org.member_count,
+                secretary=org.secretary, instructor=org.instructor, active=True,
+                row_number=i + 1, updated_at=now,
+            )
+        )  # fmt: skip
+        for j, phase in enumerate(WORKING_PHASES):
+            late = org is laggard and j < 2
+            session.add(
+                PhaseStatusRow(
+                    round_id="r-warn-before", org_id=org.id, phase=phase.value,
+                    status="completed", deadline=before, opened_at=before,
+                    completed_at=before, outcome="late" if late else "on_time", event_seq=1,
+                )
+            )  # fmt: skip
+    opens, deadline = windows[PHASE]
+    for org, progress in ((laggard, 0.0), (diligent, 0.6)):
+        _status(session, org, PHASE, progress, deadline, now)
+        session.add(
+            PhaseStatusRow(
+                round_id=ROUND, org_id=org.id, phase=PHASE.value, status="open",
+                deadline=deadline, opened_at=opens, completed_at=None, outcome=None,
+                event_seq=1,
+            )
+        )  # fmt: skip
+    # Finished 动员部署 at once, behind in nothing; now in 公开承诺.
+    _status(
+        session, finished, Phase.PUBLIC_COMMITMENT, 0.0, windows[Phase.PUBLIC_COMMITMENT][1], now
+    )
+    session.add(
+        PhaseStatusRow(
+            round_id=ROUND, org_id=finished.id, phase=PHASE.value, status="completed",
+            deadline=deadline, opened_at=opens, completed_at=opens + timedelta(hours=1),
+            outcome="on_time", event_seq=1,
+        )
+    )  # fmt: skip
+    session.commit()
+
+
+def _status(
+    session: Session, org: Organisation, phase: Phase, progress: float, deadline: datetime,
+    now: datetime,
+) -> None:  # fmt: skip
+    session.merge(
+        CampaignStatusRow(
+            round_id=ROUND, org_id=org.id, org_name=org.name, township=org.township,
+            system=org.system.value, org_type=org.type.value, phase=phase.value,
+            phase_status="open", light="green", overdue=False, deadline=deadline,
+            top_rung=None, closed=False, event_seq=1, updated_at=now, progress=progress,
+        )
+    )  # fmt: skip
+
+
+def _warnings(sessions: sessionmaker[Session]) -> list[dict[str, object]]:
+    with sessions() as session:
+        rows = session.execute(
+            select(notices).where(notices.c.round_id == ROUND, notices.c.kind == "early_warning")
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+async def test_a_laggard_is_warned_once_before_its_deadline_and_a_diligent_one_never(
+    time_skipping_env: WorkflowEnvironment,
+    sessions: sessionmaker[Session],
+    model: ForecastModel,
+    tmp_path: Path,
+) -> None:
+    with sessions() as session:
+        view = read_round(session, ROUND)
+        assert view is None  # nothing yet
+    # The plan's windows, as the service resolves them for the round.
+    with sessions.begin() as session:
+        session.add(
+            RoundDefinitionRow(
+                round_id="r-probe", plan_source="seed-002",
+                plan_yaml=DEFAULT_PLAN.read_text("utf-8"), round_plan_id="round-1",
+                starts_at=SIMULATED_START, created_by="county", created_at=SIMULATED_START,
+                kicked_off_at=SIMULATED_START,
+            )
+        )  # fmt: skip
+        session.add(
+            RoundRow(
+                round_id="r-probe", name="probe", campaign_id="seed-002",
+                round_plan_id="round-1", starts_at=SIMULATED_START, status="running",
+                kicked_off_by="county", updated_at=SIMULATED_START,
+            )
+        )  # fmt: skip
+    with sessions() as session:
+        probe = read_round(session, "r-probe")
+        assert probe is not None
+        windows = probe.windows
+        session.query(RoundRow).filter_by(round_id="r-probe").delete()
+        session.query(RoundDefinitionRow).filter_by(round_id="r-probe").delete()
+        _write_round(session, windows)
+    laggard, diligent, finished = _orgs()
+    opens, deadline = windows[PHASE]
+    # Two daily checks at 08:00 Asia/Shanghai, at about 40 % and 50 % of the window.
+    first = (opens + (deadline - opens) * 0.4).astimezone(SHANGHAI)
+    first = first.replace(hour=8, minute=0, second=0, microsecond=0)
+    second = first + timedelta(days=1)
+    while second.weekday() >= 5:
+        second += timedelta(days=1)
+    assert second < deadline
+
+    recording = RecordingActivities(sessions, InboxNotifier(sessions))
+    sender = EarlyWarningSender(sessions, recording.deliver_notices, tmp_path)
+    progress = RoundProgressActivities(sessions)
+    fanout = RoundFanOutActivities(
+        time_skipping_env.client, "queue", sessions, progress.plans, early_warnings=sender
+    )
+    env = ActivityEnvironment()
+
+    def check(at: datetime) -> CohortCheck:
+        return CohortCheck(round_id=ROUND, pro_rata={PHASE: 0.4}, tolerance=0.1, as_of=at)
+
+    # No model kept: the check runs, nothing is sent.
+    await env.run(fanout.check_round, check(first))
+    assert _warnings(sessions) == []
+    assert (await sender(ROUND, first)).fitted is False
+
+    save_model(model, model_path(tmp_path))
+    # What the forecast says at the first check: the laggard above the threshold, the
+    # diligent organisation below it, the finished phase not scored at all.
+    with sessions() as session:
+        view = read_round(session, ROUND)
+        assert view is not None
+        scored = {
+            (f.org_id, f.phase): model.probability(f)
+            for f in features_at(view.snapshots, first, view.windows, view.calendar)
+        }
+    assert scored[(laggard.id, PHASE)] >= model.threshold > scored[(diligent.id, PHASE)]
+    assert (finished.id, PHASE) not in scored
+
+    await env.run(fanout.check_round, check(first))
+    # The diligent one moves on; the laggard still has nothing; a second daily check, and
+    # the same check retried.
+    with sessions.begin() as session:
+        _status(session, diligent, PHASE, 0.8, deadline, second)
+    await env.run(fanout.check_round, check(second))
+    await env.run(fanout.check_round, check(second))
+    report = await sender(ROUND, second)
+    assert (report.fitted, report.sent, report.already_warned) == (True, 0, 1)
+
+    sent = _warnings(sessions)
+    assert [(w["org_id"], w["phase"], w["recipient_role"]) for w in sent] == [
+        (laggard.id, PHASE.value, "instructor")
+    ]
+    warning = sent[0]
+    assert warning["recipient_key"] == laggard.instructor
+    assert warning["rung"] is None
+    percent = round(scored[(laggard.id, PHASE)] * 100)
+    assert warning["title"] == f"【预警】{laggard.name}动员部署阶段预计逾期（{percent}%）"
+    local_deadline = deadline.astimezone(SHANGHAI).strftime("%Y年%m月%d日 %H:%M")
+    body = str(warning["body"])
+    assert f"动员部署阶段将于{local_deadline}截止" in body
+    assert f"{percent}%" in body and "主要原因：" in body and "上一轮" in body
+    created = warning["created_at"]
+    assert isinstance(created, datetime)  # sent at the first check (SQLite keeps it naive)
+    assert created.replace(tzinfo=None) == first.astimezone(UTC).replace(tzinfo=None)
