@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from domain.calendar import SHANGHAI
+from domain.calendar import SHANGHAI, CalendarGap
 from domain.campaign_clock import CampaignClock
 from domain.campaign_rules import OrderRectification
+from domain.errors import DomainError
 from domain.events import EventKind
 from domain.machine import PHASE_MACHINE, PhaseStatus, fire
 from domain.notices import Notice, NoticeKind
@@ -31,7 +32,7 @@ class CampaignOrders(CampaignClock):
             return
         self.check_order_rectification(cmd)
         phase = self._open_phase()
-        deadline = self.calendar.deadline_after(now, cmd.period or self.ladder.rectification_period)
+        deadline = self._order_deadline(cmd, now)
         order = phase.rectification
         joined = order is not None and order.status is not RectificationStatus.PASSED
         if order is None or not joined:
@@ -64,6 +65,19 @@ class CampaignOrders(CampaignClock):
             },
         )
         self._refresh_light(now)
+
+    def _order_deadline(self, cmd: OrderRectification, now: datetime) -> datetime:
+        """The order's deadline; a period reaching past the calendar's data (a year the State
+        Council has not published, or past the round's pinned calendar) is refused, naming
+        the period, before anything changes: the workflow must never fail on it."""
+        try:
+            return self.calendar.deadline_after(now, cmd.period or self.ladder.rectification_period)
+        except CalendarGap as gap:
+            raise DomainError(
+                f"整改期限超出日历数据范围，请缩短整改期限：{gap}",
+                code="invalid_deadline",
+                field="period",
+            ) from None
 
     def _notify_order(
         self, cmd: OrderRectification, phase: Phase, deadline: datetime, now: datetime

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from domain.actions import RecheckRectification, ReportRectification
 from domain.calendar import Span
 from domain.campaign_rules import OrderRectification
+from domain.errors import DomainError
 from domain.events import EventKind
 from domain.inspection import DISCRETION_SOURCE, RectificationGround, order_reason
 from domain.machine import PhaseStatus
@@ -76,3 +79,29 @@ def test_a_discretionary_order_climbs_when_overdue_and_passes_on_recheck() -> No
     done = campaign.state.phase_state(Phase.MOBILISATION)
     assert done.status is PhaseStatus.DONE and done.outcome is Outcome.AFTER_RECTIFICATION
     assert campaign.state.phase is Phase.PUBLIC_COMMITMENT
+
+
+def test_an_order_whose_period_runs_past_the_calendar_is_refused_and_changes_nothing() -> None:
+    """Found by schemathesis: a period into a year without holiday data failed the workflow
+    task (the Update timed out, a 503) instead of refusing the order."""
+    campaign = fresh()
+    campaign.take_outbox()
+    before = campaign.state.model_copy(deep=True)
+    too_long = OrderRectification(
+        actor=TOWNSHIP,
+        source=DISCRETION_SOURCE,
+        reference="ro-far",
+        reason=order_reason(RectificationGround.INEFFECTIVE_WORK, "整改期限设得过长"),
+        period=Span(working_days=600),  # about two and a half years of working days
+    )
+    with pytest.raises(DomainError) as refused:
+        campaign.order_rectification(too_long, START + timedelta(days=1))
+    assert refused.value.field == "period" and refused.value.code == "invalid_deadline"
+    assert "请缩短整改期限" in refused.value.reason and "日历" in refused.value.reason
+    assert campaign.state == before
+    assert campaign.take_outbox() == ([], [])
+    # The same reference can still be ordered with a period the calendar covers.
+    campaign.order_rectification(
+        too_long.model_copy(update={"period": Span(working_days=5)}), START + timedelta(days=1)
+    )
+    assert campaign.state.current().rectification is not None
