@@ -33,6 +33,10 @@ from domain.phases import Phase
 
 log = structlog.get_logger(__name__)
 
+#: No 预警 before this share of a phase's window has passed: in its first days nobody has
+#: shown a pace yet, so a warning would only repeat the organisation's record.
+NOT_BEFORE = 0.25
+
 Deliver = Callable[[NoticeBatch], Awaitable[DeliveryReport]]
 
 
@@ -51,13 +55,13 @@ def due_warnings(
     session: Session, round_id: str, model: ForecastModel, *, now: datetime
 ) -> tuple[list[EarlyWarning], dict[tuple[str, Phase], datetime], int, int]:
     """The warnings due at ``now`` (never for a pair already in the inbox, nor for a
-    finished phase), each pair's deadline, how many open phases were scored, and how many
-    pairs had been warned before."""
+    finished phase, nor before :data:`NOT_BEFORE` of the window), each pair's deadline, how
+    many open phases were scored, and how many pairs had been warned before."""
     view = read_round(session, round_id)
     if view is None:
         return [], {}, 0, 0
     features = features_at(view.snapshots, now, view.windows, view.calendar)
-    forecasts = [model.forecast(f) for f in features]
+    forecasts = [model.forecast(f) for f in features if f.elapsed >= NOT_BEFORE]
     warned = {
         (org_id, Phase(phase))
         for org_id, phase in session.execute(
@@ -81,7 +85,7 @@ def due_warnings(
     due = warnings_due(
         forecasts, threshold=model.threshold, warned=warned, finished=finished, as_of=now
     )
-    return due, deadlines, len(forecasts), len(warned)
+    return due, deadlines, len(features), len(warned)
 
 
 def _organisations(session: Session, org_ids: set[str]) -> dict[str, Organisation]:
