@@ -337,8 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"== scenario {name} (previous round: {prior.value})")
         fitted = f"{model.samples} samples ({model.positives} missed)"
         print(f"model: {fitted}, threshold {model.threshold}")
-        for name, weight in describe(model):
-            print(f"  {weight:+.3f}  {name}")
+        for label, weight in describe(model):
+            print(f"  {weight:+.3f}  {label}")
         for row in summary(results):
             print(" | ".join(f"{k} {v}" for k, v in row.items()))
         print("AUC by phase at 50%:", by_phase(results))
