@@ -367,7 +367,13 @@ class RoundFanOutActivities:
         if self._early_warnings is not None:
             # The 预警 of open phases above the county office's threshold, once each (the
             # notice inbox is the ledger, so a retry sends nothing more).
-            await self._early_warnings(check.round_id, check.as_of)
+            # Reading a large round takes a while: heartbeat meanwhile.
+            warning = asyncio.ensure_future(self._early_warnings(check.round_id, check.as_of))
+            while not warning.done():
+                await asyncio.wait({warning}, timeout=_HEARTBEAT_EVERY)
+                if activity.in_activity():
+                    activity.heartbeat()
+            await warning
         return RoundCheckResult(aggregate=aggregate, cohorts=report)
 
     async def _settle_verdicts(
