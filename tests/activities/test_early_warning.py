@@ -1,6 +1,8 @@
 """The 预警 of the round's daily check (``check_round`` with the early-warning sender): over
-the real time-skipping server's client and a real SQLite read model (the service's schema),
-with a forecast model fitted on paced simulated rounds and kept under the data directory.
+the real time-skipping server's client and a real read model (SQLite, and PostgreSQL when it
+answers), with a forecast model fitted on paced simulated rounds and kept under the data
+directory, delivered like escalations: the inbox, and instructors by mail to a real SMTP
+receiver.
 
 A laggard organisation (nothing done half-way through 动员部署, phases missed in its previous
 round) gets exactly one 预警 to its instructor across two daily checks and a retried one; a
@@ -18,8 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.db import create_schema, make_engine, session_factory
-from activities.notifier import InboxNotifier
+from activities.channels import deliveries_of, router_from_config
+from activities.channels.config import ChannelsConfig
 from activities.recording import RecordingActivities
 from activities.roster_files import read_roster_file
 from activities.round_contracts import CohortCheck
@@ -36,12 +38,14 @@ from activities.tables import (
 from chuangzheng.services.forecast import model_path, read_round, save_model
 from chuangzheng.services.forecast_training import SIMULATED_START, PriorRound, fit_simulated
 from chuangzheng.services.forecast_warning import EarlyWarningSender
+from chuangzheng.settings import Settings
 from chuangzheng.simulation.environment import DEFAULT_PLAN, DEFAULT_ROSTER
 from chuangzheng.simulation.model import CharacterMix
 from domain.calendar import SHANGHAI
 from domain.forecast import ForecastModel, Windows, features_at
 from domain.organisation import Organisation
 from domain.phases import WORKING_PHASES, Phase
+from tests.activities.receivers import MailBox
 
 ROUND = "r-warn"
 PHASE = Phase.MOBILISATION
@@ -53,13 +57,6 @@ def model() -> ForecastModel:
     office's threshold 0.3."""
     fitted = fit_simulated((1,), (CharacterMix(),), limit=60, prior=PriorRound.PERSISTENT)
     return fitted.with_threshold(0.3)
-
-
-@pytest.fixture
-def sessions(tmp_path: Path) -> sessionmaker[Session]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'read.db'}")
-    create_schema(engine)
-    return session_factory(engine)
 
 
 def _orgs() -> tuple[Organisation, Organisation, Organisation]:
@@ -163,6 +160,7 @@ async def test_a_laggard_is_warned_once_before_its_deadline_and_a_diligent_one_n
     sessions: sessionmaker[Session],
     model: ForecastModel,
     tmp_path: Path,
+    mailbox: MailBox,
 ) -> None:
     with sessions() as session:
         view = read_round(session, ROUND)
@@ -201,7 +199,22 @@ async def test_a_laggard_is_warned_once_before_its_deadline_and_a_diligent_one_n
         second += timedelta(days=1)
     assert second < deadline
 
-    recording = RecordingActivities(sessions, InboxNotifier(sessions))
+    # The escalations' channels: the inbox, and instructors by mail (a real SMTP receiver).
+    channels = ChannelsConfig.model_validate(
+        {
+            "public_base_url": "https://cxzy.example.gov.cn",
+            "routes": {"instructor": ["email"]},
+            "smtp": {
+                "host": "127.0.0.1",
+                "port": mailbox.port,
+                "security": "none",
+                "from_address": "cxzy@example.gov.cn",
+            },
+            "role_addresses": {"instructor": {"email": "instructors@example.gov.cn"}},
+        }
+    )
+    router = router_from_config(sessions, channels, Settings())
+    recording = RecordingActivities(sessions, router)
     sender = EarlyWarningSender(sessions, recording.deliver_notices, tmp_path)
     progress = RoundProgressActivities(sessions)
     fanout = RoundFanOutActivities(
@@ -253,6 +266,14 @@ async def test_a_laggard_is_warned_once_before_its_deadline_and_a_diligent_one_n
     body = str(warning["body"])
     assert f"动员部署阶段将于{local_deadline}截止" in body
     assert f"{percent}%" in body and "主要原因：" in body and "上一轮" in body
+    # The same mail once, however many checks ran.
+    assert len(mailbox.mails) == 1
+    assert "预警" in str(mailbox.mails[0]["Subject"]) and laggard.name in str(
+        mailbox.mails[0]["Subject"]
+    )
+    assert len(deliveries_of(sessions, str(warning["notice_id"]))) == 1
     created = warning["created_at"]
-    assert isinstance(created, datetime)  # sent at the first check (SQLite keeps it naive)
-    assert created.replace(tzinfo=None) == first.astimezone(UTC).replace(tzinfo=None)
+    assert isinstance(created, datetime)
+    if created.tzinfo is None:  # SQLite keeps UTC naive
+        created = created.replace(tzinfo=UTC)
+    assert created == first  # sent by the first check that found it due
