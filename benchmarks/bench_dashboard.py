@@ -214,13 +214,17 @@ def database(folder: Path, server_url: str | None) -> Iterator[str]:
         admin.dispose()
 
 
-async def main(n: int, requests: int, seed: int, server_url: str | None) -> None:
+async def main(
+    n: int, requests: int, seed: int, server_url: str | None, warmup: int, exports: int
+) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
     with database(folder, server_url) as url:
-        await measure(folder, url, n, requests, seed)
+        await measure(folder, url, n, requests, seed, warmup, exports)
 
 
-async def measure(folder: Path, url: str, n: int, requests: int, seed: int) -> None:
+async def measure(
+    folder: Path, url: str, n: int, requests: int, seed: int, warmup: int, exports: int
+) -> None:
     engine = make_engine(url)
     create_schema(engine)
     started = time.perf_counter()
@@ -289,31 +293,34 @@ async def measure(folder: Path, url: str, n: int, requests: int, seed: int) -> N
                     matrix(session, county, ROUND, Filters())
                     completion_series(session, county, ROUND, Filters())
 
+            def run(fetch: Callable[[], Any], count: int) -> list[float]:
+                return timed(fetch, count, warmup)
+
             measures = {
-                "raw SQL (same grouped counts)": timed(sql, requests),
-                "overview SQL, uncached": timed(uncached_overview, max(10, requests // 5)),
-                "JSON /supervision/counts": timed(
+                "raw SQL (same grouped counts)": run(sql, requests),
+                "overview SQL, uncached": run(uncached_overview, max(5, requests // 5)),
+                "JSON /supervision/counts": run(
                     get(api, f"/api/v1/rounds/{ROUND}/supervision/counts?by=township"), requests
                 ),
-                "overview page": timed(get(ui, f"/ui/overview?round={ROUND}"), requests),
-                "overview big screen": timed(
+                "overview page": run(get(ui, f"/ui/overview?round={ROUND}"), requests),
+                "overview big screen": run(
                     get(ui, f"/ui/overview?round={ROUND}&screen=big"), requests
                 ),
-                "laggard list (default)": timed(get(ui, f"/ui/laggards?round={ROUND}"), requests),
-                "laggard list (red, by rung)": timed(
+                "laggard list (default)": run(get(ui, f"/ui/laggards?round={ROUND}"), requests),
+                "laggard list (red, by rung)": run(
                     get(ui, f"/ui/laggards?round={ROUND}&light=red&sort=rung"), requests
                 ),
-                "overview page (one township)": timed(
+                "overview page (one township)": run(
                     get(township, f"/ui/overview?round={ROUND}"), requests
                 ),
-                "laggard list (one township)": timed(
+                "laggard list (one township)": run(
                     get(township, f"/ui/laggards?round={ROUND}"), requests
                 ),
-                "JSON /supervision/overdue": timed(
+                "JSON /supervision/overdue": run(
                     get(api, f"/api/v1/rounds/{ROUND}/supervision/overdue"), requests
                 ),
-                "laggard Excel export": timed(
-                    get(ui, f"/ui/export/laggards.xlsx?round={ROUND}"), max(10, requests // 10)
+                "laggard Excel export": run(
+                    get(ui, f"/ui/export/laggards.xlsx?round={ROUND}"), exports
                 ),
             }
             laggards = ui.get(f"/ui/laggards?round={ROUND}").text.count('name="org_id" value=')
@@ -360,8 +367,15 @@ if __name__ == "__main__":
     parser.add_argument("--organisations", type=int, default=2000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--seed", type=int, default=2010)
+    parser.add_argument("--warmup", type=int, default=5, help="untimed calls before each")
+    parser.add_argument("--exports", type=int, default=0, help="timed Excel exports")
     parser.add_argument(
         "--database-url", default="", help="a PostgreSQL server to create the database on"
     )
     args = parser.parse_args()
-    asyncio.run(main(args.organisations, args.requests, args.seed, args.database_url or None))
+    asyncio.run(
+        main(
+            args.organisations, args.requests, args.seed, args.database_url or None,
+            args.warmup, args.exports or max(10, args.requests // 10),
+        )
+    )  # fmt: skip
