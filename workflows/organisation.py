@@ -23,6 +23,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
@@ -276,8 +277,12 @@ class OrganisationCampaignWorkflow:
                     retry_policy=LOCAL_FLUSH_RETRY,
                 )
                 return
-            except (ActivityError, ApplicationError) as err:
-                if _non_retryable(err):
+            except (ActivityError, ApplicationError, TemporalTimeout) as err:
+                # A local activity that ran out of its budget raises ActivityError(cause=
+                # TimeoutError) live but a bare TimeoutError when its marker is replayed
+                # (seen at workflow cache 0): both must take the same path, or replay
+                # fails the workflow where history has the fallback activity.
+                if not isinstance(err, TemporalTimeout) and _non_retryable(err):
                     raise
                 workflow.logger.warning("local record_events failed (%s): as an activity", err)
         await execute(
