@@ -333,6 +333,9 @@ class Overview:
 
     matrix: Matrix
     completion: dict[str, Any]
+    # What the page renders from the above, kept with it (the matrix body of 5,000
+    # townships is 40,000 cells): filled by the page, dropped with the entry.
+    rendered: dict[str, Any] = field(default_factory=dict)
 
 
 class _OverviewCache:

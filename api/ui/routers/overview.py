@@ -8,11 +8,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from markupsafe import Markup
 
 from api.deps import SessionDep
 from api.ui.context import RoundInfo, round_info, rounds
-from api.ui.queries import Filters, Matrix, overview as read_overview
-from api.ui.render import LIGHT_ORDER, local, page
+from api.ui.queries import Filters, Matrix
+from api.ui.queries import overview as read_overview
+from api.ui.render import LIGHT_ORDER, local, page, templates
 from api.ui.session import UiRoute, UiUser
 from domain.phases import PHASE_LABELS, Phase
 
@@ -89,10 +91,17 @@ def overview(
     if info is not None:
         filters = Filters(system=system, org_type=type)
         cached = read_overview(session, user, info.round_id, filters, wall=screen == "big")
-        result, completion = cached.matrix, cached.completion
+        result, rendered = cached.matrix, cached.rendered
+        if "matrix_body" not in rendered:  # once per cached overview (same round and filters)
+            body = templates.get_template("_matrix_body.html").render(
+                matrix=result, info=info, filters=context["filters"]
+            )
+            rendered["charts"] = _charts(result, cached.completion)
+            rendered["matrix_body"] = Markup(body)  # autoescaped by Jinja
         context.update(
             matrix=result,
             timeline=_timeline(info, result, context["now"]),
-            charts=_charts(result, completion),
+            charts=rendered["charts"],
+            matrix_body=rendered["matrix_body"],
         )
     return page(request, "overview.html", context)
