@@ -21,7 +21,8 @@ SERVICES = Path(__file__).resolve().parents[1] / "chuangzheng" / "services"
 _PREFIXED = {"commitments.py": "commitment_", "commendation.py": "commendation_"}
 _LITERAL = [
     re.compile(r'audit_row\(\s*\w+,\s*"([a-z_.]+)"'),
-    re.compile(r'\baction="([a-z_.]+)"'),
+    # Not argparse's action="store_true" (a command line among the services).
+    re.compile(r'\baction="(?!store_)([a-z_.]+)"'),
     re.compile(r'_ACTION = "([a-z_.]+)"'),
     re.compile(r'_audit\(\s*session,\s*\w+,\s*"([a-z_.]+)"'),
     re.compile(r'_audit\(\s*actor,\s*"([a-z_.]+)"'),

@@ -69,6 +69,10 @@ ACTION_LABELS: dict[str, str] = {
     "commendation_sheet_submitted": "提交评分表",
     "commendation_approved": "审定表彰",
     "commendation_published": "公布表彰",
+    "contact_point_saved": "保存联系点",
+    "spot_check_drawn": "随机抽查抽取",
+    "spot_check_recorded": "登记抽查结果",
+    "supervision_recorded": "登记座谈会或督查",
 }
 
 ROLE_LABELS: dict[str, str] = {
