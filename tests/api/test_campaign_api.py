@@ -49,8 +49,10 @@ async def test_login_refuses_bad_password_and_missing_token(http: httpx.AsyncCli
 
 
 async def test_secretary_submits_evidence_and_sees_the_phase_advance(
-    http: httpx.AsyncClient, stack: Stack, round_id: str
+    http: httpx.AsyncClient, stack: Stack
 ) -> None:
+    # A round of its own: the shared one has had other tests' submissions (returns too).
+    round_id = await start_demo_round(stack, f"r-advance-{uuid.uuid4().hex[:8]}")
     secretary, instructor = await token(http, "sec-a"), await token(http, "ins-zhang")
     base = f"/api/v1/rounds/{round_id}/organisations/org-a"
     status = (await http.get(f"{base}/status", headers=secretary)).json()

@@ -5,6 +5,7 @@ model's figures."""
 from __future__ import annotations
 
 import re
+import uuid
 
 import httpx
 import pytest
@@ -39,7 +40,8 @@ def openapi_paths(response: httpx.Response) -> set[str]:
 async def test_requests_are_counted_by_route_template_with_the_county_figures(
     http: httpx.AsyncClient, stack: Stack
 ) -> None:
-    rid = await start_demo_round(stack, "r-metrics")
+    # Unique per run: both stacks (SQLite, PostgreSQL) share one Temporal namespace.
+    rid = await start_demo_round(stack, f"r-metrics-{uuid.uuid4().hex[:8]}")
     county = await token(http, "county")
     assert (await http.get(f"/api/v1/rounds/{rid}", headers=county)).status_code == 200
     secret = "k4P28yNotARealBallotTokenButShapedLikeOne"
