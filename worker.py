@@ -66,15 +66,13 @@ WORKFLOWS: Sequence[type] = (
 # re-importing pydantic models and transitions machines for every workflow is the main cost
 # of the sandbox at thousands of workflows.
 #
-# ``workflows.organisation`` is the one workflow module passed through as well: there is one
-# organisation workflow per organisation, and the sandbox would otherwise load the module
-# again for each (its code objects, class and handler definitions: some 60 KiB of every
-# cached workflow, and the module's compile or unmarshal on every start). The module keeps
-# no state of its own (constants only; everything a run holds is on its instance), so the
-# isolation the re-import buys is not needed; what it gives up is the sandbox's check of
-# non-deterministic calls in that module's own code, which, like ``domain``'s, goes through
-# ``workflow.now()`` and is covered by the replay tests of the recorded histories. The
-# round, digest, evaluation and reminder workflows (a handful per round) stay sandboxed.
+# ``workflows.organisation`` is passed through as well, and its workflow now runs outside the
+# sandbox altogether (``@workflow.defn(sandboxed=False)``; see the comment there): the sandbox
+# checked nothing of that module's or ``domain``'s calls once both were passed through, and
+# its per-activation context cost 15-25 % of the worker's CPU per Update. Both keep no state
+# of their own (constants only; everything a run holds is on its instance) and take time
+# only from ``workflow.now()``; the replay tests of the recorded histories guard determinism.
+# The round, digest, evaluation and reminder workflows (a handful per round) stay sandboxed.
 _PASSTHROUGH = (
     "domain",
     "workflows.organisation",
