@@ -235,6 +235,23 @@ async def quiesce(
             await asyncio.sleep(0.1)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reverse",
+        action="store_true",
+        help="run the collected tests in reverse order (make test-reverse): a test that "
+        "relies on one that used to run before it now runs first and fails",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--reverse``: every test runs before all the tests it used to follow, the cheap
+    check that no test relies on another's leftovers (issue 13: each test passes alone;
+    ``make test-random`` and ``tests/each_alone.py`` are the other two)."""
+    if config.getoption("--reverse"):
+        items.reverse()
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Name the tests after which a time-skipping server had to be replaced."""
     if REPLACED:
