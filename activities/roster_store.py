@@ -22,7 +22,7 @@ from activities.db import upsert_insert
 from activities.roster_files import read_roster_file
 from activities.tables import OrganisationRow, organisations, person_roles, systems, townships
 from domain.organisation import SYSTEM_LABELS, Organisation, OrgType, Role, Roster, System
-from domain.roster_import import ROSTER_HEADERS, organisation_row
+from domain.roster_import import organisation_row, roster_headers
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,10 @@ class ImportReport:
 
 
 #: The organisation's fields a roster sets (what "updated" compares).
-_COMPARED = ("name", "org_type", "township", "system", "member_count", "secretary", "instructor")
+_COMPARED = (
+    "name", "org_type", "township", "system", "member_count", "secretary", "instructor",
+    "ethnic_area",
+)  # fmt: skip
 
 
 def _org_values(org: Organisation, row_number: int, now: datetime) -> dict[str, object]:
@@ -60,6 +63,7 @@ def _org_values(org: Organisation, row_number: int, now: datetime) -> dict[str, 
         "member_count": org.member_count,
         "secretary": org.secretary,
         "instructor": org.instructor,
+        "ethnic_area": org.ethnic_area,
         "active": True,
         "row_number": row_number,
         "updated_at": now,
@@ -155,6 +159,7 @@ def _to_organisation(row: OrganisationRow) -> Organisation:
         instructor=row.instructor,
         secretary=row.secretary,
         member_count=row.member_count,
+        ethnic_area=bool(row.ethnic_area),
     )
 
 
@@ -178,7 +183,7 @@ def roster_csv(roster: Roster) -> str:
     as it is (escaping formula starts here would change the names the workflows get; an
     export for people goes through ``activities.spreadsheets``)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(ROSTER_HEADERS), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(roster_headers(roster)), lineterminator="\n")
     writer.writeheader()
     for org in roster.organisations:
         writer.writerow(organisation_row(org))

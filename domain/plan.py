@@ -163,21 +163,33 @@ class PhasePlan(BaseModel):
     steps: tuple[StepPlan, ...]
     # Extra steps per organisation type, e.g. a 设岗定责 step only for rural branches.
     extra_steps: dict[OrgType, tuple[StepPlan, ...]] = Field(default_factory=dict)
+    # Extra steps of organisations in 少数民族聚居地区 (``Organisation.ethnic_area``), on top
+    # of their type's: seed 002 §四 "少数民族聚居地区党组织还要…维护民族团结和社会稳定".
+    # A step here may still be limited to some types (``applies_to``).
+    ethnic_area_steps: tuple[StepPlan, ...] = ()
 
     @model_validator(mode="after")
     def _window(self) -> PhasePlan:
         if (self.deadline is None) == (self.duration is None):
             raise ValueError("deadline 与 duration 必须且只能给出其一")
         for org_type in OrgType:
-            ids = [s.id for s in self.steps_for(org_type)]
+            ids = [s.id for s in self.steps_for(org_type, ethnic_area=True)]
             if len(ids) != len(set(ids)):
                 raise ValueError(f"步骤编号重复（{org_type.label}）")
         return self
 
-    def steps_for(self, org_type: OrgType) -> tuple[StepPlan, ...]:
-        """The steps an organisation of ``org_type`` must or may do in this phase."""
+    def steps_for(self, org_type: OrgType, *, ethnic_area: bool = False) -> tuple[StepPlan, ...]:
+        """The steps an organisation of ``org_type`` must or may do in this phase;
+        ``ethnic_area``: the organisation is in a 少数民族聚居地区 and has those steps too."""
         base = tuple(s for s in self.steps if s.applies_to is None or org_type in s.applies_to)
-        return base + self.extra_steps.get(org_type, ())
+        steps = base + self.extra_steps.get(org_type, ())
+        if ethnic_area:
+            steps += tuple(
+                s
+                for s in self.ethnic_area_steps
+                if s.applies_to is None or org_type in s.applies_to
+            )
+        return steps
 
 
 class RungAction(StrEnum):

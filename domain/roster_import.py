@@ -32,6 +32,8 @@ HEADER_SYSTEM = "所属系统"
 HEADER_MEMBERS = "党员人数"
 HEADER_SECRETARY = "书记"
 HEADER_INSTRUCTOR = "指导员"
+# Optional (seed 002 §四): 是/否; blank or a roster without the column means 否.
+HEADER_ETHNIC_AREA = "少数民族聚居地区"
 
 # Column order of an exported roster (and of the demo roster).
 ROSTER_HEADERS: tuple[str, ...] = (
@@ -44,6 +46,9 @@ ROSTER_HEADERS: tuple[str, ...] = (
     HEADER_SECRETARY,
     HEADER_INSTRUCTOR,
 )
+# Columns a roster may carry; written by :func:`roster_headers` only when some organisation
+# needs them, so rosters without them keep their shape.
+OPTIONAL_HEADERS: tuple[str, ...] = (HEADER_ETHNIC_AREA,)
 # 组织编号 may be left out: ids are then derived from the names (see derive_org_id).
 REQUIRED_HEADERS: tuple[str, ...] = tuple(h for h in ROSTER_HEADERS if h != HEADER_ID)
 
@@ -57,7 +62,12 @@ _FIELD_HEADERS: dict[str, str] = {
     "member_count": HEADER_MEMBERS,
     "secretary": HEADER_SECRETARY,
     "instructor": HEADER_INSTRUCTOR,
+    "ethnic_area": HEADER_ETHNIC_AREA,
 }
+
+# How clerks write yes and no in the optional 是/否 columns.
+_YES = frozenset({"是", "y", "yes", "true", "1", "√", "✓"})
+_NO = frozenset({"", "否", "n", "no", "false", "0", "×"})
 
 _MAX_ID_LENGTH = 64
 _MAX_NAME_LENGTH = 200
@@ -118,8 +128,9 @@ def derive_org_id(name: str) -> str:
 
 
 def organisation_row(org: Organisation) -> dict[str, str]:
-    """One organisation as a roster row with Chinese labels (the inverse of parsing)."""
-    return {
+    """One organisation as a roster row with Chinese labels (the inverse of parsing); the
+    optional 少数民族聚居地区 cell only for a flagged organisation."""
+    row = {
         HEADER_ID: org.id,
         HEADER_NAME: org.name,
         HEADER_TYPE: org.type.label,
@@ -129,6 +140,17 @@ def organisation_row(org: Organisation) -> dict[str, str]:
         HEADER_SECRETARY: org.secretary,
         HEADER_INSTRUCTOR: org.instructor,
     }
+    if org.ethnic_area:
+        row[HEADER_ETHNIC_AREA] = "是"
+    return row
+
+
+def roster_headers(roster: Roster) -> tuple[str, ...]:
+    """The columns to write ``roster`` with: :data:`ROSTER_HEADERS`, plus
+    少数民族聚居地区 when some organisation is flagged."""
+    if any(o.ethnic_area for o in roster.organisations):
+        return (*ROSTER_HEADERS, HEADER_ETHNIC_AREA)
+    return ROSTER_HEADERS
 
 
 def _cell(value: object) -> str:
@@ -208,6 +230,15 @@ class _RowReader:
             self.error(HEADER_SYSTEM, f"“{value}”不是可识别的系统，应为：{_choices(SYSTEM_LABELS)}")
         return found
 
+    def ethnic_area(self) -> bool:
+        value = self.cells.get(HEADER_ETHNIC_AREA, "")
+        key = value.strip().lower()
+        if key in _YES:
+            return True
+        if key not in _NO:
+            self.error(HEADER_ETHNIC_AREA, f"“{value}”应为“是”或“否”（也可留空，表示否）")
+        return False
+
     def member_count(self) -> int | None:
         result = _member_count(self.cells.get(HEADER_MEMBERS, ""))
         if isinstance(result, str):
@@ -253,6 +284,7 @@ def parse_roster(rows: Sequence[Mapping[str, object]], *, first_row_number: int 
         member_count = reader.member_count()
         secretary = reader.text(HEADER_SECRETARY, max_length=_MAX_PERSON_LENGTH)
         instructor = reader.text(HEADER_INSTRUCTOR, max_length=_MAX_PERSON_LENGTH)
+        ethnic_area = reader.ethnic_area()
 
         org_id = cells.get(HEADER_ID, "")
         id_header = HEADER_ID
@@ -290,6 +322,7 @@ def parse_roster(rows: Sequence[Mapping[str, object]], *, first_row_number: int 
                     member_count=member_count,
                     secretary=secretary,
                     instructor=instructor,
+                    ethnic_area=ethnic_area,
                 )
             )
         except ValidationError as exc:  # rules the checks above do not repeat
@@ -306,9 +339,12 @@ def parse_roster(rows: Sequence[Mapping[str, object]], *, first_row_number: int 
 
 
 __all__ = [
+    "HEADER_ETHNIC_AREA",
+    "OPTIONAL_HEADERS",
     "REQUIRED_HEADERS",
     "ROSTER_HEADERS",
     "derive_org_id",
     "organisation_row",
     "parse_roster",
+    "roster_headers",
 ]

@@ -290,7 +290,8 @@ def build_org_plan(
     *,
     round_id: str,
 ) -> OrgPlan:
-    """The organisation's own plan: its type's steps (分类指导) and the round's deadlines."""
+    """The organisation's own plan: its type's steps (分类指导), those of a 少数民族聚居地区
+    when the roster flags it, and the round's deadlines."""
     return OrgPlan(
         campaign_id=plan.id,
         round_id=round_id,
@@ -301,7 +302,9 @@ def build_org_plan(
                 phase=w.phase,
                 opens_at=w.opens_at,
                 deadline=w.deadline,
-                steps=round_plan.phase(w.phase).steps_for(organisation.type),
+                steps=round_plan.phase(w.phase).steps_for(
+                    organisation.type, ethnic_area=organisation.ethnic_area
+                ),
             )
             for w in schedule.windows
         ),

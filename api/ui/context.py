@@ -50,11 +50,14 @@ class RoundInfo:
             return []
         return [(i, r.name) for i, r in enumerate(self.plan.ladder_for(self.round_plan).rungs)]
 
-    def steps(self, phase: Phase, org_type: OrgType) -> tuple[StepPlan, ...]:
-        """The steps (with evidence fields) an organisation of ``org_type`` has in ``phase``."""
+    def steps(
+        self, phase: Phase, org_type: OrgType, *, ethnic_area: bool = False
+    ) -> tuple[StepPlan, ...]:
+        """The steps (with evidence fields) an organisation of ``org_type`` has in ``phase``
+        (with those of a 少数民族聚居地区 when ``ethnic_area``)."""
         if self.round_plan is None or phase is Phase.COMPLETED:
             return ()
-        return self.round_plan.phase(phase).steps_for(org_type)
+        return self.round_plan.phase(phase).steps_for(org_type, ethnic_area=ethnic_area)
 
     def field_labels(self) -> dict[str, str]:
         """Evidence field names to their Chinese labels, over every step of the round."""
@@ -63,7 +66,7 @@ class RoundInfo:
         labels: dict[str, str] = {}
         for phase in self.round_plan.phases:
             extra = [s for steps in phase.extra_steps.values() for s in steps]
-            for step in (*phase.steps, *extra):
+            for step in (*phase.steps, *extra, *phase.ethnic_area_steps):
                 labels.update({f.name: f.label for f in step.evidence})
         return labels
 

@@ -651,7 +651,12 @@ def _step_values(
     with sessions() as session:
         org = visible_organisation(session, caller, org_id)
         _, plan = round_plan(session, round_id)
-        steps = [s for p in plan.phases for s in p.steps_for(org.type) if s.id == step_id]
+        steps = [
+            s
+            for p in plan.phases
+            for s in p.steps_for(org.type, ethnic_area=org.ethnic_area)
+            if s.id == step_id
+        ]
         fields = [f for s in steps for f in s.evidence if f.kind is FieldKind.MEMBER_COMMITMENTS]
         if not fields:
             raise InvalidInput(

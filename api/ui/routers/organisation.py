@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
 from activities.tables import UploadedFileRow
 from api.blocking import run_sync
@@ -22,6 +22,7 @@ from api.ui.org_view import OrgView, load_records, load_state
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
 from api.ui.supervise import extend, remind, require_supervisor
+from api.uploads import UploadStorageDep, download_response
 from chuangzheng.services.forecast import kept_forecasts
 from domain.forecast import Forecast
 from domain.organisation import Role
@@ -78,7 +79,10 @@ async def organisation_page(
     # The current phase's step plans: who may write or decide each step (领导点评).
     steps: dict[str, Any] = {}
     if view.state is not None and view.state.phase in WORKING_PHASES:
-        steps = {s.id: s for s in info.steps(view.state.phase, view.org.type)}
+        steps = {
+            s.id: s
+            for s in info.steps(view.state.phase, view.org.type, ethnic_area=view.org.ethnic_area)
+        }
     return page(
         request,
         "organisation.html",
@@ -153,13 +157,20 @@ def download(
     org_id: str,
     sha256: str,
     session: SessionDep,
-    settings: SettingsDep,
+    storage: UploadStorageDep,
     user: UiUser,
 ) -> Response:
-    """An uploaded evidence file, for those who may see the organisation."""
+    """An uploaded evidence file, for those who may see the organisation (streamed from the
+    configured storage: a directory or an S3-compatible bucket)."""
     visible_organisation(session, user, org_id)
     row = session.get(UploadedFileRow, f"{round_id}/{org_id}/{sha256}")
-    path = settings.upload_directory / sha256[:2] / sha256
-    if row is None or not path.is_file():
+    served = (
+        None
+        if row is None
+        else download_response(
+            storage, sha256, filename=row.filename, content_type=row.content_type
+        )
+    )
+    if row is None or served is None:
         raise not_found("文件不存在")
-    return FileResponse(path, media_type=row.content_type, filename=row.filename)
+    return served

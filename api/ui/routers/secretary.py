@@ -55,7 +55,10 @@ async def my_tasks(
     view = await org_view(session, client, user, _my_org(user), info.round_id)
     steps: dict[str, Any] = {}
     if view.state is not None and view.state.phase is not Phase.COMPLETED:
-        steps = {s.id: s for s in info.steps(view.state.phase, view.org.type)}
+        steps = {
+            s.id: s
+            for s in info.steps(view.state.phase, view.org.type, ethnic_area=view.org.ethnic_area)
+        }
     return page(
         request,
         "secretary.html",
@@ -105,7 +108,8 @@ async def submit(
     view = await org_view(session, client, user, org_id, info.round_id)
     if view.state is None or view.state.phase is Phase.COMPLETED:
         return redirect(back, round=info.round_id, error="当前没有需要提交的步骤")
-    step = next((s for s in info.steps(view.state.phase, view.org.type) if s.id == step_id), None)
+    own_steps = info.steps(view.state.phase, view.org.type, ethnic_area=view.org.ethnic_area)
+    step = next((s for s in own_steps if s.id == step_id), None)
     if step is None:
         return redirect(back, round=info.round_id, error="没有该步骤")
 
