@@ -75,6 +75,10 @@ class Role(StrEnum):
     ASSESSMENT_GROUP = "assessment_group"
     # 党员领导干部 with a 联系点 (seed 002 §六(一)): reads the organisations linked to them.
     LEADING_CADRE = "leading_cadre"
+    # Above the county (many counties on one deployment): the organisation departments of a
+    # city or province read the counties their account names and act in none of them.
+    CITY_OFFICE = "city_office"
+    PROVINCE_OFFICE = "province_office"
 
     @property
     def label(self) -> str:
@@ -90,7 +94,17 @@ _ROLE_LABELS: dict[Role, str] = {
     Role.SECRETARY: "书记",
     Role.ASSESSMENT_GROUP: "考核组",
     Role.LEADING_CADRE: "党员领导干部",
+    Role.CITY_OFFICE: "市委组织部",
+    Role.PROVINCE_OFFICE: "省委组织部",
 }
+
+#: Roles above the county: they supervise several counties read-only.
+ABOVE_COUNTY_ROLES: frozenset[Role] = frozenset({Role.CITY_OFFICE, Role.PROVINCE_OFFICE})
+
+#: The county a single-county deployment runs as (``make run``, every row written before
+#: counties existed): the code migration 0009 gives existing rows.
+DEFAULT_COUNTY = "default"
+DEFAULT_COUNTY_NAME = "本县"
 
 
 SUPERVISOR_ROLES: frozenset[Role] = frozenset(
@@ -111,6 +125,9 @@ class Organisation(BaseModel):
     instructor: str = Field(min_length=1, description="指导员姓名或账号")
     secretary: str = Field(min_length=1, description="书记姓名或账号")
     member_count: int = Field(ge=1, le=100_000)
+    # The county (tenant) the organisation belongs to; never part of a roster file: the
+    # import writes into the importing county office's county.
+    county: str = Field(default=DEFAULT_COUNTY, min_length=1, max_length=64)
 
 
 class Supervisor(BaseModel):

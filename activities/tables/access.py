@@ -17,6 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from activities.tables.base import ENUM, ID, LONG_ID, NAME, Base
+from domain.organisation import DEFAULT_COUNTY
 
 
 class AuditRow(Base):
@@ -57,9 +58,15 @@ class UserRow(Base):
     """
 
     __tablename__ = "users"
-    __table_args__ = (Index("ix_users_role_scope", "role", "scope_key"),)
+    # Scope keys repeat across counties (城关镇), so the lookup leads with the county (0009).
+    __table_args__ = (Index("ix_users_county_role_scope", "county", "role", "scope_key"),)
 
     username: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    # The county the account works in; for a city or province office (``Role.CITY_OFFICE``,
+    # ``Role.PROVINCE_OFFICE``) the counties it supervises are ``account_counties`` rows.
+    county: Mapped[str] = mapped_column(
+        String(ID), default=DEFAULT_COUNTY, server_default=DEFAULT_COUNTY
+    )
     display_name: Mapped[str] = mapped_column(String(NAME))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(ENUM))
@@ -70,6 +77,15 @@ class UserRow(Base):
     session_version: Mapped[int] = mapped_column(Integer, server_default="0")
     updated_at: Mapped[datetime | None]
     password_changed_at: Mapped[datetime | None]
+
+
+class AccountCountyRow(Base):
+    """A county a city or province office's account supervises (reads, never acts in)."""
+
+    __tablename__ = "account_counties"
+
+    username: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    county: Mapped[str] = mapped_column(String(ID), primary_key=True)
 
 
 class ActivationCodeRow(Base):

@@ -17,6 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from activities.tables.base import ENUM, ID, LONG_ID, NAME, Base
+from domain.organisation import DEFAULT_COUNTY
 
 
 class CampaignEventRow(Base):
@@ -112,8 +113,15 @@ class RoundRow(Base):
     """A campaign round (one run of the plan over the county's organisations)."""
 
     __tablename__ = "rounds"
+    # A county's rounds, newest first (the round lists and the province view; 0009).
+    __table_args__ = (Index("ix_rounds_county_starts_at", "county", "starts_at"),)
 
     round_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    # The county whose organisations the round runs over (a round never spans counties, so
+    # its status, events, notices and files belong to this county through ``round_id``).
+    county: Mapped[str] = mapped_column(
+        String(ID), default=DEFAULT_COUNTY, server_default=DEFAULT_COUNTY
+    )
     name: Mapped[str] = mapped_column(String(NAME))
     campaign_id: Mapped[str] = mapped_column(String(ID))
     round_plan_id: Mapped[str] = mapped_column(String(ID))

@@ -14,13 +14,31 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from activities.tables.base import ENUM, ID, NAME, Base
+from domain.organisation import DEFAULT_COUNTY
+
+
+class CountyRow(Base):
+    """A county (县), the tenant: its organisations, townships, accounts and rounds carry its
+    ``code``; rows keyed by round or organisation (events, status, notices, files…) belong
+    to the county of their round or organisation. A single-county deployment is the one row
+    ``domain.organisation.DEFAULT_COUNTY`` (migration 0009 and ``create_schema`` write it)."""
+
+    __tablename__ = "counties"
+
+    code: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME))
+    created_at: Mapped[datetime]
 
 
 class TownshipRow(Base):
-    """A township or street office (乡镇/街道) named in the roster."""
+    """A township or street office (乡镇/街道) named in the roster; names repeat across
+    counties (城关镇), so the key is (county, name)."""
 
     __tablename__ = "townships"
 
+    county: Mapped[str] = mapped_column(
+        String(ID), primary_key=True, default=DEFAULT_COUNTY, server_default=DEFAULT_COUNTY
+    )
     name: Mapped[str] = mapped_column(String(NAME), primary_key=True)
     updated_at: Mapped[datetime]
 
@@ -40,12 +58,17 @@ class OrganisationRow(Base):
 
     __tablename__ = "organisations"
     __table_args__ = (
-        Index("ix_organisations_township", "township"),
-        Index("ix_organisations_system", "system"),
-        Index("ix_organisations_instructor", "instructor"),
+        # Every scope is inside one county: the scope conditions lead with it (0009).
+        Index("ix_organisations_county_township", "county", "township"),
+        Index("ix_organisations_county_system", "county", "system"),
+        Index("ix_organisations_county_instructor", "county", "instructor"),
     )
 
     org_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    # The organisation's county; an id never moves to another county (the import refuses).
+    county: Mapped[str] = mapped_column(
+        String(ID), default=DEFAULT_COUNTY, server_default=DEFAULT_COUNTY
+    )
     name: Mapped[str] = mapped_column(String(NAME))
     org_type: Mapped[str] = mapped_column(String(ENUM))
     township: Mapped[str] = mapped_column(String(NAME))
@@ -64,6 +87,9 @@ class PersonRoleRow(Base):
 
     __tablename__ = "person_roles"
 
+    county: Mapped[str] = mapped_column(
+        String(ID), primary_key=True, default=DEFAULT_COUNTY, server_default=DEFAULT_COUNTY
+    )
     person: Mapped[str] = mapped_column(String(NAME), primary_key=True)
     role: Mapped[str] = mapped_column(String(ENUM), primary_key=True)
     scope_key: Mapped[str] = mapped_column(String(NAME), primary_key=True)
