@@ -60,9 +60,6 @@ def server_timing(header: str | None, latency: float) -> dict[str, float]:
         phases["outside"] = latency - sum(phases.values())
     return phases
 
-    def failures(self, since: float = 0.0, until: float = float("inf")) -> int:
-        return len(self.errors)  # errors are rare; counted over the whole run
-
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
