@@ -6,6 +6,8 @@ It builds, from :class:`~chuangzheng.settings.Settings`:
 - the Temporal client (:func:`connect_temporal`): address, namespace, TLS or API key, and the
   project's data converter with the AES-GCM payload codec when encryption is on,
 - the notifier (the inbox, plus the channels of ``CZ_CHANNELS_FILE``),
+- the evidence files' storage, a directory or an S3-compatible bucket
+  (:func:`~chuangzheng.upload_storage.build_upload_storage`),
 
 and hands them over together as :class:`Services` (:func:`open_services`). Nothing is built
 at import time; tests pass their own settings (or a client, e.g. a test server's).
@@ -31,6 +33,7 @@ if TYPE_CHECKING:  # heavy imports stay inside the functions: `chuangzheng --hel
     from temporalio.service import TLSConfig
 
     from activities.notifier import Notifier
+    from chuangzheng.upload_storage import UploadStorage
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Services:
     sessions: sessionmaker[Session]
     temporal: Client
     notifier: Notifier
+    uploads: UploadStorage
 
 
 def build_database(settings: Settings, *, create_schema: bool = False) -> Database:
@@ -195,6 +199,8 @@ async def open_services(
     for them. Fails at once on a broken configuration (database URL, channels file,
     unreachable Temporal), before the process starts serving.
     """
+    from chuangzheng.upload_storage import build_upload_storage
+
     settings = settings or get_settings()
     with open_database(settings, create_schema=create_schema) as database:
         notifier = build_notifier(database.sessions, settings)
@@ -205,6 +211,7 @@ async def open_services(
             sessions=database.sessions,
             temporal=client,
             notifier=notifier,
+            uploads=build_upload_storage(settings),
         )
 
 

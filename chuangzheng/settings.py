@@ -129,11 +129,26 @@ class Settings(BaseSettings):
     # key of CZ_PAYLOAD_KEYS ("id1:base64key,id2:base64key"); all listed keys decrypt.
     payload_encryption: bool | None = None
     payload_keys: str = Field(default="", repr=False)
-    # ----- files -----
-    # Evidence uploads (content-addressed by sha256). Unset: <CZ_DATA_DIR>/uploads. Several
-    # API replicas must share it (a ReadWriteMany volume); S3-compatible storage is not
-    # implemented.
+    # ----- files (chuangzheng.upload_storage) -----
+    # Where evidence uploads (content-addressed by sha256) are stored: "directory" (below) or
+    # "s3", a bucket of an S3-compatible store that several API replicas share.
+    upload_storage: Literal["directory", "s3"] = "directory"
+    # The directory. Unset: <CZ_DATA_DIR>/uploads. Several API replicas must share it (a
+    # ReadWriteMany volume), or use s3.
     upload_dir: Path | None = None
+    # The bucket (it must exist; the service never creates buckets), the endpoint of a store
+    # other than AWS (e.g. http://minio:9000; empty: AWS for the region), the region, a key
+    # prefix inside the bucket, and the addressing style ("path" for MinIO and most
+    # self-hosted stores, "virtual" for stores that require bucket.host names).
+    upload_s3_bucket: str = ""
+    upload_s3_endpoint: str = ""
+    upload_s3_region: str = ""
+    upload_s3_prefix: str = "uploads/"
+    upload_s3_addressing_style: Literal["path", "virtual", "auto"] = "path"
+    # Credentials (secrets; both or neither). Neither: boto3's own chain (AWS_* variables, a
+    # Kubernetes service account's web identity, an instance role).
+    upload_s3_access_key_id: str = Field(default="", repr=False)
+    upload_s3_secret_access_key: str = Field(default="", repr=False)
     temporal_ui_port: int = 8233
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -248,7 +263,29 @@ class Settings(BaseSettings):
             raise ValueError("CZ_OIDC_CLIENT_ID must be set when CZ_OIDC_ISSUER is")
         self._check_temporal_connection()
         self._check_payload_encryption()
+        self._check_upload_storage()
         return self
+
+    def _check_upload_storage(self) -> None:
+        if self.upload_storage != "s3":
+            return
+        if not self.upload_s3_bucket:
+            raise ValueError("CZ_UPLOAD_S3_BUCKET must be set when CZ_UPLOAD_STORAGE=s3")
+        if bool(self.upload_s3_access_key_id) != bool(self.upload_s3_secret_access_key):
+            raise ValueError(
+                "CZ_UPLOAD_S3_ACCESS_KEY_ID and CZ_UPLOAD_S3_SECRET_ACCESS_KEY go together "
+                "(both, or neither for boto3's own credential chain)"
+            )
+        if self.upload_s3_endpoint:
+            endpoint = urlsplit(self.upload_s3_endpoint)
+            if endpoint.scheme not in ("http", "https") or not endpoint.netloc:
+                raise ValueError(
+                    "CZ_UPLOAD_S3_ENDPOINT must be a URL such as http://minio:9000 "
+                    f"(got {self.upload_s3_endpoint!r})"
+                )
+        # Keys are <prefix>ab/abcdef…: a prefix names a folder, so it ends with one slash.
+        prefix = self.upload_s3_prefix.strip("/")
+        self.upload_s3_prefix = f"{prefix}/" if prefix else ""
 
     def _check_temporal_connection(self) -> None:
         if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):

@@ -1,5 +1,6 @@
-"""Evidence file uploads: stored under the data directory by sha256, with size and type
-limits; the answer is the ``{"name", "sha256"}`` a document field takes.
+"""Evidence file uploads: stored by sha256 in the configured storage (a directory or an
+S3-compatible bucket, ``CZ_UPLOAD_STORAGE``), with size and type limits; the answer is the
+``{"name", "sha256"}`` a document field takes.
 
 Only those who act on an organisation's evidence upload (:data:`UPLOADER_ROLES`: who submits
 it and who supervises it; the read-only assessment group does not: 403), only for an
@@ -20,11 +21,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from activities.tables import CampaignStatusRow, UploadedFileRow
 from api.auth import User
 from api.blocking import run_sync
-from api.deps import CurrentUser, SessionsDep, SettingsDep
+from api.deps import CurrentUser, SessionsDep
 from api.errors import ApiError, not_found
 from api.responses import AUTHENTICATED, UPLOAD, errors
 from api.routers.organisations import visible_organisation
-from chuangzheng.settings import Settings
+from api.uploads import UploadStorageDep, storage_unavailable
+from chuangzheng.upload_storage import UploadStorage, UploadStorageError
 from domain.campaign_rules import SUBMITTER_ROLES
 from domain.organisation import SUPERVISOR_ROLES, Role
 
@@ -69,12 +71,12 @@ async def upload(
     round_id: str,
     org_id: str,
     sessions: SessionsDep,
-    settings: SettingsDep,
+    storage: UploadStorageDep,
     user: CurrentUser,
     file: Annotated[UploadFile, File()],
 ) -> dict[str, Any]:
-    """Store a file under the data directory by its sha256; the answer is the value a
-    document field of the evidence takes (``{"name", "sha256"}``)."""
+    """Store a file by its sha256; the answer is the value a document field of the evidence
+    takes (``{"name", "sha256"}``)."""
     if user.role not in UPLOADER_ROLES:
         raise ApiError(403, "forbidden", "当前角色只能查看，不能上传材料")
     await run_sync(_check_target, sessions, user, round_id, org_id)
@@ -97,7 +99,7 @@ async def upload(
         raise ApiError(422, "invalid", "请求参数有误", [{"field": "file", "reason": "文件为空"}])
     # Hashing 20MB and writing it are blocking: the threadpool, like the database.
     return await run_sync(
-        _store, sessions, settings, user, round_id, org_id, name, ALLOWED_UPLOADS[suffix], data
+        _store, sessions, storage, user, round_id, org_id, name, ALLOWED_UPLOADS[suffix], data
     )
 
 
@@ -111,7 +113,7 @@ def _check_target(sessions: sessionmaker[Session], user: User, round_id: str, or
 
 def _store(
     sessions: sessionmaker[Session],
-    settings: Settings,
+    storage: UploadStorage,
     user: User,
     round_id: str,
     org_id: str,
@@ -120,12 +122,11 @@ def _store(
     data: bytes,
 ) -> dict[str, Any]:
     sha256 = hashlib.sha256(data).hexdigest()
-    target = settings.upload_directory / sha256[:2] / sha256
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_suffix(".part")
-        temporary.write_bytes(data)
-        temporary.replace(target)  # never a half-written file under the final name
+    # The file first, its row second: a row never names a file that is not stored.
+    try:
+        storage.save(sha256, data, content_type)
+    except UploadStorageError as exc:
+        raise storage_unavailable(exc) from exc
     file_id = f"{round_id}/{org_id}/{sha256}"
     with sessions.begin() as session:
         if session.get(UploadedFileRow, file_id) is None:
