@@ -42,6 +42,8 @@ _PHASE_STATUS: dict[EventKind, PhaseStatus | None] = {
     EventKind.EXTENSION_APPROVED: None,
     EventKind.ROUND_EXTENSION_APPLIED: None,
     EventKind.CALENDAR_UPDATED: None,  # a calendar update moves the phase's deadline
+    # A plan version moves the deadline; the event carries the phase's status after it.
+    EventKind.PLAN_VERSION_APPLIED: None,
 }
 _STEP_STATUS: dict[EventKind, StepStatus] = {
     EventKind.SUBMITTED: StepStatus.SUBMITTED,
@@ -185,6 +187,10 @@ class _Projector:
             values["deadline"] = datetime.fromisoformat(detail["deadline"])
         if "new_deadline" in detail:
             values["deadline"] = datetime.fromisoformat(detail["new_deadline"])
+        if event.kind == EventKind.PLAN_VERSION_APPLIED and "status" in detail:
+            # An overdue phase whose deadline moved past now is open again; one still past
+            # its (new) deadline stays overdue: the workflow says which.
+            values["status"] = PhaseStatus(detail["status"]).value
         if event.kind == EventKind.PHASE_OPENED:
             values["opened_at"] = event.at
         if event.kind == EventKind.PHASE_COMPLETED:

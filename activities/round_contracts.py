@@ -40,6 +40,7 @@ class RoundSignalKind(StrEnum):
 
     APPLY_ROUND_EXTENSION = "apply_round_extension"
     APPLY_CALENDAR = "apply_calendar"
+    APPLY_PLAN_VERSION = "apply_plan_version"
     CLOSE_ROUND = "close_round"
     SET_BEHIND_SCHEDULE = "set_behind_schedule"
 

@@ -30,7 +30,7 @@ from domain.machine import PhaseStatus
 from domain.notices import Notice
 from domain.organisation import SUPERVISOR_ROLES, Organisation, Role
 from domain.phases import Phase
-from domain.plan import DEFAULT_SUBMITTERS, StepPlan, StepProcedure
+from domain.plan import DEFAULT_SUBMITTERS, LadderPlan, StepPlan, StepProcedure
 from domain.schedule import OrgPlan, check_deadline_in_calendar
 from domain.state import (
     Actor,
@@ -147,9 +147,18 @@ class CampaignRules:
         self.calendar: WorkingCalendar = (
             state.calendar or plan.pinned_calendar or plan.calendar.build()
         )
-        self.ladder = plan.ladder
         self.pending_events: list[CampaignEvent] = []
         self.pending_notices: list[Notice] = []
+
+    @property
+    def ladder(self) -> LadderPlan:
+        """The ladder the current phase climbs: the plan version's (``state.ladder``, else
+        the plan's), except in a phase that had started climbing before the version came,
+        which finishes on the ladder it started (``domain.plan_version``)."""
+        state = self.state
+        if state.climbing_ladder is not None and state.climbing_phase is state.phase:
+            return state.climbing_ladder
+        return state.ladder or self.plan.ladder
 
     # ----- bookkeeping -------------------------------------------------------------------
     def emit(self, kind: EventKind, now: datetime, **fields: object) -> None:

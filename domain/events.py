@@ -38,6 +38,9 @@ class EventKind(StrEnum):
     ROUND_EXTENSION_APPLIED = "round_extension_applied"
     # The county office applied new calendar data to the round (old and new deadlines).
     CALENDAR_UPDATED = "calendar_updated"
+    # The county office applied a new version of the round's plan (domain.plan_version):
+    # old and new deadlines, the version and what it changed.
+    PLAN_VERSION_APPLIED = "plan_version_applied"
     # The round's cohort check (yellow light) and its close.
     BEHIND_SCHEDULE = "behind_schedule"
     BACK_ON_SCHEDULE = "back_on_schedule"
@@ -70,6 +73,7 @@ _LABELS: dict[EventKind, str] = {
     EventKind.EXTENSION_REJECTED: "驳回延期",
     EventKind.ROUND_EXTENSION_APPLIED: "统一延期",
     EventKind.CALENDAR_UPDATED: "更新节假日日历",
+    EventKind.PLAN_VERSION_APPLIED: "调整活动计划",
     EventKind.BEHIND_SCHEDULE: "滞后于序时进度",
     EventKind.BACK_ON_SCHEDULE: "恢复序时进度",
     EventKind.ROUND_CLOSED: "轮次结束",

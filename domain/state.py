@@ -25,6 +25,7 @@ from domain.lights import Light
 from domain.machine import PhaseStatus, StepStatus
 from domain.organisation import Role
 from domain.phases import Phase
+from domain.plan import LadderPlan
 
 
 class Actor(BaseModel):
@@ -207,6 +208,15 @@ class CampaignState(BaseModel):
     # replacing the one pinned in the plan; None until the first update.
     calendar: PinnedCalendar | None = None
     applied_calendar_updates: list[str] = Field(default_factory=list)
+    # The round's plan version (``domain.plan_version``): its ladder, replacing the plan's
+    # (None until the first version after kick-off), and the version applied by id. A phase
+    # whose ladder had already started climbing when a version came finishes on the ladder
+    # it started (``climbing_phase``, ``climbing_ladder``): its fired rungs keep their place.
+    plan_version: int = 1
+    applied_plan_versions: list[str] = Field(default_factory=list)
+    ladder: LadderPlan | None = None
+    climbing_phase: Phase | None = None
+    climbing_ladder: LadderPlan | None = None
     light: Light = Light.GREEN
     # Set by the round's periodic cohort check (domain.cohort); the light shows it as yellow.
     behind_schedule: bool = False

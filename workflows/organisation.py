@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.lights import Light
     from domain.notices import Notice
     from domain.phases import Phase
+    from domain.plan_version import PlanVersionChange, apply_plan_version
     from domain.state import CampaignEvent
     from workflows import search_attributes as sa
     from workflows.activity_refs import DELIVER_NOTICES, RECORD_EVENTS, execute, execute_local
@@ -382,6 +383,15 @@ class OrganisationCampaignWorkflow:
         """The county office's calendar update (new holiday data) from the round workflow:
         open deadlines and timers move, completed phases stay (applied once per id)."""
         if self._campaign.apply_calendar(cmd, workflow.now()):
+            self._wake = True
+
+    @workflow.signal
+    def apply_plan_version(self, cmd: PlanVersionChange) -> None:
+        """A new version of the round's plan from the round workflow: open deadlines and
+        timers move, completed phases stay, a phase already climbing its ladder finishes on
+        it (``domain.plan_version``; applied once per ``version_id``). A new handler: runs
+        recorded before it never received it and replay unchanged."""
+        if apply_plan_version(self._campaign, cmd, workflow.now()):
             self._wake = True
 
     @workflow.signal

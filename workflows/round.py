@@ -66,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.calendar import SHANGHAI, OutsidePinnedCalendar, PinnedCalendar, local_date
     from domain.organisation import Role
     from domain.phases import WORKING_PHASES, Phase
+    from domain.plan_version import PlanVersionChange
     from domain.schedule import RoundSchedule
     from workflows import activity_refs as refs
     from workflows.common import ACTIVITY_RETRY, ACTIVITY_TIMEOUT
@@ -78,6 +79,7 @@ with workflow.unsafe.imports_passed_through():
         RoundAction,
         RoundActionKind,
         RoundActionResult,
+        RoundPlanState,
         RoundState,
     )
 
@@ -194,7 +196,8 @@ class CampaignRound:
         return RoundScope(
             round_id=terms.round_id,
             round_workflow_id=round_workflow_id(terms.round_id),
-            plan_ref=self._plan_ref,
+            # The plan version in force: later starters get its ladder and deadlines.
+            plan_ref=self._state.plan_ref or self._plan_ref,
             round_plan_id=terms.round_plan_id,
             roster_source=terms.roster_source,
         )
@@ -273,6 +276,11 @@ class CampaignRound:
     def _action_signal(self, index: int) -> RoundSignal:
         """The organisations' signal for the round's ``index``-th action."""
         action = self._state.actions[index]
+        if action.plan_version is not None:
+            return RoundSignal(
+                kind=RoundSignalKind.APPLY_PLAN_VERSION,
+                payload=action.plan_version.model_dump(mode="json"),
+            )
         if action.calendar is not None:
             return RoundSignal(
                 kind=RoundSignalKind.APPLY_CALENDAR,
@@ -293,11 +301,14 @@ class CampaignRound:
 
     def _action_id(self, index: int) -> str:
         """``<round>/round-ext-<n>`` for the n-th extension (the id organisations dedupe
-        by), ``<round>/calendar/<update id>`` for a calendar update."""
+        by), ``<round>/calendar/<update id>`` for a calendar update, ``<round>/plan-v<n>``
+        for the plan's n-th version."""
         actions = self._state.actions
         action = actions[index]
         if action.kind is RoundActionKind.CALENDAR:
             return f"{self._terms.round_id}/calendar/{action.request_id}"
+        if action.plan_version is not None:
+            return f"{self._terms.round_id}/plan-v{action.plan_version.version}"
         number = sum(1 for a in actions[: index + 1] if a.kind is RoundActionKind.EXTENSION)
         return f"{self._terms.round_id}/round-ext-{number}"
 
@@ -513,6 +524,77 @@ class CampaignRound:
             w.phase for w in schedule.windows
         ]:
             raise ApplicationError("新日历的阶段与本轮不一致", type="invalid", non_retryable=True)
+
+    @workflow.query
+    def plan_state(self) -> RoundPlanState:
+        """The plan version in force, its plan's reference and the round's schedule."""
+        state = self._state
+        return RoundPlanState(
+            version=state.plan_version,
+            plan_ref=state.plan_ref or self._plan_ref,
+            schedule=state.schedule,
+            closed=state.close is not None,
+        )
+
+    @workflow.update
+    def apply_plan_version(self, cmd: PlanVersionChange) -> RoundActionResult:
+        """Apply a new version of the round's plan (``domain.plan_version``): numbered here,
+        it becomes the round's plan and schedule (later starters get it) and every started
+        organisation gets ``apply_plan_version``; once per ``version_id``. New handlers only:
+        histories recorded before them have no such Update and replay unchanged."""
+        state = self._state
+        for index, earlier in enumerate(state.actions):
+            if earlier.plan_version is not None and earlier.request_id == cmd.version_id:
+                return RoundActionResult(
+                    action_id=self._action_id(index),
+                    applied=False,
+                    version=earlier.plan_version.version,
+                )
+        version = state.plan_version + 1
+        change = cmd.model_copy(update={"version": version})
+        state.plan_version, state.plan_ref = version, cmd.plan_ref
+        if state.schedule is not None:
+            moved = state.schedule.model_copy(update={"windows": cmd.windows})
+            if cmd.calendar is not None:
+                moved = moved.model_copy(update={"calendar": cmd.calendar})
+            state.schedule = moved
+        result = self._add(
+            RoundAction(
+                kind=RoundActionKind.PLAN_VERSION, request_id=cmd.version_id, plan_version=change
+            )
+        )
+        return result.model_copy(update={"version": version})
+
+    @apply_plan_version.validator
+    def _validate_plan_version(self, cmd: PlanVersionChange) -> None:
+        if cmd.actor.role is not Role.COUNTY_OFFICE:
+            raise ApplicationError(
+                "只有县委活动办可以调整本轮计划", type="forbidden", non_retryable=True
+            )
+        if self._seen(RoundActionKind.PLAN_VERSION, cmd.version_id):
+            return  # a retry: answered, not applied again
+        if not cmd.reason.strip():
+            raise ApplicationError(
+                "调整计划必须填写理由", type="reason_required", non_retryable=True
+            )
+        state = self._state
+        if state.close is not None:
+            raise ApplicationError("本轮活动已结束", type="round_closed", non_retryable=True)
+        if state.schedule is None:
+            raise ApplicationError(
+                "本轮尚未完成启动，请稍后再调整计划", type="not_started", non_retryable=True
+            )
+        if cmd.base_version is not None and cmd.base_version != state.plan_version:
+            raise ApplicationError(
+                f"本轮计划已调整为第{state.plan_version}版，请基于最新版本重新起草"
+                f"（草稿基于第{cmd.base_version}版）",
+                type="stale_version",
+                non_retryable=True,
+            )
+        if [w.phase for w in cmd.windows] != [w.phase for w in state.schedule.windows]:
+            raise ApplicationError(
+                "新版计划的阶段必须与本轮相同、顺序一致", type="invalid", non_retryable=True
+            )
 
     @workflow.update
     def close(self, cmd: CloseRound) -> RoundActionResult:

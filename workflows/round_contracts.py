@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from activities.round_contracts import RoundAggregate, RoundStatus
 from domain.actions import CalendarUpdate, CloseRound
 from domain.cohort import DEFAULT_TOLERANCE
+from domain.plan_version import PlanVersionChange
 from domain.schedule import RoundSchedule
 from domain.state import Actor
 from workflows.contracts import RoundExtensionRequest
@@ -64,11 +65,13 @@ class RoundActionKind(StrEnum):
 
     EXTENSION = "extension"
     CALENDAR = "calendar"
+    PLAN_VERSION = "plan_version"
 
 
 class RoundAction(BaseModel):
     """One round-wide action as the round keeps it: its kind, its idempotency key, and the
-    county office's request (exactly one of ``extension`` and ``calendar``)."""
+    county office's request (exactly one of ``extension``, ``calendar`` and
+    ``plan_version``)."""
 
     model_config = _FROZEN
 
@@ -76,6 +79,7 @@ class RoundAction(BaseModel):
     request_id: str
     extension: RoundExtensionRequest | None = None
     calendar: CalendarUpdate | None = None
+    plan_version: PlanVersionChange | None = None
 
 
 class RoundState(BaseModel):
@@ -91,6 +95,10 @@ class RoundState(BaseModel):
     actions_sent: int = 0
     close: CloseRound | None = None
     close_sent: bool = False
+    # The plan version in force (``domain.plan_version``): 1 and the input's ``plan_ref``
+    # until the county office applies a new version; later starters get its plan.
+    plan_version: int = 1
+    plan_ref: str | None = None
     next_check: datetime | None = None
     # The last aggregate fetched from the read model (what the ``progress`` query answers).
     last: RoundAggregate | None = None
@@ -122,3 +130,17 @@ class RoundActionResult(BaseModel):
     action_id: str
     # False: the same request id was applied before; nothing new was added.
     applied: bool
+    # A plan version's number (``apply_plan_version``); None for the other actions.
+    version: int | None = None
+
+
+class RoundPlanState(BaseModel):
+    """The ``plan_state`` query: the plan version in force, its plan's content address and
+    the round's schedule as it stands (what a new version is resolved against)."""
+
+    model_config = _FROZEN
+
+    version: int
+    plan_ref: str
+    schedule: RoundSchedule | None
+    closed: bool
