@@ -8,6 +8,7 @@ errors, a missing workflow 404, a timeout or an unreachable server 503 with ``Re
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TypeVar
 
 from temporalio.client import Client
@@ -29,9 +30,16 @@ async def update(
         raise as_api_error(exc) from None
 
 
-async def query(client: Client, workflow_id: str, name: str, result_type: type[T]) -> T:
+async def query(
+    client: Client,
+    workflow_id: str,
+    name: str,
+    result_type: type[T],
+    *,
+    rpc_timeout: timedelta = calls.QUERY_RPC_TIMEOUT,
+) -> T:
     """Run a query; a missing workflow is a 404, an unanswered one a 503."""
     try:
-        return await calls.query(client, workflow_id, name, result_type)
+        return await calls.query(client, workflow_id, name, result_type, rpc_timeout=rpc_timeout)
     except ServiceError as exc:
         raise as_api_error(exc) from None
