@@ -30,9 +30,10 @@ $(VENDOR)/echarts.min.js: ui/package.json ui/package-lock.json
 	cp ui/node_modules/echarts/dist/echarts.min.js $@
 
 # No -n: the Temporal servers are session and module fixtures of one process. Then the workflow
-# suite once more with every workflow task replayed (test-nocache, below).
+# suite once more with every workflow task replayed (test-nocache, below). The slowest tests
+# are listed at the end, to keep the suite within its 15 minutes.
 test: venv assets
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15
 	$(NOCACHE_PYTEST) $(NOCACHE_DESELECT)
 
 # The same suite in a random order (pytest-randomly prints its seed; repeat an order with
