@@ -194,6 +194,17 @@ def describe_ladder_changes(old: LadderPlan, new: LadderPlan) -> list[str]:
                 f"调整为（{_rung_text(rung)}）"
             )
     lines.extend(f"取消督办“{rung.name}”" for rung in remaining)
+    # The 预警 rung before the deadline (read by name: plans may not have it).
+    before, after = getattr(old, "early_warning", None), getattr(new, "early_warning", None)
+    if before != after:
+        if after is None:
+            lines.append("取消预警")
+        elif before is None:
+            lines.append(f"新增预警（阈值{after.threshold:.0%}）")
+        elif before.threshold != after.threshold:
+            lines.append(f"预警阈值由{before.threshold:.0%}调整为{after.threshold:.0%}")
+        else:
+            lines.append("预警的对象或内容有调整")
     if not lines and [r.name for r in old.rungs] != [r.name for r in new.rungs]:
         lines.append("督办层级顺序调整为：" + " → ".join(r.name for r in new.rungs))
     return lines

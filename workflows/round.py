@@ -534,6 +534,11 @@ class CampaignRound:
             plan_ref=state.plan_ref or self._plan_ref,
             schedule=state.schedule,
             closed=state.close is not None,
+            version_ids={
+                a.request_id: a.plan_version.version
+                for a in state.actions
+                if a.plan_version is not None
+            },
         )
 
     @workflow.update

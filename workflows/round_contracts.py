@@ -144,3 +144,5 @@ class RoundPlanState(BaseModel):
     plan_ref: str
     schedule: RoundSchedule | None
     closed: bool
+    # Every version applied after kick-off, by its idempotency key (a handful per round).
+    version_ids: dict[str, int] = Field(default_factory=dict)
