@@ -195,14 +195,15 @@ def describe_ladder_changes(old: LadderPlan, new: LadderPlan) -> list[str]:
             )
     lines.extend(f"取消督办“{rung.name}”" for rung in remaining)
     # The 预警 rung before the deadline (read by name: plans may not have it).
-    before, after = getattr(old, "early_warning", None), getattr(new, "early_warning", None)
-    if before != after:
-        if after is None:
+    warn_old: Any = getattr(old, "early_warning", None)
+    warn_new: Any = getattr(new, "early_warning", None)
+    if warn_old != warn_new:
+        if warn_new is None:
             lines.append("取消预警")
-        elif before is None:
-            lines.append(f"新增预警（阈值{after.threshold:.0%}）")
-        elif before.threshold != after.threshold:
-            lines.append(f"预警阈值由{before.threshold:.0%}调整为{after.threshold:.0%}")
+        elif warn_old is None:
+            lines.append(f"新增预警（阈值{warn_new.threshold:.0%}）")
+        elif warn_old.threshold != warn_new.threshold:
+            lines.append(f"预警阈值由{warn_old.threshold:.0%}调整为{warn_new.threshold:.0%}")
         else:
             lines.append("预警的对象或内容有调整")
     if not lines and [r.name for r in old.rungs] != [r.name for r in new.rungs]:
