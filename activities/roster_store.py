@@ -21,7 +21,15 @@ from sqlalchemy.orm import Session
 from activities.db import upsert_insert
 from activities.roster_files import read_roster_file
 from activities.tables import OrganisationRow, organisations, person_roles, systems, townships
-from domain.organisation import SYSTEM_LABELS, Organisation, OrgType, Role, Roster, System
+from domain.organisation import (
+    DEFAULT_COUNTY,
+    SYSTEM_LABELS,
+    Organisation,
+    OrgType,
+    Role,
+    Roster,
+    System,
+)
 from domain.roster_import import organisation_row, roster_headers
 
 
@@ -70,28 +78,41 @@ def _org_values(org: Organisation, row_number: int, now: datetime) -> dict[str, 
     }
 
 
-def store_roster(session: Session, roster: Roster, *, now: datetime | None = None) -> ImportReport:
-    """Write ``roster`` into the session's transaction (the caller commits or rolls back).
+def store_roster(
+    session: Session,
+    roster: Roster,
+    *,
+    now: datetime | None = None,
+    county: str = DEFAULT_COUNTY,
+) -> ImportReport:
+    """Write ``roster`` into the session's transaction (the caller commits or rolls back) as
+    the roster of ``county``: only that county's organisations, townships and people are
+    compared, deactivated and rebuilt (the caller checks that no listed id belongs to
+    another county: ``chuangzheng.services.roster``).
 
     Rows whose state did not change are left as they are (``updated_at`` included), so the
     report and the rows agree about what an import changed."""
     now = now or datetime.now(UTC)
-    stored = {row.org_id: row for row in session.scalars(select(OrganisationRow))}
+    stored = {
+        row.org_id: row
+        for row in session.scalars(select(OrganisationRow).where(OrganisationRow.county == county))
+    }
     listed = [o.id for o in roster.organisations]
 
     for system, label in SYSTEM_LABELS.items():
         stmt = upsert_insert(session, systems).values(key=system.value, label=label)
         session.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"label": label}))
     for name in roster.townships():
-        stmt = upsert_insert(session, townships).values(name=name, updated_at=now)
+        stmt = upsert_insert(session, townships).values(county=county, name=name, updated_at=now)
         session.execute(
-            stmt.on_conflict_do_update(index_elements=["name"], set_={"updated_at": now})
+            stmt.on_conflict_do_update(index_elements=["county", "name"], set_={"updated_at": now})
         )
     added: list[dict[str, object]] = []
     updated = reactivated = unchanged = 0
     reactivated_ids: list[str] = []
     for index, org in enumerate(roster.organisations):
         values = _org_values(org, index + 1, now)
+        values["county"] = county
         row = stored.get(org.id)
         if row is None:
             added.append(values)
@@ -118,7 +139,7 @@ def store_roster(session: Session, roster: Roster, *, now: datetime | None = Non
         stored[org_id].updated_at = now
     session.flush()
     # People and their roles are wholly derived from the roster: rebuild them.
-    session.execute(delete(person_roles))
+    session.execute(delete(person_roles).where(person_roles.c.county == county))
     people = {(o.secretary, Role.SECRETARY.value, o.id) for o in roster.organisations} | {
         (o.instructor, Role.INSTRUCTOR.value, o.instructor) for o in roster.organisations
     }
@@ -126,7 +147,7 @@ def store_roster(session: Session, roster: Roster, *, now: datetime | None = Non
         session.execute(
             person_roles.insert(),
             [
-                {"person": p, "role": r, "scope_key": k, "updated_at": now}
+                {"county": county, "person": p, "role": r, "scope_key": k, "updated_at": now}
                 for p, r, k in sorted(people)
             ],
         )
@@ -160,12 +181,20 @@ def _to_organisation(row: OrganisationRow) -> Organisation:
         secretary=row.secretary,
         member_count=row.member_count,
         ethnic_area=bool(row.ethnic_area),
+        county=row.county,
     )
 
 
-def load_roster(session: Session, *, include_inactive: bool = False) -> Roster:
-    """The stored roster in import order (active organisations unless asked otherwise)."""
-    query = select(OrganisationRow).order_by(OrganisationRow.row_number, OrganisationRow.org_id)
+def load_roster(
+    session: Session, *, include_inactive: bool = False, county: str = DEFAULT_COUNTY
+) -> Roster:
+    """``county``'s stored roster in import order (active organisations unless asked
+    otherwise)."""
+    query = (
+        select(OrganisationRow)
+        .where(OrganisationRow.county == county)
+        .order_by(OrganisationRow.row_number, OrganisationRow.org_id)
+    )
     if not include_inactive:
         query = query.where(OrganisationRow.active.is_(True))
     return Roster(organisations=tuple(_to_organisation(r) for r in session.scalars(query)))
@@ -190,7 +219,7 @@ def roster_csv(roster: Roster) -> str:
     return buffer.getvalue()
 
 
-def write_roster_snapshot(session: Session, path: Path) -> Path:
+def write_roster_snapshot(session: Session, path: Path, *, county: str = DEFAULT_COUNTY) -> Path:
     """Write the active roster to ``path`` as CSV (the round workflow's roster source).
 
     A snapshot, not a live view: a round keeps the organisations it was kicked off with
@@ -198,7 +227,7 @@ def write_roster_snapshot(session: Session, path: Path) -> Path:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(roster_csv(load_roster(session)), encoding="utf-8")
+    temporary.write_text(roster_csv(load_roster(session, county=county)), encoding="utf-8")
     temporary.replace(path)  # atomic: a reader never sees half a file
     return path
 

@@ -20,4 +20,6 @@ def service_caller(user: User, request: Request | None = None) -> Caller:
         actor=Actor(user=user.username, name=user.display_name, role=user.role, ip=ip),
         covers=lambda org: covers(user, org),
         condition=scope_condition(user),
+        county=user.county,
+        counties=user.counties,
     )

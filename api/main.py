@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from temporalio.client import Client
 
 from api.blocking import install_loop_guard, shutdown_parse_pool
@@ -30,6 +30,7 @@ from api.routers import (
     commitment_ledger,
     commitments,
     contact_points,
+    counties,
     deliveries,
     evaluations,
     files,
@@ -49,6 +50,7 @@ from api.routers import (
     users,
 )
 from api.security import SecurityMiddleware
+from api.tenancy import api_county_guard
 from api.ui import routes as ui_routes
 from chuangzheng.bootstrap import open_services
 from chuangzheng.settings import Settings
@@ -119,10 +121,42 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         inspections,
         supervision_records,
         contact_points,
+        counties,
         ui_routes,
     ):
-        app.include_router(module.router)
+        # Many counties (api.tenancy): the routers of signed-in callers check the county of
+        # the round and organisation a request names, and refuse writes from above a county.
+        guard = [Depends(api_county_guard)] if module in _COUNTY_GUARDED else []
+        app.include_router(module.router, dependencies=guard)
     return app
+
+
+#: The routers whose every route has a signed-in caller (sign-in itself, health, metrics,
+#: the codec, the public pages and the pages, which guard their own, are left out).
+_COUNTY_GUARDED = (
+    accounts,
+    rounds,
+    organisations,
+    roster,
+    audit,
+    actions,
+    files,
+    supervision,
+    notices,
+    reports,
+    deliveries,
+    members,
+    commitments,
+    commitment_ledger,
+    commendation,
+    honours,
+    evaluations,
+    rectification_orders,
+    inspections,
+    supervision_records,
+    contact_points,
+    counties,
+)
 
 
 app = create_app()

@@ -40,6 +40,9 @@ class ScopeKind(StrEnum):
 
 SCOPE_KINDS: dict[Role, ScopeKind] = {
     Role.COUNTY_OFFICE: ScopeKind.NONE,
+    # Above the county: their counties are ``account_counties`` rows, not a scope key.
+    Role.CITY_OFFICE: ScopeKind.NONE,
+    Role.PROVINCE_OFFICE: ScopeKind.NONE,
     Role.ASSESSMENT_GROUP: ScopeKind.NONE,
     Role.GUIDANCE_GROUP: ScopeKind.SYSTEM,
     Role.TOWNSHIP: ScopeKind.TOWNSHIP,

@@ -24,7 +24,7 @@ from api.auth import User
 from api.deps import CurrentUser, SessionDep
 from api.errors import ApiError, not_found
 from api.responses import AUTHENTICATED, Timestamp, errors
-from api.scope import inbox_key
+from api.scope import in_county, inbox_key
 from domain.notices import NoticeKind
 from domain.organisation import Role
 
@@ -61,7 +61,10 @@ def _mine(user: User) -> ColumnElement[bool]:
             NoticeRow.recipient_role == Role.SECRETARY.value, NoticeRow.org_id == user.scope_key
         )
     return and_(
-        NoticeRow.recipient_role == user.role.value, NoticeRow.recipient_key == inbox_key(user)
+        NoticeRow.recipient_role == user.role.value,
+        NoticeRow.recipient_key == inbox_key(user),
+        # Keys repeat across counties (``county``, 城关镇): keep to the user's counties.
+        in_county(user, NoticeRow.org_id),
     )
 
 

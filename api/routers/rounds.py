@@ -200,7 +200,7 @@ async def create_round(
 @router.get("", summary="轮次列表", response_model=list[RoundView])
 def list_rounds(session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
     """Every round (rounds are county-wide; what each caller sees inside is scoped)."""
-    return [_round_view(record) for record in rounds.list_rounds(session)]
+    return [_round_view(record) for record in rounds.list_rounds(session, user.counties)]
 
 
 @router.get(

@@ -3,6 +3,7 @@ plan text), its schedule (the timeline), rung names and working days overdue."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -99,19 +100,26 @@ def _windows(text: str, round_plan_id: str, starts_at: datetime) -> tuple[PhaseW
     return schedule.windows
 
 
-def rounds(session: Session) -> list[RoundRow]:
-    """Every round, newest first (rounds are county-wide; scope applies to organisations)."""
-    return list(session.scalars(select(RoundRow).order_by(RoundRow.starts_at.desc())).all())
+def rounds(session: Session, counties: Collection[str] | None = None) -> list[RoundRow]:
+    """Every round of ``counties`` (None: of every county), newest first (rounds are
+    county-wide; scope applies to organisations)."""
+    query = select(RoundRow).order_by(RoundRow.starts_at.desc())
+    if counties is not None:
+        query = query.where(RoundRow.county.in_(sorted(counties)))
+    return list(session.scalars(query).all())
 
 
-def round_info(session: Session, round_id: str | None) -> RoundInfo | None:
-    """The named round (404 if unknown), else the newest running round, else None."""
+def round_info(
+    session: Session, round_id: str | None, counties: Collection[str] | None = None
+) -> RoundInfo | None:
+    """The named round (404 if unknown or of another county than ``counties``), else the
+    newest running round of ``counties``, else None."""
     if round_id:
         row = session.get(RoundRow, round_id)
-        if row is None:
+        if row is None or (counties is not None and row.county not in counties):
             raise not_found("没有该轮次")
     else:
-        listed = rounds(session)
+        listed = rounds(session, counties)
         running = [r for r in listed if r.status == "running"]
         if not listed:
             return None

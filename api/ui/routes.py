@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from api.tenancy import ui_county_guard
 from api.ui.routers import (
     accounts,
     audit,
+    counties,
     exports,
     laggards,
     links,
@@ -28,7 +30,14 @@ for _module in (
     accounts,
     audit,
     supervision,
+    counties,
 ):
-    router.include_router(_module.router)
+    # Many counties (api.tenancy): pages that name a round or an organisation check its
+    # county, and an office above the county cannot post. Sign-in and activation (no
+    # account yet) are left out; the accounts pages keep to the county in their service.
+    guarded = _module not in (login, accounts)
+    router.include_router(
+        _module.router, dependencies=[Depends(ui_county_guard)] if guarded else []
+    )
 # Outside /ui: the short paths messages link to.
 router.include_router(links.router)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -61,7 +61,7 @@ from domain.accounts import (
     password_problems,
 )
 from domain.errors import FieldError
-from domain.organisation import Role
+from domain.organisation import ABOVE_COUNTY_ROLES, DEFAULT_COUNTY, Role
 
 #: The one refusal for every bad activation (unknown account, inactive account, wrong,
 #: used or expired code): saying which would help someone guessing.
@@ -79,12 +79,14 @@ _PRINT_ORDER = {Role.TOWNSHIP: 0, Role.INSTRUCTOR: 1, Role.SECRETARY: 2}
 
 @dataclass(frozen=True)
 class Admin:
-    """Who administers: account, role, the key of what the role covers, and where from."""
+    """Who administers: account, role, the key of what the role covers, where from, and
+    the county the account works in (it manages and creates accounts of that county only)."""
 
     user: str
     role: Role
     scope_key: str = ""
     ip: str | None = None
+    county: str = DEFAULT_COUNTY
 
     def administrator(self) -> Administrator:
         """The domain's view of the caller, for the scope rules."""
@@ -185,35 +187,47 @@ class ActivationSheet:
 # ----- reading --------------------------------------------------------------------------------
 
 
-def _township_orgs(township: str) -> Any:
-    return select(OrganisationRow.org_id).where(OrganisationRow.township == township)
+def _township_orgs(township: str, county: str) -> Any:
+    return select(OrganisationRow.org_id).where(
+        OrganisationRow.county == county, OrganisationRow.township == township
+    )
 
 
-def _township_instructors(township: str) -> Any:
-    return select(OrganisationRow.instructor).where(OrganisationRow.township == township)
+def _township_instructors(township: str, county: str) -> Any:
+    return select(OrganisationRow.instructor).where(
+        OrganisationRow.county == county, OrganisationRow.township == township
+    )
 
 
-def _in_township(township: str) -> ColumnElement[bool]:
-    """Accounts that belong to ``township``: its committee, its organisations' secretaries
-    and the instructors of its organisations."""
-    return or_(
-        and_(UserRow.role == Role.TOWNSHIP.value, UserRow.scope_key == township),
-        and_(UserRow.role == Role.SECRETARY.value, UserRow.scope_key.in_(_township_orgs(township))),
-        and_(
-            UserRow.role == Role.INSTRUCTOR.value,
-            UserRow.scope_key.in_(_township_instructors(township)),
+def _in_township(township: str, county: str) -> ColumnElement[bool]:
+    """Accounts that belong to ``county``'s ``township`` (township names repeat across
+    counties): its committee, its organisations' secretaries and their instructors."""
+    return and_(
+        UserRow.county == county,
+        or_(
+            and_(UserRow.role == Role.TOWNSHIP.value, UserRow.scope_key == township),
+            and_(
+                UserRow.role == Role.SECRETARY.value,
+                UserRow.scope_key.in_(_township_orgs(township, county)),
+            ),
+            and_(
+                UserRow.role == Role.INSTRUCTOR.value,
+                UserRow.scope_key.in_(_township_instructors(township, county)),
+            ),
         ),
     )
 
 
 def _visible(admin: Admin) -> ColumnElement[bool]:
-    """The SQL form of :func:`domain.accounts.manages` for listing."""
+    """The SQL form of :func:`domain.accounts.manages` for listing, inside the admin's
+    county."""
     if admin.role is Role.COUNTY_OFFICE:
-        return true()
+        return UserRow.county == admin.county
     if admin.role is Role.TOWNSHIP:
         return and_(
+            UserRow.county == admin.county,
             UserRow.role == Role.SECRETARY.value,
-            UserRow.scope_key.in_(_township_orgs(admin.scope_key)),
+            UserRow.scope_key.in_(_township_orgs(admin.scope_key, admin.county)),
         )
     return false()
 
@@ -233,7 +247,7 @@ def _conditions(admin: Admin, wanted: AccountFilter) -> list[ColumnElement[bool]
     if wanted.scope_key is not None:
         conditions.append(UserRow.scope_key == wanted.scope_key)
     if wanted.township:
-        conditions.append(_in_township(wanted.township))
+        conditions.append(_in_township(wanted.township, admin.county))
     if wanted.active is not None:
         conditions.append(UserRow.active.is_(wanted.active))
     if wanted.activated is not None:
@@ -321,8 +335,11 @@ def _managed(session: Session, admin: Admin, username: str) -> UserRow:
     """The account, if ``admin`` manages it; :class:`NotFound` otherwise (same as absent)."""
     authorise(admin)
     row = session.get(UserRow, username)
-    if row is None or not manages(
-        admin.administrator(), _scope_of(session, Role(row.role), row.scope_key)
+    # Another county's account is as absent as an unknown one.
+    if (
+        row is None
+        or row.county != admin.county
+        or not manages(admin.administrator(), _scope_of(session, Role(row.role), row.scope_key))
     ):
         raise NotFound(_NO_ACCOUNT)
     return row
@@ -498,20 +515,26 @@ def _invalid(problems: Sequence[FieldError], message: str = "请求参数有误"
     )
 
 
-def _check_scope(session: Session, role: Role, scope_key: str) -> None:
-    """The scope names something the roster has (a township, an organisation, an
+def _check_scope(session: Session, role: Role, scope_key: str, county: str) -> None:
+    """The scope names something ``county``'s roster has (a township, an organisation, an
     instructor); its shape is the domain's rule."""
     problems = check_scope_shape(role, scope_key)
     kind = SCOPE_KINDS[role]
-    if not problems and kind is ScopeKind.TOWNSHIP and session.get(TownshipRow, scope_key) is None:
+    if (
+        not problems
+        and kind is ScopeKind.TOWNSHIP
+        and session.get(TownshipRow, (county, scope_key)) is None
+    ):
         problems = [FieldError("scope_key", "名册中没有这个乡镇（街道）")]
     if not problems and kind is ScopeKind.ORGANISATION:
         org = session.get(OrganisationRow, scope_key)
-        if org is None or not org.active:
+        if org is None or not org.active or org.county != county:
             problems = [FieldError("scope_key", "名册中没有这个组织（或它已不在名册中）")]
     if not problems and kind is ScopeKind.INSTRUCTOR:
         named = session.scalar(
-            select(OrganisationRow.org_id).where(OrganisationRow.instructor == scope_key).limit(1)
+            select(OrganisationRow.org_id)
+            .where(OrganisationRow.county == county, OrganisationRow.instructor == scope_key)
+            .limit(1)
         )
         if named is None:
             problems = [FieldError("scope_key", "名册中没有组织以此人为指导员")]
@@ -540,6 +563,9 @@ def create_account(
     (anything else: :class:`Refused`, 403). A taken username is :class:`Conflict`. The code
     is also mailed to the person's own address if ``mailer`` knows one."""
     authorise(admin)
+    if role in ABOVE_COUNTY_ROLES:
+        # Their counties are the deployment's business: ``chuangzheng accounts create-supervisor``.
+        raise Refused("forbidden", "市委、省委组织部的账号由部署管理员用命令行创建")
     problems = check_username(username)
     if problems:
         raise _invalid(problems)
@@ -548,7 +574,7 @@ def create_account(
         with sessions.begin() as session:
             if not manages(admin.administrator(), _scope_of(session, role, scope_key)):
                 raise Refused("forbidden", "无权创建该角色或该范围的账号")
-            _check_scope(session, role, scope_key)
+            _check_scope(session, role, scope_key, admin.county)
             if session.get(UserRow, username) is not None:
                 raise _taken()
             row = UserRow(
@@ -563,6 +589,7 @@ def create_account(
                 session_version=0,
                 updated_at=now,
                 password_changed_at=None,
+                county=admin.county,
             )
             session.add(row)
             session.flush()
@@ -695,7 +722,7 @@ def change(
             _not_self(admin, row, "更改角色或范围")
             if not manages(admin.administrator(), _scope_of(session, new_role, new_scope)):
                 raise Refused("forbidden", "无权把账号改为该角色或该范围")
-            _check_scope(session, new_role, new_scope)
+            _check_scope(session, new_role, new_scope, row.county)
         before = {"display_name": row.display_name, "role": row.role, "scope_key": row.scope_key}
         after = {
             "display_name": display_name.strip() if display_name is not None else row.display_name,
@@ -761,7 +788,13 @@ def activate(
         row.password_changed_at = now
         row.updated_at = now
         row.session_version += 1
-        person = Admin(user=row.username, role=Role(row.role), scope_key=row.scope_key, ip=ip)
+        person = Admin(
+            user=row.username,
+            role=Role(row.role),
+            scope_key=row.scope_key,
+            ip=ip,
+            county=row.county,
+        )
         _audit(session, person, "account.activate", row, now, {})
         session.flush()
         session.expire(pending)
@@ -771,7 +804,7 @@ def activate(
 # ----- a township's printed list ----------------------------------------------------------------
 
 
-def _home_townships(session: Session, instructors: Iterable[str]) -> dict[str, str]:
+def _home_townships(session: Session, instructors: Iterable[str], county: str) -> dict[str, str]:
     """Each instructor's township for the printed lists: where most of their organisations
     are (ties: the first by name), so every instructor is on exactly one list and printing
     another township's list does not replace their code."""
@@ -780,7 +813,9 @@ def _home_townships(session: Session, instructors: Iterable[str]) -> dict[str, s
         return {}
     counts: dict[str, Counter[str]] = {}
     stmt = select(OrganisationRow.instructor, OrganisationRow.township).where(
-        OrganisationRow.instructor.in_(names), OrganisationRow.active.is_(True)
+        OrganisationRow.county == county,
+        OrganisationRow.instructor.in_(names),
+        OrganisationRow.active.is_(True),
     )
     for instructor, township in session.execute(stmt).all():
         counts.setdefault(instructor, Counter())[township] += 1
@@ -803,7 +838,7 @@ def issue_township_codes(
     list marks who)."""
     authorise(admin)
     with sessions.begin() as session:
-        if session.get(TownshipRow, township) is None or (
+        if session.get(TownshipRow, (admin.county, township)) is None or (
             admin.role is Role.TOWNSHIP and admin.scope_key != township
         ):
             raise NotFound("乡镇（街道）不存在或不在管理范围内")
@@ -817,7 +852,7 @@ def issue_township_codes(
                 ),
             )
             .where(
-                _in_township(township),
+                _in_township(township, admin.county),
                 _visible(admin),
                 UserRow.active.is_(True),
                 UserRow.password_hash.is_(None),
@@ -825,7 +860,9 @@ def issue_township_codes(
         )
         candidates = list(session.execute(stmt).all())
         homes = _home_townships(
-            session, (u.scope_key for u, _ in candidates if u.role == Role.INSTRUCTOR)
+            session,
+            (u.scope_key for u, _ in candidates if u.role == Role.INSTRUCTOR),
+            admin.county,
         )
         entries: list[ActivationEntry] = []
         pending: list[_PendingMail] = []
@@ -874,7 +911,13 @@ def townships(session: Session, admin: Admin) -> list[str]:
     authorise(admin)
     if admin.role is Role.TOWNSHIP:
         return [admin.scope_key]
-    return list(session.scalars(select(TownshipRow.name).order_by(TownshipRow.name)))
+    return list(
+        session.scalars(
+            select(TownshipRow.name)
+            .where(TownshipRow.county == admin.county)
+            .order_by(TownshipRow.name)
+        )
+    )
 
 
 def upsert_user(
@@ -887,6 +930,7 @@ def upsert_user(
     role: Role,
     scope_key: str = "",
     source: AccountSource = AccountSource.ADMIN,
+    county: str = DEFAULT_COUNTY,
 ) -> None:
     """Create or update an account, ready to sign in, from a password (hashed here) or a
     ready argon2 hash: for the demo county's accounts and for tests; people of a real county
@@ -903,6 +947,7 @@ def upsert_user(
         "active": True,
         "source": source.value,
         "created_at": datetime.now(UTC),
+        "county": county,
     }
     stmt = upsert_insert(session, table).values(values)
     session.execute(

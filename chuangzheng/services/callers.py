@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from activities.roster_store import load_organisation
-from activities.tables import AuditRow
+from activities.tables import AuditRow, UserRow
 from chuangzheng.services.errors import NotFound, Refused
-from domain.organisation import Organisation, Role
+from domain.organisation import DEFAULT_COUNTY, Organisation, Role
 from domain.state import Actor
 
 #: The message of a role refusal (the API's 403).
@@ -31,11 +31,15 @@ FORBIDDEN = "当前角色无权执行此操作"
 @dataclass(frozen=True)
 class Caller:
     """The actor (account, display name, role, address), the organisations the account's
-    scope covers (``covers``) and the same rule as a SQL condition on ``organisations``."""
+    scope covers (``covers``) and the same rule as a SQL condition on ``organisations``;
+    the county the account works in (what it creates, creates there) and the counties it
+    may see (its own, or a city or province office's supervised ones)."""
 
     actor: Actor
     covers: Callable[[Organisation], bool]
     condition: ColumnElement[bool]
+    county: str = DEFAULT_COUNTY
+    counties: frozenset[str] = frozenset({DEFAULT_COUNTY})
 
     @property
     def username(self) -> str:
@@ -56,6 +60,13 @@ class Scoped(Protocol):
     def covers(self) -> Callable[[Organisation], bool]:
         """Whether the organisation is in scope."""
         ...
+
+
+def account_county(session: Session, username: str) -> str:
+    """The county ``username``'s account works in; the default county for an actor with no
+    account row (the demo loader, a script), as a single-county deployment has it."""
+    county = session.scalar(select(UserRow.county).where(UserRow.username == username))
+    return county or DEFAULT_COUNTY
 
 
 def visible_organisation(session: Session, caller: Scoped, org_id: str) -> Organisation:

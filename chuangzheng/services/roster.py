@@ -22,6 +22,10 @@ a township committee   ``township-<乡镇>``                      township / the
 a guidance group       ``guidance-<system>``                    guidance_group / system
 =====================  ======================================  ==========================
 
+In a county other than the default one (many counties on one deployment) every username
+is prefixed with the county's code and a dot (``<county>.township-<乡镇>``): township
+names, instructors and systems repeat across counties, accounts must not.
+
 The secretary's username names the organisation and the person, so a replaced secretary
 is a different account from the new one: the new secretary's account is created, and the
 old one is kept (its audit trail refers to it) but loses the organisation: its scope
@@ -65,14 +69,16 @@ from activities.round_contracts import RoundStatus
 from activities.tables import (
     AuditRow,
     CampaignStatusRow,
+    OrganisationRow,
     RosterDepartureRow,
     RoundRow,
     UserRow,
 )
 from activities.tables.base import ID, NAME
-from chuangzheng.services.errors import Refused
+from chuangzheng.services.callers import account_county
+from chuangzheng.services.errors import InvalidInput, Refused
 from domain.accounts import AccountSource
-from domain.organisation import Role, Roster
+from domain.organisation import DEFAULT_COUNTY, Role, Roster
 from domain.phases import Phase
 from domain.state import Actor
 
@@ -147,21 +153,28 @@ class RosterImportResult:
         return sum(1 for a in self.accounts if a.change is change)
 
 
-def secretary_username(org_id: str, name: str) -> str:
+def county_username(county: str, username: str) -> str:
+    """``username`` as ``county`` has it: unchanged in the default county (a single-county
+    deployment's accounts keep their names), ``<county>.<username>`` in any other."""
+    return username if county == DEFAULT_COUNTY else f"{county}.{username}"
+
+
+def secretary_username(org_id: str, name: str, county: str = DEFAULT_COUNTY) -> str:
     """``secretary-<org_id>-<姓名>``: a replaced secretary is a different account. Past the
     column's length (very long ids and names), ``secretary-<16 hex digits of
     sha256("<org_id>/<姓名>")>``: still one account per organisation and person."""
-    username = f"secretary-{org_id}-{name}"
+    username = county_username(county, f"secretary-{org_id}-{name}")
     if len(username) <= ID:
         return username
-    return "secretary-" + hashlib.sha256(f"{org_id}/{name}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{org_id}/{name}".encode()).hexdigest()[:16]
+    return county_username(county, "secretary-" + digest)
 
 
-def roster_accounts(roster: Roster) -> list[RosterAccount]:
-    """Every account ``roster`` calls for, in a stable order."""
+def roster_accounts(roster: Roster, county: str = DEFAULT_COUNTY) -> list[RosterAccount]:
+    """Every account ``county``'s ``roster`` calls for, in a stable order."""
     accounts = [
         RosterAccount(
-            secretary_username(o.id, o.secretary),
+            secretary_username(o.id, o.secretary, county),
             # A 200-character name and its secretary's would overflow the column.
             f"{o.name}书记{o.secretary}"[:NAME],
             Role.SECRETARY,
@@ -172,26 +185,41 @@ def roster_accounts(roster: Roster) -> list[RosterAccount]:
     ]
     instructors = dict.fromkeys(o.instructor for o in roster.organisations)
     accounts += [
-        RosterAccount(f"instructor-{name}", f"指导员{name}", Role.INSTRUCTOR, name)
+        RosterAccount(
+            county_username(county, f"instructor-{name}"), f"指导员{name}", Role.INSTRUCTOR, name
+        )
         for name in instructors
     ]
     accounts += [
-        RosterAccount(f"township-{name}", f"{name}党委", Role.TOWNSHIP, name)
+        RosterAccount(
+            county_username(county, f"township-{name}"), f"{name}党委", Role.TOWNSHIP, name
+        )
         for name in roster.townships()
     ]
     systems = dict.fromkeys(o.system for o in roster.organisations)
     accounts += [
-        RosterAccount(f"guidance-{s.value}", s.label, Role.GUIDANCE_GROUP, s.value) for s in systems
+        RosterAccount(
+            county_username(county, f"guidance-{s.value}"), s.label, Role.GUIDANCE_GROUP, s.value
+        )
+        for s in systems
     ]
     return accounts
 
 
-def _sync_accounts(session: Session, roster: Roster, now: datetime) -> list[AccountSync]:
-    wanted = {a.username: a for a in roster_accounts(roster)}
-    stored = {row.username: row for row in session.scalars(select(UserRow))}
+def _sync_accounts(
+    session: Session, roster: Roster, now: datetime, county: str
+) -> list[AccountSync]:
+    wanted = {a.username: a for a in roster_accounts(roster, county)}
+    # The county's own accounts only: another county's are never the import's to touch.
+    stored = {
+        row.username: row
+        for row in session.scalars(select(UserRow).where(UserRow.county == county))
+    }
     changes: list[AccountSync] = []
     for account in wanted.values():
         row = stored.get(account.username)
+        if row is None and session.get(UserRow, account.username) is not None:
+            continue  # the name is taken in another county (a hand-made account): leave it
         if row is None:
             session.add(
                 UserRow(
@@ -205,6 +233,7 @@ def _sync_accounts(session: Session, roster: Roster, now: datetime) -> list[Acco
                     source=ROSTER_SOURCE,
                     session_version=0,
                     updated_at=now,
+                    county=county,
                 )
             )
             changes.append(
@@ -344,6 +373,32 @@ def _audit_rows(
     return rows
 
 
+def _refuse_foreign_ids(session: Session, roster: Roster, county: str) -> None:
+    """:class:`InvalidInput` naming the organisation ids that belong to another county
+    (which county is not said: that is the other county's business)."""
+    ids = [o.id for o in roster.organisations]
+    foreign: set[str] = set()
+    for start in range(0, len(ids), 500):  # bounded IN lists
+        foreign.update(
+            session.scalars(
+                select(OrganisationRow.org_id).where(
+                    OrganisationRow.org_id.in_(ids[start : start + 500]),
+                    OrganisationRow.county != county,
+                )
+            )
+        )
+    if foreign:
+        raise InvalidInput(
+            "invalid",
+            "名册中有组织编号已被其他县（区）使用，未导入任何内容",
+            [
+                {"field": "组织编号", "reason": f"第 {n} 行的组织编号 {o.id} 已被其他县（区）使用"}
+                for n, o in enumerate(roster.organisations, start=1)
+                if o.id in foreign
+            ][:50],
+        )
+
+
 def authorise(actor: Actor) -> None:
     """Only the county office imports the roster."""
     if actor.role is not Role.COUNTY_OFFICE:
@@ -357,8 +412,12 @@ def import_roster_in(
     organisations, accounts, departures and audit rows."""
     authorise(actor)
     now = now or datetime.now(UTC)
-    report = store_roster(session, roster, now=now)
-    accounts = _sync_accounts(session, roster, now)
+    # The county office imports into its own county; an id of another county is refused
+    # (an organisation never moves between counties, so its county can be relied on).
+    county = account_county(session, actor.user)
+    _refuse_foreign_ids(session, roster, county)
+    report = store_roster(session, roster, now=now, county=county)
+    accounts = _sync_accounts(session, roster, now, county)
     departures, withdrawn = _record_departures(session, report, now)
     counts = {
         "added": report.added,
@@ -413,6 +472,7 @@ __all__ = [
     "DepartureDecision",
     "RosterAccount",
     "RosterImportResult",
+    "county_username",
     "import_roster",
     "import_roster_file",
     "import_roster_in",

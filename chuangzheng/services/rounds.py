@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -42,6 +42,7 @@ from activities.tables import AuditRow, RoundDefinitionRow, RoundRow
 from chuangzheng.plans import check_kickoff, parse_plan, shipped_plan_text
 from chuangzheng.schedules import delete_schedules, ensure_schedules
 from chuangzheng.services import workflow_calls
+from chuangzheng.services.callers import account_county
 from chuangzheng.services.errors import (
     Conflict,
     InvalidInput,
@@ -227,10 +228,13 @@ def round_status(session: Session, round_id: str, *, role: Role, as_of: datetime
     return _record(row, definition, progress)
 
 
-def list_rounds(session: Session) -> list[RoundRecord]:
-    """Every round, the latest start first (rounds are county-wide; what each caller sees
-    inside them is scoped elsewhere)."""
-    rows = session.scalars(select(RoundRow).order_by(RoundRow.starts_at.desc())).all()
+def list_rounds(session: Session, counties: Collection[str] | None = None) -> list[RoundRecord]:
+    """Every round of ``counties`` (None: of every county), the latest start first (rounds
+    are county-wide; what each caller sees inside them is scoped elsewhere)."""
+    query = select(RoundRow).order_by(RoundRow.starts_at.desc())
+    if counties is not None:
+        query = query.where(RoundRow.county.in_(sorted(counties)))
+    rows = session.scalars(query).all()
     return [_record(r, session.get(RoundDefinitionRow, r.round_id)) for r in rows]
 
 
@@ -298,6 +302,8 @@ def _create(
     with sessions.begin() as session:
         if session.get(RoundRow, round_id) is not None:
             raise Conflict("duplicate", "轮次编号已存在")
+        # The round runs over the organisations of its creator's county.
+        county = account_county(session, actor.user)
         definition = RoundDefinitionRow(
             round_id=round_id,
             plan_source=plan_id or "uploaded",
@@ -318,6 +324,7 @@ def _create(
             status="created",
             kicked_off_by=actor.user,
             updated_at=now,
+            county=county,
         )
         session.add_all([definition, row, _audit(actor, "round_created", round_id, now)])
     return _record(row, definition)
@@ -396,7 +403,7 @@ class Rounds:
         row, definition = _load(session, round_id)
         snapshot = self.settings.data_dir / "rosters" / f"{round_id}.csv"
         if definition.roster_snapshot is None:
-            write_roster_snapshot(session, snapshot)
+            write_roster_snapshot(session, snapshot, county=row.county)
             definition.roster_snapshot = str(snapshot)
         starts_at = definition.starts_at or definition.kicked_off_at or now
         definition.starts_at, definition.kicked_off_at = starts_at, definition.kicked_off_at or now

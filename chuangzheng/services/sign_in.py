@@ -36,11 +36,11 @@ from sqlalchemy.orm import Session
 
 from activities.db import upsert_insert
 from activities.tables import AuditRow, UserRow
-from activities.tables.access import SignInSessionRow, SignInThrottleRow
+from activities.tables.access import AccountCountyRow, SignInSessionRow, SignInThrottleRow
 from chuangzheng.services.contact_points import contact_organisations
 from chuangzheng.services.errors import ServiceError
 from chuangzheng.settings import Settings
-from domain.organisation import Role
+from domain.organisation import ABOVE_COUNTY_ROLES, DEFAULT_COUNTY, Role
 from domain.throttle import (
     ThrottleCounter,
     ThrottlePolicy,
@@ -87,13 +87,22 @@ class FailureReason(StrEnum):
 @dataclass(frozen=True)
 class User:
     """The caller: account, display name, role and the key of what the role covers (for a
-    leading cadre, also the organisations of their contact points, read with the token)."""
+    leading cadre, also the organisations of their contact points, read with the token),
+    and the county the account works in. A city or province office works in no county of
+    its own: ``supervised`` names the counties it reads (read with the token)."""
 
     username: str
     display_name: str
     role: Role
     scope_key: str
     contact_orgs: frozenset[str] = frozenset()
+    county: str = DEFAULT_COUNTY
+    supervised: frozenset[str] = frozenset()
+
+    @property
+    def counties(self) -> frozenset[str]:
+        """The counties whose organisations and rounds the account may see at all."""
+        return self.supervised if self.role in ABOVE_COUNTY_ROLES else frozenset({self.county})
 
 
 @dataclass(frozen=True)
@@ -160,13 +169,25 @@ def verify_password(password_hash: str | None, password: str) -> bool:
     return password_hash is not None
 
 
-def to_user(row: UserRow) -> User:
-    """The caller's view of a stored account."""
+def to_user(row: UserRow, supervised: Iterable[str] = ()) -> User:
+    """The caller's view of a stored account (``supervised``: a city or province office's
+    counties, see :func:`supervised_counties`)."""
     return User(
         username=row.username,
         display_name=row.display_name,
         role=Role(row.role),
         scope_key=row.scope_key,
+        county=row.county or DEFAULT_COUNTY,
+        supervised=frozenset(supervised),
+    )
+
+
+def supervised_counties(session: Session, username: str) -> frozenset[str]:
+    """The counties a city or province office's account supervises."""
+    return frozenset(
+        session.scalars(
+            select(AccountCountyRow.county).where(AccountCountyRow.username == username)
+        )
     )
 
 
@@ -245,6 +266,7 @@ _AUTHENTICATE = select(
     UserRow.display_name,
     UserRow.role,
     UserRow.scope_key,
+    UserRow.county,
     UserRow.active,
     UserRow.session_version,
     _SESSION.issued_at,
@@ -271,9 +293,12 @@ def authenticate(
         raise SignInRefused("已退出登录或账号已变更，请重新登录")
     if row.expires_at <= now:
         raise SignInRefused("登录已过期，请重新登录")
-    user = User(row.username, row.display_name, Role(row.role), row.scope_key)
+    user = User(row.username, row.display_name, Role(row.role), row.scope_key, county=row.county)
     if user.role is Role.LEADING_CADRE:
         user = replace(user, contact_orgs=contact_organisations(session, user.scope_key))
+    elif user.role in ABOVE_COUNTY_ROLES:
+        # One more query, for the few accounts above the county only.
+        user = replace(user, supervised=supervised_counties(session, user.username))
     expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
     return Authenticated(user=user, session_id=claims["sid"], expires_at=expires_at)
 
@@ -336,7 +361,14 @@ def _open_session(
         now=now,
         settings=settings,
     )
-    return SignedIn(user=to_user(row), token=token, session_id=session_id, expires_at=expires_at)
+    supervised = (
+        supervised_counties(session, row.username)
+        if Role(row.role) in ABOVE_COUNTY_ROLES
+        else frozenset[str]()
+    )
+    return SignedIn(
+        user=to_user(row, supervised), token=token, session_id=session_id, expires_at=expires_at
+    )
 
 
 def _counters(session: Session, keys: Iterable[str], *, lock: bool) -> dict[str, ThrottleCounter]:

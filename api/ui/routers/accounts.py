@@ -47,7 +47,11 @@ T = TypeVar("T")
 
 def _admin(user: User, request: Request) -> accounts.Admin:
     return accounts.Admin(
-        user=user.username, role=user.role, scope_key=user.scope_key, ip=client_ip(request)
+        user=user.username,
+        role=user.role,
+        scope_key=user.scope_key,
+        ip=client_ip(request),
+        county=user.county,
     )
 
 

@@ -32,6 +32,7 @@ from api.ui.queries import Filters, scoped, stream_laggards
 from api.ui.render import _label, local
 from api.ui.routers.laggards import filters_from
 from api.ui.session import UiRoute, UiUser
+from chuangzheng.services.sign_in import User
 
 router = APIRouter(prefix="/ui/export", route_class=UiRoute, include_in_schema=False)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -50,8 +51,9 @@ def workbook(title: str, head: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     return workbook_bytes(title, head, rows)
 
 
-def _round(session: SessionDep, round_id: str) -> RoundInfo:
-    info = round_info(session, round_id or None)
+def _round(session: SessionDep, round_id: str, user: User | None = None) -> RoundInfo:
+    # The caller's counties: with no round named, the newest round of their own county.
+    info = round_info(session, round_id or None, user.counties if user is not None else None)
     if info is None:
         raise not_found("尚无轮次")
     return info
@@ -63,7 +65,7 @@ def laggards_xlsx(
     sort: str = "overdue", dir: str = "desc",
 ) -> Response:  # fmt: skip
     """The laggard list with the page's filters and sort, every row (not just one page)."""
-    info = _round(session, round)
+    info = _round(session, round, user)
     filters = filters_from(dict(request.query_params))
     days = Overdue(info.calendar, datetime.now(UTC))
     rows = stream_laggards(session, user, info.round_id, filters, sort, dir != "asc", days)
@@ -148,7 +150,7 @@ def organisations_xlsx(
     session: SessionDep, user: UiUser, round: str = "", system: str = "", type: str = ""
 ) -> Response:
     """Every organisation of the caller's scope in the round (the overview's rows)."""
-    info = _round(session, round)
+    info = _round(session, round, user)
     s = CampaignStatusRow
     stmt = scoped(select(s), user, info.round_id, Filters(system=system, org_type=type))
     head = ["组织编号", "单位", "乡镇（街道）", "系统", "类型", "阶段", "阶段状态", "亮灯",
@@ -167,7 +169,7 @@ def organisations_xlsx(
 def timeline_xlsx(org_id: str, session: SessionDep, user: UiUser, round: str = "") -> Response:
     """One organisation's recorded timeline."""
     org = visible_organisation(session, user, org_id)
-    info = _round(session, round)
+    info = _round(session, round, user)
     events = session.scalars(
         select(CampaignEventRow)
         .filter_by(round_id=info.round_id, org_id=org_id)
@@ -204,7 +206,7 @@ def circular(fmt: str, session: SessionDep, user: UiUser, round: str = "") -> Re
     """The 简报/通报 of the caller's scope now, as ``docx`` or ``pdf``."""
     if user.role not in CIRCULAR_READERS or fmt not in ("docx", "pdf"):
         raise not_found()
-    info = _round(session, round)
+    info = _round(session, round, user)
     built = circular_for(session, user, info, datetime.now(UTC))
     name = f"通报-{info.round_id}-{built.local_date.isoformat()}.{fmt}"
     if fmt == "docx":

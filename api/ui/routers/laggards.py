@@ -82,7 +82,7 @@ def laggard_list(
     request: Request, session: SessionDep, settings: SettingsDep, user: UiUser, round: str = "",
     msg: str = "", error: str = "", sort: str = "overdue", dir: str = "desc", page_no: int = 1,
 ) -> Response:  # fmt: skip
-    info = round_info(session, round or None)
+    info = round_info(session, round or None, user.counties)
     if info is None:
         raise not_found("尚无轮次")
     params = dict(request.query_params)
@@ -133,7 +133,7 @@ def laggard_list(
         request,
         "laggards.html",
         {
-            "user": user, "info": info, "rounds": rounds(session), "lines": shown,
+            "user": user, "info": info, "rounds": rounds(session, user.counties), "lines": shown,
             "total": total, "page_no": page_no, "pages": pages, "sort": sort, "dir": dir,
             "query": query, "filters": filters, "townships": townships, "msg": msg,
             "error": error, "form_key": uuid.uuid4().hex,

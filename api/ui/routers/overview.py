@@ -78,10 +78,10 @@ def overview(
     screen: str = "",
 ) -> Response:
     """The overview of the caller's scope in one round (the newest running one by default)."""
-    info = round_info(session, round or None)
+    info = round_info(session, round or None, user.counties)
     context: dict[str, Any] = {
         "user": user,
-        "rounds": rounds(session),
+        "rounds": rounds(session, user.counties),
         "info": info,
         "filters": {"system": system, "type": type},
         "big": screen == "big",
