@@ -11,6 +11,7 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from activities.campaign_record_store import campaign_records
 from activities.tables import (
     CommendationApprovalRow,
     CommendationDeclarationRow,
@@ -116,7 +117,8 @@ def declarations(session: Session, round_id: str) -> list[CommendationDeclaratio
 
 
 def assessments(session: Session, context: RoundContext) -> dict[str, Assessment]:
-    """Every declaration of the round aggregated over its submitted sheets."""
+    """Every declaration of the round aggregated over its submitted sheets, with its
+    organisation's campaign record when the plan weighs it."""
     submitted: dict[str, dict[str, dict[str, Decimal]]] = {}
     for sheet in session.scalars(
         select(CommendationScoreSheetRow)
@@ -125,13 +127,22 @@ def assessments(session: Session, context: RoundContext) -> dict[str, Assessment
     ):
         scores = {k: Decimal(str(v)) for k, v in sheet.scores.items()}
         submitted.setdefault(sheet.declaration_id, {})[sheet.assessor] = scores
+    rows = declarations(session, context.round_id)
+    records = (
+        campaign_records(session, context.round_id, {r.org_id for r in rows})
+        if context.rules.record is not None
+        else {}
+    )
     result: dict[str, Assessment] = {}
-    for row in declarations(session, context.round_id):
+    for row in rows:
         declaration = to_declaration(row)
         if context.rules.category(declaration.category) is None:
             continue  # the plan no longer awards it (declarations are checked when made)
         result[row.declaration_id] = assess(
-            context.rules, declaration, submitted.get(row.declaration_id, {})
+            context.rules,
+            declaration,
+            submitted.get(row.declaration_id, {}),
+            records.get(row.org_id),
         )
     return result
 

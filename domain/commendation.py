@@ -6,7 +6,9 @@ Definitions (also in docs/procedures.md):
 
 - A sheet's **total** is Σ weight × points over the rubric's items (exact decimals).
 - A declaration's **score** is the mean of its submitted sheets' totals, rounded half-up to
-  two decimals; it is ranked only once it has ``min_sheets`` submitted sheets.
+  two decimals; it is ranked only once it has ``min_sheets`` submitted sheets. When the
+  plan weighs the campaign record (``commendation.record``), a 先进基层党组织 declaration's
+  score adds the record's points (:mod:`domain.campaign_record`): "结合年度考核、日常检查".
 - A sheet is an **outlier** when at least three sheets are submitted and its total deviates
   from the median of all submitted totals by more than ``outlier_points``. (Not the median
   of the *other* sheets: with three sheets that is the mean of the other two, which one
@@ -29,6 +31,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from pydantic import BaseModel, ConfigDict
 
+from domain.campaign_record import CampaignRecord, RecordScore, record_score
 from domain.errors import FieldError, ValidationFailed
 from domain.organisation import System
 from domain.rubric import CategoryRules, CommendationRules, HonourCategory
@@ -142,6 +145,10 @@ class Assessment(BaseModel):
     declaration: Declaration
     sheets: tuple[SheetResult, ...]
     score: Decimal | None  # None until ``min_sheets`` sheets are submitted
+    # The sheets' mean alone, and the campaign record's part (None: the plan or the honour
+    # does not weigh it); ``score`` is their sum.
+    sheet_score: Decimal | None = None
+    record: RecordScore | None = None
 
     @property
     def outliers(self) -> int:
@@ -153,8 +160,11 @@ def assess(
     rules: CommendationRules,
     declaration: Declaration,
     submitted: Mapping[str, Mapping[str, Decimal]],
+    record: CampaignRecord | None = None,
 ) -> Assessment:
-    """Aggregate the submitted sheets (assessor -> scores) of one declaration."""
+    """Aggregate the submitted sheets (assessor -> scores) of one declaration, adding the
+    organisation's campaign ``record`` when the plan weighs it and the honour is the
+    organisation's own (先进基层党组织)."""
     category = rules.category(declaration.category)
     if category is None:
         raise ValueError(f"no rules for {declaration.category}")
@@ -174,7 +184,18 @@ def assess(
     if totals and len(totals) >= rules.min_sheets:
         mean = sum(totals.values(), Decimal(0)) / len(totals)
         score = mean.quantize(CENT, rounding=ROUND_HALF_UP)
-    return Assessment(declaration=declaration, sheets=tuple(results), score=score)
+    weighed = (
+        record_score(rules.record, record or CampaignRecord())
+        if rules.record is not None and not declaration.category.for_person
+        else None
+    )
+    return Assessment(
+        declaration=declaration,
+        sheets=tuple(results),
+        score=score + weighed.points if score is not None and weighed is not None else score,
+        sheet_score=score,
+        record=weighed,
+    )
 
 
 class Standing(BaseModel):

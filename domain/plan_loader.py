@@ -10,8 +10,9 @@ import yaml
 from pydantic import ValidationError
 
 from domain.actions import CalendarUpdate
-from domain.calendar import SHANGHAI, CalendarGap
+from domain.calendar import SHANGHAI, CalendarGap, deadline_day
 from domain.errors import FieldError, PlanError
+from domain.phases import Phase
 from domain.plan import CalendarPlan, CampaignPlan
 from domain.schedule import RoundSchedule, reresolve_round, resolve_round
 from domain.state import Actor
@@ -191,12 +192,15 @@ def load_calendar(text: str) -> CalendarPlan:
 
 
 def check_calendar(plan: CampaignPlan) -> None:
-    """Refuse a plan whose rounds, at their own start dates, reach a year with no data."""
+    """Refuse a plan whose rounds, at their own start dates, reach a year with no data, or
+    end their commendation on or after the day the plan's ``commendation.deadline_before``
+    names (seed 002: 七一)."""
     errors: list[FieldError] = []
     for index, round_plan in enumerate(plan.rounds):
         start = datetime.combine(round_plan.starts_on, time(0), SHANGHAI)
         try:
-            resolve_round(plan, round_plan, start)
+            schedule = resolve_round(plan, round_plan, start)
+            errors.extend(_commendation_deadline(plan, index, schedule))
         except CalendarGap as gap:
             errors.append(FieldError(field=f"rounds[{index}]", reason=str(gap)))
         except PlanError as exc:
@@ -205,6 +209,28 @@ def check_calendar(plan: CampaignPlan) -> None:
             )
     if errors:
         raise PlanError(errors)
+
+
+def _commendation_deadline(
+    plan: CampaignPlan, index: int, schedule: RoundSchedule
+) -> list[FieldError]:
+    """The commendation phase's deadline against ``commendation.deadline_before``."""
+    if plan.commendation is None or plan.commendation.deadline_before is None:
+        return []
+    day = deadline_day(schedule.window(Phase.COMMENDATION).deadline)
+    limit = plan.commendation.deadline_limit(day.year)
+    if limit is None or day < limit:
+        return []
+    position = [p.phase for p in plan.rounds[index].phases].index(Phase.COMMENDATION)
+    return [
+        FieldError(
+            field=f"rounds[{index}].phases[{position}]",
+            reason=(
+                f"评选表彰阶段截止于{day.isoformat()}，计划要求在{limit.isoformat()}前完成"
+                f"（commendation.deadline_before: {plan.commendation.deadline_before}）"
+            ),
+        )
+    ]
 
 
 def resolve_kickoff(

@@ -10,11 +10,13 @@ sheet); a plan replaces any of it in its ``commendation`` section.
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from domain.campaign_record import RecordWeights
 from domain.organisation import System
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -116,6 +118,32 @@ class CommendationRules(BaseModel):
     # anonymises the county as "XX县".
     issuer: str = Field(default="中共XX县委", min_length=2, max_length=50)
     categories: tuple[CategoryRules, ...]
+    # The campaign record's weights (domain.campaign_record), added to the sheets' mean for
+    # 先进基层党组织; None: the sheets alone decide, as before the rule.
+    record: RecordWeights | None = None
+    # "MM-DD": the commendation phase must end before this day of its deadline's year
+    # (seed 002 §五(五) "2012年'七一'前" is "07-01"); checked when the plan is loaded
+    # (domain.plan_loader.check_calendar). None: no such rule.
+    deadline_before: str | None = Field(default=None, pattern=r"^\d{2}-\d{2}$")
+
+    @field_validator("deadline_before")
+    @classmethod
+    def _month_day(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                date(2000, int(value[:2]), int(value[3:]))  # a leap year: 02-29 is a day
+            except ValueError:
+                raise ValueError(f"“{value}”不是有效的月-日（MM-DD）") from None
+        return value
+
+    def deadline_limit(self, year: int) -> date | None:
+        """The day the commendation phase must end before, in ``year``; None: no limit."""
+        if self.deadline_before is None:
+            return None
+        month, day = int(self.deadline_before[:2]), int(self.deadline_before[3:])
+        if (month, day) == (2, 29) and not (year % 4 == 0 and (year % 100 or year % 400 == 0)):
+            return date(year, 3, 1)
+        return date(year, month, day)
 
     @model_validator(mode="after")
     def _categories(self) -> CommendationRules:
@@ -231,6 +259,19 @@ FIVE_STRONG: tuple[tuple[str, str, str], ...] = (
 SEED_002_RULES = CommendationRules(
     min_sheets=3,
     outlier_points=Decimal(10),
+    # §五(五) "2012年'七一'前" and "结合年度考核、日常检查" (the weights are the county's choice).
+    deadline_before="07-01",
+    record=RecordWeights(
+        phase_on_time=Decimal(1),
+        phase_late=Decimal(-2),
+        escalation=Decimal(-1),
+        rectification_ordered=Decimal(-3),
+        rectification_passed=Decimal(1),
+        satisfaction=Decimal(10),
+        spot_check_good=Decimal(2),
+        spot_check_adequate=Decimal(0),
+        spot_check_rectify=Decimal(-3),
+    ),
     categories=(
         CategoryRules(
             category=HonourCategory.ADVANCED_ORGANISATION,

@@ -57,6 +57,24 @@ class RulesView(CommendationRules):
     stage: str
 
 
+class RecordLineView(BaseModel):
+    """One input of the campaign record: what was counted, its weight and its points."""
+
+    key: str
+    label: str
+    value: str
+    shown: str
+    weight: str
+    points: str
+
+
+class RecordView(BaseModel):
+    """The organisation's campaign record as the plan weighs it (结合年度考核、日常检查)."""
+
+    points: str
+    lines: list[RecordLineView]
+
+
 class DeclarationView(BaseModel):
     """A declaration (``my_sheet``: the caller's sheet state, for assessors only)."""
 
@@ -77,6 +95,10 @@ class DeclarationView(BaseModel):
     step: str | None = Field(
         default=None,
         description="申报先进基层党组织时，本组织“申报”步骤的结果：settled，或未能完成的原因",
+    )
+    record: RecordView | None = Field(
+        default=None,
+        description="考核组与县委活动办可见：先进基层党组织的活动记录及其计分（计划设定权重时）",
     )
 
 
@@ -114,7 +136,9 @@ class StandingView(BaseModel):
     shares_rank: bool
     proposed: bool
     tied_at_quota_line: bool
-    score: str | None
+    score: str | None = Field(description="综合得分：评分表得分 + 活动记录分")
+    sheet_score: str | None = Field(default=None, description="评分表得分（各表总分平均）")
+    record: RecordView | None = Field(default=None, description="活动记录及其计分")
     sheets_submitted: int
     outliers: int
     sheets: list[SheetTotal]
@@ -159,6 +183,7 @@ class RankingView(BaseModel):
     stage_label: str
     min_sheets: int
     outlier_points: str
+    score_rule: list[str] = Field(default_factory=list, description="得分的计算方法（中文）")
     groups: list[RankingGroup]
     approval: ApprovalView | None
 

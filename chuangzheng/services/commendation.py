@@ -41,6 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
+from activities.campaign_record_store import campaign_records
 from activities.certificates import Certificate, render_certificate
 from activities.commendation_store import RoundContext, Stage, load_round, stage, standings
 from activities.roster_store import load_organisation
@@ -59,6 +60,8 @@ from chuangzheng.services import workflow_calls
 from chuangzheng.services.callers import Caller, audit_row, require_role, visible_organisation
 from chuangzheng.services.errors import Conflict, NotFound, ServiceError, domain_refusals
 from domain.actions import SubmitEvidence
+from domain.campaign_record import RecordScore, record_score
+from domain.campaign_record import explain as explain_record
 from domain.commendation import (
     Group,
     Standing,
@@ -80,7 +83,7 @@ from domain.commendation_steps import (
 from domain.errors import FieldError, ValidationFailed
 from domain.organisation import Role, System
 from domain.plan import StepProcedure
-from domain.rubric import CategoryRules, HonourCategory
+from domain.rubric import CategoryRules, CommendationRules, HonourCategory
 from domain.state import Actor
 from workflows.contracts import ActionResult
 from workflows.ids import organisation_workflow_id
@@ -170,6 +173,41 @@ def sheet_document(rules: CategoryRules, sheet: CommendationScoreSheetRow) -> di
     }
 
 
+def record_document(record: RecordScore | None) -> dict[str, Any] | None:
+    """The campaign record's lines (what was counted, the weight, the points) and total."""
+    if record is None:
+        return None
+    return {
+        "points": str(record.points),
+        "lines": [
+            {
+                "key": line.key,
+                "label": line.label,
+                "value": str(line.value),
+                "shown": line.shown,
+                "weight": str(line.weight),
+                "points": str(line.points),
+            }
+            for line in record.lines
+        ],
+    }
+
+
+def score_rule(rules: CommendationRules) -> list[str]:
+    """How a declaration's score is made, in Chinese, for the ranking page."""
+    out = [
+        f"评分表得分：考核组成员各自评分，至少{rules.min_sheets}份评分表提交后取各表总分的平均值"
+        "（四舍五入保留两位小数）。"
+    ]
+    if rules.record is not None:
+        weighted = "；".join(explain_record(rules.record)) or "各项权重均为0，不计分"
+        out.append(
+            "先进基层党组织另加活动记录分（结合年度考核、日常检查）：" + weighted + "。"
+            "综合得分 = 评分表得分 + 活动记录分。"
+        )
+    return out
+
+
 def _standing_document(s: Standing) -> dict[str, Any]:
     a = s.assessment
     d = a.declaration
@@ -184,6 +222,8 @@ def _standing_document(s: Standing) -> dict[str, Any]:
         "proposed": s.proposed,
         "tied_at_quota_line": s.tied_at_quota_line,
         "score": _number(a.score),
+        "sheet_score": _number(a.sheet_score),
+        "record": record_document(a.record),
         "sheets_submitted": len(a.sheets),
         "outliers": a.outliers,
         "sheets": [
@@ -212,6 +252,7 @@ def ranking_document(
         "stage_label": current.label,
         "min_sheets": context.rules.min_sheets,
         "outlier_points": str(context.rules.outlier_points),
+        "score_rule": score_rule(context.rules),
         "groups": [
             {
                 "category": g.category.value,
@@ -371,8 +412,9 @@ def declare(
 
 def declarations(session: Session, caller: Caller, round_id: str) -> list[dict[str, Any]]:
     """The declarations whose organisations ``caller`` covers; an assessor also sees their
-    own sheet's state (``my_sheet``)."""
-    commendation_round(session, round_id)
+    own sheet's state (``my_sheet``) and, beside it, the organisation's campaign record
+    (``record``) for a 先进基层党组织 declaration when the plan weighs it."""
+    context = commendation_round(session, round_id)
     rows = session.scalars(
         select(CommendationDeclarationRow)
         .join(OrganisationRow, OrganisationRow.org_id == CommendationDeclarationRow.org_id)
@@ -390,7 +432,14 @@ def declarations(session: Session, caller: Caller, round_id: str) -> list[dict[s
                 .where(CommendationScoreSheetRow.assessor == caller.username)
             )
         }
-    return [declaration_document(r, sheets.get(r.declaration_id)) for r in rows]
+    documents = [declaration_document(r, sheets.get(r.declaration_id)) for r in rows]
+    weights = context.rules.record
+    if weights is not None and caller.role in ASSESSORS | DECIDERS:
+        records = campaign_records(session, round_id, {r.org_id for r in rows})
+        for row, document in zip(rows, documents, strict=True):
+            if not HonourCategory(row.category).for_person:
+                document["record"] = record_document(record_score(weights, records[row.org_id]))
+    return documents
 
 
 def score(
