@@ -6,6 +6,10 @@ They act on the database named by the settings (``CZ_DATABASE_URL``), through th
 service as the API and the pages, audited as ``cli:<operating-system user>``. Where the
 channels file (``CZ_CHANNELS_FILE``) gives the person their own e-mail address, the code is
 mailed to them too; the printed code stays the one to hand over if the mail failed.
+
+Many counties on one deployment: ``create-county`` creates a county (code and name) with
+its first county office account, ``create-supervisor`` a city or province office's account
+with the counties it supervises (it reads them and acts in none).
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ if TYPE_CHECKING:
 #: Exit code for bad input, as the rest of the command line.
 EXIT_BAD_INPUT = 2
 
-app = typer.Typer(help="账号：创建县委活动办的第一个账号、重置账号（打印一次性激活码）。")
+app = typer.Typer(
+    help="账号：创建县（区）及其县委活动办的第一个账号、市委/省委组织部账号、重置账号"
+    "（打印一次性激活码）。"
+)
 
 
 def _settings() -> Settings:
@@ -38,12 +45,16 @@ def _settings() -> Settings:
     return settings
 
 
-def _operator() -> Admin:
-    from chuangzheng.services.accounts import Admin
-    from domain.organisation import Role
+def _operator_name() -> str:
+    return f"cli:{getpass.getuser()}"
 
-    # Whoever runs the command holds the database: they act as the county office.
-    return Admin(user=f"cli:{getpass.getuser()}", role=Role.COUNTY_OFFICE)
+
+def _operator(county: str | None = None) -> Admin:
+    from chuangzheng.services.accounts import Admin
+    from domain.organisation import DEFAULT_COUNTY, Role
+
+    # Whoever runs the command holds the database: they act as the county's office.
+    return Admin(user=_operator_name(), role=Role.COUNTY_OFFICE, county=county or DEFAULT_COUNTY)
 
 
 def _refused(exc: ServiceError) -> typer.Exit:
@@ -78,6 +89,9 @@ def _print_code(issued: IssuedCode) -> None:
 def create_county_office(
     username: Annotated[str, typer.Argument(help="新账号，如 county-admin")],
     name: Annotated[str, typer.Option("--name", help="显示名，如 县委活动办张三")],
+    county: Annotated[
+        str | None, typer.Option("--county", help="所属县（区）代码；不填为默认县")
+    ] = None,
 ) -> None:
     """创建县委活动办账号（无密码），打印一次性激活码。"""
     from chuangzheng.bootstrap import open_database
@@ -91,7 +105,7 @@ def create_county_office(
         try:
             issued = accounts.create_account(
                 database.sessions,
-                _operator(),
+                _operator(county),
                 username=username,
                 display_name=name,
                 role=Role.COUNTY_OFFICE,
@@ -106,6 +120,9 @@ def create_county_office(
 @app.command("reset")
 def reset(username: Annotated[str, typer.Argument(help="要重置的账号")]) -> None:
     """重置账号：清除密码、结束其所有登录，打印新的一次性激活码。"""
+    from sqlalchemy import select
+
+    from activities.tables import UserRow
     from chuangzheng.bootstrap import open_database
     from chuangzheng.services import accounts
     from chuangzheng.services.code_mail import mailer_for
@@ -113,14 +130,88 @@ def reset(username: Annotated[str, typer.Argument(help="要重置的账号")]) -
 
     settings = _settings()
     with open_database(settings, create_schema=True) as database:
+        with database.sessions() as session:
+            # The account's own county (an office above the county has none: "").
+            county = session.scalar(select(UserRow.county).where(UserRow.username == username))
         try:
             issued = accounts.reset(
                 database.sessions,
-                _operator(),
+                _operator(county if county is not None else None),
                 username,
                 now=datetime.now(UTC),
                 mailer=mailer_for(settings),
             )
         except ServiceError as exc:
             raise _refused(exc) from None
+    _print_code(issued)
+
+
+@app.command("create-county")
+def create_county(
+    code: Annotated[str, typer.Argument(help="县（区）代码，如行政区划代码 360781")],
+    name: Annotated[str, typer.Option("--name", help="县（区）名称，如 瑞金市")],
+    office: Annotated[str, typer.Option("--office", help="县委活动办第一个账号，如 ruijin-admin")],
+    office_name: Annotated[
+        str, typer.Option("--office-name", help="该账号的显示名，如 瑞金市委活动办")
+    ],
+) -> None:
+    """创建县（区）及其县委活动办的第一个账号（无密码），打印一次性激活码。"""
+    from chuangzheng.bootstrap import open_database
+    from chuangzheng.services import counties
+    from chuangzheng.services.code_mail import mailer_for
+    from chuangzheng.services.errors import ServiceError
+
+    settings = _settings()
+    with open_database(settings, create_schema=True) as database:
+        try:
+            issued = counties.create_county_with_office(
+                database.sessions,
+                _operator_name(),
+                code=code,
+                name=name,
+                username=office,
+                display_name=office_name,
+                now=datetime.now(UTC),
+                mailer=mailer_for(settings),
+            )
+        except ServiceError as exc:
+            raise _refused(exc) from None
+    typer.echo(f"已创建县（区）：{name}（{code}）")
+    _print_code(issued)
+
+
+@app.command("create-supervisor")
+def create_supervisor(
+    username: Annotated[str, typer.Argument(help="新账号，如 city-zzb")],
+    name: Annotated[str, typer.Option("--name", help="显示名，如 赣州市委组织部")],
+    county: Annotated[
+        list[str], typer.Option("--county", help="所辖县（区）代码，可重复，如 --county 360781")
+    ],
+    province: Annotated[
+        bool, typer.Option("--province", help="省委组织部（默认市委组织部）")
+    ] = False,
+) -> None:
+    """创建市委或省委组织部账号（只能查看所辖县，不能在县内办理），打印一次性激活码。"""
+    from chuangzheng.bootstrap import open_database
+    from chuangzheng.services import counties
+    from chuangzheng.services.code_mail import mailer_for
+    from chuangzheng.services.errors import ServiceError
+    from domain.organisation import Role
+
+    settings = _settings()
+    with open_database(settings, create_schema=True) as database:
+        try:
+            issued = counties.create_supervisor(
+                database.sessions,
+                _operator_name(),
+                username=username,
+                display_name=name,
+                role=Role.PROVINCE_OFFICE if province else Role.CITY_OFFICE,
+                counties=county,
+                now=datetime.now(UTC),
+                mailer=mailer_for(settings),
+            )
+        except ServiceError as exc:
+            raise _refused(exc) from None
+    typer.echo(f"所辖县（区）：{'、'.join(sorted(set(county)))}")
     _print_code(issued)
