@@ -41,6 +41,7 @@ from api.routers import (
     metrics,
     notices,
     organisations,
+    plan_versions,
     rectification_orders,
     reports,
     roster,
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         users,
         accounts,
         rounds,
+        plan_versions,
         organisations,
         roster,
         audit,
@@ -136,6 +138,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
 _COUNTY_GUARDED = (
     accounts,
     rounds,
+    plan_versions,
     organisations,
     roster,
     audit,

@@ -126,7 +126,7 @@ def plan_yaml(plan: CampaignPlan) -> str:
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
 
 
-def _authorise(actor: Actor) -> None:
+def authorise(actor: Actor) -> None:
     if actor.role is not Role.COUNTY_OFFICE:
         raise Refused("forbidden", "只有县委活动办可以调整本轮计划")
 
@@ -187,7 +187,7 @@ async def current_plan(
     sessions: sessionmaker[Session], temporal: Client, round_id: str, *, caller: Actor
 ) -> CurrentPlan:
     """The version in force (asked of the round workflow) and its stored plan."""
-    _authorise(caller)
+    authorise(caller)
     definition = await _in_thread(_definition, sessions, round_id)
     state = await _plan_state(temporal, round_id)
     plan = await _in_thread(_stored_plan, sessions, state.plan_ref)
@@ -287,7 +287,7 @@ async def preview_plan_version(
 ) -> PlanVersionPreview:
     """What applying ``new_plan`` would change, checked as :func:`apply_plan_version` checks
     it; nothing is sent or written."""
-    _authorise(caller)
+    authorise(caller)
     _, preview, _, _ = await _check(
         sessions, temporal, round_id, new_plan, now or datetime.now(UTC)
     )
@@ -318,7 +318,7 @@ async def apply_plan_version(
     version was applied since. ``now``: the instant deadlines may not move before (the
     clock; tests on virtual time pass the workflow's).
     """
-    _authorise(caller)
+    authorise(caller)
     if not reason.strip():
         raise _invalid([FieldError("reason", "调整计划必须填写理由")])
     key = idempotency_key.strip()
@@ -458,6 +458,7 @@ __all__ = [
     "PlanVersionPreview",
     "PlanVersionRecord",
     "apply_plan_version",
+    "authorise",
     "current_plan",
     "parse_draft",
     "plan_versions",
