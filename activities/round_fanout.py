@@ -169,6 +169,13 @@ class RoundFanOutActivities:
                 self._rosters[key] = cached
         return cached
 
+    def _county(self, round_id: str) -> str:
+        """The round's county (the organisations' ``CzCounty`` search attribute); the
+        default county for a round the read model does not know (a workflow test's)."""
+        with self._sessions() as session:
+            county = session.scalar(select(RoundRow.county).where(RoundRow.round_id == round_id))
+        return county or DEFAULT_COUNTY
+
     async def _signal(self, workflow_id: str, signal: RoundSignal) -> bool:
         """Signal one organisation; False if its workflow is not (or no longer) running."""
         handle = self._client.get_workflow_handle(workflow_id)
@@ -194,6 +201,7 @@ class RoundFanOutActivities:
         plan = await asyncio.to_thread(self._plans.get, scope.plan_ref)
         round_plan = plan.round(scope.round_plan_id)
         in_scope = await asyncio.to_thread(self._in_scope, scope)
+        county = await asyncio.to_thread(self._county, scope.round_id)
         total = len(in_scope)
         end = min(total, batch.offset + batch.limit)
         window = _Window(_resume_from(batch.offset), batch.concurrency)
@@ -215,6 +223,7 @@ class RoundFanOutActivities:
                             SearchAttributePair(sa.ORGANISATION_ID, org.id),
                             SearchAttributePair(sa.TOWNSHIP, org.township),
                             SearchAttributePair(sa.ORG_TYPE, org.type.value),
+                            SearchAttributePair(sa.COUNTY, county),
                         ]
                     ),
                 )

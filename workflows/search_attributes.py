@@ -16,6 +16,9 @@ ORG_TYPE = SearchAttributeKey.for_keyword("CzOrgType")
 PHASE = SearchAttributeKey.for_keyword("CzPhase")
 LIGHT = SearchAttributeKey.for_keyword("CzLight")
 OVERDUE = SearchAttributeKey.for_bool("CzOverdue")
+# The county (tenant) of the round: set when the organisation workflow starts, never by the
+# workflow itself (a start-time attribute: no workflow code path depends on it).
+COUNTY = SearchAttributeKey.for_keyword("CzCounty")
 
 ALL_KEYS: tuple[SearchAttributeKey, ...] = (  # type: ignore[type-arg]
     ROUND_ID,
@@ -25,4 +28,5 @@ ALL_KEYS: tuple[SearchAttributeKey, ...] = (  # type: ignore[type-arg]
     PHASE,
     LIGHT,
     OVERDUE,
+    COUNTY,
 )

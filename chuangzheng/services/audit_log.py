@@ -43,6 +43,7 @@ ACTION_LABELS: dict[str, str] = {
     "round_closed": "关闭轮次",
     "round_extended": "全县延期",
     "round_calendar_updated": "更新轮次日历",
+    "round_plan_version_applied": "调整本轮计划",
     "roster.import": "导入名册",
     "account.roster_sync": "名册同步账号",
     "roster.departure": "退出名册组织去留",
