@@ -166,9 +166,11 @@ def build_early_warning(
     reasons: tuple[str, ...],
     who: Supervisor,
     now: datetime,
+    request: str = "请在截止前督促其按序时进度完成规定动作。",
 ) -> Notice:
     """A 预警 to the organisation's instructor before the deadline: the forecast says the
-    phase is likely to be missed. One per round, organisation, phase and recipient (its id)."""
+    phase is likely to be missed. One per round, organisation, phase and recipient (its id).
+    ``request`` is the plan's 预警 rung's text (what the recipient is asked to do)."""
     stage = phase.label
     percent = round(probability * 100)
     why = "；".join(reasons) or "综合进度判断"
@@ -187,7 +189,7 @@ def build_early_warning(
         body=(
             f"{who.label}：{org.name}（{org.township}，书记{org.secretary}）{stage}阶段将于"
             f"{_fmt(deadline)}截止，按目前进度预计逾期的可能性为{percent}%。主要原因：{why}。"
-            f"请在截止前督促其按序时进度完成规定动作。"
+            f"{request}"
         ),
         link_path=f"/orgs/{org.id}?round={round_id}",
         created_at=now,

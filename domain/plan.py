@@ -211,6 +211,39 @@ class Rung(BaseModel):
     actions: tuple[RungAction, ...] = (RungAction.NOTIFY,)
 
 
+class EarlyWarningKind(StrEnum):
+    """The kind of the ladder's rung before the deadline (the only one so far)."""
+
+    EARLY_WARNING = "early_warning"
+
+
+class EarlyWarningRung(BaseModel):
+    """预警: the ladder's rung *before* the deadline. The round's daily check warns the
+    rung's recipient (the instructor) once per organisation and phase when the forecast's
+    probability of missing the deadline reaches ``threshold``, from ``not_before`` of the
+    phase's window on. Kept apart from ``rungs`` (which climb after the deadline and are
+    counted by index in every running workflow); the county office may change the
+    threshold of a running round, audited (``chuangzheng.services.forecast_warning``)."""
+
+    model_config = _FROZEN
+
+    kind: EarlyWarningKind = EarlyWarningKind.EARLY_WARNING
+    name: str = Field(default="预警", min_length=1, max_length=40)
+    recipient: Role = Role.INSTRUCTOR
+    threshold: float = Field(gt=0.0, lt=1.0)
+    not_before: float = Field(default=0.25, ge=0.0, lt=1.0)
+    # The notice's request to the recipient (its last sentence).
+    text: str = Field(
+        default="请在截止前督促其按序时进度完成规定动作。", min_length=1, max_length=500
+    )
+
+    @model_validator(mode="after")
+    def _supervisor(self) -> EarlyWarningRung:
+        if self.recipient not in SUPERVISOR_ROLES:
+            raise ValueError("预警须发给上级督导方（指导员、乡镇、指导小组或县委办），不能发给书记")
+        return self
+
+
 class LadderPlan(BaseModel):
     """Reminder, rungs, rectification and light thresholds (seed 002 §六(五))."""
 
@@ -220,6 +253,8 @@ class LadderPlan(BaseModel):
     blue_within: Span
     rungs: tuple[Rung, ...]
     rectification_period: Span
+    # The 预警 rung before the deadline; None: the plan sends no 预警.
+    early_warning: EarlyWarningRung | None = None
 
     @model_validator(mode="after")
     def _rungs_climb(self) -> LadderPlan:

@@ -74,6 +74,8 @@ ACTION_LABELS: dict[str, str] = {
     "spot_check_drawn": "随机抽查抽取",
     "spot_check_recorded": "登记抽查结果",
     "supervision_recorded": "登记座谈会或督查",
+    "forecast_threshold_changed": "修改预警线",
+    "what_if_started": "发起推演",
 }
 
 ROLE_LABELS: dict[str, str] = {

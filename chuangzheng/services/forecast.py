@@ -272,10 +272,18 @@ def kept_forecasts(
     org_ids: Iterable[str] | None = None,
 ) -> tuple[ForecastModel | None, dict[tuple[str, Phase], Forecast]]:
     """The kept model and its forecasts for a round's pages (read only): no model kept yet
-    means no forecasts (fitting takes a while, so a page never fits one: see :func:`refit`)."""
+    means no forecasts (fitting takes a while, so a page never fits one: see :func:`refit`).
+    The model comes back with the round's 预警 threshold in force (the plan rung's, or the
+    county office's audited change), so the pages flag what the daily check would send."""
+    # Imported here: the warning sender builds on this module.
+    from chuangzheng.services.forecast_warning import round_threshold
+
     model = load_model(model_path(data_dir))
     if model is None:
         return None, {}
+    threshold = round_threshold(session, round_id)
+    if threshold is not None:
+        model = model.model_copy(update={"threshold": threshold})
     return model, round_forecasts(session, round_id, model, now=now, org_ids=org_ids)
 
 

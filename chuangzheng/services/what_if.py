@@ -1,0 +1,779 @@
+"""The what-if (推演) use cases: read the live county, rehearse a draft change in virtual
+time, and run that as a bounded background job the county office's page follows.
+
+- **The live county** (:func:`live_county`): the round's plan and schedule as kicked off,
+  and every organisation still running in it as the read model shows it now — the phases
+  it completed (outcome, when), its current phase's status and deadline (an approved or
+  round-wide extension included), the steps it has settled, the rungs that fired and a
+  rectification order — carried into the rehearsal by :func:`domain.what_if.carry_state`.
+  Each organisation's pace comes from the kept forecast model (its probability of missing
+  the current phase, :mod:`chuangzheng.simulation.live_state`); without one, from the
+  paced simulation's mix. Closed organisations are left out.
+- **The rehearsal** (:func:`rehearse_live`): both arms on a fresh time-skipping server
+  (:func:`chuangzheng.simulation.what_if_run.rehearse`), seeded.
+- **The job** (:func:`start_job`, :func:`job_status`): a what-if of a county takes minutes,
+  so the page starts it in a process of its own (``python -m chuangzheng.services.what_if
+  run-job``; the API's event loop and worker never carry it) and polls its status file.
+  One at a time per round and :data:`MAX_RUNNING` in all; a job is killed after
+  :data:`JOB_TIMEOUT`. Status and result are JSON files under the data directory
+  (``what-if/<round>/``), so any API process answers for them; starting one is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from openpyxl import Workbook  # type: ignore[import-untyped]
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from activities.spreadsheets import append_row
+from activities.tables import (
+    CampaignStatusRow,
+    EscalationRow,
+    OrganisationRow,
+    PhaseStatusRow,
+    RoundDefinitionRow,
+    RoundRow,
+    StepStatusRow,
+)
+from chuangzheng.plans import parse_plan
+from chuangzheng.services.callers import Caller, audit_row, require_role
+from chuangzheng.services.errors import Conflict, InvalidInput, NotFound, from_domain
+from chuangzheng.services.forecast import by_organisation, load_model, model_path, round_forecasts
+from domain.calendar import CalendarGap, WorkingCalendar
+from domain.errors import DomainError
+from domain.machine import PhaseStatus, StepStatus
+from domain.organisation import Organisation, OrgType, Role, System
+from domain.phases import WORKING_PHASES, Phase
+from domain.plan import CalendarPlan, CampaignPlan, RungAction
+from domain.schedule import RoundSchedule, check_deadline_in_calendar, is_rebased, resolve_schedule
+from domain.state import Outcome
+from domain.what_if import (
+    ArmTally,
+    ChangeKind,
+    DraftChange,
+    OrgStart,
+    PhaseStart,
+    TallyDifference,
+    changed_ladder,
+    extended_deadline,
+)
+
+#: Running what-if jobs at most, over every round (a county's rehearsal takes both cores).
+MAX_RUNNING = 1
+#: A job still running after this long is killed and reported failed.
+JOB_TIMEOUT = timedelta(minutes=15)
+#: The most organisations one what-if carries (a county several times the goal's 3,000).
+MAX_ORGANISATIONS = 20_000
+#: Phase outcome labels for the page and the export.
+OUTCOME_LABELS = {
+    Outcome.ON_TIME: "按时完成",
+    Outcome.LATE: "逾期完成",
+    Outcome.AFTER_RECTIFICATION: "整改后完成",
+}
+_JOB_DIR = "what-if"
+
+
+# ----- the live county ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveCounty:
+    """A running round as the read model has it at ``as_of``, ready to rehearse."""
+
+    round_id: str
+    round_name: str
+    plan: CampaignPlan
+    round_plan_id: str
+    schedule: RoundSchedule
+    calendar: WorkingCalendar
+    as_of: datetime
+    starts: tuple[OrgStart, ...]
+    # Each organisation's forecast probability of missing its current phase (kept model).
+    probabilities: dict[str, float]
+
+    @property
+    def windows(self) -> dict[Phase, tuple[datetime, datetime]]:
+        """Each phase's planned window."""
+        return {w.phase: (w.opens_at, w.deadline) for w in self.schedule.windows}
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def plan_and_schedule(
+    plan_yaml: str, round_plan_id: str, starts_at: datetime
+) -> tuple[CampaignPlan, RoundSchedule]:
+    """The round's plan and its schedule as resolved at kick-off. A year without holiday
+    data counts as weekends only here (as the forecast does): a rehearsal is no deadline."""
+    plan = parse_plan(plan_yaml)
+    round_plan = plan.round(round_plan_id)
+    rebased = is_rebased(round_plan, starts_at)
+    try:
+        return plan, resolve_schedule(plan, round_plan, starts_at, rebased=rebased)
+    except CalendarGap:
+        years = tuple(range(starts_at.year, starts_at.year + 4))
+        plan = plan.model_copy(
+            update={"calendar": plan.calendar.merged(CalendarPlan(supplied_years=years))}
+        )
+        return plan, resolve_schedule(plan, round_plan, starts_at, rebased=rebased)
+
+
+def _organisations(session: Session, org_ids: Sequence[str]) -> dict[str, Organisation]:
+    out: dict[str, Organisation] = {}
+    for first in range(0, len(org_ids), 500):
+        chunk = org_ids[first : first + 500]
+        for row in session.scalars(
+            select(OrganisationRow).where(OrganisationRow.org_id.in_(chunk))
+        ):
+            out[row.org_id] = Organisation(
+                id=row.org_id,
+                name=row.name,
+                type=OrgType(row.org_type),
+                township=row.township,
+                system=System(row.system),
+                instructor=row.instructor,
+                secretary=row.secretary,
+                member_count=row.member_count,
+                ethnic_area=bool(row.ethnic_area),
+                county=row.county,
+            )
+    return out
+
+
+def live_county(
+    session: Session, round_id: str, *, now: datetime, data_dir: Path | None = None
+) -> LiveCounty:
+    """The round's organisations as the read model shows them at ``now`` (see the
+    module). ``data_dir``: where the forecast model is kept (None: no forecast paces).
+    Raises :class:`NotFound` for an unknown round, :class:`Conflict` for one that cannot
+    be rehearsed (not running, its plan no longer loads, nobody left running in it)."""
+    row = session.get(RoundRow, round_id)
+    definition = session.get(RoundDefinitionRow, round_id)
+    if row is None or definition is None:
+        raise NotFound("轮次不存在")
+    if row.status != "running":
+        raise Conflict("not_running", "只有进行中的轮次可以推演")
+    starts_at = _aware(definition.starts_at or row.starts_at)
+    assert starts_at is not None
+    try:
+        plan, schedule = plan_and_schedule(
+            definition.plan_yaml, definition.round_plan_id, starts_at
+        )
+    except (DomainError, KeyError, ValueError) as exc:
+        raise Conflict("plan_unavailable", f"本轮计划无法解析，不能推演：{exc}") from None
+    calendar = schedule.calendar or plan.calendar.build()
+    ladder = plan.ladder_for(plan.round(definition.round_plan_id))
+    top = next(
+        (i for i, r in enumerate(ladder.rungs) if RungAction.RECTIFICATION_ORDER in r.actions),
+        len(ladder.rungs) - 1,
+    )
+    s = CampaignStatusRow
+    statuses = session.execute(
+        select(s.org_id, s.phase, s.closed).where(s.round_id == round_id).order_by(s.org_id)
+    ).all()
+    running = [st for st in statuses if not st.closed and st.phase != Phase.COMPLETED.value]
+    finished = [st for st in statuses if not st.closed and st.phase == Phase.COMPLETED.value]
+    kept = [*running, *finished]
+    if not running:
+        raise Conflict("nothing_running", "本轮已没有进行中的组织，无需推演")
+    if len(kept) > MAX_ORGANISATIONS:
+        raise Conflict("too_many", f"推演最多支持 {MAX_ORGANISATIONS} 个组织")
+    org_ids = [st.org_id for st in kept]
+    orgs = _organisations(session, org_ids)
+    p = PhaseStatusRow
+    phases: dict[str, dict[str, Any]] = defaultdict(dict)
+    for line in session.execute(
+        select(
+            p.org_id, p.phase, p.status, p.deadline, p.opened_at, p.completed_at, p.outcome
+        ).where(p.round_id == round_id)
+    ):
+        phases[line.org_id][line.phase] = line
+    settled: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for org_id, phase, step_id in session.execute(
+        select(StepStatusRow.org_id, StepStatusRow.phase, StepStatusRow.step_id).where(
+            StepStatusRow.round_id == round_id,
+            StepStatusRow.status.in_((StepStatus.ACCEPTED.value, StepStatus.WAIVED.value)),
+        )
+    ):
+        settled[(org_id, phase)].append(step_id)
+    fired: dict[tuple[str, str], list[tuple[int, str, datetime]]] = defaultdict(list)
+    for org_id, phase, rung, name, at in session.execute(
+        select(
+            EscalationRow.org_id,
+            EscalationRow.phase,
+            EscalationRow.rung,
+            EscalationRow.name,
+            EscalationRow.fired_at,
+        ).where(EscalationRow.round_id == round_id)
+    ):
+        fired[(org_id, phase)].append((rung, name, _aware(at) or now))
+    windows = {w.phase: (w.opens_at, w.deadline) for w in schedule.windows}
+    starts: list[OrgStart] = []
+    for st in kept:
+        org = orgs.get(st.org_id)
+        if org is None:  # not in the roster table: nothing to build its plan from
+            continue
+        own = phases.get(st.org_id, {})
+        carried = []
+        for phase in WORKING_PHASES:
+            ph = own.get(phase.value)
+            deadline = _aware(ph.deadline) if ph is not None and ph.deadline else None
+            completed = _aware(ph.completed_at) if ph is not None else None
+            rungs = sorted(fired.get((st.org_id, phase.value), []))
+            status = PhaseStatus(ph.status) if ph is not None else PhaseStatus.PENDING
+            order_at = None
+            if status is PhaseStatus.RECTIFYING:
+                order_at = next(
+                    (at for r, _n, at in rungs if r == top), rungs[-1][2] if rungs else now
+                )
+            carried.append(
+                PhaseStart(
+                    phase=phase,
+                    status=status,
+                    deadline=deadline or windows[phase][1],
+                    opened_at=_aware(ph.opened_at) if ph is not None else None,
+                    completed_at=completed,
+                    outcome=Outcome(ph.outcome) if ph is not None and ph.outcome else None,
+                    settled_steps=tuple(settled.get((st.org_id, phase.value), ())),
+                    rungs_fired=tuple((name, at) for _r, name, at in rungs),
+                    rectification_issued_at=order_at,
+                )
+            )
+        starts.append(OrgStart(organisation=org, phases=tuple(carried)))
+    probabilities: dict[str, float] = {}
+    model = load_model(model_path(data_dir)) if data_dir is not None else None
+    if model is not None:
+        forecasts = round_forecasts(session, round_id, model, now=now)
+        current = {st.org_id: st.phase for st in running}
+        probabilities = {
+            org_id: f.probability for org_id, f in by_organisation(forecasts, current).items()
+        }
+    return LiveCounty(
+        round_id=round_id,
+        round_name=row.name,
+        plan=plan,
+        round_plan_id=definition.round_plan_id,
+        schedule=schedule,
+        calendar=calendar,
+        as_of=now,
+        starts=tuple(starts),
+        probabilities=probabilities,
+    )
+
+
+def check_change(live: LiveCounty, change: DraftChange) -> None:
+    """Refuse (:class:`InvalidInput`, field named) a draft that does not fit the round: a
+    ladder it cannot become, a township with no organisation, an extension of a phase
+    everyone has finished or beyond the round's pinned calendar."""
+    ladder = live.plan.ladder_for(live.plan.round(live.round_plan_id))
+    try:
+        changed_ladder(ladder, change)
+        if change.kind is ChangeKind.EXTEND_PHASE:
+            assert change.phase is not None
+            if change.township and not any(
+                s.organisation.township == change.township for s in live.starts
+            ):
+                raise InvalidInput(
+                    "invalid",
+                    "推演方案有误",
+                    [{"field": "township", "reason": f"本轮没有“{change.township}”的组织"}],
+                )
+            planned = live.windows[change.phase][1]
+            new = extended_deadline(planned, change, live.calendar)
+            check_deadline_in_calendar(live.calendar, ladder, new, field="by")
+            if new <= live.as_of:
+                raise InvalidInput(
+                    "invalid",
+                    "推演方案有误",
+                    [{"field": "by", "reason": "延长后的截止时间仍早于现在，请延长更多"}],
+                )
+    except DomainError as exc:
+        raise from_domain(exc) from None
+
+
+# ----- the rehearsal -------------------------------------------------------------------------
+
+
+class WhatIfReport(BaseModel):
+    """A what-if's result, as the page and the export show it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    round_id: str
+    round_name: str
+    change: DraftChange
+    description: str
+    seed: int
+    as_of: datetime
+    organisations: int
+    paced_by_forecast: int
+    unchanged: ArmTally
+    changed: ArmTally
+    difference: TallyDifference
+    # Organisation id -> (name, township, [(phase, outcome without, outcome with)]).
+    changed_outcomes: dict[str, tuple[str, str, list[tuple[Phase, Outcome | None, Outcome | None]]]]
+    wall_seconds: float
+    batches: int
+
+
+async def rehearse_live(
+    live: LiveCounty,
+    change: DraftChange,
+    *,
+    seed: int = 1,
+    batch_size: int | None = None,
+    on_message: Callable[[str], None] | None = None,
+) -> WhatIfReport:
+    """Rehearse ``change`` over the live county, both arms to the end of the round."""
+    # Imported here: the simulation pulls in the time-skipping server and the worker.
+    from chuangzheng.simulation.live_state import draw_paces
+    from chuangzheng.simulation.what_if_run import BATCH_SIZE, rehearse
+
+    check_change(live, change)
+    paces, by_forecast = draw_paces(
+        live.starts, live.probabilities, now=live.as_of, windows=live.windows, seed=seed
+    )
+    outcome = await rehearse(
+        round_id=live.round_id,
+        plan=live.plan,
+        round_plan_id=live.round_plan_id,
+        schedule=live.schedule,
+        change=change,
+        starts_at=live.as_of,
+        starts=live.starts,
+        paces=paces,
+        batch_size=batch_size or BATCH_SIZE,
+        on_message=on_message,
+    )
+    names = {s.organisation.id: s.organisation for s in live.starts}
+    return WhatIfReport(
+        round_id=live.round_id,
+        round_name=live.round_name,
+        change=change,
+        description=change.describe(),
+        seed=seed,
+        as_of=live.as_of,
+        organisations=len(live.starts),
+        paced_by_forecast=by_forecast,
+        unchanged=outcome.unchanged,
+        changed=outcome.changed,
+        difference=outcome.difference,
+        changed_outcomes={
+            org_id: (names[org_id].name, names[org_id].township, diffs)
+            for org_id, diffs in outcome.changed_outcomes.items()
+        },
+        wall_seconds=outcome.wall_seconds,
+        batches=outcome.batches,
+    )
+
+
+# ----- the job -------------------------------------------------------------------------------
+
+
+class JobState(StrEnum):
+    """Where a what-if job stands."""
+
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def label(self) -> str:
+        """Chinese label."""
+        return {"running": "推演中", "done": "已完成", "failed": "失败"}[self.value]
+
+
+class JobStatus(BaseModel):
+    """A round's latest what-if job."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    round_id: str
+    state: JobState
+    change: DraftChange
+    seed: int = 1
+    started_by: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    message: str = ""
+    pid: int | None = None
+    progress: list[str] = Field(default_factory=list)
+
+
+def _round_dir(data_dir: Path, round_id: str) -> Path:
+    # Round ids are the service's own (letters, digits, -, _), but a hash keeps the path
+    # safe whatever a caller sends.
+    digest = hashlib.sha256(round_id.encode()).hexdigest()[:24]
+    return data_dir / _JOB_DIR / digest
+
+
+def _write_json(path: Path, data: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    partial.write_text(data, encoding="utf-8")
+    partial.replace(path)  # atomic: a reader never sees half a file
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A child that exited but was not reaped yet is a zombie: not running.
+    with contextlib.suppress(OSError, ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def job_status(data_dir: Path, round_id: str) -> JobStatus | None:
+    """The round's latest job, or None. A running job whose process is gone, or that ran
+    past :data:`JOB_TIMEOUT` (then killed), is reported failed."""
+    path = _round_dir(data_dir, round_id) / "job.json"
+    try:
+        status = JobStatus.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValidationError):
+        return None
+    if status.state is JobState.RUNNING:
+        overdue = datetime.now(UTC) - status.started_at > JOB_TIMEOUT
+        if overdue and _alive(status.pid) and status.pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(status.pid, signal.SIGKILL)
+        if overdue or not _alive(status.pid):
+            status = status.model_copy(
+                update={
+                    "state": JobState.FAILED,
+                    "finished_at": datetime.now(UTC),
+                    "message": "推演超时，已终止" if overdue else "推演进程意外退出",
+                }
+            )
+            _write_json(path, status.model_dump_json())
+    return status
+
+
+def job_result(data_dir: Path, round_id: str) -> WhatIfReport | None:
+    """The round's latest finished what-if, or None."""
+    path = _round_dir(data_dir, round_id) / "result.json"
+    try:
+        return WhatIfReport.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValidationError):
+        return None
+
+
+def _running_jobs(data_dir: Path) -> int:
+    """Jobs running now over every round (a dead or overdue one is marked failed)."""
+    root = data_dir / _JOB_DIR
+    if not root.is_dir():
+        return 0
+    count = 0
+    for path in root.glob("*/job.json"):
+        try:
+            round_id = JobStatus.model_validate_json(path.read_text(encoding="utf-8")).round_id
+        except (OSError, ValidationError):
+            continue
+        status = job_status(data_dir, round_id)
+        count += int(status is not None and status.state is JobState.RUNNING)
+    return count
+
+
+def start_job(
+    session: Session,
+    caller: Caller,
+    round_id: str,
+    change: DraftChange,
+    *,
+    data_dir: Path,
+    seed: int = 1,
+    launch: Callable[[Path, str], int] | None = None,
+) -> JobStatus:
+    """Start a what-if of the round in a process of its own (county office only); audited.
+    Refused while the round has one running, or :data:`MAX_RUNNING` run in all. The draft
+    is checked against the live county first, so a bad draft fails here, not in the job.
+    ``launch`` starts the process (default: ``python -m chuangzheng.services.what_if
+    run-job``) and returns its pid."""
+    require_role(caller, {Role.COUNTY_OFFICE}, "只有县委活动办可以发起推演")
+    if not 0 <= seed < 2**31:
+        raise InvalidInput("invalid", "随机种子有误", [{"field": "seed", "reason": "须为非负整数"}])
+    live = live_county(session, round_id, now=datetime.now(UTC))
+    check_change(live, change)
+    current = job_status(data_dir, round_id)
+    if current is not None and current.state is JobState.RUNNING:
+        raise Conflict("what_if_running", "本轮已有推演正在进行，请等待其完成")
+    if _running_jobs(data_dir) >= MAX_RUNNING:
+        raise Conflict("what_if_busy", "已有其他轮次的推演正在进行，请稍后再试")
+    now = datetime.now(UTC)
+    job_id = f"{now:%Y%m%d%H%M%S}-{os.urandom(3).hex()}"
+    status = JobStatus(
+        job_id=job_id,
+        round_id=round_id,
+        state=JobState.RUNNING,
+        change=change,
+        seed=seed,
+        started_by=caller.username,
+        started_at=now,
+        progress=[f"已读取本轮 {len(live.starts)} 个组织的当前状态，准备推演"],
+    )
+    folder = _round_dir(data_dir, round_id)
+    _write_json(folder / "job.json", status.model_dump_json())
+    session.add(
+        audit_row(
+            caller,
+            "what_if_started",
+            round_id=round_id,
+            org_id=None,
+            detail={
+                "job_id": job_id,
+                "change": change.model_dump(mode="json"),
+                "description": change.describe(),
+                "seed": seed,
+            },
+            now=now,
+        )
+    )
+    pid = (launch or _launch)(data_dir, round_id)
+    status = status.model_copy(update={"pid": pid})
+    _write_json(folder / "job.json", status.model_dump_json())
+    return status
+
+
+def _launch(data_dir: Path, round_id: str) -> int:
+    """The job's process, detached from the caller's session (it outlives a request)."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chuangzheng.services.what_if",
+            "run-job",
+            "--data-dir",
+            str(data_dir),
+            "--round",
+            round_id,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return process.pid
+
+
+def run_job(session: Session, data_dir: Path, round_id: str) -> JobStatus:
+    """The job's body (in its own process): read the live county now, rehearse, and write
+    the result and the final status."""
+    folder = _round_dir(data_dir, round_id)
+    status = JobStatus.model_validate_json((folder / "job.json").read_text(encoding="utf-8"))
+    progress = list(status.progress)
+
+    def note(message: str) -> None:
+        progress.append(message)
+        _write_json(
+            folder / "job.json",
+            status.model_copy(
+                update={"progress": progress[-20:], "pid": os.getpid()}
+            ).model_dump_json(),
+        )
+
+    try:
+        live = live_county(session, round_id, now=datetime.now(UTC), data_dir=data_dir)
+        note(
+            f"{len(live.starts)} 个组织，其中 {len(live.probabilities)} 个按预测模型给出的进度推演"
+        )
+        report = asyncio.run(
+            asyncio.wait_for(
+                rehearse_live(live, status.change, seed=status.seed, on_message=note),
+                JOB_TIMEOUT.total_seconds(),
+            )
+        )
+    except Exception as exc:
+        reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        final = status.model_copy(
+            update={
+                "state": JobState.FAILED,
+                "finished_at": datetime.now(UTC),
+                "message": f"推演失败：{reason}",
+                "progress": progress[-20:],
+            }
+        )
+    else:
+        _write_json(folder / "result.json", report.model_dump_json())
+        final = status.model_copy(
+            update={
+                "state": JobState.DONE,
+                "finished_at": datetime.now(UTC),
+                "message": f"推演完成，用时 {report.wall_seconds:.0f} 秒",
+                "progress": progress[-20:],
+            }
+        )
+    _write_json(folder / "job.json", final.model_dump_json())
+    return final
+
+
+# ----- the export ------------------------------------------------------------------------------
+
+
+def _local(moment: datetime) -> str:
+    from domain.calendar import SHANGHAI
+
+    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+
+
+def export_xlsx(report: WhatIfReport) -> bytes:
+    """The what-if as an Excel workbook: the draft, outcomes per phase in both arms and
+    their difference, notices per rung, and the organisations whose outcome changes.
+    Every cell from people's text (names, the draft's reason) is text, never a formula."""
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "推演结果"
+    append_row(sheet, ["轮次", report.round_name])
+    append_row(sheet, ["推演方案", report.description])
+    append_row(sheet, ["理由", report.change.reason])
+    append_row(sheet, ["推演起点（当前状态）", _local(report.as_of)])
+    append_row(sheet, ["组织数", report.organisations])
+    append_row(sheet, ["按预测模型给出进度的组织数", report.paced_by_forecast])
+    append_row(sheet, ["随机种子", report.seed])
+    append_row(sheet, [])
+    append_row(
+        sheet,
+        [
+            "阶段",
+            "按时完成（不调整）",
+            "按时完成（调整后）",
+            "差值",
+            "逾期完成（不调整）",
+            "逾期完成（调整后）",
+            "差值",
+            "整改后完成（不调整）",
+            "整改后完成（调整后）",
+            "差值",
+            "未完成（不调整）",
+            "未完成（调整后）",
+        ],
+    )
+    for phase in WORKING_PHASES:
+        a, b = report.unchanged.phase(phase), report.changed.phase(phase)
+        append_row(
+            sheet,
+            [
+                phase.label,
+                a.on_time,
+                b.on_time,
+                b.on_time - a.on_time,
+                a.late,
+                b.late,
+                b.late - a.late,
+                a.after_rectification,
+                b.after_rectification,
+                b.after_rectification - a.after_rectification,
+                a.unfinished,
+                b.unfinished,
+            ],
+        )
+    notices = book.create_sheet("通知")
+    labels = list(dict.fromkeys([*report.unchanged.labels(), *report.changed.labels()]))
+    append_row(
+        notices,
+        [
+            "通知（自推演起点起）",
+            *(p.label for p in WORKING_PHASES),
+            "合计（不调整）",
+            "合计（调整后）",
+            "差值",
+        ],
+    )
+    for label in labels:
+        row: list[Any] = [label]
+        for phase in WORKING_PHASES:
+            count = report.unchanged.notice_count(label, phase)
+            row.append(f"{count} → {report.changed.notice_count(label, phase)}")
+        before, after = report.unchanged.notice_count(label), report.changed.notice_count(label)
+        append_row(notices, [*row, before, after, after - before])
+    orgs = book.create_sheet("结果变化的组织")
+    append_row(orgs, ["组织编号", "组织名称", "乡镇", "阶段", "不调整", "调整后"])
+    for org_id, (name, township, diffs) in sorted(report.changed_outcomes.items()):
+        for phase, was, now in diffs:
+            append_row(
+                orgs,
+                [
+                    org_id,
+                    name,
+                    township,
+                    phase.label,
+                    OUTCOME_LABELS.get(was, "未完成") if was else "未完成",
+                    OUTCOME_LABELS.get(now, "未完成") if now else "未完成",
+                ],
+            )
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def parse_change(values: dict[str, Any]) -> DraftChange:
+    """A draft from a form or a JSON body; :class:`InvalidInput` naming each bad field."""
+    try:
+        return DraftChange.model_validate(values)
+    except ValidationError as exc:
+        errors = []
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"]) or "change"
+            reason = str(error["msg"]).removeprefix("Value error, ")
+            errors.append({"field": field, "reason": reason})
+        raise InvalidInput("invalid", "推演方案有误", errors) from None
+
+
+# ----- the job's process -----------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m chuangzheng.services.what_if run-job --data-dir D --round R``: the
+    background job's process (started by :func:`start_job`)."""
+    import argparse
+
+    from activities.db import make_engine, session_factory
+    from chuangzheng.settings import get_settings
+
+    parser = argparse.ArgumentParser(description="推演（后台任务进程）")
+    commands = parser.add_subparsers(dest="command", required=True)
+    job = commands.add_parser("run-job")
+    job.add_argument("--data-dir", type=Path, required=True)
+    job.add_argument("--round", required=True)
+    args = parser.parse_args(argv)
+    engine = make_engine(get_settings().database_url)
+    try:
+        with session_factory(engine)() as session:
+            final = run_job(session, args.data_dir, args.round)
+    finally:
+        engine.dispose()
+    print(json.dumps({"state": final.state.value, "message": final.message}, ensure_ascii=False))
+    return 0 if final.state is JobState.DONE else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
