@@ -49,10 +49,10 @@ from activities.round_contracts import (
     StartRangeReport,
 )
 from activities.round_progress import PlanStore, RoundReading, read_round_check
-from activities.tables import CampaignStatusRow, RoundVerdictRow
+from activities.tables import CampaignStatusRow, RoundRow, RoundVerdictRow
 from activities.tables.round_state import round_verdicts
 from domain.cohort import BehindSchedule, CohortMember, behind_schedule
-from domain.organisation import Organisation
+from domain.organisation import DEFAULT_COUNTY, Organisation
 from domain.phases import Phase
 from domain.schedule import build_org_plan
 from workflows import search_attributes as sa
