@@ -128,6 +128,9 @@ class Organisation(BaseModel):
     # The county (tenant) the organisation belongs to; never part of a roster file: the
     # import writes into the importing county office's county.
     county: str = Field(default=DEFAULT_COUNTY, min_length=1, max_length=64)
+    # 少数民族聚居地区 (seed 002 §四's last paragraph): the plan may require extra steps of
+    # such organisations (``PhasePlan.ethnic_area_steps``). Optional in the roster.
+    ethnic_area: bool = Field(default=False, description="是否少数民族聚居地区")
 
 
 class Supervisor(BaseModel):

@@ -19,6 +19,7 @@ from activities.tables.access import (
     UserRow,
 )
 from activities.tables.base import Base, NaiveDatetimeError, UTCDateTime
+from activities.tables.briefings import BriefingRow
 from activities.tables.campaign import (
     CampaignEventRow,
     CampaignStatusRow,
@@ -96,6 +97,7 @@ __all__ = [
     "BallotRow",
     "BallotTokenRow",
     "Base",
+    "BriefingRow",
     "CampaignEventRow",
     "CampaignStatusRow",
     "CircularRow",

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -76,6 +77,8 @@ class OrganisationRow(Base):
     member_count: Mapped[int] = mapped_column(Integer)
     secretary: Mapped[str] = mapped_column(String(NAME))
     instructor: Mapped[str] = mapped_column(String(NAME))
+    # 少数民族聚居地区 (migration 0010; optional roster column).
+    ethnic_area: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     active: Mapped[bool] = mapped_column(Boolean)
     row_number: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime]
