@@ -15,6 +15,7 @@ from api.ui.routers import (
     login,
     organisation,
     overview,
+    plan_versions,
     secretary,
     supervision,
 )
@@ -31,6 +32,7 @@ for _module in (
     audit,
     supervision,
     counties,
+    plan_versions,
 ):
     # Many counties (api.tenancy): pages that name a round or an organisation check its
     # county, and an office above the county cannot post. Sign-in and activation (no
