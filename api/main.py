@@ -49,6 +49,7 @@ from api.routers import (
     supervision,
     supervision_records,
     users,
+    what_if,
 )
 from api.security import SecurityMiddleware
 from api.tenancy import api_county_guard
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         supervision_records,
         contact_points,
         counties,
+        what_if,
         ui_routes,
     ):
         # Many counties (api.tenancy): the routers of signed-in callers check the county of
@@ -159,6 +161,7 @@ _COUNTY_GUARDED = (
     supervision_records,
     contact_points,
     counties,
+    what_if,
 )
 
 

@@ -1,0 +1,133 @@
+"""The what-if (推演) and the 预警 threshold of a running round, for the county office.
+
+``POST /rounds/{id}/what-if`` starts a rehearsal of a draft change as a background job
+(202; one at a time per round), ``GET /rounds/{id}/what-if`` gives the latest job and its
+result, ``…/what-if.xlsx`` the result as Excel. ``PUT /rounds/{id}/early-warning/threshold``
+changes the round's 预警 threshold (audited). Every rule is in
+``chuangzheng.services.what_if`` and ``chuangzheng.services.forecast_warning``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from api.blocking import run_sync
+from api.callers import service_caller
+from api.deps import CurrentUser, SessionDep, SessionsDep, SettingsDep
+from api.errors import ApiError, as_api_error
+from api.responses import AUTHENTICATED, WITH_BODY, errors
+from api.routers.audit import xlsx_response
+from chuangzheng.services import forecast_warning, what_if
+from chuangzheng.services.errors import ServiceError
+from domain.organisation import Role
+
+router = APIRouter(
+    prefix="/api/v1", tags=["推演与预警 what-if"], responses=errors(*AUTHENTICATED, 404)
+)
+
+
+def _county_office(user: Any) -> None:
+    if user.role is not Role.COUNTY_OFFICE:
+        raise ApiError(403, "forbidden", "推演与预警线仅县委活动办可用")
+
+
+class WhatIfStart(BaseModel):
+    """A draft change to rehearse (see ``domain.what_if.DraftChange``) and the seed."""
+
+    change: dict[str, Any]
+    seed: int = Field(default=1, ge=0, lt=2**31)
+
+
+class ThresholdBody(BaseModel):
+    """The round's new 预警 threshold and why."""
+
+    threshold: float
+    reason: str = Field(default="", max_length=2000)
+
+
+@router.post(
+    "/rounds/{round_id}/what-if",
+    status_code=202,
+    summary="发起推演（后台运行）",
+    responses=errors(*WITH_BODY, 409),
+)
+def start_what_if(
+    round_id: str,
+    body: WhatIfStart,
+    request: Request,
+    user: CurrentUser,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+) -> Any:
+    """Start rehearsing the draft over the live county; poll ``GET …/what-if``."""
+    _county_office(user)
+    try:
+        change = what_if.parse_change(body.change)
+        with sessions.begin() as session:
+            status = what_if.start_job(
+                session,
+                service_caller(user, request),
+                round_id,
+                change,
+                data_dir=settings.data_dir,
+                seed=body.seed,
+            )
+    except ServiceError as exc:
+        raise as_api_error(exc) from None
+    return status.model_dump(mode="json")
+
+
+@router.get("/rounds/{round_id}/what-if", summary="推演状态与结果")
+def get_what_if(
+    round_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> Any:
+    """The round's latest what-if job and its result (null until one has finished)."""
+    _county_office(user)
+    from activities.tables import RoundRow
+
+    if session.get(RoundRow, round_id) is None:
+        raise ApiError(404, "not_found", "轮次不存在")
+    status = what_if.job_status(settings.data_dir, round_id)
+    result = what_if.job_result(settings.data_dir, round_id)
+    return {
+        "job": status.model_dump(mode="json") if status else None,
+        "result": result.model_dump(mode="json") if result else None,
+    }
+
+
+@router.get("/rounds/{round_id}/what-if.xlsx", summary="推演结果 Excel")
+def what_if_xlsx(round_id: str, user: CurrentUser, settings: SettingsDep) -> Response:
+    """The latest finished what-if as an Excel workbook."""
+    _county_office(user)
+    result = what_if.job_result(settings.data_dir, round_id)
+    if result is None:
+        raise ApiError(404, "not_found", "本轮尚无推演结果")
+    return xlsx_response(what_if.export_xlsx(result), "推演结果.xlsx")
+
+
+@router.put(
+    "/rounds/{round_id}/early-warning/threshold",
+    summary="修改本轮预警线（审计）",
+    responses=errors(*WITH_BODY, 409),
+)
+async def put_threshold(
+    round_id: str, body: ThresholdBody, request: Request, user: CurrentUser, sessions: SessionsDep
+) -> Any:
+    """The round's 预警 threshold from now on (the plan rung's until changed)."""
+    caller = service_caller(user, request)
+
+    def change() -> dict[str, Any]:
+        try:
+            with sessions.begin() as session:
+                made = forecast_warning.set_round_threshold(
+                    session, caller, round_id, body.threshold, reason=body.reason
+                )
+        except ServiceError as exc:
+            raise as_api_error(exc) from None
+        return made.model_dump(mode="json")
+
+    return await run_sync(change)
