@@ -18,6 +18,7 @@ from api.ui.routers import (
     plan_versions,
     secretary,
     supervision,
+    what_if,
 )
 
 router = APIRouter()
@@ -33,6 +34,7 @@ for _module in (
     supervision,
     counties,
     plan_versions,
+    what_if,
 ):
     # Many counties (api.tenancy): pages that name a round or an organisation check its
     # county, and an office above the county cannot post. Sign-in and activation (no
