@@ -344,5 +344,14 @@ def _register_accounts() -> None:
 _register_accounts()
 
 
+def _register_plan() -> None:
+    from chuangzheng.plan_cli import app as plan_app
+
+    app.add_typer(plan_app, name="plan")
+
+
+_register_plan()
+
+
 if __name__ == "__main__":
     app()
