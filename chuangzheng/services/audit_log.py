@@ -17,15 +17,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from activities.spreadsheets import holdable, workbook_bytes
-from activities.tables import AuditRow
+from activities.tables import AuditRow, UserRow
+from chuangzheng.services.callers import account_county
 from chuangzheng.services.errors import InvalidInput, Refused
 from domain.calendar import SHANGHAI
 from domain.events import EventKind
-from domain.organisation import Role
+from domain.organisation import DEFAULT_COUNTY, Role
 from domain.state import Actor
 
 #: The most rows one export writes (a county's year of actions fits many times over).
@@ -184,8 +185,19 @@ def check_filter(filters: AuditFilter) -> None:
         raise _invalid("to", "结束时间应晚于开始时间")
 
 
-def _filtered(filters: AuditFilter) -> Select[AuditRow]:
-    stmt = select(AuditRow)
+def _in_county(county: str) -> ColumnElement[bool]:
+    """The rows of ``county``'s log: what its accounts did (only a county's own accounts act
+    in it; the offices above the county act nowhere). The default county also keeps what
+    was done under names that are no account of another county (failed sign-ins as typed,
+    ``cli:`` operators), as a single-county deployment always had them."""
+    if county == DEFAULT_COUNTY:
+        elsewhere = select(UserRow.username).where(UserRow.county != DEFAULT_COUNTY)
+        return AuditRow.user.not_in(elsewhere)
+    return AuditRow.user.in_(select(UserRow.username).where(UserRow.county == county))
+
+
+def _filtered(filters: AuditFilter, county: str = DEFAULT_COUNTY) -> Select[AuditRow]:
+    stmt = select(AuditRow).where(_in_county(county))
     if filters.person:
         stmt = stmt.where(AuditRow.user == filters.person)
     if filters.org_id:
@@ -245,7 +257,7 @@ def search(
     check_filter(filters)
     if not 1 <= limit <= MAX_PAGE:
         raise _invalid("limit", f"每页 1–{MAX_PAGE} 条")
-    stmt = _filtered(filters)
+    stmt = _filtered(filters, account_county(session, actor.user))
     if cursor:
         at, last_id = _decode(cursor)
         stmt = stmt.where(
@@ -256,8 +268,8 @@ def search(
     return AuditPage([_entry(r) for r in rows], next_cursor)
 
 
-def _export_rows(session: Session, filters: AuditFilter) -> Iterator[list[Any]]:
-    for row in session.scalars(_filtered(filters).limit(MAX_EXPORT_ROWS)):
+def _export_rows(session: Session, filters: AuditFilter, county: str) -> Iterator[list[Any]]:
+    for row in session.scalars(_filtered(filters, county).limit(MAX_EXPORT_ROWS)):
         entry = _entry(row)
         # Failed sign-ins record the username as typed, by anyone: a control character in
         # it must not make every later export fail.
@@ -278,7 +290,8 @@ def export_xlsx(session: Session, actor: Actor, filters: AuditFilter) -> bytes:
     through ``activities.spreadsheets`` (people's text never becomes a formula)."""
     authorise(actor)
     check_filter(filters)
-    return workbook_bytes("审计日志", EXPORT_HEAD, _export_rows(session, filters))
+    county = account_county(session, actor.user)
+    return workbook_bytes("审计日志", EXPORT_HEAD, _export_rows(session, filters, county))
 
 
 __all__ = [
