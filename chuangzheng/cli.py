@@ -353,5 +353,14 @@ def _register_plan() -> None:
 _register_plan()
 
 
+def _register_what_if() -> None:
+    from chuangzheng.what_if_cli import what_if
+
+    app.command("what-if")(what_if)
+
+
+_register_what_if()
+
+
 if __name__ == "__main__":
     app()
