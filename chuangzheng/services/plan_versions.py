@@ -410,6 +410,20 @@ def _audit(
 
 
 # ----- the audit of versions --------------------------------------------------------------------
+def current_plan_in(session: Session, round_id: str) -> CampaignPlan | None:
+    """The plan of the round's latest applied version as the read model records it, or
+    None while the round runs on its kick-off plan. For re-resolving the round's schedule
+    elsewhere (a calendar update) from the plan in force, not from version 1."""
+    rows = session.scalars(
+        select(AuditRow).where(AuditRow.round_id == round_id, AuditRow.action == AUDIT_ACTION)
+    ).all()
+    if not rows:
+        return None
+    latest = max(rows, key=lambda r: int(r.detail.get("version", 0)))
+    stored = session.get(RoundPlanRow, str(latest.detail.get("plan_ref", "")))
+    return CampaignPlan.model_validate_json(stored.plan_json) if stored is not None else None
+
+
 def plan_versions(session: Session, round_id: str) -> list[PlanVersionRecord]:
     """Every version of the round's plan, oldest first, with what each changed (version 1:
     the plan the round was kicked off with). Read model only. :class:`NotFound` for an
@@ -460,6 +474,7 @@ __all__ = [
     "apply_plan_version",
     "authorise",
     "current_plan",
+    "current_plan_in",
     "parse_draft",
     "plan_versions",
     "plan_yaml",

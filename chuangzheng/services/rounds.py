@@ -51,6 +51,7 @@ from chuangzheng.services.errors import (
     TemporalUnavailable,
     from_domain,
 )
+from chuangzheng.services.plan_versions import current_plan_in
 from chuangzheng.settings import Settings
 from domain.actions import CalendarUpdate, CloseRound
 from domain.calendar import SHANGHAI, CalendarGap
@@ -565,7 +566,8 @@ class Rounds:
             if definition.kicked_off_at is None or definition.starts_at is None:
                 raise Conflict("not_started", "本轮尚未启动，请在计划中修改日历")
             with _refusals():
-                plan = parse_plan(definition.plan_yaml)
+                # The plan version in force (a plan version may have moved deadlines).
+                plan = current_plan_in(session, round_id) or parse_plan(definition.plan_yaml)
             calendar = CalendarPlan(
                 holidays=tuple(sorted(set(published.holidays))),
                 workdays=tuple(sorted(set(published.workdays))),
