@@ -30,7 +30,7 @@ from sqlalchemy import Row, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.db import upsert_insert
-from activities.tables import notice_deliveries
+from activities.tables import NoticeRow, OrganisationRow, notice_deliveries
 
 #: How long a claimed delivery is left alone; above the channels' own timeouts (10 s).
 IN_FLIGHT_LEASE = timedelta(seconds=60)
@@ -200,14 +200,20 @@ def deliveries_of(sessions: sessionmaker[Session], notice_id: str) -> list[Deliv
         return [_delivery(row) for row in rows]
 
 
-def failed_deliveries(sessions: sessionmaker[Session], *, limit: int = 100) -> list[Delivery]:
-    """Failed and uncertain deliveries, oldest first: what an operator looks at and resends."""
+def failed_deliveries(
+    sessions: sessionmaker[Session], *, limit: int = 100, county: str | None = None
+) -> list[Delivery]:
+    """Failed and uncertain deliveries, oldest first: what an operator looks at and resends
+    (of ``county``'s notices only when given: a notice belongs to its organisation's county)."""
     t = notice_deliveries
-    with sessions() as session:
-        rows = session.execute(
-            select(t)
-            .where(t.c.status.in_(NEEDS_OPERATOR))
-            .order_by(t.c.updated_at, t.c.notice_id)
-            .limit(limit)
+    stmt = select(t).where(t.c.status.in_(NEEDS_OPERATOR))
+    if county is not None:
+        of_county = (
+            select(NoticeRow.notice_id)
+            .join(OrganisationRow, OrganisationRow.org_id == NoticeRow.org_id)
+            .where(OrganisationRow.county == county)
         )
+        stmt = stmt.where(t.c.notice_id.in_(of_county))
+    with sessions() as session:
+        rows = session.execute(stmt.order_by(t.c.updated_at, t.c.notice_id).limit(limit))
         return [_delivery(row) for row in rows]

@@ -52,7 +52,7 @@ async def failed(
     """Failed and uncertain (interrupted robot posts) deliveries, oldest first, each with
     its channel, status (``status_label`` in Chinese) and last error."""
     require_role(user, Role.COUNTY_OFFICE)
-    rows = await asyncio.to_thread(failed_deliveries, sessions, limit=limit)
+    rows = await asyncio.to_thread(failed_deliveries, sessions, limit=limit, county=user.county)
     return [asdict(row) | {"status_label": row.status.label} for row in rows]
 
 

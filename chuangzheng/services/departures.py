@@ -27,6 +27,7 @@ from temporalio.client import Client, RPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.tables import AuditRow, OrganisationRow, RosterDepartureRow
+from chuangzheng.services.callers import account_county
 from chuangzheng.services.errors import (
     Conflict,
     InvalidInput,
@@ -86,8 +87,11 @@ def list_departures(
 ) -> list[Departure]:
     """Departures (only ``decision``'s when given), the oldest first."""
     _authorise(actor)
-    stmt = select(RosterDepartureRow, OrganisationRow).outerjoin(
-        OrganisationRow, OrganisationRow.org_id == RosterDepartureRow.org_id
+    # The county office's own county's organisations only (many counties, one deployment).
+    stmt = (
+        select(RosterDepartureRow, OrganisationRow)
+        .join(OrganisationRow, OrganisationRow.org_id == RosterDepartureRow.org_id)
+        .where(OrganisationRow.county == account_county(session, actor.user))
     )
     if decision is not None:
         stmt = stmt.where(RosterDepartureRow.decision == decision.value)
