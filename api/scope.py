@@ -16,7 +16,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, and_, false, select
 from sqlalchemy.orm import InstrumentedAttribute
 
-from activities.tables import OrganisationRow
+from activities.tables import OrganisationRow, RoundRow
 from api.auth import User
 from domain.organisation import ABOVE_COUNTY_ROLES, Organisation, Role
 
@@ -92,5 +92,17 @@ def in_county(
     return (
         select(OrganisationRow.org_id)
         .where(OrganisationRow.org_id == org_id, OrganisationRow.county.in_(sorted(user.counties)))
+        .exists()
+    )
+
+
+def round_in_county(
+    user: User, round_id: ColumnElement[str] | InstrumentedAttribute[str]
+) -> ColumnElement[bool]:
+    """A condition on a row's round id: the round is of one of ``user``'s counties (for
+    rows keyed by round that carry no county of their own: digests, circulars)."""
+    return (
+        select(RoundRow.round_id)
+        .where(RoundRow.round_id == round_id, RoundRow.county.in_(sorted(user.counties)))
         .exists()
     )

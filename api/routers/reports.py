@@ -26,7 +26,7 @@ from api.deps import (
 from api.errors import not_found
 from api.idempotency import idempotency_key
 from api.responses import AUTHENTICATED, TEMPORAL, Timestamp, errors, file_response
-from api.scope import inbox_key
+from api.scope import inbox_key, round_in_county
 from domain.organisation import Role
 from workflows.digest import CircularInput, CircularReport, CircularWorkflow
 
@@ -83,6 +83,8 @@ def my_digests(
         select(DigestRow)
         .where(DigestRow.recipient_role == user.role.value)
         .where(DigestRow.recipient_key == inbox_key(user))
+        # Keys repeat across counties: the digests of the user's counties' rounds only.
+        .where(round_in_county(user, DigestRow.round_id))
         .order_by(DigestRow.created_at.desc())
         .limit(limit)
     ).all()
@@ -174,6 +176,9 @@ def download(circular_id: str, session: SessionDep, user: CurrentUser) -> FileRe
     row = session.get(CircularRow, circular_id)
     if row is None or user.role not in CIRCULAR_READERS or not Path(row.xlsx_path).is_file():
         raise not_found()
+    county = session.scalar(select(RoundRow.county).where(RoundRow.round_id == row.round_id))
+    if county not in user.counties:
+        raise not_found()  # another county's circular
     return FileResponse(
         row.xlsx_path,
         media_type=XLSX,
