@@ -59,7 +59,7 @@ def from_notice(notice: Notice) -> Outgoing:
 
 
 #: Labels of the ``digests`` table's kinds (a daily digest, a circular's notice).
-DIGEST_KIND_LABELS = {"digest": "每日督查摘要", "circular": "通报"}
+DIGEST_KIND_LABELS = {"digest": "每日督查摘要", "circular": "通报", "briefing": "经验交流简报"}
 
 
 def from_digest_row(row: Mapping[str, Any]) -> Outgoing:

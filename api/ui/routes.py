@@ -8,6 +8,7 @@ from api.tenancy import ui_county_guard
 from api.ui.routers import (
     accounts,
     audit,
+    briefings,
     counties,
     exports,
     laggards,
@@ -32,6 +33,7 @@ for _module in (
     accounts,
     audit,
     supervision,
+    briefings,
     counties,
     plan_versions,
     what_if,

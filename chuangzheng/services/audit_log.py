@@ -75,6 +75,8 @@ ACTION_LABELS: dict[str, str] = {
     "spot_check_drawn": "随机抽查抽取",
     "spot_check_recorded": "登记抽查结果",
     "supervision_recorded": "登记座谈会或督查",
+    "briefing_submitted": "报送经验简报",
+    "briefing_circulated": "选编交流经验简报",
     "forecast_threshold_changed": "修改预警线",
     "what_if_started": "发起推演",
 }

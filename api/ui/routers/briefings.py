@@ -1,0 +1,121 @@
+"""经验交流 page (总结交流经验, seed 002 §六(五)): the round's circulated briefings for everyone
+in it, the submission form for secretaries and townships, and the county office's 选编交流
+button with its note. Every rule is ``chuangzheng.services.briefings``'; the page renders
+and posts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.datastructures import UploadFile
+
+from activities.channels import ChannelRouter, build_notifier
+from api.blocking import run_sync
+from api.callers import service_caller
+from api.deps import SessionDep, SessionsDep, SettingsDep
+from api.errors import as_api_error, not_found
+from api.ui.context import round_info
+from api.ui.render import page
+from api.ui.session import UiRoute, UiUser, redirect, same_origin
+from chuangzheng.services import briefings
+from chuangzheng.services.errors import ServiceError
+from domain.briefing import CIRCULATOR_ROLES, SUBMITTER_ROLES
+from domain.organisation import Role
+
+router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
+BACK = "/ui/briefings"
+
+
+def _error_text(exc: ServiceError) -> str:
+    api = as_api_error(exc)
+    reasons = "；".join(f"{e.get('field')}：{e.get('reason')}" for e in api.errors)
+    return api.message + (f"（{reasons}）" if reasons else "")
+
+
+@router.get("/briefings")
+async def briefings_page(
+    request: Request,
+    session: SessionDep,
+    user: UiUser,
+    round: str = "",
+    msg: str = "",
+    error: str = "",
+) -> Response:
+    """The round's briefings the caller sees, with the forms their role may use."""
+    info = await run_sync(round_info, session, round or None, user.counties)
+    if info is None:
+        raise not_found("尚无轮次")
+    caller = service_caller(user, request)
+    listed = await run_sync(briefings.list_briefings, session, caller, info.round_id)
+    context: dict[str, Any] = {
+        "user": user,
+        "info": info,
+        "briefings": listed,
+        "can_submit": user.role in SUBMITTER_ROLES,
+        "can_circulate": user.role in CIRCULATOR_ROLES,
+        "own_org": user.scope_key if user.role is Role.SECRETARY else "",
+        "msg": msg,
+        "error": error,
+    }
+    return page(request, "briefings.html", context)
+
+
+@router.post("/briefings")
+async def post_briefing(
+    request: Request, sessions: SessionsDep, settings: SettingsDep, user: UiUser
+) -> Response:
+    """Submit a briefing from the form (title, text, optional file)."""
+    same_origin(request)
+    form = await request.form()
+    round_id = str(form.get("round", ""))
+    upload = form.get("file")
+    attachment = None
+    if isinstance(upload, UploadFile) and upload.filename:
+        data = await upload.read(briefings.MAX_FILE_BYTES + 1)
+        attachment = briefings.Attachment(filename=upload.filename, data=data)
+    caller = service_caller(user, request)
+    try:
+        await run_sync(
+            lambda: briefings.submit(
+                sessions,
+                caller,
+                round_id,
+                title=str(form.get("title", "")),
+                text=str(form.get("text", "")),
+                org_id=user.scope_key if user.role is Role.SECRETARY else None,
+                township=user.scope_key if user.role is Role.TOWNSHIP else None,
+                attachment=attachment,
+                upload_dir=settings.upload_directory,
+            )
+        )
+    except ServiceError as exc:
+        return redirect(BACK, round=round_id, error=_error_text(exc))
+    return redirect(BACK, round=round_id, msg="简报已报送，待县委活动办选编")
+
+
+@router.post("/briefings/{briefing_id}/circulate")
+async def post_circulate(
+    briefing_id: str,
+    request: Request,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    user: UiUser,
+) -> Response:
+    """The county office selects and circulates a briefing."""
+    same_origin(request)
+    form = await request.form()
+    round_id = str(form.get("round", ""))
+    caller = service_caller(user, request)
+    try:
+        _, messages = await run_sync(
+            lambda: briefings.circulate(
+                sessions, caller, round_id, briefing_id, note=str(form.get("note", ""))
+            )
+        )
+    except ServiceError as exc:
+        return redirect(BACK, round=round_id, error=_error_text(exc))
+    notifier = await run_sync(build_notifier, sessions, settings)
+    await briefings.send(notifier if isinstance(notifier, ChannelRouter) else None, messages)
+    return redirect(BACK, round=round_id, msg=f"已选编交流，送达 {len(messages)} 个单位")
