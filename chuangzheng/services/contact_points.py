@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
 from activities.tables import ContactPointOrgRow, ContactPointRow, OrganisationRow
@@ -79,11 +79,23 @@ class ContactPoint:
         }
 
 
-def _check_orgs(session: Session, org_ids: Sequence[str]) -> None:
+def _in_county(county: str) -> Select[tuple[str]]:
+    """The contact points linked to an organisation of ``county`` (a point's county)."""
+    return (
+        select(ContactPointOrgRow.point_id)
+        .join(OrganisationRow, OrganisationRow.org_id == ContactPointOrgRow.org_id)
+        .where(OrganisationRow.county == county)
+    )
+
+
+def _check_orgs(session: Session, org_ids: Sequence[str], county: str) -> None:
     known = set(
         session.scalars(
             select(OrganisationRow.org_id).where(
-                OrganisationRow.org_id.in_(set(org_ids)), OrganisationRow.active.is_(True)
+                OrganisationRow.org_id.in_(set(org_ids)),
+                OrganisationRow.active.is_(True),
+                # Another county's organisation is as unknown as a missing one.
+                OrganisationRow.county == county,
             )
         )
     )
@@ -112,7 +124,7 @@ def save_contact_point(
     """Create (no ``point_id``) or replace a contact point; audited. The caller's session
     commits it."""
     require_role(caller, MANAGERS, FORBIDDEN)
-    _check_orgs(session, request.org_ids)
+    _check_orgs(session, request.org_ids, caller.county)
     now = now or datetime.now(UTC)
     if point_id is None:
         row = ContactPointRow(
@@ -126,8 +138,14 @@ def save_contact_point(
         session.add(row)
     else:
         found = session.get(ContactPointRow, point_id)
-        if found is None:
-            raise NotFound()
+        if (
+            found is None
+            or session.scalar(
+                _in_county(caller.county).where(ContactPointOrgRow.point_id == point_id)
+            )
+            is None
+        ):
+            raise NotFound()  # unknown, or another county's point
         row = found
         row.cadre_key, row.cadre_name = request.cadre_key.strip(), request.cadre_name.strip()
         row.title = request.title.strip()
@@ -157,7 +175,11 @@ def list_contact_points(session: Session, caller: Caller, cadre_key: str) -> lis
     """The county office's view (every point) or a cadre's own (``cadre_key``, their scope
     key); other roles are refused."""
     require_role(caller, READERS)
-    query = select(ContactPointRow).order_by(ContactPointRow.cadre_key, ContactPointRow.point_id)
+    query = (
+        select(ContactPointRow)
+        .where(ContactPointRow.point_id.in_(_in_county(caller.county)))
+        .order_by(ContactPointRow.cadre_key, ContactPointRow.point_id)
+    )
     if caller.role is Role.LEADING_CADRE:
         query = query.where(ContactPointRow.cadre_key == cadre_key)
     rows = list(session.scalars(query))
