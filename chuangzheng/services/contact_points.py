@@ -79,7 +79,7 @@ class ContactPoint:
         }
 
 
-def _in_county(county: str) -> Select[tuple[str]]:
+def _in_county(county: str) -> Select[str]:
     """The contact points linked to an organisation of ``county`` (a point's county)."""
     return (
         select(ContactPointOrgRow.point_id)
