@@ -1,11 +1,12 @@
 """One organisation in one round as its page shows it: phases, steps and submissions from
 the workflow's ``status`` query (authoritative, with step names), and the recorded timeline,
-escalations, notices and uploaded files from the read model."""
+escalations, notices and uploaded files from the read model; the timeline also shows the
+supervision records (座谈会, 督查) that covered the organisation in the round."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -18,9 +19,12 @@ from activities.tables import (
     EscalationRow,
     NoticeRow,
     SubmissionRow,
+    SupervisionRecordOrgRow,
+    SupervisionRecordRow,
 )
 from api.errors import ApiError
 from api.workflow_calls import query
+from domain.calendar import SHANGHAI
 from domain.campaign_rules import CampaignStatus
 from domain.events import EventKind
 from domain.organisation import Organisation
@@ -46,7 +50,24 @@ class OrgView:
     escalations: list[EscalationRow] = field(default_factory=list)
     notices: list[NoticeRow] = field(default_factory=list)
     submissions: list[SubmissionRow] = field(default_factory=list)
+    supervision: list[SupervisionRecordRow] = field(default_factory=list)
     query_error: str = ""
+
+    def timeline(self) -> list[tuple[str, Any]]:
+        """The recorded events and the supervision records in one list, oldest first, each
+        as ``("event", CampaignEventRow)`` or ``("supervision", SupervisionRecordRow)``. A
+        record carries a local date only: it is placed at the start of its day."""
+
+        def when(entry: tuple[str, Any]) -> datetime:
+            kind, row = entry
+            if kind == "event":
+                at: datetime = row.at
+                return at
+            return datetime.combine(date.fromisoformat(row.held_on), time(0), SHANGHAI)
+
+        entries: list[tuple[str, Any]] = [("event", e) for e in self.events]
+        entries += [("supervision", r) for r in self.supervision]
+        return sorted(entries, key=when)
 
     def step_names(self) -> dict[str, str]:
         """Step ids to their Chinese names (from the workflow's state)."""
@@ -116,4 +137,18 @@ def load_records(session: Session, view: OrgView) -> None:
     )
     view.submissions = list(
         session.scalars(select(SubmissionRow).filter_by(**key).order_by(SubmissionRow.submitted_at))
+    )
+    view.supervision = list(
+        session.scalars(
+            select(SupervisionRecordRow)
+            .join(
+                SupervisionRecordOrgRow,
+                SupervisionRecordOrgRow.record_id == SupervisionRecordRow.record_id,
+            )
+            .where(
+                SupervisionRecordRow.round_id == view.round_id,
+                SupervisionRecordOrgRow.org_id == view.org.id,
+            )
+            .order_by(SupervisionRecordRow.held_on, SupervisionRecordRow.recorded_at)
+        )
     )
