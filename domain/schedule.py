@@ -192,6 +192,16 @@ def resolve_round(
     )
 
 
+def resolve_windows(
+    round_plan: RoundPlan, kicked_off_at: datetime, calendar: WorkingCalendar
+) -> tuple[PhaseWindow, ...]:
+    """The phases' windows alone, by the rules of :func:`resolve_round`, with nothing
+    pinned: a running round's new plan version (``domain.plan_version``) is resolved with
+    the calendar the round has pinned, so the round keeps it."""
+    require_aware(kicked_off_at)
+    return _windows(round_plan, kicked_off_at, calendar)
+
+
 def reresolve_round(
     plan: CampaignPlan,
     round_plan: RoundPlan,
@@ -332,4 +342,5 @@ __all__ = [
     "reresolve_round",
     "resolve_round",
     "resolve_schedule",
+    "resolve_windows",
 ]

@@ -53,7 +53,13 @@ from domain.plan_version import (
     check_plan_version,
     describe_plan_changes,
 )
-from domain.schedule import PhaseWindow, RoundSchedule, resolve_round
+from domain.schedule import (
+    PhaseWindow,
+    RoundSchedule,
+    check_deadline_in_calendar,
+    resolve_round,
+    resolve_windows,
+)
 from domain.state import Actor
 from workflows.ids import round_workflow_id
 from workflows.round_contracts import RoundPlanState
@@ -214,15 +220,20 @@ def resolve_version(
     :class:`InvalidInput` for a year without data (named) or an impossible schedule."""
     round_plan = draft.round(round_plan_id)
     index = _round_index(draft, round_plan_id)
+    pinned = schedule.calendar
     try:
-        if schedule.calendar is not None:
+        if pinned is not None:
             try:
-                resolved = resolve_round(
-                    draft, round_plan, schedule.starts_at, calendar=schedule.calendar
+                windows = resolve_windows(round_plan, schedule.starts_at, pinned)
+                check_deadline_in_calendar(
+                    pinned, draft.ladder_for(round_plan), windows[-1].deadline, field="phases"
                 )
-                return resolved.model_copy(update={"calendar": None})
+                return RoundSchedule(starts_at=schedule.starts_at, windows=windows)
             except OutsidePinnedCalendar:
                 pass  # beyond the round's table: the draft's own calendar decides
+            except DomainError as exc:
+                if exc.code != "invalid_deadline":  # the ladder's end past the table
+                    raise
         return resolve_round(draft, round_plan, schedule.starts_at)
     except CalendarGap as gap:
         raise _invalid([FieldError(f"rounds[{index}].phases", str(gap))]) from None
