@@ -20,10 +20,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.round_progress import store_plan
@@ -37,6 +40,7 @@ from chuangzheng.services.plan_versions import (
 )
 from domain.actions import CloseRound
 from domain.calendar import Span
+from domain.campaign import CampaignStatus
 from domain.machine import PhaseStatus
 from domain.organisation import Role
 from domain.phases import Phase
@@ -59,8 +63,18 @@ from workflows.round_contracts import CampaignRoundInput, RoundTerms
 
 pytestmark = pytest.mark.usefixtures("worker")
 
+OrgHandle = WorkflowHandle[OrganisationCampaignWorkflow, Any]
+
 ORGS = 3
 ROUND_PLAN = "demo"
+
+
+async def started(handle: OrgHandle) -> CampaignStatus | None:
+    """The organisation's status once the round has started its workflow, else None."""
+    try:
+        return await status(handle)
+    except RPCError:
+        return None
 
 
 def demo_plan() -> CampaignPlan:
@@ -139,7 +153,8 @@ async def test_a_plan_version_moves_open_deadlines_and_timers_once_and_is_audite
         )
         for i in range(1, ORGS + 1)
     ]
-    first = await eventually(lambda: status(orgs[0]), lambda s: s is not None)
+    first = await eventually(lambda: started(orgs[0]), lambda s: s is not None)
+    assert first is not None
     # The first organisation completes 动员部署 before the change.
     org_plan = build_org_plan(
         plan, plan.round(ROUND_PLAN), schedule, first.organisation, round_id=round_id
@@ -147,7 +162,8 @@ async def test_a_plan_version_moves_open_deadlines_and_timers_once_and_is_audite
     done = await do_current_phase(orgs[0], org_plan, await env.get_current_time())
     assert done.state.phase is Phase.PUBLIC_COMMITMENT
     completed = done.state.phase_state(Phase.MOBILISATION)
-    laggard_before = await eventually(lambda: status(orgs[1]), lambda s: s is not None)
+    laggard_before = await eventually(lambda: started(orgs[1]), lambda s: s is not None)
+    assert laggard_before is not None
     old_deadline = laggard_before.state.current().deadline
 
     # A bad draft: a step removed from 公开承诺. Refused naming the field; nothing changes.
