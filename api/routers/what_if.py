@@ -75,6 +75,7 @@ def start_what_if(
                 change,
                 data_dir=settings.data_dir,
                 seed=body.seed,
+                launch=what_if.launcher(settings.database_url),
             )
     except ServiceError as exc:
         raise as_api_error(exc) from None

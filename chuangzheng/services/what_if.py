@@ -182,8 +182,33 @@ def live_county(
         )
     except (DomainError, KeyError, ValueError) as exc:
         raise Conflict("plan_unavailable", f"本轮计划无法解析，不能推演：{exc}") from None
+    return read_live(
+        session,
+        round_id,
+        round_name=row.name,
+        plan=plan,
+        round_plan_id=definition.round_plan_id,
+        schedule=schedule,
+        now=now,
+        data_dir=data_dir,
+    )
+
+
+def read_live(
+    session: Session,
+    round_id: str,
+    *,
+    round_name: str,
+    plan: CampaignPlan,
+    round_plan_id: str,
+    schedule: RoundSchedule,
+    now: datetime,
+    data_dir: Path | None = None,
+) -> LiveCounty:
+    """:func:`live_county` for a round whose plan and schedule the caller already has (the
+    simulation's check against a real run resolves them as the run did)."""
     calendar = schedule.calendar or plan.calendar.build()
-    ladder = plan.ladder_for(plan.round(definition.round_plan_id))
+    ladder = plan.ladder_for(plan.round(round_plan_id))
     top = next(
         (i for i, r in enumerate(ladder.rungs) if RungAction.RECTIFICATION_ORDER in r.actions),
         len(ladder.rungs) - 1,
@@ -271,9 +296,9 @@ def live_county(
         }
     return LiveCounty(
         round_id=round_id,
-        round_name=row.name,
+        round_name=round_name,
         plan=plan,
-        round_plan_id=definition.round_plan_id,
+        round_plan_id=round_plan_id,
         schedule=schedule,
         calendar=calendar,
         as_of=now,
@@ -511,13 +536,13 @@ def start_job(
     *,
     data_dir: Path,
     seed: int = 1,
-    launch: Callable[[Path, str], int] | None = None,
+    launch: Callable[[Path, str], int],
 ) -> JobStatus:
     """Start a what-if of the round in a process of its own (county office only); audited.
     Refused while the round has one running, or :data:`MAX_RUNNING` run in all. The draft
     is checked against the live county first, so a bad draft fails here, not in the job.
-    ``launch`` starts the process (default: ``python -m chuangzheng.services.what_if
-    run-job``) and returns its pid."""
+    ``launch`` starts the process (:func:`launcher`: ``python -m chuangzheng.services.
+    what_if run-job``) and returns its pid."""
     require_role(caller, {Role.COUNTY_OFFICE}, "只有县委活动办可以发起推演")
     if not 0 <= seed < 2**31:
         raise InvalidInput("invalid", "随机种子有误", [{"field": "seed", "reason": "须为非负整数"}])
@@ -557,31 +582,42 @@ def start_job(
             now=now,
         )
     )
-    pid = (launch or _launch)(data_dir, round_id)
+    pid = launch(data_dir, round_id)
     status = status.model_copy(update={"pid": pid})
     _write_json(folder / "job.json", status.model_dump_json())
     return status
 
 
-def _launch(data_dir: Path, round_id: str) -> int:
-    """The job's process, detached from the caller's session (it outlives a request)."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "chuangzheng.services.what_if",
-            "run-job",
-            "--data-dir",
-            str(data_dir),
-            "--round",
-            round_id,
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    return process.pid
+#: The job's process reads its database URL here (never on its command line, where any
+#: user of the machine could read a password).
+DATABASE_ENV = "CZ_WHAT_IF_DATABASE_URL"
+
+
+def launcher(database_url: str) -> Callable[[Path, str], int]:
+    """Starts the job's process on ``database_url`` (the caller's read model)."""
+
+    def launch(data_dir: Path, round_id: str) -> int:
+        # Detached from the caller's session: the job outlives the request.
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "chuangzheng.services.what_if",
+                "run-job",
+                "--data-dir",
+                str(data_dir),
+                "--round",
+                round_id,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, DATABASE_ENV: database_url},
+        )
+        return process.pid
+
+    return launch
 
 
 def run_job(session: Session, data_dir: Path, round_id: str) -> JobStatus:
@@ -765,7 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     job.add_argument("--data-dir", type=Path, required=True)
     job.add_argument("--round", required=True)
     args = parser.parse_args(argv)
-    engine = make_engine(get_settings().database_url)
+    engine = make_engine(os.environ.get(DATABASE_ENV) or get_settings().database_url)
     try:
         with session_factory(engine)() as session:
             final = run_job(session, args.data_dir, args.round)

@@ -20,7 +20,7 @@ import random
 import time as wallclock
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -45,7 +45,7 @@ from workflows.round import CampaignRound
 from workflows.round_contracts import CampaignRoundInput, RoundTerms
 
 from .calendar import resolve_with_gaps
-from .model import BehaviourMix, PlannedAction, SimulationError, SimulationStalled
+from .model import BehaviourMix, OrgScript, PlannedAction, SimulationError, SimulationStalled
 from .player import COUNTY, Player
 from .report import SimulationReport, actual_outcomes, count_notices, expected_outcomes
 from .scripts import Scripter, assign_behaviours
@@ -89,6 +89,8 @@ class Simulation:
         mix: BehaviourMix,
         concurrency: int,
         on_message: Callable[[str], None] | None,
+        scripts: Sequence[OrgScript] | None = None,
+        on_stop: Callable[[datetime], Awaitable[None]] | None = None,
     ) -> None:
         self.env = env
         self.engine = engine
@@ -100,6 +102,11 @@ class Simulation:
         self.mix = mix
         self.concurrency = concurrency
         self.on_message = on_message
+        # Hooks for the what-if's check against a real run (tests/workflows/test_what_if.py):
+        # scripts planned elsewhere, played as given; and a call after every stop, where the
+        # caller may read the read model at that virtual instant.
+        self.given_scripts = scripts
+        self.on_stop = on_stop
         self.warnings: list[str] = []
 
     def say(self, message: str) -> None:
@@ -124,9 +131,12 @@ class Simulation:
         # The round's pinned calendar, the one its workflows compute with.
         calendar = schedule.calendar or plan.calendar.build()
         rng = random.Random(self.seed)
-        behaviours = assign_behaviours([o.id for o in self.organisations], self.mix, rng)
-        scripter = Scripter(Timing(ladder, calendar), schedule, rng, starts_at)
-        scripts = [scripter.script(org, behaviours[org.id]) for org in self.organisations]
+        if self.given_scripts is not None:
+            scripts = list(self.given_scripts)
+        else:
+            behaviours = assign_behaviours([o.id for o in self.organisations], self.mix, rng)
+            scripter = Scripter(Timing(ladder, calendar), schedule, rng, starts_at)
+            scripts = [scripter.script(org, behaviours[org.id]) for org in self.organisations]
         guard = TimerGuard(timer_instants(schedule, scripts, ladder, calendar))
         # Unique per run, so a shared environment never sees the same workflow id twice.
         round_id = f"sim-{plan.id}-{round_plan.id}-{self.seed}-{uuid.uuid4().hex[:6]}"
@@ -236,6 +246,8 @@ class Simulation:
             for player, action in agenda[at]:
                 by_player.setdefault(player.org.id, (player, []))[1].append(action)
             await asyncio.gather(*(play(p, acts) for p, acts in by_player.values()))
+            if self.on_stop is not None:
+                await self.on_stop(now)
             if stop % 25 == 0:
                 self.say(
                     f"  虚拟时间 {now.astimezone(SHANGHAI):%Y-%m-%d %H:%M}，"

@@ -162,7 +162,13 @@ async def post_what_if(
         draft = what_if.parse_change(change)
         with sessions.begin() as session:
             what_if.start_job(
-                session, caller, round_id, draft, data_dir=settings.data_dir, seed=seed
+                session,
+                caller,
+                round_id,
+                draft,
+                data_dir=settings.data_dir,
+                seed=seed,
+                launch=what_if.launcher(settings.database_url),
             )
 
     try:
