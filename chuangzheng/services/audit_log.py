@@ -88,6 +88,8 @@ ROLE_LABELS: dict[str, str] = {
     Role.INSTRUCTOR.value: "指导员",
     Role.SECRETARY.value: "书记",
     Role.ASSESSMENT_GROUP.value: "考核组",
+    Role.CITY_OFFICE.value: Role.CITY_OFFICE.label,
+    Role.PROVINCE_OFFICE.value: Role.PROVINCE_OFFICE.label,
 }
 
 EXPORT_HEAD = ("时间（北京时间）", "账号", "角色", "操作", "轮次", "组织", "来源地址", "详情")
