@@ -16,18 +16,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.channels import deliveries_of, router_from_config
 from activities.channels.config import ChannelsConfig
+from activities.notifier import InboxNotifier
 from activities.recording import RecordingActivities
 from activities.roster_files import read_roster_file
 from activities.round_contracts import CohortCheck
 from activities.round_fanout import RoundFanOutActivities
 from activities.round_progress import RoundProgressActivities
 from activities.tables import (
+    AuditRow,
     CampaignStatusRow,
     OrganisationRow,
     PhaseStatusRow,
@@ -35,16 +37,27 @@ from activities.tables import (
     RoundRow,
     notices,
 )
+from chuangzheng.services.audit_log import action_label
+from chuangzheng.services.callers import Caller
+from chuangzheng.services.errors import InvalidInput, NotFound, Refused
 from chuangzheng.services.forecast import model_path, read_round, save_model
 from chuangzheng.services.forecast_training import SIMULATED_START, PriorRound, fit_simulated
-from chuangzheng.services.forecast_warning import EarlyWarningSender
+from chuangzheng.services.forecast_warning import (
+    THRESHOLD_ACTION,
+    EarlyWarningSender,
+    due_warnings,
+    round_rung,
+    round_threshold,
+    set_round_threshold,
+)
 from chuangzheng.settings import Settings
 from chuangzheng.simulation.environment import DEFAULT_PLAN, DEFAULT_ROSTER
 from chuangzheng.simulation.model import CharacterMix
 from domain.calendar import SHANGHAI
 from domain.forecast import ForecastModel, Windows, features_at
-from domain.organisation import Organisation
+from domain.organisation import Organisation, Role
 from domain.phases import WORKING_PHASES, Phase
+from domain.state import Actor
 from tests.activities.receivers import MailBox
 
 ROUND = "r-warn"
@@ -277,3 +290,159 @@ async def test_a_laggard_is_warned_once_before_its_deadline_and_a_diligent_one_n
     if created.tzinfo is None:  # SQLite keeps UTC naive
         created = created.replace(tzinfo=UTC)
     assert created == first  # sent by the first check that found it due
+
+
+# ----- the 预警 rung and the round's threshold ------------------------------------------------
+
+
+def _county_caller(role: Role = Role.COUNTY_OFFICE) -> Caller:
+    return Caller(
+        actor=Actor(user="county" if role is Role.COUNTY_OFFICE else "ins", role=role),
+        covers=lambda _org: True,
+        condition=true(),
+    )
+
+
+def _define(session: Session, round_id: str, plan_yaml: str) -> None:
+    session.add(
+        RoundDefinitionRow(
+            round_id=round_id, plan_source="seed-002", plan_yaml=plan_yaml,
+            round_plan_id="round-1", starts_at=SIMULATED_START, created_by="county",
+            created_at=SIMULATED_START, kicked_off_at=SIMULATED_START,
+        )
+    )  # fmt: skip
+
+
+def test_the_threshold_is_the_plan_rungs_until_the_county_office_changes_it_audited(
+    sessions: sessionmaker[Session],
+) -> None:
+    seed = DEFAULT_PLAN.read_text("utf-8")
+    without = seed.replace("  early_warning:\n", "  # early_warning:\n", 1)
+    for key in ("kind", "name", "recipient", "threshold", "not_before", "text"):
+        without = without.replace(f"\n    {key}: ", f"\n  #  {key}: ", 1)
+    with sessions.begin() as session:
+        _define(session, "r-rung", seed)
+        _define(session, "r-no-rung", without)
+    with sessions() as session:
+        rung = round_rung(session, "r-rung")
+        assert rung is not None and rung.recipient is Role.INSTRUCTOR
+        assert round_threshold(session, "r-rung") == 0.3  # the plan's
+        assert round_rung(session, "r-no-rung") is None
+        assert round_threshold(session, "r-no-rung") is None
+
+    # The county office changes it, with a reason: audited, and in force from now on.
+    with sessions.begin() as session:
+        made = set_round_threshold(
+            session, _county_caller(), "r-rung", 0.45, reason="预警过多，先盯最危险的"
+        )
+    assert (made.previous, made.threshold, made.plan_threshold) == (0.3, 0.45, 0.3)
+    with sessions.begin() as session:
+        set_round_threshold(session, _county_caller(), "r-rung", 0.5)
+    with sessions() as session:
+        assert round_threshold(session, "r-rung") == 0.5
+        rows = session.scalars(
+            select(AuditRow).where(AuditRow.action == THRESHOLD_ACTION).order_by(AuditRow.at)
+        ).all()
+    assert [(r.user, r.round_id, r.detail["threshold"], r.detail["previous"]) for r in rows] == [
+        ("county", "r-rung", 0.45, 0.3),
+        ("county", "r-rung", 0.5, 0.45),
+    ]
+    assert rows[0].detail["reason"] == "预警过多，先盯最危险的"
+    assert action_label(THRESHOLD_ACTION) == "修改预警线"
+
+    # Refused: another role, a threshold that is no probability, a round without the rung.
+    with sessions.begin() as session, pytest.raises(Refused) as forbidden:
+        set_round_threshold(session, _county_caller(Role.INSTRUCTOR), "r-rung", 0.2)
+    assert forbidden.value.code == "forbidden"
+    with sessions.begin() as session, pytest.raises(InvalidInput) as bad:
+        set_round_threshold(session, _county_caller(), "r-rung", 1.2)
+    assert (
+        bad.value.errors[0]["field"] == "threshold"
+        and "0 与 1 之间" in bad.value.errors[0]["reason"]
+    )
+    with sessions.begin() as session, pytest.raises(Refused) as no_rung:
+        set_round_threshold(session, _county_caller(), "r-no-rung", 0.2)
+    assert no_rung.value.code == "no_early_warning"
+    with sessions.begin() as session, pytest.raises(NotFound):
+        set_round_threshold(session, _county_caller(), "r-unknown", 0.2)
+    with sessions() as session:  # nothing of the refusals was recorded
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(AuditRow)
+                .where(AuditRow.action == THRESHOLD_ACTION)
+            )
+            == 2
+        )
+
+
+async def test_the_daily_check_follows_the_rung_and_the_county_offices_threshold(
+    sessions: sessionmaker[Session], model: ForecastModel, tmp_path: Path
+) -> None:
+    """The laggard of the round above, at 40 % of 动员部署: warned at the plan's 30 %; not
+    at a threshold the county office raised above its probability; and nobody in a round
+    whose plan has no 预警 rung."""
+    with sessions.begin() as session:
+        _define(session, "r-probe-2", DEFAULT_PLAN.read_text("utf-8"))
+        session.add(
+            RoundRow(
+                round_id="r-probe-2", name="probe", campaign_id="seed-002",
+                round_plan_id="round-1", starts_at=SIMULATED_START, status="running",
+                kicked_off_by="county", updated_at=SIMULATED_START,
+            )
+        )  # fmt: skip
+    with sessions() as session:
+        probe = read_round(session, "r-probe-2")
+        assert probe is not None
+        windows = probe.windows
+        _write_round(session, windows)
+    laggard, _diligent, _finished = _orgs()
+    opens, deadline = windows[PHASE]
+    at = opens + (deadline - opens) * 0.4
+    save_model(model, model_path(tmp_path))
+    with sessions() as session:
+        view = read_round(session, ROUND)
+        assert view is not None
+        probability = next(
+            model.probability(f)
+            for f in features_at(view.snapshots, at, view.windows, view.calendar)
+            if f.org_id == laggard.id and f.phase is PHASE
+        )
+        rung = round_rung(session, ROUND)
+        due, _, _, _ = due_warnings(
+            session, ROUND, model, now=at, rung=rung, threshold=round_threshold(session, ROUND)
+        )
+    assert probability >= 0.3 and [w.org_id for w in due] == [laggard.id]
+    # Raised above the laggard's probability: nobody is due.
+    raised = min(0.99, probability + 0.01)
+    with sessions.begin() as session:
+        set_round_threshold(session, _county_caller(), ROUND, raised)
+    with sessions() as session:
+        due, _, _, _ = due_warnings(
+            session, ROUND, model, now=at, rung=rung, threshold=round_threshold(session, ROUND)
+        )
+    assert due == []
+    sender = EarlyWarningSender(
+        sessions, RecordingActivities(sessions, InboxNotifier(sessions)).deliver_notices, tmp_path
+    )
+    assert (await sender(ROUND, at)).sent == 0
+    # Back under it: the sender warns the rung's recipient, with the rung's text.
+    with sessions.begin() as session:
+        set_round_threshold(session, _county_caller(), ROUND, 0.3)
+    assert (await sender(ROUND, at)).sent == 1
+    [warning] = _warnings(sessions)
+    assert warning["recipient_role"] == "instructor"
+    assert str(warning["body"]).endswith("请在截止前督促其按序时进度完成规定动作。")
+    # A plan without the rung: the same organisations, nothing sent.
+    with sessions.begin() as session:
+        definition = session.get(RoundDefinitionRow, ROUND)
+        assert definition is not None
+        definition.plan_yaml = definition.plan_yaml.replace("  early_warning:\n", "  # x:\n", 1)
+        for key in ("kind", "name", "recipient", "threshold", "not_before", "text"):
+            definition.plan_yaml = definition.plan_yaml.replace(
+                f"\n    {key}: ", f"\n  #  {key}: ", 1
+            )
+    with sessions() as session:
+        assert round_rung(session, ROUND) is None
+    silent = await sender(ROUND, at)
+    assert (silent.fitted, silent.scored, silent.sent) == (True, 0, 0)
