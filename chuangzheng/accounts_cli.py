@@ -54,7 +54,11 @@ def _operator(county: str | None = None) -> Admin:
     from domain.organisation import DEFAULT_COUNTY, Role
 
     # Whoever runs the command holds the database: they act as the county's office.
-    return Admin(user=_operator_name(), role=Role.COUNTY_OFFICE, county=county or DEFAULT_COUNTY)
+    return Admin(
+        user=_operator_name(),
+        role=Role.COUNTY_OFFICE,
+        county=DEFAULT_COUNTY if county is None else county,
+    )
 
 
 def _refused(exc: ServiceError) -> typer.Exit:
@@ -136,7 +140,7 @@ def reset(username: Annotated[str, typer.Argument(help="要重置的账号")]) -
         try:
             issued = accounts.reset(
                 database.sessions,
-                _operator(county if county is not None else None),
+                _operator(county),
                 username,
                 now=datetime.now(UTC),
                 mailer=mailer_for(settings),
