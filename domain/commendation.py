@@ -165,7 +165,9 @@ def assess(
     """Aggregate the submitted sheets (assessor -> scores) of one declaration, adding the
     organisation's campaign ``record`` when the plan weighs it and the honour is the
     organisation's own (先进基层党组织)."""
-    category = rules.category(declaration.category)
+    category = rules.rubric_for(
+        declaration.category, township=declaration.township, system=declaration.system
+    )
     if category is None:
         raise ValueError(f"no rules for {declaration.category}")
     totals = {a: weighted_total(category, s) for a, s in sorted(submitted.items())}

@@ -103,6 +103,48 @@ class CategoryRules(BaseModel):
         return next((i for i in self.items if i.id == item_id), None)
 
 
+class UnitConditions(BaseModel):
+    """A unit's own 具体条件 for one honour (seed 002 §三: "各部门、各单位要结合自身实际，进一步
+    明确…具体条件"): rubric items added for declarations from one township or one system,
+    on top of the county's standard. Plan data, and only once the county office reviewed
+    them (``reviewed_by``, ``reviewed_on``): a plan carrying a unit's conditions without the
+    review is refused at load."""
+
+    model_config = _FROZEN
+
+    category: HonourCategory
+    township: str | None = Field(default=None, min_length=1, max_length=200)
+    system: System | None = None
+    items: tuple[RubricItem, ...]
+    # Who at the county office reviewed the unit's conditions, and when.
+    reviewed_by: str = Field(min_length=2, max_length=100)
+    reviewed_on: date
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> UnitConditions:
+        if (self.township is None) == (self.system is None):
+            raise ValueError("具体条件须且只能属于一个单位：township（乡镇）或 system（系统）")
+        if not self.items:
+            raise ValueError("具体条件至少需要一项")
+        ids = [i.id for i in self.items]
+        if len(ids) != len(set(ids)):
+            raise ValueError("具体条件的评分项编号重复")
+        return self
+
+    @property
+    def unit(self) -> str:
+        """The unit's name as the pages show it."""
+        if self.township is not None:
+            return self.township
+        return self.system.label if self.system is not None else ""
+
+    def applies(self, category: HonourCategory, township: str, system: System) -> bool:
+        """Whether these conditions count for a declaration of ``category`` from there."""
+        return self.category is category and (
+            self.township == township if self.township is not None else self.system is system
+        )
+
+
 class CommendationRules(BaseModel):
     """The ``commendation`` section of a plan."""
 
@@ -125,6 +167,9 @@ class CommendationRules(BaseModel):
     # (seed 002 §五(五) "2012年'七一'前" is "07-01"); checked when the plan is loaded
     # (domain.plan_loader.check_calendar). None: no such rule.
     deadline_before: str | None = Field(default=None, pattern=r"^\d{2}-\d{2}$")
+    # Units' own 具体条件 (seed 002 §三), reviewed by the county office: assessors score a
+    # declaration against its honour's items plus those of its township and its system.
+    unit_conditions: tuple[UnitConditions, ...] = ()
 
     @field_validator("deadline_before")
     @classmethod
@@ -152,11 +197,41 @@ class CommendationRules(BaseModel):
             raise ValueError("至少需要一类表彰")
         if len(kinds) != len(set(kinds)):
             raise ValueError("表彰类别重复")
+        seen: set[tuple[HonourCategory, str | None, System | None]] = set()
+        for index, conditions in enumerate(self.unit_conditions):
+            base = self.category(conditions.category)
+            where = f"unit_conditions[{index}]"
+            if base is None:
+                raise ValueError(f"{where}：本计划不评选{conditions.category.label}")
+            clash = sorted({i.id for i in base.items} & {i.id for i in conditions.items})
+            if clash:
+                raise ValueError(f"{where}：评分项编号与县委评分标准重复：{', '.join(clash)}")
+            key = (conditions.category, conditions.township, conditions.system)
+            if key in seen:
+                raise ValueError(f"{where}：同一单位同一表彰的具体条件重复")
+            seen.add(key)
         return self
 
     def category(self, category: HonourCategory) -> CategoryRules | None:
         """The rules of one honour, or None when the plan does not award it."""
         return next((c for c in self.categories if c.category is category), None)
+
+    def conditions_for(
+        self, category: HonourCategory, township: str, system: System
+    ) -> tuple[UnitConditions, ...]:
+        """The units' conditions that count for a declaration from ``township``/``system``."""
+        return tuple(c for c in self.unit_conditions if c.applies(category, township, system))
+
+    def rubric_for(
+        self, category: HonourCategory, *, township: str, system: System
+    ) -> CategoryRules | None:
+        """The combined rubric a declaration is scored against: the honour's items, then
+        those of its township's and its system's own conditions; None when not awarded."""
+        base = self.category(category)
+        if base is None:
+            return None
+        extra = tuple(i for c in self.conditions_for(category, township, system) for i in c.items)
+        return base.model_copy(update={"items": base.items + extra}) if extra else base
 
 
 def _items(rows: tuple[tuple[str, str, str], ...]) -> tuple[RubricItem, ...]:

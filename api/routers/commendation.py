@@ -26,7 +26,7 @@ from chuangzheng.services import commendation
 from chuangzheng.services.callers import Caller
 from chuangzheng.services.errors import ServiceError
 from domain.commendation_approval import Decision, Honour
-from domain.rubric import CommendationRules, HonourCategory
+from domain.rubric import CommendationRules, HonourCategory, RubricItem
 
 router = APIRouter(
     prefix="/api/v1/rounds/{round_id}/commendation",
@@ -75,6 +75,15 @@ class RecordView(BaseModel):
     lines: list[RecordLineView]
 
 
+class UnitConditionsView(BaseModel):
+    """A unit's own conditions (具体条件) a declaration is also scored on."""
+
+    unit: str
+    reviewed_by: str
+    reviewed_on: str
+    items: list[RubricItem]
+
+
 class DeclarationView(BaseModel):
     """A declaration (``my_sheet``: the caller's sheet state, for assessors only)."""
 
@@ -99,6 +108,10 @@ class DeclarationView(BaseModel):
     record: RecordView | None = Field(
         default=None,
         description="考核组与县委活动办可见：先进基层党组织的活动记录及其计分（计划设定权重时）",
+    )
+    conditions: list[UnitConditionsView] = Field(
+        default_factory=list,
+        description="考核组与县委活动办可见：本申报另需评分的所在乡镇、系统的具体条件（已经县委活动办审核）",
     )
 
 

@@ -336,6 +336,28 @@ def _one_writer() -> Iterator[None]:
         raise Conflict("conflict", "该操作已由他人完成，请刷新后查看") from None
 
 
+def _rubric(context: RoundContext, row: CommendationDeclarationRow) -> CategoryRules | None:
+    """The combined rubric of a declaration: its honour's items and its units' conditions."""
+    return context.rules.rubric_for(
+        HonourCategory(row.category), township=row.township, system=System(row.system)
+    )
+
+
+def conditions_document(context: RoundContext, row: CommendationDeclarationRow) -> list[Any]:
+    """The units' own conditions (具体条件) a declaration is also scored on."""
+    return [
+        {
+            "unit": c.unit,
+            "reviewed_by": c.reviewed_by,
+            "reviewed_on": c.reviewed_on.isoformat(),
+            "items": [i.model_dump(mode="json") for i in c.items],
+        }
+        for c in context.rules.conditions_for(
+            HonourCategory(row.category), row.township, System(row.system)
+        )
+    ]
+
+
 def visible_declaration(
     session: Session, caller: Caller, round_id: str, declaration_id: str
 ) -> CommendationDeclarationRow:
@@ -433,6 +455,9 @@ def declarations(session: Session, caller: Caller, round_id: str) -> list[dict[s
             )
         }
     documents = [declaration_document(r, sheets.get(r.declaration_id)) for r in rows]
+    if context.rules.unit_conditions and caller.role in ASSESSORS | DECIDERS:
+        for row, document in zip(rows, documents, strict=True):
+            document["conditions"] = conditions_document(context, row)
     weights = context.rules.record
     if weights is not None and caller.role in ASSESSORS | DECIDERS:
         records = campaign_records(session, round_id, {r.org_id for r in rows})
@@ -458,7 +483,7 @@ def score(
         row = visible_declaration(session, caller, round_id, declaration_id)
         require_role(caller, ASSESSORS)
         require_stage(session, round_id, Stage.OPEN, "本轮评选表彰已审定，评分已锁定")
-        category = context.rules.category(HonourCategory(row.category))
+        category = _rubric(context, row)
         if category is None:
             raise Conflict("not_awarded", "本轮计划不再评选该项表彰")
         sheet = session.get(CommendationScoreSheetRow, (declaration_id, caller.username))
@@ -488,7 +513,7 @@ def my_sheet(
     context = commendation_round(session, round_id)
     row = visible_declaration(session, caller, round_id, declaration_id)
     sheet = session.get(CommendationScoreSheetRow, (declaration_id, caller.username))
-    category = context.rules.category(HonourCategory(row.category))
+    category = _rubric(context, row)
     if sheet is None or category is None:
         raise NotFound("尚未评分")
     return sheet_document(category, sheet)
