@@ -61,7 +61,7 @@ async def organisation_page(
 ) -> Response:
     # 404 first: nothing about the round leaks.
     await run_sync(visible_organisation, session, user, org_id)
-    info = await run_sync(round_info, session, round or None)
+    info = await run_sync(round_info, session, round or None, user.counties)
     if info is None:
         raise not_found("尚无轮次")
     view = await org_view(session, client, user, org_id, info.round_id)

@@ -49,7 +49,7 @@ async def my_tasks(
 ) -> Response:
     if user.role is not Role.SECRETARY:
         return redirect("/ui/overview")
-    info = await run_sync(round_info, session, round or None)
+    info = await run_sync(round_info, session, round or None, user.counties)
     if info is None:
         raise not_found("尚无轮次")
     view = await org_view(session, client, user, _my_org(user), info.round_id)
@@ -102,7 +102,7 @@ async def submit(
     round_id = str(form.get("round", ""))
     step_id = str(form.get("step_id", ""))
     key = str(form.get("form_key", "")) or None
-    info = await run_sync(round_info, session, round_id or None)
+    info = await run_sync(round_info, session, round_id or None, user.counties)
     if info is None:
         raise not_found("尚无轮次")
     view = await org_view(session, client, user, org_id, info.round_id)

@@ -82,7 +82,7 @@ async def supervision_page(
     """The round's spot checks, supervision records and orders in the caller's scope."""
     if user.role not in READERS:
         raise not_found()
-    info = await run_sync(round_info, session, round or None)
+    info = await run_sync(round_info, session, round or None, user.counties)
     if info is None:
         raise not_found("尚无轮次")
     caller = service_caller(user, request)
@@ -233,7 +233,7 @@ async def org_supervision_page(
         await run_sync(visible_organisation, session, caller, org_id)
     except ServiceError as exc:
         raise as_api_error(exc) from None
-    info = await run_sync(round_info, session, round or None)
+    info = await run_sync(round_info, session, round or None, user.counties)
     if info is None:
         raise not_found("尚无轮次")
     data = await run_sync(_org_page, session, caller, info.round_id, org_id)
