@@ -18,7 +18,7 @@ from chuangzheng import oidc
 from chuangzheng.services import sign_in
 from chuangzheng.services.sign_in import SignInRefused, SignInVia, Throttled
 from chuangzheng.settings import Settings
-from domain.organisation import Role
+from domain.organisation import ABOVE_COUNTY_ROLES, Role
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 STATIC = (Path(__file__).parent.parent / "static").resolve()
@@ -175,7 +175,10 @@ def logout(request: Request, session: SessionDep, settings: SettingsDep) -> Resp
 
 @router.get("/")
 def home(user: UiUser) -> Response:
-    """Secretaries land on their tasks, supervisors on the county overview."""
+    """Secretaries land on their tasks, the offices above the county on their counties side
+    by side, supervisors on the county overview."""
+    if user.role in ABOVE_COUNTY_ROLES:
+        return redirect("/ui/counties")
     return redirect("/ui/my" if user.role is Role.SECRETARY else "/ui/overview")
 
 
