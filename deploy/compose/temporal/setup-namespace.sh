@@ -7,7 +7,7 @@ ADDRESS="${TEMPORAL_ADDRESS:?TEMPORAL_ADDRESS is required}"
 NAMESPACE="${TEMPORAL_NAMESPACE:-chuangzheng}"
 RETENTION="${TEMPORAL_RETENTION:-400d}"
 # name=type, as `temporal operator search-attribute create --type` takes them.
-SEARCH_ATTRIBUTES="CzRound=Keyword CzOrganisation=Keyword CzTownship=Keyword CzOrgType=Keyword CzPhase=Keyword CzLight=Keyword CzOverdue=Bool"
+SEARCH_ATTRIBUTES="CzRound=Keyword CzOrganisation=Keyword CzTownship=Keyword CzOrgType=Keyword CzPhase=Keyword CzLight=Keyword CzOverdue=Bool CzCounty=Keyword"
 
 echo "waiting for Temporal at ${ADDRESS}"
 attempt=0
