@@ -20,13 +20,13 @@ from api.callers import service_caller
 from api.deps import CurrentUser, SessionDep, SessionsDep, SettingsDep
 from api.errors import ApiError, as_api_error
 from api.responses import AUTHENTICATED, WITH_BODY, errors
-from api.routers.audit import xlsx_response
+from api.routers.audit import XLSX, xlsx_response
 from chuangzheng.services import forecast_warning, what_if
 from chuangzheng.services.errors import ServiceError
 from domain.organisation import Role
 
 router = APIRouter(
-    prefix="/api/v1", tags=["推演与预警 what-if"], responses=errors(*AUTHENTICATED, 404)
+    prefix="/api/v1", tags=["推演与预警 what-if"], responses=errors(*AUTHENTICATED, 404, 422)
 )
 
 
@@ -42,6 +42,13 @@ class WhatIfStart(BaseModel):
     seed: int = Field(default=1, ge=0, lt=2**31)
 
 
+class WhatIfView(BaseModel):
+    """The round's latest what-if job, and its result once one has finished."""
+
+    job: what_if.JobStatus | None
+    result: what_if.WhatIfReport | None
+
+
 class ThresholdBody(BaseModel):
     """The round's new 预警 threshold and why."""
 
@@ -53,6 +60,7 @@ class ThresholdBody(BaseModel):
     "/rounds/{round_id}/what-if",
     status_code=202,
     summary="发起推演（后台运行）",
+    response_model=what_if.JobStatus,
     responses=errors(*WITH_BODY, 409),
 )
 def start_what_if(
@@ -79,10 +87,10 @@ def start_what_if(
             )
     except ServiceError as exc:
         raise as_api_error(exc) from None
-    return status.model_dump(mode="json")
+    return status
 
 
-@router.get("/rounds/{round_id}/what-if", summary="推演状态与结果")
+@router.get("/rounds/{round_id}/what-if", summary="推演状态与结果", response_model=WhatIfView)
 def get_what_if(
     round_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> Any:
@@ -94,13 +102,15 @@ def get_what_if(
         raise ApiError(404, "not_found", "轮次不存在")
     status = what_if.job_status(settings.data_dir, round_id)
     result = what_if.job_result(settings.data_dir, round_id)
-    return {
-        "job": status.model_dump(mode="json") if status else None,
-        "result": result.model_dump(mode="json") if result else None,
-    }
+    return WhatIfView(job=status, result=result)
 
 
-@router.get("/rounds/{round_id}/what-if.xlsx", summary="推演结果 Excel")
+@router.get(
+    "/rounds/{round_id}/what-if.xlsx",
+    summary="推演结果 Excel",
+    response_class=Response,
+    responses={200: {"content": {XLSX: {}}, "description": "推演结果 .xlsx"}},
+)
 def what_if_xlsx(round_id: str, user: CurrentUser, settings: SettingsDep) -> Response:
     """The latest finished what-if as an Excel workbook."""
     _county_office(user)
@@ -113,6 +123,7 @@ def what_if_xlsx(round_id: str, user: CurrentUser, settings: SettingsDep) -> Res
 @router.put(
     "/rounds/{round_id}/early-warning/threshold",
     summary="修改本轮预警线（审计）",
+    response_model=forecast_warning.ThresholdChange,
     responses=errors(*WITH_BODY, 409),
 )
 async def put_threshold(
@@ -121,14 +132,13 @@ async def put_threshold(
     """The round's 预警 threshold from now on (the plan rung's until changed)."""
     caller = service_caller(user, request)
 
-    def change() -> dict[str, Any]:
+    def change() -> forecast_warning.ThresholdChange:
         try:
             with sessions.begin() as session:
-                made = forecast_warning.set_round_threshold(
+                return forecast_warning.set_round_threshold(
                     session, caller, round_id, body.threshold, reason=body.reason
                 )
         except ServiceError as exc:
             raise as_api_error(exc) from None
-        return made.model_dump(mode="json")
 
     return await run_sync(change)
