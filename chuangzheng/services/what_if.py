@@ -80,6 +80,8 @@ from domain.what_if import (
 MAX_RUNNING = 1
 #: A job still running after this long is killed and reported failed.
 JOB_TIMEOUT = timedelta(minutes=15)
+#: A job with no process yet is being launched, not lost, for this long.
+LAUNCH_GRACE = timedelta(seconds=30)
 #: The most organisations one what-if carries (a county several times the goal's 3,000).
 MAX_ORGANISATIONS = 20_000
 #: Phase outcome labels for the page and the export.
@@ -486,7 +488,12 @@ def job_status(data_dir: Path, round_id: str) -> JobStatus | None:
         status = JobStatus.model_validate_json(path.read_text(encoding="utf-8"))
     except (OSError, ValidationError):
         return None
-    if status.state is JobState.RUNNING:
+    if status.state is JobState.RUNNING and status.pid is None:
+        with contextlib.suppress(OSError, ValueError):
+            pid_text = (path.parent / f"{status.job_id}.pid").read_text(encoding="utf-8")
+            status = status.model_copy(update={"pid": int(pid_text)})
+    launching = status.pid is None and datetime.now(UTC) - status.started_at < LAUNCH_GRACE
+    if status.state is JobState.RUNNING and not launching:
         overdue = datetime.now(UTC) - status.started_at > JOB_TIMEOUT
         if overdue and _alive(status.pid) and status.pid is not None:
             with contextlib.suppress(OSError):
@@ -583,9 +590,10 @@ def start_job(
         )
     )
     pid = launch(data_dir, round_id)
-    status = status.model_copy(update={"pid": pid})
-    _write_json(folder / "job.json", status.model_dump_json())
-    return status
+    # Beside the status, not in it: the job's process may already be writing its status
+    # (even its final one), which this must never overwrite.
+    _write_json(folder / f"{job_id}.pid", str(pid))
+    return status.model_copy(update={"pid": pid})
 
 
 #: The job's process reads its database URL here (never on its command line, where any
