@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.roster_store import load_organisation, store_roster
-from activities.tables import OrganisationRow
+from activities.tables import OrganisationRow, TownshipRow
 from api.auth import User
 from api.scope import covers, scope_condition
 from domain.organisation import DEFAULT_COUNTY, Organisation, OrgType, Role, Roster, System
@@ -55,6 +55,11 @@ def test_each_role_covers_its_own_county_only(two_counties: sessionmaker[Session
         a, b = load_organisation(session, "a-1"), load_organisation(session, "b-1")
         assert a is not None and b is not None
         assert (a.county, b.county) == (DEFAULT_COUNTY, OTHER)
+        # Importing one county's roster leaves the other's organisations as they were.
+        active = dict(session.execute(select(OrganisationRow.org_id, OrganisationRow.active)).all())
+        assert active == {"a-1": True, "b-1": True}
+        townships = set(session.execute(select(TownshipRow.county, TownshipRow.name)).all())
+        assert townships == {(DEFAULT_COUNTY, "城关镇"), (OTHER, "城关镇")}
         for county, own, other in ((DEFAULT_COUNTY, a, b), (OTHER, b, a)):
             for user in _users(county, own.id):
                 assert covers(user, own), user
