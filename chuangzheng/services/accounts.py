@@ -711,6 +711,9 @@ def change(
     with sessions.begin() as session:
         row = _managed(session, admin, username)
         new_role = role if role is not None else Role(row.role)
+        if new_role in ABOVE_COUNTY_ROLES and new_role.value != row.role:
+            # Their counties are the deployment's business (``create-supervisor``).
+            raise Refused("forbidden", "市委、省委组织部的账号由部署管理员用命令行创建")
         if (
             role is not None
             and scope_key is None
