@@ -215,10 +215,19 @@ def _sync_accounts(
         row.username: row
         for row in session.scalars(select(UserRow).where(UserRow.county == county))
     }
+    # Names another county's accounts already use (one query per 500 names, not per name).
+    missing = [name for name in wanted if name not in stored]
+    taken: set[str] = set()
+    for start in range(0, len(missing), 500):
+        taken.update(
+            session.scalars(
+                select(UserRow.username).where(UserRow.username.in_(missing[start : start + 500]))
+            )
+        )
     changes: list[AccountSync] = []
     for account in wanted.values():
         row = stored.get(account.username)
-        if row is None and session.get(UserRow, account.username) is not None:
+        if row is None and account.username in taken:
             continue  # the name is taken in another county (a hand-made account): leave it
         if row is None:
             session.add(
