@@ -137,10 +137,10 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     return app
 
 
-#: The routers whose every route has a signed-in caller (sign-in itself, health, metrics,
-#: the codec, the public pages and the pages, which guard their own, are left out).
+#: The routers whose every route has a signed-in caller (sign-in itself, activation, health,
+#: metrics, the codec, the public pages and the pages, which guard their own, are left out;
+#: account administration keeps to the administrator's county in its service).
 _COUNTY_GUARDED = (
-    accounts,
     rounds,
     plan_versions,
     organisations,
