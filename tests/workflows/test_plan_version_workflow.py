@@ -65,7 +65,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 OrgHandle = WorkflowHandle[OrganisationCampaignWorkflow, Any]
 
-ORGS = 3
+ORGS = 8  # the generated roster covers every type
 ROUND_PLAN = "demo"
 
 
