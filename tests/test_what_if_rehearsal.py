@@ -59,8 +59,8 @@ from domain.what_if import DraftChange
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 #: Organisations in the real run (the what-if's size for the comparison); the issue's 300
-#: by default, fewer with CZ_WHAT_IF_ORGS for a quick look.
-ORGS = int(os.environ.get("CZ_WHAT_IF_ORGS", "300"))
+#: by default, fewer with WHAT_IF_TEST_ORGS for a quick look.
+ORGS = int(os.environ.get("WHAT_IF_TEST_ORGS", "300"))
 SEED = 3
 #: Organisations (share of the county) by which a phase's count of on-time, late or
 #: rectified organisations may differ from the real run; notices per rung likewise.

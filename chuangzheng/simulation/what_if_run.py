@@ -9,7 +9,6 @@ state and the same paces, so any difference is the draft's.
 
 from __future__ import annotations
 
-import asyncio
 import time as wallclock
 import uuid
 from collections.abc import Callable, Sequence
@@ -164,7 +163,13 @@ async def rehearse(
                 for arm, batches in (("unchanged", unchanged), ("changed", changed))
                 for i, batch in enumerate(batches)
             ]
-            results: list[BatchResult] = list(await asyncio.gather(*(h.result() for h in handles)))
+            # One result at a time: each wait unlocks the server's time skipping once, and
+            # concurrent waits would unlock it past the lock a running workflow task holds
+            # (the server then skips time under a task, which expires: "Expired workflow
+            # task", and the batch never ends). All batches run meanwhile regardless.
+            results: list[BatchResult] = []
+            for handle in handles:
+                results.append(await handle.result())
     finally:
         if own_env:
             await env.shutdown()
