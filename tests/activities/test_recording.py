@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+import activities.recording as recording_module
 from activities.contracts import CampaignSnapshot, EventBatch, NoticeBatch, RoundRecord
 from activities.db import make_engine
 from activities.notifier import InboxNotifier, Notifier
@@ -318,8 +319,21 @@ async def test_record_round_upserts_and_ignores_stale_records(
 
 
 async def test_log_line_carries_round_org_and_activity_ids(
-    recording: RecordingActivities,
+    recording: RecordingActivities, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # structlog's defaults and a logger of its own: another test may have configured logging
+    # for the process (the CLI and the bootstrap do, at WARNING, with loggers cached on
+    # first use), which ``capture_logs`` alone cannot undo. Failed when run after them.
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    monkeypatch.setattr(recording_module, "log", structlog.get_logger(recording_module.__name__))
+    try:
+        await _assert_log_line(recording)
+    finally:
+        structlog.configure(**saved)
+
+
+async def _assert_log_line(recording: RecordingActivities) -> None:
     batch = EventBatch(events=[event(1)], snapshot=snapshot(1))
     with structlog.testing.capture_logs(
         processors=[structlog.contextvars.merge_contextvars]
