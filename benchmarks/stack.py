@@ -232,6 +232,12 @@ class Stack:
         started: list[tuple[Process, WorkerRole]] = []
         previous = self.workers
         self.workers = []
+        # A dead worker is replaced, not watched: ``check_alive`` would report it for ever
+        # (a fault test that killed the worker broke every test after it).
+        dead = [w for w in previous if not w.alive()]
+        for process in dead:
+            process.stop()  # closes its log file
+        self.processes = [p for p in self.processes if all(p is not d for d in dead)]
         for index, role in enumerate(self.worker_roles):
             if index < len(previous) and previous[index].alive():
                 self.workers.append(previous[index])
