@@ -27,7 +27,7 @@ from api.errors import not_found
 from api.idempotency import idempotency_key
 from api.responses import AUTHENTICATED, TEMPORAL, Timestamp, errors, file_response
 from api.scope import inbox_key, round_in_county
-from domain.organisation import Role
+from domain.organisation import ABOVE_COUNTY_ROLES, Role
 from workflows.digest import CircularInput, CircularReport, CircularWorkflow
 
 router = APIRouter(
@@ -37,6 +37,8 @@ router = APIRouter(
 # Who may read a round's circulars: those it is addressed to and those who supervise.
 CIRCULAR_READERS = frozenset(
     {Role.COUNTY_OFFICE, Role.GUIDANCE_GROUP, Role.TOWNSHIP, Role.ASSESSMENT_GROUP}
+    # The offices above the county read their counties' circulars (never publish one).
+    | ABOVE_COUNTY_ROLES
 )
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,10 +35,17 @@ from sqlalchemy import select
 
 from activities.db import make_engine, session_factory
 from activities.tables import NoticeRow
-from tests.api.conftest import Stack, start_demo_round, token
+from activities.tables.access import AccountCountyRow
+from api.auth import upsert_user
+from domain.organisation import DEFAULT_COUNTY, Role
+from tests.api.conftest import PASSWORD, Stack, start_demo_round, token
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 BALLOT_IN_URL = re.compile(r"/ballot/([A-Za-z0-9_\-]{22})\b")
+
+
+#: The province office's account (created by the module's fixture).
+PROVINCE = "province-matrix"
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,9 @@ ROLES: dict[str, RoleCase] = {
     "township": RoleCase("tw-chengguan", "org-a", "tw-chengguan", "org-c", "sec-a", "sec-c"),
     "instructor": RoleCase("ins-zhang", "org-a", "ins-zhang", "org-c", "sec-a", "sec-c"),
     "secretary": RoleCase("sec-a", "org-a", "sec-a", "org-c", "sec-a", "sec-c"),
+    # 省委组织部 supervising the stack's county (many counties, issue 14): it reads what the
+    # county-wide assessment group reads and every write is 403 (api.tenancy).
+    "province": RoleCase(PROVINCE, "org-a", PROVINCE, "no-such-org", "sec-a", "no-such-user"),
     "anonymous": RoleCase(None, "org-a", None, "org-c", "sec-a", "sec-c"),
 }
 ROLE_ORDER = tuple(ROLES)
@@ -69,7 +79,9 @@ ROLE_ORDER = tuple(ROLES)
 def expect(default: str, **by_role: str) -> dict[str, str]:
     """Expected ``in/out`` statuses: ``default`` for the signed-in roles, overrides by role
     (anonymous is 401 on the API unless said otherwise)."""
-    table = dict.fromkeys(ROLE_ORDER, default) | {"anonymous": "401/401"}
+    # The province office's cells follow from the others' (see ``_with_province``).
+    roles = (r for r in ROLE_ORDER if r != "province")
+    table = dict.fromkeys(roles, default) | {"anonymous": "401/401"}
     return table | by_role
 
 
@@ -202,6 +214,18 @@ PROBES: tuple[Probe, ...] = (
           expect=expect("403/-", county="200/-", anonymous="303/-")),
 )  # fmt: skip
 
+
+def _with_province(probe: Probe) -> Probe:
+    """``probe`` with the province office's expectation: every write 403 (before anything
+    else), every read as the assessment group's (county-wide, acts in nothing of this)."""
+    if "province" in probe.expect:
+        return probe
+    cell = "403/403" if probe.method != "GET" else probe.expect["assessment"]
+    return replace(probe, expect=probe.expect | {"province": cell})
+
+
+PROBES = tuple(_with_province(p) for p in PROBES)
+
 #: The organisations each role's account sees (for the lists).
 SEES: dict[str, set[str]] = {
     "county": {"org-a", "org-b", "org-c"},
@@ -213,6 +237,7 @@ SEES: dict[str, set[str]] = {
     "ins-liu": {"org-c"},
     "sec-a": {"org-a"},
     "sec-c": {"org-c"},
+    PROVINCE: {"org-a", "org-b", "org-c"},
 }
 
 
@@ -262,6 +287,12 @@ def _add_notice(stack: Stack, rid: str, role: str, key: str, org: str) -> str:
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def world(stack: Stack) -> AsyncIterator[World]:
     rid = await start_demo_round(stack, f"matrix-{uuid.uuid4().hex[:8]}")
+    engine = make_engine(stack.settings.database_url)
+    with session_factory(engine).begin() as session:
+        upsert_user(session, username=PROVINCE, display_name="省委组织部", password=PASSWORD,
+                    role=Role.PROVINCE_OFFICE, county="")  # fmt: skip
+        session.merge(AccountCountyRow(username=PROVINCE, county=DEFAULT_COUNTY))
+    engine.dispose()
     usernames = {c.user for c in ROLES.values()} | {c.out_user for c in ROLES.values()} | set(SEES)
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
         tokens = {u: await token(http, u) for u in usernames if u is not None}
