@@ -10,9 +10,10 @@ as the organisation workflow would carry it across continue-as-new — every pha
 completed is done with its recorded outcome and completion time, its current phase is open,
 overdue or under a rectification order with its current (possibly extended) deadline, the
 steps it has settled are accepted, the rungs that fired have fired (matched to the ladder by
-name, so a draft that adds a rung keeps the record), and the reminder counts as sent when its
-moment has passed. What the read model does not keep (who submitted what, the texts) is not
-needed by the ladder, the deadlines or the outcomes, and is left empty.
+name, so a draft that adds a rung keeps the record), and the reminder (and an order's
+overdue notice) counts as sent when its moment has passed. What the read model does not
+keep (who submitted what, the texts) is not needed by the ladder, the deadlines or the
+outcomes, and is left empty.
 """
 
 from __future__ import annotations
@@ -329,12 +330,14 @@ def carry_state(
                 if name in index
             ]
             if carried.rectification_issued_at is not None:
+                order_deadline = carried.rectification_deadline or calendar.deadline_after(
+                    carried.rectification_issued_at, plan.ladder.rectification_period
+                )
+                # Its overdue notice went out on the workflow's timer, if that has passed.
                 state.rectification = RectificationOrder(
                     issued_at=carried.rectification_issued_at,
-                    deadline=carried.rectification_deadline
-                    or calendar.deadline_after(
-                        carried.rectification_issued_at, plan.ladder.rectification_period
-                    ),
+                    deadline=order_deadline,
+                    overdue_notified=order_deadline <= now,
                 )
                 state.status = PhaseStatus.RECTIFYING
             elif carried.deadline < now:

@@ -237,6 +237,7 @@ async def test_the_unchanged_arm_matches_the_real_run(
     for phase in WORKING_PHASES:
         actual = report.outcome(phase)
         rehearsed = what_if.unchanged.phase(phase)
+        print(phase.value, "real", actual, "rehearsed", rehearsed)
         assert rehearsed.unfinished == 0, phase
         assert abs(rehearsed.on_time - actual.on_time) <= allowed, (phase, rehearsed, actual)
         assert abs(rehearsed.late - actual.late) <= allowed, (phase, rehearsed, actual)
@@ -247,8 +248,13 @@ async def test_the_unchanged_arm_matches_the_real_run(
         )
     labels = set(real.notices_after) | set(what_if.unchanged.labels())
     assert real.notices_after, "the real round sent notices after the cut"
+    compared = {
+        label: (real.notices_after[label], what_if.unchanged.notice_count(label))
+        for label in labels
+    }
+    print("notices after the cut (real, rehearsed):", compared)
     for label in labels:
-        sent, rehearsed_count = real.notices_after[label], what_if.unchanged.notice_count(label)
+        sent, rehearsed_count = compared[label]
         assert abs(rehearsed_count - sent) <= max(2, round(sent * TOLERANCE * 2)), (
             label,
             rehearsed_count,
