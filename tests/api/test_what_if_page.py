@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -18,21 +20,21 @@ from tests.api.conftest import PASSWORD, Stack, start_demo_round, token, wait_fo
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-async def _browser(stack: Stack, username: str) -> httpx.AsyncClient:
-    browser = httpx.AsyncClient(
+@asynccontextmanager
+async def _browser(stack: Stack, username: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
         base_url=stack.base_url, timeout=60, headers={"Origin": stack.base_url}
-    )
-    signed = await browser.post(
-        "/ui/login", data={"username": username, "password": PASSWORD, "next": "/ui/"}
-    )
-    assert signed.status_code == 303, signed.text
-    return browser
+    ) as browser:
+        signed = await browser.post(
+            "/ui/login", data={"username": username, "password": PASSWORD, "next": "/ui/"}
+        )
+        assert signed.status_code == 303, signed.text
+        yield browser
 
 
 async def test_only_the_county_office_gets_the_what_if(stack: Stack) -> None:
     rid = await start_demo_round(stack, f"wi-{uuid.uuid4().hex[:8]}")
-    county = await _browser(stack, "county")
-    async with county:
+    async with _browser(stack, "county") as county:
         page = await county.get(f"/ui/what-if?round={rid}")
         assert page.status_code == 200, page.text
         assert "拟调整方案" in page.text and 'id="what-if-form"' in page.text
@@ -41,8 +43,7 @@ async def test_only_the_county_office_gets_the_what_if(stack: Stack) -> None:
         overview = await county.get(f"/ui/overview?round={rid}")
         assert f'href="/ui/what-if?round={rid}"' in overview.text
     for username in ("gg-rural", "tw-chengguan", "ins-zhang", "sec-a", "assess"):
-        other = await _browser(stack, username)
-        async with other:
+        async with _browser(stack, username) as other:
             refused = await other.get(f"/ui/what-if?round={rid}")
             assert refused.status_code == 403, (username, refused.status_code)
             if username == "tw-chengguan":  # a supervisor's dashboard links no what-if
@@ -58,8 +59,10 @@ async def test_only_the_county_office_gets_the_what_if(stack: Stack) -> None:
 
 async def test_the_county_office_rehearses_a_draft_in_the_background(stack: Stack) -> None:
     rid = await start_demo_round(stack, f"wi-{uuid.uuid4().hex[:8]}")
-    county = await _browser(stack, "county")
-    async with county, httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
+    async with (
+        _browser(stack, "county") as county,
+        httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http,
+    ):
         headers = await token(http, "county")
         # A bad draft is refused on the page, naming the field, and starts nothing.
         bad = await county.post(
