@@ -128,6 +128,7 @@ def concrete(path: str, world: World, harmless: bool = False) -> str:
         "username": "no-such-user" if harmless else "sec-a",
         "path": "ui.css",
         "inspection_id": "no-such-inspection",
+        "briefing_id": "no-such-briefing",
     }
     for name in PARAMETER.findall(path):
         assert name in values, f"a new path parameter {name!r} in {path}: give it a value here"
