@@ -87,6 +87,10 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         docs_url="/docs",
         openapi_url="/openapi.json",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry (0.16x: on once a tracer provider exists) would add a
+        # second server span carrying the raw path and query, ballot tokens included: the
+        # project's RequestTelemetry below names spans and metrics by route template only.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     # Innermost: sees the matched route's template (metrics and the request's span).

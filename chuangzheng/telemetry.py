@@ -12,8 +12,12 @@
   scrape never costs more than two small queries.
 - **Traces** go to an OpenTelemetry collector over OTLP/HTTP (``CZ_OTLP_ENDPOINT``) when it is
   set: a span per API request, and Temporal's tracing interceptor on the client carries the
-  context through workflow starts, Updates, workflows and activities, so a secretary's
-  submission is one trace from the HTTP request to the activity that recorded it.
+  context through workflow starts, Updates, workflows and activities. A workflow's spans,
+  its Updates' included, belong to the trace that started it (the kick-off request's, from
+  the HTTP request through the round, each organisation's workflow and their activities);
+  an Update's ``HandleUpdate`` span there links to the request that sent it, whose own trace
+  holds the HTTP span and the client's ``StartWorkflowUpdate`` (the SDK's interceptor: a
+  workflow's spans are replay-safe only in one trace).
 
 Nothing here is on by default; each piece is one setting (``docs/production.md``).
 """
@@ -251,7 +255,10 @@ def route_template(scope: Scope) -> str:
 class RequestTelemetry:
     """ASGI middleware: counts and times every HTTP request by route template, and, when
     traces are exported, opens the request's server span (the Temporal calls the request
-    makes become its children through the client's tracing interceptor)."""
+    makes become its children through the client's tracing interceptor).
+
+    A request that arrives with W3C trace context (``traceparent``, from a gateway or a
+    traced client) continues that trace; without one the span starts a new trace."""
 
     def __init__(self, app: ASGIApp, metrics: ApiMetrics | None = None) -> None:
         self.app = app
@@ -285,11 +292,14 @@ class RequestTelemetry:
                 record()
             await send(message)
 
-        from opentelemetry import trace
+        from opentelemetry import propagate, trace
         from opentelemetry.trace import SpanKind
 
         tracer = trace.get_tracer("chuangzheng.api")
-        with tracer.start_as_current_span(f"{method} request", kind=SpanKind.SERVER) as span:
+        parent = propagate.extract(_trace_headers(scope))
+        with tracer.start_as_current_span(
+            f"{method} request", context=parent, kind=SpanKind.SERVER
+        ) as span:
             try:
                 await self.app(scope, receive, sending)
             finally:
@@ -298,6 +308,20 @@ class RequestTelemetry:
                 span.set_attribute("http.request.method", method)
                 span.set_attribute("http.route", route)
                 span.set_attribute("http.response.status_code", status)
+
+
+#: The request headers that carry trace context (W3C Trace Context and Baggage): only these
+#: are handed to the propagator, never cookies or the Authorization header.
+TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
+
+
+def _trace_headers(scope: Scope) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers") or ():
+        name = raw_name.decode("latin-1").lower()
+        if name in TRACE_HEADERS:
+            headers[name] = raw_value.decode("latin-1")
+    return headers
 
 
 def _app_metrics(scope: Scope) -> ApiMetrics | None:
