@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from activities.db import upsert_insert
 from activities.tables import NoticeRow, OrganisationRow, notice_deliveries
+from domain.organisation import DEFAULT_COUNTY
 
 #: How long a claimed delivery is left alone; above the channels' own timeouts (10 s).
 IN_FLIGHT_LEASE = timedelta(seconds=60)
@@ -208,12 +209,16 @@ def failed_deliveries(
     t = notice_deliveries
     stmt = select(t).where(t.c.status.in_(NEEDS_OPERATOR))
     if county is not None:
-        of_county = (
-            select(NoticeRow.notice_id)
-            .join(OrganisationRow, OrganisationRow.org_id == NoticeRow.org_id)
-            .where(OrganisationRow.county == county)
+        notices_of = select(NoticeRow.notice_id).join(
+            OrganisationRow, OrganisationRow.org_id == NoticeRow.org_id
         )
-        stmt = stmt.where(t.c.notice_id.in_(of_county))
+        if county == DEFAULT_COUNTY:
+            # As a single-county deployment had it: everything but other counties' notices
+            # (a delivery whose notice is not in the inbox table stays visible).
+            elsewhere = notices_of.where(OrganisationRow.county != DEFAULT_COUNTY)
+            stmt = stmt.where(t.c.notice_id.not_in(elsewhere))
+        else:
+            stmt = stmt.where(t.c.notice_id.in_(notices_of.where(OrganisationRow.county == county)))
     with sessions() as session:
         rows = session.execute(stmt.order_by(t.c.updated_at, t.c.notice_id).limit(limit))
         return [_delivery(row) for row in rows]
