@@ -86,12 +86,17 @@ def inbox_key(user: User) -> str:
 def in_county(
     user: User, org_id: ColumnElement[str] | InstrumentedAttribute[str]
 ) -> ColumnElement[bool]:
-    """A condition on a row's organisation id: the organisation is in ``user``'s counties
-    (for rows keyed by organisation that carry no county of their own: notices, escalations)."""
-    # EXISTS on the organisation's key: one index probe per row the other conditions keep.
-    return (
+    """A condition on a row's organisation id: the organisation is not of a county ``user``
+    does not see (for rows keyed by organisation that carry no county of their own: notices,
+    escalations). Put as "not of another county", so rows of an organisation the roster
+    never had keep showing, as they did before counties."""
+    # NOT EXISTS on the organisation's key: one index probe per row the other conditions keep.
+    return ~(
         select(OrganisationRow.org_id)
-        .where(OrganisationRow.org_id == org_id, OrganisationRow.county.in_(sorted(user.counties)))
+        .where(
+            OrganisationRow.org_id == org_id,
+            OrganisationRow.county.not_in(sorted(user.counties)),
+        )
         .exists()
     )
 
@@ -99,10 +104,10 @@ def in_county(
 def round_in_county(
     user: User, round_id: ColumnElement[str] | InstrumentedAttribute[str]
 ) -> ColumnElement[bool]:
-    """A condition on a row's round id: the round is of one of ``user``'s counties (for
-    rows keyed by round that carry no county of their own: digests, circulars)."""
-    return (
+    """A condition on a row's round id: the round is not of a county ``user`` does not see
+    (for rows keyed by round that carry no county of their own: digests, circulars)."""
+    return ~(
         select(RoundRow.round_id)
-        .where(RoundRow.round_id == round_id, RoundRow.county.in_(sorted(user.counties)))
+        .where(RoundRow.round_id == round_id, RoundRow.county.not_in(sorted(user.counties)))
         .exists()
     )
