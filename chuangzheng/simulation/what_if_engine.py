@@ -285,6 +285,13 @@ class CountyRun:
         if state.closed or state.finished():
             return
         phase = state.current()
+        order = phase.rectification
+        if order is not None and phase.phase in org.pace.waits_for_order:
+            # Carried in under the order it waited for: it acts a unit after it, as it did
+            # had the rehearsal run from before the order (``_waiting``).
+            after = self.timing.next_unit(order.issued_at)
+            org.next_action = self._grid(max(after, entered, self.now))
+            return
         opens_at, planned = self.windows[phase.phase]
         aim = org.pace.aims.get(phase.phase, 0.75)
         aimed = opens_at + (planned - opens_at) * aim
