@@ -96,7 +96,12 @@ def _check_role(actor: Actor) -> None:
         raise as_api_error(exc) from None
 
 
-@router.get("/{round_id}/plan", summary="本轮当前计划（版本）", response_model=CurrentPlanView)
+@router.get(
+    "/{round_id}/plan",
+    summary="本轮当前计划（版本）",
+    response_model=CurrentPlanView,
+    responses=errors(409, *TEMPORAL),
+)
 async def get_current_plan(
     round_id: str,
     request: Request,
