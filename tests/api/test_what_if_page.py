@@ -6,6 +6,7 @@ starting a what-if is audited."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +15,10 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 from openpyxl import load_workbook  # type: ignore[import-untyped]
+from typer.testing import CliRunner
 
+from chuangzheng.cli import app
+from chuangzheng.settings import get_settings
 from tests.api.conftest import PASSWORD, Stack, start_demo_round, token, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -125,3 +129,31 @@ async def test_the_county_office_rehearses_a_draft_in_the_background(stack: Stac
         assert audit.status_code == 200, audit.text
         entries = audit.json()["items"]
         assert len(entries) >= 1 and entries[-1]["user"] == "county"
+
+
+async def test_the_command_line_rehearses_a_draft(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``chuangzheng what-if`` on the server: the same rehearsal, printed; a bad draft is
+    refused naming the field (exit 2)."""
+    rid = await start_demo_round(stack, f"wi-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("CZ_DATABASE_URL", stack.settings.database_url)
+    monkeypatch.setenv("CZ_DATA_DIR", str(stack.settings.data_dir))
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        done = await asyncio.to_thread(
+            runner.invoke,
+            app,
+            ["what-if", rid, "--extend", "mobilisation", "--by", "2", "--minutes", "--seed", "2"],
+        )
+        bad = await asyncio.to_thread(
+            runner.invoke, app, ["what-if", rid, "--move-rung", "不存在", "--by", "1", "--minutes"]
+        )
+    finally:
+        get_settings.cache_clear()
+    assert done.exit_code == 0, done.output
+    assert "推演：全县组织动员部署阶段截止时间延后2分钟（3 个组织，种子 2" in done.output
+    assert "结果变化的组织" in done.output
+    assert bad.exit_code == 2, bad.output
+    assert "rung_name" in bad.output and "没有名为“不存在”的督办层级" in bad.output
