@@ -60,7 +60,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 #: Organisations in the real run and the what-if. The real run is the cost (every action an
 #: Update through the worker and the read model): 40 keep the module near a minute; the
-#: issue's 300 (``WHAT_IF_TEST_ORGS=300``) take five to six minutes here, and their figures
+#: issue's 300 (``WHAT_IF_TEST_ORGS=300``) take three and a half minutes here; their figures
 #: are in docs/forecast.md.
 ORGS = int(os.environ.get("WHAT_IF_TEST_ORGS", "40"))
 SEED = 3
