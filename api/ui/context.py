@@ -100,7 +100,7 @@ def _windows(text: str, round_plan_id: str, starts_at: datetime) -> tuple[PhaseW
     return schedule.windows
 
 
-def rounds(session: Session, counties: Collection[str] | None = None) -> list[RoundRow]:
+def rounds(session: Session, counties: Collection[str] | None) -> list[RoundRow]:
     """Every round of ``counties`` (None: of every county), newest first (rounds are
     county-wide; scope applies to organisations)."""
     query = select(RoundRow).order_by(RoundRow.starts_at.desc())
@@ -110,7 +110,7 @@ def rounds(session: Session, counties: Collection[str] | None = None) -> list[Ro
 
 
 def round_info(
-    session: Session, round_id: str | None, counties: Collection[str] | None = None
+    session: Session, round_id: str | None, counties: Collection[str] | None
 ) -> RoundInfo | None:
     """The named round (404 if unknown or of another county than ``counties``), else the
     newest running round of ``counties``, else None."""

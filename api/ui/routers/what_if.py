@@ -74,7 +74,7 @@ async def what_if_page(
 ) -> Response:
     """The draft form, the latest job's status (refreshing while it runs) and its result."""
     _county_office(user)
-    info = await run_sync(round_info, session, round or None)
+    info = await run_sync(round_info, session, round or None, user.counties)
     if info is None:
         raise not_found("尚无轮次")
     data = await run_sync(_page_data, session, info.round_id, settings.data_dir)
@@ -220,7 +220,7 @@ async def what_if_xlsx(
 ) -> Response:
     """The latest finished what-if as Excel."""
     _county_office(user)
-    info = await run_sync(round_info, session, round or None)
+    info = await run_sync(round_info, session, round or None, user.counties)
     if info is None:
         raise not_found("尚无轮次")
     result = what_if.job_result(settings.data_dir, info.round_id)
