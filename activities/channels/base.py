@@ -235,13 +235,16 @@ class ChannelRouter:
         log.info("channel delivery sent", channel=channel_name, message_id=message.message_id)
         return True
 
-    async def retry_failed(self, *, limit: int = 100) -> tuple[int, int]:
+    async def retry_failed(self, *, limit: int = 100, county: str | None = None) -> tuple[int, int]:
         """Send failed and uncertain deliveries again (an operator's decision, after fixing
-        the cause or checking the group). Returns (sent, still failing).
+        the cause or checking the group). Returns (sent, still failing). With ``county``,
+        only that county's (the operator's own: what their failed list shows them).
 
         The message is rebuilt from its inbox row (``notices`` or ``digests``).
         """
-        failed = await asyncio.to_thread(failed_deliveries, self._sessions, limit=limit)
+        failed = await asyncio.to_thread(
+            failed_deliveries, self._sessions, limit=limit, county=county
+        )
         messages = await asyncio.to_thread(
             _message_rows, self._sessions, {d.notice_id for d in failed}
         )

@@ -69,5 +69,6 @@ async def retry(
     notifier = await asyncio.to_thread(build_notifier, sessions, settings)  # reads its file
     if not isinstance(notifier, ChannelRouter):
         return {"sent": 0, "still_failing": 0}
-    sent, still_failing = await notifier.retry_failed(limit=limit)
+    # The county office's own county only: another county's operator decides on theirs.
+    sent, still_failing = await notifier.retry_failed(limit=limit, county=user.county)
     return {"sent": sent, "still_failing": still_failing}

@@ -359,6 +359,9 @@ async def test_operator_retry_of_failed_deliveries(
     assert await router.retry_failed() == (0, 1)
 
     del robots.replies["/robot/send"]
+    # Another county's operator resends only their own county's: nothing of this one.
+    assert await router.retry_failed(county="another-county") == (0, 0)
+    assert [d.notice_id for d in failed_deliveries(sessions)] == [TO_TOWNSHIP.notice_id]
     assert await router.retry_failed() == (1, 0)
     assert failed_deliveries(sessions) == []
     assert statuses(sessions, TO_TOWNSHIP) == {"dingtalk": DeliveryStatus.SENT}
