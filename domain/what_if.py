@@ -25,13 +25,13 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from domain.calendar import Span, WorkingCalendar
+from domain.calendar import Span, WorkingCalendar, deadline_day
 from domain.errors import FieldError, ValidationFailed
 from domain.machine import PhaseStatus, StepStatus
 from domain.notices import NoticeKind
 from domain.organisation import Organisation, Role
 from domain.phases import WORKING_PHASES, Phase
-from domain.plan import LadderPlan, Rung, RungAction
+from domain.plan import CampaignPlan, LadderPlan, Rung, RungAction
 from domain.schedule import OrgPlan
 from domain.state import (
     CampaignState,
@@ -215,6 +215,8 @@ def changed_ladder(ladder: LadderPlan, change: DraftChange) -> LadderPlan:
             blue_within=ladder.blue_within,
             rungs=tuple(rungs),
             rectification_period=ladder.rectification_period,
+            # Kept: a rung added or moved must not drop the plan's 预警.
+            early_warning=ladder.early_warning,
         )
     except ValidationError as exc:
         reason = "；".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
@@ -227,6 +229,98 @@ def extended_deadline(
     """Where an extension moves a phase deadline."""
     assert change.by is not None
     return calendar.after(deadline, change.by)
+
+
+def plan_with_change(
+    plan: CampaignPlan,
+    round_plan_id: str,
+    change: DraftChange,
+    *,
+    planned_deadline: datetime | None = None,
+    calendar: WorkingCalendar | None = None,
+) -> CampaignPlan:
+    """The plan version a reviewed draft becomes: ``plan`` (the version the what-if ran
+    on) with the draft applied to the round ``round_plan_id``, as the rehearsal applied it.
+
+    - A rung added or moved, or a new rectification period: the round's ladder becomes
+      :func:`changed_ladder`'s, set on the round itself (other rounds of the plan keep
+      theirs).
+    - A round-wide extension: only that phase's deadline moves, as the rehearsal's
+      round-wide extension moves it (``extended_deadline``), and the next phases keep
+      theirs. A phase given as a duration grows by ``by`` and the next one, if a duration
+      too, shrinks by as much (working days and minutes both add up exactly); a phase
+      given as a date takes the extended deadline's date (``planned_deadline`` and
+      ``calendar``: the phase's deadline in force and the round's calendar).
+
+    A township-only extension cannot be a plan version (a plan has one deadline per phase
+    for everyone): :class:`ValidationFailed` on ``township`` says what to propose instead.
+    So does a draft whose result is no valid plan (named field, Chinese reason)."""
+    round_index = next((i for i, r in enumerate(plan.rounds) if r.id == round_plan_id), None)
+    if round_index is None:
+        raise ValidationFailed([FieldError("round", f"计划中没有本轮（{round_plan_id}）")])
+    round_plan = plan.rounds[round_index]
+    ladder = plan.ladder_for(round_plan)
+    if change.kind is ChangeKind.EXTEND_PHASE and change.township:
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "township",
+                    f"只延长{change.township}一个乡镇的时限不能写入本轮计划（计划的每个阶段"
+                    "对全县只有一个截止时间）：请改为推演并采用全县延长，或在组织页面为"
+                    "需要的组织逐个批准延期",
+                )
+            ]
+        )
+    if change.kind is not ChangeKind.EXTEND_PHASE:
+        round_plan = round_plan.model_copy(update={"ladder": changed_ladder(ladder, change)})
+    else:
+        changed_ladder(ladder, change)  # the unit check
+        assert change.phase is not None and change.by is not None
+        phases = list(round_plan.phases)
+        at = next((i for i, p in enumerate(phases) if p.phase is change.phase), None)
+        if at is None:
+            raise ValidationFailed([FieldError("phase", f"本轮没有{change.phase.label}阶段")])
+        phase = phases[at]
+        if phase.duration is not None:
+            phases[at] = phase.model_copy(update={"duration": _plus(phase.duration, change.by)})
+            following = phases[at + 1] if at + 1 < len(phases) else None
+            if following is not None and following.duration is not None:
+                if _amount(following.duration) - _amount(change.by) < 1:
+                    raise ValidationFailed(
+                        [
+                            FieldError(
+                                "by",
+                                f"延长后{change.phase.label}阶段的截止时间将不早于下一阶段"
+                                f"（{following.phase.label}）的截止时间，请缩短延长的时长",
+                            )
+                        ]
+                    )
+                shorter = _plus(following.duration, change.by, sign=-1)
+                phases[at + 1] = following.model_copy(update={"duration": shorter})
+        else:
+            if planned_deadline is None or calendar is None or change.by.minutes is not None:
+                raise ValidationFailed(
+                    [FieldError("by", f"{change.phase.label}阶段按日期截止，只能按工作日延长")]
+                )
+            moved = extended_deadline(planned_deadline, change, calendar)
+            phases[at] = phase.model_copy(update={"deadline": deadline_day(moved)})
+        round_plan = round_plan.model_copy(update={"phases": tuple(phases)})
+    rounds = list(plan.rounds)
+    rounds[round_index] = round_plan
+    try:
+        # Validated again as a whole (model_copy does not run the validators).
+        return CampaignPlan.model_validate(
+            plan.model_copy(update={"rounds": tuple(rounds)}).model_dump()
+        )
+    except ValidationError as exc:
+        reason = "；".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise ValidationFailed([FieldError("change", reason)]) from None
+
+
+def _plus(span: Span, by: Span, *, sign: int = 1) -> Span:
+    if span.minutes is not None:
+        return Span(minutes=span.minutes + sign * (by.minutes or 0))
+    return Span(working_days=(span.working_days or 0) + sign * (by.working_days or 0))
 
 
 def extends(change: DraftChange, org: Organisation) -> bool:
@@ -566,5 +660,6 @@ __all__ = [
     "extends",
     "merge_tallies",
     "notice_label",
+    "plan_with_change",
     "tally",
 ]

@@ -3,7 +3,8 @@
 ``POST /rounds/{id}/what-if`` starts a rehearsal of a draft change as a background job
 (202; one at a time per round), ``GET /rounds/{id}/what-if`` gives the latest job and its
 result, ``…/what-if.xlsx`` the result as Excel. ``PUT /rounds/{id}/early-warning/threshold``
-changes the round's 预警 threshold (audited). Every rule is in
+changes the round's 预警 threshold (audited); ``POST …/what-if/apply`` applies the latest
+finished what-if as the round's next plan version (once per idempotency key). Every rule is in
 ``chuangzheng.services.what_if`` and ``chuangzheng.services.forecast_warning``.
 """
 
@@ -17,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from api.blocking import run_sync
 from api.callers import service_caller
-from api.deps import CurrentUser, SessionDep, SessionsDep, SettingsDep
+from api.deps import CurrentUser, SessionDep, SessionsDep, SettingsDep, TemporalClientDep
 from api.errors import ApiError, as_api_error
 from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.routers.audit import XLSX, xlsx_response
@@ -118,6 +119,65 @@ def what_if_xlsx(round_id: str, user: CurrentUser, settings: SettingsDep) -> Res
     if result is None:
         raise ApiError(404, "not_found", "本轮尚无推演结果")
     return xlsx_response(what_if.export_xlsx(result), "推演结果.xlsx")
+
+
+class WhatIfApply(BaseModel):
+    """采用此方案: which reviewed result, why, and the key that makes a retry a no-op."""
+
+    job_id: str = Field(default="", max_length=100)
+    reason: str = Field(max_length=2000)
+    idempotency_key: str = Field(min_length=1, max_length=100)
+
+
+class WhatIfApplied(BaseModel):
+    """The plan version the what-if became; ``applied`` False: the key was applied before."""
+
+    round_id: str
+    version: int
+    applied: bool
+    plan_ref: str
+    changes: list[str]
+
+
+@router.post(
+    "/rounds/{round_id}/what-if/apply",
+    summary="采用推演方案（成为本轮计划的新版本）",
+    response_model=WhatIfApplied,
+    responses=errors(*WITH_BODY, 409, 503),
+)
+async def apply_what_if(
+    round_id: str,
+    body: WhatIfApply,
+    request: Request,
+    user: CurrentUser,
+    sessions: SessionsDep,
+    client: TemporalClientDep,
+    settings: SettingsDep,
+) -> Any:
+    """Apply the round's latest finished what-if (``job_id``: the one reviewed) as the next
+    plan version, once per key; 409 if the round's plan changed since it ran, 422 for a
+    draft a plan cannot express (a township-only extension)."""
+    _county_office(user)
+    try:
+        applied = await what_if.apply_what_if(
+            sessions,
+            client,
+            settings.data_dir,
+            round_id,
+            job_id=body.job_id,
+            reason=body.reason,
+            caller=service_caller(user, request).actor,
+            idempotency_key=f"api:{body.idempotency_key}",
+        )
+    except ServiceError as exc:
+        raise as_api_error(exc) from None
+    return WhatIfApplied(
+        round_id=applied.round_id,
+        version=applied.version,
+        applied=applied.applied,
+        plan_ref=applied.plan_ref,
+        changes=applied.changes,
+    )
 
 
 @router.put(

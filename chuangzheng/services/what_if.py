@@ -32,17 +32,20 @@ import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from openpyxl import Workbook  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
 
+from activities.round_progress import plan_ref_of
 from activities.spreadsheets import append_row
 from activities.tables import (
     CampaignStatusRow,
@@ -50,21 +53,23 @@ from activities.tables import (
     OrganisationRow,
     PhaseStatusRow,
     RoundDefinitionRow,
+    RoundPlanRow,
     RoundRow,
     StepStatusRow,
 )
 from chuangzheng.plans import parse_plan
+from chuangzheng.services import plan_versions, workflow_calls
 from chuangzheng.services.callers import Caller, audit_row, require_role
 from chuangzheng.services.errors import Conflict, InvalidInput, NotFound, from_domain
 from chuangzheng.services.forecast import by_organisation, load_model, model_path, round_forecasts
 from domain.calendar import CalendarGap, WorkingCalendar
-from domain.errors import DomainError
+from domain.errors import DomainError, ValidationFailed
 from domain.machine import PhaseStatus, StepStatus
 from domain.organisation import Organisation, OrgType, Role, System
 from domain.phases import WORKING_PHASES, Phase
 from domain.plan import CalendarPlan, CampaignPlan, RungAction
 from domain.schedule import RoundSchedule, check_deadline_in_calendar, is_rebased, resolve_schedule
-from domain.state import Outcome
+from domain.state import Actor, Outcome
 from domain.what_if import (
     ArmTally,
     ChangeKind,
@@ -74,7 +79,10 @@ from domain.what_if import (
     TallyDifference,
     changed_ladder,
     extended_deadline,
+    plan_with_change,
 )
+from workflows.ids import round_workflow_id
+from workflows.round_contracts import RoundPlanState
 
 #: Running what-if jobs at most, over every round (a county's rehearsal takes both cores).
 MAX_RUNNING = 1
@@ -110,6 +118,11 @@ class LiveCounty:
     starts: tuple[OrgStart, ...]
     # Each organisation's forecast probability of missing its current phase (kept model).
     probabilities: dict[str, float]
+    # The plan version in force when the county was read (the read model's audit of
+    # versions; 1: the kick-off's plan) and its content address: what applying the
+    # reviewed draft builds on (:func:`apply_what_if`).
+    plan_version: int = 1
+    plan_ref: str = ""
 
     @property
     def windows(self) -> dict[Phase, tuple[datetime, datetime]]:
@@ -124,11 +137,12 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 
 def plan_and_schedule(
-    plan_yaml: str, round_plan_id: str, starts_at: datetime
+    plan_yaml: str, round_plan_id: str, starts_at: datetime, *, plan: CampaignPlan | None = None
 ) -> tuple[CampaignPlan, RoundSchedule]:
-    """The round's plan and its schedule as resolved at kick-off. A year without holiday
-    data counts as weekends only here (as the forecast does): a rehearsal is no deadline."""
-    plan = parse_plan(plan_yaml)
+    """The round's plan (``plan``, the version in force, else the kick-off's YAML) and its
+    schedule resolved from the kick-off instant. A year without holiday data counts as
+    weekends only here (as the forecast does): a rehearsal is no deadline."""
+    plan = plan if plan is not None else parse_plan(plan_yaml)
     round_plan = plan.round(round_plan_id)
     rebased = is_rebased(round_plan, starts_at)
     try:
@@ -178,13 +192,19 @@ def live_county(
         raise Conflict("not_running", "只有进行中的轮次可以推演")
     starts_at = _aware(definition.starts_at or row.starts_at)
     assert starts_at is not None
+    # The version in force, not the kick-off's: a draft is rehearsed (and applied) on it.
+    versions = plan_versions.plan_versions(session, round_id)
+    in_force = versions[-1] if versions else None
     try:
         plan, schedule = plan_and_schedule(
-            definition.plan_yaml, definition.round_plan_id, starts_at
+            definition.plan_yaml,
+            definition.round_plan_id,
+            starts_at,
+            plan=plan_versions.current_plan_in(session, round_id),
         )
     except (DomainError, KeyError, ValueError) as exc:
         raise Conflict("plan_unavailable", f"本轮计划无法解析，不能推演：{exc}") from None
-    return read_live(
+    live = read_live(
         session,
         round_id,
         round_name=row.name,
@@ -194,6 +214,9 @@ def live_county(
         now=now,
         data_dir=data_dir,
     )
+    if in_force is None:
+        return live
+    return replace(live, plan_version=in_force.version, plan_ref=in_force.plan_ref)
 
 
 def read_live(
@@ -362,6 +385,11 @@ class WhatIfReport(BaseModel):
     changed_outcomes: dict[str, tuple[str, str, list[tuple[Phase, Outcome | None, Outcome | None]]]]
     wall_seconds: float
     batches: int
+    # The job that produced it, and the plan version it ran on (None: a result from before
+    # versions were recorded, which cannot be applied).
+    job_id: str = ""
+    plan_version: int | None = None
+    plan_ref: str = ""
 
 
 async def rehearse_live(
@@ -412,6 +440,8 @@ async def rehearse_live(
         },
         wall_seconds=outcome.wall_seconds,
         batches=outcome.batches,
+        plan_version=live.plan_version,
+        plan_ref=live.plan_ref,
     )
 
 
@@ -666,6 +696,7 @@ def run_job(session: Session, data_dir: Path, round_id: str) -> JobStatus:
             }
         )
     else:
+        report = report.model_copy(update={"job_id": status.job_id})
         _write_json(folder / "result.json", report.model_dump_json())
         final = status.model_copy(
             update={
@@ -677,6 +708,125 @@ def run_job(session: Session, data_dir: Path, round_id: str) -> JobStatus:
         )
     _write_json(folder / "job.json", final.model_dump_json())
     return final
+
+
+# ----- applying a reviewed what-if -------------------------------------------------------------
+
+
+def _stored_plan(session: Session, plan_ref: str) -> CampaignPlan | None:
+    row = session.get(RoundPlanRow, plan_ref) if plan_ref else None
+    return CampaignPlan.model_validate_json(row.plan_json) if row is not None else None
+
+
+def _base_plan(
+    session: Session, report: WhatIfReport
+) -> tuple[CampaignPlan, str, datetime | None, WorkingCalendar]:
+    """The plan the what-if ran on (by its address), the round's plan id, and the phase's
+    deadline in force and the round's calendar (for a phase that ends on a date)."""
+    definition = session.get(RoundDefinitionRow, report.round_id)
+    if definition is None:
+        raise NotFound("轮次不存在")
+    plan = _stored_plan(session, report.plan_ref)
+    if plan is None:
+        first = parse_plan(definition.plan_yaml)
+        if plan_ref_of(first) != report.plan_ref:
+            raise Conflict("plan_missing", "推演所依据的计划版本已不在数据库中，请重新推演")
+        plan = first
+    starts_at = _aware(definition.starts_at or definition.kicked_off_at)
+    planned: datetime | None = None
+    calendar = plan.calendar.build()
+    if starts_at is not None and report.change.phase is not None:
+        with contextlib.suppress(DomainError, KeyError, ValueError):
+            _plan, schedule = plan_and_schedule(
+                definition.plan_yaml, definition.round_plan_id, starts_at, plan=plan
+            )
+            calendar = schedule.calendar or calendar
+            planned = next(w.deadline for w in schedule.windows if w.phase is report.change.phase)
+    return plan, definition.round_plan_id, planned, calendar
+
+
+def what_if_plan(session: Session, report: WhatIfReport) -> CampaignPlan:
+    """The plan version a finished what-if becomes (:func:`domain.what_if.plan_with_change`
+    on the version it ran on); :class:`InvalidInput` naming the field for a draft a plan
+    version cannot express (a township-only extension) or that leaves no valid plan."""
+    plan, round_plan_id, planned, calendar = _base_plan(session, report)
+    try:
+        return plan_with_change(
+            plan, round_plan_id, report.change, planned_deadline=planned, calendar=calendar
+        )
+    except ValidationFailed as exc:
+        raise InvalidInput(
+            "not_applicable",
+            "该推演方案不能直接采用为新版计划",
+            [{"field": e.field, "reason": e.reason} for e in exc.errors],
+        ) from None
+
+
+async def apply_what_if(
+    sessions: sessionmaker[Session],
+    temporal: Client,
+    data_dir: Path,
+    round_id: str,
+    *,
+    job_id: str,
+    reason: str,
+    caller: Actor,
+    idempotency_key: str,
+    now: datetime | None = None,
+) -> plan_versions.AppliedPlanVersion:
+    """采用此方案: turn the round's latest finished what-if (the one the county office
+    reviewed, ``job_id``) into the round's next plan version and apply it
+    (:func:`chuangzheng.services.plan_versions.apply_plan_version`: checked, audited, once
+    per ``idempotency_key`` — a second post with the same key applies nothing more).
+
+    Built on the plan version the what-if ran on, with ``base_version`` so the round refuses
+    it if another version was applied since; refused here first, in Chinese, so the county
+    office reads why (the result no longer fits the round: rehearse again). County office
+    only; ``reason`` required."""
+    plan_versions.authorise(caller)
+    if not reason.strip():
+        raise InvalidInput(
+            "invalid", "采用推演方案须填写理由", [{"field": "reason", "reason": "请填写采用理由"}]
+        )
+    report = job_result(data_dir, round_id)
+    if report is None:
+        raise NotFound("本轮尚无推演结果，请先推演")
+    if job_id and report.job_id != job_id:
+        raise Conflict(
+            "what_if_changed", "页面上的推演结果已被更新的推演取代，请查看最新结果后再采用"
+        )
+    if report.plan_version is None or not report.plan_ref:
+        raise Conflict(
+            "what_if_unversioned", "该推演结果未记录所依据的计划版本，请重新推演后再采用"
+        )
+
+    def build() -> CampaignPlan:
+        with sessions() as session:
+            return what_if_plan(session, report)
+
+    new_plan = await anyio.to_thread.run_sync(build)
+    state = await workflow_calls.query(
+        temporal, round_workflow_id(round_id), "plan_state", RoundPlanState
+    )
+    key = idempotency_key.strip()
+    retry = key in state.version_ids
+    if not retry and state.version != report.plan_version:
+        raise Conflict(
+            "stale_version",
+            f"推演时本轮计划为第{report.plan_version}版，现已调整为第{state.version}版，"
+            "推演结果已不适用：请在当前计划上重新推演后再采用",
+        )
+    return await plan_versions.apply_plan_version(
+        sessions,
+        temporal,
+        round_id,
+        new_plan,
+        reason=reason,
+        caller=caller,
+        idempotency_key=key,
+        base_version=report.plan_version,
+        now=now,
+    )
 
 
 # ----- the export ------------------------------------------------------------------------------

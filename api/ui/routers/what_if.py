@@ -1,11 +1,13 @@
 """推演 page (县委活动办): draft a change to the running round — extend a phase for everyone
 or a township, add or move a rung, change the rectification period — rehearse it over the
 live county in the background, and read both arms and their difference here or in Excel;
+a finished result is applied as the round's next plan version in one action (采用此方案);
 beside it, the round's 预警 threshold (its change is audited). Other roles: 403. Every rule
 is the services' (``chuangzheng.services.what_if``, ``…forecast_warning``)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,7 +18,7 @@ from activities.tables import CampaignStatusRow
 from api.auth import User
 from api.blocking import run_sync
 from api.callers import service_caller
-from api.deps import SessionDep, SessionsDep, SettingsDep
+from api.deps import SessionDep, SessionsDep, SettingsDep, TemporalClientDep
 from api.errors import ApiError, as_api_error, not_found
 from api.routers.audit import xlsx_response
 from api.ui.context import round_info
@@ -101,6 +103,8 @@ async def what_if_page(
             "OUTCOMES": what_if.OUTCOME_LABELS,
             "changed": changed,
             "listed": LISTED,
+            # One per page view: a double click on 采用此方案 posts the same key.
+            "form_key": uuid.uuid4().hex,
             **data,
         },
     )
@@ -178,6 +182,38 @@ async def post_what_if(
     except ApiError as exc:
         return redirect(BACK, round=round_id, error=_error_text(exc))
     return redirect(BACK, round=round_id, msg="推演已开始，页面将自动刷新")
+
+
+@router.post("/what-if/apply")
+async def post_apply(
+    request: Request,
+    sessions: SessionsDep,
+    client: TemporalClientDep,
+    user: UiUser,
+    settings: SettingsDep,
+) -> Response:
+    """采用此方案: the reviewed what-if becomes the round's next plan version, applied once
+    per form key (a double click applies once)."""
+    _county_office(user)
+    same_origin(request)
+    fields = await form_fields(request)
+    round_id = str(fields.get("round", ""))
+    key = str(fields.get("form_key", "")).strip() or uuid.uuid4().hex
+    try:
+        applied = await what_if.apply_what_if(
+            sessions,
+            client,
+            settings.data_dir,
+            round_id,
+            job_id=str(fields.get("job_id", "")),
+            reason=str(fields.get("reason", "")),
+            caller=service_caller(user, request).actor,
+            idempotency_key=f"what-if:{key}",
+        )
+    except ServiceError as exc:
+        return redirect(BACK, round=round_id, error=_error_text(as_api_error(exc)))
+    done = "已采用推演方案，启用" if applied.applied else "此前已采用，无新调整："
+    return redirect(BACK, round=round_id, msg=f"{done}计划第{applied.version}版")
 
 
 @router.post("/what-if/threshold")
