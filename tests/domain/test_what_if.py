@@ -30,6 +30,7 @@ from domain.what_if import (
     difference,
     merge_tallies,
     notice_label,
+    plan_with_change,
     tally,
 )
 
@@ -265,3 +266,53 @@ def test_the_early_warning_rung_is_plan_data_validated_at_load(plan: CampaignPla
     with pytest.raises(PlanError) as wrong_kind:
         parse_plan(SEED.replace("kind: early_warning", "kind: late_warning"))
     assert any(e.field == "ladder.early_warning.kind" for e in wrong_kind.value.errors)
+
+
+def test_a_reviewed_draft_becomes_a_plan_version(plan: CampaignPlan) -> None:
+    """``plan_with_change``: an extension moves only its phase's deadline (the next phase
+    keeps its own, as in the rehearsal); a ladder change lands on the round's own ladder
+    and keeps the 预警; a township-only extension is refused saying what to do instead."""
+    round_plan = plan.rounds[0]
+    starts_at = datetime(2010, 5, 4, 1, 0, tzinfo=UTC)  # 2010 has holiday data
+    before = resolve_schedule(plan, round_plan, starts_at)
+    calendar = plan.calendar.build()
+    change = DraftChange(kind="extend_phase", phase=Phase.MOBILISATION, by=Span(working_days=3))
+    extended = plan_with_change(plan, round_plan.id, change)
+    after = resolve_schedule(extended, extended.round(round_plan.id), starts_at)
+    assert after.windows[0].deadline == calendar.after(before.windows[0].deadline, change.by)
+    assert after.windows[0].deadline != before.windows[0].deadline
+    assert [w.deadline for w in after.windows[1:]] == [w.deadline for w in before.windows[1:]]
+    assert [p.steps for p in extended.rounds[0].phases] == [p.steps for p in round_plan.phases]
+
+    moved = DraftChange(
+        kind="move_rung", rung_name=plan.ladder.rungs[0].name, delay=Span(working_days=2)
+    )
+    laddered = plan_with_change(plan, round_plan.id, moved)
+    own = laddered.rounds[0].ladder
+    assert own is not None and own.rungs[0].delay == Span(working_days=2)
+    assert own.early_warning == plan.ladder.early_warning is not None
+    assert laddered.ladder == plan.ladder  # the campaign's (other rounds') ladder is untouched
+
+    with pytest.raises(ValidationFailed) as township:
+        plan_with_change(
+            plan,
+            round_plan.id,
+            DraftChange(
+                kind="extend_phase",
+                phase=Phase.MOBILISATION,
+                township="城关镇",
+                by=Span(working_days=3),
+            ),
+        )
+    assert township.value.errors[0].field == "township"
+    assert "全县延长" in township.value.errors[0].reason
+    assert "逐个批准延期" in township.value.errors[0].reason
+
+    too_far = DraftChange(
+        kind="extend_phase",
+        phase=Phase.MOBILISATION,
+        by=Span(working_days=round_plan.phases[1].duration.working_days or 0),  # type: ignore[union-attr]
+    )
+    with pytest.raises(ValidationFailed) as beyond:
+        plan_with_change(plan, round_plan.id, too_far)
+    assert beyond.value.errors[0].field == "by" and "下一阶段" in beyond.value.errors[0].reason
