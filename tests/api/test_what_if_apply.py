@@ -1,0 +1,191 @@
+"""采用此方案 through the real app (SQLite and PostgreSQL, the dev server, the worker, the
+what-if job in its own process): a reviewed what-if becomes the round's next plan version
+in one action. A township-only extension is refused saying why; a round-wide extension is
+applied once (the plan versions list shows version 2 with the what-if's change, a second
+post with the same form key applies nothing more); a result whose base version is no longer
+in force is refused; other roles get 403."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from html import unescape
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import PASSWORD, Stack, start_demo_round, token, wait_for
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@asynccontextmanager
+async def _browser(stack: Stack, username: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=stack.base_url, timeout=60, headers={"Origin": stack.base_url}
+    ) as browser:
+        signed = await browser.post(
+            "/ui/login", data={"username": username, "password": PASSWORD, "next": "/ui/"}
+        )
+        assert signed.status_code == 303, signed.text
+        yield browser
+
+
+def _hidden(html: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert found is not None, name
+    return unescape(found.group(1))
+
+
+async def _rehearse(
+    county: httpx.AsyncClient, http: httpx.AsyncClient, rid: str, data: dict[str, str]
+) -> dict[str, Any]:
+    """Start a what-if on the page and wait for its result (the API's view of it)."""
+    started = await county.post("/ui/what-if", data={"round": rid, "unit": "minutes", **data})
+    assert started.status_code == 303
+    shown = await county.get(started.headers["location"])
+    assert "推演已开始" in shown.text, shown.text
+    headers = await token(http, "county")
+
+    async def finished() -> dict[str, Any] | None:
+        answer = await http.get(f"/api/v1/rounds/{rid}/what-if", headers=headers)
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        job = body["job"]
+        assert job is not None and job["state"] != "failed", job
+        done = job["state"] == "done" and body["result"]
+        return body if done and body["result"]["job_id"] == job["job_id"] else None
+
+    return await wait_for(finished, timeout=240)
+
+
+async def test_the_county_office_applies_a_reviewed_what_if_once(stack: Stack) -> None:
+    rid = await start_demo_round(stack, f"wia-{uuid.uuid4().hex[:8]}")
+    async with (
+        _browser(stack, "county") as county,
+        httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http,
+    ):
+        headers = await token(http, "county")
+        form = await county.get(f"/ui/what-if?round={rid}")
+        township = re.findall(r'<option value="([^"]+)">\1</option>', form.text.split(
+            'name="township"')[1].split("</select>")[0])[0]  # fmt: skip
+
+        # A township-only extension: rehearsed, but no plan version can say it.
+        await _rehearse(
+            county, http, rid,
+            {"kind": "extend_phase", "phase": "public_evaluation", "township": township,
+             "amount": "2", "seed": "3"},
+        )  # fmt: skip
+        page = await county.get(f"/ui/what-if?round={rid}")
+        assert 'id="apply-not-possible"' in page.text and 'id="apply-form"' not in page.text
+        refused = await county.post(
+            "/ui/what-if/apply",
+            data={"round": rid, "job_id": "", "form_key": "k0", "reason": "试一试"},
+        )
+        assert refused.status_code == 303
+        shown = await county.get(refused.headers["location"])
+        assert "该推演方案不能直接采用为新版计划" in shown.text
+        assert "township" in shown.text and "全县延长" in shown.text
+        assert "逐个批准延期" in shown.text
+
+        # The round-wide extension: reviewed, then applied with the page's form.
+        body = await _rehearse(
+            county, http, rid,
+            {"kind": "extend_phase", "phase": "public_evaluation", "township": "",
+             "amount": "2", "reason": "群众评议需要更多时间", "seed": "3"},
+        )  # fmt: skip
+        assert body["result"]["plan_version"] == 1
+        page = await county.get(f"/ui/what-if?round={rid}")
+        assert 'id="apply-form"' in page.text and "采用此方案" in page.text
+        job_id, key = _hidden(page.text, "job_id"), _hidden(page.text, "form_key")
+        assert job_id == body["job"]["job_id"]
+        post = {"round": rid, "job_id": job_id, "form_key": key}
+        no_reason = await county.post("/ui/what-if/apply", data={**post, "reason": " "})
+        assert "请填写采用理由" in (await county.get(no_reason.headers["location"])).text
+        # Nothing was applied without a reason.
+        versions = await http.get(f"/api/v1/rounds/{rid}/plan-versions", headers=headers)
+        assert [v["version"] for v in versions.json()] == [1]
+
+        applied = await county.post(
+            "/ui/what-if/apply", data={**post, "reason": "推演后决定延长群众评议"}
+        )
+        assert applied.status_code == 303
+        assert (
+            "已采用推演方案，启用计划第2版" in (await county.get(applied.headers["location"])).text
+        )
+        # A double click: the same form key applies nothing more.
+        again = await county.post(
+            "/ui/what-if/apply", data={**post, "reason": "推演后决定延长群众评议"}
+        )
+        assert (
+            "此前已采用，无新调整：计划第2版" in (await county.get(again.headers["location"])).text
+        )
+        versions = await http.get(f"/api/v1/rounds/{rid}/plan-versions", headers=headers)
+        assert versions.status_code == 200, versions.text
+        listed = versions.json()
+        assert [v["version"] for v in listed] == [1, 2]
+        second = listed[1]
+        assert second["reason"] == "推演后决定延长群众评议"
+        assert second["applied_by"] and second["changes"], second
+        assert any("群众评议" in line for line in second["changes"]), second["changes"]
+        # Only the extended phase moved (the next phase keeps its deadline).
+        assert not any("评选表彰" in line for line in second["changes"]), second["changes"]
+        plan_page = await county.get(f"/ui/rounds/{rid}/plan")
+        assert "推演后决定延长群众评议" in plan_page.text
+
+        # The result was made on version 1; version 2 is in force now: a new key is refused.
+        stale = await http.post(
+            f"/api/v1/rounds/{rid}/what-if/apply",
+            json={"job_id": job_id, "reason": "再采用一次", "idempotency_key": "other"},
+            headers=headers,
+        )
+        assert stale.status_code == 409, stale.text
+        assert stale.json()["code"] == "stale_version"
+        assert "推演时本轮计划为第1版，现已调整为第2版" in stale.json()["message"]
+        versions = await http.get(f"/api/v1/rounds/{rid}/plan-versions", headers=headers)
+        assert len(versions.json()) == 2
+
+        # A what-if now runs on version 2 and records it.
+        later = await _rehearse(
+            county, http, rid,
+            {"kind": "rectification_period", "amount": "2", "seed": "3"},
+        )  # fmt: skip
+        assert later["result"]["plan_version"] == 2
+        api_applied = await http.post(
+            f"/api/v1/rounds/{rid}/what-if/apply",
+            json={
+                "job_id": later["job"]["job_id"],
+                "reason": "整改期限缩短",
+                "idempotency_key": "api-1",
+            },
+            headers=headers,
+        )
+        assert api_applied.status_code == 200, api_applied.text
+        assert api_applied.json()["version"] == 3 and api_applied.json()["applied"] is True
+        assert any("整改" in line for line in api_applied.json()["changes"])
+        # The second version's extension is still in force (built on version 2, not 1).
+        versions = await http.get(f"/api/v1/rounds/{rid}/plan-versions", headers=headers)
+        assert [v["version"] for v in versions.json()] == [1, 2, 3]
+        assert not any("群众评议" in line for line in versions.json()[2]["changes"])
+
+    for username in ("gg-rural", "tw-chengguan", "ins-zhang"):
+        async with _browser(stack, username) as other:
+            forbidden = await other.post(
+                "/ui/what-if/apply",
+                data={"round": rid, "job_id": job_id, "form_key": "x", "reason": "越权"},
+            )
+            assert forbidden.status_code == 403, (username, forbidden.status_code)
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
+        answer = await http.post(
+            f"/api/v1/rounds/{rid}/what-if/apply",
+            json={"job_id": job_id, "reason": "越权", "idempotency_key": "y"},
+            headers=await token(http, "ins-zhang"),
+        )
+        assert answer.status_code == 403
+        versions = await http.get(
+            f"/api/v1/rounds/{rid}/plan-versions", headers=await token(http, "county")
+        )
+        assert len(versions.json()) == 3
