@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import distinct, select
+from sqlalchemy import select
 
 from activities.tables import CampaignStatusRow
 from api.auth import User
@@ -50,9 +50,9 @@ def _error_text(exc: ApiError) -> str:
 def _page_data(session: Any, round_id: str, data_dir: Any) -> dict[str, Any]:
     townships = sorted(
         session.scalars(
-            select(distinct(CampaignStatusRow.township)).where(
-                CampaignStatusRow.round_id == round_id
-            )
+            select(CampaignStatusRow.township)
+            .where(CampaignStatusRow.round_id == round_id)
+            .distinct()
         )
     )
     return {
