@@ -59,7 +59,8 @@ async def _rehearse(
         done = job["state"] == "done" and body["result"]
         return body if done and body["result"]["job_id"] == job["job_id"] else None
 
-    return await wait_for(finished, timeout=240)
+    result: dict[str, Any] = await wait_for(finished, timeout=240)
+    return result
 
 
 async def test_the_county_office_applies_a_reviewed_what_if_once(stack: Stack) -> None:

@@ -279,6 +279,7 @@ def test_a_reviewed_draft_becomes_a_plan_version(plan: CampaignPlan) -> None:
     change = DraftChange(kind="extend_phase", phase=Phase.MOBILISATION, by=Span(working_days=3))
     extended = plan_with_change(plan, round_plan.id, change)
     after = resolve_schedule(extended, extended.round(round_plan.id), starts_at)
+    assert change.by is not None
     assert after.windows[0].deadline == calendar.after(before.windows[0].deadline, change.by)
     assert after.windows[0].deadline != before.windows[0].deadline
     assert [w.deadline for w in after.windows[1:]] == [w.deadline for w in before.windows[1:]]
