@@ -63,6 +63,10 @@ async def timed(request: Any) -> tuple[float, httpx.Response]:
     return time.perf_counter() - started, response
 
 
+#: A sheet refused from its announced or decompressed size, without parsing its rows.
+REFUSED_AT_ONCE = 20.0
+
+
 # ── spreadsheets off the loop, with limits ────────────────────────────────────────────
 
 
@@ -120,7 +124,10 @@ async def test_a_sheet_that_announces_its_size_or_expands_too_far_is_refused_at_
         )
     )
     assert response.status_code in (413, 422), response.text
-    assert elapsed < 5
+    # "At once": from the announced size, not after reading 200,000 rows (55–76 s before
+    # the fix). The bound leaves room for a loaded machine (7.3 s seen at load 6 in a full
+    # random-order run); it is no speed figure (those are in the benchmarks).
+    assert elapsed < REFUSED_AT_ONCE
     # The shape: 200,000 roster rows, ~22MB of sheet XML in a small zip.
     bomb = xlsx(
         ROSTER_HEADER, ["org-z", "某支部", "农村", "城关镇", "县农委", "1", "甲", "乙"], 200_000
@@ -131,7 +138,7 @@ async def test_a_sheet_that_announces_its_size_or_expands_too_far_is_refused_at_
     assert response.status_code == 413, response.text
     assert response.json()["code"] == "too_large"
     assert "解压后超过上限 10MB" in response.json()["errors"][0]["reason"]
-    assert elapsed < 5
+    assert elapsed < REFUSED_AT_ONCE
 
 
 async def test_files_within_the_limits_import_through_the_parse_processes(
