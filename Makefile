@@ -36,10 +36,12 @@ test: venv assets
 	$(BIN)/pytest -q -p no:cacheprovider --durations=15
 	$(NOCACHE_PYTEST) $(NOCACHE_DESELECT)
 
-# The same suite in a random order (pytest-randomly prints its seed; repeat an order with
-# ARGS="--randomly-seed=N"). No test may rely on another having run before it.
+# The same suite in a random order; the seed is printed first (-q hides pytest-randomly's own
+# header line): SEED=N repeats an order. No test may rely on another having run before it.
 test-random: venv assets
-	$(BIN)/pytest -q -p no:cacheprovider -p randomly $(ARGS)
+	@seed=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "random order: make test-random SEED=$$seed repeats it"; \
+	$(BIN)/pytest -q -p no:cacheprovider -p randomly --randomly-seed=$$seed $(ARGS)
 
 # The same suite backwards: each test runs before every test it follows in `make test`, so
 # one that leans on another's leftovers fails here (issue 13: each test passes alone).
