@@ -170,7 +170,8 @@ def import_roster_file(session: Session, path: Path) -> ImportReport:
     return store_roster(session, roster)
 
 
-def _to_organisation(row: OrganisationRow) -> Organisation:
+def organisation_from_row(row: OrganisationRow) -> Organisation:
+    """The domain's organisation from its ``organisations`` row."""
     return Organisation(
         id=row.org_id,
         name=row.name,
@@ -197,13 +198,13 @@ def load_roster(
     )
     if not include_inactive:
         query = query.where(OrganisationRow.active.is_(True))
-    return Roster(organisations=tuple(_to_organisation(r) for r in session.scalars(query)))
+    return Roster(organisations=tuple(organisation_from_row(r) for r in session.scalars(query)))
 
 
 def load_organisation(session: Session, org_id: str) -> Organisation | None:
     """One stored organisation (active or not), or None."""
     row = session.get(OrganisationRow, org_id)
-    return _to_organisation(row) if row is not None else None
+    return organisation_from_row(row) if row is not None else None
 
 
 def roster_csv(roster: Roster) -> str:

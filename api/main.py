@@ -99,41 +99,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     # Outermost: headers on every answer (413s included), cross-site page posts refused.
     app.add_middleware(SecurityMiddleware)
     log_redaction.install()  # ballot tokens never reach the access log
-    for module in (
-        users,
-        accounts,
-        rounds,
-        plan_versions,
-        organisations,
-        roster,
-        audit,
-        actions,
-        files,
-        supervision,
-        notices,
-        reports,
-        deliveries,
-        members,
-        commitments,
-        commitment_ledger,
-        public_commitments,
-        commendation,
-        honours,
-        public_honours,
-        evaluations,
-        public_ballots,
-        health,
-        metrics,
-        codec,
-        rectification_orders,
-        inspections,
-        supervision_records,
-        briefings,
-        contact_points,
-        counties,
-        what_if,
-        ui_routes,
-    ):
+    for module in ROUTERS:
         # Many counties (api.tenancy): the routers of signed-in callers check the county of
         # the round and organisation a request names, and refuse writes from above a county.
         guard = [Depends(api_county_guard)] if module in _COUNTY_GUARDED else []
@@ -141,10 +107,10 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     return app
 
 
-#: The routers whose every route has a signed-in caller (sign-in itself, activation, health,
-#: metrics, the codec, the public pages and the pages, which guard their own, are left out;
-#: account administration keeps to the administrator's county in its service).
-_COUNTY_GUARDED = (
+#: Every router of the app, in the order they are included.
+ROUTERS = (
+    users,
+    accounts,
     rounds,
     plan_versions,
     organisations,
@@ -159,9 +125,15 @@ _COUNTY_GUARDED = (
     members,
     commitments,
     commitment_ledger,
+    public_commitments,
     commendation,
     honours,
+    public_honours,
     evaluations,
+    public_ballots,
+    health,
+    metrics,
+    codec,
     rectification_orders,
     inspections,
     supervision_records,
@@ -169,7 +141,27 @@ _COUNTY_GUARDED = (
     contact_points,
     counties,
     what_if,
+    ui_routes,
 )
+
+#: The routers the county guard leaves alone: sign-in and the caller's own account (users),
+#: activation and account administration (accounts: it keeps to the administrator's county
+#: in its service), the public pages (no signed-in caller), health, metrics and the codec
+#: (operators', no county), and the pages (``api.ui.routes`` guards each page router itself).
+#: Every other router is guarded, so a new one is unless it is named here.
+_NOT_COUNTY_GUARDED = (
+    users,
+    accounts,
+    public_commitments,
+    public_honours,
+    public_ballots,
+    health,
+    metrics,
+    codec,
+    ui_routes,
+)
+
+_COUNTY_GUARDED = tuple(m for m in ROUTERS if m not in _NOT_COUNTY_GUARDED)
 
 
 app = create_app()

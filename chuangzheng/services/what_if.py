@@ -45,6 +45,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
+from activities.roster_store import organisation_from_row
 from activities.round_progress import plan_ref_of
 from activities.spreadsheets import append_row
 from activities.tables import (
@@ -65,7 +66,7 @@ from chuangzheng.services.forecast import by_organisation, load_model, model_pat
 from domain.calendar import CalendarGap, WorkingCalendar
 from domain.errors import DomainError, ValidationFailed
 from domain.machine import PhaseStatus, StepStatus
-from domain.organisation import Organisation, OrgType, Role, System
+from domain.organisation import Organisation, Role
 from domain.phases import WORKING_PHASES, Phase
 from domain.plan import CalendarPlan, CampaignPlan, RungAction
 from domain.schedule import RoundSchedule, check_deadline_in_calendar, is_rebased, resolve_schedule
@@ -162,18 +163,7 @@ def _organisations(session: Session, org_ids: Sequence[str]) -> dict[str, Organi
         for row in session.scalars(
             select(OrganisationRow).where(OrganisationRow.org_id.in_(chunk))
         ):
-            out[row.org_id] = Organisation(
-                id=row.org_id,
-                name=row.name,
-                type=OrgType(row.org_type),
-                township=row.township,
-                system=System(row.system),
-                instructor=row.instructor,
-                secretary=row.secretary,
-                member_count=row.member_count,
-                ethnic_area=bool(row.ethnic_area),
-                county=row.county,
-            )
+            out[row.org_id] = organisation_from_row(row)
     return out
 
 
