@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 
 from api.auth import User
 from api.blocking import run_sync
-from api.deps import SessionDep, SessionsDep, SettingsDep, TemporalClientDep, client_ip
+from api.deps import SessionDep, SessionsDep, TemporalClientDep, client_ip
 from api.errors import ApiError, not_found
 from api.routers import files
 from api.routers.organisations import visible_organisation
@@ -23,6 +23,7 @@ from api.ui.forms import BALLOT_LABELS, evidence_values, prefill
 from api.ui.render import page
 from api.ui.routers.organisation import org_view
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
+from api.uploads import UploadStorageDep
 from domain.evidence import BALLOT_KEYS
 from domain.machine import StepStatus
 from domain.organisation import Role
@@ -84,7 +85,7 @@ async def submit(
     request: Request,
     session: SessionDep,
     sessions: SessionsDep,
-    settings: SettingsDep,
+    storage: UploadStorageDep,
     client: TemporalClientDep,
     user: UiUser,
 ) -> Response:
@@ -115,7 +116,16 @@ async def submit(
 
     async def upload(file: UploadFile) -> dict[str, Any]:
         # The API's upload route itself: same checks, same storage, same answer.
-        return await files.upload(info.round_id, org_id, sessions, settings, user, file)  # type: ignore[arg-type]
+        # A form's file is Starlette's UploadFile; the route declares FastAPI's subclass of
+        # it and uses nothing the subclass adds (the only reason for the ignore).
+        return await files.upload(
+            info.round_id,
+            org_id,
+            sessions,
+            storage,
+            user,
+            file,  # type: ignore[arg-type]
+        )
 
     try:
         values = await evidence_values(step, form, upload)
