@@ -122,6 +122,15 @@ async def test_the_county_office_rehearses_a_draft_in_the_background(stack: Stac
         )
         reason = sheet["B3"]
         assert reason.value == '=HYPERLINK("x")' and reason.data_type == "s"
+        # The API's export is the same workbook: no cell of either is a formula.
+        api_export = await http.get(f"/api/v1/rounds/{rid}/what-if.xlsx", headers=headers)
+        assert api_export.status_code == 200, api_export.text
+        for data in (exported.content, api_export.content):
+            cells = [
+                c for s in load_workbook(io.BytesIO(data)).worksheets for r in s.iter_rows()
+                for c in r
+            ]  # fmt: skip
+            assert cells and not [c for c in cells if c.data_type == "f"]
         assert {"推演结果", "通知", "结果变化的组织"} <= set(book.sheetnames)
         audit = await http.get(
             "/api/v1/audit", params={"action": "what_if_started", "round_id": rid}, headers=headers
