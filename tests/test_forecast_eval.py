@@ -41,6 +41,7 @@ from chuangzheng.services.forecast_training import (
     simulated_round,
     simulated_samples,
 )
+from chuangzheng.services.forecast_warning import round_threshold
 from chuangzheng.simulation.environment import DEFAULT_PLAN
 from chuangzheng.simulation.model import (
     Behaviour,
@@ -289,9 +290,13 @@ def test_the_read_model_gives_the_forecasts_the_simulation_gives(
             assert kept_forecasts(session, "r1", tmp_path, now=now) == (None, {})
             save_model(model.with_threshold(0.2), model_path(tmp_path))
             kept, forecasts = kept_forecasts(session, "r1", tmp_path, now=now)
-            assert kept is not None and kept.threshold == 0.2 and kept.threshold_by_county
+            # The threshold in force is the round's (its plan's 预警 rung, or the county
+            # office's audited change), not the one kept with the model file.
+            in_force = round_threshold(session, "r1")
+            assert kept is not None and kept.threshold_by_county
+            assert kept.threshold == (in_force if in_force is not None else 0.2)
             assert forecasts.keys() == expected.keys()
-            assert all(f.warn == (f.probability >= 0.2) for f in forecasts.values())
+            assert all(f.warn == (f.probability >= kept.threshold) for f in forecasts.values())
             one = by_organisation(
                 forecasts, {o: Phase.LEADERSHIP_REVIEW.value for o, _ in forecasts}
             )
