@@ -5,7 +5,8 @@
 result, ``…/what-if.xlsx`` the result as Excel. ``PUT /rounds/{id}/early-warning/threshold``
 changes the round's 预警 threshold (audited); ``POST …/what-if/apply`` applies the latest
 finished what-if as the round's next plan version (once per idempotency key). Every rule is in
-``chuangzheng.services.what_if`` and ``chuangzheng.services.forecast_warning``.
+``chuangzheng.services.what_if`` (its background job: ``…what_if_jobs``) and
+``chuangzheng.services.forecast_warning``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from api.deps import CurrentUser, SessionDep, SessionsDep, SettingsDep, Temporal
 from api.errors import ApiError, as_api_error
 from api.responses import AUTHENTICATED, WITH_BODY, errors
 from api.routers.audit import XLSX, xlsx_response
-from chuangzheng.services import forecast_warning, what_if
+from chuangzheng.services import forecast_warning, what_if, what_if_jobs
 from chuangzheng.services.errors import ServiceError
 from domain.organisation import Role
 
@@ -46,7 +47,7 @@ class WhatIfStart(BaseModel):
 class WhatIfView(BaseModel):
     """The round's latest what-if job, and its result once one has finished."""
 
-    job: what_if.JobStatus | None
+    job: what_if_jobs.JobStatus | None
     result: what_if.WhatIfReport | None
 
 
@@ -61,7 +62,7 @@ class ThresholdBody(BaseModel):
     "/rounds/{round_id}/what-if",
     status_code=202,
     summary="发起推演（后台运行）",
-    response_model=what_if.JobStatus,
+    response_model=what_if_jobs.JobStatus,
     responses=errors(*WITH_BODY, 409),
 )
 def start_what_if(
@@ -77,14 +78,14 @@ def start_what_if(
     try:
         change = what_if.parse_change(body.change)
         with sessions.begin() as session:
-            status = what_if.start_job(
+            status = what_if_jobs.start_job(
                 session,
                 service_caller(user, request),
                 round_id,
                 change,
                 data_dir=settings.data_dir,
                 seed=body.seed,
-                launch=what_if.launcher(settings.database_url),
+                launch=what_if_jobs.launcher(settings.database_url),
             )
     except ServiceError as exc:
         raise as_api_error(exc) from None
@@ -101,8 +102,8 @@ def get_what_if(
 
     if session.get(RoundRow, round_id) is None:
         raise ApiError(404, "not_found", "轮次不存在")
-    status = what_if.job_status(settings.data_dir, round_id)
-    result = what_if.job_result(settings.data_dir, round_id)
+    status = what_if_jobs.job_status(settings.data_dir, round_id)
+    result = what_if_jobs.job_result(settings.data_dir, round_id)
     return WhatIfView(job=status, result=result)
 
 
@@ -115,7 +116,7 @@ def get_what_if(
 def what_if_xlsx(round_id: str, user: CurrentUser, settings: SettingsDep) -> Response:
     """The latest finished what-if as an Excel workbook."""
     _county_office(user)
-    result = what_if.job_result(settings.data_dir, round_id)
+    result = what_if_jobs.job_result(settings.data_dir, round_id)
     if result is None:
         raise ApiError(404, "not_found", "本轮尚无推演结果")
     return xlsx_response(what_if.export_xlsx(result), "推演结果.xlsx")
@@ -162,7 +163,7 @@ async def apply_what_if(
         applied = await what_if.apply_what_if(
             sessions,
             client,
-            settings.data_dir,
+            what_if_jobs.job_result(settings.data_dir, round_id),
             round_id,
             job_id=body.job_id,
             reason=body.reason,

@@ -1,5 +1,6 @@
-"""The what-if (推演) use cases: read the live county, rehearse a draft change in virtual
-time, and run that as a bounded background job the county office's page follows.
+"""The what-if (推演) use cases: read the live county, check a draft change against it,
+rehearse it in virtual time, export the result, and apply a reviewed result as the round's
+next plan version.
 
 - **The live county** (:func:`live_county`): the round's plan and schedule as kicked off,
   and every organisation still running in it as the read model shows it now — the phases
@@ -10,37 +11,29 @@ time, and run that as a bounded background job the county office's page follows.
   the current phase, :mod:`chuangzheng.simulation.live_state`); without one, from the
   paced simulation's mix. Closed organisations are left out.
 - **The rehearsal** (:func:`rehearse_live`): both arms on a fresh time-skipping server
-  (:func:`chuangzheng.simulation.what_if_run.rehearse`), seeded.
-- **The job** (:func:`start_job`, :func:`job_status`): a what-if of a county takes minutes,
-  so the page starts it in a process of its own (``python -m chuangzheng.services.what_if
-  run-job``; the API's event loop and worker never carry it) and polls its status file.
-  One at a time per round and :data:`MAX_RUNNING` in all; a job is killed after
-  :data:`JOB_TIMEOUT`. Status and result are JSON files under the data directory
-  (``what-if/<round>/``), so any API process answers for them; starting one is audited.
+  (:func:`chuangzheng.simulation.what_if_run.rehearse`), seeded; its result
+  (:class:`WhatIfReport`) as Excel (:func:`export_xlsx`).
+- **Applying** (:func:`apply_what_if`): a reviewed result becomes the round's next plan
+  version through :mod:`chuangzheng.services.plan_versions`.
+
+A county's rehearsal takes minutes: the page and the API run it as a background job
+(:mod:`chuangzheng.services.what_if_jobs`), which also keeps the round's latest result.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
 import io
-import json
-import os
-import signal
-import subprocess
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 from openpyxl import Workbook  # type: ignore[import-untyped]
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -60,13 +53,12 @@ from activities.tables import (
 )
 from chuangzheng.plans import parse_plan
 from chuangzheng.services import plan_versions, workflow_calls
-from chuangzheng.services.callers import Caller, audit_row, require_role
 from chuangzheng.services.errors import Conflict, InvalidInput, NotFound, from_domain
 from chuangzheng.services.forecast import by_organisation, load_model, model_path, round_forecasts
 from domain.calendar import CalendarGap, WorkingCalendar
 from domain.errors import DomainError, ValidationFailed
 from domain.machine import PhaseStatus, StepStatus
-from domain.organisation import Organisation, Role
+from domain.organisation import Organisation
 from domain.phases import WORKING_PHASES, Phase
 from domain.plan import CalendarPlan, CampaignPlan, RungAction
 from domain.schedule import RoundSchedule, check_deadline_in_calendar, is_rebased, resolve_schedule
@@ -85,12 +77,6 @@ from domain.what_if import (
 from workflows.ids import round_workflow_id
 from workflows.round_contracts import RoundPlanState
 
-#: Running what-if jobs at most, over every round (a county's rehearsal takes both cores).
-MAX_RUNNING = 1
-#: A job still running after this long is killed and reported failed.
-JOB_TIMEOUT = timedelta(minutes=15)
-#: A job with no process yet is being launched, not lost, for this long.
-LAUNCH_GRACE = timedelta(seconds=30)
 #: The most organisations one what-if carries (a county several times the goal's 3,000).
 MAX_ORGANISATIONS = 20_000
 #: Phase outcome labels for the page and the export.
@@ -99,7 +85,6 @@ OUTCOME_LABELS = {
     Outcome.LATE: "逾期完成",
     Outcome.AFTER_RECTIFICATION: "整改后完成",
 }
-_JOB_DIR = "what-if"
 
 
 # ----- the live county ---------------------------------------------------------------------
@@ -435,390 +420,6 @@ async def rehearse_live(
     )
 
 
-# ----- the job -------------------------------------------------------------------------------
-
-
-class JobState(StrEnum):
-    """Where a what-if job stands."""
-
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-    @property
-    def label(self) -> str:
-        """Chinese label."""
-        return {"running": "推演中", "done": "已完成", "failed": "失败"}[self.value]
-
-
-class JobStatus(BaseModel):
-    """A round's latest what-if job."""
-
-    model_config = ConfigDict(frozen=True)
-
-    job_id: str
-    round_id: str
-    state: JobState
-    change: DraftChange
-    seed: int = 1
-    started_by: str
-    started_at: datetime
-    finished_at: datetime | None = None
-    message: str = ""
-    pid: int | None = None
-    progress: list[str] = Field(default_factory=list)
-
-
-def _round_dir(data_dir: Path, round_id: str) -> Path:
-    # Round ids are the service's own (letters, digits, -, _), but a hash keeps the path
-    # safe whatever a caller sends.
-    digest = hashlib.sha256(round_id.encode()).hexdigest()[:24]
-    return data_dir / _JOB_DIR / digest
-
-
-def _write_json(path: Path, data: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".part")
-    partial.write_text(data, encoding="utf-8")
-    partial.replace(path)  # atomic: a reader never sees half a file
-
-
-def _alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A child that exited but was not reaped yet is a zombie: not running.
-    with contextlib.suppress(OSError, ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return True
-
-
-def job_status(data_dir: Path, round_id: str) -> JobStatus | None:
-    """The round's latest job, or None. A running job whose process is gone, or that ran
-    past :data:`JOB_TIMEOUT` (then killed), is reported failed."""
-    path = _round_dir(data_dir, round_id) / "job.json"
-    try:
-        status = JobStatus.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValidationError):
-        return None
-    if status.state is JobState.RUNNING and status.pid is None:
-        with contextlib.suppress(OSError, ValueError):
-            pid_text = (path.parent / f"{status.job_id}.pid").read_text(encoding="utf-8")
-            status = status.model_copy(update={"pid": int(pid_text)})
-    launching = status.pid is None and datetime.now(UTC) - status.started_at < LAUNCH_GRACE
-    if status.state is JobState.RUNNING and not launching:
-        overdue = datetime.now(UTC) - status.started_at > JOB_TIMEOUT
-        if overdue and _alive(status.pid) and status.pid is not None:
-            with contextlib.suppress(OSError):
-                os.kill(status.pid, signal.SIGKILL)
-        if overdue or not _alive(status.pid):
-            status = status.model_copy(
-                update={
-                    "state": JobState.FAILED,
-                    "finished_at": datetime.now(UTC),
-                    "message": "推演超时，已终止" if overdue else "推演进程意外退出",
-                }
-            )
-            _write_json(path, status.model_dump_json())
-    return status
-
-
-def job_result(data_dir: Path, round_id: str) -> WhatIfReport | None:
-    """The round's latest finished what-if, or None."""
-    path = _round_dir(data_dir, round_id) / "result.json"
-    try:
-        return WhatIfReport.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValidationError):
-        return None
-
-
-def _running_jobs(data_dir: Path) -> int:
-    """Jobs running now over every round (a dead or overdue one is marked failed)."""
-    root = data_dir / _JOB_DIR
-    if not root.is_dir():
-        return 0
-    count = 0
-    for path in root.glob("*/job.json"):
-        try:
-            round_id = JobStatus.model_validate_json(path.read_text(encoding="utf-8")).round_id
-        except (OSError, ValidationError):
-            continue
-        status = job_status(data_dir, round_id)
-        count += int(status is not None and status.state is JobState.RUNNING)
-    return count
-
-
-def start_job(
-    session: Session,
-    caller: Caller,
-    round_id: str,
-    change: DraftChange,
-    *,
-    data_dir: Path,
-    seed: int = 1,
-    launch: Callable[[Path, str], int],
-) -> JobStatus:
-    """Start a what-if of the round in a process of its own (county office only); audited.
-    Refused while the round has one running, or :data:`MAX_RUNNING` run in all. The draft
-    is checked against the live county first, so a bad draft fails here, not in the job.
-    ``launch`` starts the process (:func:`launcher`: ``python -m chuangzheng.services.
-    what_if run-job``) and returns its pid."""
-    require_role(caller, {Role.COUNTY_OFFICE}, "只有县委活动办可以发起推演")
-    if not 0 <= seed < 2**31:
-        raise InvalidInput("invalid", "随机种子有误", [{"field": "seed", "reason": "须为非负整数"}])
-    live = live_county(session, round_id, now=datetime.now(UTC))
-    check_change(live, change)
-    current = job_status(data_dir, round_id)
-    if current is not None and current.state is JobState.RUNNING:
-        raise Conflict("what_if_running", "本轮已有推演正在进行，请等待其完成")
-    if _running_jobs(data_dir) >= MAX_RUNNING:
-        raise Conflict("what_if_busy", "已有其他轮次的推演正在进行，请稍后再试")
-    now = datetime.now(UTC)
-    job_id = f"{now:%Y%m%d%H%M%S}-{os.urandom(3).hex()}"
-    status = JobStatus(
-        job_id=job_id,
-        round_id=round_id,
-        state=JobState.RUNNING,
-        change=change,
-        seed=seed,
-        started_by=caller.username,
-        started_at=now,
-        progress=[f"已读取本轮 {len(live.starts)} 个组织的当前状态，准备推演"],
-    )
-    folder = _round_dir(data_dir, round_id)
-    _write_json(folder / "job.json", status.model_dump_json())
-    session.add(
-        audit_row(
-            caller,
-            "what_if_started",
-            round_id=round_id,
-            org_id=None,
-            detail={
-                "job_id": job_id,
-                "change": change.model_dump(mode="json"),
-                "description": change.describe(),
-                "seed": seed,
-            },
-            now=now,
-        )
-    )
-    pid = launch(data_dir, round_id)
-    # Beside the status, not in it: the job's process may already be writing its status
-    # (even its final one), which this must never overwrite.
-    _write_json(folder / f"{job_id}.pid", str(pid))
-    return status.model_copy(update={"pid": pid})
-
-
-#: The job's process reads its database URL here (never on its command line, where any
-#: user of the machine could read a password).
-DATABASE_ENV = "CZ_WHAT_IF_DATABASE_URL"
-
-
-def launcher(database_url: str) -> Callable[[Path, str], int]:
-    """Starts the job's process on ``database_url`` (the caller's read model)."""
-
-    def launch(data_dir: Path, round_id: str) -> int:
-        # Detached from the caller's session: the job outlives the request.
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "chuangzheng.services.what_if",
-                "run-job",
-                "--data-dir",
-                str(data_dir),
-                "--round",
-                round_id,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, DATABASE_ENV: database_url},
-        )
-        return process.pid
-
-    return launch
-
-
-def run_job(session: Session, data_dir: Path, round_id: str) -> JobStatus:
-    """The job's body (in its own process): read the live county now, rehearse, and write
-    the result and the final status."""
-    folder = _round_dir(data_dir, round_id)
-    status = JobStatus.model_validate_json((folder / "job.json").read_text(encoding="utf-8"))
-    progress = list(status.progress)
-
-    def note(message: str) -> None:
-        progress.append(message)
-        _write_json(
-            folder / "job.json",
-            status.model_copy(
-                update={"progress": progress[-20:], "pid": os.getpid()}
-            ).model_dump_json(),
-        )
-
-    try:
-        live = live_county(session, round_id, now=datetime.now(UTC), data_dir=data_dir)
-        note(
-            f"{len(live.starts)} 个组织，其中 {len(live.probabilities)} 个按预测模型给出的进度推演"
-        )
-        report = asyncio.run(
-            asyncio.wait_for(
-                rehearse_live(live, status.change, seed=status.seed, on_message=note),
-                JOB_TIMEOUT.total_seconds(),
-            )
-        )
-    except Exception as exc:
-        reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        final = status.model_copy(
-            update={
-                "state": JobState.FAILED,
-                "finished_at": datetime.now(UTC),
-                "message": f"推演失败：{reason}",
-                "progress": progress[-20:],
-            }
-        )
-    else:
-        report = report.model_copy(update={"job_id": status.job_id})
-        _write_json(folder / "result.json", report.model_dump_json())
-        final = status.model_copy(
-            update={
-                "state": JobState.DONE,
-                "finished_at": datetime.now(UTC),
-                "message": f"推演完成，用时 {report.wall_seconds:.0f} 秒",
-                "progress": progress[-20:],
-            }
-        )
-    _write_json(folder / "job.json", final.model_dump_json())
-    return final
-
-
-# ----- applying a reviewed what-if -------------------------------------------------------------
-
-
-def _stored_plan(session: Session, plan_ref: str) -> CampaignPlan | None:
-    row = session.get(RoundPlanRow, plan_ref) if plan_ref else None
-    return CampaignPlan.model_validate_json(row.plan_json) if row is not None else None
-
-
-def _base_plan(
-    session: Session, report: WhatIfReport
-) -> tuple[CampaignPlan, str, datetime | None, WorkingCalendar]:
-    """The plan the what-if ran on (by its address), the round's plan id, and the phase's
-    deadline in force and the round's calendar (for a phase that ends on a date)."""
-    definition = session.get(RoundDefinitionRow, report.round_id)
-    if definition is None:
-        raise NotFound("轮次不存在")
-    plan = _stored_plan(session, report.plan_ref)
-    if plan is None:
-        first = parse_plan(definition.plan_yaml)
-        if plan_ref_of(first) != report.plan_ref:
-            raise Conflict("plan_missing", "推演所依据的计划版本已不在数据库中，请重新推演")
-        plan = first
-    starts_at = _aware(definition.starts_at or definition.kicked_off_at)
-    planned: datetime | None = None
-    calendar = plan.calendar.build()
-    if starts_at is not None and report.change.phase is not None:
-        with contextlib.suppress(DomainError, KeyError, ValueError):
-            _plan, schedule = plan_and_schedule(
-                definition.plan_yaml, definition.round_plan_id, starts_at, plan=plan
-            )
-            calendar = schedule.calendar or calendar
-            planned = next(w.deadline for w in schedule.windows if w.phase is report.change.phase)
-    return plan, definition.round_plan_id, planned, calendar
-
-
-def what_if_plan(session: Session, report: WhatIfReport) -> CampaignPlan:
-    """The plan version a finished what-if becomes (:func:`domain.what_if.plan_with_change`
-    on the version it ran on); :class:`InvalidInput` naming the field for a draft a plan
-    version cannot express (a township-only extension) or that leaves no valid plan."""
-    plan, round_plan_id, planned, calendar = _base_plan(session, report)
-    try:
-        return plan_with_change(
-            plan, round_plan_id, report.change, planned_deadline=planned, calendar=calendar
-        )
-    except ValidationFailed as exc:
-        raise InvalidInput(
-            "not_applicable",
-            "该推演方案不能直接采用为新版计划",
-            [{"field": e.field, "reason": e.reason} for e in exc.errors],
-        ) from None
-
-
-async def apply_what_if(
-    sessions: sessionmaker[Session],
-    temporal: Client,
-    data_dir: Path,
-    round_id: str,
-    *,
-    job_id: str,
-    reason: str,
-    caller: Actor,
-    idempotency_key: str,
-    now: datetime | None = None,
-) -> plan_versions.AppliedPlanVersion:
-    """采用此方案: turn the round's latest finished what-if (the one the county office
-    reviewed, ``job_id``) into the round's next plan version and apply it
-    (:func:`chuangzheng.services.plan_versions.apply_plan_version`: checked, audited, once
-    per ``idempotency_key`` — a second post with the same key applies nothing more).
-
-    Built on the plan version the what-if ran on, with ``base_version`` so the round refuses
-    it if another version was applied since; refused here first, in Chinese, so the county
-    office reads why (the result no longer fits the round: rehearse again). County office
-    only; ``reason`` required."""
-    plan_versions.authorise(caller)
-    if not reason.strip():
-        raise InvalidInput(
-            "invalid", "采用推演方案须填写理由", [{"field": "reason", "reason": "请填写采用理由"}]
-        )
-    report = job_result(data_dir, round_id)
-    if report is None:
-        raise NotFound("本轮尚无推演结果，请先推演")
-    if job_id and report.job_id != job_id:
-        raise Conflict(
-            "what_if_changed", "页面上的推演结果已被更新的推演取代，请查看最新结果后再采用"
-        )
-    if report.plan_version is None or not report.plan_ref:
-        raise Conflict(
-            "what_if_unversioned", "该推演结果未记录所依据的计划版本，请重新推演后再采用"
-        )
-
-    def build() -> CampaignPlan:
-        with sessions() as session:
-            return what_if_plan(session, report)
-
-    new_plan = await anyio.to_thread.run_sync(build)
-    state = await workflow_calls.query(
-        temporal, round_workflow_id(round_id), "plan_state", RoundPlanState
-    )
-    key = idempotency_key.strip()
-    retry = key in state.version_ids
-    if not retry and state.version != report.plan_version:
-        raise Conflict(
-            "stale_version",
-            f"推演时本轮计划为第{report.plan_version}版，现已调整为第{state.version}版，"
-            "推演结果已不适用：请在当前计划上重新推演后再采用",
-        )
-    return await plan_versions.apply_plan_version(
-        sessions,
-        temporal,
-        round_id,
-        new_plan,
-        reason=reason,
-        caller=caller,
-        idempotency_key=key,
-        base_version=report.plan_version,
-        now=now,
-    )
-
-
 # ----- the export ------------------------------------------------------------------------------
 
 
@@ -919,6 +520,128 @@ def export_xlsx(report: WhatIfReport) -> bytes:
     return buffer.getvalue()
 
 
+# ----- applying a reviewed what-if -------------------------------------------------------------
+
+
+def _stored_plan(session: Session, plan_ref: str) -> CampaignPlan | None:
+    row = session.get(RoundPlanRow, plan_ref) if plan_ref else None
+    return CampaignPlan.model_validate_json(row.plan_json) if row is not None else None
+
+
+def _base_plan(
+    session: Session, report: WhatIfReport
+) -> tuple[CampaignPlan, str, datetime | None, WorkingCalendar]:
+    """The plan the what-if ran on (by its address), the round's plan id, and the phase's
+    deadline in force and the round's calendar (for a phase that ends on a date)."""
+    definition = session.get(RoundDefinitionRow, report.round_id)
+    if definition is None:
+        raise NotFound("轮次不存在")
+    plan = _stored_plan(session, report.plan_ref)
+    if plan is None:
+        first = parse_plan(definition.plan_yaml)
+        if plan_ref_of(first) != report.plan_ref:
+            raise Conflict("plan_missing", "推演所依据的计划版本已不在数据库中，请重新推演")
+        plan = first
+    starts_at = _aware(definition.starts_at or definition.kicked_off_at)
+    planned: datetime | None = None
+    calendar = plan.calendar.build()
+    if starts_at is not None and report.change.phase is not None:
+        with contextlib.suppress(DomainError, KeyError, ValueError):
+            _plan, schedule = plan_and_schedule(
+                definition.plan_yaml, definition.round_plan_id, starts_at, plan=plan
+            )
+            calendar = schedule.calendar or calendar
+            planned = next(w.deadline for w in schedule.windows if w.phase is report.change.phase)
+    return plan, definition.round_plan_id, planned, calendar
+
+
+def what_if_plan(session: Session, report: WhatIfReport) -> CampaignPlan:
+    """The plan version a finished what-if becomes (:func:`domain.what_if.plan_with_change`
+    on the version it ran on); :class:`InvalidInput` naming the field for a draft a plan
+    version cannot express (a township-only extension) or that leaves no valid plan."""
+    plan, round_plan_id, planned, calendar = _base_plan(session, report)
+    try:
+        return plan_with_change(
+            plan, round_plan_id, report.change, planned_deadline=planned, calendar=calendar
+        )
+    except ValidationFailed as exc:
+        raise InvalidInput(
+            "not_applicable",
+            "该推演方案不能直接采用为新版计划",
+            [{"field": e.field, "reason": e.reason} for e in exc.errors],
+        ) from None
+
+
+async def apply_what_if(
+    sessions: sessionmaker[Session],
+    temporal: Client,
+    report: WhatIfReport | None,
+    round_id: str,
+    *,
+    job_id: str,
+    reason: str,
+    caller: Actor,
+    idempotency_key: str,
+    now: datetime | None = None,
+) -> plan_versions.AppliedPlanVersion:
+    """采用此方案: turn the round's latest finished what-if (``report``, from
+    :func:`chuangzheng.services.what_if_jobs.job_result`; ``job_id``: the one the county
+    office reviewed) into the round's next plan version and apply it
+    (:func:`chuangzheng.services.plan_versions.apply_plan_version`: checked, audited, once
+    per ``idempotency_key`` — a second post with the same key applies nothing more).
+
+    Built on the plan version the what-if ran on, with ``base_version`` so the round refuses
+    it if another version was applied since; refused here first, in Chinese, so the county
+    office reads why (the result no longer fits the round: rehearse again). County office
+    only; ``reason`` required."""
+    plan_versions.authorise(caller)
+    if not reason.strip():
+        raise InvalidInput(
+            "invalid", "采用推演方案须填写理由", [{"field": "reason", "reason": "请填写采用理由"}]
+        )
+    if report is None:
+        raise NotFound("本轮尚无推演结果，请先推演")
+    if job_id and report.job_id != job_id:
+        raise Conflict(
+            "what_if_changed", "页面上的推演结果已被更新的推演取代，请查看最新结果后再采用"
+        )
+    if report.plan_version is None or not report.plan_ref:
+        raise Conflict(
+            "what_if_unversioned", "该推演结果未记录所依据的计划版本，请重新推演后再采用"
+        )
+
+    def build() -> CampaignPlan:
+        with sessions() as session:
+            return what_if_plan(session, report)
+
+    new_plan = await anyio.to_thread.run_sync(build)
+    state = await workflow_calls.query(
+        temporal, round_workflow_id(round_id), "plan_state", RoundPlanState
+    )
+    key = idempotency_key.strip()
+    retry = key in state.version_ids
+    if not retry and state.version != report.plan_version:
+        raise Conflict(
+            "stale_version",
+            f"推演时本轮计划为第{report.plan_version}版，现已调整为第{state.version}版，"
+            "推演结果已不适用：请在当前计划上重新推演后再采用",
+        )
+    return await plan_versions.apply_plan_version(
+        sessions,
+        temporal,
+        round_id,
+        new_plan,
+        reason=reason,
+        caller=caller,
+        idempotency_key=key,
+        base_version=report.plan_version,
+        now=now,
+    )
+
+
+# ----- a draft from a form or a body ---------------------------------------------------------
+
+
 def parse_change(values: dict[str, Any]) -> DraftChange:
     """A draft from a form or a JSON body; :class:`InvalidInput` naming each bad field."""
     try:
@@ -930,34 +653,3 @@ def parse_change(values: dict[str, Any]) -> DraftChange:
             reason = str(error["msg"]).removeprefix("Value error, ")
             errors.append({"field": field, "reason": reason})
         raise InvalidInput("invalid", "推演方案有误", errors) from None
-
-
-# ----- the job's process -----------------------------------------------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m chuangzheng.services.what_if run-job --data-dir D --round R``: the
-    background job's process (started by :func:`start_job`)."""
-    import argparse
-
-    from activities.db import make_engine, session_factory
-    from chuangzheng.settings import get_settings
-
-    parser = argparse.ArgumentParser(description="推演（后台任务进程）")
-    commands = parser.add_subparsers(dest="command", required=True)
-    job = commands.add_parser("run-job")
-    job.add_argument("--data-dir", type=Path, required=True)
-    job.add_argument("--round", required=True)
-    args = parser.parse_args(argv)
-    engine = make_engine(os.environ.get(DATABASE_ENV) or get_settings().database_url)
-    try:
-        with session_factory(engine)() as session:
-            final = run_job(session, args.data_dir, args.round)
-    finally:
-        engine.dispose()
-    print(json.dumps({"state": final.state.value, "message": final.message}, ensure_ascii=False))
-    return 0 if final.state is JobState.DONE else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -25,7 +25,7 @@ from api.ui.context import round_info
 from api.ui.forms import form_fields
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
-from chuangzheng.services import forecast_warning, what_if
+from chuangzheng.services import forecast_warning, what_if, what_if_jobs
 from chuangzheng.services.errors import ServiceError
 from domain.organisation import Role
 from domain.phases import WORKING_PHASES
@@ -57,8 +57,8 @@ def _page_data(session: Any, round_id: str, data_dir: Any) -> dict[str, Any]:
     )
     return {
         "townships": townships,
-        "job": what_if.job_status(data_dir, round_id),
-        "result": what_if.job_result(data_dir, round_id),
+        "job": what_if_jobs.job_status(data_dir, round_id),
+        "result": what_if_jobs.job_result(data_dir, round_id),
         "rung": forecast_warning.round_rung(session, round_id),
         "threshold": forecast_warning.round_threshold(session, round_id),
     }
@@ -165,14 +165,14 @@ async def post_what_if(
             ) from None
         draft = what_if.parse_change(change)
         with sessions.begin() as session:
-            what_if.start_job(
+            what_if_jobs.start_job(
                 session,
                 caller,
                 round_id,
                 draft,
                 data_dir=settings.data_dir,
                 seed=seed,
-                launch=what_if.launcher(settings.database_url),
+                launch=what_if_jobs.launcher(settings.database_url),
             )
 
     try:
@@ -203,7 +203,7 @@ async def post_apply(
         applied = await what_if.apply_what_if(
             sessions,
             client,
-            settings.data_dir,
+            what_if_jobs.job_result(settings.data_dir, round_id),
             round_id,
             job_id=str(fields.get("job_id", "")),
             reason=str(fields.get("reason", "")),
@@ -259,7 +259,7 @@ async def what_if_xlsx(
     info = await run_sync(round_info, session, round or None, user.counties)
     if info is None:
         raise not_found("尚无轮次")
-    result = what_if.job_result(settings.data_dir, info.round_id)
+    result = what_if_jobs.job_result(settings.data_dir, info.round_id)
     if result is None:
         raise not_found("本轮尚无推演结果")
     return xlsx_response(what_if.export_xlsx(result), "推演结果.xlsx")

@@ -1,0 +1,341 @@
+"""The what-if's background job: a county's rehearsal takes minutes, so the page starts it in
+a process of its own and polls a status file.
+
+- :func:`start_job` checks the draft against the live county, audits the start and launches
+  ``python -m chuangzheng.services.what_if_jobs run-job`` (:func:`launcher`; the API's
+  event loop and worker never carry it). One at a time per round and :data:`MAX_RUNNING` in
+  all; a job is killed after :data:`JOB_TIMEOUT`.
+- :func:`run_job` is the job's body in that process: read the live county, rehearse both
+  arms (:func:`chuangzheng.services.what_if.rehearse_live`), write the result.
+- :func:`job_status` and :func:`job_result` read the round's latest job and finished result.
+  Both are JSON files under the data directory (``what-if/<hash of the round>/``), so any
+  API process answers for them.
+
+The use cases themselves (the live county, checking, rehearsing and applying a draft) are
+in :mod:`chuangzheng.services.what_if`; this module only runs them in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.orm import Session
+
+from chuangzheng.services.callers import Caller, audit_row, require_role
+from chuangzheng.services.errors import Conflict, InvalidInput
+from chuangzheng.services.what_if import WhatIfReport, check_change, live_county, rehearse_live
+from domain.organisation import Role
+from domain.what_if import DraftChange
+
+#: Running what-if jobs at most, over every round (a county's rehearsal takes both cores).
+MAX_RUNNING = 1
+#: A job still running after this long is killed and reported failed.
+JOB_TIMEOUT = timedelta(minutes=15)
+#: A job with no process yet is being launched, not lost, for this long.
+LAUNCH_GRACE = timedelta(seconds=30)
+_JOB_DIR = "what-if"
+
+
+class JobState(StrEnum):
+    """Where a what-if job stands."""
+
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def label(self) -> str:
+        """Chinese label."""
+        return {"running": "推演中", "done": "已完成", "failed": "失败"}[self.value]
+
+
+class JobStatus(BaseModel):
+    """A round's latest what-if job."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    round_id: str
+    state: JobState
+    change: DraftChange
+    seed: int = 1
+    started_by: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    message: str = ""
+    pid: int | None = None
+    progress: list[str] = Field(default_factory=list)
+
+
+def _round_dir(data_dir: Path, round_id: str) -> Path:
+    # Round ids are the service's own (letters, digits, -, _), but a hash keeps the path
+    # safe whatever a caller sends.
+    digest = hashlib.sha256(round_id.encode()).hexdigest()[:24]
+    return data_dir / _JOB_DIR / digest
+
+
+def _write_json(path: Path, data: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    partial.write_text(data, encoding="utf-8")
+    partial.replace(path)  # atomic: a reader never sees half a file
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A child that exited but was not reaped yet is a zombie: not running.
+    with contextlib.suppress(OSError, ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def job_status(data_dir: Path, round_id: str) -> JobStatus | None:
+    """The round's latest job, or None. A running job whose process is gone, or that ran
+    past :data:`JOB_TIMEOUT` (then killed), is reported failed."""
+    path = _round_dir(data_dir, round_id) / "job.json"
+    try:
+        status = JobStatus.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValidationError):
+        return None
+    if status.state is JobState.RUNNING and status.pid is None:
+        with contextlib.suppress(OSError, ValueError):
+            pid_text = (path.parent / f"{status.job_id}.pid").read_text(encoding="utf-8")
+            status = status.model_copy(update={"pid": int(pid_text)})
+    launching = status.pid is None and datetime.now(UTC) - status.started_at < LAUNCH_GRACE
+    if status.state is JobState.RUNNING and not launching:
+        overdue = datetime.now(UTC) - status.started_at > JOB_TIMEOUT
+        if overdue and _alive(status.pid) and status.pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(status.pid, signal.SIGKILL)
+        if overdue or not _alive(status.pid):
+            status = status.model_copy(
+                update={
+                    "state": JobState.FAILED,
+                    "finished_at": datetime.now(UTC),
+                    "message": "推演超时，已终止" if overdue else "推演进程意外退出",
+                }
+            )
+            _write_json(path, status.model_dump_json())
+    return status
+
+
+def job_result(data_dir: Path, round_id: str) -> WhatIfReport | None:
+    """The round's latest finished what-if, or None."""
+    path = _round_dir(data_dir, round_id) / "result.json"
+    try:
+        return WhatIfReport.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValidationError):
+        return None
+
+
+def _running_jobs(data_dir: Path) -> int:
+    """Jobs running now over every round (a dead or overdue one is marked failed)."""
+    root = data_dir / _JOB_DIR
+    if not root.is_dir():
+        return 0
+    count = 0
+    for path in root.glob("*/job.json"):
+        try:
+            round_id = JobStatus.model_validate_json(path.read_text(encoding="utf-8")).round_id
+        except (OSError, ValidationError):
+            continue
+        status = job_status(data_dir, round_id)
+        count += int(status is not None and status.state is JobState.RUNNING)
+    return count
+
+
+def start_job(
+    session: Session,
+    caller: Caller,
+    round_id: str,
+    change: DraftChange,
+    *,
+    data_dir: Path,
+    seed: int = 1,
+    launch: Callable[[Path, str], int],
+) -> JobStatus:
+    """Start a what-if of the round in a process of its own (county office only); audited.
+    Refused while the round has one running, or :data:`MAX_RUNNING` run in all. The draft
+    is checked against the live county first, so a bad draft fails here, not in the job.
+    ``launch`` starts the process (:func:`launcher`: ``python -m chuangzheng.services.
+    what_if_jobs run-job``) and returns its pid."""
+    require_role(caller, {Role.COUNTY_OFFICE}, "只有县委活动办可以发起推演")
+    if not 0 <= seed < 2**31:
+        raise InvalidInput("invalid", "随机种子有误", [{"field": "seed", "reason": "须为非负整数"}])
+    live = live_county(session, round_id, now=datetime.now(UTC))
+    check_change(live, change)
+    current = job_status(data_dir, round_id)
+    if current is not None and current.state is JobState.RUNNING:
+        raise Conflict("what_if_running", "本轮已有推演正在进行，请等待其完成")
+    if _running_jobs(data_dir) >= MAX_RUNNING:
+        raise Conflict("what_if_busy", "已有其他轮次的推演正在进行，请稍后再试")
+    now = datetime.now(UTC)
+    job_id = f"{now:%Y%m%d%H%M%S}-{os.urandom(3).hex()}"
+    status = JobStatus(
+        job_id=job_id,
+        round_id=round_id,
+        state=JobState.RUNNING,
+        change=change,
+        seed=seed,
+        started_by=caller.username,
+        started_at=now,
+        progress=[f"已读取本轮 {len(live.starts)} 个组织的当前状态，准备推演"],
+    )
+    folder = _round_dir(data_dir, round_id)
+    _write_json(folder / "job.json", status.model_dump_json())
+    session.add(
+        audit_row(
+            caller,
+            "what_if_started",
+            round_id=round_id,
+            org_id=None,
+            detail={
+                "job_id": job_id,
+                "change": change.model_dump(mode="json"),
+                "description": change.describe(),
+                "seed": seed,
+            },
+            now=now,
+        )
+    )
+    pid = launch(data_dir, round_id)
+    # Beside the status, not in it: the job's process may already be writing its status
+    # (even its final one), which this must never overwrite.
+    _write_json(folder / f"{job_id}.pid", str(pid))
+    return status.model_copy(update={"pid": pid})
+
+
+#: The job's process reads its database URL here (never on its command line, where any
+#: user of the machine could read a password).
+DATABASE_ENV = "CZ_WHAT_IF_DATABASE_URL"
+
+
+def launcher(database_url: str) -> Callable[[Path, str], int]:
+    """Starts the job's process on ``database_url`` (the caller's read model)."""
+
+    def launch(data_dir: Path, round_id: str) -> int:
+        # Detached from the caller's session: the job outlives the request.
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "chuangzheng.services.what_if_jobs",
+                "run-job",
+                "--data-dir",
+                str(data_dir),
+                "--round",
+                round_id,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, DATABASE_ENV: database_url},
+        )
+        return process.pid
+
+    return launch
+
+
+def run_job(session: Session, data_dir: Path, round_id: str) -> JobStatus:
+    """The job's body (in its own process): read the live county now, rehearse, and write
+    the result and the final status."""
+    folder = _round_dir(data_dir, round_id)
+    status = JobStatus.model_validate_json((folder / "job.json").read_text(encoding="utf-8"))
+    progress = list(status.progress)
+
+    def note(message: str) -> None:
+        progress.append(message)
+        _write_json(
+            folder / "job.json",
+            status.model_copy(
+                update={"progress": progress[-20:], "pid": os.getpid()}
+            ).model_dump_json(),
+        )
+
+    try:
+        live = live_county(session, round_id, now=datetime.now(UTC), data_dir=data_dir)
+        note(
+            f"{len(live.starts)} 个组织，其中 {len(live.probabilities)} 个按预测模型给出的进度推演"
+        )
+        report = asyncio.run(
+            asyncio.wait_for(
+                rehearse_live(live, status.change, seed=status.seed, on_message=note),
+                JOB_TIMEOUT.total_seconds(),
+            )
+        )
+    except Exception as exc:
+        reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        final = status.model_copy(
+            update={
+                "state": JobState.FAILED,
+                "finished_at": datetime.now(UTC),
+                "message": f"推演失败：{reason}",
+                "progress": progress[-20:],
+            }
+        )
+    else:
+        report = report.model_copy(update={"job_id": status.job_id})
+        _write_json(folder / "result.json", report.model_dump_json())
+        final = status.model_copy(
+            update={
+                "state": JobState.DONE,
+                "finished_at": datetime.now(UTC),
+                "message": f"推演完成，用时 {report.wall_seconds:.0f} 秒",
+                "progress": progress[-20:],
+            }
+        )
+    _write_json(folder / "job.json", final.model_dump_json())
+    return final
+
+
+# ----- the job's process -----------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m chuangzheng.services.what_if_jobs run-job --data-dir D --round R``: the
+    background job's process (started by :func:`start_job`)."""
+    import argparse
+
+    from activities.db import make_engine, session_factory
+    from chuangzheng.settings import get_settings
+
+    parser = argparse.ArgumentParser(description="推演（后台任务进程）")
+    commands = parser.add_subparsers(dest="command", required=True)
+    job = commands.add_parser("run-job")
+    job.add_argument("--data-dir", type=Path, required=True)
+    job.add_argument("--round", required=True)
+    args = parser.parse_args(argv)
+    engine = make_engine(os.environ.get(DATABASE_ENV) or get_settings().database_url)
+    try:
+        with session_factory(engine)() as session:
+            final = run_job(session, args.data_dir, args.round)
+    finally:
+        engine.dispose()
+    print(json.dumps({"state": final.state.value, "message": final.message}, ensure_ascii=False))
+    return 0 if final.state is JobState.DONE else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
