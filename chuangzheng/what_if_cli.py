@@ -1,20 +1,32 @@
 """``chuangzheng what-if ROUND …``: rehearse a draft change over the live county from the
 server's command line (the service's database and data directory, as ``python -m
-chuangzheng.services.forecast`` uses them) and print both arms and their difference.
+chuangzheng.services.forecast`` uses them) and print both arms and their difference; or,
+with ``--apply``, adopt the round's reviewed what-if as its next plan version.
 
 The page (``/ui/what-if``) runs the same rehearsal as a background job; this command waits
 for it and prints, for scripts and for measuring (``--json`` gives the whole report).
+
+``--apply`` (采用此方案) goes through the HTTP API as the signed-in account, as ``chuangzheng
+plan apply`` does: ``POST /api/v1/rounds/{id}/what-if/apply``, the page's service function
+with its refusals (a result made on a plan version no longer in force, a result superseded
+by a newer what-if, a township-only extension) and its audit (the account applies the
+version). It applies the round's latest finished what-if — the page's or the API's job,
+which keeps its result (this command's own rehearsal keeps none) — and ``--job`` names the
+one reviewed, so a newer result is refused rather than applied unseen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from chuangzheng.admin import ApiPassword, ApiUrl, ApiUser
 
 EXIT_BAD_INPUT = 2
 
@@ -36,9 +48,36 @@ def what_if(
     seed: Annotated[int, typer.Option(help="随机种子（相同种子结果相同）")] = 1,
     batch_size: Annotated[int | None, typer.Option(help="每个推演工作流的组织数")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="输出完整结果（JSON）")] = False,
-    reason: Annotated[str, typer.Option(help="理由")] = "",
+    reason: Annotated[str, typer.Option(help="理由（--apply 时为采用理由，必填）")] = "",
+    apply: Annotated[
+        bool,
+        typer.Option(
+            "--apply", help="采用本轮最新的推演结果（页面或 API 发起的推演），成为计划的新版本"
+        ),
+    ] = False,
+    job: Annotated[
+        str | None,
+        typer.Option(help="--apply：所审阅的推演编号（默认为最新结果；已被更新的推演取代时拒绝）"),
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="--apply：幂等键，重试时给出同一个，只采用一次")
+    ] = None,
+    api: ApiUrl = "http://127.0.0.1:8000",
+    user: ApiUser = "county",
+    password: ApiPassword = "demo",
 ) -> None:
-    """推演：在全县当前状态上比较调整与不调整本轮计划的结果（不改变任何实际数据）。"""
+    """推演：在全县当前状态上比较调整与不调整本轮计划的结果（不改变任何实际数据）；
+    --apply：采用已审阅的推演结果，成为本轮计划的新版本（经 API，以所登录账号审计）。"""
+    if apply:
+        if extend or add_rung or move_rung or rectification_period is not None:
+            typer.echo(
+                "--apply 采用的是已审阅的推演结果，不能同时给出调整选项"
+                "（--extend、--add-rung、--move-rung、--rectification-period）",
+                err=True,
+            )
+            raise typer.Exit(code=EXIT_BAD_INPUT)
+        _apply(round_id, job=job, reason=reason, key=key, api=api, user=user, password=password)
+        return
     from activities.db import make_engine, session_factory
     from chuangzheng.services.errors import ServiceError
     from chuangzheng.services.what_if import live_county, parse_change, rehearse_live
@@ -116,3 +155,47 @@ def what_if(
     for n in report.difference.notices:
         typer.echo(f"  {n.label}：{n.unchanged} → {n.changed}（{n.difference:+d}）")
     typer.echo(f"结果变化的组织：{report.difference.organisations_affected} 个")
+
+
+def _apply(
+    round_id: str,
+    *,
+    job: str | None,
+    reason: str,
+    key: str | None,
+    api: str,
+    user: str,
+    password: str,
+) -> None:
+    """采用此方案 through the API (see the module): show what is adopted, then apply it once
+    per key. Every refusal prints the API's Chinese message and fields and exits with 2."""
+    from chuangzheng.admin import _check, _client
+
+    idempotency_key = key or f"cli-{uuid.uuid4()}"
+    with _client(api, user, password) as client:
+        view = _check(client.get(f"/api/v1/rounds/{round_id}/what-if"))
+        result = view.get("result")
+        if not result:
+            typer.echo("本轮尚无推演结果，请先在推演页面或经 API 推演", err=True)
+            raise typer.Exit(code=EXIT_BAD_INPUT)
+        # The reviewed one: named, or the latest shown here (its id is sent, so a result
+        # that replaces it between this read and the post is refused, not applied).
+        job_id = job or str(result.get("job_id", ""))
+        if result.get("job_id") == job_id:
+            typer.echo(
+                f"采用推演结果 {job_id}：{result['description']}"
+                f"（第{result.get('plan_version')}版计划上推演，{result['organisations']} 个组织）",
+                err=True,
+            )
+        answer = _check(
+            client.post(
+                f"/api/v1/rounds/{round_id}/what-if/apply",
+                json={"job_id": job_id, "reason": reason, "idempotency_key": idempotency_key},
+            )
+        )
+    if answer["applied"]:
+        typer.echo(f"已采用推演方案，启用计划第{answer['version']}版（幂等键 {idempotency_key}）：")
+    else:
+        typer.echo(f"此前已采用（同一幂等键），无新调整：计划第{answer['version']}版")
+    for change in answer["changes"] or ["无调整"]:
+        typer.echo(f"  - {change}")
