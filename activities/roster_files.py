@@ -26,7 +26,7 @@ from openpyxl import load_workbook  # type: ignore[import-untyped]
 from openpyxl.utils.exceptions import InvalidFileException  # type: ignore[import-untyped]
 
 from domain.errors import FieldError, ValidationFailed
-from domain.organisation import Roster
+from domain.organisation import GuidanceGroup, Roster
 from domain.roster_import import parse_roster
 
 SUPPORTED_SUFFIXES = (".csv", ".xlsx")
@@ -155,9 +155,12 @@ def csv_rows(text: str, limits: FileLimits | None = None) -> list[dict[str, obje
         raise refuse_file(f"CSV 格式错误：{exc}") from None
 
 
-def read_roster_text(text: str, limits: FileLimits | None = None) -> Roster:
-    """Parse CSV text (headers in the first line) into a roster."""
-    return parse_roster(csv_rows(text, limits), first_row_number=2)
+def read_roster_text(
+    text: str, limits: FileLimits | None = None, groups: Sequence[GuidanceGroup] | None = None
+) -> Roster:
+    """Parse CSV text (headers in the first line) into a roster (所属系统 checked against
+    ``groups``, the county's guidance groups, when given: ``parse_roster``)."""
+    return parse_roster(csv_rows(text, limits), first_row_number=2, groups=groups)
 
 
 def decode_csv(data: bytes) -> str:
@@ -214,22 +217,32 @@ def read_table(data: bytes, suffix: str, limits: FileLimits | None) -> list[dict
     raise unsupported(suffix)
 
 
-def read_roster_bytes(data: bytes, suffix: str, limits: FileLimits = ROSTER_LIMITS) -> Roster:
-    """An uploaded roster (``suffix`` ``.csv`` or ``.xlsx``) within ``limits``, validated."""
-    return parse_roster(read_table(data, suffix.lower(), limits), first_row_number=2)
+def read_roster_bytes(
+    data: bytes,
+    suffix: str,
+    limits: FileLimits = ROSTER_LIMITS,
+    groups: Sequence[GuidanceGroup] | None = None,
+) -> Roster:
+    """An uploaded roster (``suffix`` ``.csv`` or ``.xlsx``) within ``limits``, validated
+    (所属系统 against ``groups``, the importing county's guidance groups, when given)."""
+    rows = read_table(data, suffix.lower(), limits)
+    return parse_roster(rows, first_row_number=2, groups=groups)
 
 
-def read_roster_file(path: Path, limits: FileLimits | None = None) -> Roster:
+def read_roster_file(
+    path: Path, limits: FileLimits | None = None, groups: Sequence[GuidanceGroup] | None = None
+) -> Roster:
     """Read ``.csv`` (UTF-8, BOM optional; GBK accepted) or ``.xlsx`` (first sheet, headers
-    in row 1) and validate it; raises :class:`ValidationFailed` (``invalid_roster``)."""
+    in row 1) and validate it; raises :class:`ValidationFailed` (``invalid_roster``).
+    ``groups``: the county's guidance groups 所属系统 must name (see ``parse_roster``)."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise unsupported(path.suffix or path.name)
     if limits is not None:
         check_upload_size(path.stat().st_size, limits)
     if suffix == ".csv":
-        return read_roster_text(decode_csv(path.read_bytes()), limits)
-    return parse_roster(read_xlsx_rows(path, limits), first_row_number=2)
+        return read_roster_text(decode_csv(path.read_bytes()), limits, groups)
+    return parse_roster(read_xlsx_rows(path, limits), first_row_number=2, groups=groups)
 
 
 __all__ = [

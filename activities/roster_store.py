@@ -19,16 +19,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from activities.db import upsert_insert
+from activities.guidance_groups import ensure_county_groups
 from activities.roster_files import read_roster_file
-from activities.tables import OrganisationRow, organisations, person_roles, systems, townships
+from activities.tables import OrganisationRow, organisations, person_roles, townships
 from domain.organisation import (
     DEFAULT_COUNTY,
-    SYSTEM_LABELS,
     Organisation,
     OrgType,
     Role,
     Roster,
-    System,
 )
 from domain.roster_import import organisation_row, roster_headers
 
@@ -67,7 +66,7 @@ def _org_values(org: Organisation, row_number: int, now: datetime) -> dict[str, 
         "name": org.name,
         "org_type": org.type.value,
         "township": org.township,
-        "system": org.system.value,
+        "system": org.system,
         "member_count": org.member_count,
         "secretary": org.secretary,
         "instructor": org.instructor,
@@ -99,9 +98,9 @@ def store_roster(
     }
     listed = [o.id for o in roster.organisations]
 
-    for system, label in SYSTEM_LABELS.items():
-        stmt = upsert_insert(session, systems).values(key=system.value, label=label)
-        session.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"label": label}))
+    # The county's guidance groups are its own data (issue 15): a county importing before
+    # it has any gets seed 002's six; the caller checked the roster names only its groups.
+    ensure_county_groups(session, county, now)
     for name in roster.townships():
         stmt = upsert_insert(session, townships).values(county=county, name=name, updated_at=now)
         session.execute(
@@ -177,7 +176,7 @@ def organisation_from_row(row: OrganisationRow) -> Organisation:
         name=row.name,
         type=OrgType(row.org_type),
         township=row.township,
-        system=System(row.system),
+        system=row.system,
         instructor=row.instructor,
         secretary=row.secretary,
         member_count=row.member_count,

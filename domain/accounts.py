@@ -16,7 +16,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from domain.errors import FieldError
-from domain.organisation import Role, System
+from domain.organisation import Role, is_system_key
 
 
 class AccountSource(StrEnum):
@@ -31,7 +31,7 @@ class ScopeKind(StrEnum):
     """What a role's ``scope_key`` names."""
 
     NONE = "none"  # county-wide roles: the key is empty
-    SYSTEM = "system"  # a guidance group: one of ``domain.organisation.System``
+    SYSTEM = "system"  # a guidance group: the key of one of the county's groups
     TOWNSHIP = "township"  # a township committee: the township's name
     INSTRUCTOR = "instructor"  # an instructor: their name as the roster's 指导员 column has it
     ORGANISATION = "organisation"  # a secretary: the organisation's id
@@ -124,9 +124,10 @@ def check_scope_shape(role: Role, scope_key: str) -> list[FieldError]:
         return [] if scope_key == "" else [FieldError("scope_key", "该角色覆盖全县，范围应为空")]
     if not scope_key.strip():
         return [FieldError("scope_key", "该角色必须指定范围")]
-    if kind is ScopeKind.SYSTEM and scope_key not in {s.value for s in System}:
-        allowed = "、".join(s.value for s in System)
-        return [FieldError("scope_key", f"指导小组的范围应为系统之一：{allowed}")]
+    if kind is ScopeKind.SYSTEM and not is_system_key(scope_key):
+        # Which groups exist is the county's data (issue 15): the service checks that.
+        reason = "指导小组的范围应为指导小组编号（小写字母、数字或 _，以字母开头）"
+        return [FieldError("scope_key", reason)]
     return []
 
 

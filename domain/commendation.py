@@ -25,7 +25,7 @@ Definitions (also in docs/procedures.md):
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -52,7 +52,8 @@ class Declaration(BaseModel):
     category: HonourCategory
     org_id: str
     org_name: str
-    system: System
+    # The organisation's guidance group's key (the county's data, issue 15).
+    system: str
     township: str
     nominee: str
     deeds: str
@@ -218,7 +219,7 @@ class Group(BaseModel):
     model_config = _FROZEN
 
     category: HonourCategory
-    system: System
+    system: str
     quota: int
     standings: tuple[Standing, ...]
 
@@ -228,16 +229,22 @@ class Group(BaseModel):
         return sum(1 for s in self.standings if s.proposed) > self.quota
 
 
-def rank(rules: CommendationRules, assessments: Iterable[Assessment]) -> list[Group]:
+def rank(
+    rules: CommendationRules, assessments: Iterable[Assessment], order: Sequence[str] = ()
+) -> list[Group]:
     """Group per honour and system; competition ranking (1, 1, 3); proposals within quota.
 
-    Display order among equal scores is declaration order; it does not affect the rank."""
-    buckets: dict[tuple[HonourCategory, System], list[Assessment]] = {}
+    Groups come in ``order`` (the county's guidance groups' keys), then seed 002's, then
+    any other key alphabetically. Display order among equal scores is declaration order;
+    it does not affect the rank."""
+    buckets: dict[tuple[HonourCategory, str], list[Assessment]] = {}
     for a in assessments:
         buckets.setdefault((a.declaration.category, a.declaration.system), []).append(a)
+    named = list(dict.fromkeys([*order, *(s.value for s in System)]))
+    systems = named + sorted({system for _, system in buckets} - set(named))
     groups: list[Group] = []
     for category_rules in rules.categories:
-        for system in System:
+        for system in systems:
             members = buckets.get((category_rules.category, system))
             if not members:
                 continue

@@ -115,7 +115,7 @@ class Honour(BaseModel):
     nominee: str
     org_id: str
     org_name: str
-    system: System
+    system: str  # the guidance group's key
     rank: int | None
     score: Decimal | None
     added: bool
@@ -131,15 +131,16 @@ _CATEGORY_CODES = {
 
 def honours_list(round_id: str, approved: Sequence[ApprovedEntry]) -> list[Honour]:
     """The list to publish: by honour, system, rank (added entries after the ranked ones),
-    numbered per honour for the certificates."""
+    numbered per honour for the certificates. Systems in seed 002's order, then a county's
+    own groups by key (issue 15), so a seed county's numbers are what they always were."""
     categories = list(HonourCategory)
-    systems = list(System)
+    seed = [s.value for s in System]
 
-    def key(e: ApprovedEntry) -> tuple[int, int, int, int, datetime]:
+    def key(e: ApprovedEntry) -> tuple[int, tuple[int, str], int, int, datetime]:
         d = e.assessment.declaration
         return (
             categories.index(d.category),
-            systems.index(d.system),
+            (seed.index(d.system), "") if d.system in seed else (len(seed), d.system),
             int(e.added),
             e.rank if e.rank is not None else 1_000_000,
             d.declared_at,

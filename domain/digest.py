@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from domain.calendar import SHANGHAI, local_date
 from domain.lights import Light
-from domain.organisation import Role, Supervisor, System
+from domain.organisation import Role, Supervisor, system_label
 from domain.phases import WORKING_PHASES, Phase
 
 #: Lights that make a supervisor's day worth a message (green alone is nothing to report).
@@ -36,7 +36,7 @@ class StatusLine(BaseModel):
     org_id: str
     org_name: str
     township: str
-    system: System
+    system: str  # the guidance group's key
     instructor: str | None = None  # None: not in the stored roster, no instructor digest
     light: Light
     overdue: bool
@@ -45,6 +45,9 @@ class StatusLine(BaseModel):
     working_days_overdue: int = 0
     top_rung: int | None = None
     closed: bool = False
+    # The guidance group's label from the county's data (issue 15); empty: the seed's label
+    # for a seed key (``domain.organisation.system_label``).
+    system_label: str = ""
 
     @property
     def is_laggard(self) -> bool:
@@ -132,7 +135,11 @@ def supervisors_for(line: StatusLine) -> tuple[Supervisor, ...]:
     :func:`domain.organisation.supervisors_of`, from the fields a status line carries."""
     found = (
         Supervisor(role=Role.TOWNSHIP, key=line.township, label=f"{line.township}党委"),
-        Supervisor(role=Role.GUIDANCE_GROUP, key=line.system.value, label=line.system.label),
+        Supervisor(
+            role=Role.GUIDANCE_GROUP,
+            key=line.system,
+            label=line.system_label or system_label(line.system),
+        ),
         COUNTY_OFFICE,
     )
     if line.instructor is None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,7 +41,12 @@ ORG_TYPE_LABELS: dict[OrgType, str] = {
 
 
 class System(StrEnum):
-    """The 分系统 guidance groups of seed 002 §六(二), each led by a county department."""
+    """The six 分系统 guidance groups seed 002 §六(二) names, each led by a county department.
+
+    Since issue 15 these are only the *seed's* keys: a county defines its own guidance groups
+    as data (:class:`GuidanceGroup`, the ``systems`` rows of its county), and
+    :attr:`Organisation.system` is any such group's key. These six are what the default and
+    demo counties, and every new county, start with (:data:`SEED_002_SYSTEMS`)."""
 
     RURAL = "rural"
     ORGANS = "organs"
@@ -62,6 +69,68 @@ SYSTEM_LABELS: dict[System, str] = {
     System.SOCIAL: "社会组织指导小组（县民政局）",
     System.HEALTH: "医疗卫生指导小组（县卫生局）",
 }
+
+#: What a guidance group's key may be: it is stored in 32-character columns, names the
+#: ``guidance-<key>`` account and appears in URLs and filters, so lower-case ASCII only.
+SYSTEM_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+_SYSTEM_KEY = re.compile(SYSTEM_KEY_PATTERN)
+
+#: A guidance group's key as a validated string (an organisation's ``system``).
+SystemKey = Annotated[str, Field(pattern=SYSTEM_KEY_PATTERN, min_length=1, max_length=32)]
+
+
+def is_system_key(text: str) -> bool:
+    """Whether ``text`` has the shape of a guidance group's key (not whether one exists)."""
+    return _SYSTEM_KEY.fullmatch(text) is not None
+
+
+class GuidanceGroup(BaseModel):
+    """A county's 分系统指导小组 as data: its key, Chinese name and leading department
+    (牵头部门). The county office defines and renames them; organisations name one by key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: SystemKey
+    name: str = Field(min_length=1, max_length=60, description="指导小组名称")
+    department: str = Field(default="", max_length=60, description="牵头部门")
+
+    @property
+    def label(self) -> str:
+        """The full Chinese name, with the leading department when there is one."""
+        return f"{self.name}（{self.department}）" if self.department else self.name
+
+
+def _seed_group(system: System) -> GuidanceGroup:
+    name, _, department = SYSTEM_LABELS[system].partition("（")
+    return GuidanceGroup(key=system.value, name=name, department=department.rstrip("）"))
+
+
+#: The six guidance groups of seed 002 §六(二), in the seed's order: the default/demo
+#: county's groups and what a new county starts with.
+SEED_002_SYSTEMS: tuple[GuidanceGroup, ...] = tuple(_seed_group(s) for s in System)
+SEED_002_KEYS: frozenset[str] = frozenset(s.value for s in System)
+
+
+def system_label(key: str, groups: Mapping[str, GuidanceGroup] | None = None) -> str:
+    """The Chinese label of guidance group ``key``: from ``groups`` (the county's data) when
+    it has it, else the seed's label for a seed key, else a generic Chinese label (a group
+    the caller has no data for: inside a workflow, which reads no database; the notice
+    still reaches the group's inbox by its key)."""
+    if groups is not None and key in groups:
+        return groups[key].label
+    if key in _SEED_LABELS:
+        return _SEED_LABELS[key]
+    return "所属系统指导小组"
+
+
+def system_short(key: str, groups: Mapping[str, GuidanceGroup] | None = None) -> str:
+    """The guidance group's short name (without the department), for tables and filters."""
+    if groups is not None and key in groups:
+        return groups[key].name
+    return system_label(key).split("（")[0] if key in _SEED_LABELS else key
+
+
+_SEED_LABELS: dict[str, str] = {s.value: label for s, label in SYSTEM_LABELS.items()}
 
 
 class Role(StrEnum):
@@ -121,7 +190,9 @@ class Organisation(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     type: OrgType
     township: str = Field(min_length=1)
-    system: System
+    # The key of one of the county's guidance groups (``GuidanceGroup``); serialised as
+    # the same string the six-value enum was, so recorded payloads read back unchanged.
+    system: SystemKey
     instructor: str = Field(min_length=1, description="指导员姓名或账号")
     secretary: str = Field(min_length=1, description="书记姓名或账号")
     member_count: int = Field(ge=1, le=100_000)
@@ -156,7 +227,7 @@ def supervisors_of(org: Organisation) -> dict[Role, Supervisor]:
             role=Role.TOWNSHIP, key=org.township, label=f"{org.township}党委"
         ),
         Role.GUIDANCE_GROUP: Supervisor(
-            role=Role.GUIDANCE_GROUP, key=org.system.value, label=org.system.label
+            role=Role.GUIDANCE_GROUP, key=org.system, label=system_label(org.system)
         ),
         Role.COUNTY_OFFICE: Supervisor(
             role=Role.COUNTY_OFFICE, key="county", label="县委创先争优活动领导小组办公室"

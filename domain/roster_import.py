@@ -17,11 +17,14 @@ from pydantic import ValidationError
 from domain.errors import FieldError, ValidationFailed
 from domain.organisation import (
     ORG_TYPE_LABELS,
-    SYSTEM_LABELS,
+    SEED_002_KEYS,
+    SEED_002_SYSTEMS,
+    GuidanceGroup,
     Organisation,
     OrgType,
     Roster,
-    System,
+    is_system_key,
+    system_label,
 )
 
 HEADER_ID = "组织编号"
@@ -106,20 +109,21 @@ def _type_aliases() -> dict[str, OrgType]:
     return aliases
 
 
-def _system_aliases() -> dict[str, System]:
-    aliases: dict[str, System] = {}
-    for system, label in SYSTEM_LABELS.items():
+def system_aliases(groups: Sequence[GuidanceGroup]) -> dict[str, str]:
+    """How a roster may name each of ``groups`` in 所属系统: key, full label, name, the name
+    without "指导小组", or the leading department. Earlier groups win a shared alias."""
+    aliases: dict[str, str] = {}
+    for group in reversed(groups):
         # "农村基层组织指导小组（县农委）" is also known as "农村基层组织" and as "县农委".
-        short, _, department = label.partition("指导小组")
-        aliases[_normalise(label)] = system
-        aliases[_normalise(system.value)] = system
-        aliases[_normalise(short)] = system
-        aliases[_normalise(department.strip("（）"))] = system
+        short = group.name.removesuffix("指导小组")
+        for alias in (group.label, group.key, group.name, short, group.department):
+            if alias:
+                aliases[_normalise(alias)] = group.key
     return aliases
 
 
 _TYPES = _type_aliases()
-_SYSTEMS = _system_aliases()
+_SEED_SYSTEMS = system_aliases(SEED_002_SYSTEMS)
 
 
 def derive_org_id(name: str) -> str:
@@ -127,15 +131,28 @@ def derive_org_id(name: str) -> str:
     return "org-" + hashlib.sha1(name.encode("utf-8")).hexdigest()[:12]
 
 
-def organisation_row(org: Organisation) -> dict[str, str]:
+def organisation_row(
+    org: Organisation, groups: Mapping[str, GuidanceGroup] | None = None
+) -> dict[str, str]:
     """One organisation as a roster row with Chinese labels (the inverse of parsing); the
-    optional 少数民族聚居地区 cell only for a flagged organisation."""
+    optional 少数民族聚居地区 cell only for a flagged organisation.
+
+    所属系统 is the group's label from ``groups`` (the county's data); without them, the
+    seed's label for a seed group and the key for any other, so a file written without the
+    county's data (the round's roster snapshot) reads back to the same key."""
+    group = groups.get(org.system) if groups is not None else None
+    if group is not None:
+        system = group.label
+    elif org.system in SEED_002_KEYS:
+        system = system_label(org.system)
+    else:
+        system = org.system  # not a seed group: the key is what reads back
     row = {
         HEADER_ID: org.id,
         HEADER_NAME: org.name,
         HEADER_TYPE: org.type.label,
         HEADER_TOWNSHIP: org.township,
-        HEADER_SYSTEM: org.system.label,
+        HEADER_SYSTEM: system,
         HEADER_MEMBERS: str(org.member_count),
         HEADER_SECRETARY: org.secretary,
         HEADER_INSTRUCTOR: org.instructor,
@@ -183,16 +200,19 @@ def _member_count(text: str) -> int | str:
     return count
 
 
-def _choices(labels: Mapping[OrgType, str] | Mapping[System, str]) -> str:
+def _choices(labels: Mapping[OrgType, str]) -> str:
     return "、".join(f"{label}（{key.value}）" for key, label in labels.items())
 
 
 class _RowReader:
     """Reads one row, collecting its errors under "第n行·表头"."""
 
-    def __init__(self, row_number: int, cells: Mapping[str, str]) -> None:
+    def __init__(
+        self, row_number: int, cells: Mapping[str, str], groups: _Groups | None = None
+    ) -> None:
         self.row_number = row_number
         self.cells = cells
+        self.groups = groups
         self.errors: list[FieldError] = []
 
     def error(self, header: str, reason: str) -> None:
@@ -220,14 +240,28 @@ class _RowReader:
             )
         return found
 
-    def system(self) -> System | None:
+    def system(self) -> str | None:
         value = self.cells.get(HEADER_SYSTEM, "")
         if not value:
             self.error(HEADER_SYSTEM, "不能为空")
             return None
-        found = _SYSTEMS.get(_normalise(value))
+        if self.groups is None:
+            # A file written without the county's data (the round's snapshot): the seed's
+            # names, or a group's key as ``organisation_row`` writes it.
+            found = _SEED_SYSTEMS.get(_normalise(value))
+            if found is None and is_system_key(value):
+                found = value
+            if found is None:
+                choices = "、".join(f"{g.label}（{g.key}）" for g in SEED_002_SYSTEMS)
+                self.error(HEADER_SYSTEM, f"“{value}”不是可识别的系统，应为：{choices}")
+            return found
+        found = self.groups.aliases.get(_normalise(value))
         if found is None:
-            self.error(HEADER_SYSTEM, f"“{value}”不是可识别的系统，应为：{_choices(SYSTEM_LABELS)}")
+            self.error(
+                HEADER_SYSTEM,
+                f"“{value}”不是本县已设立的指导小组，应为：{self.groups.choices}"
+                "（新的指导小组请县委活动办先在“指导小组”页面设立）",
+            )
         return found
 
     def ethnic_area(self) -> bool:
@@ -247,11 +281,25 @@ class _RowReader:
         return result
 
 
+class _Groups:
+    """A county's guidance groups as the reader looks them up (built once per file)."""
+
+    def __init__(self, groups: Sequence[GuidanceGroup]) -> None:
+        self.aliases = system_aliases(groups)
+        listed = "、".join(f"{g.label}（{g.key}）" for g in groups)
+        self.choices = listed or "（本县尚未设立指导小组）"
+
+
 def _fail(errors: list[FieldError]) -> ValidationFailed:
     return ValidationFailed(errors, code="invalid_roster")
 
 
-def parse_roster(rows: Sequence[Mapping[str, object]], *, first_row_number: int = 2) -> Roster:
+def parse_roster(
+    rows: Sequence[Mapping[str, object]],
+    *,
+    first_row_number: int = 2,
+    groups: Sequence[GuidanceGroup] | None = None,
+) -> Roster:
     """Validate roster rows into a :class:`Roster`, or raise :class:`ValidationFailed`
     (code ``invalid_roster``) listing every problem of every row.
 
@@ -259,6 +307,13 @@ def parse_roster(rows: Sequence[Mapping[str, object]], *, first_row_number: int 
     accept the Chinese label or the English id. ``first_row_number`` is the spreadsheet row
     of ``rows[0]`` (2 when row 1 holds the headers), so errors point at the row a clerk
     sees. Entirely blank rows are skipped; a blank 组织编号 is derived from the name.
+
+    ``groups`` are the importing county's guidance groups (issue 15): 所属系统 must name one
+    of them (key, label, name or leading department), else the row's error lists them; a
+    roster never creates a group (a clerk's typo would otherwise become a new group with an
+    account); the county office defines new ones first. Without ``groups`` (files written
+    by the service itself, such as the round's snapshot, and the demo) the seed's six
+    names and any well-formed key are read.
     """
     tables = [
         {key.strip(): _cell(value) for key, value in row.items() if isinstance(key, str)}
@@ -270,13 +325,14 @@ def parse_roster(rows: Sequence[Mapping[str, object]], *, first_row_number: int 
         # Without the column every row would fail the same way; one error per header says it.
         raise _fail([FieldError(field=f"表头·{h}", reason=f"缺少必填列“{h}”") for h in missing])
 
+    county_groups = _Groups(groups) if groups is not None else None
     errors: list[FieldError] = []
     organisations: list[Organisation] = []
     first_row_of_id: dict[str, int] = {}
     for index, cells in enumerate(tables):
         if not any(cells.values()):
             continue  # spreadsheets often end with blank lines
-        reader = _RowReader(first_row_number + index, cells)
+        reader = _RowReader(first_row_number + index, cells, county_groups)
         name = reader.text(HEADER_NAME, max_length=_MAX_NAME_LENGTH)
         org_type = reader.org_type()
         township = reader.text(HEADER_TOWNSHIP, max_length=_MAX_PERSON_LENGTH)
@@ -347,4 +403,5 @@ __all__ = [
     "organisation_row",
     "parse_roster",
     "roster_headers",
+    "system_aliases",
 ]

@@ -17,7 +17,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.campaign_record import RecordWeights
-from domain.organisation import System
+from domain.organisation import SystemKey, system_label
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _ID_PATTERN = r"^[a-z0-9][a-z0-9_\-]*$"
@@ -71,7 +71,8 @@ class CategoryRules(BaseModel):
     items: tuple[RubricItem, ...]
     quota_per_system: int = Field(ge=0, le=10_000)
     # Systems with another quota than ``quota_per_system``.
-    quota_by_system: dict[System, int] = Field(default_factory=dict)
+    # Keys are guidance groups' keys (the county's data, issue 15: not only seed 002's six).
+    quota_by_system: dict[SystemKey, int] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _items(self) -> CategoryRules:
@@ -90,7 +91,7 @@ class CategoryRules(BaseModel):
         """The honour's Chinese title."""
         return self.category.label
 
-    def quota(self, system: System) -> int:
+    def quota(self, system: str) -> int:
         """How many of ``system`` may be commended."""
         return self.quota_by_system.get(system, self.quota_per_system)
 
@@ -114,7 +115,7 @@ class UnitConditions(BaseModel):
 
     category: HonourCategory
     township: str | None = Field(default=None, min_length=1, max_length=200)
-    system: System | None = None
+    system: SystemKey | None = None
     items: tuple[RubricItem, ...]
     # Who at the county office reviewed the unit's conditions, and when.
     reviewed_by: str = Field(min_length=2, max_length=100)
@@ -136,12 +137,12 @@ class UnitConditions(BaseModel):
         """The unit's name as the pages show it."""
         if self.township is not None:
             return self.township
-        return self.system.label if self.system is not None else ""
+        return system_label(self.system) if self.system is not None else ""
 
-    def applies(self, category: HonourCategory, township: str, system: System) -> bool:
+    def applies(self, category: HonourCategory, township: str, system: str) -> bool:
         """Whether these conditions count for a declaration of ``category`` from there."""
         return self.category is category and (
-            self.township == township if self.township is not None else self.system is system
+            self.township == township if self.township is not None else self.system == system
         )
 
 
@@ -197,7 +198,7 @@ class CommendationRules(BaseModel):
             raise ValueError("至少需要一类表彰")
         if len(kinds) != len(set(kinds)):
             raise ValueError("表彰类别重复")
-        seen: set[tuple[HonourCategory, str | None, System | None]] = set()
+        seen: set[tuple[HonourCategory, str | None, str | None]] = set()
         for index, conditions in enumerate(self.unit_conditions):
             base = self.category(conditions.category)
             where = f"unit_conditions[{index}]"
@@ -217,13 +218,13 @@ class CommendationRules(BaseModel):
         return next((c for c in self.categories if c.category is category), None)
 
     def conditions_for(
-        self, category: HonourCategory, township: str, system: System
+        self, category: HonourCategory, township: str, system: str
     ) -> tuple[UnitConditions, ...]:
         """The units' conditions that count for a declaration from ``township``/``system``."""
         return tuple(c for c in self.unit_conditions if c.applies(category, township, system))
 
     def rubric_for(
-        self, category: HonourCategory, *, township: str, system: System
+        self, category: HonourCategory, *, township: str, system: str
     ) -> CategoryRules | None:
         """The combined rubric a declaration is scored against: the honour's items, then
         those of its township's and its system's own conditions; None when not awarded."""

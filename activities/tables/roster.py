@@ -45,12 +45,20 @@ class TownshipRow(Base):
 
 
 class SystemRow(Base):
-    """A guidance group's system (分系统); the six rows mirror ``domain.organisation.System``."""
+    """A county's guidance group (分系统指导小组, seed 002 §六(二)) as data (issue 15): key,
+    Chinese name and leading department, per county. Migration 0011 and
+    :func:`activities.guidance_groups.ensure_county_groups` give a county the seed's six
+    (``domain.organisation.SEED_002_SYSTEMS``); its office renames them and adds its own.
+    ``position`` orders them in lists and filters."""
 
     __tablename__ = "systems"
 
+    county: Mapped[str] = mapped_column(String(ID), primary_key=True)
     key: Mapped[str] = mapped_column(String(ENUM), primary_key=True)
-    label: Mapped[str] = mapped_column(String(NAME))
+    name: Mapped[str] = mapped_column(String(NAME))
+    department: Mapped[str] = mapped_column(String(NAME), default="", server_default="")
+    position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    updated_at: Mapped[datetime]
 
 
 class OrganisationRow(Base):
