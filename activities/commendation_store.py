@@ -21,7 +21,7 @@ from activities.tables import (
     RoundRow,
 )
 from domain.commendation import Assessment, Declaration, Group, assess, rank
-from domain.organisation import Organisation, System
+from domain.organisation import Organisation
 from domain.plan import CampaignPlan, RoundPlan
 from domain.rubric import CommendationRules, HonourCategory, rules_or_default
 
@@ -95,7 +95,7 @@ def to_declaration(row: CommendationDeclarationRow) -> Declaration:
         category=HonourCategory(row.category),
         org_id=row.org_id,
         org_name=row.org_name,
-        system=System(row.system),
+        system=row.system,
         township=row.township,
         nominee=row.nominee,
         deeds=row.deeds,

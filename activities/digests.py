@@ -36,6 +36,7 @@ from activities.digest_messages import (
     send_all,
     write_circular_xlsx,
 )
+from activities.guidance_groups import group_map
 from activities.tables import (
     CampaignStatusRow,
     CircularRow,
@@ -64,7 +65,7 @@ from domain.digest import (
 )
 from domain.inspection import InspectionVerdict, SupervisionKind
 from domain.lights import Light
-from domain.organisation import Role, Supervisor, System
+from domain.organisation import DEFAULT_COUNTY, Role, Supervisor, system_label
 from domain.phases import Phase
 from domain.plan import CalendarPlan
 from domain.plan_loader import load_plan
@@ -228,6 +229,9 @@ class DigestActivities:
                 .where(CampaignStatusRow.round_id == round_id)
                 .order_by(CampaignStatusRow.org_id)
             ).all()
+            # The guidance groups' labels are the round's county's data (issue 15).
+            county = session.scalar(select(RoundRow.county).where(RoundRow.round_id == round_id))
+            groups = group_map(session, {county or DEFAULT_COUNTY})
         lines = []
         for status, instructor in rows:
             due = status.deadline if status.overdue else None
@@ -237,7 +241,8 @@ class DigestActivities:
                     org_id=status.org_id,
                     org_name=status.org_name,
                     township=status.township,
-                    system=System(status.system),
+                    system=status.system,
+                    system_label=system_label(status.system, groups),
                     instructor=instructor,  # None when not in the stored roster
                     light=Light(status.light),
                     overdue=status.overdue,

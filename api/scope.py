@@ -33,7 +33,7 @@ def _within(user: User, org: Organisation) -> bool:
         case Role.COUNTY_OFFICE | Role.ASSESSMENT_GROUP | Role.CITY_OFFICE | Role.PROVINCE_OFFICE:
             return True
         case Role.GUIDANCE_GROUP:
-            return org.system.value == user.scope_key
+            return org.system == user.scope_key
         case Role.TOWNSHIP:
             return org.township == user.scope_key
         case Role.INSTRUCTOR:

@@ -21,7 +21,7 @@ from chuangzheng.services.accounts import upsert_user
 from chuangzheng.services.sign_in import hash_password
 from chuangzheng.settings import Settings
 from domain.accounts import AccountSource
-from domain.organisation import Role, Roster, System
+from domain.organisation import SEED_002_SYSTEMS, Role, Roster
 
 DEMO_PASSWORD = "demo"
 #: The demo leading cadre's account (and scope key) and how many organisations their
@@ -48,8 +48,10 @@ def demo_users(roster: Roster) -> list[DemoUser]:
         DemoUser("assessment-2", "县委考核组成员二", Role.ASSESSMENT_GROUP, ""),
         DemoUser("assessment-3", "县委考核组成员三", Role.ASSESSMENT_GROUP, ""),
     ]
+    # The demo county has seed 002's six guidance groups (issue 15: a county's own data).
     users += [
-        DemoUser(f"guidance-{s.value}", s.label, Role.GUIDANCE_GROUP, s.value) for s in System
+        DemoUser(f"guidance-{g.key}", g.label, Role.GUIDANCE_GROUP, g.key)
+        for g in SEED_002_SYSTEMS
     ]
     users += [
         DemoUser(f"township-{name}", f"{name}党委", Role.TOWNSHIP, name)

@@ -75,7 +75,7 @@ def _person(role: Role, org: Organisation) -> Actor:
         Role.SECRETARY: org.secretary,
         Role.INSTRUCTOR: org.instructor,
         Role.TOWNSHIP: org.township,
-        Role.GUIDANCE_GROUP: org.system.value,
+        Role.GUIDANCE_GROUP: org.system,
     }.get(role, "county")
     return Actor(user=key, name=key, role=role)
 

@@ -32,7 +32,7 @@ def snapshot_of(campaign: Campaign, now: datetime) -> CampaignSnapshot:
         org_id=org.id,
         org_name=org.name,
         township=org.township,
-        system=org.system.value,
+        system=org.system,
         org_type=org.type,
         phase=state.phase,
         phase_status=current.status if current else None,
@@ -58,7 +58,7 @@ def progress_of(campaign: Campaign) -> OrgProgress:
         closed=state.closed,
         outcomes={p.phase: p.outcome for p in state.phases},
         township=org.township,
-        system=org.system.value,
+        system=org.system,
         progress=phase_progress(state.current()),
     )
 

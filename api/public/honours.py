@@ -12,10 +12,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
-from activities.tables import CommendationHonourRow, CommendationPublicationRow
+from activities.guidance_groups import group_map
+from activities.tables import CommendationHonourRow, CommendationPublicationRow, RoundRow
 from api.deps import SessionDep
 from api.public.render import page
-from domain.organisation import System
+from domain.organisation import DEFAULT_COUNTY, system_label
 
 router = APIRouter(prefix="/public/honours", tags=["公开栏 public"], include_in_schema=False)
 
@@ -40,8 +41,11 @@ def honours(round_id: str, request: Request, session: SessionDep) -> HTMLRespons
         .where(CommendationHonourRow.round_id == round_id)
         .order_by(CommendationHonourRow.position)
     ).all()
+    # The guidance groups' names are the round's county's data (issue 15).
+    county = session.scalar(select(RoundRow.county).where(RoundRow.round_id == round_id))
+    groups = group_map(session, {county or DEFAULT_COUNTY})
     sections = [
-        (title, [(System(r.system).label, r) for r in entries])
+        (title, [(system_label(r.system, groups), r) for r in entries])
         for title, entries in groupby(rows, key=lambda r: r.title)
     ]
     return page(request, "honours.html", {"publication": publication, "sections": sections})

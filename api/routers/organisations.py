@@ -11,6 +11,7 @@ marked ``left_roster: true`` with their ``departure`` decision (``pending``, ``c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -18,6 +19,7 @@ from pydantic import BaseModel
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from activities.guidance_groups import group_map
 from activities.roster_store import load_organisation
 from activities.tables import (
     CampaignEventRow,
@@ -34,7 +36,13 @@ from api.scope import covers, scope_condition
 from api.workflow_calls import query
 from domain.campaign_rules import CampaignStatus
 from domain.lights import Light
-from domain.organisation import Organisation, OrgType, System
+from domain.organisation import (
+    SYSTEM_KEY_PATTERN,
+    GuidanceGroup,
+    Organisation,
+    OrgType,
+    system_label,
+)
 from domain.phases import Phase
 from workflows.ids import organisation_workflow_id
 
@@ -136,7 +144,11 @@ def check_visible(sessions: sessionmaker[Session], user: User, org_id: str) -> O
         return visible_organisation(session, user, org_id)
 
 
-def _org_view(row: OrganisationRow, status: CampaignStatusRow | None) -> dict[str, Any]:
+def _org_view(
+    row: OrganisationRow,
+    status: CampaignStatusRow | None,
+    groups: Mapping[str, GuidanceGroup],
+) -> dict[str, Any]:
     view: dict[str, Any] = {
         "org_id": row.org_id,
         "name": row.name,
@@ -144,7 +156,8 @@ def _org_view(row: OrganisationRow, status: CampaignStatusRow | None) -> dict[st
         "type_label": OrgType(row.org_type).label,
         "township": row.township,
         "system": row.system,
-        "system_label": System(row.system).label,
+        # The county's own name for its guidance group (issue 15).
+        "system_label": system_label(row.system, groups),
         "member_count": row.member_count,
         "secretary": row.secretary,
         "instructor": row.instructor,
@@ -176,7 +189,7 @@ def list_organisations(
     user: CurrentUser,
     round_id: str | None = None,
     township: str | None = None,
-    system: System | None = None,
+    system: Annotated[str | None, Query(pattern=SYSTEM_KEY_PATTERN)] = None,
     type: OrgType | None = None,
     phase: Phase | None = None,
     light: Light | None = None,
@@ -209,7 +222,7 @@ def list_organisations(
     stmt = stmt.where(scope_condition(user), or_(OrganisationRow.active.is_(True), in_round))
     conditions = [
         (township, OrganisationRow.township == township),
-        (system, OrganisationRow.system == (system.value if system else None)),
+        (system, OrganisationRow.system == system),
         (type, OrganisationRow.org_type == (type.value if type else None)),
         (phase, CampaignStatusRow.phase == (phase.value if phase else None)),
         (light, CampaignStatusRow.light == (light.value if light else None)),
@@ -221,9 +234,10 @@ def list_organisations(
         stmt = stmt.where(CampaignStatusRow.overdue.is_(overdue))
     stmt = stmt.order_by(OrganisationRow.row_number, OrganisationRow.org_id)
     rows = session.execute(stmt.limit(limit).offset(offset)).all()
+    groups = group_map(session, user.counties)
     views = []
     for org, status, decision in rows:
-        view = _org_view(org, status)
+        view = _org_view(org, status, groups)
         if round_id is not None and status is not None:
             view.update(left_roster=not org.active, departure=decision)
         views.append(view)
@@ -236,12 +250,16 @@ def get_organisation(org_id: str, session: SessionDep, user: CurrentUser) -> dic
     visible_organisation(session, user, org_id)
     row = session.get(OrganisationRow, org_id)
     assert row is not None
-    view = _org_view(row, None)
+    groups = group_map(session, {row.county})
+    view = _org_view(row, None, groups)
     statuses = session.scalars(
         select(CampaignStatusRow).where(CampaignStatusRow.org_id == org_id)
     ).all()
     view["rounds"] = [
-        {"round_id": s.round_id, **{k: v for k, v in _org_view(row, s).items() if k not in view}}
+        {
+            "round_id": s.round_id,
+            **{k: v for k, v in _org_view(row, s, groups).items() if k not in view},
+        }
         for s in statuses
     ]
     return view

@@ -11,7 +11,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Request, UploadFile
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session, sessionmaker
 
+from activities.guidance_groups import county_groups
 from activities.roster_files import ROSTER_LIMITS, read_roster_bytes
 from api.auth import User
 from api.blocking import parse_off_loop, run_sync
@@ -30,7 +32,7 @@ from chuangzheng.services import roster as roster_service
 from chuangzheng.services.departures import Departure, Departures, list_departures
 from chuangzheng.services.errors import ServiceError
 from chuangzheng.services.roster import DepartureDecision, RosterImportResult
-from domain.organisation import Role
+from domain.organisation import GuidanceGroup, Role
 from domain.state import Actor
 
 router = APIRouter(
@@ -78,6 +80,11 @@ class DepartureBody(BaseModel):
     reason: str = Field(default="", max_length=500)
 
 
+def _county_groups(sessions: sessionmaker[Session], county: str) -> tuple[GuidanceGroup, ...]:
+    with sessions() as session:
+        return county_groups(session, county)
+
+
 def _actor(user: User, request: Request) -> Actor:
     return Actor(user=user.username, name=user.display_name, role=user.role, ip=client_ip(request))
 
@@ -115,7 +122,9 @@ async def import_roster(
     require_role(user, Role.COUNTY_OFFICE)
     suffix, data = await read_table_upload(file, ROSTER_LIMITS.max_bytes)
     # Parsing is seconds of CPU for a big sheet: a worker thread, never the event loop.
-    roster = await parse_off_loop(read_roster_bytes, data, suffix, ROSTER_LIMITS)
+    # 所属系统 must name one of the county's own guidance groups (issue 15), row by row.
+    groups = await run_sync(_county_groups, sessions, user.county)
+    roster = await parse_off_loop(read_roster_bytes, data, suffix, ROSTER_LIMITS, groups)
     actor = _actor(user, request)
     try:
         result: RosterImportResult = await run_sync(

@@ -21,7 +21,6 @@ from api.ui.queries import Filters, scoped
 from domain.calendar import deadline_day
 from domain.digest import Circular, StatusLine, build_circular, circular_title
 from domain.lights import Light
-from domain.organisation import System
 from domain.phases import WORKING_PHASES, Phase
 
 FONT = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
@@ -39,7 +38,7 @@ def circular_for(session: Session, user: User, info: RoundInfo, now: datetime) -
             org_id=row.org_id,
             org_name=row.org_name,
             township=row.township,
-            system=System(row.system),
+            system=row.system,
             instructor=instructor,
             light=Light(row.light),
             overdue=row.overdue,

@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.db import upsert_insert
+from activities.guidance_groups import county_groups
 from activities.tables import (
     ActivationCodeRow,
     AuditRow,
@@ -538,6 +539,10 @@ def _check_scope(session: Session, role: Role, scope_key: str, county: str) -> N
         )
         if named is None:
             problems = [FieldError("scope_key", "名册中没有组织以此人为指导员")]
+    if not problems and kind is ScopeKind.SYSTEM:
+        keys = [g.key for g in county_groups(session, county)]
+        if scope_key not in keys:
+            problems = [FieldError("scope_key", f"本县没有这个指导小组，应为：{'、'.join(keys)}")]
     if problems:
         raise _invalid(problems)
 

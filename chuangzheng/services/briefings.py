@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from activities.channels.message import Outgoing, from_digest_row
 from activities.digest_messages import insert_once
+from activities.guidance_groups import group_map
 from activities.roster_store import load_organisation
 from activities.tables import BriefingRow, CampaignStatusRow, OrganisationRow, RoundRow
 from chuangzheng.services.callers import Caller, audit_row, require_role, visible_organisation
@@ -44,7 +45,7 @@ from domain.briefing import (
 )
 from domain.calendar import local_date
 from domain.errors import FieldError
-from domain.organisation import Role, System
+from domain.organisation import DEFAULT_COUNTY, Role, system_label
 
 log = structlog.get_logger(__name__)
 
@@ -264,14 +265,6 @@ def briefing_file(
     )
 
 
-def _system_label(key: str) -> str:
-    """A guidance group's name, or its key for a system the code does not name."""
-    try:
-        return System(key).label
-    except ValueError:
-        return key
-
-
 def _recipients(session: Session, round_id: str) -> list[tuple[Role, str, str]]:
     """(role, inbox key, label) of everyone a circulated briefing goes to: the county
     office, and each township and guidance group with organisations in the round."""
@@ -287,9 +280,12 @@ def _recipients(session: Session, round_id: str) -> list[tuple[Role, str, str]]:
         .distinct()
         .order_by(CampaignStatusRow.system)
     ).all()
+    # The guidance groups' names are the round's county's data (issue 15).
+    county = session.scalar(select(RoundRow.county).where(RoundRow.round_id == round_id))
+    groups = group_map(session, {county or DEFAULT_COUNTY})
     out = [(Role.COUNTY_OFFICE, "county", "县委创先争优活动领导小组办公室")]
     for key in systems:
-        out.append((Role.GUIDANCE_GROUP, key, _system_label(key)))
+        out.append((Role.GUIDANCE_GROUP, key, system_label(key, groups)))
     out.extend((Role.TOWNSHIP, t, f"{t}党委") for t in townships)
     return out
 

@@ -44,6 +44,7 @@ from temporalio.client import Client
 from activities.campaign_record_store import campaign_records
 from activities.certificates import Certificate, render_certificate
 from activities.commendation_store import RoundContext, Stage, load_round, stage, standings
+from activities.guidance_groups import group_map
 from activities.roster_store import load_organisation
 from activities.tables import (
     CommendationApprovalRow,
@@ -54,6 +55,7 @@ from activities.tables import (
     CommendationScoreSheetRow,
     OrganisationRow,
     RoundDefinitionRow,
+    RoundRow,
 )
 from chuangzheng.plans import parse_plan
 from chuangzheng.services import workflow_calls
@@ -81,7 +83,7 @@ from domain.commendation_steps import (
     outcomes,
 )
 from domain.errors import FieldError, ValidationFailed
-from domain.organisation import Role, System
+from domain.organisation import DEFAULT_COUNTY, GuidanceGroup, Role, system_label
 from domain.plan import StepProcedure
 from domain.rubric import CategoryRules, CommendationRules, HonourCategory
 from domain.state import Actor
@@ -135,9 +137,12 @@ def _number(value: Decimal | None) -> str | None:
 
 
 def declaration_document(
-    row: CommendationDeclarationRow, sheet: CommendationScoreSheetRow | None
+    row: CommendationDeclarationRow,
+    sheet: CommendationScoreSheetRow | None,
+    groups: Mapping[str, GuidanceGroup] | None = None,
 ) -> dict[str, Any]:
-    """A declaration; ``my_sheet`` is the caller's sheet state, for assessors."""
+    """A declaration; ``my_sheet`` is the caller's sheet state, for assessors; the system's
+    label from ``groups`` (the county's guidance groups, issue 15)."""
     document: dict[str, Any] = {
         "declaration_id": row.declaration_id,
         "round_id": row.round_id,
@@ -146,7 +151,7 @@ def declaration_document(
         "org_id": row.org_id,
         "org_name": row.org_name,
         "system": row.system,
-        "system_label": System(row.system).label,
+        "system_label": system_label(row.system, groups),
         "township": row.township,
         "nominee": row.nominee,
         "deeds": row.deeds,
@@ -244,8 +249,10 @@ def ranking_document(
     groups: list[Group],
     approval: CommendationApprovalRow | None,
     decisions: Sequence[CommendationDecisionRow],
+    labels: Mapping[str, GuidanceGroup] | None = None,
 ) -> dict[str, Any]:
-    """The ranking per honour and system, and the 审定 once recorded (None before)."""
+    """The ranking per honour and system, and the 审定 once recorded (None before); the
+    systems' labels from ``labels`` (the county's guidance groups, issue 15)."""
     return {
         "round_id": context.round_id,
         "stage": current.value,
@@ -257,8 +264,8 @@ def ranking_document(
             {
                 "category": g.category.value,
                 "title": g.category.label,
-                "system": g.system.value,
-                "system_label": g.system.label,
+                "system": g.system,
+                "system_label": system_label(g.system, labels),
                 "quota": g.quota,
                 "over_quota_by_tie": g.over_quota_by_tie,
                 "entries": [_standing_document(s) for s in g.standings],
@@ -285,8 +292,11 @@ def ranking_document(
     }
 
 
-def honour_document(row: CommendationHonourRow) -> dict[str, Any]:
-    """One line of the published list, with its certificate's download path."""
+def honour_document(
+    row: CommendationHonourRow, groups: Mapping[str, GuidanceGroup] | None = None
+) -> dict[str, Any]:
+    """One line of the published list, with its certificate's download path (the system's
+    label from ``groups``, the county's guidance groups)."""
     return {
         "declaration_id": row.declaration_id,
         "position": row.position,
@@ -296,7 +306,7 @@ def honour_document(row: CommendationHonourRow) -> dict[str, Any]:
         "org_id": row.org_id,
         "org_name": row.org_name,
         "system": row.system,
-        "system_label": System(row.system).label,
+        "system_label": system_label(row.system, groups),
         "rank": row.rank,
         "score": row.score,
         "added": row.added,
@@ -339,7 +349,7 @@ def _one_writer() -> Iterator[None]:
 def _rubric(context: RoundContext, row: CommendationDeclarationRow) -> CategoryRules | None:
     """The combined rubric of a declaration: its honour's items and its units' conditions."""
     return context.rules.rubric_for(
-        HonourCategory(row.category), township=row.township, system=System(row.system)
+        HonourCategory(row.category), township=row.township, system=row.system
     )
 
 
@@ -353,7 +363,7 @@ def conditions_document(context: RoundContext, row: CommendationDeclarationRow) 
             "items": [i.model_dump(mode="json") for i in c.items],
         }
         for c in context.rules.conditions_for(
-            HonourCategory(row.category), row.township, System(row.system)
+            HonourCategory(row.category), row.township, row.system
         )
     ]
 
@@ -418,7 +428,7 @@ def declare(
             category=category.value,
             org_id=org.id,
             org_name=org.name,
-            system=org.system.value,
+            system=org.system,
             township=org.township,
             nominee=nominee,
             deeds=declaration.deeds.strip(),
@@ -429,7 +439,7 @@ def declare(
         session.add(row)
         detail = {"declaration_id": row.declaration_id}
         session.add(_audit(caller, "declared", round_id, org.id, detail))
-        return declaration_document(row, None)
+        return declaration_document(row, None, group_map(session, {org.county}))
 
 
 def declarations(session: Session, caller: Caller, round_id: str) -> list[dict[str, Any]]:
@@ -454,7 +464,8 @@ def declarations(session: Session, caller: Caller, round_id: str) -> list[dict[s
                 .where(CommendationScoreSheetRow.assessor == caller.username)
             )
         }
-    documents = [declaration_document(r, sheets.get(r.declaration_id)) for r in rows]
+    groups = group_map(session, {context.row.county})
+    documents = [declaration_document(r, sheets.get(r.declaration_id), groups) for r in rows]
     if context.rules.unit_conditions and caller.role in ASSESSORS | DECIDERS:
         for row, document in zip(rows, documents, strict=True):
             document["conditions"] = conditions_document(context, row)
@@ -532,7 +543,8 @@ def ranking(session: Session, caller: Caller, round_id: str) -> dict[str, Any]:
     decisions = session.scalars(
         select(CommendationDecisionRow).where(CommendationDecisionRow.round_id == round_id)
     ).all()
-    return ranking_document(context, stage(session, round_id), groups, approval, decisions)
+    labels = group_map(session, {context.row.county})
+    return ranking_document(context, stage(session, round_id), groups, approval, decisions, labels)
 
 
 def record_approval(
@@ -565,7 +577,9 @@ def record_approval(
                 meeting=meeting.strip(),
                 approved_by=caller.username,
                 approved_at=now,
-                proposal=ranking_document(context, Stage.OPEN, groups, None, []),
+                proposal=ranking_document(
+                    context, Stage.OPEN, groups, None, [], group_map(session, {context.row.county})
+                ),
                 approved={"honours": [h.model_dump(mode="json") for h in honours]},
             )
         )
@@ -623,10 +637,11 @@ def publish(sessions: sessionmaker[Session], caller: Caller, round_id: str) -> d
         ]
         session.add_all(rows)
         session.add(_audit(caller, "published", round_id, None, {"count": len(rows)}))
+        labels = group_map(session, {context.row.county})
         return {
             "round_id": round_id,
             "published_at": now,
-            "honours": [honour_document(r) for r in rows],
+            "honours": [honour_document(r, labels) for r in rows],
         }
 
 
@@ -640,11 +655,13 @@ def published_honours(session: Session, round_id: str) -> dict[str, Any]:
         .where(CommendationHonourRow.round_id == round_id)
         .order_by(CommendationHonourRow.position)
     ).all()
+    county = session.scalar(select(RoundRow.county).where(RoundRow.round_id == round_id))
+    labels = group_map(session, {county or DEFAULT_COUNTY})
     return {
         "round_id": round_id,
         "round_name": publication.round_name,
         "published_at": publication.published_at,
-        "honours": [honour_document(r) for r in rows],
+        "honours": [honour_document(r, labels) for r in rows],
     }
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from activities.guidance_groups import ensure_county_groups
 from activities.tables import CampaignStatusRow, OrganisationRow, RoundRow, UserRow
 from activities.tables.access import AccountCountyRow
 from activities.tables.base import NAME
@@ -117,6 +118,8 @@ def create_county(session: Session, *, code: str, name: str, now: datetime) -> C
         )
     session.add(CountyRow(code=code, name=name.strip(), created_at=now))
     session.flush()
+    # A new county starts with seed 002's six guidance groups; its office edits them.
+    ensure_county_groups(session, code, now)
     return County(code, name.strip())
 
 

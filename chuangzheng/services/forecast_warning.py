@@ -42,7 +42,7 @@ from chuangzheng.services.forecast import load_model, model_path, read_round
 from domain.errors import DomainError
 from domain.forecast import EarlyWarning, ForecastModel, features_at, warnings_due
 from domain.notices import Notice, NoticeKind, build_early_warning
-from domain.organisation import Organisation, OrgType, Role, System, supervisors_of
+from domain.organisation import Organisation, OrgType, Role, supervisors_of
 from domain.phases import Phase
 from domain.plan import EarlyWarningRung
 
@@ -234,7 +234,7 @@ def _organisations(session: Session, org_ids: set[str]) -> dict[str, Organisatio
             name=row.name,
             type=OrgType(row.org_type),
             township=row.township,
-            system=System(row.system),
+            system=row.system,
             member_count=row.member_count,
             secretary=row.secretary,
             instructor=row.instructor,

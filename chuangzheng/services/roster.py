@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -63,6 +64,7 @@ from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.db import upsert_insert
+from activities.guidance_groups import county_groups
 from activities.roster_files import read_roster_file
 from activities.roster_store import ImportReport, store_roster
 from activities.round_contracts import RoundStatus
@@ -77,8 +79,16 @@ from activities.tables import (
 from activities.tables.base import ID, NAME
 from chuangzheng.services.callers import account_county
 from chuangzheng.services.errors import InvalidInput, Refused
+from chuangzheng.services.guidance_groups import check_roster_groups
 from domain.accounts import AccountSource
-from domain.organisation import DEFAULT_COUNTY, Role, Roster
+from domain.organisation import (
+    DEFAULT_COUNTY,
+    SEED_002_SYSTEMS,
+    GuidanceGroup,
+    Role,
+    Roster,
+    system_label,
+)
 from domain.phases import Phase
 from domain.state import Actor
 
@@ -170,8 +180,13 @@ def secretary_username(org_id: str, name: str, county: str = DEFAULT_COUNTY) -> 
     return county_username(county, "secretary-" + digest)
 
 
-def roster_accounts(roster: Roster, county: str = DEFAULT_COUNTY) -> list[RosterAccount]:
-    """Every account ``county``'s ``roster`` calls for, in a stable order."""
+def roster_accounts(
+    roster: Roster,
+    county: str = DEFAULT_COUNTY,
+    groups: Sequence[GuidanceGroup] = SEED_002_SYSTEMS,
+) -> list[RosterAccount]:
+    """Every account ``county``'s ``roster`` calls for, in a stable order; a guidance
+    group's account is named by its label from ``groups`` (the county's groups)."""
     accounts = [
         RosterAccount(
             secretary_username(o.id, o.secretary, county),
@@ -196,10 +211,15 @@ def roster_accounts(roster: Roster, county: str = DEFAULT_COUNTY) -> list[Roster
         )
         for name in roster.townships()
     ]
+    # Every group in use, whether seed 002 names it or the county defined it (issue 15).
     systems = dict.fromkeys(o.system for o in roster.organisations)
+    by_key = {g.key: g for g in groups}
     accounts += [
         RosterAccount(
-            county_username(county, f"guidance-{s.value}"), s.label, Role.GUIDANCE_GROUP, s.value
+            county_username(county, f"guidance-{s}"),
+            system_label(s, by_key),
+            Role.GUIDANCE_GROUP,
+            s,
         )
         for s in systems
     ]
@@ -209,7 +229,8 @@ def roster_accounts(roster: Roster, county: str = DEFAULT_COUNTY) -> list[Roster
 def _sync_accounts(
     session: Session, roster: Roster, now: datetime, county: str
 ) -> list[AccountSync]:
-    wanted = {a.username: a for a in roster_accounts(roster, county)}
+    groups = county_groups(session, county)
+    wanted = {a.username: a for a in roster_accounts(roster, county, groups)}
     # The county's own accounts only: another county's are never the import's to touch.
     stored = {
         row.username: row
@@ -425,6 +446,8 @@ def import_roster_in(
     # (an organisation never moves between counties, so its county can be relied on).
     county = account_county(session, actor.user)
     _refuse_foreign_ids(session, roster, county)
+    # Only the county's own guidance groups (a roster never creates one: guidance_groups).
+    check_roster_groups(session, roster, county)
     report = store_roster(session, roster, now=now, county=county)
     accounts = _sync_accounts(session, roster, now, county)
     departures, withdrawn = _record_departures(session, report, now)
@@ -469,7 +492,9 @@ def import_roster_file(
 ) -> RosterImportResult:
     """Read, check and import a CSV/XLSX roster; raises ``ValidationFailed`` (nothing
     written) when any row is bad."""
-    roster = read_roster_file(path)  # raises before the first write
+    with sessions() as session:
+        groups = county_groups(session, account_county(session, actor.user))
+    roster = read_roster_file(path, groups=groups)  # raises before the first write
     return import_roster(sessions, actor, roster)
 
 

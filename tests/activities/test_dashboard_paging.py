@@ -82,7 +82,7 @@ def _populate(session: Session, seed: int = 14) -> None:
         statuses.append(
             {
                 "round_id": ROUND, "org_id": org.id, "org_name": org.name,
-                "township": org.township, "system": org.system.value,
+                "township": org.township, "system": org.system,
                 "org_type": org.type.value, "phase": WORKING[at],
                 "phase_status": "overdue" if late else "open", "light": light,
                 "overdue": late and deadline is not None, "deadline": deadline,

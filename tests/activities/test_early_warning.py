@@ -108,7 +108,7 @@ def _write_round(session: Session, windows: Windows) -> None:
         session.add(
             OrganisationRow(
                 org_id=org.id, name=org.name, org_type=org.type.value, township=org.township,
-                system=org.system.value, member_count=org.member_count,
+                system=org.system, member_count=org.member_count,
                 secretary=org.secretary, instructor=org.instructor, active=True,
                 row_number=i + 1, updated_at=now,
             )
@@ -153,7 +153,7 @@ def _status(
     session.merge(
         CampaignStatusRow(
             round_id=ROUND, org_id=org.id, org_name=org.name, township=org.township,
-            system=org.system.value, org_type=org.type.value, phase=phase.value,
+            system=org.system, org_type=org.type.value, phase=phase.value,
             phase_status="open", light="green", overdue=False, deadline=deadline,
             top_rung=None, closed=False, event_seq=1, updated_at=now, progress=progress,
         )

@@ -101,7 +101,7 @@ def snapshot(
         org_id=ORG.id,
         org_name=ORG.name,
         township=ORG.township,
-        system=ORG.system.value,
+        system=ORG.system,
         org_type=ORG.type,
         phase=Phase.MOBILISATION,
         phase_status=PhaseStatus.OVERDUE if light is Light.RED else PhaseStatus.OPEN,

@@ -78,7 +78,7 @@ def snapshot(seq: int, org_id: str = ORG.id, **changes: object) -> CampaignSnaps
         org_id=org_id,
         org_name=ORG.name,
         township=ORG.township,
-        system=ORG.system.value,
+        system=ORG.system,
         org_type=ORG.type,
         phase=Phase.MOBILISATION,
         phase_status=PhaseStatus.OPEN,
@@ -218,7 +218,7 @@ async def test_status_change_writes_only_what_changed_and_never_moves_back(
     assert (row.org_name, row.township, row.system, row.org_type) == (
         ORG.name,
         ORG.township,
-        ORG.system.value,
+        ORG.system,
         ORG.type.value,
     )
 

@@ -74,7 +74,7 @@ async def test_a_running_round_warns_the_laggard_once_and_the_diligent_never(
             session.add(
                 OrganisationRow(
                     org_id=org.id, name=org.name, org_type=org.type.value,
-                    township=org.township, system=org.system.value,
+                    township=org.township, system=org.system,
                     member_count=org.member_count, secretary=org.secretary,
                     instructor=org.instructor, active=True, row_number=i + 1,
                     updated_at=kicked_off,

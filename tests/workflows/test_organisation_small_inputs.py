@@ -84,7 +84,7 @@ async def test_late_organisation_sends_changes_and_notice_ids_and_the_read_model
         state.closed,
     )
     assert (row.deadline, row.top_rung) == (current.deadline, None)
-    assert (row.org_name, row.township, row.system) == (org.name, org.township, org.system.value)
+    assert (row.org_name, row.township, row.system) == (org.name, org.township, org.system)
 
     # In history: one whole snapshot, then changes; notices whole once (the outbox), then ids.
     events = (await handle.fetch_history()).events
