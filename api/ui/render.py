@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
@@ -10,19 +11,24 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from sqlalchemy.orm import Session
 
+from activities.guidance_groups import group_map
 from api.ui.org_view import EVENT_LABELS, documents
 from domain.calendar import SHANGHAI
 from domain.lights import Light
 from domain.machine import PhaseStatus, StepStatus
-from domain.organisation import ORG_TYPE_LABELS, SYSTEM_LABELS, OrgType, Role, System
+from domain.organisation import ORG_TYPE_LABELS, SEED_002_SYSTEMS, OrgType, Role
 from domain.phases import PHASE_LABELS, WORKING_PHASES, Phase
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 ROLE_LABELS: dict[str, str] = {role: role.label for role in Role}
-# Short system names for tables and filters (the full ones name the leading department).
-SYSTEM_SHORT: dict[str, str] = {s.value: SYSTEM_LABELS[s].split("（")[0] for s in System}
+# Short system names for tables and filters (the full ones name the leading department):
+# seed 002's six, for pages of no county; a county's own come from its data (issue 15:
+# :func:`county_systems`, put in every signed-in page's context by :func:`page`).
+SYSTEM_SHORT: dict[str, str] = {g.key: g.name for g in SEED_002_SYSTEMS}
 LIGHT_ORDER: tuple[str, ...] = ("red", "yellow", "blue", "green")
 
 
@@ -57,8 +63,25 @@ def _label_tables() -> dict[str, Any]:
     }
 
 
+@pass_context
+def _label_in_page(page_context: Any, value: Any, kind: str) -> str:
+    """:func:`_label`, with the guidance groups of the page's county (``SYSTEM_NAMES``)."""
+    names = page_context.get("SYSTEM_NAMES")
+    if kind == "system" and names:
+        key = getattr(value, "value", value)
+        if key in names:
+            return str(names[key])
+    return _label(value, kind)
+
+
+def county_systems(session: Session, counties: Collection[str]) -> dict[str, str]:
+    """Short names of the guidance groups of ``counties`` by key, in the counties' order
+    (the county's own data, issue 15), for labels and filters."""
+    return {key: group.name for key, group in group_map(session, counties).items()}
+
+
 templates.env.filters["local"] = local
-templates.env.filters["label"] = _label
+templates.env.filters["label"] = _label_in_page
 templates.env.globals.update(
     PHASES=[(p.value, p.label) for p in WORKING_PHASES],
     ALL_PHASES=[(p.value, p.label) for p in (*WORKING_PHASES, Phase.COMPLETED)],
@@ -74,5 +97,13 @@ templates.env.globals.update(
 def page(
     request: Request, name: str, context: dict[str, Any], status_code: int = 200
 ) -> HTMLResponse:
-    """Render dashboard template ``name``; ``user`` in the context drives the navigation."""
+    """Render dashboard template ``name``; ``user`` in the context drives the navigation
+    and names the county whose guidance groups label and filter the page (``SYSTEMS``)."""
+    user = context.get("user")
+    counties = getattr(user, "counties", None)
+    sessions = getattr(request.app.state, "sessions", None)
+    if counties and sessions is not None and "SYSTEM_NAMES" not in context:
+        with sessions() as session:
+            names = county_systems(session, counties)
+        context = {**context, "SYSTEM_NAMES": names, "SYSTEMS": list(names.items())}
     return templates.TemplateResponse(request, name, context, status_code=status_code)

@@ -20,6 +20,7 @@ from api.ui.routers import (
     plan_versions,
     secretary,
     supervision,
+    systems,
     what_if,
 )
 
@@ -39,6 +40,7 @@ for _module in (
     counties,
     plan_versions,
     what_if,
+    systems,
 ):
     # Many counties (api.tenancy): pages that name a round or an organisation check its
     # county, and an office above the county cannot post. Sign-in and activation (no

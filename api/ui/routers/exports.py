@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, Response
 from openpyxl import Workbook  # type: ignore[import-untyped]
 from openpyxl.utils import get_column_letter  # type: ignore[import-untyped]
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from activities.digest_messages import safe_name
 from activities.spreadsheets import holdable, workbook_bytes
@@ -29,7 +30,7 @@ from api.ui.context import Overdue, RoundInfo, round_info
 from api.ui.documents import circular_docx, circular_for, circular_pdf
 from api.ui.org_view import EVENT_LABELS
 from api.ui.queries import Filters, scoped, stream_laggards
-from api.ui.render import _label, local
+from api.ui.render import _label, county_systems, local
 from api.ui.routers.laggards import filters_from
 from api.ui.session import UiRoute, UiUser
 from chuangzheng.services.sign_in import User
@@ -72,16 +73,23 @@ def laggards_xlsx(
     head = ["组织编号", "单位", "乡镇（街道）", "系统", "类型", "阶段", "亮灯", "截止时间",
             "逾期工作日", "督办级别"]  # fmt: skip
     label = cache(_label)  # a handful of values, tens of thousands of rows
+    system = _systems(session, user)
     when = cache(local)
     rung = cache(info.rung_name)
     lines = (
-        [r.org_id, r.org_name, r.township, label(r.system, "system"), label(r.org_type, "type"),
+        [r.org_id, r.org_name, r.township, system(r.system), label(r.org_type, "type"),
          label(r.phase, "phase"), label(r.light, "light"), when(r.deadline),
          days(r.deadline, r.overdue), rung(r.top_rung)]
         for r in rows
     )  # fmt: skip
     data = streamed_workbook("滞后单位", head, lines)
     return _download(data, XLSX, f"滞后单位-{info.round_id}.xlsx")
+
+
+def _systems(session: Session, user: User) -> Callable[[str], str]:
+    """A guidance group's short name from the user's county's data (issue 15)."""
+    names = county_systems(session, user.counties)
+    return lambda key: names.get(key) or _label(key, "system")
 
 
 def streamed_workbook(title: str, head: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
@@ -155,8 +163,9 @@ def organisations_xlsx(
     stmt = scoped(select(s), user, info.round_id, Filters(system=system, org_type=type))
     head = ["组织编号", "单位", "乡镇（街道）", "系统", "类型", "阶段", "阶段状态", "亮灯",
             "截止时间", "督办级别"]  # fmt: skip
+    system_name = _systems(session, user)
     rows = [
-        [r.org_id, r.org_name, r.township, _label(r.system, "system"),
+        [r.org_id, r.org_name, r.township, system_name(r.system),
          _label(r.org_type, "type"), _label(r.phase, "phase"),
          _label(r.phase_status, "phase_status"), _label(r.light, "light"), local(r.deadline),
          info.rung_name(r.top_rung)]
