@@ -94,7 +94,7 @@ def _status(
 ) -> dict[str, Any]:
     return {
         "round_id": ROUND, "org_id": org.id, "org_name": org.name, "township": org.township,
-        "system": org.system.value, "org_type": org.type.value, "phase": phase.value,
+        "system": org.system, "org_type": org.type.value, "phase": phase.value,
         "phase_status": kw.get("phase_status", "open"), "light": light,
         "overdue": kw.get("overdue", False), "deadline": deadline,
         "top_rung": kw.get("top_rung"), "closed": False, "event_seq": 1,

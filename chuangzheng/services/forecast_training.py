@@ -297,7 +297,7 @@ def _snapshot(
     return OrgSnapshot(
         org_id=org.id,
         township=org.township,
-        system=org.system.value,
+        system=org.system,
         org_type=org.type.value,
         phases=tuple(records),
         prior_round_missed=sim.prior_missed.get(org.id, 0),

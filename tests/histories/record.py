@@ -175,7 +175,7 @@ def _store_roster(sessions: sessionmaker[Session], orgs: list[Organisation]) -> 
                     name=org.name,
                     org_type=org.type.value,
                     township=org.township,
-                    system=org.system.value,
+                    system=org.system,
                     member_count=org.member_count,
                     secretary=org.secretary,
                     instructor=org.instructor,
