@@ -13,6 +13,7 @@ from api.callers import service_caller
 from api.deps import CurrentUser, SessionDep, SessionsDep, require_role
 from api.errors import as_api_error
 from api.responses import AUTHENTICATED, WITH_BODY, errors
+from api.ui.render import forget_system_names
 from chuangzheng.services import guidance_groups
 from chuangzheng.services.errors import ServiceError
 from domain.organisation import ABOVE_COUNTY_ROLES, Role
@@ -68,6 +69,8 @@ def save_group(
     try:
         group = guidance_groups.check_group(key, body.name, body.department)
         with sessions.begin() as session:
-            return guidance_groups.save_group(session, caller, group).document()
+            saved = guidance_groups.save_group(session, caller, group).document()
     except ServiceError as exc:
         raise as_api_error(exc) from None
+    forget_system_names()  # the pages' memoised names
+    return saved

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from datetime import date, datetime
 from functools import cache
@@ -80,6 +81,34 @@ def county_systems(session: Session, counties: Collection[str]) -> dict[str, str
     return {key: group.name for key, group in group_map(session, counties).items()}
 
 
+#: How long a page keeps a county's group names without asking the database again: pages
+#: rendered on the event loop must not wait on it for every render, and a rename made in
+#: another API process shows within this time (this process forgets at once).
+SYSTEM_NAMES_TTL = 30.0
+# Keyed by the app's session factory too: tests run several apps (databases) in one process.
+_system_names: dict[tuple[int, frozenset[str]], tuple[float, dict[str, str]]] = {}
+
+
+def _page_systems(request: Request, counties: frozenset[str]) -> dict[str, str] | None:
+    """:func:`county_systems` for a page, memoised for :data:`SYSTEM_NAMES_TTL` seconds."""
+    sessions = getattr(request.app.state, "sessions", None)
+    if sessions is None:
+        return None
+    now = time.monotonic()
+    key = (id(sessions), counties)
+    cached = _system_names.get(key)
+    if cached is None or cached[0] < now:
+        with sessions() as session:
+            cached = (now + SYSTEM_NAMES_TTL, county_systems(session, counties))
+        _system_names[key] = cached
+    return cached[1]
+
+
+def forget_system_names() -> None:
+    """Drop the memoised group names (after a county changed its groups)."""
+    _system_names.clear()
+
+
 templates.env.filters["local"] = local
 templates.env.filters["label"] = _label_in_page
 templates.env.globals.update(
@@ -99,11 +128,8 @@ def page(
 ) -> HTMLResponse:
     """Render dashboard template ``name``; ``user`` in the context drives the navigation
     and names the county whose guidance groups label and filter the page (``SYSTEMS``)."""
-    user = context.get("user")
-    counties = getattr(user, "counties", None)
-    sessions = getattr(request.app.state, "sessions", None)
-    if counties and sessions is not None and "SYSTEM_NAMES" not in context:
-        with sessions() as session:
-            names = county_systems(session, counties)
+    counties = getattr(context.get("user"), "counties", None)
+    names = _page_systems(request, frozenset(counties)) if counties else None
+    if names is not None and "SYSTEM_NAMES" not in context:
         context = {**context, "SYSTEM_NAMES": names, "SYSTEMS": list(names.items())}
     return templates.TemplateResponse(request, name, context, status_code=status_code)

@@ -11,7 +11,7 @@ from api.blocking import run_sync
 from api.callers import service_caller
 from api.deps import SessionDep, SessionsDep
 from api.errors import ApiError, as_api_error
-from api.ui.render import page
+from api.ui.render import forget_system_names, page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
 from chuangzheng.services import guidance_groups
 from chuangzheng.services.errors import ServiceError
@@ -58,4 +58,5 @@ async def post_system(request: Request, sessions: SessionsDep, user: UiUser) -> 
         label = await run_sync(save)
     except ServiceError as exc:
         return redirect(BACK, error=_error_text(exc))
+    forget_system_names()
     return redirect(BACK, msg=f"已保存：{label}")
