@@ -126,7 +126,7 @@ def check_scope_shape(role: Role, scope_key: str) -> list[FieldError]:
         return [FieldError("scope_key", "该角色必须指定范围")]
     if kind is ScopeKind.SYSTEM and not is_system_key(scope_key):
         # Which groups exist is the county's data (issue 15): the service checks that.
-        reason = "指导小组的范围应为指导小组编号（小写字母、数字或 _，以字母开头）"
+        reason = "指导小组的范围应为其所属系统的编号（小写字母、数字或 _，以字母开头）"
         return [FieldError("scope_key", reason)]
     return []
 
