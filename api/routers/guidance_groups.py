@@ -57,7 +57,7 @@ def list_groups(session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
     "/guidance-groups/{key}",
     summary="设立或修改指导小组",
     response_model=GuidanceGroupView,
-    responses=errors(403, *WITH_BODY),
+    responses=errors(403, 404, *WITH_BODY),
 )
 def save_group(
     key: str, body: GuidanceGroupBody, request: Request, sessions: SessionsDep, user: CurrentUser
