@@ -4,15 +4,22 @@ group is, the audit) are ``chuangzheng.services.guidance_groups``'."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activities.db import upsert_insert
-from activities.tables import SystemRow, systems
-from domain.organisation import SEED_002_SYSTEMS, GuidanceGroup
+from activities.tables import OrganisationRow, SystemRow, systems
+from domain.organisation import (
+    DEFAULT_COUNTY,
+    SEED_002_SYSTEMS,
+    UNNAMED_GROUP_LABEL,
+    GuidanceGroup,
+    Role,
+)
 
 
 def _group(row: SystemRow) -> GuidanceGroup:
@@ -96,10 +103,45 @@ def save_group(
     return before
 
 
+def name_groups_in_notices(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Give the ``notices`` rows addressed to a county-defined guidance group the group's
+    label from its organisation's county, in place: the workflow that wrote the notice
+    reads no database and named it :data:`UNNAMED_GROUP_LABEL` (recipient and salutation).
+    Rows of other recipients (nearly all) cost one comparison each."""
+    unnamed = [
+        r
+        for r in rows
+        if r["recipient_role"] == Role.GUIDANCE_GROUP.value
+        and r["recipient_label"] == UNNAMED_GROUP_LABEL
+    ]
+    if not unnamed:
+        return
+    counties = dict(
+        session.execute(
+            select(OrganisationRow.org_id, OrganisationRow.county).where(
+                OrganisationRow.org_id.in_({r["org_id"] for r in unnamed})
+            )
+        ).tuples()
+    )
+    groups: dict[str, dict[str, GuidanceGroup]] = {}
+    for row in unnamed:
+        county = counties.get(row["org_id"], DEFAULT_COUNTY)
+        if county not in groups:
+            groups[county] = {g.key: g for g in county_groups(session, county)}
+        group = groups[county].get(row["recipient_key"])
+        if group is None:
+            continue
+        row["recipient_label"] = group.label
+        salutation = f"{UNNAMED_GROUP_LABEL}："
+        if row["body"].startswith(salutation):
+            row["body"] = f"{group.label}：{row['body'].removeprefix(salutation)}"
+
+
 __all__ = [
     "county_groups",
     "ensure_county_groups",
     "group_map",
+    "name_groups_in_notices",
     "save_group",
     "stored_groups",
 ]

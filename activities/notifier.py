@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from activities.db import upsert_insert
 from activities.group_commit import GroupCommit
+from activities.guidance_groups import name_groups_in_notices
 from activities.tables import notices
 from domain.notices import Notice
 
@@ -115,6 +116,7 @@ class InboxNotifier:
         if not rows:
             return filed
         with self._session_factory.begin() as session:
+            name_groups_in_notices(session, rows)  # a county's own guidance group (issue 15)
             stmt = (
                 upsert_insert(session, notices)
                 .on_conflict_do_nothing(index_elements=["notice_id"])

@@ -41,6 +41,7 @@ from activities.contracts import (
 )
 from activities.db import dialect_insert
 from activities.group_commit import GroupCommit
+from activities.guidance_groups import name_groups_in_notices
 from activities.notifier import ExternalChannels, InboxNotifier, Notifier, notice_row
 from activities.projection import (
     Addressees,
@@ -353,6 +354,8 @@ def _write_recordings(sessions: sessionmaker[Session], items: Sequence[_Recordin
         execute_writes(session, list(sequences.values()))
         # The outbox: each notice is in the inbox exactly when its escalation is recorded.
         if notice_rows:
+            # A county's own guidance group, named by its county's data (issue 15).
+            name_groups_in_notices(session, list(notice_rows.values()))
             session.execute(_insert_notices(dialect), list(notice_rows.values()))
     return counts
 

@@ -111,6 +111,12 @@ SEED_002_SYSTEMS: tuple[GuidanceGroup, ...] = tuple(_seed_group(s) for s in Syst
 SEED_002_KEYS: frozenset[str] = frozenset(s.value for s in System)
 
 
+#: The label of a county-defined group where the county's data is not at hand (a notice
+#: written inside a workflow); the read model names it when it files the notice
+#: (``activities.guidance_groups.name_groups_in_notices``).
+UNNAMED_GROUP_LABEL = "所属系统指导小组"
+
+
 def system_label(key: str, groups: Mapping[str, GuidanceGroup] | None = None) -> str:
     """The Chinese label of guidance group ``key``: from ``groups`` (the county's data) when
     it has it, else the seed's label for a seed key, else a generic Chinese label (a group
@@ -120,7 +126,7 @@ def system_label(key: str, groups: Mapping[str, GuidanceGroup] | None = None) ->
         return groups[key].label
     if key in _SEED_LABELS:
         return _SEED_LABELS[key]
-    return "所属系统指导小组"
+    return UNNAMED_GROUP_LABEL
 
 
 def system_short(key: str, groups: Mapping[str, GuidanceGroup] | None = None) -> str:

@@ -100,6 +100,9 @@ async def test_a_seventh_guidance_group_gets_its_rung_and_sees_only_its_organisa
         assert [(n.org_id, n.recipient_key, n.kind) for n in notices] == [
             ("g7-comm", "community", "escalation")
         ]
+        # Written inside the workflow without the county's data, filed under its name.
+        assert notices[0].recipient_label == "街道社区指导小组（县委组织部）"
+        assert notices[0].body.startswith("街道社区指导小组（县委组织部）：城关镇东街社区党支部")
         # The group's inbox (the API's query) holds it; the rural group's does not.
         mine = inbox(Response(), session, _group_user("community"), round_id="r-g7")
         assert [n["notice_id"] for n in mine] == [notices[0].notice_id]
