@@ -45,6 +45,10 @@ TASK_TIMEOUT = timedelta(seconds=60)
 #: Workflow tasks the what-if's worker runs at once: they are CPU work in one process, so
 #: more would only make each one slower.
 WORKFLOW_TASKS = 4
+#: The workflows the what-if's own worker runs (not worker.py's: they never run on the
+#: service's Temporal). The replay test replays their recorded histories with these, in
+#: debug mode as the worker runs them (tests/histories/what_if_batch.json).
+WORKFLOWS: tuple[type, ...] = (WhatIfBatch,)
 
 
 class WhatIfOutcome(BaseModel):
@@ -61,6 +65,9 @@ class WhatIfOutcome(BaseModel):
     wall_seconds: float
     # The unchanged arm's actions per organisation, when asked for (the real-run check).
     actions: dict[str, list[PlannedAction]] = {}
+    # Every batch's workflow id, the unchanged arm's first: with a server of the caller's
+    # own (``env``), its histories can be fetched afterwards (tests/histories/record.py).
+    workflow_ids: tuple[str, ...] = ()
 
 
 def _batches(
@@ -142,7 +149,7 @@ async def rehearse(
         worker = Worker(
             env.client,
             task_queue=task_queue,
-            workflows=[WhatIfBatch],
+            workflows=list(WORKFLOWS),
             max_concurrent_workflow_tasks=WORKFLOW_TASKS,
             debug_mode=True,
         )
@@ -199,4 +206,5 @@ async def rehearse(
         batches=len(handles),
         wall_seconds=wallclock.monotonic() - began,
         actions={k: v for r in before for k, v in r.actions.items()},
+        workflow_ids=tuple(h.id for h in handles),
     )

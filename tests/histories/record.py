@@ -9,7 +9,8 @@ Run from the repository root::
 Each scenario runs the project's real worker (``worker.build_worker``: every workflow and
 activity, the sandbox runner, the data converter) on the time-skipping test server with a
 throw-away SQLite read model, and saves ``handle.fetch_history()`` as
-``tests/histories/<name>.json``.
+``tests/histories/<name>.json``. The what-if's ``WhatIfBatch`` runs on a server and worker
+of its own, as a rehearsal does (``what_if_batch``: the scenario gives its history).
 
 A committed history stands for workflows already running in production: it is never
 re-recorded to make a change pass (guard the change with ``workflow.patched``). An existing
@@ -33,18 +34,23 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from activities.db import create_schema, make_engine, session_factory
 from activities.evaluations import cast_ballot, register_evaluation, token_for
 from activities.tables import CampaignStatusRow, OrganisationRow
+from chuangzheng.services.what_if import check_change, read_live
+from chuangzheng.simulation.live_state import draw_paces
+from chuangzheng.simulation.what_if_run import rehearse
 from chuangzheng.temporal_server import start_time_skipping_env
 from domain.calendar import Span, local_date
 from domain.evaluation import EvaluationTarget, RaterKind, Rating
 from domain.organisation import Organisation, OrgType, Role, System
 from domain.phases import WORKING_PHASES, Phase
+from domain.schedule import resolve_schedule
 from domain.state import Actor
+from domain.what_if import ChangeKind, DraftChange
 from tests.workflows.support import (
     HISTORIES,
     do_current_phase,
@@ -80,6 +86,7 @@ class Bench:
     sessions: sessionmaker[Session]
     data_dir: Path
     laggard: Organisation | None = None  # the overdue organisation of the shared round
+    round_starts_at: datetime | None = None  # when the shared round's plans start
 
     async def now(self) -> datetime:
         return await self.env.get_current_time()
@@ -194,8 +201,9 @@ async def _round_with_a_laggard(bench: Bench) -> Organisation:
     diligent, laggard = _org("hist-a1"), _org("hist-b1", "白沙镇", "张指导")
     _store_roster(bench.sessions, [diligent, laggard])
     plans = {}
+    bench.round_starts_at = await bench.now()
     for org in (diligent, laggard):
-        plan = org_plan(org, await bench.now(), round_id=ROUND)
+        plan = org_plan(org, bench.round_starts_at, round_id=ROUND)
         plans[org.id] = plan
         handle = await start_campaign(bench.env.client, bench.task_queue, plan)
         if org is diligent:
@@ -275,13 +283,64 @@ async def supervisor_reminder(bench: Bench) -> AnyHandle:
     return handle
 
 
+async def what_if_batch(bench: Bench) -> WorkflowHistory:
+    """A what-if over the shared round, read from its read model as the service reads a live
+    county (one organisation done, one two working days late in 动员部署): 动员部署 extended
+    by five working days for everyone, both arms on a throw-away time-skipping server of
+    their own with the what-if's worker (``what_if_run.rehearse``); the draft arm's batch."""
+    await _round_with_a_laggard(bench)
+    assert bench.round_starts_at is not None
+    plan = seed_plan()
+    round_plan = plan.round("round-1")
+    schedule = resolve_schedule(plan, round_plan, bench.round_starts_at, rebased=True)
+    now = await bench.now()
+    with bench.sessions() as session:
+        live = read_live(
+            session,
+            ROUND,
+            round_name="历史记录轮次",
+            plan=plan,
+            round_plan_id=round_plan.id,
+            schedule=schedule,
+            now=now,
+        )
+    change = DraftChange(
+        kind=ChangeKind.EXTEND_PHASE,
+        phase=Phase.MOBILISATION,
+        by=Span(working_days=5),
+        reason="记录推演历史",
+    )
+    # As rehearse_live does: the draft checked, paces from the mix (no forecast model kept).
+    check_change(live, change)
+    paces, _ = draw_paces(live.starts, {}, now=now, windows=live.windows, seed=1)
+    env = await start_time_skipping_env()
+    try:
+        outcome = await rehearse(
+            round_id=ROUND,
+            plan=plan,
+            round_plan_id=round_plan.id,
+            schedule=schedule,
+            change=change,
+            starts_at=now,
+            starts=live.starts,
+            paces=paces,
+            env=env,
+        )
+        assert outcome.batches == 2, outcome
+        changed = env.client.get_workflow_handle(outcome.workflow_ids[-1])
+        return await changed.fetch_history()
+    finally:
+        await env.shutdown()
+
+
 # Name (the file's stem) -> scenario. A new behaviour worth guarding gets a new entry here.
-SCENARIOS: dict[str, Callable[[Bench], Awaitable[AnyHandle]]] = {
+SCENARIOS: dict[str, Callable[[Bench], Awaitable[AnyHandle | WorkflowHistory]]] = {
     "evaluation_rectification": evaluation_rectification,
     "evaluation_closed_early": evaluation_closed_early,
     "daily_digest": daily_digest,
     "circular": circular,
     "supervisor_reminder": supervisor_reminder,
+    "what_if_batch": what_if_batch,
 }
 
 
@@ -304,8 +363,11 @@ async def record(names: list[str], *, overwrite: bool) -> list[Path]:
             ):
                 bench = Bench(env, task_queue, sessions, data_dir)
                 for name in todo:
-                    handle = await SCENARIOS[name](bench)
-                    history = await handle.fetch_history()
+                    made = await SCENARIOS[name](bench)
+                    if isinstance(made, WorkflowHistory):
+                        history = made
+                    else:
+                        history = await made.fetch_history()
                     path = HISTORIES / f"{name}.json"
                     path.write_text(history.to_json(), encoding="utf-8")
                     written.append(path)
