@@ -121,7 +121,7 @@ def name_groups_in_notices(session: Session, rows: Sequence[dict[str, Any]]) -> 
             select(OrganisationRow.org_id, OrganisationRow.county).where(
                 OrganisationRow.org_id.in_({r["org_id"] for r in unnamed})
             )
-        ).tuples()
+        ).all()
     )
     groups: dict[str, dict[str, GuidanceGroup]] = {}
     for row in unnamed:

@@ -89,7 +89,7 @@ def list_groups(session: Session, county: str) -> list[GroupView]:
             select(OrganisationRow.system, func.count())
             .where(OrganisationRow.county == county, OrganisationRow.active.is_(True))
             .group_by(OrganisationRow.system)
-        ).tuples()
+        ).all()
     )
     return [GroupView(g, counts.get(g.key, 0)) for g in store.county_groups(session, county)]
 
