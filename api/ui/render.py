@@ -81,27 +81,29 @@ def county_systems(session: Session, counties: Collection[str]) -> dict[str, str
     return {key: group.name for key, group in group_map(session, counties).items()}
 
 
-#: How long a page keeps a county's group names without asking the database again: pages
-#: rendered on the event loop must not wait on it for every render, and a rename made in
-#: another API process shows within this time (this process forgets at once).
+#: How long pages keep a county's group names without asking the database again, and so
+#: how soon a rename made in another API process shows (this process forgets at once).
 SYSTEM_NAMES_TTL = 30.0
 # Keyed by the app's session factory too: tests run several apps (databases) in one process.
 _system_names: dict[tuple[int, frozenset[str]], tuple[float, dict[str, str]]] = {}
 
 
-def _page_systems(request: Request, counties: frozenset[str]) -> dict[str, str] | None:
-    """:func:`county_systems` for a page, memoised for :data:`SYSTEM_NAMES_TTL` seconds."""
-    sessions = getattr(request.app.state, "sessions", None)
-    if sessions is None:
-        return None
+def _names_key(request: Request, counties: Collection[str]) -> tuple[int, frozenset[str]]:
+    return (id(getattr(request.app.state, "sessions", None)), frozenset(counties))
+
+
+def remember_system_names(request: Request, session: Session, counties: Collection[str]) -> None:
+    """Read the guidance group names of ``counties`` for the page being served (memoised
+    for :data:`SYSTEM_NAMES_TTL` seconds). Called by the pages' sign-in dependency, which
+    runs off the event loop: :func:`page` itself never touches the database, since async
+    page handlers render on the loop."""
+    key = _names_key(request, counties)
     now = time.monotonic()
-    key = (id(sessions), counties)
     cached = _system_names.get(key)
     if cached is None or cached[0] < now:
-        with sessions() as session:
-            cached = (now + SYSTEM_NAMES_TTL, county_systems(session, counties))
+        cached = (now + SYSTEM_NAMES_TTL, county_systems(session, counties))
         _system_names[key] = cached
-    return cached[1]
+    request.state.system_names = cached[1]
 
 
 def forget_system_names() -> None:
@@ -128,8 +130,11 @@ def page(
 ) -> HTMLResponse:
     """Render dashboard template ``name``; ``user`` in the context drives the navigation
     and names the county whose guidance groups label and filter the page (``SYSTEMS``)."""
+    names: dict[str, str] | None = getattr(request.state, "system_names", None)
     counties = getattr(context.get("user"), "counties", None)
-    names = _page_systems(request, frozenset(counties)) if counties else None
+    if names is None and counties:  # a page whose user came another way: memoised only
+        cached = _system_names.get(_names_key(request, counties))
+        names = cached[1] if cached is not None else None
     if names is not None and "SYSTEM_NAMES" not in context:
         context = {**context, "SYSTEM_NAMES": names, "SYSTEMS": list(names.items())}
     return templates.TemplateResponse(request, name, context, status_code=status_code)

@@ -25,7 +25,7 @@ from fastapi.routing import APIRoute
 from api.auth import User, authenticate_checked
 from api.deps import SessionDep, SettingsDep
 from api.errors import ApiError
-from api.ui.render import page
+from api.ui.render import page, remember_system_names
 from chuangzheng.services import sign_in
 from chuangzheng.services.sign_in import SignedIn, SignInRefused
 from chuangzheng.settings import Settings
@@ -66,6 +66,8 @@ def ui_user(request: Request, session: SessionDep, settings: SettingsDep) -> Use
         # At the session's maximum renewal is refused: the token serves until it expires.
         with contextlib.suppress(SignInRefused):
             request.state.renewed_login = sign_in.renew(session, token, settings)
+    # The county's guidance group names for the page (issue 15), read here, off the loop.
+    remember_system_names(request, session, current.user.counties)
     return current.user
 
 
