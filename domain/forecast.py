@@ -5,15 +5,16 @@ the service knows at one moment: its progress on the phase's required steps agai
 time elapsed (序时进度), whether it is still in an earlier phase, how its cohorts
 (township, system, type) are doing with the phase, its own record in the earlier phases
 (late, rectified, escalations, returns, extensions) and in its previous round (phases
-missed), and the working days left.
+missed), and the working days left. Since part 2 it also reads the pace the organisation
+has shown: how long since its last step was settled, the day it would finish at the pace
+of its settled steps ("at this pace it finishes on day X"), and the share of the window it
+used in the phases it finished earlier in the round.
 
 The model is a logistic regression over standardised features (:class:`ForecastModel`):
 the probability is ``sigmoid(intercept + Σ weight·z)`` and each term ``weight·z`` is how
 much one feature moved this organisation's odds away from the average organisation's, so
-the largest positive terms are the forecast's reasons, worded in Chinese. Fitting
-(:func:`fit`) is Newton's method with a small ridge penalty in plain Python: a dozen
-features and some thousands of samples need no numerical library, and the same inputs give
-the same model to the last bit on every run.
+the largest positive terms are the forecast's reasons, worded in Chinese. Fitting lives in
+:mod:`domain.forecast_fit`.
 
 Pure: no I/O and no clock of its own (the moment is passed in by whoever builds the
 features).
@@ -24,7 +25,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,6 +44,11 @@ DEFAULT_THRESHOLD = 0.3
 MAX_REASONS = 3
 #: A term smaller than this (in log-odds) is not worth naming as a reason.
 MIN_REASON_WEIGHT = 0.05
+#: Projected finishes are clamped to this range of window shares before their logarithm:
+#: one step settled early says little about a pace 20 times the window.
+PROJECTION_RANGE = (0.25, 4.0)
+#: Earlier phases' shares of their window are clamped likewise.
+EARLIER_PACE_RANGE = (0.1, 4.0)
 
 
 class Feature(StrEnum):
@@ -63,6 +69,15 @@ class Feature(StrEnum):
     TOWNSHIP_DONE = "township_done"
     SYSTEM_DONE = "system_done"
     TYPE_DONE = "type_done"
+    # The pace shown (added after part 2; appended so older kept models still load).
+    IDLE = "idle"
+    PROJECTED_FINISH = "projected_finish"
+    NO_STEP_YET = "no_step_yet"
+    EARLIER_PACE = "earlier_pace"
+    # The earlier pace where no step of this phase is settled yet: the interaction a sum of
+    # terms misses (with steps settled, the phase's own pace says more than the history).
+    EARLIER_PACE_UNSEEN = "earlier_pace_unseen"
+    NO_EARLIER_PHASE = "no_earlier_phase"
 
     @property
     def label(self) -> str:
@@ -86,6 +101,12 @@ _LABELS: dict[Feature, str] = {
     Feature.TOWNSHIP_DONE: "所在乡镇已完成本阶段的比例",
     Feature.SYSTEM_DONE: "所在系统已完成本阶段的比例",
     Feature.TYPE_DONE: "同类型组织已完成本阶段的比例",
+    Feature.IDLE: "距上次完成规定动作的时间",
+    Feature.PROJECTED_FINISH: "按当前进度预计完成时间",
+    Feature.NO_STEP_YET: "本阶段尚未完成任何规定动作",
+    Feature.EARLIER_PACE: "本轮前序阶段用时",
+    Feature.EARLIER_PACE_UNSEEN: "本轮前序阶段用时（本阶段尚无进度时）",
+    Feature.NO_EARLIER_PHASE: "本轮尚无已完成的阶段",
 }
 
 
@@ -96,6 +117,14 @@ class ForecastFeatures(BaseModel):
     current one, k when it is still k phases earlier (then ``progress`` is 0 and
     ``late_entry`` 1). The cohort shares count the cohort's members that have finished
     the phase (the organisation itself excluded).
+
+    The pace shown: ``idle`` is the share of the window since its last step of the phase
+    was settled (or since it entered the phase, when none is), ``idle_days`` the same in
+    working days; ``projected`` is the share of the window at which it would finish at the
+    pace of its settled steps (the last settled at share ``s`` with progress ``p``: ``s/p``),
+    0 when no step is settled, and ``projected_on`` that day; ``earlier_pace`` is the mean
+    logarithm of the share of their planned window the phases it finished earlier in this
+    round took (0: on the deadline; negative: ahead), ``earlier_finished`` how many.
     """
 
     model_config = _FROZEN
@@ -116,11 +145,31 @@ class ForecastFeatures(BaseModel):
     township_done: float = Field(default=0.0, ge=0.0, le=1.0)
     system_done: float = Field(default=0.0, ge=0.0, le=1.0)
     type_done: float = Field(default=0.0, ge=0.0, le=1.0)
+    idle: float = Field(default=0.0, ge=0.0, le=1.0)
+    idle_days: int = Field(default=0, ge=0)
+    projected: float = Field(default=0.0, ge=0.0)
+    projected_on: date | None = None
+    earlier_pace: float = 0.0
+    earlier_finished: int = Field(default=0, ge=0)
 
     def value(self, feature: Feature) -> float:
         """The feature's value as the model sees it."""
         if feature is Feature.PROGRESS_GAP:
             return max(0.0, self.elapsed - self.progress)
+        if feature is Feature.PROJECTED_FINISH:
+            # Log of the projected share: a miss is the pace's logarithm crossing 0, so the
+            # odds are close to linear in it. 0 (on the deadline) when nothing is settled:
+            # NO_STEP_YET and IDLE speak for those.
+            if self.projected <= 0:
+                return 0.0
+            low, high = PROJECTION_RANGE
+            return math.log(min(high, max(low, self.projected)))
+        if feature is Feature.NO_STEP_YET:
+            return 1.0 if self.progress <= 0 else 0.0
+        if feature is Feature.EARLIER_PACE_UNSEEN:
+            return self.earlier_pace if self.progress <= 0 else 0.0
+        if feature is Feature.NO_EARLIER_PHASE:
+            return 1.0 if self.earlier_finished == 0 else 0.0
         return float(getattr(self, feature.value))
 
     def vector(self) -> list[float]:
@@ -190,12 +239,12 @@ class ForecastModel(BaseModel):
 
     def probability(self, features: ForecastFeatures) -> float:
         """The probability of missing the deadline."""
-        return _sigmoid(self.intercept + sum(t for _, t in self.terms(features)))
+        return sigmoid(self.intercept + sum(t for _, t in self.terms(features)))
 
     def forecast(self, features: ForecastFeatures, *, threshold: float | None = None) -> Forecast:
         """The forecast with its reasons; ``threshold`` overrides the model's own."""
         terms = self.terms(features)
-        probability = _sigmoid(self.intercept + sum(t for _, t in terms))
+        probability = sigmoid(self.intercept + sum(t for _, t in terms))
         return Forecast(
             org_id=features.org_id,
             phase=features.phase,
@@ -209,7 +258,8 @@ class ForecastModel(BaseModel):
         return self.model_copy(update={"threshold": threshold, "threshold_by_county": True})
 
 
-def _sigmoid(x: float) -> float:
+def sigmoid(x: float) -> float:
+    """The logistic function, without overflow for large ``|x|``."""
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
     e = math.exp(x)
@@ -224,7 +274,8 @@ class PhaseRecord(BaseModel):
 
     ``opened_at`` None: the organisation has not entered the phase yet; ``completed_at``
     None: not finished yet. ``deadline`` is its own current deadline (an approved
-    extension moves it). The counts are those so far.
+    extension moves it). The counts are those so far; ``last_step_at`` is when the latest
+    of its steps was settled.
     """
 
     model_config = _FROZEN
@@ -235,6 +286,8 @@ class PhaseRecord(BaseModel):
     outcome: Outcome | None = None
     deadline: datetime
     progress: float = Field(default=0.0, ge=0.0, le=1.0)
+    # When its latest step was settled (accepted or waived), if any is.
+    last_step_at: datetime | None = None
     escalations: int = Field(default=0, ge=0)
     returns: int = Field(default=0, ge=0)
     extensions: int = Field(default=0, ge=0)
@@ -311,6 +364,16 @@ def features_at(
             days_left[deadline] = calendar.working_days_between(today, deadline_day(deadline))
         return days_left[deadline]
 
+    days_since: dict[date, int] = {}  # idle spells start on a few hundred days at most
+
+    def since(moment: datetime) -> int:
+        day = local_date(moment)
+        if day not in days_since:
+            days_since[day] = calendar.working_days_between(day, today)
+        return days_since[day]
+
+    earlier_paces = {snap.org_id: _earlier_paces(snap, windows) for snap in snapshots}
+
     for phase in wanted:
         opens_at, planned_deadline = windows[phase]
         if now < opens_at:
@@ -335,12 +398,18 @@ def features_at(
                 late_entry = 1.0 if behind < 0 else 0.0
             earlier = [snap.record(p) for p in WORKING_PHASES[:index]]
             known = [r for r in earlier if r is not None]
+            elapsed = pro_rata(opens_at=opens_at, deadline=deadline, now=now)
+            progress = record.progress if record is not None and behind == 0 else 0.0
+            pace = _pace_shown(
+                record if behind == 0 else None, progress, opens_at, deadline, now, elapsed
+            )
+            paces = [v for p, v in earlier_paces[snap.org_id] if WORKING_PHASES.index(p) < index]
             out.append(
                 ForecastFeatures(
                     org_id=snap.org_id,
                     phase=phase,
-                    elapsed=pro_rata(opens_at=opens_at, deadline=deadline, now=now),
-                    progress=record.progress if record is not None and behind == 0 else 0.0,
+                    elapsed=elapsed,
+                    progress=progress,
                     working_days_left=left(deadline),
                     phases_behind=max(0, -behind),
                     late_entry=min(1.0, max(0.0, late_entry)),
@@ -362,8 +431,83 @@ def features_at(
                     township_done=_share_others(township, snap.township),
                     system_done=_share_others(system, snap.system),
                     type_done=_share_others(org_type, snap.org_type),
+                    idle=pace.idle,
+                    idle_days=since(pace.idle_since),
+                    projected=pace.projected,
+                    projected_on=pace.projected_on,
+                    earlier_pace=sum(paces) / len(paces) if paces else 0.0,
+                    earlier_finished=len(paces),
                 )
             )
+    return out
+
+
+class _Pace(BaseModel):
+    """The pace an organisation shows in one phase at one moment (see ForecastFeatures)."""
+
+    model_config = _FROZEN
+
+    idle: float
+    idle_since: datetime
+    projected: float
+    projected_on: date | None
+
+
+#: Projections beyond this many windows are all "far too late" (and keep dates sane).
+_PROJECTION_CAP = 20.0
+
+
+def _pace_shown(
+    record: PhaseRecord | None,
+    progress: float,
+    opens_at: datetime,
+    deadline: datetime,
+    now: datetime,
+    elapsed: float,
+) -> _Pace:
+    """Idle spell and projected finish of the phase ``record`` (None: not entered yet)."""
+    span = (deadline - opens_at).total_seconds()
+
+    def share(moment: datetime) -> float:
+        return min(1.0, max(0.0, (moment - opens_at).total_seconds() / span)) if span > 0 else 0.0
+
+    entered = record.opened_at if record is not None and record.opened_at is not None else None
+    start = max(opens_at, entered) if entered is not None else opens_at
+    last = record.last_step_at if record is not None else None
+    if last is not None and last > start:
+        start = min(last, now)
+    projected = 0.0
+    if progress > 0:
+        # Step k of n lands at about k/n of the pace: the last settled step's share over the
+        # progress is the share of the window the whole phase takes. Without the step's
+        # instant (older read models), the pace up to now: a later, cautious projection.
+        done_share = share(last) if last is not None else elapsed
+        projected = min(_PROJECTION_CAP, max(done_share, 1e-6) / progress)
+    projected_on = (
+        local_date(opens_at + (deadline - opens_at) * projected) if projected > 0 else None
+    )
+    return _Pace(
+        idle=max(0.0, elapsed - share(start)),
+        idle_since=start,
+        projected=projected,
+        projected_on=projected_on,
+    )
+
+
+def _earlier_paces(snap: OrgSnapshot, windows: Windows) -> list[tuple[Phase, float]]:
+    """Per phase the organisation finished: the log of the share of its planned window it
+    took (planned, not its own extended deadline: the pace, not the permission)."""
+    out = []
+    low, high = EARLIER_PACE_RANGE
+    for record in snap.phases:
+        if record.completed_at is None or record.phase not in windows:
+            continue
+        opens_at, planned = windows[record.phase]
+        span = (planned - opens_at).total_seconds()
+        if span <= 0:
+            continue
+        taken = (record.completed_at - opens_at).total_seconds() / span
+        out.append((record.phase, math.log(min(high, max(low, taken)))))
     return out
 
 
@@ -413,7 +557,43 @@ _RAISES: dict[Feature, Callable[[ForecastFeatures], str]] = {
     Feature.TOWNSHIP_DONE: lambda f: f"所在乡镇已有{_pct(f.township_done)}的组织完成本阶段",
     Feature.SYSTEM_DONE: lambda f: f"所在系统已有{_pct(f.system_done)}的组织完成本阶段",
     Feature.TYPE_DONE: lambda f: f"同类型组织已有{_pct(f.type_done)}完成本阶段",
+    Feature.IDLE: lambda f: f"已连续{f.idle_days}个工作日没有新完成的规定动作",
+    Feature.PROJECTED_FINISH: lambda f: _projection_text(f),
+    Feature.NO_STEP_YET: lambda f: "本阶段尚未完成任何规定动作",
+    Feature.EARLIER_PACE: lambda f: _earlier_pace_text(f),
+    Feature.EARLIER_PACE_UNSEEN: lambda f: _earlier_pace_text(f),
+    Feature.NO_EARLIER_PHASE: lambda f: "本轮尚无已完成的阶段可作参考",
 }
+
+#: Terms that count in the probability but are never named as a reason: "no earlier phase
+#: finished" is the same for every organisation in the first phase (it only corrects the
+#: earlier pace's 0 there), so it tells a supervisor nothing about this one.
+_NOT_REASONS: frozenset[Feature] = frozenset({Feature.NO_EARLIER_PHASE})
+
+#: Terms said in one sentence: the interaction is its feature's weight where it applies.
+_SAID_AS: dict[Feature, Feature] = {Feature.EARLIER_PACE_UNSEEN: Feature.EARLIER_PACE}
+
+
+def _said_as(feature: Feature, features: ForecastFeatures) -> Feature:
+    """The feature whose sentence says ``feature``'s term: with no step settled, the
+    projection has nothing to project and its term is said as "no step yet"."""
+    if feature is Feature.PROJECTED_FINISH and features.projected <= 0:
+        return Feature.NO_STEP_YET
+    return _SAID_AS.get(feature, feature)
+
+
+def _projection_text(f: ForecastFeatures) -> str:
+    if f.projected <= 0 or f.projected_on is None:
+        return "本阶段尚无已完成的规定动作，无法按进度推算完成时间"
+    day = f"{f.projected_on.month}月{f.projected_on.day}日"
+    if f.projected >= _PROJECTION_CAP:
+        return f"按目前进度，本阶段远不能在截止前完成（已完成{_pct(f.progress)}）"
+    return f"按目前进度，预计{day}完成，用时为阶段时限的{_pct(f.projected)}"
+
+
+def _earlier_pace_text(f: ForecastFeatures) -> str:
+    taken = _pct(math.exp(f.earlier_pace))
+    return f"本轮前{f.earlier_finished}个阶段平均用去阶段时限的{taken}"
 
 
 def reasons(
@@ -421,6 +601,13 @@ def reasons(
 ) -> tuple[ForecastReason, ...]:
     """The terms that raise the odds most (at most :data:`MAX_REASONS`), in Chinese; when
     none does, the one that lowers them most, said as such, so there is always a reason."""
+    said: dict[Feature, float] = {}
+    for f, t in terms:
+        if f in _NOT_REASONS:
+            continue
+        key = _said_as(f, features)
+        said[key] = said.get(key, 0.0) + t
+    terms = list(said.items())
     raising = sorted(
         ((f, t) for f, t in terms if t >= MIN_REASON_WEIGHT), key=lambda ft: (-ft[1], ft[0])
     )
@@ -437,7 +624,7 @@ def reasons(
     return (ForecastReason(feature=feature, weight=term, text=text),)
 
 
-# ----- fitting -----------------------------------------------------------------------------
+# ----- samples (fitted by domain.forecast_fit) ------------------------------------------
 
 
 class Sample(BaseModel):
@@ -447,177 +634,6 @@ class Sample(BaseModel):
 
     features: ForecastFeatures
     missed: bool
-
-
-#: The direction each feature may push the odds, where common sense fixes it: a return, an
-#: escalation or a late earlier phase never *lowers* the risk. A fit that wants the other
-#: sign (the simulation's behaviours are exclusive: an organisation that had a submission
-#: returned never slips) drops the feature instead, so reasons stay believable.
-SIGNS: dict[Feature, int] = {
-    Feature.PROGRESS: -1,
-    Feature.PROGRESS_GAP: 1,
-    Feature.PHASES_BEHIND: 1,
-    Feature.LATE_ENTRY: 1,
-    Feature.EARLIER_LATE: 1,
-    Feature.EARLIER_RECTIFIED: 1,
-    Feature.EARLIER_ESCALATIONS: 1,
-    Feature.RETURNS: 1,
-    Feature.PRIOR_ROUND_MISSED: 1,
-    Feature.TOWNSHIP_DONE: 1,
-    Feature.SYSTEM_DONE: 1,
-    Feature.TYPE_DONE: 1,
-}
-
-
-def fit(
-    samples: Sequence[Sample],
-    *,
-    ridge: float = 1.0,
-    iterations: int = 50,
-    threshold: float | None = None,
-    fitted_on: str = "",
-    signs: Mapping[Feature, int] = SIGNS,
-) -> ForecastModel:
-    """A logistic regression fitted by Newton's method with an L2 penalty ``ridge`` on
-    the standardised weights (not on the intercept). Deterministic for the same samples.
-
-    A feature whose weight comes out against its sign in ``signs`` is dropped and the
-    rest refitted, until every weight agrees. ``threshold`` None picks the warning
-    threshold that maximises F1 on the samples themselves (the county office may set its
-    own: :meth:`ForecastModel.with_threshold`). Identical samples are pooled, so the work
-    grows with the distinct feature vectors.
-    """
-    dropped: set[Feature] = set()
-    while True:
-        model = _fit(samples, ridge=ridge, iterations=iterations, fitted_on=fitted_on, drop=dropped)
-        against = {
-            f
-            for f, w in zip(model.features, model.weights, strict=True)
-            if f in signs and w * signs[f] < 0
-        }
-        if not against:
-            break
-        dropped |= against
-    if threshold is None:
-        threshold = best_threshold([(model.probability(s.features), s.missed) for s in samples])
-    return model.model_copy(update={"threshold": threshold})
-
-
-def _fit(
-    samples: Sequence[Sample],
-    *,
-    ridge: float,
-    iterations: int,
-    fitted_on: str,
-    drop: set[Feature],
-) -> ForecastModel:
-    """One fit with the ``drop`` features held at weight 0."""
-    if not samples:
-        raise ValueError("no samples to fit a forecast on")
-    names = tuple(Feature)
-    k = len(names)
-    # Pool identical rows: (vector) -> [missed, kept].
-    pooled: dict[tuple[float, ...], list[int]] = {}
-    for s in samples:
-        cell = pooled.setdefault(tuple(s.features.vector()), [0, 0])
-        cell[0 if s.missed else 1] += 1
-    n = len(samples)
-    positives = sum(c[0] for c in pooled.values())
-    means = [sum(v[j] * (c[0] + c[1]) for v, c in pooled.items()) / n for j in range(k)]
-    scales, constant = [], []
-    for j in range(k):
-        var = sum((v[j] - means[j]) ** 2 * (c[0] + c[1]) for v, c in pooled.items()) / n
-        scales.append(math.sqrt(var) if var > 1e-12 else 1.0)
-        constant.append(var <= 1e-12 or names[j] in drop)
-    # Design rows with the intercept in column 0, and their pooled labels.
-    rows = [
-        (
-            [1.0] + [0.0 if constant[j] else (v[j] - means[j]) / scales[j] for j in range(k)],
-            c[0],
-            c[1],
-        )
-        for v, c in pooled.items()
-    ]
-    beta = [0.0] * (k + 1)
-    if 0 < positives < n:
-        beta[0] = math.log(positives / (n - positives))
-    for _ in range(iterations):
-        grad = [0.0] * (k + 1)
-        hess = [[0.0] * (k + 1) for _ in range(k + 1)]
-        for x, missed, kept in rows:
-            p = _sigmoid(sum(b * v for b, v in zip(beta, x, strict=True)))
-            total = missed + kept
-            w = total * p * (1 - p)
-            err = missed - total * p
-            for a in range(k + 1):
-                grad[a] += err * x[a]
-                wa = w * x[a]
-                row = hess[a]
-                for b in range(a, k + 1):
-                    row[b] += wa * x[b]
-        for a in range(k + 1):
-            for b in range(a):
-                hess[a][b] = hess[b][a]
-        for a in range(1, k + 1):
-            grad[a] -= ridge * beta[a]
-            hess[a][a] += ridge
-        step = _solve(hess, grad)
-        beta = [b + s for b, s in zip(beta, step, strict=True)]
-        if max(abs(s) for s in step) < 1e-9:
-            break
-    # A constant feature carries no information: its weight is exactly 0.
-    weights = tuple(0.0 if constant[j] else beta[j + 1] for j in range(k))
-    return ForecastModel(
-        features=names,
-        means=tuple(means),
-        scales=tuple(scales),
-        weights=weights,
-        intercept=beta[0],
-        samples=n,
-        positives=positives,
-        fitted_on=fitted_on,
-    )
-
-
-def best_threshold(scored: Sequence[tuple[float, bool]]) -> float:
-    """The threshold that maximises F1 over (probability, missed) pairs, within
-    [0.01, 0.99]; :data:`DEFAULT_THRESHOLD` when nothing was missed."""
-    positives = sum(1 for _, y in scored if y)
-    if positives == 0:
-        return DEFAULT_THRESHOLD
-    ordered = sorted(scored, key=lambda py: -py[0])
-    best, best_f1, hits = DEFAULT_THRESHOLD, -1.0, 0
-    for k, (p, y) in enumerate(ordered, start=1):
-        hits += y
-        # Only where the next probability is lower: a threshold cannot split ties.
-        if k < len(ordered) and ordered[k][0] == p:
-            continue
-        f1 = 2 * hits / (k + positives)
-        if f1 > best_f1:
-            best, best_f1 = p, f1
-    return min(0.99, max(0.01, round(best, 4)))
-
-
-def _solve(matrix: Sequence[Sequence[float]], vector: Sequence[float]) -> list[float]:
-    """Solve ``matrix · x = vector`` by Gaussian elimination with partial pivoting."""
-    size = len(vector)
-    a = [[*row, vector[i]] for i, row in enumerate(matrix)]
-    for col in range(size):
-        pivot = max(range(col, size), key=lambda r: abs(a[r][col]))
-        a[col], a[pivot] = a[pivot], a[col]
-        if abs(a[col][col]) < 1e-12:
-            continue
-        for r in range(col + 1, size):
-            factor = a[r][col] / a[col][col]
-            if factor:
-                for c in range(col, size + 1):
-                    a[r][c] -= factor * a[col][c]
-    x = [0.0] * size
-    for r in range(size - 1, -1, -1):
-        if abs(a[r][r]) < 1e-12:
-            continue
-        x[r] = (a[r][size] - sum(a[r][c] * x[c] for c in range(r + 1, size))) / a[r][r]
-    return x
 
 
 def describe(model: ForecastModel) -> list[tuple[str, float]]:

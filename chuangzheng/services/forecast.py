@@ -34,6 +34,7 @@ from activities.tables import (
     PhaseStatusRow,
     RoundDefinitionRow,
     RoundRow,
+    StepStatusRow,
 )
 from chuangzheng.plans import parse_plan
 from domain.calendar import CalendarGap, WorkingCalendar
@@ -48,6 +49,7 @@ from domain.forecast import (
     Windows,
     features_at,
 )
+from domain.machine import StepStatus
 from domain.phases import WORKING_PHASES, Phase
 from domain.plan import CalendarPlan
 from domain.schedule import is_rebased, resolve_schedule
@@ -163,6 +165,17 @@ def read_round(session: Session, round_id: str) -> RoundView | None:
             .group_by(CampaignEventRow.org_id, CampaignEventRow.phase, CampaignEventRow.kind)
         ).all()
     }
+    # When each organisation's latest step of a phase was settled: the pace it shows.
+    settled = (StepStatus.ACCEPTED.value, StepStatus.WAIVED.value)
+    last_steps: dict[tuple[str, str], datetime] = {
+        (org, phase): _aware(at)
+        for org, phase, at in session.execute(
+            select(StepStatusRow.org_id, StepStatusRow.phase, func.max(StepStatusRow.updated_at))
+            .where(StepStatusRow.round_id == round_id, StepStatusRow.status.in_(settled))
+            .group_by(StepStatusRow.org_id, StepStatusRow.phase)
+        ).all()
+        if at is not None
+    }
     prior = _prior_round_missed(session, round_id)
     snapshots = []
     for status in statuses:
@@ -184,6 +197,7 @@ def read_round(session: Session, round_id: str) -> RoundView | None:
                     outcome=Outcome(row.outcome) if row and row.outcome else None,
                     deadline=deadline,
                     progress=min(1.0, max(0.0, progress)),
+                    last_step_at=last_steps.get((status.org_id, phase.value)),
                     escalations=escalations.get((status.org_id, phase.value), 0),
                     returns=events.get((status.org_id, phase.value, EventKind.RETURNED.value), 0),
                     extensions=events.get(
@@ -312,7 +326,8 @@ def round_history_samples(session: Session, round_id: str) -> list[Sample]:
 
     What is rebuilt is what the read model keeps: when each phase was entered and
     completed, its outcome, escalations, returns and extensions by phase. Progress within
-    a phase is not kept over time, so it counts as 0 until the phase completed.
+    a phase is not kept over time, so it counts as 0 (and no step as settled) until the
+    phase completed.
     """
     view = read_round(session, round_id)
     if view is None:
@@ -348,6 +363,7 @@ def _as_of(snap: OrgSnapshot, now: datetime) -> OrgSnapshot:
                 outcome=r.outcome if done else None,
                 deadline=r.deadline,
                 progress=1.0 if done else 0.0,
+                last_step_at=r.last_step_at if done else None,
                 escalations=r.escalations if done else 0,
                 returns=r.returns if done else 0,
                 extensions=r.extensions if done else 0,

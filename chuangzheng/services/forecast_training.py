@@ -47,9 +47,9 @@ from domain.forecast import (
     Sample,
     Windows,
     features_at,
-    fit,
     yellow_at,
 )
+from domain.forecast_fit import fit
 from domain.organisation import Organisation
 from domain.phases import WORKING_PHASES, Phase
 from domain.plan import LadderPlan
@@ -256,6 +256,7 @@ def _snapshot(
         deadline = planned
         extensions = returns = 0
         progress = 0.0
+        last_step: datetime | None = None
         for action in actions:
             if action.at > now:
                 break
@@ -265,9 +266,12 @@ def _snapshot(
                 returns = 1
                 n = sim.required_steps.get((phase, org.type.value), 1)
                 progress = (n - 1) / n if n else 0.0
+                if progress > 0:  # the steps but the returned one were accepted then
+                    last_step = action.at
         for step in script.progress:  # paced rounds: steps done before the last
             if step.phase is phase and step.at <= now:
                 progress = max(progress, step.done / step.of)
+                last_step = step.at if last_step is None else max(last_step, step.at)
         done = finish <= now
         if done:
             escalations = script.rungs_expected[phase]
@@ -283,6 +287,7 @@ def _snapshot(
                 outcome=script.expected_outcome(phase) if done else None,
                 deadline=deadline,
                 progress=1.0 if done else progress,
+                last_step_at=finish if done else last_step,
                 escalations=escalations,
                 returns=returns,
                 extensions=extensions,
