@@ -23,6 +23,7 @@ from activities.tables import (
     PhaseStatusRow,
     RoundDefinitionRow,
     RoundRow,
+    StepStatusRow,
 )
 from benchmarks.forecast_eval import precision_at_recall, precision_recall, roc_auc, run
 from chuangzheng.services.forecast import (
@@ -52,7 +53,7 @@ from chuangzheng.simulation.model import (
     Pacing,
 )
 from domain.events import EventKind
-from domain.forecast import ForecastModel, features_at
+from domain.forecast import Feature, ForecastModel, features_at
 from domain.phases import WORKING_PHASES, Phase
 
 LIMIT = 80
@@ -175,7 +176,7 @@ def _write_read_model(session: Session, sim: SimulatedRound, now: datetime, roun
         session.add(
             CampaignStatusRow(
                 round_id=round_id, org_id=org.id, org_name=org.name, township=org.township,
-                system=org.system.value, org_type=org.type.value, phase=phase.value,
+                system=str(org.system), org_type=org.type.value, phase=phase.value,
                 phase_status=None, light="green", overdue=False,
                 deadline=current.deadline if current else None, top_rung=None,
                 closed=phase is Phase.COMPLETED, event_seq=1, updated_at=now, progress=progress,
@@ -192,6 +193,13 @@ def _write_read_model(session: Session, sim: SimulatedRound, now: datetime, roun
                     outcome=r.outcome.value if r.outcome else None, event_seq=1,
                 )
             )  # fmt: skip
+            if r.last_step_at is not None:  # the latest settled step: the pace shown
+                session.add(
+                    StepStatusRow(
+                        round_id=round_id, org_id=org.id, phase=r.phase.value, step_id="s1",
+                        status="accepted", reason="", event_seq=1, updated_at=r.last_step_at,
+                    )
+                )  # fmt: skip
             for rung in range(r.escalations):
                 session.add(
                     EscalationRow(
@@ -408,3 +416,51 @@ def test_the_forecast_on_paced_rounds_never_seen_beats_chance_and_is_seeded() ->
     half = next(r for r in results if r.moment == 0.5)
     assert half.auc is not None and half.auc > 0.7
     assert half.yellow_recall > 0 and half.yellow_precision is not None
+
+
+def test_the_forecast_on_paced_rounds_is_seeded_and_reads_the_pace() -> None:
+    model = fit_simulated((1,), (CharacterMix(),), limit=LIMIT)
+    assert fit_simulated((1,), (CharacterMix(),), limit=LIMIT) == model
+    mix = CharacterMix(diligent=0.25, laggard=0.25)
+    first = [
+        model.forecast(s.sample.features)
+        for s in simulated_samples(
+            simulated_round(9, mix, prior=PriorRound.PERSISTENT, limit=LIMIT)
+        )
+    ]
+    second = [
+        model.forecast(s.sample.features)
+        for s in simulated_samples(
+            simulated_round(9, mix, prior=PriorRound.PERSISTENT, limit=LIMIT)
+        )
+    ]
+    assert first == second and first
+    assert all(f.reasons and all(r.text for r in f.reasons) for f in first)
+    # The pace shown carries real weight: a later projected finish, a slower earlier pace.
+    weights = dict(zip(model.features, model.weights, strict=True))
+    assert weights[Feature.PROJECTED_FINISH] > 0
+    assert weights[Feature.EARLIER_PACE] + weights[Feature.EARLIER_PACE_UNSEEN] > 0
+    pace = {Feature.PROJECTED_FINISH, Feature.IDLE, Feature.NO_STEP_YET, Feature.EARLIER_PACE}
+    assert any(r.feature in pace for f in first for r in f.reasons)
+
+
+def test_the_read_model_gives_the_paced_forecasts_the_simulation_gives(tmp_path: Path) -> None:
+    model = fit_simulated((1,), (CharacterMix(),), limit=LIMIT)
+    sim = simulated_round(5, CharacterMix(), prior=PriorRound.PERSISTENT, limit=LIMIT)
+    opens, deadline = sim.windows[Phase.PUBLIC_COMMITMENT]
+    now = opens + (deadline - opens) / 2
+    engine = make_engine(f"sqlite:///{tmp_path / 'read.db'}")
+    create_schema(engine)
+    try:
+        with session_factory(engine)() as session:
+            _write_read_model(session, sim, now, "p1")
+            _write_previous_round(session, sim, "p0")
+        features = features_at(sim.snapshots(now), now, sim.windows, sim.calendar)
+        # Half-way through a four-step phase some have settled steps, some have not.
+        assert any(f.projected > 0 for f in features) and any(f.idle > 0 for f in features)
+        assert any(f.earlier_finished for f in features)
+        expected = {(f.org_id, f.phase): model.forecast(f) for f in features}
+        with session_factory(engine)() as session:
+            assert round_forecasts(session, "p1", model, now=now) == expected
+    finally:
+        engine.dispose()

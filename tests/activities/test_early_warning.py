@@ -249,10 +249,11 @@ async def test_a_laggard_is_warned_once_before_its_deadline_and_a_diligent_one_n
     with sessions() as session:
         view = read_round(session, ROUND)
         assert view is not None
-        scored = {
-            (f.org_id, f.phase): model.probability(f)
+        forecasts = {
+            (f.org_id, f.phase): model.forecast(f)
             for f in features_at(view.snapshots, first, view.windows, view.calendar)
         }
+        scored = {key: f.probability for key, f in forecasts.items()}
     assert scored[(laggard.id, PHASE)] >= model.threshold > scored[(diligent.id, PHASE)]
     assert (finished.id, PHASE) not in scored
 
@@ -278,7 +279,10 @@ async def test_a_laggard_is_warned_once_before_its_deadline_and_a_diligent_one_n
     local_deadline = deadline.astimezone(SHANGHAI).strftime("%Y年%m月%d日 %H:%M")
     body = str(warning["body"])
     assert f"动员部署阶段将于{local_deadline}截止" in body
-    assert f"{percent}%" in body and "主要原因：" in body and "上一轮" in body
+    assert f"{percent}%" in body and "主要原因：" in body
+    # The forecast's own reasons (nothing done yet in the phase, its record, …), in Chinese.
+    reasons = forecasts[(laggard.id, PHASE)].reasons
+    assert reasons and all(r.text in body for r in reasons)
     # The same mail once, however many checks ran.
     assert len(mailbox.mails) == 1
     assert "预警" in str(mailbox.mails[0]["Subject"]) and laggard.name in str(

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from chuangzheng.services.forecast import model_path, save_model
-from domain.forecast import ForecastFeatures, ForecastModel, Sample, fit
+from domain.forecast import ForecastFeatures, ForecastModel, Sample
+from domain.forecast_fit import fit
 from domain.phases import Phase
 from tests.api.conftest import PASSWORD, Stack, start_demo_round, token
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -15,12 +16,11 @@ from domain.forecast import (
     OrgSnapshot,
     PhaseRecord,
     Sample,
-    best_threshold,
     features_at,
-    fit,
     warnings_due,
     yellow_at,
 )
+from domain.forecast_fit import PART2_FEATURES, best_threshold, fit
 from domain.phases import WORKING_PHASES, Phase
 from domain.state import Outcome
 
@@ -204,3 +204,133 @@ def test_an_early_warning_is_due_once_per_organisation_and_phase() -> None:
     assert [
         w.phase for w in warnings_due([later], threshold=0.5, warned=[("b", C)], as_of=now)
     ] == [L]
+
+
+# ----- the pace shown (after part 2) ---------------------------------------------------------
+
+
+def test_pace_features_read_the_last_step_the_projection_and_earlier_phases() -> None:
+    opens = WINDOWS[C][0]
+    now = opens + timedelta(days=15)  # half-way through the second phase
+    steady = snapshot(
+        "steady",
+        done(M),  # finished 2 days before a 30-day window closed: 28/30 of it
+        record(C, opened_at=opens, progress=0.5, last_step_at=opens + timedelta(days=6)),
+    )
+    late_m = record(
+        M,
+        opened_at=START,
+        completed_at=WINDOWS[M][1] + timedelta(days=3),
+        outcome=Outcome.LATE,
+        progress=1.0,
+    )
+    stalled = snapshot("stalled", late_m, record(C, opened_at=opens + timedelta(days=3)))
+    features = {f.org_id: f for f in features_at([steady, stalled], now, WINDOWS, CALENDAR)}
+    s, t = features["steady"], features["stalled"]
+    # Half the steps settled by a fifth of the window: at that pace the phase takes 40 % of
+    # it, finishing on day 12 of the window.
+    assert s.projected == pytest.approx(0.4)
+    assert s.projected_on == (opens + timedelta(days=12)).date()
+    assert s.value(Feature.PROJECTED_FINISH) == pytest.approx(math.log(0.4))
+    assert s.idle == pytest.approx(0.3)
+    assert s.idle_days == CALENDAR.working_days_between(
+        (opens + timedelta(days=6)).date(), now.date()
+    )
+    assert s.earlier_finished == 1 and s.earlier_pace == pytest.approx(math.log(28 / 30))
+    assert s.value(Feature.NO_STEP_YET) == 0.0 and s.value(Feature.EARLIER_PACE_UNSEEN) == 0.0
+    # Nothing settled since it entered late: no projection; idle since entry (a tenth in).
+    assert t.projected == 0.0 and t.projected_on is None
+    assert t.value(Feature.PROJECTED_FINISH) == 0.0 and t.value(Feature.NO_STEP_YET) == 1.0
+    assert t.idle == pytest.approx(0.4)
+    assert t.earlier_pace == pytest.approx(math.log(33 / 30))
+    assert t.value(Feature.EARLIER_PACE_UNSEEN) == pytest.approx(math.log(33 / 30))
+    assert t.value(Feature.NO_EARLIER_PHASE) == 0.0
+    # In the first phase there is no earlier pace to read.
+    first = features_at([snapshot("new", record(M, opened_at=START))], START, WINDOWS, CALENDAR)
+    assert first[0].value(Feature.NO_EARLIER_PHASE) == 1.0 and first[0].earlier_finished == 0
+
+
+def _paced(n: int, seed: int) -> list[Sample]:
+    """Samples drawn as the paced simulation draws its organisations: a log-pace per
+    organisation, shown in the steps settled and in earlier phases, missing when the pace
+    (plus a little luck) passes the deadline."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        log_pace = rng.gauss(-0.2, 0.35)
+        elapsed = rng.choice((0.25, 0.5, 0.75))
+        steps = 4
+        shown = math.exp(log_pace + rng.gauss(0, 0.1))
+        done = min(steps - 1, int(elapsed / shown * steps))
+        progress = done / steps
+        projected = shown if done else 0.0
+        last = shown * done / steps
+        earlier = log_pace + rng.gauss(0, 0.15)
+        features = ForecastFeatures(
+            org_id=f"o{i}",
+            phase=C,
+            elapsed=elapsed,
+            progress=progress,
+            idle=max(0.0, elapsed - last),
+            idle_days=round(max(0.0, elapsed - last) * 40),
+            projected=projected,
+            projected_on=(START + timedelta(days=30 * projected)).date() if done else None,
+            earlier_pace=earlier,
+            earlier_finished=1,
+        )
+        missed = log_pace + rng.gauss(0, 0.15) > 0 and shown * 1.0 > elapsed
+        out.append(Sample(features=features, missed=missed))
+    return out
+
+
+def test_the_fit_finds_the_pace_and_says_it_in_chinese() -> None:
+    samples = _paced(2000, seed=8)
+    model = fit(samples)
+    assert model == fit(list(samples))  # deterministic
+    weights = dict(zip(model.features, model.weights, strict=True))
+    assert weights[Feature.PROJECTED_FINISH] > 0.3
+    assert weights[Feature.EARLIER_PACE] + weights[Feature.EARLIER_PACE_UNSEEN] > 0.3
+    slow = ForecastFeatures(
+        org_id="slow",
+        phase=C,
+        elapsed=0.75,
+        progress=0.25,
+        idle=0.35,
+        idle_days=14,
+        projected=1.6,
+        projected_on=datetime(2026, 5, 18, tzinfo=UTC).date(),
+        earlier_pace=math.log(1.2),
+        earlier_finished=2,
+    )
+    forecast = model.forecast(slow)
+    assert forecast.probability > 0.5
+    texts = [r.text for r in forecast.reasons]
+    assert "按目前进度，预计5月18日完成，用时为阶段时限的160%" in texts
+    assert len(texts) == len(set(texts))  # the earlier pace is said once, not per term
+    idle = slow.model_copy(
+        update={"progress": 0.0, "projected": 0.0, "projected_on": None, "idle": 0.75}
+    )
+    idle_texts = model.forecast(idle).summary
+    assert "本轮前2个阶段平均用去阶段时限的120%" in idle_texts
+    fast = slow.model_copy(
+        update={
+            "progress": 0.75,
+            "projected": 0.55,
+            "idle": 0.05,
+            "idle_days": 1,
+            "earlier_pace": math.log(0.6),
+        }
+    )
+    calm = model.forecast(fast)
+    assert calm.probability < 0.2 and calm.reasons
+    # Its pace is no reason for concern: the projection is not among the raising reasons.
+    assert all(r.feature is not Feature.PROJECTED_FINISH for r in calm.reasons)
+
+
+def test_the_part2_feature_set_is_the_fit_without_the_pace() -> None:
+    samples = _paced(600, seed=9)
+    excluded = [f for f in Feature if f not in PART2_FEATURES]
+    model = fit(samples, exclude=excluded)
+    weights = dict(zip(model.features, model.weights, strict=True))
+    assert all(weights[f] == 0.0 for f in excluded)
+    assert weights[Feature.PROGRESS] != 0.0
