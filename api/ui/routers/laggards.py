@@ -11,9 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
-from activities.tables import CampaignStatusRow
 from api.auth import User
 from api.blocking import run_sync
 from api.deps import SessionDep, SessionsDep, SettingsDep, TemporalClientDep, client_ip
@@ -28,7 +26,7 @@ from api.ui.queries import (
     Laggard,
     laggard_page,
     laggards,
-    scoped,
+    township_options,
 )
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
@@ -63,6 +61,26 @@ def laggard_lines(
     key = SORT_KEYS.get(sort, SORT_KEYS["overdue"])
     lines.sort(key=lambda ln: (key(ln.row, ln.days_overdue), ln.row.org_id), reverse=desc)
     return lines
+
+
+#: Pages linked on either side of the current one; the first and last are always linked.
+PAGER_SPAN = 4
+
+
+def pager(page_no: int, pages: int) -> list[int | None]:
+    """The page numbers the pager links, None where it leaves a gap: the first, the last
+    and ``PAGER_SPAN`` either side of the current page (374 pages of laggards were 374
+    links, each carrying the filters)."""
+    shown = sorted({1, pages, *range(page_no - PAGER_SPAN, page_no + PAGER_SPAN + 1)})
+    out: list[int | None] = []
+    for n in (n for n in shown if 1 <= n <= pages):
+        last = out[-1] if out else None
+        if last is not None and n == last + 2:
+            out.append(last + 1)  # a gap of one page: link it rather than "…"
+        elif last is not None and n > last + 2:
+            out.append(None)
+        out.append(n)
+    return out
 
 
 def filters_from(params: dict[str, str]) -> Filters:
@@ -127,8 +145,7 @@ def laggard_list(
         )  # fmt: skip
         forecast_of = by_organisation(forecasts, {ln.row.org_id: ln.row.phase for ln in shown})
     query = {k: v for k, v in params.items() if k not in ("sort", "dir", "page_no", "msg", "error")}
-    every = scoped(select(CampaignStatusRow.township).distinct(), user, info.round_id, Filters())
-    townships = sorted(session.scalars(every).all())
+    townships = township_options(session, user, info.round_id)
     return page(
         request,
         "laggards.html",
@@ -139,6 +156,7 @@ def laggard_list(
             "error": error, "form_key": uuid.uuid4().hex,
             "default_deadline": datetime.now(UTC) + timedelta(days=7),
             "forecast_of": forecast_of, "warn_only": warn_only,
+            "pager": pager(page_no, pages),
         },
     )  # fmt: skip
 
