@@ -30,8 +30,9 @@ from activities.channels.deliveries import (
 )
 from activities.channels.message import Outgoing, from_digest_row, from_notice
 from activities.notifier import InboxNotifier
-from activities.tables import digests, notices
+from activities.tables import OrganisationRow, RoundRow, digests, notices
 from domain.notices import Notice
+from domain.organisation import DEFAULT_COUNTY
 
 log = structlog.get_logger(__name__)
 
@@ -120,9 +121,37 @@ class ChannelRouter:
         self._inbox = InboxNotifier(sessions)
         self._channels = {channel.name: channel for channel in channels}
         self._sending: set[asyncio.Future[bool]] = set()
+        # The county of each organisation and round seen (it never changes).
+        self._counties: dict[tuple[str, str], str] = {}
         missing = {n for names in config.routes.values() for n in names} - set(self._channels)
         if missing:
             raise ValueError(f"routes name channels that were not built: {sorted(missing)}")
+
+    def _county_of(self, message: Outgoing) -> str:
+        """The county ``message`` belongs to: its organisation's, else its round's, else the
+        default county (a message about neither, or about rows the read model lacks)."""
+        key = (message.org_id, message.round_id)
+        county = self._counties.get(key)
+        if county is None:
+            with self._sessions() as session:
+                found = (
+                    session.scalar(
+                        select(OrganisationRow.county).where(
+                            OrganisationRow.org_id == message.org_id
+                        )
+                    )
+                    if message.org_id
+                    else None
+                )
+                if found is None and message.round_id:
+                    found = session.scalar(
+                        select(RoundRow.county).where(RoundRow.round_id == message.round_id)
+                    )
+            county = found or DEFAULT_COUNTY
+            if len(self._counties) > 100_000:  # bounded: start over
+                self._counties.clear()
+            self._counties[key] = county
+        return county
 
     async def deliver(self, notice: Notice) -> bool:
         """Record ``notice`` in the inbox and send it on every channel of its recipient's role.
@@ -147,9 +176,11 @@ class ChannelRouter:
         """
         delivered = False
         errors: list[str] = []
-        for channel_name in self._config.channels_for(message.recipient_role):
+        channels = self._config.channels_for(message.recipient_role)
+        county = await asyncio.to_thread(self._county_of, message) if channels else ""
+        for channel_name in channels:
             address = self._config.address_of(
-                message.recipient_role, message.recipient_key, channel_name
+                message.recipient_role, message.recipient_key, channel_name, county
             )
             if address is None:
                 # The inbox still holds the message; a missing address is a configuration gap
@@ -255,8 +286,9 @@ class ChannelRouter:
                 still_failing += 1  # the inbox row is written first, so only a purge does this
                 continue
             # The current configuration wins: the fix may well have been a corrected address.
+            county = await asyncio.to_thread(self._county_of, message)
             address = self._config.address_of(
-                message.recipient_role, message.recipient_key, delivery.channel
+                message.recipient_role, message.recipient_key, delivery.channel, county
             )
             try:
                 if await self._send_once(

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
-from domain.organisation import Role
+from domain.organisation import DEFAULT_COUNTY, Role
 
 #: The environment variable naming the channels file.
 CHANNELS_FILE_ENV = "CZ_CHANNELS_FILE"
@@ -90,6 +90,10 @@ class RecipientAddresses(BaseModel):
 
     role: Role
     key: str = Field(min_length=1)
+    #: The county the recipient works in. Keys repeat across counties (a township 城关镇, an
+    #: instructor's name), so an entry reaches only its own county's messages; the default
+    #: is the embedded single county's.
+    county: str = Field(default=DEFAULT_COUNTY, min_length=1)
     addresses: dict[str, str]
 
 
@@ -104,8 +108,12 @@ class ChannelsConfig(BaseModel):
     routes: dict[Role, list[str]] = Field(default_factory=dict)
     smtp: SmtpSettings | None = None
     robots: dict[str, Robot] = Field(default_factory=dict)
-    #: Addresses shared by everyone of a role (a township group's robot, an office mailbox).
+    #: Addresses shared by everyone of a role (a township group's robot, an office mailbox)
+    #: in the default county; other counties' are in ``county_role_addresses``.
     role_addresses: dict[Role, dict[str, str]] = Field(default_factory=dict)
+    #: The same per county code, for the counties other than the default one (an office
+    #: mailbox is one county's: another county's notices never go there).
+    county_role_addresses: dict[str, dict[Role, dict[str, str]]] = Field(default_factory=dict)
     #: Addresses of individual recipients; they win over ``role_addresses``.
     recipients: list[RecipientAddresses] = Field(default_factory=list)
 
@@ -119,6 +127,9 @@ class ChannelsConfig(BaseModel):
         if EMAIL in routed and self.smtp is None:
             raise ValueError("配置了邮件渠道，但缺少 smtp 设置")
         books: list[Mapping[str, str]] = [*self.role_addresses.values()]
+        books += [
+            book for shared in self.county_role_addresses.values() for book in shared.values()
+        ]
         books += [r.addresses for r in self.recipients]
         for book in books:
             for channel, address in book.items():
@@ -134,12 +145,26 @@ class ChannelsConfig(BaseModel):
         """The channels a recipient of ``role`` is reached through (inbox aside)."""
         return list(self.routes.get(role, []))
 
-    def address_of(self, role: Role, key: str, channel: str) -> str | None:
-        """The recipient's own address on ``channel``, else their role's, else None."""
+    def address_of(
+        self, role: Role, key: str, channel: str, county: str = DEFAULT_COUNTY
+    ) -> str | None:
+        """The recipient's own address on ``channel``, else their role's, else None: in
+        ``county`` only (the same key in another county is another person)."""
         for recipient in self.recipients:
-            if recipient.role is role and recipient.key == key and channel in recipient.addresses:
+            if (
+                recipient.role is role
+                and recipient.key == key
+                and recipient.county == county
+                and channel in recipient.addresses
+            ):
                 return recipient.addresses[channel]
-        return self.role_addresses.get(role, {}).get(channel)
+        return self.shared_addresses(county).get(role, {}).get(channel)
+
+    def shared_addresses(self, county: str = DEFAULT_COUNTY) -> dict[Role, dict[str, str]]:
+        """The addresses shared by everyone of a role in ``county``."""
+        if county == DEFAULT_COUNTY:
+            return self.role_addresses
+        return self.county_role_addresses.get(county, {})
 
 
 def channels_file_from_env(environ: Mapping[str, str] | None = None) -> Path | None:

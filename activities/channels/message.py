@@ -31,6 +31,10 @@ class Outgoing:
     created_at: datetime
     #: (label, value) lines, e.g. ("单位", "东关村党支部"); empty for round-wide messages.
     facts: tuple[tuple[str, str], ...] = ()
+    #: What the message is about, for its county (an organisation's, else a round's): the
+    #: recipient's key is only unique within a county.
+    org_id: str = ""
+    round_id: str = ""
 
 
 def _kind_line(notice: Notice) -> str:
@@ -55,6 +59,8 @@ def from_notice(notice: Notice) -> Outgoing:
             ("阶段", notice.phase.label),
             ("类别", _kind_line(notice)),
         ),
+        org_id=notice.org_id,
+        round_id=notice.round_id,
     )
 
 
@@ -74,4 +80,5 @@ def from_digest_row(row: Mapping[str, Any]) -> Outgoing:
         link_path=row["link_path"],
         created_at=row["created_at"],
         facts=(("类别", DIGEST_KIND_LABELS.get(row["kind"], row["kind"])),),
+        round_id=row.get("round_id") or "",
     )

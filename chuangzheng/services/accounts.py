@@ -448,7 +448,10 @@ def _code_mail(
     (an inactive account cannot activate: it gets no mail)."""
     if mailer is None or not row.active:
         return None
-    address = mailer.personal_address(Role(row.role), _mail_keys(session, row))
+    # Keys repeat across counties (an instructor's name): the own county's entry only.
+    address = mailer.personal_address(
+        Role(row.role), _mail_keys(session, row), row.county or DEFAULT_COUNTY
+    )
     if address is None:
         return None
     mail = CodeMail(

@@ -43,7 +43,7 @@ from activities.channels.config import (
 from chuangzheng.settings import Settings
 from domain.accounts import MIN_PASSWORD_LENGTH
 from domain.calendar import SHANGHAI
-from domain.organisation import Role
+from domain.organisation import DEFAULT_COUNTY, Role
 
 log = structlog.get_logger(__name__)
 
@@ -106,18 +106,24 @@ class CodeMailer:
     #: Defaults to the system's trust store (as ``SmtpChannel``).
     tls_context: ssl.SSLContext | None = None
 
-    def personal_address(self, role: Role, keys: Iterable[str]) -> str | None:
-        """The first ``recipients`` e-mail address for ``role`` under one of ``keys``, unless
-        it is also a shared (role) address; None when there is none."""
+    def personal_address(
+        self, role: Role, keys: Iterable[str], county: str = DEFAULT_COUNTY
+    ) -> str | None:
+        """The first ``recipients`` e-mail address for ``role`` under one of ``keys`` in
+        ``county`` (the same name in another county is another person), unless it is also
+        a shared (role) address; None when there is none."""
         shared = {
             address.strip().lower()
-            for book in self.config.role_addresses.values()
+            for books in (self.config.role_addresses, *self.config.county_role_addresses.values())
+            for book in books.values()
             for channel, address in book.items()
             if channel == EMAIL
         }
         for key in keys:
             for recipient in self.config.recipients:
                 if recipient.role is not role or recipient.key != key:
+                    continue
+                if recipient.county != county:
                     continue
                 address = recipient.addresses.get(EMAIL, "").strip()
                 if not address:
