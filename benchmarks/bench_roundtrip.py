@@ -1,11 +1,12 @@
 """One submission through HTTP on a quiet server, p50/p95, against a raw no-op Update
 (``bump`` of ``BenchBaselineWorkflow``) on the same server (issue 11, #2). Two kinds of
-submission: with ``Prefer: return=minimal`` (the Update's result only: what the pages' forms
-do, and the documented cheap path) and the API's default answer (the whole status after the
-Update, read by a query). Calls alternate (minimal submission, raw Update, default
-submission, raw Update) so all see the same moment of a shared machine; each submission is
-returned (untimed) so the step can be submitted again; the first few are warm-up. The
-server's ``Server-Timing`` of each submission says where its time went (in the notes)."""
+submission: the API's default answer (the Update's result only, what the pages' forms do;
+sent with ``Prefer: return=minimal`` to say so) and the whole status after the Update
+(``Prefer: return=representation``, read by a query). Calls alternate (default submission,
+raw Update, whole-status submission, raw Update) so all see the same moment of a shared
+machine; each submission is returned (untimed) so the step can be submitted again; the first
+few are warm-up. The server's ``Server-Timing`` of each submission says where its time went
+(in the notes)."""
 
 from __future__ import annotations
 
@@ -49,12 +50,13 @@ async def run(ctx: Context) -> BenchResult:
             for i in range(count + WARMUP):
                 if i == WARMUP:
                     campaign, full, raw = Timed(), Timed(), Timed()
-                # One organisation for the minimal kind, the next for the default answer.
+                # One organisation for the default (minimal) answer, the next for the whole
+                # status.
                 for minimal, timed in ((True, campaign), (False, full)):
                     k = (2 * i + (0 if minimal else 1)) % len(orgs)
                     await submitter.cycle(orgs[k], bodies[k], timed, minimal=minimal)
                     await raw_update(handle, raw)
-    for label, timed in (("", campaign), (" with the whole status", full)):
+    for label, timed in (("", campaign), (" with the whole status (return=representation)", full)):
         for q in (0.5, 0.95):
             value, base = pct(timed.latencies(), q), pct(raw.latencies(), q)
             result.add(
@@ -70,7 +72,7 @@ async def run(ctx: Context) -> BenchResult:
         len(campaign.errors) + campaign.timeouts + len(full.errors) + full.timeouts,
         len(raw.errors) + raw.timeouts,
     )
-    for label, timed in (("return=minimal", campaign), ("whole status", full)):
+    for label, timed in (("default (return=minimal)", campaign), ("whole status", full)):
         phases = timed.phase_summary()
         if phases:
             result.notes.append(f"{label}: server phases p50/p95 (ms): {phases}")

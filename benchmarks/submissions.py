@@ -17,8 +17,10 @@ from pydantic_core import to_jsonable_python
 from benchmarks.stack import Api, Stack
 from domain.organisation import Organisation
 
-#: The header that asks an action for the Update's result only (no status query).
+#: The headers that ask an action for the Update's result only (the API's default; no status
+#: query) or for the whole status after it (one query more).
 MINIMAL = {"Prefer": "return=minimal"}
+REPRESENTATION = {"Prefer": "return=representation"}
 
 
 @dataclass
@@ -98,18 +100,20 @@ class Submitter:
         return f"/api/v1/rounds/{self.round_id}/organisations/{org.id}/{what}"
 
     async def _post(self, path: str, body: dict[str, Any], *, minimal: bool) -> httpx.Response:
-        """``Api.post`` (a fresh Idempotency-Key), with ``MINIMAL`` if asked."""
+        """``Api.post`` (a fresh Idempotency-Key), asking for ``MINIMAL`` or
+        ``REPRESENTATION``."""
         headers = self.api.headers | {"Idempotency-Key": uuid.uuid4().hex}
         return await self.api.http.post(
-            path, json=body, headers=headers | MINIMAL if minimal else headers
+            path, json=body, headers=headers | (MINIMAL if minimal else REPRESENTATION)
         )
 
     async def cycle(
         self, org: Organisation, body: dict[str, Any], timed: Timed, *, minimal: bool = False
     ) -> None:
         """One timed submission, then the untimed return that reopens the step. ``minimal``:
-        the submission asks for the Update's result only (``Prefer: return=minimal``, what
-        the pages' forms do); otherwise for the whole status after it (the API's default)."""
+        the submission asks for the Update's result only (``Prefer: return=minimal``, the
+        API's default and what the pages' forms do); otherwise for the whole status after it
+        (``Prefer: return=representation``)."""
         started, t0 = time.time(), time.perf_counter()
         try:
             response = await self._post(self.path(org, "submissions"), body, minimal=minimal)

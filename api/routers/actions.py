@@ -101,7 +101,8 @@ ANSWER_HEADERS = {
         "schema": {"type": "string"},
     },
     "Preference-Applied": {
-        "description": "`return=minimal`：只返回了 `result`（请求如此，或完整状态未能及时读到）",
+        "description": "`return=minimal`：只返回了 `result`（默认，或完整状态未能及时读到）；"
+        "`return=representation`：返回了操作后的完整状态",
         "schema": {"type": "string"},
     },
     "Idempotent-Replayed": {
@@ -119,6 +120,16 @@ def _keep_answer(keep: Callable[[], None]) -> None:
         keep()
     except Exception:
         log.warning("idempotency_answer_not_kept", exc_info=True)
+
+
+def wants_representation(prefer: str) -> bool:
+    """Whether a ``Prefer`` header (RFC 7240) asks for the whole status after the action.
+
+    The default answer is the Update's result: the whole status is a query on top of the
+    Update, which in a deadline storm is what waits (issue 11); pages and most clients need
+    only the step's new status."""
+    tokens = {part.strip().lower() for item in prefer.split(",") for part in item.split(";")}
+    return "return=representation" in tokens
 
 
 def server_timing(timings: tuple[tuple[str, float], ...]) -> str:
@@ -150,8 +161,9 @@ def _route(action: Action) -> None:
                 action=action.action,
                 fields=body.model_dump(mode="json") | extra,
                 idempotency_key=idempotency_key(request),
-                # RFC 7240: a client that only needs the Update's result saves the query.
-                with_status="return=minimal" not in request.headers.get("Prefer", ""),
+                # RFC 7240: the answer is the Update's small result unless the client asks
+                # for the whole status (``return=representation``), which costs a query.
+                with_status=wants_representation(request.headers.get("Prefer", "")),
                 # The answer kept for retries is written once the response is sent.
                 defer_store=True,
             )
@@ -159,10 +171,11 @@ def _route(action: Action) -> None:
             raise as_api_error(exc) from None
         # The answer is JSON already (and what a retry replays): no second encoding.
         headers = {"Server-Timing": server_timing(outcome.timings)}
-        if outcome.minimal:
-            # RFC 7240: the answer is the result only, asked for or not (the status was not
-            # read in time: the action is done all the same).
-            headers["Preference-Applied"] = "return=minimal"
+        # RFC 7240: which answer this is, asked for or not (a whole status not read in time
+        # gives the result only: the action is done all the same).
+        headers["Preference-Applied"] = (
+            "return=minimal" if outcome.minimal else "return=representation"
+        )
         if outcome.replayed:
             headers["Idempotent-Replayed"] = "true"
         keep = outcome.keep_answer
@@ -193,9 +206,9 @@ def _route(action: Action) -> None:
     endpoint.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     endpoint.__name__ = action.action.value
     endpoint.__doc__ = (
-        f"{action.description}\n\n请求头 `Prefer: return=minimal`：只返回本次操作的结果 `result`"
-        "（不再查询完整状态，更快）。未带此请求头时返回操作后的完整状态；流程服务繁忙、"
-        "1 秒内读不到完整状态时，操作照常生效，只返回 `result`，并带响应头 "
+        f"{action.description}\n\n默认只返回本次操作的结果 `result`（步骤的新状态与状态版本）。"
+        "请求头 `Prefer: return=representation`：另返回操作后的完整状态（多一次查询，较慢）；"
+        "流程服务繁忙、1 秒内读不到完整状态时，操作照常生效，只返回 `result`，并带响应头 "
         "`Preference-Applied: return=minimal`。响应头 `Server-Timing` 给出各环节耗时（毫秒）。"
     )
     router.post(

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 SECRETARY = User(username="sec-a", display_name="sec-a", role=Role.SECRETARY, scope_key="org-a")
 MINIMAL = {"Prefer": "return=minimal"}
+REPRESENTATION = {"Prefer": "return=representation"}
 
 
 @pytest.fixture
@@ -85,15 +86,26 @@ async def test_both_answers_reflect_the_action_and_say_where_the_time_went(
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert again.content == minimal.content
 
-    # The default answer: the whole status after the Update (the query ran after it), the
-    # step returned in both the state and the result.
+    # return=representation: the whole status after the Update (the query ran after it),
+    # the step returned in both the state and the result.
     back = {"step_id": step_id, "accept": False, "reason": "材料不全，请补充"}
-    whole = await http.post(f"{base}/decisions", json=back, headers=instructor)
+    whole = await http.post(
+        f"{base}/decisions", json=back, headers={**instructor, **REPRESENTATION}
+    )
     assert whole.status_code == 200, whole.text
     assert whole.json()["result"]["step_status"] == "returned"
     assert step_of(whole.json(), step_id)["status"] == "returned"
     assert list(timing(whole)) == ["scope", "update", "status"]
-    assert "Preference-Applied" not in whole.headers
+    assert whole.headers["Preference-Applied"] == "return=representation"
+
+    # No preference: the default answer is the Update's result alone (no status query).
+    again_body = {"step_id": step_id, "values": evidence(stack, status, step_id)}
+    default = await http.post(f"{base}/submissions", json=again_body, headers=secretary)
+    assert default.status_code == 200, default.text
+    assert set(default.json()) == {"result"}
+    assert default.json()["result"]["step_status"] == "submitted"
+    assert list(timing(default)) == ["scope", "update"]
+    assert default.headers["Preference-Applied"] == "return=minimal"
 
 
 async def test_a_status_not_read_in_time_leaves_a_done_action_with_its_result(

@@ -21,6 +21,9 @@ from tests.api.conftest import Stack, start_demo_round, token, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
+#: Actions answer with the Update's result unless asked for the whole status.
+WHOLE_STATUS = {"Prefer": "return=representation"}
+
 
 def evidence(stack: Stack, status: dict[str, Any], step_id: str) -> dict[str, Any]:
     """Valid evidence for a step of the current phase, as a diligent secretary gives it."""
@@ -69,7 +72,7 @@ async def test_secretary_submits_evidence_and_sees_the_phase_advance(
         accepted = await http.post(
             f"{base}/decisions",
             json={"step_id": step["step_id"], "accept": True},
-            headers=instructor,
+            headers={**instructor, **WHOLE_STATUS},
         )
         assert accepted.status_code == 200, accepted.text
         status = accepted.json()

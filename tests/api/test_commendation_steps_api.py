@@ -22,6 +22,9 @@ from tests.api.conftest import Stack, token, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
+#: Actions answer with the Update's result unless asked for the whole status.
+WHOLE_STATUS = {"Prefer": "return=representation"}
+
 DEEDS = "带领党员群众发展特色产业，为民办实事二十余件。"
 DECLARATION = """          - id: declaration
             name: 申报先进基层党组织
@@ -84,7 +87,9 @@ async def to_commendation(
             )
             assert submitted.status_code == 200, submitted.text
             accepted = await http.post(
-                f"{base}/decisions", json={"step_id": step.id, "accept": True}, headers=decider
+                f"{base}/decisions",
+                json={"step_id": step.id, "accept": True},
+                headers={**decider, **WHOLE_STATUS},
             )
             assert accepted.status_code == 200, accepted.text
             status = accepted.json()

@@ -20,6 +20,9 @@ from tests.api.conftest import Stack, token, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
+#: Actions answer with the Update's result unless asked for the whole status.
+WHOLE_STATUS = {"Prefer": "return=representation"}
+
 
 def plan_text() -> str:
     """The shipped demo plan: its 领导点评 names the upper level (as seed-002.yaml does)."""
@@ -76,7 +79,7 @@ async def test_the_instructor_writes_the_review_and_the_secretary_signs_for_it(
             accepted = await http.post(
                 f"{base}/decisions",
                 json={"step_id": step["step_id"], "accept": True},
-                headers=instructor,
+                headers={**instructor, **WHOLE_STATUS},
             )
             assert accepted.status_code == 200, accepted.text
             status = accepted.json()
@@ -94,7 +97,7 @@ async def test_the_instructor_writes_the_review_and_the_secretary_signs_for_it(
     written = await http.post(
         f"{base}/submissions",
         json={"step_id": "leader_review", "values": review},
-        headers=instructor,
+        headers={**instructor, **WHOLE_STATUS},
     )
     assert written.status_code == 200, written.text
     step = next(
@@ -121,7 +124,7 @@ async def test_the_instructor_writes_the_review_and_the_secretary_signs_for_it(
     signed = await http.post(
         f"{base}/decisions",
         json={"step_id": "leader_review", "accept": True, "reason": answer},
-        headers=secretary,
+        headers={**secretary, **WHOLE_STATUS},
     )
     assert signed.status_code == 200, signed.text
     state = signed.json()["state"]

@@ -71,7 +71,8 @@ async def test_the_instructor_writes_the_review_on_the_page_and_the_secretary_si
                 decided = await api.post(
                     f"{base}/decisions",
                     json={"step_id": step["step_id"], "accept": True},
-                    headers=ins,
+                    # The whole status after the decision (the default is the result only).
+                    headers={**ins, "Prefer": "return=representation"},
                 )
                 assert decided.status_code == 200, decided.text
                 status = decided.json()
