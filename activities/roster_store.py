@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,11 +20,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from activities.db import upsert_insert
-from activities.guidance_groups import ensure_county_groups
+from activities.guidance_groups import county_groups, ensure_county_groups
 from activities.roster_files import read_roster_file
 from activities.tables import OrganisationRow, organisations, person_roles, townships
 from domain.organisation import (
     DEFAULT_COUNTY,
+    GuidanceGroup,
     Organisation,
     OrgType,
     Role,
@@ -206,7 +208,7 @@ def load_organisation(session: Session, org_id: str) -> Organisation | None:
     return organisation_from_row(row) if row is not None else None
 
 
-def roster_csv(roster: Roster) -> str:
+def roster_csv(roster: Roster, groups: Mapping[str, GuidanceGroup] | None = None) -> str:
     """The roster as CSV text with the Chinese headers (what ``read_roster_text`` reads):
     the round's roster snapshot, read back by machines, so every value is written exactly
     as it is (escaping formula starts here would change the names the workflows get; an
@@ -215,7 +217,7 @@ def roster_csv(roster: Roster) -> str:
     writer = csv.DictWriter(buffer, fieldnames=list(roster_headers(roster)), lineterminator="\n")
     writer.writeheader()
     for org in roster.organisations:
-        writer.writerow(organisation_row(org))
+        writer.writerow(organisation_row(org, groups))
     return buffer.getvalue()
 
 
@@ -227,7 +229,11 @@ def write_roster_snapshot(session: Session, path: Path, *, county: str = DEFAULT
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(roster_csv(load_roster(session, county=county)), encoding="utf-8")
+    # 所属系统 by the county's names; its own groups also by key (所属系统编号), which is
+    # what the activities reading the snapshot, without the county's data, go by.
+    groups = {g.key: g for g in county_groups(session, county)}
+    text = roster_csv(load_roster(session, county=county), groups)
+    temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)  # atomic: a reader never sees half a file
     return path
 

@@ -37,6 +37,10 @@ HEADER_SECRETARY = "书记"
 HEADER_INSTRUCTOR = "指导员"
 # Optional (seed 002 §四): 是/否; blank or a roster without the column means 否.
 HEADER_ETHNIC_AREA = "少数民族聚居地区"
+# Optional (issue 15): the guidance group's key, written beside 所属系统 for groups a county
+# defined itself, so a file written without the county's data (the round's snapshot) reads
+# back to the same key. When filled it decides the group (checked against the county's).
+HEADER_SYSTEM_KEY = "所属系统编号"
 
 # Column order of an exported roster (and of the demo roster).
 ROSTER_HEADERS: tuple[str, ...] = (
@@ -51,7 +55,7 @@ ROSTER_HEADERS: tuple[str, ...] = (
 )
 # Columns a roster may carry; written by :func:`roster_headers` only when some organisation
 # needs them, so rosters without them keep their shape.
-OPTIONAL_HEADERS: tuple[str, ...] = (HEADER_ETHNIC_AREA,)
+OPTIONAL_HEADERS: tuple[str, ...] = (HEADER_ETHNIC_AREA, HEADER_SYSTEM_KEY)
 # 组织编号 may be left out: ids are then derived from the names (see derive_org_id).
 REQUIRED_HEADERS: tuple[str, ...] = tuple(h for h in ROSTER_HEADERS if h != HEADER_ID)
 
@@ -137,16 +141,12 @@ def organisation_row(
     """One organisation as a roster row with Chinese labels (the inverse of parsing); the
     optional 少数民族聚居地区 cell only for a flagged organisation.
 
-    所属系统 is the group's label from ``groups`` (the county's data); without them, the
-    seed's label for a seed group and the key for any other, so a file written without the
-    county's data (the round's roster snapshot) reads back to the same key."""
+    所属系统 is the group's label from ``groups`` (the county's data), else the seed's label
+    (the key for a group neither knows); a group seed 002 does not name also gets its key
+    in 所属系统编号, so the row reads back to the same key with or without the county's
+    data (the round's roster snapshot is read by activities that have none)."""
     group = groups.get(org.system) if groups is not None else None
-    if group is not None:
-        system = group.label
-    elif org.system in SEED_002_KEYS:
-        system = system_label(org.system)
-    else:
-        system = org.system  # not a seed group: the key is what reads back
+    system = group.label if group is not None else _seed_label_or_key(org.system)
     row = {
         HEADER_ID: org.id,
         HEADER_NAME: org.name,
@@ -159,15 +159,26 @@ def organisation_row(
     }
     if org.ethnic_area:
         row[HEADER_ETHNIC_AREA] = "是"
+    if org.system not in SEED_002_KEYS:
+        row[HEADER_SYSTEM_KEY] = org.system
     return row
+
+
+def _seed_label_or_key(key: str) -> str:
+    """The seed's label of a seed group, else the key itself."""
+    return system_label(key) if key in SEED_002_KEYS else key
 
 
 def roster_headers(roster: Roster) -> tuple[str, ...]:
     """The columns to write ``roster`` with: :data:`ROSTER_HEADERS`, plus
-    少数民族聚居地区 when some organisation is flagged."""
+    少数民族聚居地区 when some organisation is flagged and 所属系统编号 when some is in a
+    group seed 002 does not name (so seed-only rosters keep their shape)."""
+    headers = ROSTER_HEADERS
     if any(o.ethnic_area for o in roster.organisations):
-        return (*ROSTER_HEADERS, HEADER_ETHNIC_AREA)
-    return ROSTER_HEADERS
+        headers = (*headers, HEADER_ETHNIC_AREA)
+    if any(o.system not in SEED_002_KEYS for o in roster.organisations):
+        headers = (*headers, HEADER_SYSTEM_KEY)
+    return headers
 
 
 def _cell(value: object) -> str:
@@ -241,16 +252,23 @@ class _RowReader:
         return found
 
     def system(self) -> str | None:
+        key = self.cells.get(HEADER_SYSTEM_KEY, "")
+        if key:
+            # The group's key, as ``organisation_row`` writes it beside the name.
+            if not is_system_key(key):
+                self.error(HEADER_SYSTEM_KEY, f"“{key}”应为小写字母、数字或 _，以字母开头")
+                return None
+            if self.groups is not None and key not in self.groups.keys:
+                self.error(HEADER_SYSTEM_KEY, f"“{key}”不是本县已设立的指导小组的编号")
+                return None
+            return key
         value = self.cells.get(HEADER_SYSTEM, "")
         if not value:
             self.error(HEADER_SYSTEM, "不能为空")
             return None
         if self.groups is None:
-            # A file written without the county's data (the round's snapshot): the seed's
-            # names, or a group's key as ``organisation_row`` writes it.
+            # No county data at hand (a file checked on its own): seed 002's six.
             found = _SEED_SYSTEMS.get(_normalise(value))
-            if found is None and is_system_key(value):
-                found = value
             if found is None:
                 choices = "、".join(f"{g.label}（{g.key}）" for g in SEED_002_SYSTEMS)
                 self.error(HEADER_SYSTEM, f"“{value}”不是可识别的系统，应为：{choices}")
@@ -286,6 +304,7 @@ class _Groups:
 
     def __init__(self, groups: Sequence[GuidanceGroup]) -> None:
         self.aliases = system_aliases(groups)
+        self.keys = frozenset(g.key for g in groups)
         listed = "、".join(f"{g.label}（{g.key}）" for g in groups)
         self.choices = listed or "（本县尚未设立指导小组）"
 
@@ -311,9 +330,10 @@ def parse_roster(
     ``groups`` are the importing county's guidance groups (issue 15): 所属系统 must name one
     of them (key, label, name or leading department), else the row's error lists them; a
     roster never creates a group (a clerk's typo would otherwise become a new group with an
-    account); the county office defines new ones first. Without ``groups`` (files written
-    by the service itself, such as the round's snapshot, and the demo) the seed's six
-    names and any well-formed key are read.
+    account); the county office defines new ones first. Without ``groups`` the seed's six
+    are read. An optional 所属系统编号 column names the group by key instead (what the
+    service writes for a county's own groups, e.g. in the round's snapshot); with
+    ``groups`` it must be one of them.
     """
     tables = [
         {key.strip(): _cell(value) for key, value in row.items() if isinstance(key, str)}
@@ -396,6 +416,7 @@ def parse_roster(
 
 __all__ = [
     "HEADER_ETHNIC_AREA",
+    "HEADER_SYSTEM_KEY",
     "OPTIONAL_HEADERS",
     "REQUIRED_HEADERS",
     "ROSTER_HEADERS",

@@ -15,11 +15,12 @@ from domain.organisation import (
     Organisation,
     OrgType,
     Role,
+    Roster,
     System,
     supervisors_of,
     system_label,
 )
-from domain.roster_import import organisation_row, parse_roster
+from domain.roster_import import ROSTER_HEADERS, organisation_row, parse_roster, roster_headers
 
 COMMUNITY = GuidanceGroup(key="community", name="街道社区指导小组", department="县委组织部")
 GROUPS = (*SEED_002_SYSTEMS, COMMUNITY)
@@ -68,15 +69,26 @@ def test_a_group_the_county_has_not_defined_is_refused_naming_row_and_column() -
 def test_a_file_written_without_the_countys_data_reads_back_to_the_same_key() -> None:
     org = parse_roster([_row("c-1", "community")], groups=GROUPS).organisations[0]
     seed = parse_roster([_row("r-1", "rural", "农村")]).organisations[0]
-    # The round's snapshot: the key for a county's own group, the seed's label for its six.
-    assert organisation_row(org)["所属系统"] == "community"
+    by_key = {g.key: g for g in GROUPS}
+    # The round's snapshot: the county's name, and the key beside it for its own groups.
+    assert organisation_row(org, by_key)["所属系统"] == COMMUNITY.label
+    assert organisation_row(org, by_key)["所属系统编号"] == "community"
     assert organisation_row(seed)["所属系统"] == "农村基层组织指导小组（县农委）"
-    assert organisation_row(org, {g.key: g for g in GROUPS})["所属系统"] == COMMUNITY.label
-    again = parse_roster([organisation_row(org), organisation_row(seed)])
+    assert "所属系统编号" not in organisation_row(seed)
+    roster = parse_roster([organisation_row(org, by_key), organisation_row(seed)], groups=GROUPS)
+    assert roster_headers(roster)[-1] == "所属系统编号"
+    assert roster_headers(Roster(organisations=(seed,))) == ROSTER_HEADERS
+    # Read back by an activity that has no county data: the key column decides.
+    again = parse_roster([organisation_row(org, by_key), organisation_row(seed)])
     assert [o.system for o in again.organisations] == ["community", "rural"]
-    # Without the county's data a name that is no key is still refused.
-    with pytest.raises(ValidationFailed):
-        parse_roster([_row("c-2", "街道社区指导小组")])
+    # Without the county's data a file of a person names seed 002's six only.
+    for name in ("街道社区指导小组", "community", "a"):
+        with pytest.raises(ValidationFailed):
+            parse_roster([_row("c-2", name)])
+    # With it, a key column naming a group the county has not defined is refused there.
+    with pytest.raises(ValidationFailed) as caught:
+        parse_roster([dict(_row("c-3", "县农委"), 所属系统编号="nosuch")], groups=GROUPS)
+    assert [e.field for e in caught.value.errors] == ["第2行·所属系统编号"]
 
 
 def test_the_key_is_validated_and_serialised_as_the_enum_was() -> None:
