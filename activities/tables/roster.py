@@ -71,6 +71,8 @@ class OrganisationRow(Base):
         Index("ix_organisations_county_township", "county", "township"),
         Index("ix_organisations_county_system", "county", "system"),
         Index("ix_organisations_county_instructor", "county", "instructor"),
+        # Organisations on each county's roster, counted from the index alone (0012).
+        Index("ix_organisations_county_active", "county", "active"),
     )
 
     org_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
