@@ -50,8 +50,7 @@ def demo_users(roster: Roster) -> list[DemoUser]:
     ]
     # The demo county has seed 002's six guidance groups (issue 15: a county's own data).
     users += [
-        DemoUser(f"guidance-{g.key}", g.label, Role.GUIDANCE_GROUP, g.key)
-        for g in SEED_002_SYSTEMS
+        DemoUser(f"guidance-{g.key}", g.label, Role.GUIDANCE_GROUP, g.key) for g in SEED_002_SYSTEMS
     ]
     users += [
         DemoUser(f"township-{name}", f"{name}党委", Role.TOWNSHIP, name)
