@@ -123,7 +123,7 @@ def build_worker(
     may add ``interceptors`` to observe what runs."""
     recording = RecordingActivities(sessions, notifier or InboxNotifier(sessions))
     roster = RosterActivities()
-    kickoff = KickoffActivities(client, task_queue)
+    kickoff = KickoffActivities(client, task_queue, sessions)
     round_progress = RoundProgressActivities(sessions)
     round_fanout = RoundFanOutActivities(
         client,

@@ -10,6 +10,8 @@ import asyncio
 from pathlib import Path
 
 import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
@@ -30,7 +32,8 @@ from activities.contracts import (
     StartReport,
 )
 from activities.roster_files import read_roster_file
-from domain.organisation import Roster
+from activities.tables import RoundRow
+from domain.organisation import DEFAULT_COUNTY, Roster
 from domain.schedule import build_org_plan
 from workflows import search_attributes as sa
 from workflows.contracts import OrganisationCampaignInput
@@ -66,16 +69,31 @@ class RosterActivities:
 
 
 class KickoffActivities:
-    """Starts and signals organisation workflows through a Temporal client."""
+    """Starts and signals organisation workflows through a Temporal client (for the legacy
+    round, ``workflows.round_legacy``); the read model tells each round's county."""
 
-    def __init__(self, client: Client, task_queue: str) -> None:
+    def __init__(
+        self, client: Client, task_queue: str, sessions: sessionmaker[Session] | None = None
+    ) -> None:
         self._client = client
         self._task_queue = task_queue
+        self._sessions = sessions
+
+    def _county(self, round_id: str) -> str:
+        """The round's county (the organisations' ``CzCounty`` search attribute): set here,
+        at start, so the frozen legacy round workflow needs no change; the default county
+        for a round the read model does not know (or without a read model)."""
+        if self._sessions is None:
+            return DEFAULT_COUNTY
+        with self._sessions() as session:
+            county = session.scalar(select(RoundRow.county).where(RoundRow.round_id == round_id))
+        return county or DEFAULT_COUNTY
 
     @activity.defn(name="start_organisation_workflows")
     async def start_organisation_workflows(self, batch: StartBatch) -> StartReport:
         """Start a workflow per organisation unless one already exists for the round."""
         round_plan = batch.plan.round(batch.round_plan_id)
+        county = await asyncio.to_thread(self._county, batch.round_id)
         limiter = asyncio.Semaphore(_CONCURRENCY)
         started = 0
 
@@ -107,6 +125,7 @@ class KickoffActivities:
                                 SearchAttributePair(sa.ORGANISATION_ID, org.id),
                                 SearchAttributePair(sa.TOWNSHIP, org.township),
                                 SearchAttributePair(sa.ORG_TYPE, org.type.value),
+                                SearchAttributePair(sa.COUNTY, county),
                             ]
                         ),
                     )
