@@ -4,9 +4,19 @@ round in progress, over HTTP against uvicorn, with baselines in the same run.
     .venv/bin/python -m benchmarks.bench_dashboard --organisations 2000 --requests 200
     .venv/bin/python -m benchmarks.bench_dashboard --organisations 100000 --requests 50 \
         --database-url postgresql://postgres@127.0.0.1:5432/test
+    .venv/bin/python -m benchmarks.bench_dashboard --organisations 100000 --counties 20 ...
 
 With a PostgreSQL URL the benchmark creates its own database next to the one named (which
-is only used to connect), and drops it at the end; without one it uses a temporary SQLite file.
+is only used to connect), and drops it at the end (``--keep-database`` keeps it and
+``--reuse-database NAME`` measures a kept one again, without populating it); without one it
+uses a temporary SQLite file. On PostgreSQL the populated tables are vacuumed and analysed
+before measuring, as autovacuum does within a minute of such an insert in production (the
+figures would otherwise change in the middle of a run when it does).
+
+``--counties K`` splits the organisations into K counties (whole townships each; the first
+is the embedded default county, whose round the county pages are measured on), each with
+its own round, and measures the province view (``/ui/counties`` and ``/api/v1/counties``)
+as a province office supervising all K.
 
 The read model is populated directly (not by running workflows): a generated county
 (``deploy/demo/make_roster.py``), round two of ``plans/seed-002.yaml`` re-based to have
@@ -36,6 +46,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,15 +62,18 @@ from activities.tables import (
     RoundDefinitionRow,
     RoundRow,
     campaign_status,
+    metadata,
     phase_status,
 )
+from activities.tables.access import AccountCountyRow
 from api.auth import upsert_user
 from api.plans import parse_plan
 from api.ui.queries import Filters, completion_series, matrix
+from chuangzheng.services.counties import create_county
 from chuangzheng.services.sign_in import User
 from chuangzheng.temporal_server import start_dev_server_env
 from domain.calendar import SHANGHAI
-from domain.organisation import Organisation, Role, Roster
+from domain.organisation import DEFAULT_COUNTY, Organisation, Role, Roster
 from domain.phases import Phase
 from domain.schedule import is_rebased, resolve_schedule
 
@@ -90,10 +104,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 def _status(
-    org: Any, phase: Phase, light: str, deadline: datetime | None, **kw: Any
+    round_id: str, org: Any, phase: Phase, light: str, deadline: datetime | None, **kw: Any
 ) -> dict[str, Any]:
     return {
-        "round_id": ROUND, "org_id": org.id, "org_name": org.name, "township": org.township,
+        "round_id": round_id, "org_id": org.id, "org_name": org.name, "township": org.township,
         "system": org.system, "org_type": org.type.value, "phase": phase.value,
         "phase_status": kw.get("phase_status", "open"), "light": light,
         "overdue": kw.get("overdue", False), "deadline": deadline,
@@ -102,21 +116,52 @@ def _status(
     }  # fmt: skip
 
 
-def populate(session: Session, n: int, seed: int) -> dict[str, int]:
-    """The county, the round and a realistic spread of statuses; returns counts by light."""
+def county_code(index: int) -> str:
+    """The code of the benchmark's county ``index`` (0: the embedded default county)."""
+    return DEFAULT_COUNTY if index == 0 else f"bench-c{index:03d}"
+
+
+def round_of(index: int) -> str:
+    """The round of county ``index`` (the default county's is ``ROUND``)."""
+    return ROUND if index == 0 else f"{ROUND}-{county_code(index)}"
+
+
+def split_counties(organisations: list[Organisation], counties: int) -> list[list[Organisation]]:
+    """The organisations in ``counties`` counties of whole townships, in roster order."""
+    townships = list(dict.fromkeys(o.township for o in organisations))
+    index = {t: i * counties // len(townships) for i, t in enumerate(townships)}
+    split: list[list[Organisation]] = [[] for _ in range(counties)]
+    for org in organisations:
+        split[index[org.township]].append(org)
+    return split
+
+
+def populate(session: Session, n: int, seed: int, counties: int = 1) -> dict[str, int]:
+    """The counties, their rounds and a realistic spread of statuses; returns counts by
+    light (of every county)."""
     organisations = generate_roster(n)
-    store_roster(session, Roster(organisations=tuple(organisations)))
+    by_county = split_counties(organisations, counties)
+    now = datetime.now(UTC)
+    for index, members in enumerate(by_county):
+        code = county_code(index)
+        if index:
+            create_county(session, code=code, name=f"测试县{index}", now=now)
+        store_roster(session, Roster(organisations=tuple(members)), county=code)
     upsert_user(session, username="county", display_name="县委活动办", password=PASSWORD,
                 role=Role.COUNTY_OFFICE)  # fmt: skip
     upsert_user(session, username="township", display_name="乡镇党委", password=PASSWORD,
-                role=Role.TOWNSHIP, scope_key=organisations[0].township)  # fmt: skip
+                role=Role.TOWNSHIP, scope_key=by_county[0][0].township)  # fmt: skip
+    upsert_user(session, username="province", display_name="省委组织部", password=PASSWORD,
+                role=Role.PROVINCE_OFFICE, county="")  # fmt: skip
+    session.add_all(
+        AccountCountyRow(username="province", county=county_code(i)) for i in range(counties)
+    )
 
     # The round runs into next year: the plan chooses the provisional calendar of 2027.
     text = (ROOT / "plans" / "seed-002.yaml").read_text("utf-8")
     text += "\ncalendar:\n  include: [2027-provisional]\n"
     plan = parse_plan(text)
     round_plan = plan.round("round-2")
-    now = datetime.now(UTC)
     starts_at = datetime.combine(
         (now - timedelta(days=150)).astimezone(SHANGHAI).date(), datetime.min.time(), SHANGHAI
     ).astimezone(UTC)
@@ -124,17 +169,23 @@ def populate(session: Session, n: int, seed: int) -> dict[str, int]:
         plan, round_plan, starts_at, rebased=is_rebased(round_plan, starts_at)
     ).windows
     current = next((i for i, w in enumerate(windows) if w.deadline > now), len(windows) - 1)
-    session.add(RoundRow(round_id=ROUND, name=round_plan.name, campaign_id=plan.id,
-                         round_plan_id=round_plan.id, starts_at=starts_at, status="running",
-                         kicked_off_by="county", updated_at=now))  # fmt: skip
-    session.add(RoundDefinitionRow(round_id=ROUND, plan_source="seed-002", plan_yaml=text,
-                                   round_plan_id=round_plan.id, starts_at=starts_at,
-                                   roster_snapshot=None, created_by="county", created_at=now,
-                                   kicked_off_at=starts_at))  # fmt: skip
+    for index in range(counties):
+        round_id = round_of(index)
+        session.add(RoundRow(round_id=round_id, county=county_code(index), name=round_plan.name,
+                             campaign_id=plan.id, round_plan_id=round_plan.id,
+                             starts_at=starts_at, status="running", kicked_off_by="county",
+                             updated_at=now))  # fmt: skip
+        session.add(RoundDefinitionRow(round_id=round_id, plan_source="seed-002",
+                                       plan_yaml=text, round_plan_id=round_plan.id,
+                                       starts_at=starts_at, roster_snapshot=None,
+                                       created_by="county", created_at=now,
+                                       kicked_off_at=starts_at))  # fmt: skip
+    round_by_org = {o.id: round_of(i) for i, members in enumerate(by_county) for o in members}
     rng = random.Random(seed)
     statuses: list[dict[str, Any]] = []
     phases: list[dict[str, Any]] = []
     for org in organisations:
+        round_id = round_by_org[org.id]
         roll = rng.random()
         at = current - 2 if roll < 0.02 else current - 1 if roll < 0.10 else current
         at = current + 1 if roll > 0.90 and current + 1 < len(windows) else max(0, at)
@@ -144,19 +195,20 @@ def populate(session: Session, n: int, seed: int) -> dict[str, int]:
             late = roll < 0.10 and rng.random() < 0.3
             finished = done.opens_at + timedelta(seconds=span * rng.uniform(0.3, 1.0))
             finished = finished + timedelta(days=rng.uniform(1, 8)) if late else finished
-            phases.append({"round_id": ROUND, "org_id": org.id, "phase": done.phase.value,
+            phases.append({"round_id": round_id, "org_id": org.id, "phase": done.phase.value,
                            "status": "done", "deadline": done.deadline,
                            "opened_at": done.opens_at, "completed_at": finished,
                            "outcome": "late" if late else "on_time", "event_seq": 1})  # fmt: skip
         if at < current:  # behind: overdue, somewhere on the ladder
             rung = 2 if at < current - 1 else rng.choice((0, 0, 1, 1, 2))
             status = "rectifying" if rung == 2 else "overdue"
-            statuses.append(_status(org, window.phase, "red", window.deadline, overdue=True,
-                                    top_rung=rung, phase_status=status))  # fmt: skip
+            statuses.append(_status(round_id, org, window.phase, "red", window.deadline,
+                                    overdue=True, top_rung=rung,
+                                    phase_status=status))  # fmt: skip
         else:
             light = rng.choices(("green", "blue", "yellow"), weights=(70, 12, 18))[0]
-            statuses.append(_status(org, window.phase, light, window.deadline))
-        phases.append({"round_id": ROUND, "org_id": org.id, "phase": window.phase.value,
+            statuses.append(_status(round_id, org, window.phase, light, window.deadline))
+        phases.append({"round_id": round_id, "org_id": org.id, "phase": window.phase.value,
                        "status": statuses[-1]["phase_status"], "deadline": window.deadline,
                        "opened_at": window.opens_at, "completed_at": None, "outcome": None,
                        "event_seq": 1})  # fmt: skip
@@ -195,13 +247,19 @@ def wait_up(base: str, process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def database(folder: Path, server_url: str | None) -> Iterator[str]:
+def database(
+    folder: Path, server_url: str | None, *, keep: bool = False, reuse: str = ""
+) -> Iterator[str]:
     """A fresh database: a SQLite file in ``folder``, or a new PostgreSQL database on the
-    server of ``server_url`` (created here, dropped afterwards)."""
+    server of ``server_url`` (created here, dropped afterwards unless ``keep``), or the kept
+    database ``reuse`` on that server (left as it is)."""
     if not server_url:
         yield f"sqlite:///{folder / 'bench.db'}"
         return
     admin_url = make_url(server_url).set(drivername="postgresql+psycopg")
+    if reuse:
+        yield admin_url.set(database=reuse).render_as_string(hide_password=False)
+        return
     name = f"bench_dashboard_{os.getpid()}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -209,30 +267,65 @@ def database(folder: Path, server_url: str | None) -> Iterator[str]:
     try:
         yield admin_url.set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if keep:
+            print(f"kept database {name} (--reuse-database {name} measures it again)")
+        else:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 
-async def main(
-    n: int, requests: int, seed: int, server_url: str | None, warmup: int, exports: int
-) -> None:
+@dataclass(frozen=True)
+class Options:
+    """What to measure and how."""
+
+    organisations: int
+    requests: int
+    seed: int
+    server_url: str | None
+    warmup: int
+    exports: int
+    counties: int = 1
+    keep: bool = False
+    reuse: str = ""
+
+
+async def main(options: Options) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
-    with database(folder, server_url) as url:
-        await measure(folder, url, n, requests, seed, warmup, exports)
+    with database(folder, options.server_url, keep=options.keep, reuse=options.reuse) as url:
+        await measure(folder, url, options)
 
 
-async def measure(
-    folder: Path, url: str, n: int, requests: int, seed: int, warmup: int, exports: int
-) -> None:
-    engine = make_engine(url)
+def prepare(engine: Any, options: Options) -> None:
+    """Populate the database (unless it is a kept one), create any index the code declares
+    that it lacks (a kept database measured again after a change), and on PostgreSQL vacuum
+    and analyse the tables, as autovacuum would soon after such an insert."""
     create_schema(engine)
-    started = time.perf_counter()
-    with session_factory(engine).begin() as session:
-        lights = populate(session, n, seed)
-    print(
-        f"read model: {n} organisations in {time.perf_counter() - started:.1f} s; lights {lights}"
-    )
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
+    with engine.connect() as connection:
+        populated = connection.execute(select(func.count()).select_from(RoundRow)).scalar_one()
+    if not populated:
+        started = time.perf_counter()
+        with session_factory(engine).begin() as session:
+            lights = populate(session, options.organisations, options.seed, options.counties)
+        took = time.perf_counter() - started
+        print(f"read model: {options.organisations} organisations in {options.counties} "
+              f"counties in {took:.1f} s; lights {lights}")  # fmt: skip
+    if engine.dialect.name == "postgresql":
+        started = time.perf_counter()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE"))
+        print(f"VACUUM ANALYZE in {time.perf_counter() - started:.1f} s")
+
+
+async def measure(folder: Path, url: str, options: Options) -> None:
+    n, requests, warmup, exports = (
+        options.organisations, options.requests, options.warmup, options.exports
+    )  # fmt: skip
+    engine = make_engine(url)
+    prepare(engine, options)
     env = await start_dev_server_env()
     port = 18000 + random.randrange(1000)
     base = f"http://127.0.0.1:{port}"
@@ -262,6 +355,17 @@ async def measure(
                 data={"username": "township", "password": PASSWORD},
                 headers={"Origin": base},
             )
+            province = httpx.Client(base_url=base, timeout=300)
+            province.post(
+                "/ui/login",
+                data={"username": "province", "password": PASSWORD},
+                headers={"Origin": base},
+            )
+            province_api = httpx.Client(base_url=base, timeout=300)
+            province_token = province_api.post(
+                "/api/v1/auth/login", json={"username": "province", "password": PASSWORD}
+            ).json()["access_token"]
+            province_api.headers["Authorization"] = f"Bearer {province_token}"
             token = api.post(
                 "/api/v1/auth/login", json={"username": "county", "password": PASSWORD}
             ).json()["access_token"]
@@ -293,6 +397,23 @@ async def measure(
                     matrix(session, county, ROUND, Filters())
                     completion_series(session, county, ROUND, Filters())
 
+            page = get(ui, f"/ui/overview?round={ROUND}")
+
+            def missed() -> None:  # a status row written first: the page's entry is stale
+                with engine.begin() as connection:
+                    connection.execute(
+                        campaign_status.update()
+                        .where(campaign_status.c.round_id == ROUND)
+                        .where(campaign_status.c.org_id == first_org)
+                        .values(updated_at=datetime.now(UTC))
+                    )
+                page()
+
+            with engine.connect() as connection:
+                first_org = connection.execute(
+                    select(s.org_id).where(s.round_id == ROUND).limit(1)
+                ).scalar_one()
+
             def run(fetch: Callable[[], Any], count: int) -> list[float]:
                 return timed(fetch, count, warmup)
 
@@ -303,6 +424,7 @@ async def measure(
                     get(api, f"/api/v1/rounds/{ROUND}/supervision/counts?by=township"), requests
                 ),
                 "overview page": run(get(ui, f"/ui/overview?round={ROUND}"), requests),
+                "overview page, cache miss": run(missed, max(5, requests // 5)),
                 "overview big screen": run(
                     get(ui, f"/ui/overview?round={ROUND}&screen=big"), requests
                 ),
@@ -319,12 +441,25 @@ async def measure(
                 "JSON /supervision/overdue": run(
                     get(api, f"/api/v1/rounds/{ROUND}/supervision/overdue"), requests
                 ),
+                "laggard list (page 50)": run(
+                    get(ui, f"/ui/laggards?round={ROUND}&page_no=50"), requests
+                ),
+                "laggard list (by township)": run(
+                    get(ui, f"/ui/laggards?round={ROUND}&sort=township&dir=asc"), requests
+                ),
+                f"province page ({options.counties} counties)": run(
+                    get(province, "/ui/counties"), requests
+                ),
+                f"JSON /counties ({options.counties} counties)": run(
+                    get(province_api, "/api/v1/counties"), requests
+                ),
                 "laggard Excel export": run(
                     get(ui, f"/ui/export/laggards.xlsx?round={ROUND}"), exports
                 ),
             }
             laggards = ui.get(f"/ui/laggards?round={ROUND}").text.count('name="org_id" value=')
-            township.close()
+            for client in (township, province, province_api):
+                client.close()
         rows = db_count(engine)
     finally:
         process.terminate()
@@ -338,14 +473,19 @@ async def measure(
     json_p50 = pct(measures["JSON /supervision/counts"], 0.5)
     json_p95 = pct(measures["JSON /supervision/counts"], 0.95)
     backend = make_url(url).get_backend_name()
-    print(f"\n{n} organisations ({rows} status rows) on {backend}, {requests} requests each")
+    print(f"\n{n} organisations in {options.counties} counties ({rows} status rows of the "
+          f"measured county's round) on {backend}, {requests} requests each")  # fmt: skip
     print(f"(sequential; load average {os.getloadavg()[0]:.1f} at the end)")
     print(f"{'measure':32} {'p50 ms':>8} {'p95 ms':>8} {'p50 ×JSON':>10} {'p95 ×JSON':>10}")
     for name, times in measures.items():
         p50, p95 = pct(times, 0.5), pct(times, 0.95)
         print(f"{name:32} {p50:8.1f} {p95:8.1f} {p50 / json_p50:10.1f} {p95 / json_p95:10.1f}")
     print(f"(the default laggard page lists {laggards} rows of its first page)")
-    pages = [k for k in measures if k.startswith(("overview page", "overview big", "laggard list"))]
+    pages = [
+        k
+        for k in measures
+        if k.startswith(("overview page", "overview big", "laggard list", "province page"))
+    ]
     worst = max(pct(measures[k], 0.95) for k in pages)
     verdict = "met" if worst < GOAL_P95_MS else "NOT met"
     print(f"goal p95 < {GOAL_P95_MS:.0f} ms for the pages: {verdict} (worst {worst:.1f} ms)")
@@ -372,10 +512,18 @@ if __name__ == "__main__":
     parser.add_argument(
         "--database-url", default="", help="a PostgreSQL server to create the database on"
     )
+    parser.add_argument("--counties", type=int, default=1, help="counties to split into")
+    parser.add_argument("--keep-database", action="store_true", help="do not drop it")
+    parser.add_argument("--reuse-database", default="", help="a kept database to measure")
     args = parser.parse_args()
     asyncio.run(
         main(
-            args.organisations, args.requests, args.seed, args.database_url or None,
-            args.warmup, args.exports or max(10, args.requests // 10),
+            Options(
+                organisations=args.organisations, requests=args.requests, seed=args.seed,
+                server_url=args.database_url or None, warmup=args.warmup,
+                exports=args.exports or max(10, args.requests // 10),
+                counties=max(1, args.counties), keep=args.keep_database,
+                reuse=args.reuse_database,
+            )
         )
     )  # fmt: skip
