@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Executable, bindparam, select, tuple_, update
+from sqlalchemy import Executable, bindparam, select, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -210,17 +210,25 @@ class _Where:
 
 def _stored_status(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], _Where]:
     """The township and system of the stored status rows of ``keys`` (event_seq 0: unused)."""
+    # Per round, ``round_id = :r AND org_id IN (…)``: a search of the primary key. The row
+    # value ``(round_id, org_id) IN ((…), …)`` it replaces made SQLite 3.40 scan the whole
+    # table for every group written (EXPLAIN QUERY PLAN: ``SCAN campaign_status``), a cost
+    # growing with every round ever recorded, paid once per group in a deadline storm
+    # (docs/performance.md, "Storm at 2,000, session 7").
     c = campaign_status.c
     found: dict[tuple[str, str], _Where] = {}
-    ordered = sorted(keys)
-    for start in range(0, len(ordered), 500):  # bound the number of parameters
-        rows = session.execute(
-            select(c.round_id, c.org_id, c.township, c.system).where(
-                tuple_(c.round_id, c.org_id).in_(ordered[start : start + 500])
+    by_round: dict[str, list[str]] = {}
+    for round_id, org_id in sorted(keys):
+        by_round.setdefault(round_id, []).append(org_id)
+    for round_id, org_ids in by_round.items():
+        for start in range(0, len(org_ids), 500):  # bound the number of parameters
+            rows = session.execute(
+                select(c.org_id, c.township, c.system).where(
+                    c.round_id == round_id, c.org_id.in_(org_ids[start : start + 500])
+                )
             )
-        )
-        for row in rows:
-            found[(row.round_id, row.org_id)] = _Where(0, row.township, row.system)
+            for row in rows:
+                found[(round_id, row.org_id)] = _Where(0, row.township, row.system)
     return found
 
 
