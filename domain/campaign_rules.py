@@ -205,6 +205,18 @@ class CampaignRules:
             state=self.state.model_copy(deep=True),
         )
 
+    def status_view(self) -> CampaignStatus:
+        """The status sharing the live state, not a copy: only for a caller that serializes
+        it before the state can change again, as the workflow's ``status`` query does (the
+        SDK turns a synchronous query's result into a payload at once). The deep copy of
+        :meth:`status` grows with everything the organisation ever submitted; for a busy
+        organisation it was the largest item of the worker's CPU in a deadline storm
+        (docs/performance.md, "Storm at 2,000, session 7"). Never mutate what it returns."""
+        # Pydantic keeps a model instance given for a field as it is (no revalidation).
+        return CampaignStatus(
+            organisation=self.org, round_name=self.plan.round_name, state=self.state
+        )
+
     def _open_phase(self) -> PhaseState:
         if self.state.closed:
             raise DomainError("本轮活动已结束", code="round_closed")

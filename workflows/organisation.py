@@ -370,7 +370,9 @@ class OrganisationCampaignWorkflow:
     @workflow.query
     def status(self) -> CampaignStatus:
         """Phase, steps, submissions, deadlines, light, escalations and extensions."""
-        return self._campaign.status()
+        # Not a copy: the handler is synchronous, so its result is serialized before the
+        # workflow runs again. A query adds nothing to history: replay is unaffected.
+        return self._campaign.status_view()
 
     @workflow.signal
     def apply_round_extension(self, cmd: RoundExtension) -> None:
