@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 import uuid
@@ -265,6 +266,88 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ``make test-random`` and ``tests/each_alone.py`` are the other two)."""
     if config.getoption("--reverse"):
         items.reverse()
+
+
+def xdist_group(item: pytest.Item) -> str | None:
+    """The worker group of ``item`` when the suite runs on several workers (pytest-xdist,
+    ``-n 2 --dist loadgroup``; not yet what ``make test`` does, see docs/reliability.md,
+    "Suite time"), or None when it may run on any worker.
+
+    Each worker is a process with its own session fixtures, and everything a test makes is
+    already private to it (free ports, ``tmp_path``, uuid task queues, PostgreSQL schemas and
+    databases), so no test needs a worker of its own; the groups only keep expensive shared
+    fixtures from being built twice or torn down and rebuilt:
+
+    - the API stack (dev server, worker, uvicorn, read model) once per database: every test
+      on the SQLite stack (``database_url``) runs on one worker and every test on the
+      PostgreSQL stack on one (each a unit of its own, so usually the other), the browser
+      tests' stack likewise; spread out, each worker would build both stacks and rebuild
+      them whenever its next test is on the other database;
+    - a module-scoped fixture (a workflow module's time-skipping server and worker, the
+      fault tests' processes, ``make run``'s supervisor, whose tests run in file order):
+      the module's tests stay together, in file order, on one worker.
+    """
+    if not isinstance(item, pytest.Function):
+        return None
+    defs = item._fixtureinfo.name2fixturedefs
+    if "database_url" in item.fixturenames and "database_url" in defs:
+        # The stack's database is a parametrized session fixture: pytest rebuilds the stack
+        # whenever a worker's next test is on the other database.
+        where = defs["database_url"][-1].baseid or "tests"
+        callspec = getattr(item, "callspec", None)
+        database = callspec.params.get("database_url", "") if callspec is not None else ""
+        return f"stack:{where}:{database}"
+    module_scoped = any(
+        fixturedefs and fixturedefs[-1].scope in ("module", "package", "class")
+        for name, fixturedefs in defs.items()
+        if name in item.fixturenames
+    )
+    if module_scoped:
+        return item.nodeid.split("::", 1)[0]
+    return None
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Under pytest-xdist, mark the item with its worker group (:func:`xdist_group`). Done
+    at collection so that xdist's own ``pytest_collection_modifyitems`` sees the mark; every
+    worker collects the same groups, as xdist requires."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    group = xdist_group(item)
+    if group is not None:
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """On an xdist worker, a server replaced after this test (at its fixtures' teardown) is
+    carried to the controller in the teardown report, which lists it at the end of the run
+    (:func:`pytest_runtest_logreport`); a serial run lists :data:`REPLACED` directly."""
+    report = yield
+    if call.when == "teardown" and os.environ.get("PYTEST_XDIST_WORKER"):
+        seen = item.stash.get(_REPLACED_SEEN, 0)
+        for line in REPLACED[seen:]:
+            report.user_properties.append((REPLACED_PROPERTY, line))
+        item.stash[_REPLACED_SEEN] = len(REPLACED)
+    return report
+
+
+def pytest_runtest_protocol(item: pytest.Item) -> None:
+    """Remember how many servers were replaced before ``item`` ran (see
+    :func:`pytest_runtest_makereport`)."""
+    item.stash[_REPLACED_SEEN] = len(REPLACED)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """On the xdist controller, gather the replacements the workers reported."""
+    if hasattr(report, "node"):  # set by xdist on reports that came from a worker
+        REPLACED.extend(
+            str(value) for key, value in report.user_properties if key == REPLACED_PROPERTY
+        )
+
+
+REPLACED_PROPERTY = "time-skipping server replaced"
+_REPLACED_SEEN = pytest.StashKey[int]()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

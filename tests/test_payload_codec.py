@@ -84,6 +84,8 @@ def test_keys_parse_in_order_and_the_first_encrypts() -> None:
         (f"a:{base64.b64encode(os.urandom(20)).decode()}", "has 20 bytes"),
         (f"a:{KEY_A},a:{KEY_B}", "twice"),
     ],
+    # Named, not made from the random keys: pytest-xdist needs the same ids on every worker.
+    ids=["bare-key", "empty-id", "space-in-id", "not-base64", "20-bytes", "id-twice"],
 )
 def test_a_bad_key_list_is_refused_without_echoing_keys(value: str, message: str) -> None:
     with pytest.raises(PayloadKeyError, match=message) as refused:

@@ -40,6 +40,8 @@ KEYS = f"k1:{new_key_text()}"
         (secrets.token_hex(15), "30 characters"),
         (DEFAULT_SECRET_KEY, "development key"),
     ],
+    # Named, not made from the random key: pytest-xdist needs the same ids on every worker.
+    ids=["1-character", "one-repeated", "two-repeated", "30-characters", "development-key"],
 )
 def test_production_refuses_a_weak_secret_key(key: str, why: str) -> None:
     with pytest.raises(ValidationError, match=why):
