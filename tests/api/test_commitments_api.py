@@ -110,7 +110,7 @@ async def rid(stack: Stack) -> str:
             headers=await token(http, "ins-liu"),
         )
         assert accepted.status_code == 200, accepted.text
-        assert accepted.json()["state"]["phase"] == "public_commitment"
+        assert accepted.json()["result"]["phase"] == "public_commitment"
     return round_id
 
 
