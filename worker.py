@@ -73,15 +73,6 @@ WORKFLOWS: Sequence[type] = (
 # of their own (constants only; everything a run holds is on its instance) and take time
 # only from ``workflow.now()``; the replay tests of the recorded histories guard determinism.
 # The round, digest, evaluation and reminder workflows (a handful per round) stay sandboxed.
-# How long a workflow task waits on this worker's sticky queue before the server moves it to
-# the shared queue (the SDK's default is 10 s). In a deadline storm on a loaded machine the
-# worker polls its sticky queue later than that: at 500 organisations about half of the
-# storm's workflow tasks timed out there (2-3 WORKFLOW_TASK_TIMED_OUT per organisation), each
-# losing its 10 s and going to the back of the shared queue with the whole history
-# (docs/performance.md, "Storm at 2,000, session 7"). The cost of a longer wait: a workflow
-# cached by a worker that crashed waits this long before another worker takes it.
-STICKY_SCHEDULE_TO_START = timedelta(seconds=60)
-
 _PASSTHROUGH = (
     "domain",
     "workflows.organisation",
@@ -186,7 +177,6 @@ def build_worker(
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         max_cached_workflows=max_cached_workflows,
-        sticky_queue_schedule_to_start_timeout=STICKY_SCHEDULE_TO_START,
         graceful_shutdown_timeout=graceful_shutdown,
         interceptors=interceptors,
     )
