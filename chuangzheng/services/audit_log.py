@@ -48,6 +48,7 @@ ACTION_LABELS: dict[str, str] = {
     "roster.import": "导入名册",
     "account.roster_sync": "名册同步账号",
     "roster.departure": "退出名册组织去留",
+    "guidance_group.saved": "设置分系统指导小组",
     "account.create": "创建账号",
     "account.update": "修改账号",
     "account.deactivate": "停用账号",
