@@ -198,20 +198,12 @@ class CampaignRules:
             self.state.idempotency_keys = [*self.state.idempotency_keys[-(_KEYS_KEPT - 1) :], key]
 
     def status(self) -> CampaignStatus:
-        """A snapshot for queries and update results."""
-        return CampaignStatus(
-            organisation=self.org,
-            round_name=self.plan.round_name,
-            state=self.state.model_copy(deep=True),
-        )
-
-    def status_view(self) -> CampaignStatus:
-        """The status sharing the live state, not a copy: only for a caller that serializes
-        it before the state can change again, as the workflow's ``status`` query does (the
-        SDK turns a synchronous query's result into a payload at once). The deep copy of
-        :meth:`status` grows with everything the organisation ever submitted; for a busy
-        organisation it was the largest item of the worker's CPU in a deadline storm
-        (docs/performance.md, "Storm at 2,000, session 7"). Never mutate what it returns."""
+        """The status sharing the live state, not a copy: for a caller that serializes it
+        before the state can change again, as the workflow's ``status`` query does (the SDK
+        turns a synchronous query's result into a payload at once). A deep copy grew with
+        everything the organisation ever submitted; for a busy organisation it was the
+        largest item of the worker's CPU in a deadline storm (docs/performance.md, "Storm at
+        2,000, session 7"). Never mutate what it returns."""
         # Pydantic keeps a model instance given for a field as it is (no revalidation).
         return CampaignStatus(
             organisation=self.org, round_name=self.plan.round_name, state=self.state

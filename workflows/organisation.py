@@ -372,7 +372,7 @@ class OrganisationCampaignWorkflow:
         """Phase, steps, submissions, deadlines, light, escalations and extensions."""
         # Not a copy: the handler is synchronous, so its result is serialized before the
         # workflow runs again. A query adds nothing to history: replay is unaffected.
-        return self._campaign.status_view()
+        return self._campaign.status()
 
     @workflow.signal
     def apply_round_extension(self, cmd: RoundExtension) -> None:
