@@ -5,6 +5,7 @@ delivery; SQLite in WAL with a busy timeout; the PostgreSQL pool from settings."
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -275,6 +276,33 @@ async def test_group_commit_settles_each_caller_with_its_own_outcome() -> None:
     assert max(len(g) for g in groups) == 20
     assert [13] in groups
     assert sum(1 for g in groups if len(g) > 1) <= 4
+
+
+async def test_group_commit_writes_at_once_and_groups_what_arrives_during_a_write() -> None:
+    """No fixed wait: a lone item goes to a free writer as it is, and the items that arrive
+    while that write runs form the next group (the quiet submission waits for nothing; the
+    storm's groups grow with the writes' own time)."""
+    groups: list[list[int]] = []
+    first_write_started = threading.Event()
+    release_first_write = threading.Event()
+
+    def write(items: Sequence[int]) -> list[int]:
+        groups.append(list(items))
+        if len(groups) == 1:
+            first_write_started.set()
+            release_first_write.wait(timeout=30)
+        return list(items)
+
+    writer: GroupCommit[int, int] = GroupCommit(write)
+    lone = asyncio.create_task(writer.submit(0))
+    assert await asyncio.to_thread(first_write_started.wait, 30)
+    later = [asyncio.create_task(writer.submit(i)) for i in range(1, 11)]
+    await asyncio.sleep(0.05)  # the ten are queued behind the one write in flight
+    release_first_write.set()
+
+    assert await lone == 0
+    assert await asyncio.gather(*later) == list(range(1, 11))
+    assert groups == [[0], list(range(1, 11))]
 
 
 async def test_group_commit_forgets_a_cancelled_caller() -> None:
