@@ -28,12 +28,33 @@ DEMO_PLAN = ROOT / "plans" / "demo.yaml"
 LEGACY_ROUND_WORKFLOW = "CampaignRoundWorkflow"
 
 
-def plan_yaml(first_phase_minutes: int, *, townships: list[str] | None = None) -> str:
+def plan_yaml(
+    first_phase_minutes: int,
+    *,
+    townships: list[str] | None = None,
+    spaced_ladder: bool = False,
+) -> str:
     """The demo plan (minute-scale, so no calendar is involved) with its first phase lasting
-    ``first_phase_minutes`` and the round limited to ``townships`` when given."""
+    ``first_phase_minutes`` and the round limited to ``townships`` when given.
+
+    ``spaced_ladder``: the ladder keeps the demo's rungs and actions but spaced as seed 002
+    spaces them around a deadline, which the demo squeezes into minutes: the blue light and
+    the reminder come well before the deadline (here: from the phase's opening, in the
+    organisation's first workflow task), and the later rungs long after it (seed 002:
+    working days; here: one and two hours). The deadline then wakes each organisation once,
+    for the first rung only, as a real deadline does; with the demo's spacing the blue
+    light, the reminder and rungs 1 and 2 wake it four more times within four minutes of
+    the deadline.
+    """
     data = yaml.safe_load(DEMO_PLAN.read_text("utf-8"))
     round_plan = data["rounds"][0]
     round_plan["phases"][0]["duration"] = {"minutes": first_phase_minutes}
+    if spaced_ladder:
+        ladder = data["ladder"]
+        ladder["reminder_lead"] = {"minutes": first_phase_minutes}
+        ladder["blue_within"] = {"minutes": first_phase_minutes}
+        for rung, minutes in zip(ladder["rungs"], (0, 60, 120), strict=True):
+            rung["delay"] = {"minutes": minutes}
     if townships is not None:
         round_plan["scope"] = dict(round_plan.get("scope") or {}) | {"townships": townships}
     return str(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
