@@ -345,7 +345,9 @@ def test_the_streamed_workbook_holds_every_row_and_no_formula(
         rows = stream_laggards(session, COUNTY, ROUND, Filters(), "overdue", True, days)
         lines = ([r.org_id, r.org_name, days(r.deadline, r.overdue), None] for r in rows)
         data = streamed_workbook("滞后单位", ["组织编号", "单位", "逾期工作日", "空"], lines)
-    extra = streamed_workbook("t", ["a", "b"], [[*hostile], [" 前后空格 ", "控\x01制"]])
+    # Each text twice (the second from the writer's kept cells), and a number after it.
+    twice = [[*hostile], [" 前后空格 ", "控\x01制"]] * 2 + [["1", 1], [1, "1"]]
+    extra = streamed_workbook("t", ["a", "b"], twice)
     sheet = load_workbook(io.BytesIO(data)).active
     assert sheet.title == "滞后单位" and sheet.freeze_panes == "A2"
     table = [[c.value for c in row] for row in sheet.iter_rows()]
@@ -355,5 +357,6 @@ def test_the_streamed_workbook_holds_every_row_and_no_formula(
     cells = [c for row in load_workbook(io.BytesIO(extra)).active.iter_rows() for c in row]
     assert [(c.value, c.data_type) for c in cells] == [
         ("a", "s"), ("b", "s"), (hostile[0], "s"), (hostile[1], "s"),
-        (" 前后空格 ", "s"), ("控制", "s"),
+        (" 前后空格 ", "s"), ("控制", "s"), (hostile[0], "s"), (hostile[1], "s"),
+        (" 前后空格 ", "s"), ("控制", "s"), ("1", "s"), (1, "n"), (1, "n"), ("1", "s"),
     ]  # fmt: skip

@@ -15,6 +15,7 @@ from api.ui.context import RoundInfo, round_info, rounds
 from api.ui.queries import Filters, Matrix
 from api.ui.queries import overview as read_overview
 from api.ui.render import LIGHT_ORDER, local, page, templates
+from api.ui.routers.laggards import pager
 from api.ui.session import UiRoute, UiUser
 from domain.phases import PHASE_LABELS, Phase
 
@@ -76,21 +77,31 @@ def overview(
     system: str = "",
     type: str = "",
     screen: str = "",
+    tpage: str = "",
+    tq: str = "",
 ) -> Response:
-    """The overview of the caller's scope in one round (the newest running one by default)."""
+    """The overview of the caller's scope in one round (the newest running one by default).
+
+    A county of more than ``MATRIX_PAGE_SIZE`` townships sees its matrix a page at a time
+    (``tpage``), the townships with the most laggards first, or the townships whose name
+    holds ``tq``; the totals row and the figures above it always count every township."""
     info = round_info(session, round or None, user.counties)
     context: dict[str, Any] = {
         "user": user,
         "rounds": rounds(session, user.counties),
         "info": info,
-        "filters": {"system": system, "type": type},
+        "filters": {"system": system, "type": type, "tq": tq.strip()},
         "big": screen == "big",
         "refresh": BIG_SCREEN_REFRESH_SECONDS,
         "now": datetime.now(UTC),
     }
     if info is not None:
         filters = Filters(system=system, org_type=type)
-        cached = read_overview(session, user, info.round_id, filters, wall=screen == "big")
+        page_no = int(tpage) if tpage.isdigit() else 1  # a mangled link: the first page
+        cached = read_overview(
+            session, user, info.round_id, filters, wall=screen == "big", page=page_no,
+            search=tq,
+        )  # fmt: skip
         result, rendered = cached.matrix, cached.rendered
         if "matrix_body" not in rendered:  # once per cached overview (same round and filters)
             body = templates.get_template("_matrix_body.html").render(
@@ -103,5 +114,6 @@ def overview(
             timeline=_timeline(info, result, context["now"]),
             charts=rendered["charts"],
             matrix_body=rendered["matrix_body"],
+            matrix_pager=pager(result.page, result.pages) if result.pages > 1 else [],
         )
     return page(request, "overview.html", context)
