@@ -581,6 +581,8 @@ class _Cache(Generic[_V]):
 #: round's newest status write, so it is dropped as soon as a status row of the round is
 #: written (read through an index that leads with the round).
 overview_cache: _Cache[Overview] = _Cache()
+#: The overview's completion chart per round, caller scope and filters (see :func:`overview`).
+completion_cache: _Cache[dict[str, Any]] = _Cache()
 #: The township filter's options per round and caller scope (see :func:`township_options`).
 township_cache: _Cache[list[str]] = _Cache()
 
@@ -625,9 +627,17 @@ def overview(
     cached = overview_cache.get(key)
     if cached is not None:
         return cached
+    # The chart is kept for the minute whatever is written: its forty points over the round
+    # move by a completion or two in a minute, and it is the one part of a miss that reads
+    # every completed phase (200,000 at 100,000 organisations). The matrix and the figures
+    # above it are read again after each write, so an action's effect shows at once.
+    chart_key = (round_id, _scope_key(user), filters)
+    completion = completion_cache.get(chart_key)
+    if completion is None:
+        completion = completion_series(session, user, round_id, filters)
+        completion_cache.put(chart_key, completion)
     result = Overview(
-        matrix(session, user, round_id, filters, page=page, search=search),
-        completion_series(session, user, round_id, filters),
+        matrix(session, user, round_id, filters, page=page, search=search), completion
     )
     overview_cache.put(key, result)
     return result

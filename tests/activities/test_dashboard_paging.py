@@ -114,6 +114,7 @@ def county(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
     with sessions.begin() as session:
         _populate(session)
     queries.overview_cache.clear()
+    queries.completion_cache.clear()  # kept per round id: other tests' databases use it
     return sessions
 
 
@@ -245,12 +246,19 @@ def test_overview_is_cached_until_the_round_changes_or_the_minute_ends(
         assert fresh is not first
         reds = sum(1 for _ in session.scalars(select(CampaignStatusRow).filter_by(light="red")))
         assert fresh.matrix.total.lights["red"] == reds
+        # The chart, which reads every completed phase, is kept for its minute.
+        assert fresh.completion is first.completion
         # The big screen keeps its minute-old figures, then reads them again.
         assert queries.overview(session, COUNTY, ROUND, Filters(), wall=True) is wall
         monkeypatch.setattr(queries, "OVERVIEW_CACHE_SECONDS", -1.0)
         queries.overview_cache.clear()
+        queries.completion_cache.clear()
         again = queries.overview(session, COUNTY, ROUND, Filters(), wall=True)
         assert again is not wall and again.matrix.total.lights["red"] == reds
+        # Past the minute the chart is read again (entries stored now expire at once).
+        later = queries.overview(session, COUNTY, ROUND, Filters(), wall=True)
+        assert later.completion is not again.completion
+        assert later.completion == again.completion
 
 
 def _request(query: str) -> Request:

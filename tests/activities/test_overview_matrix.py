@@ -62,6 +62,7 @@ def county(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
     with sessions.begin() as session:
         _seed(session)
     queries.overview_cache.clear()
+    queries.completion_cache.clear()
     return sessions
 
 
@@ -210,6 +211,7 @@ def test_the_page_of_a_county_and_of_a_county_of_many_townships(
     with sessions.begin() as session:
         populate(session, organisations, seed=14)
     queries.overview_cache.clear()
+    queries.completion_cache.clear()
     with sessions() as session:
         counts = _expected(session, Filters())
         by_phase: Counter[str] = Counter()
