@@ -1,12 +1,13 @@
 """Account administration (县委活动办; a township committee for its own organisations'
 secretaries) and a person's own activation with their one-time code.
 
-The use cases are ``chuangzheng.services.accounts``; the routes parse, call them in the
-threadpool and map their errors (``api.errors.as_api_error``). Writes keep stored answers
-per Idempotency-Key; the answers that carry a new activation code (create, reset) are stored
-with the code left out, because only its hash may be kept: a replay says the account was
-created or reset, and a lost code is replaced by resetting again. The printed activation
-list is a POST (printing issues the codes) and is not replayed: printing twice issues twice.
+The use cases are ``chuangzheng.services.accounts`` and ``.activation``; the routes parse,
+call them in the threadpool and map their errors (``api.errors.as_api_error``). Writes keep
+stored answers per Idempotency-Key; the answers that carry a new activation code (create,
+reset) are stored with the code left out, because only its hash may be kept: a replay says
+the account was created or reset, and a lost code is replaced by resetting again. The printed
+activation list is a POST (printing issues the codes) and is not replayed: printing twice
+issues twice.
 
 Where the channels file (``CZ_CHANNELS_FILE``) gives a person their own e-mail address, the
 code is also mailed to them (``chuangzheng.services.code_mail``); ``mailed`` in the answer
@@ -31,7 +32,7 @@ from api.deps import CurrentUser, SessionDep, SessionsDep, SettingsDep, client_i
 from api.errors import as_api_error
 from api.idempotency import idempotency_key, idempotent
 from api.responses import AUTHENTICATED, WITH_BODY, Timestamp, errors, file_response
-from chuangzheng.services import accounts
+from chuangzheng.services import accounts, activation
 from chuangzheng.services.activation_lists import activation_list_pdf, activation_list_xlsx
 from chuangzheng.services.code_mail import mailer_for
 from chuangzheng.services.errors import ServiceError
@@ -326,7 +327,7 @@ async def activation_list(
     admin = _authorised(user, request)
     sheet = await run_sync(
         _call,
-        lambda: accounts.issue_township_codes(
+        lambda: activation.issue_township_codes(
             sessions, admin, body.township, now=datetime.now(UTC), mailer=mailer_for(settings)
         ),
     )
@@ -462,7 +463,7 @@ async def activate(body: Activation, request: Request, sessions: SessionsDep) ->
     that does not say which."""
     account = await run_sync(
         _call,
-        lambda: accounts.activate(
+        lambda: activation.activate(
             sessions,
             username=body.username.strip(),
             code=body.code,

@@ -1,15 +1,17 @@
-"""Accounts, the county office's (and, for their own organisations' secretaries, a township
-committee's) use cases: list and search, create, deactivate, reactivate, reset, change role
-and scope, issue activation codes (one account, or every account of a township not yet
-activated, for the printed list), and a person's own activation with their code.
+"""Account administration, the county office's (and, for their own organisations'
+secretaries, a township committee's) use cases: list and search, create, deactivate,
+reactivate, reset, change role and scope. A person's own activation with their code and a
+township's printed activation list are :mod:`chuangzheng.services.activation`'s; they build
+on this module's scope rules, audit and code issuing.
 
 Who may manage whom is ``domain.accounts.manages``; an account outside the caller's scope is
 :class:`NotFound`, exactly like one that does not exist, so nothing leaks. Nobody gets a
 default password: a new or reset account has no password hash until its person activates
-it with the one-time code, of which only an argon2 hash is kept. Every change is audited
-(``account.create``, ``account.update``, ``account.deactivate``, ``account.reactivate``,
-``account.reset``, ``account.issue_code``, ``account.activate``). Synchronous SQLAlchemy:
-callers run these functions in worker threads, never on an event loop.
+it with the one-time code, of which only an argon2 hash is kept (issuing one lives here:
+creating and resetting an account issue it in their own transaction). Every change is
+audited (``account.create``, ``account.update``, ``account.deactivate``,
+``account.reactivate``, ``account.reset``). Synchronous SQLAlchemy: callers run these
+functions in worker threads, never on an event loop.
 
 Where the caller hands in a :class:`~chuangzheng.services.code_mail.CodeMailer` and the
 channels file gives the person their own e-mail address, each issued code is also mailed to
@@ -20,14 +22,13 @@ outcome is returned with the code and audited as ``account.code_mail`` (never th
 from __future__ import annotations
 
 import uuid
-from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,7 +46,7 @@ from activities.tables.base import NAME
 from chuangzheng.services.code_mail import CodeMail, CodeMailer, IssueReason, MailOutcome
 from chuangzheng.services.errors import Conflict, InvalidInput, NotFound, Refused
 from chuangzheng.services.roster import secretary_username
-from chuangzheng.services.sign_in import hash_password, verify_password
+from chuangzheng.services.sign_in import hash_password
 from domain.accounts import (
     CODE_LIFETIME,
     SCOPE_KINDS,
@@ -59,23 +60,15 @@ from domain.accounts import (
     may_administer,
     new_activation_code,
     normalise_code,
-    password_problems,
 )
 from domain.errors import FieldError
 from domain.organisation import ABOVE_COUNTY_ROLES, DEFAULT_COUNTY, Role
 
-#: The one refusal for every bad activation (unknown account, inactive account, wrong,
-#: used or expired code): saying which would help someone guessing.
-BAD_CODE = "账号或激活码不正确，或激活码已使用、已过期"
 _FORBIDDEN = "当前角色无权管理账号"
 _NO_ACCOUNT = "账号不存在或不在管理范围内"
 MAX_PAGE = 200
 
 log = structlog.get_logger(__name__)
-
-# The order accounts are printed in on a township's list: the committee, instructors, then
-# the secretaries by organisation.
-_PRINT_ORDER = {Role.TOWNSHIP: 0, Role.INSTRUCTOR: 1, Role.SECRETARY: 2}
 
 
 @dataclass(frozen=True)
@@ -154,37 +147,6 @@ class AccountPage:
     limit: int
 
 
-@dataclass(frozen=True)
-class ActivationEntry:
-    """One line of a printed activation list."""
-
-    township: str
-    org_name: str
-    role: Role
-    display_name: str
-    username: str
-    code: str
-    expires_at: datetime
-    #: Whether the code was also mailed to the person (see ``code_mail``).
-    mail: MailOutcome = MailOutcome.NONE
-
-    @property
-    def mailed(self) -> bool:
-        """The person's own mailbox got the code."""
-        return self.mail is MailOutcome.SENT
-
-
-@dataclass(frozen=True)
-class ActivationSheet:
-    """A township's printed activation list: every account there not yet activated, each
-    with a code issued now (printing again replaces these codes)."""
-
-    township: str
-    issued_at: datetime
-    issued_by: str
-    entries: list[ActivationEntry] = field(default_factory=list)
-
-
 # ----- reading --------------------------------------------------------------------------------
 
 
@@ -200,7 +162,7 @@ def _township_instructors(township: str, county: str) -> Any:
     )
 
 
-def _in_township(township: str, county: str) -> ColumnElement[bool]:
+def in_township(township: str, county: str) -> ColumnElement[bool]:
     """Accounts that belong to ``county``'s ``township`` (township names repeat across
     counties): its committee, its organisations' secretaries and their instructors."""
     return and_(
@@ -219,7 +181,7 @@ def _in_township(township: str, county: str) -> ColumnElement[bool]:
     )
 
 
-def _visible(admin: Admin) -> ColumnElement[bool]:
+def visible(admin: Admin) -> ColumnElement[bool]:
     """The SQL form of :func:`domain.accounts.manages` for listing, inside the admin's
     county."""
     if admin.role is Role.COUNTY_OFFICE:
@@ -234,7 +196,7 @@ def _visible(admin: Admin) -> ColumnElement[bool]:
 
 
 def _conditions(admin: Admin, wanted: AccountFilter) -> list[ColumnElement[bool]]:
-    conditions = [_visible(admin)]
+    conditions = [visible(admin)]
     if wanted.q:
         text = wanted.q.strip()
         conditions.append(
@@ -248,7 +210,7 @@ def _conditions(admin: Admin, wanted: AccountFilter) -> list[ColumnElement[bool]
     if wanted.scope_key is not None:
         conditions.append(UserRow.scope_key == wanted.scope_key)
     if wanted.township:
-        conditions.append(_in_township(wanted.township, admin.county))
+        conditions.append(in_township(wanted.township, admin.county))
     if wanted.active is not None:
         conditions.append(UserRow.active.is_(wanted.active))
     if wanted.activated is not None:
@@ -285,7 +247,7 @@ def _account(row: UserRow, org: OrganisationRow | None, code: ActivationCodeRow 
     )
 
 
-def _load_account(session: Session, row: UserRow) -> Account:
+def load_account(session: Session, row: UserRow) -> Account:
     org = session.get(OrganisationRow, row.scope_key) if row.role == Role.SECRETARY else None
     return _account(row, org, session.get(ActivationCodeRow, row.username))
 
@@ -348,13 +310,13 @@ def _managed(session: Session, admin: Admin, username: str) -> UserRow:
 
 def get_account(session: Session, admin: Admin, username: str) -> Account:
     """One account ``admin`` manages."""
-    return _load_account(session, _managed(session, admin, username))
+    return load_account(session, _managed(session, admin, username))
 
 
 # ----- writing --------------------------------------------------------------------------------
 
 
-def _audit(
+def account_audit(
     session: Session,
     admin: Admin,
     action: str,
@@ -362,6 +324,7 @@ def _audit(
     now: datetime,
     detail: dict[str, Any],
 ) -> None:
+    """Record ``action`` on the account ``row`` by ``admin`` (``detail`` names the account)."""
     session.add(
         AuditRow(
             audit_id=f"{action}/{row.username}/{now.isoformat()}/{uuid.uuid4().hex[:8]}",
@@ -378,7 +341,7 @@ def _audit(
     )
 
 
-def _issue(session: Session, admin: Admin, row: UserRow, now: datetime) -> tuple[str, datetime]:
+def issue_code(session: Session, admin: Admin, row: UserRow, now: datetime) -> tuple[str, datetime]:
     """A new code for ``row``, replacing any earlier one; only its hash is stored."""
     code = new_activation_code()
     expires_at = now + CODE_LIFETIME
@@ -406,7 +369,7 @@ def _issue(session: Session, admin: Admin, row: UserRow, now: datetime) -> tuple
 
 
 @dataclass(frozen=True)
-class _PendingMail:
+class PendingMail:
     """A code to mail once its transaction has committed, and what its audit row needs."""
 
     mail: CodeMail
@@ -436,14 +399,14 @@ def _mail_keys(session: Session, row: UserRow) -> list[str]:
     return keys
 
 
-def _code_mail(
+def pending_mail(
     session: Session,
     mailer: CodeMailer | None,
     row: UserRow,
     code: str,
     expires_at: datetime,
     reason: IssueReason,
-) -> _PendingMail | None:
+) -> PendingMail | None:
     """The mail for a code just issued to ``row``, if the person has an address of their own
     (an inactive account cannot activate: it gets no mail)."""
     if mailer is None or not row.active:
@@ -462,14 +425,14 @@ def _code_mail(
         expires_at=expires_at,
         reason=reason,
     )
-    return _PendingMail(mail=mail, org_id=row.scope_key if row.role == Role.SECRETARY else None)
+    return PendingMail(mail=mail, org_id=row.scope_key if row.role == Role.SECRETARY else None)
 
 
-def _send_codes(
+def send_codes(
     sessions: sessionmaker[Session],
     admin: Admin,
     mailer: CodeMailer | None,
-    pending: Sequence[_PendingMail],
+    pending: Sequence[PendingMail],
     now: datetime,
 ) -> dict[str, MailOutcome]:
     """Mail the committed codes of ``pending`` and audit each outcome (``account.code_mail``:
@@ -513,7 +476,8 @@ def _send_codes(
     return outcomes
 
 
-def _invalid(problems: Sequence[FieldError], message: str = "请求参数有误") -> InvalidInput:
+def invalid(problems: Sequence[FieldError], message: str = "请求参数有误") -> InvalidInput:
+    """The 422 for ``problems``, one entry per field."""
     return InvalidInput(
         "invalid", message, [{"field": p.field, "reason": p.reason} for p in problems]
     )
@@ -547,12 +511,12 @@ def _check_scope(session: Session, role: Role, scope_key: str, county: str) -> N
         if scope_key not in keys:
             problems = [FieldError("scope_key", f"本县没有这个指导小组，应为：{'、'.join(keys)}")]
     if problems:
-        raise _invalid(problems)
+        raise invalid(problems)
 
 
 def _check_display_name(display_name: str) -> None:
     if not display_name.strip() or len(display_name) > NAME:
-        raise _invalid([FieldError("display_name", f"姓名应为 1–{NAME} 个字符")])
+        raise invalid([FieldError("display_name", f"姓名应为 1–{NAME} 个字符")])
 
 
 def create_account(
@@ -576,7 +540,7 @@ def create_account(
         raise Refused("forbidden", "市委、省委组织部的账号由部署管理员用命令行创建")
     problems = check_username(username)
     if problems:
-        raise _invalid(problems)
+        raise invalid(problems)
     _check_display_name(display_name)
     try:
         with sessions.begin() as session:
@@ -601,9 +565,9 @@ def create_account(
             )
             session.add(row)
             session.flush()
-            code, expires_at = _issue(session, admin, row, now)
-            pending = _code_mail(session, mailer, row, code, expires_at, IssueReason.CREATED)
-            _audit(
+            code, expires_at = issue_code(session, admin, row, now)
+            pending = pending_mail(session, mailer, row, code, expires_at, IssueReason.CREATED)
+            account_audit(
                 session,
                 admin,
                 "account.create",
@@ -616,10 +580,10 @@ def create_account(
                     "code_expires_at": expires_at.isoformat(),
                 },
             )
-            account = _load_account(session, row)
+            account = load_account(session, row)
     except IntegrityError:
         raise _taken() from None  # created concurrently by a retry of the same request
-    mailed = _send_codes(sessions, admin, mailer, [pending] if pending else [], now)
+    mailed = send_codes(sessions, admin, mailer, [pending] if pending else [], now)
     return IssuedCode(
         account=account,
         code=code,
@@ -652,8 +616,8 @@ def deactivate(
             row.active = False
             row.session_version += 1
             row.updated_at = now
-            _audit(session, admin, "account.deactivate", row, now, {})
-        return _load_account(session, row)
+            account_audit(session, admin, "account.deactivate", row, now, {})
+        return load_account(session, row)
 
 
 def reactivate(
@@ -666,8 +630,8 @@ def reactivate(
         if not row.active:
             row.active = True
             row.updated_at = now
-            _audit(session, admin, "account.reactivate", row, now, {})
-        return _load_account(session, row)
+            account_audit(session, admin, "account.reactivate", row, now, {})
+        return load_account(session, row)
 
 
 def reset(
@@ -686,13 +650,13 @@ def reset(
         row.password_hash = None
         row.session_version += 1
         row.updated_at = now
-        code, expires_at = _issue(session, admin, row, now)
-        pending = _code_mail(session, mailer, row, code, expires_at, IssueReason.RESET)
-        _audit(
+        code, expires_at = issue_code(session, admin, row, now)
+        pending = pending_mail(session, mailer, row, code, expires_at, IssueReason.RESET)
+        account_audit(
             session, admin, "account.reset", row, now, {"code_expires_at": expires_at.isoformat()}
         )
-        account = _load_account(session, row)
-    mailed = _send_codes(sessions, admin, mailer, [pending] if pending else [], now)
+        account = load_account(session, row)
+    mailed = send_codes(sessions, admin, mailer, [pending] if pending else [], now)
     return IssuedCode(
         account=account,
         code=code,
@@ -727,7 +691,7 @@ def change(
             and scope_key is None
             and SCOPE_KINDS[role] is not SCOPE_KINDS[Role(row.role)]
         ):
-            raise _invalid([FieldError("scope_key", "改变角色时须同时指定新的范围")])
+            raise invalid([FieldError("scope_key", "改变角色时须同时指定新的范围")])
         new_scope = scope_key if scope_key is not None else row.scope_key
         if new_role.value != row.role or new_scope != row.scope_key:
             _not_self(admin, row, "更改角色或范围")
@@ -748,187 +712,8 @@ def change(
             changed = {
                 k: {"from": before[k], "to": after[k]} for k in after if after[k] != before[k]
             }
-            _audit(session, admin, "account.update", row, now, {"changed": changed})
-        return _load_account(session, row)
-
-
-# ----- activation -----------------------------------------------------------------------------
-
-
-def activate(
-    sessions: sessionmaker[Session],
-    *,
-    username: str,
-    code: str,
-    new_password: str,
-    ip: str | None,
-    now: datetime,
-) -> Account:
-    """Set the first (or, after a reset, a new) password with a one-time code: the code is
-    spent, every earlier session ends. A weak password is :class:`InvalidInput` with every
-    reason; any problem with the account or code is one :class:`InvalidInput` (``code``)
-    that does not say which (see :data:`BAD_CODE`)."""
-    problems = password_problems(new_password, username)
-    if problems:
-        raise _invalid(problems, "新密码不符合要求")
-    refusal = InvalidInput(
-        "invalid_activation_code", BAD_CODE, [{"field": "code", "reason": BAD_CODE}]
-    )
-    with sessions.begin() as session:
-        row = session.get(UserRow, username)
-        pending = session.get(ActivationCodeRow, username)
-        # Without a code the dummy hash is checked, so the answer takes as long: the form
-        # cannot tell which usernames have a code waiting.
-        if not verify_password(pending.code_hash if pending else None, normalise_code(code)):
-            raise refusal
-        if row is None or pending is None or not row.active:
-            raise refusal
-        if pending.used_at is not None or pending.expires_at <= now:
-            raise refusal
-        # Spend the code only if nobody spent it meanwhile: two concurrent activations, one
-        # password.
-        spent = session.execute(
-            update(ActivationCodeRow)
-            .where(ActivationCodeRow.username == username, ActivationCodeRow.used_at.is_(None))
-            .values(used_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(spent, "rowcount", 0) != 1:
-            raise refusal
-        row.password_hash = hash_password(new_password)
-        row.password_changed_at = now
-        row.updated_at = now
-        row.session_version += 1
-        person = Admin(
-            user=row.username,
-            role=Role(row.role),
-            scope_key=row.scope_key,
-            ip=ip,
-            county=row.county,
-        )
-        _audit(session, person, "account.activate", row, now, {})
-        session.flush()
-        session.expire(pending)
-        return _load_account(session, row)
-
-
-# ----- a township's printed list ----------------------------------------------------------------
-
-
-def _home_townships(session: Session, instructors: Iterable[str], county: str) -> dict[str, str]:
-    """Each instructor's township for the printed lists: where most of their organisations
-    are (ties: the first by name), so every instructor is on exactly one list and printing
-    another township's list does not replace their code."""
-    names = list(instructors)
-    if not names:
-        return {}
-    counts: dict[str, Counter[str]] = {}
-    stmt = select(OrganisationRow.instructor, OrganisationRow.township).where(
-        OrganisationRow.county == county,
-        OrganisationRow.instructor.in_(names),
-        OrganisationRow.active.is_(True),
-    )
-    for instructor, township in session.execute(stmt).all():
-        counts.setdefault(instructor, Counter())[township] += 1
-    return {name: min(counter, key=lambda t: (-counter[t], t)) for name, counter in counts.items()}
-
-
-def issue_township_codes(
-    sessions: sessionmaker[Session],
-    admin: Admin,
-    township: str,
-    *,
-    now: datetime,
-    mailer: CodeMailer | None = None,
-) -> ActivationSheet:
-    """Issue a code to every active account of ``township`` not yet activated that
-    ``admin`` manages (the committee, its organisations' secretaries, the instructors whose
-    organisations are mostly there) and return them for printing. Only hashes are kept, so
-    printing IS issuing: printing again replaces the earlier codes of these accounts. Each
-    person with an address of their own in ``mailer``'s file is also mailed their code (the
-    list marks who)."""
-    authorise(admin)
-    with sessions.begin() as session:
-        if session.get(TownshipRow, (admin.county, township)) is None or (
-            admin.role is Role.TOWNSHIP and admin.scope_key != township
-        ):
-            raise NotFound("乡镇（街道）不存在或不在管理范围内")
-        stmt = (
-            select(UserRow, OrganisationRow)
-            .outerjoin(
-                OrganisationRow,
-                and_(
-                    UserRow.role == Role.SECRETARY.value,
-                    OrganisationRow.org_id == UserRow.scope_key,
-                ),
-            )
-            .where(
-                _in_township(township, admin.county),
-                _visible(admin),
-                UserRow.active.is_(True),
-                UserRow.password_hash.is_(None),
-            )
-        )
-        candidates = list(session.execute(stmt).all())
-        homes = _home_townships(
-            session,
-            (u.scope_key for u, _ in candidates if u.role == Role.INSTRUCTOR),
-            admin.county,
-        )
-        entries: list[ActivationEntry] = []
-        pending: list[_PendingMail] = []
-        for row, org in candidates:
-            role = Role(row.role)
-            if role is Role.INSTRUCTOR and homes.get(row.scope_key) != township:
-                continue
-            if role is Role.SECRETARY and (org is None or not org.active):
-                continue  # the organisation left the roster
-            code, expires_at = _issue(session, admin, row, now)
-            mail = _code_mail(session, mailer, row, code, expires_at, IssueReason.ACTIVATION_LIST)
-            if mail is not None:
-                pending.append(mail)
-            _audit(
-                session,
-                admin,
-                "account.issue_code",
-                row,
-                now,
-                {
-                    "via": "activation_list",
-                    "township": township,
-                    "code_expires_at": expires_at.isoformat(),
-                },
-            )
-            entries.append(
-                ActivationEntry(
-                    township=township,
-                    org_name=org.name if org is not None else "",
-                    role=role,
-                    display_name=row.display_name,
-                    username=row.username,
-                    code=code,
-                    expires_at=expires_at,
-                )
-            )
-    mailed = _send_codes(sessions, admin, mailer, pending, now)
-    entries = [replace(e, mail=mailed[e.username]) if e.username in mailed else e for e in entries]
-    entries.sort(key=lambda e: (_PRINT_ORDER.get(e.role, 9), e.org_name, e.username))
-    return ActivationSheet(township=township, issued_at=now, issued_by=admin.user, entries=entries)
-
-
-def townships(session: Session, admin: Admin) -> list[str]:
-    """The townships whose lists ``admin`` may print: all for the county office, its own
-    for a township committee."""
-    authorise(admin)
-    if admin.role is Role.TOWNSHIP:
-        return [admin.scope_key]
-    return list(
-        session.scalars(
-            select(TownshipRow.name)
-            .where(TownshipRow.county == admin.county)
-            .order_by(TownshipRow.name)
-        )
-    )
+            account_audit(session, admin, "account.update", row, now, {"changed": changed})
+        return load_account(session, row)
 
 
 def upsert_user(

@@ -1,5 +1,5 @@
 """A township's printed activation list (``ActivationSheet`` from
-:func:`chuangzheng.services.accounts.issue_township_codes`) as PDF (fpdf2, the Chinese font
+:func:`chuangzheng.services.activation.issue_township_codes`) as PDF (fpdf2, the Chinese font
 embedded) and as Excel (through ``activities.spreadsheets``, so no name becomes a formula).
 
 Both carry the same columns (乡镇, 组织, 角色, 姓名, 账号, 激活码, 有效期至, in Asia/Shanghai
@@ -15,7 +15,7 @@ from fpdf import FPDF
 
 from activities.certificates import CHINESE_FONT
 from activities.spreadsheets import workbook_bytes
-from chuangzheng.services.accounts import ActivationSheet
+from chuangzheng.services.activation import ActivationSheet
 from chuangzheng.services.code_mail import MailOutcome, activation_url
 from domain.calendar import SHANGHAI
 from domain.organisation import Role

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from activities.db import make_engine, session_factory
 from activities.tables import ActivationCodeRow, AuditRow, UserRow
-from chuangzheng.services.accounts import BAD_CODE
+from chuangzheng.services.activation import BAD_CODE
 from tests.api.conftest import Stack, token
 
 GOOD_PASSWORD = "柳树村-春耕-2026"

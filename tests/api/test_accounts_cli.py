@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from activities.db import make_engine, session_factory
 from activities.tables import AuditRow, UserRow
 from chuangzheng.cli import app
-from chuangzheng.services import accounts
+from chuangzheng.services import activation
 from chuangzheng.services.errors import InvalidInput
 from chuangzheng.settings import get_settings
 
@@ -59,7 +59,7 @@ def test_first_county_office_account_from_the_command_line(database: str) -> Non
     try:
         sessions = session_factory(engine)
         with pytest.raises(InvalidInput):
-            accounts.activate(
+            activation.activate(
                 sessions,
                 username="county-admin",
                 code=first,
@@ -67,7 +67,7 @@ def test_first_county_office_account_from_the_command_line(database: str) -> Non
                 ip=None,
                 now=datetime.now(UTC),
             )
-        account = accounts.activate(
+        account = activation.activate(
             sessions,
             username="county-admin",
             code=second,

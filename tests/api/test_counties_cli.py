@@ -19,7 +19,7 @@ from activities.tables import UserRow
 from activities.tables.access import AccountCountyRow
 from activities.tables.roster import CountyRow
 from chuangzheng.cli import app
-from chuangzheng.services import accounts
+from chuangzheng.services import activation
 from chuangzheng.services.sign_in import SignInVia, sign_in
 from chuangzheng.settings import get_settings
 from domain.organisation import DEFAULT_COUNTY, Role
@@ -97,7 +97,7 @@ def test_a_county_and_a_province_office_from_the_command_line(database: str) -> 
             )
             assert supervised == {"360781", DEFAULT_COUNTY}
         for username, code in (("ruijin-admin", office_code), ("jx-zzb", province_code)):
-            accounts.activate(
+            activation.activate(
                 sessions, username=username, code=code, new_password="江西-瑞金-2026-春",
                 ip=None, now=datetime.now(UTC),
             )  # fmt: skip

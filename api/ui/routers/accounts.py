@@ -1,12 +1,12 @@
 """Account administration pages (县委活动办; a township committee for its own
 organisations' secretaries) and the public activation page.
 
-Every page calls ``chuangzheng.services.accounts``; refusals become the dashboard's error
-page with their status (``UiRoute``). A new code (create, reset) is shown once on a page that
-is never cached; the printed township list is a file download, and the page says that
-printing again replaces the codes it printed before. Where the channels file gives the person
-their own e-mail address, the code is mailed to them too, and the page says whether it went
-out (``chuangzheng.services.code_mail``).
+Every page calls ``chuangzheng.services.accounts`` or ``.activation``; refusals become the
+dashboard's error page with their status (``UiRoute``). A new code (create, reset) is shown
+once on a page that is never cached; the printed township list is a file download, and the
+page says that printing again replaces the codes it printed before. Where the channels file
+gives the person their own e-mail address, the code is mailed to them too, and the page says
+whether it went out (``chuangzheng.services.code_mail``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from api.deps import SessionDep, SessionsDep, SettingsDep, client_ip
 from api.errors import ApiError, as_api_error
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
-from chuangzheng.services import accounts
+from chuangzheng.services import accounts, activation
 from chuangzheng.services.activation_lists import (
     REPLACES_WARNING,
     activation_list_pdf,
@@ -109,7 +109,7 @@ def accounts_page(
     found = _call(
         lambda: accounts.list_accounts(session, admin, wanted, offset=max(offset, 0), limit=PAGE)
     )
-    towns = _call(lambda: accounts.townships(session, admin))
+    towns = _call(lambda: activation.townships(session, admin))
     context: dict[str, Any] = {
         "user": user,
         "found": found,
@@ -196,7 +196,7 @@ def activation_list_submit(
     same_origin(request)
     admin = _admin(user, request)
     sheet = _call(
-        lambda: accounts.issue_township_codes(
+        lambda: activation.issue_township_codes(
             sessions, admin, township, now=datetime.now(UTC), mailer=mailer_for(settings)
         )
     )
@@ -301,7 +301,7 @@ def activate_submit(
         errors = [{"field": "new_password_again", "reason": "两次输入的密码不一致"}]
         return _activate_page(request, {"username": name, "errors": errors}, 422)
     try:
-        accounts.activate(
+        activation.activate(
             sessions,
             username=name,
             code=code,
