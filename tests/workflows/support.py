@@ -112,7 +112,7 @@ async def start_campaign(
     """Start one organisation's workflow directly (no round)."""
     handle = await client.start_workflow(
         OrganisationCampaignWorkflow.run,
-        OrganisationCampaignInput(plan=plan, **options),  # type: ignore[arg-type]
+        OrganisationCampaignInput(plan=plan, **options),
         id=organisation_workflow_id(plan.round_id, plan.organisation.id),
         task_queue=task_queue,
     )
