@@ -3,8 +3,8 @@ activation list (the county office's, or a township committee's for its own town
 which issues a code to every account there not yet activated.
 
 Issuing one code and mailing it are :mod:`chuangzheng.services.accounts`' (creating and
-resetting an account issue one in the same transaction); this module builds on them, and on
-its scope rules and audit. A person's activation is audited as ``account.activate``, each
+resetting an account issue one in the same transaction); this module builds on them and on
+that module's scope rules and audit. A person's activation is audited as ``account.activate``, each
 code on a printed list as ``account.issue_code`` (and its mail as ``account.code_mail``).
 Synchronous SQLAlchemy: callers run these functions in worker threads, never on an event
 loop.
@@ -81,7 +81,7 @@ class ActivationSheet:
     entries: list[ActivationEntry] = field(default_factory=list)
 
 
-# ----- activation -----------------------------------------------------------------------------
+# ----- a person's activation ------------------------------------------------------------------
 
 
 def activate(
