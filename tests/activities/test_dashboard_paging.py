@@ -351,8 +351,12 @@ def test_the_streamed_workbook_holds_every_row_and_no_formula(
         expected = _python_sorted(session, COUNTY, Filters(), "overdue", True)
         days = Overdue(CALENDAR, NOW)
         rows = stream_laggards(session, COUNTY, ROUND, Filters(), "overdue", True, days)
-        lines = ([r.org_id, r.org_name, days(r.deadline, r.overdue), None] for r in rows)
+        lines = [[r.org_id, r.org_name, days(r.deadline, r.overdue), None] for r in rows]
         data = streamed_workbook("滞后单位", ["组织编号", "单位", "逾期工作日", "空"], lines)
+        # The columns from the third on written once per combination: the same sheet.
+        combined = streamed_workbook(
+            "滞后单位", ["组织编号", "单位", "逾期工作日", "空"], lines, together_from=2
+        )
     # Each text twice (the second from the writer's kept cells), and a number after it.
     twice = [[*hostile], [" 前后空格 ", "控\x01制"]] * 2 + [["1", 1], [1, "1"]]
     extra = streamed_workbook("t", ["a", "b"], twice)
@@ -362,6 +366,14 @@ def test_the_streamed_workbook_holds_every_row_and_no_formula(
     assert table[0] == ["组织编号", "单位", "逾期工作日", "空"]
     assert [r[0] for r in table[1:]] == expected
     assert all(isinstance(r[2], int) and r[3] is None for r in table[1:])
+    assert len({r[2] for r in table[1:]}) > 1  # several combinations, each used often
+    again = [
+        [c.value for c in row] for row in load_workbook(io.BytesIO(combined)).active.iter_rows()
+    ]
+    assert again == table
+    labels = [["a", "x", " 前后空格 ", 3], ["b", "y", "=1+1", 3], ["c", "z", " 前后空格 ", 3]]
+    sheet = load_workbook(io.BytesIO(streamed_workbook("t", ["1"] * 4, labels, together_from=2)))
+    assert [[c.value for c in row] for row in sheet.active.iter_rows()][1:] == labels
     cells = [c for row in load_workbook(io.BytesIO(extra)).active.iter_rows() for c in row]
     assert [(c.value, c.data_type) for c in cells] == [
         ("a", "s"), ("b", "s"), (hostile[0], "s"), (hostile[1], "s"),
