@@ -33,14 +33,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+import chuangzheng.services.forecast_training as forecast_training
 from chuangzheng.services.forecast import MOMENTS
 from chuangzheng.services.forecast_training import (
     TRAINING_MIXES,
@@ -54,9 +58,11 @@ from chuangzheng.services.forecast_training import (
     training_samples,
 )
 from chuangzheng.simulation.model import Behaviour, BehaviourMix, Character, CharacterMix
+from chuangzheng.simulation.scripts import PacedScripter
 from domain.forecast import Feature, ForecastFeatures, ForecastModel, Sample, describe
-from domain.forecast_fit import PART2_FEATURES, fit
-from domain.phases import WORKING_PHASES
+from domain.forecast_fit import PACE_FEATURES, PART2_FEATURES, fit
+from domain.organisation import Organisation
+from domain.phases import WORKING_PHASES, Phase
 
 #: Evaluation mixes: none of them is a training mix.
 EVAL_MIXES: tuple[BehaviourMix, ...] = (
@@ -83,9 +89,11 @@ EVAL_LOWEST_PACE_MIXES: tuple[CharacterMix, ...] = (
     CharacterMix(diligent=0.85, laggard=0.01, returned=0.05),
 )
 EVAL_SEEDS: tuple[int, ...] = tuple(range(101, 109))
-#: The model variants measured: the current feature set, and (``--part2``) that of part 2.
+#: The model variants measured: the current feature set, (``--part2``) that of part 2, and
+#: (``--before``) the pace features of the second pass without the third pass's additions.
 CURRENT = "current"
 PART2 = "part2"
+BEFORE = "before"
 _SLIPPERS = (Behaviour.LATE, Behaviour.LAGGARD)
 _CHARACTER_RISK = {Character.DILIGENT: 0.0, Character.AVERAGE: 1.0, Character.LAGGARD: 2.0}
 
@@ -96,6 +104,73 @@ def _hidden_score(sample: LabelledSample) -> float:
     if sample.character is not None:
         return _CHARACTER_RISK[sample.character]
     return 1.0 if sample.behaviour in _SLIPPERS else 0.0
+
+
+# ----- the hidden pace: what no forecast can know, as a ceiling -----------------------------
+
+
+class _RecordingRandom:
+    """The scripter's own random source, passed through, keeping every Gaussian draw (the
+    draws, and so the round, are the same as without it)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self.gauss_draws: list[float] = []
+
+    def gauss(self, mu: float = 0.0, sigma: float = 1.0) -> float:
+        value = self._rng.gauss(mu, sigma)
+        self.gauss_draws.append(value)
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rng, name)
+
+
+class _PaceRecorder(PacedScripter):
+    """A paced scripter that keeps each organisation's hidden log-pace per phase: the
+    ``shown`` pace its steps land at (its lasting pace, the round's and the phase's noise),
+    before the finish's own luck. :meth:`PacedScripter._plan` draws two Gaussians per phase,
+    the phase's noise and then the finish's, and nothing else Gaussian."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hidden: dict[str, dict[Phase, float]] = {}
+        _RECORDERS.append(self)
+
+    def _plan(self, org: Organisation, round_pace: float, extension: bool) -> Any:
+        real = self.rng
+        recording = _RecordingRandom(real)
+        self.rng = recording  # type: ignore[assignment]
+        try:
+            planned = super()._plan(org, round_pace, extension)
+        finally:
+            self.rng = real
+        if planned is not None:
+            draws = recording.gauss_draws
+            if len(draws) != 2 * len(WORKING_PHASES):
+                raise RuntimeError("the paced scripter's draws changed: update _PaceRecorder")
+            self.hidden[org.id] = {
+                p: round_pace + draws[2 * i] for i, p in enumerate(WORKING_PHASES)
+            }
+        return planned
+
+
+_RECORDERS: list[_PaceRecorder] = []
+
+
+@contextmanager
+def _recording_hidden_paces() -> Iterator[list[_PaceRecorder]]:
+    """Within: simulated rounds record their hidden paces; the first recorder is the
+    round's own (a previous round is planned after it)."""
+    # The module's name for the scripter, swapped for the benchmark's run only.
+    names = vars(forecast_training)
+    kept = names["PacedScripter"]
+    names["PacedScripter"] = _PaceRecorder
+    _RECORDERS.clear()
+    try:
+        yield _RECORDERS
+    finally:
+        names["PacedScripter"] = kept
 
 
 def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
@@ -166,8 +241,13 @@ class MomentResult:
     # A check on the model, not on the data: the AUC of a lookup table of the training
     # rounds' miss rate per exact feature vector (the same information, no model form).
     table_auc: float | None = None
-    # Which feature set was fitted (CURRENT, or PART2: the features before the pace ones).
+    # Which feature set was fitted (CURRENT, PART2: before the pace features, or BEFORE:
+    # the pace features without the third pass's).
     variant: str = CURRENT
+    # The ceiling (paced rounds): knowing each organisation's hidden pace in the phase
+    # (what its steps land at, before the finish's own luck), which no forecast can see.
+    pace_known_auc: float | None = None
+    pace_known_precision_at_yellow_recall: float | None = None
 
     @property
     def base_rate(self) -> float:
@@ -181,6 +261,19 @@ class MomentResult:
         if self.precision_at_yellow_recall is None or not self.yellow_precision:
             return None
         return self.precision_at_yellow_recall / self.yellow_precision
+
+    @property
+    def pace_known_ratio(self) -> float | None:
+        """The ratio a forecast that knew the hidden pace would reach: the ceiling."""
+        if self.pace_known_precision_at_yellow_recall is None or not self.yellow_precision:
+            return None
+        return self.pace_known_precision_at_yellow_recall / self.yellow_precision
+
+    @property
+    def perfect_ratio(self) -> float | None:
+        """The ratio of a perfect forecast (precision 1 at the yellow light's recall): the
+        arithmetic bound, 1 / the yellow light's precision."""
+        return 1 / self.yellow_precision if self.yellow_precision else None
 
 
 class MissTable:
@@ -219,8 +312,10 @@ def evaluate(
     mix: str,
     table: MissTable | None = None,
     variant: str = CURRENT,
+    hidden: Mapping[str, Mapping[Phase, float]] | None = None,
 ) -> list[MomentResult]:
-    """The figures of one evaluation round, per moment."""
+    """The figures of one evaluation round, per moment; ``hidden``: each organisation's
+    hidden log-pace per phase (paced rounds), for the ceiling."""
     by_moment: dict[float, list[LabelledSample]] = defaultdict(list)
     for s in samples:
         by_moment[s.moment].append(s)
@@ -232,6 +327,7 @@ def evaluate(
         yellow = [s.yellow for s in group]
         precision, recall = precision_recall(flags, labels)
         y_precision, y_recall = precision_recall(yellow, labels)
+        known = [hidden[s.sample.features.org_id][s.phase] for s in group] if hidden else None
         out.append(
             MomentResult(
                 seed=seed,
@@ -260,6 +356,10 @@ def evaluate(
                     for phase in WORKING_PHASES
                 },
                 variant=variant,
+                pace_known_auc=roc_auc(known, labels) if known else None,
+                pace_known_precision_at_yellow_recall=(
+                    precision_at_recall(known, labels, y_recall) if known else None
+                ),
             )
         )
     return out
@@ -290,12 +390,16 @@ def fit_training(
     limit: int | None = None,
     prior: PriorRound = PriorRound.INDEPENDENT,
     part2: bool = False,
+    before: bool = False,
 ) -> Fitted:
-    """Fit the current model (and, ``part2``, the part-2 feature set) on the training rounds."""
+    """Fit the current model (and, ``part2``, the part-2 feature set; ``before``, the
+    second pass's) on the training rounds."""
     samples = training_samples(training_seeds, training_mixes, limit=limit, prior=prior)
     models = {CURRENT: fit(samples)}
     if part2:
         models[PART2] = fit(samples, exclude=[f for f in Feature if f not in PART2_FEATURES])
+    if before:
+        models[BEFORE] = fit(samples, exclude=[f for f in Feature if f not in PACE_FEATURES])
     return Fitted(models, MissTable(samples), tuple(training_seeds), tuple(training_mixes))
 
 
@@ -335,7 +439,9 @@ def run(
     results: list[MomentResult] = []
     for mix in mixes:
         for seed in seeds:
-            sim = simulated_round(seed, mix, prior=prior, limit=limit)
+            with _recording_hidden_paces() as recorders:
+                sim = simulated_round(seed, mix, prior=prior, limit=limit)
+            hidden = recorders[0].hidden if recorders else None
             scored = simulated_samples(sim, moments)
             for variant, model in fitted.models.items():
                 results.extend(
@@ -346,6 +452,7 @@ def run(
                         mix=_mix_name(mix),
                         table=fitted.table,
                         variant=variant,
+                        hidden=hidden,
                     )
                 )
     return fitted.models[CURRENT], results
@@ -384,6 +491,9 @@ def summary(results: Sequence[MomentResult], *, mix: str | None = None) -> list[
                 "yellow recall": _spread([r.yellow_recall for r in group]),
                 "precision@yellow recall": _spread([r.precision_at_yellow_recall for r in group]),
                 "ratio": _spread([r.ratio for r in group]),
+                "pace-known AUC": _spread([r.pace_known_auc for r in group]),
+                "pace-known ratio": _spread([r.pace_known_ratio for r in group]),
+                "perfect ratio": _spread([r.perfect_ratio for r in group]),
                 "behaviour-known AUC": _spread([r.behaviour_auc for r in group]),
                 "lookup-table AUC": _spread([r.table_auc for r in group]),
             }
@@ -425,6 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--part2", action="store_true", help="also fit and measure the part-2 feature set"
     )
+    parser.add_argument(
+        "--before", action="store_true", help="also fit and measure the second pass's features"
+    )
     args = parser.parse_args(argv)
     first, _, last = args.seeds.partition("-")
     seeds = tuple(range(int(first), int(last or first) + 1))
@@ -437,7 +550,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         key = (prior, training_mixes)
         if key not in fits:
             fits[key] = fit_training(
-                training_mixes=training_mixes, limit=args.limit, prior=prior, part2=args.part2
+                training_mixes=training_mixes,
+                limit=args.limit,
+                prior=prior,
+                part2=args.part2,
+                before=args.before,
             )
         model, results = run(
             seeds=seeds,
@@ -464,7 +581,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         report[name] = {
             "model": model.model_dump(mode="json"),
             "models": {v: m.model_dump(mode="json") for v, m in fits[key].models.items()},
-            "results": [{**asdict(r), "ratio": r.ratio, "base_rate": r.base_rate} for r in results],
+            "results": [
+                {
+                    **asdict(r),
+                    "ratio": r.ratio,
+                    "base_rate": r.base_rate,
+                    "pace_known_ratio": r.pace_known_ratio,
+                    "perfect_ratio": r.perfect_ratio,
+                }
+                for r in results
+            ],
             "summary": rows,
             "auc_by_phase_at_50": {v: by_phase(results, variant=v) for v in fits[key].models},
             "seconds": elapsed,

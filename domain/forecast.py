@@ -78,6 +78,12 @@ class Feature(StrEnum):
     # terms misses (with steps settled, the phase's own pace says more than the history).
     EARLIER_PACE_UNSEEN = "earlier_pace_unseen"
     NO_EARLIER_PHASE = "no_earlier_phase"
+    # Added in the third pass (appended, so older kept models still load):
+    # the pace implied by the next required step not being settled yet (a censored step:
+    # step k+1 of n is still open at share e, so the pace is at least e·n/(k+1)).
+    PENDING_STEP = "pending_step"
+    # The organisation's mean pace over its previous round's phases (unknown: no term).
+    PRIOR_ROUND_PACE = "prior_round_pace"
 
     @property
     def label(self) -> str:
@@ -107,6 +113,8 @@ _LABELS: dict[Feature, str] = {
     Feature.EARLIER_PACE: "本轮前序阶段用时",
     Feature.EARLIER_PACE_UNSEEN: "本轮前序阶段用时（本阶段尚无进度时）",
     Feature.NO_EARLIER_PHASE: "本轮尚无已完成的阶段",
+    Feature.PENDING_STEP: "下一项规定动作尚未完成",
+    Feature.PRIOR_ROUND_PACE: "上一轮各阶段平均用时",
 }
 
 
@@ -151,9 +159,24 @@ class ForecastFeatures(BaseModel):
     projected_on: date | None = None
     earlier_pace: float = 0.0
     earlier_finished: int = Field(default=0, ge=0)
+    # The share of the window the phase takes at least, its next required step being still
+    # open (0: the number of required steps is unknown); ``steps_left`` how many are open.
+    pending: float = Field(default=0.0, ge=0.0)
+    steps_left: int = Field(default=0, ge=0)
+    # The mean log share of their window its previous round's phases took (None: no
+    # previous round known, and then the feature adds nothing either way).
+    prior_round_pace: float | None = None
 
     def value(self, feature: Feature) -> float:
-        """The feature's value as the model sees it."""
+        """The feature's value as the model sees it (NaN: unknown, which the model scores
+        as the average organisation)."""
+        if feature is Feature.PENDING_STEP:
+            if self.pending <= 0:
+                return 0.0
+            low, high = PROJECTION_RANGE
+            return math.log(min(high, max(low, self.pending)))
+        if feature is Feature.PRIOR_ROUND_PACE:
+            return math.nan if self.prior_round_pace is None else self.prior_round_pace
         if feature is Feature.PROGRESS_GAP:
             return max(0.0, self.elapsed - self.progress)
         if feature is Feature.PROJECTED_FINISH:
@@ -231,11 +254,13 @@ class ForecastModel(BaseModel):
     fitted_on: str = ""
 
     def terms(self, features: ForecastFeatures) -> list[tuple[Feature, float]]:
-        """Each feature's term ``weight·z`` in log-odds."""
-        return [
-            (f, w * (features.value(f) - m) / s)
-            for f, m, s, w in zip(self.features, self.means, self.scales, self.weights, strict=True)
-        ]
+        """Each feature's term ``weight·z`` in log-odds (0 for an unknown value: the
+        average organisation's)."""
+        out = []
+        for f, m, s, w in zip(self.features, self.means, self.scales, self.weights, strict=True):
+            v = features.value(f)
+            out.append((f, 0.0 if math.isnan(v) else w * (v - m) / s))
+        return out
 
     def probability(self, features: ForecastFeatures) -> float:
         """The probability of missing the deadline."""
@@ -288,6 +313,10 @@ class PhaseRecord(BaseModel):
     progress: float = Field(default=0.0, ge=0.0, le=1.0)
     # When its latest step was settled (accepted or waived), if any is.
     last_step_at: datetime | None = None
+    # When each of its settled required steps was settled, earliest first (empty: not
+    # known), and how many required steps the phase has for it (0: not known).
+    settled_at: tuple[datetime, ...] = ()
+    steps_required: int = Field(default=0, ge=0)
     escalations: int = Field(default=0, ge=0)
     returns: int = Field(default=0, ge=0)
     extensions: int = Field(default=0, ge=0)
@@ -305,6 +334,9 @@ class OrgSnapshot(BaseModel):
     phases: tuple[PhaseRecord, ...]
     # Phases it missed (late or after rectification) in its previous round, if any.
     prior_round_missed: int = Field(default=0, ge=0)
+    # The mean log share of their planned window its previous round's phases took (None:
+    # no previous round known). See :func:`round_pace`.
+    prior_round_pace: float | None = None
 
     def record(self, phase: Phase) -> PhaseRecord | None:
         """The record of ``phase``, if the snapshot has one."""
@@ -401,7 +433,13 @@ def features_at(
             elapsed = pro_rata(opens_at=opens_at, deadline=deadline, now=now)
             progress = record.progress if record is not None and behind == 0 else 0.0
             pace = _pace_shown(
-                record if behind == 0 else None, progress, opens_at, deadline, now, elapsed
+                record if behind == 0 else None,
+                progress,
+                opens_at,
+                deadline,
+                now,
+                elapsed,
+                steps=record.steps_required if record is not None else 0,
             )
             paces = [v for p, v in earlier_paces[snap.org_id] if WORKING_PHASES.index(p) < index]
             out.append(
@@ -437,6 +475,9 @@ def features_at(
                     projected_on=pace.projected_on,
                     earlier_pace=sum(paces) / len(paces) if paces else 0.0,
                     earlier_finished=len(paces),
+                    pending=pace.pending,
+                    steps_left=pace.steps_left,
+                    prior_round_pace=snap.prior_round_pace,
                 )
             )
     return out
@@ -451,6 +492,8 @@ class _Pace(BaseModel):
     idle_since: datetime
     projected: float
     projected_on: date | None
+    pending: float = 0.0
+    steps_left: int = 0
 
 
 #: Projections beyond this many windows are all "far too late" (and keep dates sane).
@@ -464,8 +507,11 @@ def _pace_shown(
     deadline: datetime,
     now: datetime,
     elapsed: float,
+    *,
+    steps: int = 0,
 ) -> _Pace:
-    """Idle spell and projected finish of the phase ``record`` (None: not entered yet)."""
+    """Idle spell, projected finish and pending-step bound of the phase ``record`` (None:
+    not entered yet), which has ``steps`` required steps (0: not known)."""
     span = (deadline - opens_at).total_seconds()
 
     def share(moment: datetime) -> float:
@@ -477,12 +523,27 @@ def _pace_shown(
     if last is not None and last > start:
         start = min(last, now)
     projected = 0.0
-    if progress > 0:
+    settled = round(progress * steps) if steps > 0 else 0
+    instants = record.settled_at if record is not None else ()
+    if progress > 0 and settled > 0 and len(instants) == settled:
+        # Step i of n lands at about i/n of the pace, each a little early or late: every
+        # settled step says the pace (share·n/i), and their geometric mean says it with
+        # less of one step's luck than the last step alone.
+        logs = [math.log(max(share(at), 1e-6) * steps / i) for i, at in enumerate(instants, 1)]
+        projected = min(_PROJECTION_CAP, math.exp(sum(logs) / len(logs)))
+    elif progress > 0:
         # Step k of n lands at about k/n of the pace: the last settled step's share over the
         # progress is the share of the window the whole phase takes. Without the step's
         # instant (older read models), the pace up to now: a later, cautious projection.
         done_share = share(last) if last is not None else elapsed
         projected = min(_PROJECTION_CAP, max(done_share, 1e-6) / progress)
+    # The next required step (k+1 of n) is still open at share ``elapsed``: at the pace
+    # that would have settled it by now the phase takes elapsed·n/(k+1) of the window, so
+    # the pace is at least that. A step open long past its turn is what an idle spell
+    # means; unlike the spell, this says how late it makes the whole phase.
+    pending = 0.0
+    if steps > 0 and settled < steps:
+        pending = min(_PROJECTION_CAP, elapsed * steps / (settled + 1))
     projected_on = (
         local_date(opens_at + (deadline - opens_at) * projected) if projected > 0 else None
     )
@@ -491,6 +552,8 @@ def _pace_shown(
         idle_since=start,
         projected=projected,
         projected_on=projected_on,
+        pending=pending,
+        steps_left=max(0, steps - settled) if steps > 0 else 0,
     )
 
 
@@ -509,6 +572,14 @@ def _earlier_paces(snap: OrgSnapshot, windows: Windows) -> list[tuple[Phase, flo
         taken = (record.completed_at - opens_at).total_seconds() / span
         out.append((record.phase, math.log(min(high, max(low, taken)))))
     return out
+
+
+def round_pace(snap: OrgSnapshot, windows: Windows) -> float | None:
+    """The mean log share of their planned window the phases of a round ``snap`` finished
+    took (None: none finished): the organisation's pace over that round, which the next
+    round's forecast reads as :attr:`OrgSnapshot.prior_round_pace`."""
+    paces = [v for _, v in _earlier_paces(snap, windows)]
+    return sum(paces) / len(paces) if paces else None
 
 
 def yellow_at(snapshots: Sequence[OrgSnapshot], now: datetime, windows: Windows) -> set[str]:
@@ -563,6 +634,8 @@ _RAISES: dict[Feature, Callable[[ForecastFeatures], str]] = {
     Feature.EARLIER_PACE: lambda f: _earlier_pace_text(f),
     Feature.EARLIER_PACE_UNSEEN: lambda f: _earlier_pace_text(f),
     Feature.NO_EARLIER_PHASE: lambda f: "本轮尚无已完成的阶段可作参考",
+    Feature.PENDING_STEP: lambda f: _pending_text(f),
+    Feature.PRIOR_ROUND_PACE: lambda f: _prior_pace_text(f),
 }
 
 #: Terms that count in the probability but are never named as a reason: "no earlier phase
@@ -589,6 +662,18 @@ def _projection_text(f: ForecastFeatures) -> str:
     if f.projected >= _PROJECTION_CAP:
         return f"按目前进度，本阶段远不能在截止前完成（已完成{_pct(f.progress)}）"
     return f"按目前进度，预计{day}完成，用时为阶段时限的{_pct(f.projected)}"
+
+
+def _pending_text(f: ForecastFeatures) -> str:
+    if f.pending >= _PROJECTION_CAP:
+        return f"尚有{f.steps_left}项规定动作未完成，本阶段远不能在截止前完成"
+    return f"尚有{f.steps_left}项规定动作未完成，照此推算本阶段至少需用去时限的{_pct(f.pending)}"
+
+
+def _prior_pace_text(f: ForecastFeatures) -> str:
+    if f.prior_round_pace is None:
+        return "无上一轮记录"
+    return f"上一轮各阶段平均用去阶段时限的{_pct(math.exp(f.prior_round_pace))}"
 
 
 def _earlier_pace_text(f: ForecastFeatures) -> str:

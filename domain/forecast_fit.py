@@ -44,6 +44,8 @@ SIGNS: dict[Feature, int] = {
     Feature.NO_STEP_YET: 1,
     Feature.EARLIER_PACE: 1,
     Feature.EARLIER_PACE_UNSEEN: 1,
+    Feature.PENDING_STEP: 1,
+    Feature.PRIOR_ROUND_PACE: 1,
 }
 
 #: The features the forecast used before the pace features (part 2 of issue 16): the
@@ -64,6 +66,19 @@ PART2_FEATURES: tuple[Feature, ...] = (
     Feature.TOWNSHIP_DONE,
     Feature.SYSTEM_DONE,
     Feature.TYPE_DONE,
+)
+
+
+#: The features the forecast used before the third pass (the pace shown, added after part
+#: 2): the evaluation fits this set beside the full one with ``--before``.
+PACE_FEATURES: tuple[Feature, ...] = (
+    *PART2_FEATURES,
+    Feature.IDLE,
+    Feature.PROJECTED_FINISH,
+    Feature.NO_STEP_YET,
+    Feature.EARLIER_PACE,
+    Feature.EARLIER_PACE_UNSEEN,
+    Feature.NO_EARLIER_PHASE,
 )
 
 
@@ -116,27 +131,36 @@ def _fit(
         raise ValueError("no samples to fit a forecast on")
     names = tuple(Feature)
     k = len(names)
-    # Pool identical rows: (vector) -> [missed, kept].
-    pooled: dict[tuple[float, ...], list[int]] = {}
+    # Pool identical rows: (vector) -> [missed, kept]. An unknown value (NaN: no previous
+    # round) is pooled as None, counts in neither mean nor spread, and enters the fit as the
+    # average (z = 0), as :meth:`ForecastModel.terms` scores it.
+    pooled: dict[tuple[float | None, ...], list[int]] = {}
     for s in samples:
-        cell = pooled.setdefault(tuple(s.features.vector()), [0, 0])
+        key = tuple(None if math.isnan(v) else v for v in s.features.vector())
+        cell = pooled.setdefault(key, [0, 0])
         cell[0 if s.missed else 1] += 1
     n = len(samples)
     positives = sum(c[0] for c in pooled.values())
-    means = [sum(v[j] * (c[0] + c[1]) for v, c in pooled.items()) / n for j in range(k)]
-    scales, constant = [], []
+    means, scales, constant = [], [], []
     for j in range(k):
-        var = sum((v[j] - means[j]) ** 2 * (c[0] + c[1]) for v, c in pooled.items()) / n
+        known: list[tuple[float, int]] = [
+            (value, c[0] + c[1]) for v, c in pooled.items() if (value := v[j]) is not None
+        ]
+        weight = sum(w for _, w in known)
+        mean = sum(u * w for u, w in known) / weight if weight else 0.0
+        var = sum((u - mean) ** 2 * w for u, w in known) / weight if weight else 0.0
+        means.append(mean)
         scales.append(math.sqrt(var) if var > 1e-12 else 1.0)
         constant.append(var <= 1e-12 or names[j] in drop)
     # Only the columns that vary and are not dropped enter the Newton steps (a held column
     # would only add zeros to the Hessian), so excluding features also saves time.
     live = [j for j in range(k) if not constant[j]]
+
+    def z(value: float | None, j: int) -> float:
+        return 0.0 if value is None else (value - means[j]) / scales[j]
+
     # Design rows with the intercept in column 0, and their pooled labels.
-    rows = [
-        ([1.0] + [(v[j] - means[j]) / scales[j] for j in live], c[0], c[1])
-        for v, c in pooled.items()
-    ]
+    rows = [([1.0] + [z(v[j], j) for j in live], c[0], c[1]) for v, c in pooled.items()]
     size = len(live) + 1
     beta = [0.0] * size
     if 0 < positives < n:

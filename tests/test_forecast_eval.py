@@ -8,6 +8,7 @@ service reads back the same forecasts as the simulation gives directly.
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -53,7 +54,14 @@ from chuangzheng.simulation.model import (
     Pacing,
 )
 from domain.events import EventKind
-from domain.forecast import Feature, ForecastModel, features_at
+from domain.forecast import (
+    Feature,
+    ForecastModel,
+    OrgSnapshot,
+    PhaseRecord,
+    features_at,
+    round_pace,
+)
 from domain.phases import WORKING_PHASES, Phase
 
 LIMIT = 80
@@ -193,11 +201,13 @@ def _write_read_model(session: Session, sim: SimulatedRound, now: datetime, roun
                     outcome=r.outcome.value if r.outcome else None, event_seq=1,
                 )
             )  # fmt: skip
-            if r.last_step_at is not None:  # the latest settled step: the pace shown
+            # Every settled step of an open phase (the pace shown); a finished phase's last.
+            settled = r.settled_at or ((r.last_step_at,) if r.last_step_at is not None else ())
+            for i, at in enumerate(settled, start=1):
                 session.add(
                     StepStatusRow(
-                        round_id=round_id, org_id=org.id, phase=r.phase.value, step_id="s1",
-                        status="accepted", reason="", event_seq=1, updated_at=r.last_step_at,
+                        round_id=round_id, org_id=org.id, phase=r.phase.value, step_id=f"s{i}",
+                        status="accepted", reason="", event_seq=1, updated_at=at,
                     )
                 )  # fmt: skip
             for rung in range(r.escalations):
@@ -224,9 +234,11 @@ def _write_read_model(session: Session, sim: SimulatedRound, now: datetime, roun
     session.commit()
 
 
-def _write_previous_round(session: Session, sim: SimulatedRound, round_id: str) -> None:
+def _write_previous_round(session: Session, sim: SimulatedRound, round_id: str) -> dict[str, float]:
     """A finished round a year earlier: each organisation missed the phases it did in the
-    simulation's previous round (the first ones, late), the rest on time."""
+    simulation's previous round (the first ones, late, at 120 % of the window), the rest on
+    time (at 80 %). Its plan is the simulated round's (the same windows). Returns each
+    organisation's pace in it, as the read model should find it."""
     before = SIMULATED_START - timedelta(days=365)
     session.add(
         RoundRow(
@@ -234,17 +246,40 @@ def _write_previous_round(session: Session, sim: SimulatedRound, round_id: str) 
             starts_at=before, status="completed", kicked_off_by="county", updated_at=before,
         )
     )  # fmt: skip
+    session.add(
+        RoundDefinitionRow(
+            round_id=round_id, plan_source="seed-002", plan_yaml=DEFAULT_PLAN.read_text("utf-8"),
+            round_plan_id="round-1", starts_at=SIMULATED_START, created_by="county",
+            created_at=before, kicked_off_at=before,
+        )
+    )  # fmt: skip
+    paces = {}
     for org in sim.organisations:
         missed = sim.prior_missed[org.id]
+        records = []
         for i, phase in enumerate(WORKING_PHASES):
+            opens, deadline = sim.windows[phase]
+            share = 1.2 if i < missed else 0.8
+            completed = (opens + (deadline - opens) * share).replace(microsecond=0)
+            records.append(PhaseRecord(phase=phase, completed_at=completed, deadline=deadline))
             session.add(
                 PhaseStatusRow(
                     round_id=round_id, org_id=org.id, phase=phase.value, status="completed",
-                    deadline=before, opened_at=before, completed_at=before,
+                    deadline=deadline, opened_at=opens, completed_at=completed,
                     outcome="late" if i < missed else "on_time", event_seq=1,
                 )
             )  # fmt: skip
+        pace = round_pace(OrgSnapshot(org_id=org.id, phases=tuple(records)), sim.windows)
+        expected = (missed * math.log(1.2) + (5 - missed) * math.log(0.8)) / 5
+        assert pace == pytest.approx(expected, abs=1e-6)
+        paces[org.id] = pace
     session.commit()
+    return paces
+
+
+def _with_prior_paces(snapshots: list[OrgSnapshot], paces: dict[str, float]) -> list[OrgSnapshot]:
+    """The simulated snapshots with the previous round's pace the read model was given."""
+    return [s.model_copy(update={"prior_round_pace": paces[s.org_id]}) for s in snapshots]
 
 
 def test_a_previous_round_is_drawn_afresh_or_kept() -> None:
@@ -276,8 +311,9 @@ def test_the_read_model_gives_the_forecasts_the_simulation_gives(
     try:
         with sessions() as session:
             _write_read_model(session, sim, now, "r1")
-            _write_previous_round(session, sim, "r0")
-        features = features_at(sim.snapshots(now), now, sim.windows, sim.calendar)
+            paces = _write_previous_round(session, sim, "r0")
+        snapshots = _with_prior_paces(sim.snapshots(now), paces)
+        features = features_at(snapshots, now, sim.windows, sim.calendar)
         expected = {(f.org_id, f.phase): model.forecast(f) for f in features}
         # The moment has history to read: late earlier phases, escalations, returns, and
         # the previous round's misses (the forecast's first reason for some).
@@ -454,8 +490,12 @@ def test_the_read_model_gives_the_paced_forecasts_the_simulation_gives(tmp_path:
     try:
         with session_factory(engine)() as session:
             _write_read_model(session, sim, now, "p1")
-            _write_previous_round(session, sim, "p0")
-        features = features_at(sim.snapshots(now), now, sim.windows, sim.calendar)
+            paces = _write_previous_round(session, sim, "p0")
+        snapshots = _with_prior_paces(sim.snapshots(now), paces)
+        features = features_at(snapshots, now, sim.windows, sim.calendar)
+        # Steps settled one by one: every instant is read back, and the pending step.
+        assert any(len(r.settled_at) > 1 for s in snapshots for r in s.phases)
+        assert any(f.pending > 0 for f in features)
         # Half-way through a four-step phase some have settled steps, some have not.
         assert any(f.projected > 0 for f in features) and any(f.idle > 0 for f in features)
         assert any(f.earlier_finished for f in features)

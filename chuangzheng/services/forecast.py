@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -48,8 +48,10 @@ from domain.forecast import (
     Sample,
     Windows,
     features_at,
+    round_pace,
 )
 from domain.machine import StepStatus
+from domain.organisation import OrgType
 from domain.phases import WORKING_PHASES, Phase
 from domain.plan import CalendarPlan
 from domain.schedule import is_rebased, resolve_schedule
@@ -74,9 +76,16 @@ class RoundView:
     calendar: WorkingCalendar
 
 
-def _round_schedule(session: Session, round_id: str) -> tuple[Windows, WorkingCalendar] | None:
-    """The round's planned windows and calendar, as kicked off (memoised per plan text and
-    start: parsing a plan takes longer than reading a county's rows)."""
+#: Required steps per (phase, organisation type value), from the round's plan.
+RequiredSteps = Mapping[tuple[Phase, str], int]
+
+
+def _round_schedule(
+    session: Session, round_id: str
+) -> tuple[Windows, WorkingCalendar, RequiredSteps] | None:
+    """The round's planned windows, calendar and required steps per phase and type, as
+    kicked off (memoised per plan text and start: parsing a plan takes longer than reading
+    a county's rows)."""
     row = session.get(RoundRow, round_id)
     definition = session.get(RoundDefinitionRow, round_id)
     if row is None or definition is None:
@@ -85,21 +94,36 @@ def _round_schedule(session: Session, round_id: str) -> tuple[Windows, WorkingCa
     resolved = _resolve(definition.plan_yaml, definition.round_plan_id, starts_at)
     if resolved is None:
         return None
-    windows, calendar = resolved
-    return dict(windows), calendar
+    windows, calendar, required = resolved
+    return dict(windows), calendar, dict(required)
 
 
 @lru_cache(maxsize=32)
 def _resolve(
     plan_yaml: str, round_plan_id: str, starts_at: datetime
-) -> tuple[tuple[tuple[Phase, tuple[datetime, datetime]], ...], WorkingCalendar] | None:
-    """Windows and calendar of a plan's round started at ``starts_at``; a year with no
-    holiday data counts weekends only here (as digests do: a forecast is no deadline)."""
+) -> (
+    tuple[
+        tuple[tuple[Phase, tuple[datetime, datetime]], ...],
+        WorkingCalendar,
+        tuple[tuple[tuple[Phase, str], int], ...],
+    ]
+    | None
+):
+    """Windows, calendar and required steps of a plan's round started at ``starts_at``; a
+    year with no holiday data counts weekends only here (as digests do: a forecast is no
+    deadline). Required steps are counted without the ethnic-area steps (the read model's
+    status row does not say which organisations have them; for those the forecast falls
+    back to the latest step's projection)."""
     try:
         plan = parse_plan(plan_yaml)
         round_plan = plan.round(round_plan_id)
     except (DomainError, KeyError, ValueError):
         return None
+    required = tuple(
+        ((phase.phase, org_type.value), sum(1 for st in phase.steps_for(org_type) if st.required))
+        for phase in round_plan.phases
+        for org_type in OrgType
+    )
     rebased = is_rebased(round_plan, starts_at)
     try:
         schedule = resolve_schedule(plan, round_plan, starts_at, rebased=rebased)
@@ -120,7 +144,7 @@ def _resolve(
     else:
         years = tuple(range(starts_at.year, starts_at.year + 4))
         calendar = plan.calendar.merged(CalendarPlan(supplied_years=years)).build()
-    return tuple((w.phase, (w.opens_at, w.deadline)) for w in schedule.windows), calendar
+    return tuple((w.phase, (w.opens_at, w.deadline)) for w in schedule.windows), calendar, required
 
 
 def read_round(session: Session, round_id: str) -> RoundView | None:
@@ -128,7 +152,7 @@ def read_round(session: Session, round_id: str) -> RoundView | None:
     resolved = _round_schedule(session, round_id)
     if resolved is None:
         return None
-    windows, calendar = resolved
+    windows, calendar, required = resolved
     # Plain rows, not ORM objects: a county's thousands of rows load several times faster.
     s, p = CampaignStatusRow, PhaseStatusRow
     statuses = session.execute(
@@ -165,22 +189,24 @@ def read_round(session: Session, round_id: str) -> RoundView | None:
             .group_by(CampaignEventRow.org_id, CampaignEventRow.phase, CampaignEventRow.kind)
         ).all()
     }
-    # When each organisation's latest step of a phase was settled: the pace it shows.
+    # When each of an organisation's steps of a phase was settled: the pace it shows.
     settled = (StepStatus.ACCEPTED.value, StepStatus.WAIVED.value)
-    last_steps: dict[tuple[str, str], datetime] = {
-        (org, phase): _aware(at)
-        for org, phase, at in session.execute(
-            select(StepStatusRow.org_id, StepStatusRow.phase, func.max(StepStatusRow.updated_at))
-            .where(StepStatusRow.round_id == round_id, StepStatusRow.status.in_(settled))
-            .group_by(StepStatusRow.org_id, StepStatusRow.phase)
-        ).all()
-        if at is not None
-    }
-    prior = _prior_round_missed(session, round_id)
+    settled_at: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    for org, phase, at in session.execute(
+        select(StepStatusRow.org_id, StepStatusRow.phase, StepStatusRow.updated_at).where(
+            StepStatusRow.round_id == round_id, StepStatusRow.status.in_(settled)
+        )
+    ):
+        if at is not None:
+            settled_at[(org, phase)].append(_aware(at))
+    for instants in settled_at.values():
+        instants.sort()
+    prior, prior_pace = _prior_round(session, round_id)
     snapshots = []
     for status in statuses:
         records = []
         own = {ph.phase: ph for ph in phases.get(status.org_id, [])}
+        mine = {p.value: settled_at.get((status.org_id, p.value)) for p in WORKING_PHASES}
         for phase in WORKING_PHASES:
             row = own.get(phase.value)
             deadline = _aware(row.deadline) if row and row.deadline else windows[phase][1]
@@ -197,7 +223,9 @@ def read_round(session: Session, round_id: str) -> RoundView | None:
                     outcome=Outcome(row.outcome) if row and row.outcome else None,
                     deadline=deadline,
                     progress=min(1.0, max(0.0, progress)),
-                    last_step_at=last_steps.get((status.org_id, phase.value)),
+                    last_step_at=max(steps) if (steps := mine.get(phase.value)) else None,
+                    settled_at=tuple(steps) if steps else (),
+                    steps_required=required.get((phase, status.org_type), 0),
                     escalations=escalations.get((status.org_id, phase.value), 0),
                     returns=events.get((status.org_id, phase.value, EventKind.RETURNED.value), 0),
                     extensions=events.get(
@@ -213,6 +241,7 @@ def read_round(session: Session, round_id: str) -> RoundView | None:
                 org_type=status.org_type,
                 phases=tuple(records),
                 prior_round_missed=prior.get(status.org_id, 0),
+                prior_round_pace=prior_pace.get(status.org_id),
             )
         )
     return RoundView(
@@ -220,33 +249,65 @@ def read_round(session: Session, round_id: str) -> RoundView | None:
     )
 
 
-def _prior_round_missed(session: Session, round_id: str) -> dict[str, int]:
-    """Per organisation: the phases it missed (late or after rectification) in its latest
-    round that started before this one."""
+def _prior_round(session: Session, round_id: str) -> tuple[dict[str, int], dict[str, float]]:
+    """Per organisation, from its latest round that started before this one: the phases it
+    missed there (late or after rectification), and its pace there
+    (:func:`domain.forecast.round_pace`: the mean log share of their planned window its
+    finished phases took; absent when that round's plan cannot be resolved)."""
     this = session.get(RoundRow, round_id)
     if this is None:
-        return {}
+        return {}, {}
     earlier = session.execute(
         select(RoundRow.round_id, RoundRow.starts_at)
         .where(RoundRow.starts_at < this.starts_at)
         .order_by(RoundRow.starts_at.desc())
     ).all()
     if not earlier:
-        return {}
+        return {}, {}
     order = {rid: i for i, (rid, _) in enumerate(earlier)}
-    latest: dict[str, tuple[int, int]] = {}  # org -> (round's order, missed)
+    latest: dict[str, int] = {}  # org -> its latest earlier round's order
     rows = session.execute(
-        select(PhaseStatusRow.round_id, PhaseStatusRow.org_id, PhaseStatusRow.outcome).where(
-            PhaseStatusRow.round_id.in_(list(order))
-        )
+        select(
+            PhaseStatusRow.round_id,
+            PhaseStatusRow.org_id,
+            PhaseStatusRow.phase,
+            PhaseStatusRow.completed_at,
+            PhaseStatusRow.outcome,
+        ).where(PhaseStatusRow.round_id.in_(list(order)))
     ).all()
     counts: dict[tuple[str, str], int] = defaultdict(int)
-    for rid, org_id, outcome in rows:
+    finished: dict[tuple[str, str], list[PhaseRecord]] = defaultdict(list)
+    for rid, org_id, phase, completed_at, outcome in rows:
         counts[(rid, org_id)] += int(outcome is not None and outcome != Outcome.ON_TIME.value)
-    for (rid, org_id), missed in counts.items():
-        if org_id not in latest or order[rid] < latest[org_id][0]:
-            latest[org_id] = (order[rid], missed)
-    return {org_id: missed for org_id, (_, missed) in latest.items()}
+        if completed_at is not None and phase in _PHASE_VALUES:
+            finished[(rid, org_id)].append(
+                PhaseRecord(
+                    phase=Phase(phase),
+                    completed_at=_aware(completed_at),
+                    deadline=_aware(completed_at),  # not read by round_pace
+                )
+            )
+        if org_id not in latest or order[rid] < latest[org_id]:
+            latest[org_id] = order[rid]
+    ids = list(order)
+    missed = {org_id: counts[(ids[i], org_id)] for org_id, i in latest.items()}
+    windows: dict[str, Windows | None] = {}
+    paces: dict[str, float] = {}
+    for org_id, i in latest.items():
+        rid = ids[i]
+        if rid not in windows:
+            resolved = _round_schedule(session, rid)
+            windows[rid] = resolved[0] if resolved is not None else None
+        known = windows[rid]
+        if known is None:
+            continue
+        pace = round_pace(OrgSnapshot(org_id=org_id, phases=tuple(finished[(rid, org_id)])), known)
+        if pace is not None:
+            paces[org_id] = pace
+    return missed, paces
+
+
+_PHASE_VALUES = frozenset(p.value for p in WORKING_PHASES)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -364,6 +425,8 @@ def _as_of(snap: OrgSnapshot, now: datetime) -> OrgSnapshot:
                 deadline=r.deadline,
                 progress=1.0 if done else 0.0,
                 last_step_at=r.last_step_at if done else None,
+                settled_at=(),
+                steps_required=r.steps_required,
                 escalations=r.escalations if done else 0,
                 returns=r.returns if done else 0,
                 extensions=r.extensions if done else 0,

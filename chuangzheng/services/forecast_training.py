@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -47,6 +47,7 @@ from domain.forecast import (
     Sample,
     Windows,
     features_at,
+    round_pace,
     yellow_at,
 )
 from domain.forecast_fit import fit
@@ -113,8 +114,10 @@ class SimulatedRound:
     calendar: WorkingCalendar
     required_steps: dict[tuple[Phase, str], int]
     prior: PriorRound = PriorRound.NONE
-    # Phases each organisation missed in the previous round (``prior``).
+    # Phases each organisation missed in the previous round (``prior``), and its pace there
+    # (:func:`domain.forecast.round_pace`).
     prior_missed: dict[str, int] = field(default_factory=dict)
+    prior_pace: dict[str, float] = field(default_factory=dict)
 
     @property
     def pacing(self) -> Pacing:
@@ -171,7 +174,10 @@ def simulated_round(
         script.org_id: sum(1 for phase in WORKING_PHASES if before.missed(script, phase))
         for script in before.scripts
     }
-    return replace(sim, prior=prior, prior_missed=missed)
+    ended = before.snapshots(before.windows[WORKING_PHASES[-1]][1] + timedelta(days=400))
+    prior_paces = {snap.org_id: round_pace(snap, before.windows) for snap in ended}
+    known = {org_id: pace for org_id, pace in prior_paces.items() if pace is not None}
+    return replace(sim, prior=prior, prior_missed=missed, prior_pace=known)
 
 
 def _plan_round(
@@ -257,6 +263,7 @@ def _snapshot(
         extensions = returns = 0
         progress = 0.0
         last_step: datetime | None = None
+        steps = sim.required_steps.get((phase, org.type.value), 1)
         for action in actions:
             if action.at > now:
                 break
@@ -268,11 +275,16 @@ def _snapshot(
                 progress = (n - 1) / n if n else 0.0
                 if progress > 0:  # the steps but the returned one were accepted then
                     last_step = action.at
+        settled: list[datetime] = []
         for step in script.progress:  # paced rounds: steps done before the last
             if step.phase is phase and step.at <= now:
                 progress = max(progress, step.done / step.of)
                 last_step = step.at if last_step is None else max(last_step, step.at)
+                settled.append(step.at)
         done = finish <= now
+        if last_step is not None and len(settled) < round(progress * steps):
+            # A returned submission settled the other steps at once (see above).
+            settled += [last_step] * (round(progress * steps) - len(settled))
         if done:
             escalations = script.rungs_expected[phase]
         elif now > deadline and conduct in (Conduct.LATE, Conduct.LAGGARD):
@@ -288,6 +300,8 @@ def _snapshot(
                 deadline=deadline,
                 progress=1.0 if done else progress,
                 last_step_at=finish if done else last_step,
+                settled_at=() if done else tuple(sorted(settled)),
+                steps_required=steps,
                 escalations=escalations,
                 returns=returns,
                 extensions=extensions,
@@ -296,7 +310,13 @@ def _snapshot(
         if not done:
             # Later phases are not entered yet: their records say only the deadline.
             for later in WORKING_PHASES[WORKING_PHASES.index(phase) + 1 :]:
-                records.append(PhaseRecord(phase=later, deadline=sim.windows[later][1]))
+                records.append(
+                    PhaseRecord(
+                        phase=later,
+                        deadline=sim.windows[later][1],
+                        steps_required=sim.required_steps.get((later, org.type.value), 1),
+                    )
+                )
             break
         entered = finish
     return OrgSnapshot(
@@ -306,6 +326,7 @@ def _snapshot(
         org_type=org.type.value,
         phases=tuple(records),
         prior_round_missed=sim.prior_missed.get(org.id, 0),
+        prior_round_pace=sim.prior_pace.get(org.id),
     )
 
 

@@ -334,3 +334,91 @@ def test_the_part2_feature_set_is_the_fit_without_the_pace() -> None:
     weights = dict(zip(model.features, model.weights, strict=True))
     assert all(weights[f] == 0.0 for f in excluded)
     assert weights[Feature.PROGRESS] != 0.0
+
+
+# ----- the third pass: every settled step, the pending step, the previous round's pace -------
+
+
+def test_every_settled_step_the_pending_step_and_the_previous_rounds_pace() -> None:
+    opens = WINDOWS[C][0]
+    now = opens + timedelta(days=15)  # half-way through a 30-day window
+    # Two of four steps settled, at days 3 and 9: the first says the phase takes
+    # 3/30·4/1 = 40 % of the window, the second 9/30·4/2 = 60 %; together (geometric mean)
+    # about 49 %, where the last step alone said 60 %.
+    steady = snapshot(
+        "steady",
+        done(M),
+        record(
+            C,
+            opened_at=opens,
+            progress=0.5,
+            last_step_at=opens + timedelta(days=9),
+            settled_at=(opens + timedelta(days=3), opens + timedelta(days=9)),
+            steps_required=4,
+        ),
+    ).model_copy(update={"prior_round_pace": math.log(1.3)})
+    # Nothing settled of four steps half-way through: the first step, due at a quarter of
+    # its pace, is still open, so the phase takes at least 0.5·4/1 = twice the window.
+    idle = snapshot("idle", done(M), record(C, opened_at=opens, steps_required=4))
+    # A read model that does not say how many steps are required: no bound, the last step.
+    unknown = snapshot(
+        "unknown",
+        done(M),
+        record(C, opened_at=opens, progress=0.5, last_step_at=opens + timedelta(days=9)),
+    )
+    features = {f.org_id: f for f in features_at([steady, idle, unknown], now, WINDOWS, CALENDAR)}
+    s, i, u = features["steady"], features["idle"], features["unknown"]
+    assert s.projected == pytest.approx(math.sqrt(0.4 * 0.6))
+    assert s.pending == pytest.approx(0.5 * 4 / 3) and s.steps_left == 2
+    assert s.value(Feature.PENDING_STEP) == pytest.approx(math.log(0.5 * 4 / 3))
+    assert s.value(Feature.PRIOR_ROUND_PACE) == pytest.approx(math.log(1.3))
+    assert i.pending == pytest.approx(2.0) and i.steps_left == 4 and i.projected == 0.0
+    assert u.projected == pytest.approx(0.6) and u.pending == 0.0
+    assert u.value(Feature.PENDING_STEP) == 0.0
+    # No previous round known: unknown, not "on the deadline".
+    assert i.prior_round_pace is None and math.isnan(i.value(Feature.PRIOR_ROUND_PACE))
+
+    # The fit learns the previous round's pace, and an unknown one scores as the average.
+    rng = random.Random(11)
+    samples = []
+    for k in range(1500):
+        lasting = rng.gauss(-0.2, 0.3)
+        pace = math.exp(lasting + rng.gauss(0, 0.15))
+        elapsed = rng.choice((0.25, 0.5, 0.75))
+        settled = min(3, int(elapsed / pace * 4))
+        features_k = ForecastFeatures(
+            org_id=f"o{k}",
+            phase=C,
+            elapsed=elapsed,
+            progress=settled / 4,
+            pending=elapsed * 4 / (settled + 1),
+            steps_left=4 - settled,
+            prior_round_pace=lasting + rng.gauss(0, 0.1) if k % 3 else None,
+        )
+        missed = math.log(pace) + rng.gauss(0, 0.15) > 0
+        samples.append(Sample(features=features_k, missed=missed))
+    model = fit(samples)
+    assert model == fit(list(samples))  # deterministic, NaN and all
+    weights = dict(zip(model.features, model.weights, strict=True))
+    assert weights[Feature.PRIOR_ROUND_PACE] > 0.3 and weights[Feature.PENDING_STEP] >= 0.0
+    unseen = samples[0].features  # k = 0: no previous round
+    assert unseen.prior_round_pace is None
+    assert dict(model.terms(unseen))[Feature.PRIOR_ROUND_PACE] == 0.0
+    # Each says why in Chinese when it raises the risk.
+    slow = ForecastFeatures(
+        org_id="slow",
+        phase=C,
+        elapsed=0.5,
+        pending=2.0,
+        steps_left=4,
+        prior_round_pace=math.log(1.4),
+    )
+    pair = (Feature.PENDING_STEP, Feature.PRIOR_ROUND_PACE)
+    both = ForecastModel(
+        features=pair, means=(0.0, 0.0), scales=(1.0, 1.0), weights=(1.0, 1.0), intercept=-1.0
+    )
+    texts = [r.text for r in both.forecast(slow).reasons]
+    assert texts == [
+        "尚有4项规定动作未完成，照此推算本阶段至少需用去时限的200%",  # log 2 > log 1.4
+        "上一轮各阶段平均用去阶段时限的140%",
+    ]
