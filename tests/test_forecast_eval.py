@@ -253,7 +253,7 @@ def _write_previous_round(session: Session, sim: SimulatedRound, round_id: str) 
             created_at=before, kicked_off_at=before,
         )
     )  # fmt: skip
-    paces = {}
+    paces: dict[str, float] = {}
     for org in sim.organisations:
         missed = sim.prior_missed[org.id]
         records = []
@@ -271,7 +271,7 @@ def _write_previous_round(session: Session, sim: SimulatedRound, round_id: str) 
             )  # fmt: skip
         pace = round_pace(OrgSnapshot(org_id=org.id, phases=tuple(records)), sim.windows)
         expected = (missed * math.log(1.2) + (5 - missed) * math.log(0.8)) / 5
-        assert pace == pytest.approx(expected, abs=1e-6)
+        assert pace is not None and pace == pytest.approx(expected, abs=1e-6)
         paces[org.id] = pace
     session.commit()
     return paces
