@@ -275,7 +275,16 @@ class ForecastModel(BaseModel):
             phase=features.phase,
             probability=probability,
             warn=probability >= (self.threshold if threshold is None else threshold),
-            reasons=reasons(features, terms),
+            reasons=reasons(features, terms, unsaid=self.unsaid()),
+        )
+
+    def unsaid(self) -> frozenset[Feature]:
+        """The features whose sentence would say the opposite of what their weight does
+        (:data:`_SAYS_RISK_WHEN`): they count in the probability, but are never named."""
+        return frozenset(
+            f
+            for f, w in zip(self.features, self.weights, strict=True)
+            if f in _SAYS_RISK_WHEN and w * _SAYS_RISK_WHEN[f] < 0
         )
 
     def with_threshold(self, threshold: float) -> ForecastModel:
@@ -681,14 +690,26 @@ def _earlier_pace_text(f: ForecastFeatures) -> str:
     return f"本轮前{f.earlier_finished}个阶段平均用去阶段时限的{taken}"
 
 
+#: Features whose sentence reads as a risk only one way: "本阶段时间已过X%" when more time
+#: has passed (+1), "距截止仅剩N个工作日" when fewer days are left (−1). With the other sign
+#: of weight (the fit uses them to set the level of a moment or a phase's length, given the
+#: pace terms), a raising term would come from the other end and the sentence would mislead
+#: ("仅剩40个工作日" as a risk), so such a model does not name them (:meth:`ForecastModel.unsaid`).
+_SAYS_RISK_WHEN: dict[Feature, int] = {Feature.ELAPSED: 1, Feature.WORKING_DAYS_LEFT: -1}
+
+
 def reasons(
-    features: ForecastFeatures, terms: Sequence[tuple[Feature, float]]
+    features: ForecastFeatures,
+    terms: Sequence[tuple[Feature, float]],
+    *,
+    unsaid: frozenset[Feature] = frozenset(),
 ) -> tuple[ForecastReason, ...]:
     """The terms that raise the odds most (at most :data:`MAX_REASONS`), in Chinese; when
-    none does, the one that lowers them most, said as such, so there is always a reason."""
+    none does, the one that lowers them most, said as such, so there is always a reason.
+    ``unsaid`` features count in no reason (see :data:`_SAYS_RISK_WHEN`)."""
     said: dict[Feature, float] = {}
     for f, t in terms:
-        if f in _NOT_REASONS:
+        if f in _NOT_REASONS or f in unsaid:
             continue
         key = _said_as(f, features)
         said[key] = said.get(key, 0.0) + t

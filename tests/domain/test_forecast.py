@@ -422,3 +422,23 @@ def test_every_settled_step_the_pending_step_and_the_previous_rounds_pace() -> N
         "尚有4项规定动作未完成，照此推算本阶段至少需用去时限的200%",  # log 2 > log 1.4
         "上一轮各阶段平均用去阶段时限的140%",
     ]
+
+
+def test_a_term_whose_sentence_would_mislead_is_not_named() -> None:
+    # A model in which more days left *raise* the risk (as the fit may set a phase's level):
+    # "距截止仅剩40个工作日" would then be given as a reason for concern. It is not named; a
+    # model with the sensible sign still names it.
+    f = ForecastFeatures(org_id="a", phase=C, elapsed=0.5, working_days_left=40)
+    pair = (Feature.WORKING_DAYS_LEFT, Feature.ELAPSED)
+    odd = ForecastModel(
+        features=pair, means=(20.0, 0.7), scales=(10.0, 0.2), weights=(0.5, -0.5), intercept=0
+    )
+    assert odd.unsaid() == frozenset(pair)
+    forecast = odd.forecast(f)
+    assert forecast.probability > 0.5 and forecast.reasons
+    # Nothing else to say: the neutral sentence, not the misleading ones.
+    assert [r.text for r in forecast.reasons] == ["各项指标与平均水平相当"]
+    sensible = odd.model_copy(update={"weights": (-0.5, 0.5), "means": (60.0, 0.3)})
+    assert sensible.unsaid() == frozenset()
+    texts = [r.text for r in sensible.forecast(f).reasons]
+    assert texts == ["距截止仅剩40个工作日", "本阶段时间已过50%"]
