@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -20,9 +20,11 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    null,
     or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
@@ -118,56 +120,67 @@ def matrix(
     session: Session, user: User, round_id: str, filters: Filters, *, page: int = 1,
     search: str = "", page_size: int = MATRIX_PAGE_SIZE,
 ) -> Matrix:  # fmt: skip
-    """Counts by township, phase and light, grouped by the database.
+    """Counts by township, phase and light, grouped by the database in one statement.
 
-    Up to ``page_size`` townships (and no ``search``): every township by name, from one
-    grouped query, as a county's page always was. More: the townships ranked by the
-    database (most red, then most laggards, then by name; one row per township from the
-    index ``(round_id, township, …)``), the cells of ``page`` of them, and the totals from
-    a query grouped by phase and light alone: a county of 5,000 townships reads and renders
-    50 rows, and its totals row still counts every township."""
+    The counts by township, phase and light (``g``, one pass over the index ``(round_id,
+    township, phase, light, overdue)``) give three things at once: the townships ranked
+    (most red, then most laggards, then by name) and ``page`` of them with their cells,
+    and the totals by phase and light over every township. Up to ``page_size`` townships
+    (and no ``search``) that page is every township, shown by name as a county's page
+    always was; a county of 5,000 townships reads and renders 50 rows, and its totals row
+    still counts every township."""
     s = CampaignStatusRow
     search = search.strip()
-    red = func.count().filter(s.light == "red")
-    late = func.count().filter(s.light.in_(NOT_GREEN))
-    ranking = scoped(select(s.township, func.count().over()), user, round_id, filters).group_by(
-        s.township
-    )
+    g = (
+        scoped(select(s.township, s.phase, s.light, s.overdue, func.count().label("n")),
+               user, round_id, filters)
+        .group_by(s.township, s.phase, s.light, s.overdue)
+        .cte("g")
+    )  # fmt: skip
+    # SUM of no rows is NULL, which PostgreSQL sorts first in DESC and SQLite last.
+    red = func.coalesce(func.sum(g.c.n).filter(g.c.light == "red"), 0)
+    late = func.coalesce(func.sum(g.c.n).filter(g.c.light.in_(NOT_GREEN)), 0)
+    rank = (red.desc(), late.desc(), _code_point(session, g.c.township))
+    ranking = select(
+        g.c.township,
+        func.count().over().label("townships"),
+        func.row_number().over(order_by=rank).label("rank"),
+    ).group_by(g.c.township)
     if search:
-        ranking = ranking.where(s.township.contains(search, autoescape=True))
-    ranking = ranking.order_by(red.desc(), late.desc(), _code_point(session, s.township))
+        ranking = ranking.where(g.c.township.contains(search, autoescape=True))
+
+    def read(page: int) -> list[Any]:
+        r = ranking.order_by(*rank).offset((page - 1) * page_size).limit(page_size).cte("r")
+        cells = select(g.c.township, g.c.phase, g.c.light, g.c.overdue, g.c.n, r.c.townships,
+                       r.c.rank).join(r, r.c.township == g.c.township)  # fmt: skip
+        totals = select(
+            null(), g.c.phase, g.c.light, g.c.overdue, func.sum(g.c.n), null(), null()
+        ).group_by(g.c.phase, g.c.light, g.c.overdue)
+        return list(session.execute(union_all(cells, totals)).all())
+
     page = max(1, page)
-    ranked = session.execute(ranking.offset((page - 1) * page_size).limit(page_size)).all()
-    if not ranked and page > 1:  # past the last page: the last one
-        count = scoped(select(func.count(s.township.distinct())), user, round_id, filters)
-        if search:
-            count = count.where(s.township.contains(search, autoescape=True))
+    found = read(page)
+    if page > 1 and all(row[0] is None for row in found):  # past the last page: the last
+        count = select(func.count()).select_from(ranking.subquery())
         page = max(1, -(-int(session.scalar(count) or 0) // page_size))
-        ranked = session.execute(ranking.offset((page - 1) * page_size).limit(page_size)).all()
-    townships = int(ranked[0][1]) if ranked else 0
-    result = Matrix(townships=townships, search=search)
-    cells = scoped(
-        select(s.township, s.phase, s.light, s.overdue, func.count()), user, round_id, filters
-    ).group_by(s.township, s.phase, s.light, s.overdue)
-    if townships <= page_size and not search:  # a county's page: every township, one query
-        _count_cells(result, session.execute(cells).all(), totals=True)
-        result.rows = dict(sorted(result.rows.items()))
-        return result
-    result.pages = max(1, -(-townships // page_size))
-    result.page = page
-    shown = [township for township, _ in ranked]
-    if shown:
-        found = session.execute(cells.where(s.township.in_(shown))).all()
-        _count_cells(result, found, totals=False)
-        result.rows = {t: result.rows[t] for t in shown if t in result.rows}
-        result.row_totals = {t: result.row_totals[t] for t in result.rows}
-    totals = scoped(
-        select(s.phase, s.light, s.overdue, func.count()), user, round_id, filters
-    ).group_by(s.phase, s.light, s.overdue)
-    for phase, light, overdue, n in session.execute(totals).all():
-        result.column_totals[phase].add(light, n)
-        result.total.add(light, n)
-        result.overdue += n if overdue else 0
+        found = read(page)
+    cells = [row for row in found if row[0] is not None]
+    result = Matrix(townships=int(cells[0][5]) if cells else 0, search=search)
+    result.pages = max(1, -(-result.townships // page_size))
+    result.page = min(page, result.pages)
+    ranks: dict[str, int] = {}
+    for township, phase, light, _overdue, n, _, rank_no in cells:
+        result.rows.setdefault(township, defaultdict(Cell))[phase].add(light, int(n))
+        result.row_totals.setdefault(township, Cell()).add(light, int(n))
+        ranks[township] = int(rank_no)
+    for _, phase, light, overdue, n, _, _ in (row for row in found if row[0] is None):
+        result.column_totals[phase].add(light, int(n))
+        result.total.add(light, int(n))
+        result.overdue += int(n) if overdue else 0
+    # A county's page (one page, no search): by name; a page of many: in ranked order.
+    shown = sorted(ranks) if not result.paged else sorted(ranks, key=ranks.__getitem__)
+    result.rows = {t: result.rows[t] for t in shown}
+    result.row_totals = {t: result.row_totals[t] for t in shown}
     return result
 
 
@@ -175,18 +188,6 @@ def _code_point(session: Session, column: Any) -> Any:
     """``column`` sorted in code-point order, as Python sorts strings (``COLLATE "C"`` on
     PostgreSQL, SQLite's default)."""
     return column.collate("C") if session.get_bind().dialect.name == "postgresql" else column
-
-
-def _count_cells(result: Matrix, found: Sequence[Any], *, totals: bool) -> None:
-    """Add grouped ``(township, phase, light, overdue, n)`` rows to the rows shown (and to
-    the totals, when they are every township's)."""
-    for township, phase, light, overdue, n in found:
-        result.rows.setdefault(township, defaultdict(Cell))[phase].add(light, n)
-        result.row_totals.setdefault(township, Cell()).add(light, n)
-        if totals:
-            result.column_totals[phase].add(light, n)
-            result.total.add(light, n)
-            result.overdue += n if overdue else 0
 
 
 def completion_series(
