@@ -148,6 +148,15 @@ def main(argv: list[str] | None = None) -> int:
             "CZ_WORKER_ROLES (default: all, one process running both)"
         ),
     )
+    parser.add_argument(
+        "--kickoff-rate",
+        type=float,
+        default=None,
+        help=(
+            "organisations/s the storm expects its kick-off to reach, to place its deadline, "
+            "when api_kickoff does not run before it (which measures the rate; else 2)"
+        ),
+    )
     args = parser.parse_args(argv)
     try:
         roles = parse_worker_roles(args.worker_roles)
@@ -162,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(
         scale=args.scale, orgs=args.orgs, share_stack=share, worker_roles=roles or (WorkerRole.ALL,)
     )
+    if args.kickoff_rate is not None:
+        if args.kickoff_rate <= 0:
+            parser.error("--kickoff-rate must be positive")
+        ctx.cache["kickoff_rate"] = args.kickoff_rate
     try:
         results, path = asyncio.run(run_all(names, ctx, args.out))
     except KeyboardInterrupt:
