@@ -72,14 +72,20 @@ def laggards_xlsx(
     rows = stream_laggards(session, user, info.round_id, filters, sort, dir != "asc", days)
     head = ["组织编号", "单位", "乡镇（街道）", "系统", "类型", "阶段", "亮灯", "截止时间",
             "逾期工作日", "督办级别"]  # fmt: skip
-    label = cache(_label)  # a handful of values, tens of thousands of rows
     system = _systems(session, user)
-    when = cache(local)
-    rung = cache(info.rung_name)
+
+    @cache  # a few hundred combinations, tens of thousands of rows
+    def rest(
+        key: str, org_type: str, phase: str, light: str, deadline: datetime | None,
+        overdue: bool, top_rung: int | None,
+    ) -> tuple[Any, ...]:  # fmt: skip
+        return (system(key), _label(org_type, "type"), _label(phase, "phase"),
+                _label(light, "light"), local(deadline), days(deadline, overdue),
+                info.rung_name(top_rung))  # fmt: skip
+
     lines = (
-        [r.org_id, r.org_name, r.township, system(r.system), label(r.org_type, "type"),
-         label(r.phase, "phase"), label(r.light, "light"), when(r.deadline),
-         days(r.deadline, r.overdue), rung(r.top_rung)]
+        [r.org_id, r.org_name, r.township,
+         *rest(r.system, r.org_type, r.phase, r.light, r.deadline, r.overdue, r.top_rung)]
         for r in rows
     )  # fmt: skip
     data = streamed_workbook("滞后单位", head, lines, together_from=3)  # 系统 … 督办级别
