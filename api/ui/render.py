@@ -138,3 +138,23 @@ def page(
     if names is not None and "SYSTEM_NAMES" not in context:
         context = {**context, "SYSTEM_NAMES": names, "SYSTEMS": list(names.items())}
     return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+#: Pages linked on either side of the current one; the first and last are always linked.
+PAGER_SPAN = 4
+
+
+def pager(page_no: int, pages: int) -> list[int | None]:
+    """The page numbers the pager links, None where it leaves a gap: the first, the last
+    and ``PAGER_SPAN`` either side of the current page (374 pages of laggards were 374
+    links, each carrying the filters)."""
+    shown = sorted({1, pages, *range(page_no - PAGER_SPAN, page_no + PAGER_SPAN + 1)})
+    out: list[int | None] = []
+    for n in (n for n in shown if 1 <= n <= pages):
+        last = out[-1] if out else None
+        if last is not None and n == last + 2:
+            out.append(last + 1)  # a gap of one page: link it rather than "…"
+        elif last is not None and n > last + 2:
+            out.append(None)
+        out.append(n)
+    return out

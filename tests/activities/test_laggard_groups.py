@@ -21,7 +21,7 @@ from api.ui.queries import (
     laggard_page,
     laggards,
 )
-from api.ui.routers.laggards import pager
+from api.ui.render import pager
 from chuangzheng.services.sign_in import User
 from tests.activities.test_dashboard_paging import CALENDAR, COUNTY, NOW, ROUND, TOWNSHIP_USER
 from tests.activities.test_dashboard_paging import county as county

@@ -28,7 +28,7 @@ from api.ui.queries import (
     laggards,
     township_options,
 )
-from api.ui.render import page
+from api.ui.render import page, pager
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
 from api.ui.supervise import extend, remind, require_supervisor
 from chuangzheng.services.forecast import by_organisation, kept_forecasts
@@ -61,26 +61,6 @@ def laggard_lines(
     key = SORT_KEYS.get(sort, SORT_KEYS["overdue"])
     lines.sort(key=lambda ln: (key(ln.row, ln.days_overdue), ln.row.org_id), reverse=desc)
     return lines
-
-
-#: Pages linked on either side of the current one; the first and last are always linked.
-PAGER_SPAN = 4
-
-
-def pager(page_no: int, pages: int) -> list[int | None]:
-    """The page numbers the pager links, None where it leaves a gap: the first, the last
-    and ``PAGER_SPAN`` either side of the current page (374 pages of laggards were 374
-    links, each carrying the filters)."""
-    shown = sorted({1, pages, *range(page_no - PAGER_SPAN, page_no + PAGER_SPAN + 1)})
-    out: list[int | None] = []
-    for n in (n for n in shown if 1 <= n <= pages):
-        last = out[-1] if out else None
-        if last is not None and n == last + 2:
-            out.append(last + 1)  # a gap of one page: link it rather than "…"
-        elif last is not None and n > last + 2:
-            out.append(None)
-        out.append(n)
-    return out
 
 
 def filters_from(params: dict[str, str]) -> Filters:

@@ -14,8 +14,7 @@ from api.deps import SessionDep
 from api.ui.context import RoundInfo, round_info, rounds
 from api.ui.queries import Filters, Matrix
 from api.ui.queries import overview as read_overview
-from api.ui.render import LIGHT_ORDER, local, page, templates
-from api.ui.routers.laggards import pager
+from api.ui.render import LIGHT_ORDER, local, page, pager, templates
 from api.ui.session import UiRoute, UiUser
 from domain.phases import PHASE_LABELS, Phase
 
