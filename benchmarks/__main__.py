@@ -149,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     parser.add_argument(
+        "--keep-stacks",
+        action="store_true",
+        help="keep each stack's folder (its processes' logs, the read model) for a post-mortem",
+    )
+    parser.add_argument(
         "--kickoff-rate",
         type=float,
         default=None,
@@ -169,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or list(BENCHMARKS)
     share = args.scale == "smoke" and not args.fresh_stacks
     ctx = Context(
-        scale=args.scale, orgs=args.orgs, share_stack=share, worker_roles=roles or (WorkerRole.ALL,)
+        scale=args.scale,
+        orgs=args.orgs,
+        share_stack=share,
+        worker_roles=roles or (WorkerRole.ALL,),
+        keep_stacks=args.keep_stacks,
     )
     if args.kickoff_rate is not None:
         if args.kickoff_rate <= 0:

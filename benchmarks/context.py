@@ -25,17 +25,22 @@ class Context:
     share_stack: bool = False
     #: The project's worker processes, one per role (``--worker-roles``).
     worker_roles: tuple[WorkerRole, ...] = (WorkerRole.ALL,)
+    #: Leave each stack's folder (logs of the dev server, workers and API, the read model)
+    #: for a post-mortem (``--keep-stacks``).
+    keep_stacks: bool = False
     _shared: Stack | None = None
 
     @contextlib.asynccontextmanager
     async def stack(self, label: str) -> AsyncIterator[Stack]:
         """A fresh stack for the benchmark, or the run's shared one."""
         if not self.share_stack:
-            async with Stack(label, worker_roles=self.worker_roles) as stack:
+            async with Stack(label, keep=self.keep_stacks, worker_roles=self.worker_roles) as stack:
                 yield stack
             return
         if self._shared is None:
-            self._shared = await Stack("shared", worker_roles=self.worker_roles).__aenter__()
+            self._shared = await Stack(
+                "shared", keep=self.keep_stacks, worker_roles=self.worker_roles
+            ).__aenter__()
         yield self._shared
 
     async def close(self) -> None:

@@ -198,6 +198,8 @@ class Stack:
             await self.env.shutdown()
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
+        else:
+            print(f"-- kept {self.label}'s stack: {self.dir}", flush=True)
 
     @property
     def client(self) -> Client:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import structlog
 from temporalio.client import (
     Client,
     RPCTimeoutOrCancelledError,
@@ -24,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from chuangzheng.services.errors import Conflict, NotFound, Refused, TemporalUnavailable
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 #: How long an Update may take before the caller is told to retry (a deadline storm queues
 #: them; the retry carries the same idempotency key, which the workflow deduplicates).
@@ -70,10 +72,21 @@ async def update(
         if exc.status is RPCStatusCode.FAILED_PRECONDITION:
             raise Conflict("completed", "该活动流程已结束，不能再操作") from None
         if exc.status in _UNAVAILABLE:
+            _unavailable(name, workflow_id, exc.status.name, exc.message)
             raise TemporalUnavailable() from None
         raise
-    except RPCTimeoutOrCancelledError:
+    except RPCTimeoutOrCancelledError as exc:
+        _unavailable(name, workflow_id, "RPC_TIMEOUT", str(exc))
         raise TemporalUnavailable() from None
+
+
+def _unavailable(name: str, workflow_id: str, status: str, message: str) -> None:
+    """The operator's record of a 503: which call, and what the server said (the caller
+    gets only "busy, retry"; a storm's 503s are told apart by this status)."""
+    log.warning(
+        "temporal_unavailable", call=name, workflow_id=workflow_id, status=status,
+        message=message[:300],
+    )  # fmt: skip
 
 
 async def query(
@@ -93,9 +106,11 @@ async def query(
         if exc.status is RPCStatusCode.NOT_FOUND:
             raise NotFound(_NOT_IN_ROUND) from None
         if exc.status in _UNAVAILABLE:
+            _unavailable(name, workflow_id, exc.status.name, exc.message)
             raise TemporalUnavailable() from None
         raise
-    except RPCTimeoutOrCancelledError:
+    except RPCTimeoutOrCancelledError as exc:
+        _unavailable(name, workflow_id, "RPC_TIMEOUT", str(exc))
         raise TemporalUnavailable() from None
     except WorkflowQueryFailedError as exc:
         raise Conflict("query_failed", f"查询失败：{exc}") from None
