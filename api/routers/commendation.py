@@ -1,7 +1,8 @@
 """评选表彰 (seed 002 §五(五)), declaring and scoring.
 
-The use cases are ``chuangzheng.services.commendation``; the routes parse the request, call
-them and map their errors to HTTP (``api.errors.as_api_error``). The response models of both
+The use cases are ``chuangzheng.services.commendation`` (the organisations' steps they settle,
+``chuangzheng.services.commendation_steps``); the routes parse the request, call them and map
+their errors to HTTP (``api.errors.as_api_error``). The response models of both
 commendation routers are here; ranking, 审定, publication and certificates are in
 :mod:`api.routers.honours`.
 """
@@ -22,7 +23,7 @@ from api.errors import as_api_error
 from api.idempotency import idempotent
 from api.limits import Evidence
 from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, Timestamp, errors
-from chuangzheng.services import commendation
+from chuangzheng.services import commendation, commendation_steps
 from chuangzheng.services.callers import Caller
 from chuangzheng.services.errors import ServiceError
 from domain.commendation_approval import Decision, Honour
@@ -324,7 +325,9 @@ async def declare(
         return commendation.declare(sessions, caller, round_id, declaration)
 
     async def settle(caller: Caller, declared: dict[str, Any]) -> dict[str, Any]:
-        step = await commendation.settle_declaration(temporal, sessions, caller, round_id, declared)
+        step = await commendation_steps.settle_declaration(
+            temporal, sessions, caller, round_id, declared
+        )
         return {"step": step} if step is not None else {}
 
     return await answer_once(request, sessions, user, call, status_code=201, after=settle)
@@ -355,7 +358,7 @@ async def settle_declaration_step(
     commendation phase opened, or after a failure; once per declaration."""
     caller = service_caller(user, request)
     try:
-        step = await commendation.resettle_declaration(
+        step = await commendation_steps.resettle_declaration(
             temporal, sessions, caller, round_id, declaration_id
         )
     except ServiceError as exc:
@@ -380,7 +383,7 @@ async def settle_approval_steps(
     step once, whatever the number of calls."""
     caller = service_caller(user, request)
     try:
-        steps = await commendation.resettle_approval(temporal, sessions, caller, round_id)
+        steps = await commendation_steps.resettle_approval(temporal, sessions, caller, round_id)
     except ServiceError as exc:
         raise as_api_error(exc) from None
     return {"steps": steps}

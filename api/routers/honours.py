@@ -25,7 +25,7 @@ from api.routers.commendation import (
     answer_once,
     mapped,
 )
-from chuangzheng.services import commendation
+from chuangzheng.services import commendation, commendation_steps
 from chuangzheng.services.callers import Caller
 
 router = APIRouter(
@@ -92,7 +92,7 @@ async def record_approval(
         )
 
     async def settle(caller: Caller, _: dict[str, Any]) -> dict[str, Any]:
-        steps = await commendation.settle_approval(temporal, sessions, caller.actor, round_id)
+        steps = await commendation_steps.settle_approval(temporal, sessions, caller.actor, round_id)
         return {"steps": steps}
 
     return await answer_once(request, sessions, user, call, status_code=201, after=settle)
