@@ -536,11 +536,16 @@ def record_approval(
     added: Sequence[Entry] = (),
 ) -> dict[str, Any]:
     """The standing committee's 审定 of the proposed list, striking and adding entries,
-    each with a reason; recorded once (:class:`Conflict` afterwards)."""
+    each with a reason, at ``meeting`` (not blank); recorded once (:class:`Conflict`
+    afterwards)."""
     with _one_writer(), sessions.begin() as session, domain_refusals():
         context = commendation_round(session, round_id, lock=True)
         require_role(caller, DECIDERS)
         require_stage(session, round_id, Stage.OPEN, "本轮名单已审定，不能再次审定")
+        # Checked stripped: the 审定 is recorded once, and its 审定 steps carry the meeting.
+        meeting = meeting.strip()
+        if not meeting:
+            raise ValidationFailed([FieldError("meeting", "请填写审定会议")])
         by_id, groups = standings(session, context)
         approved, decisions = approve(
             groups,
@@ -553,7 +558,7 @@ def record_approval(
         session.add(
             CommendationApprovalRow(
                 round_id=round_id,
-                meeting=meeting.strip(),
+                meeting=meeting,
                 approved_by=caller.username,
                 approved_at=now,
                 proposal=ranking_document(
@@ -577,7 +582,7 @@ def record_approval(
         session.add(_audit(caller, "approved", round_id, None, detail))
         return {
             "round_id": round_id,
-            "meeting": meeting.strip(),
+            "meeting": meeting,
             "approved_at": now,
             "honours": [h.model_dump(mode="json") for h in honours],
             "decisions": [d.model_dump(mode="json") for d in decisions],

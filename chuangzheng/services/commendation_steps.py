@@ -34,6 +34,7 @@ from chuangzheng.services.callers import Caller, require_role
 from chuangzheng.services.commendation import (
     DECIDERS,
     DECLARERS,
+    commendation_round,
     declaration_document,
     visible_declaration,
 )
@@ -153,10 +154,13 @@ async def settle_approval(
     """Settle the 审定 step of every organisation that declared in the round, with its
     outcome (入选 and its honours, 未入选 and why), after the 审定 was recorded: per
     organisation, "settled" or why not. Once per round and organisation (idempotency keys),
-    so running it again (a retry) settles what is left and changes nothing else."""
+    so running it again (a retry) settles what is left and changes nothing else.
+    :class:`NotFound` for an unknown round, :class:`Conflict` before the 审定."""
 
     def load() -> tuple[str, list[tuple[OrganisationOutcome, str | None]]]:
         with sessions() as session:
+            # An unknown round is NotFound, as everywhere in 评选表彰, not "not approved yet".
+            commendation_round(session, round_id)
             approval = session.get(CommendationApprovalRow, round_id)
             if approval is None:
                 raise Conflict("commendation_open", "名单尚未审定")

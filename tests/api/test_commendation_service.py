@@ -1,18 +1,21 @@
 """The 评选表彰 use cases called directly (``chuangzheng.services.commendation``) on a real
 SQLite read model: declaring refused by scope, role and duplicate; a declaration scored and
 submitted, the sheet closed afterwards; 审定 and publication by the county office only; each
-change audited."""
+change audited; a blank 审定 meeting refused; settling the 审定 steps of an unknown round not
+found."""
 
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
 
-from activities.tables import AuditRow, CommendationDeclarationRow
-from chuangzheng.services import commendation
+from activities.tables import AuditRow, CommendationApprovalRow, CommendationDeclarationRow
+from chuangzheng.services import commendation, commendation_steps
 from chuangzheng.services.errors import Conflict, InvalidInput, NotFound, Refused
 from domain.rubric import HonourCategory
 from tests.api.service_county import caller, county, demo_round
@@ -100,3 +103,26 @@ async def test_declared_scored_approved_published(county: sessionmaker[Session])
         "commendation_approved",
         "commendation_published",
     ]
+
+
+async def test_a_blank_meeting_and_settling_an_unknown_round_are_refused(
+    county: sessionmaker[Session],
+) -> None:
+    rid = await demo_round(county, f"cm-{uuid.uuid4().hex[:8]}")
+    # The 审定 is recorded once and its steps carry the meeting: a blank one is refused and
+    # nothing is recorded.
+    with pytest.raises(InvalidInput) as blank:
+        commendation.record_approval(county, caller("county"), rid, meeting="   ")
+    assert [e["field"] for e in blank.value.errors] == ["meeting"]
+    with county() as session:
+        assert session.get(CommendationApprovalRow, rid) is None
+    # Settling the 审定 steps again: an unknown round is not found, a round not yet
+    # approved is a conflict; neither reaches Temporal (a client that is never called).
+    unused = cast(Client, object())
+    with pytest.raises(NotFound):
+        await commendation_steps.resettle_approval(unused, county, caller("county"), "no-such")
+    with pytest.raises(Conflict) as open_round:
+        await commendation_steps.resettle_approval(unused, county, caller("county"), rid)
+    assert open_round.value.code == "commendation_open"
+    approval = commendation.record_approval(county, caller("county"), rid, meeting=" 常委会 ")
+    assert approval["meeting"] == "常委会"
