@@ -460,12 +460,15 @@ def sign_off(
     approve: bool,
     reason: str = "",
 ) -> list[dict[str, Any]]:
-    """审诺: approve the named commitments, or return them with a reason."""
+    """审诺: approve the named commitments, or return them with a reason (:class:`Conflict`
+    when none is named)."""
     with sessions.begin() as session, domain_refusals():
         check_caller(session, caller, round_id, org_id, SIGNERS)
         reason = reason.strip() if approve else require_reason(reason, "退回承诺")
         trigger = "approve" if approve else "return_commitment"
         rows = _select(session, round_id, org_id, commitment_ids, set())
+        if not rows:  # else an audit row would record a 审诺 of nothing
+            raise Conflict("invalid_transition", "没有指定要审诺的承诺")
         now = _now()
         for row in rows:
             row.status = move(CommitmentStatus(row.status), trigger)

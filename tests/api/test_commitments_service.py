@@ -51,9 +51,12 @@ async def test_refusals_write_nothing(county: sessionmaker[Session]) -> None:
     with pytest.raises(InvalidInput) as late:
         commitments.record(county, caller("sec-a"), rid, "org-a", _draft(days=-3))
     assert [e["field"] for e in late.value.errors] == ["items[0].due"]
-    # Nothing drafted: nothing to submit.
+    # Nothing drafted: nothing to submit, and none named: nothing to sign off (no audit row).
     with pytest.raises(Conflict):
         commitments.submit(county, caller("sec-a"), rid, "org-a")
+    with pytest.raises(Conflict) as none_named:
+        commitments.sign_off(county, caller("ins-zhang"), rid, "org-a", [], approve=True)
+    assert none_named.value.code == "invalid_transition"
     with county() as session:
         assert session.scalars(select(CommitmentRow)).all() == []
         assert (
