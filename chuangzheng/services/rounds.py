@@ -13,8 +13,9 @@ Refusals are :mod:`chuangzheng.services.errors`: a plan that does not load, or a
 reaches a year with no calendar data (the year named, on ``starts_at``), is
 :class:`InvalidInput` before anything is written or any workflow starts; an unknown round is
 :class:`NotFound`; a duplicate round id, a calendar update of a round not yet kicked off or
-of a minute-scale round are :class:`Conflict`; Temporal's trouble is
-:class:`TemporalUnavailable`. Synchronous SQLAlchemy runs in worker threads, never on the loop.
+of a minute-scale round, and kicking off a round that has ended are :class:`Conflict`;
+Temporal's trouble is :class:`TemporalUnavailable`. Synchronous SQLAlchemy runs in worker
+threads, never on the loop.
 """
 
 from __future__ import annotations
@@ -351,6 +352,7 @@ class Rounds:
         """Snapshot the roster and start the round workflow with its plan (stored by content
         address) and schedule resolved now; create the round's digest and circular
         schedules; audit. Kicking off twice is harmless: one workflow, the first start kept.
+        A round that was closed or has completed is :class:`Conflict` (``already_closed``).
 
         A start that reaches a year with no calendar data is :class:`InvalidInput` on
         ``starts_at`` naming the year, before any workflow starts, and nothing is written
@@ -402,6 +404,10 @@ class Rounds:
         self, session: Session, actor: Actor, round_id: str, now: datetime
     ) -> tuple[RoundRow, RoundDefinitionRow, RoundKickoff]:
         row, definition = _load(session, round_id)
+        if row.status in ("closed", "completed"):
+            # The round workflow has ended or is ending: a start would run the round again
+            # under the same id, or recreate the schedules its close deleted.
+            raise Conflict("already_closed", "本轮活动已经结束，不能再次启动")
         snapshot = self.settings.data_dir / "rosters" / f"{round_id}.csv"
         if definition.roster_snapshot is None:
             write_roster_snapshot(session, snapshot, county=row.county)

@@ -1,7 +1,8 @@
 """The round use cases called directly (``chuangzheng.services.rounds``), against the real
 stack the API tests use (dev server, the project's worker, the read model): kicking off twice
-starts one set of workflows, and a start that reaches a year with no calendar data is refused
-naming the year before any workflow starts or anything is written."""
+starts one set of workflows, a closed round is not kicked off again, and a start that reaches
+a year with no calendar data is refused naming the year before any workflow starts or anything
+is written."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.db import make_engine, session_factory
 from activities.tables import AuditRow, RoundDefinitionRow, RoundRow
+from chuangzheng.schedules import circular_schedule_id, digest_schedule_id
 from chuangzheng.services import rounds
 from chuangzheng.services.errors import Conflict, InvalidInput, NotFound, Refused
 from domain.calendar import SHANGHAI
@@ -193,3 +195,26 @@ async def test_round_commands_are_the_county_offices(
     with pytest.raises(InvalidInput) as neither:
         await rounds.create_round(sessions, COUNTY, round_id=rid, round_plan_id="demo")
     assert neither.value.errors[0]["field"] == "plan_id"
+
+
+async def test_a_closed_round_is_not_kicked_off_again(
+    service: rounds.Rounds, sessions: sessionmaker[Session], dev_server: WorkflowEnvironment
+) -> None:
+    rid = f"rsvc-closed-{uuid.uuid4().hex[:8]}"
+    await rounds.create_round(sessions, COUNTY, round_id=rid, plan_id="demo", round_plan_id="demo")
+    await service.kick_off(COUNTY, rid)
+    await service.close(COUNTY, rid, reason="测试结束")
+    # Kicking off is harmless while the round runs (one workflow), but once it has ended a
+    # new start would run the round again under the same id and recreate its schedules.
+    with pytest.raises(Conflict) as ended:
+        await service.kick_off(COUNTY, rid)
+    assert ended.value.code == "already_closed"
+    with sessions() as session:
+        status = rounds.round_status(session, rid, role=Role.COUNTY_OFFICE, as_of=datetime.now(UTC))
+        assert status.status == "closed"
+    assert await executions(dev_server.client, round_workflow_id(rid)) == 1
+    # The schedules the close deleted stay deleted (described directly: listing lags).
+    for schedule_id in (digest_schedule_id(rid), circular_schedule_id(rid)):
+        with pytest.raises(RPCError) as gone:
+            await dev_server.client.get_schedule_handle(schedule_id).describe()
+        assert gone.value.status is RPCStatusCode.NOT_FOUND
