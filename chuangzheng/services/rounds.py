@@ -392,7 +392,10 @@ class Rounds:
                 )
 
             def finish() -> RoundRecord:
-                session.merge(_audit(actor, "round_kicked_off", round_id, now))
+                # A repeated kick-off keeps the first one's record (who kicked off, when), as
+                # the workflow keeps the first start.
+                if session.get(AuditRow, f"round_kicked_off/{round_id}") is None:
+                    session.add(_audit(actor, "round_kicked_off", round_id, now))
                 session.commit()
                 return _record(row, definition)
 
@@ -408,6 +411,8 @@ class Rounds:
             # The round workflow has ended or is ending: a start would run the round again
             # under the same id, or recreate the schedules its close deleted.
             raise Conflict("already_closed", "本轮活动已经结束，不能再次启动")
+        if definition.kicked_off_at is None:
+            row.kicked_off_by = actor.user
         snapshot = self.settings.data_dir / "rosters" / f"{round_id}.csv"
         if definition.roster_snapshot is None:
             write_roster_snapshot(session, snapshot, county=row.county)
@@ -415,7 +420,6 @@ class Rounds:
         starts_at = definition.starts_at or definition.kicked_off_at or now
         definition.starts_at, definition.kicked_off_at = starts_at, definition.kicked_off_at or now
         row.starts_at, row.status, row.updated_at = starts_at, "running", now
-        row.kicked_off_by = actor.user
         kickoff = RoundKickoff(
             round_id=round_id,
             plan=parse_plan(definition.plan_yaml),
