@@ -6,6 +6,7 @@ benchmark (measure | baseline | campaign | ratio | goal) and write every figure 
     python -m benchmarks --only storm --orgs 500  # one benchmark, another count
     python -m benchmarks --out results.json
     python -m benchmarks --only storm --worker-roles workflows,activities  # split workers
+    python -m benchmarks --only province --orgs 20000 --counties 10  # issue 14's province
 
 Each benchmark measures the project and a raw-Temporal baseline in the same run on the same
 server (see ``benchmarks/stack.py`` and ``benchmarks/baselines.py``). The figures depend on
@@ -41,6 +42,7 @@ BENCHMARKS: dict[str, str] = {
     "api_kickoff": "kick-off through the API (issue 11 #3)",
     "storm": "deadline storm with submissions through the API (issue 11 #1)",
     "roundtrip": "one submission through HTTP on a quiet server (issue 11 #2)",
+    "province": "N organisations in K counties kicked off and stormed on one stack (issue 14)",
 }
 
 
@@ -162,7 +164,20 @@ def main(argv: list[str] | None = None) -> int:
             "when api_kickoff does not run before it (which measures the rate; else 2)"
         ),
     )
+    parser.add_argument(
+        "--counties",
+        type=int,
+        default=10,
+        help="province: the counties the organisations are split into (default 10; smoke: 2)",
+    )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="province: skip the raw baseline (its ratios were measured by storm at 2,000)",
+    )
     args = parser.parse_args(argv)
+    if args.counties < 1:
+        parser.error("--counties must be at least 1")
     try:
         roles = parse_worker_roles(args.worker_roles)
     except ValueError as err:
@@ -179,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         share_stack=share,
         worker_roles=roles or (WorkerRole.ALL,),
         keep_stacks=args.keep_stacks,
+        counties=args.counties,
+        no_baseline=args.no_baseline,
     )
     if args.kickoff_rate is not None:
         if args.kickoff_rate <= 0:

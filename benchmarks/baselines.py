@@ -185,7 +185,11 @@ async def _main(address: str, task_queue: str, status: Path) -> None:
     client = await Client.connect(address, data_converter=data_converter())
     reporter = asyncio.create_task(_report(status))
     try:
-        await baseline_worker(client, task_queue).run()
+        # As many cached as the project's worker when the run sets it (province), so both
+        # sides' timers fire in cached workflows; else the SDK's default.
+        cache = os.environ.get("CZ_WORKER_MAX_CACHED_WORKFLOWS")
+        extra = {"max_cached_workflows": int(cache)} if cache else {}
+        await baseline_worker(client, task_queue, **extra).run()
     finally:
         reporter.cancel()
 

@@ -64,12 +64,12 @@ def _stamp(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
 
 
-def _epoch(value: object) -> float:
+def epoch(value: object) -> float:
     stamp = datetime.fromisoformat(str(value))
     return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
 
 
-async def _poll(check: object, target: int, timeout: float) -> tuple[float, int]:
+async def poll(check: object, target: int, timeout: float) -> tuple[float, int]:
     """Poll ``check()`` until it reaches ``target``; (epoch when it did or gave up, value)."""
     give_up = time.monotonic() + timeout
     while True:
@@ -110,7 +110,7 @@ async def run(ctx: Context) -> BenchResult:
         stop, raw_timed = asyncio.Event(), Timed()
         pressers = [asyncio.create_task(raw_loop(h, raw_timed, stop)) for h in raw_handles]
         raw_began = time.time()
-        await _start_timers(stack, n, raw_deadline)
+        await start_timers(stack, n, raw_deadline)
         raw_start_s = time.time() - raw_began
         late_starts = time.time() > raw_deadline
         last = await stack.wait_baseline_tally(
@@ -152,7 +152,7 @@ async def run(ctx: Context) -> BenchResult:
             )
             await stack.wait_started(storm_round, n, timeout=minutes * 60 + patience)
             started_s = time.time() - kicked
-            deadline = _epoch(
+            deadline = epoch(
                 stack.scalar(
                     "SELECT max(deadline) FROM phase_status WHERE round_id = :r "
                     "AND phase = 'mobilisation'",
@@ -160,7 +160,7 @@ async def run(ctx: Context) -> BenchResult:
                 )
             )
             overran = time.time() > deadline
-            done, notices = await _poll(
+            done, notices = await poll(
                 lambda: stack.scalar(INSTRUCTOR_NOTICES, r=storm_round),
                 n,
                 timeout=max(0.0, deadline - time.time()) + patience,
@@ -228,13 +228,14 @@ async def run(ctx: Context) -> BenchResult:
     return result
 
 
-async def _start_timers(stack: Stack, n: int, at: float) -> None:
+async def start_timers(stack: Stack, n: int, at: float, prefix: str = "storm-timer") -> None:
+    """``n`` raw ``BenchTimerWorkflow``s (ids ``<prefix>-<i>``) whose timers fire at ``at``."""
     from benchmarks.stack import start_many
 
     await start_many(
         [
             stack.client.start_workflow(
-                "BenchTimerWorkflow", at, id=f"storm-timer-{i}", task_queue=stack.baseline_queue
+                "BenchTimerWorkflow", at, id=f"{prefix}-{i}", task_queue=stack.baseline_queue
             )
             for i in range(n)
         ]

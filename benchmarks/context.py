@@ -28,6 +28,10 @@ class Context:
     #: Leave each stack's folder (logs of the dev server, workers and API, the read model)
     #: for a post-mortem (``--keep-stacks``).
     keep_stacks: bool = False
+    #: The province benchmark's counties (``--counties``), its organisations split among them.
+    counties: int = 10
+    #: The province benchmark without its raw baseline (``--no-baseline``), to save time.
+    no_baseline: bool = False
     _shared: Stack | None = None
 
     @contextlib.asynccontextmanager

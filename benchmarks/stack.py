@@ -27,8 +27,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from datetime import datetime
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -391,6 +391,30 @@ class Stack:
                 role=Role.COUNTY_OFFICE,
             )
 
+    def seed_counties(self, rosters: Mapping[str, Sequence[Organisation]]) -> dict[str, str]:
+        """Counties of their own (``rosters``: by county code), each created with its roster
+        and a county-office account; the accounts' usernames by county code."""
+        from activities.roster_store import store_roster
+        from api.auth import upsert_user
+        from chuangzheng.services.counties import create_county
+
+        assert self.engine is not None
+        usernames: dict[str, str] = {}
+        with session_factory(self.engine).begin() as session:
+            for index, (code, organisations) in enumerate(rosters.items(), start=1):
+                create_county(session, code=code, name=f"基准{index}县", now=datetime.now(UTC))
+                store_roster(session, Roster(organisations=tuple(organisations)), county=code)
+                usernames[code] = f"{COUNTY}-{code}"
+                upsert_user(
+                    session,
+                    username=usernames[code],
+                    display_name=f"基准{index}县委活动办",
+                    password=PASSWORD,
+                    role=Role.COUNTY_OFFICE,
+                    county=code,
+                )
+        return usernames
+
     def scalar(self, sql: str, **params: Any) -> Any:
         assert self.engine is not None
         with self.engine.connect() as connection:
@@ -460,19 +484,22 @@ async def start_baselines(
 
 
 class Api:
-    """An HTTP client of the API logged in as the county office."""
+    """An HTTP client of the API logged in as the county office (``username``: another
+    county's office, see :meth:`Stack.seed_counties`)."""
 
-    def __init__(self, base_url: str, timeout: float = 60) -> None:
+    def __init__(self, base_url: str, timeout: float = 60, username: str = COUNTY) -> None:
         self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
         self.headers: dict[str, str] = {}
+        self.username = username
 
     async def __aenter__(self) -> Api:
         response = await self.http.post(
-            "/api/v1/auth/login", json={"username": COUNTY, "password": PASSWORD}
+            "/api/v1/auth/login", json={"username": self.username, "password": PASSWORD}
         )
         response.raise_for_status()
         # Tokens last half an hour and a benchmark runs longer: sign in again on a 401.
-        self.http.auth = SignedInAuth(COUNTY, PASSWORD, token=response.json()["access_token"])
+        token = response.json()["access_token"]
+        self.http.auth = SignedInAuth(self.username, PASSWORD, token=token)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
