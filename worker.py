@@ -142,6 +142,7 @@ def build_worker(
     if role.runs_activities:
         activities = [
             recording.record_events,
+            recording.record_outbox,
             recording.deliver_notices,
             recording.record_round,
             roster.load_roster_page,
@@ -166,7 +167,7 @@ def build_worker(
         # The organisation workflow records as a local activity (patch ``local-flush``),
         # which runs in the worker that runs the workflow task: a workflows-only worker
         # registers it for that use alone and polls for no activity task.
-        activities = [recording.record_events]
+        activities = [recording.record_events, recording.record_outbox]
     return Worker(
         client,
         task_queue=task_queue,

@@ -205,6 +205,18 @@ class NoticeBatch(BaseModel):
         return dumped
 
 
+class RecordReceipt(BaseModel):
+    """What ``record_outbox`` wrote, and which of the batch's notices still have to go out:
+    those a configured external channel (mail, a group robot) carries for their recipient's
+    role. The inbox row is the delivery for every other notice, so the workflow schedules
+    ``deliver_notices`` only for these (none on an inbox-only deployment, the default)."""
+
+    model_config = _FROZEN
+
+    inserted: int
+    to_send: list[str] = Field(default_factory=list)
+
+
 class DeliveryReport(BaseModel):
     """How many notices were newly delivered and how many had been delivered before."""
 

@@ -48,6 +48,16 @@ class ExternalChannels(Protocol):
         ...
 
 
+@runtime_checkable
+class RoutesNotices(Protocol):
+    """A notifier that can tell, before sending, whether a notice has anywhere to go
+    besides the inbox (``record_outbox`` asks, so no delivery is scheduled for nothing)."""
+
+    def carries(self, notice: Notice) -> bool:
+        """Whether some external channel is configured for ``notice``'s recipient."""
+        ...
+
+
 def notice_row(notice: Notice, *, delivered_at: datetime) -> dict[str, Any]:
     """The ``notices`` row of a notice; enums stored by value (drivers differ on enums)."""
     return {

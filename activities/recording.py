@@ -9,7 +9,10 @@ Under a deadline storm thousands of workflows record at once: ``record_events`` 
 written together (:mod:`activities.group_commit`), a few hundred batches per transaction,
 with statements built once and run as ``executemany``. The notices of a batch go into the
 inbox in the same transaction (the outbox), so ``deliver_notices`` only looks them up and
-sends them on the external channels, if any.
+sends them on the external channels, if any. ``record_outbox`` (what organisation workflows
+call since the patch ``external-delivery-only``) also answers which of the batch's notices an
+external channel carries: a workflow schedules ``deliver_notices`` for those alone, so on an
+inbox-only deployment a rung costs one workflow task, not two and an activity.
 """
 
 from __future__ import annotations
@@ -36,13 +39,20 @@ from activities.contracts import (
     DeliveryReport,
     EventBatch,
     NoticeBatch,
+    RecordReceipt,
     RoundRecord,
     StatusChange,
 )
 from activities.db import dialect_insert
 from activities.group_commit import GroupCommit
 from activities.guidance_groups import name_groups_in_notices
-from activities.notifier import ExternalChannels, InboxNotifier, Notifier, notice_row
+from activities.notifier import (
+    ExternalChannels,
+    InboxNotifier,
+    Notifier,
+    RoutesNotices,
+    notice_row,
+)
 from activities.projection import (
     Addressees,
     execute_writes,
@@ -447,6 +457,24 @@ class RecordingActivities:
                 changed=None if batch.status is None else sorted(batch.status.changes()),
             )
             return inserted
+
+    @activity.defn(name="record_outbox")
+    async def record_outbox(self, batch: EventBatch) -> RecordReceipt:
+        """:meth:`record_events`, and the ids of the batch's notices that some external
+        channel carries (:meth:`to_send`): the rest are delivered by their inbox row."""
+        inserted = await self.record_events(batch)
+        return RecordReceipt(inserted=inserted, to_send=self.to_send(batch.notices))
+
+    def to_send(self, batch: Sequence[Notice]) -> list[str]:
+        """The notices of ``batch`` that have somewhere to go besides the inbox: none for
+        the inbox alone, those whose recipient role has a channel for a router that can
+        tell, every one for a notifier that cannot (it is then asked about each)."""
+        notifier = self._notifier
+        if isinstance(notifier, InboxNotifier):
+            return []
+        if isinstance(notifier, RoutesNotices):
+            return [n.notice_id for n in batch if notifier.carries(n)]
+        return [n.notice_id for n in batch]
 
     @activity.defn(name="deliver_notices")
     async def deliver_notices(self, batch: NoticeBatch) -> DeliveryReport:

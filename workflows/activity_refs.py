@@ -20,6 +20,7 @@ from activities.contracts import (
     DeliveryReport,
     EventBatch,
     NoticeBatch,
+    RecordReceipt,
     RosterPage,
     RosterPageRequest,
     SignalBatch,
@@ -117,6 +118,11 @@ async def execute_local(
 
 # ----- recording and delivery (activities.recording) ---------------------------------------
 RECORD_EVENTS: ActivityRef[EventBatch, int] = ActivityRef("record_events", EventBatch, int)
+# ``record_events`` that also names the notices an external channel must carry (patch
+# ``external-delivery-only``); the one above stays for runs recorded before it.
+RECORD_OUTBOX: ActivityRef[EventBatch, RecordReceipt] = ActivityRef(
+    "record_outbox", EventBatch, RecordReceipt
+)
 DELIVER_NOTICES: ActivityRef[NoticeBatch, DeliveryReport] = ActivityRef(
     "deliver_notices", NoticeBatch, DeliveryReport
 )

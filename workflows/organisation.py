@@ -5,9 +5,10 @@ action writes nothing to history; an accepted one returns a small :class:`Action
 (every byte of it is stored in history), the whole status being the ``status`` query and
 the read model's row. The main loop is the only place that performs I/O: it fires due
 timers (reminder, ladder rungs, rectification checks), drains the event and notice outboxes
-(``record_events`` as a local activity inside the same workflow task, ``deliver_notices`` as
-an activity) and publishes search attributes. The round learns where organisations
-stand from the read model, not from signals. Deadlines are durable timers
+(``record_outbox`` as a local activity inside the same workflow task, then
+``deliver_notices`` as an activity for the notices an external channel carries, if any)
+and publishes search attributes. The round learns where organisations stand from the read
+model, not from signals. Deadlines are durable timers
 (``wait_condition`` with a timeout recomputed every turn), so an approved extension simply
 moves the next wake-up. Continue-as-new carries the state and whatever the outbox still
 holds; the continued run flushes that first.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
@@ -56,7 +57,14 @@ with workflow.unsafe.imports_passed_through():
     from domain.plan_version import PlanVersionChange, apply_plan_version
     from domain.state import CampaignEvent
     from workflows import search_attributes as sa
-    from workflows.activity_refs import DELIVER_NOTICES, RECORD_EVENTS, execute, execute_local
+    from workflows.activity_refs import (
+        DELIVER_NOTICES,
+        RECORD_EVENTS,
+        RECORD_OUTBOX,
+        ActivityRef,
+        execute,
+        execute_local,
+    )
     from workflows.common import (
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
@@ -102,6 +110,16 @@ SMALL_INPUTS_PATCH = "small-activity-inputs"
 # channels (mail, robots), one notice at a time with heartbeats, which must not hold the
 # workflow task.
 LOCAL_FLUSH_PATCH = "local-flush"
+# Runs started before this patch schedule ``deliver_notices`` for every notice they record,
+# though on an inbox-only deployment (the default) the inbox row written with the events is
+# the delivery and the activity had nothing to send: each rung cost a second workflow task
+# and an activity (issue 11: half the storm's workflow tasks). Now the flush records through
+# ``record_outbox``, which also answers which notices an external channel carries, and only
+# those go to ``deliver_notices``.
+EXTERNAL_DELIVERY_PATCH = "external-delivery-only"
+
+
+Out = TypeVar("Out")
 
 
 def _failure(err: ActivityError | ApplicationError) -> BaseException | None:
@@ -143,6 +161,7 @@ class OrganisationCampaignWorkflow:
         self._small_history = False
         self._small_inputs = False
         self._local_flush = False
+        self._external_only = False
         # The snapshot this run last recorded (None: the next batch sends the whole one).
         self._recorded_snapshot: CampaignSnapshot | None = None
         if input.carried is not None:  # what the previous run still owed: flushed first
@@ -157,6 +176,7 @@ class OrganisationCampaignWorkflow:
         self._small_history = workflow.patched(SMALL_HISTORY_PATCH)
         self._small_inputs = workflow.patched(SMALL_INPUTS_PATCH)
         self._local_flush = workflow.patched(LOCAL_FLUSH_PATCH)
+        self._external_only = workflow.patched(EXTERNAL_DELIVERY_PATCH)
         campaign.settle(workflow.now())
         # Cleared before the flush, not after: an update that lands while an activity or the
         # progress signal is in flight must wake the next wait, not wait for the next timer.
@@ -230,38 +250,57 @@ class OrganisationCampaignWorkflow:
             # The outbox: notices are written with the events (the escalation) they belong
             # to, in one transaction; ``deliver_notices`` then only sends them out.
             outbox = bool(notices) and workflow.patched(NOTICE_OUTBOX_PATCH)
+            # The notices an external channel carries, as the outbox answered (None: every
+            # notice goes to ``deliver_notices``, as before ``EXTERNAL_DELIVERY_PATCH``).
+            to_send: list[str] | None = None
             if events or light_stale or outbox:
                 snapshot = self._snapshot()
-                await self._record(events, snapshot, notices if outbox else [])
+                to_send = await self._record(events, snapshot, notices if outbox else [])
                 self._recorded_light = snapshot.light
-            if notices:
+            if notices and to_send is None:
                 await self._deliver(notices, recorded=outbox)
+            elif to_send:
+                sending = set(to_send)
+                await self._deliver([n for n in notices if n.notice_id in sending], recorded=True)
         self._publish()
         if not self._small_history or self._input.report_to_round:
             await self._report()
 
     async def _record(
         self, events: list[CampaignEvent], snapshot: CampaignSnapshot, notices: list[Notice]
-    ) -> None:
+    ) -> list[str] | None:
         """``record_events``: with ``SMALL_INPUTS_PATCH``, after the run's first batch, only
         what changed since the snapshot last recorded; the whole snapshot again if the read
-        model has no status row to change."""
+        model has no status row to change. Returns the ids of the notices an external
+        channel carries (``record_outbox``), or None before ``EXTERNAL_DELIVERY_PATCH``."""
         last = self._recorded_snapshot
         whole = EventBatch(events=events, snapshot=snapshot, notices=notices)
         if self._small_inputs and last is not None:
             change = StatusChange.between(last, snapshot)
             try:
-                await self._record_batch(EventBatch(events=events, status=change, notices=notices))
+                to_send = await self._record_batch(
+                    EventBatch(events=events, status=change, notices=notices)
+                )
             except (ActivityError, ApplicationError) as err:
                 if not _refused(err, STATUS_ROW_MISSING):
                     raise
-                await self._record_batch(whole)
+                to_send = await self._record_batch(whole)
         else:
-            await self._record_batch(whole)
+            to_send = await self._record_batch(whole)
         if self._small_inputs:
             self._recorded_snapshot = snapshot
+        return to_send
 
-    async def _record_batch(self, batch: EventBatch) -> None:
+    async def _record_batch(self, batch: EventBatch) -> list[str] | None:
+        """One batch through ``record_outbox`` (its notices to send) or, before
+        ``EXTERNAL_DELIVERY_PATCH``, ``record_events`` (None); see :meth:`_write_batch`."""
+        if self._external_only:
+            receipt = await self._write_batch(RECORD_OUTBOX, batch)
+            return receipt.to_send
+        await self._write_batch(RECORD_EVENTS, batch)
+        return None
+
+    async def _write_batch(self, ref: ActivityRef[EventBatch, Out], batch: EventBatch) -> Out:
         """With ``LOCAL_FLUSH_PATCH`` a local activity first; a refusal (non-retryable) is
         the caller's to handle, anything else (timeouts, a locked or absent read model)
         goes on through the regular activity, retried by the server for as long as it
@@ -270,14 +309,13 @@ class OrganisationCampaignWorkflow:
         costs nothing twice."""
         if self._local_flush:
             try:
-                await execute_local(
-                    RECORD_EVENTS,
+                return await execute_local(
+                    ref,
                     batch,
                     start_to_close_timeout=LOCAL_FLUSH_ATTEMPT,
                     schedule_to_close_timeout=LOCAL_FLUSH_BUDGET,
                     retry_policy=LOCAL_FLUSH_RETRY,
                 )
-                return
             except (ActivityError, ApplicationError, TemporalTimeout) as err:
                 # A local activity that ran out of its budget raises ActivityError(cause=
                 # TimeoutError) live but a bare TimeoutError when its marker is replayed
@@ -285,9 +323,9 @@ class OrganisationCampaignWorkflow:
                 # fails the workflow where history has the fallback activity.
                 if not isinstance(err, TemporalTimeout) and _non_retryable(err):
                     raise
-                workflow.logger.warning("local record_events failed (%s): as an activity", err)
-        await execute(
-            RECORD_EVENTS,
+                workflow.logger.warning("local %s failed (%s): as an activity", ref.name, err)
+        return await execute(
+            ref,
             batch,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,

@@ -153,6 +153,11 @@ class ChannelRouter:
             self._counties[key] = county
         return county
 
+    def carries(self, notice: Notice) -> bool:
+        """Whether a channel is configured for ``notice``'s recipient role (an address may
+        still be missing: :meth:`send_message` logs that gap when it sends)."""
+        return bool(self._config.channels_for(notice.recipient_role))
+
     async def deliver(self, notice: Notice) -> bool:
         """Record ``notice`` in the inbox and send it on every channel of its recipient's role.
 

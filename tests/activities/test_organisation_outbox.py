@@ -2,7 +2,7 @@
 
 Both tests run the real organisation workflow on the time-skipping server with the real
 recording activities over a real read model (SQLite, and PostgreSQL when it answers: the
-``engine`` fixture of this folder). ``record_events`` is wrapped so a test can hold a flush
+``engine`` fixture of this folder). ``record_outbox`` is wrapped so a test can hold a flush
 in flight and act while it is held.
 """
 
@@ -21,7 +21,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.contracts import EventBatch
+from activities.contracts import EventBatch, RecordReceipt
 from activities.db import session_factory
 from activities.notifier import InboxNotifier
 from activities.recording import RecordingActivities
@@ -35,7 +35,7 @@ from domain.phases import Phase
 from domain.state import Actor
 from tests.workflows.support import instructor, org_plan, organisation, secretary, status
 from worker import workflow_runner
-from workflows.activity_refs import RECORD_EVENTS
+from workflows.activity_refs import RECORD_OUTBOX
 from workflows.contracts import CarriedOutbox, OrganisationCampaignInput
 from workflows.ids import organisation_workflow_id
 from workflows.organisation import OrganisationCampaignWorkflow
@@ -45,7 +45,7 @@ EVALUATOR = Actor(user="county", name="县委活动办", role=Role.COUNTY_OFFICE
 
 
 class FlushGate:
-    """Holds the next ``record_events`` call until released, and tells when it is held.
+    """Holds the next ``record_outbox`` call until released, and tells when it is held.
 
     The workflow records as a local activity (patch ``local-flush``), inside its workflow
     task, where no Update can land; while a hold is asked for, local attempts fail (the
@@ -83,21 +83,21 @@ class FlushGate:
 async def gated_worker(
     client: Client, sessions: sessionmaker[Session], gate: FlushGate
 ) -> AsyncIterator[str]:
-    """The organisation workflow with the real recording activities, ``record_events``
+    """The organisation workflow with the real recording activities, ``record_outbox``
     passing through ``gate``; yields the task queue."""
     recording = RecordingActivities(sessions, InboxNotifier(sessions))
 
-    @activity.defn(name=RECORD_EVENTS.name)
-    async def record_events(batch: EventBatch) -> int:
+    @activity.defn(name=RECORD_OUTBOX.name)
+    async def record_outbox(batch: EventBatch) -> RecordReceipt:
         await gate.passing(batch)
-        return await recording.record_events(batch)
+        return await recording.record_outbox(batch)
 
     task_queue = f"outbox-{uuid.uuid4()}"
     async with Worker(
         client,
         task_queue=task_queue,
         workflows=[OrganisationCampaignWorkflow],
-        activities=[record_events, recording.deliver_notices],
+        activities=[record_outbox, recording.deliver_notices],
         workflow_runner=workflow_runner(),
     ):
         yield task_queue

@@ -23,7 +23,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.channels import DeliveryStatus, deliveries_of, router_from_config
+from activities.channels import (
+    ChannelsConfig,
+    DeliveryStatus,
+    deliveries_of,
+    router_from_config,
+)
 from activities.contracts import (
     NOTICES_NOT_RECORDED,
     STATUS_ROW_MISSING,
@@ -31,6 +36,7 @@ from activities.contracts import (
     DeliveryReport,
     EventBatch,
     NoticeBatch,
+    RecordReceipt,
     StatusChange,
 )
 from activities.db import session_factory
@@ -62,10 +68,11 @@ from tests.activities.test_channels import (
     TO_INSTRUCTOR,
     TO_TOWNSHIP,
     channels_config,
+    escalation,
 )
 from tests.workflows.support import org_plan, organisation, status
 from worker import workflow_runner
-from workflows.activity_refs import DELIVER_NOTICES, RECORD_EVENTS
+from workflows.activity_refs import DELIVER_NOTICES, RECORD_OUTBOX
 from workflows.contracts import OrganisationCampaignInput
 from workflows.ids import organisation_workflow_id
 from workflows.organisation import OrganisationCampaignWorkflow
@@ -113,6 +120,32 @@ def wire(value: BaseModel) -> bytes:
     """What the workflow puts in history for ``value`` (the project's data converter)."""
     (payload,) = data_converter().payload_converter.to_payloads([value])
     return payload.data
+
+
+# ----- record_outbox: which notices still have to go out ----------------------------------------
+async def test_record_outbox_names_only_the_notices_a_channel_carries(
+    sessions: sessionmaker[Session], mailbox: MailBox, robots: Robots
+) -> None:
+    """Instructors (mail, WeCom) and townships (DingTalk) have channels, secretaries the
+    inbox alone: the receipt names the first two; recording sends nothing; a worker with
+    the inbox alone names none (and writes nothing twice)."""
+    to_secretary = escalation(Role.SECRETARY, 0, "提醒")
+    batch = EventBatch(
+        events=[event(1, EventKind.PHASE_OPENED)],
+        snapshot=snapshot(1),
+        notices=[TO_INSTRUCTOR, TO_TOWNSHIP, to_secretary],
+    )
+    router = router_from_config(sessions, channels_config(mailbox, robots), Settings())
+    receipt = await RecordingActivities(sessions, router).record_outbox(batch)
+    assert receipt == RecordReceipt(
+        inserted=1, to_send=[TO_INSTRUCTOR.notice_id, TO_TOWNSHIP.notice_id]
+    )
+    assert mailbox.mails == [] and robots.received == []
+    inbox_only = RecordingActivities(sessions, InboxNotifier(sessions))
+    assert await inbox_only.record_outbox(batch) == RecordReceipt(inserted=0, to_send=[])
+    with sessions() as session:
+        filed = session.scalars(select(NoticeRow.notice_id).where(NoticeRow.round_id == ROUND))
+        assert sorted(filed) == sorted(n.notice_id for n in batch.notices)
 
 
 # ----- deliver_notices by id -------------------------------------------------------------------
@@ -343,22 +376,41 @@ def test_old_inputs_still_read_and_new_ones_are_not_misread_by_old_workers() -> 
 
 # ----- the workflow's fallbacks ----------------------------------------------------------------
 async def test_workflow_sends_the_whole_snapshot_and_notices_when_the_read_model_lost_them(
-    engine: Engine,
+    engine: Engine, robots: Robots
 ) -> None:
     """The status row and the outbox's notice vanish between the workflow's activities (a
     read model restored from an older backup): the refused small inputs are sent whole.
+    The secretary's notices go to a WeCom robot (a local HTTP server), so the rectification
+    order is one that ``deliver_notices`` must send (with the inbox alone it is not handed
+    to it at all: ``EXTERNAL_DELIVERY_PATCH``).
 
     On a time-skipping server of its own, apart from the session's shared one.
     """
     env = await start_time_skipping_env()
     try:
-        await _lose_and_fall_back(env, session_factory(engine))
+        await _lose_and_fall_back(env, session_factory(engine), robots)
     finally:
         await env.shutdown()
 
 
-async def _lose_and_fall_back(env: WorkflowEnvironment, sessions: sessionmaker[Session]) -> None:
-    recording = RecordingActivities(sessions, InboxNotifier(sessions))
+def _secretary_on_a_robot(robots: Robots, secretary: str) -> ChannelsConfig:
+    return ChannelsConfig.model_validate(
+        {
+            "routes": {"secretary": ["wecom"]},
+            "robots": {"支部书记群": {"kind": "wecom", "url": robots.url("/wecom/send?key=K2")}},
+            "recipients": [
+                {"role": "secretary", "key": secretary, "addresses": {"wecom": "支部书记群"}}
+            ],
+        }
+    )
+
+
+async def _lose_and_fall_back(
+    env: WorkflowEnvironment, sessions: sessionmaker[Session], robots: Robots
+) -> None:
+    org = organisation("org-fallback-01")
+    config = _secretary_on_a_robot(robots, org.secretary)
+    recording = RecordingActivities(sessions, router_from_config(sessions, config, Settings()))
     seen: list[EventBatch | NoticeBatch] = []
     lose_before_next = asyncio.Event()
 
@@ -366,12 +418,12 @@ async def _lose_and_fall_back(env: WorkflowEnvironment, sessions: sessionmaker[S
         with sessions.begin() as session:
             session.execute(delete(table))
 
-    @activity.defn(name=RECORD_EVENTS.name)
-    async def record_events(batch: EventBatch) -> int:
+    @activity.defn(name=RECORD_OUTBOX.name)
+    async def record_outbox(batch: EventBatch) -> RecordReceipt:
         seen.append(batch)
         if batch.status is not None and lose_before_next.is_set():
             lose(campaign_status)
-        return await recording.record_events(batch)
+        return await recording.record_outbox(batch)
 
     @activity.defn(name=DELIVER_NOTICES.name)
     async def deliver_notices(batch: NoticeBatch) -> DeliveryReport:
@@ -380,7 +432,6 @@ async def _lose_and_fall_back(env: WorkflowEnvironment, sessions: sessionmaker[S
             lose(notices)
         return await recording.deliver_notices(batch)
 
-    org = organisation("org-fallback-01")
     round_id = f"r-fallback-{uuid.uuid4().hex[:8]}"
     plan = org_plan(org, await env.get_current_time(), round_id=round_id)
     task_queue = f"fallback-{uuid.uuid4()}"
@@ -388,7 +439,7 @@ async def _lose_and_fall_back(env: WorkflowEnvironment, sessions: sessionmaker[S
         env.client,
         task_queue=task_queue,
         workflows=[OrganisationCampaignWorkflow],
-        activities=[record_events, deliver_notices],
+        activities=[record_outbox, deliver_notices],
         workflow_runner=workflow_runner(),
     ):
         handle = await env.client.start_workflow(
@@ -440,3 +491,4 @@ async def _lose_and_fall_back(env: WorkflowEnvironment, sessions: sessionmaker[S
     assert (row.org_name, row.township) == (org.name, org.township)
     [notice] = [b for b in seen if isinstance(b, NoticeBatch)][-1].notices
     assert inbox == [notice.notice_id]
+    assert len(robots.on("/wecom/send")) == 1  # sent once, by the whole batch

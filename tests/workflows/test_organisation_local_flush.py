@@ -1,14 +1,16 @@
 """The organisation workflow's flush as a local activity (``LOCAL_FLUSH_PATCH``).
 
-- An accepted Update costs one workflow task: ``record_events`` runs inside it (one
+- An accepted Update costs one workflow task: ``record_outbox`` (``record_events`` before
+  the patch ``external-delivery-only``) runs inside it (one
   ``MARKER_RECORDED``, no activity scheduled), and the Update's response goes out with
   that task's completion, so the read model has the Update's events when the caller gets
   the result.
 - The inputs stay small: the whole snapshot once, then only what changed (observed by an
   activity interceptor on the real worker, since a local activity's input is not in
   history).
-- A late organisation's notices are recorded locally and delivered by the regular
-  ``deliver_notices`` (it may send mail and robot messages), each once.
+- A late organisation's notices are recorded locally, each once; with the inbox alone no
+  ``deliver_notices`` is scheduled (``tests/activities/test_organisation_external_delivery.py``
+  has the worker with external channels).
 - The read model locked past the local budget: the flush falls back to the regular
   activity, which the server retries until the lock goes; every event lands once.
 
@@ -65,18 +67,22 @@ from tests.workflows.support import (
     status,
 )
 from worker import build_worker
+from workflows.activity_refs import RECORD_EVENTS, RECORD_OUTBOX
 from workflows.contracts import ActionResult
 from workflows.organisation import LOCAL_FLUSH_PATCH, OrganisationCampaignWorkflow
 
 Handle = WorkflowHandle[OrganisationCampaignWorkflow, object]
+#: The activities that record a batch: today's, and the one runs from before
+#: ``EXTERNAL_DELIVERY_PATCH`` call.
+RECORDERS = frozenset({RECORD_OUTBOX.name, RECORD_EVENTS.name})
 #: How long the lock test holds the read model: past the local budget (7 s) and a few of the
 #: regular activity's attempts (SQLite's busy timeout is 5 s each).
 LOCK_SECONDS = 25.0
 
 
 class _Inputs(Interceptor):
-    """Keeps every ``record_events`` batch the worker runs, local or regular, with whether
-    it ran as a local activity."""
+    """Keeps every batch the worker records (``record_outbox``, or ``record_events`` for a
+    run from before it), local or regular, with whether it ran as a local activity."""
 
     def __init__(self) -> None:
         self.batches: list[tuple[bool, EventBatch]] = []
@@ -89,7 +95,7 @@ class _Inputs(Interceptor):
                 from temporalio import activity
 
                 info = activity.info()
-                if info.activity_type == "record_events":
+                if info.activity_type in RECORDERS:
                     seen.append((info.is_local, input.args[0]))
                 return await super().execute_activity(input)
 
@@ -163,7 +169,7 @@ def _event_rows(sessions: sessionmaker[Session], round_id: str) -> list[str]:
 @dataclass
 class Observed:
     """A time-skipping server of its own (the shared one's clock is left alone), a worker on
-    its own task queue and read model, and what that worker ran as record_events."""
+    its own task queue and read model, and what that worker ran as record_outbox."""
 
     env: WorkflowEnvironment
     queue: str
@@ -223,10 +229,10 @@ async def test_an_accepted_update_is_one_workflow_task_and_recorded_when_it_retu
     assert len(_of_type(after, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)) == 1, [
         EventType.Name(e.event_type) for e in after
     ]
-    assert len(_local_markers(after, "record_events")) == 1
+    assert len(_local_markers(after, RECORD_OUTBOX.name)) == 1
     assert not _of_type(after, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
     # The whole run: every recording local, none as an activity; the patch is marked.
-    assert not _scheduled(events, "record_events")
+    assert not _scheduled(events, RECORD_OUTBOX.name)
     markers = _of_type(events, EventType.EVENT_TYPE_MARKER_RECORDED)
     assert any(LOCAL_FLUSH_PATCH.encode() in m.SerializeToString() for m in markers)
     # Small inputs as before: the whole snapshot first, then only the changes.
@@ -243,7 +249,7 @@ def _recorded_seq(sessions: sessionmaker[Session], round_id: str, org_id: str) -
     return None if row is None else row.event_seq
 
 
-async def test_late_organisation_records_locally_and_delivers_every_notice_once(
+async def test_late_organisation_records_every_notice_once_locally(
     observed: Observed,
 ) -> None:
     env, queue, sessions, seen = observed.env, observed.queue, observed.sessions, observed.seen
@@ -263,10 +269,10 @@ async def test_late_organisation_records_locally_and_delivers_every_notice_once(
         lambda: _recorded_seq(sessions, round_id, org.id) == state.event_seq, 30, "the flush"
     )
     events = list((await handle.fetch_history()).events)
-    assert not _scheduled(events, "record_events")
-    delivered = _scheduled(events, "deliver_notices")
-    assert delivered, "notices go out through the regular deliver_notices"
-    # Every notice recorded by a local record_events, and each in the inbox once.
+    assert not _scheduled(events, RECORD_OUTBOX.name)
+    # The inbox alone (this worker's notifier): its row is the delivery, nothing to send.
+    assert not _scheduled(events, "deliver_notices")
+    # Every notice recorded by a local record_outbox, and each in the inbox once.
     recorded_ids = [
         n.notice_id for _, b in seen.batches if b.where.org_id == org.id for n in b.notices
     ]
@@ -347,7 +353,7 @@ async def test_read_model_locked_past_the_local_budget_falls_back_to_the_activit
 
     # The Update answered within the local budget plus a little, not after the lock.
     assert answered < 12, answered
-    fallback = _scheduled(events, "record_events")
+    fallback = _scheduled(events, RECORD_OUTBOX.name)
     assert len(fallback) == 1
     started = [
         e.activity_task_started_event_attributes.attempt
