@@ -29,12 +29,17 @@ $(VENDOR)/echarts.min.js: ui/package.json ui/package-lock.json
 	mkdir -p $(VENDOR)
 	cp ui/node_modules/echarts/dist/echarts.min.js $@
 
-# No -n: the Temporal servers are session and module fixtures of one process. Then the workflow
-# suite once more with every workflow task replayed (test-nocache, below). The slowest tests
-# are listed at the end, to keep the suite within its 15 minutes.
+# Two pytest-xdist workers: tests that share an expensive fixture (the API stack on each
+# database, the browser's stack, a module's time-skipping server) stay on one worker
+# (`xdist_group` in tests/conftest.py, --dist loadgroup); much of the suite waits on servers,
+# so two workers overlap those waits on 2 cores (docs/reliability.md, "Suite time": 32 min
+# serially, under 15 on two workers). XDIST= runs it serially. Then the workflow suite once
+# more with every workflow task replayed (test-nocache, below). The slowest tests are listed
+# at the end, to keep the suite within its 15 minutes.
+XDIST ?= -n 2 --dist loadgroup
 test: venv assets
-	$(BIN)/pytest -q -p no:cacheprovider --durations=15
-	$(NOCACHE_PYTEST) $(NOCACHE_DESELECT)
+	$(BIN)/pytest -q -p no:cacheprovider $(XDIST) --durations=15
+	$(NOCACHE_PYTEST) $(XDIST) $(NOCACHE_DESELECT)
 
 # The same suite in a random order; the seed is printed first (-q hides pytest-randomly's own
 # header line): SEED=N repeats an order. No test may rely on another having run before it.

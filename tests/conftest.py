@@ -270,8 +270,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def xdist_group(item: pytest.Item) -> str | None:
     """The worker group of ``item`` when the suite runs on several workers (pytest-xdist,
-    ``-n 2 --dist loadgroup``; not yet what ``make test`` does, see docs/reliability.md,
-    "Suite time"), or None when it may run on any worker.
+    ``-n 2 --dist loadgroup``, as ``make test`` runs it; see docs/reliability.md, "Suite
+    time"), or None when it may run on any worker.
 
     Each worker is a process with its own session fixtures, and everything a test makes is
     already private to it (free ports, ``tmp_path``, uuid task queues, PostgreSQL schemas and
