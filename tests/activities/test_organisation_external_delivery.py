@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -32,7 +31,7 @@ from chuangzheng.temporal_server import start_time_skipping_env
 from domain.organisation import Role
 from tests.activities.receivers import Robots
 from tests.workflows.support import (
-    do_current_phase,
+    leave_next_phase_past_its_top_rung,
     org_plan,
     organisation,
     record_history,
@@ -73,13 +72,9 @@ async def test_only_the_notices_a_channel_carries_are_handed_to_deliver_notices(
     try:
         async with build_worker(env.client, task_queue=queue, sessions=sessions, notifier=router):
             plan = org_plan(org, await env.get_current_time(), round_id=round_id)
-            calendar = plan.calendar.build()
             handle = await start_campaign(env.client, queue, plan)
-            await do_current_phase(handle, plan, await env.get_current_time())
-            deadline = (await status(handle)).state.current().deadline
             # Nothing done in 公开承诺 past the top rung: reminder, rungs, circular, order.
-            top_rung = calendar.after(deadline, plan.ladder.rungs[-1].delay)
-            await env.sleep(top_rung - await env.get_current_time() + timedelta(hours=1))
+            await leave_next_phase_past_its_top_rung(env, handle, plan)
             state = (await status(handle)).state
             for _ in range(300):  # the last flush and its delivery may still be running
                 with sessions() as session:

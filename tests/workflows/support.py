@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 
 from chuangzheng.sample_evidence import sample_actors, sample_evidence
 from domain.actions import DecideSubmission, SubmitEvidence
@@ -158,6 +159,21 @@ async def do_current_phase(
                 DecideSubmission(actor=decider, step_id=step.id, accept=True),
             )
     return await status(handle)
+
+
+async def leave_next_phase_past_its_top_rung(
+    env: WorkflowEnvironment,
+    handle: WorkflowHandle[OrganisationCampaignWorkflow, object],
+    plan: OrgPlan,
+) -> None:
+    """Do the current phase, then nothing in the next one until an hour past its top rung:
+    the reminder, every rung, the circular and the rectification order have all fired (a
+    late organisation's whole ladder, on the time-skipping clock)."""
+    calendar = plan.calendar.build()
+    await do_current_phase(handle, plan, await env.get_current_time())
+    deadline = (await status(handle)).state.current().deadline
+    top_rung = calendar.after(deadline, plan.ladder.rungs[-1].delay)
+    await env.sleep(top_rung - await env.get_current_time() + timedelta(hours=1))
 
 
 def plus(moment: datetime, **kwargs: float) -> datetime:

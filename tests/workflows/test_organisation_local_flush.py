@@ -27,7 +27,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +57,7 @@ from domain.phases import Phase
 from tests.workflows.support import (
     do_current_phase,
     instructor,
+    leave_next_phase_past_its_top_rung,
     max_cached_workflows,
     org_plan,
     organisation,
@@ -256,13 +256,9 @@ async def test_late_organisation_records_every_notice_once_locally(
     round_id = f"r-local-late-{uuid.uuid4().hex[:6]}"
     org = organisation("org-local-02")
     plan = org_plan(org, await env.get_current_time(), round_id=round_id)
-    calendar = plan.calendar.build()
     handle = await start_campaign(env.client, queue, plan)
-    await do_current_phase(handle, plan, await env.get_current_time())
-    deadline = (await status(handle)).state.current().deadline
-    # Nothing done in 公开承诺 past the top rung: reminder, three rungs, circular, order.
-    top_rung = calendar.after(deadline, plan.ladder.rungs[-1].delay)
-    await env.sleep(top_rung - await env.get_current_time() + timedelta(hours=1))
+    # Nothing done in 公开承诺 past the top rung: reminder, rungs, circular, order.
+    await leave_next_phase_past_its_top_rung(env, handle, plan)
     await do_current_phase(handle, plan, await env.get_current_time())
     state = (await status(handle)).state
     await _eventually(

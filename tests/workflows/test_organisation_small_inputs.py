@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -27,6 +26,7 @@ from domain.phases import Phase
 from tests.workflows.support import (
     do_current_phase,
     instructor,
+    leave_next_phase_past_its_top_rung,
     org_plan,
     organisation,
     record_history,
@@ -50,13 +50,9 @@ async def test_late_organisation_sends_changes_and_notice_ids_and_the_read_model
     env = time_skipping_env
     org = organisation("org-small-01")
     plan = org_plan(org, await env.get_current_time(), round_id=ROUND)
-    calendar = plan.calendar.build()
     handle = await start_campaign(env.client, task_queue, plan)
-    await do_current_phase(handle, plan, await env.get_current_time())
-    deadline = (await status(handle)).state.current().deadline
-    # Nothing done in 公开承诺 past the top rung: reminder, three rungs, circular, order.
-    top_rung = calendar.after(deadline, plan.ladder.rungs[-1].delay)
-    await env.sleep(top_rung - await env.get_current_time() + timedelta(hours=1))
+    # Nothing done in 公开承诺 past the top rung: reminder, rungs, circular, order.
+    await leave_next_phase_past_its_top_rung(env, handle, plan)
     await do_current_phase(handle, plan, await env.get_current_time())
     await handle.execute_update(
         OrganisationCampaignWorkflow.report_rectification,
