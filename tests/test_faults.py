@@ -202,7 +202,7 @@ async def activity_attempts(stack: Stack, round_id: str, org_id: str) -> list[tu
             started = event.activity_task_started_event_attributes
             attempts.append((types[started.scheduled_event_id], started.attempt))
         elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
-            # A local activity (the organisation workflow's record_events, patch local-flush):
+            # A local activity (the organisation workflow's record_outbox, patch local-flush):
             # its attempts are in the marker's data.
             marker = event.marker_recorded_event_attributes
             if marker.marker_name == "core_local_activity" and "data" in marker.details:
@@ -351,7 +351,7 @@ async def test_read_model_locked_mid_storm_retries_and_converges_once(stack: Sta
         attempt for org in orgs for attempt in await activity_attempts(stack, round_id, org)
     ]
     retried = [(kind, n) for kind, n in attempts if n > 1]
-    assert any(kind == "record_events" for kind, _ in retried), attempts
+    assert any(kind == "record_outbox" for kind, _ in retried), attempts
     # Back-off: a 30 s lock costs a handful of attempts (1 s doubling, 5 s busy timeout each),
     # not one a second.
     assert max(n for _, n in retried) <= 8

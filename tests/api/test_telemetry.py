@@ -73,7 +73,7 @@ async def test_a_worker_serves_sdk_metrics_for_prometheus_while_it_works(
         deadline = time.monotonic() + 60
         text = await scrape()
         # The first status row is written by the recording activity: wait for it.
-        while "record_events" not in text or "workflow_task_execution_latency" not in text:
+        while "record_outbox" not in text or "workflow_task_execution_latency" not in text:
             assert time.monotonic() < deadline, text[-2000:]
             await asyncio.sleep(0.5)
             text = await scrape()
@@ -296,7 +296,7 @@ async def test_a_request_is_one_trace_through_temporal_to_the_activities(
         "RunActivity:start_round_organisations",
         "StartWorkflow:OrganisationCampaignWorkflow",
         "RunWorkflow:OrganisationCampaignWorkflow",
-        "RunActivity:record_events",
+        "RunActivity:record_outbox",
         "ValidateUpdate:submit_evidence",
         "HandleUpdate:submit_evidence",
     } <= in_worker, sorted(in_worker)
