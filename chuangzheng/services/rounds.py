@@ -38,6 +38,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from activities.roster_store import write_roster_snapshot
+from activities.round_contracts import FINAL_STATUSES, RoundStatus
 from activities.round_progress import plan_ref_of, round_progress, store_plan
 from activities.tables import AuditRow, RoundDefinitionRow, RoundRow
 from chuangzheng.plans import check_kickoff, parse_plan, shipped_plan_text
@@ -407,7 +408,7 @@ class Rounds:
         self, session: Session, actor: Actor, round_id: str, now: datetime
     ) -> tuple[RoundRow, RoundDefinitionRow, RoundKickoff]:
         row, definition = _load(session, round_id)
-        if row.status in ("closed", "completed"):
+        if row.status in (RoundStatus.CLOSED, RoundStatus.COMPLETED):
             # The round workflow has ended or is ending: a start would run the round again
             # under the same id, or recreate the schedules its close deleted.
             raise Conflict("already_closed", "本轮活动已经结束，不能再次启动")
@@ -419,7 +420,7 @@ class Rounds:
             definition.roster_snapshot = str(snapshot)
         starts_at = definition.starts_at or definition.kicked_off_at or now
         definition.starts_at, definition.kicked_off_at = starts_at, definition.kicked_off_at or now
-        row.starts_at, row.status, row.updated_at = starts_at, "running", now
+        row.starts_at, row.status, row.updated_at = starts_at, RoundStatus.RUNNING.value, now
         kickoff = RoundKickoff(
             round_id=round_id,
             plan=parse_plan(definition.plan_yaml),
@@ -526,14 +527,14 @@ class Rounds:
             row, definition = _load(session, round_id)
             if definition.kicked_off_at is None or row.status == "created":
                 raise Conflict("not_started", "本轮尚未启动，不能结束")
-            if row.status in ("closed", "completed", "failed"):
+            if row.status in FINAL_STATUSES:
                 raise Conflict("already_closed", "本轮活动已经结束，无需再次结束")
 
     def _mark_closed(self, round_id: str) -> None:
         with self.sessions.begin() as session:
             row = session.get(RoundRow, round_id)
             if row is not None:
-                row.status, row.updated_at = "closed", datetime.now(UTC)
+                row.status, row.updated_at = RoundStatus.CLOSED.value, datetime.now(UTC)
 
     async def update_calendar(
         self,

@@ -108,7 +108,9 @@ async def test_whole_campaign_with_every_task_replayed(
             counted[update.metric.name] += int(update.value)
     tasks = counted["temporal_workflow_task_queue_poll_succeed"]
     assert tasks > 20  # timers, Updates and activities: many tasks, each replayed
-    assert counted["temporal_sticky_cache_total_forced_eviction"] == tasks
+    # Every task's run is evicted for the cache of 0; the last one's may instead be evicted
+    # as a completed run, whichever the SDK counts first (a clean-clone run counted 49 of 50).
+    assert tasks - 1 <= counted["temporal_sticky_cache_total_forced_eviction"] <= tasks
     assert counted["temporal_sticky_cache_hit"] == 0
     with sessions() as session:
         escalated = session.scalar(
