@@ -257,7 +257,9 @@ class OrganisationCampaignWorkflow:
                 snapshot = self._snapshot()
                 to_send = await self._record(events, snapshot, notices if outbox else [])
                 self._recorded_light = snapshot.light
-            if notices and to_send is None:
+            # ``to_send`` speaks only of notices the outbox recorded: any others (a run from
+            # before the outbox) still go to ``deliver_notices`` whole, as they always did.
+            if notices and (to_send is None or not outbox):
                 await self._deliver(notices, recorded=outbox)
             elif to_send:
                 sending = set(to_send)
