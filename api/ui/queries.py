@@ -6,13 +6,16 @@ import threading
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any, Generic, TypeVar
 
+import structlog
 from sqlalchemy import (
     DateTime,
+    Engine,
     Integer,
     Select,
     and_,
@@ -34,6 +37,7 @@ from api.auth import User
 from api.scope import COUNTY_WIDE, scope_condition
 from domain.phases import WORKING_PHASES, Phase
 
+log = structlog.get_logger(__name__)
 _S = TypeVar("_S", bound=Select)  # type: ignore[type-arg]  # any row shape
 ANY_LIGHT = "all"  # the light filter's value for "every light, green included"
 PHASE_ORDER: tuple[str, ...] = tuple(p.value for p in (*WORKING_PHASES, Phase.COMPLETED))
@@ -536,6 +540,9 @@ sort the whole list here; every other sort is :func:`laggard_order`, in the data
 
 OVERVIEW_CACHE_SECONDS = 60.0  # the big screen reloads every minute anyway
 OVERVIEW_CACHE_ENTRIES = 512
+#: How long past its minute the chart is still shown while it is read again in the
+#: background; older, a request reads it itself (a page nobody opened for an hour).
+CHART_STALE_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -567,6 +574,18 @@ class _Cache(Generic[_V]):
                 return None
             return entry[1]
 
+    def lookup(self, key: tuple[Any, ...], grace: float) -> tuple[_V | None, bool]:
+        """The value and whether it is within its minute; a value past its minute by at
+        most ``grace`` seconds comes back stale (False), an older one not at all."""
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None:
+            return None, False
+        now = time.monotonic()
+        if entry[0] >= now:
+            return entry[1], True
+        return (entry[1], False) if now - entry[0] <= grace else (None, False)
+
     def put(self, key: tuple[Any, ...], value: _V) -> None:
         with self._lock:
             self._entries[key] = (time.monotonic() + OVERVIEW_CACHE_SECONDS, value)
@@ -579,12 +598,47 @@ class _Cache(Generic[_V]):
             self._entries.clear()
 
 
+class _Refresher:
+    """Reads cache entries again in one background thread, each key once at a time: a page
+    answers with the entry past its minute meanwhile instead of waiting for the read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[Any, ...], Future[None]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="overview-refresh")
+
+    def submit(self, key: tuple[Any, ...], read: Callable[[], None]) -> None:
+        """Run ``read`` in the background unless ``key`` is being read already."""
+        with self._lock:
+            if key in self._pending:
+                return
+            self._pending[key] = future = self._pool.submit(read)
+        future.add_done_callback(lambda done: self._done(key, done))
+
+    def _done(self, key: tuple[Any, ...], future: Future[None]) -> None:
+        with self._lock:
+            self._pending.pop(key, None)
+        if future.exception() is not None:  # the next request past the minute tries again
+            log.warning(
+                "overview_chart_refresh_failed", key=str(key), error=str(future.exception())
+            )
+
+    def wait(self) -> None:
+        """Until every read submitted so far is done (tests)."""
+        with self._lock:
+            pending = list(self._pending.values())
+        for future in pending:
+            future.exception()
+
+
 #: Overviews per round, caller scope and filters; the interactive page's key also holds the
 #: round's newest status write, so it is dropped as soon as a status row of the round is
 #: written (read through an index that leads with the round).
 overview_cache: _Cache[Overview] = _Cache()
 #: The overview's completion chart per round, caller scope and filters (see :func:`overview`).
 completion_cache: _Cache[dict[str, Any]] = _Cache()
+#: Reads the chart again past its minute (see :func:`overview`).
+chart_refresher = _Refresher()
 #: The township filter's options per round and caller scope (see :func:`township_options`).
 township_cache: _Cache[list[str]] = _Cache()
 
@@ -610,6 +664,14 @@ def township_options(session: Session, user: User, round_id: str) -> list[str]:
     return cached
 
 
+def _read_chart(
+    engine: Engine, user: User, round_id: str, filters: Filters, key: tuple[Any, ...]
+) -> None:
+    """Read the chart in a session of its own (a background thread) and keep it."""
+    with Session(engine) as session:
+        completion_cache.put(key, completion_series(session, user, round_id, filters))
+
+
 def overview(
     session: Session, user: User, round_id: str, filters: Filters, *, wall: bool = False,
     page: int = 1, search: str = "",
@@ -631,13 +693,20 @@ def overview(
         return cached
     # The chart is kept for the minute whatever is written: its forty points over the round
     # move by a completion or two in a minute, and it is the one part of a miss that reads
-    # every completed phase (200,000 at 100,000 organisations). The matrix and the figures
-    # above it are read again after each write, so an action's effect shows at once.
+    # every completed phase (200,000 at 100,000 organisations: 100-200 ms). Past its minute
+    # the page still shows it while it is read again in the background, so only the first
+    # request of a round and scope waits for it. The matrix and the figures above it are
+    # read again after each write, so an action's effect shows at once.
     chart_key = (round_id, _scope_key(user), filters)
-    completion = completion_cache.get(chart_key)
-    if completion is None:
+    completion, fresh = completion_cache.lookup(chart_key, CHART_STALE_SECONDS)
+    bind = session.get_bind()
+    if completion is None or not isinstance(bind, Engine):
         completion = completion_series(session, user, round_id, filters)
         completion_cache.put(chart_key, completion)
+    elif not fresh:
+        chart_refresher.submit(
+            chart_key, lambda: _read_chart(bind, user, round_id, filters, chart_key)
+        )
     result = Overview(
         matrix(session, user, round_id, filters, page=page, search=search), completion
     )
