@@ -7,6 +7,7 @@ benchmark (measure | baseline | campaign | ratio | goal) and write every figure 
     python -m benchmarks --out results.json
     python -m benchmarks --only storm --worker-roles workflows,activities  # split workers
     python -m benchmarks --only province --orgs 20000 --counties 10  # issue 14's province
+    python -m benchmarks --only storm --robot     # instructors also on a WeCom group robot
 
 Each benchmark measures the project and a raw-Temporal baseline in the same run on the same
 server (see ``benchmarks/stack.py`` and ``benchmarks/baselines.py``). The figures depend on
@@ -175,6 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="province: skip the raw baseline (its ratios were measured by storm at 2,000)",
     )
+    parser.add_argument(
+        "--robot",
+        action="store_true",
+        help=(
+            "storm: instructors on a WeCom group robot (a local receiver), so every rung-0 "
+            "notice is also delivered over HTTP (default: the inbox only)"
+        ),
+    )
     args = parser.parse_args(argv)
     if args.counties < 1:
         parser.error("--counties must be at least 1")
@@ -196,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_stacks=args.keep_stacks,
         counties=args.counties,
         no_baseline=args.no_baseline,
+        robot=args.robot,
     )
     if args.kickoff_rate is not None:
         if args.kickoff_rate <= 0:

@@ -22,17 +22,25 @@ return) with ``Prefer: return=minimal`` (the Update's result only: what the page
 do), the other half ask for the API's default answer (the whole status, read by a query
 after the Update); each kind has its rows. The server's ``Server-Timing`` of each submission
 says where its time went (in the notes).
+
+With ``--robot`` the worker's channels file routes the instructors to a WeCom group robot (a
+local HTTP receiver, ``benchmarks/robot.py``), as a county that has its instructors on WeCom
+configures it: every rung-0 notice is then recorded *and* posted to the robot by
+``deliver_notices``. Measured besides: the last message the robot received, how many, and
+any received twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from datetime import UTC, datetime
 
 from benchmarks.context import Context
 from benchmarks.report import BenchResult, pct
+from benchmarks.robot import RobotReceiver
 from benchmarks.rounds import new_round_id, plan_yaml
 from benchmarks.stack import Api, Stack, generate_roster
 from benchmarks.submissions import Submitter, Timed, raw_loop
@@ -88,11 +96,29 @@ async def run(ctx: Context) -> BenchResult:
         "worker_roles": ",".join(role.value for role in ctx.worker_roles),
     }
     result = BenchResult("storm", TITLE, ctx.scale, params)
+    patience = max(180.0, n * 0.5)
+    if ctx.robot:
+        result.params["channels"] = "instructors also on a WeCom group robot (local receiver)"
+    with contextlib.ExitStack() as closing:
+        robot = closing.enter_context(RobotReceiver()) if ctx.robot else None
+        return await _run(ctx, result, n, loops, patience, robot)
+
+
+async def _run(
+    ctx: Context,
+    result: BenchResult,
+    n: int,
+    loops: int,
+    patience: float,
+    robot: RobotReceiver | None,
+) -> BenchResult:
     storm_orgs = generate_roster(n, township=STORM_TOWN, prefix="s")
     quiet_orgs = generate_roster(loops, township=QUIET_TOWN, prefix="q")
-    patience = max(180.0, n * 0.5)
-    async with ctx.stack("storm") as stack:
+    received = 0
+    async with ctx.stack("storm", fresh=robot is not None) as stack:
         stack.seed_county([*storm_orgs, *quiet_orgs])
+        if robot is not None:
+            stack.channels_file = robot.channels_file(stack.dir / "channels.yaml")
         await stack.start_worker()
         await stack.start_baseline_worker()
         await stack.start_api()
@@ -165,6 +191,10 @@ async def run(ctx: Context) -> BenchResult:
                 n,
                 timeout=max(0.0, deadline - time.time()) + patience,
             )
+            if robot is not None:  # the robot's messages may trail the inbox's record
+                _, received = await poll(
+                    lambda: robot.count, n, timeout=max(0.0, deadline - time.time()) + patience
+                )
             stop.set()
             await asyncio.gather(*clients)
             duplicates = int(stack.scalar(DUPLICATES, r=storm_round))
@@ -180,6 +210,12 @@ async def run(ctx: Context) -> BenchResult:
         "notices within 60 s of the deadline", "s", storm, raw_storm, goal=60, goal_on="value"
     )
     result.add("instructor notices recorded", "", notices, n)
+    if robot is not None:
+        # Every instructor message of the window is a rung-0 notice (the raw baseline's one
+        # activity stands in for the delivery too).
+        result.add("deadline → last robot message", "s", robot.last - deadline, raw_storm)
+        result.add("robot messages received", "", received, n)
+        result.add("robot messages received twice", "", robot.repeats, 0, goal=0, goal_on="value")
     result.add("duplicate notices", "", duplicates, 0, goal=0, goal_on="value")
     for label, picked in (("", window), (" with the whole status", full_window)):
         for q in (0.5, 0.95):

@@ -32,12 +32,16 @@ class Context:
     counties: int = 10
     #: The province benchmark without its raw baseline (``--no-baseline``), to save time.
     no_baseline: bool = False
+    #: The storm with the instructors on a WeCom group robot (``--robot``): every rung-0
+    #: notice also goes out over HTTP, through ``deliver_notices``.
+    robot: bool = False
     _shared: Stack | None = None
 
     @contextlib.asynccontextmanager
-    async def stack(self, label: str) -> AsyncIterator[Stack]:
-        """A fresh stack for the benchmark, or the run's shared one."""
-        if not self.share_stack:
+    async def stack(self, label: str, fresh: bool = False) -> AsyncIterator[Stack]:
+        """A fresh stack for the benchmark, or the run's shared one (unless ``fresh``: a
+        benchmark whose processes are configured otherwise, e.g. the storm's ``--robot``)."""
+        if fresh or not self.share_stack:
             async with Stack(label, keep=self.keep_stacks, worker_roles=self.worker_roles) as stack:
                 yield stack
             return

@@ -179,6 +179,9 @@ class Stack:
         self.baseline: Process | None = None
         self.api: Process | None = None
         self.api_url = ""
+        #: The worker's channels file (``CZ_CHANNELS_FILE``; None: the inbox only). Set it
+        #: before :meth:`start_worker`.
+        self.channels_file: Path | None = None
 
     # ----- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> Stack:
@@ -211,17 +214,21 @@ class Stack:
         return str(self.client.service_client.config.target_host)
 
     def _env(self) -> dict[str, str]:
-        return os.environ | {
-            "DATABASE_URL": self.db_url,
-            "CZ_DATABASE_URL": self.db_url,
-            "CZ_DATA_DIR": str(self.dir / "data"),
-            "CZ_ENVIRONMENT": "test",
-            "CZ_SECRET_KEY": f"bench-{uuid.uuid4()}",
-            "CZ_LOG_LEVEL": "WARNING",
-            "CZ_LOG_FORMAT": "json",
-            "CZ_TEMPORAL_ADDRESS": self.address,
-            "CZ_TASK_QUEUE": self.task_queue,
-        }
+        return (
+            os.environ
+            | {
+                "DATABASE_URL": self.db_url,
+                "CZ_DATABASE_URL": self.db_url,
+                "CZ_DATA_DIR": str(self.dir / "data"),
+                "CZ_ENVIRONMENT": "test",
+                "CZ_SECRET_KEY": f"bench-{uuid.uuid4()}",
+                "CZ_LOG_LEVEL": "WARNING",
+                "CZ_LOG_FORMAT": "json",
+                "CZ_TEMPORAL_ADDRESS": self.address,
+                "CZ_TASK_QUEUE": self.task_queue,
+            }
+            | ({"CZ_CHANNELS_FILE": str(self.channels_file)} if self.channels_file else {})
+        )
 
     # ----- processes -------------------------------------------------------------------------
     async def start_worker(self) -> Process:
