@@ -59,6 +59,7 @@ from activities.db import create_schema, make_engine, session_factory
 from activities.roster_store import store_roster
 from activities.tables import (
     CampaignStatusRow,
+    OrganisationRow,
     RoundDefinitionRow,
     RoundRow,
     campaign_status,
@@ -326,6 +327,8 @@ async def measure(folder: Path, url: str, options: Options) -> None:
     )  # fmt: skip
     engine = make_engine(url)
     prepare(engine, options)
+    with engine.connect() as connection:  # a kept database has its own count
+        n = connection.execute(select(func.count()).select_from(OrganisationRow)).scalar_one()
     env = await start_dev_server_env()
     port = 18000 + random.randrange(1000)
     base = f"http://127.0.0.1:{port}"
