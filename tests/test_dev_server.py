@@ -12,8 +12,6 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
 from chuangzheng.temporal_server import dev_server_command, start_dev_server_env
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 
 def pragma_values(command: list[str]) -> list[str]:
     return [command[i + 1] for i, arg in enumerate(command) if arg == "--sqlite-pragma"]
@@ -30,6 +28,7 @@ def test_make_runs_server_with_a_file_uses_wal_and_in_memory_needs_no_pragma(
     assert pragma_values(in_memory) == []
 
 
+@pytest.mark.asyncio(loop_scope="session")
 async def test_the_sdk_started_server_writes_its_history_file_in_wal(tmp_path: Path) -> None:
     db_file = tmp_path / "temporal.db"
     env = await start_dev_server_env(db_file=db_file)
