@@ -164,15 +164,10 @@ def build_worker(
             evaluations.settle_step,
         ]
     else:
-        # The organisation workflow records and delivers as local activities (patches
-        # ``local-flush``, ``local-delivery``), which run in the worker that runs the
-        # workflow task: a workflows-only worker registers them for that use alone and
-        # polls for no activity task.
-        activities = [
-            recording.record_events,
-            recording.record_outbox,
-            recording.deliver_notices,
-        ]
+        # The organisation workflow records as a local activity (patch ``local-flush``),
+        # which runs in the worker that runs the workflow task: a workflows-only worker
+        # registers it for that use alone and polls for no activity task.
+        activities = [recording.record_events, recording.record_outbox]
     return Worker(
         client,
         task_queue=task_queue,

@@ -515,8 +515,7 @@ class RecordingActivities:
                 # noticed within the heartbeat timeout, and one recipient's broken channel
                 # does not hold back everyone else's notices. A retry reports what was
                 # delivered as such instead of sending it again.
-                # Also callable directly (operators); a local activity has no heartbeat.
-                if activity.in_activity() and not activity.info().is_local:
+                if activity.in_activity():  # also callable directly, e.g. by operators
                     activity.heartbeat(notice.notice_id)
                 try:
                     with _naive_datetimes_are_fatal():

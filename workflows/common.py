@@ -32,13 +32,6 @@ LOCAL_FLUSH_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=2),
     maximum_attempts=3,
 )
-# ``deliver_notices`` as a local activity (patch ``local-delivery``): one attempt, given per
-# notice more than a channel's own timeout (10 s by default), so a slow but working receiver
-# is not cut off mid-send (a robot post cut off turns ``uncertain``); whatever fails goes on
-# through the regular activity and its retries.
-LOCAL_DELIVERY_PER_NOTICE = timedelta(seconds=15)
-LOCAL_DELIVERY_MAX = timedelta(seconds=60)
-LOCAL_DELIVERY_RETRY = RetryPolicy(maximum_attempts=1)
 
 
 def refusal(exc: DomainError) -> ApplicationError:

@@ -68,9 +68,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import (
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
-        LOCAL_DELIVERY_MAX,
-        LOCAL_DELIVERY_PER_NOTICE,
-        LOCAL_DELIVERY_RETRY,
         LOCAL_FLUSH_ATTEMPT,
         LOCAL_FLUSH_BUDGET,
         LOCAL_FLUSH_RETRY,
@@ -109,9 +106,9 @@ SMALL_INPUTS_PATCH = "small-activity-inputs"
 # task for its result. Now ``record_events`` runs as a local activity inside the workflow
 # task that produced the events (one ``MARKER_RECORDED`` in history), and falls back to
 # the regular activity if it has not succeeded within ``LOCAL_FLUSH_BUDGET`` (the read
-# model down or locked). ``deliver_notices`` stayed a regular activity: it sends on external
-# channels (mail, robots), one notice at a time with heartbeats (until
-# ``LOCAL_DELIVERY_PATCH``, below).
+# model down or locked). ``deliver_notices`` stays a regular activity: it sends on external
+# channels (mail, robots), one notice at a time with heartbeats, which must not hold the
+# workflow task.
 LOCAL_FLUSH_PATCH = "local-flush"
 # Runs started before this patch schedule ``deliver_notices`` for every notice they record,
 # though on an inbox-only deployment (the default) the inbox row written with the events is
@@ -120,15 +117,6 @@ LOCAL_FLUSH_PATCH = "local-flush"
 # ``record_outbox``, which also answers which notices an external channel carries, and only
 # those go to ``deliver_notices``.
 EXTERNAL_DELIVERY_PATCH = "external-delivery-only"
-# Runs that reached a delivery before this patch sent it through the regular
-# ``deliver_notices`` activity: on a deployment with mail or robots for a rung's recipients
-# each rung cost a second workflow task for the activity's result, and in a deadline storm
-# of 2,000 with the instructors on a robot that backlog made the storm 1.75× raw and 33
-# submissions time out (docs/performance.md, session 10). Now the delivery runs as a local
-# activity in the rung's own workflow task, with an attempt long enough for the channels'
-# timeouts, and anything it does not finish goes on through the regular activity. Checked
-# where a delivery happens, so an inbox-only run records no marker for it.
-LOCAL_DELIVERY_PATCH = "local-delivery"
 
 
 Out = TypeVar("Out")
@@ -360,28 +348,6 @@ class OrganisationCampaignWorkflow:
             await self._deliver_batch(NoticeBatch(notices=notices))
 
     async def _deliver_batch(self, batch: NoticeBatch) -> None:
-        """With ``LOCAL_DELIVERY_PATCH`` a local activity first, then, if it failed or ran
-        out of time (a channel down, a receiver slower than its timeout), the regular
-        activity: ``deliver_notices`` skips what its ledger says was sent, so nothing
-        delivered goes out twice."""
-        if workflow.patched(LOCAL_DELIVERY_PATCH):
-            count = len(batch.notice_ids) + len(batch.notices)
-            attempt = min(LOCAL_DELIVERY_PER_NOTICE * max(count, 1), LOCAL_DELIVERY_MAX)
-            try:
-                await execute_local(
-                    DELIVER_NOTICES,
-                    batch,
-                    start_to_close_timeout=attempt,
-                    schedule_to_close_timeout=attempt,
-                    retry_policy=LOCAL_DELIVERY_RETRY,
-                )
-                return
-            except (ActivityError, ApplicationError, TemporalTimeout) as err:
-                # Every failure, a refusal too (notices not in the inbox), goes on to the
-                # regular activity: its errors come back as they always did, the same live
-                # and replayed (a local activity's may not: see ``_write_batch``), and
-                # ``_deliver`` handles a refusal from there.
-                workflow.logger.warning("local deliver_notices failed (%s): as an activity", err)
         await execute(
             DELIVER_NOTICES,
             batch,

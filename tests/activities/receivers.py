@@ -46,20 +46,12 @@ class MailBox:
         return "250 OK"
 
 
-_OK = '{"errcode":0,"errmsg":"ok"}'
-_RATE_LIMITED = '{"errcode":45009,"errmsg":"api freq out of limit"}'
-
-
 @dataclass
 class Robots:
     """What the fake robot server received, and what it answers (by path)."""
 
     received: list[tuple[str, dict[str, list[str]], Any]] = field(default_factory=list)
     replies: dict[str, tuple[int, str]] = field(default_factory=dict)
-    #: Posts still to refuse per path, each with WeCom's rate-limit error (then ``replies``).
-    refusals: dict[str, int] = field(default_factory=dict)
-    #: The bodies of the posts answered with success (errcode 0), by path.
-    accepted: list[tuple[str, Any]] = field(default_factory=list)
     port: int = 0
 
     def url(self, path_and_query: str) -> str:
@@ -91,12 +83,7 @@ def robots() -> Iterator[Robots]:
             length = int(self.headers["Content-Length"])
             body = json.loads(self.rfile.read(length).decode("utf-8"))
             state.received.append((parts.path, parse_qs(parts.query), body))
-            status, text = state.replies.get(parts.path, (200, _OK))
-            if state.refusals.get(parts.path, 0) > 0:
-                state.refusals[parts.path] -= 1
-                status, text = 200, _RATE_LIMITED
-            if status == 200 and text == _OK:
-                state.accepted.append((parts.path, body))
+            status, text = state.replies.get(parts.path, (200, '{"errcode":0,"errmsg":"ok"}'))
             payload = text.encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
