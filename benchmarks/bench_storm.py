@@ -99,8 +99,7 @@ async def run(ctx: Context) -> BenchResult:
     patience = max(180.0, n * 0.5)
     if ctx.robot:
         result.params["channels"] = "instructors also on a WeCom group robot (local receiver)"
-    with contextlib.ExitStack() as closing:
-        robot = closing.enter_context(RobotReceiver()) if ctx.robot else None
+    with RobotReceiver() if ctx.robot else contextlib.nullcontext() as robot:
         return await _run(ctx, result, n, loops, patience, robot)
 
 

@@ -568,11 +568,9 @@ class _Cache(Generic[_V]):
         self._entries: OrderedDict[tuple[Any, ...], tuple[float, _V]] = OrderedDict()
 
     def get(self, key: tuple[Any, ...]) -> _V | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or entry[0] < time.monotonic():
-                return None
-            return entry[1]
+        """The value if it is within its minute."""
+        value, fresh = self.lookup(key, grace=0.0)
+        return value if fresh else None
 
     def lookup(self, key: tuple[Any, ...], grace: float) -> tuple[_V | None, bool]:
         """The value and whether it is within its minute; a value past its minute by at
@@ -618,10 +616,9 @@ class _Refresher:
     def _done(self, key: tuple[Any, ...], future: Future[None]) -> None:
         with self._lock:
             self._pending.pop(key, None)
-        if future.exception() is not None:  # the next request past the minute tries again
-            log.warning(
-                "overview_chart_refresh_failed", key=str(key), error=str(future.exception())
-            )
+        error = future.exception()
+        if error is not None:  # the next request past the minute tries again
+            log.warning("overview_chart_refresh_failed", key=str(key), error=str(error))
 
     def wait(self) -> None:
         """Until every read submitted so far is done (tests)."""
