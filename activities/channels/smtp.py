@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import smtplib
 import ssl
+import threading
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
@@ -44,6 +45,7 @@ class SmtpChannel:
         self._settings = settings
         self._base_url = base_url
         self._tls_context = tls_context
+        self._context_lock = threading.Lock()
 
     def build_message(self, message: Outgoing, address: str) -> EmailMessage:
         """The mail for ``message`` to ``address`` (public so it can be previewed and tested)."""
@@ -64,10 +66,18 @@ class SmtpChannel:
         msg = self.build_message(message, address)
         await asyncio.to_thread(self._send_blocking, msg, address)
 
+    def _context(self) -> ssl.SSLContext:
+        """The TLS context, made once: loading the system's trust store costs about 20 ms of
+        CPU, and a context is safe to share between connections and threads."""
+        with self._context_lock:
+            if self._tls_context is None:
+                self._tls_context = ssl.create_default_context()
+            return self._tls_context
+
     def _send_blocking(self, msg: EmailMessage, address: str) -> None:
         """Connect, secure, log in, send, quit (blocking; run in a thread)."""
         s = self._settings
-        context = self._tls_context or ssl.create_default_context()
+        context = self._context()
         smtp: smtplib.SMTP
         if s.security == "ssl":
             smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout_seconds, context=context)
