@@ -39,6 +39,9 @@ class RobotReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as the robots' HTTPS endpoints have it.
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 receiver._received(body["markdown"]["content"])

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.channels.base import Channel, ChannelError, ChannelRouter, DeliveryFailed
+from activities.channels.base import (
+    Channel,
+    ChannelError,
+    ChannelRouter,
+    DeliveryFailed,
+    RobotPoster,
+)
 from activities.channels.config import (
     ChannelsConfig,
     channels_file_from_env,
@@ -38,6 +44,7 @@ __all__ = [
     "DeliveryFailed",
     "DeliveryStatus",
     "DingTalkChannel",
+    "RobotPoster",
     "SmtpChannel",
     "WeComChannel",
     "build_channels",
@@ -55,10 +62,11 @@ def build_channels(config: ChannelsConfig, *, base_url: str) -> list[Channel]:
     if config.smtp is not None:
         channels.append(SmtpChannel(config.smtp, base_url=base_url))
     kinds = {robot.kind for robot in config.robots.values()}
+    poster = RobotPoster()  # one kept HTTP client for every robot
     if "wecom" in kinds:
-        channels.append(WeComChannel(config.robots, base_url=base_url))
+        channels.append(WeComChannel(config.robots, base_url=base_url, poster=poster))
     if "dingtalk" in kinds:
-        channels.append(DingTalkChannel(config.robots, base_url=base_url))
+        channels.append(DingTalkChannel(config.robots, base_url=base_url, poster=poster))
     return channels
 
 

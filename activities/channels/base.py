@@ -12,7 +12,8 @@ activities write, go out through :meth:`ChannelRouter.send_message` the same way
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -24,11 +25,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from activities.channels.config import ChannelsConfig
 from activities.channels.deliveries import (
     Claim,
-    claim_delivery,
+    ClaimRequest,
+    Closing,
+    claim_deliveries,
     failed_deliveries,
-    finish_delivery,
+    finish_deliveries,
 )
 from activities.channels.message import Outgoing, from_digest_row, from_notice
+from activities.group_commit import GroupCommit
 from activities.notifier import InboxNotifier
 from activities.tables import OrganisationRow, RoundRow, digests, notices
 from domain.notices import Notice
@@ -61,22 +65,54 @@ class DeliveryFailed(RuntimeError):
     """Some channels failed for a notice; raised so Temporal retries the activity."""
 
 
-async def post_robot_message(url: str, payload: Mapping[str, Any], *, timeout: float) -> None:
-    """POST a robot message and check the reply: HTTP 2xx and ``errcode == 0``.
+class RobotPoster:
+    """POSTs robot messages (WeCom, DingTalk) over one HTTP client per event loop.
 
-    WeCom and DingTalk both answer HTTP 200 with ``{"errcode": ..., "errmsg": ...}``; a
-    non-zero errcode (bad key, rate limit, content refused) is a failure like a 5xx.
+    A client is made once and kept: building an ``httpx.AsyncClient`` loads the trust store
+    (about 20 ms of CPU, on the worker's event loop), which per message made a deadline
+    storm with robots configured wait on the loop for tens of seconds; a kept client also
+    keeps its connections alive. A client belongs to the loop it was made in (its pooled
+    connections do), so another loop (tests run one per test) gets its own. The worker's
+    clients go with its process.
     """
-    async with httpx.AsyncClient(timeout=timeout) as client:
-        response = await client.post(url, json=payload)
-    if response.status_code >= 300:
-        raise ChannelError(f"HTTP {response.status_code}: {response.text[:300]}")
-    try:
-        reply = response.json()
-    except ValueError as exc:
-        raise ChannelError(f"回复不是 JSON：{response.text[:300]}") from exc
-    if not isinstance(reply, dict) or reply.get("errcode") != 0:
-        raise ChannelError(f"机器人拒绝：{reply}")
+
+    def __init__(self, *, timeout: float = 10.0) -> None:
+        """Keep the per-request timeout (connect, read, write, and waiting for a pooled
+        connection)."""
+        self._timeout = timeout
+        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            # Drop the clients of loops that are gone (their connections went with them).
+            for gone in [other for other in self._clients if other.is_closed()]:
+                del self._clients[gone]
+            client = self._clients[loop] = httpx.AsyncClient(timeout=self._timeout)
+        return client
+
+    async def post(self, url: str, payload: Mapping[str, Any]) -> None:
+        """POST a robot message and check the reply: HTTP 2xx and ``errcode == 0``.
+
+        WeCom and DingTalk both answer HTTP 200 with ``{"errcode": ..., "errmsg": ...}``; a
+        non-zero errcode (bad key, rate limit, content refused) is a failure like a 5xx.
+        """
+        response = await self._client().post(url, json=payload)
+        if response.status_code >= 300:
+            raise ChannelError(f"HTTP {response.status_code}: {response.text[:300]}")
+        try:
+            reply = response.json()
+        except ValueError as exc:
+            raise ChannelError(f"回复不是 JSON：{response.text[:300]}") from exc
+        if not isinstance(reply, dict) or reply.get("errcode") != 0:
+            raise ChannelError(f"机器人拒绝：{reply}")
+
+    async def aclose(self) -> None:
+        """Close this loop's client (tests; a worker's closes with its process)."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
 
 
 def _error_text(exc: BaseException) -> str:
@@ -121,6 +157,12 @@ class ChannelRouter:
         self._inbox = InboxNotifier(sessions)
         self._channels = {channel.name: channel for channel in channels}
         self._sending: set[asyncio.Future[bool]] = set()
+        # The ledger's claims and closings of concurrent sends share transactions (a deadline
+        # storm sends thousands at once; one SQLite write lock each made them queue).
+        self._claims: GroupCommit[ClaimRequest, Claim] = GroupCommit(
+            functools.partial(claim_deliveries, sessions)
+        )
+        self._closings: GroupCommit[Closing, None] = GroupCommit(self._close_all)
         # The county of each organisation and round seen (it never changes).
         self._counties: dict[tuple[str, str], str] = {}
         missing = {n for names in config.routes.values() for n in names} - set(self._channels)
@@ -182,7 +224,13 @@ class ChannelRouter:
         delivered = False
         errors: list[str] = []
         channels = self._config.channels_for(message.recipient_role)
-        county = await asyncio.to_thread(self._county_of, message) if channels else ""
+        county = ""
+        if channels:
+            # Known counties are answered here; only a first sight costs a thread hop.
+            known = self._counties.get((message.org_id, message.round_id))
+            if known is None:
+                known = await asyncio.to_thread(self._county_of, message)
+            county = known
         for channel_name in channels:
             address = self._config.address_of(
                 message.recipient_role, message.recipient_key, channel_name, county
@@ -211,15 +259,15 @@ class ChannelRouter:
     ) -> bool:
         """Claim, send, close; True if sent now, False if sent before or left to an operator."""
         channel = self._channels[channel_name]
-        claim = await asyncio.to_thread(
-            claim_delivery,
-            self._sessions,
-            notice_id=message.message_id,
-            channel=channel_name,
-            address=address,
-            now=datetime.now(UTC),
-            resend_uncertain=channel.takes_idempotency_key,
-            by_operator=by_operator,
+        claim = await self._claims.submit(
+            ClaimRequest(
+                notice_id=message.message_id,
+                channel=channel_name,
+                address=address,
+                now=datetime.now(UTC),
+                resend_uncertain=channel.takes_idempotency_key,
+                by_operator=by_operator,
+            )
         )
         if claim is Claim.ALREADY_SENT:
             return False
@@ -245,13 +293,8 @@ class ChannelRouter:
         try:
             await channel.send(message, address)
         except Exception as exc:
-            await asyncio.to_thread(
-                finish_delivery,
-                self._sessions,
-                notice_id=message.message_id,
-                channel=channel_name,
-                now=datetime.now(UTC),
-                error=_error_text(exc),
+            await self._closings.submit(
+                Closing(message.message_id, channel_name, datetime.now(UTC), _error_text(exc))
             )
             log.warning(
                 "channel delivery failed",
@@ -260,16 +303,16 @@ class ChannelRouter:
                 error=_error_text(exc),
             )
             raise
-        await asyncio.to_thread(
-            finish_delivery,
-            self._sessions,
-            notice_id=message.message_id,
-            channel=channel_name,
-            now=datetime.now(UTC),
-            error=None,
+        await self._closings.submit(
+            Closing(message.message_id, channel_name, datetime.now(UTC), None)
         )
         log.info("channel delivery sent", channel=channel_name, message_id=message.message_id)
         return True
+
+    def _close_all(self, closings: Sequence[Closing]) -> list[None]:
+        """One group of closings, in one transaction (in a thread, by ``GroupCommit``)."""
+        finish_deliveries(self._sessions, closings)
+        return [None] * len(closings)
 
     async def retry_failed(self, *, limit: int = 100, county: str | None = None) -> tuple[int, int]:
         """Send failed and uncertain deliveries again (an operator's decision, after fixing

@@ -1,9 +1,12 @@
 """The outbox's ledger: one row per (notice, channel) saying whether it was sent.
 
 The inbox row (``notices``) is the notice's dedup record; this table is the channels'. A
-delivery is claimed (``pending``, attempts + 1) in its own transaction before the send and
+delivery is claimed (``pending``, attempts + 1) in a committed transaction before the send and
 closed (``sent`` or ``failed`` with the error) after it, so a retried activity skips what was
-sent, and a failure stays visible until a later attempt succeeds.
+sent, and a failure stays visible until a later attempt succeeds. The claims (and the
+closings) of deliveries running at the same moment share a transaction (the router groups
+them), so a deadline storm's thousands of sends do not queue one by one for SQLite's write
+lock.
 
 A claim is a lease: while a ``pending`` row is younger than :data:`IN_FLIGHT_LEASE`, another
 attempt (a Temporal retry overlapping a slow send) stays away instead of sending twice.
@@ -21,6 +24,7 @@ whether the receiver got the message. What happens after the lease depends on th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -89,6 +93,29 @@ class Delivery:
     sent_at: datetime | None
 
 
+@dataclass(frozen=True)
+class ClaimRequest:
+    """One attempt's wish to send ``notice_id`` on ``channel`` at ``now`` (see
+    :func:`claim_deliveries`)."""
+
+    notice_id: str
+    channel: str
+    address: str
+    now: datetime
+    resend_uncertain: bool = True
+    by_operator: bool = False
+
+
+@dataclass(frozen=True)
+class Closing:
+    """A claimed delivery's outcome: sent (``error`` None) or failed with ``error``."""
+
+    notice_id: str
+    channel: str
+    now: datetime
+    error: str | None
+
+
 def claim_delivery(
     sessions: sessionmaker[Session],
     *,
@@ -101,61 +128,74 @@ def claim_delivery(
 ) -> Claim:
     """Claim the right to send ``notice_id`` on ``channel`` now, unless sent or in flight.
 
-    One ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` statement, so two concurrent attempts
-    cannot both claim the same row. An abandoned claim (pending past its lease) is taken over
-    only when ``resend_uncertain`` (the channel deduplicates by the message id); otherwise it
-    turns ``uncertain``. ``by_operator`` (an operator's explicit resend) also claims uncertain
-    deliveries.
+    An abandoned claim (pending past its lease) is taken over only when
+    ``resend_uncertain`` (the channel deduplicates by the message id); otherwise it turns
+    ``uncertain``. ``by_operator`` (an operator's explicit resend) also claims uncertain
+    deliveries. One claim of :func:`claim_deliveries`.
     """
+    request = ClaimRequest(notice_id, channel, address, now, resend_uncertain, by_operator)
+    (claim,) = claim_deliveries(sessions, [request])
+    return claim
+
+
+def claim_deliveries(
+    sessions: sessionmaker[Session], requests: Sequence[ClaimRequest]
+) -> list[Claim]:
+    """Claim each of ``requests`` (see :func:`claim_delivery`), in order, in one transaction:
+    under a deadline storm the channels' claims of every delivery then running share one
+    commit, and on SQLite one wait for the write lock, instead of one each. Each claim is one
+    ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` statement, so two attempts (in one group
+    or in two processes) cannot both claim the same row."""
+    with sessions.begin() as session:
+        return [_claim(session, request) for request in requests]
+
+
+def _claim(session: Session, request: ClaimRequest) -> Claim:
     t = notice_deliveries
+    now = request.now
+    row = (t.c.notice_id == request.notice_id) & (t.c.channel == request.channel)
     abandoned = (t.c.status == DeliveryStatus.PENDING.value) & (
         t.c.updated_at < now - IN_FLIGHT_LEASE
     )
     reclaimable = [t.c.status == DeliveryStatus.FAILED.value]
-    if resend_uncertain:
+    if request.resend_uncertain:
         reclaimable.append(abandoned)
-    if by_operator:
+    if request.by_operator:
         reclaimable.append(t.c.status == DeliveryStatus.UNCERTAIN.value)
-    with sessions.begin() as session:
-        if not resend_uncertain:
-            session.execute(
-                update(t)
-                .where(t.c.notice_id == notice_id, t.c.channel == channel)
-                .where(abandoned)
-                .values(
-                    status=DeliveryStatus.UNCERTAIN.value,
-                    last_error=UNCERTAIN_ERROR,
-                    updated_at=now,
-                )
+    if not request.resend_uncertain:
+        session.execute(
+            update(t)
+            .where(row & abandoned)
+            .values(
+                status=DeliveryStatus.UNCERTAIN.value, last_error=UNCERTAIN_ERROR, updated_at=now
             )
-        stmt = upsert_insert(session, t).values(
-            notice_id=notice_id,
-            channel=channel,
-            address=address,
-            status=DeliveryStatus.PENDING.value,
-            attempts=1,
-            last_error=None,
-            created_at=now,
-            updated_at=now,
-            sent_at=None,
         )
-        claimed = session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["notice_id", "channel"],
-                set_={
-                    "address": stmt.excluded.address,
-                    "status": DeliveryStatus.PENDING.value,
-                    "attempts": t.c.attempts + 1,
-                    "updated_at": stmt.excluded.updated_at,
-                },
-                where=or_(*reclaimable),
-            ).returning(t.c.notice_id)
-        ).first()
-        if claimed is not None:
-            return Claim.CLAIMED
-        status = session.execute(
-            select(t.c.status).where(t.c.notice_id == notice_id, t.c.channel == channel)
-        ).scalar_one()
+    stmt = upsert_insert(session, t).values(
+        notice_id=request.notice_id,
+        channel=request.channel,
+        address=request.address,
+        status=DeliveryStatus.PENDING.value,
+        attempts=1,
+        last_error=None,
+        created_at=now,
+        updated_at=now,
+        sent_at=None,
+    )
+    claimed = session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["notice_id", "channel"],
+            set_={
+                "address": stmt.excluded.address,
+                "status": DeliveryStatus.PENDING.value,
+                "attempts": t.c.attempts + 1,
+                "updated_at": stmt.excluded.updated_at,
+            },
+            where=or_(*reclaimable),
+        ).returning(t.c.notice_id)
+    ).first()
+    if claimed is not None:
+        return Claim.CLAIMED
+    status = session.execute(select(t.c.status).where(row)).scalar_one()
     return {
         DeliveryStatus.SENT.value: Claim.ALREADY_SENT,
         DeliveryStatus.UNCERTAIN.value: Claim.UNCERTAIN,
@@ -171,20 +211,33 @@ def finish_delivery(
     error: str | None,
 ) -> None:
     """Close a claimed delivery: ``sent`` (error None) or ``failed`` with the error."""
-    values: dict[str, object] = {"updated_at": now}
-    if error is None:
-        values |= {"status": DeliveryStatus.SENT.value, "sent_at": now, "last_error": None}
-    else:
-        values |= {"status": DeliveryStatus.FAILED.value, "last_error": error[:MAX_ERROR]}
+    finish_deliveries(sessions, [Closing(notice_id, channel, now, error)])
+
+
+def finish_deliveries(sessions: sessionmaker[Session], closings: Sequence[Closing]) -> None:
+    """Close claimed deliveries (see :func:`finish_delivery`) in one transaction."""
     t = notice_deliveries
     with sessions.begin() as session:
-        session.execute(
-            update(t)
-            .where(t.c.notice_id == notice_id, t.c.channel == channel)
-            # Never demote a delivery another attempt has meanwhile recorded as sent.
-            .where(t.c.status != DeliveryStatus.SENT.value)
-            .values(**values)
-        )
+        for closing in closings:
+            values: dict[str, object] = {"updated_at": closing.now}
+            if closing.error is None:
+                values |= {
+                    "status": DeliveryStatus.SENT.value,
+                    "sent_at": closing.now,
+                    "last_error": None,
+                }
+            else:
+                values |= {
+                    "status": DeliveryStatus.FAILED.value,
+                    "last_error": closing.error[:MAX_ERROR],
+                }
+            session.execute(
+                update(t)
+                .where(t.c.notice_id == closing.notice_id, t.c.channel == closing.channel)
+                # Never demote a delivery another attempt has meanwhile recorded as sent.
+                .where(t.c.status != DeliveryStatus.SENT.value)
+                .values(**values)
+            )
 
 
 def _delivery(row: Row[Any]) -> Delivery:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from activities.channels.base import ChannelError, post_robot_message
+from activities.channels.base import ChannelError, RobotPoster
 from activities.channels.config import DINGTALK, Robot
 from activities.channels.message import Outgoing
 from activities.channels.render import render_markdown
@@ -47,12 +47,13 @@ class DingTalkChannel:
     takes_idempotency_key = False
 
     def __init__(
-        self, robots: Mapping[str, Robot], *, base_url: str, timeout: float = 10.0
+        self, robots: Mapping[str, Robot], *, base_url: str, poster: RobotPoster | None = None
     ) -> None:
         """Keep the DingTalk robots by name; addresses are robot names, not URLs."""
         self._robots = {name: r for name, r in robots.items() if r.kind == DINGTALK}
         self._base_url = base_url
-        self._timeout = timeout
+        # Shared with the other robot channel (one kept HTTP client); see RobotPoster.
+        self._poster = poster or RobotPoster()
 
     def payload(self, message: Outgoing) -> dict[str, Any]:
         """The robot message for ``message`` in DingTalk's markdown format."""
@@ -67,4 +68,4 @@ class DingTalkChannel:
         url = robot.url
         if robot.secret is not None:
             url = signed_url(url, robot.secret.get_secret_value(), int(time.time() * 1000))
-        await post_robot_message(url, self.payload(message), timeout=self._timeout)
+        await self._poster.post(url, self.payload(message))

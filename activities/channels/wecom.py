@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from activities.channels.base import ChannelError, post_robot_message
+from activities.channels.base import ChannelError, RobotPoster
 from activities.channels.config import WECOM, Robot
 from activities.channels.message import Outgoing
 from activities.channels.render import render_markdown
@@ -26,12 +26,13 @@ class WeComChannel:
     takes_idempotency_key = False
 
     def __init__(
-        self, robots: Mapping[str, Robot], *, base_url: str, timeout: float = 10.0
+        self, robots: Mapping[str, Robot], *, base_url: str, poster: RobotPoster | None = None
     ) -> None:
         """Keep the WeCom robots by name; addresses are robot names, not URLs."""
         self._robots = {name: r for name, r in robots.items() if r.kind == WECOM}
         self._base_url = base_url
-        self._timeout = timeout
+        # Shared with the other robot channel (one kept HTTP client); see RobotPoster.
+        self._poster = poster or RobotPoster()
 
     def payload(self, message: Outgoing) -> dict[str, Any]:
         """The robot message for ``message`` in WeCom's markdown format."""
@@ -43,4 +44,4 @@ class WeComChannel:
         robot = self._robots.get(address)
         if robot is None:
             raise ChannelError(f"未配置的企业微信机器人：{address}")
-        await post_robot_message(robot.url, self.payload(message), timeout=self._timeout)
+        await self._poster.post(robot.url, self.payload(message))

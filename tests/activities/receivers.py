@@ -53,6 +53,8 @@ class Robots:
     received: list[tuple[str, dict[str, list[str]], Any]] = field(default_factory=list)
     replies: dict[str, tuple[int, str]] = field(default_factory=dict)
     port: int = 0
+    #: The client's address and port of each request, in order (one per connection used).
+    peers: list[tuple[str, int]] = field(default_factory=list)
 
     def url(self, path_and_query: str) -> str:
         return f"http://127.0.0.1:{self.port}{path_and_query}"
@@ -78,7 +80,11 @@ def robots() -> Iterator[Robots]:
     state = Robots()
 
     class Handler(BaseHTTPRequestHandler):
+        # Keep-alive, as the robots' HTTPS endpoints have it.
+        protocol_version = "HTTP/1.1"
+
         def do_POST(self) -> None:
+            state.peers.append(self.client_address)
             parts = urlsplit(self.path)
             length = int(self.headers["Content-Length"])
             body = json.loads(self.rfile.read(length).decode("utf-8"))

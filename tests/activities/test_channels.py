@@ -211,6 +211,19 @@ async def test_dingtalk_robot_gets_signed_markdown(router: ChannelRouter, robots
     assert "致：城关镇党委" in body["markdown"]["text"] and LINK in body["markdown"]["text"]
 
 
+async def test_robot_messages_go_over_one_kept_connection(
+    router: ChannelRouter, robots: Robots
+) -> None:
+    # A client per message loaded the trust store each time (~20 ms on the worker's loop)
+    # and opened a connection each time: a deadline storm with robots waited on both.
+    for n in range(3):
+        await router.deliver(TO_INSTRUCTOR.model_copy(update={"notice_id": f"kept/{n}"}))
+    await router.deliver(TO_TOWNSHIP)
+
+    assert len(robots.on("/wecom/send")) == 3 and len(robots.on("/robot/send")) == 1
+    assert len(set(robots.peers)) == 1  # WeCom and DingTalk share the client, on one socket
+
+
 async def test_long_notice_is_cut_for_wecom_but_keeps_its_link(
     router: ChannelRouter, robots: Robots
 ) -> None:
