@@ -28,6 +28,7 @@ from chuangzheng.services.errors import (
     ServiceError,
     TemporalUnavailable,
 )
+from chuangzheng.services.workflow_calls import unconnected
 from domain.errors import DomainError
 
 # Refusal codes of the domain and workflows -> HTTP status. Unlisted codes are conflicts.
@@ -199,6 +200,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     for temporal_error in (RPCError, RPCTimeoutOrCancelledError, TimeoutError):
         app.add_exception_handler(temporal_error, _temporal)
+
+    async def _runtime(request: Request, exc: Exception) -> JSONResponse:
+        # A client that has not reached Temporal yet (the API started while it was down)
+        # fails every call with a bare RuntimeError: the same 503. Anything else is a bug.
+        if unconnected(exc):
+            return await _temporal(request, exc)
+        raise exc
+
+    app.add_exception_handler(RuntimeError, _runtime)
 
     @app.exception_handler(DomainError)
     async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:

@@ -68,7 +68,9 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The one bootstrap (chuangzheng.bootstrap): settings (refusing the default secret
         # outside development), the read model, the Temporal client and the notifier.
-        async with open_services(settings, temporal=temporal, create_schema=True) as services:
+        async with open_services(
+            settings, temporal=temporal, create_schema=True, temporal_required=False
+        ) as services:
             configure_tracing(services.settings, "chuangzheng-api")
             app.state.metrics = ApiMetrics(services.sessions)
             app.state.services = services

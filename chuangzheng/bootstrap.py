@@ -18,10 +18,13 @@ with a bounded graceful shutdown; the worker process is ``worker.run_worker``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from chuangzheng.settings import Settings, get_settings
 
@@ -34,6 +37,8 @@ if TYPE_CHECKING:  # heavy imports stay inside the functions: `chuangzheng --hel
 
     from activities.notifier import Notifier
     from chuangzheng.upload_storage import UploadStorage
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -138,22 +143,46 @@ def temporal_tls(settings: Settings) -> TLSConfig | bool:
     )
 
 
-async def connect_temporal(settings: Settings) -> Client:
+#: How long a process waits at start for Temporal before it goes on without it (the API).
+TEMPORAL_CONNECT_AT_START_SECONDS = 10.0
+
+
+async def connect_temporal(settings: Settings, *, required: bool = True) -> Client:
     """A client for the configured address and namespace: TLS or an API key as configured
     (:func:`temporal_tls`), and the project's data converter with the payload codec
-    (:func:`temporal_data_converter`). The worker, the API and the CLI all connect here."""
+    (:func:`temporal_data_converter`). The worker, the API and the CLI all connect here.
+
+    ``required`` (the worker, the CLI): an unreachable server is an error now. Otherwise
+    (the API) it is logged and the client connects on its first call instead: the pages,
+    sign-in and everything else the read model answers keep serving through a Temporal
+    outage or a start before Temporal's, ``/readyz`` says Temporal is unavailable, and calls
+    into workflows answer 503 with ``Retry-After`` until the server is back."""
     from temporalio.client import Client
 
     from chuangzheng.telemetry import client_interceptors
 
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        api_key=settings.temporal_api_key or None,
-        tls=temporal_tls(settings),
-        data_converter=temporal_data_converter(settings),
-        interceptors=client_interceptors(settings),
-    )
+    options: dict[str, Any] = {
+        "namespace": settings.temporal_namespace,
+        "api_key": settings.temporal_api_key or None,
+        "tls": temporal_tls(settings),
+        "data_converter": temporal_data_converter(settings),
+        "interceptors": client_interceptors(settings),
+    }
+    if required:
+        return await Client.connect(settings.temporal_address, **options)
+    try:
+        return await asyncio.wait_for(
+            Client.connect(settings.temporal_address, **options),
+            TEMPORAL_CONNECT_AT_START_SECONDS,
+        )
+    except (RuntimeError, TimeoutError) as exc:
+        log.warning(
+            "temporal_unreachable_at_start",
+            address=settings.temporal_address,
+            error=str(exc)[:300],
+            effect="serving without Temporal; workflow calls answer 503 until it is reachable",
+        )
+        return await Client.connect(settings.temporal_address, lazy=True, **options)
 
 
 async def prepare_temporal(settings: Settings | None = None) -> tuple[str, ...]:
@@ -192,19 +221,21 @@ async def open_services(
     *,
     temporal: Client | None = None,
     create_schema: bool = False,
+    temporal_required: bool = True,
 ) -> AsyncIterator[Services]:
     """Build every service of the process; the database is disposed of on exit.
 
     ``settings`` defaults to the process settings (``CZ_*``), ``temporal`` to a new client
     for them. Fails at once on a broken configuration (database URL, channels file,
-    unreachable Temporal), before the process starts serving.
+    unreachable Temporal), before the process starts serving; with ``temporal_required``
+    False (the API) an unreachable Temporal is not fatal (see :func:`connect_temporal`).
     """
     from chuangzheng.upload_storage import build_upload_storage
 
     settings = settings or get_settings()
     with open_database(settings, create_schema=create_schema) as database:
         notifier = build_notifier(database.sessions, settings)
-        client = temporal or await connect_temporal(settings)
+        client = temporal or await connect_temporal(settings, required=temporal_required)
         yield Services(
             settings=settings,
             engine=database.engine,

@@ -27,6 +27,7 @@ from temporalio.client import Client, RPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.tables import AuditRow, OrganisationRow, RosterDepartureRow
+from chuangzheng.services import workflow_calls
 from chuangzheng.services.callers import account_county
 from chuangzheng.services.errors import (
     Conflict,
@@ -187,6 +188,10 @@ class Departures:
                 return
             raise TemporalUnavailable() from None
         except RPCTimeoutOrCancelledError:
+            raise TemporalUnavailable() from None
+        except RuntimeError as exc:
+            if not workflow_calls.unconnected(exc):
+                raise
             raise TemporalUnavailable() from None
 
     def _record(

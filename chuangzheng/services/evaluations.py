@@ -338,7 +338,9 @@ class Evaluations:
             await handle.execute_update(EvaluationWorkflow.opened)
         except Exception as exc:
             await _in_thread(self._take_back, evaluation.evaluation_id)
-            if isinstance(exc, (RPCError, RPCTimeoutOrCancelledError, TimeoutError)):
+            if isinstance(exc, (RPCError, RPCTimeoutOrCancelledError, TimeoutError)) or (
+                workflow_calls.unconnected(exc)
+            ):
                 raise TemporalUnavailable() from None
             raise
 

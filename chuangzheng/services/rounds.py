@@ -145,6 +145,10 @@ def _temporal() -> Iterator[None]:
         yield
     except (RPCError, RPCTimeoutOrCancelledError, TimeoutError):
         raise TemporalUnavailable() from None
+    except RuntimeError as exc:
+        if not workflow_calls.unconnected(exc):
+            raise
+        raise TemporalUnavailable() from None
 
 
 def _invalid(exc: ValidationError) -> InvalidInput:

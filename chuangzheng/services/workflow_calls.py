@@ -44,6 +44,13 @@ _UNAVAILABLE = frozenset(
 _NOT_IN_ROUND = "该组织不在本轮活动中或本轮尚未启动"
 
 
+def unconnected(exc: BaseException) -> bool:
+    """Whether ``exc`` is a client's failure to reach the server at all: a client connected
+    lazily (the API's, when Temporal was down at its start) raises a bare ``RuntimeError``
+    on each call until the server answers, where a connected client raises ``RPCError``."""
+    return isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
+
+
 def _refused(exc: ApplicationError) -> Refused:
     errors: list[dict[str, Any]] = []
     if exc.details and isinstance(exc.details[0], dict):
@@ -78,6 +85,11 @@ async def update(
     except RPCTimeoutOrCancelledError as exc:
         _unavailable(name, workflow_id, "RPC_TIMEOUT", str(exc))
         raise TemporalUnavailable() from None
+    except RuntimeError as exc:
+        if not unconnected(exc):
+            raise
+        _unavailable(name, workflow_id, "NOT_CONNECTED", str(exc))
+        raise TemporalUnavailable() from None
 
 
 def _unavailable(name: str, workflow_id: str, status: str, message: str) -> None:
@@ -111,6 +123,11 @@ async def query(
         raise
     except RPCTimeoutOrCancelledError as exc:
         _unavailable(name, workflow_id, "RPC_TIMEOUT", str(exc))
+        raise TemporalUnavailable() from None
+    except RuntimeError as exc:
+        if not unconnected(exc):
+            raise
+        _unavailable(name, workflow_id, "NOT_CONNECTED", str(exc))
         raise TemporalUnavailable() from None
     except WorkflowQueryFailedError as exc:
         raise Conflict("query_failed", f"查询失败：{exc}") from None

@@ -1,20 +1,26 @@
 """/healthz and /readyz over HTTP: ready while the database and Temporal answer, 503 naming
-Temporal once its server is gone (while /healthz, the process itself, stays 200)."""
+Temporal once its server is gone (while /healthz, the process itself, stays 200), and an API
+started before Temporal that serves what it can and reaches Temporal once it is up."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 
+from activities.tables import OrganisationRow
+from api.auth import upsert_user
 from api.main import create_app
 from chuangzheng.settings import Settings
 from chuangzheng.temporal_server import start_dev_server_env
+from domain.organisation import Role
 from tests.api.conftest import Stack, free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -63,3 +69,80 @@ async def test_readiness_fails_with_temporal_gone_and_liveness_does_not(tmp_path
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+async def test_the_api_starts_and_serves_before_temporal_and_connects_once_it_is_up(
+    tmp_path: Path,
+) -> None:
+    """Temporal down when the API starts (a cluster restarting, the API scheduled first): the
+    API starts anyway; sign-in, which the read model answers, works; readiness names
+    Temporal; a call into a workflow answers 503 with Retry-After, not 500; once a server
+    listens on the address the same client reaches it without a restart."""
+    temporal_port = free_port()
+    settings = Settings(
+        environment="test",
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'api.db'}",
+        temporal_address=f"127.0.0.1:{temporal_port}",
+        task_queue=f"late-{uuid.uuid4()}",
+        secret_key=f"test-{uuid.uuid4()}",
+    )
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    env = None
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.05)
+
+        def seed() -> None:  # in a thread: the API's loop guard refuses SQL on a loop
+            with app.state.sessions.begin() as session:
+                upsert_user(
+                    session, username="office", display_name="县委活动办", password="pw-late-start",
+                    role=Role.COUNTY_OFFICE,
+                )  # fmt: skip
+                session.add(
+                    OrganisationRow(
+                        org_id="org-late", name="迟到村党支部", org_type="rural", township="城关镇",
+                        system="rural", member_count=20, secretary="书记", instructor="指导员",
+                        active=True, row_number=1, updated_at=datetime.now(UTC),
+                    )
+                )  # fmt: skip
+
+        await asyncio.to_thread(seed)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            assert (await http.get("/healthz")).status_code == 200
+            not_ready = await http.get("/readyz")
+            assert not_ready.status_code == 503
+            assert not_ready.json()["checks"] == {"database": "ok", "temporal": "unavailable"}
+            login = await http.post(
+                "/api/v1/auth/login", json={"username": "office", "password": "pw-late-start"}
+            )
+            assert login.status_code == 200, login.text
+            auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            # A submission is an Update on the organisation's workflow: Temporal is needed.
+            submission = "/api/v1/rounds/r-late/organisations/org-late/submissions"
+            evidence = {"step_id": "study", "values": {"note": "已学习"}}
+            down = await http.post(submission, json=evidence, headers=auth)
+            assert down.status_code == 503, down.text
+            assert down.headers["retry-after"]
+            assert down.json()["code"] == "temporal_unavailable"
+
+            env = await start_dev_server_env(port=temporal_port)
+            deadline = time.monotonic() + 60
+            while (await http.get("/readyz")).status_code != 200:
+                assert time.monotonic() < deadline, "the API never reached the late server"
+                await asyncio.sleep(0.5)
+            # The same call now reaches Temporal: the round was never kicked off, so there is
+            # no such workflow (404), not a 503.
+            up = await http.post(submission, json=evidence, headers=auth)
+            assert up.status_code == 404, up.text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        if env is not None:
+            await env.shutdown()
