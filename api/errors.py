@@ -14,9 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SqlalchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import RPCTimeoutOrCancelledError
 from temporalio.service import RPCError
@@ -61,7 +64,10 @@ _HTTP_MESSAGES: dict[int, tuple[str, str]] = {
     503: ("unavailable", "服务暂时不可用，请稍后重试"),
 }
 
-#: Seconds a client should wait before retrying after a 503 (Temporal busy or unreachable).
+log = structlog.get_logger(__name__)
+
+#: Seconds a client should wait before retrying after a 503 (Temporal or the database busy
+#: or unreachable).
 RETRY_AFTER_SECONDS = 5
 
 # pydantic error types -> Chinese reasons.
@@ -113,6 +119,18 @@ def temporal_unavailable(message: str = "流程服务暂时繁忙或不可用，
     client sent was wrong, and retrying later (with the same Idempotency-Key) is safe."""
     return ApiError(
         503, "temporal_unavailable", message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+
+
+def database_unavailable() -> ApiError:
+    """503 with ``Retry-After``: the read model could not be reached or stayed locked past its
+    busy timeout (a deadline storm's writes on SQLite, a PostgreSQL restart). The request's
+    transaction was rolled back; retrying later (with the same Idempotency-Key) is safe."""
+    return ApiError(
+        503,
+        "database_unavailable",
+        "数据库暂时繁忙或不可用，请稍后重试",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
 
@@ -209,6 +227,21 @@ def install_error_handlers(app: FastAPI) -> None:
         raise exc
 
     app.add_exception_handler(RuntimeError, _runtime)
+
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        # Operational errors are the database's state, not the request's (connection lost,
+        # server restarting, SQLite's lock held past the busy timeout, a pool with no free
+        # connection): the caller retries later. Logged, so a persistent one is seen.
+        log.warning(
+            "database_unavailable",
+            path=request.url.path,
+            error=type(exc).__name__,
+            message=str(exc).splitlines()[0][:300] if str(exc) else "",
+        )
+        return await _api_error(request, database_unavailable())
+
+    for database_error in (OperationalError, SqlalchemyTimeoutError):
+        app.add_exception_handler(database_error, _database)
 
     @app.exception_handler(DomainError)
     async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from temporalio.client import Client
@@ -21,6 +22,7 @@ from api.public import ballots as public_ballots
 from api.public import commitments as public_commitments
 from api.public import honours as public_honours
 from api.public import log_redaction
+from api.responses import document_unavailable
 from api.routers import (
     accounts,
     actions,
@@ -107,6 +109,14 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         # the round and organisation a request names, and refuse writes from above a county.
         guard = [Depends(api_county_guard)] if module in _COUNTY_GUARDED else []
         app.include_router(module.router, dependencies=guard)
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_unavailable(build_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -37,7 +37,8 @@ DESCRIPTIONS: dict[int, str] = {
     413: "请求或上传文件超过大小上限，上限写在 message 中（too_large）",
     415: "不支持的文件类型（unsupported_media_type）",
     422: "请求参数有误，errors 逐项列出字段与原因（invalid 等）",
-    503: "流程服务（Temporal）繁忙或不可用，按 Retry-After 秒数后重试（temporal_unavailable）",
+    503: "流程服务（Temporal）或数据库繁忙、不可用，按 Retry-After 秒数后重试"
+    "（temporal_unavailable、database_unavailable）",
 }
 
 #: Routes that need a login (bearer token or the pages' cookie) and check a role or scope.
@@ -50,16 +51,39 @@ TEMPORAL = (503,)
 UPLOAD = (413, 415, 422)
 
 
+_RETRY_AFTER = {"description": "建议重试前等待的秒数", "schema": {"type": "integer"}}
+
+
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for ``statuses``, each with the common error body."""
     documented: dict[int | str, dict[str, Any]] = {}
     for status in sorted(set(statuses)):
         entry: dict[str, Any] = {"model": ErrorBody, "description": DESCRIPTIONS[status]}
         if status == 503:
-            retry_after = {"description": "建议重试前等待的秒数", "schema": {"type": "integer"}}
-            entry["headers"] = {"Retry-After": retry_after}
+            entry["headers"] = {"Retry-After": _RETRY_AFTER}
         documented[status] = entry
     return documented
+
+
+def document_unavailable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` (the app's OpenAPI document) with 503 on every operation: every route reads
+    or writes the database, which can be locked past its busy timeout or unreachable
+    (``database_unavailable``), besides Temporal for the routes that call it. Declared here
+    once rather than on every router."""
+    # The common error body is a component already: the 4xx entries of every router use it.
+    body = {"$ref": "#/components/schemas/ErrorBody"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses.setdefault(
+                "503",
+                {
+                    "description": DESCRIPTIONS[503],
+                    "headers": {"Retry-After": _RETRY_AFTER},
+                    "content": {"application/json": {"schema": body}},
+                },
+            )
+    return schema
 
 
 #: A moment in a response model, written as ``datetime.isoformat()`` (``+00:00``) like the

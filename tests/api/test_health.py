@@ -5,6 +5,7 @@ started before Temporal that serves what it can and reaches Temporal once it is 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 import uuid
@@ -146,3 +147,61 @@ async def test_the_api_starts_and_serves_before_temporal_and_connects_once_it_is
         thread.join(timeout=10)
         if env is not None:
             await env.shutdown()
+
+
+async def test_a_database_locked_past_its_busy_timeout_is_503_and_nothing_is_half_written(
+    tmp_path: Path,
+) -> None:
+    """Another writer holds SQLite's write lock longer than the API's busy timeout (a
+    deadline storm's recording, a long migration): a sign-in, which writes its session row,
+    answers 503 ``database_unavailable`` with ``Retry-After`` instead of 500, writes nothing,
+    and succeeds once the lock is released."""
+    db_file = tmp_path / "api.db"
+    settings = Settings(
+        environment="test",
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{db_file}",
+        task_queue=f"locked-{uuid.uuid4()}",
+        secret_key=f"test-{uuid.uuid4()}",
+    )
+    env = await start_dev_server_env()
+    app = create_app(settings, temporal=env.client)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    holder = sqlite3.connect(db_file, isolation_level=None, timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.05)
+
+        def seed() -> None:  # in a thread: the API's loop guard refuses SQL on a loop
+            with app.state.sessions.begin() as session:
+                upsert_user(
+                    session, username="office", display_name="县委活动办", password="pw-locked",
+                    role=Role.COUNTY_OFFICE,
+                )  # fmt: skip
+
+        await asyncio.to_thread(seed)
+        credentials = {"username": "office", "password": "pw-locked"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            holder.execute("BEGIN EXCLUSIVE")  # the write lock, held past the busy timeout
+            locked = await http.post("/api/v1/auth/login", json=credentials)
+            holder.execute("ROLLBACK")
+            assert locked.status_code == 503, locked.text
+            assert locked.json()["code"] == "database_unavailable"
+            assert locked.headers["retry-after"] == "5"
+            sessions_after_refusal = holder.execute(
+                "SELECT count(*) FROM sign_in_sessions"
+            ).fetchone()[0]
+            assert sessions_after_refusal == 0
+            # The same request once the lock is gone: signed in, one session row.
+            assert (await http.post("/api/v1/auth/login", json=credentials)).status_code == 200
+            assert holder.execute("SELECT count(*) FROM sign_in_sessions").fetchone()[0] == 1
+    finally:
+        holder.close()
+        server.should_exit = True
+        thread.join(timeout=10)
+        await env.shutdown()
