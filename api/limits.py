@@ -15,6 +15,7 @@ evidence values, as compact JSON       256KB (:data:`MAX_EVIDENCE_BYTES`)
 one text inside evidence               10,000 characters (:data:`MAX_EVIDENCE_TEXT`)
 items of one list or object            1,000 (:data:`MAX_EVIDENCE_ITEMS`)
 nesting of evidence values             4 levels (:data:`MAX_EVIDENCE_DEPTH`)
+numbers inside evidence                finite (no NaN, no infinity)
 reasons, comments, notes               2,000 characters (the body models' ``max_length``)
 rectification report                   20,000 characters
 =====================================  ==========================================
@@ -23,6 +24,7 @@ rectification report                   20,000 characters
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any
 
 from fastapi import HTTPException
@@ -52,6 +54,11 @@ def _too_large(reason: str) -> PydanticCustomError:
 def _check(value: Any, path: str, depth: int) -> None:
     if depth > MAX_EVIDENCE_DEPTH:
         raise _too_large(f"{path}：嵌套超过 {MAX_EVIDENCE_DEPTH} 层")
+    if isinstance(value, float) and not math.isfinite(value):
+        # JSON has no NaN or infinity; Python's parser accepts them, and the payload would
+        # carry them as null: refused rather than stored as something the secretary did not
+        # send.
+        raise PydanticCustomError("value_not_finite", f"{path}：数值无效（不是有限数）")
     if isinstance(value, str):
         if len(value) > MAX_EVIDENCE_TEXT:
             raise _too_large(f"{path}：文本超过上限 {MAX_EVIDENCE_TEXT} 字（当前 {len(value)} 字）")

@@ -305,6 +305,15 @@ async def test_oversized_evidence_is_refused_before_temporal(
     assert huge.status_code == 413 and huge.json()["code"] == "too_large"
     assert "1MB" in huge.json()["message"]
 
+    # Python's JSON parser takes NaN and Infinity; JSON has neither: refused, not stored as null.
+    not_finite = await http.post(
+        f"{base}/submissions",
+        content=b'{"step_id": "s", "values": {"score": [1, NaN], "total": Infinity}}',
+        headers={**secretary, "Content-Type": "application/json"},
+    )
+    assert not_finite.status_code == 422, not_finite.text
+    assert "数值无效" in not_finite.json()["errors"][0]["reason"]
+
     assert await _updates_in_history(dev_server.client, workflow_id) == before
 
 
