@@ -6,6 +6,7 @@ nothing here reads settings, so tests pass their own URL.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,55 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+#: What stands for a NUL character in what PostgreSQL stores (see :func:`_without_nul`).
+NUL_REPLACEMENT = "\ufffd"
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` (JSON-like) with every NUL character in its texts and keys replaced."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_REPLACEMENT)
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def _json_for_postgresql(value: Any) -> str:
+    """JSON for a JSON/JSONB column: PostgreSQL refuses the escape ``\\u0000``, so a NUL in
+    any text is replaced (checked on the encoded text first: the common case costs one
+    substring search)."""
+    encoded = json.dumps(value)
+    if "\\u0000" in encoded:
+        encoded = json.dumps(_without_nul(value))
+    return encoded
+
+
+def _parameters_without_nul(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+) -> tuple[str, Any]:
+    """Replace NUL in text parameters before PostgreSQL sees them.
+
+    PostgreSQL text cannot hold NUL (SQLite can). A NUL that reached a write (typed into a
+    reason, carried in a workflow's history, read from a roster file) failed that write with
+    ``DataError`` on every retry: an organisation's recording stopped for good. The API
+    refuses NUL in what it is sent (``api.security``); this is the read model's own guard,
+    for what came another way or before that check.
+    """
+    return statement, _without_nul(parameters) if _has_nul(parameters) else parameters
+
+
+def _has_nul(parameters: Any) -> bool:
+    if isinstance(parameters, str):
+        return "\x00" in parameters
+    if isinstance(parameters, dict):
+        return any(_has_nul(v) for v in parameters.values())
+    if isinstance(parameters, list | tuple):
+        return any(_has_nul(v) for v in parameters)
+    return False
+
+
 def make_engine(
     url: str, *, pool_size: int | None = None, max_overflow: int | None = None
 ) -> Engine:
@@ -73,7 +123,9 @@ def make_engine(
     if max_overflow is not None:
         pool["max_overflow"] = max_overflow
     # pre_ping: a database restart must not fail the next activity with a dead connection.
-    return create_engine(parsed, pool_pre_ping=True, **pool)
+    engine = create_engine(parsed, pool_pre_ping=True, json_serializer=_json_for_postgresql, **pool)
+    event.listen(engine, "before_cursor_execute", _parameters_without_nul, retval=True)
+    return engine
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

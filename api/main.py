@@ -55,7 +55,7 @@ from api.routers import (
     users,
     what_if,
 )
-from api.security import SecurityMiddleware
+from api.security import SecurityMiddleware, refuse_nul
 from api.tenancy import api_county_guard
 from api.ui import routes as ui_routes
 from chuangzheng.bootstrap import open_services
@@ -92,6 +92,8 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         docs_url="/docs",
         openapi_url="/openapi.json",
         lifespan=lifespan,
+        # NUL in a body is refused for every route (api.security.refuse_nul).
+        dependencies=[Depends(refuse_nul)],
         # FastAPI's own OpenTelemetry (0.16x: on once a tracer provider exists) would add a
         # second server span carrying the raw path and query, ballot tokens included: the
         # project's RequestTelemetry below names spans and metrics by route template only.

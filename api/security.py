@@ -22,17 +22,24 @@ the service stores; it is refused with 422 here, once for every route, instead o
 workflow. So is an ``offset`` or ``limit`` beyond :data:`MAX_PAGING` on any route (the
 routes bound their own pages; this keeps a forgotten bound from overflowing the database's
 integers, a 500).
+
+NUL characters: in a query parameter (here) or in a JSON or form body (:func:`refuse_nul`, a
+dependency of every route) they are refused with 422 naming the field: nobody types one, and
+PostgreSQL text cannot hold it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import ApiError
 
 #: Methods that change nothing (RFC 9110 safe methods): never checked for their origin.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -83,6 +90,45 @@ def _paging_beyond_bounds(query_string: bytes) -> str | None:
         if name in _PAGING and digits.isdigit() and int(digits) > MAX_PAGING:
             return name
     return None
+
+
+def _nul_parameter(query_string: bytes) -> str | None:
+    """The name of a query parameter whose (percent-decoded) value holds a NUL, if any."""
+    if b"%00" not in query_string and b"\x00" not in query_string:
+        return None
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in value or "\x00" in name:
+            return name.replace("\x00", "")
+    return None
+
+
+#: ``\u0000`` in JSON text that is an escape (not an escaped backslash followed by "u0000").
+JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_NUL_REASON = "不能包含空字符（\\u0000）"
+
+
+def _nul_refused(field: str) -> ApiError:
+    return ApiError(422, "invalid", "请求参数有误", [{"field": field, "reason": _NUL_REASON}])
+
+
+async def refuse_nul(request: Request) -> None:
+    """A dependency of every route: 422 for a NUL character in a JSON or form body.
+
+    NUL is in nothing a person types, and PostgreSQL text cannot hold it: a reason with one
+    reached a workflow's history and then failed the read model's every write for that
+    organisation. The body is already read (FastAPI reads it before the dependencies run,
+    and keeps it), so this costs a search over bytes in memory."""
+    if request.method in SAFE_METHODS:
+        return
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        if JSON_NUL.search(await request.body()):
+            raise _nul_refused("body")
+    elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form()
+        for name, value in form.multi_items():
+            if isinstance(value, str) and "\x00" in value:
+                raise _nul_refused(name)
 
 
 def _ballot_path(path: str) -> bool:
@@ -151,6 +197,10 @@ class SecurityMiddleware:
 
         if _control_characters(path):
             await _refuse(send_with_headers, "path", "路径中含有控制字符，不是有效的编号")
+            return
+        nul = _nul_parameter(scope.get("query_string", b""))
+        if nul is not None:
+            await _refuse(send_with_headers, nul, _NUL_REASON)
             return
         paging = _paging_beyond_bounds(scope.get("query_string", b""))
         if paging is not None:

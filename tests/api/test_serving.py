@@ -9,18 +9,19 @@ slow ``/users/me`` or a stuck Update. Timing bounds are generous (1 s, several s
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, select, text
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
@@ -28,12 +29,17 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities.db import make_engine
+from activities.db import NUL_REPLACEMENT, make_engine
+from activities.tables import campaign_events
 from api import workflow_calls
 from api.blocking import BlockingCallOnLoop, install_loop_guard, run_sync
 from api.errors import ApiError
 from api.main import create_app
+from api.security import JSON_NUL
 from chuangzheng.services import workflow_calls as service_calls
+from chuangzheng.services.organisation_actions import OrganisationAction, perform
+from domain.organisation import Role
+from domain.state import Actor
 from tests.api.conftest import ROSTER_CSV, Stack, free_port, start_demo_round, token
 from tests.api.spreadsheets import xlsx
 from tests.api.test_campaign_api import evidence
@@ -407,3 +413,67 @@ async def test_an_unreachable_or_timed_out_server_is_503(
             await call
         assert refused.value.status_code == 503
         assert int(refused.value.headers["Retry-After"]) > 0
+
+
+# ── NUL characters ─────────────────────────────────────────────────────────────────────
+
+
+async def test_a_nul_is_refused_and_one_already_in_a_history_still_reaches_the_read_model(
+    http: httpx.AsyncClient, stack: Stack, dev_server: WorkflowEnvironment
+) -> None:
+    """PostgreSQL text cannot hold NUL: an extension reason with one used to be accepted, then
+    failed the organisation's every read-model write (nothing it did afterwards was recorded
+    on PostgreSQL). The API refuses it now; and a NUL that reaches a workflow another way (a
+    history from before, a client of its own) is stored replaced, so recording goes on."""
+    rid = await start_demo_round(stack, f"nul-{uuid.uuid4().hex[:8]}")
+    secretary = await token(http, "sec-c")
+    base = f"/api/v1/rounds/{rid}/organisations/org-c"
+    status = (await http.get(f"{base}/status", headers=secretary)).json()
+    deadline = datetime.fromisoformat(status["state"]["phases"][0]["deadline"])
+    later = (deadline + timedelta(days=3)).isoformat()
+
+    refused = await http.post(
+        f"{base}/extensions", json={"new_deadline": later, "reason": "村里有事\u0000"},
+        headers=secretary,
+    )  # fmt: skip
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [{"field": "body", "reason": "不能包含空字符（\\u0000）"}]
+    # An escaped backslash followed by "u0000" is text, not a NUL; a backslash then a NUL is.
+    assert not JSON_NUL.search(json.dumps({"r": "C:\\u0000"}).encode())
+    assert JSON_NUL.search(json.dumps({"r": "C:\\\u0000"}).encode())
+    in_query = await http.get("/api/v1/organisations?q=a%00b", headers=secretary)
+    assert in_query.status_code == 422 and in_query.json()["errors"][0]["field"] == "q"
+
+    # The same reason sent to the workflow directly, as a history from before would hold it.
+    await perform(
+        dev_server.client,
+        actor=Actor(user="sec-c", name="书记", role=Role.SECRETARY),
+        round_id=rid,
+        org_id="org-c",
+        action=OrganisationAction.REQUEST_EXTENSION,
+        fields={"new_deadline": later, "reason": "村里有事\u0000"},
+        idempotency_key=None,
+        with_status=False,
+    )
+    engine = make_engine(stack.settings.database_url)
+    try:
+        recorded: list[Any] = []
+        for _ in range(60):
+            with engine.connect() as db:
+                recorded = list(
+                    db.execute(
+                        select(campaign_events.c.detail).where(
+                            campaign_events.c.round_id == rid,
+                            campaign_events.c.kind.like("%extension%"),
+                        )
+                    )
+                )
+            if recorded:
+                break
+            await asyncio.sleep(0.5)
+        assert len(recorded) == 1, "the extension request never reached the read model"
+        stored = json.dumps(recorded[0].detail, ensure_ascii=False)
+        expected = "\\u0000" if engine.dialect.name == "sqlite" else NUL_REPLACEMENT
+        assert f"村里有事{expected}" in stored, stored
+    finally:
+        engine.dispose()
