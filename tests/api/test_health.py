@@ -5,16 +5,19 @@ started before Temporal that serves what it can and reaches Temporal once it is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from activities.tables import OrganisationRow
 from api.auth import upsert_user
@@ -25,6 +28,52 @@ from domain.organisation import Role
 from tests.api.conftest import Stack, free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def api_settings(tmp_path: Path, **overrides: str) -> Settings:
+    """Settings of an API of its own over a SQLite file under ``tmp_path``."""
+    values = {
+        "environment": "test",
+        "data_dir": str(tmp_path),
+        "database_url": f"sqlite:///{tmp_path / 'api.db'}",
+        "task_queue": f"health-{uuid.uuid4()}",
+        "secret_key": f"test-{uuid.uuid4()}",
+    }
+    return Settings(**(values | overrides))
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """``app`` under uvicorn in a thread of its own, and a client for it, until the block ends."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            await asyncio.sleep(0.05)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            yield http
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+async def add_county_office(app: FastAPI, password: str) -> dict[str, str]:
+    """The county office's account ``office`` (in a thread: the API's loop guard refuses SQL
+    on the loop); returns its sign-in body."""
+
+    def add() -> None:
+        with app.state.sessions.begin() as session:
+            upsert_user(
+                session, username="office", display_name="县委活动办", password=password,
+                role=Role.COUNTY_OFFICE,
+            )  # fmt: skip
+
+    await asyncio.to_thread(add)
+    return {"username": "office", "password": password}
 
 
 async def test_the_running_stack_is_alive_and_ready(http: httpx.AsyncClient, stack: Stack) -> None:
@@ -38,38 +87,17 @@ async def test_the_running_stack_is_alive_and_ready(http: httpx.AsyncClient, sta
 
 async def test_readiness_fails_with_temporal_gone_and_liveness_does_not(tmp_path: Path) -> None:
     env = await start_dev_server_env()
-    settings = Settings(
-        environment="test",
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'api.db'}",
-        temporal_address=env.client.service_client.config.target_host,
-        task_queue=f"health-{uuid.uuid4()}",
-        secret_key=f"test-{uuid.uuid4()}",
-    )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.05)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            assert (await http.get("/readyz")).status_code == 200
-            await env.shutdown()  # the Temporal server goes away
-            started = time.monotonic()
-            not_ready = await http.get("/readyz")
-            assert time.monotonic() - started < 10  # bounded, not a hung probe
-            assert not_ready.status_code == 503
-            assert not_ready.json()["checks"] == {"database": "ok", "temporal": "unavailable"}
-            assert not_ready.headers["retry-after"] == "5"
-            assert (await http.get("/healthz")).status_code == 200
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    settings = api_settings(tmp_path, temporal_address=env.client.service_client.config.target_host)
+    async with serving(create_app(settings)) as http:
+        assert (await http.get("/readyz")).status_code == 200
+        await env.shutdown()  # the Temporal server goes away
+        started = time.monotonic()
+        not_ready = await http.get("/readyz")
+        assert time.monotonic() - started < 10  # bounded, not a hung probe
+        assert not_ready.status_code == 503
+        assert not_ready.json()["checks"] == {"database": "ok", "temporal": "unavailable"}
+        assert not_ready.headers["retry-after"] == "5"
+        assert (await http.get("/healthz")).status_code == 200
 
 
 async def test_the_api_starts_and_serves_before_temporal_and_connects_once_it_is_up(
@@ -80,49 +108,29 @@ async def test_the_api_starts_and_serves_before_temporal_and_connects_once_it_is
     Temporal; a call into a workflow answers 503 with Retry-After, not 500; once a server
     listens on the address the same client reaches it without a restart."""
     temporal_port = free_port()
-    settings = Settings(
-        environment="test",
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'api.db'}",
-        temporal_address=f"127.0.0.1:{temporal_port}",
-        task_queue=f"late-{uuid.uuid4()}",
-        secret_key=f"test-{uuid.uuid4()}",
-    )
-    app = create_app(settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    app = create_app(api_settings(tmp_path, temporal_address=f"127.0.0.1:{temporal_port}"))
     env = None
     try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.05)
+        async with serving(app) as http:
+            credentials = await add_county_office(app, "pw-late-start")
 
-        def seed() -> None:  # in a thread: the API's loop guard refuses SQL on a loop
-            with app.state.sessions.begin() as session:
-                upsert_user(
-                    session, username="office", display_name="县委活动办", password="pw-late-start",
-                    role=Role.COUNTY_OFFICE,
-                )  # fmt: skip
-                session.add(
-                    OrganisationRow(
-                        org_id="org-late", name="迟到村党支部", org_type="rural", township="城关镇",
-                        system="rural", member_count=20, secretary="书记", instructor="指导员",
-                        active=True, row_number=1, updated_at=datetime.now(UTC),
-                    )
-                )  # fmt: skip
+            def add_organisation() -> None:
+                with app.state.sessions.begin() as session:
+                    session.add(
+                        OrganisationRow(
+                            org_id="org-late", name="迟到村党支部", org_type="rural",
+                            township="城关镇", system="rural", member_count=20, secretary="书记",
+                            instructor="指导员", active=True, row_number=1,
+                            updated_at=datetime.now(UTC),
+                        )
+                    )  # fmt: skip
 
-        await asyncio.to_thread(seed)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            await asyncio.to_thread(add_organisation)
             assert (await http.get("/healthz")).status_code == 200
             not_ready = await http.get("/readyz")
             assert not_ready.status_code == 503
             assert not_ready.json()["checks"] == {"database": "ok", "temporal": "unavailable"}
-            login = await http.post(
-                "/api/v1/auth/login", json={"username": "office", "password": "pw-late-start"}
-            )
+            login = await http.post("/api/v1/auth/login", json=credentials)
             assert login.status_code == 200, login.text
             auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
             # A submission is an Update on the organisation's workflow: Temporal is needed.
@@ -143,8 +151,6 @@ async def test_the_api_starts_and_serves_before_temporal_and_connects_once_it_is
             up = await http.post(submission, json=evidence, headers=auth)
             assert up.status_code == 404, up.text
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         if env is not None:
             await env.shutdown()
 
@@ -156,52 +162,25 @@ async def test_a_database_locked_past_its_busy_timeout_is_503_and_nothing_is_hal
     deadline storm's recording, a long migration): a sign-in, which writes its session row,
     answers 503 ``database_unavailable`` with ``Retry-After`` instead of 500, writes nothing,
     and succeeds once the lock is released."""
-    db_file = tmp_path / "api.db"
-    settings = Settings(
-        environment="test",
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{db_file}",
-        task_queue=f"locked-{uuid.uuid4()}",
-        secret_key=f"test-{uuid.uuid4()}",
-    )
     env = await start_dev_server_env()
-    app = create_app(settings, temporal=env.client)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    holder = sqlite3.connect(db_file, isolation_level=None, timeout=30)
+    app = create_app(api_settings(tmp_path), temporal=env.client)
     try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.05)
-
-        def seed() -> None:  # in a thread: the API's loop guard refuses SQL on a loop
-            with app.state.sessions.begin() as session:
-                upsert_user(
-                    session, username="office", display_name="县委活动办", password="pw-locked",
-                    role=Role.COUNTY_OFFICE,
-                )  # fmt: skip
-
-        await asyncio.to_thread(seed)
-        credentials = {"username": "office", "password": "pw-locked"}
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            holder.execute("BEGIN EXCLUSIVE")  # the write lock, held past the busy timeout
-            locked = await http.post("/api/v1/auth/login", json=credentials)
-            holder.execute("ROLLBACK")
-            assert locked.status_code == 503, locked.text
-            assert locked.json()["code"] == "database_unavailable"
-            assert locked.headers["retry-after"] == "5"
-            sessions_after_refusal = holder.execute(
-                "SELECT count(*) FROM sign_in_sessions"
-            ).fetchone()[0]
-            assert sessions_after_refusal == 0
-            # The same request once the lock is gone: signed in, one session row.
-            assert (await http.post("/api/v1/auth/login", json=credentials)).status_code == 200
-            assert holder.execute("SELECT count(*) FROM sign_in_sessions").fetchone()[0] == 1
+        async with serving(app) as http:
+            credentials = await add_county_office(app, "pw-locked")
+            holder = sqlite3.connect(tmp_path / "api.db", isolation_level=None, timeout=30)
+            try:
+                holder.execute("BEGIN EXCLUSIVE")  # the write lock, held past the busy timeout
+                locked = await http.post("/api/v1/auth/login", json=credentials)
+                holder.execute("ROLLBACK")
+                assert locked.status_code == 503, locked.text
+                assert locked.json()["code"] == "database_unavailable"
+                assert locked.headers["retry-after"] == "5"
+                count = "SELECT count(*) FROM sign_in_sessions"
+                assert holder.execute(count).fetchone()[0] == 0
+                # The same request once the lock is gone: signed in, one session row.
+                assert (await http.post("/api/v1/auth/login", json=credentials)).status_code == 200
+                assert holder.execute(count).fetchone()[0] == 1
+            finally:
+                holder.close()
     finally:
-        holder.close()
-        server.should_exit = True
-        thread.join(timeout=10)
         await env.shutdown()
