@@ -31,7 +31,7 @@ from chuangzheng.services.errors import (
     ServiceError,
     TemporalUnavailable,
 )
-from chuangzheng.services.workflow_calls import unconnected
+from chuangzheng.services.workflow_calls import unavailable_status, unconnected
 from domain.errors import DomainError
 
 # Refusal codes of the domain and workflows -> HTTP status. Unlisted codes are conflicts.
@@ -212,8 +212,19 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=exc.headers or None,
         )
 
-    async def _temporal(request: Request, _: Exception) -> JSONResponse:
-        # A Temporal call no route mapped (start_workflow, schedules, …): still a 503.
+    async def _temporal(request: Request, exc: Exception) -> JSONResponse:
+        # A Temporal call no service mapped: still a 503 for the caller. The operator reads
+        # what it was: busy or out of reach (a warning, like the services' own), or
+        # anything else, which retrying will not cure (a refused namespace, a malformed
+        # request: an error to look into).
+        status = unavailable_status(exc)
+        (log.warning if status is not None else log.error)(
+            "temporal_call_failed",
+            path=request.url.path,
+            error=type(exc).__name__,
+            status=status or (exc.status.name if isinstance(exc, RPCError) else ""),
+            message=str(exc)[:300],
+        )
         return await _api_error(request, temporal_unavailable())
 
     for temporal_error in (RPCError, RPCTimeoutOrCancelledError, TimeoutError):

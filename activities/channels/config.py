@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
+from activities.tables.delivery import ADDRESS_MAX_CHARS
 from domain.organisation import DEFAULT_COUNTY, Role
 
 #: The environment variable naming the channels file.
@@ -135,6 +136,10 @@ class ChannelsConfig(BaseModel):
             for channel, address in book.items():
                 if channel not in KNOWN_CHANNELS:
                     raise ValueError(f"地址中的未知渠道：{channel}")
+                if len(address) > ADDRESS_MAX_CHARS:
+                    raise ValueError(
+                        f"{channel}地址过长（不能超过{ADDRESS_MAX_CHARS}字）：{address[:40]}…"
+                    )
                 if channel in ROBOT_CHANNELS:
                     robot = self.robots.get(address)
                     if robot is None or robot.kind != channel:

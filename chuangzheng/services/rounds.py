@@ -33,9 +33,8 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client, RPCTimeoutOrCancelledError
+from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.service import RPCError
 
 from activities.roster_store import write_roster_snapshot
 from activities.round_contracts import FINAL_STATUSES, RoundStatus
@@ -50,7 +49,6 @@ from chuangzheng.services.errors import (
     InvalidInput,
     NotFound,
     Refused,
-    TemporalUnavailable,
     from_domain,
 )
 from chuangzheng.services.plan_versions import current_plan_in
@@ -135,20 +133,6 @@ def _refusals() -> Iterator[None]:
         yield
     except DomainError as exc:
         raise from_domain(exc) from None
-
-
-@contextlib.contextmanager
-def _temporal() -> Iterator[None]:
-    """Temporal calls that are not Updates (starting a workflow, schedules): a timeout or an
-    RPC failure is :class:`TemporalUnavailable`, as the API always answered (503)."""
-    try:
-        yield
-    except (RPCError, RPCTimeoutOrCancelledError, TimeoutError):
-        raise TemporalUnavailable() from None
-    except RuntimeError as exc:
-        if not workflow_calls.unconnected(exc):
-            raise
-        raise TemporalUnavailable() from None
 
 
 def _invalid(exc: ValidationError) -> InvalidInput:
@@ -378,7 +362,7 @@ class Rounds:
             # by content, so a retried kick-off stores nothing new.
             await _in_thread(store_plan, self.sessions, kickoff.plan)
             settings = self.settings
-            with _temporal():
+            with workflow_calls.temporal_trouble("start_round", round_workflow_id(round_id)):
                 await self.temporal.start_workflow(
                     ROUND_WORKFLOW_TYPE,
                     workflow_input,
@@ -521,7 +505,7 @@ class Rounds:
             # The round's workflow is gone or finished although the read model had not
             # caught up: the round has ended.
             raise Conflict("already_closed", "本轮活动已经结束，无需再次结束") from None
-        with _temporal():
+        with workflow_calls.temporal_trouble("delete_schedules", round_workflow_id(round_id)):
             await delete_schedules(self.temporal, round_id)
         await _in_thread(self._mark_closed, round_id)
         return result

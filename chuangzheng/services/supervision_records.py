@@ -31,6 +31,13 @@ from chuangzheng.services.errors import InvalidInput
 from domain.inspection import RECORD_ROLES, SupervisionKind
 
 FORBIDDEN = "只有督导人员可以记录座谈会和督查情况"
+#: The supervisors are kept as one text joined by "、" in a column of this many characters
+#: (``supervision_records.supervisors``): PostgreSQL refuses a longer one outright, so the
+#: request is measured against it before anything is written.
+SUPERVISORS_MAX_CHARS = 500
+#: One person's name (or name and post, "镇党委赵书记").
+SUPERVISOR_NAME_MAX_CHARS = 40
+_SEPARATOR = "、"
 
 
 class RecordRequest(BaseModel):
@@ -57,14 +64,37 @@ def parse_request(fields: dict[str, object]) -> RecordRequest:
             for e in exc.errors()
         ]
         raise InvalidInput("invalid", "请求参数有误", problems) from None
-    blank = [
-        {"field": f"supervisors.{i}", "reason": "姓名不能为空"}
+    problems = [
+        {"field": f"supervisors.{i}", "reason": reason}
         for i, name in enumerate(request.supervisors)
-        if not name.strip()
+        if (reason := _name_problem(name.strip()))
     ]
-    if blank:
-        raise InvalidInput("invalid", "请求参数有误", blank)
+    if not problems and len(_joined(request.supervisors)) > SUPERVISORS_MAX_CHARS:
+        problems.append(
+            {
+                "field": "supervisors",
+                "reason": f"督导人员姓名合计不能超过{SUPERVISORS_MAX_CHARS}字",
+            }
+        )
+    if problems:
+        raise InvalidInput("invalid", "请求参数有误", problems)
     return request
+
+
+def _name_problem(name: str) -> str | None:
+    """Why one supervisor's name cannot be kept, or None."""
+    if not name:
+        return "姓名不能为空"
+    if len(name) > SUPERVISOR_NAME_MAX_CHARS:
+        return f"姓名不能超过{SUPERVISOR_NAME_MAX_CHARS}字"
+    if _SEPARATOR in name:
+        # The names are kept joined by "、": one containing it would come back as two.
+        return "每项只能填写一人，多人请分项填写"
+    return None
+
+
+def _joined(supervisors: list[str]) -> str:
+    return _SEPARATOR.join(s.strip() for s in supervisors)
 
 
 @dataclass(frozen=True)
@@ -84,7 +114,7 @@ class SupervisionRecord:
             "kind_label": kind.label,
             "held_on": self.row.held_on,
             "title": self.row.title,
-            "supervisors": self.row.supervisors.split("、"),
+            "supervisors": self.row.supervisors.split(_SEPARATOR),
             "org_ids": list(self.org_ids),
             "findings": self.row.findings,
             "follow_ups": self.row.follow_ups,
@@ -135,7 +165,7 @@ def record(
         kind=request.kind.value,
         held_on=request.held_on.isoformat(),
         title=request.title.strip(),
-        supervisors="、".join(s.strip() for s in request.supervisors),
+        supervisors=_joined(request.supervisors),
         findings=request.findings.strip(),
         follow_ups=request.follow_ups.strip(),
         recorded_by=caller.username,

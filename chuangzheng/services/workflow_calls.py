@@ -9,6 +9,8 @@ round) is :class:`NotFound`; a call that times out or cannot reach the server is
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -51,6 +53,37 @@ def unconnected(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
 
 
+def unavailable_status(exc: BaseException) -> str | None:
+    """The one answer to "does ``exc`` mean Temporal is busy or out of reach?": the status
+    an operator reads in the log if it does (``UNAVAILABLE``, ``RPC_TIMEOUT``,
+    ``NOT_CONNECTED``, …), None if it means anything else (a refusal, a missing workflow, a
+    bug), which the caller must handle or let through."""
+    if isinstance(exc, RPCError):
+        return exc.status.name if exc.status in _UNAVAILABLE else None
+    if isinstance(exc, RPCTimeoutOrCancelledError):
+        return "RPC_TIMEOUT"
+    if isinstance(exc, TimeoutError):
+        return "TIMEOUT"
+    if unconnected(exc):
+        return "NOT_CONNECTED"
+    return None
+
+
+@contextlib.contextmanager
+def temporal_trouble(call: str, workflow_id: str = "") -> Iterator[None]:
+    """Around any call to Temporal: busy or out of reach (:func:`unavailable_status`) becomes
+    :class:`TemporalUnavailable` (503 with ``Retry-After`` in the API), logged for the
+    operator; everything else passes through unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        status = unavailable_status(exc)
+        if status is None:
+            raise
+        _unavailable(call, workflow_id, status, str(exc))
+        raise TemporalUnavailable() from None
+
+
 def _refused(exc: ApplicationError) -> Refused:
     errors: list[dict[str, Any]] = []
     if exc.details and isinstance(exc.details[0], dict):
@@ -64,32 +97,22 @@ async def update(
     """Execute the Update ``name`` with ``arg``; refusals and Temporal trouble become
     service errors."""
     handle = client.get_workflow_handle(workflow_id)
-    try:
-        result: T = await handle.execute_update(
-            name, arg, result_type=result_type, rpc_timeout=UPDATE_RPC_TIMEOUT
-        )
-        return result
-    except WorkflowUpdateFailedError as exc:
-        if isinstance(exc.cause, ApplicationError):
-            raise _refused(exc.cause) from None
-        raise
-    except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
-            raise NotFound(_NOT_IN_ROUND) from None
-        if exc.status is RPCStatusCode.FAILED_PRECONDITION:
-            raise Conflict("completed", "该活动流程已结束，不能再操作") from None
-        if exc.status in _UNAVAILABLE:
-            _unavailable(name, workflow_id, exc.status.name, exc.message)
-            raise TemporalUnavailable() from None
-        raise
-    except RPCTimeoutOrCancelledError as exc:
-        _unavailable(name, workflow_id, "RPC_TIMEOUT", str(exc))
-        raise TemporalUnavailable() from None
-    except RuntimeError as exc:
-        if not unconnected(exc):
+    with temporal_trouble(name, workflow_id):
+        try:
+            result: T = await handle.execute_update(
+                name, arg, result_type=result_type, rpc_timeout=UPDATE_RPC_TIMEOUT
+            )
+            return result
+        except WorkflowUpdateFailedError as exc:
+            if isinstance(exc.cause, ApplicationError):
+                raise _refused(exc.cause) from None
             raise
-        _unavailable(name, workflow_id, "NOT_CONNECTED", str(exc))
-        raise TemporalUnavailable() from None
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                raise NotFound(_NOT_IN_ROUND) from None
+            if exc.status is RPCStatusCode.FAILED_PRECONDITION:
+                raise Conflict("completed", "该活动流程已结束，不能再操作") from None
+            raise
 
 
 def _unavailable(name: str, workflow_id: str, status: str, message: str) -> None:
@@ -111,23 +134,13 @@ async def query(
 ) -> T:
     """Run the query ``name``; a missing workflow is :class:`NotFound`."""
     handle = client.get_workflow_handle(workflow_id)
-    try:
-        result: T = await handle.query(name, result_type=result_type, rpc_timeout=rpc_timeout)
-        return result
-    except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
-            raise NotFound(_NOT_IN_ROUND) from None
-        if exc.status in _UNAVAILABLE:
-            _unavailable(name, workflow_id, exc.status.name, exc.message)
-            raise TemporalUnavailable() from None
-        raise
-    except RPCTimeoutOrCancelledError as exc:
-        _unavailable(name, workflow_id, "RPC_TIMEOUT", str(exc))
-        raise TemporalUnavailable() from None
-    except RuntimeError as exc:
-        if not unconnected(exc):
+    with temporal_trouble(name, workflow_id):
+        try:
+            result: T = await handle.query(name, result_type=result_type, rpc_timeout=rpc_timeout)
+            return result
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                raise NotFound(_NOT_IN_ROUND) from None
             raise
-        _unavailable(name, workflow_id, "NOT_CONNECTED", str(exc))
-        raise TemporalUnavailable() from None
-    except WorkflowQueryFailedError as exc:
-        raise Conflict("query_failed", f"查询失败：{exc}") from None
+        except WorkflowQueryFailedError as exc:
+            raise Conflict("query_failed", f"查询失败：{exc}") from None

@@ -440,6 +440,8 @@ def test_example_channels_file_builds_a_router(
         ({"routes": {"instructor": ["fax"]}}, "未知的渠道"),
         ({"role_addresses": {"township": {"dingtalk": "不存在的群"}}}, "未定义的dingtalk机器人"),
         ({"smtp": None}, "缺少 smtp"),
+        # Longer than the delivery ledger's column: PostgreSQL would refuse its row.
+        ({"role_addresses": {"township": {"email": "a" * 310 + "@example.org"}}}, "地址过长"),
     ],
 )
 def test_inconsistent_configuration_is_refused(

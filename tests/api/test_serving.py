@@ -20,7 +20,9 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+import structlog
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import Engine, event, select, text
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
@@ -31,12 +33,14 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.db import NUL_REPLACEMENT, make_engine
 from activities.tables import campaign_events
+from api import errors as api_errors
 from api import workflow_calls
 from api.blocking import BlockingCallOnLoop, install_loop_guard, run_sync
-from api.errors import ApiError
+from api.errors import ApiError, install_error_handlers
 from api.main import create_app
 from api.security import JSON_NUL
 from chuangzheng.services import workflow_calls as service_calls
+from chuangzheng.services.errors import NotFound, TemporalUnavailable
 from chuangzheng.services.organisation_actions import OrganisationAction, perform
 from domain.organisation import Role
 from domain.state import Actor
@@ -413,6 +417,66 @@ async def test_an_unreachable_or_timed_out_server_is_503(
             await call
         assert refused.value.status_code == 503
         assert int(refused.value.headers["Retry-After"]) > 0
+
+
+async def test_one_classifier_tells_temporal_trouble_from_everything_else() -> None:
+    """Every service that calls Temporal (Updates, queries, starting a round or an
+    evaluation, closing an organisation) goes through ``temporal_trouble``: busy or out of
+    reach is TemporalUnavailable, anything else passes through as itself."""
+    trouble = [
+        RPCError("busy", RPCStatusCode.RESOURCE_EXHAUSTED, b""),
+        RPCError("down", RPCStatusCode.UNAVAILABLE, b""),
+        RuntimeError("Failed client connect: connection refused"),
+        TimeoutError(),
+    ]
+    for exc in trouble:
+        with pytest.raises(TemporalUnavailable), service_calls.temporal_trouble("call", "wf"):
+            raise exc
+    others: list[Exception] = [
+        RPCError("bad", RPCStatusCode.INVALID_ARGUMENT, b""),
+        RuntimeError("a bug"),
+        NotFound("缺少"),
+    ]
+    for exc in others:
+        with pytest.raises(type(exc)) as passed, service_calls.temporal_trouble("call", "wf"):
+            raise exc
+        assert passed.value is exc
+
+
+async def test_a_temporal_failure_no_service_mapped_is_503_and_tells_the_operator_what(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The API's last resort for a Temporal error a route let through: the caller gets 503;
+    the log says whether it was the server's load (a warning) or something retrying will
+    not cure (an error, with the status), since the caller's answer cannot say."""
+    app = FastAPI()
+    install_error_handlers(app)
+    raised: dict[str, BaseException] = {
+        "busy": RPCError("busy", RPCStatusCode.UNAVAILABLE, b""),
+        "refused": RPCError("namespace denied", RPCStatusCode.PERMISSION_DENIED, b""),
+    }
+
+    @app.get("/{what}")
+    async def fail(what: str) -> None:
+        raise raised[what]
+
+    # A logger of its own: the process may have configured structlog already (the API stack
+    # does, with loggers cached on first use), which ``capture_logs`` alone cannot undo.
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    monkeypatch.setattr(api_errors, "log", structlog.get_logger(api_errors.__name__))
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            with structlog.testing.capture_logs() as logs:
+                for what in raised:
+                    answer = await client.get(f"/{what}")
+                    assert answer.status_code == 503
+                    assert answer.json()["code"] == "temporal_unavailable"
+    finally:
+        structlog.configure(**saved)
+    lines = [(e["log_level"], e["status"]) for e in logs if e["event"] == "temporal_call_failed"]
+    assert lines == [("warning", "UNAVAILABLE"), ("error", "PERMISSION_DENIED")]
 
 
 # ── NUL characters ─────────────────────────────────────────────────────────────────────

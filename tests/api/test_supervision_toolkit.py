@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import uuid
 from typing import Any
 
@@ -234,10 +235,32 @@ async def test_supervision_records_show_on_the_timeline_and_in_the_circular(
         "findings": "西关社区承诺公示不及时",
         "follow_ups": "一周内回访西关社区",
     }
-    made = await http.post(
-        f"/api/v1/rounds/{rid}/supervision-records", json=record, headers=township
+    # The same request twice at once (a double click): one record, the same answer twice.
+    # The record's id is fresh per insert, so only the key's claim can make them one.
+    keyed = township | {"Idempotency-Key": f"record-{rid}"}
+    made, twin = await asyncio.gather(
+        *(
+            http.post(f"/api/v1/rounds/{rid}/supervision-records", json=record, headers=keyed)
+            for _ in range(2)
+        )
     )
-    assert made.status_code == 201, made.text
+    assert made.status_code == twin.status_code == 201, (made.text, twin.text)
+    assert made.json() == twin.json()
+    # A key whose request failed is given back: the corrected request runs under it.
+    failed_key = township | {"Idempotency-Key": f"failed-{rid}"}
+    refused = await http.post(
+        f"/api/v1/rounds/{rid}/supervision-records",
+        json=record | {"org_ids": ["org-c"], "title": "另一次督查"},
+        headers=failed_key,
+    )
+    assert refused.status_code == 422
+    # (the same key with another body would be refused as reused, had the claim stayed)
+    corrected = await http.post(
+        f"/api/v1/rounds/{rid}/supervision-records",
+        json=record | {"title": "另一次督查"},
+        headers=failed_key,
+    )
+    assert corrected.status_code == 201, corrected.text
     outside = await http.post(
         f"/api/v1/rounds/{rid}/supervision-records",
         json=record | {"org_ids": ["org-a", "org-c"]},
@@ -245,14 +268,36 @@ async def test_supervision_records_show_on_the_timeline_and_in_the_circular(
     )
     assert outside.status_code == 422
     assert [e["field"] for e in outside.json()["errors"]] == ["org_ids.1"]
+    # The supervisors are kept joined in a 500-character column: fifty names of twenty
+    # characters each used to pass the request's checks and then fail PostgreSQL's write
+    # (a 500). Each name, and all of them together, are measured first; nothing is kept.
+    too_many = await http.post(
+        f"/api/v1/rounds/{rid}/supervision-records",
+        json=record | {"supervisors": [f"第{i:02d}督导组组长" + "某" * 12 for i in range(50)]},
+        headers=township,
+    )
+    assert too_many.status_code == 422, too_many.text
+    assert too_many.json()["errors"] == [
+        {"field": "supervisors", "reason": "督导人员姓名合计不能超过500字"}
+    ]
+    one_long = await http.post(
+        f"/api/v1/rounds/{rid}/supervision-records",
+        json=record | {"supervisors": ["赵书记", "钱" * 41, "孙某、李某"]},
+        headers=township,
+    )
+    assert one_long.status_code == 422, one_long.text
+    assert [e["field"] for e in one_long.json()["errors"]] == [
+        "supervisors.1",
+        "supervisors.2",
+    ]
     # The timeline of org-a (its secretary sees it); org-c's has nothing.
     timeline = await http.get(
         f"/api/v1/rounds/{rid}/supervision-records",
         params={"org_id": "org-a"},
         headers=await token(http, "sec-a"),
     )
-    assert [r["title"] for r in timeline.json()] == ["城关镇创先争优座谈会"]
-    assert timeline.json()[0]["kind_label"] == "座谈会"
+    assert sorted(r["title"] for r in timeline.json()) == ["另一次督查", "城关镇创先争优座谈会"]
+    assert {r["kind_label"] for r in timeline.json()} == {"座谈会"}
     other = await http.get(
         f"/api/v1/rounds/{rid}/supervision-records", headers=await token(http, "sec-c")
     )
@@ -272,16 +317,17 @@ async def test_supervision_records_show_on_the_timeline_and_in_the_circular(
     workbook = await http.get(published.json()["download"], headers=county)
     assert workbook.status_code == 200
     sheet = openpyxl.load_workbook(io.BytesIO(workbook.content))["督促检查"]
-    rows = [tuple(c.value for c in r) for r in sheet.iter_rows(min_row=2)]
+    rows = sorted(tuple(c.value for c in r) for r in sheet.iter_rows(min_row=2))
     assert rows == [
         (
             "2026-11-27",
             "座谈会",
-            "城关镇创先争优座谈会，督导人员镇党委赵书记、组织委员钱某",
+            f"{title}，督导人员镇党委赵书记、组织委员钱某",
             "城关镇东关村党支部、城关镇西关社区党支部",
             "西关社区承诺公示不及时",
             "后续跟进：一周内回访西关社区",
         )
+        for title in sorted(["城关镇创先争优座谈会", "另一次督查"])
     ]
 
 
@@ -394,16 +440,34 @@ async def test_the_pages_draw_record_and_order_through_the_same_services(
         assert signed.status_code == 303
         home = await browser.get("/ui/supervision", params={"round": rid})
         assert home.status_code == 200 and 'href="/ui/supervision?round=' in home.text
-        drawn = await browser.post(
-            "/ui/supervision/draws",
-            data={"round": rid, "size_kind": "count", "size": "1", "stratify_by": "township",
-                  "seed": "页面种子"},
-        )  # fmt: skip
-        assert drawn.status_code == 303 and "msg=" in drawn.headers["location"]
+        rendered = re.findall(r'name="form_key" value="([0-9a-f]+-(draw|record))"', home.text)
+        keys = {form: key for key, form in rendered}
+        # The rendered form's key: refused first (the key is given back), then corrected and
+        # sent twice at once (a double click): one draw, the same redirect twice.
         bad = await browser.post(
-            "/ui/supervision/draws", data={"round": rid, "size_kind": "count", "size": "x"}
+            "/ui/supervision/draws",
+            data={"round": rid, "size_kind": "count", "size": "x", "form_key": keys["draw"]},
         )
         assert "error=" in bad.headers["location"]
+        draw_form = {"round": rid, "size_kind": "count", "size": "1", "stratify_by": "township",
+                     "seed": "页面种子", "form_key": keys["draw"]}  # fmt: skip
+        drawn, twin = await asyncio.gather(
+            *(browser.post("/ui/supervision/draws", data=draw_form) for _ in range(2))
+        )
+        assert drawn.status_code == twin.status_code == 303
+        assert "msg=" in drawn.headers["location"]
+        assert twin.headers["location"] == drawn.headers["location"]
+        county = await token(browser, "county")
+        draws = await browser.get(f"/api/v1/rounds/{rid}/inspection-draws", headers=county)
+        assert len(draws.json()) == 1, draws.text
+        record_form = {"round": rid, "kind": "visit", "held_on": "2026-11-30",
+                       "title": "页面督查", "supervisors": "赵书记，钱某", "org_ids": "org-a",
+                       "findings": "台账不全，需补齐", "form_key": keys["record"]}  # fmt: skip
+        for _ in range(2):  # posted again (the browser's back and resubmit): one record
+            recorded = await browser.post("/ui/supervision/records", data=record_form)
+            assert "msg=" in recorded.headers["location"], recorded.headers["location"]
+        records = await browser.get(f"/api/v1/rounds/{rid}/supervision-records", headers=county)
+        assert [r["title"] for r in records.json()] == ["页面督查"], records.text
         listed = await browser.get("/ui/supervision", params={"round": rid})
         assert "页面种子" in listed.text and 'class="inline result-form"' in listed.text
 

@@ -18,7 +18,7 @@ from api.callers import service_caller
 from api.deps import SessionDep, SessionsDep, TemporalClientDep
 from api.errors import ApiError, as_api_error, not_found
 from api.ui.context import round_info
-from api.ui.forms import form_fields
+from api.ui.forms import FORM_KEY, STILL_RUNNING, form_fields, submitted_once
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
 from chuangzheng.services import inspections, rectification_orders, supervision_records
@@ -97,6 +97,9 @@ async def supervision_page(
             "names": names,
             "can_draw": user.role in SPOT_CHECK_ROLES,
             "can_record": user.role in RECORD_ROLES,
+            # One key per rendering: the draw and the record forms each run once however
+            # often they are posted (``submitted_once``); the redirect renders a new one.
+            "form_key": uuid.uuid4().hex,
             "msg": msg,
             "error": error,
             **data,
@@ -123,14 +126,23 @@ async def post_draw(request: Request, sessions: SessionsDep, user: UiUser) -> Re
         body["share"] = size
     else:
         body["count"] = size
-    try:
-        made = await inspections.draw(
-            sessions, service_caller(user, request), round_id, inspections.parse_draw(body)
-        )
-    except ServiceError as exc:
-        return redirect(BACK, round=round_id, error=_error_text(as_api_error(exc)))
-    drawn = "、".join(made.row.sample["org_ids"])
-    return redirect(BACK, round=round_id, msg=f"已抽取（种子 {made.row.seed}）：{drawn}")
+    key = str(fields.pop(FORM_KEY, "")) or None
+
+    async def submit() -> tuple[Response, bool]:
+        try:
+            made = await inspections.draw(
+                sessions, service_caller(user, request), round_id, inspections.parse_draw(body)
+            )
+        except ServiceError as exc:
+            return redirect(BACK, round=round_id, error=_error_text(as_api_error(exc))), False
+        drawn = "、".join(made.row.sample["org_ids"])
+        return redirect(BACK, round=round_id, msg=f"已抽取（种子 {made.row.seed}）：{drawn}"), True
+
+    return await submitted_once(sessions, user, key, submit, busy=lambda: _busy(round_id))
+
+
+def _busy(round_id: str) -> Response:
+    return redirect(BACK, round=round_id, error=STILL_RUNNING)
 
 
 @router.post("/supervision/inspections/{inspection_id}")
@@ -185,17 +197,21 @@ async def post_record(request: Request, sessions: SessionsDep, user: UiUser) -> 
         "follow_ups": fields.get("follow_ups", ""),
     }
     caller = service_caller(user, request)
+    key = str(fields.pop(FORM_KEY, "")) or None
 
     def store() -> None:
         request_ = supervision_records.parse_request(body)
         with sessions.begin() as session:
             supervision_records.record(session, caller, round_id, request_)
 
-    try:
-        await run_sync(store)
-    except ServiceError as exc:
-        return redirect(BACK, round=round_id, error=_error_text(as_api_error(exc)))
-    return redirect(BACK, round=round_id, msg="督查记录已保存")
+    async def submit() -> tuple[Response, bool]:
+        try:
+            await run_sync(store)
+        except ServiceError as exc:
+            return redirect(BACK, round=round_id, error=_error_text(as_api_error(exc))), False
+        return redirect(BACK, round=round_id, msg="督查记录已保存"), True
+
+    return await submitted_once(sessions, user, key, submit, busy=lambda: _busy(round_id))
 
 
 def _org_page(session: Any, caller: Caller, round_id: str, org_id: str) -> dict[str, Any]:
