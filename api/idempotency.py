@@ -2,19 +2,26 @@
 
 The first successful response (2xx) is stored under (user, key) with a fingerprint of the
 request; the same key with a different request is refused (422), so a client bug cannot
-silently replay the wrong answer. Workflow updates additionally carry the key into the
-domain command, so two concurrent retries still have one effect.
+silently replay the wrong answer. The key is claimed before the action runs, so a copy of
+the request sent while the first still runs (a double click, a client retrying too soon)
+waits for the first's answer and replays it instead of running beside it: actions that only
+insert rows with fresh ids (a supervision record, a spot check) have one effect too. A copy
+still waiting after :data:`TWIN_PATIENCE` is told 409 ``in_progress`` with ``Retry-After``.
+Workflow updates additionally carry the key into the domain command.
 
 The lookup and the store are synchronous SQLAlchemy, run in the threadpool (``api.blocking``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
@@ -26,11 +33,25 @@ from activities.tables import IdempotencyRow
 from api.auth import User
 from api.blocking import run_sync
 from api.errors import ApiError
+from chuangzheng.services.idempotency import (
+    IN_PROGRESS,
+    claim_key,
+    finish_claim,
+    release_claim,
+)
 from chuangzheng.services.idempotency import command_key as services_command_key
-from chuangzheng.services.idempotency import lookup_answer, store_answer
+
+T = TypeVar("T")
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 200
+#: How long a copy of a request waits for the first to finish before it is told to retry
+#: (seconds); above a Temporal call's own limit would hold a connection for nothing.
+TWIN_PATIENCE = 15.0
+#: The error code a copy gets when the first is still running past :data:`TWIN_PATIENCE`.
+TWIN_RUNNING = "in_progress"
+#: How often a waiting copy looks for the first's answer (seconds).
+TWIN_POLL = 0.1
 
 
 def idempotency_key(request: Request) -> str | None:
@@ -54,7 +75,8 @@ def command_key(user: User, key: str | None) -> str | None:
     return services_command_key(user.username, key)
 
 
-async def _fingerprint(request: Request) -> str:
+async def request_fingerprint(request: Request) -> str:
+    """What an Idempotency-Key covers: the method, the path and the body (a parsed upload)."""
     digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         # An upload's stream was consumed when the route parsed its form (request.body()
@@ -107,9 +129,51 @@ async def idempotent(
             await run_sync(_checked, sessions, check)
         content = _json(await _run(action))
         return Response(content, status_code=status_code, media_type="application/json")
-    fingerprint = await _fingerprint(request)
-    stored = await run_sync(_lookup, sessions, user.username, key, check)
-    if stored is not None:
+    fingerprint = await request_fingerprint(request)
+
+    async def produce() -> tuple[Answer, bool]:
+        return Answer(status_code, _json(await _run(action))), True
+
+    answer = await run_once(sessions, user.username, key, fingerprint, produce, check=check)
+    return Response(
+        answer.body,
+        status_code=answer.status_code,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": "true"} if answer.replayed else None,
+    )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a request answered, as kept under its key: a status and a body (JSON for the
+    API, the redirect's location for a page's form)."""
+
+    status_code: int
+    body: bytes
+    #: Replayed from an earlier copy of the request rather than produced now.
+    replayed: bool = False
+
+
+async def run_once(
+    sessions: sessionmaker[Session],
+    username: str,
+    key: str,
+    fingerprint: str,
+    produce: Callable[[], Awaitable[tuple[Answer, bool]]],
+    *,
+    check: Callable[[Session], Any] | None = None,
+) -> Answer:
+    """``produce`` once per (``username``, ``key``): claim the key, run it, keep its answer;
+    a copy that finds the key claimed waits for that answer and replays it. ``produce``
+    says whether its answer is to be kept (False: an outcome a corrected retry must not
+    replay; the key is given back, as it is when ``produce`` raises). ``check`` runs first,
+    in the claim's transaction; its refusal wins over a replay. The same key for another
+    request (another ``fingerprint``) is 422; a first copy still running after
+    :data:`TWIN_PATIENCE` is 409 ``in_progress`` with ``Retry-After``."""
+    patience = asyncio.get_running_loop().time() + TWIN_PATIENCE
+    while (
+        stored := await run_sync(_claim, sessions, username, key, fingerprint, check)
+    ) is not None:
         if stored.fingerprint != fingerprint:
             raise ApiError(
                 422,
@@ -117,15 +181,27 @@ async def idempotent(
                 "该 Idempotency-Key 已用于另一请求",
                 [{"field": HEADER, "reason": "同一键只能用于同一请求"}],
             )
-        return Response(
-            stored.body,
-            status_code=stored.status_code,
-            media_type="application/json",
-            headers={"Idempotent-Replayed": "true"},
-        )
-    content = _json(await _run(action))
-    await run_sync(_store, sessions, user.username, key, fingerprint, status_code, content)
-    return Response(content, status_code=status_code, media_type="application/json")
+        if stored.status_code != IN_PROGRESS:
+            return Answer(stored.status_code, stored.body, replayed=True)
+        if asyncio.get_running_loop().time() > patience:
+            raise ApiError(
+                409,
+                TWIN_RUNNING,
+                "同一请求正在处理中，请稍后重试",
+                headers={"Retry-After": "1"},
+            )
+        await asyncio.sleep(TWIN_POLL)
+    try:
+        answer, keep = await produce()
+    except BaseException:
+        # Nothing to replay: the key goes back, and a retry runs the action anew.
+        await asyncio.shield(run_sync(release_claim, sessions, username, key))
+        raise
+    if keep:
+        await run_sync(finish_claim, sessions, username, key, answer.status_code, answer.body)
+    else:
+        await run_sync(release_claim, sessions, username, key)
+    return answer
 
 
 def _checked(sessions: sessionmaker[Session], check: Callable[[Session], Any]) -> None:
@@ -133,25 +209,42 @@ def _checked(sessions: sessionmaker[Session], check: Callable[[Session], Any]) -
         check(session)
 
 
-def _lookup(
-    sessions: sessionmaker[Session],
-    username: str,
-    key: str,
-    check: Callable[[Session], Any] | None = None,
-) -> IdempotencyRow | None:
-    with sessions() as session:
-        if check is not None:
-            check(session)
-        return lookup_answer(session, username, key)
-
-
-def _store(
+def _claim(
     sessions: sessionmaker[Session],
     username: str,
     key: str,
     fingerprint: str,
-    status_code: int,
-    content: bytes,
-) -> None:
-    # One writer for the table, shared with the services that keep their own answers.
-    store_answer(sessions, username, key, fingerprint, status_code, content)
+    check: Callable[[Session], Any] | None = None,
+) -> IdempotencyRow | None:
+    """``check`` and the key's claim in one transaction (see
+    :func:`chuangzheng.services.idempotency.claim_key`); ``check``'s refusal wins."""
+    with sessions.begin() as session:
+        if check is not None:
+            check(session)
+        return claim_key(session, username, key, fingerprint, datetime.now(UTC))
+
+
+async def issue_once(
+    sessions: sessionmaker[Session],
+    username: str,
+    key: str,
+    fingerprint: str,
+    issue: Callable[[], Awaitable[T]],
+    kept: Callable[[T], Answer],
+) -> tuple[T, Answer] | tuple[None, Answer]:
+    """:func:`run_once` for an action whose answer holds a secret shown once (activation
+    codes are stored only as hashes): the key keeps ``kept(result)``, the answer with the
+    secret left out, and only the copy that ran gets ``result``; a copy of the request gets
+    None and the kept answer. So a double click issues one set of codes, not two that
+    each mail the person and the first of which no longer works."""
+    ran: list[T] = []
+
+    async def produce() -> tuple[Answer, bool]:
+        result = await issue()
+        ran.append(result)
+        return kept(result), True
+
+    answer = await run_once(sessions, username, key, fingerprint, produce)
+    if ran:
+        return ran[0], answer
+    return None, answer

@@ -8,8 +8,11 @@ connects to Temporal unless a client is handed in.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -17,6 +20,7 @@ from temporalio.client import Client
 
 from api.blocking import install_loop_guard, shutdown_parse_pool
 from api.errors import install_error_handlers
+from api.housekeeping import keep_house
 from api.limits import BodySizeLimit
 from api.public import ballots as public_ballots
 from api.public import commitments as public_commitments
@@ -81,9 +85,15 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
             app.state.temporal = services.temporal
             # The threadpool rule (api.blocking): SQL on the event loop fails under test.
             install_loop_guard(services.engine, strict=services.settings.environment == "test")
+            retention = timedelta(hours=services.settings.idempotency_retention_hours)
+            throttle_window = timedelta(minutes=services.settings.signin_window_minutes)
+            sweeper = asyncio.create_task(keep_house(services.sessions, retention, throttle_window))
             try:
                 yield
             finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
                 shutdown_parse_pool()  # the upload parsers' processes stop with the API
 
     app = FastAPI(

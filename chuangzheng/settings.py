@@ -218,6 +218,10 @@ class Settings(BaseSettings):
     signin_window_minutes: float = Field(default=15, gt=0)
     signin_block_seconds: float = Field(default=30, gt=0)
     signin_max_block_seconds: float = Field(default=3600, gt=0)
+    # ----- Idempotency-Key: how long a stored answer is replayed (then swept away) -----
+    # A week: far beyond any client's retries, short enough that the table (one row per
+    # keyed write, an organisation's status each) stays small. The API sweeps hourly.
+    idempotency_retention_hours: float = Field(default=168, gt=0)
     # ----- OpenID Connect single sign-on (off while the issuer is empty) -----
     oidc_issuer: str = ""
     oidc_client_id: str = ""

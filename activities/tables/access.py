@@ -10,13 +10,12 @@ from sqlalchemy import (
     Boolean,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     String,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from activities.tables.base import ENUM, ID, LONG_ID, NAME, Base
+from activities.tables.base import ENUM, ID, LONG_ID, NAME, Base, PackedBytes
 from domain.organisation import DEFAULT_COUNTY
 
 
@@ -138,12 +137,14 @@ class IdempotencyRow(Base):
     """A write's stored response, so a retry with the same Idempotency-Key replays it."""
 
     __tablename__ = "idempotency_keys"
+    # Keys expire (chuangzheng.services.idempotency.expire_keys): found by age.
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
 
     username: Mapped[str] = mapped_column(String(ID), primary_key=True)
     key: Mapped[str] = mapped_column(String(LONG_ID), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(ID))
     status_code: Mapped[int] = mapped_column(Integer)
-    body: Mapped[bytes] = mapped_column(LargeBinary)
+    body: Mapped[bytes] = mapped_column(PackedBytes)
     created_at: Mapped[datetime]
 
 

@@ -6,8 +6,9 @@ call them in the threadpool and map their errors (``api.errors.as_api_error``). 
 stored answers per Idempotency-Key; the answers that carry a new activation code (create,
 reset) are stored with the code left out, because only its hash may be kept: a replay says
 the account was created or reset, and a lost code is replaced by resetting again. The printed
-activation list is a POST (printing issues the codes) and is not replayed: printing twice
-issues twice.
+activation list is a POST (printing issues the codes): without a key, printing twice issues
+twice; with one, a copy of the request is refused (409 ``already_issued``) rather than
+issuing a second set.
 
 Where the channels file (``CZ_CHANNELS_FILE``) gives a person their own e-mail address, the
 code is also mailed to them (``chuangzheng.services.code_mail``); ``mailed`` in the answer
@@ -16,11 +17,10 @@ says whether it went out, and the printed list marks who was mailed. A replay ma
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
@@ -29,17 +29,23 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import User
 from api.blocking import run_sync
 from api.deps import CurrentUser, SessionDep, SessionsDep, SettingsDep, client_ip
-from api.errors import as_api_error
-from api.idempotency import idempotency_key, idempotent
+from api.errors import ApiError, as_api_error
+from api.idempotency import (
+    Answer,
+    idempotency_key,
+    idempotent,
+    issue_once,
+    request_fingerprint,
+)
 from api.responses import AUTHENTICATED, WITH_BODY, Timestamp, errors, file_response
 from chuangzheng.services import accounts, activation
 from chuangzheng.services.activation_lists import activation_list_pdf, activation_list_xlsx
 from chuangzheng.services.code_mail import mailer_for
 from chuangzheng.services.errors import ServiceError
-from chuangzheng.services.idempotency import lookup_answer, replayable, store_answer
 from domain.organisation import Role
 
 router = APIRouter(prefix="/api/v1", tags=["账号管理 accounts"])
+T = TypeVar("T")
 
 _ADMIN = errors(*AUTHENTICATED, 404, 422)
 PDF = "application/pdf"
@@ -185,7 +191,7 @@ def _issued(issued: accounts.IssuedCode, *, with_code: bool = True) -> dict[str,
     }
 
 
-def _call(func: Callable[[], Any]) -> Any:
+def _call(func: Callable[[], T]) -> T:
     """Run a service call (in the threadpool), its refusals as API errors."""
     try:
         return func()
@@ -205,34 +211,31 @@ async def _issuing(
     *,
     status_code: int,
 ) -> Response:
-    """Run ``issue`` once per Idempotency-Key; the stored answer leaves the code out."""
+    """Run ``issue`` once per Idempotency-Key (a copy sent while it runs waits for it); the
+    stored answer, which copies and retries get, leaves the code out."""
     key = idempotency_key(request)
     if key is None:
         issued = await run_sync(_call, issue)
         return Response(
             _json(_issued(issued)), status_code=status_code, media_type="application/json"
         )
-    digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
-    digest.update(await request.body())
-    fingerprint = digest.hexdigest()[:64]
 
-    def lookup() -> bytes | None:
-        with sessions() as session:
-            stored = lookup_answer(session, user.username, key)
-            return replayable(stored, fingerprint) if stored is not None else None
+    async def run() -> accounts.IssuedCode:
+        return await run_sync(_call, issue)
 
-    replay = await run_sync(_call, lookup)
-    if replay is not None:
+    def kept(issued: accounts.IssuedCode) -> Answer:
+        return Answer(status_code, _json(_issued(issued, with_code=False)))
+
+    fingerprint = await request_fingerprint(request)
+    result, answer = await issue_once(sessions, user.username, key, fingerprint, run, kept)
+    if result is None:
         return Response(
-            replay,
-            status_code=status_code,
+            answer.body,
+            status_code=answer.status_code,
             media_type="application/json",
             headers={"Idempotent-Replayed": "true"},
         )
-    issued = await run_sync(_call, issue)
-    kept = _json(_issued(issued, with_code=False))
-    await run_sync(store_answer, sessions, user.username, key, fingerprint, status_code, kept)
-    return Response(_json(_issued(issued)), status_code=status_code, media_type="application/json")
+    return Response(_json(_issued(result)), status_code=status_code, media_type="application/json")
 
 
 @router.get(
@@ -312,7 +315,7 @@ async def create_account(
     "/accounts/activation-lists",
     summary="打印乡镇激活码名单（签发激活码，PDF 或 Excel）",
     response_class=Response,
-    responses={**file_response(PDF, XLSX), **errors(*AUTHENTICATED, 404, *WITH_BODY)},
+    responses={**file_response(PDF, XLSX), **errors(*AUTHENTICATED, 404, 409, *WITH_BODY)},
 )
 async def activation_list(
     body: ActivationListRequest,
@@ -325,12 +328,36 @@ async def activation_list(
     Only hashes are kept, so printing IS issuing: printing again replaces the earlier codes.
     People with their own e-mail address configured are mailed their code too (column 邮件)."""
     admin = _authorised(user, request)
-    sheet = await run_sync(
-        _call,
-        lambda: activation.issue_township_codes(
-            sessions, admin, body.township, now=datetime.now(UTC), mailer=mailer_for(settings)
-        ),
-    )
+
+    def issue() -> activation.ActivationSheet:
+        return _call(
+            lambda: activation.issue_township_codes(
+                sessions, admin, body.township, now=datetime.now(UTC), mailer=mailer_for(settings)
+            )
+        )
+
+    key = idempotency_key(request)
+    if key is None:
+        sheet = await run_sync(issue)
+    else:
+        # The list is not kept (its codes are stored only as hashes): a copy of the request
+        # is told the list was issued instead of issuing (and mailing) a second set.
+        ran, _ = await issue_once(
+            sessions,
+            user.username,
+            key,
+            await request_fingerprint(request),
+            lambda: run_sync(issue),
+            lambda _sheet: Answer(200, b""),
+        )
+        if ran is None:
+            raise ApiError(
+                409,
+                "already_issued",
+                "此名单已按该 Idempotency-Key 签发，激活码只提供一次；"
+                "如未收到文件，请换用新的键重新签发（此前的激活码将作废）",
+            )
+        sheet = ran
     render = activation_list_pdf if body.format == "pdf" else activation_list_xlsx
     data = await run_sync(render, sheet, settings.public_base_url)
     filename = f"{body.township}-激活码.{body.format}"

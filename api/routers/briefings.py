@@ -19,6 +19,7 @@ from api.blocking import run_sync
 from api.callers import service_caller
 from api.deps import CurrentUser, SessionsDep, SettingsDep
 from api.errors import as_api_error
+from api.idempotency import idempotent
 from api.responses import AUTHENTICATED, UPLOAD, WITH_BODY, errors, file_response
 from chuangzheng.services import briefings
 from chuangzheng.services.errors import ServiceError
@@ -97,9 +98,10 @@ async def submit(
         data = await file.read(briefings.MAX_FILE_BYTES + 1)
         attachment = briefings.Attachment(filename=file.filename, data=data)
     township = user.scope_key if user.role is Role.TOWNSHIP else None
-    try:
-        return await run_sync(
-            lambda: briefings.submit(
+
+    def action() -> dict[str, Any]:
+        try:
+            return briefings.submit(
                 sessions,
                 caller,
                 round_id,
@@ -110,9 +112,11 @@ async def submit(
                 attachment=attachment,
                 upload_dir=settings.upload_directory,
             )
-        )
-    except ServiceError as exc:
-        raise as_api_error(exc) from None
+        except ServiceError as exc:
+            raise as_api_error(exc) from None
+
+    # Each briefing gets a fresh id: only the key makes a resent form one briefing.
+    return await idempotent(request, sessions, user, action, status_code=201)
 
 
 @router.get("", summary="本轮经验简报", response_model=list[BriefingView])

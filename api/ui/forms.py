@@ -11,9 +11,13 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import FormData, UploadFile
 
+from api.auth import User
 from api.errors import ApiError
+from api.idempotency import MAX_KEY_LENGTH, TWIN_RUNNING, Answer, issue_once, run_once
 from domain.calendar import SHANGHAI
 from domain.evidence import BALLOT_KEYS
 from domain.plan import EvidenceField, FieldKind, StepPlan
@@ -26,6 +30,77 @@ BALLOT_LABELS: dict[str, str] = {
 }
 _SPLIT = re.compile(r"[\n、,，;；]+")
 Uploader = Callable[[UploadFile], Awaitable[dict[str, Any]]]
+
+
+#: The hidden field a page's form carries its one-time key in (a fresh uuid per rendering).
+FORM_KEY = "form_key"
+#: What a page says when a form's first copy is still running past the wait.
+STILL_RUNNING = "上一次提交仍在处理中，请稍后刷新页面查看结果"
+#: Every submission of one rendered form is the same request, whatever its fields say.
+_FORM_FINGERPRINT = "ui-form"
+
+
+async def submitted_once(
+    sessions: sessionmaker[Session],
+    user: User,
+    form_key: str | None,
+    submit: Callable[[], Awaitable[tuple[Response, bool]]],
+    *,
+    busy: Callable[[], Response],
+) -> Response:
+    """A page's form that creates something, run once per rendering: a double click, or the
+    same page posted again, gets the first submission's redirect instead of a second
+    record (the key is claimed as an API ``Idempotency-Key`` is, per account). ``submit``
+    returns its redirect and whether it succeeded; a refusal is not kept, so the corrected
+    form runs. ``busy``: the answer while the first copy is still running past the wait."""
+    if not form_key or len(form_key) > MAX_KEY_LENGTH:
+        return (await submit())[0]
+
+    async def produce() -> tuple[Answer, bool]:
+        response, succeeded = await submit()
+        return Answer(response.status_code, response.headers["location"].encode()), succeeded
+
+    try:
+        answer = await run_once(
+            sessions, user.username, f"ui-form:{form_key}", _FORM_FINGERPRINT, produce
+        )
+    except ApiError as exc:
+        if exc.code != TWIN_RUNNING:
+            raise
+        return busy()
+    return RedirectResponse(answer.body.decode(), status_code=answer.status_code)
+
+
+async def issued_once(
+    sessions: sessionmaker[Session],
+    user: User,
+    form_key: str | None,
+    issue: Callable[[], Awaitable[Response]],
+    *,
+    again: Callable[[], Response],
+    busy: Callable[[], Response],
+) -> Response:
+    """A page's form whose answer shows activation codes once (create an account, reset it,
+    print a township's list), run once per rendering. The answer cannot be kept (codes are
+    stored only as hashes), so a copy of the form (a double click) gets ``again()``, which
+    says the codes were issued and how to issue anew, instead of issuing and mailing a
+    second set that would void the first. A refusal gives the key back."""
+    if not form_key or len(form_key) > MAX_KEY_LENGTH:
+        return await issue()
+    try:
+        ran, _ = await issue_once(
+            sessions,
+            user.username,
+            f"ui-form:{form_key}",
+            _FORM_FINGERPRINT,
+            issue,
+            lambda _response: Answer(200, b""),
+        )
+    except ApiError as exc:
+        if exc.code != TWIN_RUNNING:
+            raise
+        return busy()
+    return ran if ran is not None else again()
 
 
 async def form_fields(request: Request) -> dict[str, Any]:

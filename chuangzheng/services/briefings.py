@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.channels.message import Outgoing, from_digest_row
+from activities.db import write_lock
 from activities.digest_messages import insert_once
 from activities.guidance_groups import group_map
 from activities.roster_store import load_organisation
@@ -308,6 +309,7 @@ def circulate(
         raise _invalid(errors)
     now = now or datetime.now(UTC)
     with sessions.begin() as session:
+        write_lock(session, BriefingRow)  # circulated once, on SQLite too
         round_row = _round(session, round_id)
         row = session.get(BriefingRow, briefing_id, with_for_update=True)
         if row is None or row.round_id != round_id:

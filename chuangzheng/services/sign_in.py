@@ -26,15 +26,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
-from activities.db import upsert_insert
+from activities.db import upsert_insert, write_lock
 from activities.tables import AuditRow, UserRow
 from activities.tables.access import AccountCountyRow, SignInSessionRow, SignInThrottleRow
 from chuangzheng.services.contact_points import contact_organisations
@@ -387,6 +388,9 @@ def _counters(session: Session, keys: Iterable[str], *, lock: bool) -> dict[str,
 
 
 def _count_failure(session: Session, keys: dict[str, ThrottlePolicy], now: datetime) -> None:
+    # The counters are read and written back: on SQLite the lock comes first, or two
+    # failures at once (a bot's parallel guesses) read the same count and are counted once.
+    write_lock(session, SignInThrottleRow)
     counters = _counters(session, keys, lock=True)
     table = SignInThrottleRow.__table__
     for key, policy in keys.items():
@@ -572,3 +576,60 @@ def sign_out(
         )  # fmt: skip
     session.commit()
     return done
+
+
+#: A session whose token expired this long ago is deleted by the API's housekeeping
+#: (``api.housekeeping``): renewal needs a valid token, so it can never be used again, and
+#: its sign-in stays in the audit log.
+ENDED_SESSION_KEPT = timedelta(days=1)
+#: Sessions deleted per transaction (a first sweep may find a long backlog).
+FORGET_BATCH = 2_000
+
+
+def forget_ended_sessions(sessions: sessionmaker[Session], now: datetime) -> int:
+    """Delete the sessions that ended more than :data:`ENDED_SESSION_KEPT` ago, in batches;
+    how many went. Without this, every sign-in leaves a row for ever."""
+    return _delete_in_batches(
+        sessions,
+        SignInSessionRow.session_id,
+        SignInSessionRow.expires_at < now - ENDED_SESSION_KEPT,
+    )
+
+
+def forget_quiet_throttles(
+    sessions: sessionmaker[Session], now: datetime, window: timedelta
+) -> int:
+    """Delete the failed-sign-in counters quiet for ``window`` (no failure and no block in
+    it), in batches; how many went. :func:`domain.throttle.after_failure` starts such a
+    counter afresh anyway, so forgetting it changes no decision; without this, every
+    mistyped password and every address a password-spraying bot tries from (and every
+    made-up username: ``account:<name>`` is counted whether or not the account exists)
+    leaves a row for ever."""
+    quiet_since = now - window
+    return _delete_in_batches(
+        sessions,
+        SignInThrottleRow.key,
+        SignInThrottleRow.last_failure_at <= quiet_since,
+        or_(
+            SignInThrottleRow.blocked_until.is_(None),
+            SignInThrottleRow.blocked_until <= quiet_since,
+        ),
+    )
+
+
+def _delete_in_batches(
+    sessions: sessionmaker[Session], key: InstrumentedAttribute[str], *where: ColumnElement[bool]
+) -> int:
+    """Delete the rows of ``key``'s table matching ``where``, :data:`FORGET_BATCH` to a
+    transaction (a first sweep may find a long backlog, and a short transaction keeps
+    SQLite's other writers waiting briefly); how many went."""
+    table = key.class_
+    deleted = 0
+    while True:
+        with sessions.begin() as session:
+            batch = select(key).where(*where).limit(FORGET_BATCH)
+            result = session.execute(delete(table).where(key.in_(batch)))
+            gone = cast("CursorResult[Any]", result).rowcount
+        deleted += gone
+        if gone < FORGET_BATCH:
+            return deleted

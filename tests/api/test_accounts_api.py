@@ -6,6 +6,7 @@ audited. The stack is shared by the session: each test makes accounts of its own
 
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -394,3 +395,45 @@ async def test_an_account_without_a_password_cannot_sign_in(
         engine.dispose()
     for password in ("", GOOD_PASSWORD, created["activation_code"]):
         assert (await _login(http, username, password)).status_code in (401, 422)
+
+
+async def test_copies_of_a_code_issuing_request_issue_one_set(
+    http: httpx.AsyncClient, stack: Stack
+) -> None:
+    """A double click or a client retrying too soon, with the same key: one code issued and
+    mailed, not two of which the first no longer works."""
+    county = await token(http, "county")
+    sec = await _create(http, county, role="secretary", scope_key="org-c")
+    username = sec["account"]["username"]
+
+    key = {**county, "Idempotency-Key": f"reset-{username}"}
+    answers = await asyncio.gather(
+        *(http.post(f"/api/v1/accounts/{username}/reset", headers=key) for _ in range(2))
+    )
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    codes = [a.json()["activation_code"] for a in answers]
+    assert len([c for c in codes if c]) == 1, codes  # the copy's answer leaves the code out
+    assert [a.headers.get("Idempotent-Replayed") for a in answers].count("true") == 1
+    code = next(c for c in codes if c)
+
+    printed_key = {**county, "Idempotency-Key": f"list-{username}"}
+    qingshi = {"township": "青石镇"}
+    lists = await asyncio.gather(
+        *(
+            http.post("/api/v1/accounts/activation-lists", json=qingshi, headers=printed_key)
+            for _ in range(2)
+        )
+    )
+    assert sorted(a.status_code for a in lists) == [200, 409], [a.text[:200] for a in lists]
+    refused = next(a for a in lists if a.status_code == 409).json()
+    assert refused["code"] == "already_issued" and "新的键" in refused["message"]
+    pdf = next(a for a in lists if a.status_code == 200)
+    assert pdf.content.startswith(b"%PDF")
+
+    assert [a for a, _ in _audit(stack, username)] == [
+        "account.create",
+        "account.reset",
+        "account.issue_code",
+    ], "each request issued once"
+    # The list's code is the one that works: the reset's was replaced once, not twice.
+    assert (await _activate(http, username, code)).status_code == 422

@@ -4,15 +4,20 @@ township sees only its own secretaries, and the printed list downloads with its 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import uuid
 from collections.abc import AsyncIterator
+from urllib.parse import unquote
 
 import httpx
 import pypdf
 import pytest_asyncio
+from sqlalchemy import select
 
+from activities.db import make_engine, session_factory
+from activities.tables import AuditRow
 from tests.api.conftest import PASSWORD, Stack
 
 GOOD_PASSWORD = "青石-柳树-2026-春"
@@ -160,3 +165,65 @@ async def test_a_secretary_has_no_account_pages(browser: httpx.AsyncClient) -> N
     assert (await browser.get("/ui/accounts")).status_code == 403
     home = await browser.get("/ui/my")
     assert 'href="/ui/accounts"' not in home.text
+
+
+async def test_a_double_click_on_a_code_form_issues_one_set(
+    browser: httpx.AsyncClient, stack: Stack
+) -> None:
+    await _sign_in(browser, "county")
+    username = f"ui-twice-{uuid.uuid4().hex[:6]}"
+    created = await browser.post(
+        "/ui/accounts",
+        data={
+            "username": username,
+            "display_name": "柳树村书记",
+            "role": "secretary",
+            "scope_key": "org-c",
+        },
+    )
+    assert created.status_code == 200, created.text
+
+    account = await browser.get(f"/ui/accounts/{username}")
+    reset_key = re.search(r'name="form_key" value="([0-9a-f]+-reset)"', account.text)
+    assert reset_key is not None, account.text
+    answers = await asyncio.gather(
+        *(
+            browser.post(f"/ui/accounts/{username}/reset", data={"form_key": reset_key.group(1)})
+            for _ in range(2)
+        )
+    )
+    pages = sorted(answers, key=lambda a: a.status_code)
+    assert [a.status_code for a in pages] == [200, 303], [a.text[:300] for a in answers]
+    assert 'id="activation-code"' in pages[0].text
+    assert "激活码只显示一次" in unquote(pages[1].headers["location"])
+
+    listing = await browser.get("/ui/accounts")
+    list_key = re.search(r'name="form_key" value="([0-9a-f]+-list)"', listing.text)
+    assert list_key is not None
+    form = {"township": "青石镇", "format": "pdf", "form_key": list_key.group(1)}
+    printed = await asyncio.gather(
+        *(browser.post("/ui/accounts/activation-list", data=form) for _ in range(2))
+    )
+    files = [a for a in printed if a.status_code == 200]
+    told = [a for a in printed if a.status_code == 303]
+    assert len(files) == 1 and len(told) == 1, [a.status_code for a in printed]
+    assert files[0].content.startswith(b"%PDF")
+    assert "名单已按第一次提交签发" in unquote(told[0].headers["location"])
+
+    # A new rendering is a new request: the list can be printed again on purpose.
+    again = await browser.get("/ui/accounts")
+    fresh = re.search(r'name="form_key" value="([0-9a-f]+-list)"', again.text)
+    assert fresh is not None and fresh.group(1) != list_key.group(1)
+
+    issued = _issued_codes(stack, username)
+    assert issued == ["account.create", "account.reset", "account.issue_code"], issued
+
+
+def _issued_codes(stack: Stack, username: str) -> list[str]:
+    engine = make_engine(stack.settings.database_url)
+    try:
+        with session_factory(engine)() as session:
+            rows = session.scalars(select(AuditRow).order_by(AuditRow.at)).all()
+            return [r.action for r in rows if r.detail.get("username") == username]
+    finally:
+        engine.dispose()

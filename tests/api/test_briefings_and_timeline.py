@@ -7,6 +7,8 @@ explain the score."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -76,14 +78,23 @@ async def test_a_briefing_is_submitted_circulated_and_listed(
     rid = await start_demo_round(stack, f"br-{uuid.uuid4().hex[:8]}")
     secretary = await token(http, "sec-a")
     path = f"/api/v1/rounds/{rid}/briefings"
-    submitted = await http.post(
-        path,
-        data={"title": "党员设岗定责 网格联系群众", "text": TEXT, "org_id": "org-a"},
-        files={"file": ("做法.pdf", b"%PDF-1.4 briefing", "application/pdf")},
-        headers=secretary,
+    # Sent twice at once with one key (a client retrying too soon): one briefing.
+    keyed = {**secretary, "Idempotency-Key": f"briefing-{rid}"}
+    submitted, copy = await asyncio.gather(
+        *(
+            http.post(
+                path,
+                data={"title": "党员设岗定责 网格联系群众", "text": TEXT, "org_id": "org-a"},
+                files={"file": ("做法.pdf", b"%PDF-1.4 briefing", "application/pdf")},
+                headers=keyed,
+            )
+            for _ in range(2)
+        )
     )
-    assert submitted.status_code == 201, submitted.text
+    assert submitted.status_code == copy.status_code == 201, submitted.text
     briefing = submitted.json()
+    assert copy.json()["briefing_id"] == briefing["briefing_id"]
+    assert len((await http.get(path, headers=secretary)).json()) == 1
     assert briefing["source"] == "城关镇东关村党支部" and briefing["file"]["name"] == "做法.pdf"
     short = await http.post(
         path, data={"title": "短", "text": "太短", "org_id": "org-a"}, headers=secretary
@@ -124,6 +135,15 @@ async def test_a_briefing_is_submitted_circulated_and_listed(
         assert page.status_code == 200
         assert "党员设岗定责 网格联系群众" in page.text and "编者按" in page.text
         assert "选编交流</button>" not in page.text  # the county office's button only
+        # The page's form posted twice (a double click, or back and resubmit): one briefing.
+        key = re.search(r'name="form_key" value="([0-9a-f]+)"', page.text)
+        assert key is not None
+        form = {"round": rid, "title": "页面报送的一篇简报", "text": TEXT, "form_key": key[1]}
+        for _ in range(2):
+            sent = await browser.post("/ui/briefings", data=form)
+            assert "msg=" in sent.headers["location"], sent.headers["location"]
+    titles = [b["title"] for b in (await http.get(path, headers=other_secretary)).json()]
+    assert titles.count("页面报送的一篇简报") == 1, titles
 
 
 async def test_the_commendation_pages_show_the_record_beside_the_sheets_and_explain_it(

@@ -11,6 +11,7 @@ whether it went out (``chuangzheng.services.code_mail``).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -22,8 +23,10 @@ from sqlalchemy import select
 
 from activities.tables import OrganisationRow
 from api.auth import User
+from api.blocking import run_sync
 from api.deps import SessionDep, SessionsDep, SettingsDep, client_ip
 from api.errors import ApiError, as_api_error
+from api.ui.forms import STILL_RUNNING, issued_once
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
 from chuangzheng.services import accounts, activation
@@ -42,6 +45,13 @@ PAGE = 50
 PDF = "application/pdf"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _NO_STORE = {"Cache-Control": "no-store"}
+# What a copy of a code-issuing form (a double click) is told: the codes went to the first
+# copy's page or file, which cannot be shown again.
+_CREATED_ONCE = "账号已按第一次提交创建；激活码只显示一次，如未看到，请在本页重置账号"
+_RESET_ONCE = "账号已按第一次提交重置；激活码只显示一次，如未看到，请再次重置"
+_LIST_PRINTED_ONCE = (
+    "名单已按第一次提交签发；如未得到文件，请刷新本页后重新签发（此前打印的激活码将作废）"
+)
 T = TypeVar("T")
 
 
@@ -126,6 +136,7 @@ def accounts_page(
         "page_size": PAGE,
         "warning": REPLACES_WARNING,
         "msg": msg,
+        "form_key": uuid.uuid4().hex,
     }
     return page(request, "accounts.html", context)
 
@@ -142,6 +153,7 @@ def account_page(
         "roles": [r for r in Role] if user.role is Role.COUNTY_OFFICE else [Role.SECRETARY],
         "own_orgs": _own_orgs(session, user.scope_key) if user.role is Role.TOWNSHIP else [],
         "msg": msg,
+        "form_key": uuid.uuid4().hex,
     }
     return page(request, "account.html", context)
 
@@ -154,7 +166,7 @@ def _code_page(request: Request, user: User, issued: accounts.IssuedCode, title:
 
 
 @router.post("/accounts")
-def create_submit(
+async def create_submit(
     request: Request,
     sessions: SessionsDep,
     settings: SettingsDep,
@@ -163,63 +175,112 @@ def create_submit(
     display_name: Annotated[str, Form()] = "",
     role: Annotated[str, Form()] = "",
     scope_key: Annotated[str, Form()] = "",
+    form_key: Annotated[str, Form()] = "",
 ) -> Response:
     """Create an account; its first code is shown once."""
     same_origin(request)
     admin = _admin(user, request)
     new_role = _role(role) or Role.SECRETARY
-    issued = _call(
-        lambda: accounts.create_account(
-            sessions,
-            admin,
-            username=username.strip(),
-            display_name=display_name,
-            role=new_role,
-            scope_key=scope_key.strip(),
-            now=datetime.now(UTC),
-            mailer=mailer_for(settings),
+    name = username.strip()
+
+    async def issue() -> Response:
+        issued = await run_sync(
+            _call,
+            lambda: accounts.create_account(
+                sessions,
+                admin,
+                username=name,
+                display_name=display_name,
+                role=new_role,
+                scope_key=scope_key.strip(),
+                now=datetime.now(UTC),
+                mailer=mailer_for(settings),
+            ),
         )
+        return _code_page(request, user, issued, "账号已创建")
+
+    return await issued_once(
+        sessions,
+        user,
+        form_key,
+        issue,
+        again=lambda: redirect(f"/ui/accounts/{quote(name)}", msg=_CREATED_ONCE),
+        busy=lambda: redirect("/ui/accounts", msg=STILL_RUNNING),
     )
-    return _code_page(request, user, issued, "账号已创建")
 
 
 @router.post("/accounts/activation-list")
-def activation_list_submit(
+async def activation_list_submit(
     request: Request,
     sessions: SessionsDep,
     settings: SettingsDep,
     user: UiUser,
     township: Annotated[str, Form()] = "",
     format: Annotated[str, Form()] = "pdf",
+    form_key: Annotated[str, Form()] = "",
 ) -> Response:
     """Issue codes to the township's accounts not yet activated and download the list."""
     same_origin(request)
     admin = _admin(user, request)
-    sheet = _call(
-        lambda: activation.issue_township_codes(
-            sessions, admin, township, now=datetime.now(UTC), mailer=mailer_for(settings)
-        )
-    )
     xlsx = format == "xlsx"
-    data = (activation_list_xlsx if xlsx else activation_list_pdf)(sheet, settings.public_base_url)
-    filename = f"{township}-激活码.{'xlsx' if xlsx else 'pdf'}"
-    headers = {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"}
-    return Response(data, media_type=XLSX if xlsx else PDF, headers={**headers, **_NO_STORE})
+
+    def printed() -> bytes:
+        sheet = _call(
+            lambda: activation.issue_township_codes(
+                sessions, admin, township, now=datetime.now(UTC), mailer=mailer_for(settings)
+            )
+        )
+        return (activation_list_xlsx if xlsx else activation_list_pdf)(
+            sheet, settings.public_base_url
+        )
+
+    async def issue() -> Response:
+        data = await run_sync(printed)
+        filename = f"{township}-激活码.{'xlsx' if xlsx else 'pdf'}"
+        headers = {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"}
+        return Response(data, media_type=XLSX if xlsx else PDF, headers={**headers, **_NO_STORE})
+
+    return await issued_once(
+        sessions,
+        user,
+        form_key,
+        issue,
+        again=lambda: redirect("/ui/accounts", msg=_LIST_PRINTED_ONCE),
+        busy=lambda: redirect("/ui/accounts", msg=STILL_RUNNING),
+    )
 
 
 @router.post("/accounts/{username}/reset")
-def reset_submit(
-    request: Request, sessions: SessionsDep, settings: SettingsDep, user: UiUser, username: str
+async def reset_submit(
+    request: Request,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    user: UiUser,
+    username: str,
+    form_key: Annotated[str, Form()] = "",
 ) -> Response:
     """Clear the password and show the new code once (and whether it was mailed)."""
     same_origin(request)
     admin = _admin(user, request)
-    issued = _call(
-        lambda: accounts.reset(
-            sessions, admin, username, now=datetime.now(UTC), mailer=mailer_for(settings)
+
+    async def issue() -> Response:
+        issued = await run_sync(
+            _call,
+            lambda: accounts.reset(
+                sessions, admin, username, now=datetime.now(UTC), mailer=mailer_for(settings)
+            ),
         )
+        return _code_page(request, user, issued, "账号已重置")
+
+    account = f"/ui/accounts/{quote(username)}"
+    return await issued_once(
+        sessions,
+        user,
+        form_key,
+        issue,
+        again=lambda: redirect(account, msg=_RESET_ONCE),
+        busy=lambda: redirect(account, msg=STILL_RUNNING),
     )
-    return _code_page(request, user, issued, "账号已重置")
 
 
 @router.post("/accounts/{username}/deactivate")

@@ -5,6 +5,7 @@ and posts."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,6 +18,7 @@ from api.callers import service_caller
 from api.deps import SessionDep, SessionsDep, SettingsDep
 from api.errors import as_api_error, not_found
 from api.ui.context import round_info
+from api.ui.forms import FORM_KEY, STILL_RUNNING, submitted_once
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
 from chuangzheng.services import briefings
@@ -56,6 +58,8 @@ async def briefings_page(
         "can_submit": user.role in SUBMITTER_ROLES,
         "can_circulate": user.role in CIRCULATOR_ROLES,
         "own_org": user.scope_key if user.role is Role.SECRETARY else "",
+        # The briefing form runs once per rendering (``submitted_once``).
+        "form_key": uuid.uuid4().hex,
         "msg": msg,
         "error": error,
     }
@@ -76,23 +80,33 @@ async def post_briefing(
         data = await upload.read(briefings.MAX_FILE_BYTES + 1)
         attachment = briefings.Attachment(filename=upload.filename, data=data)
     caller = service_caller(user, request)
-    try:
-        await run_sync(
-            lambda: briefings.submit(
-                sessions,
-                caller,
-                round_id,
-                title=str(form.get("title", "")),
-                text=str(form.get("text", "")),
-                org_id=user.scope_key if user.role is Role.SECRETARY else None,
-                township=user.scope_key if user.role is Role.TOWNSHIP else None,
-                attachment=attachment,
-                upload_dir=settings.upload_directory,
+
+    async def submit() -> tuple[Response, bool]:
+        try:
+            await run_sync(
+                lambda: briefings.submit(
+                    sessions,
+                    caller,
+                    round_id,
+                    title=str(form.get("title", "")),
+                    text=str(form.get("text", "")),
+                    org_id=user.scope_key if user.role is Role.SECRETARY else None,
+                    township=user.scope_key if user.role is Role.TOWNSHIP else None,
+                    attachment=attachment,
+                    upload_dir=settings.upload_directory,
+                )
             )
-        )
-    except ServiceError as exc:
-        return redirect(BACK, round=round_id, error=_error_text(exc))
-    return redirect(BACK, round=round_id, msg="简报已报送，待县委活动办选编")
+        except ServiceError as exc:
+            return redirect(BACK, round=round_id, error=_error_text(exc)), False
+        return redirect(BACK, round=round_id, msg="简报已报送，待县委活动办选编"), True
+
+    return await submitted_once(
+        sessions,
+        user,
+        str(form.get(FORM_KEY, "")) or None,
+        submit,
+        busy=lambda: redirect(BACK, round=round_id, error=STILL_RUNNING),
+    )
 
 
 @router.post("/briefings/{briefing_id}/circulate")
