@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activities.campaign_record_store import campaign_records
+from activities.db import write_lock
 from activities.tables import (
     CommendationApprovalRow,
     CommendationDeclarationRow,
@@ -71,7 +72,10 @@ class RoundContext:
 
 def load_round(session: Session, round_id: str, *, lock: bool = False) -> RoundContext | None:
     """The round, or None. ``lock`` takes a row lock (PostgreSQL) so that the round's
-    commendation writes are serialised: a sheet cannot slip in while 审定 is recorded."""
+    commendation writes are serialised: a sheet cannot slip in while 审定 is recorded
+    (on SQLite, the database's write lock: ``activities.db.write_lock``)."""
+    if lock:
+        write_lock(session, RoundRow)
     row = session.get(RoundRow, round_id, with_for_update=lock)
     definition = session.get(RoundDefinitionRow, round_id)
     if row is None or definition is None:

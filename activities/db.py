@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event, false, inspect, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -175,3 +175,28 @@ def dialect_insert(dialect: str, table: Table) -> UpsertInsert:
     if dialect == "postgresql":
         return postgresql.insert(table)
     raise NotImplementedError(f"the read model supports SQLite and PostgreSQL, not {dialect}")
+
+
+def write_lock(session: Session, entity: type[Any]) -> None:
+    """On SQLite, take the database's write lock now, for the rest of the session's
+    transaction: what ``FOR UPDATE`` does for a row on PostgreSQL (where this does nothing
+    and the caller's ``with_for_update`` reads lock the rows).
+
+    Call it first in a transaction that reads a row and writes on what it read. On SQLite
+    ``FOR UPDATE`` is ignored and the driver begins a transaction only at the first write,
+    so without this the read runs outside the transaction and another writer can commit
+    between the read and the write: a close overwritten by a late "running", a ballot
+    stored after its window's tally, two failed sign-ins counted as one. A write statement
+    that matches no row is enough to take the lock (and waits for it up to the busy
+    timeout, as any writer does); the reads after it see the latest commit.
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    # Any table would do (the lock is the database's); the caller's keeps it readable.
+    column = inspect(entity).primary_key[0]
+    session.execute(
+        update(entity)
+        .where(false())
+        .values({column.name: column})
+        .execution_options(synchronize_session=False)
+    )

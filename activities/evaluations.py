@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -181,13 +181,23 @@ def cast_ballot(
         errors = check_ballot(items_of(evaluation), ratings)
         if errors:
             raise BallotRefused(422, "invalid_ballot", "选票填写不完整或有误", errors)
+        # The window is checked again by the burn itself: on SQLite FOR SHARE locks
+        # nothing and the reads above run before this transaction takes the write lock, so
+        # a close committed in between would otherwise tally without this ballot and the
+        # voter be told it counted.
+        still_open = exists().where(
+            EvaluationRow.evaluation_id == evaluation.evaluation_id,
+            EvaluationRow.status == EvaluationStage.OPEN.value,
+        )
         burnt = session.execute(
             update(BallotTokenRow)
-            .where(BallotTokenRow.token_hash == digest, BallotTokenRow.used.is_(False))
+            .where(BallotTokenRow.token_hash == digest, BallotTokenRow.used.is_(False), still_open)
             .values(used=True)
             .execution_options(synchronize_session=False)
         )
         if getattr(burnt, "rowcount", 1) != 1:
+            session.refresh(evaluation)
+            refuse_unless_open(evaluation, now)
             raise BallotRefused(409, "token_used", "该选票凭证已经投过票，每张凭证只能投一次")
         session.add(
             BallotRow(

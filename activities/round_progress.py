@@ -266,7 +266,12 @@ def round_progress(session: Session, row: RoundRow, *, as_of: datetime) -> Round
 
 def _record_status(session: Session, record: RoundStatusRecord) -> bool:
     """Move the round's row to ``record``'s status (never out of a final one); insert the
-    row if the round was not created through the API. True if the row changed."""
+    row if the round was not created through the API. True if the row changed.
+
+    "Never out of a final one" is checked by the UPDATE itself, not only by the row read
+    first: on SQLite ``FOR UPDATE`` locks nothing and the read runs before the write's
+    transaction, so a close committed in between (``Rounds._mark_closed``) was overwritten
+    by a late ``running`` (CI saw a closed round read back as running)."""
     row = session.get(RoundRow, record.round_id, with_for_update=True)
     values: dict[str, Any] = {"updated_at": record.at}
     if record.started is not None:
@@ -288,14 +293,25 @@ def _record_status(session: Session, record: RoundStatusRecord) -> bool:
             )
         )
         return True
-    if row.status in {s.value for s in FINAL_STATUSES}:
-        # A final status stays; only the cursor of a late kick-off report may still land.
-        if record.status in FINAL_STATUSES or record.started is None:
-            return False
-        values.pop("updated_at")
-    else:
-        values.update(status=record.status.value, status_reason=record.reason or None)
-    session.execute(update(RoundRow).where(RoundRow.round_id == record.round_id).values(**values))
+    final = [s.value for s in FINAL_STATUSES]
+    this_round = RoundRow.round_id == record.round_id
+    if row.status not in final:
+        moved = session.execute(
+            update(RoundRow)
+            .where(this_round, RoundRow.status.not_in(final))
+            .values(**values, status=record.status.value, status_reason=record.reason or None)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(moved, "rowcount", 1) == 1:
+            return True
+    # A final status stays; only the cursor of a late kick-off report may still land.
+    if record.status in FINAL_STATUSES or record.started is None:
+        return False
+    values.pop("updated_at")
+    session.execute(
+        update(RoundRow).where(this_round).values(**values)
+        .execution_options(synchronize_session=False)
+    )  # fmt: skip
     return True
 
 

@@ -23,9 +23,10 @@ from datetime import UTC, datetime
 import anyio.to_thread
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client, RPCTimeoutOrCancelledError
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.db import write_lock
 from activities.tables import AuditRow, OrganisationRow, RosterDepartureRow
 from chuangzheng.services import workflow_calls
 from chuangzheng.services.callers import account_county
@@ -34,7 +35,6 @@ from chuangzheng.services.errors import (
     InvalidInput,
     NotFound,
     Refused,
-    TemporalUnavailable,
 )
 from chuangzheng.services.roster import DepartureDecision
 from domain.actions import CloseRound
@@ -177,22 +177,17 @@ class Departures:
         handle = self.temporal.get_workflow_handle_for(
             OrganisationCampaignWorkflow.run, organisation_workflow_id(round_id, org_id)
         )
-        try:
-            await handle.signal(
-                OrganisationCampaignWorkflow.close_round, CloseRound(actor=actor, reason=reason)
-            )
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:
-                # The workflow already ended (completed, or closed with its round): there is
-                # nothing left to close, and recording the decision is all that remains.
-                return
-            raise TemporalUnavailable() from None
-        except RPCTimeoutOrCancelledError:
-            raise TemporalUnavailable() from None
-        except RuntimeError as exc:
-            if not workflow_calls.unconnected(exc):
-                raise
-            raise TemporalUnavailable() from None
+        with workflow_calls.temporal_trouble("close_round", handle.id):
+            try:
+                await handle.signal(
+                    OrganisationCampaignWorkflow.close_round,
+                    CloseRound(actor=actor, reason=reason),
+                )
+            except RPCError as exc:
+                if exc.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                # The workflow already ended (completed, or closed with its round): there
+                # is nothing left to close, and recording the decision is all that remains.
 
     def _record(
         self,
@@ -204,6 +199,7 @@ class Departures:
     ) -> tuple[Departure, bool]:
         now = datetime.now(UTC)
         with self.sessions.begin() as session:
+            write_lock(session, RosterDepartureRow)  # one decision wins, on SQLite too
             row = session.get(RosterDepartureRow, (round_id, org_id), with_for_update=True)
             if row is None:
                 raise NotFound("没有该组织在该轮次的退出名册记录")

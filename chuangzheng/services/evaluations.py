@@ -27,8 +27,7 @@ import anyio.to_thread
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client, RPCTimeoutOrCancelledError
-from temporalio.service import RPCError
+from temporalio.client import Client
 
 from activities.evaluations import register_evaluation
 from activities.tables import BallotTokenRow, EvaluationRow, RoundDefinitionRow
@@ -40,7 +39,6 @@ from chuangzheng.services.errors import (
     InvalidInput,
     NotFound,
     Refused,
-    TemporalUnavailable,
     domain_refusals,
     from_domain,
 )
@@ -329,19 +327,16 @@ class Evaluations:
     async def _start(self, evaluation: EvaluationInput, workflow_id: str) -> None:
         """Start the window's workflow; if it cannot start, take the evaluation back out."""
         try:
-            handle = await self.temporal.start_workflow(
-                EvaluationWorkflow.run,
-                evaluation,
-                id=workflow_id,
-                task_queue=self.settings.task_queue,
-            )
-            await handle.execute_update(EvaluationWorkflow.opened)
-        except Exception as exc:
+            with workflow_calls.temporal_trouble("start_evaluation", workflow_id):
+                handle = await self.temporal.start_workflow(
+                    EvaluationWorkflow.run,
+                    evaluation,
+                    id=workflow_id,
+                    task_queue=self.settings.task_queue,
+                )
+                await handle.execute_update(EvaluationWorkflow.opened)
+        except Exception:
             await _in_thread(self._take_back, evaluation.evaluation_id)
-            if isinstance(exc, (RPCError, RPCTimeoutOrCancelledError, TimeoutError)) or (
-                workflow_calls.unconnected(exc)
-            ):
-                raise TemporalUnavailable() from None
             raise
 
     def _take_back(self, evaluation_id: str) -> None:

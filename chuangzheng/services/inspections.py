@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
+from activities.db import write_lock
 from activities.tables import (
     CampaignStatusRow,
     InspectionDrawRow,
@@ -349,6 +350,7 @@ def _save_result(
 ) -> InspectionRow:
     now = datetime.now(UTC)
     with sessions.begin() as session:
+        write_lock(session, InspectionRow)  # the order check below holds until commit
         row = session.get(InspectionRow, inspection_id, with_for_update=True)
         assert row is not None
         if row.order_id is not None and order_id is None:
