@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=(
             "organisations/s the storm expects its kick-off to reach, to place its deadline, "
-            "when api_kickoff does not run before it (which measures the rate; else 2)"
+            "when api_kickoff does not run before it (which measures the rate; else 15)"
         ),
     )
     parser.add_argument(

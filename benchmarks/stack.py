@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.db import create_schema, make_engine, session_factory
 from chuangzheng.api_client import SignedInAuth
+from chuangzheng.ports import free_port
 from chuangzheng.settings import WorkerRole
 from chuangzheng.temporal_server import start_dev_server_env
 from domain.organisation import Organisation, Role, Roster
@@ -47,14 +47,8 @@ from domain.roster_import import ROSTER_HEADERS, organisation_row
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-password-1"
 COUNTY = "county"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (never 7233/8233/8000: the OS picks high ones)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+# How many ports the API tries before its start counts as failed (see ``Stack.start_api``).
+PORT_ATTEMPTS = 3
 
 
 def generate_roster(n: int, township: str | None = None, prefix: str = "t") -> list[Organisation]:
@@ -288,38 +282,58 @@ class Stack:
         return self.baseline
 
     async def start_api(self) -> str:
-        """uvicorn serving ``api.main:app`` in its own process; returns the base URL."""
+        """uvicorn serving ``api.main:app`` in its own process; returns the base URL.
+
+        ``free_port`` only says a port was free a moment ago: with tests running in
+        parallel another process may bind it before uvicorn does (CI saw exactly that), so
+        a start refused with "address already in use" is tried again on another port."""
         if self.api is not None and self.api.alive():
             return self.api_url
-        port = free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ]
-        self.api = Process("api", command, self._env(), self.dir / "api.log")
-        self.processes.append(self.api)
-        self.api_url = f"http://127.0.0.1:{port}"
+        refused = ""
+        for _ in range(PORT_ATTEMPTS):
+            port = free_port()
+            command = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ]
+            api = Process("api", command, self._env(), self.dir / "api.log")
+            self.api = api
+            self.processes.append(api)
+            self.api_url = f"http://127.0.0.1:{port}"
+            if await self._api_answers(api):
+                return self.api_url
+            refused = api.tail()
+            self.processes.remove(api)
+            api.stop()
+        raise RuntimeError(f"the API exited ({PORT_ATTEMPTS} ports taken):\n{refused}")
+
+    async def _api_answers(self, api: Process) -> bool:
+        """True once ``api`` serves ``/openapi.json``; False if it exited because its port
+        was taken; raises if it exited for any other reason or never answered."""
         deadline = time.monotonic() + 120
         async with httpx.AsyncClient(base_url=self.api_url, timeout=2) as http:
             while True:
-                if not self.api.alive():
-                    raise RuntimeError(f"the API exited:\n{self.api.tail()}")
+                if not api.alive():
+                    tail = api.tail()
+                    if "address already in use" in tail:
+                        return False
+                    raise RuntimeError(f"the API exited:\n{tail}")
                 try:
                     if (await http.get("/openapi.json")).status_code == 200:
-                        return self.api_url
+                        return True
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"the API did not start:\n{self.api.tail()}")
+                    raise RuntimeError(f"the API did not start:\n{api.tail()}")
                 await asyncio.sleep(0.25)
 
     async def _wait_for_poller(

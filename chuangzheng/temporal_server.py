@@ -31,6 +31,7 @@ from temporalio.converter import DataConverter, EncodingPayloadConverter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from chuangzheng.ports import free_port
 from workflows.search_attributes import ALL_KEYS
 
 # SDK key types -> proto enum used by the operator service.
@@ -169,6 +170,7 @@ async def start_time_skipping_env() -> WorkflowEnvironment:
     """
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter(),
+        port=free_port(),
         test_server_existing_path=test_server_path(),
         test_server_startup_timeout=_STARTUP_TIMEOUT,
     )
@@ -196,7 +198,9 @@ async def start_dev_server_env(
     env = await WorkflowEnvironment.start_local(
         namespace=namespace,
         data_converter=data_converter(),
-        port=port,
+        # Not the SDK's pick from the ephemeral range, which an outgoing connection can
+        # take first (``chuangzheng.ports``).
+        port=port if port is not None else free_port(),
         ui=ui_port is not None,
         ui_port=ui_port,
         # Registered by the server at start-up (``--search-attribute``); with a persistent db

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ import yaml
 from temporalio.testing import WorkflowEnvironment
 
 from chuangzheng.payload_codec import new_key_text
+from chuangzheng.ports import free_port
 from chuangzheng.settings import Settings, known_variables, unknown_variables
 from chuangzheng.temporal_server import dev_server_path, start_dev_server_env
 from workflows.search_attributes import ALL_KEYS
@@ -622,13 +622,6 @@ async def test_the_compose_namespace_script_runs_twice_against_a_real_server(
         await env.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.mark.parametrize("name", ["api", "worker"])
 async def test_api_and_worker_start_as_compose_runs_them_and_pass_their_healthchecks(
     compose: dict[str, Any], name: str, tmp_path: Path
@@ -638,7 +631,7 @@ async def test_api_and_worker_start_as_compose_runs_them_and_pass_their_healthch
     stops it cleanly."""
     env = await start_dev_server_env(namespace="chuangzheng")
     service = services(compose)[name]
-    port = _free_port()
+    port = free_port()
     environ = app_environment(service)
     environ |= {
         "PATH": os.environ["PATH"],

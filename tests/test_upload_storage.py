@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from pydantic import ValidationError
 
+from chuangzheng.ports import free_port
 from chuangzheng.settings import Settings
 from chuangzheng.upload_storage import (
     CHUNK_BYTES,
@@ -29,13 +29,6 @@ from chuangzheng.upload_storage import (
 REGION = "us-east-1"
 ACCESS_KEY = "cz-test-access"
 SECRET_KEY = "cz-test-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def sha(data: bytes) -> str:

@@ -4,7 +4,6 @@ for WeCom and DingTalk robots (it records each request and answers as they docum
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,12 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (aiosmtpd's controller needs a fixed port)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from chuangzheng.ports import free_port
 
 
 # ----- receivers -----------------------------------------------------------------------------

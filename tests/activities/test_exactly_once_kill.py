@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -59,6 +58,7 @@ from activities.db import create_schema, make_engine, session_factory
 from activities.roster_files import read_roster_file
 from activities.round_progress import store_plan
 from activities.tables import notice_deliveries, notices
+from chuangzheng.ports import free_port
 from chuangzheng.temporal_server import start_dev_server_env
 from domain.calendar import Span
 from domain.campaign import Campaign
@@ -139,13 +139,6 @@ class RecordingMailbox:
         """A copy of the mails received so far."""
         with self.lock:
             return list(self.mails)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (aiosmtpd's controller needs a fixed port)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ----- fixtures ----------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ a blocking client would stall the worker while waiting for an Update it must pro
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 import uuid
@@ -29,6 +28,7 @@ from activities.roster_files import read_roster_text
 from activities.roster_store import store_roster
 from api.auth import upsert_user
 from api.main import create_app
+from chuangzheng.ports import free_port
 from chuangzheng.settings import Settings
 from chuangzheng.temporal_server import start_dev_server_env
 from domain.organisation import Role, Roster
@@ -53,14 +53,6 @@ USERS: dict[str, tuple[Role, str]] = {
     "sec-c": (Role.SECRETARY, "org-c"),
     "assess": (Role.ASSESSMENT_GROUP, ""),
 }
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
