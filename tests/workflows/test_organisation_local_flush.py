@@ -302,46 +302,53 @@ async def test_read_model_locked_past_the_local_budget_falls_back_to_the_activit
         async with _worker(env.client, queue, sessions, seen):
             plan = org_plan(org, await env.get_current_time(), round_id=round_id)
             handle: Handle = await start_campaign(env.client, queue, plan)
-            first = (await status(handle)).state
-            await _eventually(
-                lambda: _recorded_seq(sessions, round_id, org.id) == first.event_seq,
-                30,
-                "the first flush",
-            )
-            step = next(s for s in plan.phase(first.phase).steps if s.required)
-            current = first.current()
-            values = sample_evidence(
-                step,
-                org,
-                opens_at=current.opens_at,
-                deadline=current.deadline,
-                now=await env.get_current_time(),
-            )
-            blocker = sqlite3.connect(path, timeout=1, isolation_level=None)
             try:
-                blocker.execute("BEGIN EXCLUSIVE")
-                sent = time.monotonic()
-                result = await handle.execute_update(
-                    OrganisationCampaignWorkflow.submit_evidence,
-                    SubmitEvidence(actor=secretary(org), step_id=step.id, values=values),
+                first = (await status(handle)).state
+                await _eventually(
+                    lambda: _recorded_seq(sessions, round_id, org.id) == first.event_seq,
+                    30,
+                    "the first flush",
                 )
-                answered = time.monotonic() - sent
-                await asyncio.sleep(max(0.0, LOCK_SECONDS - answered))
-                assert _recorded_seq(sessions, round_id, org.id) == first.event_seq
-            finally:
-                blocker.execute("ROLLBACK")
-                blocker.close()
-            await _eventually(
-                lambda: _recorded_seq(sessions, round_id, org.id) == result.version,
-                60,
-                "the fallback activity to record",
-            )
-            # Then business as usual: the next Update is local again.
-            decided = await handle.execute_update(
-                OrganisationCampaignWorkflow.decide_submission,
-                DecideSubmission(actor=instructor(org), step_id=step.id, accept=True),
-            )
-            assert _recorded_seq(sessions, round_id, org.id) == decided.version
+                step = next(s for s in plan.phase(first.phase).steps if s.required)
+                current = first.current()
+                values = sample_evidence(
+                    step,
+                    org,
+                    opens_at=current.opens_at,
+                    deadline=current.deadline,
+                    now=await env.get_current_time(),
+                )
+                blocker = sqlite3.connect(path, timeout=1, isolation_level=None)
+                try:
+                    blocker.execute("BEGIN EXCLUSIVE")
+                    sent = time.monotonic()
+                    result = await handle.execute_update(
+                        OrganisationCampaignWorkflow.submit_evidence,
+                        SubmitEvidence(actor=secretary(org), step_id=step.id, values=values),
+                    )
+                    answered = time.monotonic() - sent
+                    await asyncio.sleep(max(0.0, LOCK_SECONDS - answered))
+                    assert _recorded_seq(sessions, round_id, org.id) == first.event_seq
+                finally:
+                    blocker.execute("ROLLBACK")
+                    blocker.close()
+                await _eventually(
+                    lambda: _recorded_seq(sessions, round_id, org.id) == result.version,
+                    60,
+                    "the fallback activity to record",
+                )
+                # Then business as usual: the next Update is local again.
+                decided = await handle.execute_update(
+                    OrganisationCampaignWorkflow.decide_submission,
+                    DecideSubmission(actor=instructor(org), step_id=step.id, accept=True),
+                )
+                assert _recorded_seq(sessions, round_id, org.id) == decided.version
+            except BaseException:
+                # Seen once at cache 0 in CI, not reproduced since (docs/reliability.md):
+                # the history goes to the log, to be replayed.
+                history = await handle.fetch_history()
+                print("history of the failed run:", history.to_json())
+                raise
             events = list((await handle.fetch_history()).events)
             await handle.terminate("test done")
     finally:
