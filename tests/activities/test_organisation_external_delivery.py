@@ -20,7 +20,7 @@ import json
 import uuid
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType
 
 from activities.channels import ChannelsConfig, router_from_config
@@ -79,7 +79,22 @@ async def test_only_the_notices_a_channel_carries_are_handed_to_deliver_notices(
             for _ in range(300):  # the last flush and its delivery may still be running
                 with sessions() as session:
                     row = session.get(CampaignStatusRow, (round_id, org.id))
-                if row is not None and row.event_seq == state.event_seq and robots.received:
+                    instructor_notices = session.scalar(
+                        select(func.count())
+                        .select_from(NoticeRow)
+                        .where(
+                            NoticeRow.round_id == round_id,
+                            NoticeRow.recipient_role == Role.INSTRUCTOR.value,
+                        )
+                    )
+                # Every instructor notice at the robot: the last delivery's POST may still be
+                # on its way after the read model has caught up.
+                caught_up = row is not None and row.event_seq == state.event_seq
+                if (
+                    caught_up
+                    and instructor_notices
+                    and (len(robots.on(ROBOT_PATH)) >= instructor_notices)
+                ):
                     break
                 await asyncio.sleep(0.1)
             events = list((await handle.fetch_history()).events)
