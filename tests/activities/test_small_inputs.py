@@ -412,9 +412,9 @@ async def _lose_and_fall_back(
     config = _secretary_on_a_robot(robots, org.secretary)
     recording = RecordingActivities(sessions, router_from_config(sessions, config, Settings()))
     seen: list[EventBatch | NoticeBatch] = []
-    # Delivery reports, appended once ``deliver_notices`` has returned: a batch is seen
+    # Batches whose ``deliver_notices`` has finished (returned or refused): a batch is seen
     # before its notices reach the robot, and a loaded machine may be between the two.
-    delivered: list[DeliveryReport] = []
+    finished: list[NoticeBatch] = []
     lose_before_next = asyncio.Event()
 
     def lose(table: Table) -> None:
@@ -433,9 +433,10 @@ async def _lose_and_fall_back(
         seen.append(batch)
         if batch.notice_ids:
             lose(notices)
-        report = await recording.deliver_notices(batch)
-        delivered.append(report)
-        return report
+        try:
+            return await recording.deliver_notices(batch)
+        finally:
+            finished.append(batch)
 
     round_id = f"r-fallback-{uuid.uuid4().hex[:8]}"
     plan = org_plan(org, await env.get_current_time(), round_id=round_id)
@@ -475,7 +476,7 @@ async def _lose_and_fall_back(
                             select(NoticeRow.notice_id).where(NoticeRow.round_id == round_id)
                         )
                     )
-                if inbox and len(delivered) == 2:
+                if inbox and len(finished) == 2:
                     break
                 await asyncio.sleep(0.05)
         finally:
