@@ -37,6 +37,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = repo_root() / "test-artifacts" / "ui"
+#: The charts' library, built from ui/package-lock.json by ``make assets`` (``make test`` does
+#: it first); a pytest started by hand without it fails on the charts after 30 s.
+ECHARTS = repo_root() / "api" / "ui" / "static" / "vendor" / "echarts.min.js"
 MINUTES_FIELD = (
     "              - {name: minutes, label: 会议记录, kind: document, required: false}\n"
 )
@@ -93,6 +96,8 @@ async def ui_round(stack: Stack) -> str:
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
 async def browser() -> AsyncIterator[Browser]:
     """Debian's Chromium, headless (never a downloaded browser)."""
+    if not ECHARTS.exists():
+        pytest.fail(f"{ECHARTS.relative_to(repo_root())} is missing: run `make assets` first")
     async with async_playwright() as p:
         launched = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
@@ -105,7 +110,32 @@ async def context(browser: Browser, stack: Stack) -> AsyncIterator[BrowserContex
     ctx = await browser.new_context(
         base_url=stack.base_url, locale="zh-CN", viewport={"width": 1400, "height": 1000}
     )
+    # What the browser saw go wrong, printed at teardown (pytest shows it when the test
+    # failed): a page whose script never ran tells nothing in the assertion alone.
+    seen: list[str] = []
+
+    def watch(page: Page) -> None:
+        page.on(
+            "console",
+            lambda m: (
+                seen.append(f"console {m.type}: {m.text}")
+                if m.type in ("error", "warning")
+                else None
+            ),
+        )
+        page.on("pageerror", lambda e: seen.append(f"script error: {e}"))
+        page.on("requestfailed", lambda r: seen.append(f"request failed: {r.url} {r.failure}"))
+        page.on(
+            "response",
+            lambda r: (
+                seen.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None
+            ),
+        )
+
+    ctx.on("page", watch)
     yield ctx
+    if seen:
+        print("the browser saw:", *seen, sep="\n  ")
     await ctx.close()
 
 
