@@ -63,6 +63,10 @@ LADDER_NOTICES = 8
 #: How long the dev server stays down after the deadline, and the read model locked.
 OUTAGE_AFTER_DEADLINE = 25.0
 LOCK_SECONDS = 30.0
+#: How far ahead of the kick-off the deadline is set: the kick-off (a round of 5 or 20) must
+#: be done, and every workflow waiting on its timer, before the fault begins (5 s and 2 s
+#: before the deadline). Kick-offs take 1–3 s here; these are real seconds of suite time.
+OUTAGE_DEADLINE_IN, STORM_DEADLINE_IN = 25, 30
 
 
 # ----- the plan and the round ------------------------------------------------------------------
@@ -282,12 +286,15 @@ async def test_dev_server_down_across_a_deadline_every_rung_fires_once_late(
     stack: Stack,
 ) -> None:
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as http:
-        round_id, deadline = await kick_off(stack, http, OUTAGE_TOWN, OUTAGE_ORGS, deadline_in=40)
+        round_id, deadline = await kick_off(
+            stack, http, OUTAGE_TOWN, OUTAGE_ORGS, OUTAGE_DEADLINE_IN
+        )
     assert deadline is not None
     orgs = org_ids(stack, round_id)
     assert len(orgs) == OUTAGE_ORGS
     stop_at = deadline - timedelta(seconds=5)
-    assert datetime.now(UTC) < stop_at, "the kick-off took too long: the deadline came first"
+    spare = (stop_at - datetime.now(UTC)).total_seconds()
+    assert spare > 0, "the kick-off took too long: the deadline came first"
     await sleep_until(stop_at)
     assert escalations(stack, round_id) == []
     stopped, restarted = await restart_dev_server(
@@ -310,7 +317,8 @@ async def test_dev_server_down_across_a_deadline_every_rung_fires_once_late(
     fired = sorted(rung.at.timestamp() for rung in rungs)
     print(
         f"\n[outage] {OUTAGE_ORGS} organisations, {len(rungs)} rungs due at "
-        f"{deadline:%H:%M:%S} UTC; server down {stopped - deadline.timestamp():+.1f} s to "
+        f"{deadline:%H:%M:%S} UTC ({spare:.1f} s to spare after the kick-off); server down "
+        f"{stopped - deadline.timestamp():+.1f} s to "
         f"{restarted - deadline.timestamp():+.1f} s around it; rungs fired "
         f"{fired[0] - deadline.timestamp():.1f}–{fired[-1] - deadline.timestamp():.1f} s late, "
         f"all recorded {recovered - restarted:.1f} s after the restart; "
@@ -320,12 +328,13 @@ async def test_dev_server_down_across_a_deadline_every_rung_fires_once_late(
 
 async def test_read_model_locked_mid_storm_retries_and_converges_once(stack: Stack) -> None:
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as http:
-        round_id, deadline = await kick_off(stack, http, STORM_TOWN, STORM_ORGS, deadline_in=45)
+        round_id, deadline = await kick_off(stack, http, STORM_TOWN, STORM_ORGS, STORM_DEADLINE_IN)
     assert deadline is not None
     orgs = org_ids(stack, round_id)
     assert len(orgs) == STORM_ORGS
     lock_at = deadline - timedelta(seconds=2)
-    assert datetime.now(UTC) < lock_at, "the kick-off took too long: the deadline came first"
+    spare = (lock_at - datetime.now(UTC)).total_seconds()
+    assert spare > 0, "the kick-off took too long: the deadline came first"
     await sleep_until(lock_at)
     # Another connection takes the write lock: every write of the worker waits for its busy
     # timeout, then fails (``database is locked``), for the whole storm.
@@ -356,7 +365,8 @@ async def test_read_model_locked_mid_storm_retries_and_converges_once(stack: Sta
     # not one a second.
     assert max(n for _, n in retried) <= 8
     print(
-        f"\n[lock] {STORM_ORGS} organisations due at {deadline:%H:%M:%S} UTC; read model "
+        f"\n[lock] {STORM_ORGS} organisations due at {deadline:%H:%M:%S} UTC ({spare:.1f} s to "
+        "spare after the kick-off); read model "
         f"locked {locked - deadline.timestamp():+.1f} s to {unlocked - deadline.timestamp():+.1f}"
         f" s; {len(retried)} activities retried (attempts {Counter(n for _, n in retried)}); "
         f"converged {converged - unlocked:.1f} s after the unlock; "
