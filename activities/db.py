@@ -8,12 +8,25 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, Table, create_engine, event, false, inspect, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Table,
+    create_engine,
+    delete,
+    event,
+    false,
+    inspect,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import CursorResult, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -200,3 +213,26 @@ def write_lock(session: Session, entity: type[Any]) -> None:
         .values({column.name: column})
         .execution_options(synchronize_session=False)
     )
+
+
+def delete_in_batches(
+    sessions: sessionmaker[Session],
+    table: Table,
+    keys: Sequence[ColumnElement[Any]],
+    where: Sequence[ColumnElement[bool]],
+    batch: int,
+) -> int:
+    """Delete ``table``'s rows matching ``where``, ``batch`` of them (chosen by their primary
+    ``keys``) to a transaction, until none are left; how many went. The housekeeping's
+    sweeps use it: a first sweep may find a long backlog, and short transactions keep
+    SQLite's other writers waiting only briefly."""
+    key = keys[0] if len(keys) == 1 else tuple_(*keys)
+    deleted = 0
+    while True:
+        with sessions.begin() as session:
+            chosen = select(*keys).where(*where).limit(batch)
+            result = session.execute(delete(table).where(key.in_(chosen)))
+            gone = cast("CursorResult[Any]", result).rowcount
+        deleted += gone
+        if gone < batch:
+            return deleted

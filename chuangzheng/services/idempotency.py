@@ -10,13 +10,11 @@ callers run these functions in a worker thread, never on an event loop.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import delete, select, tuple_, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.db import upsert_insert
+from activities.db import delete_in_batches, upsert_insert
 from activities.tables import IdempotencyRow, metadata
 from chuangzheng.services.errors import InvalidInput
 
@@ -163,19 +161,10 @@ def expire_keys(sessions: sessionmaker[Session], now: datetime, retention: timed
     while an action that inserts rows with fresh ids would run again, as with any API whose
     keys expire. Without this the table grows with every keyed write for ever."""
     table = metadata.tables[IdempotencyRow.__tablename__]
-    cutoff = now - retention
-    deleted = 0
-    while True:
-        with sessions.begin() as session:
-            oldest = (
-                select(table.c.username, table.c.key)
-                .where(table.c.created_at < cutoff)
-                .limit(EXPIRE_BATCH)
-            )
-            result = session.execute(
-                delete(table).where(tuple_(table.c.username, table.c.key).in_(oldest))
-            )
-            gone = cast("CursorResult[Any]", result).rowcount
-        deleted += gone
-        if gone < EXPIRE_BATCH:
-            return deleted
+    return delete_in_batches(
+        sessions,
+        table,
+        (table.c.username, table.c.key),
+        (table.c.created_at < now - retention,),
+        EXPIRE_BATCH,
+    )

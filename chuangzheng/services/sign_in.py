@@ -26,17 +26,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, delete, or_, select, update
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
-from activities.db import upsert_insert, write_lock
-from activities.tables import AuditRow, UserRow
+from activities.db import delete_in_batches, upsert_insert, write_lock
+from activities.tables import AuditRow, UserRow, metadata
 from activities.tables.access import AccountCountyRow, SignInSessionRow, SignInThrottleRow
 from chuangzheng.services.contact_points import contact_organisations
 from chuangzheng.services.errors import ServiceError
@@ -589,10 +588,13 @@ FORGET_BATCH = 2_000
 def forget_ended_sessions(sessions: sessionmaker[Session], now: datetime) -> int:
     """Delete the sessions that ended more than :data:`ENDED_SESSION_KEPT` ago, in batches;
     how many went. Without this, every sign-in leaves a row for ever."""
-    return _delete_in_batches(
+    table = metadata.tables[SignInSessionRow.__tablename__]
+    return delete_in_batches(
         sessions,
-        SignInSessionRow.session_id,
-        SignInSessionRow.expires_at < now - ENDED_SESSION_KEPT,
+        table,
+        (table.c.session_id,),
+        (table.c.expires_at < now - ENDED_SESSION_KEPT,),
+        FORGET_BATCH,
     )
 
 
@@ -606,30 +608,14 @@ def forget_quiet_throttles(
     made-up username: ``account:<name>`` is counted whether or not the account exists)
     leaves a row for ever."""
     quiet_since = now - window
-    return _delete_in_batches(
+    table = metadata.tables[SignInThrottleRow.__tablename__]
+    return delete_in_batches(
         sessions,
-        SignInThrottleRow.key,
-        SignInThrottleRow.last_failure_at <= quiet_since,
-        or_(
-            SignInThrottleRow.blocked_until.is_(None),
-            SignInThrottleRow.blocked_until <= quiet_since,
+        table,
+        (table.c.key,),
+        (
+            table.c.last_failure_at <= quiet_since,
+            or_(table.c.blocked_until.is_(None), table.c.blocked_until <= quiet_since),
         ),
+        FORGET_BATCH,
     )
-
-
-def _delete_in_batches(
-    sessions: sessionmaker[Session], key: InstrumentedAttribute[str], *where: ColumnElement[bool]
-) -> int:
-    """Delete the rows of ``key``'s table matching ``where``, :data:`FORGET_BATCH` to a
-    transaction (a first sweep may find a long backlog, and a short transaction keeps
-    SQLite's other writers waiting briefly); how many went."""
-    table = key.class_
-    deleted = 0
-    while True:
-        with sessions.begin() as session:
-            batch = select(key).where(*where).limit(FORGET_BATCH)
-            result = session.execute(delete(table).where(key.in_(batch)))
-            gone = cast("CursorResult[Any]", result).rowcount
-        deleted += gone
-        if gone < FORGET_BATCH:
-            return deleted
