@@ -181,7 +181,7 @@ async def _campaign(
     # with its first task and activity: three quarters of it, or --kickoff-rate if lower.
     rates = [r for r in (raw_rate and raw_rate * 0.75, ctx.cache.get("kickoff_rate")) if r]
     rate = float(min(rates)) if rates else EXPECTED_RATE
-    lead = 12.0 if ctx.smoke else n / rate * 1.5 + 60  # seconds from kick-off to deadline
+    lead = 8.0 if ctx.smoke else n / rate * 1.5 + 60  # seconds from kick-off to deadline
     minutes = max(4, math.ceil((lead + 60) / 60))
     starts_at = datetime.fromtimestamp(time.time() + lead - minutes * 60, UTC)
     result.params |= {"first_phase_minutes": minutes, "deadline_after_s": round(lead)}

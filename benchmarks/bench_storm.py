@@ -139,7 +139,7 @@ async def _run(
             for i in range(loops)
         ]
         await stack.wait_baseline_tally(before + loops, timeout=120)
-        raw_deadline = time.time() + (8 if ctx.smoke else 20 + n / 20)
+        raw_deadline = time.time() + (5 if ctx.smoke else 20 + n / 20)
         stop, raw_timed = asyncio.Event(), Timed()
         pressers = [asyncio.create_task(raw_loop(h, raw_timed, stop)) for h in raw_handles]
         raw_began = time.time()
@@ -156,7 +156,7 @@ async def _run(
 
         # ----- campaign --------------------------------------------------------------------
         rate = float(ctx.cache.get("kickoff_rate", EXPECTED_KICKOFF_RATE))
-        lead = 20.0 if ctx.smoke else n / rate * 1.5 + 60  # seconds from kick-off to deadline
+        lead = 12.0 if ctx.smoke else n / rate * 1.5 + 60  # seconds from kick-off to deadline
         minutes = max(4, math.ceil((lead + 60) / 60))
         starts_at = datetime.fromtimestamp(time.time() + lead - minutes * 60, UTC)
         result.params |= {

@@ -22,7 +22,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.channels.config import ChannelsConfig
+from activities.channels.config import ROBOT_TIMEOUT_SECONDS, ChannelsConfig
 from activities.channels.deliveries import (
     Claim,
     ClaimRequest,
@@ -76,7 +76,7 @@ class RobotPoster:
     clients go with its process.
     """
 
-    def __init__(self, *, timeout: float = 10.0) -> None:
+    def __init__(self, *, timeout: float = ROBOT_TIMEOUT_SECONDS) -> None:
         """Keep the per-request timeout (connect, read, write, and waiting for a pooled
         connection)."""
         self._timeout = timeout
@@ -267,6 +267,7 @@ class ChannelRouter:
                 now=datetime.now(UTC),
                 resend_uncertain=channel.takes_idempotency_key,
                 by_operator=by_operator,
+                lease=self._config.delivery_lease,
             )
         )
         if claim is Claim.ALREADY_SENT:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,6 +26,12 @@ CHANNELS_FILE_ENV = "CZ_CHANNELS_FILE"
 EMAIL, WECOM, DINGTALK = "email", "wecom", "dingtalk"
 KNOWN_CHANNELS: frozenset[str] = frozenset({EMAIL, WECOM, DINGTALK})
 ROBOT_CHANNELS: frozenset[str] = frozenset({WECOM, DINGTALK})
+#: A robot request's timeout (connect, read, write, a pooled connection): robots have no
+#: setting of their own.
+ROBOT_TIMEOUT_SECONDS = 10.0
+#: How many times the longest channel timeout a delivery's lease must be at least: a mail is
+#: a connect and several commands, each under the timeout.
+LEASE_OVER_TIMEOUT = 3
 
 
 def _secret_from_env(value: Any) -> Any:
@@ -117,6 +124,19 @@ class ChannelsConfig(BaseModel):
     county_role_addresses: dict[str, dict[Role, dict[str, str]]] = Field(default_factory=dict)
     #: Addresses of individual recipients; they win over ``role_addresses``.
     recipients: list[RecipientAddresses] = Field(default_factory=list)
+    #: How long a claimed delivery is left to the attempt that claimed it (see
+    #: ``activities.channels.deliveries``): after it, a worker that died mid-send is taken
+    #: over (mail) or the delivery turns uncertain (robots). Shorter recovers sooner after a
+    #: crash; it must stay well above the channels' timeouts, or a slow send still under way
+    #: would be taken over.
+    delivery_lease_seconds: float = Field(default=60.0, gt=0)
+
+    def longest_timeout(self) -> float:
+        """The longest single send any configured channel may take, in seconds."""
+        timeouts = [self.smtp.timeout_seconds] if self.smtp is not None else []
+        if self.robots:
+            timeouts.append(ROBOT_TIMEOUT_SECONDS)
+        return max(timeouts, default=0.0)
 
     @model_validator(mode="after")
     def _check_references(self) -> ChannelsConfig:
@@ -144,7 +164,18 @@ class ChannelsConfig(BaseModel):
                     robot = self.robots.get(address)
                     if robot is None or robot.kind != channel:
                         raise ValueError(f"未定义的{channel}机器人：{address}")
+        floor = LEASE_OVER_TIMEOUT * self.longest_timeout()
+        if self.delivery_lease_seconds < floor:
+            raise ValueError(
+                f"delivery_lease_seconds（{self.delivery_lease_seconds:g}秒）过短：须不少于"
+                f"最长发送超时的{LEASE_OVER_TIMEOUT}倍（{floor:g}秒），否则仍在发送的消息会被重复发送"
+            )
         return self
+
+    @property
+    def delivery_lease(self) -> timedelta:
+        """:attr:`delivery_lease_seconds` as a duration."""
+        return timedelta(seconds=self.delivery_lease_seconds)
 
     def channels_for(self, role: Role) -> list[str]:
         """The channels a recipient of ``role`` is reached through (inbox aside)."""

@@ -8,8 +8,9 @@ closings) of deliveries running at the same moment share a transaction (the rout
 them), so a deadline storm's thousands of sends do not queue one by one for SQLite's write
 lock.
 
-A claim is a lease: while a ``pending`` row is younger than :data:`IN_FLIGHT_LEASE`, another
-attempt (a Temporal retry overlapping a slow send) stays away instead of sending twice.
+A claim is a lease: while a ``pending`` row is younger than the lease (the channels file's
+``delivery_lease_seconds``, :data:`IN_FLIGHT_LEASE` by default), another attempt (a Temporal
+retry overlapping a slow send) stays away instead of sending twice.
 
 A worker dying between the send and the closing write leaves ``pending`` with no way to know
 whether the receiver got the message. What happens after the lease depends on the channel:
@@ -37,7 +38,8 @@ from activities.db import upsert_insert
 from activities.tables import NoticeRow, OrganisationRow, notice_deliveries
 from domain.organisation import DEFAULT_COUNTY
 
-#: How long a claimed delivery is left alone; above the channels' own timeouts (10 s).
+#: How long a claimed delivery is left alone by default; well above the channels' own
+#: timeouts (10 s by default).
 IN_FLIGHT_LEASE = timedelta(seconds=60)
 
 #: Errors are stored for people to read; a whole traceback or HTML page is not needed.
@@ -104,6 +106,7 @@ class ClaimRequest:
     now: datetime
     resend_uncertain: bool = True
     by_operator: bool = False
+    lease: timedelta = IN_FLIGHT_LEASE
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ def _claim(session: Session, request: ClaimRequest) -> Claim:
     now = request.now
     row = (t.c.notice_id == request.notice_id) & (t.c.channel == request.channel)
     abandoned = (t.c.status == DeliveryStatus.PENDING.value) & (
-        t.c.updated_at < now - IN_FLIGHT_LEASE
+        t.c.updated_at < now - request.lease
     )
     reclaimable = [t.c.status == DeliveryStatus.FAILED.value]
     if request.resend_uncertain:

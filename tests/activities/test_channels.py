@@ -416,6 +416,26 @@ async def test_interrupted_robot_post_is_never_repeated_automatically(
     assert statuses(sessions, TO_TOWNSHIP) == {"dingtalk": DeliveryStatus.SENT}
 
 
+async def test_the_channels_files_lease_decides_when_a_dead_claim_is_settled(
+    sessions: sessionmaker[DbSession], mailbox: MailBox, robots: Robots
+) -> None:
+    # Claimed 31 s ago by a worker that then died: within the default 60 s lease, past a
+    # 30 s one (the shortest the robots' 10 s timeout allows).
+    stale = datetime.now(UTC) - timedelta(seconds=31)
+    claim_delivery(
+        sessions, notice_id=TO_TOWNSHIP.notice_id, channel="dingtalk", address="城关镇党委群", now=stale
+    )
+    default = router_from_config(sessions, channels_config(mailbox, robots), Settings())
+    with pytest.raises(DeliveryFailed, match="另一次投递正在进行"):
+        await default.deliver(TO_TOWNSHIP)
+    config = channels_config(mailbox, robots).model_copy(update={"delivery_lease_seconds": 30})
+    short = router_from_config(sessions, config, Settings())
+    assert await short.deliver(TO_TOWNSHIP) is False  # the inbox row exists already
+    assert robots.received == []
+    [delivery] = deliveries_of(sessions, TO_TOWNSHIP.notice_id)
+    assert delivery.status is DeliveryStatus.UNCERTAIN
+
+
 # ----- configuration ---------------------------------------------------------------------------
 def test_without_channels_file_the_inbox_alone_is_used(
     sessions: sessionmaker[DbSession], monkeypatch: pytest.MonkeyPatch
@@ -442,6 +462,10 @@ def test_example_channels_file_builds_a_router(
         ({"smtp": None}, "缺少 smtp"),
         # Longer than the delivery ledger's column: PostgreSQL would refuse its row.
         ({"role_addresses": {"township": {"email": "a" * 310 + "@example.org"}}}, "地址过长"),
+        # Robots time out after 10 s: a lease under 30 s could hand a send still under way to
+        # another attempt.
+        ({"delivery_lease_seconds": 29}, "delivery_lease_seconds（29秒）过短"),
+        ({"smtp": {"host": "h", "from_address": "a@b.cn", "timeout_seconds": 30}}, "90秒"),
     ],
 )
 def test_inconsistent_configuration_is_refused(
