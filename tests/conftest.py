@@ -266,6 +266,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ``make test-random`` and ``tests/each_alone.py`` are the other two)."""
     if config.getoption("--reverse"):
         items.reverse()
+    keep_one_database(config, items)
+
+
+def keep_one_database(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the other database's copy of a test marked ``one_database(name, why)``.
+
+    Every API test runs on SQLite and on PostgreSQL (``database_url``). A few slow ones prove
+    nothing on the second that the first does not (the marker says why), and each copy costs
+    the whole suite its time on the one worker that holds that database's stack."""
+    deselected = []
+    for item in items:
+        marker = item.get_closest_marker("one_database")
+        callspec = getattr(item, "callspec", None)
+        if marker is None or callspec is None or "database_url" not in callspec.params:
+            continue
+        if not marker.kwargs.get("why"):
+            raise pytest.UsageError(f"{item.nodeid}: one_database needs why=...")
+        if callspec.params["database_url"] != marker.args[0]:
+            deselected.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        gone = set(deselected)
+        items[:] = [item for item in items if item not in gone]
 
 
 def xdist_group(item: pytest.Item) -> str | None:

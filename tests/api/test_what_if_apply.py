@@ -225,6 +225,11 @@ async def _cli(stack: Stack, *args: str) -> Result:
     return await asyncio.to_thread(CliRunner().invoke, app, ["what-if", *args, *options])
 
 
+@pytest.mark.one_database(
+    "sqlite",
+    why="the command line calls the API's routes, whose test above applies a what-if on both "
+    "databases; this one is about the command's refusals and exit codes",
+)
 async def test_the_command_line_applies_a_reviewed_what_if(stack: Stack) -> None:
     """``chuangzheng what-if ROUND --apply``: the API's 采用此方案 from the command line —
     the same refusals (township-only, superseded result, stale plan version: Chinese message,
