@@ -423,7 +423,11 @@ async def test_the_channels_files_lease_decides_when_a_dead_claim_is_settled(
     # 30 s one (the shortest the robots' 10 s timeout allows).
     stale = datetime.now(UTC) - timedelta(seconds=31)
     claim_delivery(
-        sessions, notice_id=TO_TOWNSHIP.notice_id, channel="dingtalk", address="城关镇党委群", now=stale
+        sessions,
+        notice_id=TO_TOWNSHIP.notice_id,
+        channel="dingtalk",
+        address="城关镇党委群",
+        now=stale,
     )
     default = router_from_config(sessions, channels_config(mailbox, robots), Settings())
     with pytest.raises(DeliveryFailed, match="另一次投递正在进行"):
