@@ -101,7 +101,7 @@ def _deadline_lines(
     calendar data, as the API does at kick-off."""
     from datetime import datetime, time
 
-    from domain.calendar import SHANGHAI, deadline_day
+    from domain.calendar import SHANGHAI, deadline_wording
     from domain.plan_loader import resolve_kickoff
 
     lines = [f"计划：{plan.name}（{plan.id}），共 {len(plan.rounds)} 个轮次"]
@@ -114,11 +114,7 @@ def _deadline_lines(
         lines.append(f"{round_plan.name}（{round_plan.id}），{day} 开始：")
         for window, phase_plan in zip(schedule.windows, round_plan.phases, strict=True):
             span = phase_plan.duration
-            if span is not None and span.minutes is not None:
-                # Minute-scale plans: the instant matters, not the day.
-                when = f"{window.deadline.astimezone(SHANGHAI):%Y-%m-%d %H:%M}"
-            else:
-                when = f"{deadline_day(window.deadline)} 24:00"
+            when = deadline_wording(window.deadline, "%Y-%m-%d")
             length = f"（{span.describe()}）" if span is not None else "（指定日期）"
             lines.append(f"  {window.phase.label}  截止 {when}{length}")
     return lines

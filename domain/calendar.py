@@ -97,6 +97,20 @@ def deadline_day(deadline: datetime) -> date:
     return local_date(deadline - timedelta(microseconds=1))
 
 
+def is_end_of_day(deadline: datetime) -> bool:
+    """Whether ``deadline`` is the end of a local day (every period in working days ends so)."""
+    return end_of_day(deadline_day(deadline)) == deadline
+
+
+def deadline_wording(deadline: datetime, day_format: str = "%Y年%m月%d日") -> str:
+    """A deadline as people read it: one at the end of a day is "D 24:00" of its last day D
+    ("D+1 00:00" reads as a day more than there is); any other instant (a minute-scale
+    plan's) its local date and minute."""
+    if is_end_of_day(deadline):
+        return f"{deadline_day(deadline):{day_format}} 24:00"
+    return deadline.astimezone(SHANGHAI).strftime(f"{day_format} %H:%M")
+
+
 class WorkingCalendar:
     """Working days on the PRC calendar, with a plan's own additions."""
 

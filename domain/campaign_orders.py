@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from domain.calendar import SHANGHAI, CalendarGap
+from domain.calendar import CalendarGap, deadline_wording
 from domain.campaign_clock import CampaignClock
 from domain.campaign_rules import OrderRectification
 from domain.errors import DomainError
@@ -84,7 +84,7 @@ class CampaignOrders(CampaignClock):
     ) -> None:
         """The 整改通知 to the secretary, one per source and reference."""
         who = supervisors_of(self.org)[Role.SECRETARY]
-        due = deadline.astimezone(SHANGHAI).strftime("%Y年%m月%d日 %H:%M")
+        due = deadline_wording(deadline)
         self.pending_notices.append(
             Notice(
                 notice_id=(

@@ -14,7 +14,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from domain.calendar import SHANGHAI, local_date
+from domain.calendar import deadline_day, local_date
 from domain.lights import Light
 from domain.organisation import Role, Supervisor, system_label
 from domain.phases import WORKING_PHASES, Phase
@@ -199,8 +199,9 @@ def build_digests(
     return sorted(digests, key=lambda d: (list(Role).index(d.recipient.role), d.recipient.key))
 
 
-def _fmt_day(moment: datetime | None) -> str:
-    return "—" if moment is None else moment.astimezone(SHANGHAI).strftime("%Y年%m月%d日")
+def _fmt_day(deadline: datetime | None) -> str:
+    """A deadline's last day (a deadline at the end of D is stored as D+1 00:00)."""
+    return "—" if deadline is None else f"{deadline_day(deadline):%Y年%m月%d日}"
 
 
 def _laggard_text(line: StatusLine, *, with_township: bool = True) -> str:

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from domain.calendar import SHANGHAI, deadline_day
+from domain.calendar import deadline_wording
 from domain.organisation import Organisation, Role, Supervisor
 from domain.phases import Phase
 from domain.state import PhaseState
@@ -62,8 +62,8 @@ class Notice(BaseModel):
     created_at: datetime
 
 
-def _fmt(moment: datetime) -> str:
-    return moment.astimezone(SHANGHAI).strftime("%Y年%m月%d日 %H:%M")
+def _fmt(deadline: datetime) -> str:
+    return deadline_wording(deadline)
 
 
 def _missing_steps(phase: PhaseState) -> str:
@@ -102,7 +102,7 @@ def build_notice(
     if kind is NoticeKind.REMINDER:
         title = f"【{stage}】即将到期提醒：{org.name}"
         body = (
-            f"{org.name}：{stage}阶段将于{deadline}截止（{deadline_day(phase.deadline)}）。"
+            f"{org.name}：{stage}阶段将于{deadline}截止。"
             f"尚未完成的规定动作：{missing}。请按时提交材料。"
         )
     elif kind is NoticeKind.ESCALATION and who.role is Role.SECRETARY:

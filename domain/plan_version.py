@@ -38,7 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain.calendar import SHANGHAI, PinnedCalendar, deadline_day, end_of_day
+from domain.calendar import SHANGHAI, PinnedCalendar, deadline_day, is_end_of_day
 from domain.campaign_clock import CampaignClock
 from domain.errors import FieldError, PlanError
 from domain.events import EventKind
@@ -156,9 +156,8 @@ def check_deadlines_not_past(
 def show_deadline(deadline: datetime) -> str:
     """A deadline in Chinese pages' terms: its last day ("2026-12-08") for a deadline at the
     end of a day (every plan in working days), else the local minute."""
-    day = deadline_day(deadline)
-    if end_of_day(day) == deadline:
-        return day.isoformat()
+    if is_end_of_day(deadline):
+        return deadline_day(deadline).isoformat()
     return deadline.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
 
 

@@ -53,7 +53,7 @@ from chuangzheng.services.forecast_warning import (
 from chuangzheng.settings import Settings
 from chuangzheng.simulation.environment import DEFAULT_PLAN, DEFAULT_ROSTER
 from chuangzheng.simulation.model import CharacterMix
-from domain.calendar import SHANGHAI
+from domain.calendar import SHANGHAI, deadline_wording
 from domain.forecast import ForecastModel, Windows, features_at
 from domain.organisation import Organisation, Role
 from domain.phases import WORKING_PHASES, Phase
@@ -276,7 +276,7 @@ async def test_a_laggard_is_warned_once_before_its_deadline_and_a_diligent_one_n
     assert warning["rung"] is None
     percent = round(scored[(laggard.id, PHASE)] * 100)
     assert warning["title"] == f"【预警】{laggard.name}动员部署阶段预计逾期（{percent}%）"
-    local_deadline = deadline.astimezone(SHANGHAI).strftime("%Y年%m月%d日 %H:%M")
+    local_deadline = deadline_wording(deadline)  # "… 24:00" of its last day
     body = str(warning["body"])
     assert f"动员部署阶段将于{local_deadline}截止" in body
     assert f"{percent}%" in body and "主要原因：" in body
