@@ -31,7 +31,7 @@ from domain.notices import Notice
 from domain.organisation import SUPERVISOR_ROLES, Organisation, Role
 from domain.phases import Phase
 from domain.plan import DEFAULT_SUBMITTERS, LadderPlan, StepPlan, StepProcedure
-from domain.schedule import OrgPlan, check_deadline_in_calendar
+from domain.schedule import OrgPlan, check_deadline_in_calendar, check_extended_deadline
 from domain.state import (
     Actor,
     CampaignEvent,
@@ -123,6 +123,12 @@ def _procedure_only(step: StepPlan) -> str:
         )
     assert step.settled_by is not None
     return f"步骤“{step.name}”由{step.settled_by.label}完成，不能手工填报"
+
+
+#: The most an organisation's record (its campaign state, as JSON) may hold before actions
+#: that add free text or evidence are refused: half of Temporal's 2 MB payload limit, which
+#: the record meets whole at every continue-as-new.
+STATE_BUDGET_BYTES = 1024 * 1024
 
 
 def _require_role(actor: Actor, allowed: frozenset[Role], what: str) -> None:
@@ -304,6 +310,69 @@ class CampaignRules:
                     code="forbidden",
                 )
             _require_reason(cmd.reason, "退回")
+
+    # ----- admission rules ---------------------------------------------------------------
+    # Rules added after workflows had already run: the Updates' validators apply them to new
+    # actions only. The handlers do not re-check them, so an action accepted before a rule
+    # existed replays as it ran (validators do not run on replay).
+
+    def check_state_budget(
+        self, cmd: SubmitEvidence | RequestExtension | ReportRectification
+    ) -> None:
+        """Refuse an action that would grow the organisation's record past
+        :data:`STATE_BUDGET_BYTES`: each returned submission, refused extension or rejected
+        report stays in the record, which Temporal carries whole into every continued run
+        (2 MB at most) and every status query (4 MB), so repeated large submissions once left
+        a workflow that could no longer run a task."""
+        if self.seen(cmd.idempotency_key):
+            return
+        size = len(self.state.model_dump_json().encode()) + len(cmd.model_dump_json().encode())
+        if size > STATE_BUDGET_BYTES:
+            raise DomainError(
+                f"本组织本轮已提交的材料累计已达上限（{STATE_BUDGET_BYTES // 1024}KB），"
+                "请精简文字，或把材料作为附件上传后再提交",
+                code="record_full",
+            )
+
+    def check_extension_reach(self, cmd: RequestExtension | DecideExtension) -> None:
+        """An extension moves the open phase's deadline by a year at most and not to or past
+        the next phase's deadline: asked for, or approved (a request made before this rule may
+        ask for more)."""
+        if self.seen(cmd.idempotency_key):
+            return
+        if isinstance(cmd, DecideExtension):
+            if not cmd.approve:
+                return
+            new_deadline = self._extension(cmd.extension_id).new_deadline
+        else:
+            new_deadline = cmd.new_deadline
+        phase = self._open_phase()
+        deadlines = [(p.phase, p.deadline) for p in self.state.phases]
+        check_extended_deadline(deadlines, phase.phase, new_deadline, field="new_deadline")
+
+    def check_independent_decision(self, cmd: DecideSubmission) -> None:
+        """Nobody decides on what their own role entered: the county office may enter a step
+        on an organisation's behalf, but another supervisor (its instructor or guidance group)
+        then accepts or returns it, as with the secretary's own submissions.
+
+        An admission rule: the Update's validator applies it to new decisions only. The
+        handler does not re-check it, so the histories of decisions accepted before the rule
+        replay as they ran (validators do not run on replay)."""
+        if self.seen(cmd.idempotency_key):
+            return
+        _, step, _ = self._step(cmd.step_id)
+        if not step.submissions:
+            return
+        submitter = step.submissions[-1].submitted_by.role
+        if submitter is cmd.actor.role:
+            step_plan = self._step_plan(cmd.step_id)
+            deciders = step_plan.deciders if step_plan is not None else SUPERVISOR_ROLES
+            others = [role.label for role in Role if role in deciders and role is not submitter]
+            raise DomainError(
+                f"“{step.name}”的材料由{submitter.label}代为提交，不能由{submitter.label}自行审核"
+                + (f"，请由{'、'.join(others)}审核" if others else ""),
+                code="forbidden",
+            )
 
     def check_waive(self, cmd: WaiveStep) -> None:
         """Only a supervisor waives, with a reason, a step not yet settled."""

@@ -38,7 +38,9 @@ def _as_int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    # isdecimal, not isdigit: "²" and "①" are digits that int() refuses (a 409 with Python's
+    # own message once); full-width "４０" is decimal and reads as 40.
+    if isinstance(value, str) and value.strip().lstrip("-").isdecimal():
         return int(value.strip())
     return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from domain.calendar import (
     Span,
     WorkingCalendar,
     deadline_day,
+    deadline_wording,
     end_of_day,
     last_covered_day,
     local_date,
@@ -223,6 +225,58 @@ def resolve_schedule(
     (the kick-off's date decides) and is ignored."""
     del rebased
     return resolve_round(plan, round_plan, starts_at)
+
+
+#: The furthest an extension moves a deadline. A round runs a year or two; an extension of
+#: more than a year is a typing mistake (9999-12-31), and the ladder's rung times counted from
+#: such a deadline overflow the calendar, which left the workflow unable to run a task.
+MAX_EXTENSION = timedelta(days=366)
+
+
+def check_extension_reach(current: datetime, new_deadline: datetime, *, field: str) -> None:
+    """Refuse a new deadline more than :data:`MAX_EXTENSION` after ``current`` (the deadline
+    it replaces), naming the latest one allowed in Asia/Shanghai."""
+    if new_deadline - current > MAX_EXTENSION:
+        latest = deadline_day(current + MAX_EXTENSION)
+        raise DomainError(
+            f"延期过长：新的截止时间不能晚于原截止时间一年以上（最晚 {latest.isoformat()}）",
+            code="invalid_deadline",
+            field=field,
+        )
+
+
+def check_extended_deadline(
+    deadlines: Sequence[tuple[Phase, datetime]], phase: Phase, new_deadline: datetime, *, field: str
+) -> None:
+    """Refuse an extension of ``phase`` to ``new_deadline`` that does not move it later, moves
+    it by more than :data:`MAX_EXTENSION`, or reaches the next phase's deadline (the next phase
+    would open already overdue and climb the ladder at once). ``deadlines``: every phase's
+    current deadline, in order (extensions included)."""
+    current = dict(deadlines)
+    if phase not in current:
+        return
+    if new_deadline <= current[phase]:
+        raise DomainError(
+            f"新的截止时间必须晚于{phase.label}阶段当前的截止时间"
+            f"（{deadline_wording(current[phase], '%Y-%m-%d')}）",
+            code="invalid_deadline",
+            field=field,
+        )
+    check_extension_reach(current[phase], new_deadline, field=field)
+    order = [p for p, _ in deadlines]
+    following = order[order.index(phase) + 1 :]
+    if following and new_deadline >= current[following[0]]:
+        nxt = following[0]
+        asked, next_deadline = (
+            deadline_wording(d, "%Y-%m-%d") for d in (new_deadline, current[nxt])
+        )
+        raise DomainError(
+            f"延期后{phase.label}阶段的截止时间（{asked}）"
+            f"将不早于下一阶段{nxt.label}的截止时间（{next_deadline}），"
+            "下一阶段一开始就会逾期：请缩短延期，或先调整本轮计划中后续阶段的时限",
+            code="invalid_deadline",
+            field=field,
+        )
 
 
 def check_deadline_in_calendar(

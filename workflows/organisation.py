@@ -486,6 +486,7 @@ class OrganisationCampaignWorkflow:
     @submit_evidence.validator
     def _validate_submit(self, cmd: SubmitEvidence) -> None:
         checked(lambda: self._campaign.check_submit(cmd))
+        checked(lambda: self._campaign.check_state_budget(cmd))
 
     @workflow.update
     def decide_submission(self, cmd: DecideSubmission) -> ActionResult:
@@ -495,6 +496,7 @@ class OrganisationCampaignWorkflow:
     @decide_submission.validator
     def _validate_decide(self, cmd: DecideSubmission) -> None:
         checked(lambda: self._campaign.check_decide(cmd))
+        checked(lambda: self._campaign.check_independent_decision(cmd))
 
     @workflow.update
     def waive_step(self, cmd: WaiveStep) -> ActionResult:
@@ -513,6 +515,8 @@ class OrganisationCampaignWorkflow:
     @request_extension.validator
     def _validate_request_extension(self, cmd: RequestExtension) -> None:
         checked(lambda: self._campaign.check_request_extension(cmd, workflow.now()))
+        checked(lambda: self._campaign.check_extension_reach(cmd))
+        checked(lambda: self._campaign.check_state_budget(cmd))
 
     @workflow.update
     def decide_extension(self, cmd: DecideExtension) -> ActionResult:
@@ -525,6 +529,7 @@ class OrganisationCampaignWorkflow:
     @decide_extension.validator
     def _validate_decide_extension(self, cmd: DecideExtension) -> None:
         checked(lambda: self._campaign.check_decide_extension(cmd, workflow.now()))
+        checked(lambda: self._campaign.check_extension_reach(cmd))
 
     @workflow.update
     def acknowledge_escalation(self, cmd: AcknowledgeEscalation) -> ActionResult:
@@ -543,6 +548,7 @@ class OrganisationCampaignWorkflow:
     @report_rectification.validator
     def _validate_report(self, cmd: ReportRectification) -> None:
         checked(lambda: self._campaign.check_report_rectification(cmd))
+        checked(lambda: self._campaign.check_state_budget(cmd))
 
     @workflow.update
     def recheck_rectification(self, cmd: RecheckRectification) -> ActionResult:

@@ -67,9 +67,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.organisation import Role
     from domain.phases import WORKING_PHASES, Phase
     from domain.plan_version import PlanVersionChange
-    from domain.schedule import RoundSchedule
+    from domain.schedule import RoundSchedule, check_extended_deadline
     from workflows import activity_refs as refs
-    from workflows.common import ACTIVITY_RETRY, ACTIVITY_TIMEOUT
+    from workflows.common import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, checked
     from workflows.contracts import OrgProgress, RoundExtensionRequest, RoundProgress
     from workflows.ids import round_workflow_id
     from workflows.reporting import schedule_pro_rata
@@ -490,6 +490,27 @@ class CampaignRound:
             )
         if self._state.close is not None:
             raise ApplicationError("本轮活动已结束", type="round_closed", non_retryable=True)
+        # Later than the phase's deadline (the schedule's, or an earlier county-wide
+        # extension's), by a year at most, and before the next phase's: an admission rule, the
+        # validator's alone, so extensions accepted before it replay as they ran.
+        schedule = self._state.schedule
+        if schedule is not None:
+            extended: dict[Phase, datetime] = {}
+            for action in self._state.actions:
+                if action.kind is RoundActionKind.EXTENSION and action.extension is not None:
+                    ext = action.extension
+                    extended[ext.phase] = max(
+                        ext.new_deadline, extended.get(ext.phase, ext.new_deadline)
+                    )
+            deadlines = [
+                (w.phase, max(w.deadline, extended.get(w.phase, w.deadline)))
+                for w in schedule.windows
+            ]
+            checked(
+                lambda: check_extended_deadline(
+                    deadlines, request.phase, request.new_deadline, field="new_deadline"
+                )
+            )
 
     @workflow.update
     def update_calendar(self, cmd: CalendarUpdate) -> RoundActionResult:

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,14 @@ async def wait_for(check: Any, timeout: float = 60) -> Any:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.3)
+
+
+def extended_first_deadline(status: dict[str, Any]) -> datetime:
+    """A later deadline for an organisation's first phase, as a secretary would ask for it:
+    before the second phase's (an extension may not reach the next phase's deadline, or the
+    next phase would open overdue)."""
+    first, second = (datetime.fromisoformat(p["deadline"]) for p in status["state"]["phases"][:2])
+    return first + (second - first) / 2
 
 
 async def start_demo_round(stack: Stack, rid: str) -> str:

@@ -20,7 +20,14 @@ from domain.digest import StatusLine, build_circular
 from domain.lights import Light
 from domain.organisation import System
 from domain.phases import Phase
-from tests.api.conftest import PASSWORD, Stack, start_demo_round, token, wait_for
+from tests.api.conftest import (
+    PASSWORD,
+    Stack,
+    extended_first_deadline,
+    start_demo_round,
+    token,
+    wait_for,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -39,10 +46,9 @@ async def test_reasons_come_back_as_text_in_the_instructors_timeline(stack: Stac
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
         secretary, instructor = await token(http, "sec-c"), await token(http, "ins-liu")
         status = (await http.get(f"{base}/status", headers=secretary)).json()
-        deadline = datetime.fromisoformat(status["state"]["phases"][0]["deadline"])
         asked = await http.post(
             f"{base}/extensions",
-            json={"new_deadline": (deadline + timedelta(days=3)).isoformat(), "reason": HYPERLINK},
+            json={"new_deadline": extended_first_deadline(status).isoformat(), "reason": HYPERLINK},
             headers=secretary,
         )
         assert asked.status_code == 200, asked.text

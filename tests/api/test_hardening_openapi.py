@@ -5,12 +5,11 @@ stack."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
 
 import httpx
 import pytest
 
-from tests.api.conftest import Stack, start_demo_round, token
+from tests.api.conftest import Stack, extended_first_deadline, start_demo_round, token
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -23,10 +22,12 @@ async def test_an_extension_is_decided_through_its_declared_path_parameter(
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
         secretary, instructor = await token(http, "sec-c"), await token(http, "ins-liu")
         status = (await http.get(f"{base}/status", headers=secretary)).json()
-        deadline = datetime.fromisoformat(status["state"]["phases"][0]["deadline"])
         asked = await http.post(
             f"{base}/extensions",
-            json={"new_deadline": (deadline + timedelta(days=2)).isoformat(), "reason": "会期冲突"},
+            json={
+                "new_deadline": extended_first_deadline(status).isoformat(),
+                "reason": "会期冲突",
+            },
             headers=secretary,
         )
         assert asked.status_code == 200, asked.text

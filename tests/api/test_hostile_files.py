@@ -24,7 +24,6 @@ import uuid
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,14 @@ from domain.errors import ValidationFailed
 from domain.organisation import Role, Roster
 from domain.roster_import import REQUIRED_HEADERS, ROSTER_HEADERS
 from domain.state import Actor
-from tests.api.conftest import PASSWORD, Stack, start_demo_round, token, wait_for
+from tests.api.conftest import (
+    PASSWORD,
+    Stack,
+    extended_first_deadline,
+    start_demo_round,
+    token,
+    wait_for,
+)
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 #: Where a roster refusal may point: a cell, a header, the roster, the file.
@@ -496,10 +502,9 @@ async def test_no_cell_of_any_export_is_a_formula(stack: Stack) -> None:
         secretary, instructor = await token(http, "sec-c"), await token(http, "ins-liu")
         county = await token(http, "county")
         status = (await http.get(f"{base}/status", headers=secretary)).json()
-        deadline = datetime.fromisoformat(status["state"]["phases"][0]["deadline"])
         asked = await http.post(
             f"{base}/extensions",
-            json={"new_deadline": (deadline + timedelta(days=3)).isoformat(), "reason": HYPERLINK},
+            json={"new_deadline": extended_first_deadline(status).isoformat(), "reason": HYPERLINK},
             headers=secretary,
         )
         assert asked.status_code == 200, asked.text

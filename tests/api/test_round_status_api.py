@@ -35,7 +35,8 @@ async def test_extension_retried_with_one_request_id_is_applied_once(
 ) -> None:
     county = await token(http, "county")
     body = {
-        "phase": "mobilisation",
+        # The last phase: an earlier one may not be moved to or past the next one's deadline.
+        "phase": "commendation",
         "new_deadline": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
         "reason": "全县统一顺延",
         "request_id": f"{round_id}-ext-1",
@@ -58,3 +59,30 @@ async def test_calendar_update_of_a_minute_scale_round_is_refused(
     refused = await http.post(f"/api/v1/rounds/{round_id}/calendar", json=body, headers=county)
     assert refused.status_code == 409, refused.text
     assert refused.json()["code"] == "no_calendar"
+
+
+async def test_a_county_wide_extension_must_move_later_and_stay_before_the_next_phase(
+    http: httpx.AsyncClient, round_id: str
+) -> None:
+    """An outside tester extended 动员部署 past 公开承诺's deadline (organisations then opened
+    公开承诺 already overdue and climbed the whole ladder at once) and "extended" to an earlier
+    time (answered applied, changed nothing): both are refused now, naming the field."""
+    county = await token(http, "county")
+    secretary = await token(http, "sec-a")
+    status = (
+        await http.get(f"/api/v1/rounds/{round_id}/organisations/org-a/status", headers=secretary)
+    ).json()
+    first, second = (datetime.fromisoformat(p["deadline"]) for p in status["state"]["phases"][:2])
+    path = f"/api/v1/rounds/{round_id}/extensions"
+
+    async def extend(new_deadline: datetime) -> httpx.Response:
+        body = {"phase": "mobilisation", "new_deadline": new_deadline.isoformat(), "reason": "顺延"}
+        return await http.post(path, json=body, headers=county)
+
+    for refused in (await extend(second + timedelta(minutes=1)), await extend(first)):
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["field"] == "new_deadline", refused.text
+    past_next = (await extend(second)).json()["errors"][0]["reason"]
+    assert "不早于下一阶段公开承诺" in past_next
+    within = await extend(first + (second - first) / 2)
+    assert within.status_code == 200, within.text

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -44,7 +44,14 @@ from chuangzheng.services.errors import NotFound, TemporalUnavailable
 from chuangzheng.services.organisation_actions import OrganisationAction, perform
 from domain.organisation import Role
 from domain.state import Actor
-from tests.api.conftest import ROSTER_CSV, Stack, free_port, start_demo_round, token
+from tests.api.conftest import (
+    ROSTER_CSV,
+    Stack,
+    extended_first_deadline,
+    free_port,
+    start_demo_round,
+    token,
+)
 from tests.api.spreadsheets import xlsx
 from tests.api.test_campaign_api import evidence
 from workflows.ids import organisation_workflow_id
@@ -493,8 +500,7 @@ async def test_a_nul_is_refused_and_one_already_in_a_history_still_reaches_the_r
     secretary = await token(http, "sec-c")
     base = f"/api/v1/rounds/{rid}/organisations/org-c"
     status = (await http.get(f"{base}/status", headers=secretary)).json()
-    deadline = datetime.fromisoformat(status["state"]["phases"][0]["deadline"])
-    later = (deadline + timedelta(days=3)).isoformat()
+    later = extended_first_deadline(status).isoformat()
 
     refused = await http.post(
         f"{base}/extensions", json={"new_deadline": later, "reason": "村里有事\u0000"},

@@ -298,3 +298,56 @@ async def test_invalid_evidence_is_rejected_with_reason_and_no_history(
     history = await handle.fetch_history()
     kinds = {EventType.Name(event.event_type) for event in history.events}
     assert "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED" in kinds
+
+
+async def test_admission_rules_refuse_self_decisions_and_runaway_extensions(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """The validators' admission rules (``CampaignRules.check_independent_decision`` and
+    ``check_extension_reach``): refused before anything is recorded, and the workflow keeps
+    answering and acting (a 9999 deadline once left it failing every workflow task)."""
+    env = time_skipping_env
+    org = organisation("org-admit-01")
+    plan = org_plan(org, await env.get_current_time(), round_id="r-admit")
+    handle = await start_campaign(env.client, task_queue, plan)
+    phase = (await status(handle)).state.current()
+    step = plan.phase(phase.phase).steps[0]
+    values = sample_evidence(
+        step, org, opens_at=phase.opens_at, deadline=phase.deadline, now=phase.opens_at
+    )
+    await handle.execute_update(
+        OrganisationCampaignWorkflow.submit_evidence,
+        SubmitEvidence(actor=COUNTY, step_id=step.id, values=values),
+    )
+    with pytest.raises(WorkflowUpdateFailedError) as failure:
+        await handle.execute_update(
+            OrganisationCampaignWorkflow.decide_submission,
+            DecideSubmission(actor=COUNTY, step_id=step.id, accept=True),
+        )
+    assert isinstance(failure.value.cause, ApplicationError)
+    assert failure.value.cause.type == "forbidden"
+    assert "代为提交" in str(failure.value.cause)
+    accepted = await handle.execute_update(
+        OrganisationCampaignWorkflow.decide_submission,
+        DecideSubmission(actor=instructor(org), step_id=step.id, accept=True),
+    )
+    assert accepted.step_status is StepStatus.ACCEPTED
+
+    with pytest.raises(WorkflowUpdateFailedError) as failure:
+        await handle.execute_update(
+            OrganisationCampaignWorkflow.request_extension,
+            RequestExtension(
+                actor=secretary(org),
+                new_deadline=phase.deadline.replace(year=9999),
+                reason="需要更多时间",
+            ),
+        )
+    assert isinstance(failure.value.cause, ApplicationError)
+    assert failure.value.cause.type == "invalid_deadline"
+    later = phase.deadline + timedelta(days=7)
+    asked = await handle.execute_update(
+        OrganisationCampaignWorkflow.request_extension,
+        RequestExtension(actor=secretary(org), new_deadline=later, reason="换届选举"),
+    )
+    assert asked.extension_id is not None
+    assert (await status(handle)).state.current().deadline == phase.deadline
