@@ -87,7 +87,7 @@ def _paging_beyond_bounds(query_string: bytes) -> str | None:
         return None
     for name, value in params:
         digits = value.strip().lstrip("+-")
-        if name in _PAGING and digits.isdigit() and int(digits) > MAX_PAGING:
+        if name in _PAGING and digits.isdecimal() and int(digits) > MAX_PAGING:
             return name
     return None
 

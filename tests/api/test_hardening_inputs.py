@@ -122,6 +122,19 @@ async def test_paging_beyond_any_database_integer_is_422(http: httpx.AsyncClient
     assert (await http.get("/api/v1/organisations?offset=0", headers=secretary)).status_code == 200
 
 
+async def test_paging_written_with_digits_int_refuses_is_422_not_500(
+    http: httpx.AsyncClient,
+) -> None:
+    """ "²" and "①" are digits to ``str.isdigit`` that ``int()`` refuses: the paging guard
+    answered a plain 500 to anyone, signed in or not (an outside tester)."""
+    secretary = await token(http, "sec-a")
+    for query in ("limit=%C2%B2", "offset=%E2%91%A0"):
+        response = await http.get(f"/api/v1/organisations?{query}", headers=secretary)
+        assert response.status_code == 422, (query, response.text)
+        anonymous = await http.get(f"/public/commitments?{query}")
+        assert anonymous.status_code < 500, (query, anonymous.text)
+
+
 # ── item 10: dates with bounds ──────────────────────────────────────────────────────────
 
 

@@ -96,7 +96,7 @@ def overview(
     }
     if info is not None:
         filters = Filters(system=system, org_type=type)
-        page_no = int(tpage) if tpage.isdigit() else 1  # a mangled link: the first page
+        page_no = int(tpage) if tpage.isdecimal() else 1  # a mangled link: the first page
         cached = read_overview(
             session, user, info.round_id, filters, wall=screen == "big", page=page_no,
             search=tq,

@@ -120,7 +120,7 @@ async def plan_post(
                 reason=reason,
                 caller=actor,
                 idempotency_key=f"ui:{key}",
-                base_version=int(base) if base.isdigit() else None,
+                base_version=int(base) if base.isdecimal() else None,
             )
             done = "已启用" if applied.applied else "此前已启用"
             return redirect(f"/ui/rounds/{round_id}/plan", msg=f"{done}计划第{applied.version}版")
