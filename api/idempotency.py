@@ -78,9 +78,10 @@ def command_key(user: User, key: str | None) -> str | None:
 async def request_fingerprint(request: Request) -> str:
     """What an Idempotency-Key covers: the method, the path and the body (a parsed upload)."""
     digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        # An upload's stream was consumed when the route parsed its form (request.body()
-        # would raise, a 500): the parsed form, files included, is what the key covers.
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        # A form's stream was consumed when the route parsed it (request.body() would raise,
+        # a 500): the parsed form, files included, is what the key covers.
         for name, value in (await request.form()).multi_items():
             digest.update(f"{name}\n".encode())
             if isinstance(value, StarletteUploadFile):

@@ -146,6 +146,27 @@ async def test_a_briefing_is_submitted_circulated_and_listed(
     assert titles.count("页面报送的一篇简报") == 1, titles
 
 
+async def test_a_briefing_sent_as_a_plain_form_with_a_key_is_filed_once(
+    http: httpx.AsyncClient, stack: Stack
+) -> None:
+    """No file: the body is urlencoded, not multipart. The key's fingerprint read the
+    consumed body and answered 500 ("Stream consumed"), found by an outside tester."""
+    rid = await start_demo_round(stack, f"bru-{uuid.uuid4().hex[:8]}")
+    secretary = await token(http, "sec-a")
+    path = f"/api/v1/rounds/{rid}/briefings"
+    keyed = {**secretary, "Idempotency-Key": f"briefing-form-{rid}"}
+    form = {"title": "党员设岗定责 网格联系群众", "text": TEXT, "org_id": "org-a"}
+    first = await http.post(path, data=form, headers=keyed)
+    again = await http.post(path, data=form, headers=keyed)
+    assert first.status_code == again.status_code == 201, first.text
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert again.json()["briefing_id"] == first.json()["briefing_id"]
+    assert len((await http.get(path, headers=secretary)).json()) == 1
+    other = await http.post(path, data={**form, "title": "另一篇简报的标题"}, headers=keyed)
+    assert other.status_code == 422
+    assert other.json()["code"] == "idempotency_key_reused"
+
+
 async def test_the_commendation_pages_show_the_record_beside_the_sheets_and_explain_it(
     http: httpx.AsyncClient, stack: Stack
 ) -> None:
