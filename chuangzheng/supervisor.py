@@ -32,6 +32,14 @@ log = structlog.get_logger(__name__)
 _SETPRIV = shutil.which("setpriv")
 
 
+def with_parent_death_signal(argv: Sequence[str]) -> list[str]:
+    """``argv`` run so that the child gets SIGTERM when its parent process dies (Linux, where
+    util-linux's ``setpriv`` is installed; elsewhere ``argv`` unchanged)."""
+    if _SETPRIV is None:
+        return list(argv)
+    return [_SETPRIV, "--pdeathsig", "TERM", "--", *argv]
+
+
 @dataclass(frozen=True)
 class ProcessSpec:
     """One supervised process: its name, command line, log file and environment."""
@@ -80,9 +88,7 @@ class Supervisor:
 
     async def _spawn(self, spec: ProcessSpec) -> asyncio.subprocess.Process:
         spec.log_file.parent.mkdir(parents=True, exist_ok=True)
-        argv = list(spec.argv)
-        if _SETPRIV is not None:
-            argv = [_SETPRIV, "--pdeathsig", "TERM", "--", *argv]
+        argv = with_parent_death_signal(spec.argv)
         with spec.log_file.open("ab") as output:  # the child keeps its own descriptor
             return await asyncio.create_subprocess_exec(
                 *argv,

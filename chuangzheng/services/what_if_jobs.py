@@ -25,10 +25,11 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
@@ -36,6 +37,7 @@ from sqlalchemy.orm import Session
 from chuangzheng.services.callers import Caller, audit_row, require_role
 from chuangzheng.services.errors import Conflict, InvalidInput
 from chuangzheng.services.what_if import WhatIfReport, check_change, live_county, rehearse_live
+from chuangzheng.supervisor import with_parent_death_signal
 from domain.organisation import Role
 from domain.what_if import DraftChange
 
@@ -235,18 +237,21 @@ def launcher(database_url: str) -> Callable[[Path, str], int]:
     """Starts the job's process on ``database_url`` (the caller's read model)."""
 
     def launch(data_dir: Path, round_id: str) -> int:
-        # Detached from the caller's session: the job outlives the request.
+        # Detached from the caller's session: the job outlives the request. Not the API
+        # process, though: when it stops, the job gets SIGTERM (:func:`stop_on_sigterm`), so
+        # stopping the service leaves no rehearsal running.
+        argv = [
+            sys.executable,
+            "-m",
+            "chuangzheng.services.what_if_jobs",
+            "run-job",
+            "--data-dir",
+            str(data_dir),
+            "--round",
+            round_id,
+        ]
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "chuangzheng.services.what_if_jobs",
-                "run-job",
-                "--data-dir",
-                str(data_dir),
-                "--round",
-                round_id,
-            ],
+            with_parent_death_signal(argv),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -280,10 +285,21 @@ def run_job(session: Session, data_dir: Path, round_id: str) -> JobStatus:
             f"{len(live.starts)} 个组织，其中 {len(live.probabilities)} 个按预测模型给出的进度推演"
         )
         report = asyncio.run(
-            asyncio.wait_for(
-                rehearse_live(live, status.change, seed=status.seed, on_message=note),
-                JOB_TIMEOUT.total_seconds(),
+            stop_on_sigterm(
+                asyncio.wait_for(
+                    rehearse_live(live, status.change, seed=status.seed, on_message=note),
+                    JOB_TIMEOUT.total_seconds(),
+                )
             )
+        )
+    except asyncio.CancelledError:
+        final = status.model_copy(
+            update={
+                "state": JobState.FAILED,
+                "finished_at": datetime.now(UTC),
+                "message": "服务已停止，推演中断，请重新开始推演",
+                "progress": progress[-20:],
+            }
         )
     except Exception as exc:
         reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
@@ -311,6 +327,22 @@ def run_job(session: Session, data_dir: Path, round_id: str) -> JobStatus:
 
 
 # ----- the job's process -----------------------------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+async def stop_on_sigterm(work: Awaitable[_T]) -> _T:
+    """Await ``work``; SIGTERM (the API stopping: the job's parent-death signal, or an
+    operator) cancels it, so the rehearsal's own time-skipping server is shut down on the way
+    out instead of being left running without its job."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await work
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
