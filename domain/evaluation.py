@@ -4,7 +4,11 @@ Pure rules shared by the API (checks when opening and casting), the activities (
 the window closes) and the workflow (whether a 整改通知 follows). Definitions:
 
 * **composition** (checked when the evaluation is opened): at least ``min_raters`` ballots
-  are issued, and non-members (群众) hold at least ``min_non_member_share`` of them;
+  are issued, and non-members (群众) hold at least ``min_non_member_share`` of them; no more
+  party-member ballots than the organisation has members, and at most :data:`MAX_RATERS`
+  ballots in all (:func:`check_rater_limits`);
+* **phase**: an evaluation is opened only while the organisation is in 群众评议
+  (:data:`EVALUATION_PHASE`, :func:`phase_refusal`);
 * **ballot**: rates every item of the target's ballot once, with 满意 / 比较满意 / 基本满意 /
   不满意; an incomplete or unknown rating refuses the whole ballot (nothing half-counted);
 * **quorum**: ballots cast / ballots issued >= ``quorum``; below it the result is invalid
@@ -30,9 +34,13 @@ from domain.evaluation_rules import (
     TargetRules,
 )
 from domain.evidence import BALLOT_KEYS
+from domain.machine import PhaseStatus
+from domain.phases import Phase
 from domain.state import Actor
 
 __all__ = [
+    "EVALUATION_PHASE",
+    "MAX_RATERS",
     "BallotItem",
     "EvaluationResult",
     "EvaluationRules",
@@ -44,9 +52,11 @@ __all__ = [
     "Verdict",
     "check_ballot",
     "check_composition",
+    "check_rater_limits",
     "evaluation_actor",
     "is_evaluation_actor",
     "judge",
+    "phase_refusal",
     "rectification_reason",
     "satisfaction_of",
     "step_key",
@@ -136,6 +146,60 @@ def check_composition(
             )
         )
     return errors
+
+
+# The most ballots one evaluation issues, whatever the organisation's size. Seed 002 §四 names
+# the largest practice, "千人评议机关": a thousand raters for the county's organs, so a
+# thousand covers any 群众评议 the rulebook knows of. It also bounds the slips printed and
+# the tokens stored for one request (10 pages of api.routers.evaluation_slips).
+MAX_RATERS = 1000
+
+
+def check_rater_limits(
+    raters: Mapping[RaterKind, int], member_count: int, field: str = "raters"
+) -> list[FieldError]:
+    """Refuse more ballots than can have holders: party-member ballots beyond the
+    organisation's 党员人数 (the roster's ``member_count``), or more than :data:`MAX_RATERS`
+    in all. Every problem names its field."""
+    errors: list[FieldError] = []
+    members = raters.get(RaterKind.MEMBER, 0)
+    if members > member_count:
+        errors.append(
+            FieldError(
+                f"{field}.{RaterKind.MEMBER.value}",
+                f"党员评议人为 {members} 人，超过本组织党员人数 {member_count} 人",
+            )
+        )
+    total = sum(raters.values())
+    if total > MAX_RATERS:
+        errors.append(
+            FieldError(field, f"参评人数为 {total}，每次评议最多发放 {MAX_RATERS} 张选票")
+        )
+    return errors
+
+
+#: The phase in which seed 002 §五(四) holds 群众评议, of organisations and of members alike.
+EVALUATION_PHASE = Phase.PUBLIC_EVALUATION
+
+
+def phase_refusal(
+    org_name: str, phase: Phase | None, phase_status: PhaseStatus | None, closed: bool
+) -> str | None:
+    """Why an evaluation cannot be opened for an organisation whose campaign stands at
+    ``phase`` (None: not started), or None if it can: only while it is in
+    :data:`EVALUATION_PHASE` and the phase has opened, in a campaign still running. A
+    result below the threshold orders rectification on the phase the organisation is in,
+    so an evaluation held in another phase would order it on the wrong one."""
+    must = f"群众评议须在“{EVALUATION_PHASE.label}”阶段开展"
+    if phase is None:
+        return f"{org_name}本轮活动尚未开始，{must}"
+    if closed or phase is Phase.COMPLETED:
+        return f"{org_name}本轮活动已结束，{must}"
+    if phase is not EVALUATION_PHASE:
+        return f"{org_name}目前处于“{phase.label}”阶段，{must}"
+    if phase_status is PhaseStatus.PENDING:
+        return f"{org_name}的“{phase.label}”阶段尚未开始，{must}"
+    return None
 
 
 def _ceil(value: float) -> int:

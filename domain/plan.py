@@ -13,7 +13,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.calendar import Span, WorkingCalendar
-from domain.evaluation_rules import EvaluationRules, EvaluationTarget
+from domain.evaluation_rules import EvaluationRules, EvaluationTarget, require_valid_ballot_step
 from domain.organisation import SUPERVISOR_ROLES, OrgType, Role
 from domain.phases import WORKING_PHASES, Phase
 from domain.rubric import CommendationRules
@@ -127,6 +127,9 @@ class StepPlan(BaseModel):
             raise ValueError("decided_by 至少需要一个角色")
         if self.submitted_by and self.decided_by and set(self.submitted_by) & set(self.decided_by):
             raise ValueError("提交与审核（签收）不能是同一角色")
+        # A ballot step the published result could never settle would hold the organisation
+        # until someone waived it (an outside tester's plan).
+        require_valid_ballot_step(self)
         return self
 
     @property

@@ -4,11 +4,17 @@ one-time tokens, follows it, may close it early, and reads the result. Casting i
 
 Opening checks the caller's scope on the organisation (:class:`NotFound` outside it), the
 role (:class:`Refused` ``forbidden``), that the round is kicked off (:class:`Conflict`
-``not_started``), the request and the rater composition against the plan
-(:class:`InvalidInput` naming the field), then stores the evaluation and its token hashes in
-one transaction, audited, and starts ``EvaluationWorkflow``, which holds the window; if the
-workflow cannot start, the evaluation is taken back out. One live or published evaluation per
-subject and round (:class:`Conflict` ``evaluation_exists``).
+``not_started``), that the organisation is in the 群众评议 phase by the read model
+(:class:`Conflict` ``wrong_phase``: seed 002 §五(四) holds the evaluation of organisations
+and of members there, and a result below the threshold orders rectification on the phase the
+organisation is in), the request and the rater composition against the plan and the roster
+(:class:`InvalidInput` naming the field: at most as many party-member ballots as the
+organisation has members, at most ``domain.evaluation.MAX_RATERS`` in all, and a member
+evaluation's member on the organisation's 党员名册 when it has one), then stores the
+evaluation and its token hashes in one transaction, audited, and starts
+``EvaluationWorkflow``, which holds the window; if the workflow cannot start, the evaluation
+is taken back out. One live or published evaluation per subject and round
+(:class:`Conflict` ``evaluation_exists``).
 
 Functions that take a session do database work only: call them from a worker thread, never
 on an event loop. Evaluations are answered as documents (plain JSON values).
@@ -30,7 +36,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from activities.evaluations import register_evaluation
-from activities.tables import BallotTokenRow, EvaluationRow, RoundDefinitionRow
+from activities.tables import (
+    BallotTokenRow,
+    CampaignStatusRow,
+    EvaluationRow,
+    PartyMemberRow,
+    RoundDefinitionRow,
+)
 from chuangzheng.plans import parse_plan
 from chuangzheng.services import workflow_calls
 from chuangzheng.services.callers import Caller, audit_row, visible_organisation
@@ -45,8 +57,17 @@ from chuangzheng.services.errors import (
 from chuangzheng.settings import Settings
 from domain.calendar import CalendarGap
 from domain.errors import FieldError, ValidationFailed
-from domain.evaluation import EvaluationResult, EvaluationTarget, RaterKind, check_composition
+from domain.evaluation import (
+    EvaluationResult,
+    EvaluationTarget,
+    RaterKind,
+    check_composition,
+    check_rater_limits,
+    phase_refusal,
+)
+from domain.machine import PhaseStatus
 from domain.organisation import SUPERVISOR_ROLES, Organisation, Role
+from domain.phases import Phase
 from workflows.evaluation import EvaluationWorkflow, evaluation_workflow_id
 from workflows.evaluation_contracts import CloseNow, EvaluationInput, EvaluationStatus
 from workflows.ids import organisation_workflow_id
@@ -100,6 +121,56 @@ def rater_counts(request: EvaluationRequest) -> tuple[dict[RaterKind, int], str]
     for _, kind in names:
         counts[kind] += 1
     return counts, "rater_names"
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """What opening reads of the read model: the organisation (its 党员人数), the round's
+    definition, where the organisation's campaign stands (None: no status yet), whether it
+    has a 党员名册 and whether the member to evaluate is on it."""
+
+    org: Organisation
+    definition: RoundDefinitionRow | None
+    status: CampaignStatusRow | None
+    has_member_roster: bool
+    on_member_roster: bool
+
+
+def check_phase(subject: _Subject) -> None:
+    """:class:`Conflict` ``wrong_phase`` unless the organisation is in 群众评议, naming the
+    phase it is in and the one it must be in."""
+    status = subject.status
+    phase = Phase(status.phase) if status is not None else None
+    phase_status = (
+        PhaseStatus(status.phase_status)
+        if status is not None and status.phase_status is not None
+        else None
+    )
+    closed = status is not None and status.closed
+    reason = phase_refusal(subject.org.name, phase, phase_status, closed)
+    if reason is not None:
+        raise Conflict("wrong_phase", reason)
+
+
+def check_member(subject: _Subject, request: EvaluationRequest) -> None:
+    """A member evaluation names someone on the organisation's 党员名册 (:class:`InvalidInput`
+    on ``member`` otherwise). Without a 名册 (only the county roster's count is known; the
+    名册 is imported for 公开承诺 and is optional) any name is taken: there is nothing to
+    check it against, and refusing would leave such organisations without 党员评议."""
+    if request.target is not EvaluationTarget.MEMBER or not subject.has_member_roster:
+        return
+    if not subject.on_member_roster:
+        name = (request.member or "").strip()
+        raise from_domain(
+            ValidationFailed(
+                [
+                    FieldError(
+                        "member",
+                        f"“{name}”不在{subject.org.name}的党员名册中：党员评议只能评议本组织党员",
+                    )
+                ]
+            )
+        )
 
 
 def may_open(caller: Caller, target: EvaluationTarget) -> None:
@@ -222,17 +293,23 @@ class Evaluations:
     ) -> dict[str, Any]:
         """Open the ballot: check, store the evaluation and its token hashes, start the
         window's workflow. The answer is the evaluation (no votes yet)."""
-        org, definition = await _in_thread(self._load, caller, round_id, org_id)
+        member = (request.member or "").strip() or None
+        loaded = await _in_thread(self._load, caller, round_id, org_id, member)
+        org, definition = loaded.org, loaded.definition
         may_open(caller, request.target)
         if definition is None:
             raise NotFound("轮次不存在")
         if definition.kicked_off_at is None:
             raise Conflict("not_started", "本轮活动尚未启动，不能开展评议")
+        # Before the workflow starts: its result orders rectification on the current phase.
+        check_phase(loaded)
         counts, field = rater_counts(request)
+        check_member(loaded, request)
         with domain_refusals():
             plan = await _in_thread(parse_plan, definition.plan_yaml)
         rules = plan.evaluation
         problems = check_composition(rules.for_target(request.target), counts, field)
+        problems += check_rater_limits(counts, org.member_count, field)
         if problems:
             raise InvalidInput(
                 "invalid_composition",
@@ -265,13 +342,19 @@ class Evaluations:
         await self._start(evaluation, workflow_id)
         return await _in_thread(self._document, evaluation.evaluation_id)
 
-    def _load(
-        self, caller: Caller, round_id: str, org_id: str
-    ) -> tuple[Organisation, RoundDefinitionRow | None]:
+    def _load(self, caller: Caller, round_id: str, org_id: str, member: str | None) -> _Subject:
         with self.sessions() as session:
-            return (
-                visible_organisation(session, caller, org_id),
-                session.get(RoundDefinitionRow, round_id),
+            org = visible_organisation(session, caller, org_id)
+            members = select(PartyMemberRow.member_id).where(
+                PartyMemberRow.org_id == org_id, PartyMemberRow.active.is_(True)
+            )
+            named = members.where(PartyMemberRow.name == member)
+            return _Subject(
+                org=org,
+                definition=session.get(RoundDefinitionRow, round_id),
+                status=session.get(CampaignStatusRow, (round_id, org_id)),
+                has_member_roster=session.scalar(members.limit(1)) is not None,
+                on_member_roster=member is not None and session.scalar(named.limit(1)) is not None,
             )
 
     def _register(

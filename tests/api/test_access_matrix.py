@@ -39,6 +39,7 @@ from activities.tables.access import AccountCountyRow
 from api.auth import upsert_user
 from domain.organisation import DEFAULT_COUNTY, Role
 from tests.api.conftest import PASSWORD, Stack, start_demo_round, token
+from tests.api.test_evaluation_guards import reach_public_evaluation
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 BALLOT_IN_URL = re.compile(r"/ballot/([A-Za-z0-9_\-]{22})\b")
@@ -298,6 +299,8 @@ async def world(stack: Stack) -> AsyncIterator[World]:
         tokens = {u: await token(http, u) for u in usernames if u is not None}
     world = World(rid, tokens)
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
+        # Evaluations are opened only in 群众评议: move the two organisations there.
+        await reach_public_evaluation(http, rid, ("org-a", "org-c"))
         county = tokens["county"]
         published = await http.post(f"/api/v1/rounds/{rid}/circulars", headers=county)
         assert published.status_code == 201, published.text

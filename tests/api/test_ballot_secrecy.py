@@ -34,6 +34,7 @@ from activities.db import make_engine
 from activities.tables import BallotRow, BallotTokenRow, EvaluationRow, metadata
 from domain.evaluation_rules import FIVE_GOODS
 from tests.api.conftest import PASSWORD, Stack, free_port, start_demo_round, wait_for
+from tests.api.test_evaluation_guards import reach_public_evaluation
 from workflows.ids import organisation_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -90,7 +91,11 @@ def api_process(
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def secrecy_round(stack: Stack) -> str:
-    return await start_demo_round(stack, f"secret-{uuid.uuid4().hex[:8]}")
+    """A demo round whose org-a and org-b are in 群众评议 (where evaluations are opened)."""
+    rid = await start_demo_round(stack, f"secret-{uuid.uuid4().hex[:8]}")
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
+        await reach_public_evaluation(http, rid, ("org-a", "org-b"))
+    return rid
 
 
 async def _token(http: httpx.AsyncClient, username: str) -> dict[str, str]:

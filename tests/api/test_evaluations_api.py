@@ -22,6 +22,7 @@ from activities.evaluations import token_hash
 from activities.tables import metadata
 from domain.evaluation_rules import FIVE_GOODS, FIVE_LEADS
 from tests.api.conftest import Stack, start_demo_round, token, wait_for
+from tests.api.test_evaluation_guards import reach_public_evaluation
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 TOKEN_IN_URL = re.compile(r"/ballot/([A-Za-z0-9_\-]{22})\b")
@@ -29,8 +30,12 @@ TOKEN_IN_URL = re.compile(r"/ballot/([A-Za-z0-9_\-]{22})\b")
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def eval_round(stack: Stack) -> str:
-    """A demo round of our own, so its phase is still open (minute-scale plan)."""
-    return await start_demo_round(stack, f"ev-{uuid.uuid4().hex[:8]}")
+    """A demo round of our own, so its phase is still open (minute-scale plan), with every
+    organisation moved on to 群众评议 (the only phase an evaluation is opened in)."""
+    rid = await start_demo_round(stack, f"ev-{uuid.uuid4().hex[:8]}")
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
+        await reach_public_evaluation(http, rid)
+    return rid
 
 
 async def open_ballot(
@@ -201,7 +206,8 @@ async def test_quorum_below_two_thirds_voids_the_result(
         f"/api/v1/rounds/{eval_round}/organisations/org-b/status",
         headers=await token(http, "county"),
     )
-    assert status.json()["state"]["phases"][0]["rectification"] is None
+    phases = {p["phase"]: p for p in status.json()["state"]["phases"]}
+    assert phases["public_evaluation"]["rectification"] is None
     # A void evaluation may be run again.
     rerun = await open_ballot(http, eval_round, "tw-chengguan", ORG_RATERS, org="org-b")
     assert rerun.status_code == 201 and rerun.json()["seq"] == 2

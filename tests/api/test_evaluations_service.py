@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +21,7 @@ from chuangzheng.services.errors import Conflict, InvalidInput, NotFound, Refuse
 from domain.evaluation import EvaluationTarget, RaterKind
 from tests.api.conftest import Stack, start_demo_round, wait_for
 from tests.api.service_county import caller, demo_round
+from tests.api.test_evaluation_guards import reach_public_evaluation
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -62,6 +64,11 @@ async def test_opened_printed_and_closed(
 ) -> None:
     service = evaluations.Evaluations(sessions, dev_server.client, stack.settings)
     rid = await start_demo_round(stack, f"evs-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(Conflict) as too_early:  # org-a is in 动员部署
+        await service.open(caller("ins-zhang"), rid, "org-a", RATERS)
+    assert too_early.value.code == "wrong_phase" and "动员部署" in too_early.value.message
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
+        await reach_public_evaluation(http, rid, ("org-a",))
     with pytest.raises(InvalidInput) as both:
         await service.open(
             caller("ins-zhang"),

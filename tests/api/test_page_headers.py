@@ -30,6 +30,7 @@ from api.main import create_app
 from api.security import CSRF_EXEMPT, CSRF_MESSAGE, SAFE_METHODS
 from chuangzheng.settings import Settings
 from tests.api.conftest import PASSWORD, Stack, start_demo_round, token
+from tests.api.test_evaluation_guards import reach_public_evaluation
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 FOREIGN = "https://evil.example"
@@ -94,6 +95,7 @@ class World:
 async def world(stack: Stack) -> World:
     rid = await start_demo_round(stack, f"pages-{uuid.uuid4().hex[:8]}")
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
+        await reach_public_evaluation(http, rid, ("org-b",))  # where evaluations are opened
         secretary = await token(http, "sec-a")
         uploaded = await http.post(
             f"/api/v1/rounds/{rid}/organisations/org-a/files",
