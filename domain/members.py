@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.errors import FieldError, ValidationFailed
+from domain.text import TextRefused, clean_id, clean_name, visible_text
 
 HEADER_ORG = "组织编号"
 HEADER_NAME = "党员姓名"
@@ -61,6 +62,12 @@ def _fail(errors: list[FieldError]) -> ValidationFailed:
     return ValidationFailed(errors, code="invalid_roster")
 
 
+# How each cell is cleaned (domain.text): ids in NFKC, so ``Ｍ００１`` and ``M\u200b001`` are
+# the member ``M001`` rather than a second one that looks the same; names with invisible
+# characters removed and full-width letters and digits folded.
+_CLEANERS = {HEADER_ORG: clean_id, HEADER_NAME: clean_name, HEADER_MEMBER_ID: clean_id}
+
+
 def parse_members(
     rows: Sequence[Mapping[str, object]],
     *,
@@ -74,7 +81,7 @@ def parse_members(
     within the caller's scope): any other 组织编号 is refused without saying whether it exists.
     """
     tables = [
-        {key.strip(): _cell(value) for key, value in row.items() if isinstance(key, str)}
+        {visible_text(key): _cell(value) for key, value in row.items() if isinstance(key, str)}
         for row in rows
     ]
     headers = {key for cells in tables for key in cells}
@@ -86,8 +93,8 @@ def parse_members(
     members: list[PartyMember] = []
     first_row_of: dict[tuple[str, str], int] = {}
     for index, cells in enumerate(tables):
-        if not any(cells.values()):
-            continue  # trailing blank lines
+        if not any(visible_text(value) for value in cells.values()):
+            continue  # trailing blank lines (or ones that look blank)
         row_number = first_row_number + index
         row_errors: list[FieldError] = []
 
@@ -96,16 +103,31 @@ def parse_members(
         ) -> None:
             into.append(FieldError(field=f"第{row}行·{header}", reason=reason))
 
-        org_id, name, member_id = (cells.get(h, "") for h in MEMBER_HEADERS)
-        if not org_id:
+        cleaned: dict[str, str] = {}
+        refused: set[str] = set()
+        for header in MEMBER_HEADERS:
+            try:
+                cleaned[header] = _CLEANERS[header](cells.get(header, ""))
+            except TextRefused as exc:
+                cleaned[header] = ""
+                refused.add(header)
+                error(header, exc.reason)
+        org_id, name, member_id = (cleaned[h] for h in MEMBER_HEADERS)
+        if HEADER_ORG in refused:
+            pass
+        elif not org_id:
             error(HEADER_ORG, "不能为空")
         elif org_id not in known_orgs:
             error(HEADER_ORG, f"“{org_id}”不在组织名册中或无权导入")
-        if not name:
+        if HEADER_NAME in refused:
+            pass
+        elif not name:
             error(HEADER_NAME, "不能为空")
         elif len(name) > _MAX_NAME_LENGTH:
             error(HEADER_NAME, f"不能超过{_MAX_NAME_LENGTH}个字")
-        if not member_id:
+        if HEADER_MEMBER_ID in refused:
+            pass
+        elif not member_id:
             error(HEADER_MEMBER_ID, "不能为空")
         elif len(member_id) > _MAX_ID_LENGTH:
             error(HEADER_MEMBER_ID, f"不能超过{_MAX_ID_LENGTH}个字符")

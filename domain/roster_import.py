@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from pydantic import ValidationError
+from pydantic import PrivateAttr, ValidationError
 
 from domain.errors import FieldError, ValidationFailed
 from domain.organisation import (
@@ -26,6 +26,7 @@ from domain.organisation import (
     is_system_key,
     system_label,
 )
+from domain.text import TextRefused, clean_id, clean_name, clean_text, visible_text
 
 HEADER_ID = "组织编号"
 HEADER_NAME = "组织名称"
@@ -82,13 +83,22 @@ _MAX_NAME_LENGTH = 200
 # whose usernames must fit the 64-character column.
 _MAX_PERSON_LENGTH = 50
 _MAX_MEMBERS = 100_000
-# Characters no spreadsheet cell should hold: invisible, refused by PostgreSQL (NUL) or by
-# the XML of every .xlsx export (openpyxl's IllegalCharacterError), which would break the
-# organisation's exports and circulars for the whole round.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # An id is a path segment of every URL naming the organisation: nothing that ends or
-# escapes a segment, and no C1 control character (api.security refuses such paths).
-_ID_FORBIDDEN = re.compile(r"[/\\?#%\x80-\x9f]")
+# escapes a segment. Control characters (refused by PostgreSQL (NUL), by the XML of every
+# .xlsx export and by api.security in paths) never get this far: every cell goes through
+# domain.text, which refuses them and bidirectional overrides and removes invisible format
+# characters, so a look-alike cell (``王二\u200b``) is the same person, not a new account.
+_ID_FORBIDDEN = re.compile(r"[/\\?#%]")
+# How each cell is cleaned (domain.text): ids compare in NFKC (``ｏｒｇ－１`` is ``org-1``);
+# the people and townships that name accounts fold full-width letters and digits; the rest
+# keep their width (an organisation's name may be hashed into its id).
+_CLEANERS: dict[str, Callable[[str], str]] = {
+    HEADER_ID: clean_id,
+    HEADER_SYSTEM_KEY: clean_id,
+    HEADER_TOWNSHIP: clean_name,
+    HEADER_SECRETARY: clean_name,
+    HEADER_INSTRUCTOR: clean_name,
+}
 
 
 def _normalise(text: str) -> str:
@@ -215,6 +225,18 @@ def _choices(labels: Mapping[OrgType, str]) -> str:
     return "、".join(f"{label}（{key.value}）" for key, label in labels.items())
 
 
+def _clean_cells(cells: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The row's cells cleaned (``_CLEANERS``), and the reason of each cell refused."""
+    cleaned: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    for header, value in cells.items():
+        try:
+            cleaned[header] = _CLEANERS.get(header, clean_text)(value)
+        except TextRefused as exc:
+            cleaned[header], refused[header] = "", exc.reason
+    return cleaned, refused
+
+
 class _RowReader:
     """Reads one row, collecting its errors under "第n行·表头"."""
 
@@ -222,18 +244,26 @@ class _RowReader:
         self, row_number: int, cells: Mapping[str, str], groups: _Groups | None = None
     ) -> None:
         self.row_number = row_number
-        self.cells = cells
+        self.cells, self.refused = _clean_cells(cells)
         self.groups = groups
         self.errors: list[FieldError] = []
 
     def error(self, header: str, reason: str) -> None:
         self.errors.append(FieldError(field=f"第{self.row_number}行·{header}", reason=reason))
 
+    def was_refused(self, header: str) -> bool:
+        """Whether the cell was refused by domain.text; its error is reported here, where
+        the cell is read, so errors keep the order the cells are checked in."""
+        reason = self.refused.get(header)
+        if reason is not None:
+            self.error(header, reason)
+        return reason is not None
+
     def text(self, header: str, *, max_length: int | None = None) -> str:
         value = self.cells.get(header, "")
-        if _CONTROL.search(value):
-            self.error(header, "含有不可见的控制字符，请删除后重新导入")
-        elif not value:
+        if self.was_refused(header):
+            return value
+        if not value:
             self.error(header, "不能为空")
         elif max_length is not None and len(value) > max_length:
             self.error(header, f"不能超过{max_length}个字")
@@ -241,6 +271,8 @@ class _RowReader:
 
     def org_type(self) -> OrgType | None:
         value = self.cells.get(HEADER_TYPE, "")
+        if self.was_refused(HEADER_TYPE):
+            return None
         if not value:
             self.error(HEADER_TYPE, "不能为空")
             return None
@@ -253,6 +285,8 @@ class _RowReader:
 
     def system(self) -> str | None:
         key = self.cells.get(HEADER_SYSTEM_KEY, "")
+        if self.was_refused(HEADER_SYSTEM_KEY):
+            return None
         if key:
             # The group's key, as ``organisation_row`` writes it beside the name.
             if not is_system_key(key):
@@ -263,6 +297,8 @@ class _RowReader:
                 return None
             return key
         value = self.cells.get(HEADER_SYSTEM, "")
+        if self.was_refused(HEADER_SYSTEM):
+            return None
         if not value:
             self.error(HEADER_SYSTEM, "不能为空")
             return None
@@ -284,6 +320,8 @@ class _RowReader:
 
     def ethnic_area(self) -> bool:
         value = self.cells.get(HEADER_ETHNIC_AREA, "")
+        if self.was_refused(HEADER_ETHNIC_AREA):
+            return False
         key = value.strip().lower()
         if key in _YES:
             return True
@@ -292,6 +330,8 @@ class _RowReader:
         return False
 
     def member_count(self) -> int | None:
+        if self.was_refused(HEADER_MEMBERS):
+            return None
         result = _member_count(self.cells.get(HEADER_MEMBERS, ""))
         if isinstance(result, str):
             self.error(HEADER_MEMBERS, result)
@@ -311,6 +351,36 @@ class _Groups:
 
 def _fail(errors: list[FieldError]) -> ValidationFailed:
     return ValidationFailed(errors, code="invalid_roster")
+
+
+class ParsedRoster(Roster):
+    """A :class:`Roster` as :func:`parse_roster` read it, which also knows the sheet row of
+    each organisation (:func:`sheet_rows`), for errors found after parsing (an id another
+    county uses): blank rows are skipped, so an organisation's position is not its row.
+
+    The rows are a private attribute, so they travel with the roster (pickled out of the
+    API's parse processes) without being a field (payloads and ``model_dump`` unchanged),
+    and equality ignores them: a parsed roster equals the Roster of the same organisations.
+    """
+
+    _sheet_rows: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Roster):
+            return self.organisations == other.organisations
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.organisations)
+
+
+def sheet_rows(roster: Roster, *, first_row_number: int = 2) -> dict[str, int]:
+    """The sheet row each organisation of ``roster`` came from (org id → row number), for
+    errors in the "第n行·表头" form. For a roster not read by :func:`parse_roster` (built in
+    code), its position counted from ``first_row_number``."""
+    if isinstance(roster, ParsedRoster):
+        return dict(roster._sheet_rows)
+    return {org.id: first_row_number + n for n, org in enumerate(roster.organisations)}
 
 
 def parse_roster(
@@ -336,7 +406,7 @@ def parse_roster(
     ``groups`` it must be one of them.
     """
     tables = [
-        {key.strip(): _cell(value) for key, value in row.items() if isinstance(key, str)}
+        {visible_text(key): _cell(value) for key, value in row.items() if isinstance(key, str)}
         for row in rows
     ]
     headers = {key for cells in tables for key in cells}
@@ -349,9 +419,10 @@ def parse_roster(
     errors: list[FieldError] = []
     organisations: list[Organisation] = []
     first_row_of_id: dict[str, int] = {}
+    row_of_org: dict[str, int] = {}
     for index, cells in enumerate(tables):
-        if not any(cells.values()):
-            continue  # spreadsheets often end with blank lines
+        if not any(visible_text(value) for value in cells.values()):
+            continue  # spreadsheets often end with blank lines (or ones that look blank)
         reader = _RowReader(first_row_number + index, cells, county_groups)
         name = reader.text(HEADER_NAME, max_length=_MAX_NAME_LENGTH)
         org_type = reader.org_type()
@@ -362,17 +433,19 @@ def parse_roster(
         instructor = reader.text(HEADER_INSTRUCTOR, max_length=_MAX_PERSON_LENGTH)
         ethnic_area = reader.ethnic_area()
 
-        org_id = cells.get(HEADER_ID, "")
+        org_id = reader.cells.get(HEADER_ID, "")
         id_header = HEADER_ID
-        if not org_id and name:
+        if not reader.was_refused(HEADER_ID) and not org_id and name:
             org_id, id_header = derive_org_id(name), HEADER_NAME
-        if len(org_id) > _MAX_ID_LENGTH:
+        if not org_id:
+            pass  # refused above, or no name to derive it from (reported as 组织名称)
+        elif len(org_id) > _MAX_ID_LENGTH:
             reader.error(HEADER_ID, f"不能超过{_MAX_ID_LENGTH}个字符")
         elif any(ch.isspace() for ch in org_id):
             # Ids end up in workflow ids and URLs.
             reader.error(HEADER_ID, "不能包含空格")
-        elif _ID_FORBIDDEN.search(org_id) or _CONTROL.search(org_id):
-            reader.error(HEADER_ID, "不能包含 / \\ ? # % 或控制字符")
+        elif _ID_FORBIDDEN.search(org_id):
+            reader.error(HEADER_ID, "不能包含 / \\ ? # %")
         elif org_id in first_row_of_id:
             earlier = first_row_of_id[org_id]
             if id_header == HEADER_ID:
@@ -381,7 +454,7 @@ def parse_roster(
                 reader.error(
                     HEADER_NAME, f"与第{earlier}行重名，无法生成唯一的组织编号，请填写组织编号"
                 )
-        elif org_id:
+        else:
             first_row_of_id[org_id] = reader.row_number
 
         if reader.errors or org_type is None or system is None or member_count is None:
@@ -401,6 +474,7 @@ def parse_roster(
                     ethnic_area=ethnic_area,
                 )
             )
+            row_of_org[org_id] = reader.row_number
         except ValidationError as exc:  # rules the checks above do not repeat
             for problem in exc.errors():
                 field = str(problem["loc"][0]) if problem["loc"] else ""
@@ -411,7 +485,9 @@ def parse_roster(
         raise _fail(errors)
     if not organisations:
         raise _fail([FieldError(field="名册", reason="名册中没有任何组织")])
-    return Roster(organisations=tuple(organisations))
+    roster = ParsedRoster(organisations=tuple(organisations))
+    roster._sheet_rows = row_of_org
+    return roster
 
 
 __all__ = [
@@ -420,9 +496,11 @@ __all__ = [
     "OPTIONAL_HEADERS",
     "REQUIRED_HEADERS",
     "ROSTER_HEADERS",
+    "ParsedRoster",
     "derive_org_id",
     "organisation_row",
     "parse_roster",
     "roster_headers",
+    "sheet_rows",
     "system_aliases",
 ]

@@ -10,15 +10,22 @@ an unknown round, one not kicked off, one without the organisation)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, UploadFile
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from python_multipart.exceptions import MultipartParseError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 
 from activities.tables import CampaignStatusRow, UploadedFileRow
+from activities.tables.base import NAME
 from api.auth import User
 from api.blocking import run_sync
 from api.deps import CurrentUser, SessionsDep
@@ -30,10 +37,58 @@ from chuangzheng.upload_storage import UploadStorage, UploadStorageError
 from domain.campaign_rules import SUBMITTER_ROLES
 from domain.organisation import SUPERVISOR_ROLES, Role
 
+#: The longest file name kept: ``uploaded_files.filename`` is ``String(NAME)`` characters.
+MAX_FILE_NAME_CHARS = NAME
+
+
+def file_name_too_long() -> ApiError:
+    """422 naming the file name, for a name past :data:`MAX_FILE_NAME_CHARS`."""
+    return ApiError(
+        422,
+        "invalid",
+        "请求参数有误",
+        [{"field": "file", "reason": f"文件名过长，不能超过{MAX_FILE_NAME_CHARS}个字符"}],
+    )
+
+
+def _part_header_too_large(exc: BaseException) -> bool:
+    """Whether the multipart parser gave up on a part header past its size limit (about
+    4KB). The upload's only part is the file, and the only unbounded thing in its header is
+    the file name, so that is what was too long."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, MultipartParseError) and "header size" in str(cause):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+class _UploadRoute(APIRoute):
+    """A route whose unparseable multipart body, when a part header (the file name) is too
+    long, answers :func:`file_name_too_long` instead of the generic "请求体格式不正确": the
+    body is parsed before the endpoint runs, so the endpoint cannot say it itself."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except StarletteHTTPException as exc:
+                if exc.status_code == 400 and _part_header_too_large(exc):
+                    raise file_name_too_long() from None
+                raise
+
+        return handle
+
+
 router = APIRouter(
     prefix="/api/v1/rounds/{round_id}/organisations/{org_id}",
     tags=["操作 actions"],
     responses=errors(*AUTHENTICATED, 404),
+    route_class=_UploadRoute,
 )
 
 #: The roles the workflow lets act on an organisation's evidence.
@@ -80,7 +135,9 @@ async def upload(
     if user.role not in UPLOADER_ROLES:
         raise ApiError(403, "forbidden", "当前角色只能查看，不能上传材料")
     await run_sync(_check_target, sessions, user, round_id, org_id)
-    name = Path(file.filename or "").name
+    name = upload_name(file.filename)
+    if len(name) > MAX_FILE_NAME_CHARS:
+        raise file_name_too_long()
     suffix = Path(name).suffix.lower()
     if suffix not in ALLOWED_UPLOADS:
         allowed = "、".join(sorted(ALLOWED_UPLOADS))
@@ -101,6 +158,13 @@ async def upload(
     return await run_sync(
         _store, sessions, storage, user, round_id, org_id, name, ALLOWED_UPLOADS[suffix], data
     )
+
+
+def upload_name(filename: str | None) -> str:
+    """The file's own name: the last segment after ``/`` or ``\\`` (browsers on Windows send
+    ``C:\\fakepath\\x.pdf``; ``Path.name`` splits on ``/`` only, so ``..\\..\\win.pdf`` would
+    be kept whole and a client's folders would be stored and shown)."""
+    return (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def _check_target(sessions: sessionmaker[Session], user: User, round_id: str, org_id: str) -> None:
@@ -134,7 +198,7 @@ def _store(
                 UploadedFileRow(
                     file_id=file_id,
                     sha256=sha256,
-                    filename=name[:200],
+                    filename=name,  # at most MAX_FILE_NAME_CHARS (checked on upload)
                     content_type=content_type,
                     size=len(data),
                     round_id=round_id,

@@ -90,6 +90,7 @@ from domain.organisation import (
     system_label,
 )
 from domain.phases import Phase
+from domain.roster_import import HEADER_ID, sheet_rows
 from domain.state import Actor
 
 #: The audit actions of an import.
@@ -418,12 +419,18 @@ def _refuse_foreign_ids(session: Session, roster: Roster, county: str) -> None:
             )
         )
     if foreign:
+        # The row the clerk sees in the sheet (the header is row 1, blank rows count), named
+        # like the parser's own errors ("第n行·组织编号"), not the organisation's position.
+        rows = sheet_rows(roster)
         raise InvalidInput(
             "invalid",
             "名册中有组织编号已被其他县（区）使用，未导入任何内容",
             [
-                {"field": "组织编号", "reason": f"第 {n} 行的组织编号 {o.id} 已被其他县（区）使用"}
-                for n, o in enumerate(roster.organisations, start=1)
+                {
+                    "field": f"第{rows[o.id]}行·{HEADER_ID}",
+                    "reason": f"“{o.id}”已被其他县（区）使用",
+                }
+                for o in roster.organisations
                 if o.id in foreign
             ][:50],
         )
