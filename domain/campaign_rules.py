@@ -25,7 +25,7 @@ from domain.actions import (
 from domain.calendar import Span, WorkingCalendar
 from domain.errors import DomainError, FieldError, ValidationFailed
 from domain.events import EventKind
-from domain.evidence import validate_evidence
+from domain.evidence import invisible_text_problems, validate_evidence
 from domain.machine import PhaseStatus
 from domain.notices import Notice
 from domain.organisation import SUPERVISOR_ROLES, Organisation, Role
@@ -42,6 +42,7 @@ from domain.state import (
     RectificationStatus,
     StepState,
 )
+from domain.text import visible_length
 
 # Who submits a step whose plan names nobody else (StepPlan.submitted_by), and who asks for
 # an extension or reports a rectification.
@@ -129,6 +130,8 @@ def _procedure_only(step: StepPlan) -> str:
 #: that add free text or evidence are refused: half of Temporal's 2 MB payload limit, which
 #: the record meets whole at every continue-as-new.
 STATE_BUDGET_BYTES = 1024 * 1024
+#: The shortest rectification report (整改报告), in characters a reader sees.
+REPORT_MIN_CHARS = 10
 
 
 def _require_role(actor: Actor, allowed: frozenset[Role], what: str) -> None:
@@ -334,6 +337,25 @@ class CampaignRules:
                 code="record_full",
             )
 
+    def check_visible_text(self, cmd: SubmitEvidence | ReportRectification) -> None:
+        """Text counted as a reader sees it: zero-width and other invisible characters once
+        passed every "non-empty" and minimum-length rule (a blank 组长, a list of invisible
+        names, a report of nothing)."""
+        if self.seen(cmd.idempotency_key):
+            return
+        if isinstance(cmd, ReportRectification):
+            if visible_length(cmd.report) < REPORT_MIN_CHARS:
+                raise DomainError(
+                    f"整改报告过短，至少 {REPORT_MIN_CHARS} 字", code="invalid", field="report"
+                )
+            return
+        step_plan = self._step_plan(cmd.step_id)
+        if step_plan is None:
+            return
+        errors = invisible_text_problems(step_plan, cmd.values)
+        if errors:
+            raise ValidationFailed(errors, code="invalid_evidence")
+
     def check_extension_reach(self, cmd: RequestExtension | DecideExtension) -> None:
         """An extension moves the open phase's deadline by a year at most and not to or past
         the next phase's deadline: asked for, or approved (a request made before this rule may
@@ -453,8 +475,10 @@ class CampaignRules:
         order = self.state.phase_state(cmd.phase).rectification
         if order is None or order.status is not RectificationStatus.ISSUED:
             raise DomainError("没有待提交报告的整改通知", code="invalid_transition")
-        if len(cmd.report.strip()) < 10:
-            raise DomainError("整改报告过短，至少 10 字", code="invalid", field="report")
+        if len(cmd.report.strip()) < REPORT_MIN_CHARS:
+            raise DomainError(
+                f"整改报告过短，至少 {REPORT_MIN_CHARS} 字", code="invalid", field="report"
+            )
 
     def check_recheck(self, cmd: RecheckRectification) -> None:
         """A supervisor re-checks a reported order; sending it back needs notes."""

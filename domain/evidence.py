@@ -11,6 +11,7 @@ from domain.calendar import deadline_day, local_date
 from domain.commitments import coverage, describe_uncovered
 from domain.errors import FieldError
 from domain.plan import EvidenceField, FieldKind, StepPlan
+from domain.text import TextRefused, clean_name, is_blank, visible_length
 
 BALLOT_KEYS: tuple[str, ...] = (
     "satisfied",
@@ -228,6 +229,31 @@ _CHECKS: dict[FieldKind, Callable[[EvidenceField, Any, _Context], str | None]] =
     FieldKind.SCORES: _check_scores,
     FieldKind.CHOICE: _check_choice,
 }
+
+
+def invisible_text_problems(step: StepPlan, values: Mapping[str, Any]) -> list[FieldError]:
+    """Text and people fields of ``values`` that are blank or too short once invisible
+    characters (zero-width spaces, joiners) are left out, or that name one person twice."""
+    errors: list[FieldError] = []
+    for spec in step.evidence:
+        value = values.get(spec.name)
+        where = f"evidence.{spec.name}"
+        if spec.kind is FieldKind.TEXT and isinstance(value, str) and value:
+            if is_blank(value):
+                errors.append(FieldError(where, f"{spec.label}不能只含空白或不可见字符"))
+            elif spec.min_length is not None and visible_length(value) < spec.min_length:
+                errors.append(FieldError(where, f"{spec.label}不少于 {spec.min_length} 个字"))
+        elif spec.kind is FieldKind.PEOPLE and isinstance(value, list):
+            try:
+                names = [clean_name(p) for p in value if isinstance(p, str)]
+            except TextRefused as refused:
+                errors.append(FieldError(where, f"{spec.label}：{refused}"))
+                continue
+            if any(not n for n in names):
+                errors.append(FieldError(where, f"{spec.label}中有空白或不可见字符的姓名"))
+            elif len(set(names)) != len(names):
+                errors.append(FieldError(where, f"{spec.label}人员重复"))
+    return errors
 
 
 def validate_evidence(

@@ -486,6 +486,7 @@ class OrganisationCampaignWorkflow:
     @submit_evidence.validator
     def _validate_submit(self, cmd: SubmitEvidence) -> None:
         checked(lambda: self._campaign.check_submit(cmd))
+        checked(lambda: self._campaign.check_visible_text(cmd))
         checked(lambda: self._campaign.check_state_budget(cmd))
 
     @workflow.update
@@ -548,6 +549,7 @@ class OrganisationCampaignWorkflow:
     @report_rectification.validator
     def _validate_report(self, cmd: ReportRectification) -> None:
         checked(lambda: self._campaign.check_report_rectification(cmd))
+        checked(lambda: self._campaign.check_visible_text(cmd))
         checked(lambda: self._campaign.check_state_budget(cmd))
 
     @workflow.update

@@ -8,10 +8,17 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from domain.actions import DecideExtension, DecideSubmission, RequestExtension, SubmitEvidence
+from domain.actions import (
+    DecideExtension,
+    DecideSubmission,
+    ReportRectification,
+    RequestExtension,
+    SubmitEvidence,
+)
+from domain.briefing import check_briefing
 from domain.campaign import Campaign
 from domain.campaign_rules import STATE_BUDGET_BYTES
-from domain.errors import DomainError
+from domain.errors import DomainError, ValidationFailed
 from domain.evidence import validate_evidence
 from domain.organisation import Role
 from domain.phases import Phase
@@ -153,3 +160,35 @@ def test_integers_with_digits_int_refuses_are_a_field_error(typed: str) -> None:
         step, values, member_count=40, opens_at=phase.opens_at, deadline=phase.deadline
     )
     assert not [e for e in errors if e.field == f"evidence.{spec.name}"], errors
+
+
+def test_invisible_text_does_not_pass_for_evidence_or_a_report() -> None:
+    campaign = fresh()
+    zero_width = "\u200b\u200b"
+    blank_leader = _leading_group() | {"leader": zero_width}
+    with pytest.raises(ValidationFailed) as refused:
+        campaign.check_visible_text(
+            SubmitEvidence(actor=SECRETARY, step_id=STEP, values=blank_leader)
+        )
+    assert [e.field for e in refused.value.errors] == ["evidence.leader"]
+    look_alikes = _leading_group() | {"members": ["张三", "张\u200b三", "李四"]}
+    with pytest.raises(ValidationFailed) as refused:
+        campaign.check_visible_text(
+            SubmitEvidence(actor=SECRETARY, step_id=STEP, values=look_alikes)
+        )
+    assert "人员重复" in refused.value.errors[0].reason
+    campaign.check_visible_text(
+        SubmitEvidence(actor=SECRETARY, step_id=STEP, values=_leading_group())
+    )
+    with pytest.raises(DomainError) as short:
+        campaign.check_visible_text(
+            ReportRectification(
+                actor=SECRETARY, phase=campaign.state.phase, report="\u200b" * 10 + "已整改"
+            )
+        )
+    assert short.value.field == "report"
+
+
+def test_a_briefing_of_invisible_characters_is_refused() -> None:
+    errors = check_briefing("\u200b" * 4, "\u200b" * 60)
+    assert {e.field for e in errors} == {"title", "text"}
