@@ -31,6 +31,7 @@ from chuangzheng.services.errors import (
     ServiceError,
     TemporalUnavailable,
 )
+from chuangzheng.services.field_errors import reason
 from chuangzheng.services.workflow_calls import unavailable_status, unconnected
 from domain.errors import DomainError
 
@@ -69,30 +70,6 @@ log = structlog.get_logger(__name__)
 #: Seconds a client should wait before retrying after a 503 (Temporal or the database busy
 #: or unreachable).
 RETRY_AFTER_SECONDS = 5
-
-# pydantic error types -> Chinese reasons.
-_REASONS: dict[str, str] = {
-    "missing": "缺少必填项",
-    "extra_forbidden": "不认识的字段",
-    "string_type": "应为文本",
-    "string_too_short": "不能为空",
-    "string_too_long": "内容过长",
-    "string_pattern_mismatch": "格式不正确",
-    "int_parsing": "应为整数",
-    "int_type": "应为整数",
-    "bool_parsing": "应为 true 或 false",
-    "bool_type": "应为 true 或 false",
-    "datetime_parsing": "时间格式应为 ISO 8601（如 2025-01-06T09:00:00+08:00）",
-    "datetime_from_date_parsing": "时间格式应为 ISO 8601",
-    "timezone_aware": "时间必须带时区",
-    "dict_type": "应为对象",
-    "model_attributes_type": "应为对象",
-    "json_invalid": "不是有效的 JSON",
-    "enum": "取值不在允许范围内",
-    "literal_error": "取值不在允许范围内",
-    "greater_than_equal": "数值过小",
-    "less_than_equal": "数值过大",
-}
 
 
 class ApiError(Exception):
@@ -177,28 +154,10 @@ def _field(loc: Sequence[Any]) -> str:
     return ".".join(parts)
 
 
-# Errors whose reason names the limit (``ctx`` carries it): the client learns what is allowed.
-_LIMIT_REASONS: dict[str, str] = {
-    "string_too_long": "内容过长，最多 {max_length} 个字符",
-    "too_long": "条目过多，最多 {max_length} 项",
-    "less_than_equal": "数值过大，最大为 {le}",
-    "greater_than_equal": "数值过小，最小为 {ge}",
-}
-
-
-def _reason(error: Mapping[str, Any]) -> str:
-    template = _LIMIT_REASONS.get(error["type"])
-    if template is not None:
-        try:
-            return template.format(**error.get("ctx", {}))
-        except KeyError:
-            pass
-    return _REASONS.get(error["type"], str(error["msg"]))
-
-
 def validation_errors(raw: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """pydantic/FastAPI errors as ``{field, reason}`` with Chinese reasons."""
-    return [{"field": _field(e.get("loc", ())), "reason": _reason(e)} for e in raw]
+    """pydantic/FastAPI errors as ``{field, reason}`` with Chinese reasons (the services'
+    translation, ``chuangzheng.services.field_errors``: one table for every caller)."""
+    return [{"field": _field(e.get("loc", ())), "reason": reason(e)} for e in raw]
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -177,6 +177,20 @@ def _parse(spec: EvidenceField, text: str) -> Any:
     return text.strip()
 
 
+def _previous_file(spec: EvidenceField, text: str) -> Any:
+    """The file reference a returned submission's form carries back (``{name, sha256}`` as
+    JSON). The page wrote it, so anything else was typed by hand: refused as the field's
+    error (the service checks that a well-formed one names a file uploaded here)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ApiError(
+            422, "invalid_evidence", f"{spec.label}：原文件信息无效，请重新选择文件上传",
+            [{"field": f"evidence.{spec.name}",
+              "reason": f"{spec.label}：原文件信息无效，请重新选择文件上传"}],
+        ) from None  # fmt: skip
+
+
 async def evidence_values(step: StepPlan, form: FormData, upload: Uploader) -> dict[str, Any]:
     """The evidence a posted form gives for ``step``; blank optional fields are left out."""
     values: dict[str, Any] = {}
@@ -193,7 +207,7 @@ async def evidence_values(step: StepPlan, form: FormData, upload: Uploader) -> d
                     k: v for k, v in (await upload(file)).items() if k in ("name", "sha256")
                 }
             elif previous := str(form.get(f"{key}.previous", "") or ""):
-                values[spec.name] = json.loads(previous)  # keep the file sent last time
+                values[spec.name] = _previous_file(spec, previous)  # the file sent last time
             continue
         if spec.kind is FieldKind.CHOICE:
             chosen = [str(v) for v in form.getlist(key) if str(v)]
@@ -204,3 +218,88 @@ async def evidence_values(step: StepPlan, form: FormData, upload: Uploader) -> d
         if text.strip():
             values[spec.name] = _parse(spec, text)
     return values
+
+
+#: Chinese names of the fields the pages' forms post, for refusals that name a field without
+#: saying which (a workflow's ``reason_required`` names ``reason``).
+FIELD_LABELS: dict[str, str] = {
+    "reason": "理由",
+    "new_deadline": "延期后的截止时间",
+    "step_id": "步骤",
+    "accept": "审核结论",
+    "approve": "审批结论",
+    "phase": "阶段",
+    "rung": "督办级别",
+    "report": "整改报告",
+    "passed": "复查结论",
+    "notes": "复查意见",
+    "values": "材料",
+    "username": "账号",
+    "display_name": "姓名",
+    "role": "角色",
+    "scope_key": "范围",
+    "title": "标题",
+    "text": "正文",
+    "file": "附件",
+    "note": "选编说明",
+    "supervisors": "督导人员",
+    "held_on": "日期",
+    "org_ids": "涉及的基层党组织",
+    "count": "抽查数量",
+    "share": "抽查比例",
+    "period_working_days": "整改期限（工作日）",
+    "ground": "整改事由类别",
+}
+
+#: A refusal's message that only says the fields are wrong: the fields say how.
+_GENERIC = frozenset({"请求参数有误", "请求有误"})
+
+
+def _labelled(error: dict[str, Any], labels: dict[str, str]) -> str:
+    reason = str(error.get("reason", "")).strip()
+    field = str(error.get("field", ""))
+    # "evidence.minutes", "supervisors.2", "body.reason": the label of the named field.
+    parts = field.split(".")
+    label = labels.get(field) or next(
+        (labels[p] for p in (parts[-1], parts[1] if len(parts) > 1 else "", parts[0])
+         if p in labels), None,
+    )  # fmt: skip
+    if label is None or label in reason:
+        return reason  # the reason already names its field (or nothing better is known)
+    return f"{label}：{reason}"
+
+
+def error_text(exc: ApiError, labels: dict[str, str] | None = None) -> str:
+    """A refusal as one line for a page: each field's reason once, its field by its Chinese
+    label (``labels``, e.g. the round's evidence field labels, over :data:`FIELD_LABELS`),
+    never an internal field name; the message only when it adds something (a workflow's
+    refusal repeats its first field's reason as its message)."""
+    known = FIELD_LABELS | (labels or {})
+    items: list[str] = []
+    for error in exc.errors:
+        text = _labelled(error, known)
+        if text and text not in items:
+            items.append(text)
+    reasons = [str(e.get("reason", "")).strip() for e in exc.errors]
+    message = exc.message.strip()
+    if not items:
+        return message
+    if message in _GENERIC or any(r and r in message for r in reasons):
+        return "；".join(items)
+    return f"{message}：{'；'.join(items)}"
+
+
+def typed_prefill(step: StepPlan, form: FormData) -> Callable[[EvidenceField, Any], str]:
+    """The evidence form's ``prefill`` after a refusal: what was typed into ``step``'s text,
+    date, number and list fields shows again (a file input cannot be filled; a choice and the
+    ballots show the stored values); other steps' forms show their stored values."""
+    own = {id(spec) for spec in step.evidence}
+
+    def shown(spec: EvidenceField, value: Any) -> str:
+        if id(spec) in own and spec.kind not in (FieldKind.DOCUMENT, FieldKind.BALLOTS):
+            typed = form.get(f"ev.{spec.name}")
+            if isinstance(typed, str):
+                return typed
+        return prefill(spec, value)
+
+    return shown

@@ -49,11 +49,11 @@ from activities.tables import (
     FulfilmentEntryRow,
     PartyMemberRow,
     RoundDefinitionRow,
-    UploadedFileRow,
 )
 from chuangzheng.plans import parse_plan
 from chuangzheng.services.callers import Caller, audit_row, require_role, visible_organisation
 from chuangzheng.services.errors import Conflict, InvalidInput, NotFound, domain_refusals
+from chuangzheng.services.evidence_checks import check_evidence, require_uploaded
 from chuangzheng.services.idempotency import command_key
 from chuangzheng.services.organisation_actions import OrganisationAction, perform
 from domain.calendar import CalendarGap, local_date
@@ -574,8 +574,7 @@ def add_fulfilment(
             description=entry.description, evidence=dict(entry.evidence), today=local_date(now),
         )  # fmt: skip
         sha256 = entry.evidence["sha256"]
-        if session.get(UploadedFileRow, f"{round_id}/{org_id}/{sha256}") is None:
-            raise _invalid("evidence.sha256", "文件尚未上传，请先通过 files 接口上传")
+        require_uploaded(session, round_id, org_id, sha256, field="evidence.sha256")
         items = {i.item_id for i in items_of(session, commitment_id)}
         if entry.item_id is not None and entry.item_id not in items:
             raise _invalid("item_id", "不是该承诺的承诺事项")
@@ -667,6 +666,8 @@ def _step_values(
                 f"本轮计划中没有含党员承诺的步骤 {step_id}",
                 [{"field": "step_id", "reason": f"本轮计划中没有含党员承诺的步骤 {step_id}"}],
             )
+        # The caller's other values (a file, say) are checked as any submission's are.
+        check_evidence(session, round_id, org_id, values)
         return dict(values) | {fields[0].name: ledger_evidence(session, round_id, org_id)}
 
 

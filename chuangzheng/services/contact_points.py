@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from activities.tables import ContactPointOrgRow, ContactPointRow, OrganisationRow
 from chuangzheng.services.callers import Caller, audit_row, require_role
 from chuangzheng.services.errors import InvalidInput, NotFound
+from chuangzheng.services.field_errors import invalid_input
 from domain.organisation import Role
 
 #: Only the county office links cadres to organisations.
@@ -52,11 +53,7 @@ def parse_request(fields: dict[str, object]) -> ContactPointRequest:
     try:
         return ContactPointRequest.model_validate(fields)
     except ValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "reason": e["msg"]}
-            for e in exc.errors()
-        ]
-        raise InvalidInput("invalid", "请求参数有误", problems) from None
+        raise invalid_input(exc, ContactPointRequest) from None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from activities.tables import (
 )
 from chuangzheng.services.callers import Caller, audit_row, require_role, visible_organisation
 from chuangzheng.services.errors import InvalidInput, NotFound, Refused, domain_refusals
+from chuangzheng.services.field_errors import invalid_input
 from chuangzheng.services.rectification_orders import OrderRequest, order_rectification
 from domain.inspection import (
     INSPECTION_SOURCE,
@@ -47,14 +48,6 @@ from domain.sampling import SampleSize, SampleUnit, Stratum, draw_sample
 
 FORBIDDEN = "只有县委活动办和指导小组可以组织随机抽查"
 _ONE_SIZE = "必须且只能给出抽查数量 count 或抽查比例 share 之一"
-
-
-def _invalid(exc: ValidationError) -> InvalidInput:
-    problems = [
-        {"field": ".".join(str(p) for p in e["loc"]) or "body", "reason": e["msg"]}
-        for e in exc.errors()
-    ]
-    return InvalidInput("invalid", "请求参数有误", problems)
 
 
 class DrawRequest(BaseModel):
@@ -106,7 +99,7 @@ def parse_draw(fields: dict[str, object]) -> DrawRequest:
     try:
         return DrawRequest.model_validate(fields)
     except ValidationError as exc:
-        raise _invalid(exc) from None
+        raise invalid_input(exc, DrawRequest) from None
 
 
 def parse_result(fields: dict[str, object]) -> InspectionResult:
@@ -114,7 +107,7 @@ def parse_result(fields: dict[str, object]) -> InspectionResult:
     try:
         result = InspectionResult.model_validate(fields)
     except ValidationError as exc:
-        raise _invalid(exc) from None
+        raise invalid_input(exc, InspectionResult) from None
     if result.verdict is InspectionVerdict.PENDING:
         raise InvalidInput(
             "invalid", "请求参数有误", [{"field": "verdict", "reason": "请给出检查结论"}]

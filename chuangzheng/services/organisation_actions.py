@@ -34,6 +34,8 @@ from activities.tables import IdempotencyRow
 from chuangzheng.services import workflow_calls
 from chuangzheng.services.callers import visible_organisation
 from chuangzheng.services.errors import InvalidInput, TemporalUnavailable
+from chuangzheng.services.evidence_checks import check_evidence
+from chuangzheng.services.field_errors import invalid_input
 from chuangzheng.services.idempotency import (
     command_key,
     lookup_answer,
@@ -161,10 +163,7 @@ def build_command(
             | {"actor": actor, "idempotency_key": command_key(actor.user, idempotency_key)}
         )
     except ValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()
-        ]
-        raise InvalidInput("invalid", "请求参数有误", problems) from None
+        raise invalid_input(exc, action.command) from None
 
 
 class Laps:
@@ -346,15 +345,20 @@ class OrganisationActions:
 
         Raises :class:`NotFound` outside the caller's scope (before any replay: a caller who
         lost the scope learns nothing more) or when the organisation is not in the round,
+        :class:`InvalidInput` when submitted evidence names a file not uploaded for the round
+        and organisation or a member off its roster (``evidence_checks``, before the Update),
         :class:`Refused` when the workflow's validator refuses, :class:`Conflict` on a
         finished campaign and :class:`TemporalUnavailable` when Temporal does not answer.
         """
         username = caller.actor.user
         lap = Laps()
         digest = fingerprint(action, round_id, org_id, fields) if idempotency_key else ""
-        # The scope check and the key's lookup share one session and one thread hop.
+        # The scope check, the key's lookup and the evidence's checks against the read model
+        # share one session and one thread hop.
         stored = await anyio.to_thread.run_sync(
-            functools.partial(self._check_and_lookup, caller, org_id, idempotency_key)
+            functools.partial(
+                self._check_and_lookup, caller, round_id, org_id, action, fields, idempotency_key
+            )
         )
         lap("scope")
         if stored is not None:
@@ -398,13 +402,21 @@ class OrganisationActions:
         )
 
     def _check_and_lookup(
-        self, caller: Caller, org_id: str, idempotency_key: str | None
+        self,
+        caller: Caller,
+        round_id: str,
+        org_id: str,
+        action: OrganisationAction,
+        fields: Mapping[str, Any],
+        idempotency_key: str | None,
     ) -> IdempotencyRow | None:
         with self.sessions() as session:
             visible_organisation(session, caller, org_id)
-            if idempotency_key is None:
-                return None
-            held = UNKEPT.get(caller.actor.user, idempotency_key)
-            if held is not None:
-                return held
-            return lookup_answer(session, caller.actor.user, idempotency_key)
+            stored = None
+            if idempotency_key is not None:
+                held = UNKEPT.get(caller.actor.user, idempotency_key)
+                stored = held or lookup_answer(session, caller.actor.user, idempotency_key)
+            # A replayed answer is not checked again: it was checked when it ran.
+            if stored is None and action is OrganisationAction.SUBMIT_EVIDENCE:
+                check_evidence(session, round_id, org_id, fields.get("values"))
+            return stored

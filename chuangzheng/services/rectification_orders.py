@@ -33,7 +33,7 @@ from activities.db import upsert_insert
 from activities.tables import OrganisationRow, RectificationOrderRow, metadata
 from chuangzheng.services import workflow_calls
 from chuangzheng.services.callers import Caller, audit_row, require_role, visible_organisation
-from chuangzheng.services.errors import InvalidInput
+from chuangzheng.services.field_errors import invalid_input
 from domain.calendar import Span
 from domain.campaign_rules import CampaignStatus, OrderRectification
 from domain.inspection import (
@@ -72,11 +72,7 @@ def parse_request(fields: dict[str, object]) -> OrderRequest:
     try:
         return OrderRequest.model_validate(fields)
     except ValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "reason": e["msg"]}
-            for e in exc.errors()
-        ]
-        raise InvalidInput("invalid", "请求参数有误", problems) from None
+        raise invalid_input(exc, OrderRequest) from None
 
 
 def order_id_for(username: str, idempotency_key: str | None) -> str:

@@ -39,7 +39,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from activities.roster_store import write_roster_snapshot
 from activities.round_contracts import FINAL_STATUSES, RoundStatus
 from activities.round_progress import plan_ref_of, round_progress, store_plan
-from activities.tables import AuditRow, RoundDefinitionRow, RoundRow
+from activities.tables import AuditRow, OrganisationRow, RoundDefinitionRow, RoundRow
 from chuangzheng.plans import check_kickoff, parse_plan, shipped_plan_text
 from chuangzheng.schedules import delete_schedules, ensure_schedules
 from chuangzheng.services import workflow_calls
@@ -51,6 +51,7 @@ from chuangzheng.services.errors import (
     Refused,
     from_domain,
 )
+from chuangzheng.services.field_errors import invalid_input
 from chuangzheng.services.plan_versions import current_plan_in
 from chuangzheng.settings import Settings
 from domain.actions import CalendarUpdate, CloseRound
@@ -58,7 +59,7 @@ from domain.calendar import SHANGHAI, CalendarGap
 from domain.errors import DomainError, FieldError, PlanError
 from domain.organisation import Role
 from domain.phases import Phase
-from domain.plan import CalendarPlan
+from domain.plan import CalendarPlan, CampaignPlan
 from domain.schedule import reresolve_round
 from domain.state import Actor
 from workflows.contracts import RoundExtensionRequest, RoundKickoff, RoundProgress
@@ -135,15 +136,38 @@ def _refusals() -> Iterator[None]:
         raise from_domain(exc) from None
 
 
-def _invalid(exc: ValidationError) -> InvalidInput:
-    problems = [
-        {"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()
-    ]
-    return InvalidInput("invalid", "请求参数有误", problems)
-
-
 async def _in_thread(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
+
+
+def _check_scope_townships(
+    session: Session, plan: CampaignPlan, round_plan_id: str, county: str
+) -> None:
+    """Refuse a kick-off whose scope names a township with no organisation on the county's
+    roster: a typo once ran a round over nobody, which then showed as completed, or silently
+    dropped that township from a round of several."""
+    index = next(i for i, r in enumerate(plan.rounds) if r.id == round_plan_id)
+    townships = plan.rounds[index].scope.townships
+    if not townships:
+        return
+    known = set(
+        session.scalars(
+            select(OrganisationRow.township)
+            .where(OrganisationRow.county == county, OrganisationRow.active.is_(True))
+            .where(OrganisationRow.township.in_(townships))
+            .distinct()
+        )
+    )
+    missing = [
+        FieldError(
+            field=f"rounds[{index}].scope.townships[{i}]",
+            reason=f"本县花名册中没有“{name}”的组织，请核对乡镇（街道）名称",
+        )
+        for i, name in enumerate(townships)
+        if name not in known
+    ]
+    if missing:
+        raise PlanError(missing)
 
 
 def _record(
@@ -419,6 +443,7 @@ class Rounds:
         )
         # Refused with the year named (nothing written) before any workflow starts.
         check_kickoff(kickoff.plan, kickoff.round_plan_id, starts_at)
+        _check_scope_townships(session, kickoff.plan, kickoff.round_plan_id, row.county)
         if kickoff.plan.ladder_for(kickoff.plan.round(kickoff.round_plan_id)).blue_within.minutes:
             # A minute-scale (demo) plan: compare cohorts every minute, not every day.
             kickoff = kickoff.model_copy(update={"cohort_check_every": timedelta(minutes=1)})
@@ -462,7 +487,7 @@ class Rounds:
                 request_id=request_id or uuid.uuid4().hex,
             )
         except ValidationError as exc:
-            raise _invalid(exc) from None
+            raise invalid_input(exc, RoundExtensionRequest) from None
         result: dict[str, Any] = await workflow_calls.update(
             self.temporal, round_workflow_id(round_id), "extend_phase", command, dict
         )
@@ -591,7 +616,7 @@ class Rounds:
                 reason=reason,
             )
         except ValidationError as exc:
-            raise _invalid(exc) from None
+            raise invalid_input(exc, CalendarUpdate) from None
 
     def _audit_calendar(
         self,

@@ -28,6 +28,8 @@ from activities.tables import (
 )
 from chuangzheng.services.callers import Caller, audit_row, require_role, visible_organisation
 from chuangzheng.services.errors import InvalidInput
+from chuangzheng.services.field_errors import invalid_input
+from domain.calendar import local_date
 from domain.inspection import RECORD_ROLES, SupervisionKind
 
 FORBIDDEN = "只有督导人员可以记录座谈会和督查情况"
@@ -54,16 +56,18 @@ class RecordRequest(BaseModel):
     follow_ups: str = Field(default="", max_length=4000, description="后续跟进")
 
 
-def parse_request(fields: dict[str, object]) -> RecordRequest:
-    """The request from a form or a body; :class:`InvalidInput` naming each bad field."""
+def parse_request(fields: dict[str, object], *, today: date | None = None) -> RecordRequest:
+    """The request from a form or a body; :class:`InvalidInput` naming each bad field. A
+    record is of a visit that took place: not after ``today`` (Asia/Shanghai's, by default),
+    or the timeline would show it as done before it happened."""
     try:
         request = RecordRequest.model_validate(fields)
     except ValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "reason": e["msg"]}
-            for e in exc.errors()
-        ]
-        raise InvalidInput("invalid", "请求参数有误", problems) from None
+        raise invalid_input(exc, RecordRequest) from None
+    today = today if today is not None else local_date(datetime.now(UTC))
+    if request.held_on > today:
+        future = f"日期：不能晚于今天（{today.isoformat()}），只记录已经开展的座谈会或督查"
+        raise InvalidInput("invalid", future, [{"field": "held_on", "reason": future}])
     problems = [
         {"field": f"supervisors.{i}", "reason": reason}
         for i, name in enumerate(request.supervisors)

@@ -4,12 +4,16 @@ is applied once, and the calendar route refuses a round that does not count work
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.api.conftest import token, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_round_status_comes_from_the_read_model(
@@ -86,3 +90,30 @@ async def test_a_county_wide_extension_must_move_later_and_stay_before_the_next_
     assert "不早于下一阶段公开承诺" in past_next
     within = await extend(first + (second - first) / 2)
     assert within.status_code == 200, within.text
+
+
+async def test_a_kick_off_whose_scope_names_an_unknown_township_is_refused(
+    http: httpx.AsyncClient,
+) -> None:
+    """A typo in the scope ran a round over nobody, which then showed as completed (an
+    outside tester): refused at kick-off, naming the township, and the round stays created."""
+    county = await token(http, "county")
+    plan = (ROOT / "plans" / "demo.yaml").read_text("utf-8")
+    scoped = plan.replace(
+        "    starts_on: 2025-01-06\n",
+        "    starts_on: 2025-01-06\n    scope: {townships: [不存在镇]}\n",
+        1,
+    )
+    assert scoped != plan
+    rid = f"scope-{uuid.uuid4().hex[:8]}"
+    created = await http.post(
+        "/api/v1/rounds",
+        json={"round_id": rid, "plan_yaml": scoped, "round_plan_id": "demo"},
+        headers=county,
+    )
+    assert created.status_code == 201, created.text
+    refused = await http.post(f"/api/v1/rounds/{rid}/kickoff", headers=county)
+    assert refused.status_code == 422, refused.text
+    [error] = refused.json()["errors"]
+    assert error["field"] == "rounds[0].scope.townships[0]" and "不存在镇" in error["reason"]
+    assert (await http.get(f"/api/v1/rounds/{rid}", headers=county)).json()["status"] == "created"

@@ -2,7 +2,8 @@
 organisations' secretaries) and the public activation page.
 
 Every page calls ``chuangzheng.services.accounts`` or ``.activation``; refusals become the
-dashboard's error page with their status (``UiRoute``). A new code (create, reset) is shown
+dashboard's error page with their status (``UiRoute``), except a refused new account: the
+list page again, with the form as typed and what to correct. A new code (create, reset) is shown
 once on a page that is never cached; the printed township list is a file download, and the
 page says that printing again replaces the codes it printed before. Where the channels file
 gives the person their own e-mail address, the code is mailed to them too, and the page says
@@ -20,13 +21,14 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from activities.tables import OrganisationRow
 from api.auth import User
 from api.blocking import run_sync
 from api.deps import SessionDep, SessionsDep, SettingsDep, client_ip
 from api.errors import ApiError, as_api_error
-from api.ui.forms import STILL_RUNNING, issued_once
+from api.ui.forms import STILL_RUNNING, error_text, issued_once
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
 from chuangzheng.services import accounts, activation
@@ -108,37 +110,44 @@ def accounts_page(
     msg: str = "",
 ) -> Response:
     """The accounts the caller manages, searched and filtered, with their actions."""
-    admin = _admin(user, request)
+    filters = {"q": q, "role": role, "township": township, "active": active}
+    context = _accounts_context(
+        session, user, _admin(user, request), filters | {"activated": activated}, offset
+    )
+    return page(request, "accounts.html", context | {"msg": msg})
+
+
+def _accounts_context(
+    session: Session, user: User, admin: accounts.Admin, filters: dict[str, str], offset: int
+) -> dict[str, Any]:
     wanted = accounts.AccountFilter(
-        q=q or None,
-        role=_role(role),
-        township=township or None,
-        active=_flag(active),
-        activated=_flag(activated),
+        q=filters["q"] or None,
+        role=_role(filters["role"]),
+        township=filters["township"] or None,
+        active=_flag(filters["active"]),
+        activated=_flag(filters["activated"]),
     )
     found = _call(
         lambda: accounts.list_accounts(session, admin, wanted, offset=max(offset, 0), limit=PAGE)
     )
     towns = _call(lambda: activation.townships(session, admin))
-    context: dict[str, Any] = {
+    return {
         "user": user,
         "found": found,
-        "filters": {
-            "q": q,
-            "role": role,
-            "township": township,
-            "active": active,
-            "activated": activated,
-        },
+        "filters": filters,
         "townships": towns,
         "own_orgs": _own_orgs(session, user.scope_key) if user.role is Role.TOWNSHIP else [],
         "roles": [r for r in Role] if user.role is Role.COUNTY_OFFICE else [Role.SECRETARY],
         "page_size": PAGE,
         "warning": REPLACES_WARNING,
-        "msg": msg,
         "form_key": uuid.uuid4().hex,
+        # The new-account form's fields as typed (refilled after a refusal).
+        "typed": {},
     }
-    return page(request, "accounts.html", context)
+
+
+#: The filters of an unfiltered list (the page a refused new-account form shows again).
+_NO_FILTERS = {"q": "", "role": "", "township": "", "active": "", "activated": ""}
 
 
 @router.get("/accounts/{username}")
@@ -199,14 +208,37 @@ async def create_submit(
         )
         return _code_page(request, user, issued, "账号已创建")
 
-    return await issued_once(
-        sessions,
-        user,
-        form_key,
-        issue,
-        again=lambda: redirect(f"/ui/accounts/{quote(name)}", msg=_CREATED_ONCE),
-        busy=lambda: redirect("/ui/accounts", msg=STILL_RUNNING),
-    )
+    try:
+        return await issued_once(
+            sessions,
+            user,
+            form_key,
+            issue,
+            again=lambda: redirect(f"/ui/accounts/{quote(name)}", msg=_CREATED_ONCE),
+            busy=lambda: redirect("/ui/accounts", msg=STILL_RUNNING),
+        )
+    except ApiError as exc:
+        if exc.status_code not in (403, 409, 422):
+            raise
+        # The refusal gave the form's key back: the list page again with the form as typed
+        # and what to correct, not an error page whose only way on is 返回首页.
+        typed = {"username": name, "display_name": display_name, "role": role,
+                 "scope_key": scope_key}  # fmt: skip
+        return await run_sync(_create_refused, request, sessions, user, admin, exc, typed)
+
+
+def _create_refused(
+    request: Request,
+    sessions: sessionmaker[Session],
+    user: User,
+    admin: accounts.Admin,
+    exc: ApiError,
+    typed: dict[str, str],
+) -> Response:
+    with sessions() as session:
+        context = _accounts_context(session, user, admin, dict(_NO_FILTERS), 0)
+    context |= {"typed": typed, "error": error_text(exc)}
+    return page(request, "accounts.html", context, status_code=exc.status_code)
 
 
 @router.post("/accounts/activation-list")

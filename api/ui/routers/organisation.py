@@ -17,7 +17,7 @@ from api.errors import ApiError, not_found
 from api.routers.organisations import visible_organisation
 from api.ui.actions import run_action
 from api.ui.context import round_info
-from api.ui.forms import form_fields, local_deadline
+from api.ui.forms import error_text, form_fields, local_deadline
 from api.ui.org_view import OrgView, load_records, load_state
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
@@ -145,9 +145,7 @@ async def act(
             )  # fmt: skip
             message = "操作成功"
     except ApiError as exc:
-        reasons = "；".join(f"{e.get('field')}：{e.get('reason')}" for e in exc.errors)
-        detail = f"（{reasons}）" if reasons else ""
-        return redirect(back, round=round_id, error=exc.message + detail)
+        return redirect(back, round=round_id, error=error_text(exc))
     return redirect(back, round=round_id, msg=message)
 
 

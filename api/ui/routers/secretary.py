@@ -4,32 +4,50 @@ plan's evidence fields (with uploads), and what was returned and why."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import UploadFile
 
 from api.auth import User
 from api.blocking import run_sync
 from api.deps import SessionDep, SessionsDep, TemporalClientDep, client_ip
-from api.errors import ApiError, not_found
+from api.errors import ApiError, as_api_error, not_found
 from api.routers import files
 from api.routers.organisations import visible_organisation
 from api.ui.actions import run_action
-from api.ui.context import round_info
-from api.ui.forms import BALLOT_LABELS, evidence_values, prefill
+from api.ui.context import RoundInfo, round_info
+from api.ui.forms import BALLOT_LABELS, error_text, evidence_values, prefill, typed_prefill
+from api.ui.org_view import OrgView
 from api.ui.render import page
 from api.ui.routers.organisation import org_view
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
 from api.uploads import UploadStorageDep
+from chuangzheng.services.errors import ServiceError
+from chuangzheng.services.evidence_checks import check_evidence
 from domain.evidence import BALLOT_KEYS
 from domain.machine import StepStatus
 from domain.organisation import Role
 from domain.phases import Phase
+from domain.plan import EvidenceField
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
+
+
+def _checked(
+    sessions: sessionmaker[Session], round_id: str, org_id: str, values: dict[str, Any]
+) -> None:
+    # A session of its own: the request's began before the form's files were uploaded (in
+    # their own transaction), and a snapshot that old would not see them.
+    try:
+        with sessions() as session:
+            check_evidence(session, round_id, org_id, values)
+    except ServiceError as exc:
+        raise as_api_error(exc) from None
 
 
 def _my_org(user: User) -> str:
@@ -54,6 +72,22 @@ async def my_tasks(
     if info is None:
         raise not_found("尚无轮次")
     view = await org_view(session, client, user, _my_org(user), info.round_id)
+    return _tasks_page(request, user, info, view, msg=msg, error=error)
+
+
+def _tasks_page(
+    request: Request,
+    user: User,
+    info: RoundInfo,
+    view: OrgView,
+    *,
+    msg: str = "",
+    error: str = "",
+    shown: Callable[[EvidenceField, Any], str] = prefill,
+    status_code: int = 200,
+) -> Response:
+    """The task page; ``shown`` fills the evidence forms' inputs (after a refusal: what was
+    typed, :func:`typed_prefill`)."""
     steps: dict[str, Any] = {}
     if view.state is not None and view.state.phase is not Phase.COMPLETED:
         steps = {
@@ -69,7 +103,7 @@ async def my_tasks(
             "view": view,
             "steps": steps,
             "StepStatus": StepStatus,
-            "prefill": prefill,
+            "prefill": shown,
             "ballot_keys": BALLOT_KEYS,
             "ballot_labels": BALLOT_LABELS,
             "form_key": uuid.uuid4().hex,
@@ -77,6 +111,7 @@ async def my_tasks(
             "msg": msg,
             "error": error,
         },
+        status_code=status_code,
     )
 
 
@@ -129,12 +164,24 @@ async def submit(
 
     try:
         values = await evidence_values(step, form, upload)
+        # What the workflow cannot check (the files were uploaded here, the members are on
+        # the roster), as the API's submissions route checks it, before the Update.
+        await run_sync(_checked, sessions, info.round_id, org_id, values)
         await run_action(
             client, user, client_ip(request), round_id=info.round_id, org_id=org_id,
             name="submit_evidence", fields={"step_id": step_id, "values": values}, form_key=key,
         )  # fmt: skip
     except ApiError as exc:
-        reasons = "；".join(str(e.get("reason")) for e in exc.errors)
-        return redirect(back, round=info.round_id, error=f"{exc.message}（{reasons}）")
+        error = error_text(exc, info.field_labels())
+        if user.role is not Role.SECRETARY:
+            return redirect(back, round=info.round_id, error=error)
+        # The secretary's own page again, with what was typed, rather than a redirect to
+        # empty fields: a 50-line commitment list is not retyped for one bad line.
+        typed = typed_prefill(step, form)
+        again = _tasks_page(
+            request, user, info, view, error=error, shown=typed, status_code=exc.status_code
+        )
+        again.headers.update(exc.headers)  # a 503's Retry-After
+        return again
     waiting = "等待本组织签收" if Role.SECRETARY in step.deciders else "等待审核"
     return redirect(back, round=info.round_id, msg=f"“{step.name}”已提交，{waiting}")

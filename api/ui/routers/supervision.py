@@ -16,9 +16,9 @@ from fastapi.responses import Response
 from api.blocking import run_sync
 from api.callers import service_caller
 from api.deps import SessionDep, SessionsDep, TemporalClientDep
-from api.errors import ApiError, as_api_error, not_found
+from api.errors import as_api_error, not_found
 from api.ui.context import round_info
-from api.ui.forms import FORM_KEY, STILL_RUNNING, form_fields, submitted_once
+from api.ui.forms import FORM_KEY, STILL_RUNNING, error_text, form_fields, submitted_once
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
 from chuangzheng.services import inspections, rectification_orders, supervision_records
@@ -39,11 +39,6 @@ router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
 #: Roles that see the round's supervision page (a secretary has their own task page).
 READERS = frozenset(set(RECORD_ROLES) | {Role.ASSESSMENT_GROUP, Role.LEADING_CADRE})
-
-
-def _error_text(exc: ApiError) -> str:
-    reasons = "；".join(f"{e.get('field')}：{e.get('reason')}" for e in exc.errors)
-    return exc.message + (f"（{reasons}）" if reasons else "")
 
 
 def _round_page(session: Any, caller: Caller, round_id: str) -> dict[str, Any]:
@@ -134,7 +129,7 @@ async def post_draw(request: Request, sessions: SessionsDep, user: UiUser) -> Re
                 sessions, service_caller(user, request), round_id, inspections.parse_draw(body)
             )
         except ServiceError as exc:
-            return redirect(BACK, round=round_id, error=_error_text(as_api_error(exc))), False
+            return redirect(BACK, round=round_id, error=error_text(as_api_error(exc))), False
         drawn = "、".join(made.row.sample["org_ids"])
         return redirect(BACK, round=round_id, msg=f"已抽取（种子 {made.row.seed}）：{drawn}"), True
 
@@ -175,7 +170,7 @@ async def post_result(
             result=inspections.parse_result(body),
         )
     except ServiceError as exc:
-        return redirect(BACK, round=round_id, error=_error_text(as_api_error(exc)))
+        return redirect(BACK, round=round_id, error=error_text(as_api_error(exc)))
     return redirect(BACK, round=round_id, msg="抽查结果已记录")
 
 
@@ -208,7 +203,7 @@ async def post_record(request: Request, sessions: SessionsDep, user: UiUser) -> 
         try:
             await run_sync(store)
         except ServiceError as exc:
-            return redirect(BACK, round=round_id, error=_error_text(as_api_error(exc))), False
+            return redirect(BACK, round=round_id, error=error_text(as_api_error(exc))), False
         return redirect(BACK, round=round_id, msg="督查记录已保存"), True
 
     return await submitted_once(sessions, user, key, submit, busy=lambda: _busy(round_id))
@@ -304,5 +299,5 @@ async def post_order(
         error = as_api_error(exc)
         if error.status_code == 404:
             raise error from None
-        return redirect(back, round=round_id, error=_error_text(error))
+        return redirect(back, round=round_id, error=error_text(error))
     return redirect(back, round=round_id, msg="已下达限期整改通知")
