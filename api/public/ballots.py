@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from activities.evaluations import (
@@ -26,11 +26,21 @@ from activities.evaluations import (
 from activities.tables import EvaluationItemRow, EvaluationRow
 from api.blocking import run_sync
 from api.deps import SessionDep, SessionsDep
-from api.public.render import page
+from api.public.render import page, templates
+from api.ui.render import deadline_text
+from domain.calendar import deadline_day
 from domain.evaluation import EvaluationResult, EvaluationTarget, Rating
 
 router = APIRouter(tags=["公开页面 public"], include_in_schema=False)
 RATINGS = [(r.value, r.label) for r in Rating]
+#: Where a cast ballot lands (post/redirect/get): refreshing it shows the thanks again
+#: instead of posting the burnt token a second time, which answered "已经投过票" (409).
+THANKS = "/ballot/thanks"
+
+# Deadlines on the public pages (the ballot's 投票截止, the commitments' 公示期) read as
+# the dashboard's: the last day, "D 24:00", not the stored next midnight.
+templates.env.filters["deadline"] = deadline_text
+templates.env.filters["deadline_day"] = lambda value: deadline_day(value) if value else ""
 
 
 def _refused(request: Request, refusal: BallotRefused) -> HTMLResponse:
@@ -68,6 +78,20 @@ def results(evaluation_id: str, request: Request, session: SessionDep) -> HTMLRe
         request,
         "ballot_results.html",
         {"title": _what(row), "row": row, "items": items, "result": result},
+    )
+
+
+@router.get(THANKS, response_class=HTMLResponse)
+def thanks(request: Request) -> HTMLResponse:
+    """After casting (declared before ``/ballot/{token}``, which would take the path)."""
+    return page(
+        request,
+        "ballot_message.html",
+        {
+            "title": "投票成功",
+            "message": "感谢参与！您的选票已记录，本凭证已作废。",
+            "code": "cast",
+        },
     )
 
 
@@ -109,8 +133,10 @@ def _form(
 
 
 @router.post("/ballot", response_class=HTMLResponse)
-async def cast(request: Request, sessions: SessionsDep) -> HTMLResponse:
-    """Cast a ballot: one per token, only while the window is open."""
+async def cast(request: Request, sessions: SessionsDep) -> Response:
+    """Cast a ballot: one per token, only while the window is open; a cast ballot
+    redirects to :data:`THANKS`, a refused one is answered here (an incomplete one with
+    its form again, the ticked answers kept)."""
     form = await request.form()
     token = str(form.get("token", ""))
     ratings = {str(k): str(v) for k, v in form.items() if k != "token"}
@@ -126,12 +152,4 @@ async def cast(request: Request, sessions: SessionsDep) -> HTMLResponse:
 
         evaluation = await run_sync(evaluation_of)
         return _form(request, evaluation, token, ratings, refusal.errors, refusal.status)
-    return page(
-        request,
-        "ballot_message.html",
-        {
-            "title": "投票成功",
-            "message": "感谢参与！您的选票已记录，本凭证已作废。",
-            "code": "cast",
-        },
-    )
+    return RedirectResponse(THANKS, status_code=303)

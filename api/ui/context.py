@@ -45,6 +45,19 @@ class RoundInfo:
         rungs = self.plan.ladder_for(self.round_plan).rungs
         return rungs[rung].name if 0 <= rung < len(rungs) else f"第{rung + 1}级督办"
 
+    def step_name(self, step_id: str | None) -> str:
+        """A step's Chinese name in the round's plan (any phase, any organisation type), or
+        the id when the plan is not known or has no such step."""
+        if not step_id:
+            return ""
+        if self.round_plan is not None:
+            for phase in self.round_plan.phases:
+                extra = [s for steps in phase.extra_steps.values() for s in steps]
+                for step in (*phase.steps, *extra, *phase.ethnic_area_steps):
+                    if step.id == step_id:
+                        return step.name
+        return step_id
+
     def rung_names(self) -> list[tuple[int, str]]:
         """Every rung of the round's ladder."""
         if self.plan is None or self.round_plan is None:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    false,
     func,
     null,
     or_,
@@ -42,6 +43,8 @@ _S = TypeVar("_S", bound=Select)  # type: ignore[type-arg]  # any row shape
 ANY_LIGHT = "all"  # the light filter's value for "every light, green included"
 PHASE_ORDER: tuple[str, ...] = tuple(p.value for p in (*WORKING_PHASES, Phase.COMPLETED))
 LIGHT_RANK: dict[str, int] = {"red": 0, "yellow": 1, "blue": 2, "green": 3}
+#: Above any ladder's rung number: a rung filter past it matches no organisation.
+MAX_RUNG = 1000
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,11 @@ def scoped(stmt: _S, user: User, round_id: str, filters: Filters) -> _S:
             stmt = stmt.where(column == value)
     if filters.rung == "none":
         stmt = stmt.where(s.top_rung.is_(None))
-    elif filters.rung.isdigit():
-        stmt = stmt.where(s.top_rung == int(filters.rung))
+    elif filters.rung.isascii() and filters.rung.isdigit():
+        # A rung no ladder has selects nothing (as rung 7 of a three-rung ladder does);
+        # compared in SQL, a number past 64 bits overflowed the driver (500).
+        rung = int(filters.rung)
+        stmt = stmt.where(s.top_rung == rung if rung <= MAX_RUNG else false())
     return stmt
 
 

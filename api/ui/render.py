@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import time
 from collections.abc import Collection
+from contextvars import ContextVar
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
@@ -17,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from activities.guidance_groups import group_map
 from api.ui.org_view import EVENT_LABELS, documents
-from domain.calendar import SHANGHAI
+from domain.calendar import SHANGHAI, deadline_wording
 from domain.lights import Light
 from domain.machine import PhaseStatus, StepStatus
 from domain.organisation import ORG_TYPE_LABELS, SEED_002_SYSTEMS, OrgType, Role
@@ -42,6 +46,15 @@ def local(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
+
+
+def deadline_text(value: Any, short: bool = False) -> str:
+    """A deadline as people read it (:func:`domain.calendar.deadline_wording`): one that ends
+    a day is "D 24:00" of its last day D, since "D+1 00:00" reads as one day more. ``short``
+    leaves out the year."""
+    if not isinstance(value, datetime):
+        return local(value)
+    return deadline_wording(value, "%m-%d" if short else "%Y-%m-%d")
 
 
 def _label(value: Any, kind: str) -> str:
@@ -112,6 +125,7 @@ def forget_system_names() -> None:
 
 
 templates.env.filters["local"] = local
+templates.env.filters["deadline"] = deadline_text
 templates.env.filters["label"] = _label_in_page
 templates.env.globals.update(
     PHASES=[(p.value, p.label) for p in WORKING_PHASES],
@@ -125,11 +139,47 @@ templates.env.globals.update(
 )
 
 
+#: The flash messages a redirect carries to the next page (shown as 系统提示), and the query
+#: parameter of their signature.
+FLASH_KEYS: tuple[str, str] = ("msg", "error")
+FLASH_SIGNATURE = "sig"
+#: The app's secret key while a page request runs (set by ``api.ui.session.UiRoute``), so
+#: that ``api.ui.session.redirect`` signs without every router passing the settings.
+flash_key: ContextVar[str | None] = ContextVar("flash_key", default=None)
+
+
+def flash_signature(key: str, msg: str, error: str) -> str:
+    """The HMAC of a redirect's flash messages under the app's secret key."""
+    mac = hmac.new(key.encode(), f"ui-flash\0{msg}\0{error}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()[:18]).decode()
+
+
+def _signed_flashes(request: Request, context: dict[str, Any]) -> dict[str, Any]:
+    """``context`` without the flash messages that came from the URL unsigned: anyone can
+    craft ``/ui/my?error=您的账号存在安全风险…``, and a page must not show it as the
+    system's alert. Messages a router put in the context itself are its own and stay."""
+    query = request.query_params
+    from_url = [k for k in FLASH_KEYS if query.get(k) and context.get(k) == query.get(k)]
+    if not from_url:
+        return context
+    settings = getattr(request.app.state, "settings", None)
+    expected = (
+        flash_signature(settings.secret_key, *(query.get(k, "") for k in FLASH_KEYS))
+        if settings is not None
+        else ""
+    )
+    if expected and hmac.compare_digest(expected.encode(), query.get(FLASH_SIGNATURE, "").encode()):
+        return context
+    return {**context, **{k: "" for k in from_url}}
+
+
 def page(
     request: Request, name: str, context: dict[str, Any], status_code: int = 200
 ) -> HTMLResponse:
     """Render dashboard template ``name``; ``user`` in the context drives the navigation
-    and names the county whose guidance groups label and filter the page (``SYSTEMS``)."""
+    and names the county whose guidance groups label and filter the page (``SYSTEMS``).
+    Flash messages are shown only when signed (:func:`_signed_flashes`)."""
+    context = _signed_flashes(request, context)
     names: dict[str, str] | None = getattr(request.state, "system_names", None)
     counties = getattr(context.get("user"), "counties", None)
     if names is None and counties:  # a page whose user came another way: memoised only

@@ -16,16 +16,24 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
+from starlette.routing import Match
 
 from api.auth import User, authenticate_checked
 from api.deps import SessionDep, SettingsDep
 from api.errors import ApiError
-from api.ui.render import page, remember_system_names
+from api.ui.render import (
+    FLASH_KEYS,
+    FLASH_SIGNATURE,
+    flash_key,
+    flash_signature,
+    page,
+    remember_system_names,
+)
 from chuangzheng.services import sign_in
 from chuangzheng.services.sign_in import SignedIn, SignInRefused
 from chuangzheng.settings import Settings
@@ -94,6 +102,39 @@ def error_page(request: Request, exc: ApiError) -> Response:
     return response
 
 
+def _is_page(request: Request, path: str) -> bool:
+    """Whether a GET of ``path`` reaches a route of the app (a page, not a POST-only action)."""
+    scope = {**request.scope, "method": "GET", "path": path, "root_path": ""}
+    return any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes)
+
+
+def after_login(request: Request) -> str:
+    """The page to return to once signed in again. A GET comes back to itself; a form post
+    whose session lapsed cannot be replayed by the browser (it would GET the action's URL:
+    405), so it returns to the page the form was on (the Referer, when it is a page of
+    this site under /ui), else to the action's page (``/ui/my/submit`` -> ``/ui/my``),
+    else to /ui/."""
+    url = request.url
+    if request.method in ("GET", "HEAD"):
+        return url.path + (f"?{url.query}" if url.query else "")
+    referer = urlsplit(request.headers.get("referer", ""))
+    # Host only, as api.security.same_site compares: behind a TLS-terminating proxy the app
+    # sees http where the browser's Referer says https. Only its path and query are used.
+    if (
+        referer.netloc == url.netloc
+        and referer.path.startswith("/ui/")
+        and not referer.path.startswith("/ui/login")
+        and _is_page(request, referer.path)
+    ):
+        return referer.path + (f"?{referer.query}" if referer.query else "")
+    path = url.path.rstrip("/")
+    while path.startswith("/ui/") and "/" in path[len("/ui/") :]:
+        path = path.rsplit("/", 1)[0]
+        if _is_page(request, path):
+            return path
+    return "/ui/"
+
+
 class UiRoute(APIRoute):
     """A page route: login redirects and refusals rendered as HTML, not JSON."""
 
@@ -101,10 +142,13 @@ class UiRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def page_handler(request: Request) -> Response:
+            # The key :func:`redirect` signs flash messages with, for this request only
+            # (tests run apps of different keys in one process).
+            flash_key.set(request.app.state.settings.secret_key)
             try:
                 response = await handler(request)
             except LoginRequired:
-                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                target = after_login(request)
                 return RedirectResponse(f"/ui/login?next={quote(target)}", status_code=303)
             except ApiError as exc:
                 response = error_page(request, exc)
@@ -117,7 +161,19 @@ class UiRoute(APIRoute):
 
 
 def redirect(path: str, **params: Any) -> RedirectResponse:
-    """303 to ``path`` with query parameters (None values left out)."""
-    query = "&".join(f"{k}={quote(str(v))}" for k, v in params.items() if v not in (None, ""))
-    joiner = "&" if "?" in path else "?"
-    return RedirectResponse(path + (f"{joiner}{query}" if query else ""), status_code=303)
+    """303 to ``path`` with query parameters (None values left out). The flash messages
+    (``msg``, ``error``) are signed: pages show only signed ones (:func:`api.ui.render.page`),
+    so a link cannot put words in the system's mouth. Messages already in ``path`` (a
+    posted back URL) are dropped."""
+    given = {k: str(v) for k, v in params.items() if v not in (None, "")}
+    base, _, old = path.partition("?")
+    kept = [(k, v) for k, v in parse_qsl(old, keep_blank_values=True) if k not in _FLASH_PARAMS]
+    key = flash_key.get()
+    flashes = [given.get(k, "") for k in FLASH_KEYS]
+    if key is not None and any(flashes):
+        given[FLASH_SIGNATURE] = flash_signature(key, *flashes)
+    query = urlencode([*kept, *given.items()], quote_via=quote)
+    return RedirectResponse(base + (f"?{query}" if query else ""), status_code=303)
+
+
+_FLASH_PARAMS = (*FLASH_KEYS, FLASH_SIGNATURE)

@@ -131,7 +131,7 @@ async def test_single_use_window_and_secrecy(
     incomplete = await http.post("/ballot", data={"token": tokens[0], "leadership": "satisfied"})
     assert incomplete.status_code == 422 and "请评价“党员队伍好”" in incomplete.text
     for ballot_token in tokens[:9]:
-        assert (await cast(http, ballot_token, "satisfied")).status_code == 200
+        assert (await cast(http, ballot_token, "satisfied")).status_code == 303
     second = await cast(http, tokens[0], "unsatisfied")
     assert second.status_code == 409 and "已经投过票" in second.text
     assert "已经投过票" in (await http.get(f"/ballot/{tokens[0]}")).text
@@ -197,7 +197,7 @@ async def test_quorum_below_two_thirds_voids_the_result(
     evaluation_id = opened.json()["evaluation_id"]
     tokens = await printed_tokens(http, evaluation_id, "tw-chengguan")
     for ballot_token in tokens[:7]:  # 7 of 12 < 2/3
-        assert (await cast(http, ballot_token, "unsatisfied")).status_code == 200
+        assert (await cast(http, ballot_token, "unsatisfied")).status_code == 303
     final = await close_and_wait(http, evaluation_id, "tw-chengguan")
     assert final["status"] == "invalid" and final["valid"] is False
     assert final["verdict"] == "no_quorum" and final["rectification"] is None
@@ -222,7 +222,7 @@ async def test_low_satisfaction_opens_a_rectification_order(
     tokens = await printed_tokens(http, evaluation_id, "gg-rural")
     for index, ballot_token in enumerate(tokens[:10]):
         rating = "fairly_satisfied" if index < 5 else "basically_satisfied"
-        assert (await cast(http, ballot_token, rating)).status_code == 200
+        assert (await cast(http, ballot_token, rating)).status_code == 303
     final = await close_and_wait(http, evaluation_id, "gg-rural")
     assert final["verdict"] == "below_threshold" and final["rectification"] == "ordered"
     assert final["result"]["satisfaction"] == pytest.approx(0.5)
@@ -255,6 +255,6 @@ async def test_an_organisation_evaluates_a_member_on_the_five_leads(
     page = await http.get(f"/ballot/{tokens[0]}")
     assert all(item.label in page.text for item in FIVE_LEADS) and "领导班子好" not in page.text
     for ballot_token in tokens:
-        assert (await cast(http, ballot_token, "satisfied", FIVE_LEADS)).status_code == 200
+        assert (await cast(http, ballot_token, "satisfied", FIVE_LEADS)).status_code == 303
     final = await close_and_wait(http, view["evaluation_id"], "sec-a")
     assert final["status"] == "published" and final["verdict"] == "satisfactory"

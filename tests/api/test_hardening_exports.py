@@ -75,6 +75,9 @@ async def test_reasons_come_back_as_text_in_the_instructors_timeline(stack: Stac
     cells = _cells(data)
     assert (HYPERLINK, "s") in cells and (DDE, "s") in cells
     assert not [c for c in cells if c[1] == "f"]
+    # The waived step by its Chinese name, not its id (county staff read this sheet).
+    texts = {str(v) for v, _ in cells}
+    assert step["name"] in texts and step["step_id"] not in texts
 
 
 async def test_the_dashboard_workbook_stores_formulas_as_text() -> None:

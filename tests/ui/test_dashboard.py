@@ -9,6 +9,7 @@ import io
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from docx import Document
 from openpyxl import load_workbook  # type: ignore[import-untyped]
@@ -18,8 +19,8 @@ from sqlalchemy import func, select
 
 from activities.db import make_engine
 from activities.tables import campaign_status, notices, phase_status, submissions
-from domain.calendar import local_date
-from tests.api.conftest import Stack, wait_for
+from domain.calendar import SHANGHAI, local_date
+from tests.api.conftest import Stack, extended_first_deadline, token, wait_for
 from tests.ui.conftest import log_in
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -230,6 +231,11 @@ async def test_pages_outside_scope_are_404_and_login_is_required(
     assert response is not None and response.status == 404
 
 
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands datetimes back naive (UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 async def test_bulk_remind_has_one_effect_per_day_and_county_extends(
     context: BrowserContext, stack: Stack, ui_round: str
 ) -> None:
@@ -252,9 +258,16 @@ async def test_bulk_remind_has_one_effect_per_day_and_county_extends(
     assert len(reminders) == 1 and reminders[0][1] == "secretary"
     await log_out(page)
 
+    # Halfway to the next phase's deadline: an extension may not reach it (the next phase
+    # would open overdue), nor move a deadline by more than a year.
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
+        office = await token(http, "county")
+        base = f"/api/v1/rounds/{ui_round}/organisations/org-b"
+        status = (await http.get(f"{base}/status", headers=office)).json()
+    target = extended_first_deadline(status).astimezone(SHANGHAI).replace(second=0, microsecond=0)
     county = await log_in(context, "county")
     await county.goto(f"/ui/orgs/org-b?round={ui_round}")
-    await county.fill('#extend-form input[name="new_deadline"]', "2031-01-06T18:00")
+    await county.fill('#extend-form input[name="new_deadline"]', f"{target:%Y-%m-%dT%H:%M}")
     await county.fill('#extend-form input[name="reason"]', "汛期抢险，统一推迟")
     await county.click("#extend-form button")
     await county.wait_for_load_state("networkidle")
@@ -269,6 +282,6 @@ async def test_bulk_remind_has_one_effect_per_day_and_county_extends(
                 phase_status.c.phase == "mobilisation",
             ),
         )
-        return bool(rows) and getattr(rows[0][0], "year", None) == 2031
+        return bool(rows) and _aware(rows[0][0]) == target
 
     await wait_for(moved)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from starlette.datastructures import UploadFile
 
 from activities.channels import ChannelRouter, build_notifier
@@ -18,7 +19,7 @@ from api.callers import service_caller
 from api.deps import SessionDep, SessionsDep, SettingsDep
 from api.errors import as_api_error, not_found
 from api.ui.context import round_info
-from api.ui.forms import FORM_KEY, STILL_RUNNING, submitted_once
+from api.ui.forms import FORM_KEY, STILL_RUNNING, error_text, submitted_once
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
 from chuangzheng.services import briefings
@@ -31,9 +32,7 @@ BACK = "/ui/briefings"
 
 
 def _error_text(exc: ServiceError) -> str:
-    api = as_api_error(exc)
-    reasons = "；".join(f"{e.get('field')}：{e.get('reason')}" for e in api.errors)
-    return api.message + (f"（{reasons}）" if reasons else "")
+    return error_text(as_api_error(exc))
 
 
 @router.get("/briefings")
@@ -133,3 +132,33 @@ async def post_circulate(
     notifier = await run_sync(build_notifier, sessions, settings)
     await briefings.send(notifier if isinstance(notifier, ChannelRouter) else None, messages)
     return redirect(BACK, round=round_id, msg=f"已选编交流，送达 {len(messages)} 个单位")
+
+
+@router.get("/briefings/{briefing_id}/file")
+async def briefing_file(
+    briefing_id: str,
+    request: Request,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    user: UiUser,
+    round: str = "",
+) -> Response:
+    """A briefing's attachment for the signed-in page (the API's download wants a bearer
+    token, which a page does not send: it answered 401 JSON); the same visibility rule."""
+    caller = service_caller(user, request)
+
+    def find() -> briefings.BriefingFile:
+        with sessions() as session:
+            return briefings.briefing_file(
+                session, caller, round, briefing_id, settings.upload_directory
+            )
+
+    try:
+        found = await run_sync(find)
+    except ServiceError as exc:
+        raise as_api_error(exc) from None
+    return FileResponse(
+        found.path,
+        media_type=found.content_type or "application/octet-stream",
+        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(found.filename)}"},
+    )

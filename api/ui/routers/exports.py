@@ -30,7 +30,7 @@ from api.ui.context import Overdue, RoundInfo, round_info
 from api.ui.documents import circular_docx, circular_for, circular_pdf
 from api.ui.org_view import EVENT_LABELS
 from api.ui.queries import Filters, scoped, stream_laggards
-from api.ui.render import _label, county_systems, local
+from api.ui.render import _label, county_systems, deadline_text, local
 from api.ui.routers.laggards import filters_from
 from api.ui.session import UiRoute, UiUser
 from chuangzheng.services.sign_in import User
@@ -80,7 +80,7 @@ def laggards_xlsx(
         overdue: bool, top_rung: int | None,
     ) -> tuple[Any, ...]:  # fmt: skip
         return (system(key), _label(org_type, "type"), _label(phase, "phase"),
-                _label(light, "light"), local(deadline), days(deadline, overdue),
+                _label(light, "light"), deadline_text(deadline), days(deadline, overdue),
                 info.rung_name(top_rung))  # fmt: skip
 
     lines = (
@@ -232,8 +232,8 @@ def organisations_xlsx(
     rows = [
         [r.org_id, r.org_name, r.township, system_name(r.system),
          _label(r.org_type, "type"), _label(r.phase, "phase"),
-         _label(r.phase_status, "phase_status"), _label(r.light, "light"), local(r.deadline),
-         info.rung_name(r.top_rung)]
+         _label(r.phase_status, "phase_status"), _label(r.light, "light"),
+         deadline_text(r.deadline), info.rung_name(r.top_rung)]
         for r in session.scalars(stmt.order_by(s.township, s.org_id)).all()
     ]  # fmt: skip
     return _download(workbook("组织进展", head, rows), XLSX, f"组织进展-{info.round_id}.xlsx")
@@ -251,7 +251,8 @@ def timeline_xlsx(org_id: str, session: SessionDep, user: UiUser, round: str = "
     ).all()
     rows = [
         [local(e.at), EVENT_LABELS.get(e.kind, e.kind), _label(e.phase, "phase"),
-         e.step_id or "", e.actor_name or e.actor_user or "", str(e.detail.get("reason", ""))]
+         info.step_name(e.step_id), e.actor_name or e.actor_user or "",
+         str(e.detail.get("reason", ""))]
         for e in events
     ]  # fmt: skip
     head = ["时间", "事件", "阶段", "步骤", "操作人", "理由"]

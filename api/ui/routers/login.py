@@ -9,6 +9,7 @@ from typing import Annotated
 import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 
 from api.deps import SessionDep, SettingsDep, client_ip
 from api.errors import not_found
@@ -193,3 +194,13 @@ def static(path: str) -> Response:
         media_type=_TYPES.get(target.suffix),
         headers={"Cache-Control": "public, max-age=3600"},
     )
+
+
+def favicon() -> Response:
+    """The site icon at the path browsers ask for by themselves (pages link
+    ``/ui/static/favicon.svg``; this answers the rest, e.g. the API docs, instead of 404)."""
+    return static("favicon.svg")
+
+
+# Outside the router's /ui prefix: /favicon.ico is fixed by the browsers.
+router.routes.append(APIRoute("/favicon.ico", favicon, methods=["GET"], include_in_schema=False))
