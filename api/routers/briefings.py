@@ -13,6 +13,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session, sessionmaker
 
 from activities.channels import ChannelRouter, build_notifier
 from api.blocking import run_sync
@@ -22,7 +23,9 @@ from api.errors import as_api_error
 from api.idempotency import idempotent
 from api.responses import AUTHENTICATED, UPLOAD, WITH_BODY, errors, file_response
 from chuangzheng.services import briefings
+from chuangzheng.services.callers import Caller
 from chuangzheng.services.errors import ServiceError
+from chuangzheng.settings import Settings
 from domain.organisation import Role
 
 router = APIRouter(
@@ -182,7 +185,20 @@ async def download(
     settings: SettingsDep,
 ) -> FileResponse:
     """The attachment, for those who see the briefing."""
-    caller = service_caller(user, request)
+    return await attachment(
+        sessions, settings, service_caller(user, request), round_id, briefing_id
+    )
+
+
+async def attachment(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    caller: Caller,
+    round_id: str,
+    briefing_id: str,
+) -> FileResponse:
+    """A briefing's attachment as a download, for ``caller`` if they see the briefing (the
+    API's route and the page's share it)."""
 
     def find() -> briefings.BriefingFile:
         with sessions() as session:

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from activities.channels import ChannelRouter, build_notifier
@@ -18,6 +17,7 @@ from api.blocking import run_sync
 from api.callers import service_caller
 from api.deps import SessionDep, SessionsDep, SettingsDep
 from api.errors import as_api_error, not_found
+from api.routers.briefings import attachment
 from api.ui.context import round_info
 from api.ui.forms import FORM_KEY, STILL_RUNNING, error_text, submitted_once
 from api.ui.render import page
@@ -145,20 +145,4 @@ async def briefing_file(
 ) -> Response:
     """A briefing's attachment for the signed-in page (the API's download wants a bearer
     token, which a page does not send: it answered 401 JSON); the same visibility rule."""
-    caller = service_caller(user, request)
-
-    def find() -> briefings.BriefingFile:
-        with sessions() as session:
-            return briefings.briefing_file(
-                session, caller, round, briefing_id, settings.upload_directory
-            )
-
-    try:
-        found = await run_sync(find)
-    except ServiceError as exc:
-        raise as_api_error(exc) from None
-    return FileResponse(
-        found.path,
-        media_type=found.content_type or "application/octet-stream",
-        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(found.filename)}"},
-    )
+    return await attachment(sessions, settings, service_caller(user, request), round, briefing_id)
