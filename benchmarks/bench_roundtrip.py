@@ -56,6 +56,7 @@ async def run(ctx: Context) -> BenchResult:
                     k = (2 * i + (0 if minimal else 1)) % len(orgs)
                     await submitter.cycle(orgs[k], bodies[k], timed, minimal=minimal)
                     await raw_update(handle, raw)
+            await submitter.aclose()
     for label, timed in (("", campaign), (" with the whole status (return=representation)", full)):
         for q in (0.5, 0.95):
             value, base = pct(timed.latencies(), q), pct(raw.latencies(), q)

@@ -204,6 +204,7 @@ async def _run(
                 )
             stop.set()
             await asyncio.gather(*clients)
+            await submitter.aclose()
             duplicates = int(stack.scalar(DUPLICATES, r=storm_round))
             # What else the window held (nothing, with the spaced ladder; with the demo's,
             # its rungs 1 and 2 and the reminders: the raw baseline has one timer).

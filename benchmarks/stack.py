@@ -47,6 +47,13 @@ from domain.roster_import import ROSTER_HEADERS, organisation_row
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-password-1"
 COUNTY = "county"
+
+
+def guidance_username(system: str) -> str:
+    """The benchmark account of the guidance group of ``system``."""
+    return f"guidance-{system}"
+
+
 # How many ports the API tries before its start counts as failed (see ``Stack.start_api``).
 PORT_ATTEMPTS = 3
 
@@ -411,6 +418,17 @@ class Stack:
                 password=PASSWORD,
                 role=Role.COUNTY_OFFICE,
             )
+            # The guidance groups, who return what the county office submitted (nobody
+            # decides on what their own role entered).
+            for system in sorted({str(o.system) for o in organisations}):
+                upsert_user(
+                    session,
+                    username=guidance_username(system),
+                    display_name=f"{system}指导小组",
+                    password=PASSWORD,
+                    role=Role.GUIDANCE_GROUP,
+                    scope_key=system,
+                )
 
     def seed_counties(self, rosters: Mapping[str, Sequence[Organisation]]) -> dict[str, str]:
         """Counties of their own (``rosters``: by county code), each created with its roster

@@ -1,6 +1,8 @@
 """Evidence submissions through the HTTP API, timed, and the raw no-op Updates they are
 compared with. A submission is followed by the county office returning it (退回, untimed)
-so the same step can be submitted again: one organisation can be submitted for endlessly."""
+so the same step can be submitted again: one organisation can be submitted for endlessly.
+The return is the organisation's guidance group's: nobody decides what their own role
+entered."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any
 import httpx
 from pydantic_core import to_jsonable_python
 
-from benchmarks.stack import Api, Stack
+from benchmarks.stack import Api, Stack, guidance_username
 from domain.organisation import Organisation
 
 #: The headers that ask an action for the Update's result only (the API's default; no status
@@ -77,6 +79,23 @@ class Submitter:
         self.api = api
         self.round_id = round_id
         self.plan = load_plan(plan_yaml)
+        # The guidance groups' clients that return the submissions, by system.
+        self._reviewers: dict[str, Api] = {}
+        self._signing_in = asyncio.Lock()
+
+    async def _reviewer(self, org: Organisation) -> Api:
+        system = str(org.system)
+        async with self._signing_in:
+            if system not in self._reviewers:
+                reviewer = Api(str(self.api.http.base_url), username=guidance_username(system))
+                self._reviewers[system] = await reviewer.__aenter__()
+        return self._reviewers[system]
+
+    async def aclose(self) -> None:
+        """Sign the reviewers' clients out (their connections closed)."""
+        for reviewer in self._reviewers.values():
+            await reviewer.__aexit__()
+        self._reviewers.clear()
 
     def body(self, org: Organisation) -> dict[str, Any]:
         from chuangzheng.sample_evidence import sample_evidence
@@ -99,11 +118,14 @@ class Submitter:
     def path(self, org: Organisation, what: str) -> str:
         return f"/api/v1/rounds/{self.round_id}/organisations/{org.id}/{what}"
 
-    async def _post(self, path: str, body: dict[str, Any], *, minimal: bool) -> httpx.Response:
-        """``Api.post`` (a fresh Idempotency-Key), asking for ``MINIMAL`` or
-        ``REPRESENTATION``."""
-        headers = self.api.headers | {"Idempotency-Key": uuid.uuid4().hex}
-        return await self.api.http.post(
+    async def _post(
+        self, path: str, body: dict[str, Any], *, minimal: bool, api: Api | None = None
+    ) -> httpx.Response:
+        """``Api.post`` (a fresh Idempotency-Key) as ``api`` (the county office unless
+        given), asking for ``MINIMAL`` or ``REPRESENTATION``."""
+        api = api or self.api
+        headers = api.headers | {"Idempotency-Key": uuid.uuid4().hex}
+        return await api.http.post(
             path, json=body, headers=headers | (MINIMAL if minimal else REPRESENTATION)
         )
 
@@ -145,7 +167,10 @@ class Submitter:
         """The untimed return (退回) that reopens the step; a failed one is counted."""
         back = {"step_id": body["step_id"], "accept": False, "reason": "基准测试：退回重交"}
         try:
-            response = await self._post(self.path(org, "decisions"), back, minimal=minimal)
+            reviewer = await self._reviewer(org)
+            response = await self._post(
+                self.path(org, "decisions"), back, minimal=minimal, api=reviewer
+            )
         except httpx.HTTPError as exc:
             timed.errors.append(f"decision: {exc!r}"[:200])
             return

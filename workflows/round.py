@@ -482,7 +482,10 @@ class CampaignRound:
             raise ApplicationError("请选择要延期的阶段", type="invalid", non_retryable=True)
         if request.new_deadline <= workflow.now():
             raise ApplicationError(
-                "新的截止时间必须晚于现在", type="invalid_deadline", non_retryable=True
+                "新的截止时间必须晚于现在",
+                {"errors": [{"field": "new_deadline", "reason": "新的截止时间必须晚于现在"}]},
+                type="invalid_deadline",
+                non_retryable=True,
             )
         if not request.reason.strip():
             raise ApplicationError(

@@ -150,14 +150,18 @@ def _check_scope_townships(
     townships = plan.rounds[index].scope.townships
     if not townships:
         return
-    known = set(
-        session.scalars(
-            select(OrganisationRow.township)
-            .where(OrganisationRow.county == county, OrganisationRow.active.is_(True))
-            .where(OrganisationRow.township.in_(townships))
-            .distinct()
+    # No autoflush: the kick-off's pending writes would open its write transaction here,
+    # and on SQLite the plan's own transaction (stored next, before the commit) then waited
+    # for it and timed out ("database_unavailable" at every scoped kick-off).
+    with session.no_autoflush:
+        known = set(
+            session.scalars(
+                select(OrganisationRow.township)
+                .where(OrganisationRow.county == county, OrganisationRow.active.is_(True))
+                .where(OrganisationRow.township.in_(townships))
+                .distinct()
+            )
         )
-    )
     missing = [
         FieldError(
             field=f"rounds[{index}].scope.townships[{i}]",
