@@ -12,7 +12,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -216,14 +216,51 @@ def extended_first_deadline(status: dict[str, Any]) -> datetime:
     return first + (second - first) / 2
 
 
-async def start_demo_round(stack: Stack, rid: str) -> str:
-    """Create and kick off round ``rid`` of the demo plan as the county office; wait until
-    every test organisation's workflow runs."""
+async def reach_phase(
+    http: httpx.AsyncClient, round_id: str, phase: str, orgs: Iterable[str]
+) -> None:
+    """Move each organisation of ``round_id`` into ``phase``: the county office waives the
+    required steps of the phases before it, phase by phase; then wait until the read model
+    (what the pages and the evaluations' checks read) shows the phase. A test that needs a
+    later phase reaches it itself instead of leaning on the tests before it."""
+    county = await token(http, "county")
+    orgs = tuple(orgs)
+    for org in orgs:
+        base = f"/api/v1/rounds/{round_id}/organisations/{org}"
+        for _ in range(5):
+            state = (await http.get(f"{base}/status", headers=county)).json()["state"]
+            if state["phase"] == phase:
+                break
+            current = next(p for p in state["phases"] if p["phase"] == state["phase"])
+            for step in current["steps"]:
+                if step["required"] and step["status"] not in ("accepted", "waived"):
+                    waived = await http.post(
+                        f"{base}/waivers",
+                        json={"step_id": step["step_id"], "reason": f"测试：直接进入{phase}阶段"},
+                        headers=county,
+                    )
+                    assert waived.status_code == 200, waived.text
+
+    async def in_read_model() -> bool:
+        listed = await http.get(
+            "/api/v1/organisations", params={"round_id": round_id}, headers=county
+        )
+        phases = {o["org_id"]: o.get("phase") for o in listed.json()}
+        return all(phases.get(org) == phase for org in orgs)
+
+    await wait_for(in_read_model)
+
+
+async def start_demo_round(stack: Stack, rid: str, plan_yaml: str | None = None) -> str:
+    """Create and kick off round ``rid`` of the demo plan (or of ``plan_yaml``, whose round
+    is ``demo`` too) as the county office; wait until every test organisation's workflow
+    runs."""
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
         county = await token(http, "county")
         created = await http.post(
             "/api/v1/rounds",
-            json={"round_id": rid, "plan_id": "demo", "round_plan_id": "demo"},
+            json={"round_id": rid, "round_plan_id": "demo"}
+            | ({"plan_yaml": plan_yaml} if plan_yaml is not None else {"plan_id": "demo"}),
             headers=county,
         )
         assert created.status_code == 201, created.text

@@ -43,29 +43,7 @@ def working_day_plan() -> str:
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def wd_round(stack: Stack) -> str:
     """A working-day round, kicked off, every organisation's workflow running."""
-    rid = f"wd-{uuid.uuid4().hex[:8]}"
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
-        county = await token(http, "county")
-        created = await http.post(
-            "/api/v1/rounds",
-            json={"round_id": rid, "plan_yaml": working_day_plan(), "round_plan_id": "demo"},
-            headers=county,
-        )
-        assert created.status_code == 201, created.text
-        kicked = await http.post(f"/api/v1/rounds/{rid}/kickoff", headers=county)
-        assert kicked.status_code == 200, kicked.text
-
-        async def all_started() -> bool:
-            for org in ("org-a", "org-b", "org-c"):
-                r = await http.get(
-                    f"/api/v1/rounds/{rid}/organisations/{org}/status", headers=county
-                )
-                if r.status_code != 200:
-                    return False
-            return True
-
-        await wait_for(all_started)
-    return rid
+    return await start_demo_round(stack, f"wd-{uuid.uuid4().hex[:8]}", working_day_plan())
 
 
 @asynccontextmanager

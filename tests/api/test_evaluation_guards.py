@@ -25,7 +25,7 @@ from activities.member_store import store_members
 from domain.evaluation import MAX_RATERS
 from domain.evaluation_rules import FIVE_GOODS, FIVE_LEADS
 from domain.members import MemberRoster, PartyMember
-from tests.api.conftest import Stack, start_demo_round, token, wait_for
+from tests.api.conftest import Stack, reach_phase, start_demo_round, token, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 TOKEN_IN_URL = re.compile(r"/ballot/([A-Za-z0-9_\-]{22})\b")
@@ -38,35 +38,8 @@ ORG_C_MEMBERS = [(f"M{n:03d}", f"党员{n:02d}号") for n in range(1, 19)]
 async def reach_public_evaluation(
     http: httpx.AsyncClient, round_id: str, orgs: Iterable[str] = ORGS
 ) -> None:
-    """Move each organisation of ``round_id`` into 群众评议: the county office waives the
-    required steps of the phases before it, phase by phase; then wait until the read model
-    (what opening an evaluation checks) shows the phase."""
-    county = await token(http, "county")
-    orgs = tuple(orgs)
-    for org in orgs:
-        base = f"/api/v1/rounds/{round_id}/organisations/{org}"
-        for _ in range(3):
-            state = (await http.get(f"{base}/status", headers=county)).json()["state"]
-            if state["phase"] == "public_evaluation":
-                break
-            current = next(p for p in state["phases"] if p["phase"] == state["phase"])
-            for step in current["steps"]:
-                if step["required"] and step["status"] not in ("accepted", "waived"):
-                    waived = await http.post(
-                        f"{base}/waivers",
-                        json={"step_id": step["step_id"], "reason": "测试：直接进入群众评议阶段"},
-                        headers=county,
-                    )
-                    assert waived.status_code == 200, waived.text
-
-    async def in_read_model() -> bool:
-        listed = await http.get(
-            "/api/v1/organisations", params={"round_id": round_id}, headers=county
-        )
-        phases = {o["org_id"]: o.get("phase") for o in listed.json()}
-        return all(phases.get(org) == "public_evaluation" for org in orgs)
-
-    await wait_for(in_read_model)
+    """Move each organisation of ``round_id`` into 群众评议 (:func:`reach_phase`)."""
+    await reach_phase(http, round_id, "public_evaluation", orgs)
 
 
 async def open_ballot(
