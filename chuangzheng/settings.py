@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     )
 
     environment: Literal["development", "test", "production"] = "development"
+    # The argon2id parameters of password and activation-code hashes: "fast" is for test
+    # suites only (chuangzheng.services.password_hashing reads the same variable, since
+    # hashes are made where no settings are at hand) and is refused in production.
+    password_hashing: Literal["standard", "fast"] = "standard"
     data_dir: Path = Field(default_factory=lambda: repo_root() / ".data")
     # Empty means "SQLite file under data_dir"; filled in by the validator below because the
     # default depends on another field. DATABASE_URL (no prefix) is the conventional name
@@ -251,6 +255,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CZ_SECRET_KEY must be set to a private random value when "
                 f"CZ_ENVIRONMENT={self.environment} (the built-in development key is public)."
+            )
+        if self.environment == "production" and self.password_hashing != "standard":
+            raise ValueError(
+                "CZ_PASSWORD_HASHING=fast is for test suites: production hashes passwords "
+                "with the standard argon2id parameters."
             )
         if self.environment == "production":
             problem = weak_secret_key(self.secret_key)

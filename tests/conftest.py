@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -47,6 +48,14 @@ from temporalio.testing import WorkflowEnvironment
 from chuangzheng.temporal_server import start_time_skipping_env
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+# Cheap argon2 parameters for the suite's few thousand sign-ins and hashed accounts (each a
+# quarter of a CPU-second with the standard ones on this machine); set before any project
+# module builds its hasher, and inherited by the processes the tests start.
+# tests/api/test_password_hashing.py checks the standard parameters themselves.
+if "chuangzheng.services.password_hashing" in sys.modules:
+    raise RuntimeError("CZ_PASSWORD_HASHING must be set before the hasher is built")
+os.environ.setdefault("CZ_PASSWORD_HASHING", "fast")
 
 log = logging.getLogger(__name__)
 

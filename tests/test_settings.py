@@ -31,6 +31,21 @@ STRONG = secrets.token_urlsafe(48)
 KEYS = f"k1:{new_key_text()}"
 
 
+@pytest.fixture(autouse=True)
+def standard_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite's cheap hashing (tests/conftest.py) is refused in production: these tests
+    build production settings from the process environment."""
+    monkeypatch.delenv("CZ_PASSWORD_HASHING", raising=False)
+
+
+def test_production_refuses_the_test_suites_fast_hashing() -> None:
+    with pytest.raises(ValidationError, match="CZ_PASSWORD_HASHING=fast is for test suites"):
+        Settings(
+            environment="production", secret_key=STRONG, payload_keys=KEYS, password_hashing="fast"
+        )
+    assert Settings(environment="test", secret_key=STRONG, password_hashing="fast")
+
+
 @pytest.mark.parametrize(
     ("key", "why"),
     [

@@ -29,7 +29,6 @@ from enum import StrEnum
 from typing import Any
 
 import jwt
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +38,7 @@ from activities.tables import AuditRow, UserRow, metadata
 from activities.tables.access import AccountCountyRow, SignInSessionRow, SignInThrottleRow
 from chuangzheng.services.contact_points import contact_organisations
 from chuangzheng.services.errors import ServiceError
+from chuangzheng.services.password_hashing import HASHER
 from chuangzheng.settings import Settings
 from domain.organisation import ABOVE_COUNTY_ROLES, DEFAULT_COUNTY, Role
 from domain.throttle import (
@@ -50,7 +50,7 @@ from domain.throttle import (
 )
 
 TOKEN_ALGORITHM = "HS256"
-_HASHER = PasswordHasher()
+_HASHER = HASHER
 # Verifying against a dummy hash when the account does not exist (or has no password yet)
 # keeps response times equal, so the login cannot tell which usernames exist.
 _DUMMY_HASH = _HASHER.hash("not-a-password")
