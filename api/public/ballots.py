@@ -26,9 +26,7 @@ from activities.evaluations import (
 from activities.tables import EvaluationItemRow, EvaluationRow
 from api.blocking import run_sync
 from api.deps import SessionDep, SessionsDep
-from api.public.render import page, templates
-from api.ui.render import deadline_text
-from domain.calendar import deadline_day
+from api.public.render import page
 from domain.evaluation import EvaluationResult, EvaluationTarget, Rating
 
 router = APIRouter(tags=["公开页面 public"], include_in_schema=False)
@@ -36,11 +34,6 @@ RATINGS = [(r.value, r.label) for r in Rating]
 #: Where a cast ballot lands (post/redirect/get): refreshing it shows the thanks again
 #: instead of posting the burnt token a second time, which answered "已经投过票" (409).
 THANKS = "/ballot/thanks"
-
-# Deadlines on the public pages (the ballot's 投票截止, the commitments' 公示期) read as
-# the dashboard's: the last day, "D 24:00", not the stored next midnight.
-templates.env.filters["deadline"] = deadline_text
-templates.env.filters["deadline_day"] = lambda value: deadline_day(value) if value else ""
 
 
 def _refused(request: Request, refusal: BallotRefused) -> HTMLResponse:

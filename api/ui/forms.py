@@ -36,6 +36,10 @@ Uploader = Callable[[UploadFile], Awaitable[dict[str, Any]]]
 FORM_KEY = "form_key"
 #: What a page says when a form's first copy is still running past the wait.
 STILL_RUNNING = "上一次提交仍在处理中，请稍后刷新页面查看结果"
+#: Refusals after which a page's form is shown again as typed, with what to correct (the
+#: form's content, or the caller's right to send it), instead of a redirect to the emptied
+#: form; other answers (404, 503) keep their own. Passwords and files are never refilled.
+SHOWN_AGAIN = frozenset({403, 409, 422})
 #: Every submission of one rendered form is the same request, whatever its fields say.
 _FORM_FINGERPRINT = "ui-form"
 

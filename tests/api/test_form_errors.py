@@ -228,7 +228,9 @@ async def test_supervision_record_in_the_future_is_refused(
               "form_key": uuid.uuid4().hex}  # fmt: skip
     page = await county.post("/ui/supervision/records", data=record, follow_redirects=True)
     assert "日期：不能晚于今天" in flash(page)
-    assert "2030-01-01" not in page.text  # not listed, not kept
+    # Not recorded, so not listed; the form shows it again as typed, to be corrected.
+    assert "2030-01-01" not in page.text.split('class="list records"')[1]
+    assert 'value="2030-01-01"' in page.text
     body = {"kind": "symposium", "held_on": "2030-01-01", "title": "座谈会",
             "supervisors": ["赵书记"], "org_ids": [ORG], "findings": "会议记录不完整"}  # fmt: skip
     headers = await token(http, "county")

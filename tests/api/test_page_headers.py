@@ -130,6 +130,7 @@ def concrete(path: str, world: World, harmless: bool = False) -> str:
         "username": "no-such-user" if harmless else "sec-a",
         "path": "ui.css",
         "inspection_id": "no-such-inspection",
+        "draw_id": "no-such-draw",
         "briefing_id": "no-such-briefing",
     }
     for name in PARAMETER.findall(path):

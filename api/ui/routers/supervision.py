@@ -3,6 +3,11 @@
 timeline with the 限期整改 form. Every rule is the services' (``chuangzheng.services``
 rectification_orders, inspections, supervision_records); pages only render and post.
 Outside the caller's scope: 404, as everywhere.
+
+A refused inspection result, record or order (:data:`~api.ui.forms.SHOWN_AGAIN`) answers
+with its page again, the form as typed and what to correct, not a redirect to an emptied
+form. The re-draw check is a page of its own over the service the API's re-draw route calls
+(that route wants a bearer token, which a page does not send).
 """
 
 from __future__ import annotations
@@ -12,13 +17,22 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session, sessionmaker
 
+from api.auth import User
 from api.blocking import run_sync
 from api.callers import service_caller
 from api.deps import SessionDep, SessionsDep, TemporalClientDep
-from api.errors import as_api_error, not_found
-from api.ui.context import round_info
-from api.ui.forms import FORM_KEY, STILL_RUNNING, error_text, form_fields, submitted_once
+from api.errors import ApiError, as_api_error, not_found
+from api.ui.context import RoundInfo, round_info
+from api.ui.forms import (
+    FORM_KEY,
+    SHOWN_AGAIN,
+    STILL_RUNNING,
+    error_text,
+    form_fields,
+    submitted_once,
+)
 from api.ui.render import page
 from api.ui.session import UiRoute, UiUser, redirect, same_origin
 from chuangzheng.services import inspections, rectification_orders, supervision_records
@@ -65,6 +79,24 @@ def _choices() -> dict[str, Any]:
     }
 
 
+def _round_context(session: Any, user: User, caller: Caller, info: RoundInfo) -> dict[str, Any]:
+    data = _round_page(session, caller, info.round_id)
+    return {
+        "user": user,
+        "info": info,
+        "names": dict(data["organisations"]),
+        "can_draw": user.role in SPOT_CHECK_ROLES,
+        "can_record": user.role in RECORD_ROLES,
+        # One key per rendering: the draw and the record forms each run once however
+        # often they are posted (``submitted_once``); the redirect renders a new one.
+        "form_key": uuid.uuid4().hex,
+        # A refused form's fields as typed, by form ("record", "result"); none on a GET.
+        "typed": {},
+        **data,
+        **_choices(),
+    }
+
+
 @router.get("/supervision")
 async def supervision_page(
     request: Request,
@@ -81,30 +113,84 @@ async def supervision_page(
     if info is None:
         raise not_found("尚无轮次")
     caller = service_caller(user, request)
-    data = await run_sync(_round_page, session, caller, info.round_id)
-    names = dict(data["organisations"])
-    return page(
-        request,
-        "supervision.html",
-        {
-            "user": user,
-            "info": info,
-            "names": names,
-            "can_draw": user.role in SPOT_CHECK_ROLES,
-            "can_record": user.role in RECORD_ROLES,
-            # One key per rendering: the draw and the record forms each run once however
-            # often they are posted (``submitted_once``); the redirect renders a new one.
-            "form_key": uuid.uuid4().hex,
-            "msg": msg,
-            "error": error,
-            **data,
-            **_choices(),
-        },
-    )
+    context = await run_sync(_round_context, session, user, caller, info)
+    return page(request, "supervision.html", context | {"msg": msg, "error": error})
 
 
 #: Where the round page's forms return.
 BACK = "/ui/supervision"
+
+
+async def _round_again(
+    request: Request,
+    sessions: sessionmaker[Session],
+    user: User,
+    round_id: str,
+    exc: ApiError,
+    typed: dict[str, Any],
+) -> Response:
+    """The round page again after a refused form: the form as typed (``typed``, by form)
+    and what to correct, with the refusal's status."""
+    if user.role not in READERS:  # no page to show again: where the redirect went before
+        return redirect(BACK, round=round_id, error=error_text(exc))
+    caller = service_caller(user, request)
+
+    def context() -> dict[str, Any]:
+        with sessions() as session:
+            info = round_info(session, round_id or None, user.counties)
+            if info is None:
+                raise not_found("尚无轮次")
+            return _round_context(session, user, caller, info)
+
+    shown = await run_sync(context)
+    again = page(
+        request,
+        "supervision.html",
+        shown | {"typed": typed, "error": error_text(exc)},
+        status_code=exc.status_code,
+    )
+    again.headers.update(exc.headers)
+    return again
+
+
+def _redraw_page(session: Any, caller: Caller, round_id: str, draw_id: str) -> dict[str, Any]:
+    found = inspections.get_draw(session, caller, round_id, draw_id)
+    again = inspections.redraw(session, caller, round_id, draw_id)
+    return {
+        "draw": found.document(),
+        "recorded": list(again.recorded),
+        "redrawn": list(again.redrawn),
+        "same": again.same,
+        "names": dict(supervision_records.round_organisations(session, caller, round_id)),
+    }
+
+
+@router.get("/supervision/draws/{draw_id}/redraw")
+async def redraw_page(
+    request: Request,
+    draw_id: str,
+    session: SessionDep,
+    user: UiUser,
+    round: str = "",
+) -> Response:
+    """A spot check drawn again from its record (population, size, stratification, seed),
+    beside the sample recorded, and whether the two agree: the check the round page links,
+    through ``inspections.redraw`` as the API's re-draw route."""
+    if user.role not in READERS:
+        raise not_found()
+    info = await run_sync(round_info, session, round or None, user.counties)
+    if info is None:
+        raise not_found("尚无轮次")
+    caller = service_caller(user, request)
+    try:
+        data = await run_sync(_redraw_page, session, caller, info.round_id, draw_id)
+    except ServiceError as exc:
+        raise as_api_error(exc) from None
+    return page(
+        request,
+        "supervision_redraw.html",
+        {"user": user, "info": info, **data, **_choices()},
+    )
 
 
 @router.post("/supervision/draws")
@@ -170,7 +256,11 @@ async def post_result(
             result=inspections.parse_result(body),
         )
     except ServiceError as exc:
-        return redirect(BACK, round=round_id, error=error_text(as_api_error(exc)))
+        error = as_api_error(exc)
+        if error.status_code not in SHOWN_AGAIN:
+            return redirect(BACK, round=round_id, error=error_text(error))
+        typed = {k: str(v or "") for k, v in body.items()} | {"inspection_id": inspection_id}
+        return await _round_again(request, sessions, user, round_id, error, {"result": typed})
     return redirect(BACK, round=round_id, msg="抽查结果已记录")
 
 
@@ -181,7 +271,8 @@ async def post_record(request: Request, sessions: SessionsDep, user: UiUser) -> 
     fields = await form_fields(request)
     round_id = str(fields.pop("round", ""))
     orgs = fields.get("org_ids", [])
-    supervisors = str(fields.get("supervisors", "")).replace("，", "、").replace(",", "、")
+    typed_supervisors = str(fields.get("supervisors", ""))
+    supervisors = typed_supervisors.replace("，", "、").replace(",", "、")
     body = {
         "kind": fields.get("kind", ""),
         "held_on": fields.get("held_on", ""),
@@ -203,10 +294,22 @@ async def post_record(request: Request, sessions: SessionsDep, user: UiUser) -> 
         try:
             await run_sync(store)
         except ServiceError as exc:
-            return redirect(BACK, round=round_id, error=error_text(as_api_error(exc))), False
+            error = as_api_error(exc)
+            if error.status_code in SHOWN_AGAIN:
+                raise error from None  # the key goes back; the form is shown again below
+            return redirect(BACK, round=round_id, error=error_text(error)), False
         return redirect(BACK, round=round_id, msg="督查记录已保存"), True
 
-    return await submitted_once(sessions, user, key, submit, busy=lambda: _busy(round_id))
+    try:
+        return await submitted_once(sessions, user, key, submit, busy=lambda: _busy(round_id))
+    except ApiError as exc:
+        if exc.status_code not in SHOWN_AGAIN:
+            raise
+        typed = {k: str(v or "") for k, v in body.items() if isinstance(v, str)} | {
+            "supervisors": typed_supervisors,
+            "org_ids": [str(o) for o in body["org_ids"]],
+        }
+        return await _round_again(request, sessions, user, round_id, exc, {"record": typed})
 
 
 def _org_page(session: Any, caller: Caller, round_id: str, org_id: str) -> dict[str, Any]:
@@ -241,27 +344,61 @@ async def org_supervision_page(
     """An organisation's supervision timeline and, for those who may, the 限期整改 form."""
     caller = service_caller(user, request)
     try:
-        await run_sync(visible_organisation, session, caller, org_id)
+        context = await run_sync(_org_context, session, user, caller, round, org_id)
     except ServiceError as exc:
         raise as_api_error(exc) from None
-    info = await run_sync(round_info, session, round or None, user.counties)
+    return page(request, "org_supervision.html", context | {"msg": msg, "error": error})
+
+
+def _org_context(
+    session: Any, user: User, caller: Caller, round_id: str, org_id: str
+) -> dict[str, Any]:
+    # 404 for an organisation outside the caller's scope first: nothing about the round leaks.
+    visible_organisation(session, caller, org_id)
+    info = round_info(session, round_id or None, user.counties)
     if info is None:
         raise not_found("尚无轮次")
-    data = await run_sync(_org_page, session, caller, info.round_id, org_id)
-    return page(
+    return {
+        "user": user,
+        "info": info,
+        "can_order": user.role in DISCRETION_ROLES,
+        "form_key": uuid.uuid4().hex,
+        # The 限期整改 form as typed after a refusal; none on a GET.
+        "typed": {},
+        **_org_page(session, caller, info.round_id, org_id),
+        **_choices(),
+    }
+
+
+async def _org_again(
+    request: Request,
+    sessions: sessionmaker[Session],
+    user: User,
+    round_id: str,
+    org_id: str,
+    exc: ApiError,
+    typed: dict[str, Any],
+) -> Response:
+    """The organisation's supervision page again after a refused order: the form as typed
+    and what to correct, with the refusal's status."""
+    caller = service_caller(user, request)
+
+    def context() -> dict[str, Any]:
+        with sessions() as session:
+            return _org_context(session, user, caller, round_id, org_id)
+
+    try:
+        shown = await run_sync(context)
+    except ServiceError as error:
+        raise as_api_error(error) from None
+    again = page(
         request,
         "org_supervision.html",
-        {
-            "user": user,
-            "info": info,
-            "can_order": user.role in DISCRETION_ROLES,
-            "form_key": uuid.uuid4().hex,
-            "msg": msg,
-            "error": error,
-            **data,
-            **_choices(),
-        },
+        shown | {"typed": typed, "error": error_text(exc)},
+        status_code=exc.status_code,
     )
+    again.headers.update(exc.headers)
+    return again
 
 
 @router.post("/orgs/{org_id}/rectification-orders")
@@ -279,6 +416,11 @@ async def post_order(
     round_id = str(fields.pop("round", ""))
     key = str(fields.pop("form_key", "")) or None
     back = f"/ui/orgs/{org_id}/supervision"
+    typed = {
+        "ground": str(fields.get("ground", "")),
+        "reason": str(fields.get("reason", "")),
+        "period_working_days": str(fields.get("period_working_days", "")),
+    }
     try:
         await rectification_orders.order_rectification(
             sessions,
@@ -286,18 +428,14 @@ async def post_order(
             service_caller(user, request),
             round_id=round_id,
             org_id=org_id,
-            request=rectification_orders.parse_request(
-                {
-                    "ground": fields.get("ground", ""),
-                    "reason": fields.get("reason", ""),
-                    "period_working_days": fields.get("period_working_days", ""),
-                }
-            ),
+            request=rectification_orders.parse_request(dict(typed)),
             idempotency_key=f"ui-order-{key}" if key else None,
         )
     except ServiceError as exc:
         error = as_api_error(exc)
         if error.status_code == 404:
             raise error from None
+        if error.status_code in SHOWN_AGAIN:
+            return await _org_again(request, sessions, user, round_id, org_id, error, typed)
         return redirect(back, round=round_id, error=error_text(error))
     return redirect(back, round=round_id, msg="已下达限期整改通知")
