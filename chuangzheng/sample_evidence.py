@@ -23,9 +23,11 @@ def _value(
     spec: EvidenceField, org: Organisation, opens_at: datetime, deadline: datetime, now: datetime
 ) -> Any:
     if spec.kind is FieldKind.DATE:
-        # Today, kept inside the phase window the rules check against.
-        first, last = local_date(opens_at), deadline_day(deadline)
-        return max(first, min(last, local_date(now))).isoformat()
+        # Today, kept inside the phase window the rules check against, but never later than
+        # today (the rules refuse a future date): an organisation that entered the phase
+        # before its planned opening (``opens_at``) dates it today, inside its actual window.
+        first, last, today = local_date(opens_at), deadline_day(deadline), local_date(now)
+        return min(today, max(first, min(last, today))).isoformat()
     if spec.kind is FieldKind.INTEGER:
         low = spec.min or 0
         if spec.min_share_of_members is not None:

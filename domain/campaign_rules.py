@@ -22,7 +22,7 @@ from domain.actions import (
     SubmitEvidence,
     WaiveStep,
 )
-from domain.calendar import Span, WorkingCalendar
+from domain.calendar import Span, WorkingCalendar, local_date
 from domain.errors import DomainError, FieldError, ValidationFailed
 from domain.events import EventKind
 from domain.evidence import invisible_text_problems, validate_evidence
@@ -64,6 +64,10 @@ class OrderRectification(BaseModel):
     reason: str
     # The order's own deadline; None: the ladder's rectification_period.
     period: Span | None = None
+    # The phase the evaluation was opened in: the order holds that phase only, and is refused
+    # once it has ended (``CampaignRules.check_order_phase``). None: an order from before the
+    # field (an evaluation started before it), applied to the open phase as it always was.
+    phase: Phase | None = None
 
     @property
     def key(self) -> str:
@@ -247,13 +251,21 @@ class CampaignRules:
         phase = self.plan.phase(state.phase)
         return next((s for s in phase.steps if s.id == step_id), None)
 
-    def check_submit(self, cmd: SubmitEvidence) -> None:
+    def check_submit(self, cmd: SubmitEvidence, now: datetime | None = None) -> None:
         """Refuse a submission the rules do not allow, naming the field and the reason.
 
         Who may submit is the step's (``StepPlan.submitted_by``: 领导点评 by the upper level's
         leader). A ``ballot`` step takes only its evaluation's published result: a typed-in
         submission is refused, and the result is not held to the typed-in field rules (the
-        ballot's own composition and quorum stand for them)."""
+        ballot's own composition and quorum stand for them).
+
+        Dates, an admission rule: with ``now`` (the Update's validator, at the workflow's
+        time) a ``within_phase`` date falls between the day the organisation actually
+        entered the phase and its deadline, and no date is later than today (Asia/Shanghai).
+        Without it (the handler's re-check, which also runs on replay) the window starts at
+        the earlier of the planned and the actual opening and the future is not checked: what
+        the validator accepts now, and what it accepted before the rule (the planned window),
+        both still pass, so recorded histories replay as they ran."""
         if self.seen(cmd.idempotency_key):
             return
         step_plan = self._step_plan(cmd.step_id)
@@ -281,12 +293,19 @@ class CampaignRules:
                     code="invalid_evidence",
                 )
             return
+        if now is not None:  # the validator: the actual window, nothing after today
+            opens_at, opened_at, today = phase.opens_at, phase.opened_at, local_date(now)
+        else:  # the handler: the earlier opening, no today (see above)
+            opens_at = min(phase.opens_at, phase.opened_at or phase.opens_at)
+            opened_at, today = None, None
         errors = validate_evidence(
             plan,
             cmd.values,
             member_count=self.org.member_count,
-            opens_at=phase.opens_at,
+            opens_at=opens_at,
             deadline=phase.deadline,
+            opened_at=opened_at,
+            today=today,
         )
         if errors:
             raise ValidationFailed(errors, code="invalid_evidence")
@@ -498,3 +517,35 @@ class CampaignRules:
         _require_role(cmd.actor, ORDERING_ROLES, "下达整改通知")
         _require_reason(cmd.reason, "下达整改通知")
         self._open_phase()
+
+    def check_order_phase(self, cmd: OrderRectification) -> None:
+        """An order from an evaluation lands on the phase the evaluation was opened in
+        (``cmd.phase``), and only while the organisation is still in it: a ballot held open
+        past the end of its phase once ordered 整改 on the next phase, which had nothing to do
+        with the result. Refused, naming the phase and the day it ended, so the evaluation
+        records why no 整改通知 came of it.
+
+        An admission rule: the Update's validator applies it, the handler does not, so the
+        orders accepted before it replay as they ran; an order without a phase (an
+        evaluation started before the field) is not checked."""
+        if cmd.phase is None or self.seen(cmd.key):
+            return
+        state = self.state
+        if state.phase is cmd.phase:
+            return
+        ordered = next((p for p in state.phases if p.phase is cmd.phase), None)
+        now_in = (
+            "本组织已完成全部阶段"
+            if state.phase is Phase.COMPLETED
+            else f"本组织现处于“{state.phase.label}”阶段"
+        )
+        if ordered is not None and ordered.completed_at is not None:
+            ended = local_date(ordered.completed_at).isoformat()
+            reason = f"评议所属的“{cmd.phase.label}”阶段已于{ended}结束（{now_in}）"
+        else:
+            reason = f"评议所属的“{cmd.phase.label}”阶段不是本组织当前阶段（{now_in}）"
+        raise DomainError(
+            f"{reason}，整改通知只能下达到该阶段，不能转到其他阶段",
+            code="invalid_transition",
+            field="phase",
+        )

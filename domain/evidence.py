@@ -46,19 +46,42 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-class _Context:
-    """What rules compare against: the organisation's size and the phase window."""
+def phase_window(
+    opens_at: datetime, deadline: datetime, opened_at: datetime | None = None
+) -> tuple[date, date]:
+    """The days a ``within_phase`` date may fall on: from the day the organisation actually
+    entered the phase (``opened_at``; one that finished the previous phase early enters
+    before the planned opening ``opens_at``, one that finished it late enters after) to the
+    deadline's day. Without ``opened_at`` (a record from before it was kept), or for a phase
+    entered only after its deadline's day (the window would be empty), from the planned
+    opening's day."""
+    first_day, last_day = local_date(opens_at), deadline_day(deadline)
+    if opened_at is not None and local_date(opened_at) <= last_day:
+        first_day = local_date(opened_at)
+    return first_day, last_day
 
-    def __init__(self, member_count: int, opens_at: datetime, deadline: datetime) -> None:
+
+class _Context:
+    """What rules compare against: the organisation's size, the phase window and, for the
+    admission rule on dates, today (None: no date is refused for being in the future)."""
+
+    def __init__(
+        self,
+        member_count: int,
+        window: tuple[date, date],
+        today: date | None,
+    ) -> None:
         self.member_count = member_count
-        self.first_day = local_date(opens_at)
-        self.last_day = deadline_day(deadline)
+        self.first_day, self.last_day = window
+        self.today = today
 
 
 def _check_date(spec: EvidenceField, value: Any, ctx: _Context) -> str | None:
     day = _as_date(value)
     if day is None:
         return "应为日期，格式 YYYY-MM-DD"
+    if ctx.today is not None and day > ctx.today:
+        return f"不能晚于今天（{ctx.today.isoformat()}）"
     if spec.within_phase and not (ctx.first_day <= day <= ctx.last_day):
         return f"应在本阶段期间（{ctx.first_day} 至 {ctx.last_day}）"
     return None
@@ -263,9 +286,16 @@ def validate_evidence(
     member_count: int,
     opens_at: datetime,
     deadline: datetime,
+    opened_at: datetime | None = None,
+    today: date | None = None,
 ) -> list[FieldError]:
-    """All problems with ``values`` for ``step``; an empty list means the evidence is valid."""
-    ctx = _Context(member_count, opens_at, deadline)
+    """All problems with ``values`` for ``step``; an empty list means the evidence is valid.
+
+    A ``within_phase`` date falls in :func:`phase_window` (from the actual opening
+    ``opened_at`` when given, else the planned ``opens_at``, to the deadline's day); with
+    ``today`` (the Asia/Shanghai date of the workflow's time), no date is later than today:
+    evidence records what has happened."""
+    ctx = _Context(member_count, phase_window(opens_at, deadline, opened_at), today)
     known = {f.name for f in step.evidence}
     errors = [
         FieldError(field=f"evidence.{name}", reason="本步骤不需要此项")

@@ -130,7 +130,8 @@ class EvaluationWorkflow:
         return self.status()
 
     async def _order_rectification(self, result: EvaluationResult) -> str:
-        """Ask for a 整改通知; "ordered", or the organisation workflow's refusal."""
+        """Ask for a 整改通知 on the phase the evaluation was opened in; "ordered", or the
+        organisation workflow's refusal (e.g. that phase has ended while the ballot was open)."""
         input = self._input
         order = OrderRectification(
             actor=input.opened_by,
@@ -138,6 +139,7 @@ class EvaluationWorkflow:
             reference=input.evaluation_id,
             reason=rectification_reason(result, input.subject),
             period=input.rules.rectification_period,
+            phase=input.phase,
         )
         try:
             return await execute(

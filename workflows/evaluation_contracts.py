@@ -13,6 +13,7 @@ from domain.actions import SubmitEvidence
 from domain.campaign_rules import OrderRectification
 from domain.evaluation import EvaluationResult, EvaluationTarget
 from domain.evaluation_rules import EvaluationRules
+from domain.phases import Phase
 from domain.plan import CalendarPlan
 from domain.state import Actor
 
@@ -57,6 +58,10 @@ class EvaluationInput(BaseModel):
     # The organisation's step its published result settles (the plan's ``ballot`` step);
     # None: no such step (a member's evaluation, a plan without one, an older run).
     step_id: str | None = None
+    # The organisation's phase when the evaluation was opened (群众评议): a 整改通知 from its
+    # result holds that phase and is refused once it has ended. None: an older run, whose
+    # order goes to whatever phase is open, as it always did.
+    phase: Phase | None = None
 
 
 class EvaluationWindow(BaseModel):

@@ -485,7 +485,7 @@ class OrganisationCampaignWorkflow:
 
     @submit_evidence.validator
     def _validate_submit(self, cmd: SubmitEvidence) -> None:
-        checked(lambda: self._campaign.check_submit(cmd))
+        checked(lambda: self._campaign.check_submit(cmd, workflow.now()))
         checked(lambda: self._campaign.check_visible_text(cmd))
         checked(lambda: self._campaign.check_state_budget(cmd))
 
@@ -570,3 +570,4 @@ class OrganisationCampaignWorkflow:
     @order_rectification.validator
     def _validate_order_rectification(self, cmd: OrderRectification) -> None:
         checked(lambda: self._campaign.check_order_rectification(cmd))
+        checked(lambda: self._campaign.check_order_phase(cmd))

@@ -334,6 +334,9 @@ class Evaluations:
             rules=rules,
             calendar=plan.calendar,
             step_id=step.id if step is not None else None,
+            # The phase a 整改通知 from its result may hold (check_phase: 群众评议); once the
+            # organisation has left it, the order is refused.
+            phase=Phase(loaded.status.phase) if loaded.status is not None else None,
         )
         try:
             workflow_id = await _in_thread(self._register, caller, evaluation, counts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -16,6 +16,7 @@ from activities.db import make_engine
 from activities.tables import audit_log, step_status, submissions
 from api.plans import parse_plan, shipped_plan_text
 from chuangzheng.sample_evidence import sample_evidence
+from domain.calendar import local_date
 from domain.phases import Phase
 from tests.api.conftest import Stack, start_demo_round, token, wait_for
 
@@ -197,6 +198,20 @@ async def test_invalid_inputs_get_422_with_the_field(http: httpx.AsyncClient, st
     assert bad_evidence.json()["code"] == "invalid_evidence"
     fields = {e["field"] for e in bad_evidence.json()["errors"]}
     assert any(f.startswith("evidence.") for f in fields)
+    # Dated after today (Asia/Shanghai, the workflow's clock): refused, naming the field.
+    ahead = local_date(datetime.now(UTC)) + timedelta(days=2)
+    future = await http.post(
+        f"{base}/submissions",
+        json={
+            "step_id": "hold_mobilisation_meeting",
+            "values": {"meeting_date": ahead.isoformat(), "attendance": 1},
+        },
+        headers=secretary,
+    )
+    assert future.status_code == 422, future.text
+    assert future.json()["code"] == "invalid_evidence"
+    reasons = {e["field"]: e["reason"] for e in future.json()["errors"]}
+    assert reasons["evidence.meeting_date"].startswith("会议日期不能晚于今天（"), reasons
     unknown_step = await http.post(
         f"{base}/submissions", json={"step_id": "nope", "values": {}}, headers=secretary
     )

@@ -16,9 +16,10 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.evaluations import cast_ballot, register_evaluation, token_for
-from activities.tables import CampaignEventRow
+from activities.tables import CampaignEventRow, EvaluationRow
 from chuangzheng.sample_evidence import sample_evidence
-from domain.actions import SubmitEvidence
+from domain.actions import SubmitEvidence, WaiveStep
+from domain.calendar import local_date
 from domain.evaluation import (
     EvaluationTarget,
     RaterKind,
@@ -36,6 +37,7 @@ from domain.schedule import OrgPlan
 from domain.state import Actor, RectificationStatus
 from tests.workflows.support import (
     do_current_phase,
+    instructor,
     org_plan,
     organisation,
     record_history,
@@ -70,7 +72,7 @@ async def at_public_evaluation(
     return plan, campaign
 
 
-async def run_ballot(
+async def open_ballot(
     client: Client,
     task_queue: str,
     sessions: sessionmaker[Session],
@@ -78,8 +80,9 @@ async def run_ballot(
     now: datetime,
     votes: list[Rating],
 ) -> tuple[EvaluationInput, WorkflowHandle[EvaluationWorkflow, EvaluationStatus]]:
-    """Open the organisation's evaluation as the service does (the plan's ballot step named
-    in its input), cast ``votes`` of 12 tokens and close it early."""
+    """Open the organisation's evaluation as the service does (the plan's ballot step and
+    the phase it is opened in, 群众评议, named in its input) and cast ``votes`` of 12
+    tokens; the ballot stays open."""
     seed = seed_plan()
     step = seed.round("round-1").ballot_step(EvaluationTarget.ORGANISATION, plan.organisation.type)
     assert step is not None and step.id == STEP
@@ -94,6 +97,7 @@ async def run_ballot(
         rules=seed.evaluation,
         calendar=seed.calendar,
         step_id=step.id,
+        phase=Phase.PUBLIC_EVALUATION,
     )
     workflow_id = evaluation_workflow_id(plan.round_id, plan.organisation.id, "organisation", 1)
     with sessions.begin() as session:
@@ -108,6 +112,19 @@ async def run_ballot(
     for index, rating in enumerate(votes):
         ballot = {item.id: rating.value for item in FIVE_GOODS}
         cast_ballot(sessions, token_for(SECRET, evaluation.evaluation_id, index), ballot, now)
+    return evaluation, handle
+
+
+async def run_ballot(
+    client: Client,
+    task_queue: str,
+    sessions: sessionmaker[Session],
+    plan: OrgPlan,
+    now: datetime,
+    votes: list[Rating],
+) -> tuple[EvaluationInput, WorkflowHandle[EvaluationWorkflow, EvaluationStatus]]:
+    """:func:`open_ballot`, then the organiser closes it early."""
+    evaluation, handle = await open_ballot(client, task_queue, sessions, plan, now, votes)
     await handle.execute_update(EvaluationWorkflow.close_now, CloseNow(actor=TOWNSHIP))
     return evaluation, handle
 
@@ -236,3 +253,45 @@ async def test_a_result_before_the_phase_opens_is_refused_and_says_why(
     final = await handle.result()
     assert final.step is not None and final.step.startswith("未能完成群众评议步骤")
     assert (await status(campaign)).state.phase is Phase.MOBILISATION
+
+
+async def test_a_result_published_after_its_phase_ended_orders_no_rectification_elsewhere(
+    time_skipping_env: WorkflowEnvironment, task_queue: str, sessions: sessionmaker[Session]
+) -> None:
+    """Found by outside testers: the ballot opened in 群众评议 stays open while the phase
+    ends (the instructor waives 组织群众评议, the rest is done); its result, below the
+    threshold, once ordered 整改 on 评选表彰. The order names its phase now: refused, and
+    the evaluation records why."""
+    env = time_skipping_env
+    plan, campaign = await at_public_evaluation(env, task_queue, "org-settle-05")
+    votes = [Rating.SATISFIED] * 4 + [Rating.BASICALLY_SATISFIED] * 6  # 40% < 70%
+    evaluation, handle = await open_ballot(
+        env.client, task_queue, sessions, plan, await env.get_current_time(), votes
+    )
+    assert evaluation.phase is Phase.PUBLIC_EVALUATION
+    await campaign.execute_update(
+        OrganisationCampaignWorkflow.waive_step,
+        WaiveStep(
+            actor=instructor(plan.organisation), step_id=STEP, reason="评议期限过长，先行免除"
+        ),
+    )
+    after = await do_current_phase(campaign, plan, await env.get_current_time())
+    assert after.state.phase is Phase.COMMENDATION  # 群众评议 ended, the ballot still open
+    ended = after.state.phase_state(Phase.PUBLIC_EVALUATION).completed_at
+    assert ended is not None
+    await handle.execute_update(EvaluationWorkflow.close_now, CloseNow(actor=TOWNSHIP))
+    final = await handle.result()
+    assert final.result is not None and final.result.verdict is Verdict.BELOW_THRESHOLD
+    assert final.rectification is not None
+    assert final.rectification.startswith("未能下达整改通知：")
+    assert f"“群众评议”阶段已于{local_date(ended).isoformat()}结束" in final.rectification
+    assert "本组织现处于“评选表彰”阶段" in final.rectification
+    # Nothing landed on the phase the organisation is in now (nor on the ended one).
+    state = (await status(campaign)).state
+    assert state.phase is Phase.COMMENDATION
+    assert state.phase_state(Phase.COMMENDATION).rectification is None
+    assert state.phase_state(Phase.PUBLIC_EVALUATION).rectification is None
+    # The refusal is on the evaluation's record (the read model) as well.
+    with sessions() as session:
+        row = session.get(EvaluationRow, evaluation.evaluation_id)
+        assert row is not None and row.rectification == final.rectification

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -23,6 +23,7 @@ from domain.actions import (
     RequestExtension,
     SubmitEvidence,
 )
+from domain.calendar import local_date
 from domain.lights import Light
 from domain.machine import PhaseStatus, StepStatus
 from domain.organisation import Role
@@ -298,6 +299,45 @@ async def test_invalid_evidence_is_rejected_with_reason_and_no_history(
     history = await handle.fetch_history()
     kinds = {EventType.Name(event.event_type) for event in history.events}
     assert "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED" in kinds
+
+
+async def test_an_organisation_ahead_of_plan_dates_evidence_from_its_actual_opening_not_ahead(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """Found by outside testers: an organisation that finished 动员部署 early is in 公开承诺
+    weeks before its planned opening. It can date evidence on the day it entered the phase
+    (the window once started at the planned opening), and a date later than today (the
+    planned opening, say) is refused naming the field (it was once accepted)."""
+    env = time_skipping_env
+    org = organisation("org-early-01")
+    plan = org_plan(org, await env.get_current_time(), round_id="r-early")
+    handle = await start_campaign(env.client, task_queue, plan)
+    await do_current_phase(handle, plan, await env.get_current_time())
+    phase = (await status(handle)).state.current()
+    assert phase.phase is Phase.PUBLIC_COMMITMENT and phase.opened_at is not None
+    entered, planned = local_date(phase.opened_at), local_date(phase.opens_at)
+    assert entered < planned
+
+    def publicise(day: date) -> SubmitEvidence:
+        values = {"published_on": day.isoformat(), "channels": ["公示栏"]}
+        return SubmitEvidence(actor=secretary(org), step_id="publicise", values=values)
+
+    with pytest.raises(WorkflowUpdateFailedError) as failure:
+        await handle.execute_update(
+            OrganisationCampaignWorkflow.submit_evidence, publicise(planned)
+        )
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "invalid_evidence"
+    [error] = cause.details[0]["errors"]
+    assert error["field"] == "evidence.published_on"
+    today = local_date(await env.get_current_time())
+    assert error["reason"] in {
+        f"公示日期不能晚于今天（{day.isoformat()}）" for day in (today, today - timedelta(days=1))
+    }
+    accepted = await handle.execute_update(
+        OrganisationCampaignWorkflow.submit_evidence, publicise(entered)
+    )
+    assert accepted.step_status is StepStatus.SUBMITTED
 
 
 async def test_admission_rules_refuse_self_decisions_and_runaway_extensions(
