@@ -14,7 +14,16 @@ from starlette.datastructures import Headers
 from api.security import same_site
 from tests.api.conftest import PASSWORD, Stack, token
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="session"),
+    pytest.mark.one_database(
+        "sqlite",
+        why=(
+            "security headers and the cross-site check are the app's middleware, the same "
+            "whatever database answers behind it"
+        ),
+    ),
+]
 
 FOREIGN = "https://evil.example"
 

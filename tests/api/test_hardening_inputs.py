@@ -57,6 +57,10 @@ async def test_a_circular_of_an_unknown_round_is_404_and_sends_nothing(
     assert circulars == 0 and notices == 0
 
 
+@pytest.mark.one_database(
+    "sqlite",
+    why="the id is refused by the path's pattern before any query",
+)
 async def test_a_malformed_round_id_is_422_at_once(http: httpx.AsyncClient) -> None:
     county = await token(http, "county")
     for path in ("/api/v1/rounds/%0B/circulars", "/api/v1/rounds/a%00b/kickoff"):
@@ -122,6 +126,13 @@ async def test_paging_beyond_any_database_integer_is_422(http: httpx.AsyncClient
     assert (await http.get("/api/v1/organisations?offset=0", headers=secretary)).status_code == 200
 
 
+@pytest.mark.one_database(
+    "sqlite",
+    why=(
+        "the page number is refused before any query (paging beyond a database integer, the "
+        "next test, runs on both)"
+    ),
+)
 async def test_paging_written_with_digits_int_refuses_is_422_not_500(
     http: httpx.AsyncClient,
 ) -> None:
@@ -138,6 +149,10 @@ async def test_paging_written_with_digits_int_refuses_is_422_not_500(
 # ── item 10: dates with bounds ──────────────────────────────────────────────────────────
 
 
+@pytest.mark.one_database(
+    "sqlite",
+    why="the start is refused before anything is written",
+)
 @pytest.mark.parametrize("starts_at", ["9999-01-06T09:00:00+08:00", "0001-01-06T09:00:00+08:00"])
 async def test_a_round_starting_outside_2000_to_2100_is_refused(
     http: httpx.AsyncClient, starts_at: str
@@ -154,6 +169,10 @@ async def test_a_round_starting_outside_2000_to_2100_is_refused(
     assert (await http.get(f"/api/v1/rounds/{rid}", headers=county)).status_code == 404
 
 
+@pytest.mark.one_database(
+    "sqlite",
+    why="the extension is refused by the round's validation before any write",
+)
 async def test_a_round_wide_extension_to_9999_is_refused(
     http: httpx.AsyncClient, round_id: str
 ) -> None:
@@ -174,6 +193,10 @@ async def test_a_round_wide_extension_to_9999_is_refused(
 # ── item 13: closing a round that does not run ──────────────────────────────────────────
 
 
+@pytest.mark.one_database(
+    "sqlite",
+    why="the 409 is the round workflow's answer",
+)
 async def test_closing_a_round_not_started_or_already_closed_is_a_round_level_409(
     http: httpx.AsyncClient, stack: Stack
 ) -> None:

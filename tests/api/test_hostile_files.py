@@ -349,6 +349,10 @@ HOSTILE_TABLES: list[tuple[str, str, Any, int, str]] = [
 ]  # fmt: skip
 
 
+@pytest.mark.one_database(
+    "sqlite",
+    why="the files are refused while they are read, before anything is written",
+)
 @pytest.mark.asyncio(loop_scope="session")
 async def test_bombs_and_oversized_tables_are_refused_naming_the_limit(
     http: httpx.AsyncClient, stack: Stack
@@ -397,6 +401,13 @@ RENDERED = ("text/html", "image/svg+xml", "application/xhtml+xml", "text/xml", "
             "application/javascript", "text/javascript")  # fmt: skip
 
 
+@pytest.mark.one_database(
+    "sqlite",
+    why=(
+        "what is refused or how a file is served is decided by its content, not by the database"
+        " that lists it"
+    ),
+)
 @pytest.mark.asyncio(loop_scope="session")
 async def test_html_svg_and_scripts_are_refused_or_served_as_downloads(
     stack: Stack, round_id: str
@@ -606,6 +617,10 @@ HOSTILE_PLANS = {
 }
 
 
+@pytest.mark.one_database(
+    "sqlite",
+    why="the plan is refused while it is parsed, before anything is written",
+)
 @pytest.mark.asyncio(loop_scope="session")
 async def test_a_hostile_plan_upload_is_refused_naming_its_field(
     http: httpx.AsyncClient, stack: Stack

@@ -16,7 +16,13 @@ from api.ui.org_view import PAGE_QUERY_TIMEOUT
 from tests.api.conftest import PASSWORD, Stack, start_demo_round
 from workflows.ids import organisation_workflow_id
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="session"),
+    pytest.mark.one_database(
+        "sqlite",
+        why="the page's budget is about a workflow that does not answer, not about the read model",
+    ),
+]
 
 
 async def test_the_page_answers_within_its_budget_when_the_workflow_does_not(

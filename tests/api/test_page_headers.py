@@ -32,7 +32,16 @@ from chuangzheng.settings import Settings
 from tests.api.conftest import PASSWORD, Stack, start_demo_round, token
 from tests.api.test_evaluation_guards import reach_public_evaluation
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="session"),
+    pytest.mark.one_database(
+        "sqlite",
+        why=(
+            "security headers and the cross-site check are the app's middleware, the same "
+            "whatever database answers behind it"
+        ),
+    ),
+]
 FOREIGN = "https://evil.example"
 TOKEN_IN_URL = re.compile(r"/ballot/([A-Za-z0-9_\-]{22})\b")
 DOCS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})

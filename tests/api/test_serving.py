@@ -87,6 +87,10 @@ REFUSED_AT_ONCE = 20.0
 # ── spreadsheets off the loop, with limits ────────────────────────────────────────────
 
 
+@pytest.mark.one_database(
+    "sqlite",
+    why="the spreadsheet is refused while it is parsed, before anything is written",
+)
 async def test_a_200000_row_spreadsheet_is_refused_while_the_api_and_the_worker_keep_going(
     http: httpx.AsyncClient, stack: Stack, round_id: str
 ) -> None:
@@ -128,6 +132,10 @@ async def test_a_200000_row_spreadsheet_is_refused_while_the_api_and_the_worker_
     assert slowest < ANSWERS_WITHIN, f"/users/me took {slowest:.2f}s during the parse"
 
 
+@pytest.mark.one_database(
+    "sqlite",
+    why="the sheet is refused while it is parsed, before anything is written",
+)
 async def test_a_sheet_that_announces_its_size_or_expands_too_far_is_refused_at_once(
     http: httpx.AsyncClient, stack: Stack
 ) -> None:
@@ -181,6 +189,10 @@ async def test_files_within_the_limits_import_through_the_parse_processes(
     assert roster.json()["total"] == 3 and roster.json()["added"] == 0
 
 
+@pytest.mark.one_database(
+    "sqlite",
+    why="the type and size are checked before parsing, before anything is written",
+)
 async def test_upload_type_and_size_are_checked_before_parsing(
     http: httpx.AsyncClient, stack: Stack
 ) -> None:
@@ -285,6 +297,10 @@ async def _updates_in_history(client: Client, workflow_id: str) -> int:
     return sum(1 for e in history.events if e.event_type in _GROWTH)
 
 
+@pytest.mark.one_database(
+    "sqlite",
+    why="the size is checked before Temporal or the read model is reached",
+)
 async def test_oversized_evidence_is_refused_before_temporal(
     http: httpx.AsyncClient, stack: Stack, round_id: str, dev_server: WorkflowEnvironment
 ) -> None:
@@ -334,6 +350,13 @@ async def test_oversized_evidence_is_refused_before_temporal(
     assert await _updates_in_history(dev_server.client, workflow_id) == before
 
 
+@pytest.mark.one_database(
+    "sqlite",
+    why=(
+        "the answer's shape is the API's; the Update behind it writes the same rows on either "
+        "database, which the other submission tests cover on both"
+    ),
+)
 async def test_prefer_minimal_returns_the_update_result_without_the_status(
     http: httpx.AsyncClient, stack: Stack
 ) -> None:
@@ -387,6 +410,10 @@ async def stopped_worker_round(dev_server: WorkflowEnvironment) -> AsyncIterator
     await handle.terminate()
 
 
+@pytest.mark.one_database(
+    "sqlite",
+    why="the 503 comes from Temporal's query timeout, not from the read model",
+)
 async def test_a_query_against_a_stopped_worker_is_503_with_retry_after(
     http: httpx.AsyncClient,
     stack: Stack,
