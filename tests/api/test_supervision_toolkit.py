@@ -442,13 +442,16 @@ async def test_the_pages_draw_record_and_order_through_the_same_services(
         assert home.status_code == 200 and 'href="/ui/supervision?round=' in home.text
         rendered = re.findall(r'name="form_key" value="([0-9a-f]+-(draw|record))"', home.text)
         keys = {form: key for key, form in rendered}
-        # The rendered form's key: refused first (the key is given back), then corrected and
-        # sent twice at once (a double click): one draw, the same redirect twice.
+        # The rendered form's key: refused first (the page again, the size as typed and what
+        # to correct; the key is given back), then corrected and sent twice at once (a double
+        # click): one draw, the same redirect twice.
         bad = await browser.post(
             "/ui/supervision/draws",
             data={"round": rid, "size_kind": "count", "size": "x", "form_key": keys["draw"]},
         )
-        assert "error=" in bad.headers["location"]
+        assert bad.status_code == 422 and "location" not in bad.headers, bad.text[:500]
+        assert 'class="flash err" role="alert">抽查数量：应为整数</p>' in bad.text, bad.text[:2000]
+        assert 'name="size" required size="6" value="x"' in bad.text
         draw_form = {"round": rid, "size_kind": "count", "size": "1", "stratify_by": "township",
                      "seed": "页面种子", "form_key": keys["draw"]}  # fmt: skip
         drawn, twin = await asyncio.gather(

@@ -1,5 +1,10 @@
 """Secretary view: my organisation's tasks and deadlines, evidence forms generated from the
-plan's evidence fields (with uploads), and what was returned and why."""
+plan's evidence fields (with uploads), and what was returned and why.
+
+A refused form (:data:`~api.ui.forms.SHOWN_AGAIN`) answers with the task page again, what
+was typed in its fields and what to correct, with the refusal's status: the evidence forms
+(``/ui/my/submit``) and the page's other forms, the 整改报告, the 延期申请 and the 签收 reply
+(``/ui/my/act``, the organisation page's actions for the secretary's own organisation)."""
 
 from __future__ import annotations
 
@@ -21,7 +26,16 @@ from api.routers import files
 from api.routers.organisations import visible_organisation
 from api.ui.actions import run_action
 from api.ui.context import RoundInfo, round_info
-from api.ui.forms import BALLOT_LABELS, error_text, evidence_values, prefill, typed_prefill
+from api.ui.forms import (
+    BALLOT_LABELS,
+    SHOWN_AGAIN,
+    error_text,
+    evidence_values,
+    form_fields,
+    local_deadline,
+    prefill,
+    typed_prefill,
+)
 from api.ui.org_view import OrgView
 from api.ui.render import page
 from api.ui.routers.organisation import org_view
@@ -84,10 +98,13 @@ def _tasks_page(
     msg: str = "",
     error: str = "",
     shown: Callable[[EvidenceField, Any], str] = prefill,
+    typed: dict[str, dict[str, str]] | None = None,
     status_code: int = 200,
 ) -> Response:
     """The task page; ``shown`` fills the evidence forms' inputs (after a refusal: what was
-    typed, :func:`typed_prefill`)."""
+    typed, :func:`typed_prefill`); ``typed``: after a refused action form, its fields as
+    typed, under the action's name (one form of each on the page; the 签收 form's by its
+    ``step_id``)."""
     steps: dict[str, Any] = {}
     if view.state is not None and view.state.phase is not Phase.COMPLETED:
         steps = {
@@ -108,6 +125,7 @@ def _tasks_page(
             "ballot_labels": BALLOT_LABELS,
             "form_key": uuid.uuid4().hex,
             "default_deadline": datetime.now(UTC) + timedelta(days=7),
+            "typed": typed or {},
             "msg": msg,
             "error": error,
         },
@@ -185,3 +203,56 @@ async def submit(
         return again
     waiting = "等待本组织签收" if Role.SECRETARY in step.deciders else "等待审核"
     return redirect(back, round=info.round_id, msg=f"“{step.name}”已提交，{waiting}")
+
+
+#: What the task page says after each of its action forms went through.
+_DONE = {
+    "report_rectification": "整改报告已提交，等待上级复查",
+    "request_extension": "延期申请已提交，等待审批",
+    "decide_submission": "已签收",
+}
+
+
+@router.post("/my/act")
+async def act(
+    request: Request,
+    session: SessionDep,
+    client: TemporalClientDep,
+    user: UiUser,
+) -> Response:
+    """The task page's action forms (整改报告, 延期申请, 签收) on the secretary's own
+    organisation, through the organisation page's actions (``run_action``: the API's body
+    models, the form's key as the command's idempotency key). A refusal in
+    :data:`~api.ui.forms.SHOWN_AGAIN` answers with the task page again, the form as typed and
+    what to correct; the workflow keeps no key of a refused command, so the corrected form
+    goes through, once."""
+    same_origin(request)
+    org_id = _my_org(user)
+    fields = await form_fields(request)
+    round_id = str(fields.pop("round", ""))
+    name = str(fields.pop("action", ""))
+    key = str(fields.pop("form_key", "")) or None
+    fields.pop("back", None)  # always back to the task page
+    typed = {k: v for k, v in fields.items() if isinstance(v, str)}  # before any parsing
+    try:
+        if isinstance(fields.get("new_deadline"), str):
+            fields["new_deadline"] = local_deadline(fields["new_deadline"])
+        await run_action(
+            client, user, client_ip(request), round_id=round_id, org_id=org_id, name=name,
+            fields=fields, form_key=key,
+        )  # fmt: skip
+    except ApiError as exc:
+        error = error_text(exc)
+        info = await run_sync(round_info, session, round_id or None, user.counties)
+        if exc.status_code not in SHOWN_AGAIN or info is None:
+            return redirect("/ui/my", round=round_id, error=error)
+        # The page again with the report, the reason, the deadline as typed: a report of a
+        # few hundred characters is not retyped for one refusal.
+        view = await org_view(session, client, user, org_id, info.round_id)
+        again = _tasks_page(
+            request, user, info, view, error=error, typed={name: typed},
+            status_code=exc.status_code,
+        )  # fmt: skip
+        again.headers.update(exc.headers)
+        return again
+    return redirect("/ui/my", round=round_id, msg=_DONE.get(name, "操作成功"))

@@ -4,7 +4,7 @@ timeline with the 限期整改 form. Every rule is the services' (``chuangzheng.
 rectification_orders, inspections, supervision_records); pages only render and post.
 Outside the caller's scope: 404, as everywhere.
 
-A refused inspection result, record or order (:data:`~api.ui.forms.SHOWN_AGAIN`) answers
+A refused draw, inspection result, record or order (:data:`~api.ui.forms.SHOWN_AGAIN`) answers
 with its page again, the form as typed and what to correct, not a redirect to an emptied
 form. The re-draw check is a page of its own over the service the API's re-draw route calls
 (that route wants a bearer token, which a page does not send).
@@ -195,7 +195,9 @@ async def redraw_page(
 
 @router.post("/supervision/draws")
 async def post_draw(request: Request, sessions: SessionsDep, user: UiUser) -> Response:
-    """Draw a spot-check sample from the form."""
+    """Draw a spot-check sample from the form; refused (:data:`~api.ui.forms.SHOWN_AGAIN`:
+    a size that is not a number, a share outside 0–1), the page again with the form as typed
+    and what to correct, and the form's key given back."""
     same_origin(request)
     fields = await form_fields(request)
     round_id = str(fields.pop("round", ""))
@@ -215,11 +217,22 @@ async def post_draw(request: Request, sessions: SessionsDep, user: UiUser) -> Re
                 sessions, service_caller(user, request), round_id, inspections.parse_draw(body)
             )
         except ServiceError as exc:
-            return redirect(BACK, round=round_id, error=error_text(as_api_error(exc))), False
+            error = as_api_error(exc)
+            if error.status_code in SHOWN_AGAIN:
+                raise error from None  # the key goes back; the form is shown again below
+            return redirect(BACK, round=round_id, error=error_text(error)), False
         drawn = "、".join(made.row.sample["org_ids"])
         return redirect(BACK, round=round_id, msg=f"已抽取（种子 {made.row.seed}）：{drawn}"), True
 
-    return await submitted_once(sessions, user, key, submit, busy=lambda: _busy(round_id))
+    try:
+        return await submitted_once(sessions, user, key, submit, busy=lambda: _busy(round_id))
+    except ApiError as exc:
+        if exc.status_code not in SHOWN_AGAIN:
+            raise
+        typed = {
+            k: str(fields.get(k, "") or "") for k in ("size_kind", "size", "stratify_by", "seed")
+        }
+        return await _round_again(request, sessions, user, round_id, exc, {"draw": typed})
 
 
 def _busy(round_id: str) -> Response:
