@@ -158,7 +158,6 @@ async def _run(
         rate = float(ctx.cache.get("kickoff_rate", EXPECTED_KICKOFF_RATE))
         lead = 12.0 if ctx.smoke else n / rate * 1.5 + 60  # seconds from kick-off to deadline
         minutes = max(4, math.ceil((lead + 60) / 60))
-        starts_at = datetime.fromtimestamp(time.time() + lead - minutes * 60, UTC)
         result.params |= {
             "first_phase_minutes": minutes,
             "deadline_after_s": round(lead),
@@ -177,6 +176,10 @@ async def _run(
                 )
                 for i, o in enumerate(quiet_orgs)
             ]
+            # The start is set now, after the quiet round's setup: the deadline falls ``lead``
+            # seconds after this kick-off, never before it (a round whose deadline has passed
+            # at its kick-off is refused: chuangzheng.services.rounds.retroactive_start).
+            starts_at = datetime.fromtimestamp(time.time() + lead - minutes * 60, UTC)
             kicked = time.time()
             await api.create_and_kick_off(
                 storm_round,

@@ -9,9 +9,10 @@ factory, the Temporal client and the settings, as the bootstrap built them); cre
 Temporal cannot fail a status page. Every command is the county office's
 (:func:`authorise`, which a caller may run first, e.g. before replaying a stored answer).
 
-Refusals are :mod:`chuangzheng.services.errors`: a plan that does not load, or a start that
-reaches a year with no calendar data (the year named, on ``starts_at``), is
-:class:`InvalidInput` before anything is written or any workflow starts; an unknown round is
+Refusals are :mod:`chuangzheng.services.errors`: a plan that does not load, a start that
+reaches a year with no calendar data (the year named, on ``starts_at``), or a start in the
+past (:func:`retroactive_start`, ``past_start`` on ``starts_at``) is :class:`InvalidInput`
+before anything is written or any workflow starts; an unknown round is
 :class:`NotFound`; a duplicate round id, a calendar update of a round not yet kicked off or
 of a minute-scale round, and kicking off a round that has ended are :class:`Conflict`;
 Temporal's trouble is :class:`TemporalUnavailable`. Synchronous SQLAlchemy runs in worker
@@ -60,7 +61,7 @@ from domain.errors import DomainError, FieldError, PlanError
 from domain.organisation import Role
 from domain.phases import Phase
 from domain.plan import CalendarPlan, CampaignPlan
-from domain.schedule import reresolve_round
+from domain.schedule import RoundSchedule, reresolve_round
 from domain.state import Actor
 from workflows.contracts import RoundExtensionRequest, RoundKickoff, RoundProgress
 from workflows.ids import round_workflow_id
@@ -140,6 +141,11 @@ async def _in_thread(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) ->
     return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
 
 
+def _aware(moment: datetime) -> datetime:
+    """A stored moment as an aware one (SQLite hands back naive UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _check_scope_townships(
     session: Session, plan: CampaignPlan, round_plan_id: str, county: str
 ) -> None:
@@ -200,7 +206,9 @@ def _load(session: Session, round_id: str) -> tuple[RoundRow, RoundDefinitionRow
     return row, definition
 
 
-def _audit(actor: Actor, action: str, round_id: str, now: datetime) -> AuditRow:
+def _audit(
+    actor: Actor, action: str, round_id: str, now: datetime, detail: dict[str, Any] | None = None
+) -> AuditRow:
     return AuditRow(
         audit_id=f"{action}/{round_id}",
         user=actor.user,
@@ -210,7 +218,7 @@ def _audit(actor: Actor, action: str, round_id: str, now: datetime) -> AuditRow:
         org_id=None,
         ip=actor.ip,
         at=now,
-        detail={},
+        detail=detail or {},
     )
 
 
@@ -257,9 +265,60 @@ def list_rounds(session: Session, counties: Collection[str] | None = None) -> li
     return [_record(r, session.get(RoundDefinitionRow, r.round_id)) for r in rows]
 
 
+def retroactive_start(schedule: RoundSchedule, now: datetime) -> str | None:
+    """Why a round kicked off at ``now`` on ``schedule`` would act as if it had run in the
+    past (the reason, in Chinese, for ``starts_at``), or None.
+
+    A round whose deadlines lie behind its kick-off fires its whole escalation ladder at
+    once: reminders, instructors, guidance groups, circulars and rectification orders to
+    every organisation, for work nobody was ever asked to do in time. Two rules:
+
+    * a round that counts days may not start before today (Asia/Shanghai). The rule is the
+      day, not the first deadline: periods counted in days begin on the day after the start
+      (民法典 第二百零一条), so any hour of today resolves the same deadlines as the kick-off
+      itself, while an earlier day shortens every organisation's windows behind its back and
+      makes the pro-rata schedule (序时进度) show everyone behind at once, even with the
+      first deadline still ahead. The date is one people can check on the form;
+    * whatever the plan counts (a minute-scale demo plan counts no days), no phase's
+      deadline may have passed at the kick-off. A start minutes ago whose deadlines are all
+      still ahead is allowed: the load tests set the start so that a deadline falls just
+      after the kick-off."""
+    if schedule.calendar is not None:
+        today = now.astimezone(SHANGHAI).date()
+        if schedule.starts_at.astimezone(SHANGHAI).date() < today:
+            return f"开始时间不能早于今天（{today.isoformat()}）"
+    passed = [w for w in schedule.windows if w.deadline <= now]
+    if passed:
+        first = min(passed, key=lambda w: w.deadline)
+        shown = first.deadline.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+        return (
+            f"开始时间过早：{first.phase.label}阶段的截止时间（{shown}）在启动时已经过去，"
+            "启动后会立即向各组织发出全部提醒、通报和整改通知"
+        )
+    return None
+
+
+def _past_start(reason: str) -> InvalidInput:
+    return InvalidInput("past_start", reason, [{"field": "starts_at", "reason": reason}])
+
+
+def _allowed_past_start(
+    schedule: RoundSchedule, now: datetime, *, allow_past_start: bool
+) -> dict[str, Any]:
+    """Nothing when the start is not in the past; the audit's record when it is and the
+    operator allowed it explicitly; :class:`InvalidInput` (``past_start``) otherwise."""
+    reason = retroactive_start(schedule, now)
+    if reason is None:
+        return {}
+    if not allow_past_start:
+        raise _past_start(reason)
+    return {"past_start_allowed": {"starts_at": schedule.starts_at.isoformat(), "reason": reason}}
+
+
 def check_start(starts_at: datetime | None) -> None:
     """:class:`InvalidInput` on ``starts_at`` unless it falls in
-    :data:`FIRST_START_YEAR`–:data:`LAST_START_YEAR`."""
+    :data:`FIRST_START_YEAR`–:data:`LAST_START_YEAR` (a start in the past is refused once
+    the plan's schedule is known: :func:`retroactive_start`)."""
     if starts_at is not None and not FIRST_START_YEAR <= starts_at.year <= LAST_START_YEAR:
         raise InvalidInput(
             "invalid",
@@ -282,12 +341,20 @@ async def create_round(
     plan_id: str | None = None,
     plan_yaml: str | None = None,
     starts_at: datetime | None = None,
+    allow_past_start: bool = False,
 ) -> RoundRecord:
     """Create ``round_id`` from a shipped plan (``plan_id``) or an uploaded plan
     (``plan_yaml``), exactly one of them. The plan and its round are checked now, and a
     start that reaches a year with no calendar data is refused naming the year, so a bad
     plan is refused before kick-off; nothing is written then. Needs no Temporal. :class:`Conflict`
-    (``duplicate``) when the round id exists."""
+    (``duplicate``) when the round id exists.
+
+    A start in the past (:func:`retroactive_start`) is :class:`InvalidInput`
+    (``past_start``) on ``starts_at``, nothing written, unless ``allow_past_start``: the
+    operator's explicit escape for re-entering a round that ran before (a lost round run
+    again on its announced dates, a historic round recorded for its commendation), which the
+    round's ``round_created`` audit records with the start and the reason it was past.
+    No API or page sets it."""
     authorise(actor)
     check_start(starts_at)
     if (plan_id is None) == (plan_yaml is None):
@@ -297,7 +364,15 @@ async def create_round(
             )
         )
     return await _in_thread(
-        _create, sessions, actor, round_id, round_plan_id, plan_id, plan_yaml, starts_at
+        _create,
+        sessions,
+        actor,
+        round_id,
+        round_plan_id,
+        plan_id,
+        plan_yaml,
+        starts_at,
+        allow_past_start,
     )
 
 
@@ -309,6 +384,7 @@ def _create(
     plan_id: str | None,
     plan_yaml: str | None,
     starts_at: datetime | None,
+    allow_past_start: bool,
 ) -> RoundRecord:
     with _refusals():
         text = plan_yaml if plan_yaml is not None else shipped_plan_text(plan_id or "")
@@ -317,7 +393,11 @@ def _create(
             raise PlanError([FieldError(field="round_plan_id", reason="计划中没有该轮次")])
         round_plan = plan.round(round_plan_id)
         now = datetime.now(UTC)
-        check_kickoff(plan, round_plan.id, starts_at or now)
+        schedule = check_kickoff(plan, round_plan.id, starts_at or now)
+    # Without a start of its own the round starts when it is kicked off: never in the past.
+    past: dict[str, Any] = {}
+    if starts_at is not None:
+        past = _allowed_past_start(schedule, now, allow_past_start=allow_past_start)
     with sessions.begin() as session:
         if session.get(RoundRow, round_id) is not None:
             raise Conflict("duplicate", "轮次编号已存在")
@@ -345,7 +425,7 @@ def _create(
             updated_at=now,
             county=county,
         )
-        session.add_all([definition, row, _audit(actor, "round_created", round_id, now)])
+        session.add_all([definition, row, _audit(actor, "round_created", round_id, now, past)])
     return _record(row, definition)
 
 
@@ -365,7 +445,9 @@ class Rounds:
             sessions=services.sessions, temporal=services.temporal, settings=services.settings
         )
 
-    async def kick_off(self, actor: Actor, round_id: str) -> RoundRecord:
+    async def kick_off(
+        self, actor: Actor, round_id: str, *, allow_past_start: bool = False
+    ) -> RoundRecord:
         """Snapshot the roster and start the round workflow with its plan (stored by content
         address) and schedule resolved now; create the round's digest and circular
         schedules; audit. Kicking off twice is harmless: one workflow, the first start kept.
@@ -374,14 +456,18 @@ class Rounds:
         A start that reaches a year with no calendar data is :class:`InvalidInput` on
         ``starts_at`` naming the year, before any workflow starts, and nothing is written
         (one transaction spans the Temporal calls: nothing is committed unless the workflow
-        started)."""
+        started). So is a first kick-off whose start (the one the round was created with)
+        has passed meanwhile (:func:`retroactive_start`, ``past_start``), unless
+        ``allow_past_start``: the operator's explicit escape, recorded in the
+        ``round_kicked_off`` audit (see :func:`create_round`). A repeated kick-off of a
+        round already running is not checked again: it starts nothing new."""
         authorise(actor)
         now = datetime.now(UTC)
         session = self.sessions()
         try:
             with _refusals():
-                row, definition, kickoff = await _in_thread(
-                    self._prepare_kickoff, session, actor, round_id, now
+                row, definition, kickoff, past = await _in_thread(
+                    self._prepare_kickoff, session, actor, round_id, now, allow_past_start
                 )
                 workflow_input = _round_input(kickoff)
             # The plan is committed in a transaction of its own before the workflow can ask
@@ -412,7 +498,7 @@ class Rounds:
                 # A repeated kick-off keeps the first one's record (who kicked off, when), as
                 # the workflow keeps the first start.
                 if session.get(AuditRow, f"round_kicked_off/{round_id}") is None:
-                    session.add(_audit(actor, "round_kicked_off", round_id, now))
+                    session.add(_audit(actor, "round_kicked_off", round_id, now, past))
                 session.commit()
                 return _record(row, definition)
 
@@ -421,13 +507,25 @@ class Rounds:
             await _in_thread(session.close)
 
     def _prepare_kickoff(
-        self, session: Session, actor: Actor, round_id: str, now: datetime
-    ) -> tuple[RoundRow, RoundDefinitionRow, RoundKickoff]:
+        self,
+        session: Session,
+        actor: Actor,
+        round_id: str,
+        now: datetime,
+        allow_past_start: bool,
+    ) -> tuple[RoundRow, RoundDefinitionRow, RoundKickoff, dict[str, Any]]:
         row, definition = _load(session, round_id)
         if row.status in (RoundStatus.CLOSED, RoundStatus.COMPLETED):
             # The round workflow has ended or is ending: a start would run the round again
             # under the same id, or recreate the schedules its close deleted.
             raise Conflict("already_closed", "本轮活动已经结束，不能再次启动")
+        plan = parse_plan(definition.plan_yaml)
+        past: dict[str, Any] = {}
+        if definition.kicked_off_at is None and definition.starts_at is not None:
+            # Checked before the roster snapshot is written: a refusal leaves nothing behind.
+            # The calendar's refusal (a year without data) comes first, as at creation.
+            schedule = check_kickoff(plan, definition.round_plan_id, _aware(definition.starts_at))
+            past = _allowed_past_start(schedule, now, allow_past_start=allow_past_start)
         if definition.kicked_off_at is None:
             row.kicked_off_by = actor.user
         snapshot = self.settings.data_dir / "rosters" / f"{round_id}.csv"
@@ -439,7 +537,7 @@ class Rounds:
         row.starts_at, row.status, row.updated_at = starts_at, RoundStatus.RUNNING.value, now
         kickoff = RoundKickoff(
             round_id=round_id,
-            plan=parse_plan(definition.plan_yaml),
+            plan=plan,
             round_plan_id=definition.round_plan_id,
             roster_source=definition.roster_snapshot,
             actor=actor,
@@ -451,7 +549,7 @@ class Rounds:
         if kickoff.plan.ladder_for(kickoff.plan.round(kickoff.round_plan_id)).blue_within.minutes:
             # A minute-scale (demo) plan: compare cohorts every minute, not every day.
             kickoff = kickoff.model_copy(update={"cohort_check_every": timedelta(minutes=1)})
-        return row, definition, kickoff
+        return row, definition, kickoff, past
 
     async def extend(
         self,

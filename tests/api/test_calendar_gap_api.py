@@ -1,11 +1,11 @@
 """A round that reaches a year with no holiday data is refused through the API with 422,
 naming the year (field and reason in Chinese), at creation and at kick-off, before any
-workflow starts; a plan that names a supplementary calendar explicitly is accepted."""
+workflow starts; a plan that names its supplementary calendars explicitly is accepted."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import httpx
@@ -19,9 +19,10 @@ from tests.api.conftest import Stack, token
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 SEED = (Path(__file__).resolve().parents[2] / "plans" / "seed-002.yaml").read_text("utf-8")
-# Re-based to start in late 2026, round one runs well into 2027 (and round two's ladder too);
-# the chinese-calendar package has data up to 2026 only.
-REBASED = datetime(2026, 11, 30, 9, 0, tzinfo=SHANGHAI)
+# Re-based to start tomorrow (a round may not start in the past), in late 2026 or after:
+# round one runs well into 2027 (and round two's ladder too); the chinese-calendar package
+# has data up to 2026 only.
+REBASED = datetime.combine(datetime.now(SHANGHAI).date() + timedelta(days=1), time(9), SHANGHAI)
 
 
 async def test_a_rebased_round_into_a_year_without_data_is_refused_at_creation(
@@ -95,29 +96,32 @@ async def test_a_stored_round_reaching_a_year_without_data_is_refused_at_kickoff
     assert view["kicked_off_at"] is None
 
 
-async def test_a_plan_that_names_the_provisional_calendar_is_accepted(
+async def test_a_plan_that_names_its_calendars_is_accepted_and_a_year_still_missing_named(
     stack: Stack, http: httpx.AsyncClient
 ) -> None:
     county = await token(http, "county")
     round_id = f"gap-{uuid.uuid4().hex[:8]}"
+    provisional = SEED + "\ncalendar:\n  include: [2027-provisional]\n"
+    # Round two started from December 2026 on ends in 2027 but its ladder reaches 2028: the
+    # plan names the provisional 2027 file and vouches for 2028 itself (weekends only).
     created = await http.post(
         "/api/v1/rounds",
         json={
             "round_id": round_id,
-            "plan_yaml": SEED + "\ncalendar:\n  include: [2027-provisional]\n",
+            "plan_yaml": provisional + "  supplied_years: [2028]\n",
             "round_plan_id": "round-2",
             "starts_at": REBASED.isoformat(),
         },
         headers=county,
     )
     assert created.status_code == 201, created.text
-    # Round one still reaches 2028, which nothing supplies: refused, the year named.
+    # With the 2027 file alone, 2028 is supplied by nothing: refused, the year named.
     refused = await http.post(
         "/api/v1/rounds",
         json={
             "round_id": f"gap-{uuid.uuid4().hex[:8]}",
-            "plan_yaml": SEED + "\ncalendar:\n  include: [2027-provisional]\n",
-            "round_plan_id": "round-1",
+            "plan_yaml": provisional,
+            "round_plan_id": "round-2",
             "starts_at": REBASED.isoformat(),
         },
         headers=county,

@@ -1,14 +1,16 @@
 """Newly published calendar data applied to a running round through the API
 (``POST /api/v1/rounds/{id}/calendar``), end to end on the real stack: the seed-002 round
-(round two) re-based to start now (it runs into 2027, so its plan names the provisional
-2027 file), a holiday published inside the first phase, and every organisation's open
+(round two) re-based to start tomorrow (a round may not start in the past; it runs into
+2027 and its ladder into 2028, so its plan names the provisional 2027 file and vouches for
+2028 itself), a holiday published on a working day
+inside the first phase, and every organisation's open
 deadline moves one working day later; the same update id again changes nothing; the county
 office's action is in the audit log; a secretary may not do it."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +20,36 @@ from sqlalchemy import select
 
 from activities.db import make_engine, session_factory
 from activities.tables import AuditRow
+from chuangzheng.plans import check_kickoff, parse_plan
 from domain.calendar import SHANGHAI
 from tests.api.conftest import Stack, token, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 SEED = (Path(__file__).resolve().parents[2] / "plans" / "seed-002.yaml").read_text("utf-8")
-STARTS_AT = datetime(2026, 11, 30, 9, 0, tzinfo=SHANGHAI)
-# A Tuesday inside round two's first phase (20 working days from 2026-12-01).
-NEW_HOLIDAY = date(2026, 12, 15)
+STARTS_AT = datetime.combine(datetime.now(SHANGHAI).date() + timedelta(days=1), time(9), SHANGHAI)
 
 
 def _plan_yaml(plan_id: str) -> str:
-    """seed-002 under its own id, naming the provisional 2027 calendar it needs."""
+    """seed-002 under its own id, naming the provisional 2027 calendar it needs and
+    vouching for 2028 (weekends only), which its ladder reaches."""
     text = SEED.replace("\nid: seed-002\n", f"\nid: {plan_id}\n", 1)
     assert f"id: {plan_id}" in text
-    return text + "\ncalendar:\n  include: [2027-provisional]\n"
+    return text + "\ncalendar:\n  include: [2027-provisional]\n  supplied_years: [2028]\n"
+
+
+def new_holiday(plan_yaml: str) -> date:
+    """A working Tuesday inside round two's first phase (20 working days) from
+    :data:`STARTS_AT`, as the round's pinned calendar counts it: a holiday published there
+    moves the phase's deadline."""
+    schedule = check_kickoff(parse_plan(plan_yaml), "round-2", STARTS_AT)
+    assert schedule.calendar is not None
+    first = schedule.windows[0]
+    day = STARTS_AT.date() + timedelta(days=7)
+    while day.weekday() != 1 or not schedule.calendar.is_workday(day):
+        day += timedelta(days=1)
+    assert day < first.deadline.astimezone(SHANGHAI).date()
+    return day
 
 
 def _first_deadline(status: dict[str, Any]) -> datetime:
@@ -44,13 +60,15 @@ async def test_a_published_holiday_moves_every_open_deadline_once_and_is_audited
     stack: Stack,
 ) -> None:
     rid = f"cal-{uuid.uuid4().hex[:8]}"
+    plan_yaml = _plan_yaml(f"seed-002-{rid}")
+    holiday = new_holiday(plan_yaml)
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
         county = await token(http, "county")
         created = await http.post(
             "/api/v1/rounds",
             json={
                 "round_id": rid,
-                "plan_yaml": _plan_yaml(f"seed-002-{rid}"),
+                "plan_yaml": plan_yaml,
                 "round_plan_id": "round-2",
                 "starts_at": STARTS_AT.isoformat(),
             },
@@ -68,10 +86,10 @@ async def test_a_published_holiday_moves_every_open_deadline_once_and_is_audited
         before = {org: _first_deadline(await wait_for(lambda o=org: status_of(o))) for org in orgs}
         assert len(set(before.values())) == 1
         old_deadline = before["org-a"]
-        assert old_deadline.astimezone(SHANGHAI).date() > NEW_HOLIDAY
+        assert old_deadline.astimezone(SHANGHAI).date() > holiday
 
         body = {
-            "holidays": [NEW_HOLIDAY.isoformat()],
+            "holidays": [holiday.isoformat()],
             "reason": "国务院办公厅公布调整后的节假日安排",
             "update_id": f"notice-{rid}",
         }
@@ -120,5 +138,5 @@ async def test_a_published_holiday_moves_every_open_deadline_once_and_is_audited
     finally:
         engine.dispose()
     assert [a.user for a in audits] == ["county"]
-    assert audits[0].detail["holidays"] == [NEW_HOLIDAY.isoformat()]
+    assert audits[0].detail["holidays"] == [holiday.isoformat()]
     assert audits[0].detail["applied"] is True

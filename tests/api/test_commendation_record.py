@@ -96,8 +96,11 @@ async def _scored_round(sessions: sessionmaker[Session]) -> tuple[str, dict[str,
         round_id=round_id,
         plan_id="seed-002",
         round_plan_id="round-1",
-        # The historic start: the seed's calendar years have holiday data.
+        # The historic start: the seed's calendar years have holiday data. A start in the
+        # past is the operator's explicit escape (a historic round recorded for its
+        # commendation); this round is never kicked off.
         starts_at=datetime.combine(date(2010, 5, 4), time(9), SHANGHAI),
+        allow_past_start=True,
     )
     declared = {}
     for secretary, org_id in (("sec-a", "org-a"), ("sec-c", "org-c")):

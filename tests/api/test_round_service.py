@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -35,8 +35,9 @@ COUNTY = Actor(user="county", name="county", role=Role.COUNTY_OFFICE, ip="127.0.
 ANOTHER_COUNTY = Actor(user="county-2", name="county-2", role=Role.COUNTY_OFFICE, ip="127.0.0.1")
 SECRETARY = Actor(user="sec-a", name="sec-a", role=Role.SECRETARY, ip="127.0.0.1")
 SEED = (Path(__file__).resolve().parents[2] / "plans" / "seed-002.yaml").read_text("utf-8")
-# Round two of seed-002 started in late 2026 runs into 2027, which chinese-calendar lacks.
-REBASED = datetime(2026, 11, 30, 9, 0, tzinfo=SHANGHAI)
+# Round two of seed-002 started tomorrow (a round may not start in the past; late 2026 or
+# after) runs into 2027, which chinese-calendar lacks.
+REBASED = datetime.combine(datetime.now(SHANGHAI).date() + timedelta(days=1), time(9), SHANGHAI)
 
 
 @pytest.fixture
