@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -189,10 +190,81 @@ def _is_trivial(password: str) -> bool:
     return steps <= {1} or steps <= {-1}
 
 
-def password_problems(password: str, username: str) -> list[FieldError]:
+def _is_repeated(folded: str) -> bool:
+    """One short pattern said again and again (``abcabcabcabc``, ``Zs!Zs!Zs!Zs!``, a partial
+    last copy allowed): repeating adds next to nothing a guesser has to try, so a pattern
+    shorter than a password may be is refused however often it is repeated."""
+    size = len(folded)
+    for unit in range(1, min(size // 2, MIN_PASSWORD_LENGTH - 1) + 1):
+        if (folded[:unit] * (size // unit + 1))[:size] == folded:
+            return True
+    return False
+
+
+def _letters(text: str) -> str:
+    """``text`` with only its letters (Chinese characters included), case folded: what is
+    left of a password once the digits and punctuation someone put around a word are gone."""
+    return "".join(c for c in text.casefold() if c.isalpha())
+
+
+#: The shortest username (its letters) a password may not contain anywhere; a shorter one
+#: (``li``) would refuse ordinary words, so it is refused only as the password's only word.
+MIN_CONTAINED_NAME = 4
+#: The shortest name in pinyin a password may not contain anywhere (``liming``; ``lm`` and
+#: ``wufang``-length spellings below it only as the password's only word).
+MIN_CONTAINED_PINYIN = 5
+
+_NAMED = "密码不能是账号或包含账号"
+_REPEATED = "密码不能由一小段字符重复组成"
+_PERSONAL = "密码不能是本人姓名或其拼音（加上年份、生日等数字或符号也不行）"
+
+
+def _names_username(folded: str, letters: str, username: str) -> bool:
+    """The username in the password: as typed, or its letters (``zhang.san`` for
+    ``zhangsan``, ``zhangsan`` for ``zhangsan01``), forwards or reversed, amid digits and
+    punctuation."""
+    name = username.casefold()
+    if name and name in folded:
+        return True
+    core = _letters(username)
+    if not core:
+        return False
+    if letters in (core, core[::-1]):
+        return True
+    if len(core) < MIN_CONTAINED_NAME:
+        return False
+    return core in letters or core[::-1] in letters
+
+
+def _names_person(letters: str, personal: Iterable[str]) -> bool:
+    """The password's letters are one of the person's own words (their name, its pinyin
+    or initials), forwards or reversed, once or repeated: ``liming1985``, ``LM19850101``,
+    ``1985.Li.Ming!``; a long spelling anywhere in it (``iamliming2024``)."""
+    if not letters:
+        return False
+    for word in {_letters(w) for w in personal}:
+        if not word:
+            continue
+        for spelling in (word, word[::-1]):
+            if letters == spelling or (
+                len(letters) % len(spelling) == 0
+                and letters == spelling * (len(letters) // len(spelling))
+            ):
+                return True
+            if len(spelling) >= MIN_CONTAINED_PINYIN and spelling in letters:
+                return True
+    return False
+
+
+def password_problems(
+    password: str, username: str, personal: Iterable[str] = ()
+) -> list[FieldError]:
     """Every reason ``password`` is refused for ``username`` (empty when it is acceptable):
-    at least :data:`MIN_PASSWORD_LENGTH` characters, not a common or trivial password, not
-    the username nor containing it."""
+    at least :data:`MIN_PASSWORD_LENGTH` characters; not a common or trivial password nor
+    one short pattern repeated; not the username nor containing it (case, reversal and the
+    digits or punctuation around it do not matter); not one of the person's own words plus
+    digits, such as a year. ``personal``: those words, e.g. the display name and its pinyin
+    spellings (the service spells them: this module knows no pinyin)."""
     problems: list[str] = []
     if len(password) < MIN_PASSWORD_LENGTH:
         problems.append(f"密码至少 {MIN_PASSWORD_LENGTH} 个字符")
@@ -201,9 +273,13 @@ def password_problems(password: str, username: str) -> list[FieldError]:
     folded = password.casefold()
     if folded in COMMON_PASSWORDS or _is_trivial(password):
         problems.append("密码过于常见或简单，容易被猜中")
-    name = username.casefold()
-    if name and name in folded:
-        problems.append("密码不能是账号或包含账号")
+    elif _is_repeated(folded):
+        problems.append(_REPEATED)
+    letters = _letters(password)
+    if _names_username(folded, letters, username):
+        problems.append(_NAMED)
+    elif _names_person(letters, personal):
+        problems.append(_PERSONAL)
     return [FieldError("new_password", reason) for reason in problems]
 
 

@@ -1,4 +1,5 @@
-"""Signing in and out, renewing a token, and the caller's own account."""
+"""Signing in and out, renewing a token, and the caller's own account (who it is, and a
+change of its own password)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import User, sign_in_error
 from api.deps import CurrentUser, SessionDep, SettingsDep, bearer, client_ip
-from api.errors import ApiError
+from api.errors import ApiError, as_api_error
 from api.responses import AUTHENTICATED, WITH_BODY, ErrorBody, Timestamp, errors
 from chuangzheng.services import sign_in as service
+from chuangzheng.services.errors import ServiceError
 from chuangzheng.services.sign_in import SignedIn, SignInRefused, SignInVia, Throttled
 
 router = APIRouter(prefix="/api/v1", tags=["账号 auth"])
@@ -35,6 +37,16 @@ class Credentials(BaseModel):
 
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
+
+
+class PasswordChange(BaseModel):
+    """The caller's current password and the new one, entered twice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=1, max_length=256)
+    new_password_again: str = Field(min_length=1, max_length=256)
 
 
 class UserView(BaseModel):
@@ -159,3 +171,41 @@ def post_logout(
 def me(user: CurrentUser) -> dict[str, Any]:
     """Who the token belongs to."""
     return user_view(user)
+
+
+@router.post(
+    "/users/me/password",
+    summary="修改本人密码",
+    response_model=Token,
+    responses={**errors(401, 409, *WITH_BODY), **THROTTLED},
+)
+def change_password(
+    body: PasswordChange,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: BearerCredentials,
+) -> dict[str, Any]:
+    """Change the caller's own password (any role): the current one, and the new one twice.
+    The new password obeys the same rule as at activation (every reason listed, 422). A wrong
+    current password is 422 on ``current_password`` and counts as a failed sign-in: repeated
+    failures answer 429 with ``Retry-After``, as the login does. Every other session of the
+    account ends at once; the answer is a new token for the caller's own session (the one
+    sent stops working). 409 ``no_password``: the account signs in through the county's
+    identity provider and has no password here. Audited, never the password."""
+    try:
+        signed_in = service.change_password(
+            session,
+            _bearer_token(credentials),
+            current_password=body.current_password,
+            new_password=body.new_password,
+            new_password_again=body.new_password_again,
+            ip=client_ip(request),
+            via=SignInVia.API,
+            settings=settings,
+        )
+    except (SignInRefused, Throttled) as exc:
+        raise sign_in_error(exc) from None
+    except ServiceError as exc:
+        raise as_api_error(exc) from None
+    return _token(signed_in)

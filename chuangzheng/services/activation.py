@@ -37,7 +37,7 @@ from chuangzheng.services.accounts import (
 )
 from chuangzheng.services.code_mail import CodeMailer, IssueReason, MailOutcome
 from chuangzheng.services.errors import InvalidInput, NotFound
-from chuangzheng.services.sign_in import hash_password, verify_password
+from chuangzheng.services.sign_in import hash_password, personal_words, verify_password
 from domain.accounts import normalise_code, password_problems
 from domain.organisation import Role
 
@@ -95,7 +95,8 @@ def activate(
 ) -> Account:
     """Set the first (or, after a reset, a new) password with a one-time code: the code is
     spent, every earlier session ends. A weak password is :class:`InvalidInput` with every
-    reason; any problem with the account or code is one :class:`InvalidInput` (``code``)
+    reason (a password of the person's own name or its pinyin only once the code is
+    checked); any problem with the account or code is one :class:`InvalidInput` (``code``)
     that does not say which (see :data:`BAD_CODE`)."""
     problems = password_problems(new_password, username)
     if problems:
@@ -114,6 +115,11 @@ def activate(
             raise refusal
         if pending.used_at is not None or pending.expires_at <= now:
             raise refusal
+        # The person's name (and its pinyin) only now, with the code checked: refused before,
+        # it would tell anyone guessing that the account exists, and whose it is.
+        named = password_problems(new_password, username, personal_words(row.display_name))
+        if named:
+            raise invalid(named, "新密码不符合要求")
         # Spend the code only if nobody spent it meanwhile: two concurrent activations, one
         # password.
         spent = session.execute(

@@ -57,6 +57,7 @@ ACTION_LABELS: dict[str, str] = {
     "account.issue_code": "签发激活码",
     "account.code_mail": "邮件发送激活码",
     "account.activate": "激活账号",
+    "account.change_password": "修改本人密码",
     "members_imported": "导入党员名单",
     "evaluation_opened": "发起评议",
     "evaluation_closed": "结束评议",

@@ -15,12 +15,19 @@ key is refused with :class:`Throttled` before the password is looked at, even a 
 An unknown account, an account not activated yet (no password) and a wrong password are one
 refusal, verified against a dummy hash so they take the same time.
 
-Sign-ins, refusals and sign-outs are audited (never the password). Callers pass a session
-and the use cases commit what they write, refusals included.
+A signed-in person changes their own password (:func:`change_password`) with the current
+one: a wrong current password is a failed sign-in (counted, and refused while blocked), the
+new one obeys :func:`domain.accounts.password_problems` (their name in pinyin included, see
+:func:`personal_words`), and the change ends every other session (the version moves on) while
+the caller's own session goes on with a new token.
+
+Sign-ins, refusals, sign-outs and password changes are audited (never the password). Callers
+pass a session and the use cases commit what they write, refusals included.
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -30,6 +37,7 @@ from typing import Any
 
 import jwt
 from argon2.exceptions import InvalidHashError, VerificationError
+from pypinyin import Style, pinyin
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,9 +45,10 @@ from activities.db import delete_in_batches, upsert_insert, write_lock
 from activities.tables import AuditRow, UserRow, metadata
 from activities.tables.access import AccountCountyRow, SignInSessionRow, SignInThrottleRow
 from chuangzheng.services.contact_points import contact_organisations
-from chuangzheng.services.errors import ServiceError
+from chuangzheng.services.errors import Conflict, InvalidInput, ServiceError
 from chuangzheng.services.password_hashing import HASHER
 from chuangzheng.settings import Settings
+from domain.accounts import password_problems
 from domain.organisation import ABOVE_COUNTY_ROLES, DEFAULT_COUNTY, Role
 from domain.throttle import (
     ThrottleCounter,
@@ -68,11 +77,13 @@ class SignInVia(StrEnum):
 
 
 class SignInAction(StrEnum):
-    """The audit log's actions for signing in and out."""
+    """The audit log's actions for signing in and out, and for a person's change of their
+    own password."""
 
     SIGN_IN = "login"
     SIGN_IN_FAILED = "login_failed"
     SIGN_OUT = "logout"
+    PASSWORD_CHANGED = "account.change_password"
 
 
 class FailureReason(StrEnum):
@@ -315,6 +326,7 @@ def _audit(
     ip: str | None,
     now: datetime,
     detail: dict[str, Any],
+    org_id: str | None = None,
 ) -> None:
     session.add(
         AuditRow(
@@ -324,7 +336,7 @@ def _audit(
             role=role.value if role else None,
             action=action.value,
             round_id=None,
-            org_id=None,
+            org_id=org_id,
             ip=ip,
             at=now,
             detail=detail,
@@ -575,6 +587,173 @@ def sign_out(
         )  # fmt: skip
     session.commit()
     return done
+
+
+# ----- changing one's own password -----
+
+#: The most spellings of a name checked (a name of characters with several readings).
+_MAX_SPELLINGS = 16
+_WRONG_PASSWORD = "当前密码不正确"
+
+
+def personal_words(display_name: str) -> tuple[str, ...]:
+    """The person's own words a password of theirs may not be (``password_problems``'
+    ``personal``): the display name and its pinyin, family name first and last, and the
+    initials (李明: ``liming``, ``mingli``, ``lm``), in every reading of a character that has
+    several (单: ``dan``, ``shan``)."""
+    name = display_name.strip()
+    if not name:
+        return ()
+    readings = [
+        list(dict.fromkeys(pinyin(c, style=Style.NORMAL, heteronym=True)[0]))
+        for c in name
+        if "\u4e00" <= c <= "\u9fff"
+    ]
+    words = {name}
+    if readings:
+        for spelling in itertools.islice(itertools.product(*readings), _MAX_SPELLINGS):
+            words.add("".join(spelling))
+            if len(spelling) > 1:
+                words.add("".join(spelling[1:] + spelling[:1]))
+                words.add("".join(s[:1] for s in spelling))
+    return tuple(sorted(words))
+
+
+def new_password_problems(
+    new_password: str, new_password_again: str, *, username: str, display_name: str
+) -> list[dict[str, str]]:
+    """Every reason a person's new password is refused, as field errors: the two entries
+    differ, or the password breaks the rule (``domain.accounts.password_problems``, with
+    the person's name and its pinyin)."""
+    problems = [
+        {"field": p.field, "reason": p.reason}
+        for p in password_problems(new_password, username, personal_words(display_name))
+    ]
+    if new_password != new_password_again:
+        problems.append({"field": "new_password_again", "reason": "两次输入的新密码不一致"})
+    return problems
+
+
+def change_password(
+    session: Session,
+    token: str,
+    *,
+    current_password: str,
+    new_password: str,
+    new_password_again: str,
+    ip: str | None,
+    via: SignInVia,
+    settings: Settings,
+    now: datetime | None = None,
+) -> SignedIn:
+    """The signed-in person (``token``) changes their own password. Checked in this order:
+    the token (:class:`SignInRefused`); the new password, entered twice and obeying the rule
+    (:class:`InvalidInput` with every reason, nothing counted); the throttle
+    (:class:`Throttled` while the account or the address is blocked, even for the right
+    password); the current password (wrong: :class:`InvalidInput` on ``current_password``,
+    counted as a failed sign-in and audited as one). An account with no password (it signs
+    in through the identity provider) is :class:`Conflict` (``no_password``).
+
+    The change moves the account's session version on, so every other session of it ends at
+    once (and is marked revoked); the caller's own session goes on under a new token, the
+    answer, renewed as :func:`renew` would. Audited as ``account.change_password``."""
+    now = now or datetime.now(UTC)
+    current = authenticate(session, token, settings, now=now)
+    username = current.user.username
+    row = session.get(UserRow, username)
+    if row is None:  # gone since the check (a concurrent purge)
+        raise SignInRefused("登录已失效，请重新登录")
+    problems = new_password_problems(
+        new_password, new_password_again, username=username, display_name=row.display_name
+    )
+    if problems:
+        raise InvalidInput("invalid", "新密码不符合要求", problems)
+    if row.password_hash is None:
+        raise Conflict(
+            "no_password", "该账号通过统一身份认证登录，没有本系统的密码，请在统一身份认证处修改"
+        )
+    account_policy, address_policy = policies(settings)
+    keys = {account_key(username): account_policy, address_key(ip): address_policy}
+    waits = [
+        wait
+        for counter in _counters(session, keys, lock=False).values()
+        if (wait := remaining_block(counter, now)) is not None
+    ]
+    detail = {"via": via.value, "during": SignInAction.PASSWORD_CHANGED.value}
+    if waits:
+        retry_after = retry_after_seconds(max(waits))
+        _audit(
+            session, SignInAction.SIGN_IN_FAILED, username=username, role=None, ip=ip, now=now,
+            detail=detail | {"reason": FailureReason.THROTTLED.value, "retry_after": retry_after},
+        )  # fmt: skip
+        session.commit()
+        raise Throttled(retry_after)
+    if not verify_password(row.password_hash, current_password):
+        _count_failure(session, keys, now)
+        _audit(
+            session, SignInAction.SIGN_IN_FAILED, username=username, role=None, ip=ip, now=now,
+            detail=detail | {"reason": FailureReason.BAD_CREDENTIALS.value},
+        )  # fmt: skip
+        session.commit()
+        field = [{"field": "current_password", "reason": _WRONG_PASSWORD}]
+        raise InvalidInput("wrong_password", _WRONG_PASSWORD, field)
+    if new_password == current_password:
+        same = [{"field": "new_password", "reason": "新密码不能与当前密码相同"}]
+        raise InvalidInput("invalid", "新密码不符合要求", same)
+    version = row.session_version or 0
+    # Only from the version the token was checked at: of two changes at once, one wins and
+    # the other is told, rather than both writing and each keeping a session.
+    changed = session.execute(
+        update(UserRow)
+        .where(UserRow.username == username, UserRow.session_version == version)
+        .values(
+            password_hash=hash_password(new_password),
+            password_changed_at=now,
+            updated_at=now,
+            session_version=version + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(changed, "rowcount", 0) != 1:
+        session.rollback()
+        raise SignInRefused("已退出登录或账号已变更，请重新登录")
+    ended = session.execute(
+        update(SignInSessionRow)
+        .where(
+            SignInSessionRow.username == username,
+            SignInSessionRow.session_id != current.session_id,
+            SignInSessionRow.revoked_at.is_(None),
+            SignInSessionRow.expires_at > now,
+        )
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    own = session.get(SignInSessionRow, current.session_id)
+    if own is None:  # gone since the check (a concurrent purge)
+        session.rollback()
+        raise SignInRefused("登录已过期，请重新登录")
+    expires_at = min(now + token_lifetime(settings), own.issued_at + session_limit(settings))
+    own.expires_at, own.renewed_at = expires_at, now
+    # As a sign-in does: the right password clears the account's failures.
+    session.execute(delete(SignInThrottleRow).where(SignInThrottleRow.key == account_key(username)))
+    _audit(
+        session, SignInAction.PASSWORD_CHANGED, username=username, role=current.user.role, ip=ip,
+        now=now, org_id=row.scope_key if current.user.role is Role.SECRETARY else None,
+        detail={"username": username, "via": via.value, "session_id": current.session_id,
+                "sessions_ended": int(getattr(ended, "rowcount", 0) or 0)},
+    )  # fmt: skip
+    session.commit()
+    new_token = issue_token(
+        username=username,
+        session_id=current.session_id,
+        session_version=version + 1,
+        expires_at=expires_at,
+        now=now,
+        settings=settings,
+    )
+    return SignedIn(
+        user=current.user, token=new_token, session_id=current.session_id, expires_at=expires_at
+    )
 
 
 #: A session whose token expired this long ago is deleted by the API's housekeeping

@@ -1,7 +1,8 @@
 """Account administration pages (县委活动办; a township committee for its own
 organisations' secretaries) and the public activation page.
 
-Every page calls ``chuangzheng.services.accounts`` or ``.activation``; refusals become the
+Every page calls ``chuangzheng.services.accounts`` or ``.activation`` (a signed-in person's
+own password page, ``/ui/password``: ``.sign_in``); refusals become the
 dashboard's error page with their status (``UiRoute``), except a refused new account: the
 list page again, with the form as typed and what to correct. A new code (create, reset) is shown
 once on a page that is never cached; the printed township list is a file download, and the
@@ -28,10 +29,10 @@ from api.auth import User
 from api.blocking import run_sync
 from api.deps import SessionDep, SessionsDep, SettingsDep, client_ip
 from api.errors import ApiError, as_api_error
-from api.ui.forms import STILL_RUNNING, error_text, issued_once
+from api.ui.forms import STILL_RUNNING, error_text, issued_once, submitted_once
 from api.ui.render import page
-from api.ui.session import UiRoute, UiUser, redirect, same_origin
-from chuangzheng.services import accounts, activation
+from api.ui.session import COOKIE, UiRoute, UiUser, redirect, same_origin
+from chuangzheng.services import accounts, activation, sign_in
 from chuangzheng.services.activation_lists import (
     REPLACES_WARNING,
     activation_list_pdf,
@@ -39,6 +40,7 @@ from chuangzheng.services.activation_lists import (
 )
 from chuangzheng.services.code_mail import MailOutcome, mailer_for
 from chuangzheng.services.errors import ServiceError
+from chuangzheng.services.sign_in import SignInRefused, SignInVia, Throttled
 from domain.accounts import MIN_PASSWORD_LENGTH
 from domain.organisation import Role
 
@@ -406,3 +408,75 @@ def activate_submit(
         context = {"username": name, "errors": exc.errors, "error": exc.message}
         return _activate_page(request, context, 422)
     return _activate_page(request, {"username": name, "done": True})
+
+
+# ----- a signed-in person's own password --------------------------------------------------------
+
+PASSWORD_PAGE = "/ui/password"
+_PASSWORD_CHANGED = "密码已修改，该账号在其他浏览器、设备上的登录已失效"
+
+
+@router.get("/password")
+def password_form(request: Request, user: UiUser, msg: str = "", error: str = "") -> Response:
+    """The caller's own password (any role): the current one and the new one twice. The
+    form runs once per rendering (``form_key``); its password fields are never refilled."""
+    context = {
+        "user": user,
+        "min_length": MIN_PASSWORD_LENGTH,
+        "form_key": uuid.uuid4().hex,
+        "msg": msg,
+        "error": error,
+    }
+    response = page(request, "password.html", context)
+    response.headers.update(_NO_STORE)
+    return response
+
+
+@router.post("/password")
+async def password_submit(
+    request: Request,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    user: UiUser,
+    current_password: Annotated[str, Form()] = "",
+    new_password: Annotated[str, Form()] = "",
+    new_password_again: Annotated[str, Form()] = "",
+    form_key: Annotated[str, Form()] = "",
+) -> Response:
+    """Change the password as the API does (``sign_in.change_password``: a wrong current
+    password counts as a failed sign-in). The page's own session goes on under the new token
+    (its cookie renewed); a refusal comes back as the form's message, nothing typed kept."""
+    same_origin(request)
+    token = request.cookies.get(COOKIE, "")
+
+    def change() -> sign_in.SignedIn:
+        with sessions() as session:
+            return sign_in.change_password(
+                session,
+                token,
+                current_password=current_password,
+                new_password=new_password,
+                new_password_again=new_password_again,
+                ip=client_ip(request),
+                via=SignInVia.PAGE,
+                settings=settings,
+            )
+
+    async def submit() -> tuple[Response, bool]:
+        try:
+            signed_in = await run_sync(change)
+        except (SignInRefused, Throttled) as exc:
+            return redirect(PASSWORD_PAGE, error=exc.message), False
+        except ServiceError as exc:
+            return redirect(PASSWORD_PAGE, error=error_text(as_api_error(exc))), False
+        # UiRoute sends the renewed login with whatever answer this request ends with.
+        request.state.renewed_login = signed_in
+        return redirect(PASSWORD_PAGE, msg=_PASSWORD_CHANGED), True
+
+    return await submitted_once(
+        sessions,
+        user,
+        form_key,
+        submit,
+        busy=lambda: redirect(PASSWORD_PAGE, error=STILL_RUNNING),
+    )
