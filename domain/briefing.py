@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from domain.errors import FieldError
 from domain.organisation import Role
-from domain.text import visible_length
+from domain.text import refusal, visible_length
 
 #: Who submits: an organisation's secretary (for it) or a township (for itself).
 SUBMITTER_ROLES: frozenset[Role] = frozenset({Role.SECRETARY, Role.TOWNSHIP})
@@ -43,16 +43,22 @@ def check_briefing(title: str, text: str) -> list[FieldError]:
     """The problems of a briefing's title and text, each naming its field."""
     errors: list[FieldError] = []
     # Counted as a reader sees them: zero-width characters made a "60-character" text of
-    # nothing visible (an outside tester).
-    if not TITLE_MIN <= visible_length(title) <= TITLE_MAX:
+    # nothing visible (an outside tester). A direction override is refused (domain.text).
+    if reason := refusal(title):
+        errors.append(FieldError("title", reason))
+    elif not TITLE_MIN <= visible_length(title) <= TITLE_MAX:
         errors.append(FieldError("title", f"标题应为{TITLE_MIN}–{TITLE_MAX}个字"))
-    if not TEXT_MIN <= visible_length(text) <= TEXT_MAX:
+    if reason := refusal(text):
+        errors.append(FieldError("text", reason))
+    elif not TEXT_MIN <= visible_length(text) <= TEXT_MAX:
         errors.append(FieldError("text", f"正文应为{TEXT_MIN}–{TEXT_MAX}个字，写清做法和成效"))
     return errors
 
 
 def check_note(note: str) -> list[FieldError]:
     """The problem of the county office's note (编者按), if any."""
+    if reason := refusal(note):
+        return [FieldError("note", reason)]
     if len(note.strip()) > NOTE_MAX:
         return [FieldError("note", f"编者按不能超过{NOTE_MAX}个字")]
     return []

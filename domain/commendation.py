@@ -35,6 +35,7 @@ from domain.campaign_record import CampaignRecord, RecordScore, record_score
 from domain.errors import FieldError, ValidationFailed
 from domain.organisation import System
 from domain.rubric import CategoryRules, CommendationRules, HonourCategory
+from domain.text import clean_name, free_text_problem, refusal, visible_length
 
 _FROZEN = ConfigDict(frozen=True)
 CENT = Decimal("0.01")
@@ -63,19 +64,30 @@ class Declaration(BaseModel):
 def check_declaration(
     rules: CommendationRules, category: HonourCategory, nominee: str | None, deeds: str
 ) -> None:
-    """Refuse a declaration that breaks the rules, naming every field."""
+    """Refuse a declaration that breaks the rules, naming every field. The nominee's name
+    and the deeds are counted as a reader sees them (zero-width characters and spaces are
+    not words) and refused with a direction override (:mod:`domain.text`)."""
     errors: list[FieldError] = []
     if rules.category(category) is None:
         errors.append(FieldError("category", f"本轮计划不评选{category.label}"))
-    name = (nominee or "").strip()
-    if category.for_person and not 2 <= len(name) <= 30:
+    name = nominee or ""
+    if reason := refusal(name):
+        errors.append(FieldError("nominee", reason))
+    elif category.for_person and not 2 <= visible_length(name) <= 30:
         errors.append(FieldError("nominee", f"申报{category.label}须填写被推荐人姓名（2–30字）"))
-    if not category.for_person and name:
+    elif not category.for_person and visible_length(name):
         errors.append(FieldError("nominee", "申报先进基层党组织时不填被推荐人，申报对象即本组织"))
-    if len(deeds.strip()) < MIN_DEEDS:
-        errors.append(FieldError("deeds", f"主要事迹不少于{MIN_DEEDS}字"))
+    if problem := free_text_problem(deeds, minimum=MIN_DEEDS, short=f"主要事迹不少于{MIN_DEEDS}字"):
+        errors.append(FieldError("deeds", problem))
     if errors:
         raise ValidationFailed(errors)
+
+
+def nominee_name(nominee: str | None) -> str:
+    """The nominee's name as stored and compared (:func:`domain.text.clean_name`): one
+    person however their name was typed or pasted, so a look-alike (``王二\\u200b``) is the
+    same nominee for the duplicate check. Call after :func:`check_declaration`."""
+    return clean_name(nominee or "")
 
 
 def _points(value: object) -> Decimal | None:

@@ -14,6 +14,7 @@ from domain.commendation import MIN_REASON, Assessment, Group
 from domain.errors import FieldError, ValidationFailed
 from domain.organisation import System
 from domain.rubric import HonourCategory
+from domain.text import free_text_problem
 
 _FROZEN = ConfigDict(frozen=True)
 
@@ -76,8 +77,10 @@ def approve(
     ):
         for index, (declaration_id, reason) in enumerate(pairs):
             where = f"{field}[{index}]"
-            if len(reason.strip()) < MIN_REASON:
-                errors.append(FieldError(f"{where}.reason", f"{kind.label}必须说明理由"))
+            # Counted as a reader sees it: spaces and zero-width characters are no reason.
+            short = f"{kind.label}必须说明理由"
+            if problem := free_text_problem(reason, minimum=MIN_REASON, short=short):
+                errors.append(FieldError(f"{where}.reason", problem))
             if declaration_id in seen:
                 errors.append(FieldError(f"{where}.declaration_id", "同一申报只能作一项决定"))
             elif declaration_id not in declarations:

@@ -22,6 +22,7 @@ from transitions import Machine, MachineError
 
 from domain.calendar import WorkingCalendar, end_of_day, local_date, require_aware
 from domain.errors import DomainError, FieldError, ValidationFailed
+from domain.text import free_text_problem
 
 #: 公示 lasts this many working days unless the publisher says otherwise.
 DEFAULT_NOTICE_WORKING_DAYS = 5
@@ -151,10 +152,12 @@ class ItemDraft:
 
 
 def check_commitment(content: str, items: Sequence[ItemDraft], *, today: date) -> None:
-    """Refuse an empty or vague commitment: it needs words, items, and future due dates."""
+    """Refuse an empty or vague commitment: it needs words, items, and future due dates.
+    Words are counted as a reader sees them (:func:`domain.text.free_text_problem`):
+    zero-width characters are no content, and direction overrides are refused."""
     errors: list[FieldError] = []
-    if not content.strip():
-        errors.append(FieldError(field="content", reason="承诺内容不能为空"))
+    if problem := free_text_problem(content, short="承诺内容不能为空"):
+        errors.append(FieldError(field="content", reason=problem))
     elif len(content) > MAX_TEXT:
         errors.append(FieldError(field="content", reason=f"承诺内容不能超过{MAX_TEXT}字"))
     if not items:
@@ -162,8 +165,8 @@ def check_commitment(content: str, items: Sequence[ItemDraft], *, today: date) -
     elif len(items) > MAX_ITEMS:
         errors.append(FieldError(field="items", reason=f"承诺事项不能超过{MAX_ITEMS}项"))
     for index, item in enumerate(items):
-        if not item.content.strip():
-            errors.append(FieldError(field=f"items[{index}].content", reason="承诺事项不能为空"))
+        if problem := free_text_problem(item.content, short="承诺事项不能为空"):
+            errors.append(FieldError(field=f"items[{index}].content", reason=problem))
         if item.due < today:
             errors.append(
                 FieldError(field=f"items[{index}].due", reason=f"兑现日期不能早于今天（{today}）")
@@ -173,10 +176,24 @@ def check_commitment(content: str, items: Sequence[ItemDraft], *, today: date) -
 
 
 def require_reason(reason: str, action: str, *, field: str = "reason") -> str:
-    """The trimmed reason, or a refusal saying ``action`` needs one."""
-    if not reason.strip():
-        raise DomainError(f"{action}须说明理由", code="reason_required", field=field)
+    """The trimmed reason, or a refusal saying ``action`` needs one (a reason of spaces or
+    zero-width characters is none); one with a direction override is refused as invalid."""
+    missing = f"{action}须说明理由"
+    problem = free_text_problem(reason, short=missing)
+    if problem is not None:
+        code = "reason_required" if problem == missing else "invalid"
+        raise DomainError(problem, code=code, field=field)
     return reason.strip()
+
+
+def check_optional_text(text: str, field: str) -> str:
+    """Free text that may be left empty (an approval's comment, a 已兑现 verdict's): the
+    trimmed text, or a refusal (``invalid``) when it holds a direction override or a control
+    character (:func:`domain.text.free_text_problem`)."""
+    problem = free_text_problem(text, minimum=0)
+    if problem is not None:
+        raise DomainError(problem, code="invalid", field=field)
+    return text.strip()
 
 
 def notice_ends(published_at: datetime, working_days: int, calendar: WorkingCalendar) -> datetime:
@@ -215,8 +232,8 @@ def check_fulfilment(
     errors: list[FieldError] = []
     if fulfilled_on > today:
         errors.append(FieldError(field="fulfilled_on", reason=f"兑现日期不能晚于今天（{today}）"))
-    if not description.strip():
-        errors.append(FieldError(field="description", reason="请填写兑现情况"))
+    if problem := free_text_problem(description, short="请填写兑现情况"):
+        errors.append(FieldError(field="description", reason=problem))
     if not is_file_ref(evidence):
         errors.append(FieldError(field="evidence", reason="应为已上传的文件（含 name 与 sha256）"))
     if errors:
@@ -227,6 +244,8 @@ def check_review(verdict: Verdict, comment: str) -> None:
     """评诺: a verdict short of 已兑现 must say what is missing."""
     if verdict is not Verdict.FULFILLED:
         require_reason(comment, f"评定为“{verdict.label}”", field="comment")
+    else:
+        check_optional_text(comment, "comment")
 
 
 @dataclass(frozen=True)
@@ -304,6 +323,7 @@ __all__ = [
     "Verdict",
     "check_commitment",
     "check_fulfilment",
+    "check_optional_text",
     "check_review",
     "coverage",
     "describe_uncovered",

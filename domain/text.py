@@ -19,6 +19,13 @@ sees: zero-width spaces and joiners (U+200B–U+200D), byte-order marks (U+FEFF)
 * :func:`visible_text` / :func:`visible_length` / :func:`is_blank` for the "non-empty" and
   minimum-length checks of free text (evidence, briefings, commitments, reasons): they
   judge what a reader sees without changing what is stored.
+* :func:`free_text_problem` is the one rule for what people write (承诺, 申报事迹, reasons,
+  titles, findings): direction overrides and control characters refused, then at least
+  ``minimum`` visible characters. Domain checks call it with their own wording;
+  request models use it through ``Annotated[str, Visible(n)]`` (:class:`Visible`), which
+  answers with the same Chinese reasons and keeps ``minLength`` in the JSON schema, so
+  pydantic's ``min_length`` (which counts zero-width characters as written) is not the
+  rule anywhere.
 
 Invisible format characters (Unicode category Cf, plus fillers that draw nothing) are
 removed rather than refused: a zero-width joiner pasted inside a Chinese name is an
@@ -32,6 +39,12 @@ accept a text whose author meant it to read differently from what it is.
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 # Embeddings, overrides (U+202A–U+202E) and isolates (U+2066–U+2069): they reorder display.
 _BIDI_CONTROLS = frozenset(chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
@@ -64,6 +77,8 @@ _WIDTH_FOLD = {
 #: Reasons of :class:`TextRefused` (Chinese, shown to the user).
 BIDI_REASON = "含有改变文字显示方向的控制字符（如 U+202E），可能掩盖真实内容，请删除后重新填写"
 CONTROL_REASON = "含有不可见的控制字符，请删除后重新填写"
+#: The reason of free text a reader sees nothing of (:func:`too_short_reason` of 1).
+BLANK_REASON = "不能为空"
 
 
 class TextRefused(ValueError):
@@ -152,16 +167,81 @@ def is_blank(text: str) -> bool:
     return visible_length(text) == 0
 
 
+def too_short_reason(minimum: int) -> str:
+    """The reason for fewer than ``minimum`` visible characters: :data:`BLANK_REASON` for a
+    minimum of one, else the minimum and how it is counted."""
+    if minimum <= 1:
+        return BLANK_REASON
+    return f"内容过短，至少 {minimum} 个字（空格和不可见字符不计）"
+
+
+def free_text_problem(text: str, *, minimum: int = 1, short: str | None = None) -> str | None:
+    """Why ``text`` is refused as free text a person wrote, or None when it is fine.
+
+    First what it holds: a direction override or isolate (:data:`BIDI_REASON`) or a
+    control character other than tab and line breaks (:data:`CONTROL_REASON`); then what a
+    reader sees of it: fewer than ``minimum`` visible characters (:func:`visible_length`:
+    whitespace and zero-width characters do not count) is ``short``, by default
+    :func:`too_short_reason`. The stored text is the caller's business (trimmed, as
+    written); this only judges it."""
+    reason = refusal(text)
+    if reason is not None:
+        return reason
+    if visible_length(text) < minimum:
+        return short if short is not None else too_short_reason(minimum)
+    return None
+
+
+@dataclass(frozen=True)
+class Visible:
+    """pydantic metadata for free text in request models: ``Annotated[str, Visible(4)]``
+    refuses what :func:`free_text_problem` refuses (``minimum`` visible characters), with
+    its Chinese reason as the error's message (error types ``text_refused`` and
+    ``text_too_short``), and documents ``minLength`` in the JSON schema. Use it instead of
+    ``Field(min_length=…)``; maximum lengths stay ``Field(max_length=…)`` (what is stored).
+    """
+
+    minimum: int = 1
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.validate, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        target = handler.resolve_ref_schema(json_schema)
+        target["minLength"] = max(int(target.get("minLength", 0)), self.minimum)
+        return json_schema
+
+    def validate(self, value: str) -> str:
+        """``value`` unchanged, or a ``PydanticCustomError`` with the Chinese reason."""
+        reason = refusal(value)
+        if reason is not None:
+            raise PydanticCustomError("text_refused", reason)
+        if visible_length(value) < self.minimum:
+            raise PydanticCustomError(
+                "text_too_short", too_short_reason(self.minimum), {"min_length": self.minimum}
+            )
+        return value
+
+
 __all__ = [
     "BIDI_REASON",
+    "BLANK_REASON",
     "CONTROL_REASON",
     "TextRefused",
+    "Visible",
     "clean_id",
     "clean_name",
     "clean_text",
+    "free_text_problem",
     "is_blank",
     "is_invisible",
     "refusal",
+    "too_short_reason",
     "visible_length",
     "visible_text",
 ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.responses import Timestamp
 from chuangzheng.services.evaluations import EvaluationRequest
 from domain.evaluation import EvaluationTarget, ItemTally, RaterKind, Verdict
+from domain.text import Visible
 
 
 class RaterCounts(BaseModel):
@@ -23,7 +26,9 @@ class RaterName(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=50)
+    # Names are counted as a reader sees them (domain.text.Visible): a name of zero-width
+    # characters is no rater.
+    name: Annotated[str, Visible()] = Field(max_length=50)
     kind: RaterKind
 
 
@@ -33,7 +38,7 @@ class OpenEvaluation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     target: EvaluationTarget = EvaluationTarget.ORGANISATION
-    member: str | None = Field(default=None, min_length=1, max_length=50)
+    member: Annotated[str, Visible()] | None = Field(default=None, max_length=50)
     raters: RaterCounts | None = None
     rater_names: list[RaterName] | None = Field(default=None, max_length=5000)
 

@@ -8,7 +8,7 @@ errors as in :mod:`api.routers.commendation`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -27,6 +27,7 @@ from api.routers.commendation import (
 )
 from chuangzheng.services import commendation, commendation_steps
 from chuangzheng.services.callers import Caller
+from domain.text import Visible
 
 router = APIRouter(
     prefix="/api/v1/rounds/{round_id}/commendation",
@@ -45,8 +46,9 @@ class Entry(BaseModel):
 class Approve(BaseModel):
     """The standing committee's 审定, recorded by the county office."""
 
-    meeting: str = Field(
-        min_length=2, max_length=200, description="审定会议，如县委常委会第12次会议"
+    # Counted as a reader sees it, direction overrides refused (domain.text.Visible).
+    meeting: Annotated[str, Visible(2)] = Field(
+        max_length=200, description="审定会议，如县委常委会第12次会议"
     )
     struck: list[Entry] = Field(default_factory=list, max_length=500)
     added: list[Entry] = Field(default_factory=list, max_length=500)

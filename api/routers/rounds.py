@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
@@ -32,6 +32,7 @@ from chuangzheng.services.errors import ServiceError
 from domain.phases import Phase
 from domain.schedule import PhaseWindow
 from domain.state import Actor
+from domain.text import Visible
 from workflows.contracts import RoundProgress
 from workflows.round_contracts import RoundActionResult
 
@@ -55,7 +56,8 @@ class ExtendRound(BaseModel):
 
     phase: Phase
     new_deadline: AwareDatetime
-    reason: str = Field(min_length=1, max_length=2000)
+    # Counted as a reader sees it, direction overrides refused (domain.text.Visible).
+    reason: Annotated[str, Visible()] = Field(max_length=2000)
     # The round dedupes by it (two retries, one extension); the Idempotency-Key header, or
     # a fresh id, when absent.
     request_id: str | None = Field(default=None, min_length=1, max_length=200)
@@ -64,7 +66,7 @@ class ExtendRound(BaseModel):
 class Close(BaseModel):
     """Close the round."""
 
-    reason: str = Field(default="", max_length=2000)
+    reason: Annotated[str, Visible(0)] = Field(default="", max_length=2000)
 
 
 class RoundView(BaseModel):
@@ -113,7 +115,7 @@ class UpdateCalendar(BaseModel):
     holidays: list[date] = Field(default_factory=list, max_length=400)
     workdays: list[date] = Field(default_factory=list, max_length=400)
     supplied_years: list[int] = Field(default_factory=list, max_length=10)
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Annotated[str, Visible()] = Field(max_length=2000)
     # The round applies each update once; the Idempotency-Key header, or a fresh id.
     update_id: str | None = Field(default=None, min_length=1, max_length=120)
 

@@ -62,12 +62,14 @@ from domain.commendation import (
     Standing,
     check_declaration,
     check_scores,
+    nominee_name,
     weighted_total,
 )
 from domain.commendation_approval import DecisionKind, approve, honours_list
 from domain.errors import FieldError, ValidationFailed
 from domain.organisation import DEFAULT_COUNTY, GuidanceGroup, Role, system_label
 from domain.rubric import CategoryRules, CommendationRules, HonourCategory
+from domain.text import free_text_problem
 
 #: Who declares: a secretary for their organisation, a township for its organisations.
 DECLARERS = frozenset({Role.SECRETARY, Role.TOWNSHIP})
@@ -390,7 +392,7 @@ def declare(
         check_declaration(context.rules, category, declaration.nominee, declaration.deeds)
         if not context.covers(org):
             raise ValidationFailed([FieldError("org_id", "该组织不在本轮活动范围内")])
-        nominee = (declaration.nominee or "").strip() if category.for_person else org.name
+        nominee = nominee_name(declaration.nominee) if category.for_person else org.name
         duplicate = session.scalar(
             select(CommendationDeclarationRow.declaration_id).where(
                 CommendationDeclarationRow.round_id == round_id,
@@ -542,10 +544,11 @@ def record_approval(
         context = commendation_round(session, round_id, lock=True)
         require_role(caller, DECIDERS)
         require_stage(session, round_id, Stage.OPEN, "本轮名单已审定，不能再次审定")
-        # Checked stripped: the 审定 is recorded once, and its 审定 steps carry the meeting.
+        # Checked as a reader sees it (zero-width characters are no meeting) and stored
+        # stripped: the 审定 is recorded once, and its 审定 steps carry the meeting.
+        if problem := free_text_problem(meeting, short="请填写审定会议"):
+            raise ValidationFailed([FieldError("meeting", problem)])
         meeting = meeting.strip()
-        if not meeting:
-            raise ValidationFailed([FieldError("meeting", "请填写审定会议")])
         by_id, groups = standings(session, context)
         approved, decisions = approve(
             groups,

@@ -66,6 +66,7 @@ from domain.commitments import (
     Verdict,
     check_commitment,
     check_fulfilment,
+    check_optional_text,
     check_review,
     coverage,
     move,
@@ -464,7 +465,10 @@ def sign_off(
     when none is named)."""
     with sessions.begin() as session, domain_refusals():
         check_caller(session, caller, round_id, org_id, SIGNERS)
-        reason = reason.strip() if approve else require_reason(reason, "退回承诺")
+        if approve:
+            reason = check_optional_text(reason, "reason")
+        else:
+            reason = require_reason(reason, "退回承诺")
         trigger = "approve" if approve else "return_commitment"
         rows = _select(session, round_id, org_id, commitment_ids, set())
         if not rows:  # else an audit row would record a 审诺 of nothing

@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Select, delete, select
@@ -28,6 +29,7 @@ from chuangzheng.services.callers import Caller, audit_row, require_role
 from chuangzheng.services.errors import InvalidInput, NotFound
 from chuangzheng.services.field_errors import invalid_input
 from domain.organisation import Role
+from domain.text import Visible
 
 #: Only the county office links cadres to organisations.
 MANAGERS = frozenset({Role.COUNTY_OFFICE})
@@ -43,8 +45,9 @@ class ContactPointRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cadre_key: str = Field(min_length=1, max_length=200, description="领导干部账号范围标识")
-    cadre_name: str = Field(min_length=1, max_length=100, description="领导干部姓名")
-    title: str = Field(min_length=1, max_length=200, description="职务及分管领域")
+    # Counted as a reader sees them, direction overrides refused (domain.text.Visible).
+    cadre_name: Annotated[str, Visible()] = Field(max_length=100, description="领导干部姓名")
+    title: Annotated[str, Visible()] = Field(max_length=200, description="职务及分管领域")
     org_ids: list[str] = Field(min_length=1, max_length=200, description="联系的基层党组织")
 
 

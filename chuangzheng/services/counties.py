@@ -41,6 +41,7 @@ from domain.organisation import (
     Role,
 )
 from domain.phases import Phase
+from domain.text import free_text_problem
 
 #: A county's code: what its rows carry and its accounts' usernames start with, so letters,
 #: digits, ``_`` and ``-`` only (the 6-digit 行政区划代码 fits).
@@ -89,8 +90,11 @@ def check_county(code: str, name: str) -> None:
     """:class:`InvalidInput` naming the field unless ``code`` and ``name`` are acceptable."""
     if not CODE_PATTERN.fullmatch(code):
         raise _invalid("code", "县（区）代码应为 1–32 个字母、数字、_ 或 -，以字母或数字开头")
-    if not name.strip() or len(name) > NAME:
-        raise _invalid("name", f"县（区）名称应为 1–{NAME} 个字符")
+    wrong = f"县（区）名称应为 1–{NAME} 个字符"
+    if problem := free_text_problem(name, short=wrong):
+        raise _invalid("name", problem)
+    if len(name) > NAME:
+        raise _invalid("name", wrong)
 
 
 def list_counties(session: Session, codes: Collection[str] | None = None) -> list[County]:
@@ -169,8 +173,11 @@ def create_supervisor(
     problems = check_username(username)
     if problems:
         raise _invalid(problems[0].field, problems[0].reason)
-    if not display_name.strip() or len(display_name) > NAME:
-        raise _invalid("display_name", f"姓名应为 1–{NAME} 个字符")
+    wrong = f"姓名应为 1–{NAME} 个字符"
+    if problem := free_text_problem(display_name, short=wrong):
+        raise _invalid("display_name", problem)
+    if len(display_name) > NAME:
+        raise _invalid("display_name", wrong)
     wanted = sorted(set(counties))
     if not wanted:
         raise _invalid("counties", "至少指定一个所辖县（区）")

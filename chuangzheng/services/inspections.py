@@ -18,6 +18,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Annotated
 
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -45,6 +46,7 @@ from domain.inspection import (
     RectificationGround,
 )
 from domain.sampling import SampleSize, SampleUnit, Stratum, draw_sample
+from domain.text import Visible
 
 FORBIDDEN = "只有县委活动办和指导小组可以组织随机抽查"
 _ONE_SIZE = "必须且只能给出抽查数量 count 或抽查比例 share 之一"
@@ -85,9 +87,10 @@ class InspectionResult(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    inspectors: str = Field(min_length=1, max_length=500, description="检查人员")
+    # Counted as a reader sees them, direction overrides refused (domain.text.Visible).
+    inspectors: Annotated[str, Visible()] = Field(max_length=500, description="检查人员")
     inspected_on: date = Field(description="检查日期")
-    findings: str = Field(min_length=4, max_length=REASON_MAX, description="检查发现")
+    findings: Annotated[str, Visible(4)] = Field(max_length=REASON_MAX, description="检查发现")
     verdict: InspectionVerdict = Field(description="检查结论")
     period_working_days: int | None = Field(
         default=None, ge=1, le=PERIOD_MAX_WORKING_DAYS, description="整改期限（工作日）"

@@ -61,6 +61,7 @@ from domain.schedule import (
     resolve_windows,
 )
 from domain.state import Actor
+from domain.text import free_text_problem
 from workflows.ids import round_workflow_id
 from workflows.round_contracts import RoundPlanState
 
@@ -330,8 +331,9 @@ async def apply_plan_version(
     clock; tests on virtual time pass the workflow's).
     """
     authorise(caller)
-    if not reason.strip():
-        raise _invalid([FieldError("reason", "调整计划必须填写理由")])
+    # Counted as a reader sees it: spaces or zero-width characters are no reason.
+    if problem := free_text_problem(reason, short="调整计划必须填写理由"):
+        raise _invalid([FieldError("reason", problem)])
     key = idempotency_key.strip()
     if not key or len(key) > 120:
         raise _invalid([FieldError("idempotency_key", "幂等键不能为空，且不超过 120 个字符")])

@@ -22,6 +22,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated
 
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -46,6 +47,7 @@ from domain.inspection import (
     order_reason,
 )
 from domain.machine import PhaseStatus
+from domain.text import Visible
 from workflows.contracts import ActionResult
 from workflows.ids import organisation_workflow_id
 
@@ -61,7 +63,10 @@ class OrderRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     ground: RectificationGround = Field(description="整改事由类别")
-    reason: str = Field(min_length=REASON_MIN, max_length=REASON_MAX, description="问题与整改要求")
+    # Counted as a reader sees it, direction overrides refused (domain.text.Visible).
+    reason: Annotated[str, Visible(REASON_MIN)] = Field(
+        max_length=REASON_MAX, description="问题与整改要求"
+    )
     period_working_days: int = Field(
         ge=1, le=PERIOD_MAX_WORKING_DAYS, description="整改期限（工作日）"
     )

@@ -15,6 +15,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
@@ -31,6 +32,7 @@ from chuangzheng.services.errors import InvalidInput
 from chuangzheng.services.field_errors import invalid_input
 from domain.calendar import local_date
 from domain.inspection import RECORD_ROLES, SupervisionKind
+from domain.text import Visible, free_text_problem
 
 FORBIDDEN = "只有督导人员可以记录座谈会和督查情况"
 #: The supervisors are kept as one text joined by "、" in a column of this many characters
@@ -49,11 +51,15 @@ class RecordRequest(BaseModel):
 
     kind: SupervisionKind = Field(description="类型：座谈会或督查")
     held_on: date = Field(description="日期")
-    title: str = Field(min_length=1, max_length=200, description="标题")
+    # Free text is counted as a reader sees it and refused with a direction override
+    # (domain.text.Visible): zero-width characters made "findings" of nothing.
+    title: Annotated[str, Visible()] = Field(max_length=200, description="标题")
     supervisors: list[str] = Field(min_length=1, max_length=50, description="督导人员")
     org_ids: list[str] = Field(min_length=1, max_length=500, description="涉及的基层党组织")
-    findings: str = Field(min_length=4, max_length=4000, description="发现的问题")
-    follow_ups: str = Field(default="", max_length=4000, description="后续跟进")
+    findings: Annotated[str, Visible(4)] = Field(max_length=4000, description="发现的问题")
+    follow_ups: Annotated[str, Visible(0)] = Field(
+        default="", max_length=4000, description="后续跟进"
+    )
 
 
 def parse_request(fields: dict[str, object], *, today: date | None = None) -> RecordRequest:
@@ -87,8 +93,8 @@ def parse_request(fields: dict[str, object], *, today: date | None = None) -> Re
 
 def _name_problem(name: str) -> str | None:
     """Why one supervisor's name cannot be kept, or None."""
-    if not name:
-        return "姓名不能为空"
+    if problem := free_text_problem(name, short="姓名不能为空"):
+        return problem
     if len(name) > SUPERVISOR_NAME_MAX_CHARS:
         return f"姓名不能超过{SUPERVISOR_NAME_MAX_CHARS}字"
     if _SEPARATOR in name:

@@ -63,6 +63,7 @@ from domain.phases import WORKING_PHASES, Phase
 from domain.plan import CalendarPlan, CampaignPlan, RungAction
 from domain.schedule import RoundSchedule, check_deadline_in_calendar, is_rebased, resolve_schedule
 from domain.state import Actor, Outcome
+from domain.text import free_text_problem
 from domain.what_if import (
     ArmTally,
     ChangeKind,
@@ -595,9 +596,10 @@ async def apply_what_if(
     office reads why (the result no longer fits the round: rehearse again). County office
     only; ``reason`` required."""
     plan_versions.authorise(caller)
-    if not reason.strip():
+    # Counted as a reader sees it: spaces or zero-width characters are no reason.
+    if problem := free_text_problem(reason, short="请填写采用理由"):
         raise InvalidInput(
-            "invalid", "采用推演方案须填写理由", [{"field": "reason", "reason": "请填写采用理由"}]
+            "invalid", "采用推演方案须填写理由", [{"field": "reason", "reason": problem}]
         )
     if report is None:
         raise NotFound("本轮尚无推演结果，请先推演")
