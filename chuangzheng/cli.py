@@ -358,5 +358,14 @@ def _register_what_if() -> None:
 _register_what_if()
 
 
+def _register_check_names() -> None:
+    from chuangzheng.names_cli import check_names_command
+
+    app.command("check-names")(check_names_command)
+
+
+_register_check_names()
+
+
 if __name__ == "__main__":
     app()
