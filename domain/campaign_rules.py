@@ -42,7 +42,7 @@ from domain.state import (
     RectificationStatus,
     StepState,
 )
-from domain.text import visible_length
+from domain.text import free_text_problem, visible_length
 
 # Who submits a step whose plan names nobody else (StepPlan.submitted_by), and who asks for
 # an extension or reports a rectification.
@@ -374,6 +374,37 @@ class CampaignRules:
         errors = invisible_text_problems(step_plan, cmd.values)
         if errors:
             raise ValidationFailed(errors, code="invalid_evidence")
+
+    def check_visible_reason(
+        self,
+        cmd: DecideSubmission
+        | WaiveStep
+        | RequestExtension
+        | DecideExtension
+        | RecheckRectification
+        | OrderRectification,
+    ) -> None:
+        """Reasons and notes counted as a reader sees them: a reason of zero-width spaces
+        passed every "必须填写理由" (``_require_reason`` strips only whitespace) and a
+        direction override could hide what a 退回 or 驳回 really said. A blank reason is left
+        to the command's own rule, which knows whether one is needed."""
+        key = cmd.key if isinstance(cmd, OrderRectification) else cmd.idempotency_key
+        if self.seen(key):
+            return
+        text, field = (
+            (cmd.notes, "notes")
+            if isinstance(cmd, RecheckRectification)
+            else (
+                cmd.reason,
+                "reason",
+            )
+        )
+        if not text.strip():
+            return
+        problem = free_text_problem(text)
+        if problem is not None:
+            label = "说明" if field == "notes" else "理由"
+            raise DomainError(f"{label}{problem}", code="invalid", field=field)
 
     def check_extension_reach(self, cmd: RequestExtension | DecideExtension) -> None:
         """An extension moves the open phase's deadline by a year at most and not to or past

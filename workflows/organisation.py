@@ -498,6 +498,7 @@ class OrganisationCampaignWorkflow:
     def _validate_decide(self, cmd: DecideSubmission) -> None:
         checked(lambda: self._campaign.check_decide(cmd))
         checked(lambda: self._campaign.check_independent_decision(cmd))
+        checked(lambda: self._campaign.check_visible_reason(cmd))
 
     @workflow.update
     def waive_step(self, cmd: WaiveStep) -> ActionResult:
@@ -507,6 +508,7 @@ class OrganisationCampaignWorkflow:
     @waive_step.validator
     def _validate_waive(self, cmd: WaiveStep) -> None:
         checked(lambda: self._campaign.check_waive(cmd))
+        checked(lambda: self._campaign.check_visible_reason(cmd))
 
     @workflow.update
     def request_extension(self, cmd: RequestExtension) -> ActionResult:
@@ -518,6 +520,7 @@ class OrganisationCampaignWorkflow:
         checked(lambda: self._campaign.check_request_extension(cmd, workflow.now()))
         checked(lambda: self._campaign.check_extension_reach(cmd))
         checked(lambda: self._campaign.check_state_budget(cmd))
+        checked(lambda: self._campaign.check_visible_reason(cmd))
 
     @workflow.update
     def decide_extension(self, cmd: DecideExtension) -> ActionResult:
@@ -531,6 +534,7 @@ class OrganisationCampaignWorkflow:
     def _validate_decide_extension(self, cmd: DecideExtension) -> None:
         checked(lambda: self._campaign.check_decide_extension(cmd, workflow.now()))
         checked(lambda: self._campaign.check_extension_reach(cmd))
+        checked(lambda: self._campaign.check_visible_reason(cmd))
 
     @workflow.update
     def acknowledge_escalation(self, cmd: AcknowledgeEscalation) -> ActionResult:
@@ -560,6 +564,7 @@ class OrganisationCampaignWorkflow:
     @recheck_rectification.validator
     def _validate_recheck(self, cmd: RecheckRectification) -> None:
         checked(lambda: self._campaign.check_recheck(cmd))
+        checked(lambda: self._campaign.check_visible_reason(cmd))
 
     @workflow.update
     def order_rectification(self, cmd: OrderRectification) -> ActionResult:
@@ -571,3 +576,4 @@ class OrganisationCampaignWorkflow:
     def _validate_order_rectification(self, cmd: OrderRectification) -> None:
         checked(lambda: self._campaign.check_order_rectification(cmd))
         checked(lambda: self._campaign.check_order_phase(cmd))
+        checked(lambda: self._campaign.check_visible_reason(cmd))

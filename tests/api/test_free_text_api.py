@@ -11,6 +11,7 @@ left as the other tests expect it.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -117,3 +118,48 @@ async def test_request_bodies_count_visible_characters(
     )
     assert extended.status_code == 422, extended.text
     assert extended.json()["errors"] == [{"field": "reason", "reason": "不能为空"}]
+
+
+def _halfway_to_the_next_deadline(state: dict[str, Any]) -> str:
+    """A later deadline for the open phase that an extension may reach: before the next
+    phase's deadline."""
+    phases = state["phases"]
+    at = next(i for i, p in enumerate(phases) if p["phase"] == state["phase"])
+    now, after = (datetime.fromisoformat(p["deadline"]) for p in phases[at : at + 2])
+    return (now + (after - now) / 2).astimezone(UTC).isoformat()
+
+
+async def test_a_reason_of_zero_width_characters_or_with_an_override_is_refused_by_the_workflow(
+    http: httpx.AsyncClient, stack: Stack, round_id: str
+) -> None:
+    # The organisation workflow's admission rule (CampaignRules.check_visible_reason), which
+    # every path reaches: the API's body, the pages and the CLI all send the command there.
+    county, sec = await token(http, "county"), await token(http, "sec-a")
+    base = f"/api/v1/rounds/{round_id}/organisations/org-a"
+    status = (await http.get(f"{base}/status", headers=county)).json()["state"]
+    phase = next(p for p in status["phases"] if p["phase"] == status["phase"])
+    step = next(s["step_id"] for s in phase["steps"] if s["status"] not in ("accepted", "waived"))
+    waived = await http.post(
+        f"{base}/waivers", json={"step_id": step, "reason": ZERO_WIDTH}, headers=county
+    )
+    assert waived.status_code == 422, waived.text
+    assert waived.json()["errors"] == [{"field": "reason", "reason": "理由不能为空"}]
+    asked = await http.post(
+        f"{base}/extensions",
+        json={
+            "new_deadline": _halfway_to_the_next_deadline(status),
+            "reason": "材料未齐\u202e请批准",
+        },
+        headers=sec,
+    )
+    assert asked.status_code == 422, asked.text
+    assert asked.json()["errors"] == [{"field": "reason", "reason": f"理由{BIDI_REASON}"}]
+    after = (await http.get(f"{base}/status", headers=county)).json()["state"]
+    steps = {s["step_id"]: s["status"] for p in after["phases"] for s in p["steps"]}
+    assert steps[step] not in ("waived",)  # nothing applied
+    assert not [
+        e
+        for p in after["phases"]
+        for e in p.get("extensions", [])
+        if "请批准" in e.get("reason", "")
+    ]
