@@ -63,6 +63,7 @@ from domain.accounts import (
 )
 from domain.errors import FieldError
 from domain.organisation import ABOVE_COUNTY_ROLES, DEFAULT_COUNTY, Role
+from domain.text import BLANK_REASON, clean_name, free_text_problem
 
 _FORBIDDEN = "当前角色无权管理账号"
 _NO_ACCOUNT = "账号不存在或不在管理范围内"
@@ -515,7 +516,13 @@ def _check_scope(session: Session, role: Role, scope_key: str, county: str) -> N
 
 
 def _check_display_name(display_name: str) -> None:
-    if not display_name.strip() or len(display_name) > NAME:
+    """A name a reader sees (zero-width characters are not a name; a direction override
+    could make one account look like another), stored as the roster import stores names
+    (:func:`domain.text.clean_name`)."""
+    problem = free_text_problem(display_name)
+    if problem is not None and problem != BLANK_REASON:
+        raise invalid([FieldError("display_name", f"姓名{problem}")])
+    if problem is not None or len(display_name) > NAME:
         raise invalid([FieldError("display_name", f"姓名应为 1–{NAME} 个字符")])
 
 
@@ -551,7 +558,7 @@ def create_account(
                 raise _taken()
             row = UserRow(
                 username=username,
-                display_name=display_name.strip(),
+                display_name=clean_name(display_name),
                 password_hash=None,
                 role=role.value,
                 scope_key=scope_key,
@@ -700,7 +707,9 @@ def change(
             _check_scope(session, new_role, new_scope, row.county)
         before = {"display_name": row.display_name, "role": row.role, "scope_key": row.scope_key}
         after = {
-            "display_name": display_name.strip() if display_name is not None else row.display_name,
+            "display_name": clean_name(display_name)
+            if display_name is not None
+            else row.display_name,
             "role": new_role.value,
             "scope_key": new_scope,
         }

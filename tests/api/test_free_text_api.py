@@ -163,3 +163,27 @@ async def test_a_reason_of_zero_width_characters_or_with_an_override_is_refused_
         for e in p.get("extensions", [])
         if "请批准" in e.get("reason", "")
     ]
+
+
+async def test_an_account_named_with_invisible_characters_is_refused_or_stored_as_seen(
+    http: httpx.AsyncClient, stack: Stack
+) -> None:
+    county = await token(http, "county")
+    suffix = datetime.now(UTC).strftime("%H%M%S%f")
+
+    async def create(name: str, username: str) -> httpx.Response:
+        body = {"username": username, "display_name": name, "role": "assessment_group"}
+        return await http.post("/api/v1/accounts", json=body, headers=county)
+
+    blank = await create(ZERO_WIDTH, f"ft-blank-{suffix}")
+    assert blank.status_code == 422, blank.text
+    assert blank.json()["errors"][0]["field"] == "display_name"
+    disguised = await create("王\u202e五", f"ft-bidi-{suffix}")
+    assert disguised.status_code == 422, disguised.text
+    assert disguised.json()["errors"] == [{"field": "display_name", "reason": f"姓名{BIDI_REASON}"}]
+    padded = await create("王\u200b五", f"ft-padded-{suffix}")
+    assert padded.status_code == 201, padded.text
+    shown = await http.get(f"/api/v1/accounts/ft-padded-{suffix}", headers=county)
+    assert shown.json()["display_name"] == "王五"
+    for username in (f"ft-blank-{suffix}", f"ft-bidi-{suffix}"):
+        assert (await http.get(f"/api/v1/accounts/{username}", headers=county)).status_code == 404
