@@ -63,6 +63,7 @@ from domain.phases import Phase
 from domain.plan import CalendarPlan, CampaignPlan
 from domain.schedule import RoundSchedule, reresolve_round
 from domain.state import Actor
+from domain.text import free_text_problem
 from workflows.contracts import RoundExtensionRequest, RoundKickoff, RoundProgress
 from workflows.ids import round_workflow_id
 from workflows.round_contracts import ROUND_WORKFLOW_TYPE, CampaignRoundInput, RoundTerms
@@ -296,6 +297,19 @@ def retroactive_start(schedule: RoundSchedule, now: datetime) -> str | None:
             "启动后会立即向各组织发出全部提醒、通报和整改通知"
         )
     return None
+
+
+def _check_reason(reason: str, *, required: bool) -> None:
+    """A round action's reason as a reader sees it (``domain.text.free_text_problem``), for
+    the pages and the CLI as for the API's bodies: zero-width characters are no reason, and
+    a direction override could hide what it says. An optional reason may be blank."""
+    if not required and not reason.strip():
+        return
+    problem = free_text_problem(reason)
+    if problem is not None:
+        raise InvalidInput(
+            "invalid", "请求参数有误", [{"field": "reason", "reason": f"理由{problem}"}]
+        )
 
 
 def _past_start(reason: str) -> InvalidInput:
@@ -567,6 +581,7 @@ class Rounds:
         (``action_id``, ``applied``); rounds of the legacy workflow type answer with their
         progress."""
         authorise(actor)
+        _check_reason(reason, required=True)
         latest = await _in_thread(self._latest_deadline, round_id)
         if new_deadline > latest:
             shown = latest.astimezone(SHANGHAI).strftime("%Y-%m-%d")
@@ -622,6 +637,7 @@ class Rounds:
         already closed or finished (``already_closed``) is :class:`Conflict`, said of the
         round."""
         authorise(actor)
+        _check_reason(reason, required=False)
         await _in_thread(self._check_closable, round_id)
         command = CloseRound(actor=actor, reason=reason)
         try:
@@ -669,6 +685,7 @@ class Rounds:
         minutes rather than working days (``no_calendar``); a year the data still does not
         cover is :class:`InvalidInput` on ``supplied_years``."""
         authorise(actor)
+        _check_reason(reason, required=True)
         update_id = update_id or uuid.uuid4().hex
         command = await _in_thread(
             self._calendar_command, actor, round_id, published, reason, update_id

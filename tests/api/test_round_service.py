@@ -25,7 +25,9 @@ from chuangzheng.services import rounds
 from chuangzheng.services.errors import Conflict, InvalidInput, NotFound, Refused
 from domain.calendar import SHANGHAI
 from domain.organisation import Role
+from domain.phases import Phase
 from domain.state import Actor
+from domain.text import BIDI_REASON
 from tests.api.conftest import Stack, wait_for
 from workflows.ids import organisation_workflow_id, round_workflow_id
 
@@ -222,3 +224,20 @@ async def test_a_closed_round_is_not_kicked_off_again(
         with pytest.raises(RPCError) as gone:
             await dev_server.client.get_schedule_handle(schedule_id).describe()
         assert gone.value.status is RPCStatusCode.NOT_FOUND
+
+
+async def test_round_reasons_count_as_a_reader_sees_them_on_every_path(
+    service: rounds.Rounds, round_id: str
+) -> None:
+    # The pages and the CLI reach the service without the API's request bodies: the service
+    # itself refuses a reason of zero-width characters or with a direction override, before
+    # the round workflow is asked.
+    later = datetime.now(UTC) + timedelta(days=3)
+    with pytest.raises(InvalidInput) as blank:
+        await service.extend(
+            COUNTY, round_id, phase=Phase.MOBILISATION, new_deadline=later, reason="\u200b\u3000"
+        )
+    assert blank.value.errors == [{"field": "reason", "reason": "理由不能为空"}]
+    with pytest.raises(InvalidInput) as disguised:
+        await service.close(COUNTY, round_id, reason="到期\u202e结束")
+    assert disguised.value.errors == [{"field": "reason", "reason": f"理由{BIDI_REASON}"}]
