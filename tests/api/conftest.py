@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -194,6 +195,21 @@ async def token(http: httpx.AsyncClient, username: str) -> dict[str, str]:
     )
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@asynccontextmanager
+async def signed_in(stack: Stack, username: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A cookie session on the pages, signed in as ``username`` through the login page (no
+    bearer token), as a browser of this site has it (``Origin`` sent: page forms pass the
+    cross-site check)."""
+    async with httpx.AsyncClient(
+        base_url=stack.base_url, timeout=60, headers={"Origin": stack.base_url}
+    ) as browser:
+        signed = await browser.post(
+            "/ui/login", data={"username": username, "password": PASSWORD, "next": "/ui/"}
+        )
+        assert signed.status_code == 303, signed.text
+        yield browser
 
 
 async def wait_for(check: Any, timeout: float = 60) -> Any:

@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
 
 from chuangzheng.settings import repo_root
-from tests.api.conftest import PASSWORD, Stack, start_demo_round, token
+from tests.api.conftest import Stack, signed_in, start_demo_round, token
 
 ROOT = repo_root()
 
@@ -27,19 +25,6 @@ TEXT = (
     "我村党支部推行党员设岗定责，把全村划为十二个网格，每名党员联系十户群众，"
     "每月上门走访一次，收集意见建议三十余条，办结群众身边实事二十件。"
 )
-
-
-@asynccontextmanager
-async def _page_client(stack: Stack, username: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A cookie session on the pages, signed in as ``username``."""
-    async with httpx.AsyncClient(
-        base_url=stack.base_url, timeout=60, headers={"Origin": stack.base_url}
-    ) as browser:
-        signed = await browser.post(
-            "/ui/login", data={"username": username, "password": PASSWORD, "next": "/ui/"}
-        )
-        assert signed.status_code == 303, signed.text
-        yield browser
 
 
 async def test_a_supervision_record_shows_in_the_organisations_timeline(
@@ -61,7 +46,7 @@ async def test_a_supervision_record_shows_in_the_organisations_timeline(
         headers=await token(http, "county"),
     )
     assert made.status_code == 201, made.text
-    async with _page_client(stack, "county") as browser:
+    async with signed_in(stack, "county") as browser:
         own = await browser.get("/ui/orgs/org-a", params={"round": rid})
         assert own.status_code == 200
         timeline = own.text[own.text.index('id="events"') :]
@@ -130,7 +115,7 @@ async def test_a_briefing_is_submitted_circulated_and_listed(
     download = await http.get(briefing["file"]["download"], headers=other_secretary)
     assert download.status_code == 200 and download.content == b"%PDF-1.4 briefing"
 
-    async with _page_client(stack, "sec-c") as browser:
+    async with signed_in(stack, "sec-c") as browser:
         page = await browser.get("/ui/briefings", params={"round": rid})
         assert page.status_code == 200
         assert "党员设岗定责 网格联系群众" in page.text and "编者按" in page.text
@@ -202,12 +187,12 @@ async def test_the_commendation_pages_show_the_record_beside_the_sheets_and_expl
     assert {line["key"] for line in entry["record"]["lines"]} >= {"phase_late", "satisfaction"}
 
     for username in ("assess", "county"):
-        async with _page_client(stack, username) as browser:
+        async with signed_in(stack, username) as browser:
             shown = await browser.get("/ui/commendation", params={"round": rid})
         assert shown.status_code == 200, shown.text
         assert "得分说明" in shown.text and "每个逾期的阶段减2分" in shown.text
         assert "活动记录分 0.00" in shown.text and "群众评议满意率" in shown.text
         if username == "county":
             assert 'id="ranking"' in shown.text and "综合得分" in shown.text
-    async with _page_client(stack, "sec-a") as browser:
+    async with signed_in(stack, "sec-a") as browser:
         assert (await browser.get("/ui/commendation", params={"round": rid})).status_code == 404

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -24,7 +22,7 @@ from activities.tables.commitments import CommitmentRow
 from chuangzheng.settings import repo_root
 from domain.calendar import SHANGHAI
 from domain.evaluation_rules import FIVE_GOODS
-from tests.api.conftest import PASSWORD, Stack, start_demo_round, token, wait_for
+from tests.api.conftest import Stack, signed_in, start_demo_round, token, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -44,19 +42,6 @@ def working_day_plan() -> str:
 async def wd_round(stack: Stack) -> str:
     """A working-day round, kicked off, every organisation's workflow running."""
     return await start_demo_round(stack, f"wd-{uuid.uuid4().hex[:8]}", working_day_plan())
-
-
-@asynccontextmanager
-async def signed_in(stack: Stack, username: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A cookie session on the pages, as a browser of this site has (Origin sent)."""
-    async with httpx.AsyncClient(
-        base_url=stack.base_url, timeout=60, headers={"Origin": stack.base_url}
-    ) as browser:
-        signed = await browser.post(
-            "/ui/login", data={"username": username, "password": PASSWORD, "next": "/ui/"}
-        )
-        assert signed.status_code == 303, signed.text
-        yield browser
 
 
 async def org_state(http: httpx.AsyncClient, rid: str, org: str) -> dict[str, Any]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import httpx
@@ -20,7 +18,7 @@ import pytest
 import pytest_asyncio
 
 from domain.calendar import local_date
-from tests.api.conftest import PASSWORD, Stack, start_demo_round, token
+from tests.api.conftest import Stack, signed_in, start_demo_round, token
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -35,19 +33,6 @@ NAMES = {
 async def rid(stack: Stack) -> str:
     """A demo round of this module."""
     return await start_demo_round(stack, f"pk-{uuid.uuid4().hex[:8]}")
-
-
-@asynccontextmanager
-async def signed_in(stack: Stack, username: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A cookie session on the pages, signed in as ``username`` (no bearer token)."""
-    async with httpx.AsyncClient(
-        base_url=stack.base_url, timeout=60, headers={"Origin": stack.base_url}
-    ) as browser:
-        signed = await browser.post(
-            "/ui/login", data={"username": username, "password": PASSWORD, "next": "/ui/"}
-        )
-        assert signed.status_code == 303, signed.text
-        yield browser
 
 
 def flash(page: httpx.Response) -> str:

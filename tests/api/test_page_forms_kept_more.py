@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,13 +19,14 @@ import pytest_asyncio
 
 from domain.calendar import SHANGHAI
 from tests.api.conftest import (
-    PASSWORD,
     Stack,
     extended_first_deadline,
+    signed_in,
     start_demo_round,
     token,
     wait_for,
 )
+from tests.api.test_page_forms_kept import flash, form_key
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -36,33 +35,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 async def rid(stack: Stack) -> str:
     """A demo round of this module."""
     return await start_demo_round(stack, f"pkm-{uuid.uuid4().hex[:8]}")
-
-
-@asynccontextmanager
-async def signed_in(stack: Stack, username: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A cookie session on the pages, signed in as ``username`` (no bearer token)."""
-    async with httpx.AsyncClient(
-        base_url=stack.base_url, timeout=60, headers={"Origin": stack.base_url}
-    ) as browser:
-        signed = await browser.post(
-            "/ui/login", data={"username": username, "password": PASSWORD, "next": "/ui/"}
-        )
-        assert signed.status_code == 303, signed.text
-        yield browser
-
-
-def flash(page: httpx.Response) -> str:
-    """The page's one error line."""
-    found = re.findall(r'class="flash err" role="alert">(.*?)</p>', page.text, re.S)
-    assert len(found) == 1, page.text[:2000]
-    return str(found[0])
-
-
-def form_key(page: httpx.Response, suffix: str) -> str:
-    """The key of the page's form whose key ends in ``suffix``."""
-    found = re.search(rf'name="form_key" value="([0-9a-f]+{suffix})"', page.text)
-    assert found is not None, page.text[:2000]
-    return found.group(1)
 
 
 def form(page: httpx.Response, css_class: str) -> str:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from html import unescape
 from typing import Any
 
@@ -21,21 +19,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from chuangzheng.cli import app
-from tests.api.conftest import PASSWORD, Stack, start_demo_round, token, wait_for
+from tests.api.conftest import PASSWORD, Stack, signed_in, start_demo_round, token, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@asynccontextmanager
-async def _browser(stack: Stack, username: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=stack.base_url, timeout=60, headers={"Origin": stack.base_url}
-    ) as browser:
-        signed = await browser.post(
-            "/ui/login", data={"username": username, "password": PASSWORD, "next": "/ui/"}
-        )
-        assert signed.status_code == 303, signed.text
-        yield browser
 
 
 def _hidden(html: str, name: str) -> str:
@@ -70,7 +56,7 @@ async def _rehearse(
 async def test_the_county_office_applies_a_reviewed_what_if_once(stack: Stack) -> None:
     rid = await start_demo_round(stack, f"wia-{uuid.uuid4().hex[:8]}")
     async with (
-        _browser(stack, "county") as county,
+        signed_in(stack, "county") as county,
         httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http,
     ):
         headers = await token(http, "county")
@@ -177,7 +163,7 @@ async def test_the_county_office_applies_a_reviewed_what_if_once(stack: Stack) -
         assert not any("群众评议" in line for line in versions.json()[2]["changes"])
 
     for username in ("gg-rural", "tw-chengguan", "ins-zhang"):
-        async with _browser(stack, username) as other:
+        async with signed_in(stack, username) as other:
             forbidden = await other.post(
                 "/ui/what-if/apply",
                 data={"round": rid, "job_id": job_id, "form_key": "x", "reason": "越权"},

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -19,26 +17,14 @@ from typer.testing import CliRunner
 
 from chuangzheng.cli import app
 from chuangzheng.settings import get_settings
-from tests.api.conftest import PASSWORD, Stack, start_demo_round, token, wait_for
+from tests.api.conftest import Stack, signed_in, start_demo_round, token, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-@asynccontextmanager
-async def _browser(stack: Stack, username: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=stack.base_url, timeout=60, headers={"Origin": stack.base_url}
-    ) as browser:
-        signed = await browser.post(
-            "/ui/login", data={"username": username, "password": PASSWORD, "next": "/ui/"}
-        )
-        assert signed.status_code == 303, signed.text
-        yield browser
-
-
 async def test_only_the_county_office_gets_the_what_if(stack: Stack) -> None:
     rid = await start_demo_round(stack, f"wi-{uuid.uuid4().hex[:8]}")
-    async with _browser(stack, "county") as county:
+    async with signed_in(stack, "county") as county:
         page = await county.get(f"/ui/what-if?round={rid}")
         assert page.status_code == 200, page.text
         assert "拟调整方案" in page.text and 'id="what-if-form"' in page.text
@@ -47,7 +33,7 @@ async def test_only_the_county_office_gets_the_what_if(stack: Stack) -> None:
         overview = await county.get(f"/ui/overview?round={rid}")
         assert f'href="/ui/what-if?round={rid}"' in overview.text
     for username in ("gg-rural", "tw-chengguan", "ins-zhang", "sec-a", "assess"):
-        async with _browser(stack, username) as other:
+        async with signed_in(stack, username) as other:
             refused = await other.get(f"/ui/what-if?round={rid}")
             assert refused.status_code == 403, (username, refused.status_code)
             if username == "tw-chengguan":  # a supervisor's dashboard links no what-if
@@ -64,7 +50,7 @@ async def test_only_the_county_office_gets_the_what_if(stack: Stack) -> None:
 async def test_the_county_office_rehearses_a_draft_in_the_background(stack: Stack) -> None:
     rid = await start_demo_round(stack, f"wi-{uuid.uuid4().hex[:8]}")
     async with (
-        _browser(stack, "county") as county,
+        signed_in(stack, "county") as county,
         httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http,
     ):
         headers = await token(http, "county")
