@@ -398,6 +398,35 @@ def _counters(session: Session, keys: Iterable[str], *, lock: bool) -> dict[str,
     }
 
 
+def _throttle_gate(
+    session: Session,
+    settings: Settings,
+    username: str,
+    ip: str | None,
+    now: datetime,
+    detail: dict[str, Any],
+) -> dict[str, ThrottlePolicy]:
+    """The throttle's keys of a password check (the account's and the address's), after
+    refusing it with :class:`Throttled` (audited and committed, before the password is
+    looked at, even a right one) while either is blocked."""
+    account_policy, address_policy = policies(settings)
+    keys = {account_key(username): account_policy, address_key(ip): address_policy}
+    waits = [
+        wait
+        for counter in _counters(session, keys, lock=False).values()
+        if (wait := remaining_block(counter, now)) is not None
+    ]
+    if waits:
+        retry_after = retry_after_seconds(max(waits))
+        _audit(
+            session, SignInAction.SIGN_IN_FAILED, username=username, role=None, ip=ip, now=now,
+            detail=detail | {"reason": FailureReason.THROTTLED.value, "retry_after": retry_after},
+        )  # fmt: skip
+        session.commit()
+        raise Throttled(retry_after)
+    return keys
+
+
 def _count_failure(session: Session, keys: dict[str, ThrottlePolicy], now: datetime) -> None:
     # The counters are read and written back: on SQLite the lock comes first, or two
     # failures at once (a bot's parallel guesses) read the same count and are counted once.
@@ -434,22 +463,7 @@ def sign_in(
     """Check the password and open a session; :class:`Throttled` while the account or the
     address is blocked, :class:`SignInRefused` for any bad credentials (counted)."""
     now = now or datetime.now(UTC)
-    account_policy, address_policy = policies(settings)
-    keys = {account_key(username): account_policy, address_key(ip): address_policy}
-    waits = [
-        wait
-        for counter in _counters(session, keys, lock=False).values()
-        if (wait := remaining_block(counter, now)) is not None
-    ]
-    if waits:
-        retry_after = retry_after_seconds(max(waits))
-        _audit(
-            session, SignInAction.SIGN_IN_FAILED, username=username, role=None, ip=ip, now=now,
-            detail={"via": via.value, "reason": FailureReason.THROTTLED.value,
-                    "retry_after": retry_after},
-        )  # fmt: skip
-        session.commit()
-        raise Throttled(retry_after)
+    keys = _throttle_gate(session, settings, username, ip, now, {"via": via.value})
     row = session.get(UserRow, username)
     matches = verify_password(row.password_hash if row else None, password)
     if row is None or not matches or not row.active:
@@ -672,22 +686,8 @@ def change_password(
         raise Conflict(
             "no_password", "该账号通过统一身份认证登录，没有本系统的密码，请在统一身份认证处修改"
         )
-    account_policy, address_policy = policies(settings)
-    keys = {account_key(username): account_policy, address_key(ip): address_policy}
-    waits = [
-        wait
-        for counter in _counters(session, keys, lock=False).values()
-        if (wait := remaining_block(counter, now)) is not None
-    ]
     detail = {"via": via.value, "during": SignInAction.PASSWORD_CHANGED.value}
-    if waits:
-        retry_after = retry_after_seconds(max(waits))
-        _audit(
-            session, SignInAction.SIGN_IN_FAILED, username=username, role=None, ip=ip, now=now,
-            detail=detail | {"reason": FailureReason.THROTTLED.value, "retry_after": retry_after},
-        )  # fmt: skip
-        session.commit()
-        raise Throttled(retry_after)
+    keys = _throttle_gate(session, settings, username, ip, now, detail)
     if not verify_password(row.password_hash, current_password):
         _count_failure(session, keys, now)
         _audit(
