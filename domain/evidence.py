@@ -11,7 +11,7 @@ from domain.calendar import deadline_day, local_date
 from domain.commitments import coverage, describe_uncovered
 from domain.errors import FieldError
 from domain.plan import EvidenceField, FieldKind, StepPlan
-from domain.text import TextRefused, clean_name, is_blank, visible_length
+from domain.text import TextRefused, clean_name, is_blank, refusal, visible_length
 
 BALLOT_KEYS: tuple[str, ...] = (
     "satisfied",
@@ -256,11 +256,17 @@ _CHECKS: dict[FieldKind, Callable[[EvidenceField, Any, _Context], str | None]] =
 
 def invisible_text_problems(step: StepPlan, values: Mapping[str, Any]) -> list[FieldError]:
     """Text and people fields of ``values`` that are blank or too short once invisible
-    characters (zero-width spaces, joiners) are left out, or that name one person twice."""
+    characters (zero-width spaces, joiners) are left out, or that name one person twice;
+    and any text carrying a direction override or a control character (``张三\u202e``
+    displays reversed what follows it: a reader would not see what was submitted)."""
     errors: list[FieldError] = []
     for spec in step.evidence:
         value = values.get(spec.name)
         where = f"evidence.{spec.name}"
+        hidden = _hidden_text(value)
+        if hidden is not None:
+            errors.append(FieldError(where, f"{spec.label}{hidden}"))
+            continue
         if spec.kind is FieldKind.TEXT and isinstance(value, str) and value:
             if is_blank(value):
                 errors.append(FieldError(where, f"{spec.label}不能只含空白或不可见字符"))
@@ -277,6 +283,21 @@ def invisible_text_problems(step: StepPlan, values: Mapping[str, Any]) -> list[F
             elif len(set(names)) != len(names):
                 errors.append(FieldError(where, f"{spec.label}人员重复"))
     return errors
+
+
+def _hidden_text(value: Any) -> str | None:
+    """Why text somewhere in an evidence value (a string, or the strings of a list or a
+    mapping: names, member commitments) is refused as :func:`domain.text.refusal` says."""
+    if isinstance(value, str):
+        return refusal(value)
+    if isinstance(value, Mapping):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, list):
+        for item in value:
+            reason = _hidden_text(item)
+            if reason is not None:
+                return reason
+    return None
 
 
 def validate_evidence(

@@ -36,6 +36,7 @@ from api.uploads import UploadStorageDep, storage_unavailable
 from chuangzheng.upload_storage import UploadStorage, UploadStorageError
 from domain.campaign_rules import SUBMITTER_ROLES
 from domain.organisation import SUPERVISOR_ROLES, Role
+from domain.text import refusal
 
 #: The longest file name kept: ``uploaded_files.filename`` is ``String(NAME)`` characters.
 MAX_FILE_NAME_CHARS = NAME
@@ -138,6 +139,11 @@ async def upload(
     name = upload_name(file.filename)
     if len(name) > MAX_FILE_NAME_CHARS:
         raise file_name_too_long()
+    hidden = refusal(name)
+    if hidden is not None:  # "x\u202egnp.pdf" is shown as "xfdp.png"
+        raise ApiError(
+            422, "invalid", "请求参数有误", [{"field": "file", "reason": f"文件名{hidden}"}]
+        )
     suffix = Path(name).suffix.lower()
     if suffix not in ALLOWED_UPLOADS:
         allowed = "、".join(sorted(ALLOWED_UPLOADS))

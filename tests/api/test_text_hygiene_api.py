@@ -28,7 +28,7 @@ from api.routers.files import MAX_FILE_NAME_CHARS
 from chuangzheng.services.counties import create_county
 from domain.organisation import Role
 from domain.text import BIDI_REASON
-from tests.api.conftest import Stack, token
+from tests.api.conftest import Stack, start_demo_round, token
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -187,3 +187,35 @@ async def test_a_file_name_of_the_longest_length_is_kept_whole(
     )
     assert response.status_code == 201, response.text
     assert _stored_names(stack, round_id, response.json()["sha256"]) == [name]
+
+
+async def test_a_file_name_with_a_direction_override_is_refused(
+    http: httpx.AsyncClient, round_id: str
+) -> None:
+    # "x\u202egnp.pdf" is shown as "xfdp.png": a reader would not see what was uploaded.
+    response = await http.post(
+        f"/api/v1/rounds/{round_id}/organisations/org-a/files",
+        files=_upload("x\u202egnp.pdf"),
+        headers=await token(http, "sec-a"),
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{"field": "file", "reason": f"文件名{BIDI_REASON}"}]
+
+
+async def test_evidence_text_with_a_direction_override_is_refused_naming_the_field(
+    http: httpx.AsyncClient, stack: Stack
+) -> None:
+    # The workflow's admission rule (domain.evidence.invisible_text_problems, validator only),
+    # on a round of its own: the step must be open, whatever earlier tests did to org-a.
+    round_id = await start_demo_round(stack, f"bidi-{uuid.uuid4().hex[:8]}")
+    response = await http.post(
+        f"/api/v1/rounds/{round_id}/organisations/org-a/submissions",
+        json={
+            "step_id": "set_up_leading_group",
+            "values": {"leader": "张三\u202e", "members": ["李四", "王五"]},
+        },
+        headers=await token(http, "sec-a"),
+    )
+    assert response.status_code == 422, response.text
+    errors = {e["field"]: e["reason"] for e in response.json()["errors"]}
+    assert errors["evidence.leader"].endswith(BIDI_REASON), errors
