@@ -280,16 +280,19 @@ def check_extended_deadline(
 
 
 def check_deadline_in_calendar(
-    calendar: WorkingCalendar, ladder: LadderPlan, deadline: datetime, *, field: str
+    calendar: WorkingCalendar, ladder: LadderPlan | None, deadline: datetime, *, field: str
 ) -> None:
     """Refuse a (new) deadline whose ladder would run past a pinned calendar, naming the
-    date, so an extension never leaves a workflow with timers it cannot compute."""
+    date, so an extension never leaves a workflow with timers it cannot compute. Without a
+    ladder (the round workflow holds none: each organisation checks its own) only the
+    deadline's day is checked."""
     if not isinstance(calendar, PinnedCalendar):
         return
     day = deadline_day(deadline)
     try:
         calendar.require(day)
-        _ladder_end(ladder, calendar, deadline)
+        if ladder is not None:
+            _ladder_end(ladder, calendar, deadline)
     except OutsidePinnedCalendar:
         raise DomainError(
             f"截止日期 {day.isoformat()} 连同其后的督办和整改期限超出本轮日历范围"

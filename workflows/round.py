@@ -67,7 +67,11 @@ with workflow.unsafe.imports_passed_through():
     from domain.organisation import Role
     from domain.phases import WORKING_PHASES, Phase
     from domain.plan_version import PlanVersionChange
-    from domain.schedule import RoundSchedule, check_extended_deadline
+    from domain.schedule import (
+        RoundSchedule,
+        check_deadline_in_calendar,
+        check_extended_deadline,
+    )
     from workflows import activity_refs as refs
     from workflows.common import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, checked
     from workflows.contracts import OrgProgress, RoundExtensionRequest, RoundProgress
@@ -514,6 +518,16 @@ class CampaignRound:
                     deadlines, request.phase, request.new_deadline, field="new_deadline"
                 )
             )
+            # Within the round's pinned calendar (the schedule's, as a calendar update left
+            # it): past it every organisation refused the extension on its own while the
+            # round answered "applied".
+            pinned = self._schedule().calendar
+            if pinned is not None:
+                checked(
+                    lambda: check_deadline_in_calendar(
+                        pinned, None, request.new_deadline, field="new_deadline"
+                    )
+                )
 
     @workflow.update
     def update_calendar(self, cmd: CalendarUpdate) -> RoundActionResult:

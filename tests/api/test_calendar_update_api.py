@@ -140,3 +140,42 @@ async def test_a_published_holiday_moves_every_open_deadline_once_and_is_audited
     assert [a.user for a in audits] == ["county"]
     assert audits[0].detail["holidays"] == [holiday.isoformat()]
     assert audits[0].detail["applied"] is True
+
+
+async def test_a_county_wide_extension_past_the_pinned_calendar_is_refused_naming_the_date(
+    stack: Stack,
+) -> None:
+    # Found by an outside operator: the round answered "applied" while every organisation
+    # refused the extension on its own (past its pinned calendar), so nothing moved.
+    rid = f"calx-{uuid.uuid4().hex[:8]}"
+    plan_yaml = _plan_yaml(f"seed-002-{rid}")
+    schedule = check_kickoff(parse_plan(plan_yaml), "round-2", STARTS_AT)
+    assert schedule.calendar is not None
+    last = schedule.windows[-1]
+    beyond = datetime.combine(schedule.calendar.last_day + timedelta(days=10), time(0), SHANGHAI)
+    assert beyond - last.deadline < timedelta(days=366)  # within a year: only the calendar
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
+        county = await token(http, "county")
+        created = await http.post(
+            "/api/v1/rounds",
+            json={
+                "round_id": rid,
+                "plan_yaml": plan_yaml,
+                "round_plan_id": "round-2",
+                "starts_at": STARTS_AT.isoformat(),
+            },
+            headers=county,
+        )
+        assert created.status_code == 201, created.text
+        kicked = await http.post(f"/api/v1/rounds/{rid}/kickoff", headers=county)
+        assert kicked.status_code == 200, kicked.text
+        body = {
+            "phase": last.phase.value,
+            "new_deadline": beyond.isoformat(),
+            "reason": "表彰推迟到明年年底",
+        }
+        refused = await http.post(f"/api/v1/rounds/{rid}/extensions", json=body, headers=county)
+        assert refused.status_code == 422, refused.text
+        reasons = {e["field"]: e["reason"] for e in refused.json()["errors"]}
+        assert "超出本轮日历范围" in reasons["new_deadline"], reasons
+        assert schedule.calendar.last_day.isoformat() in reasons["new_deadline"]
