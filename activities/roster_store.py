@@ -9,8 +9,11 @@ because rounds and their events still refer to them.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -228,13 +231,24 @@ def write_roster_snapshot(session: Session, path: Path, *, county: str = DEFAULT
     even if the roster changes later, and the content is deterministic for a given roster.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
     # 所属系统 by the county's names; its own groups also by key (所属系统编号), which is
     # what the activities reading the snapshot, without the county's data, go by.
     groups = {g.key: g for g in county_groups(session, county)}
     text = roster_csv(load_roster(session, county=county), groups)
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)  # atomic: a reader never sees half a file
+    # A temporary file of this writer's own (O_EXCL, the process's umask) in the same
+    # directory, then one atomic rename: a reader never sees half a file, and two writers of
+    # one snapshot at once (two kick-offs of a round) never share a temporary name (a fixed
+    # ``.tmp`` was renamed away under the second writer: FileNotFoundError).
+    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
     return path
 
 

@@ -40,9 +40,21 @@ router = APIRouter(
 )
 
 
+class TakenAccountView(BaseModel):
+    """An account the roster calls for that the import could not make: its name is held by
+    another account (``reason``, in Chinese, says what to do)."""
+
+    username: str
+    role: Role
+    scope_key: str
+    reason: str
+
+
 class RosterImport(BaseModel):
     """What a roster import changed: only organisations whose state changed are counted
-    (importing the same file again reports 0 added, updated, deactivated, reactivated)."""
+    (importing the same file again reports 0 added, updated, deactivated, reactivated).
+    ``accounts_taken`` and ``taken_accounts`` appear only when some account the roster
+    calls for could not be made because its name is taken."""
 
     added: int
     updated: int
@@ -56,6 +68,8 @@ class RosterImport(BaseModel):
     accounts_renamed: int
     departures_pending: int
     departures_withdrawn: int
+    accounts_taken: int = 0
+    taken_accounts: list[TakenAccountView] = []
 
 
 class DepartureView(BaseModel):
@@ -108,6 +122,8 @@ def _departure_view(departure: Departure) -> dict[str, Any]:
     "",
     summary="导入组织名册（CSV/XLSX），同步账号",
     response_model=RosterImport,
+    # The taken accounts' fields only when there are some (the answer is otherwise as it was).
+    response_model_exclude_defaults=True,
     responses=errors(*UPLOAD),
 )
 async def import_roster(
@@ -132,7 +148,11 @@ async def import_roster(
         )
     except ServiceError as exc:
         raise as_api_error(exc) from None
-    return dict(result.counts)
+    taken = [
+        {"username": t.username, "role": t.role, "scope_key": t.scope_key, "reason": t.reason}
+        for t in result.taken
+    ]
+    return dict(result.counts) | {"taken_accounts": taken}
 
 
 @router.get("/departures", summary="退出名册但仍在进行中的组织", response_model=list[DepartureView])

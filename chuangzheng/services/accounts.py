@@ -21,6 +21,7 @@ outcome is returned with the code and audited as ``account.code_mail`` (never th
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,9 +44,10 @@ from activities.tables import (
     metadata,
 )
 from activities.tables.base import NAME
+from activities.tables.roster import CountyRow
 from chuangzheng.services.code_mail import CodeMail, CodeMailer, IssueReason, MailOutcome
 from chuangzheng.services.errors import Conflict, InvalidInput, NotFound, Refused
-from chuangzheng.services.roster import secretary_username
+from chuangzheng.services.roster import ROSTER_USERNAME_STEMS, secretary_username
 from chuangzheng.services.sign_in import hash_password
 from domain.accounts import (
     CODE_LIFETIME,
@@ -515,6 +517,47 @@ def _check_scope(session: Session, role: Role, scope_key: str, county: str) -> N
         raise invalid(problems)
 
 
+#: A 6-digit 行政区划代码: a county's code as deployments name them, whether or not that
+#: county exists yet (its namespace is kept for it from the start).
+_DIVISION_CODE = re.compile(r"[0-9]{6}")
+
+
+def check_namespace(session: Session, username: str, county: str) -> None:
+    """:class:`InvalidInput` naming ``username`` when the name is in another county's
+    namespace, so an account of ``county`` may not have it.
+
+    The roster names a county's accounts ``<county code>.<name>`` (the default county's
+    without a prefix: ``services.roster.county_username``) and skips a name another county
+    holds: an account named into another county's namespace took that county's township or
+    secretary account away from it. So a name whose part before the first dot is another
+    county's code (compared without case; the default county's code; any 6-digit code, a
+    county that may come later) is refused, and so, in a county other than the default
+    one, is an unprefixed name of the roster's shape (``township-…`` and the like: the
+    default county's). The reason is the same whether or not such a county exists."""
+    prefix, dot, _ = username.partition(".")
+    if dot and prefix.casefold() != county.casefold():
+        known = session.scalar(
+            select(CountyRow.code).where(func.lower(CountyRow.code) == prefix.lower()).limit(1)
+        )
+        if (
+            known is not None
+            or prefix.casefold() == DEFAULT_COUNTY.casefold()
+            or _DIVISION_CODE.fullmatch(prefix)
+        ):
+            own = "" if county == DEFAULT_COUNTY else f"，本县（区）的账号名可以“{county}.”开头"
+            raise invalid([FieldError("username", f"账号名不能以其他县（区）的代码加“.”开头{own}")])
+    if not dot and county != DEFAULT_COUNTY and username.startswith(ROSTER_USERNAME_STEMS):
+        stems = "、".join(ROSTER_USERNAME_STEMS)
+        raise invalid(
+            [
+                FieldError(
+                    "username",
+                    f"以 {stems} 开头的账号名在本县（区）应以“{county}.”开头",
+                )
+            ]
+        )
+
+
 def _check_display_name(display_name: str) -> None:
     """A name a reader sees (zero-width characters are not a name; a direction override
     could make one account look like another), stored as the roster import stores names
@@ -539,8 +582,10 @@ def create_account(
 ) -> IssuedCode:
     """A new account without a password and its first activation code. The county office
     creates any account; a township committee only secretaries of its own organisations
-    (anything else: :class:`Refused`, 403). A taken username is :class:`Conflict`. The code
-    is also mailed to the person's own address if ``mailer`` knows one."""
+    (anything else: :class:`Refused`, 403). A username in another county's namespace
+    (:func:`check_namespace`) is :class:`InvalidInput` on ``username``; a taken one is
+    :class:`Conflict`. The code is also mailed to the person's own address if ``mailer``
+    knows one."""
     authorise(admin)
     if role in ABOVE_COUNTY_ROLES:
         # Their counties are the deployment's business: ``chuangzheng accounts create-supervisor``.
@@ -553,6 +598,9 @@ def create_account(
         with sessions.begin() as session:
             if not manages(admin.administrator(), _scope_of(session, role, scope_key)):
                 raise Refused("forbidden", "无权创建该角色或该范围的账号")
+            # Another county's namespace is not this county's to fill (its roster then
+            # found the name taken): refused before the scope, naming the username.
+            check_namespace(session, username, admin.county)
             _check_scope(session, role, scope_key, admin.county)
             if session.get(UserRow, username) is not None:
                 raise _taken()

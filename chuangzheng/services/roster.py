@@ -38,8 +38,24 @@ touched, even when their username is one of the above (the demo county's account
 their password and scope). Activation, deactivation and passwords are not the import's
 business: an account the county office deactivated stays deactivated.
 
+A name the import would create that is already held by an account it may not take over
+(one of another county or of none, or one of the county's own kept by the office with
+another role or scope) is left as it is and reported: ``accounts_taken`` and one
+:class:`TakenAccount` each, with a Chinese reason that names the account and whom it was
+for, never the holder (another county's accounts are its own business). Nobody but the
+county can create a name in its namespace any more (``services.accounts``), so these are
+names squatted before that, or by an account created before its county was.
+
 Every account created or changed is audited (``account.roster_sync``, the change in
 ``detail``), and so is the import itself (``roster.import``, with the report).
+
+Imports of one county run one after the other
+---------------------------------------------
+Each import locks its county first (:func:`_lock_county`), so identical imports at once do
+not all insert the same new organisations (one succeeded, the others failed on the unique
+key): the later ones see the first one's rows and report them unchanged. An import that
+still meets a unique key (another county adding the same new id at the same moment, an
+account created meanwhile) is run again from the start, in a new transaction.
 
 Organisations leaving the roster
 --------------------------------
@@ -60,10 +76,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.db import upsert_insert
+from activities.db import upsert_insert, write_lock
 from activities.guidance_groups import county_groups
 from activities.roster_files import read_roster_file
 from activities.roster_store import ImportReport, store_roster
@@ -100,6 +117,10 @@ ACCOUNT_ACTION = "account.roster_sync"
 ROSTER_SOURCE = AccountSource.ROSTER.value
 #: The roles whose accounts the roster keeps.
 ROSTER_ROLES = frozenset({Role.SECRETARY, Role.INSTRUCTOR, Role.TOWNSHIP, Role.GUIDANCE_GROUP})
+#: How the usernames of the roster's accounts start (after the county's prefix, if any).
+ROSTER_USERNAME_STEMS = ("secretary-", "instructor-", "township-", "guidance-")
+#: How many times an import meeting a unique key is tried in all (see the module's doc).
+IMPORT_ATTEMPTS = 3
 _DEPARTURES: Table = RosterDepartureRow.__table__  # type: ignore[assignment]
 
 
@@ -149,11 +170,24 @@ class AccountSync:
 
 
 @dataclass(frozen=True)
+class TakenAccount:
+    """An account the roster calls for whose username another account holds: not created
+    (or not brought to the roster's role and scope); ``reason`` says so in Chinese."""
+
+    username: str
+    role: Role
+    scope_key: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class RosterImportResult:
-    """The organisations' report, the accounts created and changed, the new departures."""
+    """The organisations' report, the accounts created and changed, the new departures,
+    the accounts the roster calls for that could not be made (their names are taken)."""
 
     report: ImportReport
     accounts: tuple[AccountSync, ...] = ()
+    taken: tuple[TakenAccount, ...] = ()
     departures: tuple[tuple[str, str], ...] = ()  # (round_id, org_id), newly pending
     departures_withdrawn: int = 0
     import_id: str = ""
@@ -227,9 +261,29 @@ def roster_accounts(
     return accounts
 
 
+def _taken_elsewhere(account: RosterAccount) -> TakenAccount:
+    return TakenAccount(
+        account.username,
+        account.role,
+        account.scope_key,
+        f"账号名“{account.username}”已被其他账号占用，未能为“{account.display_name}”创建账号；"
+        "请联系上级组织部处理",
+    )
+
+
+def _taken_here(account: RosterAccount) -> TakenAccount:
+    return TakenAccount(
+        account.username,
+        account.role,
+        account.scope_key,
+        f"账号名“{account.username}”已是本县（区）手工创建的账号，角色或范围与名册不符，"
+        f"未能为“{account.display_name}”设置账号；请在账号管理中核对该账号",
+    )
+
+
 def _sync_accounts(
     session: Session, roster: Roster, now: datetime, county: str
-) -> list[AccountSync]:
+) -> tuple[list[AccountSync], list[TakenAccount]]:
     groups = county_groups(session, county)
     wanted = {a.username: a for a in roster_accounts(roster, county, groups)}
     # The county's own accounts only: another county's are never the import's to touch.
@@ -247,10 +301,14 @@ def _sync_accounts(
             )
         )
     changes: list[AccountSync] = []
+    refused: list[TakenAccount] = []
     for account in wanted.values():
         row = stored.get(account.username)
         if row is None and account.username in taken:
-            continue  # the name is taken in another county (a hand-made account): leave it
+            # Held by an account of another county (or of none): never the import's to
+            # touch, and the one it is for has no account: said, not skipped in silence.
+            refused.append(_taken_elsewhere(account))
+            continue
         if row is None:
             session.add(
                 UserRow(
@@ -279,7 +337,11 @@ def _sync_accounts(
             )
             continue
         if row.source != ROSTER_SOURCE:
-            continue  # the county office's or the demo's: never the roster's to change
+            # The county office's or the demo's: never the roster's to change. One with the
+            # roster's role and scope serves; one with another is not the account wanted.
+            if (row.role, row.scope_key) != (account.role.value, account.scope_key):
+                refused.append(_taken_here(account))
+            continue
         if (row.role, row.scope_key, row.display_name) == (
             account.role.value,
             account.scope_key,
@@ -315,7 +377,7 @@ def _sync_accounts(
         changes.append(
             AccountSync(username, AccountChange.UNSCOPED, Role(row.role), "", previous, org_id)
         )
-    return changes
+    return changes, refused
 
 
 def _record_departures(
@@ -376,7 +438,8 @@ def _audit_rows(
             org_id=None,
             ip=actor.ip,
             at=now,
-            detail=dict(result.counts),
+            detail=dict(result.counts)
+            | ({"taken": [t.username for t in result.taken]} if result.taken else {}),
         )
     ]
     for sync in result.accounts:
@@ -421,14 +484,16 @@ def _refuse_foreign_ids(session: Session, roster: Roster, county: str) -> None:
     if foreign:
         # The row the clerk sees in the sheet (the header is row 1, blank rows count), named
         # like the parser's own errors ("第n行·组织编号"), not the organisation's position.
+        # Worded so as not to confirm that another county uses the id (which ids another
+        # county has is its own business): the id cannot be used here, that is all.
         rows = sheet_rows(roster)
         raise InvalidInput(
             "invalid",
-            "名册中有组织编号已被其他县（区）使用，未导入任何内容",
+            "组织编号不能与其他县（区）的重复；名册中有不可用的组织编号，未导入任何内容",
             [
                 {
                     "field": f"第{rows[o.id]}行·{HEADER_ID}",
-                    "reason": f"“{o.id}”已被其他县（区）使用",
+                    "reason": f"组织编号“{o.id}”不可用，请核对或联系上级组织部",
                 }
                 for o in roster.organisations
                 if o.id in foreign
@@ -442,21 +507,34 @@ def authorise(actor: Actor) -> None:
         raise Refused("forbidden", "当前角色无权执行此操作")
 
 
+def _lock_county(session: Session, county: str) -> None:
+    """Serialise the imports of ``county`` for the rest of the session's transaction, first
+    thing in it: on SQLite the database's write lock (``activities.db.write_lock``), on
+    PostgreSQL a transaction-level advisory lock keyed by the county (its default county
+    may have no ``counties`` row to lock). The reads after it see the latest commit."""
+    write_lock(session, OrganisationRow)
+    if session.get_bind().dialect.name == "postgresql":
+        key = func.hashtext(f"chuangzheng.roster_import/{county}")
+        session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
 def import_roster_in(
     session: Session, actor: Actor, roster: Roster, *, now: datetime | None = None
 ) -> RosterImportResult:
     """Import ``roster`` in the caller's transaction (the caller commits or rolls back):
-    organisations, accounts, departures and audit rows."""
+    organisations, accounts, departures and audit rows. Imports of one county wait for one
+    another (see the module's doc)."""
     authorise(actor)
     now = now or datetime.now(UTC)
     # The county office imports into its own county; an id of another county is refused
     # (an organisation never moves between counties, so its county can be relied on).
     county = account_county(session, actor.user)
+    _lock_county(session, county)
     _refuse_foreign_ids(session, roster, county)
     # Only the county's own guidance groups (a roster never creates one: guidance_groups).
     check_roster_groups(session, roster, county)
     report = store_roster(session, roster, now=now, county=county)
-    accounts = _sync_accounts(session, roster, now, county)
+    accounts, taken = _sync_accounts(session, roster, now, county)
     departures, withdrawn = _record_departures(session, report, now)
     counts = {
         "added": report.added,
@@ -469,6 +547,7 @@ def import_roster_in(
         "accounts_rescoped": sum(a.change is AccountChange.RESCOPED for a in accounts),
         "accounts_unscoped": sum(a.change is AccountChange.UNSCOPED for a in accounts),
         "accounts_renamed": sum(a.change is AccountChange.RENAMED for a in accounts),
+        "accounts_taken": len(taken),
         "departures_pending": len(departures),
         "departures_withdrawn": withdrawn,
     }
@@ -476,6 +555,7 @@ def import_roster_in(
     result = RosterImportResult(
         report=report,
         accounts=tuple(accounts),
+        taken=tuple(taken),
         departures=tuple(departures),
         departures_withdrawn=withdrawn,
         import_id=import_id,
@@ -489,9 +569,18 @@ def import_roster_in(
 def import_roster(
     sessions: sessionmaker[Session], actor: Actor, roster: Roster, *, now: datetime | None = None
 ) -> RosterImportResult:
-    """:func:`import_roster_in` in a transaction of its own (committed on success)."""
-    with sessions.begin() as session:
-        return import_roster_in(session, actor, roster, now=now)
+    """:func:`import_roster_in` in a transaction of its own (committed on success), run
+    again in a new one if it meets a unique key (see the module's doc), up to
+    :data:`IMPORT_ATTEMPTS` times in all (one that keeps meeting it is a bug: raised)."""
+    for attempt in range(1, IMPORT_ATTEMPTS + 1):
+        try:
+            with sessions.begin() as session:
+                return import_roster_in(session, actor, roster, now=now)
+        except IntegrityError:
+            if attempt == IMPORT_ATTEMPTS:
+                raise
+            # Rolled back: the next try compares with what the other writer committed.
+    raise AssertionError("unreachable")
 
 
 def import_roster_file(
@@ -508,11 +597,13 @@ def import_roster_file(
 __all__ = [
     "ACCOUNT_ACTION",
     "IMPORT_ACTION",
+    "ROSTER_USERNAME_STEMS",
     "AccountChange",
     "AccountSync",
     "DepartureDecision",
     "RosterAccount",
     "RosterImportResult",
+    "TakenAccount",
     "county_username",
     "import_roster",
     "import_roster_file",

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
+from activities.db import write_lock
 from activities.roster_store import write_roster_snapshot
 from activities.round_contracts import FINAL_STATUSES, RoundStatus
 from activities.round_progress import plan_ref_of, round_progress, store_plan
@@ -443,6 +444,43 @@ def _create(
     return _record(row, definition)
 
 
+def _lock_round(session: Session, round_id: str) -> None:
+    """Lock ``round_id`` for the rest of the session's transaction, first thing in it: on
+    SQLite the database's write lock (``activities.db.write_lock``: taken up front, never a
+    read upgraded to a write later), on PostgreSQL the round's row (``FOR NO KEY UPDATE``:
+    kick-offs wait for one another, rows that merely refer to the round do not). The reads
+    after it see the latest commit."""
+    write_lock(session, RoundRow)
+    session.get(RoundRow, round_id, with_for_update={"key_share": True})
+
+
+def _kickoff_checks(
+    session: Session, round_id: str, now: datetime, allow_past_start: bool
+) -> tuple[RoundRow, RoundDefinitionRow, CampaignPlan, datetime, dict[str, Any]]:
+    """The round, its definition and plan, the start the kick-off gives it and the
+    past-start record of a first kick-off, once every refusal has been checked; nothing is
+    written. A round that has ended is :class:`Conflict`; a start reaching a year with no
+    calendar data, a first kick-off whose start has passed (unless ``allow_past_start``) and
+    a scope naming a township not on the roster are refused as at creation."""
+    row, definition = _load(session, round_id)
+    if row.status in (RoundStatus.CLOSED, RoundStatus.COMPLETED):
+        # The round workflow has ended or is ending: a start would run the round again
+        # under the same id, or recreate the schedules its close deleted.
+        raise Conflict("already_closed", "本轮活动已经结束，不能再次启动")
+    plan = parse_plan(definition.plan_yaml)
+    past: dict[str, Any] = {}
+    if definition.kicked_off_at is None and definition.starts_at is not None:
+        # Checked before the roster snapshot is written: a refusal leaves nothing behind.
+        # The calendar's refusal (a year without data) comes first, as at creation.
+        schedule = check_kickoff(plan, definition.round_plan_id, _aware(definition.starts_at))
+        past = _allowed_past_start(schedule, now, allow_past_start=allow_past_start)
+    starts_at = definition.starts_at or definition.kicked_off_at or now
+    # Refused with the year named (nothing written) before any workflow starts.
+    check_kickoff(plan, definition.round_plan_id, starts_at)
+    _check_scope_townships(session, plan, definition.round_plan_id, row.county)
+    return row, definition, plan, starts_at, past
+
+
 @dataclass(frozen=True)
 class Rounds:
     """The round commands with their dependencies: the read model's session factory, the
@@ -464,7 +502,8 @@ class Rounds:
     ) -> RoundRecord:
         """Snapshot the roster and start the round workflow with its plan (stored by content
         address) and schedule resolved now; create the round's digest and circular
-        schedules; audit. Kicking off twice is harmless: one workflow, the first start kept.
+        schedules; audit. Kicking off twice is harmless, at once too (kick-offs of a round
+        wait for one another): one workflow, the first start kept, the same answer.
         A round that was closed or has completed is :class:`Conflict` (``already_closed``).
 
         A start that reaches a year with no calendar data is :class:`InvalidInput` on
@@ -477,6 +516,17 @@ class Rounds:
         round already running is not checked again: it starts nothing new."""
         authorise(actor)
         now = datetime.now(UTC)
+        # The plan is committed in a transaction of its own before the workflow can ask for
+        # it: if a later step fails, the kick-off's own transaction rolls back, but a round
+        # workflow already started must still find its plan. It is stored before the
+        # kick-off's transaction takes its lock (on SQLite the database's write lock: a
+        # second writer of this process would wait for it until the busy timeout), once the
+        # kick-off has passed its checks (a refusal stores nothing). Storing is idempotent
+        # by content, so a retried or concurrent kick-off stores nothing new; a round's plan
+        # never changes after creation, so the locked reading below finds the same one.
+        with _refusals():
+            plan = await _in_thread(self._checked_plan, round_id, now, allow_past_start)
+        await _in_thread(store_plan, self.sessions, plan)
         session = self.sessions()
         try:
             with _refusals():
@@ -484,11 +534,6 @@ class Rounds:
                     self._prepare_kickoff, session, actor, round_id, now, allow_past_start
                 )
                 workflow_input = _round_input(kickoff)
-            # The plan is committed in a transaction of its own before the workflow can ask
-            # for it: if a later step fails, the kick-off's own transaction rolls back, but a
-            # round workflow already started must still find its plan. Storing is idempotent
-            # by content, so a retried kick-off stores nothing new.
-            await _in_thread(store_plan, self.sessions, kickoff.plan)
             settings = self.settings
             with workflow_calls.temporal_trouble("start_round", round_workflow_id(round_id)):
                 await self.temporal.start_workflow(
@@ -520,6 +565,12 @@ class Rounds:
         finally:
             await _in_thread(session.close)
 
+    def _checked_plan(self, round_id: str, now: datetime, allow_past_start: bool) -> CampaignPlan:
+        """The round's plan, once the kick-off's checks pass (read only, no lock): what is
+        stored before the kick-off's own transaction (see :meth:`kick_off`)."""
+        with self.sessions() as session:
+            return _kickoff_checks(session, round_id, now, allow_past_start)[2]
+
     def _prepare_kickoff(
         self,
         session: Session,
@@ -528,25 +579,23 @@ class Rounds:
         now: datetime,
         allow_past_start: bool,
     ) -> tuple[RoundRow, RoundDefinitionRow, RoundKickoff, dict[str, Any]]:
-        row, definition = _load(session, round_id)
-        if row.status in (RoundStatus.CLOSED, RoundStatus.COMPLETED):
-            # The round workflow has ended or is ending: a start would run the round again
-            # under the same id, or recreate the schedules its close deleted.
-            raise Conflict("already_closed", "本轮活动已经结束，不能再次启动")
-        plan = parse_plan(definition.plan_yaml)
-        past: dict[str, Any] = {}
-        if definition.kicked_off_at is None and definition.starts_at is not None:
-            # Checked before the roster snapshot is written: a refusal leaves nothing behind.
-            # The calendar's refusal (a year without data) comes first, as at creation.
-            schedule = check_kickoff(plan, definition.round_plan_id, _aware(definition.starts_at))
-            past = _allowed_past_start(schedule, now, allow_past_start=allow_past_start)
+        # Kick-offs of one round run one after the other: the round's row is locked first,
+        # for the whole kick-off (until its commit after the Temporal calls), so a second
+        # kick-off reads the first one's committed state and starts nothing new. Without
+        # it, two at once both read "created" and went ahead as the first: on SQLite the
+        # write of one (flushed early when it changed who kicked off) held the lock while
+        # the other's and its own plan's transaction waited for it (503 for both, the round
+        # left "created"); on PostgreSQL each recorded its own kick-off time.
+        _lock_round(session, round_id)
+        row, definition, plan, starts_at, past = _kickoff_checks(
+            session, round_id, now, allow_past_start
+        )
         if definition.kicked_off_at is None:
             row.kicked_off_by = actor.user
         snapshot = self.settings.data_dir / "rosters" / f"{round_id}.csv"
         if definition.roster_snapshot is None:
             write_roster_snapshot(session, snapshot, county=row.county)
             definition.roster_snapshot = str(snapshot)
-        starts_at = definition.starts_at or definition.kicked_off_at or now
         definition.starts_at, definition.kicked_off_at = starts_at, definition.kicked_off_at or now
         row.starts_at, row.status, row.updated_at = starts_at, RoundStatus.RUNNING.value, now
         kickoff = RoundKickoff(
@@ -557,9 +606,6 @@ class Rounds:
             actor=actor,
             starts_at=starts_at,
         )
-        # Refused with the year named (nothing written) before any workflow starts.
-        check_kickoff(kickoff.plan, kickoff.round_plan_id, starts_at)
-        _check_scope_townships(session, kickoff.plan, kickoff.round_plan_id, row.county)
         if kickoff.plan.ladder_for(kickoff.plan.round(kickoff.round_plan_id)).blue_within.minutes:
             # A minute-scale (demo) plan: compare cohorts every minute, not every day.
             kickoff = kickoff.model_copy(update={"cohort_check_every": timedelta(minutes=1)})

@@ -111,13 +111,13 @@ async def test_another_countys_id_is_reported_on_the_sheet_row(
     refused = await http.post("/api/v1/roster", files=_csv(stolen), headers=office)
     assert refused.status_code == 422, refused.text
     assert refused.json()["errors"] == [
-        {"field": "第2行·组织编号", "reason": "“org-a”已被其他县（区）使用"}
+        {"field": "第2行·组织编号", "reason": "组织编号“org-a”不可用，请核对或联系上级组织部"}
     ]
     own = f"{code}-org-1,东关村党支部,农村,东关镇,县农委,30,刘三,王二"
     refused = await http.post("/api/v1/roster", files=_csv(own, ",,,,,,,", stolen), headers=office)
     assert refused.status_code == 422, refused.text
     assert refused.json()["errors"] == [
-        {"field": "第4行·组织编号", "reason": "“org-a”已被其他县（区）使用"}
+        {"field": "第4行·组织编号", "reason": "组织编号“org-a”不可用，请核对或联系上级组织部"}
     ]
 
 
