@@ -151,6 +151,29 @@ def validate_plan(
     except OSError as exc:
         raise _fail(f"无法读取文件：{exc.filename or plan}", detail=exc.strerror or "") from None
     typer.echo("\n".join(lines))
+    if starts_on is not None:
+        note = _past_start_note(starts_on)
+        if note:
+            typer.echo(note, err=True)
+
+
+def _past_start_note(starts_on: date) -> str | None:
+    """A note when rounds started on ``starts_on`` would be refused: the API and the pages
+    refuse a round that starts before today, Asia/Shanghai (the day rule of
+    ``chuangzheng.services.rounds.retroactive_start``; a minute-scale plan started on an
+    earlier day has every deadline behind it, its other rule). validate-plan only checks
+    the plan and lists the deadlines, so it still exits 0."""
+    from datetime import datetime
+
+    from domain.calendar import SHANGHAI
+
+    today = datetime.now(SHANGHAI).date()
+    if starts_on >= today:
+        return None
+    return (
+        f"注意：开始日期 {starts_on} 早于今天（北京时间 {today}），经 API 或页面创建这样的轮次"
+        "会被拒绝（开始时间不能早于今天）；以上截止时间仅供核对计划。"
+    )
 
 
 # ----- check-roster --------------------------------------------------------------------------

@@ -3,8 +3,8 @@ audited and idempotent exactly like the page): fetch the plan in force as YAML, 
 versions with what each changed, preview or apply an edited plan as the next version.
 
 The API address and account come from options or ``CZ_API_URL`` / ``CZ_API_USER`` /
-``CZ_API_PASSWORD`` (see ``chuangzheng.admin``). A refused draft prints every field and
-reason in Chinese and exits with 2; nothing is changed.
+``CZ_API_PASSWORD``, else from the settings (see ``chuangzheng.admin``). A refused draft
+prints every field and reason in Chinese and exits with 2; nothing is changed.
 """
 
 from __future__ import annotations
@@ -13,9 +13,18 @@ import uuid
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 
-from chuangzheng.admin import ApiPassword, ApiUrl, ApiUser, _check, _client
+from chuangzheng.admin import (
+    ApiPassword,
+    ApiUrl,
+    ApiUser,
+    _check,
+    _client,
+    bad_input,
+    read_text,
+)
 
 app = typer.Typer(help="运行中轮次的计划版本：查看、预览、启用新版本", no_args_is_help=True)
 
@@ -24,9 +33,9 @@ app = typer.Typer(help="运行中轮次的计划版本：查看、预览、启�
 def show(
     round_id: str,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="写入文件")] = None,
-    api: ApiUrl = "http://127.0.0.1:8000",
-    user: ApiUser = "county",
-    password: ApiPassword = "demo",
+    api: ApiUrl = None,
+    user: ApiUser = None,
+    password: ApiPassword = None,
 ) -> None:
     """输出本轮当前版本的计划（YAML），可编辑后用 apply 启用。"""
     with _client(api, user, password) as client:
@@ -34,16 +43,19 @@ def show(
     if output is None:
         typer.echo(body["plan_yaml"])
     else:
-        output.write_text(body["plan_yaml"], encoding="utf-8")
+        try:
+            output.write_text(body["plan_yaml"], encoding="utf-8")
+        except OSError as exc:
+            bad_input(f"无法写入文件：{output}（{exc.strerror or exc}）")
     typer.echo(f"当前为第{body['version']}版（{body['plan_ref']}）", err=True)
 
 
 @app.command("versions")
 def versions(
     round_id: str,
-    api: ApiUrl = "http://127.0.0.1:8000",
-    user: ApiUser = "county",
-    password: ApiPassword = "demo",
+    api: ApiUrl = None,
+    user: ApiUser = None,
+    password: ApiPassword = None,
 ) -> None:
     """列出本轮计划的各个版本：启用人、时间、理由和调整内容。"""
     with _client(api, user, password) as client:
@@ -68,16 +80,15 @@ def apply(
         str | None, typer.Option("--key", help="幂等键：重试时给出同一个，只启用一次")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="只预览调整内容，不启用")] = False,
-    api: ApiUrl = "http://127.0.0.1:8000",
-    user: ApiUser = "county",
-    password: ApiPassword = "demo",
+    api: ApiUrl = None,
+    user: ApiUser = None,
+    password: ApiPassword = None,
 ) -> None:
     """预览或启用新版计划：未完成的阶段按新版本重新计算截止时间和督办时间。"""
-    body = {
-        "plan_yaml": file.read_text(encoding="utf-8"),
-        "reason": reason,
-        "base_version": base_version,
-    }
+    plan_yaml = read_text(file)
+    if not dry_run and not reason.strip():
+        bad_input("未填写调整理由：启用新版计划须用 --reason 说明理由（--dry-run 预览时可不填）")
+    body = {"plan_yaml": plan_yaml, "reason": reason, "base_version": base_version}
     idempotency_key = key or f"cli-{uuid.uuid4()}"
     with _client(api, user, password) as client:
         if dry_run:
@@ -86,14 +97,28 @@ def apply(
             )
             typer.echo(f"启用后将成为第{answer['version']}版：")
         else:
-            answer = _check(
-                client.post(
-                    f"/api/v1/rounds/{round_id}/plan-versions",
-                    json=body,
-                    headers={"Idempotency-Key": idempotency_key},
-                )
+            response = client.post(
+                f"/api/v1/rounds/{round_id}/plan-versions",
+                json=body,
+                headers={"Idempotency-Key": idempotency_key},
             )
+            _refused_reason(response)
+            answer = _check(response)
             done = "已启用" if answer["applied"] else "此前已启用（同一幂等键）"
             typer.echo(f"{done}第{answer['version']}版（幂等键 {idempotency_key}）：")
     for change in answer["changes"] or ["无调整"]:
         typer.echo(f"  - {change}")
+
+
+def _refused_reason(response: httpx.Response) -> None:
+    """A refusal of the reason alone (e.g. only invisible characters) named as such, not as
+    a faulty plan: exit 2 with the API's reason."""
+    if response.status_code != 422:
+        return
+    try:
+        errors = response.json().get("errors") or []
+    except (ValueError, AttributeError):
+        return
+    if errors and all(isinstance(e, dict) and e.get("field") == "reason" for e in errors):
+        reasons = "；".join(str(e.get("reason")) for e in errors)
+        bad_input(f"调整理由有误，未作任何调整：{reasons}（请用 --reason 说明理由）")

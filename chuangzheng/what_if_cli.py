@@ -22,13 +22,58 @@ import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from chuangzheng.admin import ApiPassword, ApiUrl, ApiUser
+from chuangzheng.admin import EXIT_BAD_INPUT, ApiPassword, ApiUrl, ApiUser, bad_input, failure
 
-EXIT_BAD_INPUT = 2
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+#: What to give when the service's database is not found (the command reads it in place).
+DATABASE_SETTINGS = (
+    "请在服务器上按服务的设置运行：给出服务所用的 CZ_DATABASE_URL（或 CZ_DATA_DIR），"
+    "或在服务的 .env 所在目录运行"
+)
+
+
+def open_existing_database(url: str) -> Engine:
+    """The service's read model, opened without creating anything: a SQLite file that does
+    not exist, or a database without the service's tables, exits with 2 saying which
+    settings to give; a database that does not answer exits with 1."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from activities.db import make_engine
+
+    parsed = make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if not database or database == ":memory:":
+            bad_input(f"数据库 {shown} 不是服务的数据库文件：{DATABASE_SETTINGS}")
+        if not database.startswith("file:"):
+            path = Path(database).expanduser()
+            if not path.is_file():
+                bad_input(f"找不到数据库文件 {path}：{DATABASE_SETTINGS}")
+            # Read and written in place, never created (mode=rw: SQLite's own refusal too).
+            parsed = parsed.set(
+                database=path.resolve().as_uri(),
+                query={**parsed.query, "mode": "rw", "uri": "true"},
+            )
+    engine = make_engine(parsed.render_as_string(hide_password=False))
+    try:
+        found = inspect(engine).has_table("rounds")
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:200]
+        failure(f"无法打开数据库 {shown}：{reason}")
+    if not found:
+        engine.dispose()
+        bad_input(f"数据库 {shown} 中没有本服务的数据（没有轮次表）：{DATABASE_SETTINGS}")
+    return engine
 
 
 def _span(amount: int, minutes: bool) -> dict[str, int]:
@@ -62,9 +107,9 @@ def what_if(
     key: Annotated[
         str | None, typer.Option("--key", help="--apply：幂等键，重试时给出同一个，只采用一次")
     ] = None,
-    api: ApiUrl = "http://127.0.0.1:8000",
-    user: ApiUser = "county",
-    password: ApiPassword = "demo",
+    api: ApiUrl = None,
+    user: ApiUser = None,
+    password: ApiPassword = None,
 ) -> None:
     """推演：在全县当前状态上比较调整与不调整本轮计划的结果（不改变任何实际数据）；
     --apply：采用已审阅的推演结果，成为本轮计划的新版本（经 API，以所登录账号审计）。"""
@@ -78,7 +123,7 @@ def what_if(
             raise typer.Exit(code=EXIT_BAD_INPUT)
         _apply(round_id, job=job, reason=reason, key=key, api=api, user=user, password=password)
         return
-    from activities.db import make_engine, session_factory
+    from activities.db import session_factory
     from chuangzheng.services.errors import ServiceError
     from chuangzheng.services.what_if import live_county, parse_change, rehearse_live
     from chuangzheng.settings import get_settings
@@ -114,7 +159,7 @@ def what_if(
         raise typer.Exit(code=EXIT_BAD_INPUT)
     change["reason"] = reason
     settings = get_settings()
-    engine = make_engine(settings.database_url)
+    engine = open_existing_database(settings.database_url)
     try:
         draft = parse_change(change)
         with session_factory(engine)() as session:
@@ -163,9 +208,9 @@ def _apply(
     job: str | None,
     reason: str,
     key: str | None,
-    api: str,
-    user: str,
-    password: str,
+    api: str | None,
+    user: str | None,
+    password: str | None,
 ) -> None:
     """采用此方案 through the API (see the module): show what is adopted, then apply it once
     per key. Every refusal prints the API's Chinese message and fields and exits with 2."""

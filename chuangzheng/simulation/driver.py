@@ -189,9 +189,17 @@ class Simulation:
         outcomes = actual_outcomes(progress, len(players))
         expected = expected_outcomes(scripts)
         if [o.model_dump() for o in outcomes] != [e.model_dump() for e in expected]:
-            self.warnings.append(
-                "注意：部分组织的实际结果与计划的行为不符（多为机器繁忙、操作晚于计划时点所致）。"
-            )
+            if any(p.failed is not None for p in players):
+                # A refusal by the rules, not a busy machine: the refusals are listed at the end.
+                self.warnings.append(
+                    "注意：部分组织的实际结果与计划的行为不符：有操作被规则拒绝"
+                    "（见文末“操作被拒绝”）。"
+                )
+            else:
+                self.warnings.append(
+                    "注意：部分组织的实际结果与计划的行为不符"
+                    "（多为机器繁忙、操作晚于计划时点所致）。"
+                )
         return SimulationReport(
             plan_id=plan.id,
             plan_name=plan.name,

@@ -55,12 +55,22 @@ class Scripter:
             Behaviour.RETURNED: Conduct.RETURNED_ONCE,
             Behaviour.EXTENSION: Conduct.EXTENDED,
         }.get(behaviour)
+        phases: Sequence[Phase] = WORKING_PHASES
+        if special is Conduct.EXTENDED:
+            # Only where the extension rule leaves room to finish after the ladder's top rung
+            # (an extension may not reach the next phase's deadline).
+            phases = [p for p in WORKING_PHASES if self._extension_fits(p)]
+            if not phases:
+                raise SimulationError(
+                    f"无法为组织 {org.id} 安排“{behaviour.label}”：计划中没有哪个阶段留有延期的"
+                    "余地（延期后的截止时间不得达到下一阶段的截止时间），请用 --extensions 0"
+                )
         for _attempt in range(30):
             conduct = dict.fromkeys(WORKING_PHASES, Conduct.ON_TIME)
             if special is not None:
                 # Late and lagging organisations slip in one or two phases, not all five.
                 how_many = self.rng.choice((1, 1, 2)) if special in _SLIPS else 1
-                for phase in self.rng.sample(WORKING_PHASES, how_many):
+                for phase in self.rng.sample(phases, how_many):
                     conduct[phase] = special
             planned = self._plan(conduct)
             if planned is not None:
@@ -73,6 +83,18 @@ class Scripter:
                     actions=tuple(actions),
                 )
         raise SimulationError(f"无法为组织 {org.id} 安排“{behaviour.label}”的行动，请检查计划时限")
+
+    def _next_deadline(self, phase: Phase) -> datetime | None:
+        """The deadline of the phase after ``phase`` (None after the last)."""
+        return _next_deadline(self.windows, phase)
+
+    def _extension_fits(self, phase: Phase) -> bool:
+        """Whether an extension of ``phase`` that the rules allow leaves room to finish after
+        the top rung would have fired."""
+        deadline = self.windows[phase][1]
+        new_deadline = self.timing.extended_deadline(deadline, self._next_deadline(phase))
+        finish = self.timing.after(deadline, self.timing.top_units + 1)
+        return new_deadline is not None and self.timing.fits_on_time(finish, new_deadline)
 
     def _on_time(self, deadline: datetime, earliest: datetime, first_unit: int) -> datetime | None:
         """ "Some days before the deadline": a random unit from ``first_unit`` on, never on a
@@ -122,10 +144,10 @@ class Scripter:
                 asked = self._on_time(deadline, earliest, max(1, timing.margin))
                 if asked is None:
                     return None
-                new_deadline = timing.extended_deadline(deadline)
+                new_deadline = timing.extended_deadline(deadline, self._next_deadline(phase))
                 # Finish after the top rung would have fired: proof that nothing escalated.
                 finish = timing.after(deadline, timing.top_units + 1)
-                if not timing.fits_on_time(finish, new_deadline):
+                if new_deadline is None or not timing.fits_on_time(finish, new_deadline):
                     return None
                 actions.append(
                     PlannedAction(
@@ -155,6 +177,15 @@ class Scripter:
             # The next phase opens the moment this one completes.
             ready = finish
         return actions, rungs
+
+
+def _next_deadline(
+    windows: Mapping[Phase, tuple[datetime, datetime]], phase: Phase
+) -> datetime | None:
+    """The deadline of the working phase after ``phase`` in ``windows`` (None after the
+    last): an extension of ``phase`` must stay before it."""
+    following = WORKING_PHASES[WORKING_PHASES.index(phase) + 1 :]
+    return next((windows[p][1] for p in following if p in windows), None)
 
 
 def assign_behaviours(
@@ -333,11 +364,14 @@ class PacedScripter:
             else:
                 units = self._units_late(deadline, aimed)
                 choices = [c for c in timing.late_choices() if c >= units]
-                new_deadline = timing.extended_deadline(deadline)
+                new_deadline = timing.extended_deadline(
+                    deadline, _next_deadline(self.windows, phase)
+                )
                 asked = self._unit_at_or_before(deadline, timing.latest_on_time(deadline))
                 extended_finish = timing.after(deadline, timing.top_units + 1)
                 if (
                     extension_left
+                    and new_deadline is not None
                     and finishes < pace.rectify_at
                     and asked is not None
                     and asked >= earliest

@@ -79,13 +79,29 @@ class Timing:
         ``deadline`` and off the phase's timers."""
         return moment <= self.latest_on_time(deadline) and not self.clashes(moment, deadline)
 
-    def extended_deadline(self, deadline: datetime) -> datetime:
-        """A deadline beyond where the top rung would have fired, with room to finish."""
+    def extended_deadline(
+        self, deadline: datetime, next_deadline: datetime | None = None
+    ) -> datetime | None:
+        """A deadline beyond where the top rung would have fired, with room to finish, that
+        the extension rule allows: before the next phase's deadline ``next_deadline``
+        (``domain.schedule.check_extended_deadline`` refuses one that reaches it). Kept a
+        unit short of the next deadline when the wish would reach it; None when that leaves
+        no later deadline at all. Callers check that the planned finish still fits."""
         if self.in_minutes:
-            return deadline + (self.top_units + 3) * MINUTE_STEP
-        return end_of_day(
-            self.calendar.add_working_days(deadline_day(deadline), self.top_units + 4)
-        )
+            wanted = deadline + (self.top_units + 3) * MINUTE_STEP
+            latest = next_deadline - MINUTE_STEP if next_deadline is not None else None
+        else:
+            wanted = end_of_day(
+                self.calendar.add_working_days(deadline_day(deadline), self.top_units + 4)
+            )
+            latest = (
+                end_of_day(self.calendar.subtract_working_days(deadline_day(next_deadline), 1))
+                if next_deadline is not None
+                else None
+            )
+        if latest is not None and wanted > latest:
+            wanted = latest
+        return wanted if wanted > deadline else None
 
     def rungs_fired_by(self, units_after: int) -> int:
         """Rungs that have fired when acting ``units_after`` units after the deadline."""

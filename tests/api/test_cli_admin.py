@@ -1,5 +1,6 @@
 """The administrator's CLI over the running stack: import a roster, start a round with a
-progress bar, show its status; bad input exits 2 with every row's reason."""
+progress bar, show its status (in Chinese, before and after kick-off); bad input exits 2
+with every row's reason, each once."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import httpx
 from typer.testing import CliRunner, Result
 
 from chuangzheng.cli import app
-from tests.api.conftest import PASSWORD, ROSTER_CSV, Stack
+from tests.api.conftest import PASSWORD, ROSTER_CSV, Stack, token
 
 
 async def cli(stack: Stack, *args: str) -> Result:
@@ -33,6 +35,7 @@ async def test_admin_imports_starts_and_reports(stack: Stack, tmp_path: Path) ->
 
     shown = await cli(stack, "status", round_id)
     assert shown.exit_code == 0, shown.output
+    assert "状态：进行中" in shown.output
     assert "已启动 3 / 3 个组织" in shown.output
     assert "动员部署" in shown.output
 
@@ -48,4 +51,24 @@ async def test_admin_roster_errors_name_each_row(stack: Stack, tmp_path: Path) -
     )
     result = await cli(stack, "import-roster", str(roster))
     assert result.exit_code == 2
-    assert "第5行" in result.output
+    # Each of the row's errors once (not also joined into the first line).
+    assert result.output.count("第5行·组织类型") == 1, result.output
+    assert result.output.count("第5行·党员人数") == 1, result.output
+
+
+async def test_status_before_kick_off_says_so(stack: Stack) -> None:
+    """A round created but not kicked off: its state in Chinese and "尚未启动", not
+    "created" and "已启动 0 / None"."""
+    round_id = f"cli-{uuid.uuid4().hex[:6]}"
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
+        created = await http.post(
+            "/api/v1/rounds",
+            json={"round_id": round_id, "plan_id": "demo", "round_plan_id": "demo"},
+            headers=await token(http, "county"),
+        )
+        assert created.status_code in (200, 201), created.text
+    shown = await cli(stack, "status", round_id)
+    assert shown.exit_code == 0, shown.output
+    assert f"（{round_id}）状态：尚未启动" in shown.output
+    assert "尚未启动，还没有组织进度" in shown.output
+    assert "None" not in shown.output and "created" not in shown.output
