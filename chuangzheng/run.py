@@ -4,8 +4,10 @@ Before the processes: refuse to start over another instance, migrate the databas
 demo county. Then the Temporal CLI dev server (persisting to a SQLite file under the data
 directory, so a restart keeps every round), ``CZ_WORKERS`` worker processes (``chuangzheng
 worker``) and the API (``chuangzheng api``), each restarted if it crashes. Once the API answers,
-a demo round on the minute-scale plan is kicked off unless one is running, the banner says
-where to look, and one status line a minute follows; everything else goes to JSON log files
+a demo round on the minute-scale plan is kicked off unless one is running (through the round
+use cases, not by signing in: a throttled demo sign-in does not stop ``make run``), the banner
+says where to look (and whether the demo sign-in is blocked for now), and one status line a
+minute follows; everything else goes to JSON log files
 under ``<data_dir>/logs`` (``run.log`` for this supervisor, ``temporal.log``, ``worker-N.log``,
 ``api.log``). Ctrl-C or SIGTERM stops the API and workers (each drains within its graceful
 period), then the dev server: all within 10 s with the default settings.
@@ -20,7 +22,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -30,28 +32,34 @@ import httpx
 import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
 
 from activities.member_store import store_members
 from activities.roster_files import read_roster_file
 from activities.roster_store import load_roster
+from activities.round_contracts import RoundStatus
 from activities.tables import (
     OrganisationRow,
     PartyMemberRow,
     UserRow,
 )
-from chuangzheng.bootstrap import open_database
+from activities.tables.access import SignInThrottleRow
+from chuangzheng.bootstrap import connect_temporal, open_database
 from chuangzheng.demo_members import demo_members
 from chuangzheng.demo_users import DEMO_PASSWORD, seed_demo_users
 from chuangzheng.logging import configure_logging
 from chuangzheng.migrate import upgrade
+from chuangzheng.services import rounds
 from chuangzheng.services.county_figures import county_figures
 from chuangzheng.services.roster import import_roster_in
+from chuangzheng.services.sign_in import account_key, address_key, wait_text
 from chuangzheng.settings import Settings, WorkerRole, get_settings, repo_root
 from chuangzheng.supervisor import ProcessSpec, Supervisor
 from chuangzheng.temporal_server import dev_server_command, wait_for_dev_server
 from domain.lights import Light
-from domain.organisation import Role
+from domain.organisation import DEFAULT_COUNTY, Role
 from domain.state import Actor
+from domain.throttle import retry_after_seconds
 
 log = structlog.get_logger(__name__)
 
@@ -98,40 +106,87 @@ def load_demo_county(sessions: sessionmaker[Session], settings: Settings) -> Non
             log.info("demo users created", count=len(users))
 
 
-async def kick_off_demo_round(base_url: str, timeout: float = API_START_TIMEOUT) -> str:
-    """Create and kick off a round of the demo plan through the API, unless one is running."""
+#: Who the audit log names for the demo round ``make run`` creates and kicks off.
+DEMO_STARTER = Actor(user="make-run", name="演示轮次启动", role=Role.COUNTY_OFFICE)
+
+
+async def wait_for_api(base_url: str, timeout: float = API_START_TIMEOUT) -> None:
+    """Wait until the API answers ``/healthz`` (imports are slow on a busy machine)."""
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
         deadline = asyncio.get_running_loop().time() + timeout
-        while True:  # the API may still be starting
+        while True:
             try:
-                login = await http.post(
-                    "/api/v1/auth/login", json={"username": "county", "password": DEMO_PASSWORD}
-                )
+                answer = await http.get("/healthz")
             except httpx.TransportError:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(0.25)
-            else:
-                break
-        login.raise_for_status()
-        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-        rounds = (await http.get("/api/v1/rounds", headers=headers)).json()
-        running = [r for r in rounds if r["status"] == "running"]
-        if running:
-            return str(running[0]["round_id"])
-        round_id = "demo-" + datetime.now(UTC).strftime("%Y%m%d-%H%M")
-        created = await http.post(
-            "/api/v1/rounds",
-            json={"round_id": round_id, "plan_id": "demo", "round_plan_id": "demo"},
-            headers=headers,
-        )
-        created.raise_for_status()
-        (await http.post(f"/api/v1/rounds/{round_id}/kickoff", headers=headers)).raise_for_status()
-        return round_id
+                answer = None
+            if answer is not None and answer.status_code == 200:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"API 在 {timeout:g} 秒内没有应答 ({base_url}/healthz)")
+            await asyncio.sleep(0.25)
 
 
-def banner(settings: Settings, round_id: str) -> str:
-    """Where to look, and how to log in."""
+async def kick_off_demo_round(
+    settings: Settings, sessions: sessionmaker[Session], temporal: Client
+) -> str:
+    """Create and kick off a round of the demo plan in the demo county, unless one is
+    running; its id.
+
+    Through the round use cases themselves (what the API calls), as :data:`DEMO_STARTER`,
+    not over HTTP with the demo county office's password: the public demo account may be
+    locked by anyone's wrong guesses, or 127.0.0.1 blocked by the sign-in throttle, and
+    ``make run`` must start all the same (it once exited with a 429). Nothing is
+    weakened: the throttle guards passwords sent over the network, and this process reads
+    the database directly anyway. The audit log names ``make-run``, as for the roster."""
+    with sessions() as session:
+        running = [
+            record
+            for record in rounds.list_rounds(session, {DEFAULT_COUNTY})
+            if record.status == RoundStatus.RUNNING.value
+        ]
+    if running:
+        return running[0].round_id
+    round_id = "demo-" + datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    await rounds.create_round(
+        sessions, DEMO_STARTER, round_id=round_id, plan_id="demo", round_plan_id="demo"
+    )
+    service = rounds.Rounds(sessions=sessions, temporal=temporal, settings=settings)
+    await service.kick_off(DEMO_STARTER, round_id)
+    return round_id
+
+
+def demo_sign_in_notes(sessions: sessionmaker[Session], now: datetime) -> list[str]:
+    """What the banner says when the demo ``county`` account, or this machine's address,
+    is blocked by the sign-in throttle (someone's wrong passwords): that ``make run`` went
+    on regardless, and how long until signing in works (the block is not lifted: it guards
+    a public password)."""
+    with sessions() as session:
+        counters = {
+            row.key: row
+            for row in session.scalars(
+                select(SignInThrottleRow).where(
+                    SignInThrottleRow.key.in_([account_key("county"), address_key("127.0.0.1")])
+                )
+            )
+        }
+    notes = []
+    for key, who in (
+        (account_key("county"), "演示账号 county"),
+        (address_key("127.0.0.1"), "本机地址 127.0.0.1"),
+    ):
+        row = counters.get(key)
+        if row is not None and row.blocked_until is not None and row.blocked_until > now:
+            wait = wait_text(retry_after_seconds(row.blocked_until - now))
+            notes.append(
+                f"  注意: {who} 因登录失败次数过多被暂时锁定，约 {wait}后可再登录"
+                "（演示轮次已照常启动，不受影响）"
+            )
+    return notes
+
+
+def banner(settings: Settings, round_id: str, notes: Sequence[str] = ()) -> str:
+    """Where to look, and how to log in (``notes``: what else the operator should know,
+    e.g. :func:`demo_sign_in_notes`)."""
     api = f"http://{settings.api_host}:{settings.api_port}"
     seconds = settings.run_status_interval_seconds
     every = "每分钟" if seconds == 60 else f"每 {seconds:g} 秒"
@@ -163,6 +218,7 @@ def banner(settings: Settings, round_id: str) -> str:
             "    guidance-rural             农村基层组织指导小组",
             "    instructor-<姓名>          指导员（见 deploy/demo/roster.csv 的 指导员 列）",
             "    secretary-org-0001         书记（org-0001 … org-0300）",
+            *notes,
             f"  此后{every}显示一行状态（组织灯色、通知、错误）。",
             "",
         ]
@@ -312,10 +368,19 @@ async def supervise(settings: Settings) -> int:
             log.info("temporal dev server ready", address=settings.temporal_address)
             for spec in services:
                 supervisor.start(spec)
+            temporal = await _unless_stopped(connect_temporal(settings), stop)
             api = f"http://{settings.api_host}:{settings.api_port}"
-            round_id = await _unless_stopped(kick_off_demo_round(api), stop)
+            await _unless_stopped(wait_for_api(api), stop)
+            round_id = await _unless_stopped(
+                kick_off_demo_round(settings, database.sessions, temporal), stop
+            )
             log.info("demo round running", round_id=round_id)
-            print(banner(settings, round_id), flush=True)
+            try:
+                notes = demo_sign_in_notes(database.sessions, datetime.now(UTC))
+            except Exception:  # a locked database must not end make run over a note
+                log.exception("demo sign-in notes failed")
+                notes = []
+            print(banner(settings, round_id, notes), flush=True)
             await _print_status(settings, database.sessions, supervisor, stop)
         except _Stopped:
             log.info("stopped while starting")

@@ -179,7 +179,55 @@ _COMMON_PASSWORD_TEXT = """
     qwerty123456 qwerty1234567 qwe1234567 qwer12345678 asdf123456 zxcv123456 abcd1234567
     iloveyou520 iloveyou5201314 woaini123456 woaini5201314 wo5201314 5201314a a5201314
 """
+
+# Words a password is commonly built on, refused with digits, a year or symbols around them
+# (``woaini131452``, ``Dangjian@2026``) as much as alone: the service's own words and the
+# Party-work words around it (创先争优, 党建, in pinyin and in characters), love words and
+# numbers, and the ordinary Chinese ones.
+_COMMON_WORD_TEXT = """
+    chuangzheng chuangxian chuangxianzhengyou zhengyou cxzy czxt dangjian dangjiangongzuo
+    jicengdangjian dangyuan dangzhibu zhibu zhibushuji shuji dangwei dangzuzhi zuzhi zuzhibu
+    gongchandang zhonggong zhongguogongchandang dangxiao xianwei xianzhengfu zhengfu
+    xiangzhen cunweihui shequ zhidaoyuan kaohe pingyi gongzuo bangong bangongshi
+    woaini woaiwojia wojiaini aini woaini1314 5201314 1314520 520520 521521 1314 woxihuanni
+    iloveyou loveyou laopo laogong baobei baobao qinaide nihao nihaoma zhongguo china
+    beijing shanghai mima wodemima ceshi huanying haha hehe xixi
+    创先争优 创争 党建 党员 支部 党支部 党委 组织部 共产党 中国共产党 县委 政府 中国 我爱你 密码
+"""
 COMMON_PASSWORDS: frozenset[str] = frozenset(_COMMON_PASSWORD_TEXT.split())
+#: :data:`COMMON_PASSWORDS` and the words passwords are built on: what is left of a
+#: password once the digits and symbols around it are gone may be none of these.
+COMMON_WORDS: frozenset[str] = COMMON_PASSWORDS | frozenset(_COMMON_WORD_TEXT.split())
+
+#: Keyboard rows and columns, the keypad's, and the alphabet: a password that is a few runs
+#: along them (``qwertyuiop``, ``qweasdzxc``, ``1qaz2wsx``, ``147258369``), either way, is
+#: typed without thinking.
+_KEY_RUNS = (
+    "1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm", "abcdefghijklmnopqrstuvwxyz",
+    "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p", "qazwsxedcrfvtgbyhnujmikolp",
+    "zaq1xsw2cde3vfr4bgt5nhy6mju7ki8lo9p0", "1470", "2580", "3690",
+)  # fmt: skip
+_KEY_WALKS = _KEY_RUNS + tuple(run[::-1] for run in _KEY_RUNS)
+_LONGEST_RUN = max(len(run) for run in _KEY_RUNS)
+#: A walk is at most this many runs, each at least this long.
+_WALK_RUNS = 4
+_WALK_RUN = 3
+
+#: Digits and symbols that stand for letters (``P@ssw0rd``); ``1``, ``!`` and ``|`` for ``i``
+#: or ``l``, both tried.
+_LEET = {"@": "a", "4": "a", "8": "b", "3": "e", "6": "g", "9": "g", "0": "o",
+         "$": "s", "5": "s", "7": "t", "+": "t"}  # fmt: skip
+_LEET_I = str.maketrans(_LEET | {"1": "i", "!": "i", "|": "l"})
+_LEET_L = str.maketrans(_LEET | {"1": "l", "!": "l", "|": "l"})
+#: The most runs of digits or of symbols peeled off each end of a password.
+_MOST_PEELS = 4
+#: What may follow (or precede) one short pattern repeated, and how long the repeated part
+#: must be then: ``abcabcabca1``.
+_REPEAT_TAIL = 4
+_REPEAT_HEAD = 8
+#: The shortest part left between digits and symbols that is refused for being one short
+#: pattern repeated (``abcabc2026!``).
+_REPEATED_CORE = 6
 
 
 def _is_trivial(password: str) -> bool:
@@ -201,6 +249,87 @@ def _is_repeated(folded: str) -> bool:
     return False
 
 
+def _peeled_ends(text: str) -> list[str]:
+    """``text`` and what is left of it as runs of digits and runs of other non-letters are
+    peeled off its end one by one (``admin@123456``: ``admin@``, ``admin``)."""
+    found = [text]
+    for _ in range(_MOST_PEELS):
+        if not text or text[-1].isalpha():
+            break
+        digits = text[-1].isdigit()
+        while text and not text[-1].isalpha() and text[-1].isdigit() == digits:
+            text = text[:-1]
+        found.append(text)
+    return found
+
+
+def _cores(folded: str) -> set[str]:
+    """What a (case-folded) password may be built on: itself and what is left once digits,
+    years and symbols are peeled off either end (the word said over and over: said once),
+    each also with the digits and symbols that stand for letters read as letters
+    (``P@ssw0rd2026``: ``password``)."""
+    cores: set[str] = set()
+    for tail in _peeled_ends(folded):
+        for core in _peeled_ends(tail[::-1]):
+            core = _repeated_unit(core[::-1])
+            cores.add(core)
+            if any(c.isalpha() for c in core):  # digits alone are not letters in disguise
+                cores.update((core.translate(_LEET_I), core.translate(_LEET_L)))
+    cores.discard("")
+    return cores
+
+
+def _repeated_unit(text: str) -> str:
+    """The word ``text`` is said over and over, however long (``qwertyuiopqwertyuiop``:
+    ``qwertyuiop``); ``text`` itself when it is not a repetition."""
+    size = len(text)
+    for unit in range(1, size // 2 + 1):
+        if size % unit == 0 and text[:unit] * (size // unit) == text:
+            return text[:unit]
+    return text
+
+
+def _is_key_walk(text: str) -> bool:
+    """``text`` is a few runs along a keyboard row or column or the alphabet (see
+    :data:`_KEY_RUNS`): ``qwerty``, ``asdfghjkl``, ``qweasdzxc``, ``1qaz2wsx``."""
+    size = len(text)
+    if size < _WALK_RUN + 1 or size > _WALK_RUNS * _LONGEST_RUN:
+        return False
+    # fewest[i]: the fewest runs that make up text[:i] (more than _WALK_RUNS: no way).
+    never = _WALK_RUNS + 1
+    fewest = [0] + [never] * size
+    for end in range(_WALK_RUN, size + 1):
+        for start in range(max(0, end - _LONGEST_RUN), end - _WALK_RUN + 1):
+            if fewest[start] + 1 >= fewest[end]:
+                continue
+            if any(text[start:end] in walk for walk in _KEY_WALKS):
+                fewest[end] = fewest[start] + 1
+    return fewest[size] <= _WALK_RUNS
+
+
+def _is_repeated_with_tail(folded: str) -> bool:
+    """One short pattern repeated, with a few more characters after or before it
+    (``abcabcabca1``, ``!xyxyxyxyxy``)."""
+    size = len(folded)
+    for cut in range(1, _REPEAT_TAIL + 1):
+        if size - cut < _REPEAT_HEAD:
+            break
+        if _is_repeated(folded[: size - cut]) or _is_repeated(folded[cut:]):
+            return True
+    return False
+
+
+def _built_on_common(cores: Iterable[str], local: frozenset[str]) -> bool:
+    """A core is a common word or password, a word of the place (``local``), a keyboard
+    walk, or one character (or two) over and over."""
+    for core in cores:
+        if core in COMMON_WORDS or core in local or _is_key_walk(core):
+            return True
+        if len(core) >= _WALK_RUN + 1 and _is_trivial(core):
+            return True
+    return False
+
+
 def _letters(text: str) -> str:
     """``text`` with only its letters (Chinese characters included), case folded: what is
     left of a password once the digits and punctuation someone put around a word are gone."""
@@ -216,6 +345,11 @@ MIN_CONTAINED_PINYIN = 5
 
 _NAMED = "密码不能是账号或包含账号"
 _REPEATED = "密码不能由一小段字符重复组成"
+_COMMON = "密码过于常见或简单，容易被猜中"
+_COMMON_DISGUISED = (
+    "密码过于常见或简单，容易被猜中（常见密码、键盘上连续的键或本系统的常用词，"
+    "加上数字、年份、符号，或把字母换成形近的数字、符号，也一样）"
+)
 _PERSONAL = "密码不能是本人姓名或其拼音（加上年份、生日等数字或符号也不行）"
 
 
@@ -257,23 +391,35 @@ def _names_person(letters: str, personal: Iterable[str]) -> bool:
 
 
 def password_problems(
-    password: str, username: str, personal: Iterable[str] = ()
+    password: str, username: str, personal: Iterable[str] = (), local: Iterable[str] = ()
 ) -> list[FieldError]:
     """Every reason ``password`` is refused for ``username`` (empty when it is acceptable):
     at least :data:`MIN_PASSWORD_LENGTH` characters; not a common or trivial password nor
-    one short pattern repeated; not the username nor containing it (case, reversal and the
-    digits or punctuation around it do not matter); not one of the person's own words plus
-    digits, such as a year. ``personal``: those words, e.g. the display name and its pinyin
-    spellings (the service spells them: this module knows no pinyin)."""
+    one short pattern repeated; not built on a common password or word, a keyboard walk or a
+    word of ``local`` with digits, a year or symbols around it or look-alike characters in
+    it (``P@ssw0rd2026``, ``Qwerty2026!``, ``woaini131452``), nor on a repeated pattern with
+    a short tail (``abcabcabca1``); not the username nor containing it (case, reversal and
+    the digits or punctuation around it do not matter); not one of the person's own words
+    plus digits, such as a year. ``personal``: those words, e.g. the display name and its
+    pinyin spellings (the service spells them: this module knows no pinyin). ``local``: the
+    place's words, e.g. the county's name and its pinyin."""
     problems: list[str] = []
     if len(password) < MIN_PASSWORD_LENGTH:
         problems.append(f"密码至少 {MIN_PASSWORD_LENGTH} 个字符")
     if len(password) > MAX_PASSWORD_LENGTH:
         problems.append(f"密码最多 {MAX_PASSWORD_LENGTH} 个字符")
     folded = password.casefold()
+    cores = _cores(folded) if len(password) <= MAX_PASSWORD_LENGTH else set()
+    places = frozenset(w for word in local if (w := word.strip().casefold()))
     if folded in COMMON_PASSWORDS or _is_trivial(password):
-        problems.append("密码过于常见或简单，容易被猜中")
+        problems.append(_COMMON)
     elif _is_repeated(folded):
+        problems.append(_REPEATED)
+    elif _built_on_common(cores, places):
+        problems.append(_COMMON_DISGUISED)
+    elif _is_repeated_with_tail(folded) or any(
+        len(core) >= _REPEATED_CORE and _is_repeated(core) for core in cores
+    ):
         problems.append(_REPEATED)
     letters = _letters(password)
     if _names_username(folded, letters, username):

@@ -12,6 +12,11 @@ session, never past ``session_max_hours`` after the sign-in.
 Failed password sign-ins are counted per account and per address (``sign_in_throttle``, so
 every API process sees the same counts) with the rule of :mod:`domain.throttle`; a blocked
 key is refused with :class:`Throttled` before the password is looked at, even a right one.
+Every password check is counted as a failure before it runs (a short transaction of its
+own, under a lock of the two keys, committed), then the password is checked with no
+transaction open, and a right password clears the account's count and gives the address
+its attempt back: however many guesses arrive at once, no more are checked than the policy
+allows failures before the block, and one slow check never holds up anyone else's.
 An unknown account, an account not activated yet (no password) and a wrong password are one
 refusal, verified against a dummy hash so they take the same time.
 
@@ -38,12 +43,13 @@ from typing import Any
 import jwt
 from argon2.exceptions import InvalidHashError, VerificationError
 from pypinyin import Style, pinyin
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Integer, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.db import delete_in_batches, upsert_insert, write_lock
 from activities.tables import AuditRow, UserRow, metadata
 from activities.tables.access import AccountCountyRow, SignInSessionRow, SignInThrottleRow
+from activities.tables.roster import CountyRow
 from chuangzheng.services.contact_points import contact_organisations
 from chuangzheng.services.errors import Conflict, InvalidInput, ServiceError
 from chuangzheng.services.password_hashing import HASHER
@@ -384,9 +390,9 @@ def _open_session(
 
 
 def _counters(session: Session, keys: Iterable[str], *, lock: bool) -> dict[str, ThrottleCounter]:
-    query = select(SignInThrottleRow).where(SignInThrottleRow.key.in_(list(keys)))
+    query = select(SignInThrottleRow).where(SignInThrottleRow.key.in_(sorted(keys)))
     if lock:
-        query = query.with_for_update()
+        query = query.order_by(SignInThrottleRow.key).with_for_update()
     return {
         row.key: ThrottleCounter(
             failures=row.failures,
@@ -398,23 +404,79 @@ def _counters(session: Session, keys: Iterable[str], *, lock: bool) -> dict[str,
     }
 
 
-def _throttle_gate(
+#: The first half of the PostgreSQL advisory lock of a throttle key (the second is the
+#: key's hash): a namespace of this module's own.
+_ADVISORY_LOCK_CLASS = 0x535449  # "STI": sign-in throttle
+
+
+def _locked_counters(session: Session, keys: Iterable[str]) -> dict[str, ThrottleCounter]:
+    """The counters of ``keys``, locked until the transaction ends (keep it short: never
+    around a password check). On SQLite: the database's write lock. On PostgreSQL: a
+    transaction-scoped advisory lock per key, in the keys' order (no deadlock between two
+    attempts), since ``FOR UPDATE`` locks no row that is not there yet, and two first
+    failures of a key at once would both write a count of one."""
+    write_lock(session, SignInThrottleRow)
+    if session.get_bind().dialect.name == "postgresql":
+        for key in sorted(keys):
+            session.execute(
+                select(
+                    func.pg_advisory_xact_lock(
+                        cast(_ADVISORY_LOCK_CLASS, Integer), func.hashtext(key)
+                    )
+                )
+            )
+    return _counters(session, keys, lock=True)
+
+
+def _store_counter(session: Session, key: str, counter: ThrottleCounter | None) -> None:
+    if counter is None:
+        session.execute(delete(SignInThrottleRow).where(SignInThrottleRow.key == key))
+        return
+    values = {
+        "key": key,
+        "failures": counter.failures,
+        "first_failure_at": counter.first_failure_at,
+        "last_failure_at": counter.last_failure_at,
+        "blocked_until": counter.blocked_until,
+    }
+    table = SignInThrottleRow.__table__
+    stmt = upsert_insert(session, table).values(values)  # type: ignore[arg-type]
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["key"], set_={k: v for k, v in values.items() if k != "key"}
+        )
+    )
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """A password check, counted as a failure before it runs: its keys (the account's and
+    the address's) with their policies, and each key's counter before and after."""
+
+    username: str
+    keys: dict[str, ThrottlePolicy]
+    before: dict[str, ThrottleCounter | None]
+    after: dict[str, ThrottleCounter]
+
+
+def _count_attempt(
     session: Session,
     settings: Settings,
     username: str,
     ip: str | None,
     now: datetime,
     detail: dict[str, Any],
-) -> dict[str, ThrottlePolicy]:
-    """The throttle's keys of a password check (the account's and the address's), after
-    refusing it with :class:`Throttled` (audited and committed, before the password is
-    looked at, even a right one) while either is blocked."""
+) -> _Attempt:
+    """Count a password check as a failed sign-in of the account and of the address before
+    it runs, in a short transaction of its own (committed), unless either key is blocked:
+    then :class:`Throttled`, audited and committed, before the password is looked at, even
+    a right one. The checks in flight count, so however many arrive at once, no more of
+    them run than the policy allows failures before the block."""
     account_policy, address_policy = policies(settings)
     keys = {account_key(username): account_policy, address_key(ip): address_policy}
+    counters = _locked_counters(session, keys)
     waits = [
-        wait
-        for counter in _counters(session, keys, lock=False).values()
-        if (wait := remaining_block(counter, now)) is not None
+        wait for counter in counters.values() if (wait := remaining_block(counter, now)) is not None
     ]
     if waits:
         retry_after = retry_after_seconds(max(waits))
@@ -424,30 +486,54 @@ def _throttle_gate(
         )  # fmt: skip
         session.commit()
         raise Throttled(retry_after)
-    return keys
+    after = {key: after_failure(counters.get(key), policy, now) for key, policy in keys.items()}
+    for key, counter in after.items():
+        _store_counter(session, key, counter)
+    session.commit()
+    return _Attempt(
+        username=username, keys=keys, before={key: counters.get(key) for key in keys}, after=after
+    )
 
 
-def _count_failure(session: Session, keys: dict[str, ThrottlePolicy], now: datetime) -> None:
-    # The counters are read and written back: on SQLite the lock comes first, or two
-    # failures at once (a bot's parallel guesses) read the same count and are counted once.
-    write_lock(session, SignInThrottleRow)
-    counters = _counters(session, keys, lock=True)
-    table = SignInThrottleRow.__table__
-    for key, policy in keys.items():
-        counter = after_failure(counters.get(key), policy, now)
-        values = {
-            "key": key,
-            "failures": counter.failures,
-            "first_failure_at": counter.first_failure_at,
-            "last_failure_at": counter.last_failure_at,
-            "blocked_until": counter.blocked_until,
-        }
-        stmt = upsert_insert(session, table).values(values)  # type: ignore[arg-type]
-        session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["key"], set_={k: v for k, v in values.items() if k != "key"}
-            )
-        )
+def _given_back(
+    current: ThrottleCounter | None,
+    policy: ThrottlePolicy,
+    before: ThrottleCounter | None,
+    counted: ThrottleCounter,
+) -> ThrottleCounter | None:
+    """The counter ``current`` without one attempt that counted it from ``before`` to
+    ``counted`` and turned out to be a right password: as if it had never been counted."""
+    if current is None or current.first_failure_at != counted.first_failure_at:
+        return current  # forgotten, or started afresh since: the attempt is not in it
+    if current == counted:  # nothing counted since
+        return before
+    failures = current.failures - 1
+    blocked_until = current.blocked_until
+    if failures < policy.threshold:
+        # Below the threshold nothing else in this count blocked the key.
+        blocked_until = None
+    elif blocked_until == counted.blocked_until and (
+        before is None or before.blocked_until != counted.blocked_until
+    ):
+        blocked_until = before.blocked_until if before is not None else None
+    return replace(current, failures=failures, blocked_until=blocked_until)
+
+
+def _right_password(session: Session, attempt: _Attempt) -> None:
+    """Settle an attempt whose password was right, in the caller's transaction (the caller
+    commits, soon: the keys stay locked until then): the account's failures are cleared,
+    the address gets its attempt back. Not the address's other failures: one good password
+    must not reset what a guesser tried against other accounts from the same address."""
+    own = account_key(attempt.username)
+    counters = _locked_counters(session, attempt.keys)
+    for key, policy in attempt.keys.items():
+        if key == own:
+            _store_counter(session, key, None)
+            continue
+        current = counters.get(key)
+        settled = _given_back(current, policy, attempt.before[key], attempt.after[key])
+        if settled != current:
+            _store_counter(session, key, settled)
 
 
 def sign_in(
@@ -463,20 +549,21 @@ def sign_in(
     """Check the password and open a session; :class:`Throttled` while the account or the
     address is blocked, :class:`SignInRefused` for any bad credentials (counted)."""
     now = now or datetime.now(UTC)
-    keys = _throttle_gate(session, settings, username, ip, now, {"via": via.value})
     row = session.get(UserRow, username)
-    matches = verify_password(row.password_hash if row else None, password)
-    if row is None or not matches or not row.active:
-        _count_failure(session, keys, now)
+    password_hash, active = (row.password_hash, row.active) if row else (None, False)
+    attempt = _count_attempt(session, settings, username, ip, now, {"via": via.value})
+    # No transaction is open here: other sign-ins go on while the password is checked.
+    # Verified even for no account (against the dummy hash): the same time for every refusal.
+    matches = verify_password(password_hash, password)
+    if row is None or not matches or not active:
+        # Counted already (see _count_attempt).
         _audit(
             session, SignInAction.SIGN_IN_FAILED, username=username, role=None, ip=ip, now=now,
             detail={"via": via.value, "reason": FailureReason.BAD_CREDENTIALS.value},
         )  # fmt: skip
         session.commit()
         raise SignInRefused(_BAD_CREDENTIALS)
-    # A success clears the account's failures, not the address's: one good password must
-    # not reset what a guesser tried against other accounts from the same address.
-    session.execute(delete(SignInThrottleRow).where(SignInThrottleRow.key == account_key(username)))
+    _right_password(session, attempt)
     signed_in = _open_session(session, row, via=via, ip=ip, now=now, settings=settings)
     _audit(
         session, SignInAction.SIGN_IN, username=row.username, role=signed_in.user.role, ip=ip,
@@ -633,15 +720,55 @@ def personal_words(display_name: str) -> tuple[str, ...]:
     return tuple(sorted(words))
 
 
+#: What a county's name may end with, and the name is said without as well (青石县: 青石).
+_PLACE_ENDINGS = ("自治县", "县", "区", "市", "旗")
+
+
+def place_words(county_name: str) -> tuple[str, ...]:
+    """The words of a county a password may not be built on (``password_problems``'
+    ``local``): its name with and without 县/区/市, and their pinyin (青石县: ``qingshixian``,
+    ``qingshi``). A one-character stem (本县: 本) is not a word of its own."""
+    name = county_name.strip()
+    if not name:
+        return ()
+    names = {name}
+    for ending in _PLACE_ENDINGS:
+        if name.endswith(ending) and len(name) - len(ending) >= 2:
+            names.add(name[: -len(ending)])
+            break
+    words = set(names)
+    for word in names:
+        spelled = "".join(s[0] for s in pinyin(word, style=Style.NORMAL))
+        if spelled.isascii():
+            words.add(spelled)
+    return tuple(sorted(words))
+
+
+def name_of_county(session: Session, county: str | None) -> str:
+    """The name of an account's county ("" for an office above the counties)."""
+    if county is None:
+        county = DEFAULT_COUNTY
+    if not county:
+        return ""
+    return session.scalar(select(CountyRow.name).where(CountyRow.code == county)) or ""
+
+
 def new_password_problems(
-    new_password: str, new_password_again: str, *, username: str, display_name: str
+    new_password: str,
+    new_password_again: str,
+    *,
+    username: str,
+    display_name: str,
+    county_name: str = "",
 ) -> list[dict[str, str]]:
     """Every reason a person's new password is refused, as field errors: the two entries
     differ, or the password breaks the rule (``domain.accounts.password_problems``, with
-    the person's name and its pinyin)."""
+    the person's name and its pinyin, and their county's name and its pinyin)."""
     problems = [
         {"field": p.field, "reason": p.reason}
-        for p in password_problems(new_password, username, personal_words(display_name))
+        for p in password_problems(
+            new_password, username, personal_words(display_name), place_words(county_name)
+        )
     ]
     if new_password != new_password_again:
         problems.append({"field": "new_password_again", "reason": "两次输入的新密码不一致"})
@@ -678,7 +805,11 @@ def change_password(
     if row is None:  # gone since the check (a concurrent purge)
         raise SignInRefused("登录已失效，请重新登录")
     problems = new_password_problems(
-        new_password, new_password_again, username=username, display_name=row.display_name
+        new_password,
+        new_password_again,
+        username=username,
+        display_name=row.display_name,
+        county_name=name_of_county(session, row.county),
     )
     if problems:
         raise InvalidInput("invalid", "新密码不符合要求", problems)
@@ -687,9 +818,11 @@ def change_password(
             "no_password", "该账号通过统一身份认证登录，没有本系统的密码，请在统一身份认证处修改"
         )
     detail = {"via": via.value, "during": SignInAction.PASSWORD_CHANGED.value}
-    keys = _throttle_gate(session, settings, username, ip, now, detail)
-    if not verify_password(row.password_hash, current_password):
-        _count_failure(session, keys, now)
+    password_hash = row.password_hash
+    attempt = _count_attempt(session, settings, username, ip, now, detail)
+    # No transaction is open here: other sign-ins go on while the password is checked.
+    if not verify_password(password_hash, current_password):
+        # Counted already (see _count_attempt).
         _audit(
             session, SignInAction.SIGN_IN_FAILED, username=username, role=None, ip=ip, now=now,
             detail=detail | {"reason": FailureReason.BAD_CREDENTIALS.value},
@@ -697,6 +830,10 @@ def change_password(
         session.commit()
         field = [{"field": "current_password", "reason": _WRONG_PASSWORD}]
         raise InvalidInput("wrong_password", _WRONG_PASSWORD, field)
+    # As a sign-in does: the right password clears the account's failures and gives the
+    # address its attempt back, whatever becomes of the change.
+    _right_password(session, attempt)
+    session.commit()
     if new_password == current_password:
         same = [{"field": "new_password", "reason": "新密码不能与当前密码相同"}]
         raise InvalidInput("invalid", "新密码不符合要求", same)
@@ -734,8 +871,6 @@ def change_password(
         raise SignInRefused("登录已过期，请重新登录")
     expires_at = min(now + token_lifetime(settings), own.issued_at + session_limit(settings))
     own.expires_at, own.renewed_at = expires_at, now
-    # As a sign-in does: the right password clears the account's failures.
-    session.execute(delete(SignInThrottleRow).where(SignInThrottleRow.key == account_key(username)))
     _audit(
         session, SignInAction.PASSWORD_CHANGED, username=username, role=current.user.role, ip=ip,
         now=now, org_id=row.scope_key if current.user.role is Role.SECRETARY else None,

@@ -11,6 +11,7 @@ failures never block the rest of the suite (see ``tests/api/test_sign_in.py``)."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -24,9 +25,9 @@ from activities.db import make_engine, session_factory
 from activities.tables import AuditRow, UserRow
 from activities.tables.access import AccountCountyRow, SignInSessionRow, SignInThrottleRow
 from api.auth import upsert_user
-from chuangzheng.services.sign_in import account_key
+from chuangzheng.services.sign_in import account_key, verify_password
 from domain.organisation import DEFAULT_COUNTY, Role
-from tests.api.conftest import PASSWORD, Stack
+from tests.api.conftest import PASSWORD, Stack, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -164,6 +165,44 @@ async def test_a_wrong_current_password_is_refused_and_counts_toward_the_throttl
         ).all()
     assert len(failed) == limit + 2 and not changed
     assert {f.detail["during"] for f in failed[:limit]} == {"account.change_password"}
+
+
+def blocked(db: sessionmaker[Session], username: str) -> bool:
+    with db() as session:
+        row = session.get(SignInThrottleRow, account_key(username))
+        return row is not None and row.blocked_until is not None
+
+
+async def test_parallel_wrong_current_passwords_check_no_more_than_the_limit(
+    http: httpx.AsyncClient, stack: Stack, db: sessionmaker[Session]
+) -> None:
+    """An outside tester sent 20 wrong current passwords at once (all checked), then the
+    right one, which changed the password. Every check is counted before it runs: the limit
+    is checked, the rest are refused, and so is the right one once the account is blocked."""
+    username, here = new_account(db), address()
+    mine = await bearer(http, username, here)
+    limit, burst = stack.settings.signin_account_failures, 20
+    tries = [
+        asyncio.create_task(
+            http.post(CHANGE, json=change(f"不是这个密码-{i}", NEW_PASSWORD), headers=mine)
+        )
+        for i in range(burst)
+    ]
+    await wait_for(lambda: asyncio.to_thread(blocked, db, username), timeout=60)
+    right = await http.post(CHANGE, json=change(PASSWORD, NEW_PASSWORD), headers=mine)
+    answers = [response.status_code for response in await asyncio.gather(*tries)]
+    assert sorted(answers) == [422] * limit + [429] * (burst - limit), answers
+    assert right.status_code == 429, right.text
+    # Nothing changed: the session still works, the password is the old one.
+    assert (await http.get("/api/v1/users/me", headers=mine)).status_code == 200
+    with db() as session:
+        row = session.get(UserRow, username)
+        assert row is not None and verify_password(row.password_hash, PASSWORD)
+        counter = session.get(SignInThrottleRow, account_key(username))
+        assert counter is not None and counter.failures == limit
+        actions = session.scalars(select(AuditRow.action).where(AuditRow.user == username)).all()
+    assert "account.change_password" not in actions
+    assert actions.count("login_failed") == burst + 1
 
 
 async def test_the_new_password_obeys_the_rule_and_nothing_is_counted_for_it(

@@ -10,6 +10,7 @@ rest of the suite, which signs in from 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from api.auth import upsert_user
 from chuangzheng.api_client import SignedInAuth
 from chuangzheng.services.sign_in import account_key, address_key, issue_token
 from domain.organisation import Role
-from tests.api.conftest import PASSWORD, Stack
+from tests.api.conftest import PASSWORD, Stack, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -124,6 +125,86 @@ async def test_failures_block_the_account_even_for_the_right_password_then_back_
     assert reasons.count("bad_credentials") == limit + 1
     assert reasons.count("throttled") == 3
     assert all("password" not in str(row.detail) for row in failed)
+
+
+def blocked(db: sessionmaker[Session], key: str) -> bool:
+    """Whether ``key`` is blocked now."""
+    with db() as session:
+        row = session.get(SignInThrottleRow, key)
+        return row is not None and row.blocked_until is not None
+
+
+def failed_reasons(db: sessionmaker[Session], username: str) -> list[str]:
+    """The audited reasons of the failed sign-ins of ``username``."""
+    with db() as session:
+        return sorted(
+            row.detail["reason"]
+            for row in session.scalars(
+                select(AuditRow).where(AuditRow.user == username, AuditRow.action == "login_failed")
+            )
+        )
+
+
+async def test_parallel_guesses_check_no_more_passwords_than_the_limit(
+    http: httpx.AsyncClient, stack: Stack, db: sessionmaker[Session]
+) -> None:
+    """An outside tester's 20 wrong passwords sent at once were all checked against a limit
+    of 5 (each read the counters before any failure was written), and the right password in
+    the same burst signed in. Every check is counted before it runs: the limit is checked,
+    the rest are refused, and so is the right password once the account is blocked."""
+    username, here = new_account(db), address()
+    limit, burst = stack.settings.signin_account_failures, 20
+    guesses = [asyncio.create_task(login(http, username, f"guess-{i}", here)) for i in range(burst)]
+    # The right password, in the burst once the limit is reached (the guesses may still be
+    # being checked, or waiting for their turn).
+    await wait_for(lambda: asyncio.to_thread(blocked, db, account_key(username)), timeout=60)
+    right = await login(http, username, PASSWORD, here)
+    answers = [response.status_code for response in await asyncio.gather(*guesses)]
+    assert sorted(answers) == [401] * limit + [429] * (burst - limit), answers
+    assert right.status_code == 429, right.text
+    reasons = failed_reasons(db, username)
+    assert reasons.count("bad_credentials") == limit
+    assert reasons.count("throttled") == burst - limit + 1
+    with db() as session:
+        row = session.get(SignInThrottleRow, account_key(username))
+        assert row is not None and row.failures == limit
+
+
+async def test_parallel_guesses_from_one_address_check_no_more_than_its_limit(
+    http: httpx.AsyncClient, stack: Stack, db: sessionmaker[Session]
+) -> None:
+    """The same for an address trying many usernames at once (password spraying)."""
+    guesser = address()
+    limit, extra = stack.settings.signin_address_failures, 10
+    answers = await asyncio.gather(
+        *(login(http, f"nobody-{uuid.uuid4().hex[:8]}", "guess", guesser)
+          for _ in range(limit + extra))
+    )  # fmt: skip
+    codes = sorted(response.status_code for response in answers)
+    assert codes == [401] * limit + [429] * extra, codes
+    with db() as session:
+        row = session.get(SignInThrottleRow, address_key(guesser["X-Forwarded-For"]))
+        assert row is not None and row.failures == limit and row.blocked_until is not None
+
+
+async def test_a_right_password_gives_back_its_attempt_on_the_address(
+    http: httpx.AsyncClient, stack: Stack, db: sessionmaker[Session]
+) -> None:
+    """A check is counted while it runs; a right password hands the address its attempt
+    back (a county office behind one address signs in all day), even the one that reached
+    the address's limit while it was being checked."""
+    username, office = new_account(db), address()
+    limit = stack.settings.signin_address_failures
+    for _ in range(limit - 1):
+        assert (await login(http, f"nobody-{uuid.uuid4().hex[:8]}", "x", office)).status_code == 401
+    for _ in range(3):
+        assert (await login(http, username, PASSWORD, office)).status_code == 200
+    key = address_key(office["X-Forwarded-For"])
+    with db() as session:
+        row = session.get(SignInThrottleRow, key)
+        assert row is not None and (row.failures, row.blocked_until) == (limit - 1, None)
+    assert (await login(http, f"nobody-{uuid.uuid4().hex[:8]}", "x", office)).status_code == 401
+    assert (await login(http, username, PASSWORD, office)).status_code == 429
 
 
 async def test_failures_from_one_address_block_it_across_usernames(

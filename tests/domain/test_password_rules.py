@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from chuangzheng.services.sign_in import personal_words
+from chuangzheng.services.sign_in import personal_words, place_words
 from domain.accounts import password_problems
 
 NAMED = "密码不能是账号或包含账号"
@@ -106,3 +106,107 @@ def test_every_reason_is_in_chinese_on_the_new_password_field() -> None:
         "密码过于常见或简单，容易被猜中",
         NAMED,
     ]
+
+
+# ----- common passwords in disguise (an outside tester's list) -----
+
+COMMON = "密码过于常见或简单，容易被猜中"
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "P@ssw0rd2026",  # look-alike characters and a year
+        "Password1!",
+        "Qwerty2026!",  # a keyboard row
+        "1234567890!",
+        "chuangzheng2026",  # the service's own name
+        "Admin@123456",
+        "qwertyuiop1",
+        "woaini131452",  # 我爱你 and the love numbers
+        "dangjian2026",  # 党建
+    ],
+)
+def test_the_testers_common_passwords_with_a_suffix_are_refused(password: str) -> None:
+    found = reasons(password, "someone", "李明")
+    assert any(reason.startswith(COMMON) for reason in found), (password, found)
+
+
+def test_the_testers_repeat_with_a_tail_is_refused() -> None:
+    assert REPEATED in reasons("abcabcabca1", "someone")
+    assert REPEATED in reasons("1xyzxyzxyzx", "someone")
+    assert REPEATED in reasons("haha2026haha2026!", "someone")
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "2026Password!",  # the year before
+        "p4$$w0rd-2026",
+        "@dmin2026!!",
+        "!!Welcome2026",
+        "qweasdzxc2026",  # rows one under another
+        "1qaz2wsx3edc!",  # columns
+        "asdfghjkl;'",
+        "zxcvbnm,./123",
+        "147258369!!",  # the keypad
+        "ytrewq2026!!",  # a row backwards
+        "abcdefghij1",  # the alphabet
+        "5201314!!!",
+        "Iloveyou2026",
+        "woaiwojia@2026",
+        "Chuangxian2026",
+        "cxzy20262026",
+        "Dangyuan_2026!",
+        "gongchandang1921",
+        "党建2026-2026",
+        "创先争优@2026",
+        "Zhongguo2026!",
+        "Mima@123456789",
+        "qwertyuiopqwertyuiop",  # a common one said twice, however long
+        "Password2026Password2026",
+    ],
+)
+def test_common_words_walks_and_love_numbers_with_digits_or_symbols_are_refused(
+    password: str,
+) -> None:
+    found = reasons(password, "someone")
+    assert any(reason.startswith(COMMON) for reason in found), (password, found)
+
+
+def test_the_county_s_name_and_its_pinyin_are_refused_with_digits() -> None:
+    local = place_words("青石县")
+    assert {"青石县", "青石", "qingshixian", "qingshi"} <= set(local)
+    for password in ("Qingshi@2026", "qingshixian2026", "青石县2026-2026", "2026.QingShi!"):
+        found = [p.reason for p in password_problems(password, "someone", (), local)]
+        assert any(reason.startswith(COMMON) for reason in found), password
+    # Another county's name is not refused for it.
+    assert password_problems("Qingshi@2026", "someone", (), place_words("长乐区")) == []
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "青山绿水-2026-春耕",
+        "correct horse battery",
+        "Horse battery staple",
+        "柳树村-春耕-2026",
+        "柳树村-秋收-2027",
+        "Tea and 2 lemons!",
+        "wangfang1985",
+        "mountain-tea-2026",
+        "8472-9130-5526",  # random digits in groups
+        "Rk7#vP2q!mZ9",  # random
+        "3.1415926535",
+        "xiaoqiao-liushu-88",
+        "lemonade-tree-77",
+    ],
+)
+def test_reasonable_passwords_still_pass(password: str) -> None:
+    assert reasons(password, "someone", "李明") == [], password
+
+
+def test_only_the_disguise_gets_the_longer_reason_the_plain_one_keeps_its_wording() -> None:
+    assert reasons("password123", "someone") == [COMMON]
+    [disguised] = reasons("Password123!", "someone")
+    assert disguised.startswith(COMMON + "（") and "年份" in disguised
