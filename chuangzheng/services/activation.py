@@ -37,7 +37,13 @@ from chuangzheng.services.accounts import (
 )
 from chuangzheng.services.code_mail import CodeMailer, IssueReason, MailOutcome
 from chuangzheng.services.errors import InvalidInput, NotFound
-from chuangzheng.services.sign_in import hash_password, personal_words, verify_password
+from chuangzheng.services.sign_in import (
+    hash_password,
+    name_of_county,
+    personal_words,
+    place_words,
+    verify_password,
+)
 from domain.accounts import normalise_code, password_problems
 from domain.organisation import Role
 
@@ -117,7 +123,12 @@ def activate(
             raise refusal
         # The person's name (and its pinyin) only now, with the code checked: refused before,
         # it would tell anyone guessing that the account exists, and whose it is.
-        named = password_problems(new_password, username, personal_words(row.display_name))
+        named = password_problems(
+            new_password,
+            username,
+            personal_words(row.display_name),
+            place_words(name_of_county(session, row.county)),
+        )
         if named:
             raise invalid(named, "新密码不符合要求")
         # Spend the code only if nobody spent it meanwhile: two concurrent activations, one

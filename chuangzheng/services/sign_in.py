@@ -33,6 +33,7 @@ pass a session and the use cases commit what they write, refusals included.
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -701,10 +702,33 @@ def personal_words(display_name: str) -> tuple[str, ...]:
     """The person's own words a password of theirs may not be (``password_problems``'
     ``personal``): the display name and its pinyin, family name first and last, and the
     initials (李明: ``liming``, ``mingli``, ``lm``), in every reading of a character that has
-    several (单: ``dan``, ``shan``)."""
+    several (单: ``dan``, ``shan``).
+
+    Accounts from a roster are named by office and person (``指导员崔晓``,
+    ``胜利社区党支部书记邓峰兰``, ``县委活动办张三``): the last two and three Chinese
+    characters of such a name are taken as the person's name too, since a Chinese name is
+    two to three characters at the end of it (an outside operator activated
+    ``cuixiao1985`` for 指导员崔晓)."""
     name = display_name.strip()
     if not name:
         return ()
+    words: set[str] = set()
+    for person in _person_names(name):
+        words |= _name_words(person)
+    return tuple(sorted(words))
+
+
+def _person_names(name: str) -> list[str]:
+    """``name``, and where it is longer than a person's name, its last two and three
+    Chinese characters."""
+    names = [name]
+    tail = re.search(r"[\u4e00-\u9fff]+$", name)
+    if tail is not None and len(tail.group()) > 3:
+        names += [tail.group()[-2:], tail.group()[-3:]]
+    return names
+
+
+def _name_words(name: str) -> set[str]:
     readings = [
         list(dict.fromkeys(pinyin(c, style=Style.NORMAL, heteronym=True)[0]))
         for c in name
@@ -717,7 +741,7 @@ def personal_words(display_name: str) -> tuple[str, ...]:
             if len(spelling) > 1:
                 words.add("".join(spelling[1:] + spelling[:1]))
                 words.add("".join(s[:1] for s in spelling))
-    return tuple(sorted(words))
+    return words
 
 
 #: What a county's name may end with, and the name is said without as well (青石县: 青石).

@@ -89,6 +89,22 @@ def test_every_reading_of_a_name_is_a_spelling() -> None:
     assert PERSONAL in reasons("dantianfang88", "sec-c", "单田芳")
 
 
+@pytest.mark.parametrize(
+    ("password", "username", "display_name"),
+    [
+        ("cuixiao1985", "instructor-崔晓", "指导员崔晓"),
+        ("dengfenglan1980", "secretary-org-0003-邓峰兰", "杏湾街道胜利社区党支部书记邓峰兰"),
+        ("zhangsan2026", "office-zs", "县委活动办张三"),
+    ],
+)
+def test_a_roster_accounts_person_is_found_at_the_end_of_its_display_name(
+    password: str, username: str, display_name: str
+) -> None:
+    # Roster accounts are named by office and person; an outside operator activated all
+    # three of these.
+    assert PERSONAL in reasons(password, username, display_name), password
+
+
 def test_other_names_and_ordinary_passwords_pass() -> None:
     assert reasons("wangfang1985", "sec-a", "李明") == []
     assert reasons("柳树村-春耕-2026", "secretary-org-a", "李明") == []
