@@ -7,7 +7,11 @@ the request sent while the first still runs (a double click, a client retrying t
 waits for the first's answer and replays it instead of running beside it: actions that only
 insert rows with fresh ids (a supervision record, a spot check) have one effect too. A copy
 still waiting after :data:`TWIN_PATIENCE` is told 409 ``in_progress`` with ``Retry-After``.
-Workflow updates additionally carry the key into the domain command.
+Workflow updates additionally carry the key into the domain command; since a workflow
+deduplicates by key alone, a request whose outcome is unknown (Temporal did not answer, the
+request was cancelled, a bug) leaves its key bound to it rather than giving it back
+(:func:`chuangzheng.services.idempotency.abandon_claim`): the same request may retry at once,
+another request with the key is still refused.
 
 The lookup and the store are synchronous SQLAlchemy, run in the threadpool (``api.blocking``).
 """
@@ -25,21 +29,29 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SqlalchemyTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import UploadFile as StarletteUploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from activities.tables import IdempotencyRow
 from api.auth import User
 from api.blocking import run_sync
 from api.errors import ApiError
+from chuangzheng.services import idempotency as keys
+from chuangzheng.services.errors import ServiceError, TemporalUnavailable
 from chuangzheng.services.idempotency import (
     IN_PROGRESS,
+    abandon_claim,
     claim_key,
     finish_claim,
     release_claim,
 )
 from chuangzheng.services.idempotency import command_key as services_command_key
+from domain.errors import DomainError
 
 T = TypeVar("T")
 
@@ -47,11 +59,11 @@ HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 200
 #: How long a copy of a request waits for the first to finish before it is told to retry
 #: (seconds); above a Temporal call's own limit would hold a connection for nothing.
-TWIN_PATIENCE = 15.0
+TWIN_PATIENCE = keys.TWIN_PATIENCE
 #: The error code a copy gets when the first is still running past :data:`TWIN_PATIENCE`.
-TWIN_RUNNING = "in_progress"
+TWIN_RUNNING = keys.TWIN_RUNNING
 #: How often a waiting copy looks for the first's answer (seconds).
-TWIN_POLL = 0.1
+TWIN_POLL = keys.TWIN_POLL
 
 
 def idempotency_key(request: Request) -> str | None:
@@ -185,24 +197,43 @@ async def run_once(
         if stored.status_code != IN_PROGRESS:
             return Answer(stored.status_code, stored.body, replayed=True)
         if asyncio.get_running_loop().time() > patience:
-            raise ApiError(
-                409,
-                TWIN_RUNNING,
-                "同一请求正在处理中，请稍后重试",
-                headers={"Retry-After": "1"},
-            )
+            raise twin_running()
         await asyncio.sleep(TWIN_POLL)
     try:
         answer, keep = await produce()
-    except BaseException:
-        # Nothing to replay: the key goes back, and a retry runs the action anew.
-        await asyncio.shield(run_sync(release_claim, sessions, username, key))
+    except BaseException as exc:
+        # Nothing to replay. A refusal gives the key back (a corrected retry runs anew); a
+        # failure that may have come after a workflow applied the command keeps it bound.
+        if nothing_done(exc):
+            await asyncio.shield(run_sync(release_claim, sessions, username, key))
+        else:
+            now = datetime.now(UTC)
+            await asyncio.shield(run_sync(abandon_claim, sessions, username, key, fingerprint, now))
         raise
     if keep:
         await run_sync(finish_claim, sessions, username, key, answer.status_code, answer.body)
     else:
         await run_sync(release_claim, sessions, username, key)
     return answer
+
+
+def twin_running() -> ApiError:
+    """409 ``in_progress`` with ``Retry-After``: a copy of the request is still running."""
+    return ApiError(409, TWIN_RUNNING, keys.TWIN_RUNNING_MESSAGE, headers={"Retry-After": "1"})
+
+
+def nothing_done(exc: BaseException) -> bool:
+    """Whether a keyed action that raised ``exc`` certainly did nothing, so its key may go
+    back: a refusal (a 4xx, a domain or service refusal other than Temporal not answering)
+    or the read model failing (its transaction rolled back). Anything else (Temporal did not
+    answer, a cancellation, a bug) may have come after a workflow applied the command."""
+    if isinstance(exc, ApiError | StarletteHTTPException):
+        return exc.status_code < 500 or getattr(exc, "code", "") == "database_unavailable"
+    if isinstance(exc, ServiceError):
+        return not isinstance(exc, TemporalUnavailable)
+    return isinstance(
+        exc, DomainError | RequestValidationError | OperationalError | SqlalchemyTimeoutError
+    )
 
 
 def _checked(sessions: sessionmaker[Session], check: Callable[[Session], Any]) -> None:

@@ -21,7 +21,7 @@ from starlette.background import BackgroundTask
 from api.auth import User
 from api.deps import CurrentUser, SessionsDep, TemporalClientDep, client_ip
 from api.errors import as_api_error
-from api.idempotency import idempotency_key
+from api.idempotency import TWIN_RUNNING, idempotency_key
 from api.responses import AUTHENTICATED, TEMPORAL, WITH_BODY, errors
 from api.routers.action_bodies import (
     Acknowledge,
@@ -36,7 +36,7 @@ from api.routers.action_bodies import (
     Waive,
 )
 from api.scope import covers
-from chuangzheng.services.errors import ServiceError
+from chuangzheng.services.errors import Conflict, ServiceError
 from chuangzheng.services.organisation_actions import (
     Caller,
     OrganisationAction,
@@ -96,8 +96,8 @@ def caller(user: User, ip: str | None) -> Caller:
 #: The headers of an action's answer, as the OpenAPI document declares them.
 ANSWER_HEADERS = {
     "Server-Timing": {
-        "description": "各环节耗时（毫秒）：scope 权限与幂等键检查，update 流程操作，"
-        "status 读取完整状态（status_skipped：1 秒内未读到），store 保存应答",
+        "description": "各环节耗时（毫秒）：scope 权限检查与幂等键占用（含等待同键请求），"
+        "update 流程操作，status 读取完整状态（status_skipped：1 秒内未读到），store 保存应答",
         "schema": {"type": "string"},
     },
     "Preference-Applied": {
@@ -168,7 +168,11 @@ def _route(action: Action) -> None:
                 defer_store=True,
             )
         except ServiceError as exc:
-            raise as_api_error(exc) from None
+            error = as_api_error(exc)
+            if isinstance(exc, Conflict) and exc.code == TWIN_RUNNING:
+                # A copy of this request (same key, same body) is still running: retry soon.
+                error.headers["Retry-After"] = "1"
+            raise error from None
         # The answer is JSON already (and what a retry replays): no second encoding.
         headers = {"Server-Timing": server_timing(outcome.timings)}
         # RFC 7240: which answer this is, asked for or not (a whole status not read in time

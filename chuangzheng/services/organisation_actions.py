@@ -4,12 +4,13 @@ acknowledge a notice, report and re-check a rectification), each an Update on th
 organisation's workflow.
 
 The whole use case is :meth:`OrganisationActions.act`: the caller's scope on the organisation
-(outside it: :class:`NotFound`, so nothing leaks), the stored answer of an idempotency key
-already spent, the Update (whose validator checks the role and the rules), the status read by
-a query, and the answer kept for retries. The API's action routes call it; the pages, which
-check the scope themselves and keep no stored answers (a form's key is deduplicated by the
-workflow), call its core :func:`perform`. Rectification orders are not here: only the
-evaluation workflow issues them.
+(outside it: :class:`NotFound`, so nothing leaks), the idempotency key claimed for this
+request in the read model (or the answer of a key already spent, or the refusal of a key
+bound to another request), the Update (whose validator checks the role and the rules), the
+status read by a query, and the answer kept for retries. The API's action routes call it;
+the pages, which check the scope themselves and keep no stored answers (a form's key is
+deduplicated by the workflow), call its core :func:`perform`. Rectification orders are not
+here: only the evaluation workflow issues them.
 """
 
 from __future__ import annotations
@@ -24,22 +25,36 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import anyio.to_thread
+import structlog
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from activities.tables import IdempotencyRow
+from chuangzheng.services import idempotency as keys
 from chuangzheng.services import workflow_calls
 from chuangzheng.services.callers import visible_organisation
-from chuangzheng.services.errors import InvalidInput, TemporalUnavailable
+from chuangzheng.services.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    Refused,
+    TemporalUnavailable,
+)
 from chuangzheng.services.evidence_checks import check_evidence
 from chuangzheng.services.field_errors import invalid_input
 from chuangzheng.services.idempotency import (
+    IN_PROGRESS,
+    abandon_claim,
+    claim_key,
     command_key,
+    key_reused,
     lookup_answer,
-    replayable,
+    release_claim,
+    stale_claim,
     store_answer,
 )
 from domain import actions
@@ -51,6 +66,8 @@ from workflows.ids import organisation_workflow_id
 
 if TYPE_CHECKING:
     from chuangzheng.bootstrap import Services
+
+log = structlog.get_logger(__name__)
 
 
 class OrganisationAction(StrEnum):
@@ -92,6 +109,13 @@ STATUS_AFTER_UPDATE_TIMEOUT = timedelta(seconds=1)
 #: The status code an action's stored answer carries (the table is shared with the API's
 #: generic wrapper, which replays it as the response's status).
 _STORED_STATUS = 200
+#: The refusals after which an action's claim is given back: the Update was refused by its
+#: validator or never sent (a missing workflow, a finished campaign, a malformed command),
+#: so the workflow never saw the key and a corrected request may use it. Any other failure
+#: (Temporal did not answer, a cancellation, a bug) may have come after the Update was
+#: applied: the key stays bound to the request (:func:`~chuangzheng.services.idempotency.
+#: abandon_claim`).
+_NOTHING_DONE = (Refused, InvalidInput, NotFound, Conflict)
 
 
 def parse_action(name: str) -> OrganisationAction:
@@ -287,14 +311,21 @@ UNKEPT = UnkeptAnswers()
 
 
 def _keep(
-    sessions: sessionmaker[Session], username: str, key: str, fingerprint: str, body: bytes
+    held: UnkeptAnswers,
+    sessions: sessionmaker[Session],
+    username: str,
+    key: str,
+    fingerprint: str,
+    body: bytes,
 ) -> None:
-    """Store a held answer, then release it (a failure releases it too: a retry then runs the
-    Update again, which has one effect)."""
-    try:
-        store_answer(sessions, username, key, fingerprint, _STORED_STATUS, body)
-    finally:
-        UNKEPT.release(username, key)
+    """Store a held answer in the request's claim, then release it. A failure (raised) keeps
+    it held: a retry to this process is still answered from it; for the other processes the
+    claim stays "in progress" (bound to the request), so their copies wait, are told to retry
+    (409 ``in_progress``), and once the claim is stale
+    (:data:`~chuangzheng.services.idempotency.STALE_CLAIM`) run the Update again, which the
+    workflow applies once."""
+    store_answer(sessions, username, key, fingerprint, _STORED_STATUS, body)
+    held.release(username, key)
 
 
 def _encode(document: dict[str, Any]) -> bytes:
@@ -302,13 +333,26 @@ def _encode(document: dict[str, Any]) -> bytes:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def _replay(row: IdempotencyRow, timings: list[tuple[str, float]]) -> ActionOutcome:
+    document = json.loads(row.body)
+    return ActionOutcome(
+        result=ActionResult.model_validate(document["result"]),
+        body=row.body,
+        replayed=True,
+        timings=tuple(timings),
+        minimal="state" not in document,
+    )
+
+
 @dataclass(frozen=True)
 class OrganisationActions:
     """The use case with its dependencies: the read model's session factory (scope checks,
-    stored answers) and the Temporal client, as the bootstrap built them."""
+    the keys' claims and stored answers) and the Temporal client, as the bootstrap built
+    them; ``held``: this process's answers not kept yet (:data:`UNKEPT`)."""
 
     sessions: sessionmaker[Session]
     temporal: Client
+    held: UnkeptAnswers = UNKEPT
 
     @classmethod
     def from_services(cls, services: Services) -> OrganisationActions:
@@ -332,6 +376,18 @@ class OrganisationActions:
         ``idempotency_key``: a retry with the same key and request gets the first answer
         (``replayed``), the same key with another request is :class:`InvalidInput`.
 
+        The key is claimed in the read model, bound to this request's fingerprint, before the
+        Update is sent (the workflow deduplicates its commands by key alone: without the
+        claim, another request sent at once with the same key would be answered as accepted
+        and have no effect). So whatever the concurrency and whichever API process answers:
+        another request with the key is refused at once; a copy of this request waits for
+        this one's answer and replays it (409 ``in_progress`` after
+        :data:`~chuangzheng.services.idempotency.TWIN_PATIENCE`), and never sends a second
+        Update while this one runs. A refused Update gives the key back (a corrected request
+        may use it); one whose outcome is unknown (Temporal did not answer) leaves it bound
+        to this request, which may retry at once. A claim whose process died is taken over
+        by the same request once stale.
+
         The whole status (``with_status``) is read for at most ``status_budget``; past it the
         answer is the Update's result only (``minimal``): the action is done all the same.
 
@@ -340,54 +396,50 @@ class OrganisationActions:
         after answering (the API: once the response is sent). On SQLite a write waits for the
         one write lock, which a deadline storm's recording transactions hold; the answer need
         not wait with it. Until it is kept, a retry to this process is answered from
-        :data:`UNKEPT`; one to another process runs the Update again, and the workflow, which
-        has seen the command's key, applies nothing twice.
+        :attr:`held`; one to another process waits for it (the claim is still in progress).
 
         Raises :class:`NotFound` outside the caller's scope (before any replay: a caller who
         lost the scope learns nothing more) or when the organisation is not in the round,
         :class:`InvalidInput` when submitted evidence names a file not uploaded for the round
-        and organisation or a member off its roster (``evidence_checks``, before the Update),
-        :class:`Refused` when the workflow's validator refuses, :class:`Conflict` on a
-        finished campaign and :class:`TemporalUnavailable` when Temporal does not answer.
+        and organisation or a member off its roster (``evidence_checks``, before the Update)
+        or when the key is bound to another request, :class:`Refused` when the workflow's
+        validator refuses, :class:`Conflict` on a finished campaign or when a copy of the
+        request is still running past the wait (code ``in_progress``) and
+        :class:`TemporalUnavailable` when Temporal does not answer.
         """
         username = caller.actor.user
         lap = Laps()
         digest = fingerprint(action, round_id, org_id, fields) if idempotency_key else ""
-        # The scope check, the key's lookup and the evidence's checks against the read model
-        # share one session and one thread hop.
-        stored = await anyio.to_thread.run_sync(
-            functools.partial(
-                self._check_and_lookup, caller, round_id, org_id, action, fields, idempotency_key
-            )
+        stored = await self._claim(
+            caller, round_id, org_id, action, fields, idempotency_key, digest
         )
         lap("scope")
         if stored is not None:
-            body = replayable(stored, digest)
-            document = json.loads(body)
-            return ActionOutcome(
-                result=ActionResult.model_validate(document["result"]),
-                body=body,
-                replayed=True,
-                timings=tuple(lap.laps),
-                minimal="state" not in document,
+            return _replay(stored, lap.laps)
+        try:
+            answer = await perform(
+                self.temporal,
+                actor=caller.actor,
+                round_id=round_id,
+                org_id=org_id,
+                action=action,
+                fields=fields,
+                idempotency_key=idempotency_key,
+                with_status=with_status,
+                lap=lap,
+                status_budget=status_budget,
             )
-        answer = await perform(
-            self.temporal,
-            actor=caller.actor,
-            round_id=round_id,
-            org_id=org_id,
-            action=action,
-            fields=fields,
-            idempotency_key=idempotency_key,
-            with_status=with_status,
-            lap=lap,
-            status_budget=status_budget,
-        )
+        except BaseException as exc:
+            if idempotency_key is not None:
+                await self._give_up(username, idempotency_key, digest, exc)
+            raise
         body = _encode(answer.document())
         keep = None
         if idempotency_key is not None:
-            UNKEPT.hold(username, idempotency_key, digest, body)
-            keep = functools.partial(_keep, self.sessions, username, idempotency_key, digest, body)
+            self.held.hold(username, idempotency_key, digest, body)
+            keep = functools.partial(
+                _keep, self.held, self.sessions, username, idempotency_key, digest, body
+            )
         if keep is not None and not defer_store:
             await anyio.to_thread.run_sync(keep)
             lap("store")
@@ -401,22 +453,95 @@ class OrganisationActions:
             keep_answer=keep,
         )
 
-    def _check_and_lookup(
+    async def _claim(
         self,
         caller: Caller,
         round_id: str,
         org_id: str,
         action: OrganisationAction,
         fields: Mapping[str, Any],
-        idempotency_key: str | None,
+        key: str | None,
+        digest: str,
     ) -> IdempotencyRow | None:
+        """The scope check, then the key claimed for this request: None when the Update is
+        this request's to send, or the answer (a copy's) to replay. A copy still running is
+        waited for (polled by reads, no write), up to
+        :data:`~chuangzheng.services.idempotency.TWIN_PATIENCE`; a claim given back or gone
+        stale meanwhile is claimed anew (the scope checked again)."""
+        check = functools.partial(
+            self._check_and_claim, caller, round_id, org_id, action, fields, key, digest
+        )
+        row = await anyio.to_thread.run_sync(check)
+        if row is None or key is None:
+            return None
+        patience = anyio.current_time() + keys.TWIN_PATIENCE
+        while row is not None:
+            if row.fingerprint != digest:
+                raise key_reused()
+            if row.status_code != IN_PROGRESS:
+                return row
+            if anyio.current_time() > patience:
+                raise Conflict(keys.TWIN_RUNNING, keys.TWIN_RUNNING_MESSAGE)
+            await anyio.sleep(keys.TWIN_POLL)
+            row = await anyio.to_thread.run_sync(self._look, caller.actor.user, key)
+            if row is None or (row.fingerprint == digest and stale_claim(row, datetime.now(UTC))):
+                row = await anyio.to_thread.run_sync(check)
+        return None
+
+    def _look(self, username: str, key: str) -> IdempotencyRow | None:
+        """The key's row as a waiting copy sees it: the answer held in this process, or the
+        read model's row (a read: waiting takes no write lock)."""
+        held = self.held.get(username, key)
+        if held is not None:
+            return held
+        with self.sessions() as session:
+            return lookup_answer(session, username, key)
+
+    def _check_and_claim(
+        self,
+        caller: Caller,
+        round_id: str,
+        org_id: str,
+        action: OrganisationAction,
+        fields: Mapping[str, Any],
+        key: str | None,
+        digest: str,
+    ) -> IdempotencyRow | None:
+        """One session, one thread hop: the scope check, the key's row if it has one (an
+        answer to replay or a refusal needs no write), the evidence's checks against the
+        read model, then the claim (:func:`~chuangzheng.services.idempotency.claim_key`),
+        the only write, last, so SQLite's write lock is held for the insert alone."""
+        username = caller.actor.user
         with self.sessions() as session:
             visible_organisation(session, caller, org_id)
-            stored = None
-            if idempotency_key is not None:
-                held = UNKEPT.get(caller.actor.user, idempotency_key)
-                stored = held or lookup_answer(session, caller.actor.user, idempotency_key)
-            # A replayed answer is not checked again: it was checked when it ran.
-            if stored is None and action is OrganisationAction.SUBMIT_EVIDENCE:
+            if key is not None:
+                stored = self.held.get(username, key) or lookup_answer(session, username, key)
+                if stored is not None and not (
+                    stored.fingerprint == digest and stale_claim(stored, datetime.now(UTC))
+                ):
+                    # A replayed answer is not checked again: it was checked when it ran.
+                    return stored
+            if action is OrganisationAction.SUBMIT_EVIDENCE:
                 check_evidence(session, round_id, org_id, fields.get("values"))
-            return stored
+            if key is None:
+                return None
+            row = claim_key(session, username, key, digest, datetime.now(UTC))
+            session.commit()
+            return row
+
+    async def _give_up(self, username: str, key: str, digest: str, exc: BaseException) -> None:
+        """After the Update failed: give the key back when nothing was done, otherwise leave
+        it bound to this request (see :data:`_NOTHING_DONE`). Shielded from cancellation; a
+        failure here is logged, not raised (the request's own error is what the caller gets,
+        and the claim goes stale in time)."""
+        nothing_done = isinstance(exc, _NOTHING_DONE)
+        with anyio.CancelScope(shield=True):
+            try:
+                if nothing_done:
+                    await anyio.to_thread.run_sync(release_claim, self.sessions, username, key)
+                else:
+                    await anyio.to_thread.run_sync(
+                        abandon_claim, self.sessions, username, key, digest, datetime.now(UTC)
+                    )
+            except Exception:
+                log.warning("idempotency_claim_not_left", key=key, exc_info=True)

@@ -1,18 +1,21 @@
 """The answers of the action routes, over the real stack (dev server, the project's worker,
 uvicorn, the read model on SQLite and PostgreSQL): what the two kinds of answer say after an
 Update, where the server says the time went (``Server-Timing``), and the answer kept for
-retries after the response (``defer_store``) without a second effect."""
+retries after the response (``defer_store``) without a second effect: until it is kept the
+key's claim holds it, and a claim whose answer was never kept costs a retry only a wait and
+then a deduplicated Update."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
@@ -21,6 +24,9 @@ from activities.tables import IdempotencyRow
 from api.auth import User
 from api.routers.action_bodies import Submit
 from api.routers.actions import caller
+from chuangzheng.services import idempotency
+from chuangzheng.services.errors import Conflict
+from chuangzheng.services.idempotency import IN_PROGRESS, STALE_CLAIM
 from chuangzheng.services.organisation_actions import (
     UNKEPT,
     OrganisationAction,
@@ -180,8 +186,9 @@ async def test_a_deferred_answer_is_replayed_before_and_after_it_is_kept(
 
     first = await act()
     assert not first.replayed and first.keep_answer is not None
-    with sessions() as session:  # not written yet: the caller writes it after answering
-        assert session.get(IdempotencyRow, ("sec-a", key)) is None
+    with sessions() as session:  # not written yet (the caller writes it after answering):
+        claim = session.get(IdempotencyRow, ("sec-a", key))  # the key's claim holds it
+        assert claim is not None and claim.status_code == IN_PROGRESS and claim.body == b""
     held = await act()  # a retry meanwhile: answered from the held answer, no Update
     assert held.replayed and held.body == first.body and held.keep_answer is None
 
@@ -200,6 +207,7 @@ async def test_an_answer_that_could_not_be_kept_costs_only_a_deduplicated_update
     stack: Stack,
     dev_server: WorkflowEnvironment,
     sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rid = await start_demo_round(stack, f"lost-{uuid.uuid4().hex[:8]}")
     client = dev_server.client
@@ -222,9 +230,20 @@ async def test_an_answer_that_could_not_be_kept_costs_only_a_deduplicated_update
         )  # fmt: skip
 
     first = await act()
-    # The response was never sent (or its store failed): the held answer is released
-    # without a row, as ``_keep`` does when the write raises.
+    # The response was never sent (its store never ran), or this is another process: no
+    # answer held, the claim still "in progress". A retry waits, then is told to retry.
     UNKEPT.release("sec-a", key)
+    monkeypatch.setattr(idempotency, "TWIN_PATIENCE", 0.3)
+    with pytest.raises(Conflict) as running:
+        await act()
+    assert running.value.code == "in_progress"
+    # Once the claim is stale (its process taken to be dead), the retry takes it over.
+    with sessions.begin() as session:
+        session.execute(
+            update(IdempotencyRow)
+            .where(IdempotencyRow.username == "sec-a", IdempotencyRow.key == key)
+            .values(created_at=datetime.now(UTC) - STALE_CLAIM - timedelta(seconds=1))
+        )
     retried = await act()
     assert not retried.replayed  # the Update ran again ...
     assert retried.result == first.result
