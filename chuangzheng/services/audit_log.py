@@ -42,6 +42,7 @@ ACTION_LABELS: dict[str, str] = {
     "round_created": "创建轮次",
     "round_kicked_off": "启动轮次",
     "round_closed": "关闭轮次",
+    "round_withdrawn": "关闭未启动的轮次",
     "round_extended": "全县延期",
     "round_calendar_updated": "更新轮次日历",
     "round_plan_version_applied": "调整本轮计划",

@@ -473,7 +473,11 @@ def _kickoff_checks(
         # Checked before the roster snapshot is written: a refusal leaves nothing behind.
         # The calendar's refusal (a year without data) comes first, as at creation.
         schedule = check_kickoff(plan, definition.round_plan_id, _aware(definition.starts_at))
-        past = _allowed_past_start(schedule, now, allow_past_start=allow_past_start)
+        try:
+            past = _allowed_past_start(schedule, now, allow_past_start=allow_past_start)
+        except InvalidInput as refused:
+            # The start passed between creation and kick-off: say what to do with the round.
+            raise _past_start(f"{refused.message}。本轮无法再启动：请关闭本轮，另建一轮") from None
     starts_at = definition.starts_at or definition.kicked_off_at or now
     # Refused with the year named (nothing written) before any workflow starts.
     check_kickoff(plan, definition.round_plan_id, starts_at)
@@ -684,6 +688,9 @@ class Rounds:
         round."""
         authorise(actor)
         _check_reason(reason, required=False)
+        withdrawn = await _in_thread(self._withdraw_unstarted, actor, round_id, reason)
+        if withdrawn is not None:
+            return withdrawn
         await _in_thread(self._check_closable, round_id)
         command = CloseRound(actor=actor, reason=reason)
         try:
@@ -699,13 +706,32 @@ class Rounds:
         await _in_thread(self._mark_closed, round_id)
         return result
 
+    def _withdraw_unstarted(
+        self, actor: Actor, round_id: str, reason: str
+    ) -> dict[str, Any] | None:
+        """Close a round that was never kicked off (it has no workflow): marked ``closed``
+        with why, and audited, so a round refused at its kick-off (a start that had passed
+        meanwhile) or created by mistake does not stay "created" for ever. None when the
+        round was kicked off: the round workflow closes it. Under the round's lock, so a
+        kick-off at the same moment either came first or finds the round closed."""
+        with self.sessions.begin() as session:
+            _lock_round(session, round_id)
+            row, definition = _load(session, round_id)
+            if definition.kicked_off_at is not None or row.status != "created":
+                return None
+            now = datetime.now(UTC)
+            row.status, row.updated_at = RoundStatus.CLOSED.value, now
+            row.status_reason = f"未启动即关闭：{reason}" if reason.strip() else "未启动即关闭"
+            session.add(_audit(actor, "round_withdrawn", round_id, now, {"reason": reason}))
+        return {"round_id": round_id, "status": RoundStatus.CLOSED.value, "started": 0}
+
     def _check_closable(self, round_id: str) -> None:
         with self.sessions() as session:
             row, definition = _load(session, round_id)
+            if row.status in FINAL_STATUSES:  # a withdrawn round too: closed, never kicked off
+                raise Conflict("already_closed", "本轮活动已经结束，无需再次结束")
             if definition.kicked_off_at is None or row.status == "created":
                 raise Conflict("not_started", "本轮尚未启动，不能结束")
-            if row.status in FINAL_STATUSES:
-                raise Conflict("already_closed", "本轮活动已经结束，无需再次结束")
 
     def _mark_closed(self, round_id: str) -> None:
         with self.sessions.begin() as session:

@@ -197,7 +197,7 @@ async def test_a_round_wide_extension_to_9999_is_refused(
     "sqlite",
     why="the 409 is the round workflow's answer",
 )
-async def test_closing_a_round_not_started_or_already_closed_is_a_round_level_409(
+async def test_closing_a_round_twice_is_a_round_level_409(
     http: httpx.AsyncClient, stack: Stack
 ) -> None:
     county = await token(http, "county")
@@ -208,9 +208,14 @@ async def test_closing_a_round_not_started_or_already_closed_is_a_round_level_40
         headers=county,
     )
     assert made.status_code == 201, made.text
-    not_started = await http.post(f"/api/v1/rounds/{created}/close", json={}, headers=county)
-    assert not_started.status_code == 409, not_started.text
-    assert "本轮尚未启动" in not_started.json()["message"]
+    # A round never kicked off is closed without a workflow (withdrawn: a round whose start
+    # passed before its kick-off would otherwise stay "created" for ever); a second close is
+    # the round-level 409.
+    withdrawn = await http.post(f"/api/v1/rounds/{created}/close", json={}, headers=county)
+    assert withdrawn.status_code == 200, withdrawn.text
+    twice = await http.post(f"/api/v1/rounds/{created}/close", json={}, headers=county)
+    assert twice.status_code == 409, twice.text
+    assert "本轮活动已经结束" in twice.json()["message"]
 
     running = await start_demo_round(stack, f"close-{uuid.uuid4().hex[:8]}")
     first = await http.post(f"/api/v1/rounds/{running}/close", json={}, headers=county)

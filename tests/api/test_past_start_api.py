@@ -191,6 +191,21 @@ async def test_a_start_that_passed_before_the_first_kickoff_is_refused_there(
         actions = session.scalars(select(AuditRow.action).where(AuditRow.round_id == rid)).all()
         assert actions == ["round_created"]
     assert not (stack.settings.data_dir / "rosters" / f"{rid}.csv").exists()
+    # The refusal says what to do, and the round can be closed rather than left "created"
+    # for ever (found by an outside operator).
+    assert "请关闭本轮，另建一轮" in error["reason"]
+    closed = await http.post(
+        f"/api/v1/rounds/{rid}/close", json={"reason": "开始时间已过"}, headers=county
+    )
+    assert closed.status_code == 200, closed.text
+    view = (await http.get(f"/api/v1/rounds/{rid}", headers=county)).json()
+    assert view["status"] == "closed" and "开始时间已过" in (view["status_reason"] or "")
+    again = await http.post(f"/api/v1/rounds/{rid}/kickoff", headers=county)
+    assert again.status_code == 409, again.text
+    assert await no_workflow(dev_server, rid)
+    with db() as session:
+        actions = session.scalars(select(AuditRow.action).where(AuditRow.round_id == rid)).all()
+        assert sorted(actions) == ["round_created", "round_withdrawn"]
 
 
 async def test_today_is_a_start_and_a_repeated_kickoff_is_not_refused_for_it(
