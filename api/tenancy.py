@@ -2,8 +2,9 @@
 
 ``api.scope`` keeps each role inside its county for organisations and lists. Rounds and
 everything keyed by a round (status, events, notices, files, reports, commendation…) belong
-to the round's county, and every route that names a round or an organisation (in its path
-or query) is checked here, in one place, before the route runs:
+to the round's county, and every route that names a round or an organisation (in its path,
+its query, or the body of a posted form: the pages' forms name their round in a field
+``round``) is checked here, in one place, before the route runs:
 
 * a round or organisation of a county the caller does not see answers 404, as the scope
   rule answers outside the scope (the caller cannot learn that it exists);
@@ -14,6 +15,11 @@ or query) is checked here, in one place, before the route runs:
 The county of a round or an organisation never changes (a round is created in its county;
 the roster import refuses an id of another county), so the lookups are memoised for the
 app: a guarded request costs no query once its round and organisation were seen.
+
+This is the first line, not the only one: the use cases that act on a round the caller names
+check its county themselves (``chuangzheng.services.callers.visible_round``), and those on an
+organisation check it through the scope rule (``visible_organisation``), whichever door the
+id came in by.
 """
 
 from __future__ import annotations
@@ -65,21 +71,27 @@ def _memo(request: Request) -> CountyMemo:
 
 
 def _lookup(
-    sessions: sessionmaker[Session], round_id: str | None, org_id: str | None
-) -> tuple[str | None, str | None]:
-    """The counties of the round and the organisation (None: no such row)."""
+    sessions: sessionmaker[Session], round_ids: list[str], org_ids: list[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The counties of the rounds and the organisations that exist, by id."""
+    rounds: dict[str, str] = {}
+    orgs: dict[str, str] = {}
     with sessions() as session:
-        round_county = (
-            session.scalar(select(RoundRow.county).where(RoundRow.round_id == round_id))
-            if round_id is not None
-            else None
-        )
-        org_county = (
-            session.scalar(select(OrganisationRow.county).where(OrganisationRow.org_id == org_id))
-            if org_id is not None
-            else None
-        )
-    return round_county, org_county
+        if round_ids:
+            query = select(RoundRow.round_id, RoundRow.county).where(
+                RoundRow.round_id.in_(round_ids)
+            )
+            rounds = {key: county for key, county in session.execute(query)}
+        if org_ids:
+            found = select(OrganisationRow.org_id, OrganisationRow.county).where(
+                OrganisationRow.org_id.in_(org_ids)
+            )
+            orgs = {key: county for key, county in session.execute(found)}
+    return rounds, orgs
+
+
+#: The bodies read for the names: the pages' forms (a JSON body names its round in the path).
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def _named(request: Request, name: str) -> str | None:
@@ -87,39 +99,54 @@ def _named(request: Request, name: str) -> str | None:
     return str(value) if value else None
 
 
+async def _posted(request: Request, names: tuple[str, ...]) -> list[str]:
+    """Every non-empty value of ``names`` in a posted form's body (a name may repeat: each
+    value is checked). The form is parsed once per request (Starlette keeps it, and the NUL
+    check, ``api.security.refuse_nul``, has parsed it already); the route reads it again."""
+    if request.method in _READS:
+        return []
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in _FORMS:
+        return []
+    form = await request.form()
+    return [str(v) for name in names for v in form.getlist(name) if isinstance(v, str) and v]
+
+
 async def check_county(request: Request, user: User) -> None:
     """404 when the request names a round or an organisation of a county ``user`` does not
-    see; 403 for a write by an office above the county."""
+    see (in its path, its query or a posted form's body); 403 for a write by an office above
+    the county."""
     if user.role in ABOVE_COUNTY_ROLES and request.method not in _READS:
         raise ApiError(403, "forbidden", READ_ONLY)
-    # The pages name their round ``round`` in the query (``?round=…``).
-    round_id = _named(request, "round_id") or _named(request, "round")
-    org_id = _named(request, "org_id")
-    if round_id is None and org_id is None:
+    # The pages name their round ``round`` in the query (``?round=…``) or in the form.
+    round_ids = {
+        *(v for v in (_named(request, "round_id"), _named(request, "round")) if v),
+        *await _posted(request, ("round_id", "round")),
+    }
+    org_ids = {
+        *(v for v in (_named(request, "org_id"),) if v),
+        *await _posted(request, ("org_id",)),
+    }
+    if not round_ids and not org_ids:
         return
     memo = _memo(request)
-    round_county = memo.rounds.get(round_id) if round_id is not None else None
-    org_county = memo.orgs.get(org_id) if org_id is not None else None
-    missing_round = round_id is not None and round_county is None
-    missing_org = org_id is not None and org_county is None
-    if missing_round or missing_org:
-        found_round, found_org = await run_sync(
-            _lookup,
-            request.app.state.sessions,
-            round_id if missing_round else None,
-            org_id if missing_org else None,
+    rounds = {r: memo.rounds[r] for r in round_ids if r in memo.rounds}
+    orgs = {o: memo.orgs[o] for o in org_ids if o in memo.orgs}
+    missing_rounds = sorted(round_ids - rounds.keys())
+    missing_orgs = sorted(org_ids - orgs.keys())
+    if missing_rounds or missing_orgs:
+        found_rounds, found_orgs = await run_sync(
+            _lookup, request.app.state.sessions, missing_rounds, missing_orgs
         )
-        if round_id is not None and found_round is not None:
-            memo.remember(memo.rounds, round_id, found_round)
-            round_county = found_round
-        if org_id is not None and found_org is not None:
-            memo.remember(memo.orgs, org_id, found_org)
-            org_county = found_org
+        for key, county in found_rounds.items():
+            memo.remember(memo.rounds, key, county)
+        for key, county in found_orgs.items():
+            memo.remember(memo.orgs, key, county)
+        rounds |= found_rounds
+        orgs |= found_orgs
     counties = user.counties
     # Unknown rows pass: the route answers its own 404 for what does not exist.
-    if (round_county is not None and round_county not in counties) or (
-        org_county is not None and org_county not in counties
-    ):
+    if any(county not in counties for county in (*rounds.values(), *orgs.values())):
         raise ApiError(404, "not_found", NOT_FOUND)
 
 

@@ -167,7 +167,7 @@ async def apply_what_if(
             round_id,
             job_id=body.job_id,
             reason=body.reason,
-            caller=service_caller(user, request).actor,
+            caller=service_caller(user, request),
             idempotency_key=f"api:{body.idempotency_key}",
         )
     except ServiceError as exc:

@@ -34,7 +34,13 @@ from activities.digest_messages import insert_once
 from activities.guidance_groups import group_map
 from activities.roster_store import load_organisation
 from activities.tables import BriefingRow, CampaignStatusRow, OrganisationRow, RoundRow
-from chuangzheng.services.callers import Caller, audit_row, require_role, visible_organisation
+from chuangzheng.services.callers import (
+    Caller,
+    audit_row,
+    require_role,
+    visible_organisation,
+    visible_round,
+)
 from chuangzheng.services.errors import Conflict, InvalidInput, NotFound
 from domain.briefing import (
     CIRCULATOR_ROLES,
@@ -130,17 +136,12 @@ def _store_file(upload_dir: Path, attachment: Attachment) -> tuple[str, str, str
     target = upload_dir / sha256[:2] / sha256
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_suffix(".part")
+        # A name of its own per writer: two submissions of the same file at once (two API
+        # processes on one volume) must not write into one temporary file.
+        temporary = target.with_name(f"{target.name}.{uuid.uuid4().hex[:12]}.part")
         temporary.write_bytes(attachment.data)
         temporary.replace(target)  # never a half-written file under the final name
     return name, sha256, ALLOWED_FILES[suffix], len(attachment.data)
-
-
-def _round(session: Session, round_id: str) -> RoundRow:
-    row = session.get(RoundRow, round_id)
-    if row is None:
-        raise NotFound("轮次不存在")
-    return row
 
 
 def _township_in_round(session: Session, caller: Caller, round_id: str, township: str) -> bool:
@@ -180,7 +181,8 @@ def submit(
     stored = _store_file(upload_dir, attachment) if attachment is not None else None
     now = now or datetime.now(UTC)
     with sessions.begin() as session:
-        _round(session, round_id)
+        # A round of another county is as unknown as a missing one (many counties).
+        visible_round(session, caller, round_id)
         if caller.role is Role.SECRETARY:
             if not org_id:
                 raise _invalid([FieldError("org_id", "请指明报送简报的党组织")])
@@ -234,8 +236,9 @@ def _visible(session: Session, caller: Caller, row: BriefingRow) -> bool:
 
 
 def list_briefings(session: Session, caller: Caller, round_id: str) -> list[dict[str, Any]]:
-    """The round's briefings ``caller`` sees (circulated ones first, newest first)."""
-    _round(session, round_id)
+    """The round's briefings ``caller`` sees (circulated ones first, newest first);
+    :class:`NotFound` for a round of a county ``caller`` does not see."""
+    visible_round(session, caller, round_id)
     rows = session.scalars(
         select(BriefingRow)
         .where(BriefingRow.round_id == round_id)
@@ -250,6 +253,7 @@ def briefing_file(
     session: Session, caller: Caller, round_id: str, briefing_id: str, upload_dir: Path
 ) -> BriefingFile:
     """A briefing's attachment for those who see the briefing; :class:`NotFound` else."""
+    visible_round(session, caller, round_id, "对象不存在或无权查看")
     row = session.get(BriefingRow, briefing_id)
     if (
         row is None
@@ -302,7 +306,8 @@ def circulate(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Select a submitted briefing and file its message in every recipient's inbox (once
     per recipient); returns the briefing and the inbox rows to :func:`send` on the
-    channels. :class:`Conflict` once circulated."""
+    channels. :class:`Conflict` once circulated; :class:`NotFound` for a round of a county
+    ``caller`` does not see (whichever form or path named it)."""
     require_role(caller, CIRCULATOR_ROLES, "只有县委活动办可以选编交流经验简报")
     errors = check_note(note)
     if errors:
@@ -310,7 +315,7 @@ def circulate(
     now = now or datetime.now(UTC)
     with sessions.begin() as session:
         write_lock(session, BriefingRow)  # circulated once, on SQLite too
-        round_row = _round(session, round_id)
+        round_row = visible_round(session, caller, round_id)
         row = session.get(BriefingRow, briefing_id, with_for_update=True)
         if row is None or row.round_id != round_id:
             raise NotFound("简报不存在")

@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from activities.roster_store import load_organisation
-from activities.tables import AuditRow, UserRow
+from activities.tables import AuditRow, RoundRow, UserRow
 from chuangzheng.services.errors import NotFound, Refused
 from domain.organisation import DEFAULT_COUNTY, Organisation, Role
 from domain.state import Actor
@@ -76,6 +76,20 @@ def visible_organisation(session: Session, caller: Scoped, org_id: str) -> Organ
     if org is None or not caller.covers(org):
         raise NotFound()
     return org
+
+
+def visible_round(
+    session: Session, caller: Caller, round_id: str, message: str = "轮次不存在"
+) -> RoundRow:
+    """The round if it exists and is of one of ``caller``'s counties; :class:`NotFound`
+    (``message``) otherwise, the same answer for both (many counties on one deployment: a
+    round belongs to its county, as ``api.tenancy`` checks it on the routes). Every use case
+    that acts on a round the caller names checks it here, whichever door the id came in by
+    (a path, a query, a form's body)."""
+    row = session.get(RoundRow, round_id) if round_id else None
+    if row is None or row.county not in caller.counties:
+        raise NotFound(message)
+    return row
 
 
 def require_role(caller: Caller, roles: Collection[Role], message: str = FORBIDDEN) -> None:

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from activities.contracts import DeliveryReport, NoticeBatch
 from activities.tables import AuditRow, OrganisationRow, RoundDefinitionRow, notices
 from chuangzheng.plans import parse_plan
-from chuangzheng.services.callers import Caller, audit_row, require_role
+from chuangzheng.services.callers import Caller, audit_row, require_role, visible_round
 from chuangzheng.services.errors import InvalidInput, NotFound, Refused
 from chuangzheng.services.forecast import load_model, model_path, read_round
 from domain.errors import DomainError
@@ -129,7 +129,8 @@ def set_round_threshold(
     session: Session, caller: Caller, round_id: str, threshold: float, *, reason: str = ""
 ) -> ThresholdChange:
     """Change the round's 预警 threshold (county office only), audited in the same
-    transaction (the caller commits). Refused for a round whose plan has no 预警 rung."""
+    transaction (the caller commits). Refused for a round whose plan has no 预警 rung;
+    :class:`NotFound` for a round of a county ``caller`` does not see."""
     require_role(caller, {Role.COUNTY_OFFICE}, "只有县委活动办可以修改预警线")
     if not 0.0 < threshold < 1.0:
         raise InvalidInput(
@@ -141,6 +142,7 @@ def set_round_threshold(
         raise InvalidInput(
             "invalid", "理由过长", [{"field": "reason", "reason": "理由不能超过 2000 字"}]
         )
+    visible_round(session, caller, round_id)
     if session.get(RoundDefinitionRow, round_id) is None:
         raise NotFound("轮次不存在")
     rung = round_rung(session, round_id)

@@ -53,6 +53,7 @@ from activities.tables import (
 )
 from chuangzheng.plans import parse_plan
 from chuangzheng.services import plan_versions, workflow_calls
+from chuangzheng.services.callers import Caller, visible_round
 from chuangzheng.services.errors import Conflict, InvalidInput, NotFound, from_domain
 from chuangzheng.services.forecast import by_organisation, load_model, model_path, round_forecasts
 from domain.calendar import CalendarGap, WorkingCalendar
@@ -62,7 +63,7 @@ from domain.organisation import Organisation
 from domain.phases import WORKING_PHASES, Phase
 from domain.plan import CalendarPlan, CampaignPlan, RungAction
 from domain.schedule import RoundSchedule, check_deadline_in_calendar, is_rebased, resolve_schedule
-from domain.state import Actor, Outcome
+from domain.state import Outcome
 from domain.text import free_text_problem
 from domain.what_if import (
     ArmTally,
@@ -573,6 +574,11 @@ def what_if_plan(session: Session, report: WhatIfReport) -> CampaignPlan:
         ) from None
 
 
+def _visible_round(sessions: sessionmaker[Session], caller: Caller, round_id: str) -> None:
+    with sessions() as session:
+        visible_round(session, caller, round_id)
+
+
 async def apply_what_if(
     sessions: sessionmaker[Session],
     temporal: Client,
@@ -581,7 +587,7 @@ async def apply_what_if(
     *,
     job_id: str,
     reason: str,
-    caller: Actor,
+    caller: Caller,
     idempotency_key: str,
     now: datetime | None = None,
 ) -> plan_versions.AppliedPlanVersion:
@@ -594,8 +600,10 @@ async def apply_what_if(
     Built on the plan version the what-if ran on, with ``base_version`` so the round refuses
     it if another version was applied since; refused here first, in Chinese, so the county
     office reads why (the result no longer fits the round: rehearse again). County office
-    only; ``reason`` required."""
-    plan_versions.authorise(caller)
+    only; ``reason`` required; :class:`NotFound` for a round of a county ``caller`` does not
+    see (whichever form or path named it), before anything of it is read or changed."""
+    plan_versions.authorise(caller.actor)
+    await anyio.to_thread.run_sync(_visible_round, sessions, caller, round_id)
     # Counted as a reader sees it: spaces or zero-width characters are no reason.
     if problem := free_text_problem(reason, short="请填写采用理由"):
         raise InvalidInput(
@@ -634,7 +642,7 @@ async def apply_what_if(
         round_id,
         new_plan,
         reason=reason,
-        caller=caller,
+        caller=caller.actor,
         idempotency_key=key,
         base_version=report.plan_version,
         now=now,

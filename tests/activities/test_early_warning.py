@@ -308,6 +308,14 @@ def _county_caller(role: Role = Role.COUNTY_OFFICE) -> Caller:
 
 
 def _define(session: Session, round_id: str, plan_yaml: str) -> None:
+    # A round is its row (its county) and its definition, created together.
+    session.add(
+        RoundRow(
+            round_id=round_id, name=round_id, campaign_id="seed-002", round_plan_id="round-1",
+            starts_at=SIMULATED_START, status="running", kicked_off_by="county",
+            updated_at=SIMULATED_START,
+        )
+    )  # fmt: skip
     session.add(
         RoundDefinitionRow(
             round_id=round_id, plan_source="seed-002", plan_yaml=plan_yaml,
@@ -388,13 +396,6 @@ async def test_the_daily_check_follows_the_rung_and_the_county_offices_threshold
     whose plan has no 预警 rung."""
     with sessions.begin() as session:
         _define(session, "r-probe-2", DEFAULT_PLAN.read_text("utf-8"))
-        session.add(
-            RoundRow(
-                round_id="r-probe-2", name="probe", campaign_id="seed-002",
-                round_plan_id="round-1", starts_at=SIMULATED_START, status="running",
-                kicked_off_by="county", updated_at=SIMULATED_START,
-            )
-        )  # fmt: skip
     with sessions() as session:
         probe = read_round(session, "r-probe-2")
         assert probe is not None

@@ -35,10 +35,6 @@ router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 BACK = "/ui/briefings"
 
 
-def _error_text(exc: ServiceError) -> str:
-    return error_text(as_api_error(exc))
-
-
 @router.get("/briefings")
 async def briefings_page(
     request: Request,
@@ -158,7 +154,12 @@ async def post_circulate(
             )
         )
     except ServiceError as exc:
-        return redirect(BACK, round=round_id, error=_error_text(exc))
+        error = as_api_error(exc)
+        if error.status_code == 404:
+            # No such briefing or round, or a round of a county the caller does not see
+            # (named in the form's body): the answer itself, not a redirect to that round.
+            raise error from None
+        return redirect(BACK, round=round_id, error=error_text(error))
     notifier = await run_sync(build_notifier, sessions, settings)
     await briefings.send(notifier if isinstance(notifier, ChannelRouter) else None, messages)
     return redirect(BACK, round=round_id, msg=f"已选编交流，送达 {len(messages)} 个单位")

@@ -47,6 +47,16 @@ def _error_text(exc: ApiError) -> str:
     return exc.message + (f"（{reasons}）" if reasons else "")
 
 
+def _refused(round_id: str, exc: ServiceError) -> Response:
+    """Back to the page with what the service said; a 404 (no such round, or one of a county
+    the caller does not see: the form names it in its body) is the answer itself, not a
+    redirect to a page about that round."""
+    error = as_api_error(exc)
+    if error.status_code == 404:
+        raise error from None
+    return redirect(BACK, round=round_id, error=_error_text(error))
+
+
 def _page_data(session: Any, round_id: str, data_dir: Any) -> dict[str, Any]:
     townships = sorted(
         session.scalars(
@@ -178,7 +188,7 @@ async def post_what_if(
     try:
         await run_sync(start)
     except ServiceError as exc:
-        return redirect(BACK, round=round_id, error=_error_text(as_api_error(exc)))
+        return _refused(round_id, exc)
     except ApiError as exc:
         return redirect(BACK, round=round_id, error=_error_text(exc))
     return redirect(BACK, round=round_id, msg="推演已开始，页面将自动刷新")
@@ -207,11 +217,11 @@ async def post_apply(
             round_id,
             job_id=str(fields.get("job_id", "")),
             reason=str(fields.get("reason", "")),
-            caller=service_caller(user, request).actor,
+            caller=service_caller(user, request),
             idempotency_key=f"what-if:{key}",
         )
     except ServiceError as exc:
-        return redirect(BACK, round=round_id, error=_error_text(as_api_error(exc)))
+        return _refused(round_id, exc)
     done = "已采用推演方案，启用" if applied.applied else "此前已采用，无新调整："
     return redirect(BACK, round=round_id, msg=f"{done}计划第{applied.version}版")
 
@@ -244,7 +254,7 @@ async def post_threshold(request: Request, sessions: SessionsDep, user: UiUser) 
     try:
         threshold = await run_sync(change)
     except ServiceError as exc:
-        return redirect(BACK, round=round_id, error=_error_text(as_api_error(exc)))
+        return _refused(round_id, exc)
     except ApiError as exc:
         return redirect(BACK, round=round_id, error=_error_text(exc))
     return redirect(BACK, round=round_id, msg=f"预警线已改为 {threshold:.0%}")
