@@ -245,3 +245,12 @@ __all__ = [
     "visible_length",
     "visible_text",
 ]
+
+
+def own_file_name(filename: str | None) -> str:
+    """A file's own name as sent: the last segment after ``/`` or ``\\`` (browsers on
+    Windows send ``C:\\fakepath\\x.pdf``; ``Path.name`` splits on ``/`` only, so
+    ``..\\..\\win.pdf`` would be kept whole and a client's folders stored and shown).
+    Whether it may be kept (length, direction overrides: :func:`refusal`) is the caller's
+    rule."""
+    return (filename or "").replace("\\", "/").rsplit("/", 1)[-1]

@@ -36,7 +36,7 @@ from api.uploads import UploadStorageDep, storage_unavailable
 from chuangzheng.upload_storage import UploadStorage, UploadStorageError
 from domain.campaign_rules import SUBMITTER_ROLES
 from domain.organisation import SUPERVISOR_ROLES, Role
-from domain.text import refusal
+from domain.text import own_file_name, refusal
 
 #: The longest file name kept: ``uploaded_files.filename`` is ``String(NAME)`` characters.
 MAX_FILE_NAME_CHARS = NAME
@@ -136,7 +136,7 @@ async def upload(
     if user.role not in UPLOADER_ROLES:
         raise ApiError(403, "forbidden", "当前角色只能查看，不能上传材料")
     await run_sync(_check_target, sessions, user, round_id, org_id)
-    name = upload_name(file.filename)
+    name = own_file_name(file.filename)
     if len(name) > MAX_FILE_NAME_CHARS:
         raise file_name_too_long()
     hidden = refusal(name)
@@ -164,13 +164,6 @@ async def upload(
     return await run_sync(
         _store, sessions, storage, user, round_id, org_id, name, ALLOWED_UPLOADS[suffix], data
     )
-
-
-def upload_name(filename: str | None) -> str:
-    """The file's own name: the last segment after ``/`` or ``\\`` (browsers on Windows send
-    ``C:\\fakepath\\x.pdf``; ``Path.name`` splits on ``/`` only, so ``..\\..\\win.pdf`` would
-    be kept whole and a client's folders would be stored and shown)."""
-    return (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def _check_target(sessions: sessionmaker[Session], user: User, round_id: str, org_id: str) -> None:

@@ -53,6 +53,7 @@ from domain.briefing import (
 from domain.calendar import local_date
 from domain.errors import FieldError
 from domain.organisation import DEFAULT_COUNTY, Role, system_label
+from domain.text import own_file_name, refusal
 
 log = structlog.get_logger(__name__)
 
@@ -123,7 +124,10 @@ def document(row: BriefingRow) -> dict[str, Any]:
 
 def _store_file(upload_dir: Path, attachment: Attachment) -> tuple[str, str, str, int]:
     """Check and store the attachment by its sha256: (name, sha256, type, size)."""
-    name = Path(attachment.filename or "").name[:200]
+    name = own_file_name(attachment.filename)[:200]
+    hidden = refusal(name)
+    if hidden is not None:  # "x\u202egnp.pdf" is shown as "xfdp.png"
+        raise _invalid([FieldError("file", f"文件名{hidden}")])
     suffix = Path(name).suffix.lower()
     if suffix not in ALLOWED_FILES:
         allowed = "、".join(sorted(ALLOWED_FILES))

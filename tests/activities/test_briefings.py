@@ -169,6 +169,12 @@ async def test_submitted_selected_circulated_to_inbox_and_channels_once(
             attachment=briefings.Attachment("x.exe", b"MZ"), upload_dir=uploads,
         )  # fmt: skip
     assert [e["field"] for e in bad_file.value.errors] == ["file"]
+    with pytest.raises(InvalidInput) as disguised:  # shown as "xfdp.png"
+        briefings.submit(
+            sessions, SECRETARY_O1, ROUND, title="带附件的简报", text=TEXT, org_id="o1",
+            attachment=briefings.Attachment("x\u202egnp.pdf", b"%PDF-1.4"), upload_dir=uploads,
+        )  # fmt: skip
+    assert [e["field"] for e in disguised.value.errors] == ["file"]
     with pytest.raises(Refused):
         briefings.submit(sessions, COUNTY, ROUND, title="县委办报送", text=TEXT, upload_dir=uploads)
 
