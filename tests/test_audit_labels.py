@@ -66,3 +66,20 @@ def test_sign_in_and_workflow_events_are_named_and_offered_in_the_filter() -> No
     assert offered["account.code_mail"] == "邮件发送激活码"
     assert offered[EventKind.WAIVED.value] == EventKind.WAIVED.label
     assert action_label("no_such_action") == "no_such_action"
+
+
+def test_every_role_has_its_chinese_name_on_the_audit_page() -> None:
+    from chuangzheng.services.audit_log import ROLE_LABELS
+    from domain.organisation import Role
+
+    # 党员领导干部 once showed as "leading_cadre": the table is built from the roles.
+    assert set(ROLE_LABELS) == {role.value for role in Role}
+    assert all(not label.isascii() for label in ROLE_LABELS.values())
+
+
+def test_a_deadline_sent_as_iso_text_reads_as_its_last_day_at_24_00() -> None:
+    from api.ui.render import deadline_text
+
+    # The supervision page's 限期整改 showed "2026-12-07T16:00:00+00:00".
+    assert deadline_text("2026-12-07T16:00:00+00:00") == "2026-12-07 24:00"
+    assert deadline_text("not a date") == "not a date"

@@ -51,7 +51,16 @@ def local(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
 def deadline_text(value: Any, short: bool = False) -> str:
     """A deadline as people read it (:func:`domain.calendar.deadline_wording`): one that ends
     a day is "D 24:00" of its last day D, since "D+1 00:00" reads as one day more. ``short``
-    leaves out the year."""
+    leaves out the year. An ISO text with its offset (a service's answer as JSON) is read as
+    the instant it names."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if parsed.tzinfo is None:
+            return value
+        value = parsed
     if not isinstance(value, datetime):
         return local(value)
     return deadline_wording(value, "%m-%d" if short else "%Y-%m-%d")

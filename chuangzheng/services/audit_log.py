@@ -84,16 +84,9 @@ ACTION_LABELS: dict[str, str] = {
     "what_if_started": "发起推演",
 }
 
-ROLE_LABELS: dict[str, str] = {
-    Role.COUNTY_OFFICE.value: "县委活动办",
-    Role.GUIDANCE_GROUP.value: "指导小组",
-    Role.TOWNSHIP.value: "乡镇党委",
-    Role.INSTRUCTOR.value: "指导员",
-    Role.SECRETARY.value: "书记",
-    Role.ASSESSMENT_GROUP.value: "考核组",
-    Role.CITY_OFFICE.value: Role.CITY_OFFICE.label,
-    Role.PROVINCE_OFFICE.value: Role.PROVINCE_OFFICE.label,
-}
+# Every role's own label (a role added later is named too: 党员领导干部 once showed as
+# "leading_cadre" in the audit log).
+ROLE_LABELS: dict[str, str] = {role.value: role.label for role in Role}
 
 EXPORT_HEAD = ("时间（北京时间）", "账号", "角色", "操作", "轮次", "组织", "来源地址", "详情")
 
