@@ -267,10 +267,15 @@ async def reach_phase(
     await wait_for(in_read_model)
 
 
-async def start_demo_round(stack: Stack, rid: str, plan_yaml: str | None = None) -> str:
+async def start_demo_round(
+    stack: Stack,
+    rid: str,
+    plan_yaml: str | None = None,
+    orgs: tuple[str, ...] = ("org-a", "org-b", "org-c"),
+) -> str:
     """Create and kick off round ``rid`` of the demo plan (or of ``plan_yaml``, whose round
-    is ``demo`` too) as the county office; wait until every test organisation's workflow
-    runs."""
+    is ``demo`` too) as the county office; wait until the workflow of every organisation of
+    ``orgs`` (by default every test organisation; fewer for a scoped round) runs."""
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
         county = await token(http, "county")
         created = await http.post(
@@ -284,7 +289,7 @@ async def start_demo_round(stack: Stack, rid: str, plan_yaml: str | None = None)
         assert kicked.status_code == 200, kicked.text
 
         async def all_started() -> bool:
-            for org in ("org-a", "org-b", "org-c"):
+            for org in orgs:
                 r = await http.get(
                     f"/api/v1/rounds/{rid}/organisations/{org}/status", headers=county
                 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -211,3 +212,31 @@ async def test_a_refused_spot_check_draw_keeps_what_was_typed(
 
     (made,) = await wait_for(drawn)
     assert len(made["sample"]) == 1 and made["stratify_by"] == "township"
+
+
+async def test_the_task_page_opens_a_round_the_organisation_takes_part_in(
+    stack: Stack, rid: str
+) -> None:
+    # Found by an outside tester: a newer round scoped to another township made /ui/my show
+    # "本单位不在本轮活动中" with no way to the secretary's own round.
+    plan = (Path(__file__).resolve().parents[2] / "plans" / "demo.yaml").read_text("utf-8")
+    scoped = plan.replace(
+        "    starts_on: 2025-01-06\n",
+        "    starts_on: 2025-01-06\n    scope: {townships: [青石镇]}\n",
+        1,
+    )
+    assert scoped != plan
+    other = await start_demo_round(stack, f"pko-{uuid.uuid4().hex[:8]}", scoped, orgs=("org-c",))
+    async with signed_in(stack, "sec-a") as secretary:
+        page = await secretary.get("/ui/my")
+        assert page.status_code == 200, page.text[:500]
+        assert "本单位不在本轮活动中" not in page.text
+        assert other not in page.text
+    async with signed_in(stack, "sec-c") as secretary:
+        page = await secretary.get("/ui/my")
+        assert page.status_code == 200 and other in page.text
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
+        closed = await http.post(
+            f"/api/v1/rounds/{other}/close", json={}, headers=await token(http, "county")
+        )
+        assert closed.status_code == 200, closed.text  # not the newest running round after

@@ -15,9 +15,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy import case, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import UploadFile
 
+from activities.tables import CampaignStatusRow, RoundRow
 from api.auth import User
 from api.blocking import run_sync
 from api.deps import SessionDep, SessionsDep, TemporalClientDep, client_ip
@@ -82,11 +84,29 @@ async def my_tasks(
 ) -> Response:
     if user.role is not Role.SECRETARY:
         return redirect("/ui/overview")
-    info = await run_sync(round_info, session, round or None, user.counties)
+    info = await run_sync(_my_round, session, round, _my_org(user), user.counties)
     if info is None:
         raise not_found("尚无轮次")
     view = await org_view(session, client, user, _my_org(user), info.round_id)
     return _tasks_page(request, user, info, view, msg=msg, error=error)
+
+
+def _my_round(
+    session: Session, round_id: str, org_id: str, counties: frozenset[str] | None
+) -> RoundInfo | None:
+    """The round named, else the newest running round the organisation takes part in
+    (else the newest it took part in): the county's newest round may be scoped to other
+    townships, and a secretary has no round to type into the address."""
+    if not round_id:
+        taking_part = (
+            select(RoundRow.round_id)
+            .join(CampaignStatusRow, CampaignStatusRow.round_id == RoundRow.round_id)
+            .where(CampaignStatusRow.org_id == org_id)
+            .order_by(case((RoundRow.status == "running", 0), else_=1), RoundRow.starts_at.desc())
+            .limit(1)
+        )
+        round_id = session.scalar(taking_part) or ""
+    return round_info(session, round_id or None, counties)
 
 
 def _tasks_page(
