@@ -37,7 +37,14 @@ from activities.notifier import InboxNotifier, Notifier
 from activities.recording import RecordingActivities
 from activities.round_fanout import RoundFanOutActivities
 from activities.round_progress import RoundProgressActivities
-from chuangzheng.bootstrap import Services, connect_temporal, open_services
+from chuangzheng.bootstrap import (
+    Services,
+    StartupRefused,
+    connect_temporal,
+    load_settings,
+    open_services,
+    report_refusal,
+)
 from chuangzheng.logging import configure_logging
 from chuangzheng.services.forecast_warning import EarlyWarningSender
 from chuangzheng.settings import Settings, WorkerRole, get_settings
@@ -217,7 +224,9 @@ async def run_worker(settings: Settings | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with open_services(settings, create_schema=True) as services:
+    # The read model must be at the migrations' head (chuangzheng.bootstrap.ensure_schema):
+    # the worker never creates or alters its tables.
+    async with open_services(settings) as services:
         worker = worker_for(services)
         running = asyncio.create_task(worker.run())
         stopping = asyncio.create_task(stop.wait())
@@ -249,12 +258,16 @@ def main(role: WorkerRole | None = None) -> None:
     """
     code = 0
     try:
-        settings = get_settings()
+        settings = load_settings()
         if role is not None:
             settings = settings.model_copy(update={"worker_role": role})
         asyncio.run(run_worker(settings))
     except KeyboardInterrupt:
         pass
+    except StartupRefused as refusal:
+        # Settings, schema or Temporal at start: the reason on stderr, no traceback.
+        report_refusal(refusal)
+        code = refusal.exit_code
     except Exception:
         log.exception("worker failed")
         code = 1

@@ -2,8 +2,10 @@
 tests and other assemblies. OpenAPI at ``/docs``.
 
 Settings are read when the app starts (lifespan), never at import time; the lifespan opens
-the database (creating missing tables; production runs ``alembic upgrade head`` first) and
-connects to Temporal unless a client is handed in.
+the database and connects to Temporal unless a client is handed in. The schema is the
+migrations' (``chuangzheng migrate``): the app never creates or alters tables on a database
+they manage, and refuses to start on one that is not at their head
+(``chuangzheng.bootstrap.ensure_schema``).
 """
 
 from __future__ import annotations
@@ -73,10 +75,9 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The one bootstrap (chuangzheng.bootstrap): settings (refusing the default secret
-        # outside development), the read model, the Temporal client and the notifier.
-        async with open_services(
-            settings, temporal=temporal, create_schema=True, temporal_required=False
-        ) as services:
+        # outside development), the read model (at the migrations' head, else refused), the
+        # Temporal client and the notifier.
+        async with open_services(settings, temporal=temporal, temporal_required=False) as services:
             configure_tracing(services.settings, "chuangzheng-api")
             app.state.metrics = ApiMetrics(services.sessions)
             app.state.services = services

@@ -7,15 +7,23 @@ service as the API and the pages, audited as ``cli:<operating-system user>``. Wh
 channels file (``CZ_CHANNELS_FILE``) gives the person their own e-mail address, the code is
 mailed to them too; the printed code stays the one to hand over if the mail failed.
 
-Many counties on one deployment: ``create-county`` creates a county (code and name) with
-its first county office account, ``create-supervisor`` a city or province office's account
-with the counties it supervises (it reads them and acts in none).
+Many counties on one deployment: ``create-county`` creates a county (its 6-digit 行政区划代码
+and name) with its first county office account, both or neither; ``create-county-office
+--county`` another county office account of an existing county; ``create-supervisor`` a
+city or province office's account with the counties it supervises (it reads them and acts
+in none).
+
+The database must be at the migrations' head, as for the API and the worker
+(``chuangzheng.bootstrap.ensure_schema``): the commands never create tables on a database
+the migrations manage, and outside production an empty database is migrated first, so it
+holds what a migrated one does (the default county's row).
 """
 
 from __future__ import annotations
 
 import getpass
 from datetime import UTC, datetime
+from shlex import quote
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -61,10 +69,13 @@ def _operator(county: str | None = None) -> Admin:
     )
 
 
-def _refused(exc: ServiceError) -> typer.Exit:
+def _refused(exc: ServiceError, *, hint: str = "") -> typer.Exit:
+    """Print the refusal, its field reasons, and what to do next (``hint``); exit code 2."""
     typer.echo(exc.message, err=True)
     for error in exc.errors:
         typer.echo(f"  {error.get('field')}：{error.get('reason')}", err=True)
+    if hint:
+        typer.echo(hint, err=True)
     return typer.Exit(code=EXIT_BAD_INPUT)
 
 
@@ -97,27 +108,45 @@ def create_county_office(
         str | None, typer.Option("--county", help="所属县（区）代码；不填为默认县")
     ] = None,
 ) -> None:
-    """创建县委活动办账号（无密码），打印一次性激活码。"""
+    """为已有的县（区）创建县委活动办账号（无密码），打印一次性激活码。"""
     from chuangzheng.bootstrap import open_database
-    from chuangzheng.services import accounts
+    from chuangzheng.services import counties
     from chuangzheng.services.code_mail import mailer_for
     from chuangzheng.services.errors import ServiceError
-    from domain.organisation import Role
+    from domain.organisation import DEFAULT_COUNTY
 
     settings = _settings()
-    with open_database(settings, create_schema=True) as database:
+    with open_database(settings) as database:
         try:
-            issued = accounts.create_account(
+            issued = counties.create_county_office(
                 database.sessions,
-                _operator(county),
+                _operator_name(),
+                county=DEFAULT_COUNTY if county is None else county,
                 username=username,
                 display_name=name,
-                role=Role.COUNTY_OFFICE,
                 now=datetime.now(UTC),
                 mailer=mailer_for(settings),
             )
         except ServiceError as exc:
-            raise _refused(exc) from None
+            hint = ""
+            if exc.code == "unknown_county":
+                wanted = county or ""
+                code = (
+                    quote(wanted)
+                    if counties.DIVISION_CODE.fullmatch(wanted)
+                    else "<县级行政区划代码>"
+                )
+                hint = (
+                    "未创建账号。新的县（区）请用 chuangzheng accounts create-county "
+                    f"{code} --name <县（区）名称> --office {quote(username)} "
+                    "--office-name <显示名> 同时创建县（区）及其第一个账号。"
+                )
+            elif exc.code == "account_exists":
+                hint = (
+                    f"未创建账号：请换一个账号名后重新运行；若是该账号遗失了激活码，请运行 "
+                    f"chuangzheng accounts reset {quote(username)}。"
+                )
+            raise _refused(exc, hint=hint) from None
     _print_code(issued)
 
 
@@ -133,7 +162,7 @@ def reset(username: Annotated[str, typer.Argument(help="要重置的账号")]) -
     from chuangzheng.services.errors import ServiceError
 
     settings = _settings()
-    with open_database(settings, create_schema=True) as database:
+    with open_database(settings) as database:
         with database.sessions() as session:
             # The account's own county (an office above the county has none: "").
             county = session.scalar(select(UserRow.county).where(UserRow.username == username))
@@ -152,21 +181,22 @@ def reset(username: Annotated[str, typer.Argument(help="要重置的账号")]) -
 
 @app.command("create-county")
 def create_county(
-    code: Annotated[str, typer.Argument(help="县（区）代码，如行政区划代码 360781")],
+    code: Annotated[str, typer.Argument(help="县（区）代码：6 位县级行政区划代码，如 360781")],
     name: Annotated[str, typer.Option("--name", help="县（区）名称，如 瑞金市")],
     office: Annotated[str, typer.Option("--office", help="县委活动办第一个账号，如 ruijin-admin")],
     office_name: Annotated[
         str, typer.Option("--office-name", help="该账号的显示名，如 瑞金市委活动办")
     ],
 ) -> None:
-    """创建县（区）及其县委活动办的第一个账号（无密码），打印一次性激活码。"""
+    """创建县（区）及其县委活动办的第一个账号（无密码），打印一次性激活码；两者同时创建，
+    任一被拒绝则都不创建。"""
     from chuangzheng.bootstrap import open_database
     from chuangzheng.services import counties
     from chuangzheng.services.code_mail import mailer_for
     from chuangzheng.services.errors import ServiceError
 
     settings = _settings()
-    with open_database(settings, create_schema=True) as database:
+    with open_database(settings) as database:
         try:
             issued = counties.create_county_with_office(
                 database.sessions,
@@ -179,7 +209,20 @@ def create_county(
                 mailer=mailer_for(settings),
             )
         except ServiceError as exc:
-            raise _refused(exc) from None
+            if exc.code == "county_exists":
+                hint = (
+                    f"县（区）{code} 已存在，未创建账号。要为它再建县委活动办账号，请运行 "
+                    f"chuangzheng accounts create-county-office {quote(office)} "
+                    f"--name {quote(office_name)} --county {quote(code)}"
+                )
+            elif exc.code == "account_exists":
+                hint = (
+                    f"县（区）{code} 未创建（账号 {office} 已被使用）：请换一个 --office "
+                    "账号名后重新运行本命令。"
+                )
+            else:
+                hint = f"县（区）{code} 未创建，账号也未创建：请改正后重新运行本命令。"
+            raise _refused(exc, hint=hint) from None
     typer.echo(f"已创建县（区）：{name}（{code}）")
     _print_code(issued)
 
@@ -203,7 +246,7 @@ def create_supervisor(
     from domain.organisation import Role
 
     settings = _settings()
-    with open_database(settings, create_schema=True) as database:
+    with open_database(settings) as database:
         try:
             issued = counties.create_supervisor(
                 database.sessions,

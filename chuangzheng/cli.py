@@ -9,7 +9,11 @@ Adding commands from another module: write a ``typer.Typer()`` there (e.g.
 ``app.add_typer(db_app, name="db")``; or decorate plain functions with ``@app.command()``
 after importing ``app`` from here. Keep module-level imports light either way.
 
-Exit codes: 0 success, 2 bad input (plan, calendar, roster, options), 1 anything else.
+Exit codes: 0 success, 2 bad input (plan, calendar, roster, options) and a refused
+configuration or schema at start, 1 anything else (Temporal unreachable at start included).
+A refusal at start (``chuangzheng.bootstrap.StartupRefused``: the ``CZ_*`` settings, a
+database not at the migrations' head, Temporal) is printed as its reason, never as a
+traceback (:class:`_Commands`).
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import sys
 from collections import Counter
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from domain.errors import FieldError
@@ -32,7 +37,28 @@ if TYPE_CHECKING:
 #: Exit code for bad input, the same that click uses for usage errors.
 EXIT_BAD_INPUT = 2
 
+
+class _Commands(TyperGroup):
+    """Every command, with a refusal at start shown as its reason: settings validation
+    errors (one line per variable), a database not at the migrations' head, Temporal
+    unreachable (``chuangzheng.bootstrap.as_refusal``), then the refusal's exit code."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own click Context (typer._click)
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from chuangzheng.bootstrap import as_refusal, report_refusal
+
+            refusal = as_refusal(exc)
+            if refusal is None:
+                raise
+            report_refusal(refusal)
+            _hard_exit(refusal.exit_code)
+            raise typer.Exit(code=refusal.exit_code) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="chuangzheng",
     help=(
         "创先争优活动：校验计划、检查名册、模拟整轮、工作进程；"
@@ -340,6 +366,41 @@ def api() -> None:
     _hard_exit(code)
     if code:
         raise typer.Exit(code=code)
+
+
+# ----- migrate -------------------------------------------------------------------------------
+@app.command("migrate")
+def migrate(
+    check: Annotated[
+        bool, typer.Option("--check", help="只检查数据库结构是否为本版本所需，不迁移")
+    ] = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait", min=0, help="与 --check 同用：最多等待这么多秒，直到迁移完成（初始化容器）"
+        ),
+    ] = 0.0,
+) -> None:
+    """把数据库迁移到本版本的结构（alembic upgrade head）；API 和工作进程启动前须先运行。"""
+    from chuangzheng.bootstrap import (
+        SchemaNotCurrent,
+        load_settings,
+        migrate_database,
+        wait_for_schema,
+    )
+
+    settings = load_settings()
+    if check:
+        state = wait_for_schema(settings, timeout=wait, interval=2.0)
+        typer.echo(f"数据库结构已是本版本所需的 {state.describe()} (schema at head)")
+        return
+    before, after = migrate_database(settings)
+    if not after.at_head:  # pragma: no cover - alembic raises first
+        raise SchemaNotCurrent(after)
+    if before.at_head:
+        typer.echo(f"数据库结构已是最新：{after.describe()} (schema already at head)")
+    else:
+        typer.echo(f"数据库结构：{before.describe()} → {after.describe()} (migrated)")
 
 
 # ----- administration through the API (scoped, audited, idempotent like the UI) -------------

@@ -437,9 +437,14 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     return sorted(name for name in environ if name.startswith("CZ_") and name not in known)
 
 
+class UnknownVariablesError(ValueError):
+    """Production refuses to start on a ``CZ_*`` variable no setting reads (the entry points
+    print it as a configuration refusal, ``chuangzheng.bootstrap.as_refusal``)."""
+
+
 def check_environment(settings: Settings, environ: Mapping[str, str]) -> None:
-    """Report unknown ``CZ_*`` variables: refuse to start in production (ValueError), warn
-    (``UnknownVariableWarning``) otherwise."""
+    """Report unknown ``CZ_*`` variables: refuse to start in production
+    (:class:`UnknownVariablesError`), warn (``UnknownVariableWarning``) otherwise."""
     unknown = unknown_variables(environ)
     if not unknown:
         return
@@ -448,7 +453,7 @@ def check_environment(settings: Settings, environ: Mapping[str, str]) -> None:
         "(misspelt? see README, Settings)"
     )
     if settings.environment == "production":
-        raise ValueError(message)
+        raise UnknownVariablesError(message)
     warnings.warn(message, UnknownVariableWarning, stacklevel=3)
 
 

@@ -2,7 +2,9 @@
 offline as far as this machine allows (no container engine, no cluster).
 
 What could go wrong, and is checked here: a compose service started before what it needs
-(no healthcheck, or no ``service_healthy``/``service_completed_successfully`` ordering), a
+(no healthcheck, or no ``service_healthy``/``service_completed_successfully`` ordering), an
+API or worker pod started before the migrations' Job has brought the database to the image's
+head (the ``wait-for-migrations`` init container, run here against a real database), a
 secret with a default or a committed value, an unpinned image, a manifest Kubernetes would
 reject (the API schemas, via ``kubernetes-validate``), a probe on a path or port the process
 does not serve, a ``CZ_*`` variable no setting reads (production refuses to start on one),
@@ -118,6 +120,12 @@ def test_start_order_waits_for_health_and_for_one_shot_jobs(compose: dict[str, A
         assert {"migrate", "temporal-setup", "temporal", "temporal-schema", "postgresql"} <= (
             before(process)
         )
+        # Directly after the migrations, which must have succeeded: the processes refuse to
+        # start on a database not at the migrations' head (chuangzheng.bootstrap).
+        assert every[process]["depends_on"]["migrate"] == {
+            "condition": "service_completed_successfully"
+        }
+    assert one_shot(every["migrate"])
     assert before("temporal") == {"temporal-schema", "postgresql"}
     assert "temporal" in before("temporal-ui")
 
@@ -320,7 +328,7 @@ def test_the_commands_the_files_run_exist() -> None:
     from chuangzheng.cli import app
 
     commands = {command.name for command in app.registered_commands}
-    assert {"api", "worker"} <= commands
+    assert {"api", "worker", "migrate"} <= commands
     assert (ROOT / "alembic.ini").is_file() and (ROOT / "migrations/env.py").is_file()
 
 
@@ -387,7 +395,7 @@ def test_pods_are_non_root_read_only_bounded_and_probed(
     for name, pod in pods(resources):
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         assert pod["securityContext"]["runAsUser"] >= 1000, name
-        for container in pod["containers"]:
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
             assert container["image"] == "chuangzheng", name
             assert container["securityContext"]["readOnlyRootFilesystem"] is True, name
             assert container["securityContext"]["allowPrivilegeEscalation"] is False, name
@@ -408,6 +416,72 @@ def test_pods_are_non_root_read_only_bounded_and_probed(
     assert api["ports"] == [{"name": "http", "containerPort": 8000}]
 
 
+#: The init container of the API and worker pods: wait for the migrations' Job.
+WAIT_FOR_MIGRATIONS = "wait-for-migrations"
+
+
+def test_the_deployments_start_only_after_the_migrations(
+    resources: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    """Each Deployment's pods wait in an init container until the database is at the head of
+    the image's migrations (run by the chuangzheng-migrate Job, the only one that migrates);
+    the init container reads alembic_version only, with the pod's own settings."""
+    job = resources[("Job", "chuangzheng-migrate")]["spec"]["template"]["spec"]
+    (migrate,) = job["containers"]
+    assert migrate["command"] == ["alembic", "upgrade", "head"]
+    for name in ("chuangzheng-api", "chuangzheng-worker"):
+        pod = resources[("Deployment", name)]["spec"]["template"]["spec"]
+        (wait,) = pod["initContainers"]
+        (main,) = pod["containers"]
+        assert wait["name"] == WAIT_FOR_MIGRATIONS, name
+        assert wait["image"] == main["image"] == "chuangzheng", name
+        assert "command" not in wait, name  # the image's entrypoint: chuangzheng
+        args = wait["args"]
+        assert args[:3] == ["migrate", "--check", "--wait"], name
+        assert float(args[3]) >= 60, name
+        assert wait["envFrom"] == main["envFrom"], name
+        volumes = {v["name"] for v in pod["volumes"]}
+        assert {m["name"] for m in wait.get("volumeMounts", [])} <= volumes, name
+
+
+def test_the_wait_for_migrations_command_waits_for_the_jobs_migration(
+    resources: dict[tuple[str, str], dict[str, Any]], tmp_path: Path
+) -> None:
+    """The init container's own command, with the worker's ConfigMap and Secret keys as its
+    environment (a SQLite file for the database): refused with one line on an empty database,
+    then, once the Job's command has migrated it, it passes."""
+    environ = k8s_environment(resources, "chuangzheng-worker")
+    environ |= {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'read-model.db'}",
+        "CZ_DATA_DIR": str(tmp_path / "data"),
+    }
+    pod = resources[("Deployment", "chuangzheng-worker")]["spec"]["template"]["spec"]
+    (wait,) = pod["initContainers"]
+    args = [*wait["args"][:3], "1"]  # not the manifest's 10 minutes
+    chuangzheng = str(Path(sys.executable).parent / "chuangzheng")
+    refused = subprocess.run(
+        [chuangzheng, *args], env=environ, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert "chuangzheng migrate" in refused.stderr and "数据库尚未迁移" in refused.stderr
+    job = resources[("Job", "chuangzheng-migrate")]["spec"]["template"]["spec"]
+    (migrate,) = job["containers"]
+    command = [str(Path(sys.executable).parent / migrate["command"][0]), *migrate["command"][1:]]
+    # The image's working directory holds alembic.ini, as the checkout does.
+    done = subprocess.run(
+        command, env=environ, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    passed = subprocess.run(
+        [chuangzheng, *args], env=environ, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert passed.returncode == 0, passed.stderr
+    assert "schema at head" in passed.stdout
+
+
 def test_the_probed_paths_are_routes_of_the_app() -> None:
     from fastapi.routing import APIRoute
 
@@ -416,11 +490,11 @@ def test_the_probed_paths_are_routes_of_the_app() -> None:
     app = create_app(Settings(environment="test", secret_key="t" * 40))
     gets: set[str] = set()
     for route in app.routes:  # included routers may stay branches (tests/api/test_openapi.py)
-        if isinstance(route, APIRoute) and "GET" in route.methods:
+        if isinstance(route, APIRoute) and "GET" in (route.methods or set()):
             gets.add(route.path)
         for context in getattr(route, "effective_route_contexts", lambda: [])():
             original = context.original_route
-            if isinstance(original, APIRoute) and "GET" in original.methods:
+            if isinstance(original, APIRoute) and "GET" in (original.methods or set()):
                 gets.add(context.path)
     assert {"/healthz", "/readyz"} <= gets
     text = DOCKERFILE.read_text("utf-8")
@@ -649,6 +723,19 @@ async def test_api_and_worker_start_as_compose_runs_them_and_pass_their_healthch
         environ["HEALTHCHECK_URL"] = environ["HEALTHCHECK_URL"].replace(":9464/", f":{port}/")
     check = service["healthcheck"]["test"]
     assert check[:2] == ["CMD", "python"]
+    # What compose runs first (depends_on: migrate completed): the migrate service's own
+    # command, with its environment, in the image's working directory (alembic.ini). The
+    # processes never create the schema themselves.
+    migrate = services(compose)["migrate"]
+    migrated = subprocess.run(
+        [str(Path(sys.executable).parent / migrate["entrypoint"][0]), *migrate["entrypoint"][1:]],
+        env=app_environment(migrate) | {k: environ[k] for k in ("PATH", "HOME", "DATABASE_URL")},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "chuangzheng"), *service["command"]],
         env=environ,

@@ -6,7 +6,10 @@ rounds carry its code, and everything keyed by a round or an organisation belong
 round's or organisation's county. The embedded default county
 (``domain.organisation.DEFAULT_COUNTY``) needs no set-up; every other county is created by
 the deployment's operator (``chuangzheng accounts create-county``) with its first county
-office account, which then imports the county's roster and runs its rounds.
+office account, in one transaction (both or neither), which then imports the county's
+roster and runs its rounds. Its code is the county's 6-digit 行政区划代码
+(:func:`check_division_code`). Further county office accounts of an existing county:
+``chuangzheng accounts create-county-office --county`` (:func:`create_county_office`).
 
 A city or province office's account names the counties it supervises
 (``account_counties``); it reads them side by side here and drills down into their
@@ -15,12 +18,14 @@ read-only pages, and acts inside none (``api.tenancy``).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,7 +35,7 @@ from activities.tables.access import AccountCountyRow
 from activities.tables.base import NAME
 from activities.tables.roster import CountyRow
 from chuangzheng.services import accounts
-from chuangzheng.services.code_mail import CodeMailer
+from chuangzheng.services.code_mail import CodeMailer, IssueReason, MailOutcome
 from chuangzheng.services.errors import Conflict, InvalidInput, Refused
 from domain.accounts import AccountSource, check_username
 from domain.lights import Light
@@ -43,9 +48,21 @@ from domain.organisation import (
 from domain.phases import Phase
 from domain.text import free_text_problem
 
-#: A county's code: what its rows carry and its accounts' usernames start with, so letters,
-#: digits, ``_`` and ``-`` only (the 6-digit 行政区划代码 fits).
+#: A county's code as the read model stores it: what its rows carry and its accounts'
+#: usernames start with, so letters, digits, ``_`` and ``-`` only. The operator's path
+#: (:func:`create_county_with_office`) takes 行政区划代码 only (:data:`DIVISION_CODE`).
 CODE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+
+#: A county-level division's code (县级行政区划代码, GB/T 2260): 6 digits, the first two a
+#: province's, the last two not ``00`` (``xx0000`` is a province, ``xxxx00`` a city).
+DIVISION_CODE = re.compile(r"[0-9]{6}")
+
+#: The provinces' two-digit codes (GB/T 2260): the first two digits of every division code.
+PROVINCE_CODES = frozenset(
+    {"11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
+     "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64",
+     "65", "71", "81", "82"}
+)  # fmt: skip
 
 #: A running round's status (``activities.round_contracts.RoundStatus.RUNNING``).
 _RUNNING = "running"
@@ -97,6 +114,19 @@ def check_county(code: str, name: str) -> None:
         raise _invalid("name", wrong)
 
 
+def check_division_code(code: str) -> None:
+    """:class:`InvalidInput` on ``code`` unless it is a county-level division's 6-digit code
+    (行政区划代码, e.g. 360781 瑞金市): what a county created by the operator is named by."""
+    if not DIVISION_CODE.fullmatch(code):
+        raise _invalid("code", "县（区）代码应为 6 位数字的县级行政区划代码，如 360781（瑞金市）")
+    if code[:2] not in PROVINCE_CODES:
+        raise _invalid("code", f"县（区）代码的前两位 {code[:2]} 不是省级行政区划代码")
+    if code.endswith("00"):
+        raise _invalid(
+            "code", "县（区）代码不能以 00 结尾（那是市、省的代码），应为县级行政区划代码"
+        )
+
+
 def list_counties(session: Session, codes: Collection[str] | None = None) -> list[County]:
     """The counties (of ``codes``; None: every one) by code; the default county is always
     there, with or without its row (a database created before migration 0009's row)."""
@@ -127,6 +157,51 @@ def create_county(session: Session, *, code: str, name: str, now: datetime) -> C
     return County(code, name.strip())
 
 
+@contextlib.contextmanager
+def _one_transaction(sessions: sessionmaker[Session]) -> Iterator[sessionmaker[Session]]:
+    """A session factory whose sessions all take part in one transaction, committed when the
+    block ends and rolled back if it raises: a service that opens its own transactions
+    (:func:`accounts.create_account`) then writes nothing unless everything else is written
+    too. (``rollback_only``: a session's commit leaves the transaction to this block, its
+    rollback rolls the whole of it back.)"""
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, Engine):
+        raise TypeError("the session factory must be bound to an engine")
+    with bind.connect() as connection, connection.begin():
+        yield sessionmaker(
+            bind=connection, expire_on_commit=False, join_transaction_mode="rollback_only"
+        )
+
+
+def _county_exists(session: Session, code: str) -> bool:
+    return bool(list_counties(session, [code]))
+
+
+def _mail_after_commit(
+    sessions: sessionmaker[Session],
+    admin: accounts.Admin,
+    issued: accounts.IssuedCode,
+    now: datetime,
+    mailer: CodeMailer | None,
+) -> accounts.IssuedCode:
+    """Mail a committed account's first code to the person's own address, as
+    :func:`accounts.create_account` does after its transaction (audited the same way)."""
+    if mailer is None:
+        return issued
+    username = issued.account.username
+    with sessions() as session:
+        row = session.get(UserRow, username)
+        pending = (
+            accounts.pending_mail(
+                session, mailer, row, issued.code, issued.expires_at, IssueReason.CREATED
+            )
+            if row is not None
+            else None
+        )
+    outcomes = accounts.send_codes(sessions, admin, mailer, [pending] if pending else [], now)
+    return dataclasses.replace(issued, mail=outcomes.get(username, MailOutcome.NONE))
+
+
 def create_county_with_office(
     sessions: sessionmaker[Session],
     operator: str,
@@ -138,21 +213,68 @@ def create_county_with_office(
     now: datetime,
     mailer: CodeMailer | None = None,
 ) -> accounts.IssuedCode:
-    """Create county ``code`` and its first county office account (no password; the
-    one-time code returned, as ``create-county-office`` prints it). The county is created
-    first: an account refused afterwards (a taken username) leaves the county, and the
-    command can be run again for the account alone with ``create-county-office --county``."""
-    with sessions.begin() as session:
-        create_county(session, code=code, name=name, now=now)
-    return accounts.create_account(
-        sessions,
-        accounts.Admin(user=operator, role=Role.COUNTY_OFFICE, county=code),
-        username=username,
-        display_name=display_name,
-        role=Role.COUNTY_OFFICE,
-        now=now,
-        mailer=mailer,
-    )
+    """Create county ``code`` (a 6-digit 行政区划代码, :func:`check_division_code`) and its
+    first county office account (no password; the one-time code returned, as
+    ``create-county-office`` prints it), in one transaction: a refused account (a taken
+    username, a bad display name) leaves no county behind, and a taken code creates no
+    account. The code is mailed only once both are committed."""
+    check_division_code(code)
+    check_county(code, name)
+    admin = accounts.Admin(user=operator, role=Role.COUNTY_OFFICE, county=code)
+    try:
+        with _one_transaction(sessions) as joined:
+            with joined.begin() as session:
+                create_county(session, code=code, name=name, now=now)
+            issued = accounts.create_account(
+                joined,
+                admin,
+                username=username,
+                display_name=display_name,
+                role=Role.COUNTY_OFFICE,
+                now=now,
+                mailer=None,
+            )
+    except IntegrityError:
+        # The same code created at the same moment by another operator.
+        raise Conflict(
+            "county_exists", "县（区）代码已存在", [{"field": "code", "reason": "已被使用"}]
+        ) from None
+    return _mail_after_commit(sessions, admin, issued, now, mailer)
+
+
+def create_county_office(
+    sessions: sessionmaker[Session],
+    operator: str,
+    *,
+    county: str,
+    username: str,
+    display_name: str,
+    now: datetime,
+    mailer: CodeMailer | None = None,
+) -> accounts.IssuedCode:
+    """A county office account (no password) of an existing county (the embedded default
+    county, or one created by :func:`create_county_with_office`) and its one-time code;
+    an unknown county is :class:`InvalidInput` on ``county`` (``unknown_county``) and
+    creates nothing. Checked and created in one transaction."""
+    admin = accounts.Admin(user=operator, role=Role.COUNTY_OFFICE, county=county)
+    with _one_transaction(sessions) as joined:
+        with joined.begin() as session:
+            if not _county_exists(session, county):
+                raise InvalidInput(
+                    "unknown_county",
+                    "没有该县（区）",
+                    [{"field": "county", "reason": f"没有代码为 {county} 的县（区）"}],
+                )
+        issued = accounts.create_account(
+            joined,
+            admin,
+            username=username,
+            display_name=display_name,
+            role=Role.COUNTY_OFFICE,
+            now=now,
+            mailer=None,
+        )
+    return _mail_after_commit(sessions, admin, issued, now, mailer)
 
 
 def create_supervisor(
@@ -305,11 +427,14 @@ def counties_view(session: Session, codes: Collection[str]) -> list[CountyView]:
 
 __all__ = [
     "CODE_PATTERN",
+    "DIVISION_CODE",
     "County",
     "CountyView",
     "check_county",
+    "check_division_code",
     "counties_view",
     "create_county",
+    "create_county_office",
     "create_county_with_office",
     "create_supervisor",
     "list_counties",
