@@ -44,11 +44,16 @@ from activities.tables import (
     UserRow,
 )
 from activities.tables.access import SignInThrottleRow
-from chuangzheng.bootstrap import connect_temporal, open_database
+from chuangzheng.bootstrap import (
+    SchemaNotCurrent,
+    connect_temporal,
+    migrate_database,
+    open_database,
+    report_refusal,
+)
 from chuangzheng.demo_members import demo_members
 from chuangzheng.demo_users import DEMO_PASSWORD, seed_demo_users
 from chuangzheng.logging import configure_logging
-from chuangzheng.migrate import upgrade
 from chuangzheng.services import rounds
 from chuangzheng.services.county_figures import county_figures
 from chuangzheng.services.roster import import_roster_in
@@ -412,11 +417,16 @@ def main() -> None:
     ports_free(settings)
     print(f"创争 chuangzheng 正在启动… (日志: {log_dir(settings)})", flush=True)
     try:
-        upgrade(settings.database_url)
+        # The bootstrap's migration: a database built without the migrations (by an older
+        # release's processes) is refused with what to do, not alembic's DuplicateTable.
+        migrate_database(settings)
         with open_database(settings) as database:
             load_demo_county(database.sessions, settings)
     except KeyboardInterrupt:  # Ctrl-C before any process was started
         raise SystemExit(130) from None
+    except SchemaNotCurrent as refused:
+        report_refusal(refused)
+        raise SystemExit(refused.exit_code) from None
     code = asyncio.run(supervise(settings))
     sys.stdout.flush()
     sys.stderr.flush()
