@@ -13,6 +13,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from api.ui.org_view import PAGE_QUERY_TIMEOUT
+from chuangzheng.services.workflow_calls import QUERY_RPC_TIMEOUT
 from tests.api.conftest import PASSWORD, Stack, start_demo_round
 from workflows.ids import organisation_workflow_id
 
@@ -52,8 +53,12 @@ async def test_the_page_answers_within_its_budget_when_the_workflow_does_not(
             assert "流程状态暂不可用" in page.text
             # The read model's part is still there: the organisation (its roster name).
             assert "城关镇东关村党支部" in page.text
-            # Within the page's budget (plus the page's own work), not the query's 10 s.
-            assert took < PAGE_QUERY_TIMEOUT.total_seconds() + 4, took
+            # Not the query's own 10 s: the page gave up after its budget (3 s). The page's
+            # other work (the read model, while the worker writes other rounds' timers on
+            # SQLite) took up to 6.4 s more in a loaded CI run, so the bound is the query's
+            # timeout, the difference this test is about.
+            assert PAGE_QUERY_TIMEOUT < QUERY_RPC_TIMEOUT
+            assert took < QUERY_RPC_TIMEOUT.total_seconds(), took
 
             # Another organisation of the same round still shows its steps.
             other = await browser.get(f"/ui/orgs/org-b?round={rid}")
