@@ -231,16 +231,19 @@ def test_what_if_without_the_database_creates_none(tmp_path: Path) -> None:
         assert connection.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
 
 
-def test_what_if_with_the_default_settings_creates_no_database(tmp_path: Path) -> None:
-    """The operator's case: no settings at all (the default data directory, the checkout's
-    ``.data``): no ``chuangzheng.db`` is created there."""
-    default = ROOT / ".data" / "chuangzheng.db"
-    if default.exists():
-        pytest.skip("this checkout has a database in its default place")
-    done = run(tmp_path, "what-if", "R", "--extend", "mobilisation", "--by", "1", "--minutes")
+def test_what_if_with_the_default_database_creates_none(tmp_path: Path) -> None:
+    """The operator's case: no database setting, so the default file under the data
+    directory (a fresh one here: the checkout's own ``.data`` may hold a database) is
+    looked for, and neither it nor its directory is created."""
+    data_dir = tmp_path / "data"
+    done = run(
+        tmp_path,
+        *("what-if", "R", "--extend", "mobilisation", "--by", "1", "--minutes"),
+        env={"CZ_DATA_DIR": str(data_dir)},
+    )
     assert done.returncode == 2
     assert "找不到数据库文件" in one_line(done)
-    assert not default.exists()
+    assert not (data_dir / "chuangzheng.db").exists()
 
 
 # ----- 2. the API address and account come from the settings ----------------------------------
